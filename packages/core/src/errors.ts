@@ -1,0 +1,54 @@
+/**
+ * The error catalogue of packages/core. Every error Strata raises on purpose is a
+ * StrataError with a stable `code` (STRATA_ERR_<AREA>_<WHAT>) and the HTTP status the
+ * HTTP layer renders it with. Adapters translate foreign errors into these at the boundary.
+ */
+export const ERROR_CATALOGUE = {
+  STRATA_ERR_CODEC_MALFORMED: { status: 400, message: 'malformed encoded event' },
+  STRATA_ERR_CODEC_UNKNOWN_TYPE: { status: 400, message: 'unknown event type' },
+  STRATA_ERR_CODEC_TOO_LARGE: { status: 413, message: 'encoded event exceeds the size limit' },
+  STRATA_ERR_EVENT_INVALID: { status: 400, message: 'invalid event' },
+  STRATA_ERR_EVENT_WRONG_STREAM: { status: 400, message: 'event does not belong to this stream' },
+  STRATA_ERR_STORE_CONCURRENCY_CONFLICT: { status: 409, message: 'stream revision conflict' },
+  STRATA_ERR_STORE_DUPLICATE_EVENT: { status: 409, message: 'event id already stored with other content' },
+  STRATA_ERR_STORE_CLOSED: { status: 503, message: 'store is closed' },
+  STRATA_ERR_STORE_UNAVAILABLE: { status: 503, message: 'store unavailable' },
+  STRATA_ERR_BLOB_NOT_FOUND: { status: 404, message: 'blob not found' },
+  STRATA_ERR_BLOB_CHECKSUM_MISMATCH: { status: 409, message: 'checksum mismatch' },
+  STRATA_ERR_BLOB_INCOMPLETE: { status: 400, message: 'upload ended before its declared length' },
+  STRATA_ERR_BLOB_TOO_LARGE: { status: 413, message: 'upload exceeds the size limit' },
+  STRATA_ERR_HLC_CLOCK_AHEAD: { status: 409, message: 'remote clock runs too far ahead' },
+  STRATA_ERR_PATH_INVALID: { status: 400, message: 'invalid path' },
+  STRATA_ERR_PATTERN_INVALID: { status: 400, message: 'invalid include/exclude pattern' },
+  STRATA_ERR_REPO_KEY_INVALID: { status: 400, message: 'invalid repository key' },
+  STRATA_ERR_REPO_CONFIG_INVALID: { status: 400, message: 'invalid repository configuration' },
+  STRATA_ERR_REPO_NOT_FOUND: { status: 404, message: 'repository not found' },
+  STRATA_ERR_REPO_EXISTS: { status: 400, message: 'repository already exists' },
+  STRATA_ERR_INVARIANT: { status: 500, message: 'internal invariant broken' },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CATALOGUE;
+
+export class StrataError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly details: Readonly<Record<string, unknown>> | undefined;
+
+  constructor(code: ErrorCode, message?: string, details?: Record<string, unknown>, options?: { cause?: unknown }) {
+    const entry = ERROR_CATALOGUE[code];
+    super(message ?? entry.message, options);
+    this.name = 'StrataError';
+    this.code = code;
+    this.status = entry.status;
+    this.details = details;
+  }
+}
+
+export function isStrataError(error: unknown, code?: ErrorCode): error is StrataError {
+  return error instanceof StrataError && (code === undefined || error.code === code);
+}
+
+/** A broken invariant throws; it is never logged and ignored. */
+export function invariant(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new StrataError('STRATA_ERR_INVARIANT', message);
+}

@@ -1,0 +1,4 @@
+export * from './errors.ts';
+export * from './ports.ts';
+export * from './events.ts';
+export * from './stamp.ts';

@@ -1,0 +1,57 @@
+import type { Readable } from 'node:stream';
+import type { Checksums } from '@strata/core';
+
+export interface BlobInfo extends Checksums {
+  readonly size: number;
+}
+
+export interface PutBlobOptions {
+  /** Checksums the client declared; any mismatch → STRATA_ERR_BLOB_CHECKSUM_MISMATCH, nothing kept. */
+  readonly expected?: Partial<Checksums>;
+  /** Declared length (Content-Length); a shorter body → STRATA_ERR_BLOB_INCOMPLETE, nothing kept. */
+  readonly expectedSize?: number;
+  /** Default: no limit. A longer body → STRATA_ERR_BLOB_TOO_LARGE, nothing kept. */
+  readonly sizeBytesMax?: number;
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * A blob that has been stored and is protected from GC until released. The caller appends
+ * the event that references it, then releases the lease.
+ */
+export interface BlobLease extends BlobInfo {
+  release(): void;
+}
+
+export interface ByteRange {
+  /** Inclusive first byte. */
+  readonly start: number;
+  /** Inclusive last byte. */
+  readonly end: number;
+}
+
+/** Content-addressed binary storage, keyed by sha256 (DESIGN §6). */
+export interface BlobStore {
+  /**
+   * Streams `source` into a temp file while hashing sha256/sha1/md5 in one pass, checks
+   * the expectations, fsyncs, and renames it into place. Never buffers the whole body.
+   */
+  put(source: Readable | AsyncIterable<Uint8Array>, options?: PutBlobOptions): Promise<BlobLease>;
+  /** Stat of a stored blob, or undefined. */
+  stat(sha256: string, options?: { signal?: AbortSignal }): Promise<{ size: number } | undefined>;
+  /** Leases an existing blob (checksum deploy) so GC cannot remove it before the event lands. */
+  lease(sha256: string): Promise<BlobLease | undefined>;
+  /** A stream of the blob's bytes (or a range). Throws STRATA_ERR_BLOB_NOT_FOUND if absent. */
+  createReadStream(sha256: string, range?: ByteRange): Promise<Readable>;
+  /** The whole blob in memory (for small blobs and caches). */
+  read(sha256: string, options?: { signal?: AbortSignal }): Promise<Buffer>;
+  /**
+   * Removes blobs that `isReferenced` says are unreferenced, except leased ones and those
+   * younger than `gracePeriodMs`. Returns what it removed.
+   */
+  collectGarbage(options: {
+    isReferenced(sha256: string): Promise<boolean>;
+    gracePeriodMs?: number;
+    signal?: AbortSignal;
+  }): Promise<{ removed: readonly string[] }>;
+}

@@ -1,0 +1,93 @@
+import type { NewEvent, RecordedEvent } from '@strata/core';
+
+/**
+ * What the caller expects the stream's current revision to be (optimistic concurrency):
+ * a number (the revision of the last event, 0-based), `any` (no check), `no_stream`
+ * (the stream must not exist yet) or `exists` (it must have at least one event).
+ */
+export type ExpectedRevision = number | 'any' | 'no_stream' | 'exists';
+
+/**
+ * A position in this site's global order. On PostgreSQL it is the pair (transaction id,
+ * position) so that a reader never skips a row committed late by a concurrent writer
+ * (DESIGN §3); other backends leave `transactionId` at 0n.
+ */
+export interface Checkpoint {
+  readonly transactionId: bigint;
+  readonly position: bigint;
+}
+export const START_CHECKPOINT: Checkpoint = Object.freeze({ transactionId: 0n, position: -1n });
+
+export interface AppendOptions {
+  readonly expectedRevision?: ExpectedRevision;
+  readonly signal?: AbortSignal;
+}
+
+export interface AppendResult {
+  /** Revision of the stream's last event after the append (-1 if the stream is empty). */
+  readonly nextRevision: number;
+  /** The events as stored, in order; events skipped as duplicates are returned as stored before. */
+  readonly events: readonly RecordedEvent[];
+  /** How many of the given events were new (the rest were already stored: idempotent). */
+  readonly appendedCount: number;
+}
+
+export interface ReadStreamOptions {
+  /** First revision to return (inclusive); default 0. */
+  readonly fromRevision?: number;
+  /** Default and cap: `readBatchEventsMax`. */
+  readonly maxCount?: number;
+  readonly signal?: AbortSignal;
+}
+
+export interface ReadAllOptions {
+  /** Return events strictly after this checkpoint; default START_CHECKPOINT. */
+  readonly after?: Checkpoint;
+  readonly maxCount?: number;
+  readonly signal?: AbortSignal;
+}
+
+export interface ReadAllResult {
+  readonly events: readonly RecordedEvent[];
+  /** Checkpoint to pass as `after` to continue; equal to the input when nothing was read. */
+  readonly checkpoint: Checkpoint;
+}
+
+export interface SubscribeOptions {
+  readonly after?: Checkpoint;
+  readonly signal?: AbortSignal;
+  /** Poll interval when caught up (SQL backends); default 50 ms. */
+  readonly pollIntervalMs?: number;
+}
+
+/** A catch-up subscription: every event after the checkpoint, then live events, in global order. */
+export interface Subscription extends AsyncIterable<{ event: RecordedEvent; checkpoint: Checkpoint }> {
+  close(): Promise<void>;
+}
+
+export const readBatchEventsMax = 10_000;
+
+/**
+ * The one event-store interface every backend implements (memory, PostgreSQL, PGlite, and
+ * later EventStoreDB) and the conformance suite in test/ checks.
+ */
+export interface EventStore {
+  /**
+   * Appends events to one stream atomically (all or none). Events whose id is already stored
+   * in this stream are skipped (idempotent redelivery); an id stored in another stream, or a
+   * stream name an event does not fit, is refused. When every event is a duplicate the call
+   * succeeds without checking `expectedRevision`. Inline projections run inside the same
+   * transaction, so a resolved append is visible to every read that follows.
+   * Throws StrataError STRATA_ERR_STORE_CONCURRENCY_CONFLICT when the expectation fails.
+   */
+  append(stream: string, events: readonly NewEvent[], options?: AppendOptions): Promise<AppendResult>;
+  /** Events of one stream in revision order. */
+  readStream(stream: string, options?: ReadStreamOptions): Promise<readonly RecordedEvent[]>;
+  /** Revision of the stream's last event, or undefined if the stream has none. */
+  streamRevision(stream: string, options?: { signal?: AbortSignal }): Promise<number | undefined>;
+  /** Events of every stream in this site's global order, never skipping one committed late. */
+  readAll(options?: ReadAllOptions): Promise<ReadAllResult>;
+  /** Catch-up subscription from a checkpoint. */
+  subscribe(options?: SubscribeOptions): Subscription;
+  close(): Promise<void>;
+}

@@ -24,6 +24,17 @@ export const ERROR_CATALOGUE = {
   STRATA_ERR_REPO_CONFIG_INVALID: { status: 400, message: 'invalid repository configuration' },
   STRATA_ERR_REPO_NOT_FOUND: { status: 404, message: 'repository not found' },
   STRATA_ERR_REPO_EXISTS: { status: 400, message: 'repository already exists' },
+  STRATA_ERR_AUTH_UNAUTHENTICATED: { status: 401, message: 'authentication required' },
+  STRATA_ERR_AUTH_FORBIDDEN: { status: 403, message: 'permission denied' },
+  STRATA_ERR_AUTH_INVALID_CREDENTIALS: { status: 401, message: 'bad credentials' },
+  STRATA_ERR_SECURITY_INVALID: { status: 400, message: 'invalid security entity' },
+  STRATA_ERR_SECURITY_NOT_FOUND: { status: 404, message: 'security entity not found' },
+  STRATA_ERR_HTTP_BAD_REQUEST: { status: 400, message: 'bad request' },
+  STRATA_ERR_HTTP_NOT_FOUND: { status: 404, message: 'not found' },
+  STRATA_ERR_HTTP_METHOD_NOT_ALLOWED: { status: 405, message: 'method not allowed' },
+  STRATA_ERR_HTTP_CONFLICT: { status: 409, message: 'conflict' },
+  STRATA_ERR_PATTERN_FORBIDDEN: { status: 403, message: 'path refused by the repository include/exclude patterns' },
+  STRATA_ERR_ARTIFACT_NOT_FOUND: { status: 404, message: 'artifact not found' },
   STRATA_ERR_INVARIANT: { status: 500, message: 'internal invariant broken' },
 } as const satisfies Record<string, { status: number; message: string }>;
 

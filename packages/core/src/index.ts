@@ -8,3 +8,5 @@ export * from './ant-pattern.ts';
 export * from './event-validation.ts';
 export * from './event-codec.ts';
 export * from './hybrid-logical-clock.ts';
+export * from './artifact-tree-model.ts';
+export * from './repository-config-model.ts';

@@ -1,0 +1,78 @@
+import Fastify from 'fastify';
+import type { FastifyInstance } from 'fastify';
+import { ArtifactService } from './artifacts/artifact-service.ts';
+import { artifactsRoutes } from './artifacts/artifacts-routes.ts';
+import { BlobCache, MetadataCache } from './artifacts/hot-caches.ts';
+import { installErrorRendering } from './http-errors.ts';
+import { DEFAULT_LIMITS } from './ports.ts';
+import type { AppDeps, ServerLimits } from './ports.ts';
+import { repositoriesRoutes } from './repositories/repositories-routes.ts';
+import { RepositoryService } from './repositories/repository-service.ts';
+import { repositoryStreamFold } from './repositories/repository-stream.ts';
+import { StreamWriter } from './stream-writer.ts';
+import { systemRoutes } from './system/system-routes.ts';
+
+export const ARTIFACTORY_PREFIX = '/artifactory';
+export const STRATA_VERSION = '0.1.0';
+
+/**
+ * Builds the HTTP application from injected ports. Nothing here opens a store or a socket:
+ * `strata serve` wires production ports, tests wire in-memory ones.
+ */
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const limits: ServerLimits = { ...DEFAULT_LIMITS, ...deps.limits };
+  const app = Fastify({
+    logger: deps.logger ?? false,
+    genReqId: () => deps.newId(),
+    requestIdHeader: 'x-request-id',
+    // Artifact paths are long; matrix parameters (`;k=v`) stay in the path.
+    // (fastify 5 no longer treats ';' as a query delimiter by default.)
+    routerOptions: { maxParamLength: 8_192 },
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    bodyLimit: 4 * 1024 * 1024,
+  });
+  installErrorRendering(app);
+  await deps.registerAuth(app);
+
+  const now = () => deps.clock.now();
+  const repositoryStreams = new StreamWriter(deps.eventStore, repositoryStreamFold, {
+    siteId: deps.siteId,
+    hlc: deps.hlc,
+    newId: deps.newId,
+    appendRetriesMax: limits.appendRetriesMax,
+  });
+  const metadataCache = new MetadataCache(deps.repositories, deps.artifacts, {
+    entriesMax: limits.metadataCacheEntriesMax,
+    ttlMs: limits.metadataCacheTtlMs,
+    now,
+  });
+  const blobCache = new BlobCache(deps.blobStore, limits.blobCacheEntryBytesMax, limits.blobCacheBytesMax);
+  const repositoryService = new RepositoryService(repositoryStreams, deps.repositories, (key) => metadataCache.invalidateRepository(key));
+  const artifactService = new ArtifactService({
+    streams: repositoryStreams,
+    blobs: deps.blobStore,
+    artifacts: deps.artifacts,
+    cache: metadataCache,
+    uploadBytesMax: limits.uploadBytesMax,
+  });
+
+  await app.register(systemRoutes, {
+    prefix: ARTIFACTORY_PREFIX,
+    version: deps.version?.version ?? STRATA_VERSION,
+    revision: deps.version?.revision ?? 'dev',
+  });
+  await app.register(repositoriesRoutes, { prefix: ARTIFACTORY_PREFIX, service: repositoryService, reader: deps.repositories });
+  await app.register(artifactsRoutes, {
+    prefix: ARTIFACTORY_PREFIX,
+    service: artifactService,
+    cache: metadataCache,
+    blobCache,
+    blobs: deps.blobStore,
+    artifacts: deps.artifacts,
+    downloads: deps.downloads,
+    now,
+    listEntriesMax: limits.listEntriesMax,
+  });
+  return app;
+}

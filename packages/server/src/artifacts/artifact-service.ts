@@ -1,0 +1,188 @@
+import { repositoryStream, StrataError } from '@strata/core';
+import type { Checksums, EventMeta, Properties, RecordedEvent } from '@strata/core';
+import type { BlobLease, BlobStore } from '@strata/store';
+import type { Readable } from 'node:stream';
+import { compilePathFilter } from '../core-slice.ts';
+import type { PathFilter } from '../core-slice.ts';
+import type { ArtifactReader, FileItem } from '../ports.ts';
+import { notFound } from '../repositories/repository-service.ts';
+import type { RepositoryStreamState } from '../repositories/repository-stream.ts';
+import type { StreamWriter } from '../stream-writer.ts';
+import type { MetadataCache } from './hot-caches.ts';
+import { mimeTypeFor } from './mime-types.ts';
+
+/** Repository classes that hold their own artifacts and accept deploys. */
+const DEPLOYABLE_CLASSES = new Set(['local', 'federated']);
+
+export interface DeployRequest {
+  readonly repo: string;
+  readonly path: string;
+  readonly properties: Properties;
+  readonly expected: Partial<Checksums>;
+  readonly meta: EventMeta;
+}
+
+export interface DeployedArtifact {
+  readonly repo: string;
+  readonly path: string;
+  readonly sha256: string;
+  readonly sha1: string;
+  readonly md5: string;
+  readonly size: number;
+  readonly mimeType: string;
+  readonly createdAt: number;
+  readonly createdBy: string;
+}
+
+const filterCache = new WeakMap<object, PathFilter>();
+
+/** The include/exclude filter of a repository configuration (compiled once per config object). */
+export function pathFilterOf(config: Readonly<Record<string, unknown>>): PathFilter {
+  let filter = filterCache.get(config);
+  if (filter === undefined) {
+    filter = compilePathFilter(String(config.includesPattern ?? '**/*'), String(config.excludesPattern ?? ''));
+    filterCache.set(config, filter);
+  }
+  return filter;
+}
+
+/** Throws 403 naming the pattern when the repository's include/exclude patterns refuse `path`. */
+export function enforcePatterns(repo: string, config: Readonly<Record<string, unknown>>, path: string): void {
+  if (path === '') return;
+  const refusal = pathFilterOf(config).refusal(path);
+  if (refusal !== undefined) {
+    throw new StrataError('STRATA_ERR_PATTERN_FORBIDDEN', `path '${path}' in repository '${repo}' is refused by the include/exclude pattern '${refusal}'`);
+  }
+}
+
+/**
+ * Deploys and deletes artifacts. A deploy stores the blob first (streamed, hashed, fsynced),
+ * then appends the event that references it: an event never points at a missing blob.
+ */
+export class ArtifactService {
+  readonly #streams: StreamWriter<RepositoryStreamState>;
+  readonly #blobs: BlobStore;
+  readonly #artifacts: ArtifactReader;
+  readonly #cache: MetadataCache;
+  readonly #uploadBytesMax: number;
+
+  constructor(options: {
+    streams: StreamWriter<RepositoryStreamState>;
+    blobs: BlobStore;
+    artifacts: ArtifactReader;
+    cache: MetadataCache;
+    uploadBytesMax: number;
+  }) {
+    this.#streams = options.streams;
+    this.#blobs = options.blobs;
+    this.#artifacts = options.artifacts;
+    this.#cache = options.cache;
+    this.#uploadBytesMax = options.uploadBytesMax;
+  }
+
+  /** Fails fast (before reading a body) when the repository or patterns refuse the deploy. */
+  async precheckDeploy(repo: string, path: string): Promise<void> {
+    const config = await this.#cache.repository(repo);
+    if (config === undefined) throw notFound(repo);
+    checkDeployable(repo, config, path);
+  }
+
+  async deploy(request: DeployRequest, body: Readable, declaredSize: number | undefined, signal: AbortSignal): Promise<DeployedArtifact> {
+    const lease = await this.#blobs.put(body, {
+      expected: request.expected,
+      ...(declaredSize === undefined ? {} : { expectedSize: declaredSize }),
+      sizeBytesMax: this.#uploadBytesMax,
+      signal,
+    });
+    return this.#record(request, lease);
+  }
+
+  /** `X-Checksum-Deploy: true`: deploys an existing blob by its checksum, 404 when absent. */
+  async deployByChecksum(request: DeployRequest): Promise<DeployedArtifact> {
+    const sha256 = request.expected.sha256;
+    if (sha256 === undefined) throw new StrataError('STRATA_ERR_BLOB_NOT_FOUND', 'checksum deploy needs X-Checksum-Sha256');
+    const lease = await this.#blobs.lease(sha256.toLowerCase());
+    if (lease === undefined) throw new StrataError('STRATA_ERR_BLOB_NOT_FOUND', `no binary with sha256 ${sha256} is stored: deploy the content`);
+    if ((request.expected.sha1 !== undefined && request.expected.sha1.toLowerCase() !== lease.sha1) || (request.expected.md5 !== undefined && request.expected.md5.toLowerCase() !== lease.md5)) {
+      lease.release();
+      throw new StrataError('STRATA_ERR_BLOB_CHECKSUM_MISMATCH', 'the declared checksums do not belong to the same binary');
+    }
+    return this.#record(request, lease);
+  }
+
+  async #record(request: DeployRequest, lease: BlobLease): Promise<DeployedArtifact> {
+    const { repo, path } = request;
+    try {
+      const mimeType = mimeTypeFor(path);
+      const { events } = await this.#streams.execute(repositoryStream(repo), request.meta, async (state) => {
+        if (state.config === undefined) throw notFound(repo);
+        checkDeployable(repo, state.config, path);
+        await this.#checkTreeShape(repo, path);
+        return {
+          events: [
+            {
+              type: 'ArtifactDeployed',
+              data: { path, sha256: lease.sha256, sha1: lease.sha1, md5: lease.md5, size: lease.size, mimeType, properties: request.properties },
+            },
+          ],
+          result: undefined,
+        };
+      });
+      this.#cache.invalidateItem(repo, path);
+      const event = events[0] as RecordedEvent;
+      return {
+        repo,
+        path,
+        sha256: lease.sha256,
+        sha1: lease.sha1,
+        md5: lease.md5,
+        size: lease.size,
+        mimeType,
+        createdAt: event.hlc.wall,
+        createdBy: request.meta.actor ?? 'anonymous',
+      };
+    } finally {
+      lease.release();
+    }
+  }
+
+  /** A file may not replace a folder, nor live below a file. */
+  async #checkTreeShape(repo: string, path: string): Promise<void> {
+    const existing = await this.#artifacts.getItem(repo, path);
+    if (existing?.kind === 'folder') throw new StrataError('STRATA_ERR_HTTP_CONFLICT', `'${path}' is a folder in repository '${repo}'`);
+    const slash = path.lastIndexOf('/');
+    if (slash > 0) {
+      const parent = await this.#artifacts.getItem(repo, path.slice(0, slash));
+      if (parent?.kind === 'file') throw new StrataError('STRATA_ERR_HTTP_CONFLICT', `'${parent.path}' is a file in repository '${repo}'`);
+    }
+  }
+
+  /** Deletes a file (ArtifactDeleted) or a folder and everything below it (one FolderDeleted). */
+  async delete(repo: string, path: string, meta: EventMeta): Promise<void> {
+    await this.#streams.execute(repositoryStream(repo), meta, async (state) => {
+      if (state.config === undefined) throw notFound(repo);
+      if (!DEPLOYABLE_CLASSES.has(String(state.config.rclass))) {
+        throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', `repository '${repo}' is ${String(state.config.rclass)}: it holds no deletable content`);
+      }
+      const item = await this.#artifacts.getItem(repo, path);
+      if (item === undefined) throw new StrataError('STRATA_ERR_ARTIFACT_NOT_FOUND', `Could not locate artifact '${repo}:${path}'`);
+      if (item.kind === 'file') return { events: [{ type: 'ArtifactDeleted', data: { path } }], result: undefined };
+      return { events: [{ type: 'FolderDeleted', data: { prefix: path } }], result: undefined };
+    });
+    this.#cache.invalidateFolder(repo, path);
+  }
+
+  async file(repo: string, path: string): Promise<FileItem | undefined> {
+    const item = await this.#cache.item(repo, path);
+    return item?.kind === 'file' ? item : undefined;
+  }
+}
+
+function checkDeployable(repo: string, config: Readonly<Record<string, unknown>>, path: string): void {
+  if (!DEPLOYABLE_CLASSES.has(String(config.rclass))) {
+    throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', `repository '${repo}' is ${String(config.rclass)}: deploy to a local repository`);
+  }
+  if (config.blackedOut === true) throw new StrataError('STRATA_ERR_AUTH_FORBIDDEN', `repository '${repo}' is blacked out`);
+  if (path === '') throw new StrataError('STRATA_ERR_PATH_INVALID', 'deploy needs a file path below the repository');
+  enforcePatterns(repo, config, path);
+}

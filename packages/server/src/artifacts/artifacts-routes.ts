@@ -1,0 +1,263 @@
+import { StrataError } from '@strata/core';
+import type { Checksums } from '@strata/core';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { errorBody, errorResponses } from '../http-errors.ts';
+import type { ArtifactReader, DownloadCounter, FileItem } from '../ports.ts';
+import { notFound } from '../repositories/repository-service.ts';
+import { baseUrl, requestMeta } from '../request-meta.ts';
+import { parseArtifactAddress } from './artifact-address.ts';
+import type { ArtifactAddress } from './artifact-address.ts';
+import { enforcePatterns } from './artifact-service.ts';
+import type { ArtifactService, DeployedArtifact } from './artifact-service.ts';
+import type { BlobCache, MetadataCache } from './hot-caches.ts';
+import type { BlobStore } from '@strata/store';
+
+export interface ArtifactsRoutesOptions {
+  readonly service: ArtifactService;
+  readonly cache: MetadataCache;
+  readonly blobCache: BlobCache;
+  readonly blobs: BlobStore;
+  readonly artifacts: ArtifactReader;
+  readonly downloads: DownloadCounter;
+  readonly now: () => number;
+  readonly listEntriesMax: number;
+}
+
+const PREFIX = '/artifactory/';
+
+const itemCreatedSchema = {
+  type: 'object',
+  properties: {
+    repo: { type: 'string' },
+    path: { type: 'string' },
+    created: { type: 'string' },
+    createdBy: { type: 'string' },
+    downloadUri: { type: 'string' },
+    mimeType: { type: 'string' },
+    size: { type: 'string' },
+    checksums: { $ref: 'strataChecksums#' },
+    originalChecksums: { $ref: 'strataChecksums#' },
+    uri: { type: 'string' },
+  },
+} as const;
+
+const routeSchema = {
+  params: {
+    type: 'object',
+    properties: { repo: { type: 'string' }, '*': { type: 'string' } },
+  },
+  headers: {
+    type: 'object',
+    properties: {
+      'x-checksum-sha256': { type: 'string', pattern: '^[0-9a-fA-F]{64}$' },
+      'x-checksum-sha1': { type: 'string', pattern: '^[0-9a-fA-F]{40}$' },
+      'x-checksum': { type: 'string', pattern: '^[0-9a-fA-F]{32}$' },
+      'x-checksum-md5': { type: 'string', pattern: '^[0-9a-fA-F]{32}$' },
+      'x-checksum-deploy': { type: 'string' },
+      range: { type: 'string' },
+      'if-none-match': { type: 'string' },
+    },
+  },
+} as const;
+
+function header(request: FastifyRequest, name: string): string | undefined {
+  const value = request.headers[name];
+  return typeof value === 'string' && value !== '' ? value : undefined;
+}
+
+function declaredChecksums(request: FastifyRequest): Partial<Checksums> {
+  const expected: { sha256?: string; sha1?: string; md5?: string } = {};
+  const sha256 = header(request, 'x-checksum-sha256');
+  const sha1 = header(request, 'x-checksum-sha1');
+  const md5 = header(request, 'x-checksum') ?? header(request, 'x-checksum-md5');
+  if (sha256 !== undefined) expected.sha256 = sha256.toLowerCase();
+  if (sha1 !== undefined) expected.sha1 = sha1.toLowerCase();
+  if (md5 !== undefined) expected.md5 = md5.toLowerCase();
+  return expected;
+}
+
+export function itemCreated(base: string, deployed: DeployedArtifact, original: Partial<Checksums>) {
+  const checksums = { sha1: deployed.sha1, md5: deployed.md5, sha256: deployed.sha256 };
+  return {
+    repo: deployed.repo,
+    path: `/${deployed.path}`,
+    created: new Date(deployed.createdAt).toISOString(),
+    createdBy: deployed.createdBy,
+    downloadUri: `${base}/${deployed.repo}/${deployed.path}`,
+    mimeType: deployed.mimeType,
+    size: String(deployed.size),
+    checksums,
+    originalChecksums: { ...checksums, ...original },
+    uri: `${base}/api/storage/${deployed.repo}/${deployed.path}`,
+  };
+}
+
+interface ByteRange {
+  start: number;
+  end: number;
+}
+
+/** One `bytes=` range (the only kind package clients send); undefined = serve everything. */
+function parseRange(value: string | undefined, size: number): ByteRange | 'unsatisfiable' | undefined {
+  if (value === undefined) return undefined;
+  const match = /^bytes=(\d*)-(\d*)$/.exec(value.trim());
+  if (match === null) return undefined;
+  const [, first = '', last = ''] = match;
+  if (first === '' && last === '') return undefined;
+  if (first === '') {
+    const suffix = Number(last);
+    if (suffix === 0) return 'unsatisfiable';
+    return { start: Math.max(0, size - suffix), end: size - 1 };
+  }
+  const start = Number(first);
+  const end = last === '' ? size - 1 : Math.min(Number(last), size - 1);
+  if (start >= size || end < start) return 'unsatisfiable';
+  return { start, end };
+}
+
+function etagMatches(ifNoneMatch: string | undefined, sha1: string): boolean {
+  if (ifNoneMatch === undefined) return false;
+  return ifNoneMatch.split(',').some((tag) => {
+    const bare = tag.trim().replace(/^W\//, '').replace(/^"|"$/g, '');
+    return bare === '*' || bare === sha1;
+  });
+}
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/** Deploy (PUT), download (GET/HEAD) and delete on `/artifactory/{repo}/{path}`. */
+export const artifactsRoutes: FastifyPluginAsync<ArtifactsRoutesOptions> = async (app, options) => {
+  const { service, cache, blobCache, blobs, artifacts, downloads } = options;
+  app.addSchema({
+    $id: 'strataChecksums',
+    type: 'object',
+    properties: { sha1: { type: 'string' }, md5: { type: 'string' }, sha256: { type: 'string' } },
+  });
+  // Deploy bodies are never parsed nor buffered: the handler streams request.raw to the blob store.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_request, _payload, done) => done(null));
+
+  async function deploy(request: FastifyRequest, reply: FastifyReply, address: ArtifactAddress) {
+    const { repo, path } = address;
+    if (address.trailingSlash) throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', 'deploy a file: folders exist implicitly');
+    app.accessControl.authorize(request.principal, { repo, path, action: 'deploy' });
+    await service.precheckDeploy(repo, path);
+    const deployRequest = { repo, path, properties: address.matrix, expected: declaredChecksums(request), meta: requestMeta(request) };
+    let deployed: DeployedArtifact;
+    if (header(request, 'x-checksum-deploy')?.toLowerCase() === 'true') {
+      deployed = await service.deployByChecksum(deployRequest);
+      request.raw.resume();
+    } else {
+      const lengthHeader = header(request, 'content-length');
+      const declaredSize = lengthHeader === undefined ? undefined : Number(lengthHeader);
+      if (declaredSize !== undefined && !Number.isSafeInteger(declaredSize)) throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', 'invalid Content-Length');
+      const aborted = new AbortController();
+      const onClose = () => {
+        if (!request.raw.complete) aborted.abort(new StrataError('STRATA_ERR_BLOB_INCOMPLETE', 'the client went away mid-upload'));
+      };
+      request.raw.once('close', onClose);
+      try {
+        deployed = await service.deploy(deployRequest, request.raw, declaredSize, aborted.signal);
+      } finally {
+        request.raw.off('close', onClose);
+      }
+    }
+    return reply
+      .code(201)
+      .header('content-type', 'application/vnd.org.jfrog.artifactory.storage.ItemCreated+json')
+      .send(itemCreated(baseUrl(request), deployed, deployRequest.expected));
+  }
+
+  async function download(request: FastifyRequest, reply: FastifyReply, address: ArtifactAddress) {
+    const { repo, path } = address;
+    app.accessControl.authorize(request.principal, { repo, path, action: 'read' });
+    const config = await cache.repository(repo);
+    if (config === undefined) throw notFound(repo);
+    enforcePatterns(repo, config, path);
+    const item = await cache.item(repo, path);
+    if (item === undefined) throw new StrataError('STRATA_ERR_ARTIFACT_NOT_FOUND', `Could not find resource '${repo}:${path}'`);
+    if (item.kind === 'folder') return folderIndex(request, reply, repo, path);
+    return sendFile(request, reply, repo, item);
+  }
+
+  async function sendFile(request: FastifyRequest, reply: FastifyReply, repo: string, file: FileItem) {
+    reply.header('ETag', file.sha1);
+    reply.header('X-Checksum-Sha1', file.sha1);
+    reply.header('X-Checksum-Sha256', file.sha256);
+    reply.header('X-Checksum-Md5', file.md5);
+    reply.header('X-Artifactory-Filename', encodeURIComponent(file.path.slice(file.path.lastIndexOf('/') + 1)));
+    reply.header('Last-Modified', new Date(file.lastModified).toUTCString());
+    reply.header('Accept-Ranges', 'bytes');
+    if (etagMatches(header(request, 'if-none-match'), file.sha1)) return reply.code(304).send();
+    const head = request.method === 'HEAD';
+    if (!head) downloads.record(repo, file.path, request.principal.name, options.now());
+    reply.type(file.mimeType || 'application/octet-stream');
+    const range = parseRange(header(request, 'range'), file.size);
+    if (range === 'unsatisfiable') {
+      const message = `range not satisfiable for a ${file.size}-byte file`;
+      return reply.code(416).header('Content-Range', `bytes */${file.size}`).type('application/json; charset=utf-8').send(JSON.stringify(errorBody(416, message)));
+    }
+    const start = range?.start ?? 0;
+    const end = range?.end ?? file.size - 1;
+    const length = file.size === 0 ? 0 : end - start + 1;
+    if (range !== undefined) {
+      reply.code(206);
+      reply.header('Content-Range', `bytes ${start}-${end}/${file.size}`);
+    }
+    reply.header('Content-Length', length);
+    if (head) return reply.send();
+    if (blobCache.cacheable(file.size)) {
+      const bytes = await blobCache.get(file.sha256);
+      return reply.send(range === undefined ? bytes : bytes.subarray(start, end + 1));
+    }
+    if (length === 0) return reply.send(Buffer.alloc(0));
+    return reply.send(await blobs.createReadStream(file.sha256, { start, end }));
+  }
+
+  async function folderIndex(request: FastifyRequest, reply: FastifyReply, repo: string, path: string) {
+    if (request.method === 'HEAD') return reply.type('text/html').send();
+    const children = await artifacts.list(repo, path, { deep: false, includeFolders: true, limit: options.listEntriesMax });
+    const base = `${baseUrl(request)}/${repo}/${path === '' ? '' : `${path}/`}`;
+    const lines = children.map((child) => {
+      const name = child.path.slice(child.path.lastIndexOf('/') + 1) + (child.kind === 'folder' ? '/' : '');
+      return `<a href="${escapeHtml(base + encodeURIComponent(name).replace(/%2F$/, '/'))}">${escapeHtml(name)}</a>`;
+    });
+    return reply
+      .type('text/html; charset=utf-8')
+      .send(`<!DOCTYPE html>\n<html><head><title>Index of ${escapeHtml(`${repo}/${path}`)}</title></head><body><h1>Index of ${escapeHtml(`${repo}/${path}`)}</h1><pre>${lines.join('\n')}</pre></body></html>\n`);
+  }
+
+  async function remove(request: FastifyRequest, reply: FastifyReply, address: ArtifactAddress) {
+    const { repo, path } = address;
+    app.accessControl.authorize(request.principal, { repo, path, action: 'delete' });
+    await service.delete(repo, path, requestMeta(request));
+    return reply.code(204).send();
+  }
+
+  app.route({
+    method: ['GET', 'HEAD', 'PUT', 'DELETE'],
+    url: '/:repo/*',
+    exposeHeadRoute: false,
+    schema: {
+      ...routeSchema,
+      response: {
+        201: itemCreatedSchema,
+        204: { type: 'null' },
+        ...errorResponses,
+      },
+    },
+    handler: async (request, reply) => {
+      const address = parseArtifactAddress(request.url, PREFIX);
+      switch (request.method) {
+        case 'PUT':
+          return deploy(request, reply, address);
+        case 'DELETE':
+          return remove(request, reply, address);
+        default:
+          return download(request, reply, address);
+      }
+    },
+  });
+};

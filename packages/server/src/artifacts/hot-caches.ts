@@ -1,0 +1,142 @@
+import type { BlobStore } from '@strata/store';
+import type { RepositoryConfig, RepositoryReader, TreeItem, ArtifactReader } from '../ports.ts';
+
+/**
+ * Bounded in-memory caches for the download hot path (DESIGN §6): small blobs by sha256
+ * (immutable, so never stale) and resolved metadata by repo/path (invalidated by this
+ * server's writes, and expiring after a TTL because other servers may write too).
+ */
+export class BlobCache {
+  readonly #store: BlobStore;
+  readonly #entryBytesMax: number;
+  readonly #totalBytesMax: number;
+  readonly #entries = new Map<string, Buffer>();
+  #totalBytes = 0;
+
+  constructor(store: BlobStore, entryBytesMax: number, totalBytesMax: number) {
+    this.#store = store;
+    this.#entryBytesMax = entryBytesMax;
+    this.#totalBytesMax = totalBytesMax;
+  }
+
+  cacheable(size: number): boolean {
+    return size <= this.#entryBytesMax && this.#totalBytesMax > 0;
+  }
+
+  async get(sha256: string): Promise<Buffer> {
+    const hit = this.#entries.get(sha256);
+    if (hit !== undefined) {
+      this.#entries.delete(sha256);
+      this.#entries.set(sha256, hit);
+      return hit;
+    }
+    const bytes = await this.#store.read(sha256);
+    if (bytes.length <= this.#entryBytesMax && !this.#entries.has(sha256)) {
+      this.#entries.set(sha256, bytes);
+      this.#totalBytes += bytes.length;
+      // Bounded: each iteration removes one entry.
+      while (this.#totalBytes > this.#totalBytesMax && this.#entries.size > 0) {
+        const [oldestKey, oldest] = this.#entries.entries().next().value as [string, Buffer];
+        this.#entries.delete(oldestKey);
+        this.#totalBytes -= oldest.length;
+      }
+    }
+    return bytes;
+  }
+}
+
+interface Cached<T> {
+  readonly value: T;
+  readonly expiresAt: number;
+}
+
+class TtlCache<T> {
+  readonly #entries = new Map<string, Cached<T>>();
+  readonly #entriesMax: number;
+  readonly #ttlMs: number;
+  readonly #now: () => number;
+
+  constructor(entriesMax: number, ttlMs: number, now: () => number) {
+    this.#entriesMax = entriesMax;
+    this.#ttlMs = ttlMs;
+    this.#now = now;
+  }
+
+  get(key: string): T | undefined {
+    const hit = this.#entries.get(key);
+    if (hit === undefined) return undefined;
+    if (hit.expiresAt <= this.#now()) {
+      this.#entries.delete(key);
+      return undefined;
+    }
+    return hit.value;
+  }
+
+  set(key: string, value: T): void {
+    if (this.#ttlMs <= 0 || this.#entriesMax <= 0) return;
+    this.#entries.delete(key);
+    this.#entries.set(key, { value, expiresAt: this.#now() + this.#ttlMs });
+    if (this.#entries.size > this.#entriesMax) {
+      const oldest = this.#entries.keys().next().value;
+      if (oldest !== undefined) this.#entries.delete(oldest);
+    }
+  }
+
+  delete(key: string): void {
+    this.#entries.delete(key);
+  }
+
+  deleteWhere(predicate: (key: string) => boolean): void {
+    for (const key of [...this.#entries.keys()]) if (predicate(key)) this.#entries.delete(key);
+  }
+}
+
+/** Read-through caches of repository configs and files for downloads. */
+export class MetadataCache {
+  readonly #repositories: RepositoryReader;
+  readonly #artifacts: ArtifactReader;
+  readonly #configs: TtlCache<RepositoryConfig | null>;
+  readonly #files: TtlCache<TreeItem>;
+
+  constructor(repositories: RepositoryReader, artifacts: ArtifactReader, options: { entriesMax: number; ttlMs: number; now: () => number }) {
+    this.#repositories = repositories;
+    this.#artifacts = artifacts;
+    this.#configs = new TtlCache(1_000, options.ttlMs, options.now);
+    this.#files = new TtlCache(options.entriesMax, options.ttlMs, options.now);
+  }
+
+  async repository(key: string): Promise<RepositoryConfig | undefined> {
+    const hit = this.#configs.get(key);
+    if (hit !== undefined) return hit ?? undefined;
+    const config = await this.#repositories.get(key);
+    this.#configs.set(key, config ?? null);
+    return config;
+  }
+
+  /** Files only are cached (folders change whenever something below them does). */
+  async item(repo: string, path: string): Promise<TreeItem | undefined> {
+    const cacheKey = `${repo}\0${path}`;
+    const hit = this.#files.get(cacheKey);
+    if (hit !== undefined) return hit;
+    const item = await this.#artifacts.getItem(repo, path);
+    if (item?.kind === 'file') this.#files.set(cacheKey, item);
+    return item;
+  }
+
+  invalidateRepository(key: string): void {
+    this.#configs.delete(key);
+    this.#files.deleteWhere((cacheKey) => cacheKey.startsWith(`${key}\0`));
+  }
+
+  invalidateItem(repo: string, path: string): void {
+    this.#files.delete(`${repo}\0${path}`);
+  }
+
+  invalidateFolder(repo: string, prefix: string): void {
+    if (prefix === '') {
+      this.#files.deleteWhere((cacheKey) => cacheKey.startsWith(`${repo}\0`));
+      return;
+    }
+    this.#files.deleteWhere((cacheKey) => cacheKey === `${repo}\0${prefix}` || cacheKey.startsWith(`${repo}\0${prefix}/`));
+  }
+}

@@ -1,0 +1,163 @@
+import type { Clock, HlcStamp, Properties } from '@strata/core';
+import type { BlobStore, EventStore } from '@strata/store';
+import type { AccessControl } from './auth/access-control.ts';
+
+/**
+ * The slices of other packages the server calls, declared here so that tests can fake them
+ * and production wires the real ones (STYLE: depend on the slice you use).
+ */
+
+/** Stamps local events (core's HybridLogicalClock provides this). */
+export interface LocalHlc {
+  /** A stamp strictly greater than every stamp this clock issued or received. */
+  now(): HlcStamp;
+}
+
+/** Globally unique, url-safe event and request ids (hyperid in production). */
+export type IdGenerator = () => string;
+
+/** A repository configuration as Artifactory JSON, as the config projection serves it. */
+export type RepositoryConfig = Readonly<Record<string, unknown>> & {
+  readonly key: string;
+  readonly rclass: string;
+  readonly packageType: string;
+};
+
+export interface RepositoryReader {
+  /** The repository with exactly this key, or undefined (deleted repositories are absent). */
+  get(key: string): Promise<RepositoryConfig | undefined>;
+  /** Every repository, ordered by key. */
+  list(): Promise<readonly RepositoryConfig[]>;
+}
+
+export interface FileItem {
+  readonly kind: 'file';
+  readonly path: string;
+  readonly sha256: string;
+  readonly sha1: string;
+  readonly md5: string;
+  readonly size: number;
+  readonly mimeType: string;
+  readonly created: number;
+  readonly createdBy: string;
+  readonly lastModified: number;
+  readonly modifiedBy: string;
+  readonly properties: Properties;
+}
+
+export interface FolderItem {
+  readonly kind: 'folder';
+  /** '' for the repository root. */
+  readonly path: string;
+  readonly created: number;
+  readonly createdBy: string;
+  readonly lastModified: number;
+  readonly modifiedBy: string;
+  readonly properties: Properties;
+}
+
+export type TreeItem = FileItem | FolderItem;
+
+export interface ListOptions {
+  /** Descend into sub-folders. */
+  readonly deep: boolean;
+  /** With deep: how many levels below `path` (1 = direct children); undefined = unlimited. */
+  readonly depth?: number;
+  /** Include folder entries in the result. */
+  readonly includeFolders: boolean;
+  /** Bound on entries returned. */
+  readonly limit: number;
+}
+
+export interface RepositoryUsage {
+  readonly filesCount: number;
+  readonly foldersCount: number;
+  readonly usedBytes: number;
+}
+
+/** Reads of the artifact-tree projection. Paths are normalised, without a leading slash. */
+export interface ArtifactReader {
+  /** A file, a folder (explicit or implied by a file below it), or undefined. '' = root. */
+  getItem(repo: string, path: string): Promise<TreeItem | undefined>;
+  /** Direct children of a folder (or, with deep, descendants), in path order. */
+  list(repo: string, path: string, options: ListOptions): Promise<readonly TreeItem[]>;
+  usage(repo: string): Promise<RepositoryUsage>;
+}
+
+export interface DownloadStats {
+  readonly downloadCount: number;
+  /** Epoch ms, 0 when never downloaded. */
+  readonly lastDownloaded: number;
+  readonly lastDownloadedBy: string;
+}
+
+/** Download counters: a side table, never events (DESIGN §3). */
+export interface DownloadCounter {
+  /** Counts one download; cheap (batched behind the scenes). */
+  record(repo: string, path: string, user: string, at: number): void;
+  get(repo: string, path: string): Promise<DownloadStats | undefined>;
+  /** Writes pending counts; called on shutdown. */
+  flush(): Promise<void>;
+}
+
+export interface StorageLocation {
+  readonly storageType: string;
+  readonly storageDirectory: string;
+  /** Bytes; undefined when unknown. */
+  statFs?(): Promise<{ totalBytes: number; freeBytes: number } | undefined>;
+}
+
+/** Everything buildApp needs; production and tests wire different implementations. */
+export interface AppDeps {
+  readonly eventStore: EventStore;
+  readonly blobStore: BlobStore;
+  readonly repositories: RepositoryReader;
+  readonly artifacts: ArtifactReader;
+  readonly downloads: DownloadCounter;
+  readonly clock: Clock;
+  readonly hlc: LocalHlc;
+  readonly siteId: string;
+  readonly newId: IdGenerator;
+  /** When omitted the app expects an auth plugin to have been registered by `registerAuth`. */
+  readonly registerAuth: AuthRegistration;
+  readonly storage?: StorageLocation;
+  readonly version?: { version: string; revision: string };
+  readonly limits?: Partial<ServerLimits>;
+  readonly logger?: boolean | Record<string, unknown>;
+}
+
+/**
+ * How access control is attached: a function that registers a plugin on the root instance
+ * which decorates `accessControl` and sets `request.principal` (contract: auth/access-control.ts).
+ */
+export type AuthRegistration = (app: import('fastify').FastifyInstance) => Promise<void> | void;
+
+export interface ServerLimits {
+  /** Largest artifact accepted by a deploy. */
+  readonly uploadBytesMax: number;
+  /** Blobs at most this large are kept in the in-memory cache. */
+  readonly blobCacheEntryBytesMax: number;
+  /** Total bytes the blob cache may hold. */
+  readonly blobCacheBytesMax: number;
+  /** Number of repo/path metadata entries cached for downloads. */
+  readonly metadataCacheEntriesMax: number;
+  /** How long a cached item may be served without re-reading the projection (other servers may write). */
+  readonly metadataCacheTtlMs: number;
+  /** Optimistic-concurrency retries of one command. */
+  readonly appendRetriesMax: number;
+  /** Entries a listing returns at most. */
+  readonly listEntriesMax: number;
+  /** Entries one copy/move/recursive property change touches at most. */
+  readonly bulkEntriesMax: number;
+}
+
+export const DEFAULT_LIMITS: ServerLimits = Object.freeze({
+  uploadBytesMax: 16 * 1024 ** 3,
+  blobCacheEntryBytesMax: 64 * 1024,
+  blobCacheBytesMax: 64 * 1024 * 1024,
+  metadataCacheEntriesMax: 50_000,
+  metadataCacheTtlMs: 1_000,
+  appendRetriesMax: 8,
+  listEntriesMax: 100_000,
+  bulkEntriesMax: 10_000,
+});

@@ -1,0 +1,38 @@
+import { HybridLogicalClock } from '@strata/core';
+import hyperid from 'hyperid';
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from '../../src/app.ts';
+import { BatchingDownloadCounter, MemoryDownloadStatsSink } from '../../src/download-counter.ts';
+import type { ServerLimits } from '../../src/ports.ts';
+import { FakeEventStore, FakeProjections } from './fake-projections.ts';
+import { MemoryBlobStore } from './memory-blob-store.ts';
+import { registerPermissiveAuth } from './permissive-auth.ts';
+
+export interface UnitApp {
+  readonly app: FastifyInstance;
+  readonly store: FakeEventStore;
+  readonly projections: FakeProjections;
+  readonly blobs: MemoryBlobStore;
+}
+
+/** The app on in-memory test doubles, everyone an admin (access control is tested elsewhere). */
+export async function buildUnitApp(limits: Partial<ServerLimits> = {}): Promise<UnitApp> {
+  const projections = new FakeProjections();
+  const store = new FakeEventStore(projections);
+  const blobs = new MemoryBlobStore();
+  const clock = { now: () => Date.now() };
+  const app = await buildApp({
+    eventStore: store,
+    blobStore: blobs,
+    repositories: projections,
+    artifacts: projections,
+    downloads: new BatchingDownloadCounter(new MemoryDownloadStatsSink(), { flushIntervalMs: 0 }),
+    clock,
+    hlc: new HybridLogicalClock({ clock }),
+    siteId: 'site-test',
+    newId: hyperid({ urlSafe: true }),
+    registerAuth: registerPermissiveAuth,
+    limits: { metadataCacheTtlMs: 0, ...limits },
+  });
+  return { app, store, projections, blobs };
+}

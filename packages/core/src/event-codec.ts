@@ -69,6 +69,15 @@ function decode(bytes: unknown, what: string, bytesMax = eventPayloadBytesMax): 
   }
 }
 
+/** Events, data and meta are all maps: anything else at the top is not one of our encodings. */
+function decodeMap(bytes: unknown, what: string): Record<string, unknown> {
+  const value = decode(bytes, what);
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || Object.getPrototypeOf(value) !== Object.prototype) {
+    throw new StrataError('STRATA_ERR_CODEC_MALFORMED', `encoded ${what} is not a msgpack map`);
+  }
+  return value as Record<string, unknown>;
+}
+
 /** Validates, then encodes a new or recorded event. */
 export function encodeEvent(event: NewEvent | RecordedEvent): Uint8Array {
   const valid = isRecordedEvent(event) ? validateRecordedEvent(event) : validateNewEvent(event);
@@ -77,8 +86,8 @@ export function encodeEvent(event: NewEvent | RecordedEvent): Uint8Array {
 
 /** A new or recorded event, as it was encoded (recorded iff it carries a position). */
 export function decodeEvent(bytes: Uint8Array): NewEvent | RecordedEvent {
-  const value = decode(bytes, 'event');
-  if (typeof value === 'object' && value !== null && 'position' in value) return validateRecordedEvent(value);
+  const value = decodeMap(bytes, 'event');
+  if ('position' in value) return validateRecordedEvent(value);
   return validateNewEvent(value);
 }
 
@@ -94,7 +103,7 @@ export function decodeNewEvent(bytes: Uint8Array): NewEvent {
 }
 
 export function decodeRecordedEvent(bytes: Uint8Array): RecordedEvent {
-  return validateRecordedEvent(decode(bytes, 'event'));
+  return validateRecordedEvent(decodeMap(bytes, 'event'));
 }
 
 export function encodeEventData<T extends EventType>(type: T, data: DomainEventMap[T]): Uint8Array {
@@ -102,7 +111,7 @@ export function encodeEventData<T extends EventType>(type: T, data: DomainEventM
 }
 
 export function decodeEventData<T extends EventType>(type: T, bytes: Uint8Array): DomainEventMap[T] {
-  return validateEventData(type, decode(bytes, 'event data'));
+  return validateEventData(type, decodeMap(bytes, 'event data'));
 }
 
 export function encodeMeta(meta: EventMeta): Uint8Array {
@@ -110,7 +119,7 @@ export function encodeMeta(meta: EventMeta): Uint8Array {
 }
 
 export function decodeMeta(bytes: Uint8Array): EventMeta {
-  return validateEventMeta(decode(bytes, 'event meta'));
+  return validateEventMeta(decodeMap(bytes, 'event meta'));
 }
 
 /** A batch for the wire: a msgpack array of encoded events, each one a bin. */

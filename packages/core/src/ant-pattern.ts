@@ -185,7 +185,10 @@ export function compileRepoPatterns(options: RepoPatternsOptions = {}): RepoPatt
   };
 }
 
-/** Whether one Ant pattern (a single entry, no commas) matches a normal path. */
+/**
+ * Whether a pattern list matches a normal path. Compiles on every call: for repeated
+ * matching, compile once with compileRepoPatterns.
+ */
 export function matchesAntPattern(pattern: string, path: string): boolean {
   return compileEntries(parsePatternList(pattern, 'includesPattern')).test(subject(path));
 }

@@ -53,11 +53,11 @@ export const arbitraryHlcStamp: fc.Arbitrary<HlcStamp> = fc.record({
 });
 
 /** Strings of any printable Unicode, well-formed (no lone surrogates). */
-const arbitraryText = (maxLength: number): fc.Arbitrary<string> => fc.string({ unit: 'grapheme', maxLength });
+export const arbitraryText = (maxLength: number): fc.Arbitrary<string> => fc.string({ unit: 'grapheme', maxLength });
 
 const arbitraryJsonKey: fc.Arbitrary<string> = arbitraryText(8).filter((key) => key !== '__proto__');
 
-const arbitraryJson: fc.Arbitrary<unknown> = fc.letrec<{ value: unknown }>((tie) => ({
+export const arbitraryJson: fc.Arbitrary<unknown> = fc.letrec<{ value: unknown }>((tie) => ({
   value: fc.oneof(
     { depthSize: 'small', maxDepth: 4 },
     fc.constant(null),
@@ -70,7 +70,7 @@ const arbitraryJson: fc.Arbitrary<unknown> = fc.letrec<{ value: unknown }>((tie)
   ),
 })).value;
 
-const arbitraryJsonObject: fc.Arbitrary<Record<string, unknown>> = fc.dictionary(arbitraryJsonKey, arbitraryJson, {
+export const arbitraryJsonObject: fc.Arbitrary<Record<string, unknown>> = fc.dictionary(arbitraryJsonKey, arbitraryJson, {
   maxKeys: 5,
   noNullPrototype: true,
 });

@@ -9,6 +9,7 @@ import type { AppDeps, ServerLimits } from './ports.ts';
 import { repositoriesRoutes } from './repositories/repositories-routes.ts';
 import { RepositoryService } from './repositories/repository-service.ts';
 import { repositoryStreamFold } from './repositories/repository-stream.ts';
+import { storageRoutes } from './storage/storage-routes.ts';
 import { StreamWriter } from './stream-writer.ts';
 import { systemRoutes } from './system/system-routes.ts';
 
@@ -55,6 +56,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     artifacts: deps.artifacts,
     cache: metadataCache,
     uploadBytesMax: limits.uploadBytesMax,
+    bulkEntriesMax: limits.bulkEntriesMax,
   });
 
   await app.register(systemRoutes, {
@@ -73,6 +75,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     downloads: deps.downloads,
     now,
     listEntriesMax: limits.listEntriesMax,
+  });
+  await app.register(storageRoutes, {
+    prefix: ARTIFACTORY_PREFIX,
+    service: artifactService,
+    cache: metadataCache,
+    artifacts: deps.artifacts,
+    downloads: deps.downloads,
+    listEntriesMax: limits.listEntriesMax,
+    now,
   });
   return app;
 }

@@ -1,5 +1,5 @@
 import { repositoryStream, StrataError } from '@strata/core';
-import type { Checksums, EventMeta, Properties, RecordedEvent } from '@strata/core';
+import type { Checksums, DomainEvent, EventMeta, Properties, RecordedEvent } from '@strata/core';
 import type { BlobLease, BlobStore } from '@strata/store';
 import type { Readable } from 'node:stream';
 import { compilePathFilter } from '../core-slice.ts';
@@ -65,6 +65,7 @@ export class ArtifactService {
   readonly #artifacts: ArtifactReader;
   readonly #cache: MetadataCache;
   readonly #uploadBytesMax: number;
+  readonly #bulkEntriesMax: number;
 
   constructor(options: {
     streams: StreamWriter<RepositoryStreamState>;
@@ -72,7 +73,9 @@ export class ArtifactService {
     artifacts: ArtifactReader;
     cache: MetadataCache;
     uploadBytesMax: number;
+    bulkEntriesMax: number;
   }) {
+    this.#bulkEntriesMax = options.bulkEntriesMax;
     this.#streams = options.streams;
     this.#blobs = options.blobs;
     this.#artifacts = options.artifacts;
@@ -168,6 +171,39 @@ export class ArtifactService {
       if (item === undefined) throw new StrataError('STRATA_ERR_ARTIFACT_NOT_FOUND', `Could not locate artifact '${repo}:${path}'`);
       if (item.kind === 'file') return { events: [{ type: 'ArtifactDeleted', data: { path } }], result: undefined };
       return { events: [{ type: 'FolderDeleted', data: { prefix: path } }], result: undefined };
+    });
+    this.#cache.invalidateFolder(repo, path);
+  }
+
+  /**
+   * Sets properties on a path (each key replaces its values) and, with `recursive` on a
+   * folder, on everything below it: one PropertiesSet per path, appended atomically.
+   */
+  async setProperties(repo: string, path: string, properties: Properties, recursive: boolean, meta: EventMeta): Promise<void> {
+    if (Object.keys(properties).length === 0) throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', 'no properties given');
+    await this.#annotate(repo, path, recursive, meta, (target) => ({ type: 'PropertiesSet', data: { path: target, properties } }));
+  }
+
+  async removeProperties(repo: string, path: string, keys: readonly string[], recursive: boolean, meta: EventMeta): Promise<void> {
+    if (keys.length === 0) throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', 'no property names given');
+    await this.#annotate(repo, path, recursive, meta, (target) => ({ type: 'PropertiesRemoved', data: { path: target, keys } }));
+  }
+
+  async #annotate(repo: string, path: string, recursive: boolean, meta: EventMeta, eventFor: (path: string) => DomainEvent): Promise<void> {
+    await this.#streams.execute(repositoryStream(repo), meta, async (state) => {
+      if (state.config === undefined) throw notFound(repo);
+      enforcePatterns(repo, state.config, path);
+      const item = await this.#artifacts.getItem(repo, path);
+      if (item === undefined) throw new StrataError('STRATA_ERR_ARTIFACT_NOT_FOUND', `Could not locate artifact '${repo}:${path}'`);
+      const targets = [path];
+      if (recursive && item.kind === 'folder') {
+        const below = await this.#artifacts.list(repo, path, { deep: true, includeFolders: true, limit: this.#bulkEntriesMax + 1 });
+        if (below.length > this.#bulkEntriesMax) {
+          throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', `more than ${this.#bulkEntriesMax} items below '${path}': use recursive=0 or a deeper folder`);
+        }
+        targets.push(...below.map((entry) => entry.path));
+      }
+      return { events: targets.map(eventFor), result: undefined };
     });
     this.#cache.invalidateFolder(repo, path);
   }

@@ -1,0 +1,212 @@
+import { StrataError } from '@strata/core';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { parseArtifactAddress } from '../artifacts/artifact-address.ts';
+import { enforcePatterns } from '../artifacts/artifact-service.ts';
+import type { ArtifactService } from '../artifacts/artifact-service.ts';
+import type { MetadataCache } from '../artifacts/hot-caches.ts';
+import { errorResponses } from '../http-errors.ts';
+import type { ArtifactReader, DownloadCounter, FileItem, FolderItem } from '../ports.ts';
+import { notFound } from '../repositories/repository-service.ts';
+import { baseUrl, requestMeta } from '../request-meta.ts';
+import { parsePropertyAssignments, parsePropertyNames, rawQueryParameter } from './properties-syntax.ts';
+
+export interface StorageRoutesOptions {
+  readonly service: ArtifactService;
+  readonly cache: MetadataCache;
+  readonly artifacts: ArtifactReader;
+  readonly downloads: DownloadCounter;
+  readonly listEntriesMax: number;
+  readonly now: () => number;
+}
+
+const PREFIX = '/artifactory/api/storage/';
+const flag = { type: 'string', pattern: '^(0|1|true|false)?$' } as const;
+
+const querystring = {
+  type: 'object',
+  properties: {
+    properties: { type: 'string' },
+    recursive: flag,
+    list: { type: 'string' },
+    deep: flag,
+    depth: { type: 'string', pattern: '^[0-9]{0,4}$' },
+    listFolders: flag,
+    mdTimestamps: flag,
+    includeRootPath: flag,
+    stats: { type: 'string' },
+  },
+} as const;
+
+const params = { type: 'object', properties: { repo: { type: 'string' }, '*': { type: 'string' } } } as const;
+
+function isOn(value: string | undefined, fallback: boolean): boolean {
+  if (value === undefined || value === '') return fallback;
+  return value === '1' || value === 'true';
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+function has(request: FastifyRequest, name: string): boolean {
+  return Object.hasOwn(request.query as object, name);
+}
+
+/** `/api/storage/{repo}/{path}`: item info, properties, listings and download statistics. */
+export const storageRoutes: FastifyPluginAsync<StorageRoutesOptions> = async (app, options) => {
+  const { service, cache, artifacts, downloads } = options;
+
+  async function lookup(request: FastifyRequest) {
+    const address = parseArtifactAddress(request.url, PREFIX);
+    const { repo, path } = address;
+    app.accessControl.authorize(request.principal, { repo, path, action: 'read' });
+    const config = await cache.repository(repo);
+    if (config === undefined) throw notFound(repo);
+    enforcePatterns(repo, config, path);
+    const item = await artifacts.getItem(repo, path);
+    if (item === undefined) throw new StrataError('STRATA_ERR_ARTIFACT_NOT_FOUND', `Unable to find item '${repo}:${path}'`);
+    return { repo, path, item };
+  }
+
+  const storageUri = (request: FastifyRequest, repo: string, path: string) => `${baseUrl(request)}/api/storage/${repo}${path === '' ? '' : `/${path}`}`;
+
+  function fileInfo(request: FastifyRequest, repo: string, file: FileItem) {
+    const checksums = { sha1: file.sha1, md5: file.md5, sha256: file.sha256 };
+    return {
+      repo,
+      path: `/${file.path}`,
+      created: iso(file.created),
+      createdBy: file.createdBy,
+      lastModified: iso(file.lastModified),
+      modifiedBy: file.modifiedBy,
+      lastUpdated: iso(file.lastModified),
+      downloadUri: `${baseUrl(request)}/${repo}/${file.path}`,
+      mimeType: file.mimeType,
+      size: String(file.size),
+      checksums,
+      originalChecksums: checksums,
+      uri: storageUri(request, repo, file.path),
+    };
+  }
+
+  async function folderInfo(request: FastifyRequest, repo: string, folder: FolderItem) {
+    const children = await artifacts.list(repo, folder.path, { deep: false, includeFolders: true, limit: options.listEntriesMax });
+    const prefixLength = folder.path === '' ? 0 : folder.path.length + 1;
+    return {
+      repo,
+      path: `/${folder.path}`,
+      created: iso(folder.created),
+      createdBy: folder.createdBy,
+      lastModified: iso(folder.lastModified),
+      modifiedBy: folder.modifiedBy,
+      lastUpdated: iso(folder.lastModified),
+      children: children.map((child) => ({ uri: `/${child.path.slice(prefixLength)}`, folder: child.kind === 'folder' })),
+      uri: storageUri(request, repo, folder.path),
+    };
+  }
+
+  async function get(request: FastifyRequest, reply: FastifyReply) {
+    const query = request.query as Record<string, string | undefined>;
+    const { repo, path, item } = await lookup(request);
+    const uri = storageUri(request, repo, path);
+    if (has(request, 'properties')) {
+      const names = parsePropertyNames(rawQueryParameter(request.url, 'properties') ?? '');
+      const properties: Record<string, readonly string[]> = {};
+      for (const [key, values] of Object.entries(item.properties)) if (names.length === 0 || names.includes(key)) properties[key] = values;
+      if (Object.keys(properties).length === 0) throw new StrataError('STRATA_ERR_HTTP_NOT_FOUND', 'No properties could be found.');
+      return reply.type('application/vnd.org.jfrog.artifactory.storage.ItemProperties+json').send({ uri, properties });
+    }
+    if (has(request, 'stats')) {
+      if (item.kind !== 'file') throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', 'statistics are kept for files only');
+      const stats = await downloads.get(repo, path);
+      return reply.type('application/vnd.org.jfrog.artifactory.storage.StatsInfo+json').send({
+        uri,
+        downloadCount: stats?.downloadCount ?? 0,
+        lastDownloaded: stats?.lastDownloaded ?? 0,
+        lastDownloadedBy: stats?.lastDownloadedBy ?? '',
+        remoteDownloadCount: 0,
+        remoteLastDownloaded: 0,
+      });
+    }
+    if (has(request, 'list')) {
+      if (item.kind !== 'folder') throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', `'${repo}:${path}' is a file: list a folder`);
+      const deep = isOn(query.deep, false);
+      const depth = query.depth === undefined || query.depth === '' ? undefined : Number(query.depth);
+      const entries = await artifacts.list(repo, path, {
+        deep,
+        ...(deep && depth !== undefined && depth > 0 ? { depth } : {}),
+        includeFolders: isOn(query.listFolders, false),
+        limit: options.listEntriesMax,
+      });
+      const prefixLength = path === '' ? 0 : path.length + 1;
+      const files = entries.map((entry) =>
+        entry.kind === 'file'
+          ? { uri: `/${entry.path.slice(prefixLength)}`, size: entry.size, lastModified: iso(entry.lastModified), folder: false, sha1: entry.sha1, sha2: entry.sha256 }
+          : { uri: `/${entry.path.slice(prefixLength)}`, size: -1, lastModified: iso(entry.lastModified), folder: true },
+      );
+      if (isOn(query.includeRootPath, false)) files.unshift({ uri: '/', size: -1, lastModified: iso(item.lastModified), folder: true });
+      return reply.type('application/vnd.org.jfrog.artifactory.storage.FileList+json').send({ uri, created: iso(options.now()), files });
+    }
+    if (item.kind === 'file') return reply.type('application/vnd.org.jfrog.artifactory.storage.FileInfo+json').send(fileInfo(request, repo, item));
+    return reply.type('application/vnd.org.jfrog.artifactory.storage.FolderInfo+json').send(await folderInfo(request, repo, item));
+  }
+
+  function propertiesTarget(request: FastifyRequest) {
+    const address = parseArtifactAddress(request.url, PREFIX);
+    app.accessControl.authorize(request.principal, { repo: address.repo, path: address.path, action: 'annotate' });
+    const text = rawQueryParameter(request.url, 'properties');
+    if (text === undefined || text === '') throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', 'the properties parameter is required');
+    const recursive = isOn((request.query as Record<string, string | undefined>).recursive, true);
+    return { ...address, text, recursive };
+  }
+
+  const jsonResponses = { 200: { type: 'object', additionalProperties: true }, ...errorResponses } as const;
+  for (const url of ['/api/storage/:repo', '/api/storage/:repo/*']) {
+    app.get(url, { schema: { params, querystring, response: jsonResponses } }, get);
+
+    app.put(url, { schema: { params, querystring, response: { 204: { type: 'null' }, ...errorResponses } } }, async (request, reply) => {
+      const target = propertiesTarget(request);
+      await service.setProperties(target.repo, target.path, parsePropertyAssignments(target.text), target.recursive, requestMeta(request));
+      return reply.code(204).send();
+    });
+
+    app.delete(url, { schema: { params, querystring, response: { 204: { type: 'null' }, ...errorResponses } } }, async (request, reply) => {
+      const target = propertiesTarget(request);
+      await service.removeProperties(target.repo, target.path, parsePropertyNames(target.text), target.recursive, requestMeta(request));
+      return reply.code(204).send();
+    });
+  }
+
+  // PATCH /api/metadata/{repo}/{path} {"props": {"k": "v" | ["v1","v2"], "gone": null}}
+  app.patch(
+    '/api/metadata/*',
+    {
+      schema: {
+        params,
+        querystring: { type: 'object', properties: { recursive: flag } },
+        body: {
+          type: 'object',
+          properties: { props: { type: 'object', additionalProperties: { anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }, { type: 'null' }] } } },
+          required: ['props'],
+        },
+        response: { 200: { type: 'string' }, ...errorResponses },
+      },
+    },
+    async (request, reply) => {
+      const { repo, path } = parseArtifactAddress(request.url, '/artifactory/api/metadata/');
+      app.accessControl.authorize(request.principal, { repo, path, action: 'annotate' });
+      const props = (request.body as { props: Record<string, string | string[] | null> }).props;
+      const recursive = isOn((request.query as Record<string, string | undefined>).recursive, false);
+      const set: Record<string, string[]> = {};
+      const removed: string[] = [];
+      for (const [key, value] of Object.entries(props)) {
+        if (value === null) removed.push(key);
+        else set[key] = Array.isArray(value) ? value : value.split(',');
+      }
+      const meta = requestMeta(request);
+      if (Object.keys(set).length > 0) await service.setProperties(repo, path, set, recursive, meta);
+      if (removed.length > 0) await service.removeProperties(repo, path, removed, recursive, meta);
+      return reply.type('text/plain').send('');
+    },
+  );
+};

@@ -9,6 +9,8 @@ import type { AppDeps, ServerLimits } from './ports.ts';
 import { repositoriesRoutes } from './repositories/repositories-routes.ts';
 import { RepositoryService } from './repositories/repository-service.ts';
 import { repositoryStreamFold } from './repositories/repository-stream.ts';
+import { copyMoveRoutes } from './artifacts/copy-move-routes.ts';
+import { storageInfoRoutes } from './storage/storage-info-routes.ts';
 import { storageRoutes } from './storage/storage-routes.ts';
 import { StreamWriter } from './stream-writer.ts';
 import { systemRoutes } from './system/system-routes.ts';
@@ -85,5 +87,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     listEntriesMax: limits.listEntriesMax,
     now,
   });
+  await app.register(copyMoveRoutes, { prefix: ARTIFACTORY_PREFIX, service: artifactService });
+  await app.register(storageInfoRoutes, { prefix: ARTIFACTORY_PREFIX, repositories: deps.repositories, artifacts: deps.artifacts, storage: deps.storage });
   return app;
 }

@@ -34,6 +34,24 @@ export interface DeployedArtifact {
   readonly createdBy: string;
 }
 
+export interface CopyMoveRequest {
+  readonly source: { readonly repo: string; readonly path: string };
+  /** `into`: the target named a folder (trailing '/'): the source keeps its name inside it. */
+  readonly target: { readonly repo: string; readonly path: string; readonly into: boolean };
+  readonly move: boolean;
+  readonly dryRun: boolean;
+  readonly meta: EventMeta;
+}
+
+export interface CopyMoveResult {
+  readonly files: number;
+  readonly targetPath: string;
+}
+
+function isUnder(path: string, prefix: string): boolean {
+  return prefix === '' || path.startsWith(`${prefix}/`);
+}
+
 const filterCache = new WeakMap<object, PathFilter>();
 
 /** The include/exclude filter of a repository configuration (compiled once per config object). */
@@ -206,6 +224,69 @@ export class ArtifactService {
       return { events: targets.map(eventFor), result: undefined };
     });
     this.#cache.invalidateFolder(repo, path);
+  }
+
+  /**
+   * Copies (or moves) a file or a folder's files to another path, in this or another local
+   * repository. The target gets ArtifactDeployed events pointing at the same blobs (with
+   * their properties), appended atomically; a move then deletes the source (one
+   * ArtifactDeleted or FolderDeleted). A crash between the two leaves both copies, never none.
+   */
+  async copyOrMove(request: CopyMoveRequest): Promise<CopyMoveResult> {
+    const { source, target, move, dryRun, meta } = request;
+    const sourceConfig = await this.#cache.repository(source.repo);
+    if (sourceConfig === undefined) throw notFound(source.repo);
+    enforcePatterns(source.repo, sourceConfig, source.path);
+    const sourceItem = await this.#artifacts.getItem(source.repo, source.path);
+    if (sourceItem === undefined) throw new StrataError('STRATA_ERR_ARTIFACT_NOT_FOUND', `Could not find item '${source.repo}:${source.path}'`);
+    if (sourceItem.kind === 'folder' && source.path === '' && move) throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', 'move a folder, not a whole repository');
+    let targetPath = target.path;
+    const targetItem = await this.#artifacts.getItem(target.repo, targetPath);
+    if (target.into || targetItem?.kind === 'folder') {
+      const name = source.path.slice(source.path.lastIndexOf('/') + 1);
+      targetPath = targetPath === '' ? name : `${targetPath}/${name}`;
+    }
+    if (source.repo === target.repo && (isUnder(targetPath, source.path) || targetPath === source.path)) {
+      throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', `cannot ${move ? 'move' : 'copy'} '${source.path}' onto or into itself`);
+    }
+    const files: FileItem[] = [];
+    if (sourceItem.kind === 'file') files.push(sourceItem);
+    else {
+      const below = await this.#artifacts.list(source.repo, source.path, { deep: true, includeFolders: false, limit: this.#bulkEntriesMax + 1 });
+      if (below.length > this.#bulkEntriesMax) throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', `more than ${this.#bulkEntriesMax} files below '${source.path}'`);
+      for (const entry of below) if (entry.kind === 'file') files.push(entry);
+    }
+    const prefixLength = sourceItem.kind === 'file' ? source.path.length : source.path === '' ? 0 : source.path.length + 1;
+    const mapped = files.map((file) => ({
+      file,
+      to: sourceItem.kind === 'file' ? targetPath : targetPath === '' ? file.path.slice(prefixLength) : `${targetPath}/${file.path.slice(prefixLength)}`,
+    }));
+    const leases: BlobLease[] = [];
+    try {
+      await this.#streams.execute(repositoryStream(target.repo), meta, async (state) => {
+        if (state.config === undefined) throw notFound(target.repo);
+        for (const { to } of mapped) checkDeployable(target.repo, state.config, to);
+        for (const { to } of mapped.slice(0, 100)) await this.#checkTreeShape(target.repo, to);
+        if (dryRun) return { events: [], result: undefined };
+        for (const { file } of mapped) {
+          const lease = await this.#blobs.lease(file.sha256);
+          if (lease === undefined) throw new StrataError('STRATA_ERR_BLOB_NOT_FOUND', `the binary of '${source.repo}:${file.path}' is missing`);
+          leases.push(lease);
+        }
+        return {
+          events: mapped.map(({ file, to }) => ({
+            type: 'ArtifactDeployed' as const,
+            data: { path: to, sha256: file.sha256, sha1: file.sha1, md5: file.md5, size: file.size, mimeType: file.mimeType, properties: file.properties },
+          })),
+          result: undefined,
+        };
+      });
+    } finally {
+      for (const lease of leases) lease.release();
+    }
+    this.#cache.invalidateFolder(target.repo, targetPath);
+    if (move && !dryRun) await this.delete(source.repo, source.path, meta);
+    return { files: mapped.length, targetPath };
   }
 
   async file(repo: string, path: string): Promise<FileItem | undefined> {

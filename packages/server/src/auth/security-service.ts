@@ -206,10 +206,11 @@ function startsWithScheme(header: string, scheme: string): boolean {
  * serialised, so the projection is applied in revision order exactly once.
  *
  * Several servers over one PostgreSQL: each appends with expectedRevision, so none loses a
- * change; a server learns about the others' changes at its next own write (via the conflict)
- * and, when limits.refreshIntervalMs > 0, by polling `streamRevision` (one cheap query) and
- * reading what it lacks. Between polls another server's change (a revoked token, a new
- * password) may be unseen for up to refreshIntervalMs.
+ * change; before each write a server reads what the others appended (so it decides on the
+ * latest state), a race in between ends in a conflict and a retry, and when
+ * limits.refreshIntervalMs > 0 it also polls `streamRevision` (one cheap query) and reads what
+ * it lacks. Between polls another server's change (a revoked token, a new password) may be
+ * unseen by authentication for up to refreshIntervalMs.
  */
 export class SecurityService {
   readonly accessControl: AccessControl;
@@ -930,6 +931,8 @@ export class SecurityService {
       ...(context.clientAddress === undefined ? {} : { clientAddress: context.clientAddress }),
     };
     return this.#exclusive(async () => {
+      // Decide on the latest state (other servers may have written): one cheap read per write.
+      await this.#catchUp();
       for (let attempt = 0; ; attempt++) {
         const { events, result } = decide(this.#projection);
         if (events.length === 0) return result;

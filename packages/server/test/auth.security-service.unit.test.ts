@@ -64,7 +64,7 @@ describe('the system stream', () => {
     expect(store.events[1]?.meta).toEqual({ actor: '_test', requestId: 'req-1', clientAddress: '127.0.0.1' });
     const serialised = JSON.stringify(store.events, (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value));
     for (const secret of [ADMIN_PASSWORD, 'bob-password', token.accessToken, apiKey]) expect(serialised).not.toContain(secret);
-    expect(String(store.events[1]?.data.passwordHash)).toMatch(/^scrypt\$/);
+    expect(String((store.events[1]?.data as Record<string, unknown>).passwordHash)).toMatch(/^scrypt\$/);
   });
 
   it('is replayed at start into the same state', async () => {

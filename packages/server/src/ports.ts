@@ -42,7 +42,6 @@ export interface FileItem {
   readonly createdBy: string;
   readonly lastModified: number;
   readonly modifiedBy: string;
-  readonly properties: Properties;
 }
 
 export interface FolderItem {
@@ -53,7 +52,6 @@ export interface FolderItem {
   readonly createdBy: string;
   readonly lastModified: number;
   readonly modifiedBy: string;
-  readonly properties: Properties;
 }
 
 export type TreeItem = FileItem | FolderItem;
@@ -82,6 +80,8 @@ export interface ArtifactReader {
   /** Direct children of a folder (or, with deep, descendants), in path order. */
   list(repo: string, path: string, options: ListOptions): Promise<readonly TreeItem[]>;
   usage(repo: string): Promise<RepositoryUsage>;
+  /** Visible properties of a file or folder (empty when none). */
+  properties(repo: string, path: string): Promise<Properties>;
 }
 
 export interface DownloadStats {

@@ -273,11 +273,16 @@ export class ArtifactService {
           if (lease === undefined) throw new StrataError('STRATA_ERR_BLOB_NOT_FOUND', `the binary of '${source.repo}:${file.path}' is missing`);
           leases.push(lease);
         }
+        const events: DomainEvent[] = [];
+        for (const { file, to } of mapped) {
+          const properties = await this.#artifacts.properties(source.repo, file.path);
+          events.push({
+            type: 'ArtifactDeployed',
+            data: { path: to, sha256: file.sha256, sha1: file.sha1, md5: file.md5, size: file.size, mimeType: file.mimeType, properties },
+          });
+        }
         return {
-          events: mapped.map(({ file, to }) => ({
-            type: 'ArtifactDeployed' as const,
-            data: { path: to, sha256: file.sha256, sha1: file.sha1, md5: file.md5, size: file.size, mimeType: file.mimeType, properties: file.properties },
-          })),
+          events,
           result: undefined,
         };
       });

@@ -112,7 +112,7 @@ export const storageRoutes: FastifyPluginAsync<StorageRoutesOptions> = async (ap
     if (has(request, 'properties')) {
       const names = parsePropertyNames(rawQueryParameter(request.url, 'properties') ?? '');
       const properties: Record<string, readonly string[]> = {};
-      for (const [key, values] of Object.entries(item.properties)) if (names.length === 0 || names.includes(key)) properties[key] = values;
+      for (const [key, values] of Object.entries(await artifacts.properties(repo, path))) if (names.length === 0 || names.includes(key)) properties[key] = values;
       if (Object.keys(properties).length === 0) throw new StrataError('STRATA_ERR_HTTP_NOT_FOUND', 'No properties could be found.');
       return reply.type('application/vnd.org.jfrog.artifactory.storage.ItemProperties+json').send({ uri, properties });
     }

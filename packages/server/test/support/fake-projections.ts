@@ -10,6 +10,7 @@ import type { ArtifactReader, FileItem, FolderItem, ListOptions, RepositoryConfi
  */
 interface StoredFile extends FileItem {
   readonly stamp: EventStamp;
+  readonly properties: Properties;
 }
 
 export class FakeProjections implements RepositoryReader, ArtifactReader {
@@ -117,13 +118,15 @@ export class FakeProjections implements RepositoryReader, ArtifactReader {
     }
     return { filesCount: files.length, foldersCount: folders.size, usedBytes: files.reduce((sum, f) => sum + f.size, 0) };
   }
+  async properties(repo: string, path: string): Promise<Properties> {
+    return this.files.get(repo)?.get(path)?.properties ?? this.folderProperties.get(`${repo}\0${path}`) ?? {};
+  }
   #strip(file: StoredFile): FileItem {
-    const { stamp: _stamp, ...item } = file;
+    const { stamp: _stamp, properties: _properties, ...item } = file;
     return item;
   }
-  #folder(repo: string, path: string): FolderItem {
-    const properties: Properties = this.folderProperties.get(`${repo}\0${path}`) ?? {};
-    return { kind: 'folder', path, created: 0, createdBy: 'system', lastModified: 0, modifiedBy: 'system', properties };
+  #folder(_repo: string, path: string): FolderItem {
+    return { kind: 'folder', path, created: 0, createdBy: 'system', lastModified: 0, modifiedBy: 'system' };
   }
 }
 

@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { ArtifactService } from './artifacts/artifact-service.ts';
 import { artifactsRoutes } from './artifacts/artifacts-routes.ts';
 import { BlobCache, MetadataCache } from './artifacts/hot-caches.ts';
-import { installErrorRendering } from './http-errors.ts';
+import { errorBody, installErrorRendering } from './http-errors.ts';
 import { DEFAULT_LIMITS } from './ports.ts';
 import type { AppDeps, ServerLimits } from './ports.ts';
 import { repositoriesRoutes } from './repositories/repositories-routes.ts';
@@ -34,6 +34,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     bodyLimit: 4 * 1024 * 1024,
+    // Malformed URLs (bad percent-encoding) never reach a route: render them like every other error.
+    frameworkErrors: (error, _request, reply) => {
+      const status = error.statusCode ?? 400;
+      const raw = reply as unknown as { code(status: number): { type(type: string): { send(body: string): void } } };
+      raw.code(status).type('application/json; charset=utf-8').send(JSON.stringify(errorBody(status, error.message)));
+    },
   });
   installErrorRendering(app);
   await deps.registerAuth(app);

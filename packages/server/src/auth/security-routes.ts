@@ -217,6 +217,10 @@ function expiresInSeconds(value: unknown): number | undefined {
   return number;
 }
 
+function requireAuthenticated(request: FastifyRequest): void {
+  if (request.principal.anonymous) throw new StrataError('STRATA_ERR_AUTH_UNAUTHENTICATED');
+}
+
 function text(reply: FastifyReply, status: number, message: string): FastifyReply {
   return reply.code(status).type('text/plain; charset=utf-8').send(message);
 }
@@ -263,6 +267,7 @@ export const securityRoutes: FastifyPluginAsync<SecurityRoutesOptions> = async (
   );
 
   app.put<Named>('/api/security/users/:name', { bodyLimit, schema: { params: nameParams, body: anyObjectBody, response: emptyResponses } }, async (request, reply) => {
+    security.accessControl.requireAdmin(request.principal); // before saying what is wrong with the body
     const record = body(request);
     checkBodyName(record, request.params.name);
     const { created } = await security.putUser(context(request), request.params.name, userInput(record));
@@ -270,6 +275,7 @@ export const securityRoutes: FastifyPluginAsync<SecurityRoutesOptions> = async (
   });
 
   app.post<Named>('/api/security/users/:name', { bodyLimit, schema: { params: nameParams, body: anyObjectBody, response: emptyResponses } }, async (request, reply) => {
+    security.accessControl.requireAdmin(request.principal);
     const record = body(request);
     checkBodyName(record, request.params.name);
     await security.updateUser(context(request), request.params.name, userInput(record));
@@ -319,6 +325,7 @@ export const securityRoutes: FastifyPluginAsync<SecurityRoutesOptions> = async (
   );
 
   app.put<Named>('/api/security/groups/:name', { bodyLimit, schema: { params: nameParams, body: anyObjectBody, response: emptyResponses } }, async (request, reply) => {
+    security.accessControl.requireAdmin(request.principal);
     const record = body(request);
     checkBodyName(record, request.params.name);
     const { created } = await security.putGroup(context(request), request.params.name, groupInput(record));
@@ -326,6 +333,7 @@ export const securityRoutes: FastifyPluginAsync<SecurityRoutesOptions> = async (
   });
 
   app.post<Named>('/api/security/groups/:name', { bodyLimit, schema: { params: nameParams, body: anyObjectBody, response: emptyResponses } }, async (request, reply) => {
+    security.accessControl.requireAdmin(request.principal);
     const record = body(request);
     checkBodyName(record, request.params.name);
     await security.updateGroup(context(request), request.params.name, groupInput(record));
@@ -362,9 +370,9 @@ export const securityRoutes: FastifyPluginAsync<SecurityRoutesOptions> = async (
   );
 
   app.put<Named>('/api/security/permissions/:name', { bodyLimit, schema: { params: nameParams, body: anyObjectBody, response: emptyResponses } }, async (request, reply) => {
+    security.accessControl.requireAdmin(request.principal);
     const record = body(request);
     checkBodyName(record, request.params.name);
-    security.accessControl.requireAdmin(request.principal); // before reporting what is wrong with the body
     const { created } = await security.putPermissionTarget(context(request), request.params.name, permissionTargetInput(record));
     return reply.code(created ? 201 : 200).send();
   });
@@ -386,9 +394,9 @@ export const securityRoutes: FastifyPluginAsync<SecurityRoutesOptions> = async (
   });
 
   app.put('/api/security/anonymous', { bodyLimit, schema: { body: anyObjectBody, response: anonymousResponse } }, async (request) => {
+    security.accessControl.requireAdmin(request.principal);
     const record = body(request);
     const enabled = optionalBoolean(record, 'enabled') ?? optionalBoolean(record, 'anonAccessEnabled');
-    security.accessControl.requireAdmin(request.principal);
     if (enabled === undefined) failInput('give {"enabled": true|false}');
     await security.setAnonymousAccess(context(request), enabled);
     return { enabled: security.settings.anonymousAccess };
@@ -410,6 +418,7 @@ export const securityRoutes: FastifyPluginAsync<SecurityRoutesOptions> = async (
   } as const;
 
   app.post('/api/security/token', { bodyLimit, schema: { response: tokenResponse } }, async (request) => {
+    requireAuthenticated(request);
     const record = body(request);
     const input: Record<string, unknown> = {};
     const username = optionalString(record, 'username');
@@ -431,6 +440,7 @@ export const securityRoutes: FastifyPluginAsync<SecurityRoutesOptions> = async (
   });
 
   app.post('/api/security/token/revoke', { bodyLimit, schema: { response: textResponses } }, async (request, reply) => {
+    requireAuthenticated(request);
     const record = body(request);
     const token = optionalString(record, 'token');
     const tokenId = optionalString(record, 'token_id');

@@ -1,4 +1,5 @@
 import type { ColumnType, Generated } from 'kysely';
+import type { ProjectionTables } from './projections/projection-tables.ts';
 
 /**
  * The Kysely schema shared by PostgreSQL and PGlite. One set of migrations (./migrations)
@@ -31,4 +32,9 @@ export interface StoreDatabase {
   events: EventsTable;
   streams: StreamsTable;
   // projection tables are declared below by the projection modules' section
+  artifacts: ProjectionTables['artifacts'];
+  folder_tombstones: ProjectionTables['folder_tombstones'];
+  artifact_properties: ProjectionTables['artifact_properties'];
+  repositories: ProjectionTables['repositories'];
+  projection_checkpoints: ProjectionTables['projection_checkpoints'];
 }

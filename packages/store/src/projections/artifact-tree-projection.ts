@@ -1,0 +1,485 @@
+import { sql, type Kysely } from 'kysely';
+import {
+  ArtifactTreeModel,
+  ArtifactTreePaths,
+  artifactTreeTarget,
+  canonicalArtifactTreeSnapshot,
+  effectiveTombstone,
+  evolveArtifactTree,
+  fileSnapshotOf,
+  fileView,
+  normalizePropertyRegister,
+  propertySnapshotOf,
+  stampJson,
+  type ArtifactTreeSnapshot,
+  type ArtifactTreeState,
+  type DeployRecord,
+  type EventStamp,
+  type FileRegister,
+  type FirstDeploy,
+  type PropertyRegister,
+  type RecordedEvent,
+} from '@strata/core';
+import type { SqlProjection } from '../projection.ts';
+import type { StoreDatabase } from '../schema.ts';
+import type { ProjectionRebuild, RebuildableSqlProjection } from './rebuildable-projection.ts';
+import {
+  columnList,
+  excludedAssignments,
+  lockKeysStatement,
+  stampFromColumns,
+  toNullableNumber,
+  toNumber,
+  unnestRows,
+  versionFromColumns,
+  type UnnestColumn,
+} from './sql-values.ts';
+
+export const ARTIFACT_COLUMNS = [
+  ['repo', 'text'],
+  ['path', 'text'],
+  ['parent', 'text'],
+  ['name', 'text'],
+  ['present', 'bool'],
+  ['sha256', 'text'],
+  ['sha1', 'text'],
+  ['md5', 'text'],
+  ['size', 'int8'],
+  ['mime_type', 'text'],
+  ['remote_url', 'text'],
+  ['created_at', 'int8'],
+  ['created_by', 'text'],
+  ['modified_at', 'int8'],
+  ['modified_by', 'text'],
+  ['content_wall', 'int8'],
+  ['content_logical', 'int4'],
+  ['content_origin', 'text'],
+  ['content_id', 'text'],
+  ['first_wall', 'int8'],
+  ['first_logical', 'int4'],
+  ['first_origin', 'text'],
+  ['first_id', 'text'],
+  ['first_actor', 'text'],
+  ['tombstone_wall', 'int8'],
+  ['tombstone_logical', 'int4'],
+  ['tombstone_origin', 'text'],
+] as const satisfies readonly UnnestColumn[];
+
+export const FOLDER_TOMBSTONE_COLUMNS = [
+  ['repo', 'text'],
+  ['prefix', 'text'],
+  ['wall', 'int8'],
+  ['logical', 'int4'],
+  ['origin', 'text'],
+] as const satisfies readonly UnnestColumn[];
+
+export const PROPERTY_COLUMNS = [
+  ['repo', 'text'],
+  ['path', 'text'],
+  ['key', 'text'],
+  ['removed', 'bool'],
+  ['wall', 'int8'],
+  ['logical', 'int4'],
+  ['origin', 'text'],
+  ['event_id', 'text'],
+  ['values', 'jsonb'],
+] as const satisfies readonly UnnestColumn[];
+
+/** The artifacts row of a register whose effective tombstone is `tombstone`. */
+export function artifactRow(repo: string, path: string, register: FileRegister, tombstone: EventStamp | null): unknown[] {
+  const view = fileView(register, tombstone);
+  const content = register.content;
+  const first = register.first;
+  return [
+    repo,
+    path,
+    ArtifactTreePaths.parent(path),
+    ArtifactTreePaths.name(path),
+    view.present,
+    content?.sha256 ?? null,
+    content?.sha1 ?? null,
+    content?.md5 ?? null,
+    content?.size ?? null,
+    content?.mimeType ?? null,
+    content?.remoteUrl ?? null,
+    view.created?.version.hlc.wall ?? null,
+    view.created?.actor ?? null,
+    content?.version.hlc.wall ?? null,
+    content?.actor ?? null,
+    content?.version.hlc.wall ?? null,
+    content?.version.hlc.logical ?? null,
+    content?.version.origin ?? null,
+    content?.version.id ?? null,
+    first?.version.hlc.wall ?? null,
+    first?.version.hlc.logical ?? null,
+    first?.version.origin ?? null,
+    first?.version.id ?? null,
+    first?.actor ?? null,
+    tombstone?.hlc.wall ?? null,
+    tombstone?.hlc.logical ?? null,
+    tombstone?.origin ?? null,
+  ];
+}
+
+export function folderTombstoneRow(repo: string, prefix: string, stamp: EventStamp): unknown[] {
+  return [repo, prefix, stamp.hlc.wall, stamp.hlc.logical, stamp.origin];
+}
+
+export function propertyRow(repo: string, path: string, key: string, register: PropertyRegister): unknown[] {
+  return register.kind === 'value'
+    ? [repo, path, key, false, register.version.hlc.wall, register.version.hlc.logical, register.version.origin, register.version.id, JSON.stringify(register.values)]
+    : [repo, path, key, true, register.stamp.hlc.wall, register.stamp.hlc.logical, register.stamp.origin, null, '[]'];
+}
+
+type Row = Record<string, unknown>;
+
+export function fileRegisterFromRow(row: Row): FileRegister {
+  const contentVersion = versionFromColumns(row.content_wall, row.content_logical, row.content_origin, row.content_id);
+  const content: DeployRecord | null =
+    contentVersion === null
+      ? null
+      : {
+          version: contentVersion,
+          sha256: String(row.sha256),
+          sha1: String(row.sha1),
+          md5: String(row.md5),
+          size: toNumber(row.size),
+          mimeType: String(row.mime_type),
+          remoteUrl: (row.remote_url as string | null) ?? null,
+          actor: (row.modified_by as string | null) ?? null,
+        };
+  const firstVersion = versionFromColumns(row.first_wall, row.first_logical, row.first_origin, row.first_id);
+  const first: FirstDeploy | null = firstVersion === null ? null : { version: firstVersion, actor: (row.first_actor as string | null) ?? null };
+  return { content, first, tombstone: stampFromColumns(row.tombstone_wall, row.tombstone_logical, row.tombstone_origin) };
+}
+
+export function propertyRegisterFromRow(row: Row): PropertyRegister {
+  const stamp = stampFromColumns(row.wall, row.logical, row.origin)!;
+  if (row.removed) return { kind: 'removed', stamp };
+  const values = typeof row.values === 'string' ? (JSON.parse(row.values) as string[]) : (row.values as string[]);
+  return { kind: 'value', version: { ...stamp, id: String(row.event_id) }, values };
+}
+
+const SEPARATOR = '\u0000';
+
+/**
+ * The registers one batch touches, loaded from the tables, evolved in memory by core's
+ * `evolveArtifactTree`, and written back. Folder tombstones are loaded for every prefix
+ * covering a touched path, so `effectiveTombstone` sees all that apply.
+ */
+class TreeBatch implements ArtifactTreeState {
+  readonly files = new Map<string, { repo: string; path: string; register: FileRegister; loaded: FileRegister | undefined }>();
+  readonly properties = new Map<
+    string,
+    { repo: string; path: string; key: string; register: PropertyRegister | undefined; loaded: PropertyRegister | undefined }
+  >();
+  readonly folderTombstones = new Map<string, { repo: string; prefix: string; stamp: EventStamp; loaded: EventStamp | undefined }>();
+
+  getFile(repo: string, path: string): FileRegister | undefined {
+    return this.files.get(repo + SEPARATOR + path)?.register;
+  }
+  setFile(repo: string, path: string, register: FileRegister): void {
+    const id = repo + SEPARATOR + path;
+    const entry = this.files.get(id);
+    if (entry === undefined) this.files.set(id, { repo, path, register, loaded: undefined });
+    else entry.register = register;
+  }
+  getProperty(repo: string, path: string, key: string): PropertyRegister | undefined {
+    return this.properties.get(repo + SEPARATOR + path + SEPARATOR + key)?.register;
+  }
+  setProperty(repo: string, path: string, key: string, register: PropertyRegister | undefined): void {
+    const id = repo + SEPARATOR + path + SEPARATOR + key;
+    const entry = this.properties.get(id);
+    if (entry === undefined) this.properties.set(id, { repo, path, key, register, loaded: undefined });
+    else entry.register = register;
+  }
+  getFolderTombstone(repo: string, prefix: string): EventStamp | undefined {
+    return this.folderTombstones.get(repo + SEPARATOR + prefix)?.stamp;
+  }
+  setFolderTombstone(repo: string, prefix: string, stamp: EventStamp): void {
+    const id = repo + SEPARATOR + prefix;
+    const entry = this.folderTombstones.get(id);
+    if (entry === undefined) this.folderTombstones.set(id, { repo, prefix, stamp, loaded: undefined });
+    else entry.stamp = stamp;
+  }
+
+  loadRow(kind: string, row: Row): void {
+    const repo = String(row.repo);
+    if (kind === 'a') {
+      const path = String(row.path);
+      const register = fileRegisterFromRow(row);
+      this.files.set(repo + SEPARATOR + path, { repo, path, register, loaded: register });
+    } else if (kind === 'p') {
+      const path = String(row.path);
+      const key = String(row.key);
+      const register = propertyRegisterFromRow(row);
+      this.properties.set(repo + SEPARATOR + path + SEPARATOR + key, { repo, path, key, register, loaded: register });
+    } else {
+      const prefix = String(row.prefix);
+      const stamp = stampFromColumns(row.wall, row.logical, row.origin)!;
+      this.folderTombstones.set(repo + SEPARATOR + prefix, { repo, prefix, stamp, loaded: stamp });
+    }
+  }
+}
+
+export interface ArtifactTreeProjectionOptions {
+  /**
+   * Take a transaction-scoped advisory lock per repository before loading rows, so that two
+   * transactions never evolve the same rows from the same stale read. Default true. The SQL
+   * event store also serialises appends per stream; the lock covers catch-up and rebuild.
+   */
+  readonly lockRepositories?: boolean;
+  /** Rows per INSERT during a rebuild. */
+  readonly rebuildChunkRowsMax?: number;
+}
+
+/**
+ * The artifact tree (content, folder tombstones, properties) as SQL rows, maintained inside
+ * the append transaction. Per batch: one advisory-lock statement, one load of every row the
+ * batch touches, one multi-row upsert per table that changed, and for each folder delete one
+ * stamp-guarded UPDATE (plus a DELETE of the properties it hides) for rows not loaded.
+ */
+export class ArtifactTreeProjection implements SqlProjection, RebuildableSqlProjection {
+  readonly name = 'artifact-tree';
+  readonly #lockRepositories: boolean;
+  readonly #rebuildChunkRowsMax: number;
+
+  constructor(options: ArtifactTreeProjectionOptions = {}) {
+    this.#lockRepositories = options.lockRepositories ?? true;
+    this.#rebuildChunkRowsMax = options.rebuildChunkRowsMax ?? 10_000;
+  }
+
+  async apply(db: Kysely<StoreDatabase>, events: readonly RecordedEvent[]): Promise<void> {
+    const relevant: RecordedEvent[] = [];
+    const paths = new Map<string, [string, string]>();
+    const prefixes = new Map<string, [string, string]>();
+    const repos = new Set<string>();
+    for (const event of events) {
+      const target = artifactTreeTarget(event);
+      if (target === undefined) continue;
+      relevant.push(event);
+      repos.add(target.repo);
+      if (target.path !== undefined) {
+        paths.set(target.repo + SEPARATOR + target.path, [target.repo, target.path]);
+        for (const prefix of ArtifactTreePaths.coveringPrefixes(target.path)) prefixes.set(target.repo + SEPARATOR + prefix, [target.repo, prefix]);
+      }
+      if (target.prefix !== undefined) prefixes.set(target.repo + SEPARATOR + target.prefix, [target.repo, target.prefix]);
+    }
+    if (relevant.length === 0) return;
+    if (this.#lockRepositories) await lockKeysStatement([...repos].map((repo) => `repo:${repo}`)).execute(db);
+
+    const batch = new TreeBatch();
+    const pathList = [...paths.values()];
+    const prefixList = [...prefixes.values()];
+    const loaded = await sql<{ kind: string; row: Row | string }>`
+      with touched as (select * from unnest(${pathList.map((p) => p[0])}::text[], ${pathList.map((p) => p[1])}::text[]) as t(repo, path)),
+           covering as (select * from unnest(${prefixList.map((p) => p[0])}::text[], ${prefixList.map((p) => p[1])}::text[]) as t(repo, prefix))
+      select 'a' as kind, to_jsonb(a) as row from artifacts a where (a.repo, a.path) in (select repo, path from touched)
+      union all
+      select 'p', to_jsonb(p) from artifact_properties p where (p.repo, p.path) in (select repo, path from touched)
+      union all
+      select 'f', to_jsonb(f) from folder_tombstones f where (f.repo, f.prefix) in (select repo, prefix from covering)
+    `.execute(db);
+    for (const { kind, row } of loaded.rows) batch.loadRow(kind, typeof row === 'string' ? (JSON.parse(row) as Row) : row);
+
+    for (const event of relevant) evolveArtifactTree(batch, event);
+    await this.#writeBack(db, batch);
+  }
+
+  async #writeBack(db: Kysely<StoreDatabase>, batch: TreeBatch): Promise<void> {
+    const fileRows: unknown[][] = [];
+    for (const { repo, path, register, loaded } of batch.files.values()) {
+      const tombstone = effectiveTombstone(batch, repo, path);
+      // A loaded row whose tombstone only grew through a folder delete of this batch is
+      // left to the guarded UPDATE below.
+      if (register !== loaded) fileRows.push(artifactRow(repo, path, register, tombstone));
+    }
+    const propertyRows: unknown[][] = [];
+    const propertyDeletes: [string, string, string][] = [];
+    for (const entry of batch.properties.values()) {
+      const normalized = normalizePropertyRegister(entry.register, effectiveTombstone(batch, entry.repo, entry.path));
+      if (normalized === entry.loaded) continue;
+      if (normalized === undefined) propertyDeletes.push([entry.repo, entry.path, entry.key]);
+      else propertyRows.push(propertyRow(entry.repo, entry.path, entry.key, normalized));
+    }
+    const folderRows: unknown[][] = [];
+    const grownFolders: { repo: string; prefix: string; stamp: EventStamp }[] = [];
+    for (const { repo, prefix, stamp, loaded } of batch.folderTombstones.values()) {
+      if (stamp === loaded) continue;
+      folderRows.push(folderTombstoneRow(repo, prefix, stamp));
+      grownFolders.push({ repo, prefix, stamp });
+    }
+
+    // One statement for every table that changed: data-modifying CTEs on distinct tables.
+    const parts = [];
+    if (fileRows.length > 0) {
+      parts.push(sql`w_artifacts as (insert into artifacts (${columnList(ARTIFACT_COLUMNS)}) ${unnestRows(ARTIFACT_COLUMNS, fileRows)}
+        on conflict (repo, path) do update set ${excludedAssignments(ARTIFACT_COLUMNS, ['repo', 'path'])} returning 1)`);
+    }
+    if (propertyRows.length > 0) {
+      parts.push(sql`w_properties as (insert into artifact_properties (${columnList(PROPERTY_COLUMNS)}) ${unnestRows(PROPERTY_COLUMNS, propertyRows)}
+        on conflict (repo, path, key) do update set ${excludedAssignments(PROPERTY_COLUMNS, ['repo', 'path', 'key'])} returning 1)`);
+    }
+    if (propertyDeletes.length > 0) {
+      parts.push(sql`d_properties as (delete from artifact_properties where (repo, path, key) in (
+        select * from unnest(${propertyDeletes.map((d) => d[0])}::text[], ${propertyDeletes.map((d) => d[1])}::text[], ${propertyDeletes.map((d) => d[2])}::text[])) returning 1)`);
+    }
+    if (folderRows.length > 0) {
+      parts.push(sql`w_folders as (insert into folder_tombstones (${columnList(FOLDER_TOMBSTONE_COLUMNS)}) ${unnestRows(FOLDER_TOMBSTONE_COLUMNS, folderRows)}
+        on conflict (repo, prefix) do update set ${excludedAssignments(FOLDER_TOMBSTONE_COLUMNS, ['repo', 'prefix'])} returning 1)`);
+    }
+    if (parts.length > 0) await sql`with ${sql.join(parts)} select 1`.execute(db);
+
+    for (const folder of grownFolders) await applyFolderTombstone(db, folder.repo, folder.prefix, folder.stamp);
+  }
+
+  async truncate(db: Kysely<StoreDatabase>): Promise<void> {
+    await sql`truncate artifacts, folder_tombstones, artifact_properties`.execute(db);
+  }
+
+  startRebuild(): ProjectionRebuild {
+    const model = new ArtifactTreeModel();
+    const chunkRowsMax = this.#rebuildChunkRowsMax;
+    return {
+      add(events: readonly RecordedEvent[]): void {
+        for (const event of events) model.apply(event);
+      },
+      async write(db: Kysely<StoreDatabase>, onRows?: (rows: number) => void): Promise<number> {
+        return writeArtifactTreeModel(db, model, chunkRowsMax, onRows);
+      },
+    };
+  }
+}
+
+/**
+ * Raises the tombstone of every row at or below `prefix` that is stamped lower, with the
+ * derived columns recomputed exactly as `fileView` does, and drops the property registers
+ * it now hides (normalised registers stamped at or before it).
+ */
+async function applyFolderTombstone(db: Kysely<StoreDatabase>, repo: string, prefix: string, stamp: EventStamp): Promise<void> {
+  const t = sql`(${stamp.hlc.wall}::int8, ${stamp.hlc.logical}::int4, ${stamp.origin}::text collate "C")`;
+  const under =
+    prefix === ''
+      ? sql`true`
+      : sql`(path = ${prefix} or (path >= ${prefix + '/'} and path < ${prefix + '0'}))`;
+  await sql`
+    with raised as (
+      update artifacts set
+        tombstone_wall = ${stamp.hlc.wall}, tombstone_logical = ${stamp.hlc.logical}, tombstone_origin = ${stamp.origin},
+        present = coalesce((content_wall, content_logical, content_origin) > ${t}, false),
+        created_at = case when (content_wall, content_logical, content_origin) > ${t}
+          then case when (first_wall, first_logical, first_origin) > ${t} then first_wall else content_wall end end,
+        created_by = case when (content_wall, content_logical, content_origin) > ${t}
+          then case when (first_wall, first_logical, first_origin) > ${t} then first_actor else modified_by end end
+      where repo = ${repo} and ${under}
+        and (tombstone_wall is null or (tombstone_wall, tombstone_logical, tombstone_origin) < ${t})
+      returning 1),
+    hidden as (
+      delete from artifact_properties where repo = ${repo} and ${under} and (wall, logical, origin) <= ${t}
+      returning 1)
+    select (select count(*) from raised) as raised, (select count(*) from hidden) as hidden`.execute(db);
+}
+
+/** Bulk-inserts a model's state into empty tables; returns the number of rows written. */
+export async function writeArtifactTreeModel(
+  db: Kysely<StoreDatabase>,
+  model: ArtifactTreeModel,
+  chunkRowsMax = 10_000,
+  onRows?: (rows: number) => void,
+): Promise<number> {
+  const writers = {
+    file: new ChunkWriter(db, 'artifacts', ARTIFACT_COLUMNS, chunkRowsMax, onRows),
+    folderTombstone: new ChunkWriter(db, 'folder_tombstones', FOLDER_TOMBSTONE_COLUMNS, chunkRowsMax, onRows),
+    property: new ChunkWriter(db, 'artifact_properties', PROPERTY_COLUMNS, chunkRowsMax, onRows),
+  };
+  for (const repo of model.repositories()) {
+    for (const entry of model.entries(repo)) {
+      if (entry.kind === 'file') await writers.file.add(artifactRow(repo, entry.path, entry.register, entry.tombstone));
+      else if (entry.kind === 'folderTombstone') await writers.folderTombstone.add(folderTombstoneRow(repo, entry.prefix, entry.stamp));
+      else await writers.property.add(propertyRow(repo, entry.path, entry.key, entry.register));
+    }
+  }
+  let rows = 0;
+  for (const writer of Object.values(writers)) rows += await writer.finish();
+  return rows;
+}
+
+/** Accumulates rows and inserts them with one unnest() statement per chunk. */
+export class ChunkWriter {
+  readonly #db: Kysely<StoreDatabase>;
+  readonly #table: string;
+  readonly #columns: readonly UnnestColumn[];
+  readonly #chunkRowsMax: number;
+  readonly #onRows: ((rows: number) => void) | undefined;
+  readonly #rows: unknown[][] = [];
+  #written = 0;
+  #pending: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    db: Kysely<StoreDatabase>,
+    table: string,
+    columns: readonly UnnestColumn[],
+    chunkRowsMax: number,
+    onRows?: (rows: number) => void,
+  ) {
+    this.#db = db;
+    this.#table = table;
+    this.#columns = columns;
+    this.#chunkRowsMax = chunkRowsMax;
+    this.#onRows = onRows;
+  }
+
+  async add(row: unknown[]): Promise<void> {
+    this.#rows.push(row);
+    if (this.#rows.length >= this.#chunkRowsMax) await this.#flush();
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#rows.length === 0) return;
+    const rows = this.#rows.splice(0, this.#rows.length);
+    // The next chunk is built while this one is inserted; at most one insert is in flight.
+    await this.#pending;
+    this.#pending = sql`insert into ${sql.table(this.#table)} (${columnList(this.#columns)}) ${unnestRows(this.#columns, rows)}`
+      .execute(this.#db)
+      .then(() => {
+        this.#written += rows.length;
+        this.#onRows?.(rows.length);
+      });
+  }
+
+  async finish(): Promise<number> {
+    await this.#flush();
+    await this.#pending;
+    return this.#written;
+  }
+}
+
+/** Reads the projection tables back as the canonical snapshot the model produces. */
+export async function readArtifactTreeSnapshot(db: Kysely<StoreDatabase>): Promise<ArtifactTreeSnapshot> {
+  const artifacts = await sql<Row>`select * from artifacts`.execute(db);
+  const folders = await sql<Row>`select * from folder_tombstones`.execute(db);
+  const properties = await sql<Row>`select * from artifact_properties`.execute(db);
+  return canonicalArtifactTreeSnapshot({
+    files: artifacts.rows.map((row) => {
+      const repo = String(row.repo);
+      const path = String(row.path);
+      const register = fileRegisterFromRow(row);
+      const snapshot = fileSnapshotOf(repo, path, register, register.tombstone);
+      // The stored derived columns must agree with what fileView derives from the register.
+      return {
+        ...snapshot,
+        present: Boolean(row.present),
+        createdAt: toNullableNumber(row.created_at),
+        createdBy: (row.created_by as string | null) ?? null,
+      };
+    }),
+    folderTombstones: folders.rows.map((row) => ({
+      repo: String(row.repo),
+      prefix: String(row.prefix),
+      stamp: stampJson(stampFromColumns(row.wall, row.logical, row.origin)!),
+    })),
+    properties: properties.rows.map((row) =>
+      propertySnapshotOf(String(row.repo), String(row.path), String(row.key), propertyRegisterFromRow(row)),
+    ),
+  });
+}

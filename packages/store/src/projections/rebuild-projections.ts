@@ -1,0 +1,145 @@
+import { performance } from 'node:perf_hooks';
+import { sql, type Kysely } from 'kysely';
+import { START_CHECKPOINT, readBatchEventsMax, type Checkpoint, type EventStore } from '../event-store.ts';
+import type { SqlProjection } from '../projection.ts';
+import type { StoreDatabase } from '../schema.ts';
+import { isRebuildableProjection, type ProjectionRebuild } from './rebuildable-projection.ts';
+import { toNumber } from './sql-values.ts';
+
+export const REBUILD_PHASES = ['read', 'write', 'catch-up', 'done'] as const;
+export type RebuildPhase = (typeof REBUILD_PHASES)[number];
+
+export interface RebuildProgress {
+  readonly phase: RebuildPhase;
+  /** Events read so far. */
+  readonly events: number;
+  /** Rows written so far by bulk writes. */
+  readonly rows: number;
+  readonly elapsedMs: number;
+}
+
+export interface RebuildOptions {
+  readonly onProgress?: (progress: RebuildProgress) => void;
+  /** Events per readAll call (the store caps it at readBatchEventsMax). */
+  readonly readBatchEventsMax?: number;
+  /** Catch-up rounds after the bulk write, while appends keep arriving. Default 100. */
+  readonly catchUpRoundsMax?: number;
+  readonly signal?: AbortSignal;
+}
+
+export interface RebuildResult {
+  readonly events: number;
+  readonly rows: number;
+  readonly checkpoint: Checkpoint;
+  readonly elapsedMs: number;
+  readonly eventsPerSecond: number;
+}
+
+/** Where a projection stands; undefined if it was never rebuilt or caught up. */
+export async function readProjectionCheckpoint(db: Kysely<StoreDatabase>, name: string): Promise<Checkpoint | undefined> {
+  const result = await sql<{ transaction_id: unknown; position: unknown }>`
+    select transaction_id, position from projection_checkpoints where name = ${name}`.execute(db);
+  const row = result.rows[0];
+  return row === undefined ? undefined : { transactionId: BigInt(row.transaction_id as string), position: BigInt(row.position as string) };
+}
+
+export async function writeProjectionCheckpoints(db: Kysely<StoreDatabase>, names: readonly string[], checkpoint: Checkpoint): Promise<void> {
+  if (names.length === 0) return;
+  await sql`insert into projection_checkpoints (name, transaction_id, position)
+    select name, ${checkpoint.transactionId.toString()}::int8, ${checkpoint.position.toString()}::int8 from unnest(${[...names]}::text[]) as t(name)
+    on conflict (name) do update set transaction_id = excluded.transaction_id, position = excluded.position, updated_at = now()`.execute(db);
+}
+
+/**
+ * Rebuilds projections from zero:
+ *
+ * 1. read every event with readAll in large batches; a rebuildable projection folds them
+ *    into its in-memory model (pure core code), any other projection is truncated first and
+ *    fed batch by batch through `apply`;
+ * 2. in one transaction, truncate the rebuildable projections, bulk-insert their final state
+ *    (multi-row unnest inserts) and record the checkpoint — readers see the old state until
+ *    the swap commits;
+ * 3. catch up: events appended meanwhile (their inline updates may have hit the old tables)
+ *    are applied again after the checkpoint; merges are idempotent, so applying one twice
+ *    is harmless.
+ *
+ * Never uses the outer handle inside a transaction (PGlite has a single connection).
+ */
+export async function rebuildProjections(
+  source: { readonly store: Pick<EventStore, 'readAll'>; readonly db: Kysely<StoreDatabase> },
+  projections: readonly SqlProjection[],
+  options: RebuildOptions = {},
+): Promise<RebuildResult> {
+  const { store, db } = source;
+  const started = performance.now();
+  const batchMax = Math.min(options.readBatchEventsMax ?? readBatchEventsMax, readBatchEventsMax);
+  let events = 0;
+  let rows = 0;
+  const report = (phase: RebuildPhase) =>
+    options.onProgress?.({ phase, events, rows, elapsedMs: performance.now() - started });
+
+  const bulk: { projection: SqlProjection; rebuild: ProjectionRebuild }[] = [];
+  const replayed: SqlProjection[] = [];
+  for (const projection of projections) {
+    if (isRebuildableProjection(projection)) bulk.push({ projection, rebuild: projection.startRebuild() });
+    else replayed.push(projection);
+  }
+  if (replayed.length > 0) {
+    await db.transaction().execute(async (tx) => {
+      for (const projection of replayed) await projection.truncate(tx);
+    });
+  }
+
+  let checkpoint: Checkpoint = START_CHECKPOINT;
+  for (;;) {
+    options.signal?.throwIfAborted();
+    const read = await store.readAll({ after: checkpoint, maxCount: batchMax, ...(options.signal ? { signal: options.signal } : {}) });
+    if (read.events.length === 0) break;
+    for (const { rebuild } of bulk) rebuild.add(read.events);
+    if (replayed.length > 0) {
+      await db.transaction().execute(async (tx) => {
+        for (const projection of replayed) await projection.apply(tx, read.events);
+      });
+    }
+    events += read.events.length;
+    checkpoint = read.checkpoint;
+    report('read');
+  }
+
+  options.signal?.throwIfAborted();
+  await db.transaction().execute(async (tx) => {
+    for (const { projection } of bulk) await projection.truncate(tx);
+    for (const { rebuild } of bulk) {
+      await rebuild.write(tx, (written) => {
+        rows += written;
+        report('write');
+      });
+    }
+    await writeProjectionCheckpoints(tx, projections.map((projection) => projection.name), checkpoint);
+  });
+  report('write');
+
+  const roundsMax = options.catchUpRoundsMax ?? 100;
+  for (let round = 0; round < roundsMax; round++) {
+    options.signal?.throwIfAborted();
+    const read = await store.readAll({ after: checkpoint, maxCount: batchMax });
+    if (read.events.length === 0) break;
+    const next = read.checkpoint;
+    await db.transaction().execute(async (tx) => {
+      for (const projection of projections) await projection.apply(tx, read.events);
+      await writeProjectionCheckpoints(tx, projections.map((projection) => projection.name), next);
+    });
+    events += read.events.length;
+    checkpoint = next;
+    report('catch-up');
+  }
+  report('done');
+  const elapsedMs = performance.now() - started;
+  return { events, rows, checkpoint, elapsedMs, eventsPerSecond: elapsedMs === 0 ? 0 : (events * 1000) / elapsedMs };
+}
+
+/** Rows in a projection table (tests and progress reports). */
+export async function countRows(db: Kysely<StoreDatabase>, table: string): Promise<number> {
+  const result = await sql<{ count: unknown }>`select count(*) as count from ${sql.table(table)}`.execute(db);
+  return toNumber(result.rows[0]?.count ?? 0);
+}

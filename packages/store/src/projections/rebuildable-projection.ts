@@ -1,0 +1,24 @@
+import type { Kysely } from 'kysely';
+import type { RecordedEvent } from '@strata/core';
+import type { SqlProjection } from '../projection.ts';
+import type { StoreDatabase } from '../schema.ts';
+
+/**
+ * A rebuild in progress: the projection folds events into an in-memory model (pure code,
+ * much faster than evolving rows), then writes its final state into its truncated tables
+ * in bulk.
+ */
+export interface ProjectionRebuild {
+  add(events: readonly RecordedEvent[]): void;
+  /** Writes the final state into empty tables; returns the number of rows written. */
+  write(db: Kysely<StoreDatabase>, onRows?: (rows: number) => void): Promise<number>;
+}
+
+/** A projection that can rebuild in bulk rather than by replaying `apply` batch by batch. */
+export interface RebuildableSqlProjection extends SqlProjection {
+  startRebuild(): ProjectionRebuild;
+}
+
+export function isRebuildableProjection(projection: SqlProjection): projection is RebuildableSqlProjection {
+  return typeof (projection as Partial<RebuildableSqlProjection>).startRebuild === 'function';
+}

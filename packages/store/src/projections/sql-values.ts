@@ -1,0 +1,64 @@
+import { sql, type RawBuilder } from 'kysely';
+import type { EventStamp, EventVersion } from '@strata/core';
+
+/** int8 arrives as a string (pg), a number (PGlite) or a bigint: every wall fits a double. */
+export function toNumber(value: unknown): number {
+  if (typeof value === 'number') return value;
+  if (typeof value === 'bigint' || typeof value === 'string') return Number(value);
+  throw new TypeError(`expected an integer column, got ${typeof value}`);
+}
+
+export function toNullableNumber(value: unknown): number | null {
+  return value === null || value === undefined ? null : toNumber(value);
+}
+
+export function stampFromColumns(wall: unknown, logical: unknown, origin: unknown): EventStamp | null {
+  if (wall === null || wall === undefined) return null;
+  return { hlc: { wall: toNumber(wall), logical: toNumber(logical) }, origin: String(origin) };
+}
+
+export function versionFromColumns(wall: unknown, logical: unknown, origin: unknown, id: unknown): EventVersion | null {
+  const stamp = stampFromColumns(wall, logical, origin);
+  return stamp === null ? null : { ...stamp, id: String(id) };
+}
+
+/** Column name and PostgreSQL element type of one unnest() array. */
+export type UnnestColumn = readonly [name: string, type: 'text' | 'int8' | 'int4' | 'bool' | 'jsonb'];
+
+/**
+ * Rows as one array parameter per column, expanded by unnest(): a multi-row write costs one
+ * statement and a fixed number of parameters however many rows it carries. jsonb columns
+ * travel as text and are cast per row (unnest flattens nested arrays).
+ */
+export function unnestRows(columns: readonly UnnestColumn[], rows: readonly (readonly unknown[])[]): RawBuilder<unknown> {
+  const arrays = columns.map((_, index) => rows.map((row) => row[index] ?? null));
+  const args = columns.map(([, type], index) =>
+    type === 'jsonb' ? sql`${arrays[index]}::text[]` : sql`${arrays[index]}::${sql.raw(type)}[]`,
+  );
+  const names = columns.map(([name]) => sql.ref(`u.${name}`));
+  const selected = columns.map(([name, type], index) => (type === 'jsonb' ? sql`${names[index]}::jsonb` : names[index]!));
+  return sql`select ${sql.join(selected)} from unnest(${sql.join(args)}) as u(${sql.join(columns.map(([name]) => sql.id(name)))})`;
+}
+
+export function columnList(columns: readonly UnnestColumn[]): RawBuilder<unknown> {
+  return sql.join(columns.map(([name]) => sql.id(name)));
+}
+
+/** `name = excluded.name` for every column not in the conflict key. */
+export function excludedAssignments(columns: readonly UnnestColumn[], key: readonly string[]): RawBuilder<unknown> {
+  return sql.join(
+    columns.filter(([name]) => !key.includes(name)).map(([name]) => sql`${sql.id(name)} = excluded.${sql.id(name)}`),
+  );
+}
+
+/**
+ * Transaction-scoped advisory locks, one per key, taken in sorted order (no deadlock between
+ * two batches). Two-key form with a class id, so they never collide with other lock users.
+ */
+export const PROJECTION_LOCK_CLASS = 0x53545250; // 'STRP'
+export function lockKeysStatement(keys: readonly string[]): RawBuilder<unknown> {
+  const sorted = [...new Set(keys)].sort();
+  if (sorted.length === 1) return sql`select pg_advisory_xact_lock(${PROJECTION_LOCK_CLASS}::int4, hashtext(${sorted[0]}::text))`;
+  return sql`select pg_advisory_xact_lock(${PROJECTION_LOCK_CLASS}::int4, h)
+    from (select hashtext(k) as h from unnest(${sorted}::text[]) with ordinality as t(k, n) order by n) as s`;
+}

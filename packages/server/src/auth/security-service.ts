@@ -1,4 +1,4 @@
-import { createHash, randomBytes as cryptoRandomBytes } from 'node:crypto';
+import { hash, randomBytes as cryptoRandomBytes } from 'node:crypto';
 import {
   SYSTEM_STREAM,
   StrataError,
@@ -178,8 +178,9 @@ function userEventData(user: UserRecord): Record<string, unknown> {
   return { ...user, groups: [...user.groups], passwordHash: user.passwordHash ?? null };
 }
 
+/** One-shot sha256 (node:crypto `hash`, about 3x cheaper than createHash on short input). */
 function sha256Hex(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
+  return hash('sha256', text, 'hex');
 }
 
 function badCredentials(): StrataError {
@@ -190,8 +191,14 @@ function notFound(what: string, name: string): StrataError {
   return new StrataError('STRATA_ERR_SECURITY_NOT_FOUND', `${what} '${name}' does not exist`);
 }
 
+/** Case-insensitive scheme test without allocating (`scheme` is lower case). */
 function startsWithScheme(header: string, scheme: string): boolean {
-  return header.length > scheme.length && header.slice(0, scheme.length).toLowerCase() === scheme;
+  if (header.length <= scheme.length) return false;
+  for (let index = 0; index < scheme.length; index++) {
+    // OR 0x20 lower-cases ASCII letters and leaves ' ' (0x20) as it is.
+    if ((header.charCodeAt(index) | 0x20) !== scheme.charCodeAt(index)) return false;
+  }
+  return true;
 }
 
 /**

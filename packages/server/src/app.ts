@@ -57,7 +57,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     now,
   });
   const blobCache = new BlobCache(deps.blobStore, limits.blobCacheEntryBytesMax, limits.blobCacheBytesMax);
-  const repositoryService = new RepositoryService(repositoryStreams, deps.repositories, (key) => metadataCache.invalidateRepository(key));
+  const repositoryService = new RepositoryService(repositoryStreams, deps.repositories, (key) => {
+    metadataCache.invalidateRepository(key);
+    deps.onRepositoryChange?.(key);
+  });
   const artifactService = new ArtifactService({
     streams: repositoryStreams,
     blobs: deps.blobStore,

@@ -124,6 +124,8 @@ export interface AppDeps {
   readonly version?: { version: string; revision: string };
   readonly limits?: Partial<ServerLimits>;
   readonly logger?: boolean | Record<string, unknown>;
+  /** Called after this server changed a repository's configuration (created, updated, deleted). */
+  readonly onRepositoryChange?: (key: string) => void;
 }
 
 /**

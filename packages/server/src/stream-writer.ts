@@ -34,88 +34,161 @@ export interface StreamWriterOptions {
   readonly appendRetriesMax: number;
   /** Streams whose folded state stays in memory (least recently used ones are dropped). */
   readonly streamsCachedMax?: number;
+  /** Commands of one stream decided together and appended in one transaction (group commit). */
+  readonly batchCommandsMax?: number;
+}
+
+interface PendingCommand<S> {
+  readonly meta: EventMeta;
+  readonly decide: Decide<S, unknown>;
+  resolve(value: { result: unknown; events: readonly RecordedEvent[] }): void;
+  reject(error: unknown): void;
+}
+
+interface Accepted<S> {
+  readonly command: PendingCommand<S>;
+  readonly result: unknown;
+  readonly count: number;
 }
 
 /**
  * Runs commands against one event stream: folds the stream's state (kept in memory and
  * caught up incrementally), calls `decide`, stamps the events (id, origin, gapless
- * originSeq, HLC, meta) and appends them with the expected revision. Commands on one stream
- * are serialised in this process; a conflict with another process re-reads and retries.
+ * originSeq, HLC, meta) and appends them with the expected revision.
+ *
+ * Commands on one stream are queued in this process; while an append is in flight the
+ * queue grows, and the next round decides every queued command in order against the
+ * evolving state and appends all their events in one transaction (group commit), so
+ * concurrent deploys to one repository cost one append, not one each. A command whose
+ * `decide` throws fails alone. A conflict with another process re-reads the stream and
+ * decides the round again, at most `appendRetriesMax` times.
  */
 export class StreamWriter<S> {
   readonly #store: EventStore;
   readonly #fold: StreamFold<S>;
   readonly #options: StreamWriterOptions;
   readonly #snapshots = new Map<string, StreamSnapshot<S>>();
-  readonly #queues = new Map<string, Promise<unknown>>();
+  readonly #queues = new Map<string, PendingCommand<S>[]>();
   readonly #streamsCachedMax: number;
+  readonly #batchCommandsMax: number;
 
   constructor(store: EventStore, fold: StreamFold<S>, options: StreamWriterOptions) {
     this.#store = store;
     this.#fold = fold;
     this.#options = options;
     this.#streamsCachedMax = options.streamsCachedMax ?? 10_000;
+    this.#batchCommandsMax = options.batchCommandsMax ?? 256;
   }
 
-  /** The stream's current folded state (caught up with the store). */
-  async load(stream: string): Promise<StreamSnapshot<S>> {
-    return this.#serialised(stream, () => this.#catchUp(stream));
+  execute<R>(stream: string, meta: EventMeta, decide: Decide<S, R>): Promise<{ result: R; events: readonly RecordedEvent[] }> {
+    return new Promise((resolve, reject) => {
+      const command: PendingCommand<S> = {
+        meta,
+        decide: decide as Decide<S, unknown>,
+        resolve: resolve as PendingCommand<S>['resolve'],
+        reject,
+      };
+      const queue = this.#queues.get(stream);
+      if (queue !== undefined) {
+        queue.push(command);
+        return;
+      }
+      this.#queues.set(stream, [command]);
+      void this.#drain(stream);
+    });
   }
 
-  async execute<R>(stream: string, meta: EventMeta, decide: Decide<S, R>): Promise<{ result: R; events: readonly RecordedEvent[] }> {
-    return this.#serialised(stream, async () => {
-      let snapshot = this.#snapshots.get(stream) ?? (await this.#catchUp(stream));
-      for (let attempt = 0; ; attempt++) {
-        const decision = await decide(snapshot.state);
-        if (decision.events.length === 0) return { result: decision.result, events: [] };
-        const stamped = decision.events.map((event, index): NewEvent => {
+  /** Runs rounds until the stream's queue is empty; one drain per stream at a time. */
+  async #drain(stream: string): Promise<void> {
+    for (;;) {
+      const queue = this.#queues.get(stream);
+      if (queue === undefined || queue.length === 0) {
+        this.#queues.delete(stream);
+        return;
+      }
+      const batch = queue.splice(0, this.#batchCommandsMax);
+      try {
+        await this.#round(stream, batch);
+      } catch (error) {
+        for (const command of batch) command.reject(error);
+      }
+    }
+  }
+
+  async #round(stream: string, batch: readonly PendingCommand<S>[]): Promise<void> {
+    let snapshot = this.#snapshots.get(stream) ?? (await this.#catchUp(stream));
+    let pending = batch;
+    for (let attempt = 0; ; attempt++) {
+      let state = snapshot.state;
+      let originSeq = snapshot.originSeq;
+      let revision = snapshot.revision;
+      const accepted: Accepted<S>[] = [];
+      const stamped: NewEvent[] = [];
+      const stillPending: PendingCommand<S>[] = [];
+      for (const command of pending) {
+        let decision: Decision<unknown>;
+        try {
+          decision = await command.decide(state);
+        } catch (error) {
+          command.reject(error);
+          continue;
+        }
+        stillPending.push(command);
+        for (const event of decision.events) {
           const newEvent = {
             ...event,
             id: this.#options.newId(),
             origin: this.#options.siteId,
-            originSeq: snapshot.originSeq + index + 1,
+            originSeq: ++originSeq,
             hlc: this.#options.hlc.now(),
-            meta,
-          };
-          return newEvent as NewEvent;
-        });
-        try {
-          const appended = await this.#store.append(stream, stamped, {
-            expectedRevision: snapshot.revision < 0 ? 'no_stream' : snapshot.revision,
-          });
-          invariant(appended.appendedCount === stamped.length, 'freshly generated event ids were reported as duplicates');
-          let state = snapshot.state;
-          for (const recorded of appended.events) state = this.#fold.evolve(state, recorded);
-          this.#remember(stream, {
-            revision: appended.nextRevision,
-            originSeq: snapshot.originSeq + stamped.length,
-            state,
-          });
-          return { result: decision.result, events: appended.events };
-        } catch (error) {
-          if (!isStrataError(error, 'STRATA_ERR_STORE_CONCURRENCY_CONFLICT')) {
-            // Unknown outcome (e.g. the store went away): forget the snapshot so the next command re-reads.
-            this.#snapshots.delete(stream);
-            throw error;
-          }
-          if (attempt + 1 >= this.#options.appendRetriesMax) {
-            this.#snapshots.delete(stream);
-            throw new StrataError('STRATA_ERR_STORE_CONCURRENCY_CONFLICT', `stream ${stream} kept changing; gave up after ${attempt + 1} attempts`);
-          }
-          snapshot = await this.#catchUp(stream);
+            meta: command.meta,
+          } as NewEvent;
+          stamped.push(newEvent);
+          // Later commands of the round decide against the state this one leaves.
+          state = this.#fold.evolve(state, { ...newEvent, stream, revision: ++revision, position: -1n } as RecordedEvent);
         }
+        accepted.push({ command, result: decision.result, count: decision.events.length });
       }
-    });
+      pending = stillPending;
+      if (stamped.length === 0) {
+        for (const { command, result } of accepted) command.resolve({ result, events: [] });
+        return;
+      }
+      try {
+        const appended = await this.#store.append(stream, stamped, {
+          expectedRevision: snapshot.revision < 0 ? 'no_stream' : snapshot.revision,
+        });
+        invariant(appended.appendedCount === stamped.length, 'freshly generated event ids were reported as duplicates');
+        let folded = snapshot.state;
+        for (const recorded of appended.events) folded = this.#fold.evolve(folded, recorded);
+        this.#remember(stream, { revision: appended.nextRevision, originSeq, state: folded });
+        let offset = 0;
+        for (const { command, result, count } of accepted) {
+          command.resolve({ result, events: appended.events.slice(offset, offset + count) });
+          offset += count;
+        }
+        return;
+      } catch (error) {
+        if (!isStrataError(error, 'STRATA_ERR_STORE_CONCURRENCY_CONFLICT')) {
+          // Unknown outcome (e.g. the store went away): forget the snapshot so the next round re-reads.
+          this.#snapshots.delete(stream);
+          throw error;
+        }
+        if (attempt + 1 >= this.#options.appendRetriesMax) {
+          this.#snapshots.delete(stream);
+          throw new StrataError('STRATA_ERR_STORE_CONCURRENCY_CONFLICT', `stream ${stream} kept changing; gave up after ${attempt + 1} attempts`);
+        }
+        snapshot = await this.#catchUp(stream);
+      }
+    }
   }
 
   /** Reads events the snapshot lacks (all of them the first time) and folds them. */
   async #catchUp(stream: string): Promise<StreamSnapshot<S>> {
-    let snapshot: StreamSnapshot<S> = this.#snapshots.get(stream) ?? {
-      revision: -1,
-      originSeq: 0,
-      state: this.#fold.initialState(),
-    };
-    let { revision, originSeq, state } = snapshot;
+    const cached = this.#snapshots.get(stream);
+    let revision = cached?.revision ?? -1;
+    let originSeq = cached?.originSeq ?? 0;
+    let state = cached?.state ?? this.#fold.initialState();
     // Bounded: a stream of N events takes N / readBatchEventsMax reads, and each read is non-empty.
     for (;;) {
       const events = await this.#store.readStream(stream, { fromRevision: revision + 1, maxCount: readBatchEventsMax });
@@ -127,7 +200,7 @@ export class StreamWriter<S> {
       }
       if (events.length < readBatchEventsMax) break;
     }
-    snapshot = { revision, originSeq, state };
+    const snapshot = { revision, originSeq, state };
     this.#remember(stream, snapshot);
     return snapshot;
   }
@@ -139,19 +212,5 @@ export class StreamWriter<S> {
       const oldest = this.#snapshots.keys().next().value;
       if (oldest !== undefined) this.#snapshots.delete(oldest);
     }
-  }
-
-  async #serialised<T>(stream: string, task: () => Promise<T>): Promise<T> {
-    const previous = this.#queues.get(stream) ?? Promise.resolve();
-    const run = previous.then(task, task);
-    const settled = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.#queues.set(stream, settled);
-    void settled.then(() => {
-      if (this.#queues.get(stream) === settled) this.#queues.delete(stream);
-    });
-    return run;
   }
 }

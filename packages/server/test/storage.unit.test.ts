@@ -74,3 +74,18 @@ describe('storage API', () => {
     }
   });
 });
+
+describe('include/exclude patterns on reads', () => {
+  it('hides excluded files from listings and refuses reading them', async () => {
+    const t = await buildUnitApp();
+    await t.app.inject({ method: 'PUT', url: '/artifactory/api/repositories/libs', payload: { rclass: 'local' } });
+    for (const path of ['pub/a.txt', 'secret/b.txt']) await t.app.inject({ method: 'PUT', url: `/artifactory/libs/${path}`, payload: 'x', headers: { 'content-type': 'text/plain' } });
+    await t.app.inject({ method: 'POST', url: '/artifactory/api/repositories/libs', payload: { excludesPattern: 'secret/**' } });
+    const list = await t.app.inject({ method: 'GET', url: '/artifactory/api/storage/libs?list&deep=1' });
+    expect(list.json().files.map((f: { uri: string }) => f.uri)).toEqual(['/pub/a.txt']);
+    const read = await t.app.inject({ method: 'GET', url: '/artifactory/libs/secret/b.txt' });
+    expect(read.statusCode).toBe(403);
+    expect(read.json().errors[0].message).toContain('secret/**');
+    await t.app.close();
+  });
+});

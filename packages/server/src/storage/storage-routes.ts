@@ -1,7 +1,7 @@
 import { StrataError } from '@strata/core';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { parseArtifactAddress } from '../artifacts/artifact-address.ts';
-import { enforcePatterns } from '../artifacts/artifact-service.ts';
+import { enforcePatterns, pathFilterOf } from '../artifacts/artifact-service.ts';
 import type { ArtifactService } from '../artifacts/artifact-service.ts';
 import type { MetadataCache } from '../artifacts/hot-caches.ts';
 import { errorResponses } from '../http-errors.ts';
@@ -65,7 +65,13 @@ export const storageRoutes: FastifyPluginAsync<StorageRoutesOptions> = async (ap
     enforcePatterns(repo, config, path);
     const item = await artifacts.getItem(repo, path);
     if (item === undefined) throw new StrataError('STRATA_ERR_ARTIFACT_NOT_FOUND', `Unable to find item '${repo}:${path}'`);
-    return { repo, path, item };
+    return { repo, path, item, config };
+  }
+
+  /** Files the repository's patterns refuse are not shown (folders are, files below may be visible). */
+  function visible<T extends { kind: string; path: string }>(repo: string, config: Readonly<Record<string, unknown>>, entries: readonly T[]): T[] {
+    const filter = pathFilterOf(config);
+    return entries.filter((entry) => entry.kind === 'folder' || filter.refusal(entry.path) === undefined);
   }
 
   const storageUri = (request: FastifyRequest, repo: string, path: string) => `${baseUrl(request)}/api/storage/${repo}${path === '' ? '' : `/${path}`}`;
@@ -89,8 +95,8 @@ export const storageRoutes: FastifyPluginAsync<StorageRoutesOptions> = async (ap
     };
   }
 
-  async function folderInfo(request: FastifyRequest, repo: string, folder: FolderItem) {
-    const children = await artifacts.list(repo, folder.path, { deep: false, includeFolders: true, limit: options.listEntriesMax });
+  async function folderInfo(request: FastifyRequest, repo: string, folder: FolderItem, config: Readonly<Record<string, unknown>>) {
+    const children = visible(repo, config, await artifacts.list(repo, folder.path, { deep: false, includeFolders: true, limit: options.listEntriesMax }));
     const prefixLength = folder.path === '' ? 0 : folder.path.length + 1;
     return {
       repo,
@@ -107,7 +113,7 @@ export const storageRoutes: FastifyPluginAsync<StorageRoutesOptions> = async (ap
 
   async function get(request: FastifyRequest, reply: FastifyReply) {
     const query = request.query as Record<string, string | undefined>;
-    const { repo, path, item } = await lookup(request);
+    const { repo, path, item, config } = await lookup(request);
     const uri = storageUri(request, repo, path);
     if (has(request, 'properties')) {
       const names = parsePropertyNames(rawQueryParameter(request.url, 'properties') ?? '');
@@ -132,12 +138,12 @@ export const storageRoutes: FastifyPluginAsync<StorageRoutesOptions> = async (ap
       if (item.kind !== 'folder') throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', `'${repo}:${path}' is a file: list a folder`);
       const deep = isOn(query.deep, false);
       const depth = query.depth === undefined || query.depth === '' ? undefined : Number(query.depth);
-      const entries = await artifacts.list(repo, path, {
+      const entries = visible(repo, config, await artifacts.list(repo, path, {
         deep,
         ...(deep && depth !== undefined && depth > 0 ? { depth } : {}),
         includeFolders: isOn(query.listFolders, false),
         limit: options.listEntriesMax,
-      });
+      }));
       const prefixLength = path === '' ? 0 : path.length + 1;
       const files = entries.map((entry) =>
         entry.kind === 'file'
@@ -148,7 +154,7 @@ export const storageRoutes: FastifyPluginAsync<StorageRoutesOptions> = async (ap
       return reply.type('application/vnd.org.jfrog.artifactory.storage.FileList+json').send({ uri, created: iso(options.now()), files });
     }
     if (item.kind === 'file') return reply.type('application/vnd.org.jfrog.artifactory.storage.FileInfo+json').send(fileInfo(request, repo, item));
-    return reply.type('application/vnd.org.jfrog.artifactory.storage.FolderInfo+json').send(await folderInfo(request, repo, item));
+    return reply.type('application/vnd.org.jfrog.artifactory.storage.FolderInfo+json').send(await folderInfo(request, repo, item, config));
   }
 
   function propertiesTarget(request: FastifyRequest) {

@@ -40,8 +40,14 @@ export function parseArtifactAddress(rawUrl: string, prefix: string): ArtifactAd
   const trailingSlash = rest.endsWith('/');
   const matrix: Record<string, string[]> = {};
   const names: string[] = [];
-  for (const rawSegment of rest.split('/')) {
-    if (rawSegment === '') continue;
+  const rawSegments = rest.split('/');
+  for (let index = 0; index < rawSegments.length; index++) {
+    const rawSegment = rawSegments[index]!;
+    if (rawSegment === '') {
+      // Only the trailing slash may leave an empty segment: '//' would be a second spelling of a path.
+      if (index === rawSegments.length - 1) continue;
+      throw new StrataError('STRATA_ERR_PATH_INVALID', "invalid path: a path must not contain an empty segment ('//')");
+    }
     const [rawName = '', ...params] = rawSegment.split(';');
     for (const param of params) {
       if (param === '') continue;
@@ -52,7 +58,6 @@ export function parseArtifactAddress(rawUrl: string, prefix: string): ArtifactAd
       (matrix[key] ??= []).push(value);
     }
     if (rawName !== '') names.push(decodeSegment(rawName));
-    else if (params.length === 0) continue;
   }
   const [repo, ...pathSegments] = names;
   if (repo === undefined || repo === '') throw new StrataError('STRATA_ERR_PATH_INVALID', 'missing repository key');

@@ -291,11 +291,14 @@ export interface ArtifactTreeState {
   setProperty(repo: string, path: string, key: string, register: PropertyRegister | undefined): void;
   getFolderTombstone(repo: string, prefix: string): EventStamp | undefined;
   setFolderTombstone(repo: string, prefix: string, stamp: EventStamp): void;
+  /** Optional shortcut: false when the repository has no folder tombstone at all. */
+  hasFolderTombstones?(repo: string): boolean;
 }
 
 /** The tombstone that applies to `path`: its own, and every covering folder tombstone. */
 export function effectiveTombstone(state: ArtifactTreeState, repo: string, path: string): EventStamp | null {
   let tombstone = state.getFile(repo, path)?.tombstone ?? null;
+  if (state.hasFolderTombstones?.(repo) === false) return tombstone;
   for (const prefix of ArtifactTreePaths.coveringPrefixes(path)) {
     tombstone = maxStamp(tombstone, state.getFolderTombstone(repo, prefix) ?? null);
   }
@@ -689,6 +692,9 @@ export class ArtifactTreeModel implements ArtifactTreeState {
   setFolderTombstone(repo: string, prefix: string, stamp: EventStamp): void {
     this.#tree(repo).folderTombstones.set(prefix, stamp);
   }
+  hasFolderTombstones(repo: string): boolean {
+    return (this.#repos.get(repo)?.folderTombstones.size ?? 0) > 0;
+  }
 
   #tree(repo: string): RepositoryTree {
     let tree = this.#repos.get(repo);
@@ -801,26 +807,33 @@ export class ArtifactTreeModel implements ArtifactTreeState {
   }
 
   /**
-   * The raw registers of one repository, for bulk writers (rebuild). Property registers are
-   * normalised against the path's effective tombstone, as the SQL rows are.
+   * The registers of one repository for bulk writers (rebuild), each kind sorted by path
+   * (then key) in code-unit order, so that inserts append to the primary-key indexes.
+   * Property registers are normalised against the path's effective tombstone, as the SQL
+   * rows are.
    */
-  *entries(repo: string): Generator<
-    | { kind: 'file'; path: string; register: FileRegister; tombstone: EventStamp | null }
-    | { kind: 'folderTombstone'; prefix: string; stamp: EventStamp }
-    | { kind: 'property'; path: string; key: string; register: PropertyRegister }
-  > {
+  sortedEntries(repo: string): {
+    files: { path: string; register: FileRegister; tombstone: EventStamp | null }[];
+    folderTombstones: { prefix: string; stamp: EventStamp }[];
+    properties: { path: string; key: string; register: PropertyRegister }[];
+  } {
     const tree = this.#repos.get(repo);
-    if (tree === undefined) return;
-    for (const [path, register] of tree.files) {
-      yield { kind: 'file', path, register, tombstone: this.tombstone(repo, path) };
-    }
-    for (const [prefix, stamp] of tree.folderTombstones) yield { kind: 'folderTombstone', prefix, stamp };
-    for (const [path, byKey] of tree.properties) {
+    if (tree === undefined) return { files: [], folderTombstones: [], properties: [] };
+    const files = [...tree.files.keys()].sort().map((path) => ({
+      path,
+      register: tree.files.get(path)!,
+      tombstone: this.tombstone(repo, path),
+    }));
+    const folderTombstones = [...tree.folderTombstones.keys()].sort().map((prefix) => ({ prefix, stamp: tree.folderTombstones.get(prefix)! }));
+    const properties: { path: string; key: string; register: PropertyRegister }[] = [];
+    for (const path of [...tree.properties.keys()].sort()) {
+      const byKey = tree.properties.get(path)!;
       const tombstone = this.tombstone(repo, path);
-      for (const [key, register] of byKey) {
-        const normalized = normalizePropertyRegister(register, tombstone);
-        if (normalized !== undefined) yield { kind: 'property', path, key, register: normalized };
+      for (const key of [...byKey.keys()].sort()) {
+        const normalized = normalizePropertyRegister(byKey.get(key), tombstone);
+        if (normalized !== undefined) properties.push({ path, key, register: normalized });
       }
     }
+    return { files, folderTombstones, properties };
   }
 }

@@ -241,6 +241,7 @@ export interface ArtifactTreeProjectionOptions {
  */
 export class ArtifactTreeProjection implements SqlProjection, RebuildableSqlProjection {
   readonly name = 'artifact-tree';
+  readonly tables = ['artifacts', 'folder_tombstones', 'artifact_properties'] as const;
   readonly #lockRepositories: boolean;
   readonly #rebuildChunkRowsMax: number;
 
@@ -380,27 +381,32 @@ async function applyFolderTombstone(db: Kysely<StoreDatabase>, repo: string, pre
     select (select count(*) from raised) as raised, (select count(*) from hidden) as hidden`.execute(db);
 }
 
-/** Bulk-inserts a model's state into empty tables; returns the number of rows written. */
+/**
+ * Bulk-inserts a model's state into empty tables, in primary-key order (each insert then
+ * appends to the right edge of the index); returns the number of rows written.
+ */
 export async function writeArtifactTreeModel(
   db: Kysely<StoreDatabase>,
   model: ArtifactTreeModel,
   chunkRowsMax = 10_000,
   onRows?: (rows: number) => void,
 ): Promise<number> {
-  const writers = {
-    file: new ChunkWriter(db, 'artifacts', ARTIFACT_COLUMNS, chunkRowsMax, onRows),
-    folderTombstone: new ChunkWriter(db, 'folder_tombstones', FOLDER_TOMBSTONE_COLUMNS, chunkRowsMax, onRows),
-    property: new ChunkWriter(db, 'artifact_properties', PROPERTY_COLUMNS, chunkRowsMax, onRows),
-  };
-  for (const repo of model.repositories()) {
-    for (const entry of model.entries(repo)) {
-      if (entry.kind === 'file') await writers.file.add(artifactRow(repo, entry.path, entry.register, entry.tombstone));
-      else if (entry.kind === 'folderTombstone') await writers.folderTombstone.add(folderTombstoneRow(repo, entry.prefix, entry.stamp));
-      else await writers.property.add(propertyRow(repo, entry.path, entry.key, entry.register));
-    }
+  const repos = model.repositories();
+  const files = new ChunkWriter(db, 'artifacts', ARTIFACT_COLUMNS, chunkRowsMax, onRows);
+  for (const repo of repos) {
+    for (const { path, register, tombstone } of model.sortedEntries(repo).files) await files.add(artifactRow(repo, path, register, tombstone));
   }
-  let rows = 0;
-  for (const writer of Object.values(writers)) rows += await writer.finish();
+  let rows = await files.finish();
+  const folders = new ChunkWriter(db, 'folder_tombstones', FOLDER_TOMBSTONE_COLUMNS, chunkRowsMax, onRows);
+  for (const repo of repos) {
+    for (const { prefix, stamp } of model.sortedEntries(repo).folderTombstones) await folders.add(folderTombstoneRow(repo, prefix, stamp));
+  }
+  rows += await folders.finish();
+  const properties = new ChunkWriter(db, 'artifact_properties', PROPERTY_COLUMNS, chunkRowsMax, onRows);
+  for (const repo of repos) {
+    for (const { path, key, register } of model.sortedEntries(repo).properties) await properties.add(propertyRow(repo, path, key, register));
+  }
+  rows += await properties.finish();
   return rows;
 }
 

@@ -16,6 +16,8 @@ export interface ProjectionRebuild {
 
 /** A projection that can rebuild in bulk rather than by replaying `apply` batch by batch. */
 export interface RebuildableSqlProjection extends SqlProjection {
+  /** The tables `truncate` empties; their secondary indexes are rebuilt after a bulk write. */
+  readonly tables: readonly string[];
   startRebuild(): ProjectionRebuild;
 }
 

@@ -110,6 +110,7 @@ export function repositoryRegisterFromRow(row: Row): RepositoryRegister {
  */
 export class RepositoryConfigProjection implements SqlProjection, RebuildableSqlProjection {
   readonly name = 'repository-config';
+  readonly tables = ['repositories'] as const;
   readonly #lockRepositories: boolean;
 
   constructor(options: { lockRepositories?: boolean } = {}) {

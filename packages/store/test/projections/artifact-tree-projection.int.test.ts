@@ -14,12 +14,13 @@ import {
   rebuildProjections,
   type Checkpoint,
   type EventStore,
+  type OpenedEventStore,
   type ReadAllOptions,
   type ReadAllResult,
   type SqlProjection,
 } from '@strata/store';
 import { arbitraryArtifactEvents, arbitraryDelivery, arbitraryRepositoryEvents, TEST_REPOS } from '../../../core/test/artifact-arbitraries.ts';
-import { PROJECTION_BACKENDS, type ProjectionDatabase } from './projection-databases.ts';
+import { PROJECTION_BACKENDS } from './projection-databases.ts';
 
 const RUNS = Number(process.env.PROJECTION_PROPERTY_RUNS ?? 25);
 
@@ -55,7 +56,7 @@ const treePaths = ['', 'a', 'b', 'ab', 'a/a', 'a/b', 'a/ab', 'b/a', 'b/b', 'ab/a
 
 for (const backend of PROJECTION_BACKENDS) {
   describe(`SQL projections on ${backend.name}`, () => {
-    let database: ProjectionDatabase;
+    let database: OpenedEventStore;
     const tree = new ArtifactTreeProjection();
     const config = new RepositoryConfigProjection();
     const projections: SqlProjection[] = [tree, config];

@@ -3,3 +3,8 @@ export * from './blob-store.ts';
 export * from './projection.ts';
 export type * from './schema.ts';
 export * from './projections/index.ts';
+export * from './migrations/index.ts';
+export * from './pglite-dialect.ts';
+export * from './open-pglite.ts';
+export * from './sql-event-store.ts';
+export * from './open-event-store.ts';

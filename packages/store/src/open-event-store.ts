@@ -1,0 +1,67 @@
+import { join } from 'node:path';
+import { Kysely, PostgresDialect, sql } from 'kysely';
+import pg from 'pg';
+import { StrataError } from '@strata/core';
+import { migrateToLatest } from './migrations/index.ts';
+import { openPglite, pgliteKysely } from './open-pglite.ts';
+import type { SqlProjection } from './projection.ts';
+import type { StoreDatabase } from './schema.ts';
+import { SqlEventStore, type SqlEventStoreOptions } from './sql-event-store.ts';
+
+export interface OpenEventStoreOptions {
+  /** PostgreSQL connection string; when absent the store is PGlite under `<dataDir>/pg`. */
+  readonly databaseUrl?: string;
+  /** Data directory for PGlite; absent (and no databaseUrl): a throwaway in-memory PGlite. */
+  readonly dataDir?: string;
+  /** Inline projections, applied inside each append transaction. */
+  readonly projections?: readonly SqlProjection[];
+  /** PostgreSQL only: the schema to use (created if missing), e.g. one per test run. */
+  readonly schema?: string;
+  /** PostgreSQL only: pool size; default 10. */
+  readonly poolConnectionsMax?: number;
+  readonly store?: Omit<SqlEventStoreOptions, 'onClose'>;
+}
+
+export interface OpenedEventStore {
+  readonly store: SqlEventStore;
+  /** The same database, for projection queries; never use it inside a store transaction. */
+  readonly db: Kysely<StoreDatabase>;
+  /** Closes the store, then the database. */
+  close(): Promise<void>;
+}
+
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/** Opens (and migrates) the SQL event store: PostgreSQL when `databaseUrl` is set, else PGlite. */
+export async function openEventStore(options: OpenEventStoreOptions = {}): Promise<OpenedEventStore> {
+  const db = options.databaseUrl === undefined ? await openPgliteDatabase(options) : await openPostgresDatabase(options.databaseUrl, options);
+  const store = new SqlEventStore(db, options.projections ?? [], { ...options.store, onClose: () => db.destroy() });
+  return { store, db, close: () => store.close() };
+}
+
+async function openPgliteDatabase(options: OpenEventStoreOptions): Promise<Kysely<StoreDatabase>> {
+  const pglite = await openPglite(options.dataDir === undefined ? 'memory' : join(options.dataDir, 'pg'));
+  return pgliteKysely(pglite);
+}
+
+async function openPostgresDatabase(databaseUrl: string, options: OpenEventStoreOptions): Promise<Kysely<StoreDatabase>> {
+  const schema = options.schema;
+  if (schema !== undefined && !SCHEMA_NAME.test(schema)) {
+    throw new StrataError('STRATA_ERR_INVARIANT', `schema name '${schema}' must match ${SCHEMA_NAME.source}`);
+  }
+  const pool = new pg.Pool({
+    connectionString: databaseUrl,
+    max: options.poolConnectionsMax ?? 10,
+    ...(schema === undefined ? {} : { options: `-c search_path=${schema}` }),
+  });
+  const db = new Kysely<StoreDatabase>({ dialect: new PostgresDialect({ pool }) });
+  try {
+    if (schema !== undefined) await sql`create schema if not exists ${sql.id(schema)}`.execute(db);
+    await migrateToLatest(db, schema === undefined ? {} : { schema });
+    return db;
+  } catch (error) {
+    await db.destroy();
+    if (error instanceof StrataError) throw error;
+    throw new StrataError('STRATA_ERR_STORE_UNAVAILABLE', `cannot open PostgreSQL: ${(error as Error).message}`, undefined, { cause: error });
+  }
+}

@@ -1,0 +1,140 @@
+import { randomUUID } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gunzipSync } from 'node:zlib';
+import { PGlite } from '@electric-sql/pglite';
+import { Kysely } from 'kysely';
+import { migrateToLatest, migrationsHash } from './migrations/index.ts';
+import { PgliteDialect } from './pglite-dialect.ts';
+import type { StoreDatabase } from './schema.ts';
+
+/** Where a PGlite database lives: a directory, or `memory` for a throwaway one. */
+export type PgliteLocation = string | 'memory';
+
+export interface OpenPgliteOptions {
+  /** Directory for the cached, already migrated template; default `os.tmpdir()`. */
+  readonly templateDir?: string;
+}
+
+/**
+ * Opens a PGlite database migrated to the latest schema. Initialising a new PGlite database
+ * takes seconds, loading a copy of one well under one, so a new database is a copy of a
+ * template built once per PGlite version and set of migrations, cached on disk (and in
+ * memory for this process). An existing data directory is opened as it is and migrated.
+ *
+ * PGlite writes without fsync: a killed process loses nothing, a power cut can (DESIGN §6).
+ */
+export async function openPglite(location: PgliteLocation, options: OpenPgliteOptions = {}): Promise<PGlite> {
+  const existing = location !== 'memory' && existsSync(join(location, 'PG_VERSION'));
+  let pglite: PGlite;
+  if (existing) {
+    pglite = new PGlite(location);
+  } else {
+    const template = await loadTemplate(options.templateDir ?? tmpdir());
+    if (location !== 'memory') await mkdir(location, { recursive: true });
+    pglite = location === 'memory' ? new PGlite({ loadDataDir: template }) : new PGlite(location, { loadDataDir: template });
+  }
+  try {
+    await pglite.waitReady;
+    // A no-op on a fresh copy of the template; brings an older data directory up to date.
+    if (existing) await migrate(pglite);
+    return pglite;
+  } catch (error) {
+    await pglite.close().catch(() => undefined);
+    throw error;
+  }
+}
+
+/** A Kysely instance over a PGlite database; destroying it closes the database. */
+export function pgliteKysely(pglite: PGlite, options: { closeOnDestroy?: boolean } = {}): Kysely<StoreDatabase> {
+  return new Kysely<StoreDatabase>({ dialect: new PgliteDialect({ database: pglite, closeOnDestroy: options.closeOnDestroy ?? true }) });
+}
+
+async function migrate(pglite: PGlite): Promise<void> {
+  const db = pgliteKysely(pglite, { closeOnDestroy: false });
+  try {
+    await migrateToLatest(db);
+  } finally {
+    await db.destroy();
+  }
+}
+
+/** The path of the template for this PGlite version and these migrations. */
+export function pgliteTemplatePath(templateDir: string = tmpdir()): string {
+  return join(templateDir, `strata-pglite-template-${pgliteVersion()}-${migrationsHash()}.tar.gz`);
+}
+
+let cachedPgliteVersion: string | undefined;
+function pgliteVersion(): string {
+  if (cachedPgliteVersion === undefined) {
+    // The package exports no package.json; find it next to the entry point.
+    let directory = dirname(fileURLToPath(import.meta.resolve('@electric-sql/pglite')));
+    for (;;) {
+      const candidate = join(directory, 'package.json');
+      if (existsSync(candidate) && directory.endsWith('pglite')) {
+        const manifest = JSON.parse(readFileSync(candidate, 'utf8')) as { version?: string };
+        cachedPgliteVersion = manifest.version ?? 'unknown';
+        break;
+      }
+      const parent = dirname(directory);
+      if (parent === directory) {
+        cachedPgliteVersion = 'unknown';
+        break;
+      }
+      directory = parent;
+    }
+  }
+  return cachedPgliteVersion;
+}
+
+/** Uncompressed template tarballs by path: loading an uncompressed tar is faster. */
+const templates = new Map<string, Promise<Blob>>();
+
+function loadTemplate(templateDir: string): Promise<Blob> {
+  const path = pgliteTemplatePath(templateDir);
+  let template = templates.get(path);
+  if (template === undefined) {
+    template = readOrBuildTemplate(path);
+    templates.set(path, template);
+    template.catch(() => templates.delete(path));
+  }
+  return template;
+}
+
+async function readOrBuildTemplate(path: string): Promise<Blob> {
+  let gzipped: Buffer | undefined;
+  try {
+    gzipped = await readFile(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  if (gzipped !== undefined) {
+    try {
+      return new Blob([gunzipSync(gzipped)]);
+    } catch {
+      // A damaged template (say, a disk that filled up) is rebuilt below.
+    }
+  }
+  const pglite = new PGlite();
+  try {
+    await pglite.waitReady;
+    await migrate(pglite);
+    const dump = await pglite.dumpDataDir('gzip');
+    const bytes = Buffer.from(await dump.arrayBuffer());
+    // Several processes may build it at once: each writes its own file, the rename is atomic.
+    await mkdir(dirname(path), { recursive: true });
+    const temporary = `${path}.${process.pid}.${randomUUID()}.tmp`;
+    try {
+      await writeFile(temporary, bytes);
+      await rename(temporary, path);
+    } finally {
+      await rm(temporary, { force: true });
+    }
+    return new Blob([gunzipSync(bytes)]);
+  } finally {
+    await pglite.close();
+  }
+}

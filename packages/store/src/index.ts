@@ -8,3 +8,4 @@ export * from './pglite-dialect.ts';
 export * from './open-pglite.ts';
 export * from './sql-event-store.ts';
 export * from './open-event-store.ts';
+export * from './memory-event-store.ts';

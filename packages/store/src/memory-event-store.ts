@@ -1,0 +1,170 @@
+import { StrataError, type NewEvent, type RecordedEvent } from '@strata/core';
+import {
+  appendResult,
+  duplicateInOtherStream,
+  expectedRevisionConflict,
+  prepareAppend,
+  recordEvent,
+} from './append-preparation.ts';
+import {
+  START_CHECKPOINT,
+  readBatchEventsMax,
+  type AppendOptions,
+  type AppendResult,
+  type Checkpoint,
+  type EventStore,
+  type ReadAllOptions,
+  type ReadAllResult,
+  type ReadStreamOptions,
+  type SubscribeOptions,
+  type Subscription,
+} from './event-store.ts';
+import { CommitSignal, PollingSubscription, type CheckpointedEvent } from './polling-subscription.ts';
+
+/** A projection of the memory store, applied before an append resolves; if it throws, the append fails and stores nothing. */
+export interface MemoryProjection {
+  apply(events: readonly RecordedEvent[]): void | Promise<void>;
+}
+
+export interface MemoryEventStoreOptions {
+  readonly projections?: readonly MemoryProjection[];
+  /** Default and cap of readStream/readAll `maxCount`, and the page size of subscriptions. */
+  readonly readBatchEventsMax?: number;
+}
+
+/**
+ * The event store in memory, with the semantics of the SQL store (the conformance suite
+ * runs on both): same validation, expectations, idempotency and global order. Appends run
+ * one at a time; checkpoints carry transactionId 0n.
+ */
+export class MemoryEventStore implements EventStore {
+  readonly #projections: readonly MemoryProjection[];
+  readonly #readBatchEventsMax: number;
+  readonly #all: RecordedEvent[] = [];
+  readonly #streams = new Map<string, RecordedEvent[]>();
+  readonly #byId = new Map<string, RecordedEvent>();
+  readonly #commits = new CommitSignal();
+  readonly #subscriptions = new Set<PollingSubscription>();
+  #tail: Promise<unknown> = Promise.resolve();
+  #closed = false;
+
+  constructor(options: MemoryEventStoreOptions = {}) {
+    this.#projections = [...(options.projections ?? [])];
+    this.#readBatchEventsMax = options.readBatchEventsMax ?? readBatchEventsMax;
+  }
+
+  append(stream: string, events: readonly NewEvent[], options: AppendOptions = {}): Promise<AppendResult> {
+    try {
+      this.#assertOpen();
+      options.signal?.throwIfAborted();
+      const prepared = prepareAppend(stream, events, options.expectedRevision);
+      const run = this.#tail.then(() => this.#appendNow(stream, prepared.map((entry) => entry.event), options));
+      this.#tail = run.catch(() => undefined);
+      return run;
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  async #appendNow(stream: string, events: readonly NewEvent[], options: AppendOptions): Promise<AppendResult> {
+    const stored = this.#streams.get(stream) ?? [];
+    const current = stored.length - 1;
+    const slots: (RecordedEvent | undefined)[] = [];
+    for (const event of events) {
+      const earlier = this.#byId.get(event.id);
+      if (earlier !== undefined && earlier.stream !== stream) throw duplicateInOtherStream(event.id, stream, earlier.stream);
+      slots.push(earlier);
+    }
+    const freshCount = slots.filter((slot) => slot === undefined).length;
+    if (freshCount > 0 || events.length === 0) {
+      const conflict = expectedRevisionConflict(stream, options.expectedRevision, current);
+      if (conflict !== undefined) throw conflict;
+    }
+    let revision = current;
+    let position = BigInt(this.#all.length);
+    const fresh: RecordedEvent[] = [];
+    const recorded = events.map((event, index) => {
+      const earlier = slots[index];
+      if (earlier !== undefined) return earlier;
+      revision++;
+      position++;
+      const record = deepFreeze(recordEvent(event, stream, revision, position));
+      fresh.push(record);
+      return record;
+    });
+    // Projections first: if one throws, nothing is stored (as a rolled-back transaction).
+    if (fresh.length > 0) {
+      for (const projection of this.#projections) await projection.apply(fresh);
+      this.#all.push(...fresh);
+      this.#streams.set(stream, [...stored, ...fresh]);
+      for (const record of fresh) this.#byId.set(record.id, record);
+      this.#commits.notify();
+    }
+    return appendResult(revision, recorded, fresh.length);
+  }
+
+  async readStream(stream: string, options: ReadStreamOptions = {}): Promise<readonly RecordedEvent[]> {
+    this.#assertOpen();
+    options.signal?.throwIfAborted();
+    const from = Math.max(0, options.fromRevision ?? 0);
+    return (this.#streams.get(stream) ?? []).slice(from, from + this.#limit(options.maxCount));
+  }
+
+  async streamRevision(stream: string, options: { signal?: AbortSignal } = {}): Promise<number | undefined> {
+    this.#assertOpen();
+    options.signal?.throwIfAborted();
+    const length = this.#streams.get(stream)?.length ?? 0;
+    return length === 0 ? undefined : length - 1;
+  }
+
+  async readAll(options: ReadAllOptions = {}): Promise<ReadAllResult> {
+    this.#assertOpen();
+    options.signal?.throwIfAborted();
+    const after = options.after ?? START_CHECKPOINT;
+    const page = this.#readPage(after, this.#limit(options.maxCount));
+    return { events: page.map((entry) => entry.event), checkpoint: page.at(-1)?.checkpoint ?? after };
+  }
+
+  subscribe(options: SubscribeOptions = {}): Subscription {
+    this.#assertOpen();
+    const subscription = new PollingSubscription(async (after, maxCount) => this.#readPage(after, maxCount), this.#commits, {
+      ...options,
+      pageEventsMax: Math.min(this.#readBatchEventsMax, 1000),
+      onClose: (closed) => this.#subscriptions.delete(closed),
+    });
+    this.#subscriptions.add(subscription);
+    return subscription;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.all([...this.#subscriptions].map((subscription) => subscription.close()));
+    await this.#tail;
+  }
+
+  #readPage(after: Checkpoint, maxCount: number): CheckpointedEvent[] {
+    // Positions are 1-based and dense: the event at position p sits at index p - 1.
+    const start = after.position < 0n ? 0 : Number(after.position);
+    return this.#all.slice(start, start + maxCount).map((event) => ({ event, checkpoint: { transactionId: 0n, position: event.position } }));
+  }
+
+  #limit(maxCount: number | undefined): number {
+    if (maxCount === undefined) return this.#readBatchEventsMax;
+    if (!Number.isSafeInteger(maxCount) || maxCount < 0) {
+      throw new StrataError('STRATA_ERR_EVENT_INVALID', 'maxCount must be a non-negative integer', { field: 'maxCount' });
+    }
+    return Math.min(maxCount, this.#readBatchEventsMax);
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new StrataError('STRATA_ERR_STORE_CLOSED');
+  }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const entry of Object.values(value)) deepFreeze(entry);
+  }
+  return value;
+}

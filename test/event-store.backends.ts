@@ -1,0 +1,170 @@
+/**
+ * The backends the event-store conformance suite runs on: memory and PGlite always,
+ * PostgreSQL when DATABASE_URL is set (each opened store in a fresh schema, dropped after
+ * the run, so reruns start clean).
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import type { NewEvent } from '@strata/core';
+import {
+  MemoryEventStore,
+  openEventStore,
+  type EventStore,
+  type MemoryProjection,
+  type SqlProjection,
+} from '@strata/store';
+
+/** Projections a test wants applied inline, written once for both kinds of store. */
+export interface TestProjection {
+  apply(events: readonly import('@strata/core').RecordedEvent[]): Promise<void>;
+}
+
+export interface BackendHarness {
+  readonly store: EventStore;
+  /** Closes the store and opens it again on the same data (memory: the same instance). */
+  restart(): Promise<EventStore>;
+  /**
+   * More stores on the same database, as other processes would open them (PostgreSQL);
+   * on single-connection backends, the same store.
+   */
+  another(): Promise<EventStore>;
+  close(): Promise<void>;
+}
+
+export interface Backend {
+  readonly name: 'memory' | 'pglite' | 'postgres';
+  /** Whether data survives a restart. */
+  readonly durable: boolean;
+  /** Whether several stores (processes) can write at once. */
+  readonly sharedByProcesses: boolean;
+  open(options?: { projections?: readonly TestProjection[] }): Promise<BackendHarness>;
+}
+
+function sqlProjections(projections: readonly TestProjection[]): SqlProjection[] {
+  return projections.map((projection, index) => ({
+    name: `test-${index}`,
+    apply: (_db, events) => projection.apply(events),
+    truncate: async () => {},
+  }));
+}
+
+const memory: Backend = {
+  name: 'memory',
+  durable: false,
+  sharedByProcesses: false,
+  async open(options = {}) {
+    const projections: MemoryProjection[] = [...(options.projections ?? [])];
+    const store = new MemoryEventStore({ projections });
+    return { store, restart: async () => store, another: async () => store, close: () => store.close() };
+  },
+};
+
+const pglite: Backend = {
+  name: 'pglite',
+  durable: true,
+  sharedByProcesses: false,
+  async open(options = {}) {
+    const dataDir = await mkdtemp(join(tmpdir(), 'strata-es-test-'));
+    const projections = sqlProjections(options.projections ?? []);
+    let opened = await openEventStore({ dataDir, projections });
+    return {
+      get store() {
+        return opened.store;
+      },
+      async restart() {
+        await opened.close();
+        opened = await openEventStore({ dataDir, projections });
+        return opened.store;
+      },
+      another: async () => opened.store,
+      async close() {
+        await opened.close();
+        await rm(dataDir, { recursive: true, force: true });
+      },
+    };
+  },
+};
+
+const createdSchemas: string[] = [];
+let schemaCounter = 0;
+
+function postgres(databaseUrl: string): Backend {
+  return {
+    name: 'postgres',
+    durable: true,
+    sharedByProcesses: true,
+    async open(options = {}) {
+      const schema = `es_test_${process.pid}_${Date.now().toString(36)}_${schemaCounter++}`;
+      createdSchemas.push(schema);
+      const projections = sqlProjections(options.projections ?? []);
+      const open = () => openEventStore({ databaseUrl, schema, projections, poolConnectionsMax: 4 });
+      let opened = await open();
+      const others: Awaited<ReturnType<typeof open>>[] = [];
+      return {
+        get store() {
+          return opened.store;
+        },
+        async restart() {
+          await opened.close();
+          opened = await open();
+          return opened.store;
+        },
+        async another() {
+          const other = await open();
+          others.push(other);
+          return other.store;
+        },
+        async close() {
+          await Promise.all([opened, ...others].map((entry) => entry.close()));
+        },
+      };
+    },
+  };
+}
+
+/** Drops the schemas this run created. */
+export async function dropTestSchemas(): Promise<void> {
+  const databaseUrl = process.env['DATABASE_URL'];
+  if (databaseUrl === undefined || createdSchemas.length === 0) return;
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    for (const schema of createdSchemas.splice(0)) await client.query(`drop schema if exists ${schema} cascade`);
+  } finally {
+    await client.end();
+  }
+}
+
+export function eventStoreBackends(): Backend[] {
+  const databaseUrl = process.env['DATABASE_URL'];
+  if (databaseUrl === undefined) {
+    console.log('event-store conformance: DATABASE_URL is not set, PostgreSQL backend skipped');
+    return [memory, pglite];
+  }
+  return [memory, pglite, postgres(databaseUrl)];
+}
+
+let eventCounter = 0;
+const runId = `${process.pid.toString(36)}-${Date.now().toString(36)}`;
+
+/** A valid event for a repository stream; override any field. */
+export function artifactDeleted(overrides: Partial<NewEvent> & { path?: string } = {}): NewEvent {
+  const sequence = ++eventCounter;
+  const { path, ...rest } = overrides;
+  return {
+    id: `ev-${runId}-${sequence}`,
+    origin: 'site-a',
+    originSeq: sequence,
+    hlc: { wall: 1_700_000_000_000 + sequence, logical: 0 },
+    type: 'ArtifactDeleted',
+    data: { path: path ?? `org/acme/lib-${sequence}.jar` },
+    meta: { actor: 'tester' },
+    ...rest,
+  } as NewEvent;
+}
+
+export function artifactDeletedEvents(count: number): NewEvent[] {
+  return Array.from({ length: count }, () => artifactDeleted());
+}

@@ -1,0 +1,241 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { isStrataError, type ErrorCode, type NewEvent } from '@strata/core';
+import { START_CHECKPOINT, type EventStore } from '@strata/store';
+import { artifactDeleted, artifactDeletedEvents, dropTestSchemas, eventStoreBackends, type Backend } from './event-store.backends.ts';
+
+async function expectStrataError(promise: Promise<unknown>, code: ErrorCode): Promise<void> {
+  const error = await promise.then(
+    () => undefined,
+    (caught: unknown) => caught,
+  );
+  expect(error, `expected ${code}`).toBeDefined();
+  expect(isStrataError(error) ? error.code : error).toBe(code);
+}
+
+async function withStore(backend: Backend, body: (store: EventStore) => Promise<void>): Promise<void> {
+  const harness = await backend.open();
+  try {
+    await body(harness.store);
+  } finally {
+    await harness.close();
+  }
+}
+
+/** Everything a reader can observe, to prove a refused append changed nothing. */
+async function snapshot(store: EventStore, streams: readonly string[]) {
+  const all = await store.readAll();
+  return {
+    ids: all.events.map((event) => event.id),
+    checkpoint: all.checkpoint,
+    revisions: await Promise.all(streams.map((stream) => store.streamRevision(stream))),
+  };
+}
+
+afterAll(dropTestSchemas);
+
+describe.each(eventStoreBackends())('event store conformance on $name', (backend) => {
+  describe('expected revision', () => {
+    it('no_stream holds only for a stream without events', async () => {
+      await withStore(backend, async (store) => {
+        const first = await store.append('repo-libs', artifactDeletedEvents(2), { expectedRevision: 'no_stream' });
+        expect(first.nextRevision).toBe(1);
+        expect(first.appendedCount).toBe(2);
+        await expectStrataError(store.append('repo-libs', [artifactDeleted()], { expectedRevision: 'no_stream' }), 'STRATA_ERR_STORE_CONCURRENCY_CONFLICT');
+        expect(await store.streamRevision('repo-libs')).toBe(1);
+      });
+    });
+
+    it('an exact revision holds only when it is the revision of the last event', async () => {
+      await withStore(backend, async (store) => {
+        await store.append('repo-libs', artifactDeletedEvents(3));
+        await expectStrataError(store.append('repo-libs', [artifactDeleted()], { expectedRevision: 1 }), 'STRATA_ERR_STORE_CONCURRENCY_CONFLICT');
+        await expectStrataError(store.append('repo-libs', [artifactDeleted()], { expectedRevision: 3 }), 'STRATA_ERR_STORE_CONCURRENCY_CONFLICT');
+        const result = await store.append('repo-libs', [artifactDeleted()], { expectedRevision: 2 });
+        expect(result.nextRevision).toBe(3);
+        expect((await store.readStream('repo-libs')).map((event) => event.revision)).toEqual([0, 1, 2, 3]);
+      });
+    });
+
+    it('exists holds only once the stream has an event, any always holds', async () => {
+      await withStore(backend, async (store) => {
+        await expectStrataError(store.append('repo-libs', [artifactDeleted()], { expectedRevision: 'exists' }), 'STRATA_ERR_STORE_CONCURRENCY_CONFLICT');
+        expect(await store.streamRevision('repo-libs')).toBeUndefined();
+        await store.append('repo-libs', [artifactDeleted()], { expectedRevision: 'any' });
+        await store.append('repo-libs', [artifactDeleted()], { expectedRevision: 'exists' });
+        await store.append('repo-libs', [artifactDeleted()]);
+        expect(await store.streamRevision('repo-libs')).toBe(2);
+      });
+    });
+
+    it('a conflict carries the stream and both revisions and writes nothing', async () => {
+      await withStore(backend, async (store) => {
+        await store.append('repo-libs', [artifactDeleted()]);
+        const before = await snapshot(store, ['repo-libs']);
+        const error = await store.append('repo-libs', artifactDeletedEvents(2), { expectedRevision: 7 }).catch((caught: unknown) => caught);
+        expect(isStrataError(error, 'STRATA_ERR_STORE_CONCURRENCY_CONFLICT')).toBe(true);
+        expect(isStrataError(error) && error.details).toMatchObject({ stream: 'repo-libs', expectedRevision: 7, actualRevision: 0 });
+        expect(await snapshot(store, ['repo-libs'])).toEqual(before);
+      });
+    });
+  });
+
+  describe('idempotent append by event id', () => {
+    it('re-appending stored events returns them as stored and appends nothing, whatever the expectation', async () => {
+      await withStore(backend, async (store) => {
+        const events = artifactDeletedEvents(3);
+        const first = await store.append('repo-libs', events, { expectedRevision: 'no_stream' });
+        const again = await store.append('repo-libs', events, { expectedRevision: 'no_stream' });
+        expect(again.appendedCount).toBe(0);
+        expect(again.nextRevision).toBe(2);
+        expect(again.events).toEqual(first.events);
+        expect((await store.readAll()).events).toHaveLength(3);
+      });
+    });
+
+    it('a redelivery mixing stored and new events appends only the new ones, in order', async () => {
+      await withStore(backend, async (store) => {
+        const [a, b, c] = artifactDeletedEvents(3) as [NewEvent, NewEvent, NewEvent];
+        await store.append('repo-libs', [a, b]);
+        const result = await store.append('repo-libs', [a, b, c], { expectedRevision: 1 });
+        expect(result.appendedCount).toBe(1);
+        expect(result.events.map((event) => [event.id, event.revision])).toEqual([
+          [a.id, 0],
+          [b.id, 1],
+          [c.id, 2],
+        ]);
+      });
+    });
+
+    it('an id already stored in another stream is refused and nothing is written', async () => {
+      await withStore(backend, async (store) => {
+        const shared = artifactDeleted();
+        await store.append('repo-libs', [shared]);
+        const before = await snapshot(store, ['repo-libs', 'repo-other']);
+        await expectStrataError(store.append('repo-other', [artifactDeleted(), shared]), 'STRATA_ERR_STORE_DUPLICATE_EVENT');
+        expect(await snapshot(store, ['repo-libs', 'repo-other'])).toEqual(before);
+      });
+    });
+
+    it('concurrent deliveries of the same events store them once', async () => {
+      await withStore(backend, async (store) => {
+        const events = artifactDeletedEvents(4);
+        const results = await Promise.all(Array.from({ length: 8 }, () => store.append('repo-libs', events)));
+        expect(results.reduce((sum, result) => sum + result.appendedCount, 0)).toBe(4);
+        expect((await store.readStream('repo-libs')).map((event) => event.id)).toEqual(events.map((event) => event.id));
+      });
+    });
+  });
+
+  describe('revisions and global order', () => {
+    it('revisions are gapless per stream and positions strictly increase in the global order', async () => {
+      await withStore(backend, async (store) => {
+        const streams = ['repo-a', 'repo-b', 'repo-c'];
+        await Promise.all(
+          Array.from({ length: 60 }, (_, index) => store.append(streams[index % 3]!, artifactDeletedEvents(1 + (index % 4)))),
+        );
+        for (const stream of streams) {
+          const events = await store.readStream(stream);
+          expect(events.map((event) => event.revision)).toEqual(events.map((_, index) => index));
+          expect(await store.streamRevision(stream)).toBe(events.length - 1);
+        }
+        const all = await store.readAll();
+        expect(all.events).toHaveLength(60 * 2.5);
+        for (let index = 1; index < all.events.length; index++) {
+          expect(all.events[index]!.position > all.events[index - 1]!.position).toBe(true);
+        }
+      });
+    });
+
+    it('reads back exactly what was appended, and pages by checkpoint and revision', async () => {
+      await withStore(backend, async (store) => {
+        const events = artifactDeletedEvents(5);
+        const appended = await store.append('repo-libs', events);
+        const read = await store.readStream('repo-libs');
+        expect(read).toEqual(appended.events);
+        for (const [index, event] of read.entries()) expect(event).toMatchObject({ ...events[index], stream: 'repo-libs', revision: index });
+        expect((await store.readStream('repo-libs', { fromRevision: 3 })).map((event) => event.revision)).toEqual([3, 4]);
+        expect(await store.readStream('repo-libs', { maxCount: 2 })).toEqual(read.slice(0, 2));
+        const firstPage = await store.readAll({ maxCount: 2 });
+        const secondPage = await store.readAll({ after: firstPage.checkpoint, maxCount: 10 });
+        expect([...firstPage.events, ...secondPage.events]).toEqual(read);
+        const empty = await store.readAll({ after: secondPage.checkpoint });
+        expect(empty.events).toEqual([]);
+        expect(empty.checkpoint).toEqual(secondPage.checkpoint);
+        expect(await store.readStream('repo-none')).toEqual([]);
+        expect((await store.readAll({ after: START_CHECKPOINT })).events).toHaveLength(5);
+      });
+    });
+  });
+
+  describe('bad input is refused before the store is touched', () => {
+    const bad: { name: string; stream: string; events: () => unknown[]; code: ErrorCode }[] = [
+      { name: 'an unknown event type', stream: 'repo-libs', events: () => [{ ...artifactDeleted(), type: 'ArtifactTeleported' }], code: 'STRATA_ERR_CODEC_UNKNOWN_TYPE' },
+      { name: 'an artifact event in the system stream', stream: 'system', events: () => [artifactDeleted()], code: 'STRATA_ERR_EVENT_WRONG_STREAM' },
+      {
+        name: 'a system event in a repository stream',
+        stream: 'repo-libs',
+        events: () => [{ ...artifactDeleted(), type: 'UserSaved', data: { name: 'alice' } }],
+        code: 'STRATA_ERR_EVENT_WRONG_STREAM',
+      },
+      {
+        name: 'a repository event about another repository',
+        stream: 'repo-libs',
+        events: () => [{ ...artifactDeleted(), type: 'RepositoryDeleted', data: { key: 'other' } }],
+        code: 'STRATA_ERR_EVENT_WRONG_STREAM',
+      },
+      { name: 'a stream that is no stream name', stream: 'repo libs/../x', events: () => [artifactDeleted()], code: 'STRATA_ERR_EVENT_INVALID' },
+      { name: 'an originSeq of 0', stream: 'repo-libs', events: () => [artifactDeleted({ originSeq: 0 })], code: 'STRATA_ERR_EVENT_INVALID' },
+      { name: 'an id with a slash', stream: 'repo-libs', events: () => [artifactDeleted({ id: 'a/b' })], code: 'STRATA_ERR_EVENT_INVALID' },
+      { name: 'a missing hlc', stream: 'repo-libs', events: () => [{ ...artifactDeleted(), hlc: undefined }], code: 'STRATA_ERR_EVENT_INVALID' },
+      { name: 'a meta value that is not a string', stream: 'repo-libs', events: () => [artifactDeleted({ meta: { actor: 42 } as never })], code: 'STRATA_ERR_EVENT_INVALID' },
+      { name: 'data missing its path', stream: 'repo-libs', events: () => [{ ...artifactDeleted(), data: {} }], code: 'STRATA_ERR_EVENT_INVALID' },
+      { name: 'an event that is not an object', stream: 'repo-libs', events: () => ['ArtifactDeleted'], code: 'STRATA_ERR_EVENT_INVALID' },
+      {
+        name: 'the same id twice in one append',
+        stream: 'repo-libs',
+        events: () => {
+          const event = artifactDeleted();
+          return [event, { ...event }];
+        },
+        code: 'STRATA_ERR_EVENT_INVALID',
+      },
+      {
+        name: 'data larger than the event size limit',
+        stream: 'repo-libs',
+        events: () => [
+          {
+            ...artifactDeleted(),
+            type: 'PropertiesSet',
+            data: { path: 'big', properties: Object.fromEntries(Array.from({ length: 400 }, (_, index) => [`key${index}`, ['x'.repeat(3000)]])) },
+          },
+        ],
+        code: 'STRATA_ERR_CODEC_TOO_LARGE',
+      },
+    ];
+
+    it.each(bad)('$name is refused with its error code and the store is unchanged', async ({ stream, events, code }) => {
+      await withStore(backend, async (store) => {
+        await store.append('repo-libs', artifactDeletedEvents(2));
+        const before = await snapshot(store, ['repo-libs', 'system', stream]);
+        // A valid event in front proves the append is all or nothing.
+        await expectStrataError(store.append(stream, [artifactDeleted(), ...events()] as NewEvent[]), code);
+        expect(await snapshot(store, ['repo-libs', 'system', stream])).toEqual(before);
+      });
+    });
+
+    it('an invalid expectedRevision is refused', async () => {
+      await withStore(backend, async (store) => {
+        await expectStrataError(store.append('repo-libs', [artifactDeleted()], { expectedRevision: 'latest' as never }), 'STRATA_ERR_EVENT_INVALID');
+        await expectStrataError(store.append('repo-libs', [artifactDeleted()], { expectedRevision: 1.5 }), 'STRATA_ERR_EVENT_INVALID');
+        expect(await store.streamRevision('repo-libs')).toBeUndefined();
+      });
+    });
+
+    it('a closed store refuses appends and reads', async () => {
+      const harness = await backend.open();
+      await harness.close();
+      await expectStrataError(harness.store.append('repo-libs', [artifactDeleted()]), 'STRATA_ERR_STORE_CLOSED');
+      await expectStrataError(harness.store.readAll(), 'STRATA_ERR_STORE_CLOSED');
+    });
+  });
+});

@@ -77,6 +77,10 @@ export interface RepositoryUsage {
 export interface ArtifactReader {
   /** A file, a folder (explicit or implied by a file below it), or undefined. '' = root. */
   getItem(repo: string, path: string): Promise<TreeItem | undefined>;
+  /** Whether a present file lies below `path` (cheaper than getItem). */
+  isFolder(repo: string, path: string): Promise<boolean>;
+  /** Whether `path` is a present file (cheaper than getItem). */
+  isFile(repo: string, path: string): Promise<boolean>;
   /** Direct children of a folder (or, with deep, descendants), in path order. */
   list(repo: string, path: string, options: ListOptions): Promise<readonly TreeItem[]>;
   usage(repo: string): Promise<RepositoryUsage>;

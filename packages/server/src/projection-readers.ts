@@ -62,6 +62,14 @@ export class ProjectionReaders implements RepositoryReader, ArtifactReader {
     return folder;
   }
 
+  async isFolder(repo: string, path: string): Promise<boolean> {
+    return this.#tree.folderExists(repo, path);
+  }
+
+  async isFile(repo: string, path: string): Promise<boolean> {
+    return (await this.#tree.getFile(repo, path)) !== undefined;
+  }
+
   list(): Promise<readonly RepositoryConfig[]>;
   list(repo: string, path: string, options: ListOptions): Promise<readonly TreeItem[]>;
   async list(repo?: string, path?: string, options?: ListOptions): Promise<readonly RepositoryConfig[] | readonly TreeItem[]> {

@@ -41,6 +41,7 @@ export interface StreamWriterOptions {
 interface PendingCommand<S> {
   readonly meta: EventMeta;
   readonly decide: Decide<S, unknown>;
+  readonly check: (() => Promise<void>) | undefined;
   resolve(value: { result: unknown; events: readonly RecordedEvent[] }): void;
   reject(error: unknown): void;
 }
@@ -80,11 +81,22 @@ export class StreamWriter<S> {
     this.#batchCommandsMax = options.batchCommandsMax ?? 256;
   }
 
-  execute<R>(stream: string, meta: EventMeta, decide: Decide<S, R>): Promise<{ result: R; events: readonly RecordedEvent[] }> {
+  /**
+   * Queues a command. `check` (optional) is an asynchronous precondition that does not depend
+   * on the stream's state (e.g. a projection lookup); the checks of one round run
+   * concurrently before its decisions, so that slow lookups do not serialise a round.
+   */
+  execute<R>(
+    stream: string,
+    meta: EventMeta,
+    decide: Decide<S, R>,
+    check?: () => Promise<void>,
+  ): Promise<{ result: R; events: readonly RecordedEvent[] }> {
     return new Promise((resolve, reject) => {
       const command: PendingCommand<S> = {
         meta,
         decide: decide as Decide<S, unknown>,
+        check,
         resolve: resolve as PendingCommand<S>['resolve'],
         reject,
       };
@@ -101,6 +113,10 @@ export class StreamWriter<S> {
   /** Runs rounds until the stream's queue is empty; one drain per stream at a time. */
   async #drain(stream: string): Promise<void> {
     for (;;) {
+      // Let pending I/O run before a round: an embedded database (PGlite) answers through
+      // microtasks only, so without this yield a round would never see the requests that
+      // arrived meanwhile and every command would get its own append.
+      await new Promise((resolve) => setImmediate(resolve));
       const queue = this.#queues.get(stream);
       if (queue === undefined || queue.length === 0) {
         this.#queues.delete(stream);
@@ -116,8 +132,21 @@ export class StreamWriter<S> {
   }
 
   async #round(stream: string, batch: readonly PendingCommand<S>[]): Promise<void> {
+    const checked = await Promise.all(
+      batch.map(async (command) => {
+        if (command.check === undefined) return true;
+        try {
+          await command.check();
+          return true;
+        } catch (error) {
+          command.reject(error);
+          return false;
+        }
+      }),
+    );
+    let pending = batch.filter((_, index) => checked[index]);
+    if (pending.length === 0) return;
     let snapshot = this.#snapshots.get(stream) ?? (await this.#catchUp(stream));
-    let pending = batch;
     for (let attempt = 0; ; attempt++) {
       let state = snapshot.state;
       let originSeq = snapshot.originSeq;

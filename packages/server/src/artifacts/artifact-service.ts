@@ -135,10 +135,15 @@ export class ArtifactService {
     const { repo, path } = request;
     try {
       const mimeType = mimeTypeFor(path);
-      const { events } = await this.#streams.execute(repositoryStream(repo), request.meta, async (state) => {
+      // The tree-shape lookup is the command's `check`: the checks of a round run together and
+      // decisions stay pure, so concurrent deploys share one append. (A folder/file clash
+      // between two deploys of the same round is not caught; it is not an invariant.)
+      const { events } = await this.#streams.execute(
+        repositoryStream(repo),
+        request.meta,
+        (state) => {
         if (state.config === undefined) throw notFound(repo);
         checkDeployable(repo, state.config, path);
-        await this.#checkTreeShape(repo, path);
         return {
           events: [
             {
@@ -148,7 +153,9 @@ export class ArtifactService {
           ],
           result: undefined,
         };
-      });
+        },
+        () => this.#checkTreeShape(repo, path),
+      );
       this.#cache.invalidateItem(repo, path);
       const event = events[0] as RecordedEvent;
       return {
@@ -169,13 +176,14 @@ export class ArtifactService {
 
   /** A file may not replace a folder, nor live below a file. */
   async #checkTreeShape(repo: string, path: string): Promise<void> {
-    const existing = await this.#artifacts.getItem(repo, path);
-    if (existing?.kind === 'folder') throw new StrataError('STRATA_ERR_HTTP_CONFLICT', `'${path}' is a folder in repository '${repo}'`);
     const slash = path.lastIndexOf('/');
-    if (slash > 0) {
-      const parent = await this.#artifacts.getItem(repo, path.slice(0, slash));
-      if (parent?.kind === 'file') throw new StrataError('STRATA_ERR_HTTP_CONFLICT', `'${parent.path}' is a file in repository '${repo}'`);
-    }
+    const parent = slash > 0 ? path.slice(0, slash) : undefined;
+    const [isFolder, parentIsFile] = await Promise.all([
+      this.#artifacts.isFolder(repo, path),
+      parent === undefined ? Promise.resolve(false) : this.#artifacts.isFile(repo, parent),
+    ]);
+    if (isFolder) throw new StrataError('STRATA_ERR_HTTP_CONFLICT', `'${path}' is a folder in repository '${repo}'`);
+    if (parentIsFile) throw new StrataError('STRATA_ERR_HTTP_CONFLICT', `'${parent}' is a file in repository '${repo}'`);
   }
 
   /** Deletes a file (ArtifactDeleted) or a folder and everything below it (one FolderDeleted). */

@@ -109,6 +109,12 @@ export class FakeProjections implements RepositoryReader, ArtifactReader {
     for (const other of this.files.get(repo)?.values() ?? []) if (isPathUnder(other.path, path)) return this.#folder(repo, path);
     return undefined;
   }
+  async isFolder(repo: string, path: string): Promise<boolean> {
+    return (await this.getItem(repo, path))?.kind === 'folder';
+  }
+  async isFile(repo: string, path: string): Promise<boolean> {
+    return (await this.getItem(repo, path))?.kind === 'file';
+  }
   async usage(repo: string): Promise<RepositoryUsage> {
     const files = [...(this.files.get(repo)?.values() ?? [])];
     const folders = new Set<string>();

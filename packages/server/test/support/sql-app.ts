@@ -16,7 +16,7 @@ export interface SqlApp {
 }
 
 /** The app on the real SQL event store and projections (in-memory PGlite or DATABASE_URL + schema). */
-export async function buildSqlApp(blobStore: BlobStore, options: { databaseUrl?: string; schema?: string; siteId?: string } = {}): Promise<SqlApp> {
+export async function buildSqlApp(blobStore: BlobStore, options: { databaseUrl?: string; schema?: string; siteId?: string; metadataCacheTtlMs?: number } = {}): Promise<SqlApp> {
   const opened = await openEventStore({
     ...(options.databaseUrl === undefined ? {} : { databaseUrl: options.databaseUrl }),
     ...(options.schema === undefined ? {} : { schema: options.schema }),
@@ -38,7 +38,7 @@ export async function buildSqlApp(blobStore: BlobStore, options: { databaseUrl?:
     siteId: options.siteId ?? 'site-int',
     newId: hyperid({ urlSafe: true }),
     registerAuth: registerPermissiveAuth,
-    limits: { metadataCacheTtlMs: 0 },
+    limits: { metadataCacheTtlMs: options.metadataCacheTtlMs ?? 0 },
   });
   return {
     app,

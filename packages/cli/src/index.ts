@@ -1,1 +1,1 @@
-export {};
+export * from './settings.ts';

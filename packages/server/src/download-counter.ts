@@ -42,6 +42,9 @@ export class BatchingDownloadCounter implements DownloadCounter {
   readonly #sink: DownloadStatsSink;
   readonly #pendingEntriesMax: number;
   #pending = new Map<string, PendingDownloads>();
+  /** The batch being written: still counted by `get` until the sink has it. */
+  #writing = new Map<string, PendingDownloads>();
+  #batchesWritten = 0;
   #flushing: Promise<void> = Promise.resolve();
   readonly #timer: NodeJS.Timeout | undefined;
 
@@ -69,25 +72,39 @@ export class BatchingDownloadCounter implements DownloadCounter {
   }
 
   async get(repo: string, path: string): Promise<DownloadStats | undefined> {
-    const stored = await this.#sink.get(repo, path);
-    const pending = this.#pending.get(`${repo}\0${path}`);
-    if (pending === undefined) return stored;
-    const newer = pending.lastDownloaded >= (stored?.lastDownloaded ?? 0);
-    return {
-      downloadCount: (stored?.downloadCount ?? 0) + pending.count,
-      lastDownloaded: newer ? pending.lastDownloaded : (stored?.lastDownloaded ?? 0),
-      lastDownloadedBy: newer ? pending.lastDownloadedBy : (stored?.lastDownloadedBy ?? ''),
-    };
+    const key = `${repo}\0${path}`;
+    let stored: DownloadStats | undefined;
+    // Bounded: re-read while a batch finished writing during the read (it may or may not be in `stored`).
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const written = this.#batchesWritten;
+      stored = await this.#sink.get(repo, path);
+      if (this.#batchesWritten === written) break;
+    }
+    let result = stored;
+    for (const pending of [this.#writing.get(key), this.#pending.get(key)]) {
+      if (pending === undefined) continue;
+      const newer = pending.lastDownloaded >= (result?.lastDownloaded ?? 0);
+      result = {
+        downloadCount: (result?.downloadCount ?? 0) + pending.count,
+        lastDownloaded: newer ? pending.lastDownloaded : (result?.lastDownloaded ?? 0),
+        lastDownloadedBy: newer ? pending.lastDownloadedBy : (result?.lastDownloadedBy ?? ''),
+      };
+    }
+    return result;
   }
 
   flush(): Promise<void> {
     this.#flushing = this.#flushing.then(async () => {
       if (this.#pending.size === 0) return;
       const batch = [...this.#pending.values()];
+      this.#writing = this.#pending;
       this.#pending = new Map();
       try {
         await this.#sink.add(batch);
+        this.#writing = new Map();
+        this.#batchesWritten += 1;
       } catch (error) {
+        this.#writing = new Map();
         // Put the counts back so the next flush retries them.
         for (const pending of batch) {
           const key = `${pending.repo}\0${pending.path}`;

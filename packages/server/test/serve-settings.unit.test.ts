@@ -1,0 +1,22 @@
+import { describe, expect, it } from 'vitest';
+import { parseServeSettings, UsageError } from '../../cli/src/settings.ts';
+
+describe('strata serve settings', () => {
+  it('uses the defaults when nothing is set', () => {
+    const settings = parseServeSettings([], {});
+    expect(settings).toMatchObject({ port: 8081, host: '0.0.0.0', databaseUrl: undefined, siteId: undefined, adminPassword: undefined, logLevel: 'info' });
+    expect(settings.dataDir).toMatch(/\/data$/);
+  });
+
+  it('reads the environment and lets flags win over it', () => {
+    const env = { PORT: '9000', STRATA_DATA: '/srv/strata', DATABASE_URL: 'postgres://x/y', STRATA_SITE_ID: 'site-a', STRATA_ADMIN_PASSWORD: 'pw' };
+    expect(parseServeSettings([], env)).toMatchObject({ port: 9000, dataDir: '/srv/strata', databaseUrl: 'postgres://x/y', siteId: 'site-a', adminPassword: 'pw' });
+    expect(parseServeSettings(['--port', '9100', '--data=/tmp/d', '--site-id', 'site-b'], env)).toMatchObject({ port: 9100, dataDir: '/tmp/d', siteId: 'site-b' });
+  });
+
+  it('refuses unknown options and bad ports', () => {
+    expect(() => parseServeSettings(['--nope'], {})).toThrow(UsageError);
+    expect(() => parseServeSettings(['--port', 'x'], {})).toThrow(UsageError);
+    expect(() => parseServeSettings(['--port'], {})).toThrow(UsageError);
+  });
+});

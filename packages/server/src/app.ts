@@ -86,6 +86,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     downloads: deps.downloads,
     now,
     listEntriesMax: limits.listEntriesMax,
+    uploadBytesMax: limits.uploadBytesMax,
   });
   await app.register(storageRoutes, {
     prefix: ARTIFACTORY_PREFIX,

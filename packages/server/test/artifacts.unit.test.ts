@@ -109,3 +109,18 @@ describe('deploy, download and delete', () => {
     expect(notIncluded.json().errors[0].message).toContain('org/**');
   });
 });
+
+describe('limits and the repository root', () => {
+  it('refuses a declared size over uploadBytesMax with 413 before reading the body, and indexes the root', async () => {
+    const t = await buildUnitApp({ uploadBytesMax: 10 });
+    await t.app.inject({ method: 'PUT', url: '/artifactory/api/repositories/libs', payload: { rclass: 'local' } });
+    const big = await t.app.inject({ method: 'PUT', url: '/artifactory/libs/big.bin', payload: 'x'.repeat(11), headers: { 'content-type': 'application/octet-stream' } });
+    expect(big.statusCode).toBe(413);
+    expect(t.blobs.blobs.size).toBe(0);
+    await t.app.inject({ method: 'PUT', url: '/artifactory/libs/small.bin', payload: 'x', headers: { 'content-type': 'application/octet-stream' } });
+    const root = await t.app.inject({ method: 'GET', url: '/artifactory/libs' });
+    expect(root.statusCode).toBe(200);
+    expect(root.body).toContain('small.bin');
+    await t.app.close();
+  });
+});

@@ -21,6 +21,7 @@ export interface ArtifactsRoutesOptions {
   readonly downloads: DownloadCounter;
   readonly now: () => number;
   readonly listEntriesMax: number;
+  readonly uploadBytesMax: number;
 }
 
 const PREFIX = '/artifactory/';
@@ -153,6 +154,9 @@ export const artifactsRoutes: FastifyPluginAsync<ArtifactsRoutesOptions> = async
       const lengthHeader = header(request, 'content-length');
       const declaredSize = lengthHeader === undefined ? undefined : Number(lengthHeader);
       if (declaredSize !== undefined && !Number.isSafeInteger(declaredSize)) throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', 'invalid Content-Length');
+      if (declaredSize !== undefined && declaredSize > options.uploadBytesMax) {
+        throw new StrataError('STRATA_ERR_BLOB_TOO_LARGE', `an artifact may be at most ${options.uploadBytesMax} bytes`);
+      }
       const aborted = new AbortController();
       const onClose = () => {
         if (!request.raw.complete) aborted.abort(new StrataError('STRATA_ERR_BLOB_INCOMPLETE', 'the client went away mid-upload'));
@@ -235,6 +239,15 @@ export const artifactsRoutes: FastifyPluginAsync<ArtifactsRoutesOptions> = async
     await service.delete(repo, path, requestMeta(request));
     return reply.code(204).send();
   }
+
+  // The repository root without a trailing slash: its index.
+  app.route({
+    method: ['GET', 'HEAD'],
+    url: '/:repo',
+    exposeHeadRoute: false,
+    schema: { params: routeSchema.params, response: { ...errorResponses } },
+    handler: async (request, reply) => download(request, reply, parseArtifactAddress(request.url, PREFIX)),
+  });
 
   app.route({
     method: ['GET', 'HEAD', 'PUT', 'DELETE'],

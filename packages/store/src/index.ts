@@ -9,3 +9,4 @@ export * from './open-pglite.ts';
 export * from './sql-event-store.ts';
 export * from './open-event-store.ts';
 export * from './memory-event-store.ts';
+export * from './fs-blob-store.ts';

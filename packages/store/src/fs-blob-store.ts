@@ -1,0 +1,299 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { constants, type Stats } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { StrataError, type Checksums, type Clock } from '@strata/core';
+import type { BlobLease, BlobStore, ByteRange, PutBlobOptions } from './blob-store.ts';
+
+export interface FsBlobStoreOptions {
+  /** Blobs live under `<root>/blobs/ab/cd/<sha256>`, uploads in progress under `<root>/tmp`. */
+  readonly root: string;
+  /** Ages for garbage collection; default the system clock. */
+  readonly clock?: Clock;
+}
+
+/** Blobs (and abandoned temp files) younger than this survive collectGarbage by default. */
+export const blobGracePeriodMsDefault = 15 * 60 * 1000;
+
+const SHA256 = /^[0-9a-f]{64}$/;
+
+/**
+ * Content-addressed blobs on the local filesystem (DESIGN §6). A blob becomes visible only
+ * complete and verified: it is written to a temp file while hashed, checked, fsynced, and
+ * renamed into place, and the temp file is removed on any failure. A lease, taken before
+ * the rename, keeps collectGarbage away until the event that references the blob is
+ * appended. Leases are per process: run GC in the process that deploys.
+ */
+export class FsBlobStore implements BlobStore {
+  readonly #blobsDir: string;
+  readonly #tmpDir: string;
+  readonly #clock: Clock;
+  readonly #leases = new Map<string, number>();
+  /** Blobs collectGarbage is removing right now; a put of the same content waits for it. */
+  readonly #removing = new Map<string, Promise<void>>();
+
+  constructor(options: FsBlobStoreOptions) {
+    this.#blobsDir = join(options.root, 'blobs');
+    this.#tmpDir = join(options.root, 'tmp');
+    this.#clock = options.clock ?? { now: () => Date.now() };
+  }
+
+  async put(source: Readable | AsyncIterable<Uint8Array>, options: PutBlobOptions = {}): Promise<BlobLease> {
+    options.signal?.throwIfAborted();
+    await mkdir(this.#tmpDir, { recursive: true });
+    const temporary = join(this.#tmpDir, `${randomUUID()}.part`);
+    let handle: FileHandle | undefined;
+    let lease: BlobLease | undefined;
+    try {
+      handle = await open(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
+      const sha256 = createHash('sha256');
+      const sha1 = createHash('sha1');
+      const md5 = createHash('md5');
+      let size = 0;
+      for await (const chunk of source as AsyncIterable<Uint8Array | string>) {
+        options.signal?.throwIfAborted();
+        const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+        size += bytes.byteLength;
+        if (options.sizeBytesMax !== undefined && size > options.sizeBytesMax) {
+          throw new StrataError('STRATA_ERR_BLOB_TOO_LARGE', `upload exceeds ${options.sizeBytesMax} bytes`, { sizeBytesMax: options.sizeBytesMax });
+        }
+        if (options.expectedSize !== undefined && size > options.expectedSize) {
+          throw new StrataError('STRATA_ERR_BLOB_INCOMPLETE', `upload is longer than its declared ${options.expectedSize} bytes`, {
+            expectedSize: options.expectedSize,
+          });
+        }
+        sha256.update(bytes);
+        sha1.update(bytes);
+        md5.update(bytes);
+        await writeAll(handle, bytes);
+      }
+      options.signal?.throwIfAborted();
+      if (options.expectedSize !== undefined && size < options.expectedSize) {
+        throw new StrataError('STRATA_ERR_BLOB_INCOMPLETE', `upload ended after ${size} of ${options.expectedSize} bytes`, {
+          size,
+          expectedSize: options.expectedSize,
+        });
+      }
+      const checksums: Checksums = { sha256: sha256.digest('hex'), sha1: sha1.digest('hex'), md5: md5.digest('hex') };
+      for (const algorithm of ['sha256', 'sha1', 'md5'] as const) {
+        const expected = options.expected?.[algorithm];
+        if (expected !== undefined && expected.toLowerCase() !== checksums[algorithm]) {
+          throw new StrataError('STRATA_ERR_BLOB_CHECKSUM_MISMATCH', `${algorithm} mismatch: expected ${expected}, got ${checksums[algorithm]}`, {
+            algorithm,
+            expected,
+            actual: checksums[algorithm],
+          });
+        }
+      }
+      await handle.sync();
+      await handle.close();
+      handle = undefined;
+
+      // Lease before the blob is visible, so GC can never see it unleased before the event lands.
+      lease = this.#acquire({ ...checksums, size });
+      await this.#removing.get(checksums.sha256);
+      const directory = this.#directoryOf(checksums.sha256);
+      await mkdir(directory, { recursive: true });
+      // Same name, same content: whichever concurrent put renames last wins, harmlessly.
+      await rename(temporary, join(directory, checksums.sha256));
+      await syncDirectory(directory);
+      return lease;
+    } catch (error) {
+      lease?.release();
+      await handle?.close().catch(() => undefined);
+      await rm(temporary, { force: true });
+      throw error;
+    }
+  }
+
+  async stat(sha256: string, options: { signal?: AbortSignal } = {}): Promise<{ size: number } | undefined> {
+    options.signal?.throwIfAborted();
+    const stats = await this.#statBlob(sha256);
+    return stats === undefined ? undefined : { size: stats.size };
+  }
+
+  async lease(sha256: string): Promise<BlobLease | undefined> {
+    if (!SHA256.test(sha256)) return undefined;
+    // Lease first (GC checks leases before removing), then look: no window in between.
+    const lease = this.#acquire({ sha256, sha1: '', md5: '', size: 0 });
+    try {
+      await this.#removing.get(sha256);
+      const path = this.#pathOf(sha256);
+      const sha1 = createHash('sha1');
+      const md5 = createHash('md5');
+      let size = 0;
+      let handle: FileHandle;
+      try {
+        handle = await open(path, 'r');
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+          lease.release();
+          return undefined;
+        }
+        throw error;
+      }
+      try {
+        for await (const chunk of handle.createReadStream({ autoClose: false }) as AsyncIterable<Buffer>) {
+          size += chunk.byteLength;
+          sha1.update(chunk);
+          md5.update(chunk);
+        }
+      } finally {
+        await handle.close();
+      }
+      return Object.assign(lease, { sha1: sha1.digest('hex'), md5: md5.digest('hex'), size });
+    } catch (error) {
+      lease.release();
+      throw error;
+    }
+  }
+
+  async createReadStream(sha256: string, range?: ByteRange): Promise<Readable> {
+    if (range !== undefined && !(Number.isSafeInteger(range.start) && Number.isSafeInteger(range.end) && range.start >= 0 && range.end >= range.start)) {
+      throw new RangeError(`invalid byte range ${range.start}-${range.end}`);
+    }
+    const handle = await this.#openBlob(sha256);
+    return handle.createReadStream(range === undefined ? {} : { start: range.start, end: range.end });
+  }
+
+  async read(sha256: string, options: { signal?: AbortSignal } = {}): Promise<Buffer> {
+    if (!SHA256.test(sha256)) throw notFound(sha256);
+    try {
+      return await readFile(this.#pathOf(sha256), options.signal === undefined ? {} : { signal: options.signal });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw notFound(sha256);
+      throw error;
+    }
+  }
+
+  async collectGarbage(options: {
+    isReferenced(sha256: string): Promise<boolean>;
+    gracePeriodMs?: number;
+    signal?: AbortSignal;
+  }): Promise<{ removed: readonly string[] }> {
+    const gracePeriodMs = options.gracePeriodMs ?? blobGracePeriodMsDefault;
+    const oldest = this.#clock.now() - gracePeriodMs;
+    const removed: string[] = [];
+    for await (const [sha256, path] of this.#listBlobs()) {
+      options.signal?.throwIfAborted();
+      if (this.#leases.has(sha256)) continue;
+      const stats = await stat(path).catch(() => undefined);
+      if (stats === undefined || stats.mtimeMs > oldest) continue;
+      if (await options.isReferenced(sha256)) continue;
+      // Checked and marked synchronously: a lease taken from here on waits for the removal.
+      if (this.#leases.has(sha256) || this.#removing.has(sha256)) continue;
+      const removal = unlink(path).then(
+        () => undefined,
+        (error: NodeJS.ErrnoException) => {
+          if (error.code !== 'ENOENT') throw error;
+        },
+      );
+      this.#removing.set(sha256, removal.catch(() => undefined));
+      try {
+        await removal;
+        removed.push(sha256);
+      } finally {
+        this.#removing.delete(sha256);
+      }
+    }
+    await this.#removeAbandonedUploads(oldest);
+    return { removed };
+  }
+
+  /** Temp files of uploads that died with their process. */
+  async #removeAbandonedUploads(oldest: number): Promise<void> {
+    const names = await readdir(this.#tmpDir).catch(() => [] as string[]);
+    for (const name of names) {
+      const path = join(this.#tmpDir, name);
+      const stats = await stat(path).catch(() => undefined);
+      if (stats !== undefined && stats.mtimeMs <= oldest) await rm(path, { force: true });
+    }
+  }
+
+  async *#listBlobs(): AsyncGenerator<[string, string]> {
+    for (const first of await listDirectory(this.#blobsDir)) {
+      for (const second of await listDirectory(join(this.#blobsDir, first))) {
+        const directory = join(this.#blobsDir, first, second);
+        for (const name of await listDirectory(directory)) {
+          if (SHA256.test(name) && name.startsWith(first + second)) yield [name, join(directory, name)];
+        }
+      }
+    }
+  }
+
+  #acquire(info: Checksums & { size: number }): BlobLease {
+    const { sha256 } = info;
+    this.#leases.set(sha256, (this.#leases.get(sha256) ?? 0) + 1);
+    let released = false;
+    return {
+      ...info,
+      release: () => {
+        if (released) return;
+        released = true;
+        const count = (this.#leases.get(sha256) ?? 1) - 1;
+        if (count <= 0) this.#leases.delete(sha256);
+        else this.#leases.set(sha256, count);
+      },
+    };
+  }
+
+  async #openBlob(sha256: string): Promise<FileHandle> {
+    if (!SHA256.test(sha256)) throw notFound(sha256);
+    try {
+      return await open(this.#pathOf(sha256), 'r');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw notFound(sha256);
+      throw error;
+    }
+  }
+
+  async #statBlob(sha256: string): Promise<Stats | undefined> {
+    if (!SHA256.test(sha256)) return undefined;
+    try {
+      return await stat(this.#pathOf(sha256));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw error;
+    }
+  }
+
+  #directoryOf(sha256: string): string {
+    return join(this.#blobsDir, sha256.slice(0, 2), sha256.slice(2, 4));
+  }
+
+  #pathOf(sha256: string): string {
+    return join(this.#directoryOf(sha256), sha256);
+  }
+}
+
+function notFound(sha256: string): StrataError {
+  return new StrataError('STRATA_ERR_BLOB_NOT_FOUND', `blob ${sha256.slice(0, 80)} not found`, { sha256: sha256.slice(0, 80) });
+}
+
+async function writeAll(handle: FileHandle, bytes: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.byteLength) {
+    const { bytesWritten } = await handle.write(bytes, offset, bytes.byteLength - offset);
+    offset += bytesWritten;
+  }
+}
+
+/** Makes a rename durable: the directory entry is on disk, not only the file's bytes. */
+async function syncDirectory(directory: string): Promise<void> {
+  const handle = await open(directory, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function listDirectory(directory: string): Promise<string[]> {
+  try {
+    return await readdir(directory);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
+  }
+}

@@ -1,0 +1,153 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, rename, statfs, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { HybridLogicalClock, isRepositoryClass } from '@strata/core';
+import type { Clock, HlcStamp, RepositoryClass } from '@strata/core';
+import {
+  ArtifactTreeProjection,
+  ArtifactTreeQueries,
+  FsBlobStore,
+  openEventStore,
+  RepositoryConfigProjection,
+  RepositoryQueries,
+} from '@strata/store';
+import type { StoreDatabase } from '@strata/store';
+import type { FastifyInstance } from 'fastify';
+import { sql } from 'kysely';
+import type { Kysely } from 'kysely';
+import hyperid from 'hyperid';
+import { buildApp } from './app.ts';
+import { authPlugin, SecurityService } from './auth/index.ts';
+import { BatchingDownloadCounter } from './download-counter.ts';
+import type { ServerLimits } from './ports.ts';
+import { ProjectionReaders } from './projection-readers.ts';
+import { SqlDownloadStatsSink } from './sql-download-stats.ts';
+
+export interface ServerSettings {
+  readonly port: number;
+  readonly host: string;
+  readonly dataDir: string;
+  readonly databaseUrl: string | undefined;
+  readonly siteId: string | undefined;
+  readonly adminPassword: string | undefined;
+  readonly logLevel: string;
+  readonly limits?: Partial<ServerLimits>;
+}
+
+export interface RunningServer {
+  readonly app: FastifyInstance;
+  /** The bound address, e.g. http://127.0.0.1:8081. */
+  readonly url: string;
+  readonly siteId: string;
+  /** Stops accepting connections, finishes in-flight requests, flushes counters, closes the stores. */
+  close(): Promise<void>;
+}
+
+const SITE_ID_FILE = 'site-id';
+
+/** The site id: from settings, else the one kept in the data dir, else a new one kept there. */
+async function resolveSiteId(dataDir: string, configured: string | undefined): Promise<string> {
+  if (configured !== undefined) return configured;
+  const file = join(dataDir, SITE_ID_FILE);
+  try {
+    const stored = (await readFile(file, 'utf8')).trim();
+    if (stored !== '') return stored;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  const siteId = `site-${randomBytes(6).toString('hex')}`;
+  const temporary = `${file}.${process.pid}.tmp`;
+  await writeFile(temporary, `${siteId}\n`, { flag: 'wx' });
+  await rename(temporary, file);
+  return siteId;
+}
+
+async function newestStamp(db: Kysely<StoreDatabase>): Promise<HlcStamp> {
+  // The most recent appends (by position, an index scan) hold the newest local stamps.
+  const result = await sql<{ wall: string | number; logical: number }>`
+    select hlc_wall as wall, hlc_logical as logical
+      from (select hlc_wall, hlc_logical from events order by position desc limit 1000) recent
+     order by hlc_wall desc, hlc_logical desc limit 1`.execute(db);
+  const row = result.rows[0];
+  const wall = Number(row?.wall ?? 0);
+  const logical = Number(row?.logical ?? 0);
+  return Number.isSafeInteger(wall) && wall > 0 ? { wall, logical } : { wall: 0, logical: 0 };
+}
+
+/** Production wiring of `strata serve`: stores in the data dir (or PostgreSQL), auth, HTTP. */
+export async function startServer(settings: ServerSettings): Promise<RunningServer> {
+  await mkdir(settings.dataDir, { recursive: true });
+  const siteId = await resolveSiteId(settings.dataDir, settings.siteId);
+  const clock: Clock = { now: () => Date.now() };
+  const newId = hyperid({ urlSafe: true });
+
+  const opened = await openEventStore({
+    ...(settings.databaseUrl === undefined ? { dataDir: settings.dataDir } : { databaseUrl: settings.databaseUrl }),
+    projections: [new ArtifactTreeProjection(), new RepositoryConfigProjection()],
+  });
+  const eventStore = opened.store;
+  // Start the clock after the newest stamp already stored, so a physical clock that went back
+  // while the server was down never stamps a new event below an old one (LWW would ignore it).
+  const hlc = new HybridLogicalClock({ clock, initial: await newestStamp(opened.db) });
+  const blobStore = new FsBlobStore({ root: settings.dataDir, clock });
+  const readers = new ProjectionReaders(new ArtifactTreeQueries(opened.db), new RepositoryQueries(opened.db));
+  const statsSink = new SqlDownloadStatsSink(opened.db);
+  await statsSink.ensureSchema();
+  const downloads = new BatchingDownloadCounter(statsSink);
+
+  const security = new SecurityService({ eventStore, siteId, stamp: () => hlc.now(), newId, clock });
+  const generatedPassword = await security.ensureAdmin(settings.adminPassword);
+  // "ANY LOCAL" / "ANY REMOTE" permission targets ask a repository's class synchronously.
+  const repositoryClasses = new Map<string, RepositoryClass>();
+  const reloadRepositoryClasses = async () => {
+    const repositories = await readers.list();
+    repositoryClasses.clear();
+    for (const repo of repositories) if (isRepositoryClass(repo.rclass)) repositoryClasses.set(repo.key, repo.rclass);
+  };
+  await reloadRepositoryClasses();
+  security.setRepositoryClassResolver((key) => repositoryClasses.get(key));
+
+  const app = await buildApp({
+    eventStore,
+    blobStore,
+    repositories: readers,
+    artifacts: readers,
+    downloads,
+    clock,
+    hlc,
+    siteId,
+    newId,
+    registerAuth: async (root) => {
+      await root.register(authPlugin, { security });
+    },
+    storage: {
+      storageType: 'file-system',
+      storageDirectory: join(settings.dataDir, 'blobs'),
+      async statFs() {
+        const stats = await statfs(settings.dataDir);
+        return { totalBytes: stats.blocks * stats.bsize, freeBytes: stats.bavail * stats.bsize };
+      },
+    },
+    logger: { level: settings.logLevel },
+    onRepositoryChange: () => {
+      reloadRepositoryClasses().catch((error: unknown) => app.log.error({ err: error }, 'reloading repository classes failed'));
+    },
+    ...(settings.limits === undefined ? {} : { limits: settings.limits }),
+  });
+  app.addHook('onClose', async () => {
+    await downloads.close();
+    await opened.close();
+  });
+  const url = await app.listen({ port: settings.port, host: settings.host });
+  app.log.info({ siteId, dataDir: settings.dataDir, database: settings.databaseUrl === undefined ? 'pglite' : 'postgresql' }, 'strata started');
+  if (generatedPassword !== undefined) {
+    // Printed once, at the first start, on stdout where the operator sees it.
+    process.stdout.write(`\nstrata: created the built-in user 'admin' with password: ${generatedPassword}\nstrata: change it, or set STRATA_ADMIN_PASSWORD before the first start.\n\n`);
+  }
+  return {
+    app,
+    url,
+    siteId,
+    close: () => app.close(),
+  };
+}

@@ -32,7 +32,11 @@ export interface ServerSettings {
   readonly adminPassword: string | undefined;
   readonly logLevel: string;
   readonly limits?: Partial<ServerLimits>;
+  /** How often unreferenced blobs are collected (in this process: leases are per process); 0 = never. */
+  readonly blobGcIntervalMs?: number;
 }
+
+export const blobGcIntervalMsDefault = 6 * 60 * 60 * 1000;
 
 export interface RunningServer {
   readonly app: FastifyInstance;
@@ -90,7 +94,8 @@ export async function startServer(settings: ServerSettings): Promise<RunningServ
   // while the server was down never stamps a new event below an old one (LWW would ignore it).
   const hlc = new HybridLogicalClock({ clock, initial: await newestStamp(opened.db) });
   const blobStore = new FsBlobStore({ root: settings.dataDir, clock });
-  const readers = new ProjectionReaders(new ArtifactTreeQueries(opened.db), new RepositoryQueries(opened.db));
+  const treeQueries = new ArtifactTreeQueries(opened.db);
+  const readers = new ProjectionReaders(treeQueries, new RepositoryQueries(opened.db));
   const statsSink = new SqlDownloadStatsSink(opened.db);
   await statsSink.ensureSchema();
   const downloads = new BatchingDownloadCounter(statsSink);
@@ -134,7 +139,26 @@ export async function startServer(settings: ServerSettings): Promise<RunningServ
     },
     ...(settings.limits === undefined ? {} : { limits: settings.limits }),
   });
+  // Blobs no present artifact references (deleted content, deploys whose append failed) are
+  // collected periodically; the store's grace period and leases protect deploys in flight.
+  let collecting: Promise<void> | undefined;
+  const gcIntervalMs = settings.blobGcIntervalMs ?? blobGcIntervalMsDefault;
+  const gcTimer =
+    gcIntervalMs > 0
+      ? setInterval(() => {
+          collecting ??= blobStore
+            .collectGarbage({ isReferenced: (sha256) => treeQueries.isBlobReferenced(sha256) })
+            .then(
+              ({ removed }) => app.log.info({ removed: removed.length }, 'blob garbage collected'),
+              (error: unknown) => app.log.error({ err: error }, 'blob garbage collection failed'),
+            )
+            .finally(() => (collecting = undefined));
+        }, gcIntervalMs)
+      : undefined;
+  gcTimer?.unref();
   app.addHook('onClose', async () => {
+    if (gcTimer !== undefined) clearInterval(gcTimer);
+    await collecting;
     await downloads.close();
     await opened.close();
   });

@@ -1,0 +1,713 @@
+/**
+ * The federation engine of one site (DESIGN §5): per federated repository, it appends local
+ * writes with this origin's next originSeq, receives peers' events in originSeq order per
+ * origin (gaps refused, duplicates skipped by id, clocks too far ahead refused), pushes to
+ * every member what it lacks from a per-peer outbox cursor that advances only on
+ * acknowledgement and survives restarts, forwards what it received from others, retries
+ * with capped exponential backoff, and exchanges version vectors periodically (anti-entropy)
+ * and on demand (fullSync).
+ *
+ * Everything outside is a port: the event store, the cursor store, the peer transport, the
+ * scheduler, the clock, randomness and the site's hybrid logical clock. The same code runs
+ * behind HTTP in the server and inside the deterministic simulations of simulations/.
+ *
+ * Concurrency: every change of one repository's state (local commit, received batch,
+ * membership change) runs in that repository's queue, one at a time, so the stream, the
+ * in-memory indexes and the vector always agree. Pushes run outside the queue, one request
+ * in flight per peer.
+ *
+ * Every write to a federated stream must go through `commit` (the engine assigns originSeq
+ * and expects to be the stream's only writer; an unexpected revision is a conflict).
+ */
+import {
+  type Clock,
+  type DomainEvent,
+  type EventMeta,
+  type EventVersion,
+  type HlcStamp,
+  type HybridLogicalClock,
+  type NewEvent,
+  type Random,
+  type RecordedEvent,
+  type StreamEvent,
+  compareVersions,
+  invariant,
+  isStrataError,
+  repositoryStream,
+  versionOf,
+} from '@strata/core';
+import type { EventStore } from '@strata/store';
+import { FederationError, isFederationError } from './federation-errors.ts';
+import {
+  type FederationReply,
+  type FederationRequest,
+  type PushRequest,
+  type RefusalReason,
+  validateFederationReply,
+  validateFederationRequest,
+} from './federation-messages.ts';
+import type { FederationStateStore, PeerTransport, ScheduledTask, Scheduler } from './ports.ts';
+import { EMPTY_VERSION_VECTOR, type VersionVector, mergeVectors, vectorCovers, vectorGet, vectorLag } from './version-vector.ts';
+
+export const defaultFederationBatchEventsMax = 500;
+export const defaultRetryDelayBaseMs = 200;
+export const defaultRetryDelayMaxMs = 30_000;
+export const defaultPeerRequestTimeoutMs = 10_000;
+export const defaultAntiEntropyIntervalMs = 30_000;
+/** Gap replies in a row before the engine backs off instead of resending at once. */
+const gapResendsMax = 3;
+const storeReadBatchEventsMax = 10_000;
+
+export const MEMBER_STATES = ['SYNCING', 'OUT_OF_SYNC', 'DISABLED', 'FULL_SYNC_RUNNING'] as const;
+export type MemberState = (typeof MEMBER_STATES)[number];
+
+/** One entry of the `members` config field (Artifactory JSON: `{url, enabled}`). */
+export interface FederationMember {
+  readonly url: string;
+  readonly enabled: boolean;
+}
+
+export interface FederationMemberStatus {
+  readonly peerId: string;
+  readonly url: string;
+  readonly state: MemberState;
+  /** Events this site holds that the peer has not acknowledged. */
+  readonly lagEvents: number;
+  readonly lastError: string | null;
+  /** The peer's physical clock minus ours, estimated from its last request (null: not heard yet). */
+  readonly clockOffsetMs: number | null;
+  /** The peer's acknowledged vector (this site's outbox cursor for it). */
+  readonly cursor: VersionVector;
+}
+
+export interface FederationStatus {
+  readonly repoKey: string;
+  readonly vector: VersionVector;
+  readonly members: readonly FederationMemberStatus[];
+}
+
+/**
+ * Planted bugs, for simulations/ only (`--fault`), to prove the invariants catch them. Off
+ * everywhere else; the server never sets them.
+ */
+export interface FederationFaults {
+  /** Received events are stored with the receiver's arrival stamp instead of the origin's. */
+  readonly lwwByArrival?: boolean;
+  /** Local events are stamped with physical time instead of the hybrid logical clock. */
+  readonly wallClock?: boolean;
+  /** Redelivered events are handed to the projection again. */
+  readonly noDedup?: boolean;
+}
+
+export interface FederationEngineOptions {
+  /** This site's id: the `origin` of its events. */
+  readonly siteId: string;
+  readonly store: EventStore;
+  readonly stateStore: FederationStateStore;
+  readonly transport: PeerTransport;
+  readonly scheduler: Scheduler;
+  readonly clock: Clock;
+  readonly random: Random;
+  /** The site's clock, shared with every other writer of the site. */
+  readonly hlc: HybridLogicalClock;
+  /** The site id behind a member url, or undefined if it names no site we can reach. */
+  readonly peerIdOf: (memberUrl: string) => string | undefined;
+  readonly federationBatchEventsMax?: number;
+  readonly retryDelayBaseMs?: number;
+  readonly retryDelayMaxMs?: number;
+  readonly peerRequestTimeoutMs?: number;
+  readonly antiEntropyIntervalMs?: number;
+  /**
+   * Called, inside the repository's queue, with the events just appended to a federated
+   * stream (local or received), in append order: where projections hook in.
+   */
+  readonly onEventsAppended?: (repoKey: string, events: readonly StreamEvent[]) => void;
+  readonly faults?: FederationFaults;
+}
+
+interface MembersRegister {
+  readonly version: EventVersion;
+  readonly members: readonly FederationMember[];
+}
+
+type FullSyncPhase = 'none' | 'exchange' | 'sending';
+
+interface PeerState {
+  readonly peerId: string;
+  url: string;
+  enabled: boolean;
+  /** False once removed from the members: its loops stop. */
+  active: boolean;
+  cursor: VersionVector;
+  inFlight: boolean;
+  exchangeWanted: boolean;
+  fullSyncPhase: FullSyncPhase;
+  retryTask: ScheduledTask | null;
+  attempt: number;
+  gapResends: number;
+  lastError: string | null;
+  clockOffsetMs: number | null;
+}
+
+class FederatedRepository {
+  readonly key: string;
+  readonly stream: string;
+  /** origin → its events held here, index = originSeq - 1. */
+  readonly held = new Map<string, NewEvent[]>();
+  readonly ids = new Set<string>();
+  readonly peers = new Map<string, PeerState>();
+  readonly bootstrapMembers: readonly FederationMember[];
+  membersRegister: MembersRegister | null = null;
+  revision = -1;
+  #vector: VersionVector | null = null;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(key: string, bootstrapMembers: readonly FederationMember[]) {
+    this.key = key;
+    this.stream = repositoryStream(key);
+    this.bootstrapMembers = bootstrapMembers;
+  }
+
+  heldCount(origin: string): number {
+    return this.held.get(origin)?.length ?? 0;
+  }
+
+  get vector(): VersionVector {
+    if (this.#vector === null) {
+      const vector: Record<string, number> = {};
+      for (const origin of [...this.held.keys()].sort()) vector[origin] = this.heldCount(origin);
+      this.#vector = Object.freeze(vector);
+    }
+    return this.#vector;
+  }
+
+  /** Indexes events just appended (or loaded) in stream order. */
+  record(events: readonly RecordedEvent[]): boolean {
+    let membersChanged = false;
+    for (const event of events) {
+      invariant(event.revision === this.revision + 1, `stream ${this.stream}: revision ${event.revision} after ${this.revision}`);
+      let byOrigin = this.held.get(event.origin);
+      if (byOrigin === undefined) this.held.set(event.origin, (byOrigin = []));
+      invariant(
+        event.originSeq === byOrigin.length + 1,
+        `stream ${this.stream}: ${event.origin} originSeq ${event.originSeq} after ${byOrigin.length}`,
+      );
+      byOrigin.push(event);
+      this.ids.add(event.id);
+      this.revision = event.revision;
+      if (this.#applyMembers(event)) membersChanged = true;
+    }
+    if (events.length > 0) this.#vector = null;
+    return membersChanged;
+  }
+
+  /** The members field is one LWW register of the configuration (DESIGN §4). */
+  #applyMembers(event: NewEvent): boolean {
+    let value: unknown;
+    if (event.type === 'RepositoryCreated' && event.data.key === this.key) value = event.data.config['members'];
+    else if (event.type === 'RepositoryConfigChanged' && event.data.key === this.key) value = event.data.patch['members'];
+    if (value === undefined) return false;
+    const version = versionOf(event);
+    if (this.membersRegister !== null && compareVersions(version, this.membersRegister.version) <= 0) return false;
+    this.membersRegister = { version, members: parseMembers(value) };
+    return true;
+  }
+
+  members(): readonly FederationMember[] {
+    return this.membersRegister?.members ?? this.bootstrapMembers;
+  }
+
+  /** Up to `max` events the holder of `cursor` lacks, contiguous per origin. */
+  missingFor(cursor: VersionVector, max: number): NewEvent[] {
+    const batch: NewEvent[] = [];
+    for (const origin of [...this.held.keys()].sort()) {
+      const events = this.held.get(origin)!;
+      for (let index = vectorGet(cursor, origin); index < events.length && batch.length < max; index++) batch.push(events[index]!);
+      if (batch.length >= max) break;
+    }
+    return batch;
+  }
+
+  serialize<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(task, task);
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+}
+
+/** Lenient reading of the members field: entries without a string url are ignored. */
+export function parseMembers(value: unknown): FederationMember[] {
+  if (!Array.isArray(value)) return [];
+  const members: FederationMember[] = [];
+  for (const entry of value) {
+    if (typeof entry !== 'object' || entry === null) continue;
+    const url = (entry as Record<string, unknown>)['url'];
+    if (typeof url !== 'string') continue;
+    members.push({ url, enabled: (entry as Record<string, unknown>)['enabled'] !== false });
+  }
+  return members;
+}
+
+function describe(error: unknown): string {
+  if (isFederationError(error) || isStrataError(error)) return `${error.code}: ${error.message}`;
+  return error instanceof Error ? error.message : String(error);
+}
+
+function refused(reason: RefusalReason, message: string, vector: VersionVector | null, offsetMs: number | null = null): FederationReply {
+  return { kind: 'refused', reason, message, vector, offsetMs };
+}
+
+/** True iff a configuration event in `repo-<key>` is about `key` (tree events carry no key). */
+function eventBelongsTo(repoKey: string, event: NewEvent): boolean {
+  switch (event.type) {
+    case 'RepositoryCreated':
+    case 'RepositoryConfigChanged':
+    case 'RepositoryDeleted':
+      return event.data.key === repoKey;
+    default:
+      return true;
+  }
+}
+
+export class FederationEngine {
+  readonly siteId: string;
+  readonly #options: FederationEngineOptions;
+  readonly #batchMax: number;
+  readonly #retryDelayBaseMs: number;
+  readonly #retryDelayMaxMs: number;
+  readonly #timeoutMs: number;
+  readonly #antiEntropyIntervalMs: number;
+  readonly #faults: FederationFaults;
+  readonly #repos = new Map<string, FederatedRepository>();
+  readonly #inFlight = new Set<AbortController>();
+  #antiEntropyTask: ScheduledTask | null = null;
+  #closed = false;
+
+  constructor(options: FederationEngineOptions) {
+    this.siteId = options.siteId;
+    this.#options = options;
+    this.#batchMax = options.federationBatchEventsMax ?? defaultFederationBatchEventsMax;
+    this.#retryDelayBaseMs = options.retryDelayBaseMs ?? defaultRetryDelayBaseMs;
+    this.#retryDelayMaxMs = options.retryDelayMaxMs ?? defaultRetryDelayMaxMs;
+    this.#timeoutMs = options.peerRequestTimeoutMs ?? defaultPeerRequestTimeoutMs;
+    this.#antiEntropyIntervalMs = options.antiEntropyIntervalMs ?? defaultAntiEntropyIntervalMs;
+    this.#faults = options.faults ?? {};
+    invariant(Number.isSafeInteger(this.#batchMax) && this.#batchMax > 0, 'federationBatchEventsMax must be a positive integer');
+    invariant(this.#retryDelayBaseMs > 0 && this.#retryDelayMaxMs >= this.#retryDelayBaseMs, 'retry delays must be positive, base ≤ max');
+    this.#scheduleAntiEntropy();
+  }
+
+  /**
+   * Starts federating a repository: loads its stream (indexes, vector, members), loads the
+   * outbox cursors and exchanges vectors with every member. `members` is the bootstrap list
+   * used until the stream holds a `members` config field.
+   */
+  async federate(repoKey: string, { members = [] }: { members?: readonly FederationMember[] } = {}): Promise<void> {
+    this.#assertOpen();
+    invariant(!this.#repos.has(repoKey), `repository ${repoKey} is already federated`);
+    const repo = new FederatedRepository(repoKey, members);
+    this.#repos.set(repoKey, repo);
+    await repo.serialize(async () => {
+      for (;;) {
+        const events = await this.#options.store.readStream(repo.stream, { fromRevision: repo.revision + 1, maxCount: storeReadBatchEventsMax });
+        repo.record(events);
+        if (events.length < storeReadBatchEventsMax) break;
+      }
+      await this.#reconcilePeers(repo, { initial: true });
+    });
+    for (const peer of repo.peers.values()) {
+      peer.exchangeWanted = true;
+      this.#schedulePush(repo, peer);
+    }
+  }
+
+  isFederated(repoKey: string): boolean {
+    return this.#repos.has(repoKey);
+  }
+
+  /** What this site holds of a federated repository. */
+  versionVector(repoKey: string): VersionVector {
+    return this.#repo(repoKey).vector;
+  }
+
+  /**
+   * Appends local domain events to a federated repository's stream, each stamped with the
+   * site's HLC and this origin's next originSeq, then pushes them to every member.
+   */
+  async commit(repoKey: string, events: readonly DomainEvent[], meta: EventMeta = {}): Promise<readonly RecordedEvent[]> {
+    this.#assertOpen();
+    const repo = this.#repo(repoKey);
+    return repo.serialize(async () => {
+      this.#assertOpen();
+      let originSeq = repo.heldCount(this.siteId);
+      const newEvents: NewEvent[] = events.map(
+        (event) =>
+          ({
+            ...event,
+            id: this.#newEventId(),
+            origin: this.siteId,
+            originSeq: ++originSeq,
+            hlc: this.#localStamp(),
+            meta,
+          }) as NewEvent,
+      );
+      for (const event of newEvents) invariant(eventBelongsTo(repoKey, event), `event ${event.type} is not about ${repoKey}`);
+      const result = await this.#options.store.append(repo.stream, newEvents, { expectedRevision: this.#expectedRevision(repo) });
+      invariant(result.appendedCount === newEvents.length, 'fresh event ids were reported as duplicates');
+      const membersChanged = repo.record(result.events);
+      this.#options.onEventsAppended?.(repoKey, result.events);
+      if (membersChanged) await this.#reconcilePeers(repo, { initial: false });
+      for (const peer of repo.peers.values()) this.#schedulePush(repo, peer);
+      return result.events;
+    });
+  }
+
+  /**
+   * Handles one request from a peer (the receiving end of PeerTransport): validates it,
+   * appends the peer's events all-or-nothing, and replies with this site's vector. Never
+   * throws: every refusal is a reply, and nothing of a refused batch is applied.
+   */
+  async receive(raw: unknown): Promise<FederationReply> {
+    if (this.#closed) return refused('unavailable', 'federation engine is closed', null);
+    let request: FederationRequest;
+    try {
+      request = validateFederationRequest(raw, { eventsMax: this.#batchMax });
+    } catch (error) {
+      return refused('malformed', describe(error), null);
+    }
+    const repo = this.#repos.get(request.repoKey);
+    if (repo === undefined) return refused('not-federated', `repository ${request.repoKey} is not federated here`, null);
+    try {
+      return await repo.serialize(() => this.#receiveInOrder(repo, request));
+    } catch (error) {
+      return refused('unavailable', describe(error), repo.vector);
+    }
+  }
+
+  /** Starts a full sync with every enabled member: exchange vectors, reset cursors, send what is missing. */
+  fullSync(repoKey: string): void {
+    this.#assertOpen();
+    const repo = this.#repo(repoKey);
+    for (const peer of repo.peers.values()) {
+      if (!peer.enabled) continue;
+      peer.retryTask?.cancel();
+      peer.retryTask = null;
+      peer.attempt = 0;
+      peer.fullSyncPhase = 'exchange';
+      this.#schedulePush(repo, peer);
+    }
+  }
+
+  status(repoKey: string): FederationStatus {
+    const repo = this.#repo(repoKey);
+    const vector = repo.vector;
+    const members = [...repo.peers.values()]
+      .sort((a, b) => (a.peerId < b.peerId ? -1 : a.peerId > b.peerId ? 1 : 0))
+      .map((peer): FederationMemberStatus => ({
+        peerId: peer.peerId,
+        url: peer.url,
+        state: !peer.enabled
+          ? 'DISABLED'
+          : peer.fullSyncPhase !== 'none'
+            ? 'FULL_SYNC_RUNNING'
+            : peer.retryTask !== null || peer.lastError !== null
+              ? 'OUT_OF_SYNC'
+              : 'SYNCING',
+        lagEvents: vectorLag(vector, peer.cursor),
+        lastError: peer.lastError,
+        clockOffsetMs: peer.clockOffsetMs,
+        cursor: peer.cursor,
+      }));
+    return { repoKey, vector, members };
+  }
+
+  /** Stops every timer and aborts every request in flight; the stores stay as they are. */
+  close(): void {
+    this.#closed = true;
+    this.#antiEntropyTask?.cancel();
+    for (const repo of this.#repos.values()) {
+      for (const peer of repo.peers.values()) {
+        peer.retryTask?.cancel();
+        peer.retryTask = null;
+      }
+    }
+    for (const controller of this.#inFlight) controller.abort(new FederationError('STRATA_ERR_FEDERATION_CLOSED'));
+    this.#inFlight.clear();
+  }
+
+  // Receiving ----------------------------------------------------------------------------
+
+  async #receiveInOrder(repo: FederatedRepository, request: PushRequest): Promise<FederationReply> {
+    const peer = repo.peers.get(request.from);
+    if (peer === undefined || !peer.enabled) {
+      return refused('not-member', `${request.from} is not an enabled member of ${repo.key} here`, null);
+    }
+    const physical = Math.floor(this.#options.clock.now());
+    peer.clockOffsetMs = request.sentAtMs - physical;
+
+    // Plan the whole batch before touching anything: all or nothing.
+    const tentative = new Map<string, number>();
+    const batchIds = new Set<string>();
+    const fresh: NewEvent[] = [];
+    const redelivered: StreamEvent[] = [];
+    let duplicates = 0;
+    for (const event of request.events) {
+      if (!eventBelongsTo(repo.key, event)) return refused('malformed', `event ${event.id} is about another repository`, repo.vector);
+      if (repo.ids.has(event.id) || batchIds.has(event.id)) {
+        duplicates++;
+        if (this.#faults.noDedup && repo.ids.has(event.id)) redelivered.push({ ...event, stream: repo.stream });
+        continue;
+      }
+      const held = tentative.get(event.origin) ?? repo.heldCount(event.origin);
+      if (event.originSeq <= held) {
+        return refused('conflict', `${event.origin} originSeq ${event.originSeq} is held here as another event`, repo.vector);
+      }
+      if (event.originSeq !== held + 1) {
+        return refused('gap', `${event.origin} originSeq ${event.originSeq} follows ${held} here`, repo.vector);
+      }
+      tentative.set(event.origin, event.originSeq);
+      batchIds.add(event.id);
+      fresh.push(event);
+    }
+
+    let newestWall = Number.NEGATIVE_INFINITY;
+    for (const event of fresh) newestWall = Math.max(newestWall, event.hlc.wall);
+    const offsetMs = newestWall - physical;
+    if (fresh.length > 0 && offsetMs > this.#options.hlc.maxClockOffsetMs) {
+      peer.lastError = `clock ahead: a stamp of ${request.from}'s batch runs ${offsetMs} ms ahead of this site (at most ${this.#options.hlc.maxClockOffsetMs} ms)`;
+      return refused('clock-ahead', peer.lastError, repo.vector, offsetMs);
+    }
+    const stamped = fresh.map((event) => {
+      const arrival: HlcStamp = this.#options.hlc.receive(event.hlc);
+      return this.#faults.lwwByArrival ? { ...event, hlc: arrival } : event;
+    });
+
+    let appended: readonly StreamEvent[] = [];
+    let membersChanged = false;
+    if (stamped.length > 0) {
+      const result = await this.#options.store.append(repo.stream, stamped, { expectedRevision: this.#expectedRevision(repo) });
+      invariant(result.appendedCount === stamped.length, 'events absent from the vector were already stored');
+      membersChanged = repo.record(result.events);
+      appended = result.events;
+    }
+    if (appended.length > 0 || redelivered.length > 0) this.#options.onEventsAppended?.(repo.key, [...appended, ...redelivered]);
+    if (peer.lastError?.startsWith('clock ahead')) peer.lastError = null;
+
+    // The sender's vector is a lower bound of what it holds: never send it that again.
+    peer.cursor = mergeVectors(peer.cursor, request.vector);
+    if (membersChanged) await this.#reconcilePeers(repo, { initial: false });
+    if (appended.length > 0) {
+      // Forwarding: a link cut between two members heals through this one.
+      for (const other of repo.peers.values()) if (other.peerId !== request.from) this.#schedulePush(repo, other);
+    }
+    const sender = repo.peers.get(request.from);
+    if (sender !== undefined && !vectorCovers(request.vector, repo.vector)) this.#schedulePush(repo, sender);
+    return { kind: 'ack', vector: repo.vector, appended: appended.length, duplicates };
+  }
+
+  // Pushing ------------------------------------------------------------------------------
+
+  #schedulePush(repo: FederatedRepository, peer: PeerState): void {
+    if (this.#closed || !peer.active || !peer.enabled || peer.retryTask !== null) return;
+    void this.#pushLoop(repo, peer);
+  }
+
+  async #pushLoop(repo: FederatedRepository, peer: PeerState): Promise<void> {
+    if (peer.inFlight) return; // the running loop recomputes what is missing after each reply
+    peer.inFlight = true;
+    try {
+      while (!this.#closed && peer.active && peer.enabled) {
+        const phase = peer.fullSyncPhase;
+        const events = phase === 'exchange' ? [] : repo.missingFor(peer.cursor, this.#batchMax);
+        if (events.length === 0 && !peer.exchangeWanted && phase === 'none') break;
+        if (events.length === 0 && phase === 'sending') {
+          peer.fullSyncPhase = 'none';
+          if (!peer.exchangeWanted) break;
+        }
+        peer.exchangeWanted = false;
+        const request: PushRequest = {
+          kind: 'push',
+          repoKey: repo.key,
+          from: this.siteId,
+          sentAtMs: Math.floor(this.#options.clock.now()),
+          vector: repo.vector,
+          events,
+          fullSync: phase === 'exchange',
+        };
+        let reply: FederationReply;
+        try {
+          reply = validateFederationReply(await this.#send(peer.peerId, request));
+        } catch (error) {
+          this.#failed(repo, peer, `unreachable: ${describe(error)}`);
+          return;
+        }
+        if (this.#closed || !peer.active) return;
+        if (reply.kind === 'ack') {
+          peer.cursor = phase === 'exchange' ? reply.vector : mergeVectors(peer.cursor, reply.vector);
+          if (phase === 'exchange') peer.fullSyncPhase = 'sending';
+          peer.attempt = 0;
+          peer.gapResends = 0;
+          peer.lastError = null;
+          try {
+            await this.#options.stateStore.saveCursor(repo.key, peer.peerId, peer.cursor);
+          } catch (error) {
+            this.#failed(repo, peer, `cursor not saved: ${describe(error)}`);
+            return;
+          }
+          continue;
+        }
+        if (reply.reason === 'gap' && reply.vector !== null && peer.gapResends < gapResendsMax) {
+          // The peer lacks what we thought it held: resend from its own vector.
+          peer.gapResends++;
+          peer.cursor = reply.vector;
+          continue;
+        }
+        this.#failed(repo, peer, `${reply.reason}: ${reply.message}`);
+        return;
+      }
+    } finally {
+      peer.inFlight = false;
+    }
+  }
+
+  async #send(peerId: string, request: PushRequest): Promise<unknown> {
+    const controller = new AbortController();
+    this.#inFlight.add(controller);
+    const timeout = this.#options.scheduler.schedule(this.#timeoutMs, () =>
+      controller.abort(new Error(`no reply within ${this.#timeoutMs} ms`)),
+    );
+    try {
+      return await this.#options.transport.send(peerId, request, { signal: controller.signal });
+    } finally {
+      timeout.cancel();
+      this.#inFlight.delete(controller);
+    }
+  }
+
+  /** Capped exponential backoff with jitter (half fixed, half random). */
+  #failed(repo: FederatedRepository, peer: PeerState, error: string): void {
+    peer.lastError = error;
+    peer.attempt++;
+    if (this.#closed || !peer.active) return;
+    const delayMs = Math.min(this.#retryDelayMaxMs, this.#retryDelayBaseMs * 2 ** Math.min(peer.attempt - 1, 30));
+    const jitteredMs = Math.floor(delayMs / 2 + this.#options.random.next() * (delayMs / 2));
+    peer.retryTask?.cancel();
+    peer.retryTask = this.#options.scheduler.schedule(jitteredMs, () => {
+      peer.retryTask = null;
+      peer.exchangeWanted = true;
+      this.#schedulePush(repo, peer);
+    });
+  }
+
+  #scheduleAntiEntropy(): void {
+    if (this.#closed) return;
+    const delayMs = Math.floor(this.#antiEntropyIntervalMs * (0.75 + 0.5 * this.#options.random.next()));
+    this.#antiEntropyTask = this.#options.scheduler.schedule(delayMs, () => {
+      for (const repo of this.#repos.values()) {
+        for (const peer of repo.peers.values()) {
+          peer.exchangeWanted = true;
+          this.#schedulePush(repo, peer);
+        }
+      }
+      this.#scheduleAntiEntropy();
+    });
+  }
+
+  // Members ------------------------------------------------------------------------------
+
+  /** Brings the peer table in line with the members field: new members get a full sync, removed ones no traffic. */
+  async #reconcilePeers(repo: FederatedRepository, { initial }: { initial: boolean }): Promise<void> {
+    const wanted = new Map<string, FederationMember>();
+    for (const member of repo.members()) {
+      const peerId = this.#options.peerIdOf(member.url);
+      if (peerId === undefined || peerId === this.siteId) continue;
+      wanted.set(peerId, member);
+    }
+    for (const [peerId, peer] of repo.peers) {
+      if (wanted.has(peerId)) continue;
+      peer.active = false;
+      peer.retryTask?.cancel();
+      peer.retryTask = null;
+      repo.peers.delete(peerId);
+    }
+    for (const [peerId, member] of wanted) {
+      const existing = repo.peers.get(peerId);
+      if (existing !== undefined) {
+        const enabledNow = member.enabled && !existing.enabled;
+        existing.url = member.url;
+        existing.enabled = member.enabled;
+        if (enabledNow) {
+          existing.exchangeWanted = true;
+          this.#schedulePush(repo, existing);
+        }
+        continue;
+      }
+      const cursor = (await this.#options.stateStore.loadCursor(repo.key, peerId)) ?? EMPTY_VERSION_VECTOR;
+      const peer: PeerState = {
+        peerId,
+        url: member.url,
+        enabled: member.enabled,
+        active: true,
+        cursor,
+        inFlight: false,
+        exchangeWanted: true,
+        fullSyncPhase: initial ? 'none' : 'exchange',
+        retryTask: null,
+        attempt: 0,
+        gapResends: 0,
+        lastError: null,
+        clockOffsetMs: null,
+      };
+      repo.peers.set(peerId, peer);
+      if (!initial) this.#schedulePush(repo, peer);
+    }
+  }
+
+  // Helpers ------------------------------------------------------------------------------
+
+  #repo(repoKey: string): FederatedRepository {
+    const repo = this.#repos.get(repoKey);
+    if (repo === undefined) throw new FederationError('STRATA_ERR_FEDERATION_NOT_FEDERATED', `repository ${repoKey} is not federated here`);
+    return repo;
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new FederationError('STRATA_ERR_FEDERATION_CLOSED');
+  }
+
+  #expectedRevision(repo: FederatedRepository): number | 'no_stream' {
+    return repo.revision < 0 ? 'no_stream' : repo.revision;
+  }
+
+  #localStamp(): HlcStamp {
+    if (this.#faults.wallClock) return { wall: Math.floor(this.#options.clock.now()), logical: 0 };
+    return this.#options.hlc.now();
+  }
+
+  /** 96 random bits, hex: url-safe and within the event id limit. */
+  #newEventId(): string {
+    const bytes = this.#options.random.bytes(12);
+    let id = '';
+    for (const byte of bytes) id += byte.toString(16).padStart(2, '0');
+    return id;
+  }
+}
+
+/** The newest stamp in a store: where a restarted site's HLC resumes (`initial`). */
+export async function newestStampIn(store: EventStore, streams: readonly string[]): Promise<HlcStamp | undefined> {
+  let newest: HlcStamp | undefined;
+  for (const stream of streams) {
+    let fromRevision = 0;
+    for (;;) {
+      const events = await store.readStream(stream, { fromRevision, maxCount: storeReadBatchEventsMax });
+      for (const event of events) {
+        if (newest === undefined || event.hlc.wall > newest.wall || (event.hlc.wall === newest.wall && event.hlc.logical > newest.logical)) {
+          newest = event.hlc;
+        }
+      }
+      if (events.length < storeReadBatchEventsMax) break;
+      fromRevision += events.length;
+    }
+  }
+  return newest;
+}

@@ -1,0 +1,217 @@
+/**
+ * What federation members say to each other: plain typed objects, validated at the boundary
+ * (a request by the receiver, a reply by the sender) before anything acts on them. One
+ * request kind does everything: a `push` carries the sender's version vector (anti-entropy)
+ * and the events the receiver is believed to lack (possibly none, for a bare vector exchange).
+ * The wire form (encodeFederationRequest) uses the core event codec for the events.
+ */
+import {
+  type NewEvent,
+  StrataError,
+  decodeEventBatch,
+  encodeEventBatch,
+  isRecordedEvent,
+  validateNewEvent,
+  validateRepositoryKey,
+  validateSiteId,
+} from '@strata/core';
+import { FederationError } from './federation-errors.ts';
+import type { VersionVector } from './version-vector.ts';
+
+export interface PushRequest {
+  readonly kind: 'push';
+  readonly repoKey: string;
+  /** Sender site id. */
+  readonly from: string;
+  /** Sender's physical clock when sending: the receiver's estimate of the clock offset. */
+  readonly sentAtMs: number;
+  /** Everything the sender holds. */
+  readonly vector: VersionVector;
+  /** Events for the receiver, contiguous per origin from what the sender believes it holds. */
+  readonly events: readonly NewEvent[];
+  /** Part of a full sync: the reply's vector replaces the sender's cursor instead of raising it. */
+  readonly fullSync: boolean;
+}
+export type FederationRequest = PushRequest;
+
+export const REFUSAL_REASONS = ['malformed', 'not-federated', 'not-member', 'gap', 'conflict', 'clock-ahead', 'unavailable'] as const;
+export type RefusalReason = (typeof REFUSAL_REASONS)[number];
+const REFUSAL_REASON_SET: ReadonlySet<string> = new Set(REFUSAL_REASONS);
+
+export interface AckReply {
+  readonly kind: 'ack';
+  /** Everything the receiver holds after this batch. */
+  readonly vector: VersionVector;
+  readonly appended: number;
+  readonly duplicates: number;
+}
+export interface RefusedReply {
+  readonly kind: 'refused';
+  readonly reason: RefusalReason;
+  readonly message: string;
+  /** The receiver's vector, when it knows the repository: resend from there. */
+  readonly vector: VersionVector | null;
+  /** clock-ahead: how far the batch's newest stamp ran ahead of the receiver's clock. */
+  readonly offsetMs: number | null;
+}
+export type FederationReply = AckReply | RefusedReply;
+
+function malformed(message: string): never {
+  throw new FederationError('STRATA_ERR_FEDERATION_MALFORMED', `malformed federation message: ${message}`);
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const prototype: unknown = Object.getPrototypeOf(value);
+  return prototype === Object.prototype || prototype === null;
+}
+
+function expectFields(value: unknown, what: string, fields: readonly string[]): Record<string, unknown> {
+  if (!isPlainObject(value)) malformed(`${what} must be a plain object`);
+  for (const key of Object.keys(value)) if (!fields.includes(key)) malformed(`${what}.${key} is not a known field`);
+  return value;
+}
+
+/** Refuses anything that is not a map of site id → positive safe integer (bounded size). */
+export function validateVersionVector(value: unknown, field = 'vector', originsMax = 1024): VersionVector {
+  if (!isPlainObject(value)) malformed(`${field} must be a plain object`);
+  const keys = Object.keys(value);
+  if (keys.length > originsMax) malformed(`${field} has more than ${originsMax} origins`);
+  const vector: Record<string, number> = {};
+  for (const origin of keys) {
+    try {
+      validateSiteId(origin, `${field} origin`);
+    } catch {
+      malformed(`${field} origin ${JSON.stringify(origin).slice(0, 80)} is not a site id`);
+    }
+    const seq = value[origin];
+    if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0) malformed(`${field}.${origin} must be a non-negative safe integer`);
+    vector[origin] = seq;
+  }
+  return vector;
+}
+
+function guard<T>(what: string, validate: () => T): T {
+  try {
+    return validate();
+  } catch (error) {
+    if (error instanceof StrataError) malformed(`${what}: ${error.message}`);
+    throw error;
+  }
+}
+
+const PUSH_FIELDS = ['kind', 'repoKey', 'from', 'sentAtMs', 'vector', 'events', 'fullSync'] as const;
+
+export interface ValidateFederationRequestOptions {
+  /** More events than this are refused (federationBatchEventsMax). */
+  readonly eventsMax: number;
+}
+
+/** The receiver's boundary: a request as typed, fully validated data, or FederationError MALFORMED. */
+export function validateFederationRequest(value: unknown, { eventsMax }: ValidateFederationRequestOptions): FederationRequest {
+  const request = expectFields(value, 'request', PUSH_FIELDS);
+  if (request['kind'] !== 'push') malformed('kind must be "push"');
+  const repoKey = guard('repoKey', () => validateRepositoryKey(request['repoKey']));
+  const from = guard('from', () => validateSiteId(request['from'], 'from'));
+  const sentAtMs = request['sentAtMs'];
+  if (typeof sentAtMs !== 'number' || !Number.isSafeInteger(sentAtMs) || sentAtMs < 0) malformed('sentAtMs must be a non-negative safe integer');
+  if (typeof request['fullSync'] !== 'boolean') malformed('fullSync must be a boolean');
+  const events = request['events'];
+  if (!Array.isArray(events)) malformed('events must be an array');
+  if (events.length > eventsMax) malformed(`events holds ${events.length} events, more than ${eventsMax}`);
+  return {
+    kind: 'push',
+    repoKey,
+    from,
+    sentAtMs,
+    vector: validateVersionVector(request['vector']),
+    // Recorded events (with a sender's stream position) are accepted and trimmed to NewEvent.
+    events: events.map((event: unknown, index) => guard(`events[${index}]`, () => toNewEvent(event))),
+    fullSync: request['fullSync'],
+  };
+}
+
+function toNewEvent(value: unknown): NewEvent {
+  if (isPlainObject(value) && 'revision' in value) {
+    const { stream: _stream, revision: _revision, position: _position, ...rest } = value;
+    return validateNewEvent(rest);
+  }
+  return validateNewEvent(value);
+}
+
+/** The sender's boundary: a reply as typed data, or FederationError MALFORMED. */
+export function validateFederationReply(value: unknown): FederationReply {
+  if (!isPlainObject(value)) malformed('reply must be a plain object');
+  if (value['kind'] === 'ack') {
+    const reply = expectFields(value, 'reply', ['kind', 'vector', 'appended', 'duplicates']);
+    const appended = reply['appended'];
+    const duplicates = reply['duplicates'];
+    if (typeof appended !== 'number' || !Number.isSafeInteger(appended) || appended < 0) malformed('appended must be a count');
+    if (typeof duplicates !== 'number' || !Number.isSafeInteger(duplicates) || duplicates < 0) malformed('duplicates must be a count');
+    return { kind: 'ack', vector: validateVersionVector(reply['vector']), appended, duplicates };
+  }
+  if (value['kind'] === 'refused') {
+    const reply = expectFields(value, 'reply', ['kind', 'reason', 'message', 'vector', 'offsetMs']);
+    const reason = reply['reason'];
+    if (typeof reason !== 'string' || !REFUSAL_REASON_SET.has(reason)) malformed('reason is not a known refusal reason');
+    const message = reply['message'];
+    if (typeof message !== 'string' || message.length > 4096) malformed('message must be a string of at most 4096 characters');
+    const offsetMs = reply['offsetMs'];
+    if (offsetMs !== null && (typeof offsetMs !== 'number' || !Number.isSafeInteger(offsetMs))) malformed('offsetMs must be an integer or null');
+    return {
+      kind: 'refused',
+      reason: reason as RefusalReason,
+      message,
+      vector: reply['vector'] === null ? null : validateVersionVector(reply['vector']),
+      offsetMs,
+    };
+  }
+  return malformed('reply kind must be "ack" or "refused"');
+}
+
+// ---------------------------------------------------------------------------------------
+// Wire form: [u32 header length][header JSON][event batch (core codec)]
+
+const textEncoder = new TextEncoder();
+const textDecoder = new TextDecoder('utf-8', { fatal: true });
+const headerBytesMax = 256 * 1024;
+
+export function encodeFederationRequest(request: FederationRequest): Uint8Array {
+  const { events, ...header } = request;
+  const headerBytes = textEncoder.encode(JSON.stringify(header));
+  const batch = encodeEventBatch(events.map((event) => (isRecordedEvent(event as never) ? toNewEvent(event) : event)));
+  const bytes = new Uint8Array(4 + headerBytes.byteLength + batch.byteLength);
+  new DataView(bytes.buffer).setUint32(0, headerBytes.byteLength);
+  bytes.set(headerBytes, 4);
+  bytes.set(batch, 4 + headerBytes.byteLength);
+  return bytes;
+}
+
+export function decodeFederationRequest(bytes: Uint8Array, options: ValidateFederationRequestOptions): FederationRequest {
+  if (!(bytes instanceof Uint8Array) || bytes.byteLength < 4) malformed('request is shorter than its header');
+  const headerLength = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0);
+  if (headerLength > headerBytesMax || 4 + headerLength > bytes.byteLength) malformed('request header length out of range');
+  let header: unknown;
+  try {
+    header = JSON.parse(textDecoder.decode(bytes.subarray(4, 4 + headerLength)));
+  } catch {
+    malformed('request header is not JSON');
+  }
+  if (!isPlainObject(header)) malformed('request header must be an object');
+  const events = guard('events', () => decodeEventBatch(bytes.subarray(4 + headerLength), { eventsMax: options.eventsMax }));
+  return validateFederationRequest({ ...header, events }, options);
+}
+
+export function encodeFederationReply(reply: FederationReply): Uint8Array {
+  return textEncoder.encode(JSON.stringify(reply));
+}
+
+export function decodeFederationReply(bytes: Uint8Array): FederationReply {
+  let value: unknown;
+  try {
+    value = JSON.parse(textDecoder.decode(bytes));
+  } catch {
+    malformed('reply is not JSON');
+  }
+  return validateFederationReply(value);
+}

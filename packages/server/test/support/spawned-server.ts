@@ -32,6 +32,8 @@ export interface SpawnedServer {
   stop(): Promise<number | null>;
   /** kill -9 and wait for exit. */
   kill(): Promise<void>;
+  /** Waits (bounded) for the process to exit by itself; returns the exit code. */
+  exited(timeoutMs?: number): Promise<number | null>;
 }
 
 export interface SpawnOptions {
@@ -89,6 +91,12 @@ export async function spawnServer(options: SpawnOptions): Promise<SpawnedServer>
       if (hasExited) return exited;
       child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+    async exited(timeoutMs = 20_000) {
+      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
       const code = await exited;
       clearTimeout(timer);
       return code;

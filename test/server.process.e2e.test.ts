@@ -1,0 +1,85 @@
+import { readFile, mkdtemp, rm } from 'node:fs/promises';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ADMIN_AUTH, adminFetch, spawnServer } from '../packages/server/test/support/spawned-server.ts';
+import type { SpawnedServer } from '../packages/server/test/support/spawned-server.ts';
+
+/** Starting on an existing data directory must answer within this (issue 2, item 1). */
+const restartAnswerMsMax = 5_000;
+
+describe('the strata serve process', () => {
+  let dataDir: string;
+  let server: SpawnedServer | undefined;
+
+  beforeAll(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), 'strata-process-'));
+  });
+  afterAll(async () => {
+    await server?.kill();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('generates and prints the admin password once, keeps its site id, and answers within 5 s on restart', async () => {
+    server = await spawnServer({ dataDir, env: { STRATA_ADMIN_PASSWORD: '' } });
+    const printed = /created the built-in user 'admin' with password: (\S+)/.exec(server.output());
+    expect(printed).not.toBeNull();
+    const password = printed![1]!;
+    const auth = `Basic ${Buffer.from(`admin:${password}`).toString('base64')}`;
+    expect((await fetch(`${server.url}/artifactory/api/repositories`, { headers: { authorization: auth } })).status).toBe(200);
+    const siteId = (await readFile(join(dataDir, 'site-id'), 'utf8')).trim();
+    expect(siteId).toMatch(/^site-/);
+    expect(await server.stop()).toBe(0);
+
+    // Two restarts, the faster one judged: other suites may load the machine meanwhile.
+    const answeredMs: number[] = [];
+    for (let restart = 0; restart < 2; restart++) {
+      if (restart > 0) expect(await server.stop()).toBe(0);
+      const started = Date.now();
+      server = await spawnServer({ dataDir, env: { STRATA_ADMIN_PASSWORD: '' } });
+      answeredMs.push(Date.now() - started);
+    }
+    console.log(`restarts on an existing data dir answered ping after ${answeredMs.join(' and ')} ms`);
+    expect(Math.min(...answeredMs)).toBeLessThan(restartAnswerMsMax);
+    expect(server.output()).not.toMatch(/password:/);
+    expect((await readFile(join(dataDir, 'site-id'), 'utf8')).trim()).toBe(siteId);
+    expect((await fetch(`${server.url}/artifactory/api/repositories`, { headers: { authorization: auth } })).status).toBe(200);
+    expect(await server.stop()).toBe(0);
+  });
+
+  it('finishes an upload in flight when told to stop, then exits cleanly', async () => {
+    const freshDir = await mkdtemp(join(tmpdir(), 'strata-process-'));
+    try {
+      const s = await spawnServer({ dataDir: freshDir });
+      server = s;
+      const create = await adminFetch(s, '/artifactory/api/repositories/inflight', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{"rclass":"local"}' });
+      expect(create.status).toBe(200);
+      const body = Buffer.alloc(64 * 1024, 3);
+      const outcome = new Promise<number>((resolve, reject) => {
+        const req = request(
+          { host: '127.0.0.1', port: s.port, method: 'PUT', path: '/artifactory/inflight/slow.bin', headers: { authorization: ADMIN_AUTH, 'content-length': body.length } },
+          (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          },
+        );
+        req.on('error', reject);
+        req.write(body.subarray(0, 1024));
+        setTimeout(() => {
+          s.child.kill('SIGTERM');
+          setTimeout(() => req.end(body.subarray(1024)), 300);
+        }, 300);
+      });
+      expect(await outcome).toBe(201);
+      expect(await s.exited()).toBe(0);
+      server = await spawnServer({ dataDir: freshDir });
+      const download = await adminFetch(server, '/artifactory/inflight/slow.bin');
+      expect(download.status).toBe(200);
+      expect((await download.arrayBuffer()).byteLength).toBe(body.length);
+      await server.stop();
+    } finally {
+      await rm(freshDir, { recursive: true, force: true });
+    }
+  });
+});

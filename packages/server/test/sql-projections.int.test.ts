@@ -1,12 +1,23 @@
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryBlobStore } from './support/memory-blob-store.ts';
 import { buildSqlApp } from './support/sql-app.ts';
 import type { SqlApp } from './support/sql-app.ts';
 
-describe('the server on the SQL event store and its projections (PGlite)', () => {
+const databaseUrl = process.env.DATABASE_URL;
+if (databaseUrl === undefined || databaseUrl === '') console.log('skipping the PostgreSQL run of the server int tests: DATABASE_URL is not set');
+
+const backends = [
+  { name: 'PGlite', databaseUrl: undefined },
+  { name: 'PostgreSQL', databaseUrl: databaseUrl === '' ? undefined : databaseUrl },
+] as const;
+
+for (const backend of backends) {
+describe.skipIf(backend.name === 'PostgreSQL' && backend.databaseUrl === undefined)(`the server on the SQL event store and its projections (${backend.name})`, () => {
   let t: SqlApp;
+  const schema = `server_int_${Date.now().toString(36)}_${Math.floor(Math.random() * 1e6).toString(36)}`;
   beforeAll(async () => {
-    t = await buildSqlApp(new MemoryBlobStore());
+    t = await buildSqlApp(new MemoryBlobStore(), backend.databaseUrl === undefined ? {} : { databaseUrl: backend.databaseUrl, schema });
     const create = await t.app.inject({ method: 'PUT', url: '/artifactory/api/repositories/libs', payload: { rclass: 'local', description: 'int' } });
     expect(create.statusCode).toBe(200);
     for (const path of ['a/one.txt;k=v', 'a/b/two.txt', 'a/b/c/three.txt', 'top.txt']) {
@@ -16,6 +27,12 @@ describe('the server on the SQL event store and its projections (PGlite)', () =>
   });
   afterAll(async () => {
     await t?.close();
+    if (backend.databaseUrl !== undefined) {
+      const client = new pg.Client({ connectionString: backend.databaseUrl });
+      await client.connect();
+      await client.query(`drop schema if exists ${schema} cascade`);
+      await client.end();
+    }
   });
 
   it('reads its own writes: config, file info, folder info and listings', async () => {
@@ -59,3 +76,4 @@ describe('the server on the SQL event store and its projections (PGlite)', () =>
     expect((await t.app.inject({ method: 'GET', url: '/artifactory/other/copy/one.txt' })).statusCode).toBe(404);
   });
 });
+}

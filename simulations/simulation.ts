@@ -63,6 +63,9 @@ export interface SimulationStats {
   acknowledgedWrites: number;
   refusedWrites: number;
   deliveredRequests: number;
+  /** Events carried by delivered requests, and how many of them the receiver already held. */
+  deliveredEvents: number;
+  duplicateEvents: number;
   lostMessages: number;
   duplicatedRequests: number;
   crashes: number;
@@ -118,6 +121,8 @@ export class Simulation {
     acknowledgedWrites: 0,
     refusedWrites: 0,
     deliveredRequests: 0,
+    deliveredEvents: 0,
+    duplicateEvents: 0,
     lostMessages: 0,
     duplicatedRequests: 0,
     crashes: 0,
@@ -357,6 +362,8 @@ export class Simulation {
                 ? decodeFederationRequest(encodeFederationRequest(request), { eventsMax: this.config.federationBatchEventsMax })
                 : request;
               let reply = await target.engine.receive(delivered);
+              this.stats.deliveredEvents += request.events.length;
+              if (reply.kind === 'ack') this.stats.duplicateEvents += reply.duplicates;
               if (this.config.wireCodec) reply = decodeFederationReply(encodeFederationReply(reply));
               this.trace(`deliver ${site.id}>${target.id} n=${request.events.length} ${reply.kind}${reply.kind === 'refused' ? `:${reply.reason}` : ''}`);
               if (!this.#passes(target.index, site.index)) return;

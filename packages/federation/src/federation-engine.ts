@@ -438,10 +438,11 @@ export class FederationEngine {
   // Receiving ----------------------------------------------------------------------------
 
   async #receiveInOrder(repo: FederatedRepository, request: PushRequest): Promise<FederationReply> {
+    // A disabled member is still in the circle of trust: we stop sending to it, but accept
+    // what it sends — else a member disabled by an edit it made itself could never deliver
+    // the edit that re-enables it. A sender absent from the members is refused.
     const peer = repo.peers.get(request.from);
-    if (peer === undefined || !peer.enabled) {
-      return refused('not-member', `${request.from} is not an enabled member of ${repo.key} here`, null);
-    }
+    if (peer === undefined) return refused('not-member', `${request.from} is not a member of ${repo.key} here`, null);
     const physical = Math.floor(this.#options.clock.now());
     peer.clockOffsetMs = request.sentAtMs - physical;
 

@@ -6,6 +6,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { sql } from 'kysely';
 import pg from 'pg';
 import type { NewEvent } from '@strata/core';
 import {
@@ -30,6 +31,12 @@ export interface BackendHarness {
    * on single-connection backends, the same store.
    */
   another(): Promise<EventStore>;
+  /**
+   * Waits until readAll can see every committed event. On PostgreSQL readers stop below the
+   * oldest transaction still running anywhere in the cluster (other test files, other
+   * processes), so a commit becomes readable by readAll a little later than by readStream.
+   */
+  settle(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -57,7 +64,7 @@ const memory: Backend = {
   async open(options = {}) {
     const projections: MemoryProjection[] = [...(options.projections ?? [])];
     const store = new MemoryEventStore({ projections });
-    return { store, restart: async () => store, another: async () => store, close: () => store.close() };
+    return { store, restart: async () => store, another: async () => store, settle: async () => {}, close: () => store.close() };
   },
 };
 
@@ -79,6 +86,8 @@ const pglite: Backend = {
         return opened.store;
       },
       another: async () => opened.store,
+      // One connection: no other transaction can run while readAll does.
+      settle: async () => {},
       async close() {
         await opened.close();
         await rm(dataDir, { recursive: true, force: true });
@@ -115,6 +124,16 @@ function postgres(databaseUrl: string): Backend {
           const other = await open();
           others.push(other);
           return other.store;
+        },
+        async settle() {
+          const deadline = Date.now() + 30_000;
+          while (Date.now() < deadline) {
+            const pending = await sql<{ count: string }>`
+              select count(*) as count from events where transaction_id >= pg_snapshot_xmin(pg_current_snapshot())`.execute(opened.db);
+            if (pending.rows[0]!.count === '0') return;
+            await new Promise((resolve) => setTimeout(resolve, 10));
+          }
+          throw new Error('committed events stayed below the snapshot horizon for 30 s');
         },
         async close() {
           await Promise.all([opened, ...others].map((entry) => entry.close()));

@@ -28,22 +28,26 @@ describe.each(eventStoreBackends())('event store concurrency on $name', (backend
           for (const event of events) appendedIds.add(event.id);
         }
       });
+      let deadline = Number.POSITIVE_INFINITY;
       const reader = (async () => {
         const seen: string[] = [];
         let checkpoint = START_CHECKPOINT;
-        for (;;) {
-          const done = writersDone;
+        // Once the writers are done, read until every appended event has been seen (or give up).
+        while (!(writersDone && (seen.length >= appendedIds.size || Date.now() > deadline))) {
           const page = await harness.store.readAll({ after: checkpoint, maxCount: 37 });
           expect(compareCheckpoints(page.checkpoint, checkpoint)).toBeGreaterThanOrEqual(0);
           checkpoint = page.checkpoint;
           seen.push(...page.events.map((event) => event.id));
-          if (done && page.events.length === 0) return seen;
           if (page.events.length === 0) await new Promise((resolve) => setTimeout(resolve, 2));
         }
+        return { seen, checkpoint };
       })();
       await Promise.all(writers);
+      deadline = Date.now() + 30_000;
       writersDone = true;
-      const seen = await reader;
+      const { seen, checkpoint } = await reader;
+      await harness.settle();
+      expect((await harness.store.readAll({ after: checkpoint })).events).toEqual([]);
       expect(new Set(seen).size).toBe(seen.length);
       expect(seen.length).toBe(appendedIds.size);
       expect(new Set(seen)).toEqual(appendedIds);
@@ -94,6 +98,7 @@ describe.each(eventStoreBackends())('event store concurrency on $name', (backend
       );
       const results = await Promise.allSettled(appends.map((events, index) => store.append(`repo-r${index % 3}`, events)));
       expect(results.map((result) => result.status)).toEqual(appends.map((_, index) => (index === 4 ? 'rejected' : 'fulfilled')));
+      await harness.settle();
       const stored = (await store.readAll()).events.map((event) => event.id);
       expect(stored.sort()).toEqual(
         appends
@@ -135,6 +140,7 @@ describe.each(eventStoreBackends())('event store concurrency on $name', (backend
       expect(whileSlowRuns.events).toEqual([]);
       release();
       await slowAppend;
+      await harness.settle();
       const after = await other.readAll({ after: whileSlowRuns.checkpoint });
       expect(after.events.map((event) => event.id)).toEqual([slowEvent.id, fastEvent.id]);
     } finally {

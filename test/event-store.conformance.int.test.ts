@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { isStrataError, type ErrorCode, type NewEvent } from '@strata/core';
-import { START_CHECKPOINT, type EventStore } from '@strata/store';
+import { START_CHECKPOINT, type Checkpoint, type EventStore } from '@strata/store';
 import { artifactDeleted, artifactDeletedEvents, dropTestSchemas, eventStoreBackends, type Backend } from './event-store.backends.ts';
 
 async function expectStrataError(promise: Promise<unknown>, code: ErrorCode): Promise<void> {
@@ -12,17 +12,18 @@ async function expectStrataError(promise: Promise<unknown>, code: ErrorCode): Pr
   expect(isStrataError(error) ? error.code : error).toBe(code);
 }
 
-async function withStore(backend: Backend, body: (store: EventStore) => Promise<void>): Promise<void> {
+async function withStore(backend: Backend, body: (store: EventStore, settle: () => Promise<void>) => Promise<void>): Promise<void> {
   const harness = await backend.open();
   try {
-    await body(harness.store);
+    await body(harness.store, () => harness.settle());
   } finally {
     await harness.close();
   }
 }
 
 /** Everything a reader can observe, to prove a refused append changed nothing. */
-async function snapshot(store: EventStore, streams: readonly string[]) {
+async function snapshot(store: EventStore, settle: () => Promise<void>, streams: readonly string[]) {
+  await settle();
   const all = await store.readAll();
   return {
     ids: all.events.map((event) => event.id),
@@ -33,10 +34,15 @@ async function snapshot(store: EventStore, streams: readonly string[]) {
 
 afterAll(dropTestSchemas);
 
+function compareCheckpoints(a: Checkpoint, b: Checkpoint): number {
+  if (a.transactionId !== b.transactionId) return a.transactionId < b.transactionId ? -1 : 1;
+  return a.position < b.position ? -1 : a.position > b.position ? 1 : 0;
+}
+
 describe.each(eventStoreBackends())('event store conformance on $name', (backend) => {
   describe('expected revision', () => {
     it('no_stream holds only for a stream without events', async () => {
-      await withStore(backend, async (store) => {
+      await withStore(backend, async (store, settle) => {
         const first = await store.append('repo-libs', artifactDeletedEvents(2), { expectedRevision: 'no_stream' });
         expect(first.nextRevision).toBe(1);
         expect(first.appendedCount).toBe(2);
@@ -46,7 +52,7 @@ describe.each(eventStoreBackends())('event store conformance on $name', (backend
     });
 
     it('an exact revision holds only when it is the revision of the last event', async () => {
-      await withStore(backend, async (store) => {
+      await withStore(backend, async (store, settle) => {
         await store.append('repo-libs', artifactDeletedEvents(3));
         await expectStrataError(store.append('repo-libs', [artifactDeleted()], { expectedRevision: 1 }), 'STRATA_ERR_STORE_CONCURRENCY_CONFLICT');
         await expectStrataError(store.append('repo-libs', [artifactDeleted()], { expectedRevision: 3 }), 'STRATA_ERR_STORE_CONCURRENCY_CONFLICT');
@@ -57,7 +63,7 @@ describe.each(eventStoreBackends())('event store conformance on $name', (backend
     });
 
     it('exists holds only once the stream has an event, any always holds', async () => {
-      await withStore(backend, async (store) => {
+      await withStore(backend, async (store, settle) => {
         await expectStrataError(store.append('repo-libs', [artifactDeleted()], { expectedRevision: 'exists' }), 'STRATA_ERR_STORE_CONCURRENCY_CONFLICT');
         expect(await store.streamRevision('repo-libs')).toBeUndefined();
         await store.append('repo-libs', [artifactDeleted()], { expectedRevision: 'any' });
@@ -68,32 +74,33 @@ describe.each(eventStoreBackends())('event store conformance on $name', (backend
     });
 
     it('a conflict carries the stream and both revisions and writes nothing', async () => {
-      await withStore(backend, async (store) => {
+      await withStore(backend, async (store, settle) => {
         await store.append('repo-libs', [artifactDeleted()]);
-        const before = await snapshot(store, ['repo-libs']);
+        const before = await snapshot(store, settle, ['repo-libs']);
         const error = await store.append('repo-libs', artifactDeletedEvents(2), { expectedRevision: 7 }).catch((caught: unknown) => caught);
         expect(isStrataError(error, 'STRATA_ERR_STORE_CONCURRENCY_CONFLICT')).toBe(true);
         expect(isStrataError(error) && error.details).toMatchObject({ stream: 'repo-libs', expectedRevision: 7, actualRevision: 0 });
-        expect(await snapshot(store, ['repo-libs'])).toEqual(before);
+        expect(await snapshot(store, settle, ['repo-libs'])).toEqual(before);
       });
     });
   });
 
   describe('idempotent append by event id', () => {
     it('re-appending stored events returns them as stored and appends nothing, whatever the expectation', async () => {
-      await withStore(backend, async (store) => {
+      await withStore(backend, async (store, settle) => {
         const events = artifactDeletedEvents(3);
         const first = await store.append('repo-libs', events, { expectedRevision: 'no_stream' });
         const again = await store.append('repo-libs', events, { expectedRevision: 'no_stream' });
         expect(again.appendedCount).toBe(0);
         expect(again.nextRevision).toBe(2);
         expect(again.events).toEqual(first.events);
+        await settle();
         expect((await store.readAll()).events).toHaveLength(3);
       });
     });
 
     it('a redelivery mixing stored and new events appends only the new ones, in order', async () => {
-      await withStore(backend, async (store) => {
+      await withStore(backend, async (store, settle) => {
         const [a, b, c] = artifactDeletedEvents(3) as [NewEvent, NewEvent, NewEvent];
         await store.append('repo-libs', [a, b]);
         const result = await store.append('repo-libs', [a, b, c], { expectedRevision: 1 });
@@ -107,17 +114,17 @@ describe.each(eventStoreBackends())('event store conformance on $name', (backend
     });
 
     it('an id already stored in another stream is refused and nothing is written', async () => {
-      await withStore(backend, async (store) => {
+      await withStore(backend, async (store, settle) => {
         const shared = artifactDeleted();
         await store.append('repo-libs', [shared]);
-        const before = await snapshot(store, ['repo-libs', 'repo-other']);
+        const before = await snapshot(store, settle, ['repo-libs', 'repo-other']);
         await expectStrataError(store.append('repo-other', [artifactDeleted(), shared]), 'STRATA_ERR_STORE_DUPLICATE_EVENT');
-        expect(await snapshot(store, ['repo-libs', 'repo-other'])).toEqual(before);
+        expect(await snapshot(store, settle, ['repo-libs', 'repo-other'])).toEqual(before);
       });
     });
 
     it('concurrent deliveries of the same events store them once', async () => {
-      await withStore(backend, async (store) => {
+      await withStore(backend, async (store, settle) => {
         const events = artifactDeletedEvents(4);
         const results = await Promise.all(Array.from({ length: 8 }, () => store.append('repo-libs', events)));
         expect(results.reduce((sum, result) => sum + result.appendedCount, 0)).toBe(4);
@@ -128,7 +135,7 @@ describe.each(eventStoreBackends())('event store conformance on $name', (backend
 
   describe('revisions and global order', () => {
     it('revisions are gapless per stream and positions strictly increase in the global order', async () => {
-      await withStore(backend, async (store) => {
+      await withStore(backend, async (store, settle) => {
         const streams = ['repo-a', 'repo-b', 'repo-c'];
         await Promise.all(
           Array.from({ length: 60 }, (_, index) => store.append(streams[index % 3]!, artifactDeletedEvents(1 + (index % 4)))),
@@ -138,16 +145,27 @@ describe.each(eventStoreBackends())('event store conformance on $name', (backend
           expect(events.map((event) => event.revision)).toEqual(events.map((_, index) => index));
           expect(await store.streamRevision(stream)).toBe(events.length - 1);
         }
+        await settle();
         const all = await store.readAll();
         expect(all.events).toHaveLength(60 * 2.5);
-        for (let index = 1; index < all.events.length; index++) {
-          expect(all.events[index]!.position > all.events[index - 1]!.position).toBe(true);
+        expect(new Set(all.events.map((event) => event.position)).size).toBe(all.events.length);
+        // The global order is the checkpoint order; on PostgreSQL positions alone need not
+        // increase along it (transactions commit out of position order).
+        let checkpoint = START_CHECKPOINT;
+        const oneByOne: string[] = [];
+        for (;;) {
+          const page = await store.readAll({ after: checkpoint, maxCount: 1 });
+          if (page.events.length === 0) break;
+          expect(compareCheckpoints(page.checkpoint, checkpoint)).toBe(1);
+          checkpoint = page.checkpoint;
+          oneByOne.push(page.events[0]!.id);
         }
+        expect(oneByOne).toEqual(all.events.map((event) => event.id));
       });
     });
 
     it('reads back exactly what was appended, and pages by checkpoint and revision', async () => {
-      await withStore(backend, async (store) => {
+      await withStore(backend, async (store, settle) => {
         const events = artifactDeletedEvents(5);
         const appended = await store.append('repo-libs', events);
         const read = await store.readStream('repo-libs');
@@ -155,6 +173,7 @@ describe.each(eventStoreBackends())('event store conformance on $name', (backend
         for (const [index, event] of read.entries()) expect(event).toMatchObject({ ...events[index], stream: 'repo-libs', revision: index });
         expect((await store.readStream('repo-libs', { fromRevision: 3 })).map((event) => event.revision)).toEqual([3, 4]);
         expect(await store.readStream('repo-libs', { maxCount: 2 })).toEqual(read.slice(0, 2));
+        await settle();
         const firstPage = await store.readAll({ maxCount: 2 });
         const secondPage = await store.readAll({ after: firstPage.checkpoint, maxCount: 10 });
         expect([...firstPage.events, ...secondPage.events]).toEqual(read);
@@ -214,17 +233,17 @@ describe.each(eventStoreBackends())('event store conformance on $name', (backend
     ];
 
     it.each(bad)('$name is refused with its error code and the store is unchanged', async ({ stream, events, code }) => {
-      await withStore(backend, async (store) => {
+      await withStore(backend, async (store, settle) => {
         await store.append('repo-libs', artifactDeletedEvents(2));
-        const before = await snapshot(store, ['repo-libs', 'system', stream]);
+        const before = await snapshot(store, settle, ['repo-libs', 'system', stream]);
         // A valid event in front proves the append is all or nothing.
         await expectStrataError(store.append(stream, [artifactDeleted(), ...events()] as NewEvent[]), code);
-        expect(await snapshot(store, ['repo-libs', 'system', stream])).toEqual(before);
+        expect(await snapshot(store, settle, ['repo-libs', 'system', stream])).toEqual(before);
       });
     });
 
     it('an invalid expectedRevision is refused', async () => {
-      await withStore(backend, async (store) => {
+      await withStore(backend, async (store, settle) => {
         await expectStrataError(store.append('repo-libs', [artifactDeleted()], { expectedRevision: 'latest' as never }), 'STRATA_ERR_EVENT_INVALID');
         await expectStrataError(store.append('repo-libs', [artifactDeleted()], { expectedRevision: 1.5 }), 'STRATA_ERR_EVENT_INVALID');
         expect(await store.streamRevision('repo-libs')).toBeUndefined();

@@ -28,6 +28,7 @@ describe.each(eventStoreBackends())('event store subscriptions on $name', (backe
       // The memory store is not durable: its "restart" keeps the same instance.
       const store = await harness.restart();
       await store.append('repo-a', artifactDeletedEvents(3));
+      await harness.settle();
       const all = (await store.readAll()).events;
       expect(all).toHaveLength(backend.durable || backend.name === 'memory' ? 13 : 3);
       const rest = await take(store.subscribe({ after: first.checkpoint! }), 9);

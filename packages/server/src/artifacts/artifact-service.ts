@@ -2,17 +2,13 @@ import { repositoryStream, StrataError } from '@strata/core';
 import type { Checksums, DomainEvent, EventMeta, Properties, RecordedEvent } from '@strata/core';
 import type { BlobLease, BlobStore } from '@strata/store';
 import type { Readable } from 'node:stream';
-import { compilePathFilter } from '../core-slice.ts';
-import type { PathFilter } from '../core-slice.ts';
 import type { ArtifactReader, FileItem } from '../ports.ts';
-import { notFound } from '../repositories/repository-service.ts';
+import { repositoryNotFound as notFound } from '../repositories/repository-decider.ts';
 import type { RepositoryStreamState } from '../repositories/repository-stream.ts';
 import type { StreamWriter } from '../stream-writer.ts';
+import { checkDeployable, decideDelete, decideDeploy, enforcePatterns } from './artifact-decider.ts';
 import type { MetadataCache } from './hot-caches.ts';
 import { mimeTypeFor } from './mime-types.ts';
-
-/** Repository classes that hold their own artifacts and accept deploys. */
-const DEPLOYABLE_CLASSES = new Set(['local', 'federated']);
 
 export interface DeployRequest {
   readonly repo: string;
@@ -50,27 +46,6 @@ export interface CopyMoveResult {
 
 function isUnder(path: string, prefix: string): boolean {
   return prefix === '' || path.startsWith(`${prefix}/`);
-}
-
-const filterCache = new WeakMap<object, PathFilter>();
-
-/** The include/exclude filter of a repository configuration (compiled once per config object). */
-export function pathFilterOf(config: Readonly<Record<string, unknown>>): PathFilter {
-  let filter = filterCache.get(config);
-  if (filter === undefined) {
-    filter = compilePathFilter(String(config.includesPattern ?? '**/*'), String(config.excludesPattern ?? ''));
-    filterCache.set(config, filter);
-  }
-  return filter;
-}
-
-/** Throws 403 naming the pattern when the repository's include/exclude patterns refuse `path`. */
-export function enforcePatterns(repo: string, config: Readonly<Record<string, unknown>>, path: string): void {
-  if (path === '') return;
-  const refusal = pathFilterOf(config).refusal(path);
-  if (refusal !== undefined) {
-    throw new StrataError('STRATA_ERR_PATTERN_FORBIDDEN', `path '${path}' in repository '${repo}' is refused by the include/exclude pattern '${refusal}'`);
-  }
 }
 
 /**
@@ -141,19 +116,7 @@ export class ArtifactService {
       const { events } = await this.#streams.execute(
         repositoryStream(repo),
         request.meta,
-        (state) => {
-        if (state.config === undefined) throw notFound(repo);
-        checkDeployable(repo, state.config, path);
-        return {
-          events: [
-            {
-              type: 'ArtifactDeployed',
-              data: { path, sha256: lease.sha256, sha1: lease.sha1, md5: lease.md5, size: lease.size, mimeType, properties: request.properties },
-            },
-          ],
-          result: undefined,
-        };
-        },
+        (state) => ({ events: decideDeploy({ repo, path, blob: lease, mimeType, properties: request.properties }, state), result: undefined }),
         () => this.#checkTreeShape(repo, path),
       );
       this.#cache.invalidateItem(repo, path);
@@ -188,16 +151,14 @@ export class ArtifactService {
 
   /** Deletes a file (ArtifactDeleted) or a folder and everything below it (one FolderDeleted). */
   async delete(repo: string, path: string, meta: EventMeta): Promise<void> {
-    await this.#streams.execute(repositoryStream(repo), meta, async (state) => {
-      if (state.config === undefined) throw notFound(repo);
-      if (!DEPLOYABLE_CLASSES.has(String(state.config.rclass))) {
-        throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', `repository '${repo}' is ${String(state.config.rclass)}: it holds no deletable content`);
-      }
-      const item = await this.#artifacts.getItem(repo, path);
-      if (item === undefined) throw new StrataError('STRATA_ERR_ARTIFACT_NOT_FOUND', `Could not locate artifact '${repo}:${path}'`);
-      if (item.kind === 'file') return { events: [{ type: 'ArtifactDeleted', data: { path } }], result: undefined };
-      return { events: [{ type: 'FolderDeleted', data: { prefix: path } }], result: undefined };
-    });
+    await this.#streams.execute(
+      repositoryStream(repo),
+      meta,
+      async (state) => {
+        const existing = state.config === undefined ? undefined : (await this.#artifacts.getItem(repo, path))?.kind;
+        return { events: decideDelete({ repo, path, existing }, state), result: undefined };
+      },
+    );
     this.#cache.invalidateFolder(repo, path);
   }
 
@@ -306,13 +267,4 @@ export class ArtifactService {
     const item = await this.#cache.item(repo, path);
     return item?.kind === 'file' ? item : undefined;
   }
-}
-
-function checkDeployable(repo: string, config: Readonly<Record<string, unknown>>, path: string): void {
-  if (!DEPLOYABLE_CLASSES.has(String(config.rclass))) {
-    throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', `repository '${repo}' is ${String(config.rclass)}: deploy to a local repository`);
-  }
-  if (config.blackedOut === true) throw new StrataError('STRATA_ERR_AUTH_FORBIDDEN', `repository '${repo}' is blacked out`);
-  if (path === '') throw new StrataError('STRATA_ERR_PATH_INVALID', 'deploy needs a file path below the repository');
-  enforcePatterns(repo, config, path);
 }

@@ -3,7 +3,7 @@ import { errorResponses } from '../http-errors.ts';
 import type { RepositoryReader } from '../ports.ts';
 import { baseUrl, requestMeta } from '../request-meta.ts';
 import { configForDisplay } from './repository-config.ts';
-import { notFound } from './repository-service.ts';
+import { repositoryNotFound as notFound } from './repository-decider.ts';
 import type { RepositoryService } from './repository-service.ts';
 
 export interface RepositoriesRoutesOptions {

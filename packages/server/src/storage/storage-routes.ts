@@ -1,12 +1,12 @@
 import { StrataError } from '@strata/core';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { parseArtifactAddress } from '../artifacts/artifact-address.ts';
-import { enforcePatterns, pathFilterOf } from '../artifacts/artifact-service.ts';
+import { enforcePatterns, pathFilterOf } from '../artifacts/artifact-decider.ts';
 import type { ArtifactService } from '../artifacts/artifact-service.ts';
 import type { MetadataCache } from '../artifacts/hot-caches.ts';
 import { errorResponses } from '../http-errors.ts';
 import type { ArtifactReader, DownloadCounter, FileItem, FolderItem } from '../ports.ts';
-import { notFound } from '../repositories/repository-service.ts';
+import { repositoryNotFound as notFound } from '../repositories/repository-decider.ts';
 import { baseUrl, requestMeta } from '../request-meta.ts';
 import { parsePropertyAssignments, parsePropertyNames, rawQueryParameter } from './properties-syntax.ts';
 

@@ -82,9 +82,11 @@ export class ProjectionReaders implements RepositoryReader, ArtifactReader {
       ...(options?.limit === undefined ? {} : { limit: options.limit }),
     });
     const prefix = folder === '' ? '' : `${folder}/`;
+    // Implicit folders carry the repository's times (one lookup, only when folders are listed).
+    const view = entries.some((entry) => entry.folder) ? await this.#repositories.get(repo) : undefined;
     return entries.map((entry): TreeItem =>
       entry.folder
-        ? { kind: 'folder', path: prefix + entry.relativePath, created: 0, createdBy: '', lastModified: 0, modifiedBy: '' }
+        ? { kind: 'folder', path: prefix + entry.relativePath, created: view?.createdAt ?? 0, createdBy: '', lastModified: view?.lastModified ?? 0, modifiedBy: '' }
         : fileItem(entry.file),
     );
   }

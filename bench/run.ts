@@ -1,0 +1,38 @@
+/**
+ * The benchmarks (never timed tests): `npm run bench [-- <name>...] [--events=N] [--rounds=N]
+ * [--backend=postgres|pglite]`. Names: append, rebuild, read-all (default: all). Every
+ * figure is set against a reference measured in the same run; see docs/benchmarks.md.
+ * DATABASE_URL selects the PostgreSQL database (default strata_bench on localhost).
+ */
+import { appendBenchmark } from './append.bench.ts';
+import { readAllBenchmark } from './read-all.bench.ts';
+import { rebuildBenchmark } from './rebuild.bench.ts';
+import { databaseUrl } from './support/databases.ts';
+import { log, printTable, type BenchResult } from './support/report.ts';
+
+const BENCHMARKS = ['append', 'rebuild', 'read-all'] as const;
+type BenchmarkName = (typeof BENCHMARKS)[number];
+const BACKENDS = ['postgres', 'pglite'] as const;
+
+const args = process.argv.slice(2);
+const flag = (name: string): string | undefined => args.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3);
+const names = args.filter((arg) => !arg.startsWith('--'));
+for (const name of names) {
+  if (!(BENCHMARKS as readonly string[]).includes(name)) throw new Error(`unknown benchmark '${name}'; known: ${BENCHMARKS.join(', ')}`);
+}
+const selected: BenchmarkName[] = names.length === 0 ? [...BENCHMARKS] : (names as BenchmarkName[]);
+const events = Number(flag('events') ?? 1_000_000);
+const rounds = Number(flag('rounds') ?? 3);
+const backends = (flag('backend') ?? 'postgres,pglite').split(',') as (typeof BACKENDS)[number][];
+const appendEvents = Number(flag('append-events') ?? 8000);
+
+log(`${selected.join(', ')}; ${events.toLocaleString('en-US')} events; ${rounds} rounds; PostgreSQL at ${databaseUrl.replace(/:[^:@/]*@/, ':***@')}`);
+const results: BenchResult[] = [];
+for (const name of selected) {
+  if (name === 'append') results.push(await appendBenchmark(16, appendEvents, rounds));
+  for (const backend of backends) {
+    if (name === 'rebuild') results.push(await rebuildBenchmark(backend, events, rounds));
+    if (name === 'read-all') results.push(await readAllBenchmark(backend, events, rounds));
+  }
+}
+printTable(results);

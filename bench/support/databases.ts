@@ -1,0 +1,124 @@
+/**
+ * Databases for the benchmarks. PostgreSQL: one schema per data set in DATABASE_URL's
+ * database (default postgres://strata:strata@127.0.0.1:5432/strata_bench); PGlite: a data
+ * directory under BENCH_DATA_DIR (default <tmpdir>/strata-benchmarks). Loaded data sets are kept
+ * and reused by later runs (loading a million events takes longer than reading them).
+ */
+import { mkdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import type { PGlite } from '@electric-sql/pglite';
+import { sql, type Kysely } from 'kysely';
+import pg from 'pg';
+import type { NewEvent } from '@strata/core';
+import { SqlEventStore, openEventStore, openPglite, pgliteKysely, type OpenEventStoreOptions, type SqlProjection, type StoreDatabase } from '@strata/store';
+import { artifactTraffic, repositoryCreations, type BenchEvent } from './events.ts';
+import { log } from './report.ts';
+
+export const databaseUrl = process.env.DATABASE_URL ?? 'postgres://strata:strata@127.0.0.1:5432/strata_bench';
+export const benchDataDir = process.env.BENCH_DATA_DIR ?? join(tmpdir(), 'strata-benchmarks');
+/** Bump when the generated traffic changes, so that stale data sets are not reused. */
+const DATASET_VERSION = 1;
+
+export interface BenchDatabase {
+  readonly backend: 'postgres' | 'pglite';
+  readonly store: SqlEventStore;
+  readonly db: Kysely<StoreDatabase>;
+  /** A plain query on the same database, outside Kysely and the store (the references). */
+  raw(text: string, params?: unknown[]): Promise<{ rows: Record<string, unknown>[] }>;
+  close(): Promise<void>;
+}
+
+export async function dropSchema(schema: string): Promise<void> {
+  const admin = new pg.Client({ connectionString: databaseUrl });
+  await admin.connect();
+  try {
+    await admin.query(`drop schema if exists ${schema} cascade`);
+  } finally {
+    await admin.end();
+  }
+}
+
+export async function openPostgres(
+  schema: string,
+  projections: readonly SqlProjection[] = [],
+  poolConnectionsMax = 16,
+  storeOptions: OpenEventStoreOptions['store'] = {},
+): Promise<BenchDatabase> {
+  const opened = await openEventStore({ databaseUrl, schema, projections, poolConnectionsMax, store: storeOptions });
+  const client = new pg.Client({ connectionString: databaseUrl, options: `-c search_path=${schema}` });
+  await client.connect();
+  return {
+    backend: 'postgres',
+    store: opened.store,
+    db: opened.db,
+    raw: (text, params) => client.query(text, params as unknown[]),
+    async close() {
+      await client.end();
+      await opened.close();
+    },
+  };
+}
+
+export async function openPgliteDirectory(directory: string, projections: readonly SqlProjection[] = []): Promise<BenchDatabase & { readonly pglite: PGlite }> {
+  await mkdir(directory, { recursive: true });
+  const pglite = await openPglite(directory);
+  const db = pgliteKysely(pglite);
+  const store = new SqlEventStore(db, projections, { onClose: () => db.destroy() });
+  return {
+    backend: 'pglite',
+    pglite,
+    store,
+    db,
+    // Only between store operations: PGlite has one connection.
+    raw: (text, params) => pglite.query(text, params) as Promise<{ rows: Record<string, unknown>[] }>,
+    close: () => store.close(),
+  };
+}
+
+/** A database holding the repository creations and `count` events of traffic, loaded once and kept. */
+export async function openEventsDataset(backend: 'postgres' | 'pglite', count: number): Promise<BenchDatabase> {
+  const name = `bench_events_v${DATASET_VERSION}_${count}`;
+  const open = () => (backend === 'postgres' ? openPostgres(name) : openPgliteDirectory(join(benchDataDir, name)));
+  let database = await open();
+  const expected = count + repositoryCreations().length;
+  const stored = Number((await database.raw('select count(*)::int8 as n from events')).rows[0]!.n);
+  if (stored === expected) return database;
+  log(`${backend}: loading ${count.toLocaleString('en-US')} events into ${name} (kept for later runs)`);
+  await database.close();
+  if (backend === 'postgres') await dropSchema(name);
+  else await rm(join(benchDataDir, name), { recursive: true, force: true });
+  database = await open();
+  const started = performance.now();
+  await appendAll(database.store, repositoryCreations());
+  const window: BenchEvent[] = [];
+  for (const entry of artifactTraffic(count)) {
+    window.push(entry);
+    if (window.length === 50_000) await appendAll(database.store, window.splice(0));
+  }
+  await appendAll(database.store, window);
+  log(`${backend}: loaded in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  await database.raw('vacuum analyze');
+  return database;
+}
+
+/** Appends in order per stream, streams concurrently, up to 1000 events per append. */
+async function appendAll(store: SqlEventStore, entries: readonly BenchEvent[]): Promise<void> {
+  const byStream = new Map<string, NewEvent[]>();
+  for (const { stream, event } of entries) {
+    let list = byStream.get(stream);
+    if (list === undefined) byStream.set(stream, (list = []));
+    list.push(event);
+  }
+  await Promise.all(
+    [...byStream].map(async ([stream, events]) => {
+      for (let offset = 0; offset < events.length; offset += 1000) await store.append(stream, events.slice(offset, offset + 1000));
+    }),
+  );
+}
+
+export async function countTable(db: Kysely<StoreDatabase>, table: string): Promise<number> {
+  const result = await sql<{ n: unknown }>`select count(*) as n from ${sql.table(table)}`.execute(db);
+  return Number(result.rows[0]?.n ?? 0);
+}

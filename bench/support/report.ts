@@ -1,0 +1,49 @@
+/** One line of the results table: a figure measured against the reference of the same run. */
+export interface BenchResult {
+  readonly benchmark: string;
+  readonly backend: 'postgres' | 'pglite';
+  /** What was measured, with its unit. */
+  readonly measured: { readonly label: string; readonly perSecond: number };
+  readonly reference: { readonly label: string; readonly perSecond: number };
+  /** The target: a ratio of measured to reference, or an absolute rate. */
+  readonly target: { readonly ratio: number } | { readonly perSecond: number };
+  readonly notes?: string;
+}
+
+export function met(result: BenchResult): boolean {
+  return 'ratio' in result.target
+    ? result.measured.perSecond >= result.target.ratio * result.reference.perSecond
+    : result.measured.perSecond >= result.target.perSecond;
+}
+
+const rate = (perSecond: number) => `${Math.round(perSecond).toLocaleString('en-US')}/s`;
+
+export function printTable(results: readonly BenchResult[]): void {
+  const header = ['benchmark', 'backend', 'measured', 'reference', 'ratio', 'target', 'met'];
+  const lines = results.map((result) => [
+    result.benchmark,
+    result.backend,
+    `${result.measured.label} ${rate(result.measured.perSecond)}`,
+    `${result.reference.label} ${rate(result.reference.perSecond)}`,
+    (result.measured.perSecond / result.reference.perSecond).toFixed(2),
+    'ratio' in result.target ? `≥ ${result.target.ratio.toFixed(2)} × reference` : `≥ ${rate(result.target.perSecond)}`,
+    met(result) ? 'yes' : 'NO',
+  ]);
+  const widths = header.map((title, column) => Math.max(title.length, ...lines.map((line) => line[column]!.length)));
+  const format = (cells: readonly string[]) => cells.map((cell, column) => cell.padEnd(widths[column]!)).join(' | ');
+  console.log(format(header));
+  console.log(widths.map((width) => '-'.repeat(width)).join('-|-'));
+  for (const line of lines) console.log(format(line));
+  for (const result of results) if (result.notes) console.log(`  ${result.benchmark} (${result.backend}): ${result.notes}`);
+}
+
+/** The median of a few rounds: the machine is shared, one round alone says little. */
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+export function log(message: string): void {
+  console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}`);
+}

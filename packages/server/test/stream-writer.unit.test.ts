@@ -25,7 +25,7 @@ function setUp(siteId = 'site-a') {
 }
 
 const created = { type: 'RepositoryCreated' as const, data: { key: 'r', config: { rclass: 'local' } } };
-const deployed = (path: string) => ({ type: 'ArtifactDeployed' as const, data: { path, sha256: 'a', sha1: 'b', md5: 'c', size: 1, mimeType: 'x', properties: {} } });
+const deployed = (path: string) => ({ type: 'ArtifactDeployed' as const, data: { path, sha256: 'a'.repeat(64), sha1: 'b'.repeat(40), md5: 'c'.repeat(32), size: 1, mimeType: 'application/octet-stream', properties: {} } });
 
 describe('StreamWriter', () => {
   it('given concurrent commands on one stream, when they run, then they share appends and originSeq stays gapless', async () => {

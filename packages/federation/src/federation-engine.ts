@@ -154,7 +154,8 @@ class FederatedRepository {
   readonly stream: string;
   /** origin → its events held here, index = originSeq - 1. */
   readonly held = new Map<string, NewEvent[]>();
-  readonly ids = new Set<string>();
+  /** event id → `origin:originSeq`, to tell a redelivery from a forged or colliding id. */
+  readonly ids = new Map<string, string>();
   readonly peers = new Map<string, PeerState>();
   readonly bootstrapMembers: readonly FederationMember[];
   membersRegister: MembersRegister | null = null;
@@ -193,7 +194,7 @@ class FederatedRepository {
         `stream ${this.stream}: ${event.origin} originSeq ${event.originSeq} after ${byOrigin.length}`,
       );
       byOrigin.push(event);
-      this.ids.add(event.id);
+      this.ids.set(event.id, `${event.origin}:${event.originSeq}`);
       this.revision = event.revision;
       if (this.#applyMembers(event)) membersChanged = true;
     }
@@ -454,7 +455,11 @@ export class FederationEngine {
     let duplicates = 0;
     for (const event of request.events) {
       if (!eventBelongsTo(repo.key, event)) return refused('malformed', `event ${event.id} is about another repository`, repo.vector);
-      if (repo.ids.has(event.id) || batchIds.has(event.id)) {
+      const heldAs = repo.ids.get(event.id);
+      if (heldAs !== undefined && heldAs !== `${event.origin}:${event.originSeq}`) {
+        return refused('conflict', `event id ${event.id} is held here as ${heldAs}, not ${event.origin}:${event.originSeq}`, repo.vector);
+      }
+      if (heldAs !== undefined || batchIds.has(event.id)) {
         duplicates++;
         if (this.#faults.noDedup && repo.ids.has(event.id)) redelivered.push({ ...event, stream: repo.stream });
         continue;
@@ -545,6 +550,12 @@ export class FederationEngine {
         if (this.#closed || !peer.active) return;
         if (reply.kind === 'ack') {
           peer.cursor = phase === 'exchange' ? reply.vector : mergeVectors(peer.cursor, reply.vector);
+          const unheld = events.find((event) => vectorGet(peer.cursor, event.origin) < event.originSeq);
+          if (unheld !== undefined) {
+            // Acknowledged but not held: resending at once would loop; back off instead.
+            this.#failed(repo, peer, `acknowledged ${unheld.origin}:${unheld.originSeq} without holding it`);
+            return;
+          }
           if (phase === 'exchange') peer.fullSyncPhase = 'sending';
           peer.attempt = 0;
           peer.gapResends = 0;

@@ -1,0 +1,190 @@
+import { describe, expect, it } from 'vitest';
+import { repositoryStream } from '@strata/core';
+import { LoopbackNetwork, ManualScheduler, deploy, eventOf, memberUrl, openSite, push, settle } from './federation-test-kit.ts';
+
+const stream = repositoryStream('fed');
+const T0 = 1_700_000_000_000;
+
+describe('receiving a peer batch', () => {
+  it('refuses a batch with an originSeq gap and applies none of it, replying with its vector to resend from', async () => {
+    // given site b, federated with a
+    const network = new LoopbackNetwork();
+    const scheduler = new ManualScheduler();
+    const b = await openSite(network, scheduler, 'b', ['a', 'b']);
+    // when a sends events 1 and 3 of its origin
+    const reply = await b.engine.receive(push('a', [eventOf('a', 1, T0), eventOf('a', 3, T0)]));
+    // then nothing is stored and the reply asks for a resend from the vector b holds
+    expect(reply).toMatchObject({ kind: 'refused', reason: 'gap', vector: {} });
+    expect(await b.store.readStream(stream)).toHaveLength(0);
+    expect(b.appended).toHaveLength(0);
+  });
+
+  it('ignores a redelivered event: stored once, projected once, acknowledged as a duplicate', async () => {
+    const network = new LoopbackNetwork();
+    const scheduler = new ManualScheduler();
+    const b = await openSite(network, scheduler, 'b', ['a', 'b']);
+    const batch = push('a', [eventOf('a', 1, T0), eventOf('a', 2, T0)]);
+    expect(await b.engine.receive(batch)).toMatchObject({ kind: 'ack', appended: 2, duplicates: 0, vector: { a: 2 } });
+    // when the same batch arrives again
+    const again = await b.engine.receive(structuredClone(batch));
+    // then it changes nothing
+    expect(again).toMatchObject({ kind: 'ack', appended: 0, duplicates: 2, vector: { a: 2 } });
+    expect(await b.store.readStream(stream)).toHaveLength(2);
+    expect(b.appended).toHaveLength(2);
+  });
+
+  it('refuses a whole batch when one stamp runs too far ahead, and records why in the member status', async () => {
+    const network = new LoopbackNetwork();
+    const scheduler = new ManualScheduler();
+    const b = await openSite(network, scheduler, 'b', ['a', 'b']);
+    // given a batch whose second event is stamped 10 s ahead of b's clock (limit 500 ms)
+    const reply = await b.engine.receive(push('a', [eventOf('a', 1, T0), eventOf('a', 2, T0 + 10_000)]));
+    // then nothing of it is applied, b's clock is not dragged forward, and the status says why
+    expect(reply).toMatchObject({ kind: 'refused', reason: 'clock-ahead', offsetMs: 10_000 });
+    expect(await b.store.readStream(stream)).toHaveLength(0);
+    const status = b.engine.status('fed').members.find((member) => member.peerId === 'a');
+    expect(status?.lastError).toMatch(/clock ahead.*10000 ms/);
+    const [local] = await b.engine.commit('fed', [deploy('x')]);
+    expect(local!.hlc.wall).toBeLessThan(T0 + 1_000);
+  });
+
+  it('refuses a sender that is not a member, and malformed or forged batches, applying nothing', async () => {
+    const network = new LoopbackNetwork();
+    const scheduler = new ManualScheduler();
+    const b = await openSite(network, scheduler, 'b', ['a', 'b']);
+    expect(await b.engine.receive(push('mallory', [eventOf('mallory', 1, T0)]))).toMatchObject({ kind: 'refused', reason: 'not-member' });
+    expect(await b.engine.receive({ ...push('a', []), events: 'nope' })).toMatchObject({ kind: 'refused', reason: 'malformed' });
+    expect(await b.engine.receive({ ...push('a', [eventOf('a', 1, T0)]), repoKey: 'other' })).toMatchObject({ kind: 'refused', reason: 'not-federated' });
+    const truncated = { ...eventOf('a', 1, T0), hlc: { wall: -1, logical: 0 } };
+    expect(await b.engine.receive(push('a', [truncated]))).toMatchObject({ kind: 'refused', reason: 'malformed' });
+    // an originSeq already held under another id is a conflict, not a duplicate
+    await b.engine.receive(push('a', [eventOf('a', 1, T0)]));
+    expect(await b.engine.receive(push('a', [{ ...eventOf('a', 1, T0), id: 'forged' }]))).toMatchObject({ kind: 'refused', reason: 'conflict' });
+    expect(await b.store.readStream(stream)).toHaveLength(1);
+  });
+});
+
+describe('local commits and pushing', () => {
+  it('stamps local writes with contiguous originSeq and pushes them to every member', async () => {
+    const network = new LoopbackNetwork();
+    const scheduler = new ManualScheduler();
+    const a = await openSite(network, scheduler, 'a', ['a', 'b', 'c']);
+    const b = await openSite(network, scheduler, 'b', ['a', 'b', 'c']);
+    const c = await openSite(network, scheduler, 'c', ['a', 'b', 'c']);
+    await scheduler.advance(1_000);
+    const written = await a.engine.commit('fed', [deploy('one'), deploy('two')]);
+    await a.engine.commit('fed', [deploy('three')]);
+    await settle();
+    expect(written.map((event) => event.originSeq)).toEqual([1, 2]);
+    expect(b.engine.versionVector('fed')).toEqual({ a: 3 });
+    expect(c.engine.versionVector('fed')).toEqual({ a: 3 });
+    expect(a.engine.status('fed').members.map((member) => [member.peerId, member.state, member.lagEvents])).toEqual([
+      ['b', 'SYNCING', 0],
+      ['c', 'SYNCING', 0],
+    ]);
+  });
+
+  it('forwards events received from others, so a cut link between a and c heals through b', async () => {
+    const network = new LoopbackNetwork();
+    const scheduler = new ManualScheduler();
+    network.cutLink('a', 'c');
+    const a = await openSite(network, scheduler, 'a', ['a', 'b', 'c']);
+    await openSite(network, scheduler, 'b', ['a', 'b', 'c']);
+    const c = await openSite(network, scheduler, 'c', ['a', 'b', 'c']);
+    await scheduler.advance(1_000);
+    await a.engine.commit('fed', [deploy('from-a')]);
+    await c.engine.commit('fed', [deploy('from-c')]);
+    await scheduler.advance(5_000);
+    expect(c.engine.versionVector('fed')).toEqual({ a: 1, c: 1 });
+    expect(a.engine.versionVector('fed')).toEqual({ a: 1, c: 1 });
+    expect(network.requests.some((entry) => entry.from === 'b' && entry.to === 'c' && entry.request.events.some((event) => event.origin === 'a'))).toBe(true);
+  });
+
+  it('retries an unreachable peer with capped exponential backoff, then catches it up', async () => {
+    const network = new LoopbackNetwork();
+    const scheduler = new ManualScheduler();
+    network.cutLink('a', 'b');
+    const a = await openSite(network, scheduler, 'a', ['a', 'b']);
+    const b = await openSite(network, scheduler, 'b', ['a', 'b']);
+    await a.engine.commit('fed', [deploy('x')]);
+    scheduler.delays.length = 0;
+    await scheduler.advance(20_000);
+    expect(a.engine.status('fed').members[0]).toMatchObject({ peerId: 'b', state: 'OUT_OF_SYNC', lagEvents: 1 });
+    // retry delays (timeouts of 500 ms excluded): 100·2^n with jitter in [½, 1], capped at 1600
+    const retries = scheduler.delays.filter((delay) => delay !== 500);
+    expect(retries.length).toBeGreaterThan(4);
+    retries.forEach((delay) => expect(delay).toBeLessThanOrEqual(1_600));
+    expect(Math.max(...retries)).toBeGreaterThanOrEqual(800);
+    network.cut.clear();
+    await scheduler.advance(5_000);
+    expect(b.engine.versionVector('fed')).toEqual({ a: 1 });
+    expect(a.engine.status('fed').members[0]).toMatchObject({ state: 'SYNCING', lagEvents: 0, lastError: null });
+  });
+
+  it('keeps the outbox cursor across a crash: a restarted site resends nothing already acknowledged', async () => {
+    const network = new LoopbackNetwork();
+    const scheduler = new ManualScheduler();
+    const a = await openSite(network, scheduler, 'a', ['a', 'b']);
+    await openSite(network, scheduler, 'b', ['a', 'b']);
+    await scheduler.advance(1_000);
+    await a.engine.commit('fed', [deploy('one'), deploy('two')]);
+    await settle();
+    expect(await a.stateStore.loadCursor('fed', 'b')).toEqual({ a: 2 });
+    // when a crashes (in-memory state lost) and restarts on the same stores
+    a.engine.close();
+    network.requests.length = 0;
+    const restarted = await openSite(network, scheduler, 'a', ['a', 'b'], { store: a.store, stateStore: a.stateStore });
+    await settle();
+    // then its first exchange with b carries no events, and its status shows no lag
+    const fromA = network.requests.filter((entry) => entry.from === 'a');
+    expect(fromA.length).toBeGreaterThan(0);
+    expect(fromA.every((entry) => entry.request.events.length === 0)).toBe(true);
+    expect(restarted.engine.status('fed').members[0]).toMatchObject({ peerId: 'b', lagEvents: 0, cursor: { a: 2 } });
+    // and its next local write continues the origin's sequence
+    const [next] = await restarted.engine.commit('fed', [deploy('three')]);
+    expect(next!.originSeq).toBe(3);
+  });
+
+  it('a full sync replaces the cursor by what the peer reports and resends what it lacks', async () => {
+    const network = new LoopbackNetwork();
+    const scheduler = new ManualScheduler();
+    const a = await openSite(network, scheduler, 'a', ['a', 'b']);
+    const b = await openSite(network, scheduler, 'b', ['a', 'b']);
+    await scheduler.advance(1_000);
+    await a.engine.commit('fed', [deploy('one')]);
+    await settle();
+    // given a cursor that wrongly claims b holds more (as after b lost its data)
+    network.engines.delete('b');
+    b.engine.close();
+    const fresh = await openSite(network, scheduler, 'b', ['a', 'b']);
+    expect(fresh.engine.versionVector('fed')).toEqual({});
+    // when a runs a full sync
+    a.engine.fullSync('fed');
+    expect(a.engine.status('fed').members[0]?.state).toBe('FULL_SYNC_RUNNING');
+    await settle();
+    // then b receives everything again
+    expect(fresh.engine.versionVector('fed')).toEqual({ a: 1 });
+    expect(a.engine.status('fed').members[0]?.state).toBe('SYNCING');
+  });
+
+  it('stops sending to a member once it is disabled in the members field, and shows it DISABLED', async () => {
+    const network = new LoopbackNetwork();
+    const scheduler = new ManualScheduler();
+    const a = await openSite(network, scheduler, 'a', ['a', 'b']);
+    const b = await openSite(network, scheduler, 'b', ['a', 'b']);
+    await scheduler.advance(1_000);
+    await a.engine.commit('fed', [
+      { type: 'RepositoryConfigChanged', data: { key: 'fed', patch: { members: [{ url: memberUrl('a'), enabled: true }, { url: memberUrl('b'), enabled: false }] } } },
+    ]);
+    await settle();
+    await a.engine.commit('fed', [deploy('after-disable')]);
+    await scheduler.advance(5_000);
+    // (the edit that disables b is not sent to b either: traffic stops as the edit commits)
+    expect(a.engine.status('fed').members[0]).toMatchObject({ peerId: 'b', state: 'DISABLED', lagEvents: 2 });
+    expect(b.engine.versionVector('fed')).toEqual({});
+    // b's own writes still reach a: a disabled member stays in the circle of trust
+    await b.engine.commit('fed', [deploy('from-b')]);
+    await scheduler.advance(1_000);
+    expect(a.engine.versionVector('fed')).toEqual({ a: 2, b: 1 });
+  });
+});

@@ -1,0 +1,63 @@
+/**
+ * The bounded CI set of simulations (the CLI runs the long soaks): a few hundred small seeds
+ * over several shapes of the fault model, each run checked against every invariant.
+ */
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_SIMULATION_CONFIG, type SimulationConfig } from './scenario.ts';
+import { runSeed } from './run-seeds.ts';
+
+async function expectSeedsHold(config: SimulationConfig, seeds: number, seedBase = 1): Promise<void> {
+  for (let seed = seedBase; seed < seedBase + seeds; seed++) {
+    const outcome = await runSeed(config, seed, { shrink: true, shrinkTimeLimitMs: 20_000 });
+    if (!outcome.ok) {
+      const failure = outcome.failure!;
+      throw new Error(
+        `seed ${seed} failed (replay: --replay ${seed}:${failure.path}):\n` +
+          failure.result.violations
+            .slice(0, 8)
+            .map((violation) => `  ${violation.invariant}: ${violation.message}`)
+            .join('\n'),
+      );
+    }
+  }
+}
+
+const base: SimulationConfig = { ...DEFAULT_SIMULATION_CONFIG };
+
+describe('federation simulations', () => {
+  it('three sites with partitions, crashes, clock skew and jumps, loss and duplication hold every invariant (100 seeds)', async () => {
+    await expectSeedsHold({ ...base, sites: 3, ops: 80, partitions: true }, 100);
+  });
+
+  it('five sites with partitions hold every invariant (50 seeds)', async () => {
+    await expectSeedsHold({ ...base, sites: 5, ops: 150, partitions: true }, 50, 1_000);
+  });
+
+  it('two sites on a very lossy, duplicating link, through the wire codec, hold every invariant (40 seeds)', async () => {
+    await expectSeedsHold({ ...base, sites: 2, ops: 60, loss: 0.3, duplication: 0.3, wireCodec: true, federationBatchEventsMax: 8 }, 40, 2_000);
+  });
+
+  it('ten sites hold every invariant (8 seeds)', async () => {
+    await expectSeedsHold({ ...base, sites: 10, ops: 100, partitions: true }, 8, 3_000);
+  });
+
+  it('the same seed always gives the same digest, another seed another one', async () => {
+    const config: SimulationConfig = { ...base, sites: 4, ops: 120, partitions: true };
+    const [first, again, other] = [await runSeed(config, 42), await runSeed(config, 42), await runSeed(config, 43)];
+    expect(first.result.digest).toMatch(/^[0-9a-f]{64}$/);
+    expect(again.result.digest).toBe(first.result.digest);
+    expect(other.result.digest).not.toBe(first.result.digest);
+  });
+
+  it('a failure shrinks and replays exactly from its seed and path', async () => {
+    const config: SimulationConfig = { ...base, sites: 3, ops: 40, partitions: true, fault: 'no-dedup' };
+    const found = await runSeed(config, 5, { shrink: true, shrinkTimeLimitMs: 20_000 });
+    expect(found.ok).toBe(false);
+    const failure = found.failure!;
+    expect(failure.scenario.ops.length).toBeLessThanOrEqual(40);
+    const replayed = await runSeed(config, 5, { path: failure.path });
+    expect(replayed.ok).toBe(false);
+    expect(replayed.result.digest).toBe(failure.result.digest);
+    expect(replayed.result.violations).toEqual(failure.result.violations);
+  });
+});

@@ -50,6 +50,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     hlc: deps.hlc,
     newId: deps.newId,
     appendRetriesMax: limits.appendRetriesMax,
+    ...(deps.repositoryStreamSeed === undefined
+      ? {}
+      : {
+          seed: async (stream: string) => {
+            const seed = await deps.repositoryStreamSeed?.(stream);
+            return seed === undefined ? undefined : { revision: seed.revision, originSeq: seed.originSeq, state: { config: seed.config } };
+          },
+        }),
   });
   const metadataCache = new MetadataCache(deps.repositories, deps.artifacts, {
     entriesMax: limits.metadataCacheEntriesMax,

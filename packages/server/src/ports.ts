@@ -128,6 +128,11 @@ export interface AppDeps {
   readonly version?: { version: string; revision: string };
   readonly limits?: Partial<ServerLimits>;
   readonly logger?: boolean | Record<string, unknown>;
+  /**
+   * Where a repository stream's write state starts when this process first touches it; without
+   * it the stream is read from its first event (slow for repositories with millions of events).
+   */
+  readonly repositoryStreamSeed?: (stream: string) => Promise<{ revision: number; originSeq: number; config: Readonly<Record<string, unknown>> | undefined } | undefined>;
   /** Called after this server changed a repository's configuration (created, updated, deleted). */
   readonly onRepositoryChange?: (key: string) => void;
 }

@@ -22,6 +22,7 @@ import { BatchingDownloadCounter } from './download-counter.ts';
 import type { ServerLimits } from './ports.ts';
 import { ProjectionReaders } from './projection-readers.ts';
 import { SqlDownloadStatsSink } from './sql-download-stats.ts';
+import { sqlRepositoryStreamSeed } from './repositories/repository-stream-seed.ts';
 
 export interface ServerSettings {
   readonly port: number;
@@ -95,7 +96,9 @@ export async function startServer(settings: ServerSettings): Promise<RunningServ
   const hlc = new HybridLogicalClock({ clock, initial: await newestStamp(opened.db) });
   const blobStore = new FsBlobStore({ root: settings.dataDir, clock });
   const treeQueries = new ArtifactTreeQueries(opened.db);
-  const readers = new ProjectionReaders(treeQueries, new RepositoryQueries(opened.db));
+  const repositoryQueries = new RepositoryQueries(opened.db);
+  const readers = new ProjectionReaders(treeQueries, repositoryQueries);
+  const repositoryStreamSeed = sqlRepositoryStreamSeed({ db: opened.db, eventStore, repositories: repositoryQueries, siteId });
   const statsSink = new SqlDownloadStatsSink(opened.db);
   await statsSink.ensureSchema();
   const downloads = new BatchingDownloadCounter(statsSink);
@@ -134,6 +137,7 @@ export async function startServer(settings: ServerSettings): Promise<RunningServ
       },
     },
     logger: { level: settings.logLevel },
+    repositoryStreamSeed,
     onRepositoryChange: () => {
       reloadRepositoryClasses().catch((error: unknown) => app.log.error({ err: error }, 'reloading repository classes failed'));
     },

@@ -27,7 +27,7 @@ export interface Decision<R> {
   readonly result: R;
 }
 
-export interface StreamWriterOptions {
+export interface StreamWriterOptions<S> {
   readonly siteId: string;
   readonly hlc: LocalHlc;
   readonly newId: IdGenerator;
@@ -36,6 +36,13 @@ export interface StreamWriterOptions {
   readonly streamsCachedMax?: number;
   /** Commands of one stream decided together and appended in one transaction (group commit). */
   readonly batchCommandsMax?: number;
+  /**
+   * A cheap starting point for a stream this process has not folded yet (e.g. from the
+   * projections and an indexed lookup), instead of reading the whole stream. The state must
+   * be the fold of the stream up to `revision` — or of a later revision, when folding the
+   * events after `revision` again changes nothing (configuration events are idempotent).
+   */
+  readonly seed?: (stream: string) => Promise<StreamSnapshot<S> | undefined>;
 }
 
 interface PendingCommand<S> {
@@ -67,13 +74,13 @@ interface Accepted<S> {
 export class StreamWriter<S> {
   readonly #store: EventStore;
   readonly #fold: StreamFold<S>;
-  readonly #options: StreamWriterOptions;
+  readonly #options: StreamWriterOptions<S>;
   readonly #snapshots = new Map<string, StreamSnapshot<S>>();
   readonly #queues = new Map<string, PendingCommand<S>[]>();
   readonly #streamsCachedMax: number;
   readonly #batchCommandsMax: number;
 
-  constructor(store: EventStore, fold: StreamFold<S>, options: StreamWriterOptions) {
+  constructor(store: EventStore, fold: StreamFold<S>, options: StreamWriterOptions<S>) {
     this.#store = store;
     this.#fold = fold;
     this.#options = options;
@@ -214,7 +221,7 @@ export class StreamWriter<S> {
 
   /** Reads events the snapshot lacks (all of them the first time) and folds them. */
   async #catchUp(stream: string): Promise<StreamSnapshot<S>> {
-    const cached = this.#snapshots.get(stream);
+    const cached = this.#snapshots.get(stream) ?? (await this.#options.seed?.(stream));
     let revision = cached?.revision ?? -1;
     let originSeq = cached?.originSeq ?? 0;
     let state = cached?.state ?? this.#fold.initialState();

@@ -1,6 +1,6 @@
 import { HybridLogicalClock } from '@strata/core';
 import { ArtifactTreeProjection, ArtifactTreeQueries, openEventStore, RepositoryConfigProjection, RepositoryQueries } from '@strata/store';
-import type { OpenedEventStore } from '@strata/store';
+import type { EventStore, OpenedEventStore } from '@strata/store';
 import type { FastifyInstance } from 'fastify';
 import hyperid from 'hyperid';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +9,7 @@ import { BatchingDownloadCounter, MemoryDownloadStatsSink } from '../src/downloa
 import { ProjectionReaders } from '../src/projection-readers.ts';
 import { MemoryBlobStore } from './support/memory-blob-store.ts';
 import { registerPermissiveAuth } from './support/permissive-auth.ts';
+import { sqlRepositoryStreamSeed } from '../src/repositories/repository-stream-seed.ts';
 
 /**
  * Two servers of one site over one database (the PostgreSQL scale-out shape; here one PGlite
@@ -61,6 +62,46 @@ describe('two servers writing to one repository stream', () => {
     expect(events.map((event) => event.originSeq)).toEqual(Array.from({ length: 41 }, (_, i) => i + 1));
     const list = await b.inject({ method: 'GET', url: '/artifactory/api/storage/shared?list' });
     expect(list.json().files).toHaveLength(40);
+  });
+
+  it('a server that starts later seeds its write state from the projections and continues originSeq without reading the stream', async () => {
+    const readers = new ProjectionReaders(new ArtifactTreeQueries(opened.db), new RepositoryQueries(opened.db));
+    let streamReads = 0;
+    const store = opened.store;
+    const countingStore: EventStore = {
+      append: (...args) => store.append(...args),
+      readStream: async (...args) => {
+        streamReads += 1;
+        return store.readStream(...args);
+      },
+      streamRevision: (...args) => store.streamRevision(...args),
+      readAll: (...args) => store.readAll(...args),
+      subscribe: (...args) => store.subscribe(...args),
+      close: () => store.close(),
+    };
+    const clock = { now: () => Date.now() };
+    const late = await buildApp({
+      eventStore: countingStore,
+      blobStore: new MemoryBlobStore(),
+      repositories: readers,
+      artifacts: readers,
+      downloads: new BatchingDownloadCounter(new MemoryDownloadStatsSink(), { flushIntervalMs: 0 }),
+      clock,
+      hlc: new HybridLogicalClock({ clock }),
+      siteId: 'site-shared',
+      newId: hyperid({ urlSafe: true }),
+      registerAuth: registerPermissiveAuth,
+      limits: { metadataCacheTtlMs: 0 },
+      repositoryStreamSeed: sqlRepositoryStreamSeed({ db: opened.db, eventStore: opened.store, repositories: new RepositoryQueries(opened.db), siteId: 'site-shared' }),
+    });
+    apps.push(late);
+    const before = await opened.store.readStream('repo-shared');
+    expect((await late.inject({ method: 'PUT', url: '/artifactory/shared/late.txt', payload: 'late', headers: { 'content-type': 'text/plain' } })).statusCode).toBe(201);
+    const after = await opened.store.readStream('repo-shared');
+    expect(after).toHaveLength(before.length + 1);
+    expect(after.at(-1)?.originSeq).toBe(before.at(-1)!.originSeq + 1);
+    // Seeded: the new server read at most the events after the seed, never the whole stream from revision 0.
+    expect(streamReads).toBeLessThanOrEqual(1);
   });
 
   it('sees a configuration change made through the other server before deciding a deploy', async () => {

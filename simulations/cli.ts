@@ -30,7 +30,7 @@ const usage = `usage: npm run sim -- [options]
   --shrink-ms N      wall-clock budget for shrinking a failure (default 120000)
   --quiet            no per-run lines (digest lines included)`;
 
-function main(): Promise<number> {
+async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
       sites: { type: 'string' },
@@ -57,7 +57,7 @@ function main(): Promise<number> {
   });
   if (values.help) {
     console.log(usage);
-    return Promise.resolve(0);
+    return 0;
   }
   const integer = (name: string, text: string | undefined, fallback: number, min: number, max: number): number => {
     if (text === undefined) return fallback;

@@ -130,6 +130,7 @@ async function runAll(
   options: { path: string | undefined; shrink: boolean; shrinkTimeLimitMs: number; quiet: boolean },
 ): Promise<number> {
   const started = performance.now();
+  const cpuStarted = process.cpuUsage();
   const failures: SeedOutcome[] = [];
   let events = 0;
   let simulatedMs = 0;
@@ -163,8 +164,10 @@ async function runAll(
     }
   }
   const wallMs = performance.now() - started;
+  const cpu = process.cpuUsage(cpuStarted);
+  const cpuMs = (cpu.user + cpu.system) / 1000;
   console.log(
-    `summary: runs=${seeds.length} failed=${failures.length} writes=${events} simulated=${(simulatedMs / 3_600_000).toFixed(2)}h invariant-checks=${checks} wall=${(wallMs / 1000).toFixed(1)}s runs/s=${(seeds.length / (wallMs / 1000)).toFixed(2)} (${configFlags(config)})`,
+    `summary: runs=${seeds.length} failed=${failures.length} writes=${events} simulated=${(simulatedMs / 3_600_000).toFixed(2)}h invariant-checks=${checks} wall=${(wallMs / 1000).toFixed(1)}s runs/s=${(seeds.length / (wallMs / 1000)).toFixed(2)} cpu=${(cpuMs / 1000).toFixed(1)}s runs/cpu-min=${((seeds.length * 60_000) / cpuMs).toFixed(0)} (${configFlags(config)})`,
   );
   return failures.length === 0 ? 0 : 1;
 }

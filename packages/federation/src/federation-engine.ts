@@ -73,6 +73,8 @@ export interface FederationMemberStatus {
   readonly state: MemberState;
   /** Events this site holds that the peer has not acknowledged. */
   readonly lagEvents: number;
+  /** Age, by this site's physical clock, of the oldest event the peer has not acknowledged (0 if none). */
+  readonly lagMs: number;
   readonly lastError: string | null;
   /** The peer's physical clock minus ours, estimated from its last request (null: not heard yet). */
   readonly clockOffsetMs: number | null;
@@ -227,6 +229,16 @@ class FederatedRepository {
       if (batch.length >= max) break;
     }
     return batch;
+  }
+
+  /** The smallest wall time among the first events the holder of `cursor` lacks, per origin. */
+  oldestMissingWall(cursor: VersionVector): number | undefined {
+    let oldest: number | undefined;
+    for (const [origin, events] of this.held) {
+      const first = events[vectorGet(cursor, origin)];
+      if (first !== undefined && (oldest === undefined || first.hlc.wall < oldest)) oldest = first.hlc.wall;
+    }
+    return oldest;
   }
 
   serialize<T>(task: () => Promise<T>): Promise<T> {
@@ -399,9 +411,18 @@ export class FederationEngine {
     }
   }
 
+  /**
+   * The configuration travels in the repository's stream with everything else, so a config
+   * sync is a full sync (kept as its own entry point for the configSync route).
+   */
+  configSync(repoKey: string): void {
+    this.fullSync(repoKey);
+  }
+
   status(repoKey: string): FederationStatus {
     const repo = this.#repo(repoKey);
     const vector = repo.vector;
+    const physical = Math.floor(this.#options.clock.now());
     const members = [...repo.peers.values()]
       .sort((a, b) => (a.peerId < b.peerId ? -1 : a.peerId > b.peerId ? 1 : 0))
       .map((peer): FederationMemberStatus => ({
@@ -415,6 +436,7 @@ export class FederationEngine {
               ? 'OUT_OF_SYNC'
               : 'SYNCING',
         lagEvents: vectorLag(vector, peer.cursor),
+        lagMs: Math.max(0, physical - (repo.oldestMissingWall(peer.cursor) ?? physical)),
         lastError: peer.lastError,
         clockOffsetMs: peer.clockOffsetMs,
         cursor: peer.cursor,

@@ -109,7 +109,7 @@ describe('local commits and pushing', () => {
     await a.engine.commit('fed', [deploy('x')]);
     scheduler.delays.length = 0;
     await scheduler.advance(20_000);
-    expect(a.engine.status('fed').members[0]).toMatchObject({ peerId: 'b', state: 'OUT_OF_SYNC', lagEvents: 1 });
+    expect(a.engine.status('fed').members[0]).toMatchObject({ peerId: 'b', state: 'OUT_OF_SYNC', lagEvents: 1, lagMs: 20_000 });
     // retry delays (timeouts of 500 ms excluded): 100·2^n with jitter in [½, 1], capped at 1600
     const retries = scheduler.delays.filter((delay) => delay !== 500);
     expect(retries.length).toBeGreaterThan(4);
@@ -118,7 +118,7 @@ describe('local commits and pushing', () => {
     network.cut.clear();
     await scheduler.advance(5_000);
     expect(b.engine.versionVector('fed')).toEqual({ a: 1 });
-    expect(a.engine.status('fed').members[0]).toMatchObject({ state: 'SYNCING', lagEvents: 0, lastError: null });
+    expect(a.engine.status('fed').members[0]).toMatchObject({ state: 'SYNCING', lagEvents: 0, lagMs: 0, lastError: null });
   });
 
   it('keeps the outbox cursor across a crash: a restarted site resends nothing already acknowledged', async () => {

@@ -201,7 +201,7 @@ export class Simulation {
     // Membership restore, stamped after every workload stamp (skews, jumps and drift bounded by the margin).
     const restoreAt = workloadEnd + 2 * config.skewMs + 2 * (config.skewMs + 1_000) + 2 * maxClockOffsetMs + 1_000;
     this.at(restoreAt, async () => {
-      const site = this.sites.find((candidate) => candidate.up)!;
+      const site = this.sites.find((candidate) => candidate.up && candidate.engine?.isFederated(REPO_KEY))!;
       await this.#commit(site, { type: 'RepositoryConfigChanged', data: { key: REPO_KEY, patch: { members: allMembers(config.sites) } } });
     });
     await this.#runUntil(restoreAt);
@@ -232,7 +232,7 @@ export class Simulation {
     if (!first.up || first.engine === undefined) return false;
     const vector = first.engine.versionVector(REPO_KEY);
     for (const site of this.sites) {
-      if (!site.up || site.engine === undefined || !vectorsEqual(site.engine.versionVector(REPO_KEY), vector)) return false;
+      if (!site.up || site.engine === undefined || !site.engine.isFederated(REPO_KEY) || !vectorsEqual(site.engine.versionVector(REPO_KEY), vector)) return false;
     }
     const digest = first.projection!.digest();
     return this.sites.every((site) => site.projection!.digest() === digest);
@@ -289,7 +289,11 @@ export class Simulation {
     site.projection = projection;
     site.engine = engine;
     site.up = true;
-    await engine.federate(REPO_KEY, { members: allMembers(this.config.sites) });
+    // Site-0 creates the federated repository; the others join when its creation reaches them
+    // (or, after a restart, because their store holds its stream).
+    if (site.index === 0 || (await site.store.streamRevision(stream)) !== undefined) {
+      await engine.federate(REPO_KEY, { members: allMembers(this.config.sites) });
+    }
     this.trace(`start ${site.id} #${incarnation}`);
   }
 

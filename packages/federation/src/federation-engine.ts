@@ -124,6 +124,14 @@ export interface FederationEngineOptions {
    * stream (local or received), in append order: where projections hook in.
    */
   readonly onEventsAppended?: (repoKey: string, events: readonly StreamEvent[]) => void;
+  /**
+   * Join a federated repository this site does not know yet when a member sends its
+   * creation: a batch holding a `RepositoryCreated` of that key with `rclass: "federated"` whose
+   * members name both this site and the sender. Default true.
+   */
+  readonly joinOnInvitation?: boolean;
+  /** Called once the engine has joined a repository on invitation (to persist that it is federated). */
+  readonly onRepositoryJoined?: (repoKey: string) => void;
   readonly faults?: FederationFaults;
 }
 
@@ -388,8 +396,21 @@ export class FederationEngine {
     } catch (error) {
       return refused('malformed', describe(error), null);
     }
-    const repo = this.#repos.get(request.repoKey);
-    if (repo === undefined) return refused('not-federated', `repository ${request.repoKey} is not federated here`, null);
+    let repo = this.#repos.get(request.repoKey);
+    if (repo === undefined) {
+      const members = this.#invitation(request);
+      if (members === undefined) return refused('not-federated', `repository ${request.repoKey} is not federated here`, null);
+      // federate() registers the repository at once and loads it in its queue, so a second
+      // batch arriving meanwhile simply queues behind the load.
+      const joining = this.federate(request.repoKey, { members });
+      repo = this.#repos.get(request.repoKey)!;
+      try {
+        await joining;
+      } catch (error) {
+        return refused('unavailable', describe(error), null);
+      }
+      this.#options.onRepositoryJoined?.(request.repoKey);
+    }
     try {
       return await repo.serialize(() => this.#receiveInOrder(repo, request));
     } catch (error) {
@@ -459,6 +480,18 @@ export class FederationEngine {
   }
 
   // Receiving ----------------------------------------------------------------------------
+
+  /** The members of the federated repository a batch creates, if it invites this site (and comes from a member). */
+  #invitation(request: PushRequest): FederationMember[] | undefined {
+    if (this.#options.joinOnInvitation === false || this.#closed) return undefined;
+    for (const event of request.events) {
+      if (event.type !== 'RepositoryCreated' || event.data.key !== request.repoKey || event.data.config['rclass'] !== 'federated') continue;
+      const members = parseMembers(event.data.config['members']);
+      const sites = new Set(members.map((member) => this.#options.peerIdOf(member.url)));
+      if (sites.has(this.siteId) && sites.has(request.from)) return members;
+    }
+    return undefined;
+  }
 
   async #receiveInOrder(repo: FederatedRepository, request: PushRequest): Promise<FederationReply> {
     // A disabled member is still in the circle of trust: we stop sending to it, but accept

@@ -187,4 +187,23 @@ describe('local commits and pushing', () => {
     await scheduler.advance(1_000);
     expect(a.engine.versionVector('fed')).toEqual({ a: 2, b: 1 });
   });
+
+  it('joins a federated repository when a member sends its creation naming this site, and not otherwise', async () => {
+    const network = new LoopbackNetwork();
+    const scheduler = new ManualScheduler();
+    const joined: string[] = [];
+    const a = await openSite(network, scheduler, 'a', ['a', 'b']);
+    const b = await openSite(network, scheduler, 'b', [], { federate: false, engine: { onRepositoryJoined: (repoKey) => joined.push(repoKey) } });
+    const c = await openSite(network, scheduler, 'c', [], { federate: false });
+    // an uninvited sender is refused
+    expect(await c.engine.receive(push('a', [eventOf('a', 1, T0)]))).toMatchObject({ kind: 'refused', reason: 'not-federated' });
+    await a.engine.commit('fed', [{ type: 'RepositoryCreated', data: { key: 'fed', config: { rclass: 'federated', members: [{ url: memberUrl('a') }, { url: memberUrl('b') }] } } }]);
+    await a.engine.commit('fed', [deploy('x')]);
+    await scheduler.advance(2_000);
+    expect(joined).toEqual(['fed']);
+    expect(b.engine.versionVector('fed')).toEqual({ a: 2 });
+    expect(b.appended.map((event) => event.type)).toEqual(['RepositoryCreated', 'ArtifactDeployed']);
+    // c is not among the members: it never joins
+    expect(c.engine.isFederated('fed')).toBe(false);
+  });
 });

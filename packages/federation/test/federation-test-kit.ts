@@ -111,7 +111,14 @@ export async function openSite(
   scheduler: ManualScheduler,
   siteId: string,
   memberIds: readonly string[],
-  options: { store?: MemoryEventStore; stateStore?: MemoryFederationStateStore; skewMs?: number; engine?: Partial<FederationEngineOptions> } = {},
+  options: {
+    store?: MemoryEventStore;
+    stateStore?: MemoryFederationStateStore;
+    skewMs?: number;
+    engine?: Partial<FederationEngineOptions>;
+    /** false: wait for an invitation instead of federating at once. */
+    federate?: boolean;
+  } = {},
 ): Promise<TestSite> {
   const store = options.store ?? new MemoryEventStore();
   const stateStore = options.stateStore ?? new MemoryFederationStateStore();
@@ -140,7 +147,7 @@ export async function openSite(
     ...options.engine,
   });
   network.engines.set(siteId, engine);
-  await engine.federate('fed', { members: members(...memberIds) });
+  if (options.federate !== false) await engine.federate('fed', { members: members(...memberIds) });
   await settle();
   return { siteId, store, stateStore, clock, engine, appended };
 }

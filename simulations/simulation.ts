@@ -55,6 +55,8 @@ const retryDelayBaseMs = 100;
 const retryDelayMaxMs = 4_000;
 const peerRequestTimeoutMs = 1_000;
 const convergenceCheckIntervalMs = 250;
+/** Queue items one run may process: a livelock (work rescheduled at the same instant) ends the run instead of hanging it. */
+const queueItemsMax = 20_000_000;
 /** After the membership restore: every site must converge within this much simulated time. */
 export const livenessBoundMs = 120_000;
 const stream = repositoryStream(REPO_KEY);
@@ -138,6 +140,8 @@ export class Simulation {
   readonly #blocked = new Map<number, number>();
   readonly #trace: Hash = createHash('sha256');
   #now = SIMULATION_EPOCH_MS;
+  #itemsProcessed = 0;
+  #livelocked = false;
 
   constructor(config: SimulationConfig, scenario: Scenario) {
     if (config.sites < 2 || config.sites > 10) throw new Error('a simulation runs 2 to 10 sites');
@@ -207,7 +211,7 @@ export class Simulation {
     await this.#runUntil(restoreAt);
     const deadline = restoreAt + livenessBoundMs;
     let converged = false;
-    while (this.#now < deadline) {
+    while (this.#now < deadline && !this.#livelocked) {
       await this.#runUntil(Math.min(deadline, this.#now + convergenceCheckIntervalMs));
       if (this.#converged()) {
         converged = true;
@@ -241,7 +245,12 @@ export class Simulation {
   async #runUntil(time: number): Promise<void> {
     for (;;) {
       const head = this.#queue.peek();
-      if (head === undefined || head.time > time) break;
+      if (head === undefined || head.time > time || this.#livelocked) break;
+      if (++this.#itemsProcessed > queueItemsMax) {
+        this.#livelocked = true;
+        this.violations.push({ invariant: 'liveness', message: `more than ${queueItemsMax} queue items by simulated time ${this.#now - SIMULATION_EPOCH_MS} ms: livelock` });
+        break;
+      }
       this.#queue.pop();
       if (head.cancelled) continue;
       this.#now = head.time;

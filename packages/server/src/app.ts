@@ -28,6 +28,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     logger: deps.logger ?? false,
     genReqId: () => deps.newId(),
     requestIdHeader: 'x-request-id',
+    // One log line per request (below), not fastify's two: on the 1 KiB download hot path the
+    // second line cost about 5% of the server's CPU.
+    disableRequestLogging: true,
     // Artifact paths are long; matrix parameters (`;k=v`) stay in the path.
     // (fastify 5 no longer treats ';' as a query delimiter by default.)
     routerOptions: { maxParamLength: 8_192 },
@@ -42,6 +45,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
   });
   installErrorRendering(app);
+  app.addHook('onResponse', (request, reply, done) => {
+    request.log.info(
+      { method: request.method, url: request.url, statusCode: reply.statusCode, responseTimeMs: Math.round(reply.elapsedTime * 10) / 10 },
+      'request completed',
+    );
+    done();
+  });
   await deps.registerAuth(app);
 
   const now = () => deps.clock.now();

@@ -24,7 +24,7 @@ export async function rebuildBenchmark(backend: 'postgres' | 'pglite', count: nu
       reference.push(await plainInsertRate(database));
       const marks: string[] = [];
       let lastPhase = '';
-      const result = await rebuildProjections({ store: database.store, db: database.db }, [new ArtifactTreeProjection(), new RepositoryConfigProjection()], {
+      const result = await rebuildProjections({ store: database.store, db: database.db, bulk: database.bulk }, [new ArtifactTreeProjection(), new RepositoryConfigProjection()], {
         onProgress: (progress) => {
           if (progress.phase === lastPhase) return;
           lastPhase = progress.phase;

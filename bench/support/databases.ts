@@ -12,7 +12,17 @@ import type { PGlite } from '@electric-sql/pglite';
 import { sql, type Kysely } from 'kysely';
 import pg from 'pg';
 import type { NewEvent } from '@strata/core';
-import { SqlEventStore, openEventStore, openPglite, pgliteKysely, type OpenEventStoreOptions, type SqlProjection, type StoreDatabase } from '@strata/store';
+import {
+  SqlEventStore,
+  openEventStore,
+  openPglite,
+  pgliteBulkLoader,
+  pgliteKysely,
+  type BulkLoader,
+  type OpenEventStoreOptions,
+  type SqlProjection,
+  type StoreDatabase,
+} from '@strata/store';
 import { artifactTraffic, repositoryCreations, type BenchEvent } from './events.ts';
 import { log } from './report.ts';
 
@@ -25,6 +35,8 @@ export interface BenchDatabase {
   readonly backend: 'postgres' | 'pglite';
   readonly store: SqlEventStore;
   readonly db: Kysely<StoreDatabase>;
+  /** COPY in a transaction, for rebuilds. */
+  readonly bulk: BulkLoader;
   /** A plain query on the same database, outside Kysely and the store (the references). */
   raw(text: string, params?: unknown[]): Promise<{ rows: Record<string, unknown>[] }>;
   close(): Promise<void>;
@@ -53,6 +65,7 @@ export async function openPostgres(
     backend: 'postgres',
     store: opened.store,
     db: opened.db,
+    bulk: opened.bulk,
     raw: (text, params) => client.query(text, params as unknown[]),
     async close() {
       await client.end();
@@ -71,6 +84,7 @@ export async function openPgliteDirectory(directory: string, projections: readon
     pglite,
     store,
     db,
+    bulk: pgliteBulkLoader(pglite, db),
     // Only between store operations: PGlite has one connection.
     raw: (text, params) => pglite.query(text, params) as Promise<{ rows: Record<string, unknown>[] }>,
     close: () => store.close(),

@@ -4,6 +4,7 @@ import pg from 'pg';
 import { StrataError } from '@strata/core';
 import { migrateToLatest } from './migrations/index.ts';
 import { openPglite, pgliteKysely } from './open-pglite.ts';
+import { pgliteBulkLoader, postgresBulkLoader, type BulkLoader } from './projections/bulk-copy.ts';
 import type { SqlProjection } from './projection.ts';
 import type { StoreDatabase } from './schema.ts';
 import { SqlEventStore, type SqlEventStoreOptions } from './sql-event-store.ts';
@@ -26,6 +27,8 @@ export interface OpenedEventStore {
   readonly store: SqlEventStore;
   /** The same database, for projection queries; never use it inside a store transaction. */
   readonly db: Kysely<StoreDatabase>;
+  /** Transactions with COPY on the same database, for `rebuildProjections` (`source.bulk`). */
+  readonly bulk: BulkLoader;
   /** Closes the store, then the database. */
   close(): Promise<void>;
 }
@@ -34,17 +37,23 @@ const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
 /** Opens (and migrates) the SQL event store: PostgreSQL when `databaseUrl` is set, else PGlite. */
 export async function openEventStore(options: OpenEventStoreOptions = {}): Promise<OpenedEventStore> {
-  const db = options.databaseUrl === undefined ? await openPgliteDatabase(options) : await openPostgresDatabase(options.databaseUrl, options);
+  const { db, bulk } = options.databaseUrl === undefined ? await openPgliteDatabase(options) : await openPostgresDatabase(options.databaseUrl, options);
   const store = new SqlEventStore(db, options.projections ?? [], { ...options.store, onClose: () => db.destroy() });
-  return { store, db, close: () => store.close() };
+  return { store, db, bulk, close: () => store.close() };
 }
 
-async function openPgliteDatabase(options: OpenEventStoreOptions): Promise<Kysely<StoreDatabase>> {
+interface OpenedDatabase {
+  readonly db: Kysely<StoreDatabase>;
+  readonly bulk: BulkLoader;
+}
+
+async function openPgliteDatabase(options: OpenEventStoreOptions): Promise<OpenedDatabase> {
   const pglite = await openPglite(options.dataDir === undefined ? 'memory' : join(options.dataDir, 'pg'));
-  return pgliteKysely(pglite);
+  const db = pgliteKysely(pglite);
+  return { db, bulk: pgliteBulkLoader(pglite, db) };
 }
 
-async function openPostgresDatabase(databaseUrl: string, options: OpenEventStoreOptions): Promise<Kysely<StoreDatabase>> {
+async function openPostgresDatabase(databaseUrl: string, options: OpenEventStoreOptions): Promise<OpenedDatabase> {
   const schema = options.schema;
   if (schema !== undefined && !SCHEMA_NAME.test(schema)) {
     throw new StrataError('STRATA_ERR_INVARIANT', `schema name '${schema}' must match ${SCHEMA_NAME.source}`);
@@ -58,7 +67,7 @@ async function openPostgresDatabase(databaseUrl: string, options: OpenEventStore
   try {
     if (schema !== undefined) await sql`create schema if not exists ${sql.id(schema)}`.execute(db);
     await migrateToLatest(db, schema === undefined ? {} : { schema });
-    return db;
+    return { db, bulk: postgresBulkLoader(pool) };
   } catch (error) {
     await db.destroy();
     if (error instanceof StrataError) throw error;

@@ -1,5 +1,6 @@
-import { StrataError, decodeEventData, decodeMeta, type EventType, type NewEvent, type RecordedEvent } from '@strata/core';
+import { StrataError, validateEventType, type EventMeta, type EventType, type NewEvent, type RecordedEvent } from '@strata/core';
 import { sql, type Kysely, type Transaction } from 'kysely';
+import { Unpackr } from 'msgpackr';
 import {
   appendResult,
   duplicateInOtherStream,
@@ -68,6 +69,12 @@ interface EventRow {
 
 const EVENT_COLUMNS = sql.raw(
   'position, transaction_id, id, stream, revision, origin, origin_seq, hlc_wall, hlc_logical, type, data, meta',
+);
+/** EVENT_COLUMNS' types as NULLs, for the lock rows of the statement that also reads stored events. */
+const LOCKED_PADDING = sql.raw(
+  'null::bigint as position, null::xid8 as transaction_id, null::text as id, null::text as stream, null::integer as revision, ' +
+    'null::text as origin, null::integer as origin_seq, null::bigint as hlc_wall, null::integer as hlc_logical, null::text as type, ' +
+    'null::bytea as data, null::bytea as meta',
 );
 
 /** PostgreSQL errors worth retrying alone: unique races with other processes, serialization, deadlock. */
@@ -168,8 +175,11 @@ export class SqlEventStore implements EventStore {
     this.#assertOpen();
     options.signal?.throwIfAborted();
     const after = options.after ?? START_CHECKPOINT;
-    const page = await this.#readPage(after, this.#limit(options.maxCount));
-    return { events: page.map((entry) => entry.event), checkpoint: page.at(-1)?.checkpoint ?? after };
+    const rows = await this.#readRows(after, this.#limit(options.maxCount));
+    const events = new Array<RecordedEvent>(rows.length);
+    for (let index = 0; index < rows.length; index++) events[index] = decodeRow(rows[index]!);
+    const last = rows.at(-1);
+    return { events, checkpoint: last === undefined ? after : { transactionId: BigInt(last.transaction_id), position: BigInt(last.position) } };
   }
 
   subscribe(options: SubscribeOptions = {}): Subscription {
@@ -198,14 +208,19 @@ export class SqlEventStore implements EventStore {
    * Only rows of transactions older than every transaction still running are read: a row
    * with a smaller position may still commit in one of those (DESIGN §3).
    */
-  async #readPage(after: Checkpoint, maxCount: number): Promise<readonly CheckpointedEvent[]> {
+  async #readRows(after: Checkpoint, maxCount: number): Promise<EventRow[]> {
     const rows = await sql<EventRow>`
       select ${EVENT_COLUMNS} from events
       where (transaction_id, position) > (${after.transactionId.toString()}::xid8, ${after.position.toString()}::bigint)
         and transaction_id < pg_snapshot_xmin(pg_current_snapshot())
       order by transaction_id, position
       limit ${maxCount}`.execute(this.#db);
-    return rows.rows.map((row) => ({
+    return rows.rows;
+  }
+
+  async #readPage(after: Checkpoint, maxCount: number): Promise<readonly CheckpointedEvent[]> {
+    const rows = await this.#readRows(after, maxCount);
+    return rows.map((row) => ({
       event: decodeRow(row),
       checkpoint: { transactionId: BigInt(row.transaction_id), position: BigInt(row.position) },
     }));
@@ -286,20 +301,28 @@ export class SqlEventStore implements EventStore {
 
   async #applyBatch(tx: Transaction<StoreDatabase>, batch: readonly PendingAppend[]): Promise<Outcome[]> {
     const streams = [...new Set(batch.map((pending) => pending.stream))].sort();
-    // Creating missing rows and locking all of them in one statement, in a fixed order, so
-    // concurrent batches (of any process) serialise per stream and never deadlock.
-    const locked = await sql<{ stream: string; revision: number }>`
-      insert into streams (stream, revision)
-      select stream, -1 from unnest(${streams}::text[]) as input(stream) order by stream
-      on conflict (stream) do update set revision = streams.revision
-      returning stream, revision`.execute(tx);
-    const revisions = new Map(locked.rows.map((row) => [row.stream, row.revision]));
-
     const ids = batch.flatMap((pending) => pending.events.map((prepared) => prepared.event.id));
-    const storedRows = await sql<EventRow>`
-      select ${EVENT_COLUMNS} from events where id = any(${ids}::text[])`.execute(tx);
+    // One round trip: create missing stream rows and lock all of them, in a fixed order, so
+    // concurrent batches (of any process) serialise per stream and never deadlock; and read
+    // the events already stored under the batch's ids. The locked revisions are the latest
+    // (ON CONFLICT DO UPDATE waits and rereads), the stored events are as of the statement's
+    // start: an event a concurrent batch committed meanwhile is missed here, its insert then
+    // breaks the unique id and the batch is retried one append at a time, which sees it.
+    const lockedAndStored = await sql<EventRow & { locked_stream: string | null; locked_revision: number | null }>`
+      with locked as (
+        insert into streams (stream, revision)
+        select stream, -1 from unnest(${streams}::text[]) as input(stream) order by stream
+        on conflict (stream) do update set revision = streams.revision
+        returning stream, revision)
+      select stream as locked_stream, revision as locked_revision, ${LOCKED_PADDING} from locked
+      union all
+      select null, null, ${EVENT_COLUMNS} from events where id = any(${ids}::text[])`.execute(tx);
+    const revisions = new Map<string, number>();
     const stored = new Map<string, { stream: string; recorded: () => RecordedEvent }>();
-    for (const row of storedRows.rows) stored.set(row.id, { stream: row.stream, recorded: () => decodeRow(row) });
+    for (const row of lockedAndStored.rows) {
+      if (row.locked_stream !== null) revisions.set(row.locked_stream, row.locked_revision!);
+      else stored.set(row.id, { stream: row.stream, recorded: () => decodeRow(row) });
+    }
 
     interface Planned {
       readonly pending: PendingAppend;
@@ -361,7 +384,10 @@ export class SqlEventStore implements EventStore {
     }
 
     if (inserts.length > 0) {
-      const inserted = await sql<{ id: string; position: string; transaction_id: string }>`
+      const changed = [...new Set(inserts.map((row) => row.stream))];
+      // One round trip: the new events, and the streams' new revisions.
+      const inserted = await sql<{ id: string; position: string }>`
+        with inserted as (
         insert into events (id, stream, revision, origin, origin_seq, hlc_wall, hlc_logical, type, data, meta)
         select * from unnest(
           ${inserts.map((row) => row.prepared.event.id)}::text[],
@@ -375,7 +401,12 @@ export class SqlEventStore implements EventStore {
           ${inserts.map((row) => toBuffer(row.prepared.data))}::bytea[],
           ${inserts.map((row) => toBuffer(row.prepared.meta))}::bytea[]
         )
-        returning id, position, transaction_id`.execute(tx);
+        returning id, position),
+        revised as (
+          update streams set revision = input.revision
+          from unnest(${changed}::text[], ${changed.map((stream) => revisions.get(stream)!)}::int[]) as input(stream, revision)
+          where streams.stream = input.stream)
+        select id, position from inserted`.execute(tx);
       const positions = new Map(inserted.rows.map((row) => [row.id, BigInt(row.position)]));
       for (const row of inserts) {
         const position = positions.get(row.prepared.event.id);
@@ -383,11 +414,6 @@ export class SqlEventStore implements EventStore {
         row.position = position;
         row.recorded = recordEvent(row.prepared.event, row.stream, row.revision, position);
       }
-      const changed = [...new Set(inserts.map((row) => row.stream))];
-      await sql`
-        update streams set revision = input.revision
-        from unnest(${changed}::text[], ${changed.map((stream) => revisions.get(stream)!)}::int[]) as input(stream, revision)
-        where streams.stream = input.stream`.execute(tx);
       const recorded = inserts.map((row) => row.recorded!).sort((a, b) => (a.position < b.position ? -1 : a.position > b.position ? 1 : 0));
       for (const projection of this.#projections) await projection.apply(tx, recorded);
     }
@@ -406,16 +432,40 @@ function settle(pending: PendingAppend, outcome: Outcome): void {
   else pending.resolve(outcome.result);
 }
 
+/**
+ * The same msgpack options as core's codec. Stored data and meta were validated and encoded
+ * by core on append (prepareAppend), so reads only unpack them: validating every event again
+ * cost as much as reading it, and readAll feeds rebuilds and catch-up. A row that does not
+ * unpack to a map still fails with a typed error.
+ */
+const storedUnpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, moreTypes: false, bundleStrings: false, int64AsType: 'bigint' });
+
+function unpackStored(bytes: Uint8Array, what: string, id: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = storedUnpackr.unpack(bytes);
+  } catch (error) {
+    throw new StrataError('STRATA_ERR_CODEC_MALFORMED', `stored ${what} of event '${id}' does not unpack`, { id }, { cause: error });
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new StrataError('STRATA_ERR_CODEC_MALFORMED', `stored ${what} of event '${id}' is not a msgpack map`, { id });
+  }
+  return value as Record<string, unknown>;
+}
+
+const knownTypes = new Set<string>();
+
 function decodeRow(row: EventRow): RecordedEvent {
-  const type = row.type as EventType;
+  let type = row.type as EventType;
+  if (!knownTypes.has(type)) knownTypes.add((type = validateEventType(type)));
   return {
     id: row.id,
     origin: row.origin,
     originSeq: row.origin_seq,
     hlc: { wall: Number(row.hlc_wall), logical: row.hlc_logical },
     type,
-    data: decodeEventData(type, row.data),
-    meta: decodeMeta(row.meta),
+    data: unpackStored(row.data, 'data', row.id),
+    meta: unpackStored(row.meta, 'meta', row.id) as EventMeta,
     stream: row.stream,
     revision: row.revision,
     position: BigInt(row.position),

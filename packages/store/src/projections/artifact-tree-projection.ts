@@ -22,6 +22,7 @@ import {
 } from '@strata/core';
 import type { SqlProjection } from '../projection.ts';
 import type { StoreDatabase } from '../schema.ts';
+import type { CopyRows } from './bulk-copy.ts';
 import type { ProjectionRebuild, RebuildableSqlProjection } from './rebuildable-projection.ts';
 import {
   columnList,
@@ -345,8 +346,8 @@ export class ArtifactTreeProjection implements SqlProjection, RebuildableSqlProj
       add(events: readonly RecordedEvent[]): void {
         for (const event of events) model.apply(event);
       },
-      async write(db: Kysely<StoreDatabase>, onRows?: (rows: number) => void): Promise<number> {
-        return writeArtifactTreeModel(db, model, chunkRowsMax, onRows);
+      async write(db: Kysely<StoreDatabase>, onRows?: (rows: number) => void, copy?: CopyRows): Promise<number> {
+        return writeArtifactTreeModel(db, model, chunkRowsMax, onRows, copy);
       },
     };
   }
@@ -383,30 +384,52 @@ async function applyFolderTombstone(db: Kysely<StoreDatabase>, repo: string, pre
 
 /**
  * Bulk-inserts a model's state into empty tables, in primary-key order (each insert then
- * appends to the right edge of the index); returns the number of rows written.
+ * appends to the right edge of the index); returns the number of rows written. With `copy`
+ * (a COPY in the same transaction) each table is one COPY, else chunked unnest INSERTs.
  */
 export async function writeArtifactTreeModel(
   db: Kysely<StoreDatabase>,
   model: ArtifactTreeModel,
   chunkRowsMax = 10_000,
   onRows?: (rows: number) => void,
+  copy?: CopyRows,
 ): Promise<number> {
-  const repos = model.repositories();
-  const files = new ChunkWriter(db, 'artifacts', ARTIFACT_COLUMNS, chunkRowsMax, onRows);
-  for (const repo of repos) {
-    for (const { path, register, tombstone } of model.sortedEntries(repo).files) await files.add(artifactRow(repo, path, register, tombstone));
+  const entries = model.repositories().map((repo) => ({ repo, ...model.sortedEntries(repo) }));
+  const tables = [
+    {
+      table: 'artifacts',
+      columns: ARTIFACT_COLUMNS,
+      rows: function* () {
+        for (const { repo, files } of entries) for (const { path, register, tombstone } of files) yield artifactRow(repo, path, register, tombstone);
+      },
+    },
+    {
+      table: 'folder_tombstones',
+      columns: FOLDER_TOMBSTONE_COLUMNS,
+      rows: function* () {
+        for (const { repo, folderTombstones } of entries) for (const { prefix, stamp } of folderTombstones) yield folderTombstoneRow(repo, prefix, stamp);
+      },
+    },
+    {
+      table: 'artifact_properties',
+      columns: PROPERTY_COLUMNS,
+      rows: function* () {
+        for (const { repo, properties } of entries) for (const { path, key, register } of properties) yield propertyRow(repo, path, key, register);
+      },
+    },
+  ];
+  let rows = 0;
+  for (const { table, columns, rows: tableRows } of tables) {
+    if (copy !== undefined) {
+      const written = await copy(table, columns, tableRows());
+      onRows?.(written);
+      rows += written;
+      continue;
+    }
+    const writer = new ChunkWriter(db, table, columns, chunkRowsMax, onRows);
+    for (const row of tableRows()) await writer.add(row);
+    rows += await writer.finish();
   }
-  let rows = await files.finish();
-  const folders = new ChunkWriter(db, 'folder_tombstones', FOLDER_TOMBSTONE_COLUMNS, chunkRowsMax, onRows);
-  for (const repo of repos) {
-    for (const { prefix, stamp } of model.sortedEntries(repo).folderTombstones) await folders.add(folderTombstoneRow(repo, prefix, stamp));
-  }
-  rows += await folders.finish();
-  const properties = new ChunkWriter(db, 'artifact_properties', PROPERTY_COLUMNS, chunkRowsMax, onRows);
-  for (const repo of repos) {
-    for (const { path, key, register } of model.sortedEntries(repo).properties) await properties.add(propertyRow(repo, path, key, register));
-  }
-  rows += await properties.finish();
   return rows;
 }
 

@@ -6,3 +6,4 @@ export * from './repository-config-projection.ts';
 export * from './repository-queries.ts';
 export * from './rebuild-projections.ts';
 export { projectionsMigration } from '../migrations/002-projections.ts';
+export * from './bulk-copy.ts';

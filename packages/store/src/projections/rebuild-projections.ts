@@ -3,6 +3,7 @@ import { sql, type Kysely } from 'kysely';
 import { START_CHECKPOINT, readBatchEventsMax, type Checkpoint, type EventStore } from '../event-store.ts';
 import type { SqlProjection } from '../projection.ts';
 import type { StoreDatabase } from '../schema.ts';
+import type { BulkLoader, CopyRows } from './bulk-copy.ts';
 import { isRebuildableProjection, type ProjectionRebuild, type RebuildableSqlProjection } from './rebuildable-projection.ts';
 import { toNumber } from './sql-values.ts';
 
@@ -56,9 +57,10 @@ export async function writeProjectionCheckpoints(db: Kysely<StoreDatabase>, name
  * 1. read every event with readAll in large batches; a rebuildable projection folds them
  *    into its in-memory model (pure core code), any other projection is truncated first and
  *    fed batch by batch through `apply`;
+ *    (the next page is already being read while a page is folded);
  * 2. in one transaction, truncate the rebuildable projections, bulk-insert their final state
- *    (multi-row unnest inserts) and record the checkpoint — readers see the old state until
- *    the swap commits;
+ *    (COPY when `source.bulk` is given, else multi-row unnest inserts) and record the
+ *    checkpoint — readers see the old state until the swap commits;
  * 3. catch up: events appended meanwhile (their inline updates may have hit the old tables)
  *    are applied again after the checkpoint; merges are idempotent, so applying one twice
  *    is harmless.
@@ -66,7 +68,7 @@ export async function writeProjectionCheckpoints(db: Kysely<StoreDatabase>, name
  * Never uses the outer handle inside a transaction (PGlite has a single connection).
  */
 export async function rebuildProjections(
-  source: { readonly store: Pick<EventStore, 'readAll'>; readonly db: Kysely<StoreDatabase> },
+  source: { readonly store: Pick<EventStore, 'readAll'>; readonly db: Kysely<StoreDatabase>; readonly bulk?: BulkLoader },
   projections: readonly SqlProjection[],
   options: RebuildOptions = {},
 ): Promise<RebuildResult> {
@@ -91,10 +93,15 @@ export async function rebuildProjections(
   }
 
   let checkpoint: Checkpoint = START_CHECKPOINT;
+  const readAfter = (after: Checkpoint) => store.readAll({ after, maxCount: batchMax, ...(options.signal ? { signal: options.signal } : {}) });
+  let reading = readAfter(checkpoint);
   for (;;) {
     options.signal?.throwIfAborted();
-    const read = await store.readAll({ after: checkpoint, maxCount: batchMax, ...(options.signal ? { signal: options.signal } : {}) });
+    const read = await reading;
     if (read.events.length === 0) break;
+    // The database reads the next page while this one is folded.
+    reading = readAfter(read.checkpoint);
+    reading.catch(() => undefined);
     for (const { rebuild } of bulk) rebuild.add(read.events);
     if (replayed.length > 0) {
       await db.transaction().execute(async (tx) => {
@@ -107,19 +114,25 @@ export async function rebuildProjections(
   }
 
   options.signal?.throwIfAborted();
-  await db.transaction().execute(async (tx) => {
+  const swap = async (tx: Kysely<StoreDatabase>, copy: CopyRows | undefined) => {
     for (const { projection } of bulk) await projection.truncate(tx);
     // Building an index once over sorted data beats maintaining it row by row.
     const indexes = await dropSecondaryIndexes(tx, bulk.flatMap(({ projection }) => projection.tables));
     for (const { rebuild } of bulk) {
-      await rebuild.write(tx, (written) => {
-        rows += written;
-        report('write');
-      });
+      await rebuild.write(
+        tx,
+        (written) => {
+          rows += written;
+          report('write');
+        },
+        copy,
+      );
     }
     for (const definition of indexes) await sql.raw(definition).execute(tx);
     await writeProjectionCheckpoints(tx, projections.map((projection) => projection.name), checkpoint);
-  });
+  };
+  if (source.bulk !== undefined) await source.bulk.transaction(swap);
+  else await db.transaction().execute((tx) => swap(tx, undefined));
   report('write');
 
   const roundsMax = options.catchUpRoundsMax ?? 100;

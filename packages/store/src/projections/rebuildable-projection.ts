@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import type { RecordedEvent } from '@strata/core';
 import type { SqlProjection } from '../projection.ts';
 import type { StoreDatabase } from '../schema.ts';
+import type { CopyRows } from './bulk-copy.ts';
 
 /**
  * A rebuild in progress: the projection folds events into an in-memory model (pure code,
@@ -10,8 +11,11 @@ import type { StoreDatabase } from '../schema.ts';
  */
 export interface ProjectionRebuild {
   add(events: readonly RecordedEvent[]): void;
-  /** Writes the final state into empty tables; returns the number of rows written. */
-  write(db: Kysely<StoreDatabase>, onRows?: (rows: number) => void): Promise<number>;
+  /**
+   * Writes the final state into empty tables; returns the number of rows written. `copy`,
+   * when given, writes rows with COPY in the same transaction as `db`.
+   */
+  write(db: Kysely<StoreDatabase>, onRows?: (rows: number) => void, copy?: CopyRows): Promise<number>;
 }
 
 /** A projection that can rebuild in bulk rather than by replaying `apply` batch by batch. */

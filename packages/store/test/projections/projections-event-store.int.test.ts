@@ -67,7 +67,8 @@ for (const backend of PROJECTION_BACKENDS) {
             expect(await readArtifactTreeSnapshot(opened.db)).toEqual(tree);
             expect(await readRepositorySnapshot(opened.db)).toEqual(config);
             if (run % 5 === 1) {
-              const result = await rebuildProjections({ store: opened.store, db: opened.db }, projections, { readBatchEventsMax: 50 });
+              // COPY path here; artifact-tree-projection.int.test.ts covers the INSERT path.
+              const result = await rebuildProjections({ store: opened.store, db: opened.db, bulk: opened.bulk }, projections, { readBatchEventsMax: 50 });
               expect(result.events).toBe(new Set(allEvents.map((event) => event.id)).size);
               expect(await readArtifactTreeSnapshot(opened.db)).toEqual(tree);
               expect(await readRepositorySnapshot(opened.db)).toEqual(config);

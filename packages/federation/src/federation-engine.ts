@@ -274,6 +274,8 @@ function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+const inboundErrorPrefix = 'batch refused here, ';
+
 function refused(reason: RefusalReason, message: string, vector: VersionVector | null, offsetMs: number | null = null): FederationReply {
   return { kind: 'refused', reason, message, vector, offsetMs };
 }
@@ -501,6 +503,11 @@ export class FederationEngine {
     if (peer === undefined) return refused('not-member', `${request.from} is not a member of ${repo.key} here`, null);
     const physical = Math.floor(this.#options.clock.now());
     peer.clockOffsetMs = request.sentAtMs - physical;
+    // A refused batch from a known member shows in its status until one of its batches is accepted.
+    const inbound = (reason: RefusalReason, message: string, offsetMs: number | null = null): FederationReply => {
+      peer.lastError = `${inboundErrorPrefix}${reason}: ${message}`;
+      return refused(reason, message, repo.vector, offsetMs);
+    };
 
     // Plan the whole batch before touching anything: all or nothing.
     const tentative = new Map<string, number>();
@@ -509,10 +516,10 @@ export class FederationEngine {
     const redelivered: StreamEvent[] = [];
     let duplicates = 0;
     for (const event of request.events) {
-      if (!eventBelongsTo(repo.key, event)) return refused('malformed', `event ${event.id} is about another repository`, repo.vector);
+      if (!eventBelongsTo(repo.key, event)) return inbound('malformed', `event ${event.id} is about another repository`);
       const heldAs = repo.ids.get(event.id);
       if (heldAs !== undefined && heldAs !== `${event.origin}:${event.originSeq}`) {
-        return refused('conflict', `event id ${event.id} is held here as ${heldAs}, not ${event.origin}:${event.originSeq}`, repo.vector);
+        return inbound('conflict', `event id ${event.id} is held here as ${heldAs}, not ${event.origin}:${event.originSeq}`);
       }
       if (heldAs !== undefined || batchIds.has(event.id)) {
         duplicates++;
@@ -521,10 +528,10 @@ export class FederationEngine {
       }
       const held = tentative.get(event.origin) ?? repo.heldCount(event.origin);
       if (event.originSeq <= held) {
-        return refused('conflict', `${event.origin} originSeq ${event.originSeq} is held here as another event`, repo.vector);
+        return inbound('conflict', `${event.origin} originSeq ${event.originSeq} is held here as another event`);
       }
       if (event.originSeq !== held + 1) {
-        return refused('gap', `${event.origin} originSeq ${event.originSeq} follows ${held} here`, repo.vector);
+        return inbound('gap', `${event.origin} originSeq ${event.originSeq} follows ${held} here`);
       }
       tentative.set(event.origin, event.originSeq);
       batchIds.add(event.id);
@@ -535,8 +542,11 @@ export class FederationEngine {
     for (const event of fresh) newestWall = Math.max(newestWall, event.hlc.wall);
     const offsetMs = newestWall - physical;
     if (fresh.length > 0 && offsetMs > this.#options.hlc.maxClockOffsetMs) {
-      peer.lastError = `clock ahead: a stamp of ${request.from}'s batch runs ${offsetMs} ms ahead of this site (at most ${this.#options.hlc.maxClockOffsetMs} ms)`;
-      return refused('clock-ahead', peer.lastError, repo.vector, offsetMs);
+      return inbound(
+        'clock-ahead',
+        `clock ahead: a stamp of ${request.from}'s batch runs ${offsetMs} ms ahead of this site (at most ${this.#options.hlc.maxClockOffsetMs} ms)`,
+        offsetMs,
+      );
     }
     const stamped = fresh.map((event) => {
       const arrival: HlcStamp = this.#options.hlc.receive(event.hlc);
@@ -552,7 +562,7 @@ export class FederationEngine {
       appended = result.events;
     }
     if (appended.length > 0 || redelivered.length > 0) this.#options.onEventsAppended?.(repo.key, [...appended, ...redelivered]);
-    if (peer.lastError?.startsWith('clock ahead')) peer.lastError = null;
+    if (peer.lastError?.startsWith(inboundErrorPrefix)) peer.lastError = null;
 
     // The sender's vector is a lower bound of what it holds: never send it that again.
     peer.cursor = mergeVectors(peer.cursor, request.vector);

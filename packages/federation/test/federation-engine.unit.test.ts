@@ -17,6 +17,10 @@ describe('receiving a peer batch', () => {
     expect(reply).toMatchObject({ kind: 'refused', reason: 'gap', vector: {} });
     expect(await b.store.readStream(stream)).toHaveLength(0);
     expect(b.appended).toHaveLength(0);
+    expect(b.engine.status('fed').members[0]?.lastError).toMatch(/refused here, gap: a originSeq 3 follows 1/);
+    // an accepted batch from the member clears it
+    await b.engine.receive(push('a', [eventOf('a', 1, T0)]));
+    expect(b.engine.status('fed').members[0]?.lastError).toBeNull();
   });
 
   it('ignores a redelivered event: stored once, projected once, acknowledged as a duplicate', async () => {

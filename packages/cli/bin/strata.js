@@ -10,6 +10,12 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync 
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
+// A deploy makes several blocking file-system calls (open, write, fsync, rename, directory
+// fsync) on libuv's threadpool; with its default 4 threads, 16 concurrent deploys queue behind
+// one another's fsyncs. The size is read when the pool first starts, so set it before any
+// asynchronous fs or crypto call; an operator's own setting wins.
+process.env.UV_THREADPOOL_SIZE ??= '32';
+
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const entry = join(root, 'packages/cli/src/main.ts');
 

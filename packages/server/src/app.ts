@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { ArtifactService } from './artifacts/artifact-service.ts';
 import { artifactsRoutes } from './artifacts/artifacts-routes.ts';
 import { BlobCache, MetadataCache } from './artifacts/hot-caches.ts';
+import { readerTreeShapeQuery, TreeShapeLookups } from './artifacts/tree-shape-lookups.ts';
 import { errorBody, installErrorRendering } from './http-errors.ts';
 import { DEFAULT_LIMITS } from './ports.ts';
 import type { AppDeps, ServerLimits } from './ports.ts';
@@ -45,6 +46,29 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
   });
   installErrorRendering(app);
+  // Graceful close: a handler keeps running after its client went away (a deploy waits for
+  // its append), and fastify's close only waits for open connections. Track every handler's
+  // promise; once closing, new requests get 503 and preClose waits for the tracked ones to
+  // settle, so the stores (closed in onClose, after this) never vanish under a handler.
+  const handlersInFlight = new Set<Promise<unknown>>();
+  app.addHook('onRoute', (route) => {
+    const handler = route.handler;
+    route.handler = function trackedHandler(this: FastifyInstance, request, reply) {
+      const result: unknown = handler.call(this, request, reply);
+      if (result instanceof Promise) {
+        const settled = result.then(
+          () => undefined,
+          () => undefined,
+        );
+        handlersInFlight.add(settled);
+        void settled.then(() => handlersInFlight.delete(settled));
+      }
+      return result;
+    } as typeof handler;
+  });
+  app.addHook('preClose', async () => {
+    while (handlersInFlight.size > 0) await Promise.all(handlersInFlight);
+  });
   app.addHook('onResponse', (request, reply, done) => {
     request.log.info(
       { method: request.method, url: request.url, statusCode: reply.statusCode, responseTimeMs: Math.round(reply.elapsedTime * 10) / 10 },
@@ -83,6 +107,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     streams: repositoryStreams,
     blobs: deps.blobStore,
     artifacts: deps.artifacts,
+    treeShapes: new TreeShapeLookups(deps.treeShapeQuery ?? readerTreeShapeQuery(deps.artifacts)),
     cache: metadataCache,
     uploadBytesMax: limits.uploadBytesMax,
     bulkEntriesMax: limits.bulkEntriesMax,

@@ -133,6 +133,11 @@ export interface AppDeps {
    * it the stream is read from its first event (slow for repositories with millions of events).
    */
   readonly repositoryStreamSeed?: (stream: string) => Promise<{ revision: number; originSeq: number; config: Readonly<Record<string, unknown>> | undefined } | undefined>;
+  /**
+   * Answers a deploy's tree-shape questions (is the path a folder, is its parent a file?) many
+   * at a time; without it each question costs two `artifacts` reader calls.
+   */
+  readonly treeShapeQuery?: import('./artifacts/tree-shape-lookups.ts').TreeShapeQuery;
   /** Called after this server changed a repository's configuration (created, updated, deleted). */
   readonly onRepositoryChange?: (key: string) => void;
 }

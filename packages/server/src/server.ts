@@ -23,6 +23,7 @@ import type { ServerLimits } from './ports.ts';
 import { ProjectionReaders } from './projection-readers.ts';
 import { SqlDownloadStatsSink } from './sql-download-stats.ts';
 import { sqlRepositoryStreamSeed } from './repositories/repository-stream-seed.ts';
+import { sqlTreeShapeQuery } from './artifacts/tree-shape-lookups.ts';
 
 export interface ServerSettings {
   readonly port: number;
@@ -138,6 +139,7 @@ export async function startServer(settings: ServerSettings): Promise<RunningServ
     },
     logger: { level: settings.logLevel },
     repositoryStreamSeed,
+    treeShapeQuery: sqlTreeShapeQuery(opened.db),
     onRepositoryChange: () => {
       reloadRepositoryClasses().catch((error: unknown) => app.log.error({ err: error }, 'reloading repository classes failed'));
     },

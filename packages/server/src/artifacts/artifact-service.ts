@@ -9,6 +9,7 @@ import type { StreamWriter } from '../stream-writer.ts';
 import { checkDeployable, decideDelete, decideDeploy, enforcePatterns } from './artifact-decider.ts';
 import type { MetadataCache } from './hot-caches.ts';
 import { mimeTypeFor } from './mime-types.ts';
+import type { TreeShapeLookups } from './tree-shape-lookups.ts';
 
 export interface DeployRequest {
   readonly repo: string;
@@ -57,6 +58,7 @@ export class ArtifactService {
   readonly #blobs: BlobStore;
   readonly #artifacts: ArtifactReader;
   readonly #cache: MetadataCache;
+  readonly #treeShapes: TreeShapeLookups;
   readonly #uploadBytesMax: number;
   readonly #bulkEntriesMax: number;
 
@@ -65,9 +67,11 @@ export class ArtifactService {
     blobs: BlobStore;
     artifacts: ArtifactReader;
     cache: MetadataCache;
+    treeShapes: TreeShapeLookups;
     uploadBytesMax: number;
     bulkEntriesMax: number;
   }) {
+    this.#treeShapes = options.treeShapes;
     this.#bulkEntriesMax = options.bulkEntriesMax;
     this.#streams = options.streams;
     this.#blobs = options.blobs;
@@ -141,10 +145,8 @@ export class ArtifactService {
   async #checkTreeShape(repo: string, path: string): Promise<void> {
     const slash = path.lastIndexOf('/');
     const parent = slash > 0 ? path.slice(0, slash) : undefined;
-    const [isFolder, parentIsFile] = await Promise.all([
-      this.#artifacts.isFolder(repo, path),
-      parent === undefined ? Promise.resolve(false) : this.#artifacts.isFile(repo, parent),
-    ]);
+    // Batched with the lookups of concurrent deploys: one statement for many.
+    const { isFolder, parentIsFile } = await this.#treeShapes.shape(repo, path);
     if (isFolder) throw new StrataError('STRATA_ERR_HTTP_CONFLICT', `'${path}' is a folder in repository '${repo}'`);
     if (parentIsFile) throw new StrataError('STRATA_ERR_HTTP_CONFLICT', `'${parent}' is a file in repository '${repo}'`);
   }

@@ -564,8 +564,10 @@ export class FederationEngine {
     if (appended.length > 0 || redelivered.length > 0) this.#options.onEventsAppended?.(repo.key, [...appended, ...redelivered]);
     if (peer.lastError?.startsWith(inboundErrorPrefix)) peer.lastError = null;
 
-    // The sender's vector is a lower bound of what it holds: never send it that again.
-    peer.cursor = mergeVectors(peer.cursor, request.vector);
+    // The sender's vector is a lower bound of what it holds: never send it that again. In a
+    // full sync it is exactly what it holds (a site restored from an old backup, say): our
+    // cursor follows it down, so we resend what it lost.
+    peer.cursor = request.fullSync ? request.vector : mergeVectors(peer.cursor, request.vector);
     if (membersChanged) await this.#reconcilePeers(repo, { initial: false });
     if (appended.length > 0) {
       // Forwarding: a link cut between two members heals through this one.

@@ -171,6 +171,24 @@ describe('local commits and pushing', () => {
     expect(a.engine.status('fed').members[0]?.state).toBe('SYNCING');
   });
 
+  it('a site that lost its data gets everything back by running a full sync itself', async () => {
+    const network = new LoopbackNetwork();
+    const scheduler = new ManualScheduler();
+    const a = await openSite(network, scheduler, 'a', ['a', 'b']);
+    const b = await openSite(network, scheduler, 'b', ['a', 'b']);
+    await scheduler.advance(1_000);
+    await a.engine.commit('fed', [deploy('one'), deploy('two')]);
+    await scheduler.advance(1_000);
+    expect(await a.stateStore.loadCursor('fed', 'b')).toEqual({ a: 2 });
+    // when b comes back empty (restored from an old backup) and runs a full sync
+    b.engine.close();
+    const restored = await openSite(network, scheduler, 'b', ['a', 'b']);
+    restored.engine.fullSync('fed');
+    await scheduler.advance(1_000);
+    // then a, told exactly what b holds, resends what b lost
+    expect(restored.engine.versionVector('fed')).toEqual({ a: 2 });
+  });
+
   it('stops sending to a member once it is disabled in the members field, and shows it DISABLED', async () => {
     const network = new LoopbackNetwork();
     const scheduler = new ManualScheduler();

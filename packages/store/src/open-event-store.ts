@@ -38,7 +38,9 @@ const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 /** Opens (and migrates) the SQL event store: PostgreSQL when `databaseUrl` is set, else PGlite. */
 export async function openEventStore(options: OpenEventStoreOptions = {}): Promise<OpenedEventStore> {
   const { db, bulk } = options.databaseUrl === undefined ? await openPgliteDatabase(options) : await openPostgresDatabase(options.databaseUrl, options);
-  const store = new SqlEventStore(db, options.projections ?? [], { ...options.store, onClose: () => db.destroy() });
+  // Reading ahead pays on a pool (PostgreSQL), not on PGlite's single connection.
+  const readAhead = options.databaseUrl !== undefined;
+  const store = new SqlEventStore(db, options.projections ?? [], { readAhead, ...options.store, onClose: () => db.destroy() });
   return { store, db, bulk, close: () => store.close() };
 }
 

@@ -202,13 +202,13 @@ export function domainEventOf(op: OpTuple, sites: number): DomainEvent {
   }
 }
 
-export type DisruptionKind = 'partition-symmetric' | 'partition-asymmetric' | 'crash' | 'clock-jump';
+export type DisruptionKind = 'partition-symmetric' | 'partition-asymmetric' | 'crash' | 'clock-jump' | 'full-sync';
 
 export function disruptionKindOf(kind: number, config: SimulationConfig): DisruptionKind | undefined {
-  const enabled: DisruptionKind[] = [];
+  // An operator's on-demand full sync is always part of the mix.
+  const enabled: DisruptionKind[] = ['full-sync'];
   if (config.partitions) enabled.push('partition-symmetric', 'partition-asymmetric');
   if (config.crashes) enabled.push('crash');
   if (config.clockJumps) enabled.push('clock-jump');
-  if (enabled.length === 0) return undefined;
   return enabled[kind % enabled.length];
 }

@@ -481,6 +481,13 @@ export class Simulation {
         this.trace(`clock-jump ${site.id} ${delta}`);
         return;
       }
+      case 'full-sync': {
+        const site = this.sites[a % sites]!;
+        if (!site.up || site.engine?.isFederated(REPO_KEY) !== true) return;
+        site.engine.fullSync(REPO_KEY);
+        this.trace(`full-sync ${site.id}`);
+        return;
+      }
       case undefined:
         return;
     }

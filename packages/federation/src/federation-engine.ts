@@ -169,6 +169,8 @@ class FederatedRepository {
   readonly peers = new Map<string, PeerState>();
   readonly bootstrapMembers: readonly FederationMember[];
   membersRegister: MembersRegister | null = null;
+  /** The origin of the repository's creation: its events lead every batch, so a batch can invite. */
+  creatorOrigin: string | null = null;
   revision = -1;
   #vector: VersionVector | null = null;
   #queue: Promise<unknown> = Promise.resolve();
@@ -205,6 +207,7 @@ class FederatedRepository {
       );
       byOrigin.push(event);
       this.ids.set(event.id, `${event.origin}:${event.originSeq}`);
+      if (this.creatorOrigin === null && event.type === 'RepositoryCreated') this.creatorOrigin = event.origin;
       this.revision = event.revision;
       if (this.#applyMembers(event)) membersChanged = true;
     }
@@ -231,7 +234,9 @@ class FederatedRepository {
   /** Up to `max` events the holder of `cursor` lacks, contiguous per origin. */
   missingFor(cursor: VersionVector, max: number): NewEvent[] {
     const batch: NewEvent[] = [];
-    for (const origin of [...this.held.keys()].sort()) {
+    const origins = [...this.held.keys()].sort();
+    if (this.creatorOrigin !== null) origins.sort((a, b) => (a === this.creatorOrigin ? -1 : b === this.creatorOrigin ? 1 : 0));
+    for (const origin of origins) {
       const events = this.held.get(origin)!;
       for (let index = vectorGet(cursor, origin); index < events.length && batch.length < max; index++) batch.push(events[index]!);
       if (batch.length >= max) break;
@@ -639,6 +644,14 @@ export class FederationEngine {
           // The peer lacks what we thought it held: resend from its own vector.
           peer.gapResends++;
           peer.cursor = reply.vector;
+          continue;
+        }
+        if (reply.reason === 'not-federated' && peer.gapResends < gapResendsMax && (events.length === 0 || vectorGet(peer.cursor, events[0]!.origin) > 0)) {
+          // The peer has not joined yet: it holds nothing, and the batch from scratch starts
+          // with the repository's creation, which invites it.
+          peer.gapResends++;
+          peer.cursor = EMPTY_VERSION_VECTOR;
+          if (phase === 'exchange') peer.fullSyncPhase = 'sending';
           continue;
         }
         this.#failed(repo, peer, `${reply.reason}: ${reply.message}`);

@@ -189,6 +189,19 @@ describe('local commits and pushing', () => {
     expect(restored.engine.versionVector('fed')).toEqual({ a: 2 });
   });
 
+  it('a full sync to a member that has not joined yet invites it with the creation', async () => {
+    const network = new LoopbackNetwork();
+    const scheduler = new ManualScheduler();
+    const a = await openSite(network, scheduler, 'a', ['a', 'b']);
+    await a.engine.commit('fed', [{ type: 'RepositoryCreated', data: { key: 'fed', config: { rclass: 'federated', members: [{ url: memberUrl('a') }, { url: memberUrl('b') }] } } }]);
+    // b appears (not federated yet) and a runs a full sync, whose first request carries no events
+    const b = await openSite(network, scheduler, 'b', [], { federate: false });
+    a.engine.fullSync('fed');
+    await settle();
+    expect(b.engine.versionVector('fed')).toEqual({ a: 1 });
+    expect(a.engine.status('fed').members[0]).toMatchObject({ peerId: 'b', state: 'SYNCING', lagEvents: 0 });
+  });
+
   it('stops sending to a member once it is disabled in the members field, and shows it DISABLED', async () => {
     const network = new LoopbackNetwork();
     const scheduler = new ManualScheduler();

@@ -84,6 +84,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     hlc: deps.hlc,
     newId: deps.newId,
     appendRetriesMax: limits.appendRetriesMax,
+    roundLingerMs: limits.roundLingerMs,
     ...(deps.repositoryStreamSeed === undefined
       ? {}
       : {

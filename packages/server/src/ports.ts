@@ -161,6 +161,8 @@ export interface ServerLimits {
   readonly metadataCacheTtlMs: number;
   /** Optimistic-concurrency retries of one command. */
   readonly appendRetriesMax: number;
+  /** How long a stream's append round waits for deploys still writing their blob (0 = not at all). */
+  readonly roundLingerMs: number;
   /** Entries a listing returns at most. */
   readonly listEntriesMax: number;
   /** Entries one copy/move/recursive property change touches at most. */
@@ -174,6 +176,7 @@ export const DEFAULT_LIMITS: ServerLimits = Object.freeze({
   metadataCacheEntriesMax: 50_000,
   metadataCacheTtlMs: 1_000,
   appendRetriesMax: 8,
+  roundLingerMs: 0,
   listEntriesMax: 100_000,
   bulkEntriesMax: 10_000,
 });

@@ -43,6 +43,11 @@ export interface StreamWriterOptions<S> {
    * events after `revision` again changes nothing (configuration events are idempotent).
    */
   readonly seed?: (stream: string) => Promise<StreamSnapshot<S> | undefined>;
+  /**
+   * How long a round may wait for commands announced (`announce`) but not queued yet — e.g.
+   * deploys still writing their blob — so that they share its append (default 0: no wait).
+   */
+  readonly roundLingerMs?: number;
 }
 
 interface PendingCommand<S> {
@@ -80,6 +85,9 @@ export class StreamWriter<S> {
   readonly #queues = new Map<string, PendingCommand<S>[]>();
   readonly #streamsCachedMax: number;
   readonly #batchCommandsMax: number;
+  readonly #roundLingerMs: number;
+  /** Per stream: commands announced and not yet queued (or given up). */
+  readonly #announced = new Map<string, number>();
 
   constructor(store: EventStore, fold: StreamFold<S>, options: StreamWriterOptions<S>) {
     this.#store = store;
@@ -87,6 +95,25 @@ export class StreamWriter<S> {
     this.#options = options;
     this.#streamsCachedMax = options.streamsCachedMax ?? 10_000;
     this.#batchCommandsMax = options.batchCommandsMax ?? 256;
+    this.#roundLingerMs = options.roundLingerMs ?? 0;
+  }
+
+  /**
+   * Announces a command that will be queued on `stream` soon (its caller is still doing
+   * I/O, e.g. writing a blob); call the returned function once, right before `execute` or
+   * when giving up. A round waits up to `roundLingerMs` for announced commands.
+   */
+  announce(stream: string): () => void {
+    if (this.#roundLingerMs <= 0) return () => undefined;
+    this.#announced.set(stream, (this.#announced.get(stream) ?? 0) + 1);
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      const count = (this.#announced.get(stream) ?? 1) - 1;
+      if (count <= 0) this.#announced.delete(stream);
+      else this.#announced.set(stream, count);
+    };
   }
 
   /**
@@ -131,6 +158,18 @@ export class StreamWriter<S> {
       // microtasks only, so without this yield a round would never see the requests that
       // arrived meanwhile and every command would get its own append.
       await new Promise((resolve) => setImmediate(resolve));
+      // On PGlite, SQL blocks the event loop, so a blob write advances one step per round:
+      // without this wait rounds stay at a deploy or two and every one pays the whole append.
+      if (this.#roundLingerMs > 0) {
+        const lingerUntil = performance.now() + this.#roundLingerMs;
+        while (
+          (this.#announced.get(stream) ?? 0) > 0 &&
+          (this.#queues.get(stream)?.length ?? 0) < this.#batchCommandsMax &&
+          performance.now() < lingerUntil
+        ) {
+          await new Promise((resolve) => setTimeout(resolve, 1));
+        }
+      }
       const queue = this.#queues.get(stream);
       if (queue === undefined || queue.length === 0) {
         this.#queues.delete(stream);

@@ -6,7 +6,7 @@ import { repositoryStreamFold } from '../src/repositories/repository-stream.ts';
 import { StreamWriter } from '../src/stream-writer.ts';
 import { FakeEventStore, FakeProjections } from './support/fake-projections.ts';
 
-function setUp(siteId = 'site-a') {
+function setUp(siteId = 'site-a', roundLingerMs = 0) {
   const store = new FakeEventStore(new FakeProjections());
   let appends = 0;
   const originalAppend = store.append.bind(store);
@@ -20,6 +20,7 @@ function setUp(siteId = 'site-a') {
     hlc: new HybridLogicalClock({ clock: { now: () => 1_000 } }),
     newId: () => `${siteId}-${++counter}`,
     appendRetriesMax: 4,
+    roundLingerMs,
   });
   return { store, writer, appends: () => appends };
 }
@@ -47,6 +48,21 @@ describe('StreamWriter', () => {
     expect(appends()).toBeLessThan(20);
     const hlcs = events.map((e) => e.hlc);
     for (let i = 1; i < hlcs.length; i++) expect(hlcs[i]!.wall * 1e6 + hlcs[i]!.logical).toBeGreaterThan(hlcs[i - 1]!.wall * 1e6 + hlcs[i - 1]!.logical);
+  });
+
+  it('given a command announced but not queued yet, when a round starts, then it waits for it and both share one append', async () => {
+    const { store, writer, appends } = setUp('site-a', 1_000);
+    await writer.execute('repo-r', {}, () => ({ events: [created], result: undefined }));
+    const before = appends();
+    const queued = writer.announce('repo-r');
+    const first = writer.execute('repo-r', {}, () => ({ events: [deployed('first')], result: undefined }));
+    // The announced command arrives well after the round would have started without waiting.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    queued();
+    const second = writer.execute('repo-r', {}, () => ({ events: [deployed('second')], result: undefined }));
+    await Promise.all([first, second]);
+    expect(appends() - before).toBe(1);
+    expect((store.streams.get('repo-r') ?? []).map((e) => e.type)).toEqual(['RepositoryCreated', 'ArtifactDeployed', 'ArtifactDeployed']);
   });
 
   it('given another site appended meanwhile, when a command conflicts, then it re-reads, re-decides and keeps its own originSeq gapless', async () => {

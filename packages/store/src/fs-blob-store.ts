@@ -41,12 +41,13 @@ export class FsBlobStore implements BlobStore {
 
   async put(source: Readable | AsyncIterable<Uint8Array>, options: PutBlobOptions = {}): Promise<BlobLease> {
     options.signal?.throwIfAborted();
-    await mkdir(this.#tmpDir, { recursive: true });
     const temporary = join(this.#tmpDir, `${randomUUID()}.part`);
     let handle: FileHandle | undefined;
     let lease: BlobLease | undefined;
     try {
-      handle = await open(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
+      // Directories are created when missing, not before every put: each file-system call is
+      // a threadpool round trip, and on PGlite each one waits for the main thread.
+      handle = await withDirectory(this.#tmpDir, () => open(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644));
       const sha256 = createHash('sha256');
       const sha1 = createHash('sha1');
       const md5 = createHash('md5');
@@ -94,9 +95,8 @@ export class FsBlobStore implements BlobStore {
       lease = this.#acquire({ ...checksums, size });
       await this.#removing.get(checksums.sha256);
       const directory = this.#directoryOf(checksums.sha256);
-      await mkdir(directory, { recursive: true });
       // Same name, same content: whichever concurrent put renames last wins, harmlessly.
-      await rename(temporary, join(directory, checksums.sha256));
+      await withDirectory(directory, () => rename(temporary, join(directory, checksums.sha256)));
       await syncDirectory(directory);
       return lease;
     } catch (error) {
@@ -276,6 +276,17 @@ async function writeAll(handle: FileHandle, bytes: Uint8Array): Promise<void> {
   while (offset < bytes.byteLength) {
     const { bytesWritten } = await handle.write(bytes, offset, bytes.byteLength - offset);
     offset += bytesWritten;
+  }
+}
+
+/** Runs `operation`; when it fails with ENOENT, creates `directory` and runs it once more. */
+async function withDirectory<T>(directory: string, operation: () => Promise<T>): Promise<T> {
+  try {
+    return await operation();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    await mkdir(directory, { recursive: true });
+    return operation();
   }
 }
 

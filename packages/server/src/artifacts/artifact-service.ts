@@ -88,12 +88,19 @@ export class ArtifactService {
   }
 
   async deploy(request: DeployRequest, body: Readable, declaredSize: number | undefined, signal: AbortSignal): Promise<DeployedArtifact> {
-    const lease = await this.#blobs.put(body, {
-      expected: request.expected,
-      ...(declaredSize === undefined ? {} : { expectedSize: declaredSize }),
-      sizeBytesMax: this.#uploadBytesMax,
-      signal,
-    });
+    // The stream's next round may wait briefly for this deploy's blob (see roundLingerMs).
+    const queued = this.#streams.announce(repositoryStream(request.repo));
+    let lease: BlobLease;
+    try {
+      lease = await this.#blobs.put(body, {
+        expected: request.expected,
+        ...(declaredSize === undefined ? {} : { expectedSize: declaredSize }),
+        sizeBytesMax: this.#uploadBytesMax,
+        signal,
+      });
+    } finally {
+      queued();
+    }
     return this.#record(request, lease);
   }
 

@@ -42,6 +42,7 @@ export async function appendBenchmark(writers: number, eventsPerRound: number, r
       reference: { label: 'single-row INSERT transactions', perSecond: median(reference) },
       target: { ratio: 0.5 },
       notes: `${eventsPerRound} events per round, median of ${rounds} rounds`,
+      roundRatios: measured.map((rate, round) => rate / reference[round]!),
     };
   } finally {
     await pool.end();

@@ -45,6 +45,7 @@ export async function readAllBenchmark(backend: 'postgres' | 'pglite', count: nu
       reference: { label: 'raw select *', perSecond: median(reference) },
       target: { ratio: 0.8 },
       notes: `median of ${rounds} rounds, interleaved`,
+      roundRatios: measured.map((rate, round) => rate / reference[round]!),
     };
   } finally {
     await database.close();

@@ -35,6 +35,13 @@ export const ERROR_CATALOGUE = {
   STRATA_ERR_HTTP_CONFLICT: { status: 409, message: 'conflict' },
   STRATA_ERR_PATTERN_FORBIDDEN: { status: 403, message: 'path refused by the repository include/exclude patterns' },
   STRATA_ERR_ARTIFACT_NOT_FOUND: { status: 404, message: 'artifact not found' },
+  STRATA_ERR_FEDERATION_MALFORMED: { status: 400, message: 'malformed federation message' },
+  STRATA_ERR_FEDERATION_NOT_FEDERATED: { status: 404, message: 'repository is not federated here' },
+  STRATA_ERR_FEDERATION_NOT_MEMBER: { status: 403, message: 'sender is not a member of this federation' },
+  STRATA_ERR_FEDERATION_GAP: { status: 409, message: 'originSeq gap: events missing before this batch' },
+  STRATA_ERR_FEDERATION_CONFLICT: { status: 409, message: 'an origin sequence number names two different events' },
+  STRATA_ERR_FEDERATION_CLOCK_AHEAD: { status: 409, message: 'peer clock runs too far ahead' },
+  STRATA_ERR_FEDERATION_CLOSED: { status: 503, message: 'federation engine is closed' },
   STRATA_ERR_INVARIANT: { status: 500, message: 'internal invariant broken' },
 } as const satisfies Record<string, { status: number; message: string }>;
 

@@ -37,7 +37,7 @@ import {
   versionOf,
 } from '@strata/core';
 import type { EventStore } from '@strata/store';
-import { FederationError, isFederationError } from './federation-errors.ts';
+import { federationError } from './federation-errors.ts';
 import {
   type FederationReply,
   type FederationRequest,
@@ -275,7 +275,7 @@ export function parseMembers(value: unknown): FederationMember[] {
 }
 
 function describe(error: unknown): string {
-  if (isFederationError(error) || isStrataError(error)) return `${error.code}: ${error.message}`;
+  if (isStrataError(error)) return `${error.code}: ${error.message}`;
   return error instanceof Error ? error.message : String(error);
 }
 
@@ -482,7 +482,7 @@ export class FederationEngine {
         peer.retryTask = null;
       }
     }
-    for (const controller of this.#inFlight) controller.abort(new FederationError('STRATA_ERR_FEDERATION_CLOSED'));
+    for (const controller of this.#inFlight) controller.abort(federationError('STRATA_ERR_FEDERATION_CLOSED'));
     this.#inFlight.clear();
   }
 
@@ -759,12 +759,12 @@ export class FederationEngine {
 
   #repo(repoKey: string): FederatedRepository {
     const repo = this.#repos.get(repoKey);
-    if (repo === undefined) throw new FederationError('STRATA_ERR_FEDERATION_NOT_FEDERATED', `repository ${repoKey} is not federated here`);
+    if (repo === undefined) throw federationError('STRATA_ERR_FEDERATION_NOT_FEDERATED', `repository ${repoKey} is not federated here`);
     return repo;
   }
 
   #assertOpen(): void {
-    if (this.#closed) throw new FederationError('STRATA_ERR_FEDERATION_CLOSED');
+    if (this.#closed) throw federationError('STRATA_ERR_FEDERATION_CLOSED');
   }
 
   #expectedRevision(repo: FederatedRepository): number | 'no_stream' {

@@ -15,7 +15,7 @@ import {
   validateRepositoryKey,
   validateSiteId,
 } from '@strata/core';
-import { FederationError } from './federation-errors.ts';
+import { federationError } from './federation-errors.ts';
 import type { VersionVector } from './version-vector.ts';
 
 export interface PushRequest {
@@ -57,7 +57,7 @@ export interface RefusedReply {
 export type FederationReply = AckReply | RefusedReply;
 
 function malformed(message: string): never {
-  throw new FederationError('STRATA_ERR_FEDERATION_MALFORMED', `malformed federation message: ${message}`);
+  throw federationError('STRATA_ERR_FEDERATION_MALFORMED', `malformed federation message: ${message}`);
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -107,7 +107,7 @@ export interface ValidateFederationRequestOptions {
   readonly eventsMax: number;
 }
 
-/** The receiver's boundary: a request as typed, fully validated data, or FederationError MALFORMED. */
+/** The receiver's boundary: a request as typed, fully validated data, or a STRATA_ERR_FEDERATION_MALFORMED error. */
 export function validateFederationRequest(value: unknown, { eventsMax }: ValidateFederationRequestOptions): FederationRequest {
   const request = expectFields(value, 'request', PUSH_FIELDS);
   if (request['kind'] !== 'push') malformed('kind must be "push"');
@@ -139,7 +139,7 @@ function toNewEvent(value: unknown): NewEvent {
   return validateNewEvent(value);
 }
 
-/** The sender's boundary: a reply as typed data, or FederationError MALFORMED. */
+/** The sender's boundary: a reply as typed data, or a STRATA_ERR_FEDERATION_MALFORMED error. */
 export function validateFederationReply(value: unknown): FederationReply {
   if (!isPlainObject(value)) malformed('reply must be a plain object');
   if (value['kind'] === 'ack') {

@@ -51,7 +51,7 @@ describe('federation messages', () => {
     malformed(() => decodeFederationReply(new TextEncoder().encode('{"kind":"ack"}')));
   });
 
-  it('never throws anything but a MALFORMED FederationError on arbitrary input', () => {
+  it('never throws anything but a STRATA_ERR_FEDERATION_MALFORMED error on arbitrary input', () => {
     fc.assert(
       fc.property(fc.anything(), (value) => {
         try {

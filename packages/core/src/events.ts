@@ -98,7 +98,8 @@ export interface DomainEventMap {
   SettingsChanged: SystemEventData;
 }
 
-export const EVENT_TYPES = [
+/** Events of a repository's stream (`repo-<key>`). */
+export const REPOSITORY_EVENT_TYPES = [
   'RepositoryCreated',
   'RepositoryConfigChanged',
   'RepositoryDeleted',
@@ -108,6 +109,10 @@ export const EVENT_TYPES = [
   'PropertiesSet',
   'PropertiesRemoved',
   'RemoteArtifactCached',
+] as const satisfies readonly (keyof DomainEventMap)[];
+
+/** Events of the `system` stream (users, groups, tokens, permission targets, settings). */
+export const SYSTEM_EVENT_TYPES = [
   'UserSaved',
   'UserDeleted',
   'GroupSaved',
@@ -119,7 +124,15 @@ export const EVENT_TYPES = [
   'SettingsChanged',
 ] as const satisfies readonly (keyof DomainEventMap)[];
 
+export const EVENT_TYPES = [...REPOSITORY_EVENT_TYPES, ...SYSTEM_EVENT_TYPES] as const;
+
 export type EventType = (typeof EVENT_TYPES)[number];
+export type SystemEventType = (typeof SYSTEM_EVENT_TYPES)[number];
+
+const SYSTEM_EVENT_TYPE_SET: ReadonlySet<string> = new Set(SYSTEM_EVENT_TYPES);
+export function isSystemEventType(type: EventType): type is SystemEventType {
+  return SYSTEM_EVENT_TYPE_SET.has(type);
+}
 
 const EVENT_TYPE_SET: ReadonlySet<string> = new Set(EVENT_TYPES);
 export function isEventType(value: unknown): value is EventType {

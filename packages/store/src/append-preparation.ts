@@ -4,6 +4,7 @@
  * the encoded sizes. A refused append leaves every store unchanged.
  */
 import {
+  isSystemEventType,
   SYSTEM_STREAM,
   StrataError,
   encodeEventData,
@@ -27,17 +28,6 @@ export interface PreparedEvent {
   readonly meta: Uint8Array;
 }
 
-const SYSTEM_EVENT_TYPES: ReadonlySet<EventType> = new Set<EventType>([
-  'UserSaved',
-  'UserDeleted',
-  'GroupSaved',
-  'GroupDeleted',
-  'TokenIssued',
-  'TokenRevoked',
-  'PermissionTargetSaved',
-  'PermissionTargetDeleted',
-  'SettingsChanged',
-]);
 const REPOSITORY_STREAM_PREFIX = 'repo-';
 
 /** Validates and encodes an append; throws a StrataError and touches nothing when refused. */
@@ -84,7 +74,7 @@ function checkEventFitsStream(stream: string, event: NewEvent, index: number): v
       index,
     });
   };
-  if (SYSTEM_EVENT_TYPES.has(event.type)) {
+  if (isSystemEventType(event.type)) {
     if (stream !== SYSTEM_STREAM) wrong(`it belongs in '${SYSTEM_STREAM}'`);
     return;
   }

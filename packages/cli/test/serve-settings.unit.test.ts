@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseServeSettings, UsageError } from '../../cli/src/settings.ts';
+import { parseServeSettings, UsageError } from '../src/settings.ts';
 
 describe('strata serve settings', () => {
   it('uses the defaults when nothing is set', () => {

@@ -1,15 +1,8 @@
 import { resolve } from 'node:path';
+import type { ServerSettings } from '@strata/server';
 
 /** `strata serve` settings: a flag wins over the environment, which wins over the default. */
-export interface ServeSettings {
-  readonly port: number;
-  readonly host: string;
-  readonly dataDir: string;
-  readonly databaseUrl: string | undefined;
-  readonly siteId: string | undefined;
-  readonly adminPassword: string | undefined;
-  readonly logLevel: string;
-}
+export type ServeSettings = Pick<ServerSettings, 'port' | 'host' | 'dataDir' | 'databaseUrl' | 'siteId' | 'adminPassword' | 'logLevel'>;
 
 export const SERVE_USAGE = `Usage: strata serve [options]
 

@@ -4,8 +4,8 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_AUTH, adminFetch, spawnServer } from '../packages/server/test/support/spawned-server.ts';
-import type { SpawnedServer } from '../packages/server/test/support/spawned-server.ts';
+import { ADMIN_AUTH, adminFetch, spawnServer } from './support/spawned-server.ts';
+import type { SpawnedServer } from './support/spawned-server.ts';
 
 /** A request sent with its path exactly as written (no client-side normalisation). */
 function rawRequest(server: SpawnedServer, method: string, path: string, body = ''): Promise<{ status: number; body: string }> {

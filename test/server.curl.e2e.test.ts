@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_PASSWORD, spawnServer } from '../packages/server/test/support/spawned-server.ts';
-import type { SpawnedServer } from '../packages/server/test/support/spawned-server.ts';
+import { ADMIN_PASSWORD, spawnServer } from './support/spawned-server.ts';
+import type { SpawnedServer } from './support/spawned-server.ts';
 
 const run = promisify(execFile);
 const sha = (algorithm: string, bytes: Uint8Array) => createHash(algorithm).update(bytes).digest('hex');

@@ -3,8 +3,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { adminFetch, spawnServer } from '../packages/server/test/support/spawned-server.ts';
-import type { SpawnedServer } from '../packages/server/test/support/spawned-server.ts';
+import { adminFetch, spawnServer } from './support/spawned-server.ts';
+import type { SpawnedServer } from './support/spawned-server.ts';
 
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 

@@ -3,9 +3,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freshPostgresDatabase } from '../packages/server/test/support/postgres-database.ts';
-import { adminFetch, spawnServer } from '../packages/server/test/support/spawned-server.ts';
-import type { SpawnedServer } from '../packages/server/test/support/spawned-server.ts';
+import { freshPostgresDatabase } from './support/postgres-database.ts';
+import { adminFetch, spawnServer } from './support/spawned-server.ts';
+import type { SpawnedServer } from './support/spawned-server.ts';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- response bodies are checked by the assertions
 const json = async (response: Response): Promise<any> => response.json();

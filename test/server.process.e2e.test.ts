@@ -3,8 +3,8 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_AUTH, adminFetch, spawnServer } from '../packages/server/test/support/spawned-server.ts';
-import type { SpawnedServer } from '../packages/server/test/support/spawned-server.ts';
+import { ADMIN_AUTH, adminFetch, spawnServer } from './support/spawned-server.ts';
+import type { SpawnedServer } from './support/spawned-server.ts';
 
 /** Starting on an existing data directory must answer within this (issue 2, item 1). */
 const restartAnswerMsMax = 5_000;

@@ -3,8 +3,8 @@ import type { ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
-const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
-const CLI = fileURLToPath(new URL('../../../cli/bin/strata.js', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const CLI = fileURLToPath(new URL('../../packages/cli/bin/strata.js', import.meta.url));
 
 /** Children still running: killed when the test process exits, so a failed test never leaks a server. */
 const liveChildren = new Set<ChildProcess>();

@@ -19,6 +19,7 @@ import {
   type SubscribeOptions,
   type Subscription,
 } from './event-store.ts';
+import { boundedReadCount } from './read-count.ts';
 import { CommitSignal, PollingSubscription, type CheckpointedEvent } from './polling-subscription.ts';
 
 /** A projection of the memory store, applied before an append resolves; if it throws, the append fails and stores nothing. */
@@ -107,7 +108,7 @@ export class MemoryEventStore implements EventStore {
     this.#assertOpen();
     options.signal?.throwIfAborted();
     const from = Math.max(0, options.fromRevision ?? 0);
-    return (this.#streams.get(stream) ?? []).slice(from, from + this.#limit(options.maxCount));
+    return (this.#streams.get(stream) ?? []).slice(from, from + boundedReadCount(options.maxCount, this.#readBatchEventsMax));
   }
 
   async streamRevision(stream: string, options: { signal?: AbortSignal } = {}): Promise<number | undefined> {
@@ -121,7 +122,7 @@ export class MemoryEventStore implements EventStore {
     this.#assertOpen();
     options.signal?.throwIfAborted();
     const after = options.after ?? START_CHECKPOINT;
-    const page = this.#readPage(after, this.#limit(options.maxCount));
+    const page = this.#readPage(after, boundedReadCount(options.maxCount, this.#readBatchEventsMax));
     return { events: page.map((entry) => entry.event), checkpoint: page.at(-1)?.checkpoint ?? after };
   }
 
@@ -146,14 +147,6 @@ export class MemoryEventStore implements EventStore {
     // Positions are 1-based and dense: the event at position p sits at index p - 1.
     const start = after.position < 0n ? 0 : Number(after.position);
     return this.#all.slice(start, start + maxCount).map((event) => ({ event, checkpoint: { transactionId: 0n, position: event.position } }));
-  }
-
-  #limit(maxCount: number | undefined): number {
-    if (maxCount === undefined) return this.#readBatchEventsMax;
-    if (!Number.isSafeInteger(maxCount) || maxCount < 0) {
-      throw new StrataError('STRATA_ERR_EVENT_INVALID', 'maxCount must be a non-negative integer', { field: 'maxCount' });
-    }
-    return Math.min(maxCount, this.#readBatchEventsMax);
   }
 
   #assertOpen(): void {

@@ -23,6 +23,7 @@ import {
   type SubscribeOptions,
   type Subscription,
 } from './event-store.ts';
+import { boundedReadCount } from './read-count.ts';
 import { CommitSignal, PollingSubscription, type CheckpointedEvent } from './polling-subscription.ts';
 import type { SqlProjection } from './projection.ts';
 import type { StoreDatabase } from './schema.ts';
@@ -181,7 +182,7 @@ export class SqlEventStore implements EventStore {
       select ${EVENT_COLUMNS} from events
       where stream = ${stream} and revision >= ${fromRevision}
       order by revision
-      limit ${this.#limit(options.maxCount)}`.execute(this.#db);
+      limit ${boundedReadCount(options.maxCount, this.#readBatchEventsMax)}`.execute(this.#db);
     return rows.rows.map(decodeRow);
   }
 
@@ -196,7 +197,7 @@ export class SqlEventStore implements EventStore {
     this.#assertOpen();
     options.signal?.throwIfAborted();
     const after = options.after ?? START_CHECKPOINT;
-    const maxCount = this.#limit(options.maxCount);
+    const maxCount = boundedReadCount(options.maxCount, this.#readBatchEventsMax);
     const rows = (await this.#takePageAhead(after, maxCount)) ?? (await this.#readRows(after, maxCount));
     if (this.#readAhead && maxCount > 0 && rows.length === maxCount && !this.#closed) {
       const last = rows[rows.length - 1]!;
@@ -268,14 +269,6 @@ export class SqlEventStore implements EventStore {
       event: decodeRow(row),
       checkpoint: { transactionId: BigInt(row.transaction_id), position: BigInt(row.position) },
     }));
-  }
-
-  #limit(maxCount: number | undefined): number {
-    if (maxCount === undefined) return this.#readBatchEventsMax;
-    if (!Number.isSafeInteger(maxCount) || maxCount < 0) {
-      throw new StrataError('STRATA_ERR_EVENT_INVALID', 'maxCount must be a non-negative integer', { field: 'maxCount' });
-    }
-    return Math.min(maxCount, this.#readBatchEventsMax);
   }
 
   #assertOpen(): void {

@@ -42,6 +42,11 @@ export const ERROR_CATALOGUE = {
   STRATA_ERR_FEDERATION_CONFLICT: { status: 409, message: 'an origin sequence number names two different events' },
   STRATA_ERR_FEDERATION_CLOCK_AHEAD: { status: 409, message: 'peer clock runs too far ahead' },
   STRATA_ERR_FEDERATION_CLOSED: { status: 503, message: 'federation engine is closed' },
+  STRATA_ERR_PACKAGE_INVALID: { status: 400, message: 'invalid package' },
+  STRATA_ERR_PACKAGE_DIGEST_MISMATCH: { status: 400, message: 'a declared digest does not match the content' },
+  STRATA_ERR_PACKAGE_VERSION_EXISTS: { status: 409, message: 'this package version already exists' },
+  STRATA_ERR_PACKAGE_REFUSED: { status: 409, message: 'the repository does not accept this package' },
+  STRATA_ERR_PACKAGE_NOT_FOUND: { status: 404, message: 'package not found' },
   STRATA_ERR_INVARIANT: { status: 500, message: 'internal invariant broken' },
 } as const satisfies Record<string, { status: number; message: string }>;
 

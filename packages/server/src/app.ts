@@ -15,6 +15,7 @@ import { storageInfoRoutes } from './storage/storage-info-routes.ts';
 import { storageRoutes } from './storage/storage-routes.ts';
 import { StreamWriter } from './stream-writer.ts';
 import { systemRoutes } from './system/system-routes.ts';
+import { MavenFormat } from './formats/maven/maven-format.ts';
 
 export const ARTIFACTORY_PREFIX = '/artifactory';
 export const STRATA_VERSION = '0.1.0';
@@ -131,6 +132,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     now,
     listEntriesMax: limits.listEntriesMax,
     uploadBytesMax: limits.uploadBytesMax,
+    maven: new MavenFormat({ artifacts: deps.artifacts, blobs: deps.blobStore, service: artifactService, listEntriesMax: limits.listEntriesMax }),
   });
   await app.register(storageRoutes, {
     prefix: ARTIFACTORY_PREFIX,

@@ -17,6 +17,8 @@ export interface DeployRequest {
   readonly properties: Properties;
   readonly expected: Partial<Checksums>;
   readonly meta: EventMeta;
+  /** Checks the stored content before the event is appended (a format's consistency rules); throwing refuses the deploy. */
+  readonly verify?: (lease: BlobLease) => Promise<void>;
 }
 
 export interface DeployedArtifact {
@@ -120,6 +122,7 @@ export class ArtifactService {
   async #record(request: DeployRequest, lease: BlobLease): Promise<DeployedArtifact> {
     const { repo, path } = request;
     try {
+      await request.verify?.(lease);
       const mimeType = mimeTypeFor(path);
       // The tree-shape lookup is the command's `check`: the checks of a round run together and
       // decisions stay pure, so concurrent deploys share one append. (A folder/file clash
@@ -169,6 +172,18 @@ export class ArtifactService {
       },
     );
     this.#cache.invalidateFolder(repo, path);
+  }
+
+  /** Deletes these files (ArtifactDeleted each, one append); paths no longer present are skipped. */
+  async deleteFiles(repo: string, paths: readonly string[], meta: EventMeta): Promise<void> {
+    if (paths.length === 0) return;
+    await this.#streams.execute(repositoryStream(repo), meta, async (state) => {
+      if (state.config === undefined) throw notFound(repo);
+      const events: DomainEvent[] = [];
+      for (const path of paths) if (await this.#artifacts.isFile(repo, path)) events.push({ type: 'ArtifactDeleted', data: { path } });
+      return { events, result: undefined };
+    });
+    for (const path of paths) this.#cache.invalidateItem(repo, path);
   }
 
   /**

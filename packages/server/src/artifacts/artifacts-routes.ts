@@ -11,6 +11,8 @@ import { enforcePatterns } from './artifact-decider.ts';
 import type { ArtifactService, DeployedArtifact } from './artifact-service.ts';
 import type { BlobCache, MetadataCache } from './hot-caches.ts';
 import type { BlobStore } from '@strata/store';
+import type { MavenFormat } from '../formats/maven/maven-format.ts';
+import { checksumBodyBytesMax } from '../formats/maven/maven-format.ts';
 
 export interface ArtifactsRoutesOptions {
   readonly service: ArtifactService;
@@ -22,6 +24,20 @@ export interface ArtifactsRoutesOptions {
   readonly now: () => number;
   readonly listEntriesMax: number;
   readonly uploadBytesMax: number;
+  /** Maven on the plain path of `packageType: maven` repositories (layout, computed metadata and sidecars). */
+  readonly maven?: MavenFormat;
+}
+
+/** Reads a small request body whole; a longer one is refused. */
+async function smallBody(request: FastifyRequest, bytesMax: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of request.raw) {
+    size += (chunk as Buffer).length;
+    if (size > bytesMax) throw new StrataError('STRATA_ERR_BLOB_TOO_LARGE', `this file may be at most ${bytesMax} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
 }
 
 const PREFIX = '/artifactory/';
@@ -145,7 +161,22 @@ export const artifactsRoutes: FastifyPluginAsync<ArtifactsRoutesOptions> = async
     if (address.trailingSlash) throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', 'deploy a file: folders exist implicitly');
     app.accessControl.authorize(request.principal, { repo, path, action: 'deploy' });
     await service.precheckDeploy(repo, path);
-    const deployRequest = { repo, path, properties: address.matrix, expected: declaredChecksums(request), meta: requestMeta(request) };
+    const config = options.maven === undefined ? undefined : await cache.repository(repo);
+    const plan = config?.packageType === 'maven' ? options.maven?.planDeploy(repo, config, path) : undefined;
+    if (plan !== undefined && plan.kind !== 'artifact') {
+      // Sidecars are checked, client metadata dropped: both are computed on read.
+      const body = await smallBody(request, plan.kind === 'checksum' ? checksumBodyBytesMax : options.uploadBytesMax);
+      if (plan.kind === 'checksum') await options.maven?.verifyChecksum(repo, plan, body);
+      return reply.code(201).header('content-type', 'application/json').send({ repo, path: `/${path}`, uri: `${baseUrl(request)}/api/storage/${repo}/${path}` });
+    }
+    const deployRequest = {
+      repo,
+      path,
+      properties: address.matrix,
+      expected: declaredChecksums(request),
+      meta: requestMeta(request),
+      ...(plan?.verify === undefined ? {} : { verify: plan.verify }),
+    };
     let deployed: DeployedArtifact;
     if (header(request, 'x-checksum-deploy')?.toLowerCase() === 'true') {
       deployed = await service.deployByChecksum(deployRequest);
@@ -168,6 +199,7 @@ export const artifactsRoutes: FastifyPluginAsync<ArtifactsRoutesOptions> = async
         request.raw.off('close', onClose);
       }
     }
+    if (plan !== undefined && config !== undefined) await options.maven?.afterDeploy(repo, config, plan.coordinates, deployRequest.meta);
     return reply
       .code(201)
       .header('content-type', 'application/vnd.org.jfrog.artifactory.storage.ItemCreated+json')
@@ -181,6 +213,13 @@ export const artifactsRoutes: FastifyPluginAsync<ArtifactsRoutesOptions> = async
     if (config === undefined) throw notFound(repo);
     enforcePatterns(repo, config, path);
     const item = await cache.item(repo, path);
+    if (item === undefined && config.packageType === 'maven' && options.maven !== undefined) {
+      const computed = await options.maven.computed(repo, path);
+      if (computed !== undefined) {
+        reply.type(computed.contentType).header('Content-Length', computed.body.length);
+        return reply.send(request.method === 'HEAD' ? undefined : computed.body);
+      }
+    }
     if (item === undefined) throw new StrataError('STRATA_ERR_ARTIFACT_NOT_FOUND', `Could not find resource '${repo}:${path}'`);
     if (item.kind === 'folder') return folderIndex(request, reply, repo, path);
     return sendFile(request, reply, repo, item);

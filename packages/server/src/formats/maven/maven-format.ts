@@ -1,0 +1,196 @@
+import { createHash } from 'node:crypto';
+import { StrataError } from '@strata/core';
+import type { EventMeta } from '@strata/core';
+import type { BlobLease, BlobStore } from '@strata/store';
+import type { ArtifactService } from '../../artifacts/artifact-service.ts';
+import type { ArtifactReader, FileItem } from '../../ports.ts';
+import {
+  artifactMetadataXml,
+  isSnapshotVersion,
+  METADATA_FILE,
+  parseArtifactPath,
+  parseMavenPath,
+  snapshotBuilds,
+  snapshotMetadataXml,
+} from './maven-layout.ts';
+import type { ChecksumAlgorithm, MavenCoordinates, SnapshotFile } from './maven-layout.ts';
+import { checkPomMatchesPath } from './maven-pom.ts';
+
+export type MavenDeployPlan =
+  /** A checksum sidecar: verified against the stored file, never stored itself. */
+  | { readonly kind: 'checksum'; readonly target: string; readonly algorithm: ChecksumAlgorithm }
+  /** Client-uploaded maven-metadata.xml: the repository computes its own; the upload is dropped. */
+  | { readonly kind: 'metadata' }
+  | {
+      readonly kind: 'artifact';
+      readonly coordinates: MavenCoordinates;
+      /** Runs after the blob is stored and before the event is appended (POM consistency). */
+      readonly verify?: (lease: BlobLease) => Promise<void>;
+    };
+
+export interface ComputedFile {
+  readonly body: Buffer;
+  readonly contentType: string;
+}
+
+/** Bytes a checksum sidecar body may have (a hex digest, optionally followed by a file name). */
+export const checksumBodyBytesMax = 1024;
+
+function hex(algorithm: string, bytes: Uint8Array): string {
+  return createHash(algorithm).update(bytes).digest('hex');
+}
+
+/**
+ * Maven on the plain repository path of a `packageType: maven` repository. Metadata is never
+ * stored: `maven-metadata.xml` and every checksum sidecar are computed from the artifact-tree
+ * projection (deployed files, their checksums and stamps), so every federated member and every
+ * replay serves the same bytes.
+ */
+export class MavenFormat {
+  readonly #artifacts: ArtifactReader;
+  readonly #blobs: BlobStore;
+  readonly #service: ArtifactService;
+  readonly #listEntriesMax: number;
+
+  constructor(options: { artifacts: ArtifactReader; blobs: BlobStore; service: ArtifactService; listEntriesMax: number }) {
+    this.#artifacts = options.artifacts;
+    this.#blobs = options.blobs;
+    this.#service = options.service;
+    this.#listEntriesMax = options.listEntriesMax;
+  }
+
+  /** Validates a deploy's path against the layout and the repository's release/snapshot policy. */
+  planDeploy(repo: string, config: Readonly<Record<string, unknown>>, path: string): MavenDeployPlan {
+    const parsed = parseMavenPath(path);
+    if (parsed.kind === 'checksum') return parsed;
+    if (parsed.kind === 'metadata') return { kind: 'metadata' };
+    const { coordinates } = parsed;
+    if (coordinates.snapshot && config.handleSnapshots === false) {
+      throw new StrataError('STRATA_ERR_PACKAGE_REFUSED', `repository '${repo}' does not handle snapshots ('${coordinates.version}')`);
+    }
+    if (!coordinates.snapshot && config.handleReleases === false) {
+      throw new StrataError('STRATA_ERR_PACKAGE_REFUSED', `repository '${repo}' does not handle releases ('${coordinates.version}')`);
+    }
+    if (coordinates.extension === 'pom' && config.suppressPomConsistencyChecks !== true) {
+      return {
+        kind: 'artifact',
+        coordinates,
+        verify: async (lease) => {
+          if (lease.size > 16 * 1024 * 1024) throw new StrataError('STRATA_ERR_PACKAGE_INVALID', 'a POM larger than 16 MiB is not accepted');
+          checkPomMatchesPath((await this.#blobs.read(lease.sha256)).toString('utf8'), coordinates);
+        },
+      };
+    }
+    return { kind: 'artifact', coordinates };
+  }
+
+  /** Checks a deployed sidecar's digest against the file it describes (409 on a mismatch). */
+  async verifyChecksum(repo: string, plan: { target: string; algorithm: ChecksumAlgorithm }, body: Buffer): Promise<void> {
+    const declared = /^\s*([0-9a-fA-F]+)/.exec(body.toString('latin1'))?.[1]?.toLowerCase();
+    if (declared === undefined) throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `a .${plan.algorithm} file holds a hex digest`);
+    const actual = await this.checksumOf(repo, plan.target, plan.algorithm);
+    // Sidecars of client metadata describe bytes we dropped: nothing to compare them with.
+    if (plan.target.endsWith(`/${METADATA_FILE}`)) return;
+    if (actual === undefined) throw new StrataError('STRATA_ERR_ARTIFACT_NOT_FOUND', `no file '${plan.target}' to check this ${plan.algorithm} against: deploy the file first`);
+    if (actual !== declared) {
+      throw new StrataError('STRATA_ERR_BLOB_CHECKSUM_MISMATCH', `the ${plan.algorithm} of '${plan.target}' is ${actual}, not ${declared}`);
+    }
+  }
+
+  /** After a unique snapshot build was deployed: removes the oldest builds beyond maxUniqueSnapshots. */
+  async afterDeploy(repo: string, config: Readonly<Record<string, unknown>>, coordinates: MavenCoordinates, meta: EventMeta): Promise<void> {
+    const max = typeof config.maxUniqueSnapshots === 'number' ? config.maxUniqueSnapshots : 0;
+    if (!coordinates.snapshot || coordinates.timestamp === undefined || max <= 0) return;
+    const folder = this.#versionFolder(coordinates);
+    const files = await this.#snapshotFiles(repo, folder);
+    const builds = snapshotBuilds(files);
+    if (builds.length <= max) return;
+    const expired = new Set(builds.slice(0, builds.length - max));
+    const paths = files
+      .filter(({ coordinates: c }) => c.timestamp !== undefined && expired.has(`${c.timestamp}-${c.buildNumber}`))
+      .map((file) => file.path);
+    await this.#service.deleteFiles(repo, paths, meta);
+  }
+
+  /**
+   * A computed file at `path` (maven-metadata.xml or a checksum sidecar), or undefined when the
+   * path names a stored file (or nothing).
+   */
+  async computed(repo: string, path: string): Promise<ComputedFile | undefined> {
+    let parsed;
+    try {
+      parsed = parseMavenPath(path);
+    } catch {
+      return undefined;
+    }
+    if (parsed.kind === 'metadata') {
+      const xml = await this.metadata(repo, parsed.folder);
+      return xml === undefined ? undefined : { body: Buffer.from(xml), contentType: 'application/xml' };
+    }
+    if (parsed.kind === 'checksum') {
+      const digest = await this.checksumOf(repo, parsed.target, parsed.algorithm);
+      return digest === undefined ? undefined : { body: Buffer.from(digest), contentType: 'text/plain' };
+    }
+    return undefined;
+  }
+
+  async checksumOf(repo: string, path: string, algorithm: ChecksumAlgorithm): Promise<string | undefined> {
+    if (path.endsWith(`/${METADATA_FILE}`)) {
+      const xml = await this.metadata(repo, path.slice(0, -METADATA_FILE.length - 1));
+      return xml === undefined ? undefined : hex(algorithm, Buffer.from(xml));
+    }
+    const item = await this.#artifacts.getItem(repo, path);
+    if (item?.kind !== 'file') return undefined;
+    if (algorithm === 'sha512') return hex('sha512', await this.#blobs.read(item.sha256));
+    return item[algorithm];
+  }
+
+  /** maven-metadata.xml of a version folder (snapshot level) or an artifact folder; undefined when empty. */
+  async metadata(repo: string, folder: string): Promise<string | undefined> {
+    const segments = folder.split('/');
+    const last = segments[segments.length - 1]!;
+    if (isSnapshotVersion(last) && segments.length >= 3) {
+      const files = await this.#snapshotFiles(repo, folder);
+      if (files.length > 0) {
+        const { groupId, artifactId, version } = files[0]!.coordinates;
+        return snapshotMetadataXml(groupId, artifactId, version, files);
+      }
+    }
+    if (segments.length < 2) return undefined;
+    const listed = await this.#artifacts.list(repo, folder, { deep: true, depth: 2, includeFolders: false, limit: this.#listEntriesMax });
+    const versions: string[] = [];
+    let lastUpdated = 0;
+    for (const item of listed) {
+      if (item.kind !== 'file') continue;
+      const coordinates = this.#coordinatesOf(item);
+      if (coordinates === undefined || `${this.#versionFolder(coordinates)}/` !== `${folder}/${coordinates.version}/`) continue;
+      versions.push(coordinates.version);
+      lastUpdated = Math.max(lastUpdated, item.lastModified);
+    }
+    if (versions.length === 0) return undefined;
+    return artifactMetadataXml({ groupId: segments.slice(0, -1).join('.'), artifactId: last, versions, lastUpdated });
+  }
+
+  #versionFolder(coordinates: MavenCoordinates): string {
+    return `${coordinates.groupId.replaceAll('.', '/')}/${coordinates.artifactId}/${coordinates.version}`;
+  }
+
+  #coordinatesOf(item: FileItem): MavenCoordinates | undefined {
+    try {
+      return parseArtifactPath(item.path);
+    } catch {
+      return undefined;
+    }
+  }
+
+  async #snapshotFiles(repo: string, folder: string): Promise<(SnapshotFile & { path: string })[]> {
+    const listed = await this.#artifacts.list(repo, folder, { deep: false, includeFolders: false, limit: this.#listEntriesMax });
+    const files: (SnapshotFile & { path: string })[] = [];
+    for (const item of listed) {
+      if (item.kind !== 'file') continue;
+      const coordinates = this.#coordinatesOf(item);
+      if (coordinates !== undefined && coordinates.snapshot) files.push({ coordinates, lastModified: item.lastModified, path: item.path });
+    }
+    return files;
+  }
+}

@@ -1,0 +1,47 @@
+import { StrataError } from '@strata/core';
+import { XMLParser, XMLValidator } from 'fast-xml-parser';
+import type { MavenCoordinates } from './maven-layout.ts';
+
+const parser = new XMLParser({ ignoreAttributes: true, parseTagValue: false, processEntities: false });
+
+export interface PomCoordinates {
+  readonly groupId: string | undefined;
+  readonly artifactId: string | undefined;
+  readonly version: string | undefined;
+}
+
+function text(value: unknown): string | undefined {
+  return typeof value === 'string' ? value.trim() : undefined;
+}
+
+/** The coordinates a POM declares (groupId and version inherit from its parent). */
+export function pomCoordinates(xml: string): PomCoordinates {
+  if (XMLValidator.validate(xml) !== true) throw new StrataError('STRATA_ERR_PACKAGE_INVALID', 'the POM is not well-formed XML');
+  const document = parser.parse(xml) as Record<string, unknown>;
+  const project = document.project;
+  if (typeof project !== 'object' || project === null) throw new StrataError('STRATA_ERR_PACKAGE_INVALID', 'the POM has no <project> element');
+  const fields = project as Record<string, unknown>;
+  const parent = (typeof fields.parent === 'object' && fields.parent !== null ? fields.parent : {}) as Record<string, unknown>;
+  return {
+    groupId: text(fields.groupId) ?? text(parent.groupId),
+    artifactId: text(fields.artifactId),
+    version: text(fields.version) ?? text(parent.version),
+  };
+}
+
+/**
+ * Refuses a POM whose coordinates differ from its path (Artifactory's POM consistency check).
+ * A value built from a property (`${revision}`) cannot be resolved here and is not compared.
+ */
+export function checkPomMatchesPath(xml: string, path: MavenCoordinates): void {
+  const declared = pomCoordinates(xml);
+  const expected: Record<keyof PomCoordinates, string> = { groupId: path.groupId, artifactId: path.artifactId, version: path.version };
+  for (const field of ['groupId', 'artifactId', 'version'] as const) {
+    const value = declared[field];
+    if (value === undefined || value === '') throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `the POM declares no ${field}`);
+    if (value.includes('${')) continue;
+    if (value !== expected[field]) {
+      throw new StrataError('STRATA_ERR_PACKAGE_REFUSED', `the POM's ${field} '${value}' does not match the path's '${expected[field]}'`);
+    }
+  }
+}

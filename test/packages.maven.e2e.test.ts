@@ -1,0 +1,136 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildJar, linkedLocalRepository, mavenMissing, mvn, writeMavenSettings } from './package-clients/maven-toolchain.ts';
+import { ADMIN_PASSWORD, adminFetch, spawnServer } from './support/spawned-server.ts';
+import type { SpawnedServer } from './support/spawned-server.ts';
+
+const sha1 = (bytes: Uint8Array | string) => createHash('sha1').update(bytes).digest('hex');
+
+describe('Maven repositories with the real mvn client', () => {
+  let dir: string;
+  let server: SpawnedServer;
+  let missing: string | undefined;
+  // A groupId of its own per run, whose first segment is not in ~/.m2.
+  const groupTop = 'strataE2e';
+  const groupId = `${groupTop}.t${randomBytes(3).toString('hex')}`;
+  const groupPath = groupId.replaceAll('.', '/');
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'strata-maven-'));
+    server = await spawnServer({ dataDir: join(dir, 'data') });
+    missing = await mavenMissing();
+    if (missing !== undefined) console.log(`skipping the mvn part of the Maven e2e test: ${missing}`);
+    const create = (key: string, config: Record<string, unknown>) =>
+      adminFetch(server, `/artifactory/api/repositories/${key}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(config) });
+    expect((await create('maven-local', { rclass: 'local', packageType: 'maven', maxUniqueSnapshots: 1 })).status).toBe(200);
+    expect((await create('maven-releases', { rclass: 'local', packageType: 'maven', handleSnapshots: false })).status).toBe(200);
+  });
+  afterAll(async () => {
+    await server?.stop();
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('deploys with maven-deploy-plugin deploy-file and compiles a consumer against the repository', async (context) => {
+    if (missing !== undefined) return context.skip();
+    const repoUrl = `${server.url}/artifactory/maven-local`;
+    const settings = join(dir, 'settings.xml');
+    await writeMavenSettings(settings, repoUrl, 'admin', ADMIN_PASSWORD);
+    const localRepo = await linkedLocalRepository(join(dir, 'm2'), groupTop);
+    const common = ['-s', settings, `-Dmaven.repo.local=${localRepo}`];
+    const greeterJar = await buildJar(join(dir, 'greeter'), 'demo.greeter', 'Greeter', '  public static String greet(String who) { return "hello " + who; }');
+    const helperJar = await buildJar(join(dir, 'helper'), 'demo.helper', 'Helper', '  public static int twice(int n) { return 2 * n; }');
+    const deployFile = (file: string, artifactId: string, version: string) =>
+      mvn([...common, 'org.apache.maven.plugins:maven-deploy-plugin:3.1.4:deploy-file', `-Dfile=${file}`, `-DgroupId=${groupId}`, `-DartifactId=${artifactId}`, `-Dversion=${version}`, '-Dpackaging=jar', '-DgeneratePom=true', `-Durl=${repoUrl}`, '-DrepositoryId=strata'], dir);
+
+    await deployFile(greeterJar, 'greeter', '1.0.0');
+    await deployFile(greeterJar, 'greeter', '1.1.0');
+    await deployFile(helperJar, 'helper', '2.0-SNAPSHOT');
+    await deployFile(helperJar, 'helper', '2.0-SNAPSHOT');
+
+    const metadata = await (await adminFetch(server, `/artifactory/maven-local/${groupPath}/greeter/maven-metadata.xml`)).text();
+    expect(metadata).toContain('<latest>1.1.0</latest>');
+    expect(metadata).toContain('<release>1.1.0</release>');
+    expect(metadata).toMatch(/<version>1\.0\.0<\/version>\s*<version>1\.1\.0<\/version>/);
+    const metadataSha1 = await (await adminFetch(server, `/artifactory/maven-local/${groupPath}/greeter/maven-metadata.xml.sha1`)).text();
+    expect(metadataSha1).toBe(sha1(metadata));
+
+    // Two unique snapshot builds deployed, maxUniqueSnapshots 1: only the second is left.
+    const snapshotMetadata = await (await adminFetch(server, `/artifactory/maven-local/${groupPath}/helper/2.0-SNAPSHOT/maven-metadata.xml`)).text();
+    expect(snapshotMetadata).toContain('<buildNumber>2</buildNumber>');
+    const listing = (await (await adminFetch(server, `/artifactory/api/storage/maven-local/${groupPath}/helper/2.0-SNAPSHOT?list&deep=1`)).json()) as { files: { uri: string }[] };
+    const names = listing.files.map((file) => file.uri.slice(1)).sort();
+    expect(names).toHaveLength(2);
+    expect(names.every((name) => /^helper-2\.0-\d{8}\.\d{6}-2\.(jar|pom)$/.test(name))).toBe(true);
+
+    const consumer = join(dir, 'consumer');
+    await mkdir(join(consumer, 'src', 'main', 'java', 'demo'), { recursive: true });
+    await writeFile(
+      join(consumer, 'pom.xml'),
+      `<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>${groupId}</groupId><artifactId>consumer</artifactId><version>1.0</version>
+  <properties><maven.compiler.release>17</maven.compiler.release><project.build.sourceEncoding>UTF-8</project.build.sourceEncoding></properties>
+  <dependencies>
+    <dependency><groupId>${groupId}</groupId><artifactId>greeter</artifactId><version>1.0.0</version></dependency>
+    <dependency><groupId>${groupId}</groupId><artifactId>helper</artifactId><version>2.0-SNAPSHOT</version></dependency>
+  </dependencies>
+  <build><plugins>
+    <plugin><groupId>org.apache.maven.plugins</groupId><artifactId>maven-resources-plugin</artifactId><version>3.3.1</version></plugin>
+    <plugin><groupId>org.apache.maven.plugins</groupId><artifactId>maven-compiler-plugin</artifactId><version>3.13.0</version></plugin>
+  </plugins></build>
+</project>
+`,
+    );
+    await writeFile(
+      join(consumer, 'src', 'main', 'java', 'demo', 'App.java'),
+      'package demo;\npublic class App { public static void main(String[] a) { System.out.println(demo.greeter.Greeter.greet("x") + demo.helper.Helper.twice(2)); } }\n',
+    );
+    await mvn([...common, 'compile'], consumer);
+    // The dependencies came from the server into the test's local repository.
+    const resolvedJar = await adminFetch(server, `/artifactory/maven-local/${groupPath}/greeter/1.0.0/greeter-1.0.0.jar`);
+    expect(resolvedJar.status).toBe(200);
+    const stats = (await (await adminFetch(server, `/artifactory/api/storage/maven-local/${groupPath}/greeter/1.0.0/greeter-1.0.0.jar?stats`)).json()) as { downloadCount: number };
+    expect(stats.downloadCount).toBeGreaterThanOrEqual(2);
+  });
+
+  it('serves checksum sidecars for every file and verifies deployed ones instead of storing them', async () => {
+    const base = `/artifactory/maven-local/org/example/lib/1.0`;
+    const jar = randomBytes(1000);
+    expect((await adminFetch(server, `${base}/lib-1.0.jar`, { method: 'PUT', body: jar })).status).toBe(201);
+    expect(await (await adminFetch(server, `${base}/lib-1.0.jar.sha1`)).text()).toBe(sha1(jar));
+    expect(await (await adminFetch(server, `${base}/lib-1.0.jar.sha256`)).text()).toBe(createHash('sha256').update(jar).digest('hex'));
+    expect(await (await adminFetch(server, `${base}/lib-1.0.jar.sha512`)).text()).toBe(createHash('sha512').update(jar).digest('hex'));
+    expect(await (await adminFetch(server, `${base}/lib-1.0.jar.md5`)).text()).toBe(createHash('md5').update(jar).digest('hex'));
+    expect((await adminFetch(server, `${base}/lib-1.0.jar.sha1`, { method: 'PUT', body: sha1(jar) })).status).toBe(201);
+    const wrong = await adminFetch(server, `${base}/lib-1.0.jar.sha1`, { method: 'PUT', body: sha1('other') });
+    expect(wrong.status).toBe(409);
+    expect(((await wrong.json()) as { errors: { message: string }[] }).errors[0]!.message).toContain('sha1');
+    const listing = (await (await adminFetch(server, `/artifactory/api/storage/maven-local/org/example/lib/1.0?list&deep=1`)).json()) as { files: { uri: string }[] };
+    expect(listing.files.map((file) => file.uri)).toEqual(['/lib-1.0.jar']);
+  });
+
+  it('refuses a POM that does not match its path, a path outside the layout and snapshots where they are not handled', async () => {
+    const pom = (groupId: string, artifactId: string, version: string) =>
+      `<project><modelVersion>4.0.0</modelVersion><groupId>${groupId}</groupId><artifactId>${artifactId}</artifactId><version>${version}</version></project>`;
+    const mismatch = await adminFetch(server, '/artifactory/maven-local/org/example/app/1.0/app-1.0.pom', { method: 'PUT', body: pom('org.example', 'app', '2.0') });
+    expect(mismatch.status).toBe(409);
+    expect(((await mismatch.json()) as { errors: { message: string }[] }).errors[0]!.message).toContain("version '2.0'");
+    expect((await adminFetch(server, '/artifactory/maven-local/org/example/app/1.0/app-1.0.pom')).status).toBe(404);
+    const notXml = await adminFetch(server, '/artifactory/maven-local/org/example/app/1.0/app-1.0.pom', { method: 'PUT', body: '<project>' });
+    expect(notXml.status).toBe(400);
+    const good = await adminFetch(server, '/artifactory/maven-local/org/example/app/1.0/app-1.0.pom', { method: 'PUT', body: pom('org.example', 'app', '1.0') });
+    expect(good.status).toBe(201);
+
+    for (const path of ['app-1.0.jar', 'org/example/app/1.0/other-1.0.jar', 'org/example/app/1.0/app-2.0.jar', 'org/example/app/1.0/app-1.0']) {
+      const response = await adminFetch(server, `/artifactory/maven-local/${path}`, { method: 'PUT', body: 'x' });
+      expect(response.status, path).toBe(400);
+    }
+    const snapshot = await adminFetch(server, '/artifactory/maven-releases/org/example/app/1.0-SNAPSHOT/app-1.0-20240101.120000-1.jar', { method: 'PUT', body: 'x' });
+    expect(snapshot.status).toBe(409);
+    expect(((await snapshot.json()) as { errors: { message: string }[] }).errors[0]!.message).toContain('does not handle snapshots');
+    expect((await adminFetch(server, '/artifactory/maven-releases/org/example/app/1.0/app-1.0.jar', { method: 'PUT', body: 'x' })).status).toBe(201);
+  });
+});

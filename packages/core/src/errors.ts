@@ -48,6 +48,13 @@ export const ERROR_CATALOGUE = {
   STRATA_ERR_PACKAGE_REFUSED: { status: 409, message: 'the repository does not accept this package' },
   STRATA_ERR_PACKAGE_NOT_FOUND: { status: 404, message: 'package not found' },
   STRATA_ERR_INVARIANT: { status: 500, message: 'internal invariant broken' },
+  STRATA_ERR_REMOTE_UNAVAILABLE: { status: 502, message: 'the remote repository upstream failed' },
+  STRATA_ERR_REMOTE_TIMEOUT: { status: 504, message: 'the remote repository upstream timed out' },
+  STRATA_ERR_REMOTE_CHECKSUM_MISMATCH: { status: 502, message: 'the upstream content does not match its declared checksum' },
+  STRATA_ERR_VIRTUAL_NO_DEPLOY_TARGET: { status: 405, message: 'the virtual repository has no default deployment repository' },
+  STRATA_ERR_CURATION_BLOCKED: { status: 403, message: 'blocked by a curation policy' },
+  STRATA_ERR_CURATION_POLICY_INVALID: { status: 400, message: 'invalid curation policy' },
+  STRATA_ERR_CURATION_POLICY_NOT_FOUND: { status: 404, message: 'curation policy not found' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

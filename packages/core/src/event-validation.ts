@@ -256,6 +256,8 @@ const DATA_VALIDATORS: { readonly [T in EventType]: DataValidator<T> } = {
   PermissionTargetSaved: systemData,
   PermissionTargetDeleted: systemData,
   SettingsChanged: systemData,
+  CurationPolicySaved: systemData,
+  CurationPolicyDeleted: systemData,
 };
 
 /** Refuses anything that is not a known event type; unknown types are their own error. */

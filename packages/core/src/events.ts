@@ -96,6 +96,8 @@ export interface DomainEventMap {
   PermissionTargetSaved: SystemEventData;
   PermissionTargetDeleted: SystemEventData;
   SettingsChanged: SystemEventData;
+  CurationPolicySaved: SystemEventData;
+  CurationPolicyDeleted: SystemEventData;
 }
 
 /** Events of a repository's stream (`repo-<key>`). */
@@ -122,6 +124,8 @@ export const SYSTEM_EVENT_TYPES = [
   'PermissionTargetSaved',
   'PermissionTargetDeleted',
   'SettingsChanged',
+  'CurationPolicySaved',
+  'CurationPolicyDeleted',
 ] as const satisfies readonly (keyof DomainEventMap)[];
 
 export const EVENT_TYPES = [...REPOSITORY_EVENT_TYPES, ...SYSTEM_EVENT_TYPES] as const;

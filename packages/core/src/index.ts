@@ -10,3 +10,4 @@ export * from './event-codec.ts';
 export * from './hybrid-logical-clock.ts';
 export * from './artifact-tree-model.ts';
 export * from './repository-config-model.ts';
+export * from './virtual-resolution.ts';

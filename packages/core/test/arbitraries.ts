@@ -128,6 +128,8 @@ export const arbitraryEventData: { readonly [T in EventType]: fc.Arbitrary<Domai
   PermissionTargetSaved: arbitraryJsonObject,
   PermissionTargetDeleted: arbitraryJsonObject,
   SettingsChanged: arbitraryJsonObject,
+  CurationPolicySaved: arbitraryJsonObject,
+  CurationPolicyDeleted: arbitraryJsonObject,
 };
 
 export const arbitraryEventMeta: fc.Arbitrary<EventMeta> = fc.record(

@@ -16,6 +16,21 @@ import { storageRoutes } from './storage/storage-routes.ts';
 import { StreamWriter } from './stream-writer.ts';
 import { systemRoutes } from './system/system-routes.ts';
 import { MavenFormat } from './formats/maven/maven-format.ts';
+import { curationRoutes } from './curation/curation-routes.ts';
+import { CurationService, MemoryCurationBlockLog } from './curation/curation-service.ts';
+import { RemoteProxy } from './remote/remote-proxy.ts';
+import { UpstreamClient } from './remote/upstream-client.ts';
+import { RepositoryContent } from './virtual/repository-content.ts';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Reads through local, remote and virtual repositories (docs/remote-virtual.md). */
+    repositoryContent: RepositoryContent;
+    /** Curation policies and the blocking hook package formats call. */
+    curation: CurationService;
+    remoteProxy: RemoteProxy;
+  }
+}
 
 export const ARTIFACTORY_PREFIX = '/artifactory';
 export const STRATA_VERSION = '0.1.0';
@@ -101,8 +116,38 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     now,
   });
   const blobCache = new BlobCache(deps.blobStore, limits.blobCacheEntryBytesMax, limits.blobCacheBytesMax);
+  const upstream = deps.upstream ?? new UpstreamClient();
+  const remoteProxy = new RemoteProxy({
+    streams: repositoryStreams,
+    blobs: deps.blobStore,
+    cache: metadataCache,
+    upstream,
+    now,
+    streamHoldbackBytes: limits.remoteStreamHoldbackBytes,
+    rememberedEntriesMax: limits.remoteRememberedEntriesMax,
+    uploadBytesMax: limits.uploadBytesMax,
+  });
+  const curation = new CurationService({
+    eventStore: deps.eventStore,
+    blocks: deps.curationBlocks ?? new MemoryCurationBlockLog(),
+    siteId: deps.siteId,
+    stamp: () => deps.hlc.now(),
+    newId: deps.newId,
+    now,
+    refreshIntervalMs: limits.curationRefreshIntervalMs,
+    appendRetriesMax: limits.appendRetriesMax,
+  });
+  const repositoryContent = new RepositoryContent({ cache: metadataCache, artifacts: deps.artifacts, remote: remoteProxy, curation, accessControl: () => app.accessControl });
+  // Shared with format plugins (npm, PyPI, Maven): read through virtual/remote repositories, curation hook.
+  app.decorate('repositoryContent', repositoryContent);
+  app.decorate('curation', curation);
+  app.decorate('remoteProxy', remoteProxy);
+  app.addHook('onClose', async () => {
+    if (deps.upstream === undefined) await upstream.close();
+  });
   const repositoryService = new RepositoryService(repositoryStreams, deps.repositories, (key) => {
     metadataCache.invalidateRepository(key);
+    remoteProxy.forget(key);
     deps.onRepositoryChange?.(key);
   });
   const artifactService = new ArtifactService({
@@ -120,7 +165,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     version: deps.version?.version ?? STRATA_VERSION,
     revision: deps.version?.revision ?? 'dev',
   });
-  await app.register(repositoriesRoutes, { prefix: ARTIFACTORY_PREFIX, service: repositoryService, reader: deps.repositories });
+  await app.register(repositoriesRoutes, { prefix: ARTIFACTORY_PREFIX, service: repositoryService, reader: deps.repositories, content: repositoryContent });
+  await app.register(curationRoutes, { prefix: ARTIFACTORY_PREFIX, curation, repositories: deps.repositories, blocksListMax: limits.curationBlocksListMax });
   await app.register(artifactsRoutes, {
     prefix: ARTIFACTORY_PREFIX,
     service: artifactService,
@@ -133,6 +179,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     listEntriesMax: limits.listEntriesMax,
     uploadBytesMax: limits.uploadBytesMax,
     maven: new MavenFormat({ artifacts: deps.artifacts, blobs: deps.blobStore, service: artifactService, listEntriesMax: limits.listEntriesMax }),
+    content: repositoryContent,
+    remote: remoteProxy,
   });
   await app.register(storageRoutes, {
     prefix: ARTIFACTORY_PREFIX,
@@ -142,6 +190,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     downloads: deps.downloads,
     listEntriesMax: limits.listEntriesMax,
     now,
+    content: repositoryContent,
   });
   await app.register(copyMoveRoutes, { prefix: ARTIFACTORY_PREFIX, service: artifactService });
   await app.register(storageInfoRoutes, { prefix: ARTIFACTORY_PREFIX, repositories: deps.repositories, artifacts: deps.artifacts, storage: deps.storage });

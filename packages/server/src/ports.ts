@@ -138,6 +138,10 @@ export interface AppDeps {
    * at a time; without it each question costs two `artifacts` reader calls.
    */
   readonly treeShapeQuery?: import('./artifacts/tree-shape-lookups.ts').TreeShapeQuery;
+  /** Where curation blocks are recorded; default: in memory (bounded). */
+  readonly curationBlocks?: import('./curation/curation-service.ts').CurationBlockLog;
+  /** HTTP client of remote repositories' upstreams; default: undici with redirects followed. */
+  readonly upstream?: import('./remote/upstream-client.ts').UpstreamClient;
   /** Called after this server changed a repository's configuration (created, updated, deleted). */
   readonly onRepositoryChange?: (key: string) => void;
 }
@@ -167,6 +171,14 @@ export interface ServerLimits {
   readonly listEntriesMax: number;
   /** Entries one copy/move/recursive property change touches at most. */
   readonly bulkEntriesMax: number;
+  /** A remote fetch answers its client after this many bytes (or the whole file): failures before are clean 502/504s. */
+  readonly remoteStreamHoldbackBytes: number;
+  /** Remembered upstream 404s and revalidation times, per process. */
+  readonly remoteRememberedEntriesMax: number;
+  /** How long the curation policy set is served before looking for changes by other servers. */
+  readonly curationRefreshIntervalMs: number;
+  /** Blocks one /api/curation/blocks answer lists at most. */
+  readonly curationBlocksListMax: number;
 }
 
 export const DEFAULT_LIMITS: ServerLimits = Object.freeze({
@@ -179,4 +191,8 @@ export const DEFAULT_LIMITS: ServerLimits = Object.freeze({
   roundLingerMs: 0,
   listEntriesMax: 100_000,
   bulkEntriesMax: 10_000,
+  remoteStreamHoldbackBytes: 1024 * 1024,
+  remoteRememberedEntriesMax: 100_000,
+  curationRefreshIntervalMs: 1_000,
+  curationBlocksListMax: 1_000,
 });

@@ -51,9 +51,13 @@ describe('bad input gets a clear 4xx and changes nothing', () => {
     expect(t.blobs.blobs.size).toBe(0);
   });
 
-  it('refuses deploys to remote and virtual repositories', async () => {
+  it('refuses deploys to a virtual repository without a default deployment repository (405) and to a remote (400)', async () => {
     await t.app.inject({ method: 'PUT', url: '/artifactory/api/repositories/virt', payload: { rclass: 'virtual', repositories: ['libs'] } });
-    expect((await put('/artifactory/virt/a.txt')).statusCode).toBe(400);
+    const virtual = await put('/artifactory/virt/a.txt');
+    expect(virtual.statusCode).toBe(405);
+    expect(virtual.json().errors[0].message).toMatch(/no default deployment repository/);
+    await t.app.inject({ method: 'PUT', url: '/artifactory/api/repositories/up', payload: { rclass: 'remote', url: 'http://127.0.0.1:9/' } });
+    expect((await put('/artifactory/up/a.txt')).statusCode).toBe(400);
   });
 
   it('keeps one consistent artifact when the same path is deployed concurrently', async () => {

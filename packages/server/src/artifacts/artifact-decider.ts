@@ -73,7 +73,8 @@ export interface DeleteCommand {
 export function decideDelete(command: DeleteCommand, state: RepositoryStreamState): DomainEvent[] {
   const { repo, path } = command;
   if (state.config === undefined) throw repositoryNotFound(repo);
-  if (!DEPLOYABLE_CLASSES.has(String(state.config.rclass))) {
+  // A remote repository's cache can be deleted from (never deployed to).
+  if (!DEPLOYABLE_CLASSES.has(String(state.config.rclass)) && state.config.rclass !== 'remote') {
     throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', `repository '${repo}' is ${String(state.config.rclass)}: it holds no deletable content`);
   }
   if (command.existing === undefined) throw new StrataError('STRATA_ERR_ARTIFACT_NOT_FOUND', `Could not locate artifact '${repo}:${path}'`);

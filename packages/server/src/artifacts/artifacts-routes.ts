@@ -13,6 +13,8 @@ import type { BlobCache, MetadataCache } from './hot-caches.ts';
 import type { BlobStore } from '@strata/store';
 import type { MavenFormat } from '../formats/maven/maven-format.ts';
 import { checksumBodyBytesMax } from '../formats/maven/maven-format.ts';
+import type { RemoteProxy } from '../remote/remote-proxy.ts';
+import type { RepositoryContent, Resolved } from '../virtual/repository-content.ts';
 
 export interface ArtifactsRoutesOptions {
   readonly service: ArtifactService;
@@ -26,6 +28,8 @@ export interface ArtifactsRoutesOptions {
   readonly uploadBytesMax: number;
   /** Maven on the plain path of `packageType: maven` repositories (layout, computed metadata and sidecars). */
   readonly maven?: MavenFormat;
+  readonly content: RepositoryContent;
+  readonly remote: RemoteProxy;
 }
 
 /** Reads a small request body whole; a longer one is refused. */
@@ -146,7 +150,7 @@ function escapeHtml(text: string): string {
 
 /** Deploy (PUT), download (GET/HEAD) and delete on `/artifactory/{repo}/{path}`. */
 export const artifactsRoutes: FastifyPluginAsync<ArtifactsRoutesOptions> = async (app, options) => {
-  const { service, cache, blobCache, blobs, artifacts, downloads } = options;
+  const { service, cache, blobCache, blobs, artifacts, downloads, content, remote } = options;
   app.addSchema({
     $id: 'strataChecksums',
     type: 'object',
@@ -156,7 +160,8 @@ export const artifactsRoutes: FastifyPluginAsync<ArtifactsRoutesOptions> = async
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, _payload, done) => done(null));
 
-  async function deploy(request: FastifyRequest, reply: FastifyReply, address: ArtifactAddress) {
+  async function deploy(request: FastifyRequest, reply: FastifyReply, requested: ArtifactAddress) {
+    const address = await deployTarget(requested);
     const { repo, path } = address;
     if (address.trailingSlash) throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', 'deploy a file: folders exist implicitly');
     app.accessControl.authorize(request.principal, { repo, path, action: 'deploy' });
@@ -206,11 +211,31 @@ export const artifactsRoutes: FastifyPluginAsync<ArtifactsRoutesOptions> = async
       .send(itemCreated(baseUrl(request), deployed, deployRequest.expected));
   }
 
+  /**
+   * Where a deploy lands: a virtual repository forwards it to its defaultDeploymentRepo (405
+   * without one); a remote's cache takes none.
+   */
+  async function deployTarget(address: ArtifactAddress): Promise<ArtifactAddress> {
+    const config = await cache.repository(address.repo);
+    if (config === undefined) {
+      const addressed = await content.address(address.repo);
+      if (addressed.cacheOnly) throw new StrataError('STRATA_ERR_HTTP_METHOD_NOT_ALLOWED', `'${address.repo}' is the cache of remote repository '${addressed.config.key}': artifacts are cached on demand, never deployed`);
+      throw notFound(address.repo);
+    }
+    if (config.rclass !== 'virtual') return address;
+    enforcePatterns(address.repo, config, address.path);
+    const target = config.defaultDeploymentRepo;
+    if (typeof target !== 'string' || target === '') {
+      throw new StrataError('STRATA_ERR_VIRTUAL_NO_DEPLOY_TARGET', `virtual repository '${address.repo}' has no default deployment repository (set defaultDeploymentRepo to a local member)`);
+    }
+    return { ...address, repo: target };
+  }
+
   async function download(request: FastifyRequest, reply: FastifyReply, address: ArtifactAddress) {
     const { repo, path } = address;
     app.accessControl.authorize(request.principal, { repo, path, action: 'read' });
     const config = await cache.repository(repo);
-    if (config === undefined) throw notFound(repo);
+    if (config === undefined || config.rclass === 'virtual' || config.rclass === 'remote') return downloadResolved(request, reply, address);
     enforcePatterns(repo, config, path);
     const item = await cache.item(repo, path);
     if (item === undefined && config.packageType === 'maven' && options.maven !== undefined) {
@@ -223,6 +248,38 @@ export const artifactsRoutes: FastifyPluginAsync<ArtifactsRoutesOptions> = async
     if (item === undefined) throw new StrataError('STRATA_ERR_ARTIFACT_NOT_FOUND', `Could not find resource '${repo}:${path}'`);
     if (item.kind === 'folder') return folderIndex(request, reply, repo, path);
     return sendFile(request, reply, repo, item);
+  }
+
+  /** Downloads through a virtual or remote repository (or a remote's `-cache`). */
+  async function downloadResolved(request: FastifyRequest, reply: FastifyReply, address: ArtifactAddress) {
+    const resolved: Resolved = await content.resolve(address.repo, address.path, { principal: request.principal, meta: requestMeta(request), fetchRemote: true });
+    switch (resolved.kind) {
+      case 'file':
+        return sendFile(request, reply, address.repo, resolved.item);
+      case 'folder':
+        return folderIndex(request, reply, address.repo, address.path, resolved.repos);
+      case 'stream': {
+        // A range, a conditional or a HEAD request waits for the file to be cached (the fetch
+        // goes on without this client) and is then answered from the cache.
+        if (request.method === 'HEAD' || header(request, 'range') !== undefined || header(request, 'if-none-match') !== undefined) {
+          resolved.body.destroy();
+          const item = await resolved.done;
+          if (item === undefined) throw new StrataError('STRATA_ERR_ARTIFACT_NOT_FOUND', `Could not find resource '${address.repo}:${address.path}'`);
+          return sendFile(request, reply, address.repo, item);
+        }
+        downloads.record(address.repo, resolved.path, request.principal.name, options.now());
+        if (resolved.checksums.sha1 !== undefined) {
+          reply.header('ETag', resolved.checksums.sha1);
+          reply.header('X-Checksum-Sha1', resolved.checksums.sha1);
+        }
+        if (resolved.checksums.sha256 !== undefined) reply.header('X-Checksum-Sha256', resolved.checksums.sha256);
+        if (resolved.checksums.md5 !== undefined) reply.header('X-Checksum-Md5', resolved.checksums.md5);
+        reply.header('X-Artifactory-Filename', encodeURIComponent(resolved.path.slice(resolved.path.lastIndexOf('/') + 1)));
+        if (resolved.size !== undefined) reply.header('Content-Length', resolved.size);
+        reply.type(resolved.mimeType || 'application/octet-stream');
+        return reply.send(resolved.body);
+      }
+    }
   }
 
   async function sendFile(request: FastifyRequest, reply: FastifyReply, repo: string, file: FileItem) {
@@ -259,9 +316,10 @@ export const artifactsRoutes: FastifyPluginAsync<ArtifactsRoutesOptions> = async
     return reply.send(await blobs.createReadStream(file.sha256, { start, end }));
   }
 
-  async function folderIndex(request: FastifyRequest, reply: FastifyReply, repo: string, path: string) {
+  async function folderIndex(request: FastifyRequest, reply: FastifyReply, repo: string, path: string, members?: readonly string[]) {
     if (request.method === 'HEAD') return reply.type('text/html').send();
-    const children = await artifacts.list(repo, path, { deep: false, includeFolders: true, limit: options.listEntriesMax });
+    const listOptions = { deep: false, includeFolders: true, limit: options.listEntriesMax };
+    const children = members === undefined ? await artifacts.list(repo, path, listOptions) : await content.list(members, path, listOptions);
     const base = `${baseUrl(request)}/${repo}/${path === '' ? '' : `${path}/`}`;
     const lines = children.map((child) => {
       const name = child.path.slice(child.path.lastIndexOf('/') + 1) + (child.kind === 'folder' ? '/' : '');
@@ -273,9 +331,13 @@ export const artifactsRoutes: FastifyPluginAsync<ArtifactsRoutesOptions> = async
   }
 
   async function remove(request: FastifyRequest, reply: FastifyReply, address: ArtifactAddress) {
-    const { repo, path } = address;
+    // `{remote}-cache/{path}` deletes from the remote's cache, like `{remote}/{path}`.
+    const { config } = await content.address(address.repo);
+    const repo = config.key;
+    const { path } = address;
     app.accessControl.authorize(request.principal, { repo, path, action: 'delete' });
     await service.delete(repo, path, requestMeta(request));
+    if (config.rclass === 'remote') remote.forget(repo, path);
     return reply.code(204).send();
   }
 

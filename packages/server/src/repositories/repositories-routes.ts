@@ -5,10 +5,12 @@ import { baseUrl, requestMeta } from '../request-meta.ts';
 import { configForDisplay } from './repository-config.ts';
 import { repositoryNotFound as notFound } from './repository-decider.ts';
 import type { RepositoryService } from './repository-service.ts';
+import type { RepositoryContent } from '../virtual/repository-content.ts';
 
 export interface RepositoriesRoutesOptions {
   readonly service: RepositoryService;
   readonly reader: RepositoryReader;
+  readonly content: RepositoryContent;
 }
 
 const keyParams = {
@@ -20,7 +22,7 @@ const keyParams = {
 const textResponse = { 200: { type: 'string' }, ...errorResponses } as const;
 
 /** `/api/repositories[/{key}]`: the repository configuration API. */
-export const repositoriesRoutes: FastifyPluginAsync<RepositoriesRoutesOptions> = async (app, { service, reader }) => {
+export const repositoriesRoutes: FastifyPluginAsync<RepositoriesRoutesOptions> = async (app, { service, reader, content }) => {
   // Artifactory clients send vendor media types such as
   // application/vnd.org.jfrog.artifactory.repositories.LocalRepositoryConfiguration+json.
   app.addContentTypeParser(/^application\/[\w.+-]+\+json\s*(;.*)?$/i, { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
@@ -77,6 +79,8 @@ export const repositoriesRoutes: FastifyPluginAsync<RepositoriesRoutesOptions> =
       app.accessControl.authorize(request.principal, { repo: key, path: '', action: 'read' });
       const config = await reader.get(key);
       if (config === undefined) throw notFound(key);
+      // A virtual also shows its effective resolution order (nested virtuals flattened).
+      if (config.rclass === 'virtual') return { ...configForDisplay(config), resolvedRepositories: await content.order(key) };
       return configForDisplay(config);
     },
   );

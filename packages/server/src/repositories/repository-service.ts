@@ -1,8 +1,8 @@
-import { isValidRepositoryKey, repositoryKeyIdentity, repositoryStream, StrataError } from '@strata/core';
+import { findVirtualCycle, flattenVirtualMembers, isStoringClass, isValidRepositoryKey, repositoryKeyIdentity, repositoryStream, StrataError } from '@strata/core';
 import type { EventMeta } from '@strata/core';
 import type { RepositoryReader } from '../ports.ts';
 import type { StreamWriter } from '../stream-writer.ts';
-import { configForCreate } from './repository-config.ts';
+import { configForCreate, patchForUpdate } from './repository-config.ts';
 import { decideRepository, repositoryNotFound } from './repository-decider.ts';
 import type { RepositoryCommand } from './repository-decider.ts';
 import type { RepositoryStreamState } from './repository-stream.ts';
@@ -23,7 +23,8 @@ export class RepositoryService {
 
   async create(key: string, body: unknown, meta: EventMeta): Promise<void> {
     // Validate before queueing, so a bad body never waits behind other creates.
-    configForCreate(key, body);
+    const config = configForCreate(key, body);
+    if (config.rclass === 'virtual') await this.#checkVirtual(key, config);
     const run = this.#creating.then(async () => {
       const identity = repositoryKeyIdentity(key);
       const clash = (await this.#reader.list()).find((repo) => repositoryKeyIdentity(repo.key) === identity);
@@ -36,12 +37,40 @@ export class RepositoryService {
 
   async update(key: string, body: unknown, meta: EventMeta): Promise<void> {
     if (!isValidRepositoryKey(key)) throw repositoryNotFound(key);
+    const current = await this.#reader.get(key);
+    if (current?.rclass === 'virtual') await this.#checkVirtual(key, { ...current, ...patchForUpdate(current, body) });
     await this.#run({ kind: 'update', key, body }, meta);
   }
 
   async delete(key: string, meta: EventMeta): Promise<void> {
     if (!isValidRepositoryKey(key)) throw repositoryNotFound(key);
     await this.#run({ kind: 'delete', key }, meta);
+  }
+
+  /**
+   * A virtual's members must exist and must not lead back to it (a cycle is refused here, at
+   * configuration time); its default deployment repository must be a local member.
+   */
+  async #checkVirtual(key: string, config: Readonly<Record<string, unknown>>): Promise<void> {
+    const invalid = (message: string) => new StrataError('STRATA_ERR_REPO_CONFIG_INVALID', message);
+    const all = new Map((await this.#reader.list()).map((repo) => [repo.key, repo as Readonly<Record<string, unknown>> & { key: string; rclass: string }]));
+    const candidate = { ...config, key, rclass: 'virtual' };
+    all.set(key, candidate);
+    const members = Array.isArray(config.repositories) ? (config.repositories as string[]) : [];
+    for (const member of members) {
+      if (member === key) throw invalid(`virtual repository '${key}' cannot include itself`);
+      if (!all.has(member)) throw invalid(`virtual repository '${key}' includes '${member}', which does not exist`);
+    }
+    const cycle = findVirtualCycle(key, (k) => all.get(k));
+    if (cycle !== undefined) throw invalid(`virtual repository '${key}' would form a cycle: ${cycle.join(' → ')}`);
+    const target = config.defaultDeploymentRepo;
+    if (typeof target === 'string' && target !== '') {
+      const flattened = flattenVirtualMembers(key, (k) => all.get(k));
+      const member = flattened.find((repo) => repo.key === target);
+      if (member === undefined || !isStoringClass(member.rclass)) {
+        throw invalid(`defaultDeploymentRepo '${target}' must be a local repository included in virtual repository '${key}'`);
+      }
+    }
   }
 
   async #run(command: RepositoryCommand, meta: EventMeta): Promise<void> {

@@ -6,8 +6,9 @@ import type { ArtifactService } from '../artifacts/artifact-service.ts';
 import type { MetadataCache } from '../artifacts/hot-caches.ts';
 import { errorResponses } from '../http-errors.ts';
 import type { ArtifactReader, DownloadCounter, FileItem, FolderItem } from '../ports.ts';
-import { repositoryNotFound as notFound } from '../repositories/repository-decider.ts';
 import { baseUrl, requestMeta } from '../request-meta.ts';
+import type { RepositoryContent } from '../virtual/repository-content.ts';
+import type { ListOptions, TreeItem } from '../ports.ts';
 import { parsePropertyAssignments, parsePropertyNames, rawQueryParameter } from './properties-syntax.ts';
 
 export interface StorageRoutesOptions {
@@ -17,6 +18,7 @@ export interface StorageRoutesOptions {
   readonly downloads: DownloadCounter;
   readonly listEntriesMax: number;
   readonly now: () => number;
+  readonly content: RepositoryContent;
 }
 
 const PREFIX = '/artifactory/api/storage/';
@@ -54,22 +56,36 @@ function has(request: FastifyRequest, name: string): boolean {
 
 /** `/api/storage/{repo}/{path}`: item info, properties, listings and download statistics. */
 export const storageRoutes: FastifyPluginAsync<StorageRoutesOptions> = async (app, options) => {
-  const { service, cache, artifacts, downloads } = options;
+  const { service, cache, artifacts, downloads, content } = options;
 
+  /**
+   * The item a storage request names. A virtual answers with the first member that stores
+   * or caches it (no upstream fetch); a folder lists every member's folder merged. A
+   * remote's `-cache` alias answers for its cache.
+   */
   async function lookup(request: FastifyRequest) {
     const address = parseArtifactAddress(request.url, PREFIX);
     const { repo, path } = address;
     app.accessControl.authorize(request.principal, { repo, path, action: 'read' });
     const config = await cache.repository(repo);
-    if (config === undefined) throw notFound(repo);
+    if (config === undefined || config.rclass === 'virtual') {
+      const addressed = await content.address(repo);
+      const found = await content.item(repo, path, request.principal);
+      if (found === undefined) throw new StrataError('STRATA_ERR_ARTIFACT_NOT_FOUND', `Unable to find item '${repo}:${path}'`);
+      const folderRepos = found.folderRepos;
+      // The file (or a folder's first holder) is shown under the repository that holds it.
+      const shownRepo = addressed.config.rclass === 'virtual' && found.item.kind === 'file' ? found.repo : repo;
+      return { repo: shownRepo, sourceRepo: found.repo, path, item: found.item, config: addressed.config, list: (listPath: string, listOptions: ListOptions) => content.list(folderRepos, listPath, listOptions) };
+    }
     enforcePatterns(repo, config, path);
     const item = await artifacts.getItem(repo, path);
     if (item === undefined) throw new StrataError('STRATA_ERR_ARTIFACT_NOT_FOUND', `Unable to find item '${repo}:${path}'`);
-    return { repo, path, item, config };
+    const list = async (listPath: string, listOptions: ListOptions): Promise<TreeItem[]> => visible(repo, config, await artifacts.list(repo, listPath, listOptions));
+    return { repo, sourceRepo: repo, path, item, config, list };
   }
 
   /** Files the repository's patterns refuse are not shown (folders are, files below may be visible). */
-  function visible<T extends { kind: string; path: string }>(repo: string, config: Readonly<Record<string, unknown>>, entries: readonly T[]): T[] {
+  function visible<T extends { kind: string; path: string }>(_repo: string, config: Readonly<Record<string, unknown>>, entries: readonly T[]): T[] {
     const filter = pathFilterOf(config);
     return entries.filter((entry) => entry.kind === 'folder' || filter.refusal(entry.path) === undefined);
   }
@@ -95,8 +111,8 @@ export const storageRoutes: FastifyPluginAsync<StorageRoutesOptions> = async (ap
     };
   }
 
-  async function folderInfo(request: FastifyRequest, repo: string, folder: FolderItem, config: Readonly<Record<string, unknown>>) {
-    const children = visible(repo, config, await artifacts.list(repo, folder.path, { deep: false, includeFolders: true, limit: options.listEntriesMax }));
+  async function folderInfo(request: FastifyRequest, repo: string, folder: FolderItem, list: (path: string, options: ListOptions) => Promise<TreeItem[]>) {
+    const children = await list(folder.path, { deep: false, includeFolders: true, limit: options.listEntriesMax });
     const prefixLength = folder.path === '' ? 0 : folder.path.length + 1;
     return {
       repo,
@@ -113,12 +129,12 @@ export const storageRoutes: FastifyPluginAsync<StorageRoutesOptions> = async (ap
 
   async function get(request: FastifyRequest, reply: FastifyReply) {
     const query = request.query as Record<string, string | undefined>;
-    const { repo, path, item, config } = await lookup(request);
+    const { repo, sourceRepo, path, item, list } = await lookup(request);
     const uri = storageUri(request, repo, path);
     if (has(request, 'properties')) {
       const names = parsePropertyNames(rawQueryParameter(request.url, 'properties') ?? '');
       const properties: Record<string, readonly string[]> = {};
-      for (const [key, values] of Object.entries(await artifacts.properties(repo, path))) if (names.length === 0 || names.includes(key)) properties[key] = values;
+      for (const [key, values] of Object.entries(await artifacts.properties(sourceRepo, path))) if (names.length === 0 || names.includes(key)) properties[key] = values;
       if (Object.keys(properties).length === 0) throw new StrataError('STRATA_ERR_HTTP_NOT_FOUND', 'No properties could be found.');
       return reply.type('application/vnd.org.jfrog.artifactory.storage.ItemProperties+json').send({ uri, properties });
     }
@@ -138,12 +154,12 @@ export const storageRoutes: FastifyPluginAsync<StorageRoutesOptions> = async (ap
       if (item.kind !== 'folder') throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', `'${repo}:${path}' is a file: list a folder`);
       const deep = isOn(query.deep, false);
       const depth = query.depth === undefined || query.depth === '' ? undefined : Number(query.depth);
-      const entries = visible(repo, config, await artifacts.list(repo, path, {
+      const entries = await list(path, {
         deep,
         ...(deep && depth !== undefined && depth > 0 ? { depth } : {}),
         includeFolders: isOn(query.listFolders, false),
         limit: options.listEntriesMax,
-      }));
+      });
       const prefixLength = path === '' ? 0 : path.length + 1;
       const files = entries.map((entry) =>
         entry.kind === 'file'
@@ -154,7 +170,7 @@ export const storageRoutes: FastifyPluginAsync<StorageRoutesOptions> = async (ap
       return reply.type('application/vnd.org.jfrog.artifactory.storage.FileList+json').send({ uri, created: iso(options.now()), files });
     }
     if (item.kind === 'file') return reply.type('application/vnd.org.jfrog.artifactory.storage.FileInfo+json').send(fileInfo(request, repo, item));
-    return reply.type('application/vnd.org.jfrog.artifactory.storage.FolderInfo+json').send(await folderInfo(request, repo, item, config));
+    return reply.type('application/vnd.org.jfrog.artifactory.storage.FolderInfo+json').send(await folderInfo(request, repo, item, list));
   }
 
   function propertiesTarget(request: FastifyRequest) {

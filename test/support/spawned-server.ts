@@ -47,11 +47,13 @@ export interface SpawnOptions {
   readonly databaseUrl?: string;
   readonly startTimeoutMs?: number;
   readonly env?: Record<string, string>;
+  /** A fixed port (e.g. to restart a site where its federation members address it); default: a free one. */
+  readonly port?: number;
 }
 
 /** Starts `strata serve` as a child process on a loopback port and waits until ping answers. */
 export async function spawnServer(options: SpawnOptions): Promise<SpawnedServer> {
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const env: Record<string, string> = {
     ...(process.env as Record<string, string>),
     STRATA_ADMIN_PASSWORD: ADMIN_PASSWORD,

@@ -2,7 +2,21 @@ import { resolve } from 'node:path';
 import type { ServerSettings } from '@strata/server';
 
 /** `strata serve` settings: a flag wins over the environment, which wins over the default. */
-export type ServeSettings = Pick<ServerSettings, 'port' | 'host' | 'dataDir' | 'databaseUrl' | 'siteId' | 'adminPassword' | 'logLevel'>;
+export type ServeSettings = Pick<
+  ServerSettings,
+  | 'port'
+  | 'host'
+  | 'dataDir'
+  | 'databaseUrl'
+  | 'siteId'
+  | 'adminPassword'
+  | 'logLevel'
+  | 'baseUrl'
+  | 'federationToken'
+  | 'federationAntiEntropyIntervalMs'
+  | 'federationRetryDelayMaxMs'
+  | 'federationTestHooks'
+>;
 
 export const SERVE_USAGE = `Usage: strata serve [options]
 
@@ -15,6 +29,15 @@ Options (each also read from the environment variable in brackets):
   --admin-password <pw>   password of the built-in admin user at first start [STRATA_ADMIN_PASSWORD]
                           (default: generated and printed once)
   --log-level <level>     pino level [STRATA_LOG_LEVEL] (default info)
+  --base-url <url>        this site's public base URL, how federation members address it
+                          [STRATA_BASE_URL] (default http://<host>:<port>, 127.0.0.1 for 0.0.0.0)
+  --federation-token <s>  shared secret of the federation (at least 16 bytes); federation is
+                          off without it [STRATA_FEDERATION_TOKEN]
+  --federation-anti-entropy-ms <n>  vector exchange interval [STRATA_FEDERATION_ANTI_ENTROPY_MS]
+                          (default 30000)
+  --federation-retry-max-ms <n>     retry backoff cap towards a member that is down
+                          [STRATA_FEDERATION_RETRY_MAX_MS] (default 10000)
+  (test only) STRATA_FEDERATION_TEST_HOOKS=1 enables POST /api/federation/test/block
 `;
 
 const FLAGS: Record<string, keyof ServeSettings> = {
@@ -25,9 +48,20 @@ const FLAGS: Record<string, keyof ServeSettings> = {
   '--site-id': 'siteId',
   '--admin-password': 'adminPassword',
   '--log-level': 'logLevel',
+  '--base-url': 'baseUrl',
+  '--federation-token': 'federationToken',
+  '--federation-anti-entropy-ms': 'federationAntiEntropyIntervalMs',
+  '--federation-retry-max-ms': 'federationRetryDelayMaxMs',
 };
 
 export class UsageError extends Error {}
+
+function positiveMs(what: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < 200 || value > 24 * 3_600_000) throw new UsageError(`invalid ${what} '${text}' (milliseconds, 200 to 86400000)`);
+  return value;
+}
 
 export function parseServeSettings(argv: readonly string[], env: NodeJS.ProcessEnv): ServeSettings {
   const flags: Partial<Record<keyof ServeSettings, string>> = {};
@@ -53,5 +87,10 @@ export function parseServeSettings(argv: readonly string[], env: NodeJS.ProcessE
     siteId: flags.siteId ?? nonEmpty(env.STRATA_SITE_ID),
     adminPassword: flags.adminPassword ?? nonEmpty(env.STRATA_ADMIN_PASSWORD),
     logLevel: flags.logLevel ?? nonEmpty(env.STRATA_LOG_LEVEL) ?? 'info',
+    baseUrl: flags.baseUrl ?? nonEmpty(env.STRATA_BASE_URL),
+    federationToken: flags.federationToken ?? nonEmpty(env.STRATA_FEDERATION_TOKEN),
+    federationAntiEntropyIntervalMs: positiveMs('anti-entropy interval', flags.federationAntiEntropyIntervalMs ?? nonEmpty(env.STRATA_FEDERATION_ANTI_ENTROPY_MS)),
+    federationRetryDelayMaxMs: positiveMs('retry cap', flags.federationRetryDelayMaxMs ?? nonEmpty(env.STRATA_FEDERATION_RETRY_MAX_MS)),
+    federationTestHooks: env.STRATA_FEDERATION_TEST_HOOKS === '1',
   };
 }

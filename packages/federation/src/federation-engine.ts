@@ -57,6 +57,8 @@ export const defaultAntiEntropyIntervalMs = 30_000;
 /** Gap replies in a row before the engine backs off instead of resending at once. */
 const gapResendsMax = 3;
 const storeReadBatchEventsMax = 10_000;
+/** Concurrency conflicts with another writer of a stream before a received batch is given up (the sender retries). */
+const appendConflictRetriesMax = 8;
 
 export const MEMBER_STATES = ['SYNCING', 'OUT_OF_SYNC', 'DISABLED', 'FULL_SYNC_RUNNING'] as const;
 export type MemberState = (typeof MEMBER_STATES)[number];
@@ -419,10 +421,55 @@ export class FederationEngine {
       this.#options.onRepositoryJoined?.(request.repoKey);
     }
     try {
-      return await repo.serialize(() => this.#receiveInOrder(repo, request));
+      return await repo.serialize(async () => {
+        // Another writer of the stream (the server's local writes) may append between our
+        // reads: a conflict re-reads the stream and plans the batch again.
+        for (let attempt = 1; ; attempt++) {
+          try {
+            return await this.#receiveInOrder(repo, request);
+          } catch (error) {
+            if (!isStrataError(error, 'STRATA_ERR_STORE_CONCURRENCY_CONFLICT') || attempt >= appendConflictRetriesMax) throw error;
+            await this.#catchUp(repo);
+          }
+        }
+      });
     } catch (error) {
       return refused('unavailable', describe(error), repo.vector);
     }
+  }
+
+  /**
+   * Tells the engine that another writer of the site (the server's StreamWriter) appended
+   * local events to a federated stream: the engine reads them (in its queue, so its indexes
+   * follow the stream order) and pushes them to every member. The other writer must number
+   * this origin's events gaplessly (originSeq), as `commit` does.
+   */
+  async localAppended(repoKey: string): Promise<void> {
+    const repo = this.#repos.get(repoKey);
+    if (repo === undefined || this.#closed) return;
+    await repo.serialize(() => this.#catchUp(repo));
+    for (const peer of repo.peers.values()) this.#schedulePush(repo, peer);
+  }
+
+  /**
+   * Re-reads the members field against `peerIdOf` (e.g. once a member url could be resolved
+   * to a site id): members that became known get a full sync, ones that vanished no traffic.
+   */
+  async reconcileMembers(repoKey: string): Promise<void> {
+    const repo = this.#repos.get(repoKey);
+    if (repo === undefined || this.#closed) return;
+    await repo.serialize(() => this.#reconcilePeers(repo, { initial: false }));
+  }
+
+  /** Reads what the stream holds beyond our index (appended by another writer) and indexes it. */
+  async #catchUp(repo: FederatedRepository): Promise<void> {
+    let membersChanged = false;
+    for (;;) {
+      const events = await this.#options.store.readStream(repo.stream, { fromRevision: repo.revision + 1, maxCount: storeReadBatchEventsMax });
+      if (repo.record(events)) membersChanged = true;
+      if (events.length < storeReadBatchEventsMax) break;
+    }
+    if (membersChanged) await this.#reconcilePeers(repo, { initial: false });
   }
 
   /** Starts a full sync with every enabled member: exchange vectors, reset cursors, send what is missing. */
@@ -491,13 +538,25 @@ export class FederationEngine {
   /** The members of the federated repository a batch creates, if it invites this site (and comes from a member). */
   #invitation(request: PushRequest): FederationMember[] | undefined {
     if (this.#options.joinOnInvitation === false || this.#closed) return undefined;
+    const created = request.events.some(
+      (event) => event.type === 'RepositoryCreated' && event.data.key === request.repoKey && event.data.config['rclass'] === 'federated',
+    );
+    if (!created) return undefined;
+    // The members field as far as this batch tells (LWW over its configuration events), so a
+    // member added after the creation is invited too when the batch holds the edit.
+    let register: MembersRegister | null = null;
     for (const event of request.events) {
-      if (event.type !== 'RepositoryCreated' || event.data.key !== request.repoKey || event.data.config['rclass'] !== 'federated') continue;
-      const members = parseMembers(event.data.config['members']);
-      const sites = new Set(members.map((member) => this.#options.peerIdOf(member.url)));
-      if (sites.has(this.siteId) && sites.has(request.from)) return members;
+      let value: unknown;
+      if (event.type === 'RepositoryCreated' && event.data.key === request.repoKey) value = event.data.config['members'];
+      else if (event.type === 'RepositoryConfigChanged' && event.data.key === request.repoKey) value = event.data.patch['members'];
+      if (value === undefined) continue;
+      const version = versionOf(event);
+      if (register !== null && compareVersions(version, register.version) <= 0) continue;
+      register = { version, members: parseMembers(value) };
     }
-    return undefined;
+    if (register === null) return undefined;
+    const sites = new Set(register.members.map((member) => this.#options.peerIdOf(member.url)));
+    return sites.has(this.siteId) && sites.has(request.from) ? [...register.members] : undefined;
   }
 
   async #receiveInOrder(repo: FederatedRepository, request: PushRequest): Promise<FederationReply> {
@@ -579,7 +638,14 @@ export class FederationEngine {
       for (const other of repo.peers.values()) if (other.peerId !== request.from) this.#schedulePush(repo, other);
     }
     const sender = repo.peers.get(request.from);
-    if (sender !== undefined && !vectorCovers(request.vector, repo.vector)) this.#schedulePush(repo, sender);
+    if (sender !== undefined && sender.retryTask !== null) {
+      // It just reached us, so it is up: the backoff towards it ends now.
+      sender.retryTask.cancel();
+      sender.retryTask = null;
+      sender.attempt = 0;
+      sender.exchangeWanted = true;
+    }
+    if (sender !== undefined && (sender.exchangeWanted || !vectorCovers(request.vector, repo.vector))) this.#schedulePush(repo, sender);
     return { kind: 'ack', vector: repo.vector, appended: appended.length, duplicates };
   }
 

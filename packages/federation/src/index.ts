@@ -4,3 +4,6 @@ export * from './federation-errors.ts';
 export * from './federation-messages.ts';
 export * from './memory-federation-state-store.ts';
 export * from './federation-engine.ts';
+export * from './peer-request-signing.ts';
+export * from './http-peer-transport.ts';
+export * from './sql-federation-state-store.ts';

@@ -18,9 +18,10 @@ describe('receiving a peer batch', () => {
     expect(await b.store.readStream(stream)).toHaveLength(0);
     expect(b.appended).toHaveLength(0);
     expect(b.engine.status('fed').members[0]?.lastError).toMatch(/refused here, gap: a originSeq 3 follows 1/);
-    // an accepted batch from the member clears it
+    // an accepted batch from the member clears it (b then pushes to a at once, which this
+    // test's network cannot reach: that failure is the only error left)
     await b.engine.receive(push('a', [eventOf('a', 1, T0)]));
-    expect(b.engine.status('fed').members[0]?.lastError).toBeNull();
+    expect(b.engine.status('fed').members[0]?.lastError ?? '').not.toMatch(/refused here/);
   });
 
   it('ignores a redelivered event: stored once, projected once, acknowledged as a duplicate', async () => {

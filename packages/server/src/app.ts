@@ -101,6 +101,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     newId: deps.newId,
     appendRetriesMax: limits.appendRetriesMax,
     roundLingerMs: limits.roundLingerMs,
+    ...(deps.federation === undefined ? {} : { onAppended: deps.federation.localAppended.bind(deps.federation) }),
     ...(deps.repositoryStreamSeed === undefined
       ? {}
       : {
@@ -145,10 +146,29 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.addHook('onClose', async () => {
     if (deps.upstream === undefined) await upstream.close();
   });
-  const repositoryService = new RepositoryService(repositoryStreams, deps.repositories, (key) => {
-    metadataCache.invalidateRepository(key);
-    remoteProxy.forget(key);
-    deps.onRepositoryChange?.(key);
+  const repositoryService = new RepositoryService(
+    repositoryStreams,
+    deps.repositories,
+    (key) => {
+      metadataCache.invalidateRepository(key);
+      remoteProxy.forget(key);
+      deps.onRepositoryChange?.(key);
+    },
+    deps.federation,
+  );
+  // Events received from federation members were appended and projected by the federation
+  // engine: drop what this process cached of them.
+  deps.federation?.onRemoteAppended((repoKey, events) => {
+    let configChanged = false;
+    for (const event of events) {
+      if (event.type === 'ArtifactDeployed' || event.type === 'ArtifactDeleted') metadataCache.invalidateItem(repoKey, event.data.path);
+      else if (event.type === 'FolderDeleted') metadataCache.invalidateFolder(repoKey, event.data.prefix);
+      else if (event.type === 'RepositoryCreated' || event.type === 'RepositoryConfigChanged' || event.type === 'RepositoryDeleted') configChanged = true;
+    }
+    if (configChanged) {
+      metadataCache.invalidateRepository(repoKey);
+      deps.onRepositoryChange?.(repoKey);
+    }
   });
   const artifactService = new ArtifactService({
     streams: repositoryStreams,
@@ -181,6 +201,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     maven: new MavenFormat({ artifacts: deps.artifacts, blobs: deps.blobStore, service: artifactService, listEntriesMax: limits.listEntriesMax }),
     content: repositoryContent,
     remote: remoteProxy,
+    ...(deps.federation === undefined ? {} : { federation: deps.federation }),
   });
   await app.register(storageRoutes, {
     prefix: ARTIFACTORY_PREFIX,
@@ -191,8 +212,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     listEntriesMax: limits.listEntriesMax,
     now,
     content: repositoryContent,
+    ...(deps.federation === undefined ? {} : { federation: deps.federation, blobs: deps.blobStore }),
   });
   await app.register(copyMoveRoutes, { prefix: ARTIFACTORY_PREFIX, service: artifactService });
+  if (deps.federation !== undefined) await app.register(deps.federation.routes, { prefix: ARTIFACTORY_PREFIX });
   await app.register(storageInfoRoutes, { prefix: ARTIFACTORY_PREFIX, repositories: deps.repositories, artifacts: deps.artifacts, storage: deps.storage });
   return app;
 }

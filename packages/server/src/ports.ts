@@ -144,6 +144,31 @@ export interface AppDeps {
   readonly upstream?: import('./remote/upstream-client.ts').UpstreamClient;
   /** Called after this server changed a repository's configuration (created, updated, deleted). */
   readonly onRepositoryChange?: (key: string) => void;
+  /** Federation, when this site takes part in one. */
+  readonly federation?: FederationHooks;
+}
+
+/**
+ * What the HTTP application asks of federation (packages/server/src/federation), when the
+ * site is configured for it: hear about local appends, learn of received events, adjust a
+ * federated repository's configuration, fetch binaries not arrived yet, serve its routes.
+ */
+export interface FederationHooks {
+  /** After every successful local append to a stream (called in append order per stream). */
+  localAppended(stream: string, events: readonly import('@strata/core').RecordedEvent[]): void;
+  /** Registers a listener of events received from peers (already appended and projected). */
+  onRemoteAppended(listener: (repoKey: string, events: readonly import('@strata/core').StreamEvent[]) => void): void;
+  /** The body of a repository create, adjusted (e.g. this site added to the members). */
+  prepareCreate(key: string, body: unknown): unknown;
+  /** The body of a repository update, adjusted. */
+  prepareUpdate(key: string, body: unknown): unknown;
+  isFederated(repoKey: string): boolean;
+  /** Fetches a binary this site lacks from a member now; true once it is stored. */
+  fetchMissingBinary(repoKey: string, sha256: string, origin: string): Promise<boolean>;
+  /** Whether a binary is known to be missing here (still being pulled). */
+  isBinaryPending(sha256: string): boolean;
+  /** The federation routes, registered under /artifactory. */
+  readonly routes: import('fastify').FastifyPluginAsync;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { HybridLogicalClock, isRepositoryClass } from '@strata/core';
+import { HybridLogicalClock, isRepositoryClass, StrataError } from '@strata/core';
 import type { Clock, HlcStamp, RepositoryClass } from '@strata/core';
 import {
   ArtifactTreeProjection,
@@ -24,6 +24,8 @@ import { ProjectionReaders } from './projection-readers.ts';
 import { SqlDownloadStatsSink } from './sql-download-stats.ts';
 import { sqlRepositoryStreamSeed } from './repositories/repository-stream-seed.ts';
 import { sqlTreeShapeQuery } from './artifacts/tree-shape-lookups.ts';
+import { FederationService } from './federation/federation-service.ts';
+import { checkFederationSecret } from '@strata/federation';
 
 export interface ServerSettings {
   readonly port: number;
@@ -36,6 +38,16 @@ export interface ServerSettings {
   readonly limits?: Partial<ServerLimits>;
   /** How often unreferenced blobs are collected (in this process: leases are per process); 0 = never. */
   readonly blobGcIntervalMs?: number;
+  /** This site's public base URL (e.g. http://host:8081): how federation members address it. */
+  readonly baseUrl?: string | undefined;
+  /** The shared secret of the federation (STRATA_FEDERATION_TOKEN); federation is off without it. */
+  readonly federationToken?: string | undefined;
+  /** How often members exchange version vectors even when nothing is known to be missing. */
+  readonly federationAntiEntropyIntervalMs?: number | undefined;
+  /** Cap of the retry backoff towards a member that is down. */
+  readonly federationRetryDelayMaxMs?: number | undefined;
+  /** Test-only endpoint that cuts links (POST /api/federation/test/block). */
+  readonly federationTestHooks?: boolean | undefined;
 }
 
 export const blobGcIntervalMsDefault = 6 * 60 * 60 * 1000;
@@ -116,7 +128,33 @@ export async function startServer(settings: ServerSettings): Promise<RunningServ
   await reloadRepositoryClasses();
   security.setRepositoryClassResolver((key) => repositoryClasses.get(key));
 
+  let federation: FederationService | undefined;
+  if (settings.federationToken !== undefined) {
+    checkFederationSecret(settings.federationToken);
+    const listenHost = settings.host === '0.0.0.0' || settings.host === '::' ? '127.0.0.1' : settings.host;
+    if (settings.baseUrl === undefined && settings.port === 0) {
+      throw new StrataError('STRATA_ERR_FEDERATION_NOT_CONFIGURED', 'federation needs this site\'s public base URL (STRATA_BASE_URL / --base-url) when the port is chosen at random');
+    }
+    federation = new FederationService({
+      siteId,
+      settings: {
+        secret: settings.federationToken,
+        baseUrl: settings.baseUrl ?? `http://${listenHost}:${settings.port}`,
+        ...(settings.federationAntiEntropyIntervalMs === undefined ? {} : { antiEntropyIntervalMs: settings.federationAntiEntropyIntervalMs }),
+        ...(settings.federationRetryDelayMaxMs === undefined ? {} : { retryDelayMaxMs: settings.federationRetryDelayMaxMs }),
+        testHooks: settings.federationTestHooks === true,
+      },
+      eventStore,
+      db: opened.db,
+      blobs: blobStore,
+      hlc,
+      clock,
+      repositories: readers,
+    });
+  }
+
   const app = await buildApp({
+    ...(federation === undefined ? {} : { federation }),
     eventStore,
     blobStore,
     repositories: readers,
@@ -166,12 +204,17 @@ export async function startServer(settings: ServerSettings): Promise<RunningServ
       : undefined;
   gcTimer?.unref();
   app.addHook('onClose', async () => {
+    federation?.close();
     if (gcTimer !== undefined) clearInterval(gcTimer);
     await collecting;
     await downloads.close();
     await opened.close();
   });
+  // Federated repositories resume before the first request: streams indexed, cursors loaded,
+  // a vector exchange with every member queued.
+  await federation?.start();
   const url = await app.listen({ port: settings.port, host: settings.host });
+  if (federation !== undefined) app.log.info({ baseUrl: federation.directory.ownBaseUrl }, 'federation enabled');
   app.log.info({ siteId, dataDir: settings.dataDir, database: settings.databaseUrl === undefined ? 'pglite' : 'postgresql' }, 'strata started');
   if (generatedPassword !== undefined) {
     // Printed once, at the first start, on stdout where the operator sees it.

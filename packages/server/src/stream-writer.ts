@@ -48,6 +48,8 @@ export interface StreamWriterOptions<S> {
    * deploys still writing their blob — so that they share its append (default 0: no wait).
    */
   readonly roundLingerMs?: number;
+  /** Called after each successful append with the stream and the events appended (federation pushes them). */
+  readonly onAppended?: (stream: string, events: readonly RecordedEvent[]) => void;
 }
 
 interface PendingCommand<S> {
@@ -240,6 +242,7 @@ export class StreamWriter<S> {
         let folded = snapshot.state;
         for (const recorded of appended.events) folded = this.#fold.evolve(folded, recorded);
         this.#remember(stream, { revision: appended.nextRevision, originSeq, state: folded });
+        this.#options.onAppended?.(stream, appended.events);
         let offset = 0;
         for (const { command, result, count } of accepted) {
           command.resolve({ result, events: appended.events.slice(offset, offset + count) });

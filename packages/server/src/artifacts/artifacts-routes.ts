@@ -2,7 +2,7 @@ import { StrataError } from '@strata/core';
 import type { Checksums } from '@strata/core';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { errorBody, errorResponses } from '../http-errors.ts';
-import type { ArtifactReader, DownloadCounter, FileItem } from '../ports.ts';
+import type { ArtifactReader, DownloadCounter, FederationHooks, FileItem } from '../ports.ts';
 import { repositoryNotFound as notFound } from '../repositories/repository-decider.ts';
 import { baseUrl, requestMeta } from '../request-meta.ts';
 import { parseArtifactAddress } from './artifact-address.ts';
@@ -30,6 +30,8 @@ export interface ArtifactsRoutesOptions {
   readonly maven?: MavenFormat;
   readonly content: RepositoryContent;
   readonly remote: RemoteProxy;
+  /** Federated repositories: a binary not arrived yet is fetched from a member on demand. */
+  readonly federation?: Pick<FederationHooks, 'isFederated' | 'fetchMissingBinary'>;
 }
 
 /** Reads a small request body whole; a longer one is refused. */
@@ -308,6 +310,13 @@ export const artifactsRoutes: FastifyPluginAsync<ArtifactsRoutesOptions> = async
     }
     reply.header('Content-Length', length);
     if (head) return reply.send();
+    const federation = options.federation;
+    if (federation !== undefined && length > 0 && federation.isFederated(repo) && (await blobs.stat(file.sha256)) === undefined) {
+      // The deploy arrived from a member before its binary: fetch it now instead of failing.
+      if (!(await federation.fetchMissingBinary(repo, file.sha256, ''))) {
+        throw new StrataError('STRATA_ERR_FEDERATION_PEER_UNAVAILABLE', `the binary of '${repo}:${file.path}' has not arrived from the federation members yet and none could provide it`);
+      }
+    }
     if (blobCache.cacheable(file.size)) {
       const bytes = await blobCache.get(file.sha256);
       return reply.send(range === undefined ? bytes : bytes.subarray(start, end + 1));

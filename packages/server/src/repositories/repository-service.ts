@@ -7,6 +7,11 @@ import { decideRepository, repositoryNotFound } from './repository-decider.ts';
 import type { RepositoryCommand } from './repository-decider.ts';
 import type { RepositoryStreamState } from './repository-stream.ts';
 
+export interface RepositoryBodyAdjuster {
+  prepareCreate(key: string, body: unknown): unknown;
+  prepareUpdate(key: string, body: unknown): unknown;
+}
+
 /** Creates, updates and deletes repository configurations: each change one event. */
 export class RepositoryService {
   readonly #streams: StreamWriter<RepositoryStreamState>;
@@ -15,13 +20,18 @@ export class RepositoryService {
   /** Creates are serialised so that two keys differing only in case cannot both be created here. */
   #creating: Promise<unknown> = Promise.resolve();
 
-  constructor(streams: StreamWriter<RepositoryStreamState>, reader: RepositoryReader, onChange: (key: string) => void) {
+  /** Adjusts request bodies before validation (federation adds this site to the members). */
+  readonly #adjust: RepositoryBodyAdjuster | undefined;
+
+  constructor(streams: StreamWriter<RepositoryStreamState>, reader: RepositoryReader, onChange: (key: string) => void, adjust?: RepositoryBodyAdjuster) {
     this.#streams = streams;
     this.#reader = reader;
     this.#onChange = onChange;
+    this.#adjust = adjust;
   }
 
-  async create(key: string, body: unknown, meta: EventMeta): Promise<void> {
+  async create(key: string, requestBody: unknown, meta: EventMeta): Promise<void> {
+    const body = this.#adjust === undefined ? requestBody : this.#adjust.prepareCreate(key, requestBody);
     // Validate before queueing, so a bad body never waits behind other creates.
     const config = configForCreate(key, body);
     if (config.rclass === 'virtual') await this.#checkVirtual(key, config);
@@ -35,8 +45,9 @@ export class RepositoryService {
     await run;
   }
 
-  async update(key: string, body: unknown, meta: EventMeta): Promise<void> {
+  async update(key: string, requestBody: unknown, meta: EventMeta): Promise<void> {
     if (!isValidRepositoryKey(key)) throw repositoryNotFound(key);
+    const body = this.#adjust === undefined ? requestBody : this.#adjust.prepareUpdate(key, requestBody);
     const current = await this.#reader.get(key);
     if (current?.rclass === 'virtual') await this.#checkVirtual(key, { ...current, ...patchForUpdate(current, body) });
     await this.#run({ kind: 'update', key, body }, meta);

@@ -6,6 +6,8 @@ import type { ArtifactService } from '../artifacts/artifact-service.ts';
 import type { MetadataCache } from '../artifacts/hot-caches.ts';
 import { errorResponses } from '../http-errors.ts';
 import type { ArtifactReader, DownloadCounter, FileItem, FolderItem } from '../ports.ts';
+import type { FederationHooks } from '../ports.ts';
+import type { BlobStore } from '@strata/store';
 import { baseUrl, requestMeta } from '../request-meta.ts';
 import type { RepositoryContent } from '../virtual/repository-content.ts';
 import type { ListOptions, TreeItem } from '../ports.ts';
@@ -19,6 +21,9 @@ export interface StorageRoutesOptions {
   readonly listEntriesMax: number;
   readonly now: () => number;
   readonly content: RepositoryContent;
+  /** Federated repositories: file info says whether the binary has arrived. */
+  readonly federation?: Pick<FederationHooks, 'isFederated'>;
+  readonly blobs?: Pick<BlobStore, 'stat'>;
 }
 
 const PREFIX = '/artifactory/api/storage/';
@@ -169,7 +174,14 @@ export const storageRoutes: FastifyPluginAsync<StorageRoutesOptions> = async (ap
       if (isOn(query.includeRootPath, false)) files.unshift({ uri: '/', size: -1, lastModified: iso(item.lastModified), folder: true });
       return reply.type('application/vnd.org.jfrog.artifactory.storage.FileList+json').send({ uri, created: iso(options.now()), files });
     }
-    if (item.kind === 'file') return reply.type('application/vnd.org.jfrog.artifactory.storage.FileInfo+json').send(fileInfo(request, repo, item));
+    if (item.kind === 'file') {
+      const info: Record<string, unknown> = fileInfo(request, repo, item);
+      if (options.federation?.isFederated(repo) && options.blobs !== undefined) {
+        // Strata's addition: the entry arrived from a member, its binary may not have yet.
+        info['binaryArrived'] = item.size === 0 || (await options.blobs.stat(item.sha256)) !== undefined;
+      }
+      return reply.type('application/vnd.org.jfrog.artifactory.storage.FileInfo+json').send(info);
+    }
     return reply.type('application/vnd.org.jfrog.artifactory.storage.FolderInfo+json').send(await folderInfo(request, repo, item, list));
   }
 

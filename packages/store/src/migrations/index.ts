@@ -3,6 +3,7 @@ import { Migrator, type Kysely, type Migration } from 'kysely';
 import { StrataError } from '@strata/core';
 import { eventsMigration } from './001-events.ts';
 import { projectionsMigration } from './002-projections.ts';
+import { federationMigration } from './003-federation.ts';
 
 /**
  * Every migration of the store database, in order. Names sort in application order; a
@@ -11,6 +12,7 @@ import { projectionsMigration } from './002-projections.ts';
 export const migrations: Readonly<Record<string, Migration>> = Object.freeze({
   '001-events': eventsMigration,
   '002-projections': projectionsMigration,
+  '003-federation': federationMigration,
 });
 
 /**

@@ -1,0 +1,510 @@
+/**
+ * Federation in the server (issue 4): the FederationEngine wired to the site's event store
+ * (the same append and inline projections as local writes), an HTTP transport signed with
+ * the federation secret, the SQL cursor store, the peer directory and the binary puller.
+ *
+ * Local writes keep going through the StreamWriter; after each append the server tells the
+ * engine (`localAppended`), which reads the new events in stream order and pushes them to
+ * every member at once. Received batches are appended by the engine, whose conflicts with
+ * local writes (both expect a revision) are retried on either side.
+ */
+import { randomBytes } from 'node:crypto';
+import { isStrataError, StrataError } from '@strata/core';
+import type { Clock, HybridLogicalClock, RecordedEvent, StreamEvent } from '@strata/core';
+import type { BlobStore, EventStore } from '@strata/store';
+import {
+  decodeFederationRequest,
+  FederationEngine,
+  FEDERATION_IDENTITY_PATH,
+  HttpPeerTransport,
+  parseMembers,
+  PeerRequestVerifier,
+  SignedPeerClient,
+  SqlFederationStateStore,
+  isVerifiedPeer,
+  type FederationMemberStatus,
+  type FederationReply,
+  type PeerRequestRefusal,
+  type VerifiedPeer,
+} from '@strata/federation';
+import type { FastifyPluginAsync } from 'fastify';
+import type { Kysely } from 'kysely';
+import type { FederationHooks, RepositoryReader } from '../ports.ts';
+import { BinaryPuller } from './binary-puller.ts';
+import { federationRoutes } from './federation-routes.ts';
+import { memberUrlOf, normalizeBaseUrl, parseMemberUrl, PeerDirectory } from './peer-directory.ts';
+
+export interface FederationSettings {
+  /** The shared secret of the federation (STRATA_FEDERATION_TOKEN). */
+  readonly secret: string;
+  /** This site's public base URL (STRATA_BASE_URL), e.g. http://host:8081. */
+  readonly baseUrl: string;
+  readonly antiEntropyIntervalMs?: number;
+  readonly retryDelayBaseMs?: number;
+  readonly retryDelayMaxMs?: number;
+  readonly peerRequestTimeoutMs?: number;
+  readonly federationBatchEventsMax?: number;
+  readonly requestSkewMsMax?: number;
+  readonly binaryPullsConcurrentMax?: number;
+  /** Enables the test-only link-blocking endpoint (STRATA_FEDERATION_TEST_HOOKS=1). */
+  readonly testHooks?: boolean;
+}
+
+export const federationDefaults = {
+  antiEntropyIntervalMs: 30_000,
+  retryDelayBaseMs: 200,
+  retryDelayMaxMs: 10_000,
+  peerRequestTimeoutMs: 10_000,
+  federationBatchEventsMax: 500,
+  binaryPullsConcurrentMax: 4,
+  /** How often member urls without a known site id are looked up. */
+  memberResolveIntervalMs: 2_000,
+  binaryFetchTimeoutMs: 60_000,
+} as const;
+
+export interface FederationServiceOptions {
+  readonly siteId: string;
+  readonly settings: FederationSettings;
+  readonly eventStore: EventStore;
+  readonly db: Kysely<any>;
+  readonly blobs: BlobStore;
+  readonly hlc: HybridLogicalClock;
+  readonly clock: Clock;
+  readonly repositories: RepositoryReader;
+}
+
+export interface FederationLogger {
+  info(object: Record<string, unknown>, message: string): void;
+  warn(object: Record<string, unknown>, message: string): void;
+  error(object: Record<string, unknown>, message: string): void;
+}
+
+const silentLogger: FederationLogger = { info() {}, warn() {}, error() {} };
+
+export interface MemberStatusView {
+  readonly url: string;
+  readonly siteId: string | null;
+  readonly state: FederationMemberStatus['state'];
+  readonly lagEvents: number;
+  readonly lagMs: number;
+  readonly lastError: string | null;
+  readonly clockOffsetMs: number | null;
+  readonly pendingBinaries: number;
+}
+
+export interface FederationStatusView {
+  readonly repoKey: string;
+  readonly siteId: string;
+  readonly vector: Readonly<Record<string, number>>;
+  readonly pendingBinaries: number;
+  readonly members: readonly MemberStatusView[];
+}
+
+export class FederationService implements FederationHooks {
+  readonly siteId: string;
+  readonly settings: FederationSettings;
+  readonly directory: PeerDirectory;
+  readonly client: SignedPeerClient;
+  readonly verifier: PeerRequestVerifier;
+  readonly #options: FederationServiceOptions;
+  readonly #state: SqlFederationStateStore;
+  readonly #engine: FederationEngine;
+  readonly #puller: BinaryPuller;
+  readonly #remoteListeners: ((repoKey: string, events: readonly StreamEvent[]) => void)[] = [];
+  /** Test hook: base URLs whose link is cut (both directions). */
+  readonly #blocked = new Set<string>();
+  /** Per claimed site id: the last request of it refused before the engine saw it. */
+  readonly #inboundRefusals = new Map<string, string>();
+  readonly #federating = new Map<string, Promise<void>>();
+  #log: FederationLogger = silentLogger;
+  #resolveTimer: NodeJS.Timeout | null = null;
+  #resolving = false;
+  #closed = false;
+
+  constructor(options: FederationServiceOptions) {
+    this.#options = options;
+    this.siteId = options.siteId;
+    this.settings = options.settings;
+    const now = () => options.clock.now();
+    this.#state = new SqlFederationStateStore(options.db);
+    this.directory = new PeerDirectory({ siteId: options.siteId, baseUrl: options.settings.baseUrl, save: (base, site) => this.#state.savePeer(base, site) });
+    this.client = new SignedPeerClient({
+      secret: options.settings.secret,
+      siteId: options.siteId,
+      baseUrl: this.directory.ownBaseUrl,
+      now,
+      isBlocked: (base) => this.#blocked.has(base),
+    });
+    this.verifier = new PeerRequestVerifier({
+      secret: options.settings.secret,
+      now,
+      ...(options.settings.requestSkewMsMax === undefined ? {} : { requestSkewMsMax: options.settings.requestSkewMsMax }),
+    });
+    const settings = options.settings;
+    this.#engine = new FederationEngine({
+      siteId: options.siteId,
+      store: options.eventStore,
+      stateStore: this.#state,
+      transport: new HttpPeerTransport({ client: this.client, baseUrlOf: (peerId) => this.directory.baseUrlOf(peerId) }),
+      scheduler: {
+        schedule(delayMs, task) {
+          const timer = setTimeout(task, delayMs);
+          timer.unref();
+          return { cancel: () => clearTimeout(timer) };
+        },
+      },
+      clock: options.clock,
+      random: { next: () => Math.random(), bytes: (length) => new Uint8Array(randomBytes(length)) },
+      hlc: options.hlc,
+      peerIdOf: (url) => this.directory.peerIdOf(url),
+      federationBatchEventsMax: settings.federationBatchEventsMax ?? federationDefaults.federationBatchEventsMax,
+      retryDelayBaseMs: settings.retryDelayBaseMs ?? federationDefaults.retryDelayBaseMs,
+      retryDelayMaxMs: settings.retryDelayMaxMs ?? federationDefaults.retryDelayMaxMs,
+      peerRequestTimeoutMs: settings.peerRequestTimeoutMs ?? federationDefaults.peerRequestTimeoutMs,
+      antiEntropyIntervalMs: settings.antiEntropyIntervalMs ?? federationDefaults.antiEntropyIntervalMs,
+      onEventsAppended: (repoKey, events) => this.#remoteAppended(repoKey, events),
+      onRepositoryJoined: (repoKey) => {
+        this.#log.info({ repoKey }, 'joined a federated repository on invitation');
+        // The other members named in the invitation may not be known here yet.
+        this.#scheduleResolve(0);
+      },
+    });
+    this.#puller = new BinaryPuller({
+      blobs: options.blobs,
+      client: this.client,
+      sourcesOf: (repoKey, origin) => this.#binarySources(repoKey, origin),
+      persist: { add: (pending) => this.#state.addPendingBinaries(pending), remove: (sha256) => this.#state.removePendingBinary(sha256) },
+      pullsConcurrentMax: settings.binaryPullsConcurrentMax ?? federationDefaults.binaryPullsConcurrentMax,
+      retryDelayBaseMs: settings.retryDelayBaseMs ?? federationDefaults.retryDelayBaseMs,
+      retryDelayMaxMs: settings.retryDelayMaxMs ?? federationDefaults.retryDelayMaxMs,
+      fetchTimeoutMs: federationDefaults.binaryFetchTimeoutMs,
+      onError: (message, error) => this.#log.error({ err: error }, message),
+    });
+  }
+
+  /** The federation routes (registered by the HTTP application under /artifactory). */
+  get routes(): FastifyPluginAsync {
+    return async (app) => {
+      this.setLogger(app.log);
+      await app.register(federationRoutes, { service: this, blobs: this.#options.blobs });
+    };
+  }
+
+  setLogger(log: FederationLogger): void {
+    this.#log = log;
+  }
+
+  get testHooks(): boolean {
+    return this.settings.testHooks === true;
+  }
+
+  /** Loads what was learned before and federates every federated repository this site holds. */
+  async start(): Promise<void> {
+    this.directory.load(await this.#state.loadPeers());
+    for (const repo of await this.#options.repositories.list()) {
+      if (repo.rclass === 'federated') await this.#federate(repo.key, repo['members']);
+    }
+    this.#puller.resume(await this.#state.loadPendingBinaries(1_000_000));
+    this.#scheduleResolve(0);
+  }
+
+  close(): void {
+    this.#closed = true;
+    if (this.#resolveTimer !== null) clearTimeout(this.#resolveTimer);
+    this.#engine.close();
+    this.#puller.close();
+  }
+
+  // Hooks of the HTTP application -------------------------------------------------------------
+
+  localAppended(stream: string, events: readonly RecordedEvent[]): void {
+    if (this.#closed || !stream.startsWith('repo-')) return;
+    const key = stream.slice('repo-'.length);
+    if (this.#engine.isFederated(key)) {
+      void this.#engine.localAppended(key).catch((error: unknown) => this.#log.error({ err: error, repoKey: key }, 'federation could not read a local append'));
+      return;
+    }
+    const created = events.find((event) => event.type === 'RepositoryCreated' && event.data.config['rclass'] === 'federated');
+    if (created !== undefined && created.type === 'RepositoryCreated') {
+      void this.#federate(key, created.data.config['members']).catch((error: unknown) =>
+        this.#log.error({ err: error, repoKey: key }, 'federating a new repository failed'),
+      );
+    }
+  }
+
+  onRemoteAppended(listener: (repoKey: string, events: readonly StreamEvent[]) => void): void {
+    this.#remoteListeners.push(listener);
+  }
+
+  /**
+   * A federated repository created here lists this site among its members (so that every
+   * member lists all the others and the invitation names both ends); member urls must name
+   * the same repository key.
+   */
+  prepareCreate(key: string, body: unknown): unknown {
+    if (typeof body !== 'object' || body === null || (body as Record<string, unknown>)['rclass'] !== 'federated') return body;
+    const value = (body as Record<string, unknown>)['members'] ?? [];
+    if (!Array.isArray(value)) return body; // the config validation refuses it
+    const members = parseMembers(value);
+    for (const member of members) {
+      const { repoKey } = parseMemberUrl(member.url);
+      if (repoKey !== key) throw new StrataError('STRATA_ERR_REPO_CONFIG_INVALID', `member url '${member.url}' names repository '${repoKey}', not '${key}'`);
+    }
+    const own = memberUrlOf(this.directory.ownBaseUrl, key);
+    const normalized = members.map((member) => ({ url: normalizeBaseUrl(member.url), enabled: member.enabled }));
+    if (!normalized.some((member) => member.url === own)) normalized.unshift({ url: own, enabled: true });
+    return { ...(body as Record<string, unknown>), members: normalized };
+  }
+
+  prepareUpdate(key: string, body: unknown): unknown {
+    if (typeof body !== 'object' || body === null) return body;
+    const value = (body as Record<string, unknown>)['members'];
+    if (!Array.isArray(value)) return body;
+    if (!this.#engine.isFederated(key)) return body;
+    const members = parseMembers(value).map((member) => {
+      const { repoKey } = parseMemberUrl(member.url);
+      if (repoKey !== key) throw new StrataError('STRATA_ERR_REPO_CONFIG_INVALID', `member url '${member.url}' names repository '${repoKey}', not '${key}'`);
+      return { url: normalizeBaseUrl(member.url), enabled: member.enabled };
+    });
+    // This site stays a member of its own federation (the list is the same on every member).
+    const own = memberUrlOf(this.directory.ownBaseUrl, key);
+    if (!members.some((member) => member.url === own)) members.unshift({ url: own, enabled: true });
+    return { ...(body as Record<string, unknown>), members };
+  }
+
+  isFederated(repoKey: string): boolean {
+    return this.#engine.isFederated(repoKey);
+  }
+
+  /** A download found no local binary: fetch it from a member now. */
+  async fetchMissingBinary(repoKey: string, sha256: string, origin: string): Promise<boolean> {
+    if (this.#closed) return false;
+    return this.#puller.fetchNow(repoKey, origin, sha256);
+  }
+
+  isBinaryPending(sha256: string): boolean {
+    return this.#puller.isPending(sha256);
+  }
+
+  // Peer requests -------------------------------------------------------------------------------
+
+  /** Authenticates a peer request before anything in it is decoded; learns where the sender lives. */
+  async authenticate(method: string, path: string, headers: Readonly<Record<string, string | string[] | undefined>>, body: Uint8Array): Promise<VerifiedPeer | PeerRequestRefusal> {
+    const verified = this.verifier.verify(method, path, headers, body);
+    if (!isVerifiedPeer(verified)) {
+      if (verified.claimedSiteId !== undefined) this.#inboundRefusals.set(verified.claimedSiteId, `request refused here: ${verified.message}`);
+      return verified;
+    }
+    let base: string;
+    try {
+      base = normalizeBaseUrl(verified.baseUrl);
+    } catch {
+      return { authentic: true, claimedSiteId: verified.siteId, message: `sender base URL '${verified.baseUrl.slice(0, 200)}' is not an http(s) URL` };
+    }
+    if (this.#blocked.has(base)) return { authentic: true, claimedSiteId: verified.siteId, message: `link from ${base} is blocked (test hook)` };
+    this.#inboundRefusals.delete(verified.siteId);
+    if (await this.directory.learn(base, verified.siteId)) await this.#reconcileAll();
+    return verified;
+  }
+
+  async receivePush(peer: VerifiedPeer, body: Uint8Array): Promise<FederationReply> {
+    let request;
+    try {
+      request = decodeFederationRequest(body, { eventsMax: this.settings.federationBatchEventsMax ?? federationDefaults.federationBatchEventsMax });
+    } catch (error) {
+      return { kind: 'refused', reason: 'malformed', message: isStrataError(error) ? error.message : String(error), vector: null, offsetMs: null };
+    }
+    if (request.from !== peer.siteId) {
+      return { kind: 'refused', reason: 'malformed', message: `batch from ${request.from} signed by ${peer.siteId}`, vector: null, offsetMs: null };
+    }
+    return this.#engine.receive(request);
+  }
+
+  identity(): { siteId: string; baseUrl: string } {
+    return { siteId: this.siteId, baseUrl: this.directory.ownBaseUrl };
+  }
+
+  // Operations ----------------------------------------------------------------------------------
+
+  fullSync(repoKey: string): void {
+    this.#engine.fullSync(repoKey);
+  }
+
+  configSync(repoKey: string): void {
+    this.#engine.configSync(repoKey);
+  }
+
+  async status(repoKey: string): Promise<FederationStatusView> {
+    const status = this.#engine.status(repoKey);
+    const byPeer = new Map(status.members.map((member) => [member.peerId, member]));
+    const config = await this.#options.repositories.get(repoKey);
+    const members: MemberStatusView[] = [];
+    const listed = parseMembers(config?.['members']);
+    const seen = new Set<string>();
+    for (const member of listed) {
+      const peerId = this.directory.peerIdOf(member.url);
+      if (peerId === this.siteId) continue;
+      const engineView = peerId === undefined ? undefined : byPeer.get(peerId);
+      if (peerId !== undefined) seen.add(peerId);
+      const inbound = peerId === undefined ? undefined : this.#inboundRefusals.get(peerId);
+      if (engineView === undefined) {
+        members.push({
+          url: member.url,
+          siteId: peerId ?? null,
+          state: member.enabled ? 'OUT_OF_SYNC' : 'DISABLED',
+          lagEvents: Object.values(status.vector).reduce((sum, count) => sum + count, 0),
+          lagMs: 0,
+          lastError: inbound ?? (peerId === undefined ? 'member not reached yet: its site id is unknown' : null),
+          clockOffsetMs: null,
+          pendingBinaries: 0,
+        });
+        continue;
+      }
+      const lastError = engineView.lastError ?? inbound ?? null;
+      members.push({
+        url: member.url,
+        siteId: engineView.peerId,
+        state: engineView.state === 'SYNCING' && lastError !== null ? 'OUT_OF_SYNC' : engineView.state,
+        lagEvents: engineView.lagEvents,
+        lagMs: engineView.lagMs,
+        lastError,
+        clockOffsetMs: engineView.clockOffsetMs,
+        pendingBinaries: this.#puller.pendingCount(repoKey, engineView.peerId),
+      });
+    }
+    // Peers the engine still tracks (from its own view of the members field) but the projection lacks.
+    for (const member of status.members) {
+      if (seen.has(member.peerId)) continue;
+      members.push({
+        url: member.url,
+        siteId: member.peerId,
+        state: member.state,
+        lagEvents: member.lagEvents,
+        lagMs: member.lagMs,
+        lastError: member.lastError ?? this.#inboundRefusals.get(member.peerId) ?? null,
+        clockOffsetMs: member.clockOffsetMs,
+        pendingBinaries: this.#puller.pendingCount(repoKey, member.peerId),
+      });
+    }
+    return { repoKey, siteId: this.siteId, vector: status.vector, pendingBinaries: this.#puller.pendingCount(repoKey), members };
+  }
+
+  /** Test hook: cut (or restore) the links to and from these base URLs. */
+  setBlocked(baseUrls: readonly string[]): void {
+    this.#blocked.clear();
+    for (const url of baseUrls) this.#blocked.add(normalizeBaseUrl(url));
+  }
+
+  // Internals -----------------------------------------------------------------------------------
+
+  async #federate(key: string, membersValue: unknown): Promise<void> {
+    const running = this.#federating.get(key);
+    if (running !== undefined) return running;
+    if (this.#engine.isFederated(key)) return;
+    const run = this.#engine.federate(key, { members: parseMembers(membersValue) });
+    this.#federating.set(key, run);
+    try {
+      await run;
+    } finally {
+      this.#federating.delete(key);
+    }
+    this.#scheduleResolve(0);
+  }
+
+  #remoteAppended(repoKey: string, events: readonly StreamEvent[]): void {
+    for (const listener of this.#remoteListeners) {
+      try {
+        listener(repoKey, events);
+      } catch (error) {
+        this.#log.error({ err: error, repoKey }, 'a listener of received events failed');
+      }
+    }
+    const deploys = [];
+    for (const event of events) {
+      if (event.type === 'ArtifactDeployed' && event.origin !== this.siteId) deploys.push({ sha256: event.data.sha256, repoKey, origin: event.origin });
+      if (event.type === 'RepositoryConfigChanged' && event.data.patch['members'] !== undefined) this.#scheduleResolve(0);
+    }
+    if (deploys.length > 0) {
+      void this.#puller.consider(deploys).catch((error: unknown) => this.#log.error({ err: error, repoKey }, 'recording pending binaries failed'));
+    }
+  }
+
+  #binarySources(repoKey: string, origin: string): string[] {
+    const sources: string[] = [];
+    const originBase = this.directory.baseUrlOf(origin);
+    if (originBase !== undefined && origin !== this.siteId) sources.push(originBase);
+    if (this.#engine.isFederated(repoKey)) {
+      for (const member of this.#engine.status(repoKey).members) {
+        const base = this.directory.baseUrlOf(member.peerId);
+        if (base !== undefined && !sources.includes(base)) sources.push(base);
+      }
+    }
+    return sources;
+  }
+
+  async #reconcileAll(): Promise<void> {
+    for (const repo of await this.#options.repositories.list()) {
+      if (repo.rclass === 'federated' && this.#engine.isFederated(repo.key)) await this.#engine.reconcileMembers(repo.key);
+    }
+  }
+
+  #scheduleResolve(delayMs: number): void {
+    if (this.#closed || this.#resolving) return;
+    if (this.#resolveTimer !== null) {
+      if (delayMs > 0) return;
+      clearTimeout(this.#resolveTimer);
+    }
+    this.#resolveTimer = setTimeout(() => {
+      this.#resolveTimer = null;
+      void this.#resolveMembers();
+    }, delayMs);
+    this.#resolveTimer.unref();
+  }
+
+  /** Looks up the site id of member base URLs not known yet (signed identity requests). */
+  async #resolveMembers(): Promise<void> {
+    if (this.#closed) return;
+    this.#resolving = true;
+    let unresolved = 0;
+    try {
+      const bases = new Set<string>();
+      for (const repo of await this.#options.repositories.list()) {
+        if (repo.rclass !== 'federated') continue;
+        for (const member of parseMembers(repo['members'])) {
+          try {
+            const { baseUrl } = parseMemberUrl(member.url);
+            if (!this.directory.isKnownBase(baseUrl)) bases.add(baseUrl);
+          } catch {
+            // an unusable url stays unresolved; the status shows it
+          }
+        }
+      }
+      let learned = false;
+      for (const base of bases) {
+        try {
+          const response = await this.client.request(base, 'GET', FEDERATION_IDENTITY_PATH, new Uint8Array(), AbortSignal.timeout(5_000));
+          if (response.status !== 200 || !response.authentic) {
+            unresolved++;
+            continue;
+          }
+          const identity = JSON.parse(new TextDecoder().decode(response.body)) as { siteId?: unknown };
+          if (typeof identity.siteId !== 'string' || !/^[A-Za-z0-9._-]{1,128}$/.test(identity.siteId)) {
+            unresolved++;
+            continue;
+          }
+          if (await this.directory.learn(base, identity.siteId)) learned = true;
+        } catch {
+          unresolved++;
+        }
+      }
+      if (learned) await this.#reconcileAll();
+    } catch (error) {
+      this.#log.error({ err: error }, 'resolving federation members failed');
+      unresolved++;
+    } finally {
+      this.#resolving = false;
+    }
+    if (unresolved > 0) this.#scheduleResolve(federationDefaults.memberResolveIntervalMs);
+  }
+}
+

@@ -250,8 +250,15 @@ export class RemoteProxy {
       if (periodMs > 0) this.#missed.set(key, this.#options.now() + periodMs);
       return { kind: 'missing', reason: `'${path}' was not found upstream (${url})` };
     }
+    if (response.status === 403) {
+      await response.body.dump().catch(() => undefined);
+      // An upstream Artifactory/Strata whose own curation blocks the artifact answers 403: the
+      // block travels on (seed: "one smart repository linked to a curated remote" → 403).
+      throw new StrataError('STRATA_ERR_CURATION_BLOCKED', `upstream ${url} refused '${path}' with 403 (blocked upstream)`);
+    }
     if (response.status !== 200) {
       await response.body.dump().catch(() => undefined);
+      if (response.status === 401) throw new StrataError('STRATA_ERR_REMOTE_UNAVAILABLE', `upstream ${url} refused the remote repository's credentials (401)`);
       if (stale !== undefined && config.hardFail !== true && response.status >= 500) return { kind: 'file', item: stale };
       const why = response.status >= 300 && response.status < 400 ? `redirected more than allowed (last status ${response.status})` : `answered ${response.status}`;
       throw new StrataError('STRATA_ERR_REMOTE_UNAVAILABLE', `upstream ${url} ${why}`);

@@ -48,6 +48,9 @@ export function upstreamFailure(url: string, error: unknown, phase: 'headers' | 
   }
   const code = (error as { code?: unknown } | null)?.code;
   const detail = error instanceof Error ? error.message : String(error);
+  if (/redirect/i.test(detail)) {
+    return new StrataError('STRATA_ERR_REMOTE_UNAVAILABLE', `upstream ${url} redirected in a loop or more than ${upstreamRedirectionsMax} times`, undefined, { cause: error });
+  }
   if (isConnectFailure(error)) return new StrataError('STRATA_ERR_REMOTE_UNAVAILABLE', `upstream ${url} is unreachable (${String(code ?? detail)})`, undefined, { cause: error });
   return new StrataError('STRATA_ERR_REMOTE_UNAVAILABLE', `upstream ${url} failed ${where}: ${detail}`, undefined, { cause: error });
 }

@@ -61,7 +61,7 @@ export interface Fetched {
   readonly status: number;
   readonly headers: Record<string, string | string[] | undefined>;
   readonly body: Buffer;
-  json(): { errors: { status: number; message: string }[] } & Record<string, unknown>;
+  json(): { errors: [{ status: number; message: string }] } & Record<string, unknown>;
 }
 
 /** One HTTP request; the whole body read (a cut connection rejects). */

@@ -31,6 +31,8 @@ declare module 'fastify' {
     remoteProxy: RemoteProxy;
   }
 }
+import { npmRoutes } from './formats/npm/npm-routes.ts';
+import { NpmService } from './formats/npm/npm-service.ts';
 
 export const ARTIFACTORY_PREFIX = '/artifactory';
 export const STRATA_VERSION = '0.1.0';
@@ -213,6 +215,27 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     now,
     content: repositoryContent,
     ...(deps.federation === undefined ? {} : { federation: deps.federation, blobs: deps.blobStore }),
+  });
+  const npmService = new NpmService({
+    streams: repositoryStreams,
+    blobs: deps.blobStore,
+    artifacts: deps.artifacts,
+    cache: metadataCache,
+    now,
+    ttlMs: limits.metadataCacheTtlMs,
+    packagesCachedMax: limits.packagesCachedMax,
+    listEntriesMax: limits.listEntriesMax,
+  });
+  await app.register(npmRoutes, {
+    prefix: ARTIFACTORY_PREFIX,
+    service: npmService,
+    cache: metadataCache,
+    blobCache,
+    blobs: deps.blobStore,
+    downloads: deps.downloads,
+    now,
+    publishBytesMax: limits.npmPublishBytesMax,
+    ...(deps.clientLogin === undefined ? {} : { login: deps.clientLogin }),
   });
   await app.register(copyMoveRoutes, { prefix: ARTIFACTORY_PREFIX, service: artifactService });
   if (deps.federation !== undefined) await app.register(deps.federation.routes, { prefix: ARTIFACTORY_PREFIX });

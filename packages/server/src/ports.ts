@@ -111,6 +111,12 @@ export interface StorageLocation {
   statFs?(): Promise<{ totalBytes: number; freeBytes: number } | undefined>;
 }
 
+/** Exchanges a user's password for an access token (`npm login`). */
+export interface ClientLogin {
+  /** A new access token of `username`; throws 401 on bad credentials. */
+  login(username: string, password: string, meta: import('@strata/core').EventMeta): Promise<string>;
+}
+
 /** Everything buildApp needs; production and tests wire different implementations. */
 export interface AppDeps {
   readonly eventStore: EventStore;
@@ -142,6 +148,8 @@ export interface AppDeps {
   readonly curationBlocks?: import('./curation/curation-service.ts').CurationBlockLog;
   /** HTTP client of remote repositories' upstreams; default: undici with redirects followed. */
   readonly upstream?: import('./remote/upstream-client.ts').UpstreamClient;
+  /** Password → token exchange for package clients (`npm login`); without it they use tokens issued elsewhere. */
+  readonly clientLogin?: ClientLogin;
   /** Called after this server changed a repository's configuration (created, updated, deleted). */
   readonly onRepositoryChange?: (key: string) => void;
   /** Federation, when this site takes part in one. */
@@ -204,6 +212,10 @@ export interface ServerLimits {
   readonly curationRefreshIntervalMs: number;
   /** Blocks one /api/curation/blocks answer lists at most. */
   readonly curationBlocksListMax: number;
+  /** Largest npm publish document (JSON holding the base64 tarball). */
+  readonly npmPublishBytesMax: number;
+  /** Packages whose computed packument stays cached (for metadataCacheTtlMs). */
+  readonly packagesCachedMax: number;
 }
 
 export const DEFAULT_LIMITS: ServerLimits = Object.freeze({
@@ -220,4 +232,6 @@ export const DEFAULT_LIMITS: ServerLimits = Object.freeze({
   remoteRememberedEntriesMax: 100_000,
   curationRefreshIntervalMs: 1_000,
   curationBlocksListMax: 1_000,
+  npmPublishBytesMax: 256 * 1024 * 1024,
+  packagesCachedMax: 10_000,
 });

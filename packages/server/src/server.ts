@@ -62,6 +62,8 @@ export interface RunningServer {
 }
 
 const SITE_ID_FILE = 'site-id';
+/** Lifetime of the token `npm login` obtains (npm keeps it in .npmrc). */
+const npmLoginTokenSeconds = 30 * 24 * 3_600;
 
 /** The site id: from settings, else the one kept in the data dir, else a new one kept there. */
 async function resolveSiteId(dataDir: string, configured: string | undefined): Promise<string> {
@@ -164,6 +166,17 @@ export async function startServer(settings: ServerSettings): Promise<RunningServ
     hlc,
     siteId,
     newId,
+    clientLogin: {
+      async login(username, password, meta) {
+        const principal = await security.authenticate({ authorization: `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}` });
+        const issued = await security.issueToken(
+          { principal, ...(meta.requestId === undefined ? {} : { requestId: meta.requestId }), ...(meta.clientAddress === undefined ? {} : { clientAddress: meta.clientAddress }) },
+          // The token acts with the user's own rights, an administrator's included.
+          { description: 'npm login', expiresInSeconds: npmLoginTokenSeconds, scope: principal.admin ? 'applied-permissions/admin' : 'applied-permissions/user' },
+        );
+        return issued.accessToken;
+      },
+    },
     registerAuth: async (root) => {
       await root.register(authPlugin, { security });
     },

@@ -50,7 +50,7 @@ interface Cached<T> {
   readonly expiresAt: number;
 }
 
-class TtlCache<T> {
+export class TtlCache<T> {
   readonly #entries = new Map<string, Cached<T>>();
   readonly #entriesMax: number;
   readonly #ttlMs: number;

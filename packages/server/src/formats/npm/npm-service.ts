@@ -1,0 +1,372 @@
+import { Readable } from 'node:stream';
+import { repositoryStream, StrataError } from '@strata/core';
+import type { DomainEvent, EventMeta } from '@strata/core';
+import type { BlobLease, BlobStore } from '@strata/store';
+import { checkDeployable } from '../../artifacts/artifact-decider.ts';
+import type { MetadataCache } from '../../artifacts/hot-caches.ts';
+import type { ArtifactReader, FileItem } from '../../ports.ts';
+import { repositoryNotFound } from '../../repositories/repository-decider.ts';
+import type { RepositoryStreamState } from '../../repositories/repository-stream.ts';
+import type { StreamWriter } from '../../stream-writer.ts';
+import {
+  buildPackument,
+  checkPackageName,
+  checkTag,
+  checkVersion,
+  distTagKey,
+  distTagsFrom,
+  manifestFromValues,
+  manifestValues,
+  NPM_PROPERTY,
+  storedManifest,
+  tarballFileName,
+  tarballPath,
+  verifyTarball,
+} from './npm-model.ts';
+import type { Packument, StoredVersion } from './npm-model.ts';
+
+/** A packument rendered for one registry base URL and form, with its ETag. */
+export interface RenderedPackument {
+  readonly body: string;
+  readonly etag: string;
+}
+
+interface CachedPackage {
+  readonly expiresAt: number;
+  readonly packument: Packument | null;
+  readonly rendered: Map<string, RenderedPackument>;
+}
+
+/** Stands for the registry base URL in a computed packument until it is rendered for a request. */
+const TARBALL_BASE_PLACEHOLDER = '@@strata-tarball-base@@';
+
+function record(value: unknown, what: string): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `${what} must be a JSON object`);
+  return value as Record<string, unknown>;
+}
+
+/**
+ * npm packages in a repository: publish, update (deprecate, unpublish a version, dist-tags),
+ * unpublish, and the packument computed from the artifact tree (see npm-model.ts). Packuments
+ * are cached per package for `ttlMs` (other servers on the same database may write) and
+ * dropped at once by this server's own writes.
+ */
+export class NpmService {
+  readonly #streams: StreamWriter<RepositoryStreamState>;
+  readonly #blobs: BlobStore;
+  readonly #artifacts: ArtifactReader;
+  readonly #cache: MetadataCache;
+  readonly #now: () => number;
+  readonly #ttlMs: number;
+  readonly #packagesCachedMax: number;
+  readonly #listEntriesMax: number;
+  readonly #packuments = new Map<string, CachedPackage>();
+  /** Versions being published by this process (between their checks and their append). */
+  readonly #publishing = new Set<string>();
+
+  constructor(options: {
+    streams: StreamWriter<RepositoryStreamState>;
+    blobs: BlobStore;
+    artifacts: ArtifactReader;
+    cache: MetadataCache;
+    now: () => number;
+    ttlMs: number;
+    packagesCachedMax: number;
+    listEntriesMax: number;
+  }) {
+    this.#streams = options.streams;
+    this.#blobs = options.blobs;
+    this.#artifacts = options.artifacts;
+    this.#cache = options.cache;
+    this.#now = options.now;
+    this.#ttlMs = options.ttlMs;
+    this.#packagesCachedMax = options.packagesCachedMax;
+    this.#listEntriesMax = options.listEntriesMax;
+  }
+
+  /** The packument of `name` (undefined when no version is stored), rendered for `tarballBase`. */
+  async packument(repo: string, name: string, tarballBase: string, abbreviated: boolean): Promise<RenderedPackument | undefined> {
+    const key = `${repo}\0${name}`;
+    let cached = this.#packuments.get(key);
+    if (cached === undefined || cached.expiresAt <= this.#now()) {
+      const packument = await this.#compute(repo, name);
+      cached = { expiresAt: this.#now() + this.#ttlMs, packument: packument ?? null, rendered: new Map() };
+      if (this.#ttlMs > 0) {
+        this.#packuments.delete(key);
+        this.#packuments.set(key, cached);
+        if (this.#packuments.size > this.#packagesCachedMax) {
+          const oldest = this.#packuments.keys().next().value;
+          if (oldest !== undefined) this.#packuments.delete(oldest);
+        }
+      }
+    }
+    const packument = cached.packument;
+    if (packument === null) return undefined;
+    const variant = `${abbreviated ? 'a' : 'f'}${tarballBase}`;
+    let rendered = cached.rendered.get(variant);
+    if (rendered === undefined) {
+      // Tarball URLs follow the base URL the client used: the computed form holds a placeholder.
+      const base = JSON.stringify(tarballBase).slice(1, -1);
+      const body = JSON.stringify(abbreviated ? packument.abbreviated : packument.full).replaceAll(TARBALL_BASE_PLACEHOLDER, base);
+      rendered = { body, etag: `"${packument.rev}-${abbreviated ? 'a' : 'f'}"` };
+      if (cached.rendered.size < 16) cached.rendered.set(variant, rendered);
+    }
+    return rendered;
+  }
+
+  async #storedVersions(repo: string, name: string): Promise<{ versions: StoredVersion[]; files: Map<string, FileItem> }> {
+    const listed = await this.#artifacts.list(repo, `${name}/-`, { deep: false, includeFolders: false, limit: this.#listEntriesMax });
+    const files = new Map<string, FileItem>();
+    const versions = await Promise.all(
+      listed.map(async (item): Promise<StoredVersion | undefined> => {
+        if (item.kind !== 'file' || !item.path.endsWith('.tgz')) return undefined;
+        const properties = await this.#artifacts.properties(repo, item.path);
+        const version = properties[NPM_PROPERTY.version]?.[0];
+        const manifest = manifestFromValues(properties[NPM_PROPERTY.manifest]);
+        if (version === undefined || manifest === undefined || properties[NPM_PROPERTY.name]?.[0] !== name) return undefined;
+        if (item.path !== tarballPath(name, version)) return undefined;
+        files.set(version, item);
+        return { version, manifest, sha1: item.sha1, created: item.created };
+      }),
+    );
+    return { versions: versions.filter((entry): entry is StoredVersion => entry !== undefined), files };
+  }
+
+  async #compute(repo: string, name: string): Promise<Packument | undefined> {
+    const [{ versions }, folderProperties] = await Promise.all([this.#storedVersions(repo, name), this.#artifacts.properties(repo, name)]);
+    if (versions.length === 0) return undefined;
+    return buildPackument(name, versions, folderProperties, TARBALL_BASE_PLACEHOLDER);
+  }
+
+  #invalidate(repo: string, name: string): void {
+    this.#packuments.delete(`${repo}\0${name}`);
+  }
+
+  /** A stored tarball by its file name, or undefined. */
+  async tarball(repo: string, name: string, fileName: string): Promise<FileItem | undefined> {
+    const item = await this.#cache.item(repo, `${name}/-/${fileName}`);
+    return item?.kind === 'file' ? item : undefined;
+  }
+
+  /**
+   * `npm publish`: the document's new versions, each with its attachment, verified (gzip,
+   * shasum, integrity) and appended with the document's dist-tags in one transaction. A
+   * version already stored is a 409 and nothing is stored. A document without attachments is
+   * an update (`npm deprecate` sends those).
+   */
+  async publish(repo: string, name: string, body: unknown, meta: EventMeta): Promise<void> {
+    checkPackageName(name);
+    const document = record(body, 'the publish document');
+    if (document.name !== undefined && document.name !== name) throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `the document names '${String(document.name)}', not '${name}'`);
+    const attachments = document._attachments === undefined ? {} : record(document._attachments, '_attachments');
+    if (Object.keys(attachments).length === 0) return this.update(repo, name, document, meta);
+    const versions = record(document.versions, 'versions');
+    const { files } = await this.#storedVersions(repo, name);
+    const newVersions = Object.keys(versions).filter((version) => !files.has(version));
+    if (newVersions.length === 0) {
+      throw new StrataError('STRATA_ERR_PACKAGE_VERSION_EXISTS', `cannot publish over the previously published versions: ${Object.keys(versions).join(', ')}`);
+    }
+    const distTags = document['dist-tags'] === undefined ? {} : record(document['dist-tags'], 'dist-tags');
+    const prepared: { version: string; manifest: Record<string, unknown>; bytes: Buffer }[] = [];
+    for (const version of newVersions) {
+      checkVersion(version);
+      const manifest = record(versions[version], `versions['${version}']`);
+      if (manifest.version !== version || (manifest.name !== undefined && manifest.name !== name)) {
+        throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `versions['${version}'] names ${String(manifest.name)}@${String(manifest.version)}`);
+      }
+      const fileName = tarballFileName(name, version);
+      const attachment = attachments[fileName] ?? attachments[`${name}-${version}.tgz`];
+      if (attachment === undefined) throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `no attachment '${fileName}' for version ${version}`);
+      const { data, length } = record(attachment, `_attachments['${fileName}']`);
+      if (typeof data !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(data)) throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `_attachments['${fileName}'].data must be base64`);
+      const bytes = Buffer.from(data, 'base64');
+      if (length !== undefined && length !== bytes.length) {
+        throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `_attachments['${fileName}'] is ${bytes.length} bytes, not the declared ${String(length)}`);
+      }
+      const dist = record(manifest.dist ?? {}, `versions['${version}'].dist`);
+      const { integrity } = verifyTarball(bytes, dist, `${name}@${version}`);
+      const kept = storedManifest(manifest);
+      kept.dist = { ...(kept.dist as Record<string, unknown>), integrity };
+      prepared.push({ version, manifest: kept, bytes });
+    }
+    const tags: [string, string][] = [];
+    for (const [tag, version] of Object.entries(distTags)) {
+      checkTag(tag);
+      if (typeof version !== 'string') throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `dist-tags['${tag}'] must be a version`);
+      if (!files.has(version) && !newVersions.includes(version)) throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `dist-tag '${tag}' names version ${version}, which is not published`);
+      tags.push([tag, version]);
+    }
+    const claims = prepared.map(({ version }) => `${repo}\0${name}@${version}`);
+    for (const claim of claims) {
+      if (this.#publishing.has(claim)) throw new StrataError('STRATA_ERR_PACKAGE_VERSION_EXISTS', `${name}@${claim.slice(claim.lastIndexOf('@') + 1)} is being published right now`);
+    }
+    for (const claim of claims) this.#publishing.add(claim);
+    const leases: BlobLease[] = [];
+    try {
+      for (const { bytes } of prepared) leases.push(await this.#blobs.put(Readable.from([bytes]), { expectedSize: bytes.length }));
+      await this.#streams.execute(repositoryStream(repo), meta, async (state) => {
+        if (state.config === undefined) throw repositoryNotFound(repo);
+        const events: DomainEvent[] = [];
+        for (const [index, { version, manifest }] of prepared.entries()) {
+          const path = tarballPath(name, version);
+          checkDeployable(repo, state.config, path);
+          if (await this.#artifacts.isFile(repo, path)) throw new StrataError('STRATA_ERR_PACKAGE_VERSION_EXISTS', `cannot publish over the previously published version ${version}`);
+          const lease = leases[index]!;
+          events.push({
+            type: 'ArtifactDeployed',
+            data: {
+              path,
+              sha256: lease.sha256,
+              sha1: lease.sha1,
+              md5: lease.md5,
+              size: lease.size,
+              mimeType: 'application/x-compressed',
+              properties: { [NPM_PROPERTY.name]: [name], [NPM_PROPERTY.version]: [version], [NPM_PROPERTY.manifest]: manifestValues(manifest) },
+            },
+          });
+        }
+        if (tags.length > 0) {
+          events.push({ type: 'PropertiesSet', data: { path: name, properties: Object.fromEntries(tags.map(([tag, version]) => [distTagKey(tag), [version]])) } });
+        }
+        return { events, result: undefined };
+      });
+    } finally {
+      for (const lease of leases) lease.release();
+      for (const claim of claims) this.#publishing.delete(claim);
+      this.#invalidate(repo, name);
+      for (const { version } of prepared) this.#cache.invalidateItem(repo, tarballPath(name, version));
+    }
+  }
+
+  /**
+   * A document PUT with `-rev` (or without attachments): versions it no longer lists are
+   * unpublished, `deprecated` changes are applied, dist-tags are set to the document's.
+   */
+  async update(repo: string, name: string, body: unknown, meta: EventMeta): Promise<void> {
+    checkPackageName(name);
+    const document = record(body, 'the package document');
+    const versions = record(document.versions ?? {}, 'versions');
+    const distTags = document['dist-tags'] === undefined ? undefined : record(document['dist-tags'], 'dist-tags');
+    try {
+      await this.#streams.execute(repositoryStream(repo), meta, async (state) => {
+        if (state.config === undefined) throw repositoryNotFound(repo);
+        const stored = await this.#storedVersions(repo, name);
+        if (stored.versions.length === 0) throw new StrataError('STRATA_ERR_PACKAGE_NOT_FOUND', `package '${name}' is not in repository '${repo}'`);
+        const events: DomainEvent[] = [];
+        const remaining = new Set<string>();
+        for (const entry of stored.versions) {
+          const path = tarballPath(name, entry.version);
+          checkDeployable(repo, state.config, path);
+          const updated = versions[entry.version];
+          if (updated === undefined) {
+            events.push({ type: 'ArtifactDeleted', data: { path } });
+            continue;
+          }
+          remaining.add(entry.version);
+          const deprecated = record(updated, `versions['${entry.version}']`).deprecated;
+          if (deprecated !== undefined && typeof deprecated !== 'string') throw new StrataError('STRATA_ERR_PACKAGE_INVALID', 'deprecated must be a string');
+          if ((deprecated ?? '') !== (entry.manifest.deprecated ?? '')) {
+            const manifest: Record<string, unknown> = { ...entry.manifest };
+            if (deprecated === undefined || deprecated === '') delete manifest.deprecated;
+            else manifest.deprecated = deprecated;
+            events.push({ type: 'PropertiesSet', data: { path, properties: { [NPM_PROPERTY.manifest]: manifestValues(manifest) } } });
+          }
+        }
+        for (const version of Object.keys(versions)) {
+          if (!stored.files.has(version)) throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `version ${version} has no tarball: publish it with its attachment`);
+        }
+        if (distTags !== undefined && remaining.size > 0) {
+          const current = distTagsFrom(await this.#artifacts.properties(repo, name), new Set(stored.files.keys()));
+          const set: Record<string, string[]> = {};
+          for (const [tag, version] of Object.entries(distTags)) {
+            checkTag(tag);
+            if (typeof version !== 'string' || !remaining.has(version)) throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `dist-tag '${tag}' must name a published version`);
+            if (current[tag] !== version) set[distTagKey(tag)] = [version];
+          }
+          const removed = Object.keys(current).filter((tag) => !(tag in distTags));
+          if (Object.keys(set).length > 0) events.push({ type: 'PropertiesSet', data: { path: name, properties: set } });
+          if (removed.length > 0) events.push({ type: 'PropertiesRemoved', data: { path: name, keys: removed.map(distTagKey) } });
+        }
+        return { events, result: undefined };
+      });
+    } finally {
+      this.#invalidate(repo, name);
+      this.#cache.invalidateFolder(repo, name);
+    }
+  }
+
+  /** `npm unpublish --force`: every version and dist-tag of the package (one FolderDeleted). */
+  async unpublishAll(repo: string, name: string, meta: EventMeta): Promise<void> {
+    checkPackageName(name);
+    try {
+      await this.#streams.execute(repositoryStream(repo), meta, async (state) => {
+        if (state.config === undefined) throw repositoryNotFound(repo);
+        checkDeployable(repo, state.config, name);
+        if (!(await this.#artifacts.isFolder(repo, name))) throw new StrataError('STRATA_ERR_PACKAGE_NOT_FOUND', `package '${name}' is not in repository '${repo}'`);
+        return { events: [{ type: 'FolderDeleted', data: { prefix: name } }], result: undefined };
+      });
+    } finally {
+      this.#invalidate(repo, name);
+      this.#cache.invalidateFolder(repo, name);
+    }
+  }
+
+  /** The client deletes the tarball of a version it has just removed from the document. */
+  async deleteTarball(repo: string, name: string, fileName: string, meta: EventMeta): Promise<void> {
+    checkPackageName(name);
+    const path = `${name}/-/${fileName}`;
+    try {
+      await this.#streams.execute(repositoryStream(repo), meta, async (state) => {
+        if (state.config === undefined) throw repositoryNotFound(repo);
+        checkDeployable(repo, state.config, path);
+        return { events: (await this.#artifacts.isFile(repo, path)) ? [{ type: 'ArtifactDeleted', data: { path } }] : [], result: undefined };
+      });
+    } finally {
+      this.#invalidate(repo, name);
+      this.#cache.invalidateItem(repo, path);
+    }
+  }
+
+  async distTags(repo: string, name: string): Promise<Record<string, string> | undefined> {
+    checkPackageName(name);
+    const { versions } = await this.#storedVersions(repo, name);
+    if (versions.length === 0) return undefined;
+    return buildPackument(name, versions, await this.#artifacts.properties(repo, name), '').distTags;
+  }
+
+  async setDistTag(repo: string, name: string, tag: string, version: unknown, meta: EventMeta): Promise<void> {
+    checkPackageName(name);
+    checkTag(tag);
+    if (typeof version !== 'string') throw new StrataError('STRATA_ERR_PACKAGE_INVALID', 'the body must be a JSON string naming a version');
+    checkVersion(version);
+    try {
+      await this.#streams.execute(repositoryStream(repo), meta, async (state) => {
+        if (state.config === undefined) throw repositoryNotFound(repo);
+        checkDeployable(repo, state.config, name);
+        if (!(await this.#artifacts.isFile(repo, tarballPath(name, version)))) {
+          throw new StrataError('STRATA_ERR_PACKAGE_NOT_FOUND', `${name}@${version} is not published in '${repo}'`);
+        }
+        return { events: [{ type: 'PropertiesSet', data: { path: name, properties: { [distTagKey(tag)]: [version] } } }], result: undefined };
+      });
+    } finally {
+      this.#invalidate(repo, name);
+    }
+  }
+
+  async removeDistTag(repo: string, name: string, tag: string, meta: EventMeta): Promise<void> {
+    checkPackageName(name);
+    checkTag(tag);
+    if (tag === 'latest') throw new StrataError('STRATA_ERR_PACKAGE_INVALID', "the 'latest' dist-tag cannot be removed: move it instead");
+    try {
+      await this.#streams.execute(repositoryStream(repo), meta, async (state) => {
+        if (state.config === undefined) throw repositoryNotFound(repo);
+        checkDeployable(repo, state.config, name);
+        const properties = await this.#artifacts.properties(repo, name);
+        if (properties[distTagKey(tag)] === undefined) throw new StrataError('STRATA_ERR_PACKAGE_NOT_FOUND', `package '${name}' has no dist-tag '${tag}'`);
+        return { events: [{ type: 'PropertiesRemoved', data: { path: name, keys: [distTagKey(tag)] } }], result: undefined };
+      });
+    } finally {
+      this.#invalidate(repo, name);
+    }
+  }
+}

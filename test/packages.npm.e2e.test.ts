@@ -1,0 +1,161 @@
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ADMIN_PASSWORD, adminFetch, spawnServer } from './support/spawned-server.ts';
+import type { SpawnedServer } from './support/spawned-server.ts';
+
+const run = promisify(execFile);
+
+async function npmMissing(): Promise<string | undefined> {
+  try {
+    await run('npm', ['--version'], { timeout: 30_000 });
+    return undefined;
+  } catch {
+    return 'npm is not installed';
+  }
+}
+
+describe('npm repositories with the real npm client', () => {
+  let dir: string;
+  let server: SpawnedServer;
+  let missing: string | undefined;
+  let registry: string;
+  let npmrc: string;
+
+  const npm = async (args: readonly string[], cwd: string) => {
+    try {
+      return await run('npm', [...args, '--userconfig', npmrc, '--registry', registry], {
+        cwd,
+        timeout: 120_000,
+        env: { ...process.env, npm_config_cache: join(dir, 'npm-cache'), npm_config_update_notifier: 'false', npm_config_audit: 'false', npm_config_fund: 'false' },
+      });
+    } catch (error) {
+      const failed = error as { stdout?: string; stderr?: string; message: string };
+      throw new Error(`npm ${args.join(' ')} failed: ${failed.message}\n${failed.stdout ?? ''}\n${failed.stderr ?? ''}`);
+    }
+  };
+
+  async function writePackage(name: string, version: string, main: string): Promise<string> {
+    const packageDir = join(dir, 'src', `${name.replace('/', '__')}-${version}`);
+    await mkdir(packageDir, { recursive: true });
+    await writeFile(join(packageDir, 'package.json'), JSON.stringify({ name, version, main: 'index.js', description: `${name} for tests`, license: 'MIT' }));
+    await writeFile(join(packageDir, 'index.js'), main);
+    return packageDir;
+  }
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'strata-npm-'));
+    server = await spawnServer({ dataDir: join(dir, 'data') });
+    missing = await npmMissing();
+    if (missing !== undefined) console.log(`skipping the npm client part of the npm e2e test: ${missing}`);
+    const created = await adminFetch(server, '/artifactory/api/repositories/npm-local', {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ rclass: 'local', packageType: 'npm' }),
+    });
+    expect(created.status).toBe(200);
+    registry = `${server.url}/artifactory/api/npm/npm-local/`;
+    npmrc = join(dir, '.npmrc');
+  });
+  afterAll(async () => {
+    await server?.stop();
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('logs in, publishes, tags, installs, refuses a republish and unpublishes with npm', async (context) => {
+    if (missing !== undefined) return context.skip();
+    // npm login's request: the password is exchanged for a token that goes into .npmrc.
+    const login = await fetch(`${registry}-/user/org.couchdb.user:admin`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ _id: 'org.couchdb.user:admin', name: 'admin', password: ADMIN_PASSWORD, type: 'user', roles: [] }),
+    });
+    expect(login.status).toBe(201);
+    const { token } = (await login.json()) as { token: string };
+    const badLogin = await fetch(`${registry}-/user/org.couchdb.user:admin`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'admin', password: 'wrong' }) });
+    expect(badLogin.status).toBe(401);
+    await writeFile(npmrc, `registry=${registry}\n${registry.replace(/^http:/, '')}:_authToken=${token}\n`);
+    expect((await npm(['whoami'], dir)).stdout.trim()).toBe('admin');
+
+    await npm(['publish'], await writePackage('@demo/hello', '1.0.0', 'module.exports = () => "hello 1.0.0";\n'));
+    await npm(['publish'], await writePackage('@demo/hello', '1.0.1', 'module.exports = () => "hello 1.0.1";\n'));
+    await npm(['publish', '--tag', 'next'], await writePackage('@demo/hello', '2.0.0-beta.1', 'module.exports = () => "hello beta";\n'));
+    await npm(['publish'], await writePackage('plain-strata', '0.1.0', 'module.exports = 42;\n'));
+
+    const republish = npm(['publish'], await writePackage('@demo/hello', '1.0.1', 'module.exports = () => "other";\n'));
+    await expect(republish).rejects.toThrow(/409|previously published/);
+
+    await npm(['dist-tag', 'add', '@demo/hello@1.0.0', 'stable'], dir);
+    const tags = (await npm(['dist-tag', 'ls', '@demo/hello'], dir)).stdout;
+    expect(tags).toContain('latest: 1.0.1');
+    expect(tags).toContain('next: 2.0.0-beta.1');
+    expect(tags).toContain('stable: 1.0.0');
+    await npm(['dist-tag', 'rm', '@demo/hello', 'stable'], dir);
+    expect((await npm(['dist-tag', 'ls', '@demo/hello'], dir)).stdout).not.toContain('stable');
+
+    const abbreviated = await fetch(`${registry}@demo%2fhello`, { headers: { accept: 'application/vnd.npm.install-v1+json', authorization: `Bearer ${token}` } });
+    expect(abbreviated.headers.get('content-type')).toContain('application/vnd.npm.install-v1+json');
+    const corgi = (await abbreviated.json()) as { versions: Record<string, { dist: { tarball: string; integrity: string } }> };
+    expect(Object.keys(corgi.versions)).toEqual(['1.0.0', '1.0.1', '2.0.0-beta.1']);
+    expect(corgi.versions['1.0.1']!.dist.tarball).toBe(`${registry}@demo/hello/-/hello-1.0.1.tgz`);
+    expect(corgi.versions['1.0.1']!.dist.integrity).toMatch(/^sha512-/);
+
+    const consumer = join(dir, 'consumer');
+    await mkdir(consumer, { recursive: true });
+    await writeFile(join(consumer, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true, dependencies: { '@demo/hello': '^1.0.0', 'plain-strata': '0.1.0' } }));
+    await npm(['install'], consumer);
+    const installed = JSON.parse(await readFile(join(consumer, 'node_modules', '@demo', 'hello', 'package.json'), 'utf8')) as { version: string };
+    expect(installed.version).toBe('1.0.1');
+    const { stdout } = await run(process.execPath, ['-e', 'console.log(require("@demo/hello")(), require("plain-strata"))'], { cwd: consumer });
+    expect(stdout.trim()).toBe('hello 1.0.1 42');
+
+    await npm(['unpublish', '@demo/hello@2.0.0-beta.1'], dir);
+    const afterVersion = (await (await fetch(`${registry}@demo%2fhello`, { headers: { authorization: `Bearer ${token}` } })).json()) as { versions: Record<string, unknown>; 'dist-tags': Record<string, string> };
+    expect(Object.keys(afterVersion.versions)).toEqual(['1.0.0', '1.0.1']);
+    expect(afterVersion['dist-tags'].next).toBeUndefined();
+    await npm(['unpublish', 'plain-strata', '--force'], dir);
+    expect((await fetch(`${registry}plain-strata`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(404);
+    expect((await adminFetch(server, '/artifactory/api/storage/npm-local/plain-strata')).status).toBe(404);
+  });
+
+  it('refuses a tarball that does not match its integrity, one that is not gzip, and path tricks, storing nothing', async () => {
+    const { createHash } = await import('node:crypto');
+    const { gzipSync } = await import('node:zlib');
+    const tarball = gzipSync(Buffer.from('package/package.json'));
+    const document = (version: string, bytes: Buffer, integrityOf: Buffer) => ({
+      _id: 'bad-pkg',
+      name: 'bad-pkg',
+      'dist-tags': { latest: version },
+      versions: {
+        [version]: {
+          name: 'bad-pkg',
+          version,
+          dist: { integrity: `sha512-${createHash('sha512').update(integrityOf).digest('base64')}`, shasum: createHash('sha1').update(integrityOf).digest('hex') },
+        },
+      },
+      _attachments: { [`bad-pkg-${version}.tgz`]: { content_type: 'application/octet-stream', data: bytes.toString('base64'), length: bytes.length } },
+    });
+    const put = (name: string, body: unknown) =>
+      adminFetch(server, `/artifactory/api/npm/npm-local/${name}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const mismatch = await put('bad-pkg', document('1.0.0', tarball, Buffer.from('something else')));
+    expect(mismatch.status).toBe(400);
+    expect(((await mismatch.json()) as { errors: { message: string }[] }).errors[0]!.message).toMatch(/shasum|integrity/);
+    const notGzip = Buffer.from('plain text, not a tarball');
+    const plain = await put('bad-pkg', document('1.0.0', notGzip, notGzip));
+    expect(plain.status).toBe(400);
+    expect(((await plain.json()) as { errors: { message: string }[] }).errors[0]!.message).toContain('not gzip');
+    const trick = await put('bad-pkg', document('1.0.0/../../x', tarball, tarball));
+    expect(trick.status).toBe(400);
+    expect((await put('..%2fevil', document('1.0.0', tarball, tarball))).status).toBe(400);
+    expect((await put('Bad-Pkg', document('1.0.0', tarball, tarball))).status).toBe(400);
+    expect((await adminFetch(server, '/artifactory/api/npm/npm-local/bad-pkg')).status).toBe(404);
+    expect((await adminFetch(server, '/artifactory/api/storage/npm-local/bad-pkg')).status).toBe(404);
+
+    expect((await put('bad-pkg', document('1.0.0', tarball, tarball))).status).toBe(201);
+    const again = await put('bad-pkg', document('1.0.0', tarball, tarball));
+    expect(again.status).toBe(409);
+  });
+});

@@ -152,6 +152,7 @@ export const npmRoutes: FastifyPluginAsync<NpmRoutesOptions> = async (app, optio
         return json(reply, 200, { ok: true });
       }
     }
+    if (request.method !== 'GET' && request.method !== 'HEAD') app.accessControl.authorize(request.principal, { repo, path: segments.join('/'), action: 'deploy' });
     throw new StrataError('STRATA_ERR_HTTP_NOT_FOUND', `no route for ${request.method} ${request.url.split('?')[0]}`);
   }
 
@@ -212,6 +213,8 @@ export const npmRoutes: FastifyPluginAsync<NpmRoutesOptions> = async (app, optio
       if (manifest === undefined) throw new StrataError('STRATA_ERR_PACKAGE_NOT_FOUND', `version '${wanted}' of '${name}' is not in repository '${repo}'`);
       return json(reply, 200, manifest);
     }
+    // A write nobody may do answers 401/403 before it answers "no such route".
+    if (method !== 'GET' && method !== 'HEAD') app.accessControl.authorize(request.principal, { repo, path: name, action: 'deploy' });
     throw new StrataError('STRATA_ERR_HTTP_NOT_FOUND', `no route for ${method} ${request.url.split('?')[0]}`);
   }
 

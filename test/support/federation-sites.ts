@@ -110,6 +110,7 @@ export interface MemberStatus {
   lagEvents: number;
   lagMs: number;
   lastError: string | null;
+  lastInboundError: string | null;
   clockOffsetMs: number | null;
   pendingBinaries: number;
 }

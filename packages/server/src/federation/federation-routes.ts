@@ -124,6 +124,7 @@ export const federationRoutes: FastifyPluginAsync<FederationRoutesOptions> = asy
       lagEvents: { type: 'integer' },
       lagMs: { type: 'integer' },
       lastError: { type: ['string', 'null'] },
+      lastInboundError: { type: ['string', 'null'] },
       clockOffsetMs: { type: ['integer', 'null'] },
       pendingBinaries: { type: 'integer' },
     },

@@ -88,6 +88,8 @@ export interface MemberStatusView {
   readonly lagEvents: number;
   readonly lagMs: number;
   readonly lastError: string | null;
+  /** The last request or batch of this member refused here, and why (cleared once one is accepted). */
+  readonly lastInboundError: string | null;
   readonly clockOffsetMs: number | null;
   readonly pendingBinaries: number;
 }
@@ -113,8 +115,10 @@ export class FederationService implements FederationHooks {
   readonly #remoteListeners: ((repoKey: string, events: readonly StreamEvent[]) => void)[] = [];
   /** Test hook: base URLs whose link is cut (both directions). */
   readonly #blocked = new Set<string>();
-  /** Per claimed site id: the last request of it refused before the engine saw it. */
+  /** Per site id and per `base:<url>` (as claimed): the last request or batch of it refused here. */
   readonly #inboundRefusals = new Map<string, string>();
+  /** Per member base URL not resolved yet: why its identity lookup failed. */
+  readonly #resolveErrors = new Map<string, string>();
   readonly #federating = new Map<string, Promise<void>>();
   #log: FederationLogger = silentLogger;
   #resolveTimer: NodeJS.Timeout | null = null;
@@ -292,7 +296,16 @@ export class FederationService implements FederationHooks {
   async authenticate(method: string, path: string, headers: Readonly<Record<string, string | string[] | undefined>>, body: Uint8Array): Promise<VerifiedPeer | PeerRequestRefusal> {
     const verified = this.verifier.verify(method, path, headers, body);
     if (!isVerifiedPeer(verified)) {
-      if (verified.claimedSiteId !== undefined) this.#inboundRefusals.set(verified.claimedSiteId, `request refused here: ${verified.message}`);
+      const message = `request refused here: ${verified.message}`;
+      if (verified.claimedSiteId !== undefined) this.#inboundRefusals.set(verified.claimedSiteId, message);
+      const claimedBase = headers['x-strata-federation-base-url'];
+      if (typeof claimedBase === 'string') {
+        try {
+          this.#inboundRefusals.set(`base:${normalizeBaseUrl(claimedBase)}`, message);
+        } catch {
+          // not a URL: only the site id is remembered
+        }
+      }
       return verified;
     }
     let base: string;
@@ -302,7 +315,7 @@ export class FederationService implements FederationHooks {
       return { authentic: true, claimedSiteId: verified.siteId, message: `sender base URL '${verified.baseUrl.slice(0, 200)}' is not an http(s) URL` };
     }
     if (this.#blocked.has(base)) return { authentic: true, claimedSiteId: verified.siteId, message: `link from ${base} is blocked (test hook)` };
-    this.#inboundRefusals.delete(verified.siteId);
+    this.#resolveErrors.delete(base);
     if (await this.directory.learn(base, verified.siteId)) await this.#reconcileAll();
     return verified;
   }
@@ -312,12 +325,22 @@ export class FederationService implements FederationHooks {
     try {
       request = decodeFederationRequest(body, { eventsMax: this.settings.federationBatchEventsMax ?? federationDefaults.federationBatchEventsMax });
     } catch (error) {
-      return { kind: 'refused', reason: 'malformed', message: isStrataError(error) ? error.message : String(error), vector: null, offsetMs: null };
+      const message = isStrataError(error) ? error.message : String(error);
+      this.#inboundRefusals.set(peer.siteId, `batch refused here, malformed: ${message}`);
+      return { kind: 'refused', reason: 'malformed', message, vector: null, offsetMs: null };
     }
     if (request.from !== peer.siteId) {
       return { kind: 'refused', reason: 'malformed', message: `batch from ${request.from} signed by ${peer.siteId}`, vector: null, offsetMs: null };
     }
-    return this.#engine.receive(request);
+    const reply = await this.#engine.receive(request);
+    const base = normalizeBaseUrl(peer.baseUrl);
+    if (reply.kind === 'ack') {
+      this.#inboundRefusals.delete(peer.siteId);
+      this.#inboundRefusals.delete(`base:${base}`);
+    } else {
+      this.#inboundRefusals.set(peer.siteId, `batch refused here, ${reply.reason}: ${reply.message}`);
+    }
+    return reply;
   }
 
   identity(): { siteId: string; baseUrl: string } {
@@ -339,54 +362,64 @@ export class FederationService implements FederationHooks {
     const byPeer = new Map(status.members.map((member) => [member.peerId, member]));
     const config = await this.#options.repositories.get(repoKey);
     const members: MemberStatusView[] = [];
-    const listed = parseMembers(config?.['members']);
     const seen = new Set<string>();
-    for (const member of listed) {
+    const held = Object.values(status.vector).reduce((sum, count) => sum + count, 0);
+    const inboundOf = (peerId: string | undefined, url: string): string | null => {
+      const byId = peerId === undefined ? undefined : this.#inboundRefusals.get(peerId);
+      if (byId !== undefined) return byId;
+      try {
+        return this.#inboundRefusals.get(`base:${parseMemberUrl(url).baseUrl}`) ?? null;
+      } catch {
+        return null;
+      }
+    };
+    for (const member of parseMembers(config?.['members'])) {
       const peerId = this.directory.peerIdOf(member.url);
       if (peerId === this.siteId) continue;
       const engineView = peerId === undefined ? undefined : byPeer.get(peerId);
       if (peerId !== undefined) seen.add(peerId);
-      const inbound = peerId === undefined ? undefined : this.#inboundRefusals.get(peerId);
       if (engineView === undefined) {
+        let resolveError: string | undefined;
+        try {
+          resolveError = this.#resolveErrors.get(parseMemberUrl(member.url).baseUrl);
+        } catch (error) {
+          resolveError = isStrataError(error) ? error.message : String(error);
+        }
         members.push({
           url: member.url,
           siteId: peerId ?? null,
           state: member.enabled ? 'OUT_OF_SYNC' : 'DISABLED',
-          lagEvents: Object.values(status.vector).reduce((sum, count) => sum + count, 0),
+          lagEvents: held,
           lagMs: 0,
-          lastError: inbound ?? (peerId === undefined ? 'member not reached yet: its site id is unknown' : null),
+          lastError: resolveError ?? (peerId === undefined ? 'member not reached yet: its site id is unknown' : null),
+          lastInboundError: inboundOf(peerId, member.url),
           clockOffsetMs: null,
           pendingBinaries: 0,
         });
         continue;
       }
-      const lastError = engineView.lastError ?? inbound ?? null;
-      members.push({
-        url: member.url,
-        siteId: engineView.peerId,
-        state: engineView.state === 'SYNCING' && lastError !== null ? 'OUT_OF_SYNC' : engineView.state,
-        lagEvents: engineView.lagEvents,
-        lagMs: engineView.lagMs,
-        lastError,
-        clockOffsetMs: engineView.clockOffsetMs,
-        pendingBinaries: this.#puller.pendingCount(repoKey, engineView.peerId),
-      });
+      members.push(this.#memberView(repoKey, engineView, member.url, inboundOf(peerId, member.url)));
     }
     // Peers the engine still tracks (from its own view of the members field) but the projection lacks.
     for (const member of status.members) {
-      if (seen.has(member.peerId)) continue;
-      members.push({
-        url: member.url,
-        siteId: member.peerId,
-        state: member.state,
-        lagEvents: member.lagEvents,
-        lagMs: member.lagMs,
-        lastError: member.lastError ?? this.#inboundRefusals.get(member.peerId) ?? null,
-        clockOffsetMs: member.clockOffsetMs,
-        pendingBinaries: this.#puller.pendingCount(repoKey, member.peerId),
-      });
+      if (!seen.has(member.peerId)) members.push(this.#memberView(repoKey, member, member.url, inboundOf(member.peerId, member.url)));
     }
     return { repoKey, siteId: this.siteId, vector: status.vector, pendingBinaries: this.#puller.pendingCount(repoKey), members };
+  }
+
+  #memberView(repoKey: string, member: FederationMemberStatus, url: string, lastInboundError: string | null): MemberStatusView {
+    const lastError = member.lastError?.startsWith('batch refused here, ') ? null : member.lastError;
+    return {
+      url,
+      siteId: member.peerId,
+      state: member.state === 'SYNCING' && (lastError !== null || lastInboundError !== null) ? 'OUT_OF_SYNC' : member.state,
+      lagEvents: member.lagEvents,
+      lagMs: member.lagMs,
+      lastError,
+      lastInboundError,
+      clockOffsetMs: member.clockOffsetMs,
+      pendingBinaries: this.#puller.pendingCount(repoKey, member.peerId),
+    };
   }
 
   /** Test hook: cut (or restore) the links to and from these base URLs. */
@@ -484,6 +517,16 @@ export class FederationService implements FederationHooks {
         try {
           const response = await this.client.request(base, 'GET', FEDERATION_IDENTITY_PATH, new Uint8Array(), AbortSignal.timeout(5_000));
           if (response.status !== 200 || !response.authentic) {
+            let detail = '';
+            try {
+              detail = (JSON.parse(new TextDecoder().decode(response.body)) as { errors?: { message?: string }[] }).errors?.[0]?.message ?? '';
+            } catch {
+              // not JSON
+            }
+            this.#resolveErrors.set(
+              base,
+              `identity lookup refused: HTTP ${response.status}${response.authentic ? '' : ' without a valid reply signature (another federation secret?)'}${detail === '' ? '' : `: ${detail}`}`,
+            );
             unresolved++;
             continue;
           }
@@ -492,8 +535,10 @@ export class FederationService implements FederationHooks {
             unresolved++;
             continue;
           }
+          this.#resolveErrors.delete(base);
           if (await this.directory.learn(base, identity.siteId)) learned = true;
-        } catch {
+        } catch (error) {
+          this.#resolveErrors.set(base, `identity lookup failed: ${error instanceof Error ? (error.cause instanceof Error ? `${error.message} (${error.cause.message})` : error.message) : String(error)}`);
           unresolved++;
         }
       }

@@ -247,6 +247,13 @@ const DATA_VALIDATORS: { readonly [T in EventType]: DataValidator<T> } = {
       remoteUrl: expectString(data['remoteUrl'], `${field}.remoteUrl`, { min: 1, max: remoteUrlCharsMax, controls: false }),
     };
   },
+  ArtifactBinaryCollected: (value, field) => {
+    const data = expectObject(value, field, ['path', 'sha256']);
+    return {
+      path: expectPath(data['path'], `${field}.path`, { root: false }),
+      sha256: expectMatch(data['sha256'], `${field}.sha256`, SHA256, '64 lowercase hex characters'),
+    };
+  },
   UserSaved: systemData,
   UserDeleted: systemData,
   GroupSaved: systemData,

@@ -21,6 +21,8 @@ export interface EventMeta {
   readonly causationId?: string;
   readonly clientAddress?: string;
   readonly requestId?: string;
+  /** The origin chain (issue 8): hex sha256 link of the previous event this origin produced in the stream. */
+  readonly originPrev?: string;
 }
 
 export type Checksums = {
@@ -72,6 +74,15 @@ export interface PropertiesRemovedData {
 export interface RemoteArtifactCachedData extends ArtifactDeployedData {
   readonly remoteUrl: string;
 }
+/**
+ * A binary of a deleted (or overwritten) artifact left this site's blob store after its trash
+ * period (issue 8: retention). The path's history says so; downloads as of an earlier time
+ * stop working from here on. Changes nothing in the artifact tree.
+ */
+export interface ArtifactBinaryCollectedData {
+  readonly path: string;
+  readonly sha256: string;
+}
 /** Events of the `system` stream (users, tokens, settings) carry free-form data for now. */
 export interface SystemEventData {
   readonly [key: string]: unknown;
@@ -87,6 +98,7 @@ export interface DomainEventMap {
   PropertiesSet: PropertiesSetData;
   PropertiesRemoved: PropertiesRemovedData;
   RemoteArtifactCached: RemoteArtifactCachedData;
+  ArtifactBinaryCollected: ArtifactBinaryCollectedData;
   UserSaved: SystemEventData;
   UserDeleted: SystemEventData;
   GroupSaved: SystemEventData;
@@ -111,6 +123,7 @@ export const REPOSITORY_EVENT_TYPES = [
   'PropertiesSet',
   'PropertiesRemoved',
   'RemoteArtifactCached',
+  'ArtifactBinaryCollected',
 ] as const satisfies readonly (keyof DomainEventMap)[];
 
 /** Events of the `system` stream (users, groups, tokens, permission targets, settings). */

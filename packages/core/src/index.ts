@@ -11,3 +11,4 @@ export * from './hybrid-logical-clock.ts';
 export * from './artifact-tree-model.ts';
 export * from './repository-config-model.ts';
 export * from './virtual-resolution.ts';
+export * from './event-chain.ts';

@@ -119,6 +119,7 @@ export const arbitraryEventData: { readonly [T in EventType]: fc.Arbitrary<Domai
     ...artifactDeployedFields,
     remoteUrl: fc.webUrl(),
   }),
+  ArtifactBinaryCollected: fc.record({ path: arbitraryRepositoryPath, sha256: hex(64) }),
   UserSaved: arbitraryJsonObject,
   UserDeleted: arbitraryJsonObject,
   GroupSaved: arbitraryJsonObject,

@@ -20,6 +20,9 @@ import {
   type Subscription,
 } from './event-store.ts';
 import { boundedReadCount } from './read-count.ts';
+import type { PreparedEvent } from './append-preparation.ts';
+import { CHAIN_GENESIS } from '@strata/core';
+import { chainEvent, type StreamChainHeads } from './event-chaining.ts';
 import { CommitSignal, PollingSubscription, type CheckpointedEvent } from './polling-subscription.ts';
 
 /** A projection of the memory store, applied before an append resolves; if it throws, the append fails and stores nothing. */
@@ -31,6 +34,14 @@ export interface MemoryEventStoreOptions {
   readonly projections?: readonly MemoryProjection[];
   /** Default and cap of readStream/readAll `maxCount`, and the page size of subscriptions. */
   readonly readBatchEventsMax?: number;
+  /** This site's id: its events get the origin chain (see SqlEventStoreOptions.siteId). */
+  readonly siteId?: string;
+}
+
+/** What the memory store keeps per event for tamper evidence (the SQL columns). */
+export interface MemoryChainEntry {
+  readonly prevHash: Uint8Array;
+  readonly target: string | null;
 }
 
 /**
@@ -44,6 +55,10 @@ export class MemoryEventStore implements EventStore {
   readonly #all: RecordedEvent[] = [];
   readonly #streams = new Map<string, RecordedEvent[]>();
   readonly #byId = new Map<string, RecordedEvent>();
+  readonly #siteId: string | undefined;
+  readonly #chainHeads = new Map<string, StreamChainHeads>();
+  /** Per stream, per revision: the chain entry. */
+  readonly #chainEntries = new Map<string, MemoryChainEntry[]>();
   readonly #commits = new CommitSignal();
   readonly #subscriptions = new Set<PollingSubscription>();
   #tail: Promise<unknown> = Promise.resolve();
@@ -52,6 +67,22 @@ export class MemoryEventStore implements EventStore {
   constructor(options: MemoryEventStoreOptions = {}) {
     this.#projections = [...(options.projections ?? [])];
     this.#readBatchEventsMax = options.readBatchEventsMax ?? readBatchEventsMax;
+    this.#siteId = options.siteId;
+  }
+
+  /** The chain entries of a stream, by revision (the audit functions read them). */
+  chainEntries(stream: string): readonly MemoryChainEntry[] {
+    return this.#chainEntries.get(stream) ?? [];
+  }
+
+  /** The site-chain link of the stream's last event (CHAIN_GENESIS when empty). */
+  chainHead(stream: string): Uint8Array {
+    return this.#chainHeads.get(stream)?.head ?? CHAIN_GENESIS;
+  }
+
+  /** Every stream, in name order. */
+  streamNames(): string[] {
+    return [...this.#streams.keys()].sort();
   }
 
   append(stream: string, events: readonly NewEvent[], options: AppendOptions = {}): Promise<AppendResult> {
@@ -59,7 +90,7 @@ export class MemoryEventStore implements EventStore {
       this.#assertOpen();
       options.signal?.throwIfAborted();
       const prepared = prepareAppend(stream, events, options.expectedRevision);
-      const run = this.#tail.then(() => this.#appendNow(stream, prepared.map((entry) => entry.event), options));
+      const run = this.#tail.then(() => this.#appendNow(stream, prepared, options));
       this.#tail = run.catch(() => undefined);
       return run;
     } catch (error) {
@@ -67,7 +98,8 @@ export class MemoryEventStore implements EventStore {
     }
   }
 
-  async #appendNow(stream: string, events: readonly NewEvent[], options: AppendOptions): Promise<AppendResult> {
+  async #appendNow(stream: string, prepared: readonly PreparedEvent[], options: AppendOptions): Promise<AppendResult> {
+    const events: readonly NewEvent[] = prepared.map((entry) => entry.event);
     const stored = this.#streams.get(stream) ?? [];
     const current = stored.length - 1;
     const slots: (RecordedEvent | undefined)[] = [];
@@ -84,12 +116,17 @@ export class MemoryEventStore implements EventStore {
     let revision = current;
     let position = BigInt(this.#all.length);
     const fresh: RecordedEvent[] = [];
-    const recorded = events.map((event, index) => {
+    const previousHeads = this.#chainHeads.get(stream);
+    const heads: StreamChainHeads = { head: previousHeads?.head ?? CHAIN_GENESIS, originHead: previousHeads?.originHead };
+    const entries: MemoryChainEntry[] = [];
+    const recorded = events.map((_event, index) => {
       const earlier = slots[index];
       if (earlier !== undefined) return earlier;
       revision++;
       position++;
-      const record = deepFreeze(recordEvent(event, stream, revision, position));
+      const chained = chainEvent(stream, revision, prepared[index]!, heads, this.#siteId);
+      entries.push({ prevHash: chained.prevHash, target: chained.target });
+      const record = deepFreeze(recordEvent(chained.event, stream, revision, position));
       fresh.push(record);
       return record;
     });
@@ -98,6 +135,8 @@ export class MemoryEventStore implements EventStore {
       for (const projection of this.#projections) await projection.apply(fresh);
       this.#all.push(...fresh);
       this.#streams.set(stream, [...stored, ...fresh]);
+      this.#chainHeads.set(stream, heads);
+      this.#chainEntries.set(stream, [...(this.#chainEntries.get(stream) ?? []), ...entries]);
       for (const record of fresh) this.#byId.set(record.id, record);
       this.#commits.notify();
     }

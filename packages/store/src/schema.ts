@@ -21,16 +21,34 @@ export interface EventsTable {
   data: Uint8Array;
   /** msgpackr-encoded meta. */
   meta: Uint8Array;
+  /** The path the event is about, for history (migration 004). */
+  target: string | null;
+  /** Site chain: the link of the previous event of the stream (migration 004). */
+  prev_hash: Uint8Array | null;
+  /** Origin chain: meta.originPrev as bytes (migration 004). */
+  origin_prev: Uint8Array | null;
 }
 
 export interface StreamsTable {
   stream: string;
   revision: number;
+  /** Site-chain link of the stream's last event (migration 004). */
+  chain: Uint8Array | null;
+  /** Origin-chain link of the last event `origin_chain_origin` produced in the stream. */
+  origin_chain: Uint8Array | null;
+  origin_chain_origin: string | null;
+}
+
+export interface BlobTrashTable {
+  sha256: string;
+  /** Epoch ms when blob GC first found the blob unreferenced. */
+  since: ColumnType<string, number, number>;
 }
 
 export interface StoreDatabase {
   events: EventsTable;
   streams: StreamsTable;
+  blob_trash: BlobTrashTable;
   // projection tables are declared below by the projection modules' section
   artifacts: ProjectionTables['artifacts'];
   folder_tombstones: ProjectionTables['folder_tombstones'];

@@ -24,6 +24,8 @@ import {
   type Subscription,
 } from './event-store.ts';
 import { boundedReadCount } from './read-count.ts';
+import { CHAIN_GENESIS, eventDigest } from '@strata/core';
+import { chainEvent, type ChainedEvent, type StreamChainHeads } from './event-chaining.ts';
 import { CommitSignal, PollingSubscription, type CheckpointedEvent } from './polling-subscription.ts';
 import type { SqlProjection } from './projection.ts';
 import type { StoreDatabase } from './schema.ts';
@@ -46,6 +48,11 @@ export interface SqlEventStoreOptions {
   readonly readAhead?: boolean;
   /** Called by close() (say, to destroy the Kysely instance the store was given). */
   readonly onClose?: () => Promise<void>;
+  /**
+   * This site's id: events it produced get the origin chain in `meta.originPrev` when they
+   * arrive without one (issue 8). Undefined: no origin chain is added.
+   */
+  readonly siteId?: string;
 }
 
 interface PendingAppend {
@@ -117,6 +124,7 @@ export class SqlEventStore implements EventStore {
   readonly #appendAttemptsMax: number;
   readonly #onClose: (() => Promise<void>) | undefined;
   readonly #readAhead: boolean;
+  readonly #siteId: string | undefined;
   /** The page after the last full page readAll returned, being read (see `readAhead`). */
   #pageAhead: { readonly after: Checkpoint; readonly maxCount: number; readonly rows: Promise<EventRow[] | undefined> } | undefined;
   readonly #queue: PendingAppend[] = [];
@@ -136,6 +144,12 @@ export class SqlEventStore implements EventStore {
     this.#appendAttemptsMax = positive(options.appendAttemptsMax ?? 3, 'appendAttemptsMax');
     this.#onClose = options.onClose;
     this.#readAhead = options.readAhead ?? false;
+    this.#siteId = options.siteId;
+  }
+
+  /** The database this store writes (for the audit queries of the same package). */
+  get database(): Kysely<StoreDatabase> {
+    return this.#db;
   }
 
   append(stream: string, events: readonly NewEvent[], options: AppendOptions = {}): Promise<AppendResult> {
@@ -345,20 +359,39 @@ export class SqlEventStore implements EventStore {
     // (ON CONFLICT DO UPDATE waits and rereads), the stored events are as of the statement's
     // start: an event a concurrent batch committed meanwhile is missed here, its insert then
     // breaks the unique id and the batch is retried one append at a time, which sees it.
-    const lockedAndStored = await sql<EventRow & { locked_stream: string | null; locked_revision: number | null }>`
+    const lockedAndStored = await sql<
+      EventRow & {
+        locked_stream: string | null;
+        locked_revision: number | null;
+        locked_chain: Uint8Array | null;
+        locked_origin_chain: Uint8Array | null;
+        locked_origin_chain_origin: string | null;
+      }
+    >`
       with locked as (
         insert into streams (stream, revision)
         select stream, -1 from unnest(${streams}::text[]) as input(stream) order by stream
         on conflict (stream) do update set revision = streams.revision
-        returning stream, revision)
-      select stream as locked_stream, revision as locked_revision, ${LOCKED_PADDING} from locked
+        returning stream, revision, chain, origin_chain, origin_chain_origin)
+      select stream as locked_stream, revision as locked_revision, chain as locked_chain, origin_chain as locked_origin_chain,
+        origin_chain_origin as locked_origin_chain_origin, ${LOCKED_PADDING} from locked
       union all
-      select null, null, ${EVENT_COLUMNS} from events where id = any(${ids}::text[])`.execute(tx);
+      select null, null, null, null, null, ${EVENT_COLUMNS} from events where id = any(${ids}::text[])`.execute(tx);
     const revisions = new Map<string, number>();
+    const chainHeads = new Map<string, StreamChainHeads & { originKnown: boolean; originTouched: boolean }>();
     const stored = new Map<string, { stream: string; recorded: () => RecordedEvent }>();
     for (const row of lockedAndStored.rows) {
-      if (row.locked_stream !== null) revisions.set(row.locked_stream, row.locked_revision!);
-      else stored.set(row.id, { stream: row.stream, recorded: () => decodeRow(row) });
+      if (row.locked_stream !== null) {
+        revisions.set(row.locked_stream, row.locked_revision!);
+        const empty = row.locked_revision! < 0;
+        const originKnown = empty || (row.locked_origin_chain !== null && row.locked_origin_chain_origin === this.#siteId);
+        chainHeads.set(row.locked_stream, {
+          head: row.locked_chain ?? CHAIN_GENESIS,
+          originHead: originKnown && !empty ? (row.locked_origin_chain ?? undefined) : undefined,
+          originKnown,
+          originTouched: false,
+        });
+      } else stored.set(row.id, { stream: row.stream, recorded: () => decodeRow(row) });
     }
 
     interface Planned {
@@ -372,6 +405,7 @@ export class SqlEventStore implements EventStore {
       readonly prepared: PreparedEvent;
       readonly stream: string;
       readonly revision: number;
+      chained?: ChainedEvent;
       position?: bigint;
       recorded?: RecordedEvent;
     }
@@ -422,10 +456,16 @@ export class SqlEventStore implements EventStore {
 
     if (inserts.length > 0) {
       const changed = [...new Set(inserts.map((row) => row.stream))];
+      for (const stream of changed) {
+        const heads = chainHeads.get(stream)!;
+        heads.originTouched = this.#siteId !== undefined && inserts.some((row) => row.stream === stream && row.prepared.event.origin === this.#siteId);
+        if (heads.originTouched && !heads.originKnown) heads.originHead = await lastOriginLink(tx, stream, this.#siteId!);
+      }
+      for (const row of inserts) row.chained = chainEvent(row.stream, row.revision, row.prepared, chainHeads.get(row.stream)!, this.#siteId);
       // One round trip: the new events, and the streams' new revisions.
       const inserted = await sql<{ id: string; position: string }>`
         with inserted as (
-        insert into events (id, stream, revision, origin, origin_seq, hlc_wall, hlc_logical, type, data, meta)
+        insert into events (id, stream, revision, origin, origin_seq, hlc_wall, hlc_logical, type, data, meta, target, prev_hash, origin_prev)
         select * from unnest(
           ${inserts.map((row) => row.prepared.event.id)}::text[],
           ${inserts.map((row) => row.stream)}::text[],
@@ -436,12 +476,25 @@ export class SqlEventStore implements EventStore {
           ${inserts.map((row) => row.prepared.event.hlc.logical)}::int[],
           ${inserts.map((row) => row.prepared.event.type)}::text[],
           ${inserts.map((row) => toBuffer(row.prepared.data))}::bytea[],
-          ${inserts.map((row) => toBuffer(row.prepared.meta))}::bytea[]
+          ${inserts.map((row) => toBuffer(row.chained!.meta))}::bytea[],
+          ${inserts.map((row) => row.chained!.target)}::text[],
+          ${inserts.map((row) => toBuffer(row.chained!.prevHash))}::bytea[],
+          ${inserts.map((row) => (row.chained!.originPrev === null ? null : toBuffer(row.chained!.originPrev)))}::bytea[]
         )
         returning id, position),
         revised as (
-          update streams set revision = input.revision
-          from unnest(${changed}::text[], ${changed.map((stream) => revisions.get(stream)!)}::int[]) as input(stream, revision)
+          update streams set revision = input.revision, chain = input.chain,
+            origin_chain = coalesce(input.origin_chain, streams.origin_chain),
+            origin_chain_origin = case when input.origin_chain is null then streams.origin_chain_origin else ${this.#siteId ?? null}::text end
+          from unnest(
+            ${changed}::text[],
+            ${changed.map((stream) => revisions.get(stream)!)}::int[],
+            ${changed.map((stream) => toBuffer(chainHeads.get(stream)!.head))}::bytea[],
+            ${changed.map((stream) => {
+              const heads = chainHeads.get(stream)!;
+              return !heads.originTouched || heads.originHead === undefined ? null : toBuffer(heads.originHead);
+            })}::bytea[]
+          ) as input(stream, revision, chain, origin_chain)
           where streams.stream = input.stream)
         select id, position from inserted`.execute(tx);
       const positions = new Map(inserted.rows.map((row) => [row.id, BigInt(row.position)]));
@@ -449,7 +502,7 @@ export class SqlEventStore implements EventStore {
         const position = positions.get(row.prepared.event.id);
         if (position === undefined) throw new StrataError('STRATA_ERR_INVARIANT', `insert returned no position for '${row.prepared.event.id}'`);
         row.position = position;
-        row.recorded = recordEvent(row.prepared.event, row.stream, row.revision, position);
+        row.recorded = recordEvent(row.chained!.event, row.stream, row.revision, position);
       }
       const recorded = inserts.map((row) => row.recorded!).sort((a, b) => (a.position < b.position ? -1 : a.position > b.position ? 1 : 0));
       for (const projection of this.#projections) await projection.apply(tx, recorded);
@@ -462,6 +515,16 @@ export class SqlEventStore implements EventStore {
       return { result: appendResult(plan.nextRevision, events, appendedCount) };
     });
   }
+}
+
+/** The origin-chain link of the last event `origin` produced in `stream` (undefined: none). */
+async function lastOriginLink(tx: Kysely<StoreDatabase>, stream: string, origin: string): Promise<Uint8Array | undefined> {
+  const result = await sql<EventRow>`
+    select ${EVENT_COLUMNS} from events where stream = ${stream} and origin = ${origin} order by origin_seq desc limit 1`.execute(tx);
+  const row = result.rows[0];
+  if (row === undefined) return undefined;
+  const envelope = { stream, id: row.id, origin: row.origin, originSeq: row.origin_seq, hlc: { wall: Number(row.hlc_wall), logical: row.hlc_logical }, type: row.type };
+  return eventDigest(envelope, row.data, row.meta);
 }
 
 function settle(pending: PendingAppend, outcome: Outcome): void {
@@ -538,3 +601,6 @@ function positive(value: number, name: string): number {
   if (!Number.isSafeInteger(value) || value < 1) throw new StrataError('STRATA_ERR_INVARIANT', `${name} must be a positive integer`);
   return value;
 }
+
+/** For the audit queries of this package (sql-event-audit.ts); not part of the package's surface. */
+export { decodeRow as decodeStoredEventRow, EVENT_COLUMNS as STORED_EVENT_COLUMNS, type EventRow as StoredEventRow };

@@ -4,6 +4,7 @@ import { StrataError } from '@strata/core';
 import { eventsMigration } from './001-events.ts';
 import { projectionsMigration } from './002-projections.ts';
 import { federationMigration } from './003-federation.ts';
+import { auditMigration } from './004-audit.ts';
 
 /**
  * Every migration of the store database, in order. Names sort in application order; a
@@ -13,6 +14,7 @@ export const migrations: Readonly<Record<string, Migration>> = Object.freeze({
   '001-events': eventsMigration,
   '002-projections': projectionsMigration,
   '003-federation': federationMigration,
+  '004-audit': auditMigration,
 });
 
 /**
@@ -38,6 +40,9 @@ export async function migrateToLatest(db: Kysely<any>, options: MigrateOptions =
   const migrator = new Migrator({
     db,
     provider: { getMigrations: async () => ({ ...migrations }) },
+    // Migration numbers are handed out per area (federation 003, audit 004, …) and land in any
+    // order: a database that ran 004 before 003 existed still takes 003.
+    allowUnorderedMigrations: true,
     ...(options.schema === undefined ? {} : { migrationTableSchema: options.schema }),
   });
   const { error, results } = await migrator.migrateToLatest();

@@ -1,0 +1,104 @@
+/**
+ * Tamper evidence (issue 8): two hash chains over encoded events.
+ *
+ * - Every event has a **digest**: `sha256(header ‖ data ‖ meta)` over the encoded envelope,
+ *   where the header lists stream, id, origin, originSeq, hlc and type, and data's length.
+ *   It leaves out what differs between sites (revision, position), so every member holding
+ *   an event computes the same digest.
+ * - The **origin chain** links the events one origin produced in a stream, in `originSeq`
+ *   order, and travels inside the envelope: `meta.originPrev` (hex) of event n is the digest
+ *   of event n - 1 (64 zeros for originSeq 1). Since meta is digested, each link covers the
+ *   whole chain before it; a federation member verifies what it received.
+ * - The **site chain** links every event of this site's copy of a stream in revision order,
+ *   received events included: event r stores `prev(r) = link(r - 1)` with
+ *   `link(r) = sha256(prev(r) ‖ "stream\nrevision\n" ‖ digest(r))` (32 zero bytes before
+ *   revision 0). Editing or deleting a stored event breaks the link at that event, or the
+ *   stream's recorded head for the last one.
+ *
+ * The headers are text with one field per line; every field is validated to hold no newline
+ * (ids, site ids, stream names and types are restricted, numbers are decimal). The store's
+ * verifier builds the same bytes in SQL, so the layout must never change (a new layout is a
+ * new version).
+ */
+import { createHash } from 'node:crypto';
+import type { EventType, HlcStamp } from './events.ts';
+
+export const CHAIN_LINK_BYTES = 32;
+/** `prev` of the first event of a chain. */
+export const CHAIN_GENESIS: Uint8Array = new Uint8Array(CHAIN_LINK_BYTES);
+export const CHAIN_GENESIS_HEX = '0'.repeat(CHAIN_LINK_BYTES * 2);
+/** The meta key that carries the origin chain. */
+export const ORIGIN_PREV_META_KEY = 'originPrev';
+const HEX_LINK = /^[0-9a-f]{64}$/;
+
+/** The envelope fields an event digest covers (beyond the encoded data and meta). */
+export interface ChainedEnvelope {
+  readonly stream: string;
+  readonly id: string;
+  readonly origin: string;
+  readonly originSeq: number;
+  readonly hlc: HlcStamp;
+  readonly type: EventType | string;
+}
+
+export function eventDigestHeader(event: ChainedEnvelope, dataBytes: number): string {
+  return `${event.stream}\n${event.id}\n${event.origin}\n${event.originSeq}\n${event.hlc.wall}\n${event.hlc.logical}\n${event.type}\n${dataBytes}\n`;
+}
+
+/** The digest of an encoded event: its origin-chain link, and what its site-chain link covers. */
+export function eventDigest(event: ChainedEnvelope, data: Uint8Array, meta: Uint8Array): Buffer {
+  return createHash('sha256').update(eventDigestHeader(event, data.byteLength)).update(data).update(meta).digest();
+}
+
+/** The site-chain link of the event at `revision` of `stream`, whose predecessor's link is `prev`. */
+export function siteChainLink(prev: Uint8Array, stream: string, revision: number, digest: Uint8Array): Buffer {
+  return createHash('sha256').update(prev).update(`${stream}\n${revision}\n`).update(digest).digest();
+}
+
+/** `meta.originPrev` as bytes; undefined when absent (events from before chaining) or malformed. */
+export function originPrevOf(meta: { readonly originPrev?: unknown }): Uint8Array | undefined {
+  const value = meta.originPrev;
+  if (typeof value !== 'string' || !HEX_LINK.test(value)) return undefined;
+  return Buffer.from(value, 'hex');
+}
+
+export function chainLinkHex(link: Uint8Array): string {
+  return Buffer.from(link.buffer, link.byteOffset, link.byteLength).toString('hex');
+}
+
+/**
+ * The path an event is about, for history (issue 8): the artifact path, the folder of a
+ * folder delete, '' (the repository root) for a repository's creation and deletion, and
+ * undefined for events about no path (configuration changes, system events).
+ */
+export function eventTargetPath(event: { readonly type: string; readonly data: unknown }): string | undefined {
+  const data = event.data as Record<string, unknown>;
+  switch (event.type) {
+    case 'ArtifactDeployed':
+    case 'RemoteArtifactCached':
+    case 'ArtifactDeleted':
+    case 'PropertiesSet':
+    case 'PropertiesRemoved':
+    case 'ArtifactBinaryCollected':
+      return typeof data['path'] === 'string' ? data['path'] : undefined;
+    case 'FolderDeleted':
+      return typeof data['prefix'] === 'string' ? data['prefix'] : undefined;
+    case 'RepositoryCreated':
+    case 'RepositoryDeleted':
+      return '';
+    default:
+      return undefined;
+  }
+}
+
+/** The paths whose events make up the history of `path`: itself, each folder above it, and the root. */
+export function historyPathsOf(path: string): string[] {
+  const paths = [path];
+  let end = path.lastIndexOf('/');
+  while (end > 0) {
+    paths.push(path.slice(0, end));
+    end = path.lastIndexOf('/', end - 1);
+  }
+  if (path !== '') paths.push('');
+  return paths;
+}

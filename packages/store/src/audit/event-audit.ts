@@ -1,0 +1,80 @@
+import type { RecordedEvent } from '@strata/core';
+
+/** Most events one history page returns. */
+export const historyPageEventsMax = 10_000;
+
+export interface PathHistoryOptions {
+  /** Events after this revision of the stream (the cursor of the previous page); default: from the start. */
+  readonly afterRevision?: number;
+  /** Most events returned (capped at historyPageEventsMax). */
+  readonly limit: number;
+  /** Also the events of every path below `path` (a folder's whole subtree). */
+  readonly deep?: boolean;
+  readonly signal?: AbortSignal;
+}
+
+export interface HistoryEntry {
+  readonly event: RecordedEvent;
+  /** Site-chain link of the event before it in this site's copy of the stream (hex). */
+  readonly prevHash: string | undefined;
+}
+
+export interface PathHistoryPage {
+  readonly entries: readonly HistoryEntry[];
+  /** Pass as `afterRevision` for the next page; undefined when this page is the last. */
+  readonly nextAfterRevision: number | undefined;
+}
+
+export const CHAIN_BREAK_REASONS = [
+  /** A revision is missing: the event was deleted (or the next one renumbered). */
+  'missing',
+  /** The recorded link does not match the event before it: that event (or this record) was altered. */
+  'altered',
+  /** The stream's recorded head (revision, last link) does not match its last event. */
+  'head',
+  /** An origin-chain link does not match the digest of the origin's previous event in the stream. */
+  'origin-altered',
+  /** The origin's previous event is not in this copy of the stream. */
+  'origin-missing',
+] as const;
+export type ChainBreakReason = (typeof CHAIN_BREAK_REASONS)[number];
+
+export interface ChainBreak {
+  readonly stream: string;
+  readonly reason: ChainBreakReason;
+  /** The revision where the check failed (for `missing`, the first absent one). */
+  readonly revision: number;
+  /** Id of the event at `revision`, when there is one. */
+  readonly eventId: string | undefined;
+  /** For origin-chain breaks: the origin and the originSeq whose link failed. */
+  readonly origin?: string;
+  readonly originSeq?: number;
+  readonly message: string;
+}
+
+export interface VerifyOptions {
+  /** Only this stream; default every stream. */
+  readonly stream?: string;
+  readonly signal?: AbortSignal;
+}
+
+export interface VerifyResult {
+  readonly streams: number;
+  readonly events: number;
+  /** Events carrying an origin chain (meta.originPrev). */
+  readonly originChained: number;
+  /** The first break of each stream's site chain and of each origin chain, in stream order. */
+  readonly breaks: readonly ChainBreak[];
+  readonly elapsedMs: number;
+}
+
+/** History of paths and verification of the hash chains (issue 8); one per event store backend. */
+export interface EventAudit {
+  /**
+   * The events of `stream` that touched `path` or a folder above it (or, with `deep`, any
+   * path below it), in revision order (this site's order of the stream).
+   */
+  pathHistory(stream: string, path: string, options: PathHistoryOptions): Promise<PathHistoryPage>;
+  /** Walks the site chain of every stream (or one) and every origin chain; reports the first break of each. */
+  verify(options?: VerifyOptions): Promise<VerifyResult>;
+}

@@ -1,0 +1,193 @@
+import { performance } from 'node:perf_hooks';
+import { sql, type Kysely, type RawBuilder } from 'kysely';
+import { CHAIN_GENESIS, StrataError, historyPathsOf } from '@strata/core';
+import type { StoreDatabase } from '../schema.ts';
+import { decodeStoredEventRow, STORED_EVENT_COLUMNS, type StoredEventRow } from '../sql-event-store.ts';
+import {
+  historyPageEventsMax,
+  type ChainBreak,
+  type ChainBreakReason,
+  type EventAudit,
+  type PathHistoryOptions,
+  type PathHistoryPage,
+  type VerifyOptions,
+  type VerifyResult,
+} from './event-audit.ts';
+
+/**
+ * The event digest of core's event-chain.ts, built by SQL from the stored columns (the same
+ * bytes: every text field is ASCII, numbers are decimal).
+ */
+const DIGEST = sql.raw(
+  `sha256(convert_to(stream || E'\\n' || id || E'\\n' || origin || E'\\n' || origin_seq || E'\\n' || hlc_wall || E'\\n' || hlc_logical || E'\\n' || type || E'\\n' || octet_length(data) || E'\\n', 'UTF8') || data || meta)`,
+);
+/** The site-chain link of a row whose digest column is `digest`. */
+const LINK = sql.raw(`sha256(coalesce(prev_hash, ''::bytea) || convert_to(stream || E'\\n' || revision || E'\\n', 'UTF8') || digest)`);
+
+interface BreakRow {
+  stream: string;
+  revision: number;
+  before_revision: number | null;
+  id: string;
+  origin: string;
+  origin_seq: number;
+  site_failed: boolean;
+  site_missing: boolean;
+  origin_failed: boolean;
+  origin_missing: boolean;
+}
+
+/** EventAudit on PostgreSQL and PGlite: history through `events_stream_target`, verification in SQL. */
+export class SqlEventAudit implements EventAudit {
+  readonly #db: Kysely<StoreDatabase>;
+
+  constructor(db: Kysely<StoreDatabase>) {
+    this.#db = db;
+  }
+
+  async pathHistory(stream: string, path: string, options: PathHistoryOptions): Promise<PathHistoryPage> {
+    options.signal?.throwIfAborted();
+    const limit = historyLimit(options.limit);
+    const after = options.afterRevision ?? -1;
+    const paths = historyPathsOf(path);
+    // Folders below: every target in [path/, path0) in "C" order ('0' follows '/').
+    const below = options.deep === true ? (path === '' ? sql`or target is not null` : sql`or (target >= ${`${path}/`} and target < ${`${path}0`})`) : sql``;
+    const result = await sql<StoredEventRow & { prev_hash: Uint8Array | null }>`
+      select ${STORED_EVENT_COLUMNS}, prev_hash from events
+      where stream = ${stream} and revision > ${after} and (target = any(${paths}::text[]) ${below})
+      order by revision limit ${limit + 1}`.execute(this.#db);
+    const rows = result.rows.slice(0, limit);
+    const entries = rows.map((row) => ({
+      event: decodeStoredEventRow(row),
+      prevHash: row.prev_hash === null ? undefined : Buffer.from(row.prev_hash).toString('hex'),
+    }));
+    return { entries, nextAfterRevision: result.rows.length > limit ? rows[rows.length - 1]!.revision : undefined };
+  }
+
+  async verify(options: VerifyOptions = {}): Promise<VerifyResult> {
+    options.signal?.throwIfAborted();
+    const started = performance.now();
+    const only: RawBuilder<unknown> = options.stream === undefined ? sql`true` : sql`stream = ${options.stream}`;
+    const genesis = Buffer.from(CHAIN_GENESIS);
+    // One scan: each row's digest and link; the site chain checked against the row before it
+    // in the stream, the origin chain against the origin's previous event in the stream.
+    const failures = await sql<BreakRow>`
+      select stream, revision, before_revision, id, origin, origin_seq, site_failed, site_missing, origin_failed, origin_missing from (
+        select stream, revision, before_revision, id, origin, origin_seq,
+          case when before_revision is null then revision <> 0 or prev_hash is distinct from ${genesis}
+               else revision <> before_revision + 1 or prev_hash is distinct from before_link end as site_failed,
+          case when before_revision is null then revision <> 0 else revision <> before_revision + 1 end as site_missing,
+          origin_prev is not null and case when before_seq is null then origin_seq <> 1 or origin_prev <> ${genesis}
+               else origin_seq <> before_seq + 1 or origin_prev <> before_digest end as origin_failed,
+          origin_prev is not null and (case when before_seq is null then origin_seq <> 1 else origin_seq <> before_seq + 1 end) as origin_missing
+        from (
+          select stream, revision, id, origin, origin_seq, prev_hash, origin_prev,
+            lag(revision) over site as before_revision, lag(link) over site as before_link,
+            lag(origin_seq) over by_origin as before_seq, lag(digest) over by_origin as before_digest
+          from (select stream, revision, id, origin, origin_seq, prev_hash, origin_prev, digest, ${LINK} as link
+                from (select stream, revision, id, origin, origin_seq, prev_hash, origin_prev, ${DIGEST} as digest from events where ${only}) digested) linked
+          window site as (partition by stream order by revision), by_origin as (partition by stream, origin order by origin_seq)
+        ) checked
+      ) flagged
+      where site_failed or origin_failed
+      order by stream, revision`.execute(this.#db);
+    // The heads: each stream's recorded revision and last link against its last event.
+    const heads = await sql<{ stream: string; recorded_revision: number | null; chain: Uint8Array | null; last_revision: number | null; last_id: string | null; last_link: Uint8Array | null }>`
+      select s.stream, s.revision as recorded_revision, s.chain, e.revision as last_revision, e.id as last_id, e.link as last_link
+      from streams s
+      left join lateral (
+        select revision, id, ${LINK} as link from (
+          select stream, revision, id, prev_hash, ${DIGEST} as digest from events where events.stream = s.stream order by revision desc limit 1) last
+      ) e on true
+      where ${options.stream === undefined ? sql`true` : sql`s.stream = ${options.stream}`}
+      order by s.stream`.execute(this.#db);
+    const counts = await sql<{ events: string | number; chained: string | number }>`
+      select count(*) as events, count(origin_prev) as chained from events where ${only}`.execute(this.#db);
+
+    const breaks: ChainBreak[] = [];
+    const siteBroken = new Set<string>();
+    const originBroken = new Set<string>();
+    for (const row of failures.rows) {
+      if (row.site_failed && !siteBroken.has(row.stream)) {
+        siteBroken.add(row.stream);
+        breaks.push(siteBreak(row.stream, row.revision, row.id, row.site_missing ? (row.before_revision ?? -1) + 1 : undefined));
+      }
+      const originKey = `${row.stream}\n${row.origin}`;
+      if (row.origin_failed && !originBroken.has(originKey)) {
+        originBroken.add(originKey);
+        const reason: ChainBreakReason = row.origin_missing ? 'origin-missing' : 'origin-altered';
+        breaks.push({
+          stream: row.stream,
+          reason,
+          revision: row.revision,
+          eventId: row.id,
+          origin: row.origin,
+          originSeq: row.origin_seq,
+          message:
+            reason === 'origin-missing'
+              ? `origin ${row.origin}: event ${row.id} (originSeq ${row.origin_seq}) follows no event ${row.origin_seq - 1} of its origin in this copy`
+              : `origin ${row.origin}: event ${row.id} (originSeq ${row.origin_seq}) names a predecessor whose digest differs: originSeq ${row.origin_seq - 1} or this event was altered`,
+        });
+      }
+    }
+    let streams = 0;
+    for (const head of heads.rows) {
+      if (head.recorded_revision === null || head.recorded_revision < 0) continue;
+      streams++;
+      if (siteBroken.has(head.stream)) continue;
+      const lastRevision = head.last_revision;
+      if (lastRevision !== head.recorded_revision) {
+        siteBroken.add(head.stream);
+        breaks.push({
+          stream: head.stream,
+          reason: lastRevision === null || lastRevision < head.recorded_revision ? 'missing' : 'head',
+          revision: lastRevision === null ? 0 : Math.min(lastRevision + 1, head.recorded_revision),
+          eventId: undefined,
+          message: `stream ${head.stream} records ${head.recorded_revision + 1} events but holds ${lastRevision === null ? 0 : lastRevision + 1}: events at its end were ${lastRevision === null || lastRevision < head.recorded_revision ? 'deleted' : 'added behind the store'}`,
+        });
+      } else if (head.chain !== null && head.last_link !== null && !Buffer.from(head.chain).equals(Buffer.from(head.last_link))) {
+        siteBroken.add(head.stream);
+        breaks.push({
+          stream: head.stream,
+          reason: 'head',
+          revision: lastRevision,
+          eventId: head.last_id ?? undefined,
+          message: `stream ${head.stream}: its last event (revision ${lastRevision}, ${head.last_id}) does not hash to the recorded head: it was altered`,
+        });
+      }
+    }
+    breaks.sort((a, b) => (a.stream < b.stream ? -1 : a.stream > b.stream ? 1 : a.revision - b.revision));
+    const count = counts.rows[0];
+    return {
+      streams,
+      events: Number(count?.events ?? 0),
+      originChained: Number(count?.chained ?? 0),
+      breaks,
+      elapsedMs: performance.now() - started,
+    };
+  }
+}
+
+/** A site-chain break at `revision`; `missingFrom`: the first absent revision when events are missing before it. */
+export function siteBreak(stream: string, revision: number, eventId: string, missingFrom: number | undefined): ChainBreak {
+  return missingFrom !== undefined
+    ? {
+        stream,
+        reason: 'missing',
+        revision: missingFrom,
+        eventId: undefined,
+        message: `stream ${stream}: ${missingFrom === revision - 1 ? `revision ${missingFrom} is` : `revisions ${missingFrom}–${revision - 1} are`} missing before revision ${revision} (${eventId}): deleted`,
+      }
+    : {
+        stream,
+        reason: 'altered',
+        revision,
+        eventId,
+        message: `stream ${stream}: revision ${revision} (${eventId}) records a link its predecessor (revision ${revision - 1}) does not hash to: revision ${revision - 1} or this record was altered`,
+      };
+}
+
+export function historyLimit(limit: number): number {
+  if (!Number.isSafeInteger(limit) || limit < 1) throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', 'limit must be a positive integer');
+  return Math.min(limit, historyPageEventsMax);
+}

@@ -1,0 +1,245 @@
+/**
+ * Audit history and tamper evidence of the event stores (issue 8), on memory, PGlite and
+ * PostgreSQL (when DATABASE_URL is set): the history of a path, the site and origin hash
+ * chains, and an event edited or deleted directly in the database found by verify.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { sql, type Kysely } from 'kysely';
+import { afterAll, describe, expect, it } from 'vitest';
+import { CHAIN_GENESIS_HEX, repositoryStream, type NewEvent, type RecordedEvent } from '@strata/core';
+import {
+  MemoryEventAudit,
+  MemoryEventStore,
+  SqlEventAudit,
+  openEventStore,
+  type EventAudit,
+  type EventStore,
+  type StoreDatabase,
+} from '@strata/store';
+import { freshPostgresDatabase } from './support/postgres-database.ts';
+
+const SITE = 'site-a';
+const STREAM = repositoryStream('libs');
+
+interface Harness {
+  readonly store: EventStore;
+  readonly audit: EventAudit;
+  /** The SQL database, for editing rows behind the store's back (SQL backends only). */
+  readonly db: Kysely<StoreDatabase> | undefined;
+  close(): Promise<void>;
+}
+
+const cleanups: (() => Promise<void>)[] = [];
+afterAll(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup();
+});
+
+const backends: { name: string; open(): Promise<Harness> }[] = [
+  {
+    name: 'memory',
+    async open() {
+      const store = new MemoryEventStore({ siteId: SITE });
+      return { store, audit: new MemoryEventAudit(store), db: undefined, close: () => store.close() };
+    },
+  },
+  {
+    name: 'pglite',
+    async open() {
+      const dataDir = await mkdtemp(join(tmpdir(), 'strata-audit-test-'));
+      const opened = await openEventStore({ dataDir, store: { siteId: SITE } });
+      return {
+        store: opened.store,
+        audit: new SqlEventAudit(opened.db),
+        db: opened.db,
+        async close() {
+          await opened.close();
+          await rm(dataDir, { recursive: true, force: true });
+        },
+      };
+    },
+  },
+];
+const postgres = await freshPostgresDatabase('strata_audit');
+if (postgres !== undefined) {
+  cleanups.push(() => postgres.drop());
+  let schemas = 0;
+  backends.push({
+    name: 'postgres',
+    async open() {
+      const opened = await openEventStore({ databaseUrl: postgres.url, schema: `audit_${schemas++}`, store: { siteId: SITE } });
+      return { store: opened.store, audit: new SqlEventAudit(opened.db), db: opened.db, close: () => opened.close() };
+    },
+  });
+} else {
+  console.log('event-audit: DATABASE_URL is not set, PostgreSQL runs are skipped (memory and PGlite run)');
+}
+
+let ids = 0;
+const originSeqs = new Map<string, number>();
+function event(type: NewEvent['type'], data: Record<string, unknown>, origin = SITE, actor = 'alice'): NewEvent {
+  const seq = (originSeqs.get(origin) ?? 0) + 1;
+  originSeqs.set(origin, seq);
+  ids++;
+  return { id: `ev-${ids}`, origin, originSeq: seq, hlc: { wall: 1_700_000_000_000 + ids, logical: 0 }, type, data, meta: { actor } } as NewEvent;
+}
+function deploy(path: string, sha = 'a'): Record<string, unknown> {
+  return { path, sha256: sha.repeat(64), sha1: sha.repeat(40), md5: sha.repeat(32), size: 3, mimeType: 'application/java-archive', properties: {} };
+}
+
+/** A repository with a history: the returned events in append order. */
+async function seed(store: EventStore): Promise<RecordedEvent[]> {
+  originSeqs.clear();
+  const events = [
+    event('RepositoryCreated', { key: 'libs', config: { rclass: 'local', packageType: 'generic' } }),
+    event('ArtifactDeployed', deploy('org/app/1.0/app.jar', 'a')),
+    event('ArtifactDeployed', deploy('org/other/x.txt', 'b'), SITE, 'bob'),
+    event('PropertiesSet', { path: 'org/app', properties: { team: ['core'] } }),
+    event('ArtifactDeployed', deploy('org/app/1.0/app.jar', 'c'), SITE, 'carol'),
+    event('PropertiesSet', { path: 'org/app/1.0/app.jar', properties: { qa: ['passed'] } }),
+    event('RepositoryConfigChanged', { key: 'libs', patch: { description: 'x' } }),
+    event('FolderDeleted', { prefix: 'org/app' }),
+    event('ArtifactDeployed', deploy('org/app/1.0/app.jar', 'd')),
+    event('ArtifactDeleted', { path: 'org/other/x.txt' }),
+  ];
+  const recorded: RecordedEvent[] = [];
+  // Several appends, so chains cross append and group-commit boundaries.
+  for (const slice of [events.slice(0, 3), events.slice(3, 4), events.slice(4, 8), events.slice(8)]) {
+    recorded.push(...(await store.append(STREAM, slice)).events);
+  }
+  return recorded;
+}
+
+for (const backend of backends) {
+  describe(`event audit on ${backend.name}`, () => {
+    it('the history of a path holds its own events and those of the folders above it, oldest first, page by page', async () => {
+      const harness = await backend.open();
+      try {
+        const all = await seed(harness.store);
+        const expected = all.filter((recorded) => [0, 1, 3, 4, 5, 7, 8].includes(recorded.revision)).map((recorded) => recorded.id);
+        const whole = await harness.audit.pathHistory(STREAM, 'org/app/1.0/app.jar', { limit: 100 });
+        expect(whole.entries.map((entry) => entry.event.id)).toEqual(expected);
+        expect(whole.nextAfterRevision).toBeUndefined();
+        expect(whole.entries[1]!.event.data).toMatchObject({ path: 'org/app/1.0/app.jar', sha256: 'a'.repeat(64) });
+        expect(whole.entries[0]!.prevHash).toBe(CHAIN_GENESIS_HEX);
+
+        const paged: string[] = [];
+        let after: number | undefined;
+        do {
+          const page = await harness.audit.pathHistory(STREAM, 'org/app/1.0/app.jar', { limit: 2, ...(after === undefined ? {} : { afterRevision: after }) });
+          expect(page.entries.length).toBeLessThanOrEqual(2);
+          paged.push(...page.entries.map((entry) => entry.event.id));
+          after = page.nextAfterRevision;
+        } while (after !== undefined);
+        expect(paged).toEqual(expected);
+
+        const other = await harness.audit.pathHistory(STREAM, 'org/other/x.txt', { limit: 100 });
+        expect(other.entries.map((entry) => entry.event.revision)).toEqual([0, 2, 9]);
+        const deep = await harness.audit.pathHistory(STREAM, 'org', { limit: 100, deep: true });
+        expect(deep.entries.map((entry) => entry.event.revision)).toEqual([0, 1, 2, 3, 4, 5, 7, 8, 9]);
+        expect((await harness.audit.pathHistory(STREAM, 'nothing/here', { limit: 10 })).entries.map((entry) => entry.event.revision)).toEqual([0]);
+      } finally {
+        await harness.close();
+      }
+    });
+
+    it('events this site produces carry the origin chain, received events keep theirs, and an intact store verifies clean', async () => {
+      const harness = await backend.open();
+      const peer = new MemoryEventStore({ siteId: 'site-b' });
+      try {
+        const local = await seed(harness.store);
+        expect(local[0]!.meta.originPrev).toBe(CHAIN_GENESIS_HEX);
+        expect(local[1]!.meta.originPrev).toMatch(/^[0-9a-f]{64}$/);
+        expect(local[1]!.meta.originPrev).not.toBe(CHAIN_GENESIS_HEX);
+        // The peer produces two events; this site receives them as they are.
+        originSeqs.delete('site-b');
+        const produced = (await peer.append(STREAM, [event('ArtifactDeployed', deploy('org/b/1.jar', 'e'), 'site-b'), event('ArtifactDeleted', { path: 'org/b/1.jar' }, 'site-b')])).events;
+        const received = produced.map(({ stream: _stream, revision: _revision, position: _position, ...rest }) => rest as NewEvent);
+        const stored = (await harness.store.append(STREAM, received)).events;
+        expect(stored.map((recorded) => recorded.meta)).toEqual(produced.map((recorded) => recorded.meta));
+
+        const result = await harness.audit.verify();
+        expect(result.breaks).toEqual([]);
+        expect(result).toMatchObject({ streams: 1, events: 12, originChained: 12 });
+        expect((await harness.audit.verify({ stream: STREAM })).breaks).toEqual([]);
+
+        // A received event whose origin link names the wrong predecessor is found.
+        const forged = event('PropertiesSet', { path: 'org/b', properties: { k: ['v'] } }, 'site-b');
+        await harness.store.append(STREAM, [{ ...forged, meta: { ...forged.meta, originPrev: 'f'.repeat(64) } }]);
+        const broken = await harness.audit.verify();
+        expect(broken.breaks).toEqual([expect.objectContaining({ stream: STREAM, reason: 'origin-altered', origin: 'site-b', originSeq: 3, eventId: forged.id })]);
+      } finally {
+        await peer.close();
+        await harness.close();
+      }
+    });
+
+    if (backend.name !== 'memory') {
+      const tampering: { name: string; edit: (db: Kysely<StoreDatabase>, events: RecordedEvent[]) => Promise<void>; expected: Record<string, unknown> }[] = [
+        {
+          name: 'an event whose data was edited',
+          edit: async (db, events) => {
+            const victim = events[4]!;
+            const edited = (await import('@strata/core')).encodeEventData('ArtifactDeployed', deploy('org/app/1.0/app.jar', 'f') as never);
+            await sql`update events set data = ${Buffer.from(edited)} where id = ${victim.id}`.execute(db);
+          },
+          expected: { reason: 'altered', revision: 5 },
+        },
+        {
+          name: 'an event whose actor was edited',
+          edit: async (db, events) => {
+            const edited = (await import('@strata/core')).encodeMeta({ actor: 'mallory', originPrev: events[2]!.meta.originPrev! });
+            await sql`update events set meta = ${Buffer.from(edited)} where id = ${events[2]!.id}`.execute(db);
+          },
+          expected: { reason: 'altered', revision: 3 },
+        },
+        {
+          name: 'an event deleted from the middle of the stream',
+          edit: async (db, events) => {
+            await sql`delete from events where id = ${events[6]!.id}`.execute(db);
+          },
+          expected: { reason: 'missing', revision: 6 },
+        },
+        {
+          name: 'the last event edited',
+          edit: async (db, events) => {
+            await sql`update events set hlc_wall = hlc_wall + 1 where id = ${events[9]!.id}`.execute(db);
+          },
+          expected: { reason: 'head', revision: 9 },
+        },
+        {
+          name: 'the last event deleted',
+          edit: async (db, events) => {
+            await sql`delete from events where id = ${events[9]!.id}`.execute(db);
+          },
+          expected: { reason: 'missing', revision: 9 },
+        },
+        {
+          name: 'an edited event whose own link was recomputed by the editor',
+          edit: async (db, events) => {
+            // Renumbering the rest is what a careful forger would need; changing one link is not enough.
+            await sql`update events set prev_hash = sha256(prev_hash) where id = ${events[3]!.id}`.execute(db);
+          },
+          expected: { reason: 'altered', revision: 3 },
+        },
+      ];
+      for (const tamper of tampering) {
+        it(`verify reports ${tamper.name} as the first broken link`, async () => {
+          const harness = await backend.open();
+          try {
+            const events = await seed(harness.store);
+            expect((await harness.audit.verify()).breaks).toEqual([]);
+            await tamper.edit(harness.db!, events);
+            const result = await harness.audit.verify();
+            expect(result.breaks.length).toBeGreaterThanOrEqual(1);
+            expect(result.breaks[0]).toMatchObject({ stream: STREAM, ...tamper.expected });
+            expect(result.breaks.filter((found) => found.reason !== 'origin-altered' && found.reason !== 'origin-missing')).toHaveLength(1);
+          } finally {
+            await harness.close();
+          }
+        });
+      }
+    }
+  });
+}

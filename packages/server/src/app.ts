@@ -33,6 +33,7 @@ declare module 'fastify' {
 }
 import { npmRoutes } from './formats/npm/npm-routes.ts';
 import { NpmService } from './formats/npm/npm-service.ts';
+import { historyRoutes } from './audit/history-routes.ts';
 
 export const ARTIFACTORY_PREFIX = '/artifactory';
 export const STRATA_VERSION = '0.1.0';
@@ -240,5 +241,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(copyMoveRoutes, { prefix: ARTIFACTORY_PREFIX, service: artifactService });
   if (deps.federation !== undefined) await app.register(deps.federation.routes, { prefix: ARTIFACTORY_PREFIX });
   await app.register(storageInfoRoutes, { prefix: ARTIFACTORY_PREFIX, repositories: deps.repositories, artifacts: deps.artifacts, storage: deps.storage });
+  if (deps.audit !== undefined) {
+    await app.register(historyRoutes, { prefix: ARTIFACTORY_PREFIX, audit: deps.audit, siteId: deps.siteId, historyPageEventsDefault: 1000, historyPageEventsMax: 10_000 });
+  }
   return app;
 }

@@ -1,5 +1,5 @@
 import type { Clock, HlcStamp, Properties } from '@strata/core';
-import type { BlobStore, EventStore } from '@strata/store';
+import type { BlobStore, EventAudit, EventStore } from '@strata/store';
 import type { AccessControl } from './auth/access-control.ts';
 
 /**
@@ -150,6 +150,8 @@ export interface AppDeps {
   readonly upstream?: import('./remote/upstream-client.ts').UpstreamClient;
   /** Password → token exchange for package clients (`npm login`); without it they use tokens issued elsewhere. */
   readonly clientLogin?: ClientLogin;
+  /** History of paths and chain verification (issue 8); without it `/api/history` is not served. */
+  readonly audit?: EventAudit;
   /** Called after this server changed a repository's configuration (created, updated, deleted). */
   readonly onRepositoryChange?: (key: string) => void;
   /** Federation, when this site takes part in one. */

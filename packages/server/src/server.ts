@@ -10,6 +10,7 @@ import {
   openEventStore,
   RepositoryConfigProjection,
   RepositoryQueries,
+  SqlEventAudit,
 } from '@strata/store';
 import type { StoreDatabase } from '@strata/store';
 import type { FastifyInstance } from 'fastify';
@@ -104,6 +105,7 @@ export async function startServer(settings: ServerSettings): Promise<RunningServ
   const opened = await openEventStore({
     ...(settings.databaseUrl === undefined ? { dataDir: settings.dataDir } : { databaseUrl: settings.databaseUrl }),
     projections: [new ArtifactTreeProjection(), new RepositoryConfigProjection()],
+    store: { siteId },
   });
   const eventStore = opened.store;
   // Start the clock after the newest stamp already stored, so a physical clock that went back
@@ -190,6 +192,7 @@ export async function startServer(settings: ServerSettings): Promise<RunningServ
     },
     logger: { level: settings.logLevel },
     repositoryStreamSeed,
+    audit: new SqlEventAudit(opened.db),
     treeShapeQuery: sqlTreeShapeQuery(opened.db),
     onRepositoryChange: () => {
       reloadRepositoryClasses().catch((error: unknown) => app.log.error({ err: error }, 'reloading repository classes failed'));

@@ -1,6 +1,6 @@
 import { HybridLogicalClock } from '@strata/core';
 import type { BlobStore, OpenedEventStore } from '@strata/store';
-import { ArtifactTreeProjection, ArtifactTreeQueries, openEventStore, RepositoryConfigProjection, RepositoryQueries } from '@strata/store';
+import { ArtifactTreeProjection, ArtifactTreeQueries, openEventStore, RepositoryConfigProjection, RepositoryQueries, SqlEventAudit } from '@strata/store';
 import type { FastifyInstance } from 'fastify';
 import hyperid from 'hyperid';
 import { buildApp } from '../../src/app.ts';
@@ -21,6 +21,7 @@ export async function buildSqlApp(blobStore: BlobStore, options: { databaseUrl?:
     ...(options.databaseUrl === undefined ? {} : { databaseUrl: options.databaseUrl }),
     ...(options.schema === undefined ? {} : { schema: options.schema }),
     projections: [new ArtifactTreeProjection(), new RepositoryConfigProjection()],
+    store: { siteId: options.siteId ?? 'site-int' },
   });
   const readers = new ProjectionReaders(new ArtifactTreeQueries(opened.db), new RepositoryQueries(opened.db));
   const sink = new SqlDownloadStatsSink(opened.db);
@@ -38,6 +39,7 @@ export async function buildSqlApp(blobStore: BlobStore, options: { databaseUrl?:
     siteId: options.siteId ?? 'site-int',
     newId: hyperid({ urlSafe: true }),
     registerAuth: registerPermissiveAuth,
+    audit: new SqlEventAudit(opened.db),
     limits: { metadataCacheTtlMs: options.metadataCacheTtlMs ?? 0 },
   });
   return {

@@ -1,5 +1,6 @@
 import { HybridLogicalClock } from '@strata/core';
 import hyperid from 'hyperid';
+import { MemoryEventAudit } from '@strata/store';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../src/app.ts';
 import { BatchingDownloadCounter, MemoryDownloadStatsSink } from '../../src/download-counter.ts';
@@ -32,6 +33,7 @@ export async function buildUnitApp(limits: Partial<ServerLimits> = {}): Promise<
     siteId: 'site-test',
     newId: hyperid({ urlSafe: true }),
     registerAuth: registerPermissiveAuth,
+    audit: new MemoryEventAudit(store),
     limits: { metadataCacheTtlMs: 0, ...limits },
   });
   return { app, store, projections, blobs };

@@ -2,3 +2,4 @@ export * from './event-audit.ts';
 export { SqlEventAudit } from './sql-event-audit.ts';
 export { MemoryEventAudit } from './memory-event-audit.ts';
 export { ChainWalker, type WalkedEvent } from './chain-walker.ts';
+export * from './history-json.ts';

@@ -8,10 +8,11 @@ import { appendBenchmark } from './append.bench.ts';
 import { readAllBenchmark } from './read-all.bench.ts';
 import { rebuildBenchmark } from './rebuild.bench.ts';
 import { serverHttpBenchmark } from './server-http.bench.ts';
+import { historyBenchmark } from './history.bench.ts';
 import { databaseUrl } from './support/databases.ts';
 import { log, printTable, type BenchResult } from './support/report.ts';
 
-const BENCHMARKS = ['append', 'rebuild', 'read-all', 'server-http'] as const;
+const BENCHMARKS = ['append', 'rebuild', 'read-all', 'server-http', 'history'] as const;
 type BenchmarkName = (typeof BENCHMARKS)[number];
 const BACKENDS = ['postgres', 'pglite'] as const;
 
@@ -32,6 +33,7 @@ const results: BenchResult[] = [];
 for (const name of selected) {
   if (name === 'append') results.push(await appendBenchmark(16, appendEvents, rounds));
   if (name === 'server-http') results.push(...(await serverHttpBenchmark({ rounds, seconds: 10, backends })));
+  if (name === 'history') results.push(...(await historyBenchmark(rounds)));
   for (const backend of backends) {
     if (name === 'rebuild') results.push(await rebuildBenchmark(backend, events, rounds));
     if (name === 'read-all') results.push(await readAllBenchmark(backend, events, rounds));

@@ -74,11 +74,15 @@ export async function openPostgres(
   };
 }
 
-export async function openPgliteDirectory(directory: string, projections: readonly SqlProjection[] = []): Promise<BenchDatabase & { readonly pglite: PGlite }> {
+export async function openPgliteDirectory(
+  directory: string,
+  projections: readonly SqlProjection[] = [],
+  storeOptions: OpenEventStoreOptions['store'] = {},
+): Promise<BenchDatabase & { readonly pglite: PGlite }> {
   await mkdir(directory, { recursive: true });
   const pglite = await openPglite(directory);
   const db = pgliteKysely(pglite);
-  const store = new SqlEventStore(db, projections, { onClose: () => db.destroy() });
+  const store = new SqlEventStore(db, projections, { ...storeOptions, onClose: () => db.destroy() });
   return {
     backend: 'pglite',
     pglite,
@@ -92,9 +96,10 @@ export async function openPgliteDirectory(directory: string, projections: readon
 }
 
 /** A database holding the repository creations and `count` events of traffic, loaded once and kept. */
-export async function openEventsDataset(backend: 'postgres' | 'pglite', count: number): Promise<BenchDatabase> {
-  const name = `bench_events_v${DATASET_VERSION}_${count}`;
-  const open = () => (backend === 'postgres' ? openPostgres(name) : openPgliteDirectory(join(benchDataDir, name)));
+export async function openEventsDataset(backend: 'postgres' | 'pglite', count: number, options: { readonly prefix?: string; readonly siteId?: string } = {}): Promise<BenchDatabase> {
+  const name = `${options.prefix ?? 'bench_events'}_v${DATASET_VERSION}_${count}`;
+  const siteStore = options.siteId === undefined ? {} : { siteId: options.siteId };
+  const open = () => (backend === 'postgres' ? openPostgres(name, [], 16, siteStore) : openPgliteDirectory(join(benchDataDir, name), [], siteStore));
   let database = await open();
   const expected = count + repositoryCreations().length;
   const stored = Number((await database.raw('select count(*)::int8 as n from events')).rows[0]!.n);

@@ -603,4 +603,4 @@ function positive(value: number, name: string): number {
 }
 
 /** For the audit queries of this package (sql-event-audit.ts); not part of the package's surface. */
-export { decodeRow as decodeStoredEventRow, EVENT_COLUMNS as STORED_EVENT_COLUMNS, type EventRow as StoredEventRow };
+export { decodeRow as decodeStoredEventRow, EVENT_COLUMNS as STORED_EVENT_COLUMNS, SCAN_COLUMNS as STORED_SCAN_COLUMNS, type EventRow as StoredEventRow };

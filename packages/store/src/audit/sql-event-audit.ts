@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { sql, type Kysely, type RawBuilder } from 'kysely';
 import { CHAIN_GENESIS, StrataError, historyPathsOf } from '@strata/core';
 import type { StoreDatabase } from '../schema.ts';
-import { decodeStoredEventRow, STORED_EVENT_COLUMNS, type StoredEventRow } from '../sql-event-store.ts';
+import { decodeStoredEventRow, STORED_SCAN_COLUMNS, type StoredEventRow } from '../sql-event-store.ts';
 import {
   historyPageEventsMax,
   type ChainBreak,
@@ -52,11 +52,17 @@ export class SqlEventAudit implements EventAudit {
     const paths = historyPathsOf(path);
     // Folders below: every target in [path/, path0) in "C" order ('0' follows '/').
     const below = options.deep === true ? (path === '' ? sql`or target is not null` : sql`or (target >= ${`${path}/`} and target < ${`${path}0`})`) : sql``;
+    // The revisions first (an index-only scan of events_stream_target), then their rows by
+    // the unique (stream, revision) index in one bitmap scan, sorted here: a path's events lie
+    // scattered over the table, and sorting whole rows in SQL cost more than fetching them.
     const result = await sql<StoredEventRow & { prev_hash: Uint8Array | null }>`
-      select ${STORED_EVENT_COLUMNS}, prev_hash from events
-      where stream = ${stream} and revision > ${after} and (target = any(${paths}::text[]) ${below})
-      order by revision limit ${limit + 1}`.execute(this.#db);
-    const rows = result.rows.slice(0, limit);
+      select ${STORED_SCAN_COLUMNS}, prev_hash from events
+      where stream = ${stream} and revision = any(array(
+        select revision from events
+        where stream = ${stream} and revision > ${after} and (target = any(${paths}::text[]) ${below})
+        order by revision limit ${limit + 1}))`.execute(this.#db);
+    const sorted = result.rows.sort((a, b) => a.revision - b.revision);
+    const rows = sorted.slice(0, limit);
     const entries = rows.map((row) => ({
       event: decodeStoredEventRow(row),
       prevHash: row.prev_hash === null ? undefined : Buffer.from(row.prev_hash).toString('hex'),

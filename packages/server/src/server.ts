@@ -23,6 +23,7 @@ import { BatchingDownloadCounter } from './download-counter.ts';
 import type { ServerLimits } from './ports.ts';
 import { ProjectionReaders } from './projection-readers.ts';
 import { SqlDownloadStatsSink } from './sql-download-stats.ts';
+import { SqlCurationBlockLog } from './curation/sql-curation-block-log.ts';
 import { sqlRepositoryStreamSeed } from './repositories/repository-stream-seed.ts';
 import { sqlTreeShapeQuery } from './artifacts/tree-shape-lookups.ts';
 import { FederationService } from './federation/federation-service.ts';
@@ -119,6 +120,8 @@ export async function startServer(settings: ServerSettings): Promise<RunningServ
   const statsSink = new SqlDownloadStatsSink(opened.db);
   await statsSink.ensureSchema();
   const downloads = new BatchingDownloadCounter(statsSink);
+  const curationBlocks = new SqlCurationBlockLog(opened.db);
+  await curationBlocks.ensureSchema();
 
   const security = new SecurityService({ eventStore, siteId, stamp: () => hlc.now(), newId, clock });
   const generatedPassword = await security.ensureAdmin(settings.adminPassword);
@@ -164,6 +167,7 @@ export async function startServer(settings: ServerSettings): Promise<RunningServ
     repositories: readers,
     artifacts: readers,
     downloads,
+    curationBlocks,
     clock,
     hlc,
     siteId,

@@ -14,6 +14,7 @@ import type { BlobStore } from '@strata/store';
 import type { MavenFormat } from '../formats/maven/maven-format.ts';
 import { checksumBodyBytesMax } from '../formats/maven/maven-format.ts';
 import type { RemoteProxy } from '../remote/remote-proxy.ts';
+import { REMOTE_CACHE_SUFFIX } from '../virtual/repository-content.ts';
 import type { RepositoryContent, Resolved } from '../virtual/repository-content.ts';
 
 export interface ArtifactsRoutesOptions {
@@ -235,8 +236,10 @@ export const artifactsRoutes: FastifyPluginAsync<ArtifactsRoutesOptions> = async
 
   async function download(request: FastifyRequest, reply: FastifyReply, address: ArtifactAddress) {
     const { repo, path } = address;
-    app.accessControl.authorize(request.principal, { repo, path, action: 'read' });
     const config = await cache.repository(repo);
+    // `{remote}-cache` is guarded by the remote's permissions.
+    const guarded = config === undefined && repo.endsWith(REMOTE_CACHE_SUFFIX) ? repo.slice(0, -REMOTE_CACHE_SUFFIX.length) : repo;
+    app.accessControl.authorize(request.principal, { repo: guarded, path, action: 'read' });
     if (config === undefined || config.rclass === 'virtual' || config.rclass === 'remote') return downloadResolved(request, reply, address);
     enforcePatterns(repo, config, path);
     const item = await cache.item(repo, path);

@@ -97,12 +97,18 @@ export class MetadataCache {
   readonly #artifacts: ArtifactReader;
   readonly #configs: TtlCache<RepositoryConfig | null>;
   readonly #files: TtlCache<TreeItem>;
+  /**
+   * Paths found absent: a virtual asks several members for each path, and every member but
+   * one misses; without this each miss is a projection query per request.
+   */
+  readonly #misses: TtlCache<true>;
 
   constructor(repositories: RepositoryReader, artifacts: ArtifactReader, options: { entriesMax: number; ttlMs: number; now: () => number }) {
     this.#repositories = repositories;
     this.#artifacts = artifacts;
     this.#configs = new TtlCache(1_000, options.ttlMs, options.now);
     this.#files = new TtlCache(options.entriesMax, options.ttlMs, options.now);
+    this.#misses = new TtlCache(options.entriesMax, options.ttlMs, options.now);
   }
 
   async repository(key: string): Promise<RepositoryConfig | undefined> {
@@ -118,25 +124,35 @@ export class MetadataCache {
     const cacheKey = `${repo}\0${path}`;
     const hit = this.#files.get(cacheKey);
     if (hit !== undefined) return hit;
+    if (this.#misses.get(cacheKey) === true) return undefined;
     const item = await this.#artifacts.getItem(repo, path);
     if (item?.kind === 'file') this.#files.set(cacheKey, item);
+    else if (item === undefined) this.#misses.set(cacheKey, true);
     return item;
   }
 
   invalidateRepository(key: string): void {
     this.#configs.delete(key);
     this.#files.deleteWhere((cacheKey) => cacheKey.startsWith(`${key}\0`));
+    this.#misses.deleteWhere((cacheKey) => cacheKey.startsWith(`${key}\0`));
   }
 
   invalidateItem(repo: string, path: string): void {
     this.#files.delete(`${repo}\0${path}`);
+    // The path and every folder above it now exist.
+    this.#misses.delete(`${repo}\0${path}`);
+    this.#misses.delete(`${repo}\0`);
+    for (let slash = path.indexOf('/'); slash > 0; slash = path.indexOf('/', slash + 1)) this.#misses.delete(`${repo}\0${path.slice(0, slash)}`);
   }
 
   invalidateFolder(repo: string, prefix: string): void {
     if (prefix === '') {
       this.#files.deleteWhere((cacheKey) => cacheKey.startsWith(`${repo}\0`));
+      this.#misses.deleteWhere((cacheKey) => cacheKey.startsWith(`${repo}\0`));
       return;
     }
     this.#files.deleteWhere((cacheKey) => cacheKey === `${repo}\0${prefix}` || cacheKey.startsWith(`${repo}\0${prefix}/`));
+    // Recursive property changes and copies into a folder create items below it.
+    this.#misses.deleteWhere((cacheKey) => cacheKey.startsWith(`${repo}\0`));
   }
 }

@@ -9,6 +9,7 @@ import type { ArtifactReader, DownloadCounter, FileItem, FolderItem } from '../p
 import type { FederationHooks } from '../ports.ts';
 import type { BlobStore } from '@strata/store';
 import { baseUrl, requestMeta } from '../request-meta.ts';
+import { REMOTE_CACHE_SUFFIX } from '../virtual/repository-content.ts';
 import type { RepositoryContent } from '../virtual/repository-content.ts';
 import type { ListOptions, TreeItem } from '../ports.ts';
 import { parsePropertyAssignments, parsePropertyNames, rawQueryParameter } from './properties-syntax.ts';
@@ -71,8 +72,10 @@ export const storageRoutes: FastifyPluginAsync<StorageRoutesOptions> = async (ap
   async function lookup(request: FastifyRequest) {
     const address = parseArtifactAddress(request.url, PREFIX);
     const { repo, path } = address;
-    app.accessControl.authorize(request.principal, { repo, path, action: 'read' });
     const config = await cache.repository(repo);
+    // `{remote}-cache` is guarded by the remote's permissions.
+    const guarded = config === undefined && repo.endsWith(REMOTE_CACHE_SUFFIX) ? repo.slice(0, -REMOTE_CACHE_SUFFIX.length) : repo;
+    app.accessControl.authorize(request.principal, { repo: guarded, path, action: 'read' });
     if (config === undefined || config.rclass === 'virtual') {
       const addressed = await content.address(repo);
       const found = await content.item(repo, path, request.principal);

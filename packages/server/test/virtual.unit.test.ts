@@ -94,3 +94,24 @@ describe('virtual repositories', () => {
     expect(fileInfo.json()).toMatchObject({ repo: 'libs-b', path: '/d/two.txt', size: '2' });
   });
 });
+
+describe('virtual resolution with the metadata cache on', () => {
+  it('finds a file deployed after a miss was remembered (this server invalidates its misses on writes)', async () => {
+    const t = await buildUnitApp({ metadataCacheTtlMs: 60_000 });
+    try {
+      for (const key of ['a', 'b']) await t.app.inject({ method: 'PUT', url: `/artifactory/api/repositories/${key}`, payload: { rclass: 'local' } });
+      await t.app.inject({ method: 'PUT', url: '/artifactory/api/repositories/v', payload: { rclass: 'virtual', repositories: ['a', 'b'], defaultDeploymentRepo: 'a' } });
+      await t.app.inject({ method: 'PUT', url: '/artifactory/b/x/y.txt', payload: 'from b' });
+      expect((await t.app.inject({ method: 'GET', url: '/artifactory/v/x/y.txt' })).body).toBe('from b');
+      expect((await t.app.inject({ method: 'GET', url: '/artifactory/v/x/z.txt' })).statusCode).toBe(404);
+      await t.app.inject({ method: 'PUT', url: '/artifactory/v/x/y.txt', payload: 'from a' });
+      await t.app.inject({ method: 'PUT', url: '/artifactory/a/x/z.txt', payload: 'z' });
+      expect((await t.app.inject({ method: 'GET', url: '/artifactory/v/x/y.txt' })).body).toBe('from a');
+      expect((await t.app.inject({ method: 'GET', url: '/artifactory/v/x/z.txt' })).body).toBe('z');
+      await t.app.inject({ method: 'DELETE', url: '/artifactory/a/x' });
+      expect((await t.app.inject({ method: 'GET', url: '/artifactory/v/x/y.txt' })).body).toBe('from b');
+    } finally {
+      await t.app.close();
+    }
+  });
+});

@@ -139,6 +139,13 @@ export async function eventually<T>(probe: () => Promise<T>, done: (value: T) =>
   }
 }
 
+/** Like `eventually`, but throws (with the last value) when `done` never held. */
+export async function until<T>(what: string, probe: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 20_000): Promise<T> {
+  const value = await eventually(probe, done, timeoutMs);
+  if (!done(value)) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(value).slice(0, 2_000)}`);
+  return value;
+}
+
 /** Waits until every site shows the same files (and returns them), or returns the last differing views. */
 export async function converged(sites: readonly Site[], key: string, timeoutMs = 20_000): Promise<(Record<string, string> | undefined)[]> {
   return eventually(

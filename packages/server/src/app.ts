@@ -1,4 +1,5 @@
 import Fastify from 'fastify';
+import { repositoryStream } from '@strata/core';
 import type { FastifyInstance } from 'fastify';
 import { ArtifactService } from './artifacts/artifact-service.ts';
 import { artifactsRoutes } from './artifacts/artifacts-routes.ts';
@@ -162,6 +163,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // Events received from federation members were appended and projected by the federation
   // engine: drop what this process cached of them.
   deps.federation?.onRemoteAppended((repoKey, events) => {
+    // Decisions on this stream (e.g. a configuration update's patch) must see these events.
+    repositoryStreams.forget(repositoryStream(repoKey));
     let configChanged = false;
     for (const event of events) {
       if (event.type === 'ArtifactDeployed' || event.type === 'ArtifactDeleted') metadataCache.invalidateItem(repoKey, event.data.path);

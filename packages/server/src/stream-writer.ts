@@ -119,6 +119,14 @@ export class StreamWriter<S> {
   }
 
   /**
+   * Drops the folded state of a stream another writer appended to (e.g. events received from
+   * federation members), so the next round reads it again instead of deciding on stale state.
+   */
+  forget(stream: string): void {
+    this.#snapshots.delete(stream);
+  }
+
+  /**
    * Queues a command. `check` (optional) is an asynchronous precondition that does not depend
    * on the stream's state (e.g. a projection lookup). It starts at once, while the command
    * waits for its round, so lookups overlap the append in flight instead of lengthening rounds.

@@ -224,6 +224,8 @@ export class FederationService implements FederationHooks {
   localAppended(stream: string, events: readonly RecordedEvent[]): void {
     if (this.#closed || !stream.startsWith('repo-')) return;
     const key = stream.slice('repo-'.length);
+    // A members edit made here may name sites not known yet.
+    if (events.some((event) => event.type === 'RepositoryConfigChanged' && event.data.patch['members'] !== undefined)) this.#scheduleResolve(0);
     if (this.#engine.isFederated(key)) {
       void this.#engine.localAppended(key).catch((error: unknown) => this.#log.error({ err: error, repoKey: key }, 'federation could not read a local append'));
       return;

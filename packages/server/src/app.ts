@@ -35,6 +35,8 @@ declare module 'fastify' {
 import { npmRoutes } from './formats/npm/npm-routes.ts';
 import { NpmService } from './formats/npm/npm-service.ts';
 import { historyRoutes } from './audit/history-routes.ts';
+import { pypiRoutes } from './formats/pypi/pypi-routes.ts';
+import { PypiService } from './formats/pypi/pypi-service.ts';
 
 export const ARTIFACTORY_PREFIX = '/artifactory';
 export const STRATA_VERSION = '0.1.0';
@@ -240,6 +242,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     now,
     publishBytesMax: limits.npmPublishBytesMax,
     ...(deps.clientLogin === undefined ? {} : { login: deps.clientLogin }),
+  });
+  await app.register(pypiRoutes, {
+    prefix: ARTIFACTORY_PREFIX,
+    service: new PypiService({ streams: repositoryStreams, blobs: deps.blobStore, artifacts: deps.artifacts, cache: metadataCache, listEntriesMax: limits.listEntriesMax }),
+    cache: metadataCache,
+    blobCache,
+    blobs: deps.blobStore,
+    downloads: deps.downloads,
+    now,
+    uploadBytesMax: limits.uploadBytesMax,
   });
   await app.register(copyMoveRoutes, { prefix: ARTIFACTORY_PREFIX, service: artifactService });
   if (deps.federation !== undefined) await app.register(deps.federation.routes, { prefix: ARTIFACTORY_PREFIX });

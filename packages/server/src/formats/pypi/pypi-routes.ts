@@ -1,0 +1,129 @@
+import multipart from '@fastify/multipart';
+import { StrataError } from '@strata/core';
+import type { BlobLease, BlobStore } from '@strata/store';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { parseArtifactAddress } from '../../artifacts/artifact-address.ts';
+import type { BlobCache, MetadataCache } from '../../artifacts/hot-caches.ts';
+import { errorResponses } from '../../http-errors.ts';
+import type { DownloadCounter } from '../../ports.ts';
+import { repositoryNotFound } from '../../repositories/repository-decider.ts';
+import { baseUrl, requestMeta } from '../../request-meta.ts';
+import { normalizeName, projectListHtml, projectListJson, projectPageHtml, projectPageJson, SIMPLE_JSON, wantsJson } from './pypi-model.ts';
+import type { PypiService } from './pypi-service.ts';
+
+export interface PypiRoutesOptions {
+  readonly service: PypiService;
+  readonly cache: MetadataCache;
+  readonly blobCache: BlobCache;
+  readonly blobs: BlobStore;
+  readonly downloads: DownloadCounter;
+  readonly now: () => number;
+  readonly uploadBytesMax: number;
+}
+
+/** Form fields of one upload at most (twine sends about 30). */
+const uploadFieldsMax = 200;
+
+/** PyPI under `/artifactory/api/pypi/{repo}/`: the simple index for pip, uploads as twine sends them. */
+export const pypiRoutes: FastifyPluginAsync<PypiRoutesOptions> = async (app, options) => {
+  const { service, cache } = options;
+  await app.register(multipart, { limits: { fileSize: options.uploadBytesMax, fields: uploadFieldsMax, files: 1, fieldSize: 1024 * 1024 } });
+
+  async function pypiRepository(repo: string) {
+    const config = await cache.repository(repo);
+    if (config === undefined) throw repositoryNotFound(repo);
+    if (config.packageType !== 'pypi') throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', `repository '${repo}' is a ${config.packageType} repository, not pypi`);
+    return config;
+  }
+
+  function sendIndex(request: FastifyRequest, reply: FastifyReply, json: () => string, html: () => string) {
+    reply.header('Vary', 'Accept');
+    if (wantsJson(request.headers.accept)) return reply.type(SIMPLE_JSON).send(json());
+    return reply.type('text/html; charset=utf-8').send(html());
+  }
+
+  type RepoParams = { Params: { repo: string } };
+  type ProjectParams = { Params: { repo: string; project: string } };
+
+  app.get<RepoParams>('/api/pypi/:repo/simple', { schema: { response: errorResponses } }, async (request, reply) => reply.redirect(`${request.url.split('?')[0]}/`, 301));
+  app.get<RepoParams>('/api/pypi/:repo/simple/', { schema: { response: errorResponses } }, async (request, reply) => {
+    const { repo } = request.params;
+    app.accessControl.authorize(request.principal, { repo, path: '', action: 'read' });
+    await pypiRepository(repo);
+    const projects = await service.projects(repo);
+    return sendIndex(request, reply, () => projectListJson(projects), () => projectListHtml(projects));
+  });
+  app.get<ProjectParams>('/api/pypi/:repo/simple/:project', { schema: { response: errorResponses } }, async (request, reply) => reply.redirect(`${request.url.split('?')[0]}/`, 301));
+  app.get<ProjectParams>('/api/pypi/:repo/simple/:project/', { schema: { response: errorResponses } }, async (request, reply) => {
+    const { repo, project } = request.params;
+    const normalized = normalizeName(project);
+    if (normalized !== project) {
+      // PEP 503: a client may ask with any spelling; the canonical URL is the normalised one.
+      return reply.redirect(`${baseUrl(request)}/api/pypi/${encodeURIComponent(repo)}/simple/${encodeURIComponent(normalized)}/`, 301);
+    }
+    app.accessControl.authorize(request.principal, { repo, path: normalized, action: 'read' });
+    await pypiRepository(repo);
+    const distributions = await service.distributions(repo, normalized);
+    if (distributions.length === 0) throw new StrataError('STRATA_ERR_PACKAGE_NOT_FOUND', `project '${normalized}' is not in repository '${repo}'`);
+    const files = service.indexFiles(distributions, `${baseUrl(request)}/api/pypi/${encodeURIComponent(repo)}/packages`);
+    return sendIndex(request, reply, () => projectPageJson(normalized, files), () => projectPageHtml(normalized, files));
+  });
+
+  app.route<RepoParams>({
+    method: ['GET', 'HEAD'],
+    url: '/api/pypi/:repo/packages/*',
+    exposeHeadRoute: false,
+    schema: { response: errorResponses },
+    handler: async (request, reply) => {
+      // `/artifactory/api/pypi/{repo}/packages/{path}`, parsed like any artifact address.
+      const address = parseArtifactAddress(request.url, '/artifactory/api/pypi/');
+      const repo = address.repo;
+      const path = address.path.slice('packages/'.length);
+      app.accessControl.authorize(request.principal, { repo, path, action: 'read' });
+      await pypiRepository(repo);
+      const file = await cache.item(repo, path);
+      if (file?.kind !== 'file') throw new StrataError('STRATA_ERR_ARTIFACT_NOT_FOUND', `Could not find resource '${repo}:${path}'`);
+      reply.header('ETag', file.sha1).header('X-Checksum-Sha256', file.sha256).header('Content-Length', file.size).type('application/octet-stream');
+      if (request.method === 'HEAD') return reply.send();
+      options.downloads.record(repo, path, request.principal.name, options.now());
+      if (options.blobCache.cacheable(file.size)) return reply.send(await options.blobCache.get(file.sha256));
+      return reply.send(await options.blobs.createReadStream(file.sha256));
+    },
+  });
+
+  const upload = async (request: FastifyRequest<RepoParams>, reply: FastifyReply) => {
+    const { repo } = request.params;
+    // Authorised on the repository before the body is read; the exact path is checked again below.
+    app.accessControl.authorize(request.principal, { repo, path: '', action: 'deploy' });
+    await pypiRepository(repo);
+    if (!request.isMultipart()) throw new StrataError('STRATA_ERR_PACKAGE_INVALID', 'an upload is multipart/form-data (as twine sends it)');
+    const fields: Record<string, string> = {};
+    let stored: { fileName: string; lease: BlobLease } | undefined;
+    try {
+      for await (const part of request.parts()) {
+        if (part.type === 'file') {
+          if (part.fieldname !== 'content' || stored !== undefined) {
+            part.file.resume();
+            throw new StrataError('STRATA_ERR_PACKAGE_INVALID', "an upload carries exactly one file, in the field 'content'");
+          }
+          const fileName = part.filename;
+          // Refuse early what the fields seen so far already rule out (twine sends them first).
+          if (fields[':action'] !== undefined) service.checkUploadFields(fields, fileName);
+          stored = { fileName, lease: await service.store(part.file, options.uploadBytesMax) };
+          if (part.file.truncated) throw new StrataError('STRATA_ERR_BLOB_TOO_LARGE', `an upload may be at most ${options.uploadBytesMax} bytes`);
+        } else if (typeof part.value === 'string') {
+          fields[part.fieldname] = part.value;
+        }
+      }
+      if (stored === undefined) throw new StrataError('STRATA_ERR_PACKAGE_INVALID', "an upload carries the distribution in the field 'content'");
+      const { path } = service.checkUploadFields(fields, stored.fileName);
+      app.accessControl.authorize(request.principal, { repo, path, action: 'deploy' });
+      await service.upload(repo, fields, stored.fileName, stored.lease, requestMeta(request));
+      return reply.code(200).type('text/plain; charset=utf-8').send('OK');
+    } finally {
+      stored?.lease.release();
+    }
+  };
+  app.post<RepoParams>('/api/pypi/:repo', { schema: { response: errorResponses } }, upload);
+  app.post<RepoParams>('/api/pypi/:repo/', { schema: { response: errorResponses } }, upload);
+};

@@ -1,0 +1,186 @@
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ADMIN_AUTH, ADMIN_PASSWORD, adminFetch, spawnServer } from './support/spawned-server.ts';
+import type { SpawnedServer } from './support/spawned-server.ts';
+
+const run = promisify(execFile);
+
+/** Writes a pure-Python wheel and an sdist of `strata-demo` (and returns their paths). */
+const BUILD_DISTRIBUTIONS = String.raw`
+import base64, hashlib, io, sys, tarfile, zipfile
+out, version = sys.argv[1], sys.argv[2]
+module = 'strata_demo'
+dist_info = f'{module}-{version}.dist-info'
+metadata = f'Metadata-Version: 2.1\nName: strata-demo\nVersion: {version}\nSummary: a demo\nRequires-Python: >=3.8\n\n'.encode()
+files = {
+    f'{module}/__init__.py': f'GREETING = "hello from strata {version}"\n'.encode(),
+    f'{dist_info}/METADATA': metadata,
+    f'{dist_info}/WHEEL': b'Wheel-Version: 1.0\nGenerator: strata-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n\n',
+}
+record = ''.join(f'{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()},{len(data)}\n' for path, data in files.items())
+files[f'{dist_info}/RECORD'] = (record + f'{dist_info}/RECORD,,\n').encode()
+wheel = f'{out}/{module}-{version}-py3-none-any.whl'
+with zipfile.ZipFile(wheel, 'w', zipfile.ZIP_DEFLATED) as archive:
+    for path, data in files.items():
+        archive.writestr(path, data)
+root = f'{module}-{version}'
+sdist_files = {
+    f'{root}/PKG-INFO': metadata,
+    # An in-tree PEP 517 backend: pip prepares the sdist's metadata without setuptools or the network.
+    f'{root}/pyproject.toml': b'[build-system]\nrequires = []\nbuild-backend = "demo_backend"\nbackend-path = ["."]\n',
+    f'{root}/demo_backend.py': (
+        'import os, shutil\n'
+        'def get_requires_for_build_wheel(config_settings=None):\n    return []\n'
+        'def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):\n'
+        f'    info = "{module}-{version}.dist-info"\n'
+        '    os.makedirs(os.path.join(metadata_directory, info))\n'
+        '    shutil.copy("PKG-INFO", os.path.join(metadata_directory, info, "METADATA"))\n'
+        '    return info\n'
+        'def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):\n    raise NotImplementedError\n'
+    ).encode(),
+    f'{root}/{module}/__init__.py': f'GREETING = "hello from the strata sdist {version}"\n'.encode(),
+}
+sdist = f'{out}/{root}.tar.gz'
+with tarfile.open(sdist, 'w:gz') as archive:
+    for path, data in sdist_files.items():
+        info = tarfile.TarInfo(path)
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+print(wheel)
+print(sdist)
+`;
+
+async function pipMissing(): Promise<string | undefined> {
+  try {
+    await run('python3', ['-m', 'pip', '--version'], { timeout: 30_000 });
+    return undefined;
+  } catch {
+    return 'python3 with pip is not installed';
+  }
+}
+
+/** The form fields twine sends for a distribution, in its order (metadata, then digests, then the file). */
+function twineForm(file: string, bytes: Buffer, fields: Record<string, string>): FormData {
+  const form = new FormData();
+  const all: Record<string, string> = {
+    ':action': 'file_upload',
+    protocol_version: '1',
+    metadata_version: '2.1',
+    summary: 'a demo',
+    requires_python: '>=3.8',
+    comment: '',
+    md5_digest: createHash('md5').update(bytes).digest('hex'),
+    sha256_digest: createHash('sha256').update(bytes).digest('hex'),
+    ...fields,
+  };
+  for (const [key, value] of Object.entries(all)) form.append(key, value);
+  form.append('content', new Blob([bytes], { type: 'application/octet-stream' }), basename(file));
+  return form;
+}
+
+describe('PyPI repositories with the real pip client', () => {
+  let dir: string;
+  let server: SpawnedServer;
+  let missing: string | undefined;
+  let wheel: string;
+  let sdist: string;
+
+  const upload = (repo: string, form: FormData, authorization = ADMIN_AUTH) =>
+    fetch(`${server.url}/artifactory/api/pypi/${repo}`, { method: 'POST', body: form, headers: { authorization, 'user-agent': 'twine/6.1.0' } });
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'strata-pypi-'));
+    server = await spawnServer({ dataDir: join(dir, 'data') });
+    missing = await pipMissing();
+    if (missing !== undefined) console.log(`skipping the pip part of the PyPI e2e test: ${missing}`);
+    const created = await adminFetch(server, '/artifactory/api/repositories/pypi-local', {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ rclass: 'local', packageType: 'pypi' }),
+    });
+    expect(created.status).toBe(200);
+    if (missing === undefined) {
+      await writeFile(join(dir, 'build.py'), BUILD_DISTRIBUTIONS);
+      [wheel = '', sdist = ''] = (await run('python3', [join(dir, 'build.py'), dir, '0.3.1'])).stdout.trim().split('\n');
+    }
+  });
+  afterAll(async () => {
+    await server?.stop();
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('uploads a wheel and an sdist as twine does, then pip installs and downloads them', async (context) => {
+    if (missing !== undefined) return context.skip();
+    for (const [file, filetype, pyversion] of [
+      [wheel, 'bdist_wheel', 'py3'],
+      [sdist, 'sdist', 'source'],
+    ] as const) {
+      const bytes = await readFile(file);
+      const response = await upload('pypi-local', twineForm(file, bytes, { name: 'strata-demo', version: '0.3.1', filetype, pyversion }));
+      expect(response.status, await response.clone().text()).toBe(200);
+    }
+    const again = await upload('pypi-local', twineForm(wheel, await readFile(wheel), { name: 'strata-demo', version: '0.3.1', filetype: 'bdist_wheel', pyversion: 'py3' }));
+    expect(again.status).toBe(409);
+    expect(await again.text()).toContain('File already exists');
+
+    const index = `http://admin:${ADMIN_PASSWORD}@127.0.0.1:${server.port}/artifactory/api/pypi/pypi-local/simple/`;
+    const env: Record<string, string> = { PATH: process.env.PATH ?? '', HOME: dir, PIP_CONFIG_FILE: '/dev/null', PIP_DISABLE_PIP_VERSION_CHECK: '1', PIP_NO_INPUT: '1' };
+    const pip = (args: string[]) => run('python3', ['-m', 'pip', ...args, '--index-url', index, '--no-cache-dir'], { env, timeout: 120_000 });
+    const target = join(dir, 'target');
+    // The name as a user types it: pip normalises it, the server serves the normalised page.
+    await pip(['install', '--no-deps', '--target', target, 'Strata_Demo==0.3.1']);
+    expect(await readFile(join(target, 'strata_demo', '__init__.py'), 'utf8')).toContain('hello from strata 0.3.1');
+    const wheels = join(dir, 'wheels');
+    await pip(['download', '--no-deps', '--only-binary', ':all:', '-d', wheels, 'strata-demo']);
+    expect(await readdir(wheels)).toEqual([basename(wheel)]);
+    const sources = join(dir, 'sources');
+    await pip(['download', '--no-deps', '--no-binary', ':all:', '--no-build-isolation', '-d', sources, 'strata-demo']);
+    expect(await readdir(sources)).toEqual([basename(sdist)]);
+    expect(Buffer.compare(await readFile(join(sources, basename(sdist))), await readFile(sdist))).toBe(0);
+  });
+
+  it('serves the PEP 503 page with sha256 fragments and data-requires-python, and PEP 691 JSON when asked', async (context) => {
+    if (missing !== undefined) return context.skip();
+    const root = await adminFetch(server, '/artifactory/api/pypi/pypi-local/simple/');
+    expect(await root.text()).toContain('<a href="strata-demo/">strata-demo</a>');
+    const html = await (await adminFetch(server, '/artifactory/api/pypi/pypi-local/simple/strata-demo/')).text();
+    const sha256 = createHash('sha256').update(await readFile(wheel)).digest('hex');
+    expect(html).toContain(`/artifactory/api/pypi/pypi-local/packages/strata-demo/0.3.1/${basename(wheel)}#sha256=${sha256}" data-requires-python="&#62;=3.8">${basename(wheel)}</a>`);
+    const redirected = await adminFetch(server, '/artifactory/api/pypi/pypi-local/simple/Strata.Demo/', { redirect: 'manual' });
+    expect(redirected.status).toBe(301);
+    expect(redirected.headers.get('location')).toMatch(/\/simple\/strata-demo\/$/);
+    const json = await adminFetch(server, '/artifactory/api/pypi/pypi-local/simple/strata-demo/', { headers: { accept: 'application/vnd.pypi.simple.v1+json' } });
+    expect(json.headers.get('content-type')).toContain('application/vnd.pypi.simple.v1+json');
+    const page = (await json.json()) as { name: string; files: { filename: string; hashes: { sha256: string }; 'requires-python': string }[] };
+    expect(page.name).toBe('strata-demo');
+    expect(page.files.map((file) => file.filename).sort()).toEqual([basename(sdist), basename(wheel)].sort());
+    expect(page.files.find((file) => file.filename === basename(wheel))).toMatchObject({ hashes: { sha256 }, 'requires-python': '>=3.8' });
+  });
+
+  it('refuses a wheel of another project, a digest mismatch, a bad version and a file that is not a zip, storing nothing', async () => {
+    const zip = Buffer.concat([Buffer.from([0x50, 0x4b, 0x03, 0x04]), Buffer.alloc(100)]);
+    const cases: [string, Buffer, Record<string, string>, number, RegExp][] = [
+      ['other_project-1.0-py3-none-any.whl', zip, { name: 'bad-demo', version: '1.0', filetype: 'bdist_wheel' }, 400, /belongs to project/],
+      ['bad_demo-2.0-py3-none-any.whl', zip, { name: 'bad-demo', version: '1.0', filetype: 'bdist_wheel' }, 400, /version/],
+      ['bad_demo-1.0-py3-none-any.whl', zip, { name: 'bad-demo', version: '1.0', filetype: 'bdist_wheel', sha256_digest: '0'.repeat(64) }, 400, /sha256/],
+      ['bad_demo-1.0-py3-none-any.whl', Buffer.from('not a zip archive at all'), { name: 'bad-demo', version: '1.0', filetype: 'bdist_wheel' }, 400, /not a zip/],
+      ['bad_demo-1.0.tar.gz', zip, { name: 'bad-demo', version: '1.0', filetype: 'sdist' }, 400, /not a gzip/],
+      ['bad_demo-..-py3-none-any.whl', zip, { name: 'bad-demo', version: '..', filetype: 'bdist_wheel' }, 400, /PEP 440/],
+      ['bad_demo-1.0-py3-none-any.whl', zip, { name: '../bad', version: '1.0', filetype: 'bdist_wheel' }, 400, /project name/],
+      ['bad_demo-1.0-py3-none-any.whl', zip, { name: 'bad-demo', version: '1.0', filetype: 'sdist' }, 400, /filetype/],
+    ];
+    for (const [fileName, bytes, fields, status, message] of cases) {
+      const response = await upload('pypi-local', twineForm(fileName, bytes, { pyversion: 'py3', ...fields }));
+      expect(response.status, fileName).toBe(status);
+      expect(((await response.json()) as { errors: { message: string }[] }).errors[0]!.message, fileName).toMatch(message);
+    }
+    expect((await adminFetch(server, '/artifactory/api/pypi/pypi-local/simple/bad-demo/')).status).toBe(404);
+    expect((await adminFetch(server, '/artifactory/api/storage/pypi-local/bad-demo')).status).toBe(404);
+    expect((await upload('pypi-local', twineForm('bad_demo-1.0-py3-none-any.whl', zip, { name: 'bad-demo', version: '1.0', filetype: 'bdist_wheel' }), 'Basic ' + Buffer.from('nobody:wrong').toString('base64'))).status).toBe(401);
+  });
+});

@@ -19,4 +19,18 @@ describe('strata serve settings', () => {
     expect(() => parseServeSettings(['--port', 'x'], {})).toThrow(UsageError);
     expect(() => parseServeSettings(['--port'], {})).toThrow(UsageError);
   });
+
+  it('reads the federation settings (flag over environment) and refuses bad intervals', () => {
+    const env = { STRATA_FEDERATION_TOKEN: 'secret-from-env-0123', STRATA_BASE_URL: 'http://a.example:8081', STRATA_FEDERATION_ANTI_ENTROPY_MS: '5000', STRATA_FEDERATION_TEST_HOOKS: '1' };
+    expect(parseServeSettings([], env)).toMatchObject({
+      federationToken: 'secret-from-env-0123',
+      baseUrl: 'http://a.example:8081',
+      federationAntiEntropyIntervalMs: 5000,
+      federationRetryDelayMaxMs: undefined,
+      federationTestHooks: true,
+    });
+    expect(parseServeSettings(['--base-url', 'http://b.example', '--federation-retry-max-ms=2000'], env)).toMatchObject({ baseUrl: 'http://b.example', federationRetryDelayMaxMs: 2000 });
+    expect(parseServeSettings([], {})).toMatchObject({ federationToken: undefined, baseUrl: undefined, federationTestHooks: false });
+    expect(() => parseServeSettings(['--federation-anti-entropy-ms', '5'], {})).toThrow(UsageError);
+  });
 });

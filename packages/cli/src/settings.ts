@@ -16,6 +16,7 @@ export type ServeSettings = Pick<
   | 'federationAntiEntropyIntervalMs'
   | 'federationRetryDelayMaxMs'
   | 'federationTestHooks'
+  | 'edge'
 >;
 
 export const SERVE_USAGE = `Usage: strata serve [options]
@@ -38,6 +39,8 @@ Options (each also read from the environment variable in brackets):
   --federation-retry-max-ms <n>     retry backoff cap towards a member that is down
                           [STRATA_FEDERATION_RETRY_MAX_MS] (default 10000)
   (test only) STRATA_FEDERATION_TEST_HOOKS=1 enables POST /api/federation/test/block
+  --edge                  run as an edge node: read-only repositories except
+                          artifactory-edge-uploads, smart remotes only [STRATA_EDGE=true]
 `;
 
 const FLAGS: Record<string, keyof ServeSettings> = {
@@ -65,10 +68,15 @@ function positiveMs(what: string, text: string | undefined): number | undefined 
 
 export function parseServeSettings(argv: readonly string[], env: NodeJS.ProcessEnv): ServeSettings {
   const flags: Partial<Record<keyof ServeSettings, string>> = {};
+  let edgeFlag = false;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const equals = arg.indexOf('=');
     const name = equals > 0 ? arg.slice(0, equals) : arg;
+    if (arg === '--edge') {
+      edgeFlag = true;
+      continue;
+    }
     const field = FLAGS[name];
     if (field === undefined) throw new UsageError(`unknown option '${arg}'`);
     const value = equals > 0 ? arg.slice(equals + 1) : argv[++i];
@@ -92,5 +100,6 @@ export function parseServeSettings(argv: readonly string[], env: NodeJS.ProcessE
     federationAntiEntropyIntervalMs: positiveMs('anti-entropy interval', flags.federationAntiEntropyIntervalMs ?? nonEmpty(env.STRATA_FEDERATION_ANTI_ENTROPY_MS)),
     federationRetryDelayMaxMs: positiveMs('retry cap', flags.federationRetryDelayMaxMs ?? nonEmpty(env.STRATA_FEDERATION_RETRY_MAX_MS)),
     federationTestHooks: env.STRATA_FEDERATION_TEST_HOOKS === '1',
+    edge: edgeFlag || env.STRATA_EDGE?.toLowerCase() === 'true',
   };
 }

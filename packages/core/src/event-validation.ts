@@ -265,6 +265,12 @@ const DATA_VALIDATORS: { readonly [T in EventType]: DataValidator<T> } = {
   SettingsChanged: systemData,
   CurationPolicySaved: systemData,
   CurationPolicyDeleted: systemData,
+  ReleaseBundleCreated: systemData,
+  ReleaseBundleReceived: systemData,
+  ReleaseBundlePublished: systemData,
+  ReleaseBundleDeleted: systemData,
+  TrustedKeySaved: systemData,
+  TrustedKeyDeleted: systemData,
 };
 
 /** Refuses anything that is not a known event type; unknown types are their own error. */

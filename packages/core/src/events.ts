@@ -88,6 +88,14 @@ export interface SystemEventData {
   readonly [key: string]: unknown;
 }
 
+/**
+ * Events of the `distribution` stream (release bundles, trusted signing keys): free-form JSON
+ * here; the distribution service validates their shape where it reads them.
+ */
+export interface DistributionEventData {
+  readonly [key: string]: unknown;
+}
+
 export interface DomainEventMap {
   RepositoryCreated: RepositoryCreatedData;
   RepositoryConfigChanged: RepositoryConfigChangedData;
@@ -110,6 +118,12 @@ export interface DomainEventMap {
   SettingsChanged: SystemEventData;
   CurationPolicySaved: SystemEventData;
   CurationPolicyDeleted: SystemEventData;
+  ReleaseBundleCreated: DistributionEventData;
+  ReleaseBundleReceived: DistributionEventData;
+  ReleaseBundlePublished: DistributionEventData;
+  ReleaseBundleDeleted: DistributionEventData;
+  TrustedKeySaved: DistributionEventData;
+  TrustedKeyDeleted: DistributionEventData;
 }
 
 /** Events of a repository's stream (`repo-<key>`). */
@@ -141,10 +155,26 @@ export const SYSTEM_EVENT_TYPES = [
   'CurationPolicyDeleted',
 ] as const satisfies readonly (keyof DomainEventMap)[];
 
-export const EVENT_TYPES = [...REPOSITORY_EVENT_TYPES, ...SYSTEM_EVENT_TYPES] as const;
+/** Events of the `distribution` stream (release bundles, trusted keys of an edge). */
+export const DISTRIBUTION_EVENT_TYPES = [
+  'ReleaseBundleCreated',
+  'ReleaseBundleReceived',
+  'ReleaseBundlePublished',
+  'ReleaseBundleDeleted',
+  'TrustedKeySaved',
+  'TrustedKeyDeleted',
+] as const satisfies readonly (keyof DomainEventMap)[];
+
+export const EVENT_TYPES = [...REPOSITORY_EVENT_TYPES, ...SYSTEM_EVENT_TYPES, ...DISTRIBUTION_EVENT_TYPES] as const;
 
 export type EventType = (typeof EVENT_TYPES)[number];
 export type SystemEventType = (typeof SYSTEM_EVENT_TYPES)[number];
+export type DistributionEventType = (typeof DISTRIBUTION_EVENT_TYPES)[number];
+
+const DISTRIBUTION_EVENT_TYPE_SET: ReadonlySet<string> = new Set(DISTRIBUTION_EVENT_TYPES);
+export function isDistributionEventType(type: EventType): type is DistributionEventType {
+  return DISTRIBUTION_EVENT_TYPE_SET.has(type);
+}
 
 const SYSTEM_EVENT_TYPE_SET: ReadonlySet<string> = new Set(SYSTEM_EVENT_TYPES);
 export function isSystemEventType(type: EventType): type is SystemEventType {
@@ -183,6 +213,8 @@ export type RecordedEvent = NewEvent & {
 };
 
 export const SYSTEM_STREAM = 'system';
+/** The stream of release bundles and trusted keys (DISTRIBUTION_EVENT_TYPES). */
+export const DISTRIBUTION_STREAM = 'distribution';
 export function repositoryStream(key: string): string {
   return `repo-${key}`;
 }

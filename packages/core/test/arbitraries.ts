@@ -131,6 +131,12 @@ export const arbitraryEventData: { readonly [T in EventType]: fc.Arbitrary<Domai
   SettingsChanged: arbitraryJsonObject,
   CurationPolicySaved: arbitraryJsonObject,
   CurationPolicyDeleted: arbitraryJsonObject,
+  ReleaseBundleCreated: arbitraryJsonObject,
+  ReleaseBundleReceived: arbitraryJsonObject,
+  ReleaseBundlePublished: arbitraryJsonObject,
+  ReleaseBundleDeleted: arbitraryJsonObject,
+  TrustedKeySaved: arbitraryJsonObject,
+  TrustedKeyDeleted: arbitraryJsonObject,
 };
 
 export const arbitraryEventMeta: fc.Arbitrary<EventMeta> = fc.record(

@@ -1,5 +1,6 @@
 import Fastify from 'fastify';
-import { repositoryStream } from '@strata/core';
+import { DISTRIBUTION_STREAM, repositoryStream } from '@strata/core';
+import type { DomainEvent } from '@strata/core';
 import type { FastifyInstance } from 'fastify';
 import { ArtifactService } from './artifacts/artifact-service.ts';
 import { artifactsRoutes } from './artifacts/artifacts-routes.ts';
@@ -37,6 +38,11 @@ import { NpmService } from './formats/npm/npm-service.ts';
 import { historyRoutes } from './audit/history-routes.ts';
 import { pypiRoutes } from './formats/pypi/pypi-routes.ts';
 import { PypiService } from './formats/pypi/pypi-service.ts';
+import { distributionFold } from './distribution/distribution-ledger.ts';
+import { distributionRoutes } from './distribution/distribution-routes.ts';
+import { DEFAULT_DISTRIBUTION_LIMITS, DistributionService } from './distribution/distribution-service.ts';
+import { EDGE_UPLOADS_REPOSITORY, EdgePolicy } from './distribution/edge-policy.ts';
+import { ephemeralSigningKey } from './distribution/signing-keys.ts';
 
 export const ARTIFACTORY_PREFIX = '/artifactory';
 export const STRATA_VERSION = '0.1.0';
@@ -101,7 +107,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await deps.registerAuth(app);
 
   const now = () => deps.clock.now();
+  const edgePolicy = new EdgePolicy(deps.edge === true);
   const repositoryStreams = new StreamWriter(deps.eventStore, repositoryStreamFold, {
+    ...(edgePolicy.enabled ? { guard: (stream: string, events: readonly DomainEvent[]) => edgePolicy.checkEvents(stream, events) } : {}),
     siteId: deps.siteId,
     hlc: deps.hlc,
     newId: deps.newId,
@@ -161,6 +169,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       deps.onRepositoryChange?.(key);
     },
     deps.federation,
+    edgePolicy,
   );
   // Events received from federation members were appended and projected by the federation
   // engine: drop what this process cached of them.
@@ -186,7 +195,30 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     cache: metadataCache,
     uploadBytesMax: limits.uploadBytesMax,
     bulkEntriesMax: limits.bulkEntriesMax,
+    checkWritable: (repo) => edgePolicy.checkContentWrite(repo),
   });
+  const distribution = new DistributionService({
+    streams: new StreamWriter(deps.eventStore, distributionFold, {
+      siteId: deps.siteId,
+      hlc: deps.hlc,
+      newId: deps.newId,
+      appendRetriesMax: limits.appendRetriesMax,
+    }),
+    repositoryStreams,
+    repositoryService,
+    repositories: deps.repositories,
+    artifacts: deps.artifacts,
+    blobs: deps.blobStore,
+    cache: metadataCache,
+    clock: deps.clock,
+    newId: deps.newId,
+    siteId: deps.siteId,
+    signingKey: deps.signingKey ?? ephemeralSigningKey(`strata-${deps.siteId}`),
+    limits: { ...DEFAULT_DISTRIBUTION_LIMITS, ...deps.distributionLimits },
+    distributionStreamExists: async () => (await deps.eventStore.streamRevision(DISTRIBUTION_STREAM)) !== undefined,
+  });
+  app.addHook('onClose', async () => distribution.close());
+  deps.onServices?.({ distribution });
 
   await app.register(systemRoutes, {
     prefix: ARTIFACTORY_PREFIX,
@@ -255,9 +287,20 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   await app.register(copyMoveRoutes, { prefix: ARTIFACTORY_PREFIX, service: artifactService });
   if (deps.federation !== undefined) await app.register(deps.federation.routes, { prefix: ARTIFACTORY_PREFIX });
+  await app.register(distributionRoutes, { prefix: ARTIFACTORY_PREFIX, service: distribution });
   await app.register(storageInfoRoutes, { prefix: ARTIFACTORY_PREFIX, repositories: deps.repositories, artifacts: deps.artifacts, storage: deps.storage });
   if (deps.audit !== undefined) {
     await app.register(historyRoutes, { prefix: ARTIFACTORY_PREFIX, audit: deps.audit, siteId: deps.siteId, historyPageEventsDefault: 1000, historyPageEventsMax: 10_000 });
   }
+  if (edgePolicy.enabled && (await deps.repositories.get(EDGE_UPLOADS_REPOSITORY)) === undefined) {
+    await repositoryService.create(
+      EDGE_UPLOADS_REPOSITORY,
+      { rclass: 'local', packageType: 'generic', description: 'The one repository of this edge node that accepts uploads' },
+      { actor: '_system' },
+    );
+  }
+  // Bundles recorded as received whose files were not all placed (a crash mid-publish).
+  const recovered = await distribution.recover();
+  if (recovered > 0) app.log.warn({ recovered }, 'release bundles published after a crash mid-publish');
   return app;
 }

@@ -154,6 +154,13 @@ export interface AppDeps {
   readonly audit?: EventAudit;
   /** Called after this server changed a repository's configuration (created, updated, deleted). */
   readonly onRepositoryChange?: (key: string) => void;
+  /** The site's release-bundle signing key (kept in the data dir); without it an ephemeral one. */
+  readonly signingKey?: import('./distribution/signing-keys.ts').SigningKey;
+  /** Edge-node mode (docs/edge.md): repositories read-only except artifactory-edge-uploads, smart remotes only. */
+  readonly edge?: boolean;
+  readonly distributionLimits?: Partial<import('./distribution/distribution-service.ts').DistributionLimits>;
+  /** Hands over services the process wiring needs (blob GC asks the bundles which binaries they keep). */
+  readonly onServices?: (services: { readonly distribution: import('./distribution/distribution-service.ts').DistributionService }) => void;
   /** Federation, when this site takes part in one. */
   readonly federation?: FederationHooks;
 }

@@ -28,6 +28,8 @@ import { sqlRepositoryStreamSeed } from './repositories/repository-stream-seed.t
 import { sqlTreeShapeQuery } from './artifacts/tree-shape-lookups.ts';
 import { FederationService } from './federation/federation-service.ts';
 import { checkFederationSecret } from '@strata/federation';
+import type { DistributionService } from './distribution/distribution-service.ts';
+import { loadOrCreateSigningKey } from './distribution/signing-keys.ts';
 
 export interface ServerSettings {
   readonly port: number;
@@ -50,6 +52,8 @@ export interface ServerSettings {
   readonly federationRetryDelayMaxMs?: number | undefined;
   /** Test-only endpoint that cuts links (POST /api/federation/test/block). */
   readonly federationTestHooks?: boolean | undefined;
+  /** Edge-node mode (`--edge`, STRATA_EDGE=true): docs/edge.md. */
+  readonly edge?: boolean;
 }
 
 export const blobGcIntervalMsDefault = 6 * 60 * 60 * 1000;
@@ -160,9 +164,14 @@ export async function startServer(settings: ServerSettings): Promise<RunningServ
     });
   }
 
+  const signingKey = await loadOrCreateSigningKey(settings.dataDir, `strata-${siteId}`);
+  let distribution: DistributionService | undefined;
   const app = await buildApp({
     ...(federation === undefined ? {} : { federation }),
     eventStore,
+    signingKey,
+    edge: settings.edge === true,
+    onServices: (services) => (distribution = services.distribution),
     blobStore,
     repositories: readers,
     artifacts: readers,
@@ -214,7 +223,10 @@ export async function startServer(settings: ServerSettings): Promise<RunningServ
     gcIntervalMs > 0
       ? setInterval(() => {
           collecting ??= blobStore
-            .collectGarbage({ isReferenced: (sha256) => treeQueries.isBlobReferenced(sha256) })
+            .collectGarbage({
+              // Binaries named by a release bundle stay, even when their artifacts were deleted.
+              isReferenced: async (sha256) => (await treeQueries.isBlobReferenced(sha256)) || ((await distribution?.referencesBlob(sha256)) ?? false),
+            })
             .then(
               ({ removed }) => app.log.info({ removed: removed.length }, 'blob garbage collected'),
               (error: unknown) => app.log.error({ err: error }, 'blob garbage collection failed'),
@@ -235,7 +247,7 @@ export async function startServer(settings: ServerSettings): Promise<RunningServ
   await federation?.start();
   const url = await app.listen({ port: settings.port, host: settings.host });
   if (federation !== undefined) app.log.info({ baseUrl: federation.directory.ownBaseUrl }, 'federation enabled');
-  app.log.info({ siteId, dataDir: settings.dataDir, database: settings.databaseUrl === undefined ? 'pglite' : 'postgresql' }, 'strata started');
+  app.log.info({ siteId, edge: settings.edge === true, dataDir: settings.dataDir, database: settings.databaseUrl === undefined ? 'pglite' : 'postgresql' }, 'strata started');
   if (generatedPassword !== undefined) {
     // Printed once, at the first start, on stdout where the operator sees it.
     process.stdout.write(`\nstrata: created the built-in user 'admin' with password: ${generatedPassword}\nstrata: change it, or set STRATA_ADMIN_PASSWORD before the first start.\n\n`);

@@ -2,7 +2,19 @@ import { invariant, isStrataError, StrataError } from '@strata/core';
 import type { DomainEvent, EventMeta, NewEvent, RecordedEvent } from '@strata/core';
 import type { EventStore } from '@strata/store';
 import { readBatchEventsMax } from '@strata/store';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import type { IdGenerator, LocalHlc } from './ports.ts';
+
+const trustedWrites = new AsyncLocalStorage<boolean>();
+
+/**
+ * Runs `task` with the writers' `guard` lifted for the commands it queues: site-internal
+ * writes that a site-wide rule must not stop (an edge node publishing a release bundle into
+ * its read-only repositories).
+ */
+export function runTrustedWrites<R>(task: () => Promise<R>): Promise<R> {
+  return trustedWrites.run(true, task);
+}
 
 /**
  * A decider's pure halves (STYLE: Emmett's Decider). `decide` may be async because some
@@ -50,10 +62,16 @@ export interface StreamWriterOptions<S> {
   readonly roundLingerMs?: number;
   /** Called after each successful append with the stream and the events appended (federation pushes them). */
   readonly onAppended?: (stream: string, events: readonly RecordedEvent[]) => void;
+  /**
+   * A site-wide rule over the events a command decided (e.g. an edge node's read-only
+   * repositories): throwing refuses that command alone. Lifted inside `runTrustedWrites`.
+   */
+  readonly guard?: (stream: string, events: readonly DomainEvent[]) => void;
 }
 
 interface PendingCommand<S> {
   readonly meta: EventMeta;
+  readonly guarded: boolean;
   readonly decide: Decide<S, unknown>;
   /** The command's check, started when it was queued: undefined when it passed, else the error. */
   readonly checked: Promise<{ error: unknown } | undefined>;
@@ -140,6 +158,7 @@ export class StreamWriter<S> {
     return new Promise((resolve, reject) => {
       const command: PendingCommand<S> = {
         meta,
+        guarded: this.#options.guard !== undefined && trustedWrites.getStore() !== true,
         decide: decide as Decide<S, unknown>,
         checked:
           check === undefined
@@ -217,6 +236,7 @@ export class StreamWriter<S> {
         let decision: Decision<unknown>;
         try {
           decision = await command.decide(state);
+          if (command.guarded) this.#options.guard?.(stream, decision.events);
         } catch (error) {
           command.reject(error);
           continue;

@@ -5,6 +5,8 @@
  */
 import {
   isSystemEventType,
+  isDistributionEventType,
+  DISTRIBUTION_STREAM,
   SYSTEM_STREAM,
   StrataError,
   encodeEventData,
@@ -76,6 +78,10 @@ function checkEventFitsStream(stream: string, event: NewEvent, index: number): v
   };
   if (isSystemEventType(event.type)) {
     if (stream !== SYSTEM_STREAM) wrong(`it belongs in '${SYSTEM_STREAM}'`);
+    return;
+  }
+  if (isDistributionEventType(event.type)) {
+    if (stream !== DISTRIBUTION_STREAM) wrong(`it belongs in '${DISTRIBUTION_STREAM}'`);
     return;
   }
   if (!stream.startsWith(REPOSITORY_STREAM_PREFIX)) wrong(`it belongs in a '${REPOSITORY_STREAM_PREFIX}<key>' stream`);

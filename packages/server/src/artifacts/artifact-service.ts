@@ -63,6 +63,7 @@ export class ArtifactService {
   readonly #treeShapes: TreeShapeLookups;
   readonly #uploadBytesMax: number;
   readonly #bulkEntriesMax: number;
+  readonly #checkWritable: (repo: string) => void;
 
   constructor(options: {
     streams: StreamWriter<RepositoryStreamState>;
@@ -72,7 +73,10 @@ export class ArtifactService {
     treeShapes: TreeShapeLookups;
     uploadBytesMax: number;
     bulkEntriesMax: number;
+    /** Refuses content writes to a repository this site keeps read-only (an edge node's); default: none. */
+    checkWritable?: (repo: string) => void;
   }) {
+    this.#checkWritable = options.checkWritable ?? (() => undefined);
     this.#treeShapes = options.treeShapes;
     this.#bulkEntriesMax = options.bulkEntriesMax;
     this.#streams = options.streams;
@@ -87,6 +91,7 @@ export class ArtifactService {
     const config = await this.#cache.repository(repo);
     if (config === undefined) throw notFound(repo);
     checkDeployable(repo, config, path);
+    this.#checkWritable(repo);
   }
 
   async deploy(request: DeployRequest, body: Readable, declaredSize: number | undefined, signal: AbortSignal): Promise<DeployedArtifact> {
@@ -123,6 +128,7 @@ export class ArtifactService {
     const { repo, path } = request;
     try {
       await request.verify?.(lease);
+      this.#checkWritable(repo);
       const mimeType = mimeTypeFor(path);
       // The tree-shape lookup is the command's `check`: the checks of a round run together and
       // decisions stay pure, so concurrent deploys share one append. (A folder/file clash
@@ -163,6 +169,7 @@ export class ArtifactService {
 
   /** Deletes a file (ArtifactDeleted) or a folder and everything below it (one FolderDeleted). */
   async delete(repo: string, path: string, meta: EventMeta): Promise<void> {
+    this.#checkWritable(repo);
     await this.#streams.execute(
       repositoryStream(repo),
       meta,
@@ -201,6 +208,7 @@ export class ArtifactService {
   }
 
   async #annotate(repo: string, path: string, recursive: boolean, meta: EventMeta, eventFor: (path: string) => DomainEvent): Promise<void> {
+    this.#checkWritable(repo);
     await this.#streams.execute(repositoryStream(repo), meta, async (state) => {
       if (state.config === undefined) throw notFound(repo);
       enforcePatterns(repo, state.config, path);
@@ -227,6 +235,8 @@ export class ArtifactService {
    */
   async copyOrMove(request: CopyMoveRequest): Promise<CopyMoveResult> {
     const { source, target, move, dryRun, meta } = request;
+    this.#checkWritable(target.repo);
+    if (move) this.#checkWritable(source.repo);
     const sourceConfig = await this.#cache.repository(source.repo);
     if (sourceConfig === undefined) throw notFound(source.repo);
     enforcePatterns(source.repo, sourceConfig, source.path);

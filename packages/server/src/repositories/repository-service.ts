@@ -12,6 +12,13 @@ export interface RepositoryBodyAdjuster {
   prepareUpdate(key: string, body: unknown): unknown;
 }
 
+/** Site-wide rules a configuration change must pass first (e.g. an edge node's: EdgePolicy). */
+export interface RepositoryPolicy {
+  beforeCreate(key: string, config: Readonly<Record<string, unknown>>): Promise<void>;
+  beforeUpdate(current: Readonly<Record<string, unknown>>, body: unknown): Promise<void>;
+  beforeDelete(key: string): void;
+}
+
 /** Creates, updates and deletes repository configurations: each change one event. */
 export class RepositoryService {
   readonly #streams: StreamWriter<RepositoryStreamState>;
@@ -19,15 +26,17 @@ export class RepositoryService {
   readonly #onChange: (key: string) => void;
   /** Creates are serialised so that two keys differing only in case cannot both be created here. */
   #creating: Promise<unknown> = Promise.resolve();
+  readonly #policy: RepositoryPolicy | undefined;
 
   /** Adjusts request bodies before validation (federation adds this site to the members). */
   readonly #adjust: RepositoryBodyAdjuster | undefined;
 
-  constructor(streams: StreamWriter<RepositoryStreamState>, reader: RepositoryReader, onChange: (key: string) => void, adjust?: RepositoryBodyAdjuster) {
+  constructor(streams: StreamWriter<RepositoryStreamState>, reader: RepositoryReader, onChange: (key: string) => void, adjust?: RepositoryBodyAdjuster, policy?: RepositoryPolicy) {
     this.#streams = streams;
     this.#reader = reader;
     this.#onChange = onChange;
     this.#adjust = adjust;
+    this.#policy = policy;
   }
 
   async create(key: string, requestBody: unknown, meta: EventMeta): Promise<void> {
@@ -35,6 +44,7 @@ export class RepositoryService {
     // Validate before queueing, so a bad body never waits behind other creates.
     const config = configForCreate(key, body);
     if (config.rclass === 'virtual') await this.#checkVirtual(key, config);
+    await this.#policy?.beforeCreate(key, config);
     const run = this.#creating.then(async () => {
       const identity = repositoryKeyIdentity(key);
       const clash = (await this.#reader.list()).find((repo) => repositoryKeyIdentity(repo.key) === identity);
@@ -50,11 +60,13 @@ export class RepositoryService {
     const body = this.#adjust === undefined ? requestBody : this.#adjust.prepareUpdate(key, requestBody);
     const current = await this.#reader.get(key);
     if (current?.rclass === 'virtual') await this.#checkVirtual(key, { ...current, ...patchForUpdate(current, body) });
+    if (current !== undefined) await this.#policy?.beforeUpdate(current, body);
     await this.#run({ kind: 'update', key, body }, meta);
   }
 
   async delete(key: string, meta: EventMeta): Promise<void> {
     if (!isValidRepositoryKey(key)) throw repositoryNotFound(key);
+    this.#policy?.beforeDelete(key);
     await this.#run({ kind: 'delete', key }, meta);
   }
 

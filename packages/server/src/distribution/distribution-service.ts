@@ -1,0 +1,621 @@
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { DISTRIBUTION_STREAM, isStrataError, repositoryStream, StrataError } from '@strata/core';
+import type { Clock, DomainEvent, EventMeta } from '@strata/core';
+import type { BlobLease, BlobStore } from '@strata/store';
+import { checkDeployable, decideDeploy } from '../artifacts/artifact-decider.ts';
+import type { MetadataCache } from '../artifacts/hot-caches.ts';
+import { normalisePath } from '../core-slice.ts';
+import type { ArtifactReader, IdGenerator, RepositoryReader } from '../ports.ts';
+import type { RepositoryService } from '../repositories/repository-service.ts';
+import type { RepositoryStreamState } from '../repositories/repository-stream.ts';
+import { runTrustedWrites } from '../stream-writer.ts';
+import type { StreamWriter } from '../stream-writer.ts';
+import type { DistributionState, StoredBundle, TrustedKey } from './distribution-ledger.ts';
+import { bundleId, canonicalJson, manifestFormatVersion } from './release-bundle-model.ts';
+import type {
+  BundleArtifact,
+  BundleManifest,
+  CreateBundleRequest,
+  DistributionEnvelope,
+  DistributionStart,
+  DistributionTarget,
+  SignedManifest,
+} from './release-bundle-model.ts';
+import { parsePublicKey, verifySignature } from './signing-keys.ts';
+import type { SigningKey } from './signing-keys.ts';
+
+export interface DistributionLimits {
+  /** The canonical manifest must fit one event (1 MiB encoded) with room to spare. */
+  readonly manifestBytesMax: number;
+  /** An envelope older than this (by the source's clock vs ours) is refused as a replay. */
+  readonly replayWindowMs: number;
+  /** How far in the future an envelope may be stamped (clock skew between sites). */
+  readonly clockSkewMs: number;
+  /** An open transaction not committed within this time is dropped. */
+  readonly transactionTtlMs: number;
+  readonly transactionsOpenMax: number;
+  /** Each protocol request to an edge. */
+  readonly edgeRequestTimeoutMs: number;
+  /** Edges one distribution talks to at once. */
+  readonly targetsInParallelMax: number;
+  /** Binaries sent to one edge at once. */
+  readonly transfersInParallelMax: number;
+}
+
+export const DEFAULT_DISTRIBUTION_LIMITS: DistributionLimits = Object.freeze({
+  manifestBytesMax: 768 * 1024,
+  replayWindowMs: 15 * 60 * 1000,
+  clockSkewMs: 5 * 60 * 1000,
+  transactionTtlMs: 30 * 60 * 1000,
+  transactionsOpenMax: 32,
+  edgeRequestTimeoutMs: 10 * 60 * 1000,
+  targetsInParallelMax: 4,
+  transfersInParallelMax: 4,
+});
+
+export interface DistributionResult {
+  readonly url: string;
+  readonly status: 'COMPLETED' | 'FAILED';
+  readonly message?: string;
+  readonly filesTotal: number;
+  readonly filesTransferred: number;
+  readonly bytesTransferred: number;
+}
+
+interface OpenTransaction {
+  readonly id: string;
+  readonly start: DistributionStart;
+  readonly openedAt: number;
+  readonly leases: Map<string, BlobLease>;
+  /** Set once a transfer was refused: the transaction can only be aborted then. */
+  failure: string | undefined;
+}
+
+export interface DistributionServiceOptions {
+  readonly streams: StreamWriter<DistributionState>;
+  readonly repositoryStreams: StreamWriter<RepositoryStreamState>;
+  readonly repositoryService: RepositoryService;
+  readonly repositories: RepositoryReader;
+  readonly artifacts: ArtifactReader;
+  readonly blobs: BlobStore;
+  readonly cache: MetadataCache;
+  readonly clock: Clock;
+  readonly newId: IdGenerator;
+  readonly siteId: string;
+  readonly signingKey: SigningKey;
+  readonly limits: DistributionLimits;
+  readonly fetch?: typeof fetch;
+  /** Whether the distribution stream has any event (a site that never used bundles skips recovery). */
+  readonly distributionStreamExists?: () => Promise<boolean>;
+}
+
+const SYSTEM_META: EventMeta = { actor: '_system' };
+
+function sha256Hex(text: string): string {
+  return createHash('sha256').update(text, 'utf8').digest('hex');
+}
+
+/** Runs `task` over `items` with at most `parallel` at a time, in order of start. */
+async function eachLimited<T, R>(items: readonly T[], parallel: number, task: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await task(items[index]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(parallel, items.length) }, worker));
+  return results;
+}
+
+function groupByRepository(artifacts: readonly BundleArtifact[]): Map<string, BundleArtifact[]> {
+  const groups = new Map<string, BundleArtifact[]>();
+  for (const artifact of artifacts) {
+    const group = groups.get(artifact.repo);
+    if (group === undefined) groups.set(artifact.repo, [artifact]);
+    else group.push(artifact);
+  }
+  return groups;
+}
+
+/**
+ * Release bundles and their distribution (seeds/edge-nodes.txt).
+ *
+ * Source: creates immutable signed bundles (one ReleaseBundleCreated event) and distributes
+ * them to edges over the transaction protocol: start (signed manifest + a signed, single-use
+ * envelope) → transfer (only the binaries the edge lacks) → commit.
+ *
+ * Edge: keeps the public keys it trusts; on start verifies both signatures against them and
+ * refuses replays; on transfer stores each binary only if its sha256 and size are the ones the
+ * manifest names; on commit re-checks every checksum of every file, then publishes: it records
+ * the bundle (ReleaseBundleReceived, the commit point), appends each repository's files in one
+ * append per repository, and marks the bundle published. A crash between the commit point
+ * and the last append is rolled forward at the next start (`recover`). Nothing of a refused
+ * transaction is ever appended.
+ */
+export class DistributionService {
+  readonly #options: DistributionServiceOptions;
+  readonly #transactions = new Map<string, OpenTransaction>();
+  readonly #fetch: typeof fetch;
+
+  constructor(options: DistributionServiceOptions) {
+    this.#options = options;
+    this.#fetch = options.fetch ?? fetch;
+  }
+
+  get signingKey(): SigningKey {
+    return this.#options.signingKey;
+  }
+
+  /** The stream's folded state (read-your-writes for this process). */
+  async state(): Promise<DistributionState> {
+    const { result } = await this.#options.streams.execute(DISTRIBUTION_STREAM, {}, (state) => ({ events: [], result: state }));
+    return result;
+  }
+
+  async #append(meta: EventMeta, decide: (state: DistributionState) => readonly DomainEvent[]): Promise<void> {
+    await this.#options.streams.execute(DISTRIBUTION_STREAM, meta, (state) => ({ events: decide(state), result: undefined }));
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Trusted keys (the edge's side of the circle of trust)
+
+  async trustedKeys(): Promise<readonly TrustedKey[]> {
+    return [...(await this.state()).trustedKeys.values()].sort((a, b) => (a.alias < b.alias ? -1 : 1));
+  }
+
+  async saveTrustedKey(alias: unknown, publicKey: unknown, meta: EventMeta): Promise<TrustedKey> {
+    if (typeof alias !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,127}$/.test(alias)) {
+      throw new StrataError('STRATA_ERR_KEY_INVALID', 'alias must be 1 to 128 letters, digits, _ . @ : - (starting with a letter or digit)');
+    }
+    const parsed = parsePublicKey(publicKey);
+    await this.#append(meta, (state) => {
+      const existing = state.trustedKeys.get(alias);
+      if (existing?.fingerprint === parsed.fingerprint) return [];
+      return [{ type: 'TrustedKeySaved', data: { alias, publicKey: parsed.pem, fingerprint: parsed.fingerprint } }];
+    });
+    const saved = (await this.state()).trustedKeys.get(alias);
+    if (saved === undefined) throw new StrataError('STRATA_ERR_INVARIANT', `trusted key '${alias}' vanished after saving`);
+    return saved;
+  }
+
+  async deleteTrustedKey(alias: string, meta: EventMeta): Promise<void> {
+    await this.#append(meta, (state) => {
+      if (!state.trustedKeys.has(alias)) throw new StrataError('STRATA_ERR_SECURITY_NOT_FOUND', `no trusted key with alias '${alias}'`);
+      return [{ type: 'TrustedKeyDeleted', data: { alias } }];
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Source: create, read, delete, distribute
+
+  async createBundle(request: CreateBundleRequest, meta: EventMeta): Promise<SignedManifest> {
+    const { repositories, artifacts, blobs } = this.#options;
+    const repositoryTypes = new Map<string, string>();
+    const resolved: BundleArtifact[] = [];
+    const seen = new Set<string>();
+    for (const { repo, path: rawPath } of request.artifacts) {
+      const path = normalisePath(rawPath);
+      if (!repositoryTypes.has(repo)) {
+        const config = await repositories.get(repo);
+        if (config === undefined) throw new StrataError('STRATA_ERR_REPO_NOT_FOUND', `Repository '${repo}' not found`);
+        repositoryTypes.set(repo, config.packageType);
+      }
+      if (seen.has(`${repo}/${path}`)) throw new StrataError('STRATA_ERR_BUNDLE_INVALID', `'${repo}/${path}' is listed twice`);
+      seen.add(`${repo}/${path}`);
+      const item = await artifacts.getItem(repo, path);
+      if (item?.kind !== 'file') throw new StrataError('STRATA_ERR_ARTIFACT_NOT_FOUND', `Could not find file '${repo}:${path}'`);
+      if ((await blobs.stat(item.sha256)) === undefined) throw new StrataError('STRATA_ERR_BLOB_NOT_FOUND', `the binary of '${repo}:${path}' is not stored on this site`);
+      resolved.push({
+        repo,
+        path,
+        sha256: item.sha256,
+        sha1: item.sha1,
+        md5: item.md5,
+        size: item.size,
+        mimeType: item.mimeType,
+        properties: await artifacts.properties(repo, path),
+      });
+    }
+    const key = this.#options.signingKey;
+    const manifest: BundleManifest = {
+      formatVersion: manifestFormatVersion,
+      name: request.name,
+      version: request.version,
+      description: request.description,
+      created: this.#options.clock.now(),
+      createdBy: meta.actor ?? 'anonymous',
+      sourceSite: this.#options.siteId,
+      signingKey: { alias: key.alias, fingerprint: key.fingerprint },
+      repositories: [...repositoryTypes].map(([repoKey, packageType]) => ({ key: repoKey, packageType })),
+      artifacts: resolved,
+    };
+    const canonical = canonicalJson(manifest);
+    if (Buffer.byteLength(canonical) > this.#options.limits.manifestBytesMax) {
+      throw new StrataError('STRATA_ERR_BUNDLE_INVALID', `the manifest would take ${Buffer.byteLength(canonical)} bytes, more than ${this.#options.limits.manifestBytesMax}: split the bundle`);
+    }
+    const signed: SignedManifest = { manifest, signature: key.sign(canonical) };
+    await this.#append(meta, (state) => {
+      if (state.bundles.has(bundleId(request.name, request.version))) {
+        throw new StrataError('STRATA_ERR_BUNDLE_EXISTS', `release bundle '${request.name}' version '${request.version}' already exists: bundles are immutable`);
+      }
+      return [{ type: 'ReleaseBundleCreated', data: { manifest: { ...manifest }, signature: signed.signature } }];
+    });
+    return signed;
+  }
+
+  async bundle(name: string, version: string): Promise<StoredBundle> {
+    const bundle = (await this.state()).bundles.get(bundleId(name, version));
+    if (bundle === undefined) throw new StrataError('STRATA_ERR_BUNDLE_NOT_FOUND', `release bundle '${name}' version '${version}' not found`);
+    return bundle;
+  }
+
+  async bundles(): Promise<readonly StoredBundle[]> {
+    return [...(await this.state()).bundles.values()].sort((a, b) =>
+      a.manifest.name === b.manifest.name ? (a.manifest.version < b.manifest.version ? -1 : 1) : a.manifest.name < b.manifest.name ? -1 : 1,
+    );
+  }
+
+  /** Whether a bundle this site holds names the binary (blob GC keeps it). */
+  async referencesBlob(sha256: string): Promise<boolean> {
+    for (const bundle of (await this.state()).bundles.values()) {
+      if (bundle.manifest.artifacts.some((artifact) => artifact.sha256 === sha256)) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Deletes a bundle. A received bundle's files are removed too (those still holding the
+   * bundle's content and not named by another bundle here); a created bundle's artifacts
+   * stay in their repositories.
+   */
+  async deleteBundle(name: string, version: string, meta: EventMeta): Promise<void> {
+    const id = bundleId(name, version);
+    const state = await this.state();
+    const bundle = state.bundles.get(id);
+    if (bundle === undefined) throw new StrataError('STRATA_ERR_BUNDLE_NOT_FOUND', `release bundle '${name}' version '${version}' not found`);
+    if (bundle.kind === 'received') {
+      const sharedElsewhere = new Set<string>();
+      for (const [otherId, other] of state.bundles) {
+        if (otherId === id || other.kind !== 'received') continue;
+        for (const artifact of other.manifest.artifacts) sharedElsewhere.add(`${artifact.repo}/${artifact.path}`);
+      }
+      for (const [repo, files] of groupByRepository(bundle.manifest.artifacts)) {
+        await runTrustedWrites(() =>
+          this.#options.repositoryStreams.execute(repositoryStream(repo), meta, async (repositoryState) => {
+          if (repositoryState.config === undefined) return { events: [], result: undefined };
+          const events: DomainEvent[] = [];
+          for (const file of files) {
+            if (sharedElsewhere.has(`${repo}/${file.path}`)) continue;
+            const item = await this.#options.artifacts.getItem(repo, file.path);
+            if (item?.kind === 'file' && item.sha256 === file.sha256) events.push({ type: 'ArtifactDeleted', data: { path: file.path } });
+          }
+          return { events, result: undefined };
+          }),
+        );
+        this.#options.cache.invalidateFolder(repo, '');
+      }
+    }
+    await this.#append(meta, (current) => {
+      if (!current.bundles.has(id)) throw new StrataError('STRATA_ERR_BUNDLE_NOT_FOUND', `release bundle '${name}' version '${version}' not found`);
+      return [{ type: 'ReleaseBundleDeleted', data: { name, version } }];
+    });
+  }
+
+  /** Distributes a bundle created here to each target; resolves once every edge committed or refused. */
+  async distribute(name: string, version: string, targets: readonly DistributionTarget[]): Promise<DistributionResult[]> {
+    const bundle = await this.bundle(name, version);
+    if (bundle.kind !== 'created') throw new StrataError('STRATA_ERR_BUNDLE_INVALID', `release bundle '${name}/${version}' was received from another site: distribute it from its source`);
+    return eachLimited(targets, this.#options.limits.targetsInParallelMax, (target) => this.#distributeTo(bundle, target));
+  }
+
+  async #distributeTo(bundle: StoredBundle, target: DistributionTarget): Promise<DistributionResult> {
+    const { manifest, signature } = bundle;
+    const key = this.#options.signingKey;
+    const envelope: DistributionEnvelope = {
+      distributionId: this.#options.newId(),
+      name: manifest.name,
+      version: manifest.version,
+      manifestSha256: sha256Hex(canonicalJson(manifest)),
+      issuedAt: this.#options.clock.now(),
+      fingerprint: key.fingerprint,
+    };
+    const start: DistributionStart = { bundle: { manifest, signature }, envelope, envelopeSignature: key.sign(canonicalJson(envelope)) };
+    const authorization = `Basic ${Buffer.from(`${target.username}:${target.password}`).toString('base64')}`;
+    const timeout = () => AbortSignal.timeout(this.#options.limits.edgeRequestTimeoutMs);
+    let filesTransferred = 0;
+    let bytesTransferred = 0;
+    const filesTotal = manifest.artifacts.length;
+    const failed = (message: string): DistributionResult => ({ url: target.url, status: 'FAILED', message, filesTotal, filesTransferred, bytesTransferred });
+    let transactionId: string | undefined;
+    try {
+      const started = await this.#call(`${target.url}/api/release/edge/transactions`, {
+        method: 'POST',
+        headers: { authorization, 'content-type': 'application/json' },
+        body: JSON.stringify(start),
+        signal: timeout(),
+      });
+      const body = started as { transactionId?: unknown; missing?: unknown };
+      if (typeof body.transactionId !== 'string' || !Array.isArray(body.missing)) return failed('the edge answered the start without a transaction');
+      transactionId = body.transactionId;
+      const sizes = new Map(manifest.artifacts.map((artifact) => [artifact.sha256, artifact.size]));
+      const missing = body.missing.filter((sha256): sha256 is string => typeof sha256 === 'string' && sizes.has(sha256));
+      const txUrl = `${target.url}/api/release/edge/transactions/${encodeURIComponent(transactionId)}`;
+      await eachLimited(missing, this.#options.limits.transfersInParallelMax, async (sha256) => {
+        const size = sizes.get(sha256) ?? 0;
+        const stream = await this.#options.blobs.createReadStream(sha256);
+        await this.#call(`${txUrl}/blobs/${sha256}`, {
+          method: 'PUT',
+          headers: { authorization, 'content-type': 'application/octet-stream', 'content-length': String(size) },
+          body: Readable.toWeb(stream) as ReadableStream<Uint8Array>,
+          duplex: 'half',
+          signal: timeout(),
+        } as RequestInit);
+        filesTransferred += manifest.artifacts.filter((artifact) => artifact.sha256 === sha256).length;
+        bytesTransferred += size;
+      });
+      await this.#call(`${txUrl}/commit`, { method: 'POST', headers: { authorization }, signal: timeout() });
+      transactionId = undefined;
+      return { url: target.url, status: 'COMPLETED', filesTotal, filesTransferred, bytesTransferred };
+    } catch (error) {
+      return failed(error instanceof Error ? error.message : String(error));
+    } finally {
+      if (transactionId !== undefined) {
+        // Best effort: the edge also drops transactions that were never committed.
+        await this.#fetch(`${target.url}/api/release/edge/transactions/${encodeURIComponent(transactionId)}`, {
+          method: 'DELETE',
+          headers: { authorization },
+          signal: AbortSignal.timeout(10_000),
+        }).catch(() => undefined);
+      }
+    }
+  }
+
+  /** One protocol request; a non-2xx answer throws with the edge's own message. */
+  async #call(url: string, init: RequestInit): Promise<unknown> {
+    const response = await this.#fetch(url, init);
+    const text = await response.text();
+    if (!response.ok) {
+      let message = text.slice(0, 500);
+      try {
+        const parsed = JSON.parse(text) as { errors?: { message?: unknown }[] };
+        if (typeof parsed.errors?.[0]?.message === 'string') message = parsed.errors[0].message;
+      } catch {
+        // not JSON: keep the text
+      }
+      throw new Error(`the edge answered ${response.status}: ${message}`);
+    }
+    if (text === '') return undefined;
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      return undefined;
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Edge: the receiving side of the transaction
+
+  /** Verifies trust, both signatures, replay rules and placement; no state changes. */
+  async #verifyStart(start: DistributionStart, state: DistributionState, { atCommit }: { atCommit: boolean }): Promise<void> {
+    const { manifest, signature } = start.bundle;
+    const { envelope } = start;
+    const trusted = [...state.trustedKeys.values()];
+    const manifestKey = trusted.find((key) => key.fingerprint === manifest.signingKey.fingerprint);
+    if (manifestKey === undefined) {
+      throw new StrataError('STRATA_ERR_BUNDLE_UNTRUSTED_KEY', `release bundle '${manifest.name}/${manifest.version}' is signed by key ${manifest.signingKey.fingerprint} ('${manifest.signingKey.alias}'), which this site does not trust`);
+    }
+    const envelopeKey = trusted.find((key) => key.fingerprint === envelope.fingerprint);
+    if (envelopeKey === undefined) throw new StrataError('STRATA_ERR_BUNDLE_UNTRUSTED_KEY', `the distribution is signed by key ${envelope.fingerprint}, which this site does not trust`);
+    const canonical = canonicalJson(manifest);
+    if (!verifySignature(parsePublicKey(manifestKey.publicKey).key, canonical, signature)) {
+      throw new StrataError('STRATA_ERR_BUNDLE_SIGNATURE_INVALID', `the signature of release bundle '${manifest.name}/${manifest.version}' does not match its manifest (altered in transit, or signed by another key)`);
+    }
+    if (!verifySignature(parsePublicKey(envelopeKey.publicKey).key, canonicalJson(envelope), start.envelopeSignature)) {
+      throw new StrataError('STRATA_ERR_BUNDLE_SIGNATURE_INVALID', 'the signature of the distribution envelope does not verify');
+    }
+    if (envelope.manifestSha256 !== sha256Hex(canonical) || envelope.name !== manifest.name || envelope.version !== manifest.version) {
+      throw new StrataError('STRATA_ERR_BUNDLE_SIGNATURE_INVALID', 'the distribution envelope names another manifest');
+    }
+    if (state.distributionIds.has(envelope.distributionId)) {
+      throw new StrataError('STRATA_ERR_BUNDLE_REPLAYED', `distribution ${envelope.distributionId} was already received: a replay is refused`);
+    }
+    const now = this.#options.clock.now();
+    const { replayWindowMs, clockSkewMs } = this.#options.limits;
+    // The window is checked when the transaction starts; a long transfer may end after it.
+    if (!atCommit && (envelope.issuedAt < now - replayWindowMs || envelope.issuedAt > now + clockSkewMs)) {
+      throw new StrataError('STRATA_ERR_BUNDLE_REPLAYED', `the distribution was issued at ${new Date(envelope.issuedAt).toISOString()}, outside this site's window of ${replayWindowMs / 60_000} minutes: a replay is refused`);
+    }
+    if (state.bundles.has(bundleId(manifest.name, manifest.version))) {
+      throw new StrataError('STRATA_ERR_BUNDLE_EXISTS', `release bundle '${manifest.name}' version '${manifest.version}' is already on this site`);
+    }
+    await this.#checkPlacement(manifest);
+  }
+
+  /** Every file can land at its repository key and path (no other class, no other content there). */
+  async #checkPlacement(manifest: BundleManifest): Promise<void> {
+    for (const [repo, files] of groupByRepository(manifest.artifacts)) {
+      const config = await this.#options.repositories.get(repo);
+      if (config === undefined) continue;
+      for (const file of files) {
+        try {
+          checkDeployable(repo, config, file.path);
+        } catch (error) {
+          if (!isStrataError(error)) throw error;
+          throw new StrataError('STRATA_ERR_BUNDLE_INVALID', `'${repo}/${file.path}' cannot be placed on this site: ${error.message}`);
+        }
+        const item = await this.#options.artifacts.getItem(repo, file.path);
+        if (item?.kind === 'folder') throw new StrataError('STRATA_ERR_HTTP_CONFLICT', `'${repo}/${file.path}' is a folder on this site`);
+        if (item?.kind === 'file' && item.sha256 !== file.sha256) {
+          throw new StrataError('STRATA_ERR_HTTP_CONFLICT', `'${repo}/${file.path}' already holds other content on this site`);
+        }
+      }
+    }
+  }
+
+  #pruneTransactions(): void {
+    const oldest = this.#options.clock.now() - this.#options.limits.transactionTtlMs;
+    for (const [id, transaction] of this.#transactions) if (transaction.openedAt < oldest) this.#close(id);
+  }
+
+  #close(id: string): void {
+    const transaction = this.#transactions.get(id);
+    if (transaction === undefined) return;
+    this.#transactions.delete(id);
+    for (const lease of transaction.leases.values()) lease.release();
+  }
+
+  async startTransaction(start: DistributionStart): Promise<{ transactionId: string; missing: string[] }> {
+    this.#pruneTransactions();
+    if (this.#transactions.size >= this.#options.limits.transactionsOpenMax) {
+      throw new StrataError('STRATA_ERR_STORE_UNAVAILABLE', `${this.#transactions.size} distribution transactions are open: try again later`);
+    }
+    await this.#verifyStart(start, await this.state(), { atCommit: false });
+    const { envelope, bundle } = start;
+    for (const open of this.#transactions.values()) {
+      if (open.start.envelope.distributionId === envelope.distributionId) throw new StrataError('STRATA_ERR_BUNDLE_REPLAYED', `distribution ${envelope.distributionId} is already in progress`);
+      if (bundleId(open.start.envelope.name, open.start.envelope.version) === bundleId(envelope.name, envelope.version)) {
+        throw new StrataError('STRATA_ERR_BUNDLE_EXISTS', `release bundle '${envelope.name}/${envelope.version}' is being received by another transaction`);
+      }
+    }
+    const missing: string[] = [];
+    for (const sha256 of new Set(bundle.manifest.artifacts.map((artifact) => artifact.sha256))) {
+      if ((await this.#options.blobs.stat(sha256)) === undefined) missing.push(sha256);
+    }
+    const id = this.#options.newId();
+    this.#transactions.set(id, { id, start, openedAt: this.#options.clock.now(), leases: new Map(), failure: undefined });
+    return { transactionId: id, missing };
+  }
+
+  #transaction(id: string): OpenTransaction {
+    const transaction = this.#transactions.get(id);
+    if (transaction === undefined) throw new StrataError('STRATA_ERR_BUNDLE_TRANSACTION_NOT_FOUND', `no open distribution transaction '${id}'`);
+    return transaction;
+  }
+
+  /** Stores one binary of the transaction; refuses (and poisons the transaction) unless sha256 and size match. */
+  async receiveBlob(id: string, sha256: string, body: Readable, signal: AbortSignal): Promise<void> {
+    const transaction = this.#transaction(id);
+    if (transaction.failure !== undefined) throw new StrataError('STRATA_ERR_BUNDLE_INCOMPLETE', `the transaction was refused: ${transaction.failure}`);
+    const artifact = transaction.start.bundle.manifest.artifacts.find((entry) => entry.sha256 === sha256);
+    if (artifact === undefined) {
+      transaction.failure = `binary ${sha256} is not part of the bundle`;
+      throw new StrataError('STRATA_ERR_BUNDLE_INVALID', transaction.failure);
+    }
+    try {
+      const lease = await this.#options.blobs.put(body, { expected: { sha256 }, expectedSize: artifact.size, sizeBytesMax: artifact.size, signal });
+      transaction.leases.get(sha256)?.release();
+      if (!this.#transactions.has(id)) {
+        lease.release();
+        throw new StrataError('STRATA_ERR_BUNDLE_TRANSACTION_NOT_FOUND', `distribution transaction '${id}' was closed meanwhile`);
+      }
+      transaction.leases.set(sha256, lease);
+    } catch (error) {
+      if (isStrataError(error) && error.code !== 'STRATA_ERR_BUNDLE_TRANSACTION_NOT_FOUND') {
+        transaction.failure = `binary ${sha256} was refused: ${error.message}`;
+      }
+      throw error;
+    }
+  }
+
+  abort(id: string): void {
+    this.#transaction(id);
+    this.#close(id);
+  }
+
+  /**
+   * Ends a transaction: every file's binary must be here with the manifest's sha256, sha1,
+   * md5 and size, the signatures must still verify against the keys trusted now, and the
+   * bundle must still be absent. Then it is published; otherwise nothing is written.
+   */
+  async commit(id: string, meta: EventMeta): Promise<StoredBundle> {
+    const transaction = this.#transaction(id);
+    // A commit is final: whatever happens, the transaction is over.
+    this.#transactions.delete(id);
+    const leases = transaction.leases;
+    try {
+      if (transaction.failure !== undefined) throw new StrataError('STRATA_ERR_BUNDLE_INCOMPLETE', `the transaction was refused: ${transaction.failure}`);
+      const { manifest } = transaction.start.bundle;
+      await this.#verifyStart(transaction.start, await this.state(), { atCommit: true });
+      for (const artifact of manifest.artifacts) {
+        let lease = leases.get(artifact.sha256);
+        if (lease === undefined) {
+          // Already stored before this transaction: lease it (re-hashing the file) so its checksums are verified too.
+          lease = await this.#options.blobs.lease(artifact.sha256);
+          if (lease === undefined) throw new StrataError('STRATA_ERR_BUNDLE_INCOMPLETE', `the binary of '${artifact.repo}/${artifact.path}' (sha256 ${artifact.sha256}) was never transferred`);
+          leases.set(artifact.sha256, lease);
+        }
+        if (lease.sha256 !== artifact.sha256 || lease.sha1 !== artifact.sha1 || lease.md5 !== artifact.md5 || lease.size !== artifact.size) {
+          throw new StrataError('STRATA_ERR_BUNDLE_INCOMPLETE', `the checksums of '${artifact.repo}/${artifact.path}' do not match the manifest`);
+        }
+      }
+      const { envelope, bundle } = transaction.start;
+      await this.#append(meta, (state) => {
+        if (state.distributionIds.has(envelope.distributionId)) throw new StrataError('STRATA_ERR_BUNDLE_REPLAYED', `distribution ${envelope.distributionId} was already received`);
+        if (state.bundles.has(bundleId(manifest.name, manifest.version))) {
+          throw new StrataError('STRATA_ERR_BUNDLE_EXISTS', `release bundle '${manifest.name}' version '${manifest.version}' is already on this site`);
+        }
+        return [{ type: 'ReleaseBundleReceived', data: { manifest: { ...manifest }, signature: bundle.signature, distributionId: envelope.distributionId } }];
+      });
+      await this.#publish(manifest, meta);
+      return await this.bundle(manifest.name, manifest.version);
+    } finally {
+      for (const lease of leases.values()) lease.release();
+    }
+  }
+
+  /** Places every file of a recorded bundle (idempotent: files already in place are skipped), then marks it published. */
+  #publish(manifest: BundleManifest, meta: EventMeta): Promise<void> {
+    // The edge's repositories are read-only for users, not for the bundles it accepts.
+    return runTrustedWrites(() => this.#placeFiles(manifest, meta));
+  }
+
+  async #placeFiles(manifest: BundleManifest, meta: EventMeta): Promise<void> {
+    const { repositories, repositoryService, repositoryStreams, artifacts, cache } = this.#options;
+    for (const [repo, files] of groupByRepository(manifest.artifacts)) {
+      if ((await repositories.get(repo)) === undefined) {
+        const packageType = manifest.repositories.find((repository) => repository.key === repo)?.packageType ?? 'generic';
+        try {
+          await repositoryService.create(repo, { rclass: 'local', packageType, description: `Release bundle files (first: ${manifest.name}/${manifest.version})` }, meta);
+        } catch (error) {
+          if (!isStrataError(error, 'STRATA_ERR_REPO_EXISTS')) throw error;
+        }
+      }
+      await repositoryStreams.execute(repositoryStream(repo), meta, async (state) => {
+        const events: DomainEvent[] = [];
+        for (const file of files) {
+          const item = await artifacts.getItem(repo, file.path);
+          if (item?.kind === 'file' && item.sha256 === file.sha256) continue;
+          events.push(
+            ...decideDeploy(
+              { repo, path: file.path, blob: { sha256: file.sha256, sha1: file.sha1, md5: file.md5, size: file.size }, mimeType: file.mimeType, properties: file.properties },
+              state,
+            ),
+          );
+        }
+        return { events, result: undefined };
+      });
+      cache.invalidateFolder(repo, '');
+    }
+    await this.#append(meta, () => [{ type: 'ReleaseBundlePublished', data: { name: manifest.name, version: manifest.version } }]);
+  }
+
+  /** Rolls forward bundles recorded as received but not yet published (a crash mid-publish). */
+  async recover(): Promise<number> {
+    if ((await this.#options.distributionStreamExists?.()) === false) return 0;
+    let recovered = 0;
+    for (const bundle of (await this.state()).bundles.values()) {
+      if (bundle.kind !== 'received' || bundle.published) continue;
+      await this.#publish(bundle.manifest, SYSTEM_META);
+      recovered++;
+    }
+    return recovered;
+  }
+
+  /** Drops every open transaction (shutdown). */
+  close(): void {
+    for (const id of [...this.#transactions.keys()]) this.#close(id);
+  }
+}

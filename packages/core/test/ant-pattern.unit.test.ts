@@ -121,9 +121,9 @@ describe('compileRepoPatterns', () => {
   it('matches in linear time patterns that make a naive regular expression backtrack for ever', () => {
     const patterns = compileRepoPatterns({ includesPattern: '**/*a*a*a*a*a*a*a*a*a*a*b/**/a*a*a*a*a*a*b/**/x' });
     const path = Array.from({ length: 20 }, () => 'a'.repeat(49)).join('/');
-    const started = performance.now();
+    // A backtracking matcher would not return within the test's timeout (it needs ~49^10 steps);
+    // the linear matcher answers at once. No wall-clock assertion: the machine may be loaded.
     expect(patterns.matches(path)).toBe(false);
-    expect(performance.now() - started).toBeLessThan(100);
   });
 });
 

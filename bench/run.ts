@@ -1,6 +1,6 @@
 /**
  * The benchmarks (never timed tests): `npm run bench [-- <name>...] [--events=N] [--rounds=N]
- * [--backend=postgres|pglite]`. Names: append, rebuild, read-all, server-http (default: all). Every
+ * [--backend=postgres|pglite]`. Names: append, rebuild, read-all, server-http, history, distribution (default: all). Every
  * figure is set against a reference measured in the same run; see docs/benchmarks.md.
  * DATABASE_URL selects the PostgreSQL database (default strata_bench on localhost).
  */
@@ -9,10 +9,11 @@ import { readAllBenchmark } from './read-all.bench.ts';
 import { rebuildBenchmark } from './rebuild.bench.ts';
 import { serverHttpBenchmark } from './server-http.bench.ts';
 import { historyBenchmark } from './history.bench.ts';
+import { distributionBenchmark } from './distribution.bench.ts';
 import { databaseUrl } from './support/databases.ts';
 import { log, printTable, type BenchResult } from './support/report.ts';
 
-const BENCHMARKS = ['append', 'rebuild', 'read-all', 'server-http', 'history'] as const;
+const BENCHMARKS = ['append', 'rebuild', 'read-all', 'server-http', 'history', 'distribution'] as const;
 type BenchmarkName = (typeof BENCHMARKS)[number];
 const BACKENDS = ['postgres', 'pglite'] as const;
 
@@ -34,6 +35,7 @@ for (const name of selected) {
   if (name === 'append') results.push(await appendBenchmark(16, appendEvents, rounds));
   if (name === 'server-http') results.push(...(await serverHttpBenchmark({ rounds, seconds: 10, backends })));
   if (name === 'history') results.push(...(await historyBenchmark(rounds)));
+  if (name === 'distribution') results.push(...(await distributionBenchmark(rounds)));
   for (const backend of backends) {
     if (name === 'rebuild') results.push(await rebuildBenchmark(backend, events, rounds));
     if (name === 'read-all') results.push(await readAllBenchmark(backend, events, rounds));

@@ -10,10 +10,11 @@ import { rebuildBenchmark } from './rebuild.bench.ts';
 import { serverHttpBenchmark } from './server-http.bench.ts';
 import { historyBenchmark } from './history.bench.ts';
 import { distributionBenchmark } from './distribution.bench.ts';
+import { remoteVirtualBenchmark } from './remote-virtual.bench.ts';
 import { databaseUrl } from './support/databases.ts';
 import { log, printTable, type BenchResult } from './support/report.ts';
 
-const BENCHMARKS = ['append', 'rebuild', 'read-all', 'server-http', 'history', 'distribution'] as const;
+const BENCHMARKS = ['append', 'rebuild', 'read-all', 'server-http', 'history', 'distribution', 'remote-virtual'] as const;
 type BenchmarkName = (typeof BENCHMARKS)[number];
 const BACKENDS = ['postgres', 'pglite'] as const;
 
@@ -36,6 +37,7 @@ for (const name of selected) {
   if (name === 'server-http') results.push(...(await serverHttpBenchmark({ rounds, seconds: 10, backends })));
   if (name === 'history') results.push(...(await historyBenchmark(rounds)));
   if (name === 'distribution') results.push(...(await distributionBenchmark(rounds)));
+  if (name === 'remote-virtual') results.push(...(await remoteVirtualBenchmark({ rounds, seconds: 10 })));
   for (const backend of backends) {
     if (name === 'rebuild') results.push(await rebuildBenchmark(backend, events, rounds));
     if (name === 'read-all') results.push(await readAllBenchmark(backend, events, rounds));

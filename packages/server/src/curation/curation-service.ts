@@ -59,8 +59,8 @@ export interface CurationCheck {
   readonly packageType?: string;
   /** Given by a package-format route that knows them; else the registered extractor is asked. */
   readonly packageCoordinates?: PackageCoordinates;
-  /** Properties of the cached artifact, when cached. */
-  readonly properties?: CurationSubject['properties'];
+  /** Properties of the cached artifact, when cached (read only if a policy has property rules). */
+  readonly properties?: () => Promise<NonNullable<CurationSubject['properties']>>;
   readonly actor: string;
   readonly requestedRepo: string;
 }
@@ -205,12 +205,15 @@ export class CurationService {
     await this.#fresh();
     if (this.#policies.size === 0) return;
     const coordinates = check.packageCoordinates ?? (check.packageType === undefined ? undefined : this.#extractors.get(check.packageType.toLowerCase())?.(check.path));
+    let properties: CurationSubject['properties'];
     for (const policy of this.#policies.values()) {
+      if (!policy.enabled || !policy.repositories.includes(check.repo)) continue;
+      if (properties === undefined && check.properties !== undefined && Object.keys(policy.properties).length > 0) properties = await check.properties();
       const reason = curationBlockReason(policy, {
         repo: check.repo,
         path: check.path,
         ...(coordinates === undefined ? {} : { packageCoordinates: coordinates }),
-        ...(check.properties === undefined ? {} : { properties: check.properties }),
+        ...(properties === undefined ? {} : { properties }),
       });
       if (reason === undefined) continue;
       await this.#options.blocks.record({

@@ -108,7 +108,7 @@ export class RepositoryContent {
       path,
       packageType: remote.packageType,
       ...(options.packageCoordinates === undefined ? {} : { packageCoordinates: options.packageCoordinates }),
-      ...(cached === undefined ? {} : { properties: await this.#artifacts.properties(remote.key, path) }),
+      ...(cached === undefined ? {} : { properties: () => this.#artifacts.properties(remote.key, path) }),
       actor: options.principal.name,
       requestedRepo,
     });

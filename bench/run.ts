@@ -1,6 +1,6 @@
 /**
  * The benchmarks (never timed tests): `npm run bench [-- <name>...] [--events=N] [--rounds=N]
- * [--backend=postgres|pglite]`. Names: append, rebuild, read-all, server-http, history, distribution (default: all). Every
+ * [--backend=postgres|pglite]`. Names: append, rebuild, read-all, server-http, history, distribution, remote-virtual (default: all). Every
  * figure is set against a reference measured in the same run; see docs/benchmarks.md.
  * DATABASE_URL selects the PostgreSQL database (default strata_bench on localhost).
  */

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -27,13 +27,14 @@ describe('Maven repositories with the real mvn client', () => {
       adminFetch(server, `/artifactory/api/repositories/${key}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(config) });
     expect((await create('maven-local', { rclass: 'local', packageType: 'maven', maxUniqueSnapshots: 1 })).status).toBe(200);
     expect((await create('maven-releases', { rclass: 'local', packageType: 'maven', handleSnapshots: false })).status).toBe(200);
+    expect((await create('maven-virtual', { rclass: 'virtual', packageType: 'maven', repositories: ['maven-releases', 'maven-local'] })).status).toBe(200);
   });
   afterAll(async () => {
     await server?.stop();
     if (dir !== undefined) await rm(dir, { recursive: true, force: true });
   });
 
-  it('deploys with maven-deploy-plugin deploy-file and compiles a consumer against the repository', async (context) => {
+  it('deploys with maven-deploy-plugin deploy-file and compiles a consumer through a virtual repository', async (context) => {
     if (missing !== undefined) return context.skip();
     const repoUrl = `${server.url}/artifactory/maven-local`;
     const settings = join(dir, 'settings.xml');
@@ -65,6 +66,16 @@ describe('Maven repositories with the real mvn client', () => {
     expect(names).toHaveLength(2);
     expect(names.every((name) => /^helper-2\.0-\d{8}\.\d{6}-2\.(jar|pom)$/.test(name))).toBe(true);
 
+    // Another member of the virtual holds an older release: the virtual's metadata merges both.
+    const olderPom = `<project><modelVersion>4.0.0</modelVersion><groupId>${groupId}</groupId><artifactId>greeter</artifactId><version>0.9.0</version></project>`;
+    expect((await adminFetch(server, `/artifactory/maven-releases/${groupPath}/greeter/0.9.0/greeter-0.9.0.pom`, { method: 'PUT', body: olderPom })).status).toBe(201);
+    const merged = await (await adminFetch(server, `/artifactory/maven-virtual/${groupPath}/greeter/maven-metadata.xml`)).text();
+    expect(merged).toMatch(/<version>0\.9\.0<\/version>\s*<version>1\.0\.0<\/version>\s*<version>1\.1\.0<\/version>/);
+    expect(await (await adminFetch(server, `/artifactory/maven-virtual/${groupPath}/greeter/maven-metadata.xml.sha1`)).text()).toBe(sha1(merged));
+    expect(await (await adminFetch(server, `/artifactory/maven-virtual/${groupPath}/helper/2.0-SNAPSHOT/maven-metadata.xml`)).text()).toBe(snapshotMetadata);
+
+    const virtualSettings = join(dir, 'virtual-settings.xml');
+    await writeMavenSettings(virtualSettings, `${server.url}/artifactory/maven-virtual`, 'admin', ADMIN_PASSWORD);
     const consumer = join(dir, 'consumer');
     await mkdir(join(consumer, 'src', 'main', 'java', 'demo'), { recursive: true });
     await writeFile(
@@ -88,12 +99,11 @@ describe('Maven repositories with the real mvn client', () => {
       join(consumer, 'src', 'main', 'java', 'demo', 'App.java'),
       'package demo;\npublic class App { public static void main(String[] a) { System.out.println(demo.greeter.Greeter.greet("x") + demo.helper.Helper.twice(2)); } }\n',
     );
-    await mvn([...common, 'compile'], consumer);
-    // The dependencies came from the server into the test's local repository.
-    const resolvedJar = await adminFetch(server, `/artifactory/maven-local/${groupPath}/greeter/1.0.0/greeter-1.0.0.jar`);
-    expect(resolvedJar.status).toBe(200);
-    const stats = (await (await adminFetch(server, `/artifactory/api/storage/maven-local/${groupPath}/greeter/1.0.0/greeter-1.0.0.jar?stats`)).json()) as { downloadCount: number };
-    expect(stats.downloadCount).toBeGreaterThanOrEqual(2);
+    await mvn(['-s', virtualSettings, `-Dmaven.repo.local=${localRepo}`, 'compile'], consumer);
+    // The dependencies came from the server (through the virtual) into the test's own local repository.
+    expect((await stat(join(localRepo, groupPath, 'greeter', '1.0.0', 'greeter-1.0.0.jar'))).isFile()).toBe(true);
+    const snapshotJars = (await readdir(join(localRepo, groupPath, 'helper', '2.0-SNAPSHOT'))).filter((name) => name.endsWith('.jar'));
+    expect(snapshotJars.some((name) => /^helper-2\.0-\d{8}\.\d{6}-2\.jar$/.test(name))).toBe(true);
   });
 
   it('serves checksum sidecars for every file and verifies deployed ones instead of storing them', async () => {

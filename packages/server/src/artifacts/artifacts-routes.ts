@@ -240,6 +240,13 @@ export const artifactsRoutes: FastifyPluginAsync<ArtifactsRoutesOptions> = async
     // `{remote}-cache` is guarded by the remote's permissions.
     const guarded = config === undefined && repo.endsWith(REMOTE_CACHE_SUFFIX) ? repo.slice(0, -REMOTE_CACHE_SUFFIX.length) : repo;
     app.accessControl.authorize(request.principal, { repo: guarded, path, action: 'read' });
+    if (config?.rclass === 'virtual' && config.packageType === 'maven' && options.maven !== undefined) {
+      const computed = await options.maven.virtualComputed(content, app.accessControl, repo, path, { principal: request.principal, meta: requestMeta(request), fetchRemote: true });
+      if (computed !== undefined) {
+        reply.type(computed.contentType).header('Content-Length', computed.body.length);
+        return reply.send(request.method === 'HEAD' ? undefined : computed.body);
+      }
+    }
     if (config === undefined || config.rclass === 'virtual' || config.rclass === 'remote') return downloadResolved(request, reply, address);
     enforcePatterns(repo, config, path);
     const item = await cache.item(repo, path);

@@ -14,7 +14,9 @@ import {
   snapshotMetadataXml,
 } from './maven-layout.ts';
 import type { ChecksumAlgorithm, MavenCoordinates, SnapshotFile } from './maven-layout.ts';
-import { checkPomMatchesPath } from './maven-pom.ts';
+import { checkPomMatchesPath, metadataVersions } from './maven-pom.ts';
+import type { ResolveOptions, RepositoryContent } from '../../virtual/repository-content.ts';
+import type { AccessControl } from '../../auth/access-control.ts';
 
 export type MavenDeployPlan =
   /** A checksum sidecar: verified against the stored file, never stored itself. */
@@ -169,6 +171,72 @@ export class MavenFormat {
     }
     if (versions.length === 0) return undefined;
     return artifactMetadataXml({ groupId: segments.slice(0, -1).join('.'), artifactId: last, versions, lastUpdated });
+  }
+
+  /**
+   * maven-metadata.xml (or a checksum sidecar) through a virtual repository. Artifact-level
+   * metadata merges the versions of every member that has the artifact (computed for local
+   * members, the remote's own file for remote members); snapshot-level metadata is the first
+   * member's in resolution order. A sidecar of a stored or cached file comes from its checksums.
+   * Undefined: let the generic resolution answer (e.g. a remote's own sidecar).
+   */
+  async virtualComputed(content: RepositoryContent, access: AccessControl, virtualKey: string, path: string, options: ResolveOptions): Promise<ComputedFile | undefined> {
+    let parsed;
+    try {
+      parsed = parseMavenPath(path);
+    } catch {
+      return undefined;
+    }
+    if (parsed.kind === 'artifact') return undefined;
+    if (parsed.kind === 'metadata') {
+      const xml = await this.#virtualMetadata(content, access, virtualKey, parsed.folder, options);
+      return xml === undefined ? undefined : { body: Buffer.from(xml), contentType: 'application/xml' };
+    }
+    const { target, algorithm } = parsed;
+    if (target.endsWith(`/${METADATA_FILE}`)) {
+      const xml = await this.#virtualMetadata(content, access, virtualKey, target.slice(0, -METADATA_FILE.length - 1), options);
+      return xml === undefined ? undefined : { body: Buffer.from(hex(algorithm, Buffer.from(xml))), contentType: 'text/plain' };
+    }
+    const found = await content.item(virtualKey, target, options.principal);
+    if (found?.item.kind !== 'file') return undefined;
+    const digest = algorithm === 'sha512' ? hex('sha512', await this.#blobs.read(found.item.sha256)) : found.item[algorithm];
+    return { body: Buffer.from(digest), contentType: 'text/plain' };
+  }
+
+  async #virtualMetadata(content: RepositoryContent, access: AccessControl, virtualKey: string, folder: string, options: ResolveOptions): Promise<string | undefined> {
+    const path = `${folder}/${METADATA_FILE}`;
+    const found: string[] = [];
+    for (const step of await content.steps(virtualKey, path)) {
+      if (!access.isAllowed(options.principal, { repo: step.key, path, action: 'read' })) continue;
+      let xml: string | undefined;
+      if (step.mode === 'stored') {
+        xml = await this.metadata(step.key, folder);
+      } else {
+        try {
+          const resolved = await content.ask(step, path, options, virtualKey);
+          if (resolved?.kind === 'file') xml = (await this.#blobs.read(resolved.item.sha256)).toString('utf8');
+          else if (resolved?.kind === 'stream') {
+            resolved.body.destroy();
+            const item = await resolved.done;
+            if (item !== undefined) xml = (await this.#blobs.read(item.sha256)).toString('utf8');
+          }
+        } catch {
+          // A member that cannot answer (upstream down, curation) contributes nothing to a merge.
+        }
+      }
+      if (xml !== undefined) found.push(xml);
+    }
+    if (found.length === 0) return undefined;
+    const last = folder.slice(folder.lastIndexOf('/') + 1);
+    if (isSnapshotVersion(last)) return found[0];
+    const segments = folder.split('/');
+    const merged = found.map(metadataVersions);
+    return artifactMetadataXml({
+      groupId: segments.slice(0, -1).join('.'),
+      artifactId: segments[segments.length - 1]!,
+      versions: merged.flatMap((entry) => entry.versions),
+      lastUpdated: Math.max(...merged.map((entry) => entry.lastUpdated)),
+    });
   }
 
   #versionFolder(coordinates: MavenCoordinates): string {

@@ -45,3 +45,15 @@ export function checkPomMatchesPath(xml: string, path: MavenCoordinates): void {
     }
   }
 }
+
+/** The versions and lastUpdated (epoch ms, 0 when absent) of an artifact-level maven-metadata.xml. */
+export function metadataVersions(xml: string): { versions: string[]; lastUpdated: number } {
+  if (XMLValidator.validate(xml) !== true) return { versions: [], lastUpdated: 0 };
+  const document = parser.parse(xml) as { metadata?: { versioning?: { versions?: { version?: unknown }; lastUpdated?: unknown } } };
+  const versioning = document.metadata?.versioning;
+  const listed = versioning?.versions?.version;
+  const versions = (Array.isArray(listed) ? listed : listed === undefined ? [] : [listed]).filter((value): value is string => typeof value === 'string').map((value) => value.trim());
+  const stamp = typeof versioning?.lastUpdated === 'string' ? /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})$/.exec(versioning.lastUpdated.trim()) : null;
+  const lastUpdated = stamp === null ? 0 : Date.UTC(Number(stamp[1]), Number(stamp[2]) - 1, Number(stamp[3]), Number(stamp[4]), Number(stamp[5]), Number(stamp[6]));
+  return { versions, lastUpdated };
+}

@@ -51,13 +51,13 @@ describe('npm repositories with the real npm client', () => {
     server = await spawnServer({ dataDir: join(dir, 'data') });
     missing = await npmMissing();
     if (missing !== undefined) console.log(`skipping the npm client part of the npm e2e test: ${missing}`);
-    const created = await adminFetch(server, '/artifactory/api/repositories/npm-local', {
-      method: 'PUT',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ rclass: 'local', packageType: 'npm' }),
-    });
-    expect(created.status).toBe(200);
-    registry = `${server.url}/artifactory/api/npm/npm-local/`;
+    const create = (key: string, config: Record<string, unknown>) =>
+      adminFetch(server, `/artifactory/api/repositories/${key}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(config) });
+    expect((await create('npm-local', { rclass: 'local', packageType: 'npm' })).status).toBe(200);
+    expect((await create('npm-team', { rclass: 'local', packageType: 'npm' })).status).toBe(200);
+    expect((await create('npm', { rclass: 'virtual', packageType: 'npm', repositories: ['npm-local', 'npm-team'], defaultDeploymentRepo: 'npm-local' })).status).toBe(200);
+    // Every npm command goes through the virtual; publishes land in its default deployment repository.
+    registry = `${server.url}/artifactory/api/npm/npm/`;
     npmrc = join(dir, '.npmrc');
   });
   afterAll(async () => {
@@ -65,7 +65,7 @@ describe('npm repositories with the real npm client', () => {
     if (dir !== undefined) await rm(dir, { recursive: true, force: true });
   });
 
-  it('logs in, publishes, tags, installs, refuses a republish and unpublishes with npm', async (context) => {
+  it('logs in, publishes, tags, installs, refuses a republish and unpublishes with npm through a virtual repository', async (context) => {
     if (missing !== undefined) return context.skip();
     // npm login's request: the password is exchanged for a token that goes into .npmrc.
     const login = await fetch(`${registry}-/user/org.couchdb.user:admin`, {
@@ -85,6 +85,22 @@ describe('npm repositories with the real npm client', () => {
     await npm(['publish', '--tag', 'next'], await writePackage('@demo/hello', '2.0.0-beta.1', 'module.exports = () => "hello beta";\n'));
     await npm(['publish'], await writePackage('plain-strata', '0.1.0', 'module.exports = 42;\n'));
 
+    // A second member holds another version of the same package: the virtual's packument merges them.
+    const { gzipSync } = await import('node:zlib');
+    const { createHash } = await import('node:crypto');
+    const teamTarball = gzipSync(Buffer.from('team build'));
+    const teamPublish = await adminFetch(server, '/artifactory/api/npm/npm-team/@demo%2fhello', {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        name: '@demo/hello',
+        'dist-tags': { team: '0.9.0' },
+        versions: { '0.9.0': { name: '@demo/hello', version: '0.9.0', dist: { shasum: createHash('sha1').update(teamTarball).digest('hex') } } },
+        _attachments: { 'hello-0.9.0.tgz': { data: teamTarball.toString('base64'), length: teamTarball.length } },
+      }),
+    });
+    expect(teamPublish.status).toBe(201);
+
     const republish = npm(['publish'], await writePackage('@demo/hello', '1.0.1', 'module.exports = () => "other";\n'));
     await expect(republish).rejects.toThrow(/409|previously published/);
 
@@ -99,7 +115,7 @@ describe('npm repositories with the real npm client', () => {
     const abbreviated = await fetch(`${registry}@demo%2fhello`, { headers: { accept: 'application/vnd.npm.install-v1+json', authorization: `Bearer ${token}` } });
     expect(abbreviated.headers.get('content-type')).toContain('application/vnd.npm.install-v1+json');
     const corgi = (await abbreviated.json()) as { versions: Record<string, { dist: { tarball: string; integrity: string } }> };
-    expect(Object.keys(corgi.versions)).toEqual(['1.0.0', '1.0.1', '2.0.0-beta.1']);
+    expect(Object.keys(corgi.versions)).toEqual(['0.9.0', '1.0.0', '1.0.1', '2.0.0-beta.1']);
     expect(corgi.versions['1.0.1']!.dist.tarball).toBe(`${registry}@demo/hello/-/hello-1.0.1.tgz`);
     expect(corgi.versions['1.0.1']!.dist.integrity).toMatch(/^sha512-/);
 
@@ -114,11 +130,15 @@ describe('npm repositories with the real npm client', () => {
 
     await npm(['unpublish', '@demo/hello@2.0.0-beta.1'], dir);
     const afterVersion = (await (await fetch(`${registry}@demo%2fhello`, { headers: { authorization: `Bearer ${token}` } })).json()) as { versions: Record<string, unknown>; 'dist-tags': Record<string, string> };
-    expect(Object.keys(afterVersion.versions)).toEqual(['1.0.0', '1.0.1']);
+    expect(Object.keys(afterVersion.versions)).toEqual(['0.9.0', '1.0.0', '1.0.1']);
+    expect(afterVersion['dist-tags']).toMatchObject({ latest: '1.0.1', team: '0.9.0' });
+    // The virtual's publishes landed in npm-local.
+    expect((await adminFetch(server, '/artifactory/api/storage/npm-local/@demo/hello/-/hello-1.0.1.tgz')).status).toBe(200);
     expect(afterVersion['dist-tags'].next).toBeUndefined();
     await npm(['unpublish', 'plain-strata', '--force'], dir);
     expect((await fetch(`${registry}plain-strata`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(404);
     expect((await adminFetch(server, '/artifactory/api/storage/npm-local/plain-strata')).status).toBe(404);
+    expect((await fetch(`${server.url}/artifactory/api/npm/npm-local/plain-strata`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(404);
   });
 
   it('refuses a tarball that does not match its integrity, one that is not gzip, and path tricks, storing nothing', async () => {

@@ -273,6 +273,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     downloads: deps.downloads,
     now,
     publishBytesMax: limits.npmPublishBytesMax,
+    content: repositoryContent,
     ...(deps.clientLogin === undefined ? {} : { login: deps.clientLogin }),
   });
   await app.register(pypiRoutes, {

@@ -3,10 +3,12 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { BlobStore } from '@strata/store';
 import type { BlobCache, MetadataCache } from '../../artifacts/hot-caches.ts';
 import { errorResponses } from '../../http-errors.ts';
-import type { ClientLogin, DownloadCounter } from '../../ports.ts';
+import type { ClientLogin, DownloadCounter, FileItem } from '../../ports.ts';
 import { repositoryNotFound } from '../../repositories/repository-decider.ts';
 import { baseUrl, requestMeta } from '../../request-meta.ts';
-import type { NpmService } from './npm-service.ts';
+import type { NpmService, RenderedPackument } from './npm-service.ts';
+import type { RepositoryConfig } from '../../ports.ts';
+import type { RepositoryContent } from '../../virtual/repository-content.ts';
 
 export interface NpmRoutesOptions {
   readonly service: NpmService;
@@ -19,6 +21,8 @@ export interface NpmRoutesOptions {
   readonly publishBytesMax: number;
   /** Exchanges a password for a token (`npm login`); absent → login is refused. */
   readonly login?: ClientLogin;
+  /** Resolution through virtual repositories. */
+  readonly content: RepositoryContent;
 }
 
 const ROUTE_PREFIX = '/artifactory/api/npm/';
@@ -80,16 +84,36 @@ export const npmRoutes: FastifyPluginAsync<NpmRoutesOptions> = async (app, optio
     return config;
   }
 
+  /** Where a write to `repo` lands: a virtual forwards it to its defaultDeploymentRepo. */
+  function writeTarget(repo: string, config: RepositoryConfig): string {
+    if (config.rclass !== 'virtual') return repo;
+    const target = config.defaultDeploymentRepo;
+    if (typeof target !== 'string' || target === '') {
+      throw new StrataError('STRATA_ERR_VIRTUAL_NO_DEPLOY_TARGET', `virtual repository '${repo}' has no default deployment repository (set defaultDeploymentRepo to a local member)`);
+    }
+    return target;
+  }
+
+  /** The packument as `repo` serves it: computed for a local repository, merged over its members for a virtual. */
+  async function packumentOf(request: FastifyRequest, repo: string, config: RepositoryConfig, name: string, abbreviated: boolean): Promise<RenderedPackument | undefined> {
+    const tarballBase = `${baseUrl(request)}/api/npm/${repo}`;
+    if (config.rclass !== 'virtual') return service.packument(repo, name, tarballBase, abbreviated);
+    const members = (await options.content.steps(repo, name))
+      .filter((step) => step.mode === 'stored' && app.accessControl.isAllowed(request.principal, { repo: step.key, path: name, action: 'read' }))
+      .map((step) => step.key);
+    return service.virtualPackument(repo, members, name, tarballBase, abbreviated);
+  }
+
   function json(reply: FastifyReply, status: number, body: unknown) {
     return reply.code(status).type('application/json').send(JSON.stringify(body));
   }
 
   async function getPackument(request: FastifyRequest, reply: FastifyReply, repo: string, name: string) {
     app.accessControl.authorize(request.principal, { repo, path: name, action: 'read' });
-    await npmRepository(repo);
+    const config = await npmRepository(repo);
     const accept = request.headers.accept ?? '';
     const abbreviated = accept.includes(ABBREVIATED) && (request.query as Record<string, unknown>).write === undefined;
-    const rendered = await service.packument(repo, name, `${baseUrl(request)}/api/npm/${repo}`, abbreviated);
+    const rendered = await packumentOf(request, repo, config, name, abbreviated);
     if (rendered === undefined) throw new StrataError('STRATA_ERR_PACKAGE_NOT_FOUND', `package '${name}' is not in repository '${repo}'`);
     reply.header('ETag', rendered.etag);
     if (request.headers['if-none-match'] === rendered.etag) return reply.code(304).send();
@@ -102,9 +126,24 @@ export const npmRoutes: FastifyPluginAsync<NpmRoutesOptions> = async (app, optio
   async function getTarball(request: FastifyRequest, reply: FastifyReply, repo: string, name: string, fileName: string) {
     const path = `${name}/-/${fileName}`;
     app.accessControl.authorize(request.principal, { repo, path, action: 'read' });
-    await npmRepository(repo);
+    const config = await npmRepository(repo);
+    if (config.rclass === 'virtual' || config.rclass === 'remote') {
+      const resolved = await options.content.resolve(repo, path, { principal: request.principal, meta: requestMeta(request), fetchRemote: true });
+      if (resolved.kind === 'folder') throw new StrataError('STRATA_ERR_ARTIFACT_NOT_FOUND', `Could not find resource '${repo}:${path}'`);
+      if (resolved.kind === 'stream') {
+        reply.type('application/octet-stream');
+        if (resolved.size !== undefined) reply.header('Content-Length', resolved.size);
+        options.downloads.record(repo, path, request.principal.name, options.now());
+        return reply.send(resolved.body);
+      }
+      return sendTarball(request, reply, repo, path, resolved.item);
+    }
     const file = await service.tarball(repo, name, fileName);
     if (file === undefined) throw new StrataError('STRATA_ERR_ARTIFACT_NOT_FOUND', `Could not find resource '${repo}:${path}'`);
+    return sendTarball(request, reply, repo, path, file);
+  }
+
+  async function sendTarball(request: FastifyRequest, reply: FastifyReply, repo: string, path: string, file: FileItem) {
     reply.header('ETag', file.sha1).header('X-Checksum-Sha1', file.sha1).header('X-Checksum-Sha256', file.sha256);
     reply.type('application/octet-stream').header('Content-Length', file.size);
     if (request.method === 'HEAD') return reply.send();
@@ -134,21 +173,24 @@ export const npmRoutes: FastifyPluginAsync<NpmRoutesOptions> = async (app, optio
       const tag = after[1];
       if (request.method === 'GET' && tag === undefined) {
         app.accessControl.authorize(request.principal, { repo, path: name, action: 'read' });
-        await npmRepository(repo);
-        const tags = await service.distTags(repo, name);
+        const config = await npmRepository(repo);
+        const rendered = await packumentOf(request, repo, config, name, true);
+        const tags = rendered === undefined ? undefined : (JSON.parse(rendered.body) as { 'dist-tags': Record<string, string> })['dist-tags'];
         if (tags === undefined) throw new StrataError('STRATA_ERR_PACKAGE_NOT_FOUND', `package '${name}' is not in repository '${repo}'`);
         return json(reply, 200, tags);
       }
       if (tag !== undefined && (request.method === 'PUT' || request.method === 'POST')) {
         app.accessControl.authorize(request.principal, { repo, path: name, action: 'deploy' });
-        await npmRepository(repo);
-        await service.setDistTag(repo, name, tag, request.body, requestMeta(request));
+        const target = writeTarget(repo, await npmRepository(repo));
+        if (target !== repo) app.accessControl.authorize(request.principal, { repo: target, path: name, action: 'deploy' });
+        await service.setDistTag(target, name, tag, request.body, requestMeta(request));
         return json(reply, 201, { ok: true });
       }
       if (tag !== undefined && request.method === 'DELETE') {
         app.accessControl.authorize(request.principal, { repo, path: name, action: 'deploy' });
-        await npmRepository(repo);
-        await service.removeDistTag(repo, name, tag, requestMeta(request));
+        const target = writeTarget(repo, await npmRepository(repo));
+        if (target !== repo) app.accessControl.authorize(request.principal, { repo: target, path: name, action: 'deploy' });
+        await service.removeDistTag(target, name, tag, requestMeta(request));
         return json(reply, 200, { ok: true });
       }
     }
@@ -169,22 +211,25 @@ export const npmRoutes: FastifyPluginAsync<NpmRoutesOptions> = async (app, optio
       if (method === 'GET' || method === 'HEAD') return getPackument(request, reply, repo, name);
       if (method === 'PUT') {
         app.accessControl.authorize(request.principal, { repo, path: name, action: 'deploy' });
-        await npmRepository(repo);
-        await service.publish(repo, name, request.body, requestMeta(request));
+        const target = writeTarget(repo, await npmRepository(repo));
+        if (target !== repo) app.accessControl.authorize(request.principal, { repo: target, path: name, action: 'deploy' });
+        await service.publish(target, name, request.body, requestMeta(request));
         return json(reply, 201, { ok: true, id: name, success: true });
       }
     }
     if (rest[0] === '-rev' && rest.length === 2) {
       if (method === 'PUT') {
         app.accessControl.authorize(request.principal, { repo, path: name, action: 'delete' });
-        await npmRepository(repo);
-        await service.update(repo, name, request.body, requestMeta(request));
+        const target = writeTarget(repo, await npmRepository(repo));
+        if (target !== repo) app.accessControl.authorize(request.principal, { repo: target, path: name, action: 'delete' });
+        await service.update(target, name, request.body, requestMeta(request));
         return json(reply, 201, { ok: true, id: name });
       }
       if (method === 'DELETE') {
         app.accessControl.authorize(request.principal, { repo, path: name, action: 'delete' });
-        await npmRepository(repo);
-        await service.unpublishAll(repo, name, requestMeta(request));
+        const target = writeTarget(repo, await npmRepository(repo));
+        if (target !== repo) app.accessControl.authorize(request.principal, { repo: target, path: name, action: 'delete' });
+        await service.unpublishAll(target, name, requestMeta(request));
         return json(reply, 200, { ok: true, id: name });
       }
     }
@@ -197,16 +242,16 @@ export const npmRoutes: FastifyPluginAsync<NpmRoutesOptions> = async (app, optio
       if ((method === 'GET' || method === 'HEAD') && revAt < 0) return getTarball(request, reply, repo, name, fileName);
       if (method === 'DELETE') {
         app.accessControl.authorize(request.principal, { repo, path: name, action: 'delete' });
-        await npmRepository(repo);
-        await service.deleteTarball(repo, name, fileName, requestMeta(request));
+        const target = writeTarget(repo, await npmRepository(repo));
+        if (target !== repo) app.accessControl.authorize(request.principal, { repo: target, path: name, action: 'delete' });
+        await service.deleteTarball(target, name, fileName, requestMeta(request));
         return json(reply, 200, { ok: true });
       }
     }
     if (rest.length === 1 && (method === 'GET' || method === 'HEAD')) {
       // GET /{name}/{version|tag}: one version's manifest.
       app.accessControl.authorize(request.principal, { repo, path: name, action: 'read' });
-      await npmRepository(repo);
-      const rendered = await service.packument(repo, name, `${baseUrl(request)}/api/npm/${repo}`, false);
+      const rendered = await packumentOf(request, repo, await npmRepository(repo), name, false);
       const packument = rendered === undefined ? undefined : (JSON.parse(rendered.body) as { versions: Record<string, unknown>; 'dist-tags': Record<string, string> });
       const wanted = rest[0]!;
       const manifest = packument?.versions[packument['dist-tags'][wanted] ?? wanted];

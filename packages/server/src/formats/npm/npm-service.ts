@@ -61,6 +61,8 @@ export class NpmService {
   readonly #packagesCachedMax: number;
   readonly #listEntriesMax: number;
   readonly #packuments = new Map<string, CachedPackage>();
+  /** Package name → cache keys of virtual packuments of that name. */
+  readonly #virtualKeys = new Map<string, Set<string>>();
   /** Versions being published by this process (between their checks and their append). */
   readonly #publishing = new Set<string>();
 
@@ -100,6 +102,10 @@ export class NpmService {
         }
       }
     }
+    return this.#render(cached, tarballBase, abbreviated);
+  }
+
+  #render(cached: CachedPackage, tarballBase: string, abbreviated: boolean): RenderedPackument | undefined {
     const packument = cached.packument;
     if (packument === null) return undefined;
     const variant = `${abbreviated ? 'a' : 'f'}${tarballBase}`;
@@ -140,6 +146,43 @@ export class NpmService {
 
   #invalidate(repo: string, name: string): void {
     this.#packuments.delete(`${repo}\0${name}`);
+    // Virtual packuments that may include this package (their members are not tracked here).
+    for (const key of this.#virtualKeys.get(name) ?? []) this.#packuments.delete(key);
+    this.#virtualKeys.delete(name);
+  }
+
+  /**
+   * The packument of `name` through a virtual repository: the versions of every member (in
+   * resolution order; the first member that has a version wins it) and the dist-tags (the
+   * first member that sets a tag wins it). Tarball URLs point at the virtual.
+   */
+  async virtualPackument(virtualKey: string, members: readonly string[], name: string, tarballBase: string, abbreviated: boolean): Promise<RenderedPackument | undefined> {
+    const key = `v\0${virtualKey}\0${members.join('\0')}\0${name}`;
+    let cached = this.#packuments.get(key);
+    if (cached === undefined || cached.expiresAt <= this.#now()) {
+      const perMember = await Promise.all(
+        members.map(async (member) => ({ stored: await this.#storedVersions(member, name), properties: await this.#artifacts.properties(member, name) })),
+      );
+      const versions = new Map<string, StoredVersion>();
+      const properties: Record<string, readonly string[]> = {};
+      for (const { stored, properties: memberProperties } of perMember) {
+        for (const entry of stored.versions) if (!versions.has(entry.version)) versions.set(entry.version, entry);
+        for (const [property, values] of Object.entries(memberProperties)) if (!(property in properties)) properties[property] = values;
+      }
+      const packument = versions.size === 0 ? undefined : buildPackument(name, [...versions.values()], properties, TARBALL_BASE_PLACEHOLDER);
+      cached = { expiresAt: this.#now() + this.#ttlMs, packument: packument ?? null, rendered: new Map() };
+      if (this.#ttlMs > 0) {
+        this.#packuments.set(key, cached);
+        let keys = this.#virtualKeys.get(name);
+        if (keys === undefined) this.#virtualKeys.set(name, (keys = new Set()));
+        keys.add(key);
+        if (this.#packuments.size > this.#packagesCachedMax) {
+          const oldest = this.#packuments.keys().next().value;
+          if (oldest !== undefined) this.#packuments.delete(oldest);
+        }
+      }
+    }
+    return this.#render(cached, tarballBase, abbreviated);
   }
 
   /** A stored tarball by its file name, or undefined. */
@@ -272,15 +315,14 @@ export class NpmService {
             events.push({ type: 'PropertiesSet', data: { path, properties: { [NPM_PROPERTY.manifest]: manifestValues(manifest) } } });
           }
         }
-        for (const version of Object.keys(versions)) {
-          if (!stored.files.has(version)) throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `version ${version} has no tarball: publish it with its attachment`);
-        }
+        // Versions this repository does not store (a virtual's document lists its other members' too) are left alone.
         if (distTags !== undefined && remaining.size > 0) {
           const current = distTagsFrom(await this.#artifacts.properties(repo, name), new Set(stored.files.keys()));
           const set: Record<string, string[]> = {};
           for (const [tag, version] of Object.entries(distTags)) {
             checkTag(tag);
-            if (typeof version !== 'string' || !remaining.has(version)) throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `dist-tag '${tag}' must name a published version`);
+            if (typeof version !== 'string') throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `dist-tag '${tag}' must name a version`);
+            if (!remaining.has(version)) continue; // a tag of another member of a virtual
             if (current[tag] !== version) set[distTagKey(tag)] = [version];
           }
           const removed = Object.keys(current).filter((tag) => !(tag in distTags));
@@ -325,13 +367,6 @@ export class NpmService {
       this.#invalidate(repo, name);
       this.#cache.invalidateItem(repo, path);
     }
-  }
-
-  async distTags(repo: string, name: string): Promise<Record<string, string> | undefined> {
-    checkPackageName(name);
-    const { versions } = await this.#storedVersions(repo, name);
-    if (versions.length === 0) return undefined;
-    return buildPackument(name, versions, await this.#artifacts.properties(repo, name), '').distTags;
   }
 
   async setDistTag(repo: string, name: string, tag: string, version: unknown, meta: EventMeta): Promise<void> {

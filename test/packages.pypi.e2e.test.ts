@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -98,12 +98,11 @@ describe('PyPI repositories with the real pip client', () => {
     server = await spawnServer({ dataDir: join(dir, 'data') });
     missing = await pipMissing();
     if (missing !== undefined) console.log(`skipping the pip part of the PyPI e2e test: ${missing}`);
-    const created = await adminFetch(server, '/artifactory/api/repositories/pypi-local', {
-      method: 'PUT',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ rclass: 'local', packageType: 'pypi' }),
-    });
-    expect(created.status).toBe(200);
+    const create = (key: string, config: Record<string, unknown>) =>
+      adminFetch(server, `/artifactory/api/repositories/${key}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(config) });
+    expect((await create('pypi-local', { rclass: 'local', packageType: 'pypi' })).status).toBe(200);
+    expect((await create('pypi-team', { rclass: 'local', packageType: 'pypi' })).status).toBe(200);
+    expect((await create('pypi', { rclass: 'virtual', packageType: 'pypi', repositories: ['pypi-team', 'pypi-local'], defaultDeploymentRepo: 'pypi-local' })).status).toBe(200);
     if (missing === undefined) {
       await writeFile(join(dir, 'build.py'), BUILD_DISTRIBUTIONS);
       [wheel = '', sdist = ''] = (await run('python3', [join(dir, 'build.py'), dir, '0.3.1'])).stdout.trim().split('\n');
@@ -114,21 +113,29 @@ describe('PyPI repositories with the real pip client', () => {
     if (dir !== undefined) await rm(dir, { recursive: true, force: true });
   });
 
-  it('uploads a wheel and an sdist as twine does, then pip installs and downloads them', async (context) => {
+  it('uploads a wheel and an sdist as twine does, then pip installs and downloads them, all through a virtual', async (context) => {
     if (missing !== undefined) return context.skip();
     for (const [file, filetype, pyversion] of [
       [wheel, 'bdist_wheel', 'py3'],
       [sdist, 'sdist', 'source'],
     ] as const) {
       const bytes = await readFile(file);
-      const response = await upload('pypi-local', twineForm(file, bytes, { name: 'strata-demo', version: '0.3.1', filetype, pyversion }));
+      // Uploaded through the virtual: stored in its default deployment repository.
+      const response = await upload('pypi', twineForm(file, bytes, { name: 'strata-demo', version: '0.3.1', filetype, pyversion }));
       expect(response.status, await response.clone().text()).toBe(200);
     }
+    expect((await adminFetch(server, `/artifactory/api/storage/pypi-local/strata-demo/0.3.1/${basename(wheel)}`)).status).toBe(200);
+    // Another member holds an older version: the virtual's page lists both.
+    const olderDir = join(dir, 'older');
+    await mkdir(olderDir);
+    const [olderWheel = ''] = (await run('python3', [join(dir, 'build.py'), olderDir, '0.2.0'])).stdout.trim().split('\n');
+    const olderUpload = await upload('pypi-team', twineForm(olderWheel, await readFile(olderWheel), { name: 'strata-demo', version: '0.2.0', filetype: 'bdist_wheel', pyversion: 'py3' }));
+    expect(olderUpload.status).toBe(200);
     const again = await upload('pypi-local', twineForm(wheel, await readFile(wheel), { name: 'strata-demo', version: '0.3.1', filetype: 'bdist_wheel', pyversion: 'py3' }));
     expect(again.status).toBe(409);
     expect(await again.text()).toContain('File already exists');
 
-    const index = `http://admin:${ADMIN_PASSWORD}@127.0.0.1:${server.port}/artifactory/api/pypi/pypi-local/simple/`;
+    const index = `http://admin:${ADMIN_PASSWORD}@127.0.0.1:${server.port}/artifactory/api/pypi/pypi/simple/`;
     const env: Record<string, string> = { PATH: process.env.PATH ?? '', HOME: dir, PIP_CONFIG_FILE: '/dev/null', PIP_DISABLE_PIP_VERSION_CHECK: '1', PIP_NO_INPUT: '1' };
     const pip = (args: string[]) => run('python3', ['-m', 'pip', ...args, '--index-url', index, '--no-cache-dir'], { env, timeout: 120_000 });
     const target = join(dir, 'target');
@@ -138,6 +145,8 @@ describe('PyPI repositories with the real pip client', () => {
     const wheels = join(dir, 'wheels');
     await pip(['download', '--no-deps', '--only-binary', ':all:', '-d', wheels, 'strata-demo']);
     expect(await readdir(wheels)).toEqual([basename(wheel)]);
+    await pip(['download', '--no-deps', '--only-binary', ':all:', '-d', wheels, 'strata-demo==0.2.0']);
+    expect((await readdir(wheels)).sort()).toEqual([basename(olderWheel), basename(wheel)].sort());
     const sources = join(dir, 'sources');
     await pip(['download', '--no-deps', '--no-binary', ':all:', '--no-build-isolation', '-d', sources, 'strata-demo']);
     expect(await readdir(sources)).toEqual([basename(sdist)]);

@@ -9,7 +9,9 @@ import type { DownloadCounter } from '../../ports.ts';
 import { repositoryNotFound } from '../../repositories/repository-decider.ts';
 import { baseUrl, requestMeta } from '../../request-meta.ts';
 import { normalizeName, projectListHtml, projectListJson, projectPageHtml, projectPageJson, SIMPLE_JSON, wantsJson } from './pypi-model.ts';
-import type { PypiService } from './pypi-service.ts';
+import type { PypiService, StoredDistribution } from './pypi-service.ts';
+import type { FileItem, RepositoryConfig } from '../../ports.ts';
+import type { RepositoryContent } from '../../virtual/repository-content.ts';
 
 export interface PypiRoutesOptions {
   readonly service: PypiService;
@@ -19,6 +21,8 @@ export interface PypiRoutesOptions {
   readonly downloads: DownloadCounter;
   readonly now: () => number;
   readonly uploadBytesMax: number;
+  /** Resolution through virtual repositories. */
+  readonly content: RepositoryContent;
 }
 
 /** Form fields of one upload at most (twine sends about 30). */
@@ -36,6 +40,14 @@ export const pypiRoutes: FastifyPluginAsync<PypiRoutesOptions> = async (app, opt
     return config;
   }
 
+  /** The stored members of a virtual the caller may read (a local repository: itself). */
+  async function storedMembers(request: FastifyRequest, repo: string, config: RepositoryConfig, path: string): Promise<string[]> {
+    if (config.rclass !== 'virtual') return [repo];
+    return (await options.content.steps(repo, path))
+      .filter((step) => step.mode === 'stored' && app.accessControl.isAllowed(request.principal, { repo: step.key, path, action: 'read' }))
+      .map((step) => step.key);
+  }
+
   function sendIndex(request: FastifyRequest, reply: FastifyReply, json: () => string, html: () => string) {
     reply.header('Vary', 'Accept');
     if (wantsJson(request.headers.accept)) return reply.type(SIMPLE_JSON).send(json());
@@ -49,8 +61,8 @@ export const pypiRoutes: FastifyPluginAsync<PypiRoutesOptions> = async (app, opt
   app.get<RepoParams>('/api/pypi/:repo/simple/', { schema: { response: errorResponses } }, async (request, reply) => {
     const { repo } = request.params;
     app.accessControl.authorize(request.principal, { repo, path: '', action: 'read' });
-    await pypiRepository(repo);
-    const projects = await service.projects(repo);
+    const config = await pypiRepository(repo);
+    const projects = [...new Set((await Promise.all((await storedMembers(request, repo, config, '')).map((member) => service.projects(member)))).flat())].sort();
     return sendIndex(request, reply, () => projectListJson(projects), () => projectListHtml(projects));
   });
   app.get<ProjectParams>('/api/pypi/:repo/simple/:project', { schema: { response: errorResponses } }, async (request, reply) => reply.redirect(`${request.url.split('?')[0]}/`, 301));
@@ -62,8 +74,17 @@ export const pypiRoutes: FastifyPluginAsync<PypiRoutesOptions> = async (app, opt
       return reply.redirect(`${baseUrl(request)}/api/pypi/${encodeURIComponent(repo)}/simple/${encodeURIComponent(normalized)}/`, 301);
     }
     app.accessControl.authorize(request.principal, { repo, path: normalized, action: 'read' });
-    await pypiRepository(repo);
-    const distributions = await service.distributions(repo, normalized);
+    const config = await pypiRepository(repo);
+    // Through a virtual: every member's files, the first member that has a file name wins it.
+    const distributions: StoredDistribution[] = [];
+    const seen = new Set<string>();
+    for (const member of await storedMembers(request, repo, config, normalized)) {
+      for (const distribution of await service.distributions(member, normalized)) {
+        if (seen.has(distribution.fileName)) continue;
+        seen.add(distribution.fileName);
+        distributions.push(distribution);
+      }
+    }
     if (distributions.length === 0) throw new StrataError('STRATA_ERR_PACKAGE_NOT_FOUND', `project '${normalized}' is not in repository '${repo}'`);
     const files = service.indexFiles(distributions, `${baseUrl(request)}/api/pypi/${encodeURIComponent(repo)}/packages`);
     return sendIndex(request, reply, () => projectPageJson(normalized, files), () => projectPageHtml(normalized, files));
@@ -80,9 +101,22 @@ export const pypiRoutes: FastifyPluginAsync<PypiRoutesOptions> = async (app, opt
       const repo = address.repo;
       const path = address.path.slice('packages/'.length);
       app.accessControl.authorize(request.principal, { repo, path, action: 'read' });
-      await pypiRepository(repo);
-      const file = await cache.item(repo, path);
-      if (file?.kind !== 'file') throw new StrataError('STRATA_ERR_ARTIFACT_NOT_FOUND', `Could not find resource '${repo}:${path}'`);
+      const config = await pypiRepository(repo);
+      let file: FileItem | undefined;
+      if (config.rclass === 'virtual' || config.rclass === 'remote') {
+        const resolved = await options.content.resolve(repo, path, { principal: request.principal, meta: requestMeta(request), fetchRemote: true });
+        if (resolved.kind === 'stream') {
+          options.downloads.record(repo, path, request.principal.name, options.now());
+          reply.type('application/octet-stream');
+          if (resolved.size !== undefined) reply.header('Content-Length', resolved.size);
+          return reply.send(resolved.body);
+        }
+        if (resolved.kind === 'file') file = resolved.item;
+      } else {
+        const item = await cache.item(repo, path);
+        if (item?.kind === 'file') file = item;
+      }
+      if (file === undefined) throw new StrataError('STRATA_ERR_ARTIFACT_NOT_FOUND', `Could not find resource '${repo}:${path}'`);
       reply.header('ETag', file.sha1).header('X-Checksum-Sha256', file.sha256).header('Content-Length', file.size).type('application/octet-stream');
       if (request.method === 'HEAD') return reply.send();
       options.downloads.record(repo, path, request.principal.name, options.now());
@@ -92,10 +126,19 @@ export const pypiRoutes: FastifyPluginAsync<PypiRoutesOptions> = async (app, opt
   });
 
   const upload = async (request: FastifyRequest<RepoParams>, reply: FastifyReply) => {
-    const { repo } = request.params;
+    const requested = request.params.repo;
     // Authorised on the repository before the body is read; the exact path is checked again below.
-    app.accessControl.authorize(request.principal, { repo, path: '', action: 'deploy' });
-    await pypiRepository(repo);
+    app.accessControl.authorize(request.principal, { repo: requested, path: '', action: 'deploy' });
+    const config = await pypiRepository(requested);
+    let repo = requested;
+    if (config.rclass === 'virtual') {
+      const target = config.defaultDeploymentRepo;
+      if (typeof target !== 'string' || target === '') {
+        throw new StrataError('STRATA_ERR_VIRTUAL_NO_DEPLOY_TARGET', `virtual repository '${requested}' has no default deployment repository (set defaultDeploymentRepo to a local member)`);
+      }
+      repo = target;
+      app.accessControl.authorize(request.principal, { repo, path: '', action: 'deploy' });
+    }
     if (!request.isMultipart()) throw new StrataError('STRATA_ERR_PACKAGE_INVALID', 'an upload is multipart/form-data (as twine sends it)');
     const fields: Record<string, string> = {};
     let stored: { fileName: string; lease: BlobLease } | undefined;

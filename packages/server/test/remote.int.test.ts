@@ -75,6 +75,39 @@ describe('remote repositories: a caching proxy of a plain static HTTP upstream',
     expect(upstream.hitsOf('/files/x.bin')).toBe(2);
   });
 
+  it('never caches an upstream folder index, and a folder request (trailing slash) never goes upstream', async () => {
+    upstream.handlers.set('/files/org/lib', (_request, response) => {
+      response.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end('<html><a href="a.jar">a.jar</a></html>');
+    });
+    upstream.files.set('/files/org/lib/a.jar', { body: Buffer.from('jar') });
+    upstream.files.set('/files/page.html', { body: Buffer.from('<html/>'), headers: { 'content-type': 'text/html' } });
+    await remote('up');
+    const index = await fetchBytes(`${strata.url}/up/org/lib`);
+    expect(index.status).toBe(404);
+    expect(index.json().errors[0].status).toBe(404);
+    expect((await fetchBytes(`${strata.url}/up/org/lib/a.jar`)).body.toString()).toBe('jar');
+    expect((await fetchBytes(`${strata.url}/up/page.html`)).body.toString()).toBe('<html/>');
+    const folder = await fetchBytes(`${strata.url}/up/org/other/`);
+    expect(folder.status).toBe(404);
+    expect(upstream.hitsOf('/files/org/other')).toBe(0);
+    expect(cachedEvents().map((event) => event.data.path).sort()).toEqual(['org/lib/a.jar', 'page.html']);
+  });
+
+  it('lets a request from another repository manager through a virtual fetch remote content only with artifactoryRequestsCanRetrieveRemoteArtifacts', async () => {
+    upstream.files.set('/files/a.txt', { body: Buffer.from('a') });
+    upstream.files.set('/files/b.txt', { body: Buffer.from('b') });
+    await remote('up');
+    await putJson(`${strata.url}/api/repositories/closed`, { rclass: 'virtual', repositories: ['up'] });
+    await putJson(`${strata.url}/api/repositories/open`, { rclass: 'virtual', repositories: ['up'], artifactoryRequestsCanRetrieveRemoteArtifacts: true });
+    const asArtifactory = { 'user-agent': 'Artifactory/7.77.3' };
+    expect((await fetchBytes(`${strata.url}/closed/a.txt`, { headers: asArtifactory })).status).toBe(404);
+    expect(upstream.hitsOf('/files/a.txt')).toBe(0);
+    expect((await fetchBytes(`${strata.url}/open/a.txt`, { headers: asArtifactory })).body.toString()).toBe('a');
+    // Once cached, the closed virtual serves it too; a plain client fetches through either.
+    expect((await fetchBytes(`${strata.url}/closed/a.txt`, { headers: asArtifactory })).body.toString()).toBe('a');
+    expect((await fetchBytes(`${strata.url}/closed/b.txt`)).body.toString()).toBe('b');
+  });
+
   it('sends the configured username and password upstream', async () => {
     upstream.requiredAuth = `Basic ${Buffer.from('reader:s3cret').toString('base64')}`;
     upstream.files.set('/files/secret.txt', { body: Buffer.from('classified') });

@@ -52,6 +52,15 @@ describe('virtual repositories', () => {
     expect((await t.app.inject({ method: 'GET', url: '/artifactory/api/repositories/v1' })).json().repositories).toEqual(['libs-a']);
   });
 
+  it('includes only repositories of its own package type, unless it is generic', async () => {
+    await createRepo('npm-local', { rclass: 'local', packageType: 'npm' });
+    const mixed = await createRepo('npm-virtual', { rclass: 'virtual', packageType: 'npm', repositories: ['npm-local', 'libs-a'] });
+    expect(mixed.statusCode).toBe(400);
+    expect(mixed.json().errors[0].message).toMatch(/cannot include 'libs-a' \(generic\): members must have the virtual's package type/);
+    expect((await createRepo('npm-virtual', { rclass: 'virtual', packageType: 'npm', repositories: ['npm-local'] })).statusCode).toBe(200);
+    expect((await createRepo('anything', { rclass: 'virtual', repositories: ['npm-local', 'libs-a'] })).statusCode).toBe(200);
+  });
+
   it('deploys through a virtual to its defaultDeploymentRepo, and refuses one that is not a local member', async () => {
     await createRepo('dev', { rclass: 'virtual', repositories: ['libs-a', 'libs-b'], defaultDeploymentRepo: 'libs-b' });
     const put = await deploy('dev/p/new.txt', 'deployed via virtual');

@@ -264,7 +264,14 @@ export const artifactsRoutes: FastifyPluginAsync<ArtifactsRoutesOptions> = async
 
   /** Downloads through a virtual or remote repository (or a remote's `-cache`). */
   async function downloadResolved(request: FastifyRequest, reply: FastifyReply, address: ArtifactAddress) {
-    const resolved: Resolved = await content.resolve(address.repo, address.path, { principal: request.principal, meta: requestMeta(request), fetchRemote: true });
+    const resolved: Resolved = await content.resolve(address.repo, address.path, {
+      principal: request.principal,
+      meta: requestMeta(request),
+      // A request for a folder ('…/') is answered from what is stored and cached: a remote
+      // never fetches (and caches) an upstream folder listing.
+      fetchRemote: !address.trailingSlash,
+      fromRepositoryManager: /^(Artifactory|strata-remote)\b/i.test(header(request, 'user-agent') ?? ''),
+    });
     switch (resolved.kind) {
       case 'file':
         return sendFile(request, reply, address.repo, resolved.item);

@@ -263,6 +263,13 @@ export class RemoteProxy {
       const why = response.status >= 300 && response.status < 400 ? `redirected more than allowed (last status ${response.status})` : `answered ${response.status}`;
       throw new StrataError('STRATA_ERR_REMOTE_UNAVAILABLE', `upstream ${url} ${why}`);
     }
+    const contentType = headerText(response.headers, 'content-type') ?? '';
+    if (/^text\/html\b/i.test(contentType) && !/\.html?$/i.test(path)) {
+      // An upstream folder index (Artifactory, Strata, nginx autoindex): never cached as a file.
+      await response.body.dump().catch(() => undefined);
+      if (stale !== undefined) return { kind: 'file', item: stale };
+      return { kind: 'missing', reason: `'${path}' is a folder upstream (${url} answered an HTML index)` };
+    }
     return this.#cacheBody(config, path, key, url, response, done, timeoutMs, credentials);
   }
 

@@ -84,6 +84,14 @@ export class RepositoryService {
       if (member === key) throw invalid(`virtual repository '${key}' cannot include itself`);
       if (!all.has(member)) throw invalid(`virtual repository '${key}' includes '${member}', which does not exist`);
     }
+    // Seed: a virtual includes repositories of its own package type; a generic virtual any.
+    const packageType = String(config.packageType ?? 'generic').toLowerCase();
+    if (packageType !== 'generic') {
+      for (const member of members) {
+        const memberType = String(all.get(member)?.packageType ?? '').toLowerCase();
+        if (memberType !== packageType) throw invalid(`virtual repository '${key}' (${packageType}) cannot include '${member}' (${memberType}): members must have the virtual's package type`);
+      }
+    }
     const cycle = findVirtualCycle(key, (k) => all.get(k));
     if (cycle !== undefined) throw invalid(`virtual repository '${key}' would form a cycle: ${cycle.join(' → ')}`);
     const target = config.defaultDeploymentRepo;

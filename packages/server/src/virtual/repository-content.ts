@@ -34,6 +34,12 @@ export interface ResolveOptions {
   readonly meta: EventMeta;
   /** Go upstream on a miss (downloads); false for the storage API (stored and cached content only). */
   readonly fetchRemote: boolean;
+  /**
+   * The request comes from another repository manager (a smart remote: Artifactory or Strata
+   * user agent). Through a virtual it gets remote content only from caches unless the virtual
+   * sets `artifactoryRequestsCanRetrieveRemoteArtifacts`.
+   */
+  readonly fromRepositoryManager?: boolean;
   /** Package coordinates the caller (a package format) knows, for curation package rules. */
   readonly packageCoordinates?: { readonly name: string; readonly version?: string };
 }
@@ -159,6 +165,8 @@ export class RepositoryContent {
       return found;
     }
     const access = this.#accessControl();
+    const memberOptions: ResolveOptions =
+      options.fromRepositoryManager === true && config.artifactoryRequestsCanRetrieveRemoteArtifacts !== true ? { ...options, fetchRemote: false } : options;
     let blocked: StrataError | undefined;
     const blockedRepos = new Set<string>();
     const folders: string[] = [];
@@ -167,7 +175,7 @@ export class RepositoryContent {
       if (blockedRepos.has(step.key) || !access.isAllowed(options.principal, { repo: step.key, path, action: 'read' })) continue;
       let found: Resolved | undefined;
       try {
-        found = await this.ask(step, path, options, requestedKey);
+        found = await this.ask(step, path, memberOptions, requestedKey);
       } catch (error) {
         if (isStrataError(error, 'STRATA_ERR_CURATION_BLOCKED')) {
           // Seed: a 403 is remembered and returned only if no later member resolves the path.

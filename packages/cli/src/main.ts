@@ -1,12 +1,19 @@
 import { startServer } from '@strata/server';
 import { parseServeSettings, SERVE_USAGE, UsageError } from './settings.ts';
+import { AUDIT_USAGE, auditCommand, exportCommand, importCommand, replayCommand, verifyCommand } from './audit-commands.ts';
 
 const USAGE = `Usage: strata <command>
 
 Commands:
   serve     run the Artifactory-compatible server
+  verify    check the hash chains of the event log
+  audit     the history of a path
+  export    a repository's events as NDJSON
+  import    append exported events
+  replay    rebuild the projections from the event log
 
-${SERVE_USAGE}`;
+${SERVE_USAGE}
+${AUDIT_USAGE}`;
 
 async function serve(argv: readonly string[]): Promise<void> {
   const settings = parseServeSettings(argv, process.env);
@@ -41,6 +48,16 @@ async function main(argv: readonly string[]): Promise<void> {
   switch (command) {
     case 'serve':
       return serve(rest);
+    case 'verify':
+    case 'audit':
+    case 'export':
+    case 'import':
+    case 'replay': {
+      const context = { env: process.env, stdout: process.stdout, stderr: process.stderr };
+      const run = { verify: verifyCommand, audit: auditCommand, export: exportCommand, import: importCommand, replay: replayCommand }[command];
+      process.exitCode = await run(rest, context);
+      return;
+    }
     case undefined:
     case 'help':
     case '--help':

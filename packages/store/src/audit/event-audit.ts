@@ -75,6 +75,8 @@ export interface EventAudit {
    * path below it), in revision order (this site's order of the stream).
    */
   pathHistory(stream: string, path: string, options: PathHistoryOptions): Promise<PathHistoryPage>;
+  /** Events of a stream in revision order with their site-chain links (export). */
+  readChained(stream: string, options: { readonly fromRevision: number; readonly maxCount: number; readonly signal?: AbortSignal }): Promise<readonly HistoryEntry[]>;
   /** Walks the site chain of every stream (or one) and every origin chain; reports the first break of each. */
   verify(options?: VerifyOptions): Promise<VerifyResult>;
 }

@@ -38,6 +38,16 @@ export class MemoryEventAudit implements EventAudit {
     return { entries: found, nextAfterRevision: more ? found[found.length - 1]!.event.revision : undefined };
   }
 
+  async readChained(stream: string, options: { readonly fromRevision: number; readonly maxCount: number; readonly signal?: AbortSignal }): Promise<readonly HistoryEntry[]> {
+    options.signal?.throwIfAborted();
+    const entries = this.#store.chainEntries(stream);
+    const events = await this.#store.readStream(stream, { fromRevision: options.fromRevision, maxCount: historyLimit(options.maxCount) });
+    return events.map((event) => {
+      const entry = entries[event.revision];
+      return { event, prevHash: entry === undefined ? undefined : Buffer.from(entry.prevHash).toString('hex') };
+    });
+  }
+
   async verify(options: VerifyOptions = {}): Promise<VerifyResult> {
     const started = performance.now();
     const walker = new ChainWalker();

@@ -8,6 +8,7 @@ import {
   type ChainBreak,
   type ChainBreakReason,
   type EventAudit,
+  type HistoryEntry,
   type PathHistoryOptions,
   type PathHistoryPage,
   type VerifyOptions,
@@ -68,6 +69,17 @@ export class SqlEventAudit implements EventAudit {
       prevHash: row.prev_hash === null ? undefined : Buffer.from(row.prev_hash).toString('hex'),
     }));
     return { entries, nextAfterRevision: result.rows.length > limit ? rows[rows.length - 1]!.revision : undefined };
+  }
+
+  async readChained(stream: string, options: { readonly fromRevision: number; readonly maxCount: number; readonly signal?: AbortSignal }): Promise<readonly HistoryEntry[]> {
+    options.signal?.throwIfAborted();
+    const result = await sql<StoredEventRow & { prev_hash: Uint8Array | null }>`
+      select ${STORED_SCAN_COLUMNS}, prev_hash from events
+      where stream = ${stream} and revision >= ${options.fromRevision} order by revision limit ${historyLimit(options.maxCount)}`.execute(this.#db);
+    return result.rows.map((row) => ({
+      event: decodeStoredEventRow(row),
+      prevHash: row.prev_hash === null ? undefined : Buffer.from(row.prev_hash).toString('hex'),
+    }));
   }
 
   async verify(options: VerifyOptions = {}): Promise<VerifyResult> {

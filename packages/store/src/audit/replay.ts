@@ -1,0 +1,177 @@
+import { performance } from 'node:perf_hooks';
+import { sql, type Kysely } from 'kysely';
+import { StrataError, repositoryStream, type RecordedEvent } from '@strata/core';
+import type { Checkpoint, EventStore, ReadAllResult } from '../event-store.ts';
+import type { SqlProjection } from '../projection.ts';
+import type { StoreDatabase } from '../schema.ts';
+import type { BulkLoader, CopyRows } from '../projections/bulk-copy.ts';
+import { rebuildProjections, type RebuildResult } from '../projections/rebuild-projections.ts';
+import { isRebuildableProjection } from '../projections/rebuildable-projection.ts';
+
+/**
+ * A point in a repository's past (issue 8): an instant (every event the origin stamped at or
+ * before it, by HLC physical time — the order LWW merges by, whatever order events arrived
+ * in) or a position in this site's global order (every event this site held then).
+ */
+export type PointInTime = { readonly kind: 'time'; readonly wall: number } | { readonly kind: 'position'; readonly position: bigint };
+
+const POSITION = /^[0-9]{1,19}$/;
+const ISO_DATE = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$/;
+
+/** Parses `asOf` / `--until`: a position (digits) or an ISO-8601 date-time; throws STRATA_ERR_HTTP_BAD_REQUEST. */
+export function parsePointInTime(text: string): PointInTime {
+  const value = text.trim();
+  if (POSITION.test(value)) return { kind: 'position', position: BigInt(value) };
+  const wall = ISO_DATE.test(value) ? Date.parse(value) : Number.NaN;
+  if (!Number.isFinite(wall)) {
+    throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', `'${value.slice(0, 64)}' is neither an ISO-8601 time nor a position`);
+  }
+  return { kind: 'time', wall };
+}
+
+export function isAtOrBefore(event: RecordedEvent, point: PointInTime): boolean {
+  return point.kind === 'time' ? event.hlc.wall <= point.wall : event.position <= point.position;
+}
+
+export function describePointInTime(point: PointInTime): string {
+  return point.kind === 'time' ? new Date(point.wall).toISOString() : `position ${point.position}`;
+}
+
+/**
+ * Every event of a stream (up to a point), page by page, in revision order. With a position
+ * the read stops at the first event past it (positions grow with revisions in one stream);
+ * with a time every event is read (arrivals from peers can be stamped earlier).
+ */
+export async function* readStreamUntil(
+  store: Pick<EventStore, 'readStream'>,
+  stream: string,
+  options: { readonly until?: PointInTime; readonly pageEventsMax?: number; readonly signal?: AbortSignal } = {},
+): AsyncGenerator<readonly RecordedEvent[]> {
+  let fromRevision = 0;
+  for (;;) {
+    options.signal?.throwIfAborted();
+    const page = await store.readStream(stream, { fromRevision, ...(options.pageEventsMax === undefined ? {} : { maxCount: options.pageEventsMax }) });
+    if (page.length === 0) return;
+    fromRevision = page[page.length - 1]!.revision + 1;
+    const until = options.until;
+    if (until === undefined) {
+      yield page;
+      continue;
+    }
+    const kept = page.filter((event) => isAtOrBefore(event, until));
+    if (kept.length > 0) yield kept;
+    if (until.kind === 'position' && kept.length < page.length) return;
+  }
+}
+
+export interface ReplayProgress {
+  readonly events: number;
+  /** Events the replay will read at most (the stream's length, or every event). */
+  readonly total: number;
+  readonly elapsedMs: number;
+  readonly phase: 'read' | 'write' | 'done';
+}
+
+export interface ReplayOptions {
+  readonly until?: PointInTime;
+  readonly onProgress?: (progress: ReplayProgress) => void;
+  readonly signal?: AbortSignal;
+}
+
+export interface ReplayResult {
+  readonly events: number;
+  readonly rows: number;
+  readonly elapsedMs: number;
+  readonly eventsPerSecond: number;
+}
+
+/** The tables the artifact-tree and repository-config projections keep per repository, and their key column. */
+const REPOSITORY_ROWS: readonly (readonly [table: string, column: string])[] = [
+  ['artifacts', 'repo'],
+  ['folder_tombstones', 'repo'],
+  ['artifact_properties', 'repo'],
+  ['repositories', 'key'],
+];
+
+/**
+ * Rebuilds one repository's rows of the projections from zero (`strata replay --repo`): folds
+ * the repository's stream (up to `until`) in memory, then in one transaction deletes the
+ * repository's rows and writes the folded state (COPY when `bulk` is given). Other
+ * repositories are untouched; readers see the old rows until the transaction commits.
+ * With `until`, the repository shows that point in time until new events arrive — meant for
+ * an investigation copy (`strata import`), not a live site.
+ */
+export async function replayRepository(
+  source: { readonly store: Pick<EventStore, 'readStream' | 'streamRevision'>; readonly db: Kysely<StoreDatabase>; readonly bulk?: BulkLoader },
+  projections: readonly SqlProjection[],
+  repo: string,
+  options: ReplayOptions = {},
+): Promise<ReplayResult> {
+  const started = performance.now();
+  const stream = repositoryStream(repo);
+  const rebuilds = projections.map((projection) => {
+    if (!isRebuildableProjection(projection)) throw new StrataError('STRATA_ERR_INVARIANT', `projection ${projection.name} cannot be replayed per repository`);
+    return projection.startRebuild();
+  });
+  const total = ((await source.store.streamRevision(stream)) ?? -1) + 1;
+  let events = 0;
+  let rows = 0;
+  const report = (phase: ReplayProgress['phase']) => options.onProgress?.({ events, total, elapsedMs: performance.now() - started, phase });
+  for await (const page of readStreamUntil(source.store, stream, { ...(options.until === undefined ? {} : { until: options.until }), ...(options.signal === undefined ? {} : { signal: options.signal }) })) {
+    for (const rebuild of rebuilds) rebuild.add(page);
+    events += page.length;
+    report('read');
+  }
+  options.signal?.throwIfAborted();
+  const swap = async (tx: Kysely<StoreDatabase>, copy: CopyRows | undefined) => {
+    for (const [table, column] of REPOSITORY_ROWS) await sql`delete from ${sql.table(table)} where ${sql.ref(column)} = ${repo}`.execute(tx);
+    for (const rebuild of rebuilds) {
+      rows += await rebuild.write(tx, () => report('write'), copy);
+    }
+  };
+  if (source.bulk !== undefined) await source.bulk.transaction(swap);
+  else await source.db.transaction().execute((tx) => swap(tx, undefined));
+  report('done');
+  const elapsedMs = performance.now() - started;
+  return { events, rows, elapsedMs, eventsPerSecond: elapsedMs === 0 ? 0 : (events * 1000) / elapsedMs };
+}
+
+/**
+ * Rebuilds every projection from zero (`strata replay` without `--repo`): core's
+ * rebuildProjections, reading only the events up to `until` when given.
+ */
+export async function replayAll(
+  source: { readonly store: Pick<EventStore, 'readAll'>; readonly db: Kysely<StoreDatabase>; readonly bulk?: BulkLoader },
+  projections: readonly SqlProjection[],
+  options: ReplayOptions = {},
+): Promise<RebuildResult> {
+  const started = performance.now();
+  const counted = await sql<{ n: string | number }>`select count(*) as n from events`.execute(source.db);
+  const total = Number(counted.rows[0]?.n ?? 0);
+  const until = options.until;
+  const store: Pick<EventStore, 'readAll'> =
+    until === undefined
+      ? source.store
+      : {
+          // A page may hold nothing before `until`: read on, an empty page ends the rebuild.
+          async readAll(readOptions): Promise<ReadAllResult> {
+            let after: Checkpoint | undefined = readOptions?.after;
+            for (;;) {
+              const read = await source.store.readAll({ ...readOptions, ...(after === undefined ? {} : { after }) });
+              const events = read.events.filter((event) => isAtOrBefore(event, until));
+              if (events.length > 0 || read.events.length === 0) return { events, checkpoint: read.checkpoint };
+              after = read.checkpoint;
+            }
+          },
+        };
+  return rebuildProjections({ ...source, store }, projections, {
+    ...(options.signal === undefined ? {} : { signal: options.signal }),
+    onProgress: (progress) =>
+      options.onProgress?.({
+        events: progress.events,
+        total,
+        elapsedMs: performance.now() - started,
+        phase: progress.phase === 'done' ? 'done' : progress.phase === 'read' ? 'read' : 'write',
+      }),
+  });
+}

@@ -43,6 +43,7 @@ import { distributionRoutes } from './distribution/distribution-routes.ts';
 import { DEFAULT_DISTRIBUTION_LIMITS, DistributionService } from './distribution/distribution-service.ts';
 import { EDGE_UPLOADS_REPOSITORY, EdgePolicy } from './distribution/edge-policy.ts';
 import { ephemeralSigningKey } from './distribution/signing-keys.ts';
+import { PointInTimeReads } from './audit/point-in-time.ts';
 
 export const ARTIFACTORY_PREFIX = '/artifactory';
 export const STRATA_VERSION = '0.1.0';
@@ -227,8 +228,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   await app.register(repositoriesRoutes, { prefix: ARTIFACTORY_PREFIX, service: repositoryService, reader: deps.repositories, content: repositoryContent });
   await app.register(curationRoutes, { prefix: ARTIFACTORY_PREFIX, curation, repositories: deps.repositories, blocksListMax: limits.curationBlocksListMax });
+  // asOf reads fold a repository's stream in memory: a few folded views are kept, and a
+  // stream longer than two million events is refused.
+  const pointInTime = new PointInTimeReads(deps.eventStore, { viewsCachedMax: 4, pointInTimeEventsMax: 2_000_000 });
   await app.register(artifactsRoutes, {
     prefix: ARTIFACTORY_PREFIX,
+    pointInTime,
     service: artifactService,
     cache: metadataCache,
     blobCache,
@@ -245,6 +250,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   await app.register(storageRoutes, {
     prefix: ARTIFACTORY_PREFIX,
+    pointInTime,
     service: artifactService,
     cache: metadataCache,
     artifacts: deps.artifacts,

@@ -11,6 +11,7 @@ import { enforcePatterns } from './artifact-decider.ts';
 import type { ArtifactService, DeployedArtifact } from './artifact-service.ts';
 import type { BlobCache, MetadataCache } from './hot-caches.ts';
 import type { BlobStore } from '@strata/store';
+import type { PointInTimeReads } from '../audit/point-in-time.ts';
 import type { MavenFormat } from '../formats/maven/maven-format.ts';
 import { checksumBodyBytesMax } from '../formats/maven/maven-format.ts';
 import type { RemoteProxy } from '../remote/remote-proxy.ts';
@@ -33,6 +34,8 @@ export interface ArtifactsRoutesOptions {
   readonly remote: RemoteProxy;
   /** Federated repositories: a binary not arrived yet is fetched from a member on demand. */
   readonly federation?: Pick<FederationHooks, 'isFederated' | 'fetchMissingBinary'>;
+  /** `?asOf=` downloads (issue 8): the file as it was then, while its binary is still stored. */
+  readonly pointInTime?: PointInTimeReads;
 }
 
 /** Reads a small request body whole; a longer one is refused. */
@@ -240,6 +243,8 @@ export const artifactsRoutes: FastifyPluginAsync<ArtifactsRoutesOptions> = async
     // `{remote}-cache` is guarded by the remote's permissions.
     const guarded = config === undefined && repo.endsWith(REMOTE_CACHE_SUFFIX) ? repo.slice(0, -REMOTE_CACHE_SUFFIX.length) : repo;
     app.accessControl.authorize(request.principal, { repo: guarded, path, action: 'read' });
+    const asOf = (request.query as Record<string, unknown> | undefined)?.asOf;
+    if (typeof asOf === 'string') return downloadAsOf(request, reply, repo, path, asOf);
     if (config?.rclass === 'virtual' && config.packageType === 'maven' && options.maven !== undefined) {
       const computed = await options.maven.virtualComputed(content, app.accessControl, repo, path, { principal: request.principal, meta: requestMeta(request), fetchRemote: true });
       if (computed !== undefined) {
@@ -259,6 +264,23 @@ export const artifactsRoutes: FastifyPluginAsync<ArtifactsRoutesOptions> = async
     }
     if (item === undefined) throw new StrataError('STRATA_ERR_ARTIFACT_NOT_FOUND', `Could not find resource '${repo}:${path}'`);
     if (item.kind === 'folder') return folderIndex(request, reply, repo, path);
+    return sendFile(request, reply, repo, item);
+  }
+
+  /** The file as it was at `asOf` (ISO-8601 time or position), while its binary is still stored. */
+  async function downloadAsOf(request: FastifyRequest, reply: FastifyReply, repo: string, path: string, asOf: string) {
+    if (options.pointInTime === undefined) throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', 'point-in-time reads are not available on this server');
+    if (asOf.length > 64) throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', 'asOf is at most 64 characters');
+    const view = await options.pointInTime.view(repo, options.pointInTime.parse(asOf));
+    if (view.config === undefined) throw new StrataError('STRATA_ERR_REPO_NOT_FOUND', `Repository '${repo}' did not exist at ${asOf}`);
+    if (view.config.rclass === 'virtual') throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', 'asOf reads a repository that stores content, not a virtual one');
+    enforcePatterns(repo, view.config, path);
+    const item = await view.artifacts.getItem(repo, path);
+    if (item === undefined) throw new StrataError('STRATA_ERR_ARTIFACT_NOT_FOUND', `Could not find resource '${repo}:${path}' as of ${asOf}`);
+    if (item.kind === 'folder') throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', `'${repo}:${path}' was a folder at ${asOf}: list it with /api/storage?list&asOf=`);
+    if (item.size > 0 && (await blobs.stat(item.sha256)) === undefined) {
+      throw new StrataError('STRATA_ERR_BLOB_NOT_FOUND', `the binary '${repo}:${path}' had at ${asOf} is no longer stored (collected after the trash period; see its history)`);
+    }
     return sendFile(request, reply, repo, item);
   }
 

@@ -13,6 +13,7 @@ import { REMOTE_CACHE_SUFFIX } from '../virtual/repository-content.ts';
 import type { RepositoryContent } from '../virtual/repository-content.ts';
 import type { ListOptions, TreeItem } from '../ports.ts';
 import { parsePropertyAssignments, parsePropertyNames, rawQueryParameter } from './properties-syntax.ts';
+import type { PointInTimeReads } from '../audit/point-in-time.ts';
 
 export interface StorageRoutesOptions {
   readonly service: ArtifactService;
@@ -25,6 +26,8 @@ export interface StorageRoutesOptions {
   /** Federated repositories: file info says whether the binary has arrived. */
   readonly federation?: Pick<FederationHooks, 'isFederated'>;
   readonly blobs?: Pick<BlobStore, 'stat'>;
+  /** `asOf=` reads (issue 8); without it `asOf` is refused. */
+  readonly pointInTime?: PointInTimeReads;
 }
 
 const PREFIX = '/artifactory/api/storage/';
@@ -42,6 +45,7 @@ const querystring = {
     mdTimestamps: flag,
     includeRootPath: flag,
     stats: { type: 'string' },
+    asOf: { type: 'string', maxLength: 64 },
   },
 } as const;
 
@@ -76,6 +80,8 @@ export const storageRoutes: FastifyPluginAsync<StorageRoutesOptions> = async (ap
     // `{remote}-cache` is guarded by the remote's permissions.
     const guarded = config === undefined && repo.endsWith(REMOTE_CACHE_SUFFIX) ? repo.slice(0, -REMOTE_CACHE_SUFFIX.length) : repo;
     app.accessControl.authorize(request.principal, { repo: guarded, path, action: 'read' });
+    const asOf = (request.query as Record<string, string | undefined>).asOf;
+    if (asOf !== undefined) return lookupAsOf(repo, path, asOf);
     if (config === undefined || config.rclass === 'virtual') {
       const addressed = await content.address(repo);
       const found = await content.item(repo, path, request.principal);
@@ -83,13 +89,35 @@ export const storageRoutes: FastifyPluginAsync<StorageRoutesOptions> = async (ap
       const folderRepos = found.folderRepos;
       // The file (or a folder's first holder) is shown under the repository that holds it.
       const shownRepo = addressed.config.rclass === 'virtual' && found.item.kind === 'file' ? found.repo : repo;
-      return { repo: shownRepo, sourceRepo: found.repo, path, item: found.item, config: addressed.config, list: (listPath: string, listOptions: ListOptions) => content.list(folderRepos, listPath, listOptions) };
+      return {
+        repo: shownRepo,
+        sourceRepo: found.repo,
+        path,
+        item: found.item,
+        config: addressed.config,
+        list: (listPath: string, listOptions: ListOptions) => content.list(folderRepos, listPath, listOptions),
+        properties: () => artifacts.properties(found.repo, path),
+      };
     }
     enforcePatterns(repo, config, path);
     const item = await artifacts.getItem(repo, path);
     if (item === undefined) throw new StrataError('STRATA_ERR_ARTIFACT_NOT_FOUND', `Unable to find item '${repo}:${path}'`);
     const list = async (listPath: string, listOptions: ListOptions): Promise<TreeItem[]> => visible(repo, config, await artifacts.list(repo, listPath, listOptions));
-    return { repo, sourceRepo: repo, path, item, config, list };
+    return { repo, sourceRepo: repo, path, item, config, list, properties: () => artifacts.properties(repo, path) };
+  }
+
+  /** The item as it was at `asOf` (an ISO-8601 time or a position): the repository's stream folded up to it. */
+  async function lookupAsOf(repo: string, path: string, asOf: string) {
+    if (options.pointInTime === undefined) throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', 'point-in-time reads are not available on this server');
+    const view = await options.pointInTime.view(repo, options.pointInTime.parse(asOf));
+    const config = view.config;
+    if (config === undefined) throw new StrataError('STRATA_ERR_REPO_NOT_FOUND', `Repository '${repo}' did not exist at ${asOf}`);
+    if (config.rclass === 'virtual') throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', 'asOf reads a repository that stores content, not a virtual one');
+    enforcePatterns(repo, config, path);
+    const item = await view.artifacts.getItem(repo, path);
+    if (item === undefined) throw new StrataError('STRATA_ERR_ARTIFACT_NOT_FOUND', `Unable to find item '${repo}:${path}' as of ${asOf}`);
+    const list = async (listPath: string, listOptions: ListOptions): Promise<TreeItem[]> => visible(repo, config, await view.artifacts.list(repo, listPath, listOptions));
+    return { repo, sourceRepo: repo, path, item, config, list, properties: () => view.artifacts.properties(repo, path) };
   }
 
   /** Files the repository's patterns refuse are not shown (folders are, files below may be visible). */
@@ -137,12 +165,12 @@ export const storageRoutes: FastifyPluginAsync<StorageRoutesOptions> = async (ap
 
   async function get(request: FastifyRequest, reply: FastifyReply) {
     const query = request.query as Record<string, string | undefined>;
-    const { repo, sourceRepo, path, item, list } = await lookup(request);
+    const { repo, path, item, list, properties: readProperties } = await lookup(request);
     const uri = storageUri(request, repo, path);
     if (has(request, 'properties')) {
       const names = parsePropertyNames(rawQueryParameter(request.url, 'properties') ?? '');
       const properties: Record<string, readonly string[]> = {};
-      for (const [key, values] of Object.entries(await artifacts.properties(sourceRepo, path))) if (names.length === 0 || names.includes(key)) properties[key] = values;
+      for (const [key, values] of Object.entries(await readProperties())) if (names.length === 0 || names.includes(key)) properties[key] = values;
       if (Object.keys(properties).length === 0) throw new StrataError('STRATA_ERR_HTTP_NOT_FOUND', 'No properties could be found.');
       return reply.type('application/vnd.org.jfrog.artifactory.storage.ItemProperties+json').send({ uri, properties });
     }

@@ -17,6 +17,8 @@ export type ServeSettings = Pick<
   | 'federationRetryDelayMaxMs'
   | 'federationTestHooks'
   | 'edge'
+  | 'blobTrashPeriodMs'
+  | 'blobGcIntervalMs'
 >;
 
 export const SERVE_USAGE = `Usage: strata serve [options]
@@ -38,6 +40,10 @@ Options (each also read from the environment variable in brackets):
                           (default 30000)
   --federation-retry-max-ms <n>     retry backoff cap towards a member that is down
                           [STRATA_FEDERATION_RETRY_MAX_MS] (default 10000)
+  --trash-period <d>       how long the binary of a deleted or overwritten artifact stays, e.g. 7d, 12h,
+                          30m, 0 [STRATA_TRASH_PERIOD] (default 7d)
+  --blob-gc-interval <d>  how often unreferenced binaries are collected, e.g. 6h; 0 = never
+                          [STRATA_BLOB_GC_INTERVAL] (default 6h)
   (test only) STRATA_FEDERATION_TEST_HOOKS=1 enables POST /api/federation/test/block
   --edge                  run as an edge node: read-only repositories except
                           artifactory-edge-uploads, smart remotes only [STRATA_EDGE=true]
@@ -55,7 +61,20 @@ const FLAGS: Record<string, keyof ServeSettings> = {
   '--federation-token': 'federationToken',
   '--federation-anti-entropy-ms': 'federationAntiEntropyIntervalMs',
   '--federation-retry-max-ms': 'federationRetryDelayMaxMs',
+  '--trash-period': 'blobTrashPeriodMs',
+  '--blob-gc-interval': 'blobGcIntervalMs',
 };
+
+const DURATION_UNITS_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** `7d`, `12h`, `30m`, `10s`, `500ms` or plain milliseconds. */
+function durationMs(what: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const match = /^([0-9]{1,12})(ms|s|m|h|d)?$/.exec(text.trim());
+  const value = match === null ? Number.NaN : Number(match[1]) * DURATION_UNITS_MS[match[2] ?? 'ms']!;
+  if (!Number.isSafeInteger(value)) throw new UsageError(`invalid ${what} '${text}' (a duration such as 7d, 12h, 30m, 10s or milliseconds)`);
+  return value;
+}
 
 export class UsageError extends Error {}
 
@@ -101,5 +120,7 @@ export function parseServeSettings(argv: readonly string[], env: NodeJS.ProcessE
     federationRetryDelayMaxMs: positiveMs('retry cap', flags.federationRetryDelayMaxMs ?? nonEmpty(env.STRATA_FEDERATION_RETRY_MAX_MS)),
     federationTestHooks: env.STRATA_FEDERATION_TEST_HOOKS === '1',
     edge: edgeFlag || env.STRATA_EDGE?.toLowerCase() === 'true',
+    blobTrashPeriodMs: durationMs('trash period', flags.blobTrashPeriodMs ?? nonEmpty(env.STRATA_TRASH_PERIOD)),
+    blobGcIntervalMs: durationMs('blob GC interval', flags.blobGcIntervalMs ?? nonEmpty(env.STRATA_BLOB_GC_INTERVAL)),
   };
 }

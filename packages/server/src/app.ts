@@ -31,6 +31,8 @@ declare module 'fastify' {
     /** Curation policies and the blocking hook package formats call. */
     curation: CurationService;
     remoteProxy: RemoteProxy;
+    /** Records that a deleted artifact's binary was collected (issue 8: retention). */
+    recordBinaryCollected(repo: string, path: string, sha256: string): Promise<void>;
   }
 }
 import { npmRoutes } from './formats/npm/npm-routes.ts';
@@ -230,6 +232,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(curationRoutes, { prefix: ARTIFACTORY_PREFIX, curation, repositories: deps.repositories, blocksListMax: limits.curationBlocksListMax });
   // asOf reads fold a repository's stream in memory: a few folded views are kept, and a
   // stream longer than two million events is refused.
+  app.decorate('recordBinaryCollected', async (repo: string, path: string, sha256: string) => {
+    await repositoryStreams.execute(repositoryStream(repo), { actor: 'strata:blob-gc' }, () => ({
+      events: [{ type: 'ArtifactBinaryCollected' as const, data: { path, sha256 } }],
+      result: undefined,
+    }));
+  });
   const pointInTime = new PointInTimeReads(deps.eventStore, { viewsCachedMax: 4, pointInTimeEventsMax: 2_000_000 });
   await app.register(artifactsRoutes, {
     prefix: ARTIFACTORY_PREFIX,

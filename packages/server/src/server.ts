@@ -11,6 +11,8 @@ import {
   RepositoryConfigProjection,
   RepositoryQueries,
   SqlEventAudit,
+  SqlBlobRetention,
+  blobTrashPeriodMsDefault,
 } from '@strata/store';
 import type { StoreDatabase } from '@strata/store';
 import type { FastifyInstance } from 'fastify';
@@ -18,6 +20,7 @@ import { sql } from 'kysely';
 import type { Kysely } from 'kysely';
 import hyperid from 'hyperid';
 import { buildApp } from './app.ts';
+import { collectBlobGarbage } from './audit/blob-collection.ts';
 import { authPlugin, SecurityService } from './auth/index.ts';
 import { BatchingDownloadCounter } from './download-counter.ts';
 import type { ServerLimits } from './ports.ts';
@@ -42,6 +45,8 @@ export interface ServerSettings {
   readonly limits?: Partial<ServerLimits>;
   /** How often unreferenced blobs are collected (in this process: leases are per process); 0 = never. */
   readonly blobGcIntervalMs?: number;
+  /** How long the binary of a deleted or overwritten artifact stays after it (issue 8); default 7 days. */
+  readonly blobTrashPeriodMs?: number;
   /** This site's public base URL (e.g. http://host:8081): how federation members address it. */
   readonly baseUrl?: string | undefined;
   /** The shared secret of the federation (STRATA_FEDERATION_TOKEN); federation is off without it. */
@@ -218,17 +223,24 @@ export async function startServer(settings: ServerSettings): Promise<RunningServ
   // Blobs no present artifact references (deleted content, deploys whose append failed) are
   // collected periodically; the store's grace period and leases protect deploys in flight.
   let collecting: Promise<void> | undefined;
+  // Binaries of deleted artifacts stay for the trash period (history downloads), then go as events.
+  const retention = new SqlBlobRetention(opened.db, { trashPeriodMs: settings.blobTrashPeriodMs ?? blobTrashPeriodMsDefault, clock });
   const gcIntervalMs = settings.blobGcIntervalMs ?? blobGcIntervalMsDefault;
   const gcTimer =
     gcIntervalMs > 0
       ? setInterval(() => {
-          collecting ??= blobStore
-            .collectGarbage({
-              // Binaries named by a release bundle stay, even when their artifacts were deleted.
-              isReferenced: async (sha256) => (await treeQueries.isBlobReferenced(sha256)) || ((await distribution?.referencesBlob(sha256)) ?? false),
-            })
+          collecting ??= collectBlobGarbage({
+            blobStore,
+            retention,
+            // Binaries named by a release bundle stay, even when their artifacts were deleted.
+            isReferencedElsewhere: async (sha256) => (await distribution?.referencesBlob(sha256)) ?? false,
+            recordCollected: (repo, path, sha256) => app.recordBinaryCollected(repo, path, sha256),
+          })
             .then(
-              ({ removed }) => app.log.info({ removed: removed.length }, 'blob garbage collected'),
+              ({ removed, failed }) => {
+                app.log.info({ removed: removed.length, failed: failed.length }, 'blob garbage collected');
+                for (const { sha256, error } of failed) app.log.error({ err: error, sha256 }, 'recording a collected binary failed; the blob stays');
+              },
               (error: unknown) => app.log.error({ err: error }, 'blob garbage collection failed'),
             )
             .finally(() => (collecting = undefined));

@@ -52,6 +52,11 @@ export interface BlobStore {
   collectGarbage(options: {
     isReferenced(sha256: string): Promise<boolean>;
     gracePeriodMs?: number;
+    /**
+     * Called for each blob about to be removed, before it is (issue 8: the history records
+     * the collection as an event first). If it throws, the blob stays.
+     */
+    onCollect?(sha256: string): Promise<void>;
     signal?: AbortSignal;
-  }): Promise<{ removed: readonly string[] }>;
+  }): Promise<{ removed: readonly string[]; failed?: readonly { sha256: string; error: unknown }[] }>;
 }

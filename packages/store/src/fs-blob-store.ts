@@ -170,11 +170,13 @@ export class FsBlobStore implements BlobStore {
   async collectGarbage(options: {
     isReferenced(sha256: string): Promise<boolean>;
     gracePeriodMs?: number;
+    onCollect?(sha256: string): Promise<void>;
     signal?: AbortSignal;
-  }): Promise<{ removed: readonly string[] }> {
+  }): Promise<{ removed: readonly string[]; failed?: readonly { sha256: string; error: unknown }[] }> {
     const gracePeriodMs = options.gracePeriodMs ?? blobGracePeriodMsDefault;
     const oldest = this.#clock.now() - gracePeriodMs;
     const removed: string[] = [];
+    const failed: { sha256: string; error: unknown }[] = [];
     for await (const [sha256, path] of this.#listBlobs()) {
       options.signal?.throwIfAborted();
       if (this.#leases.has(sha256)) continue;
@@ -183,22 +185,37 @@ export class FsBlobStore implements BlobStore {
       if (await options.isReferenced(sha256)) continue;
       // Checked and marked synchronously: a lease taken from here on waits for the removal.
       if (this.#leases.has(sha256) || this.#removing.has(sha256)) continue;
-      const removal = unlink(path).then(
-        () => undefined,
-        (error: NodeJS.ErrnoException) => {
-          if (error.code !== 'ENOENT') throw error;
-        },
-      );
+      // A put or lease of the same content waits for this removal (#removing) from here on.
+      const onCollect = options.onCollect;
+      let kept = false;
+      const removal = (async () => {
+        if (onCollect !== undefined) {
+          try {
+            await onCollect(sha256);
+          } catch (error) {
+            // Not recorded, not removed: the next collection tries again.
+            kept = true;
+            failed.push({ sha256, error });
+            return;
+          }
+        }
+        await unlink(path).then(
+          () => undefined,
+          (error: NodeJS.ErrnoException) => {
+            if (error.code !== 'ENOENT') throw error;
+          },
+        );
+      })();
       this.#removing.set(sha256, removal.catch(() => undefined));
       try {
         await removal;
-        removed.push(sha256);
+        if (!kept) removed.push(sha256);
       } finally {
         this.#removing.delete(sha256);
       }
     }
     await this.#removeAbandonedUploads(oldest);
-    return { removed };
+    return { removed, failed };
   }
 
   /** Temp files of uploads that died with their process. */

@@ -5,3 +5,4 @@ export { ChainWalker, type WalkedEvent } from './chain-walker.ts';
 export * from './history-json.ts';
 export * from './replay.ts';
 export * from './event-export.ts';
+export * from './blob-retention.ts';

@@ -22,6 +22,8 @@ describe('point-in-time reads (asOf)', () => {
     await t.app.inject({ method: 'PUT', url: '/artifactory/api/storage/libs/org/app/app.jar?properties=qa=pending' });
     await t.app.inject({ method: 'PUT', url: '/artifactory/libs/org/app/app.jar', payload: 'second' });
     await t.app.inject({ method: 'PUT', url: '/artifactory/api/storage/libs/org/app/app.jar?properties=qa=passed' });
+    // The delete lands a few milliseconds later, so that an instant lies between it and the rest.
+    await new Promise((resolve) => setTimeout(resolve, 5));
     await t.app.inject({ method: 'DELETE', url: '/artifactory/libs/org/app' });
     history = (await t.app.inject({ method: 'GET', url: '/artifactory/api/history/libs/org/app?deep=1' })).json().events as HistoryEvent[];
     // 0 created, 1 deploy one, 2 deploy notes, 3 qa=pending, 4 deploy second, 5 qa=passed, 6 folder deleted
@@ -59,7 +61,8 @@ describe('point-in-time reads (asOf)', () => {
     ]);
     const list = await get(`/artifactory/api/storage/libs/org?list&deep=1&asOf=${positionAfter(1)}`);
     expect(list.json().files.map((file: { uri: string }) => file.uri)).toEqual(['/app/app.jar']);
-    const byTime = await get(`/artifactory/api/storage/libs/org?list&deep=1&asOf=${encodeURIComponent(history[5]!.time)}`);
+    const beforeDelete = new Date(new Date(history[6]!.time).getTime() - 1).toISOString();
+    const byTime = await get(`/artifactory/api/storage/libs/org?list&deep=1&asOf=${encodeURIComponent(beforeDelete)}`);
     expect(byTime.statusCode).toBe(200);
     expect(byTime.json().files.map((file: { uri: string }) => file.uri)).toEqual(['/app/app.jar', '/app/notes.txt']);
     expect((await get(`/artifactory/api/storage/libs/org?asOf=${positionAfter(6)}`)).statusCode).toBe(404);

@@ -47,6 +47,21 @@ describe('remote repositories: a caching proxy of a plain static HTTP upstream',
     expect(info.json()).toMatchObject({ repo: 'up', path: '/org/a/1.0/a.txt', size: String(body.length), checksums: { sha1: sha('sha1', body) } });
   });
 
+  it('answers HEAD and Range on a miss from the cache once fetched', async () => {
+    const body = randomBytes(300 * 1024);
+    upstream.files.set('/files/h.bin', { body });
+    upstream.files.set('/files/r.bin', { body });
+    await remote('up');
+    const head = await fetchBytes(`${strata.url}/up/h.bin`, { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    expect(head.headers['content-length']).toBe(String(body.length));
+    expect(head.headers['x-checksum-sha256']).toBe(sha('sha256', body));
+    expect((await fetchBytes(`${strata.url}/up-cache/h.bin`)).status).toBe(200);
+    const ranged = await fetchBytes(`${strata.url}/up/r.bin`, { headers: { range: 'bytes=100-199' } });
+    expect(ranged.status).toBe(206);
+    expect(ranged.body.equals(body.subarray(100, 200))).toBe(true);
+  });
+
   it('remembers an upstream 404 for missedRetrievalCachePeriodSecs, and asks again when the period is 0', async () => {
     await remote('up');
     await remote('eager', { missedRetrievalCachePeriodSecs: 0 });

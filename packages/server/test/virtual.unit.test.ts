@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { buildUnitApp } from './support/unit-app.ts';
 import type { UnitApp } from './support/unit-app.ts';
@@ -123,4 +124,48 @@ describe('virtual resolution with the metadata cache on', () => {
       await t.app.close();
     }
   });
+});
+
+describe('virtual listing merge (property)', () => {
+  it('lists, for every path any member holds, the entry of the first member in resolution order', async () => {
+    const arbitraryDeploys = fc.array(
+      fc.record({ member: fc.constantFrom(0, 1, 2), path: fc.constantFrom('a.txt', 'd/b.txt', 'd/c.txt', 'd/e/f.txt', 'g.txt'), body: fc.string({ minLength: 1, maxLength: 8 }) }),
+      { maxLength: 12 },
+    );
+    const t = await buildUnitApp();
+    let run = 0;
+    try {
+      await fc.assert(
+        fc.asyncProperty(arbitraryDeploys, fc.shuffledSubarray([0, 1, 2], { minLength: 1 }), async (deploys, order) => {
+          // Fresh repositories per run, one app for all runs.
+          run++;
+          const members = [0, 1, 2].map((index) => `r${run}-m${index}`);
+          for (const key of members) await t.app.inject({ method: 'PUT', url: `/artifactory/api/repositories/${key}`, payload: { rclass: 'local' } });
+          const ordered = order.map((index) => members[index]!);
+          await t.app.inject({ method: 'PUT', url: `/artifactory/api/repositories/r${run}-v`, payload: { rclass: 'virtual', repositories: ordered } });
+          const latest = new Map<string, string>();
+          for (const deploy of deploys) {
+            const repo = members[deploy.member]!;
+            await t.app.inject({ method: 'PUT', url: `/artifactory/${repo}/${deploy.path}`, payload: deploy.body });
+            latest.set(`${repo}/${deploy.path}`, deploy.body);
+          }
+          const expected = new Map<string, { size: number; body: string }>();
+          for (const repo of ordered) {
+            for (const [key, body] of latest) {
+              if (!key.startsWith(`${repo}/`)) continue;
+              const path = key.slice(repo.length);
+              if (!expected.has(path)) expected.set(path, { size: Buffer.byteLength(body), body });
+            }
+          }
+          const response = await t.app.inject({ method: 'GET', url: `/artifactory/api/storage/r${run}-v?list&deep=1` });
+          const files = (response.json() as { files: { uri: string; size: number }[] }).files;
+          expect(files.map((file) => [file.uri, file.size])).toEqual([...expected.entries()].map(([path, entry]) => [path, entry.size]).sort(([a], [b]) => (String(a) < String(b) ? -1 : 1)));
+          for (const [path, entry] of expected) expect((await t.app.inject({ method: 'GET', url: `/artifactory/r${run}-v${path}` })).body).toBe(entry.body);
+        }),
+        { numRuns: 25 },
+      );
+    } finally {
+      await t.app.close();
+    }
+  }, 120_000);
 });

@@ -28,6 +28,11 @@ export interface RepositoryReader {
   get(key: string): Promise<RepositoryConfig | undefined>;
   /** Every repository, ordered by key. */
   list(): Promise<readonly RepositoryConfig[]>;
+  /**
+   * A virtual's effective resolution order from the virtual-resolution projection; undefined
+   * when not projected (the server then computes it from the configurations).
+   */
+  resolutionOrder?(key: string): Promise<readonly string[] | undefined>;
 }
 
 export interface FileItem {

@@ -14,6 +14,8 @@ export interface ArtifactTreeQueriesSlice {
 export interface RepositoryQueriesSlice {
   get(key: string): Promise<RepositoryConfigView | undefined>;
   list(): Promise<RepositoryConfigView[]>;
+  /** The virtual resolution order projection (absent where it is not maintained). */
+  resolutionOrder?(key: string): Promise<string[] | undefined>;
 }
 
 function configOf(view: RepositoryConfigView): RepositoryConfig {
@@ -49,6 +51,10 @@ export class ProjectionReaders implements RepositoryReader, ArtifactReader {
   async get(key: string): Promise<RepositoryConfig | undefined> {
     const view = await this.#repositories.get(key);
     return view === undefined ? undefined : configOf(view);
+  }
+
+  async resolutionOrder(key: string): Promise<readonly string[] | undefined> {
+    return this.#repositories.resolutionOrder?.(key);
   }
 
   async getItem(repo: string, path: string): Promise<TreeItem | undefined> {

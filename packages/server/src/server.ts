@@ -13,6 +13,7 @@ import {
   SqlEventAudit,
   SqlBlobRetention,
   blobTrashPeriodMsDefault,
+  VirtualResolutionProjection,
 } from '@strata/store';
 import type { StoreDatabase } from '@strata/store';
 import type { FastifyInstance } from 'fastify';
@@ -114,7 +115,7 @@ export async function startServer(settings: ServerSettings): Promise<RunningServ
 
   const opened = await openEventStore({
     ...(settings.databaseUrl === undefined ? { dataDir: settings.dataDir } : { databaseUrl: settings.databaseUrl }),
-    projections: [new ArtifactTreeProjection(), new RepositoryConfigProjection()],
+    projections: [new ArtifactTreeProjection(), new RepositoryConfigProjection(), new VirtualResolutionProjection()],
     store: { siteId },
   });
   const eventStore = opened.store;

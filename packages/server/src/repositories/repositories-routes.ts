@@ -80,7 +80,10 @@ export const repositoriesRoutes: FastifyPluginAsync<RepositoriesRoutesOptions> =
       const config = await reader.get(key);
       if (config === undefined) throw notFound(key);
       // A virtual also shows its effective resolution order (nested virtuals flattened).
-      if (config.rclass === 'virtual') return { ...configForDisplay(config), resolvedRepositories: await content.order(key) };
+      if (config.rclass === 'virtual') {
+        const projected = await reader.resolutionOrder?.(key);
+        return { ...configForDisplay(config), resolvedRepositories: projected ?? (await content.order(key)) };
+      }
       return configForDisplay(config);
     },
   );

@@ -1,6 +1,6 @@
 import { HybridLogicalClock } from '@strata/core';
 import type { BlobStore, OpenedEventStore } from '@strata/store';
-import { ArtifactTreeProjection, ArtifactTreeQueries, openEventStore, RepositoryConfigProjection, RepositoryQueries, SqlEventAudit } from '@strata/store';
+import { ArtifactTreeProjection, ArtifactTreeQueries, openEventStore, RepositoryConfigProjection, RepositoryQueries, SqlEventAudit, VirtualResolutionProjection } from '@strata/store';
 import type { FastifyInstance } from 'fastify';
 import hyperid from 'hyperid';
 import { buildApp } from '../../src/app.ts';
@@ -20,7 +20,7 @@ export async function buildSqlApp(blobStore: BlobStore, options: { databaseUrl?:
   const opened = await openEventStore({
     ...(options.databaseUrl === undefined ? {} : { databaseUrl: options.databaseUrl }),
     ...(options.schema === undefined ? {} : { schema: options.schema }),
-    projections: [new ArtifactTreeProjection(), new RepositoryConfigProjection()],
+    projections: [new ArtifactTreeProjection(), new RepositoryConfigProjection(), new VirtualResolutionProjection()],
     store: { siteId: options.siteId ?? 'site-int' },
   });
   const readers = new ProjectionReaders(new ArtifactTreeQueries(opened.db), new RepositoryQueries(opened.db));

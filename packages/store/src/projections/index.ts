@@ -7,3 +7,4 @@ export * from './repository-queries.ts';
 export * from './rebuild-projections.ts';
 export { projectionsMigration } from '../migrations/002-projections.ts';
 export * from './bulk-copy.ts';
+export * from './virtual-resolution-projection.ts';

@@ -3,6 +3,7 @@ import type { RepositoryConfigView } from '@strata/core';
 import type { StoreDatabase } from '../schema.ts';
 import { toNumber } from './sql-values.ts';
 import type { QueryOptions } from './artifact-tree-queries.ts';
+import { readVirtualResolutionOrder } from './virtual-resolution-projection.ts';
 
 type Row = Record<string, unknown>;
 
@@ -43,6 +44,12 @@ export class RepositoryQueries {
       where key_identity = ${identity} and exists order by key limit 1`.execute(this.#db);
     const row = result.rows[0];
     return row === undefined ? undefined : viewFromRow(row);
+  }
+
+  /** A virtual's resolution order as VirtualResolutionProjection keeps it (undefined: not a virtual, or not projected). */
+  async resolutionOrder(key: string, options: QueryOptions = {}): Promise<string[] | undefined> {
+    options.signal?.throwIfAborted();
+    return readVirtualResolutionOrder(this.#db, key);
   }
 
   /** Existing repositories ordered by key, optionally of one rclass. */

@@ -1,6 +1,6 @@
 /**
  * The benchmarks (never timed tests): `npm run bench [-- <name>...] [--events=N] [--rounds=N]
- * [--backend=postgres|pglite]`. Names: append, rebuild, read-all, server-http, history, distribution, remote-virtual (default: all). Every
+ * [--backend=postgres|pglite]`. Names: append, rebuild, read-all, server-http, history, distribution, remote-virtual, federation (default: all). Every
  * figure is set against a reference measured in the same run; see docs/benchmarks.md.
  * DATABASE_URL selects the PostgreSQL database (default strata_bench on localhost).
  */
@@ -11,10 +11,11 @@ import { serverHttpBenchmark } from './server-http.bench.ts';
 import { historyBenchmark } from './history.bench.ts';
 import { distributionBenchmark } from './distribution.bench.ts';
 import { remoteVirtualBenchmark } from './remote-virtual.bench.ts';
+import { federationBenchmark, printFederationResults, type FederationBenchResult } from './federation.bench.ts';
 import { databaseUrl } from './support/databases.ts';
 import { log, printTable, type BenchResult } from './support/report.ts';
 
-const BENCHMARKS = ['append', 'rebuild', 'read-all', 'server-http', 'history', 'distribution', 'remote-virtual'] as const;
+const BENCHMARKS = ['append', 'rebuild', 'read-all', 'server-http', 'history', 'distribution', 'remote-virtual', 'federation'] as const;
 type BenchmarkName = (typeof BENCHMARKS)[number];
 const BACKENDS = ['postgres', 'pglite'] as const;
 
@@ -32,7 +33,13 @@ const appendEvents = Number(flag('append-events') ?? 8000);
 
 log(`${selected.join(', ')}; ${events.toLocaleString('en-US')} events; ${rounds} rounds; PostgreSQL at ${databaseUrl.replace(/:[^:@/]*@/, ':***@')}`);
 const results: BenchResult[] = [];
+const federationResults: FederationBenchResult[] = [];
 for (const name of selected) {
+  if (name === 'federation') {
+    for (const backend of backends) {
+      federationResults.push(await federationBenchmark({ backend, seconds: Number(flag('seconds') ?? 20), deploysPerSecond: 500, catchUpEvents: Number(flag('federation-events') ?? 100_000) }));
+    }
+  }
   if (name === 'append') results.push(await appendBenchmark(16, appendEvents, rounds));
   if (name === 'server-http') results.push(...(await serverHttpBenchmark({ rounds, seconds: 10, backends })));
   if (name === 'history') results.push(...(await historyBenchmark(rounds)));
@@ -44,3 +51,4 @@ for (const name of selected) {
   }
 }
 printTable(results);
+printFederationResults(federationResults);

@@ -126,9 +126,20 @@ export function validateFederationRequest(value: unknown, { eventsMax }: Validat
     sentAtMs,
     vector: validateVersionVector(request['vector']),
     // Recorded events (with a sender's stream position) are accepted and trimmed to NewEvent.
-    events: events.map((event: unknown, index) => guard(`events[${index}]`, () => toNewEvent(event))),
+    events: validated.has(events)
+      ? events.map((event: unknown) => stripRecorded(event as NewEvent))
+      : events.map((event: unknown, index) => guard(`events[${index}]`, () => toNewEvent(event))),
     fullSync: request['fullSync'],
   };
+}
+
+/** Event arrays the core codec has just decoded (and so validated): not validated a second time. */
+const validated = new WeakSet<readonly unknown[]>();
+
+function stripRecorded(event: NewEvent): NewEvent {
+  if (!('revision' in event)) return event;
+  const { stream: _stream, revision: _revision, position: _position, ...rest } = event as NewEvent & { stream?: unknown; revision?: unknown; position?: unknown };
+  return rest as NewEvent;
 }
 
 function toNewEvent(value: unknown): NewEvent {
@@ -179,7 +190,8 @@ const headerBytesMax = 256 * 1024;
 export function encodeFederationRequest(request: FederationRequest): Uint8Array {
   const { events, ...header } = request;
   const headerBytes = textEncoder.encode(JSON.stringify(header));
-  const batch = encodeEventBatch(events.map((event) => (isRecordedEvent(event as never) ? toNewEvent(event) : event)));
+  // The codec validates each event as it encodes it: stripping the stored fields is enough here.
+  const batch = encodeEventBatch(events.map((event) => (isRecordedEvent(event as never) ? stripRecorded(event) : event)));
   const bytes = new Uint8Array(4 + headerBytes.byteLength + batch.byteLength);
   new DataView(bytes.buffer).setUint32(0, headerBytes.byteLength);
   bytes.set(headerBytes, 4);
@@ -199,6 +211,7 @@ export function decodeFederationRequest(bytes: Uint8Array, options: ValidateFede
   }
   if (!isPlainObject(header)) malformed('request header must be an object');
   const events = guard('events', () => decodeEventBatch(bytes.subarray(4 + headerLength), { eventsMax: options.eventsMax }));
+  validated.add(events);
   return validateFederationRequest({ ...header, events }, options);
 }
 

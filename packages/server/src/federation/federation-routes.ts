@@ -143,6 +143,15 @@ export const federationRoutes: FastifyPluginAsync<FederationRoutesOptions> = asy
               siteId: { type: 'string' },
               vector: { type: 'object', additionalProperties: { type: 'integer' } },
               pendingBinaries: { type: 'integer' },
+              receiveLag: {
+                type: 'object',
+                properties: {
+                  events: { type: 'integer' },
+                  p50Ms: { type: ['integer', 'null'] },
+                  p99Ms: { type: ['integer', 'null'] },
+                  maxMs: { type: ['integer', 'null'] },
+                },
+              },
               members: { type: 'array', items: memberSchema },
             },
           },

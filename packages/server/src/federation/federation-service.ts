@@ -94,11 +94,24 @@ export interface MemberStatusView {
   readonly pendingBinaries: number;
 }
 
+/** Replication lag of events received here: origin stamp to append and projection here. */
+export interface ReceiveLagView {
+  /** Events measured (the most recent ones, at most receiveLagSamplesMax). */
+  readonly events: number;
+  readonly p50Ms: number | null;
+  readonly p99Ms: number | null;
+  readonly maxMs: number | null;
+}
+
+/** Received events whose lag the status summarises (a ring per repository). */
+export const receiveLagSamplesMax = 20_000;
+
 export interface FederationStatusView {
   readonly repoKey: string;
   readonly siteId: string;
   readonly vector: Readonly<Record<string, number>>;
   readonly pendingBinaries: number;
+  readonly receiveLag: ReceiveLagView;
   readonly members: readonly MemberStatusView[];
 }
 
@@ -120,6 +133,8 @@ export class FederationService implements FederationHooks {
   /** Per member base URL not resolved yet: why its identity lookup failed. */
   readonly #resolveErrors = new Map<string, string>();
   readonly #federating = new Map<string, Promise<void>>();
+  /** Per repository: lag samples (ms) of received events, a ring of receiveLagSamplesMax. */
+  readonly #receiveLags = new Map<string, { samples: Float64Array; next: number; count: number }>();
   #log: FederationLogger = silentLogger;
   #resolveTimer: NodeJS.Timeout | null = null;
   #resolving = false;
@@ -406,7 +421,7 @@ export class FederationService implements FederationHooks {
     for (const member of status.members) {
       if (!seen.has(member.peerId)) members.push(this.#memberView(repoKey, member, member.url, inboundOf(member.peerId, member.url)));
     }
-    return { repoKey, siteId: this.siteId, vector: status.vector, pendingBinaries: this.#puller.pendingCount(repoKey), members };
+    return { repoKey, siteId: this.siteId, vector: status.vector, pendingBinaries: this.#puller.pendingCount(repoKey), receiveLag: this.#lagView(repoKey), members };
   }
 
   #memberView(repoKey: string, member: FederationMemberStatus, url: string, lastInboundError: string | null): MemberStatusView {
@@ -446,7 +461,28 @@ export class FederationService implements FederationHooks {
     this.#scheduleResolve(0);
   }
 
+  #recordLag(repoKey: string, events: readonly StreamEvent[]): void {
+    let ring = this.#receiveLags.get(repoKey);
+    if (ring === undefined) this.#receiveLags.set(repoKey, (ring = { samples: new Float64Array(receiveLagSamplesMax), next: 0, count: 0 }));
+    // By this site's physical clock; the origin's stamp is its physical clock at commit (HLC wall).
+    const now = this.#options.clock.now();
+    for (const event of events) {
+      ring.samples[ring.next] = Math.max(0, now - event.hlc.wall);
+      ring.next = (ring.next + 1) % receiveLagSamplesMax;
+      ring.count = Math.min(ring.count + 1, receiveLagSamplesMax);
+    }
+  }
+
+  #lagView(repoKey: string): ReceiveLagView {
+    const ring = this.#receiveLags.get(repoKey);
+    if (ring === undefined || ring.count === 0) return { events: 0, p50Ms: null, p99Ms: null, maxMs: null };
+    const sorted = Array.from(ring.samples.subarray(0, ring.count)).sort((x, y) => x - y);
+    const at = (q: number) => Math.round(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!);
+    return { events: ring.count, p50Ms: at(0.5), p99Ms: at(0.99), maxMs: Math.round(sorted[sorted.length - 1]!) };
+  }
+
   #remoteAppended(repoKey: string, events: readonly StreamEvent[]): void {
+    this.#recordLag(repoKey, events);
     for (const listener of this.#remoteListeners) {
       try {
         listener(repoKey, events);

@@ -1,0 +1,357 @@
+/**
+ * Federation benchmarks (issue 4, "Performance"), three `strata serve` processes on loopback:
+ * - lag: 500 deploys/s of 1 KiB artifacts on one site for `seconds`; the receivers report the
+ *   lag from the origin's commit stamp (HLC wall) to their own append and projection of each
+ *   event (status `receiveLag`, p50/p99; targets 50 ms / 250 ms). Reference, same run: the
+ *   deploy latency the load client sees on the origin (p50/p99).
+ * - catch-up: with every site stopped, 100,000 deploy events are appended to the origin's
+ *   store (in process, with the server's projections: that rate is the reference); the origin
+ *   and a receiver that missed them all start, and the receiver's rate of catching up is
+ *   measured until its vector covers the origin's (target ≥ 20,000 events/s; metadata only —
+ *   every event names one binary, fetched once).
+ * Runnable alone: `node --import tsx bench/federation.bench.ts [--backend=postgres|pglite]
+ * [--seconds=N] [--events=N] [--only=lag,catch-up]`.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { Agent, request as httpRequest } from 'node:http';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pathToFileURL } from 'node:url';
+import pg from 'pg';
+import type { NewEvent } from '@strata/core';
+import { ArtifactTreeProjection, FsBlobStore, RepositoryConfigProjection, openEventStore } from '@strata/store';
+import { ADMIN_AUTH, adminFetch, freePort, spawnServer, type SpawnedServer } from '../test/support/spawned-server.ts';
+import { databaseUrl } from './support/databases.ts';
+import { log } from './support/report.ts';
+
+const KEY = 'fed-bench';
+const TOKEN = 'bench-federation-secret-0123456789';
+
+interface BenchSite {
+  readonly name: string;
+  readonly port: number;
+  readonly baseUrl: string;
+  readonly dataDir: string;
+  readonly databaseUrl: string | undefined;
+  server: SpawnedServer | undefined;
+}
+
+export interface FederationBenchOptions {
+  readonly backend: 'postgres' | 'pglite';
+  readonly seconds: number;
+  readonly deploysPerSecond: number;
+  readonly catchUpEvents: number;
+  readonly only?: readonly ('lag' | 'catch-up')[];
+}
+
+export interface FederationBenchResult {
+  readonly backend: 'postgres' | 'pglite';
+  readonly lag?: {
+    readonly deploys: number;
+    readonly offeredPerSecond: number;
+    readonly achievedPerSecond: number;
+    readonly deployP50Ms: number;
+    readonly deployP99Ms: number;
+    readonly receivers: readonly { site: string; events: number; p50Ms: number | null; p99Ms: number | null; maxMs: number | null }[];
+    /** The same load on a local repository of the same server, just before. */
+    readonly reference: { readonly achievedPerSecond: number; readonly p50Ms: number; readonly p99Ms: number };
+  };
+  readonly catchUp?: {
+    readonly events: number;
+    readonly localAppendPerSecond: number;
+    readonly catchUpPerSecond: number;
+    readonly seconds: number;
+  };
+}
+
+async function databaseFor(name: string): Promise<string> {
+  const url = new URL(databaseUrl);
+  const database = `strata_bench_fed_${name}`;
+  const admin = new pg.Client({ connectionString: databaseUrl });
+  await admin.connect();
+  try {
+    await admin.query(`drop database if exists ${database} with (force)`);
+    await admin.query(`create database ${database}`);
+  } finally {
+    await admin.end();
+  }
+  url.pathname = `/${database}`;
+  return url.href;
+}
+
+async function prepare(backend: 'postgres' | 'pglite'): Promise<BenchSite[]> {
+  const sites: BenchSite[] = [];
+  for (const name of ['a', 'b', 'c']) {
+    const port = await freePort();
+    sites.push({
+      name,
+      port,
+      baseUrl: `http://127.0.0.1:${port}`,
+      dataDir: await mkdtemp(join(tmpdir(), `strata-bench-fed-${name}-`)),
+      databaseUrl: backend === 'postgres' ? await databaseFor(name) : undefined,
+      server: undefined,
+    });
+  }
+  return sites;
+}
+
+async function start(site: BenchSite): Promise<SpawnedServer> {
+  site.server = await spawnServer({
+    dataDir: site.dataDir,
+    port: site.port,
+    ...(site.databaseUrl === undefined ? {} : { databaseUrl: site.databaseUrl }),
+    startTimeoutMs: 120_000,
+    env: { STRATA_SITE_ID: `site-${site.name}`, STRATA_BASE_URL: site.baseUrl, STRATA_FEDERATION_TOKEN: TOKEN, STRATA_FEDERATION_RETRY_MAX_MS: '1000' },
+  });
+  return site.server;
+}
+
+const live = (site: BenchSite) => {
+  if (site.server === undefined) throw new Error(`site ${site.name} is not running`);
+  return site.server;
+};
+
+interface StatusBody {
+  vector: Record<string, number>;
+  receiveLag: { events: number; p50Ms: number | null; p99Ms: number | null; maxMs: number | null };
+}
+
+async function status(site: BenchSite): Promise<StatusBody | undefined> {
+  const response = await adminFetch(live(site), `/artifactory/api/federation/status/${KEY}`);
+  if (response.status !== 200) {
+    await response.arrayBuffer();
+    return undefined;
+  }
+  return (await response.json()) as StatusBody;
+}
+
+const covers = (vector: Record<string, number> | undefined, target: Record<string, number>) =>
+  vector !== undefined && Object.entries(target).every(([origin, count]) => (vector[origin] ?? 0) >= count);
+
+async function waitFor<T>(what: string, probe: () => Promise<T>, done: (value: T) => boolean, timeoutMs: number, pollMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined as T);
+    if (done(value)) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
+  }
+}
+
+function percentile(sorted: readonly number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
+}
+
+/** Open-loop load: one PUT every 1000/rate ms (at most 256 in flight), for `seconds`. */
+async function deployLoad(site: BenchSite, rate: number, seconds: number, repo = KEY): Promise<{ latencies: number[]; elapsedMs: number; refused: number }> {
+  const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+  const filler = randomBytes(1024 - 40).toString('base64').slice(0, 1024 - 40);
+  const latencies: number[] = [];
+  let refused = 0;
+  let inFlight = 0;
+  const total = Math.round(rate * seconds);
+  const started = performance.now();
+  const pending: Promise<void>[] = [];
+  for (let i = 0; i < total; i++) {
+    const due = started + (i * 1000) / rate;
+    const wait = due - performance.now();
+    if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
+    while (inFlight >= 256) await new Promise((resolve) => setTimeout(resolve, 1));
+    const body = Buffer.from(`${String(i).padStart(40, '0')}${filler}`);
+    const path = `/artifactory/${repo}/load/${i % 100}/a-${i}.bin`;
+    inFlight++;
+    const sent = performance.now();
+    pending.push(
+      new Promise<void>((resolve) => {
+        const request = httpRequest(
+          `${site.baseUrl}${path}`,
+          { method: 'PUT', agent, headers: { authorization: ADMIN_AUTH, 'content-length': body.length, 'content-type': 'application/octet-stream' } },
+          (response) => {
+            response.resume();
+            response.on('end', () => {
+              if (response.statusCode === 201) latencies.push(performance.now() - sent);
+              else refused++;
+              inFlight--;
+              resolve();
+            });
+          },
+        );
+        request.on('error', () => {
+          refused++;
+          inFlight--;
+          resolve();
+        });
+        request.end(body);
+      }),
+    );
+  }
+  await Promise.all(pending);
+  agent.destroy();
+  return { latencies, elapsedMs: performance.now() - started, refused };
+}
+
+async function lagBenchmark(sites: BenchSite[], options: FederationBenchOptions): Promise<NonNullable<FederationBenchResult['lag']>> {
+  const [a, b, c] = sites as [BenchSite, BenchSite, BenchSite];
+  log(`federation lag (${options.backend}): ${options.deploysPerSecond} deploys/s of 1 KiB on a for ${options.seconds} s`);
+  // Reference, same run and server: the same load on a local (not federated) repository.
+  const local = await adminFetch(live(a), '/artifactory/api/repositories/bench-local', {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ rclass: 'local' }),
+  });
+  if (local.status !== 200) throw new Error(`create bench-local: ${local.status}`);
+  const reference = await deployLoad(a, options.deploysPerSecond, options.seconds, 'bench-local');
+  reference.latencies.sort((x, y) => x - y);
+  const referenceResult = {
+    achievedPerSecond: (reference.latencies.length / reference.elapsedMs) * 1000,
+    p50Ms: percentile(reference.latencies, 0.5),
+    p99Ms: percentile(reference.latencies, 0.99),
+  };
+  log(`  reference, local repository: ${referenceResult.achievedPerSecond.toFixed(0)}/s, deploy p50 ${referenceResult.p50Ms.toFixed(1)} ms p99 ${referenceResult.p99Ms.toFixed(1)} ms`);
+  const { latencies, elapsedMs, refused } = await deployLoad(a, options.deploysPerSecond, options.seconds);
+  if (refused > 0) log(`  ${refused} deploys refused or failed`);
+  const origin = await status(a);
+  if (origin === undefined) throw new Error('no status on a');
+  for (const site of [b, c]) await waitFor(`${site.name} to catch up`, () => status(site), (value) => covers(value?.vector, origin.vector), 120_000);
+  const receivers = [];
+  for (const site of [b, c]) {
+    const lag = (await status(site))!.receiveLag;
+    receivers.push({ site: site.name, ...lag });
+  }
+  latencies.sort((x, y) => x - y);
+  const result = {
+    deploys: latencies.length,
+    offeredPerSecond: options.deploysPerSecond,
+    achievedPerSecond: (latencies.length / elapsedMs) * 1000,
+    deployP50Ms: percentile(latencies, 0.5),
+    deployP99Ms: percentile(latencies, 0.99),
+    receivers,
+    reference: referenceResult,
+  };
+  log(`  deploys ${result.deploys} at ${result.achievedPerSecond.toFixed(0)}/s, deploy p50 ${result.deployP50Ms.toFixed(1)} ms p99 ${result.deployP99Ms.toFixed(1)} ms`);
+  for (const receiver of receivers) log(`  lag on ${receiver.site}: p50 ${receiver.p50Ms} ms, p99 ${receiver.p99Ms} ms, max ${receiver.maxMs} ms over ${receiver.events} events`);
+  return result;
+}
+
+async function catchUpBenchmark(sites: BenchSite[], options: FederationBenchOptions): Promise<NonNullable<FederationBenchResult['catchUp']>> {
+  const [a, b, c] = sites as [BenchSite, BenchSite, BenchSite];
+  log(`federation catch-up (${options.backend}): ${options.catchUpEvents.toLocaleString('en-US')} events missed by c`);
+  await Promise.all(sites.map((site) => live(site).stop()));
+  // The origin's store, opened as the server opens it (same projections), while it is down.
+  const opened = await openEventStore({
+    ...(a.databaseUrl === undefined ? { dataDir: a.dataDir } : { databaseUrl: a.databaseUrl }),
+    projections: [new ArtifactTreeProjection(), new RepositoryConfigProjection()],
+  });
+  const stream = `repo-${KEY}`;
+  const existing = [...(await opened.store.readStream(stream, { maxCount: 10_000 }))];
+  let revision = existing.length - 1;
+  for (;;) {
+    const more = await opened.store.readStream(stream, { fromRevision: revision + 1, maxCount: 10_000 });
+    if (more.length === 0) break;
+    revision += more.length;
+    existing.push(...more);
+  }
+  let originSeq = existing.filter((event) => event.origin === 'site-a').reduce((max, event) => Math.max(max, event.originSeq), 0);
+  const blobs = new FsBlobStore({ root: a.dataDir, clock: { now: () => Date.now() } });
+  const content = Buffer.alloc(1024, 7);
+  const lease = await blobs.put(Readable.from([content]));
+  lease.release();
+  const digest = (algorithm: string) => createHash(algorithm).update(content).digest('hex');
+  const batchSize = 1_000;
+  const appendStarted = performance.now();
+  const wall = Date.now();
+  for (let done = 0; done < options.catchUpEvents; done += batchSize) {
+    const events: NewEvent[] = [];
+    for (let i = done; i < Math.min(options.catchUpEvents, done + batchSize); i++) {
+      events.push({
+        id: `bench-${wall.toString(36)}-${i}`,
+        origin: 'site-a',
+        originSeq: ++originSeq,
+        hlc: { wall, logical: i },
+        meta: { actor: 'bench' },
+        type: 'ArtifactDeployed',
+        data: { path: `offline/${i % 500}/e-${i}.bin`, sha256: digest('sha256'), sha1: digest('sha1'), md5: digest('md5'), size: content.length, mimeType: 'application/octet-stream', properties: {} },
+      } as NewEvent);
+    }
+    await opened.store.append(stream, events, { expectedRevision: revision });
+    revision += events.length;
+  }
+  const appendSeconds = (performance.now() - appendStarted) / 1000;
+  await opened.close();
+  const localAppendPerSecond = options.catchUpEvents / appendSeconds;
+  log(`  appended locally at ${localAppendPerSecond.toFixed(0)} events/s (reference)`);
+
+  await start(a);
+  const target = (await status(a))!.vector;
+  const started = performance.now();
+  await start(c);
+  await waitFor('c to catch up', () => status(c), (value) => covers(value?.vector, target), 600_000, 50);
+  const seconds = (performance.now() - started) / 1000;
+  const catchUpPerSecond = options.catchUpEvents / seconds;
+  log(`  c caught up in ${seconds.toFixed(1)} s: ${catchUpPerSecond.toFixed(0)} events/s (from its start)`);
+  void b;
+  return { events: options.catchUpEvents, localAppendPerSecond, catchUpPerSecond, seconds };
+}
+
+export async function federationBenchmark(options: FederationBenchOptions): Promise<FederationBenchResult> {
+  const sites = await prepare(options.backend);
+  try {
+    await Promise.all(sites.map((site) => start(site)));
+    const [a, b, c] = sites as [BenchSite, BenchSite, BenchSite];
+    const create = await adminFetch(live(a), `/artifactory/api/repositories/${KEY}`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ rclass: 'federated', members: [b, c].map((site) => ({ url: `${site.baseUrl}/artifactory/${KEY}`, enabled: true })) }),
+    });
+    if (create.status !== 200) throw new Error(`create: ${create.status} ${await create.text()}`);
+    for (const site of [b, c]) await waitFor(`${site.name} to join`, () => status(site), (value) => value !== undefined, 60_000);
+    const only = options.only ?? ['lag', 'catch-up'];
+    const lag = only.includes('lag') ? await lagBenchmark(sites, options) : undefined;
+    const catchUp = only.includes('catch-up') ? await catchUpBenchmark(sites, options) : undefined;
+    return { backend: options.backend, ...(lag === undefined ? {} : { lag }), ...(catchUp === undefined ? {} : { catchUp }) };
+  } finally {
+    await Promise.all(sites.map((site) => site.server?.kill()));
+    await Promise.all(sites.map((site) => rm(site.dataDir, { recursive: true, force: true })));
+  }
+}
+
+export function printFederationResults(results: readonly FederationBenchResult[]): void {
+  for (const result of results) {
+    if (result.lag !== undefined) {
+      const lag = result.lag;
+      console.log(
+        `federation lag (${result.backend}): ${lag.deploys} deploys at ${lag.achievedPerSecond.toFixed(0)}/s (offered ${lag.offeredPerSecond}/s); origin deploy latency p50 ${lag.deployP50Ms.toFixed(1)} ms, p99 ${lag.deployP99Ms.toFixed(1)} ms; reference (same load, local repository): ${lag.reference.achievedPerSecond.toFixed(0)}/s, p50 ${lag.reference.p50Ms.toFixed(1)} ms, p99 ${lag.reference.p99Ms.toFixed(1)} ms`,
+      );
+      for (const receiver of lag.receivers) {
+        console.log(`  receiver ${receiver.site}: commit→projection p50 ${receiver.p50Ms} ms (target < 50), p99 ${receiver.p99Ms} ms (target < 250), max ${receiver.maxMs} ms, ${receiver.events} events`);
+      }
+    }
+    if (result.catchUp !== undefined) {
+      const catchUp = result.catchUp;
+      console.log(
+        `federation catch-up (${result.backend}): ${catchUp.events} events in ${catchUp.seconds.toFixed(1)} s = ${catchUp.catchUpPerSecond.toFixed(0)} events/s (target ≥ 20,000); local append with projections ${catchUp.localAppendPerSecond.toFixed(0)} events/s (reference), ratio ${(catchUp.catchUpPerSecond / catchUp.localAppendPerSecond).toFixed(2)}`,
+      );
+    }
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const args = process.argv.slice(2);
+  const flag = (name: string): string | undefined => args.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3);
+  const backends = (flag('backend') ?? 'postgres').split(',') as ('postgres' | 'pglite')[];
+  const results: FederationBenchResult[] = [];
+  for (const backend of backends) {
+    results.push(
+      await federationBenchmark({
+        backend,
+        seconds: Number(flag('seconds') ?? 20),
+        deploysPerSecond: Number(flag('rate') ?? 500),
+        catchUpEvents: Number(flag('events') ?? 100_000),
+        ...(flag('only') === undefined ? {} : { only: flag('only')!.split(',') as ('lag' | 'catch-up')[] }),
+      }),
+    );
+  }
+  printFederationResults(results);
+}

@@ -287,7 +287,7 @@ async function catchUpBenchmark(sites: BenchSite[], options: FederationBenchOpti
   const target = (await status(a))!.vector;
   const started = performance.now();
   await start(c);
-  await waitFor('c to catch up', () => status(c), (value) => covers(value?.vector, target), 600_000, 50);
+  await waitFor('c to catch up', () => status(c), (value) => covers(value?.vector, target), 600_000, 250);
   const seconds = (performance.now() - started) / 1000;
   const catchUpPerSecond = options.catchUpEvents / seconds;
   log(`  c caught up in ${seconds.toFixed(1)} s: ${catchUpPerSecond.toFixed(0)} events/s (from its start)`);

@@ -138,6 +138,8 @@ export class FederationService implements FederationHooks {
   #log: FederationLogger = silentLogger;
   #resolveTimer: NodeJS.Timeout | null = null;
   #resolving = false;
+  #resolveFailures = 0;
+  #resolveAgain = false;
   #closed = false;
 
   constructor(options: FederationServiceOptions) {
@@ -476,7 +478,8 @@ export class FederationService implements FederationHooks {
   #lagView(repoKey: string): ReceiveLagView {
     const ring = this.#receiveLags.get(repoKey);
     if (ring === undefined || ring.count === 0) return { events: 0, p50Ms: null, p99Ms: null, maxMs: null };
-    const sorted = Array.from(ring.samples.subarray(0, ring.count)).sort((x, y) => x - y);
+    // A typed array sorts numerically, without a comparator call per pair.
+    const sorted = ring.samples.slice(0, ring.count).sort();
     const at = (q: number) => Math.round(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!);
     return { events: ring.count, p50Ms: at(0.5), p99Ms: at(0.99), maxMs: Math.round(sorted[sorted.length - 1]!) };
   }
@@ -520,7 +523,13 @@ export class FederationService implements FederationHooks {
   }
 
   #scheduleResolve(delayMs: number): void {
-    if (this.#closed || this.#resolving) return;
+    if (this.#closed) return;
+    if (delayMs === 0) this.#resolveFailures = 0;
+    if (this.#resolving) {
+      // A lookup is running: run another right after it (the trigger may name new members).
+      if (delayMs === 0) this.#resolveAgain = true;
+      return;
+    }
     if (this.#resolveTimer !== null) {
       if (delayMs > 0) return;
       clearTimeout(this.#resolveTimer);
@@ -587,7 +596,14 @@ export class FederationService implements FederationHooks {
     } finally {
       this.#resolving = false;
     }
-    if (unresolved > 0) this.#scheduleResolve(federationDefaults.memberResolveIntervalMs);
+    if (this.#resolveAgain) {
+      this.#resolveAgain = false;
+      this.#scheduleResolve(0);
+      return;
+    }
+    // Unreachable or refusing members are asked again, less and less often (2 s doubling to 60 s).
+    this.#resolveFailures = unresolved > 0 ? this.#resolveFailures + 1 : 0;
+    if (unresolved > 0) this.#scheduleResolve(Math.min(60_000, federationDefaults.memberResolveIntervalMs * 2 ** Math.min(this.#resolveFailures - 1, 5)));
   }
 }
 

@@ -1,6 +1,6 @@
 /**
  * The benchmarks (never timed tests): `npm run bench [-- <name>...] [--events=N] [--rounds=N]
- * [--backend=postgres|pglite]`. Names: append, rebuild, read-all, server-http, history, distribution, remote-virtual, federation (default: all). Every
+ * [--backend=postgres|pglite]`. Names: append, rebuild, read-all, server-http, history, distribution, remote-virtual, federation, npm-registry (default: all). Every
  * figure is set against a reference measured in the same run; see docs/benchmarks.md.
  * DATABASE_URL selects the PostgreSQL database (default strata_bench on localhost).
  */
@@ -11,11 +11,12 @@ import { serverHttpBenchmark } from './server-http.bench.ts';
 import { historyBenchmark } from './history.bench.ts';
 import { distributionBenchmark } from './distribution.bench.ts';
 import { remoteVirtualBenchmark } from './remote-virtual.bench.ts';
+import { npmRegistryBenchmark } from './npm-registry.bench.ts';
 import { federationBenchmark, printFederationResults, type FederationBenchResult } from './federation.bench.ts';
 import { databaseUrl } from './support/databases.ts';
 import { log, printTable, type BenchResult } from './support/report.ts';
 
-const BENCHMARKS = ['append', 'rebuild', 'read-all', 'server-http', 'history', 'distribution', 'remote-virtual', 'federation'] as const;
+const BENCHMARKS = ['append', 'rebuild', 'read-all', 'server-http', 'history', 'distribution', 'remote-virtual', 'federation', 'npm-registry'] as const;
 type BenchmarkName = (typeof BENCHMARKS)[number];
 const BACKENDS = ['postgres', 'pglite'] as const;
 
@@ -45,6 +46,7 @@ for (const name of selected) {
   if (name === 'history') results.push(...(await historyBenchmark(rounds)));
   if (name === 'distribution') results.push(...(await distributionBenchmark(rounds)));
   if (name === 'remote-virtual') results.push(...(await remoteVirtualBenchmark({ rounds, seconds: 10 })));
+  if (name === 'npm-registry') for (const backend of backends) results.push(...(await npmRegistryBenchmark({ rounds, seconds: 10, backend })));
   for (const backend of backends) {
     if (name === 'rebuild') results.push(await rebuildBenchmark(backend, events, rounds));
     if (name === 'read-all') results.push(await readAllBenchmark(backend, events, rounds));

@@ -42,7 +42,7 @@ export interface ServerHttpOptions {
   readonly largeBytes?: number;
 }
 
-interface WrkResult {
+export interface WrkResult {
   readonly requests: number;
   readonly bytes: number;
   readonly seconds: number;
@@ -54,7 +54,7 @@ interface WrkResult {
 }
 
 /** Reports wrk's summary as one JSON line; for PUT, also builds distinct paths and bodies. */
-const reportLua = `
+export const reportLua = `
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format('WRK {"requests":%d,"bytes":%d,"durationUs":%d,"errors":%d,"p50Us":%d,"p99Us":%d}\\n',
@@ -79,7 +79,7 @@ request = function()
 end
 ` + reportLua;
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
@@ -90,7 +90,7 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function runWrk(url: string, options: { connections: number; seconds: number; script: string; headers?: readonly string[] }): Promise<WrkResult> {
+export async function runWrk(url: string, options: { connections: number; seconds: number; script: string; headers?: readonly string[] }): Promise<WrkResult> {
   const args = ['-t1', `-c${options.connections}`, `-d${options.seconds}s`, '--timeout', '10s', '-s', options.script];
   for (const header of options.headers ?? []) args.push('-H', header);
   args.push(url);
@@ -121,7 +121,7 @@ interface Process {
   stop(): Promise<void>;
 }
 
-async function waitFor(url: string, child: ChildProcess, describe: () => string, headers: Record<string, string> = {}): Promise<void> {
+export async function waitFor(url: string, child: ChildProcess, describe: () => string, headers: Record<string, string> = {}): Promise<void> {
   const deadline = Date.now() + 120_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`exited with ${child.exitCode}: ${describe()}`);
@@ -136,7 +136,7 @@ async function waitFor(url: string, child: ChildProcess, describe: () => string,
   }
 }
 
-function stopper(child: ChildProcess): () => Promise<void> {
+export function stopper(child: ChildProcess): () => Promise<void> {
   return async () => {
     if (child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((resolve) => child.once('exit', resolve));

@@ -37,6 +37,9 @@ interface CachedPackage {
   readonly rendered: Map<string, RenderedPackument>;
 }
 
+/** Versions one publish document may name (npm sends the one it publishes). */
+const publishVersionsMax = 1_000;
+
 /** Stands for the registry base URL in a computed packument until it is rendered for a request. */
 const TARBALL_BASE_PLACEHOLDER = '@@strata-tarball-base@@';
 
@@ -204,8 +207,13 @@ export class NpmService {
     const attachments = document._attachments === undefined ? {} : record(document._attachments, '_attachments');
     if (Object.keys(attachments).length === 0) return this.update(repo, name, document, meta);
     const versions = record(document.versions, 'versions');
-    const { files } = await this.#storedVersions(repo, name);
-    const newVersions = Object.keys(versions).filter((version) => !files.has(version));
+    // One lookup per version the document names (npm sends one), not a read of every stored version.
+    const listed = Object.keys(versions);
+    if (listed.length > publishVersionsMax) throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `a publish document may name at most ${publishVersionsMax} versions`);
+    for (const version of listed) checkVersion(version);
+    const stored = new Set<string>();
+    await Promise.all(listed.map(async (version) => (await this.#artifacts.isFile(repo, tarballPath(name, version))) && stored.add(version)));
+    const newVersions = listed.filter((version) => !stored.has(version));
     if (newVersions.length === 0) {
       throw new StrataError('STRATA_ERR_PACKAGE_VERSION_EXISTS', `cannot publish over the previously published versions: ${Object.keys(versions).join(', ')}`);
     }
@@ -236,7 +244,7 @@ export class NpmService {
     for (const [tag, version] of Object.entries(distTags)) {
       checkTag(tag);
       if (typeof version !== 'string') throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `dist-tags['${tag}'] must be a version`);
-      if (!files.has(version) && !newVersions.includes(version)) throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `dist-tag '${tag}' names version ${version}, which is not published`);
+      if (!stored.has(version) && !newVersions.includes(version) && !(await this.#artifacts.isFile(repo, tarballPath(name, version)))) throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `dist-tag '${tag}' names version ${version}, which is not published`);
       tags.push([tag, version]);
     }
     const claims = prepared.map(({ version }) => `${repo}\0${name}@${version}`);
@@ -245,8 +253,14 @@ export class NpmService {
     }
     for (const claim of claims) this.#publishing.add(claim);
     const leases: BlobLease[] = [];
+    // The stream's next round may wait briefly for this publish's blobs (see roundLingerMs).
+    const queued = this.#streams.announce(repositoryStream(repo));
     try {
-      for (const { bytes } of prepared) leases.push(await this.#blobs.put(Readable.from([bytes]), { expectedSize: bytes.length }));
+      try {
+        for (const { bytes } of prepared) leases.push(await this.#blobs.put(Readable.from([bytes]), { expectedSize: bytes.length }));
+      } finally {
+        queued();
+      }
       await this.#streams.execute(repositoryStream(repo), meta, async (state) => {
         if (state.config === undefined) throw repositoryNotFound(repo);
         const events: DomainEvent[] = [];

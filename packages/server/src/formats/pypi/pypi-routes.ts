@@ -152,7 +152,7 @@ export const pypiRoutes: FastifyPluginAsync<PypiRoutesOptions> = async (app, opt
           const fileName = part.filename;
           // Refuse early what the fields seen so far already rule out (twine sends them first).
           if (fields[':action'] !== undefined) service.checkUploadFields(fields, fileName);
-          stored = { fileName, lease: await service.store(part.file, options.uploadBytesMax) };
+          stored = { fileName, lease: await service.store(repo, part.file, options.uploadBytesMax) };
           if (part.file.truncated) throw new StrataError('STRATA_ERR_BLOB_TOO_LARGE', `an upload may be at most ${options.uploadBytesMax} bytes`);
         } else if (typeof part.value === 'string') {
           fields[part.fieldname] = part.value;

@@ -61,8 +61,14 @@ export class PypiService {
   }
 
   /** Stores an upload's bytes (before its form is complete: fields may follow the file). */
-  async store(content: Readable, uploadBytesMax: number): Promise<BlobLease> {
-    return this.#blobs.put(content, { sizeBytesMax: uploadBytesMax });
+  async store(repo: string, content: Readable, uploadBytesMax: number): Promise<BlobLease> {
+    // The stream's next round may wait briefly for this upload (see roundLingerMs).
+    const queued = this.#streams.announce(repositoryStream(repo));
+    try {
+      return await this.#blobs.put(content, { sizeBytesMax: uploadBytesMax });
+    } finally {
+      queued();
+    }
   }
 
   /**

@@ -160,6 +160,25 @@ describe('federated repository across three sites (PGlite)', () => {
     for (const member of statusOfA.members) expect(member).toMatchObject({ lagEvents: 0, lastError: null });
   });
 
+  it('fullSync and configSync run with every member and end in sync; they need an administrator and a federated repository', async () => {
+    for (const operation of ['fullSync', 'configSync']) {
+      const started = await adminFetch(live(b), `/artifactory/api/federation/${operation}/${KEY}`, { method: 'POST' });
+      expect(started.status).toBe(200);
+      expect(await started.text()).toMatch(/started with every enabled member/);
+      const anonymous = await fetch(`${live(b).url}/artifactory/api/federation/${operation}/${KEY}`, { method: 'POST' });
+      expect(anonymous.status).toBe(401);
+    }
+    const statusOfB = await eventually(
+      () => status(b, KEY),
+      (value) => value.members.every((member) => member.state === 'SYNCING' && member.lagEvents === 0),
+    );
+    for (const member of statusOfB.members) expect(member).toMatchObject({ state: 'SYNCING', lagEvents: 0, lastError: null });
+    await converged(sites, KEY);
+    const notFederated = await adminFetch(live(b), '/artifactory/api/federation/fullSync/no-such-repo', { method: 'POST' });
+    expect(notFederated.status).toBe(404);
+    expect(((await notFederated.json()) as { errors: { message: string }[] }).errors[0]?.message).toMatch(/not a federated repository/);
+  });
+
   it('a repository that is not federated stays on its site', async () => {
     const create = await adminFetch(live(a), '/artifactory/api/repositories/only-a', {
       method: 'PUT',

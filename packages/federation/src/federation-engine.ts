@@ -554,9 +554,15 @@ export class FederationEngine {
       if (register !== null && compareVersions(version, register.version) <= 0) continue;
       register = { version, members: parseMembers(value) };
     }
-    if (register === null) return undefined;
-    const sites = new Set(register.members.map((member) => this.#options.peerIdOf(member.url)));
-    return sites.has(this.siteId) && sites.has(request.from) ? [...register.members] : undefined;
+    const invites = (members: readonly FederationMember[]): boolean => {
+      const sites = new Set(members.map((member) => this.#options.peerIdOf(member.url)));
+      return sites.has(this.siteId) && sites.has(request.from);
+    };
+    if (register !== null && invites(register.members)) return [...register.members];
+    // The sender's members field as it holds it now (sent with the creation): a site added
+    // by an edit beyond this batch is invited by it.
+    if (request.members !== undefined && invites(request.members)) return [...request.members];
+    return undefined;
   }
 
   async #receiveInOrder(repo: FederatedRepository, request: PushRequest): Promise<FederationReply> {
@@ -677,6 +683,7 @@ export class FederationEngine {
           vector: repo.vector,
           events,
           fullSync: phase === 'exchange',
+          ...(events.some((event) => event.type === 'RepositoryCreated') ? { members: repo.members() } : {}),
         };
         let reply: FederationReply;
         try {

@@ -31,6 +31,12 @@ export interface PushRequest {
   readonly events: readonly NewEvent[];
   /** Part of a full sync: the reply's vector replaces the sender's cursor instead of raising it. */
   readonly fullSync: boolean;
+  /**
+   * The members field as the sender holds it now, sent with a batch that holds the repository's
+   * creation: a site added long after the creation is invited by it even when the edit that
+   * added it is beyond this batch.
+   */
+  readonly members?: readonly { readonly url: string; readonly enabled: boolean }[];
 }
 export type FederationRequest = PushRequest;
 
@@ -100,7 +106,9 @@ function guard<T>(what: string, validate: () => T): T {
   }
 }
 
-const PUSH_FIELDS = ['kind', 'repoKey', 'from', 'sentAtMs', 'vector', 'events', 'fullSync'] as const;
+const PUSH_FIELDS = ['kind', 'repoKey', 'from', 'sentAtMs', 'vector', 'events', 'fullSync', 'members'] as const;
+const membersMax = 1024;
+const memberUrlLengthMax = 2048;
 
 export interface ValidateFederationRequestOptions {
   /** More events than this are refused (federationBatchEventsMax). */
@@ -130,6 +138,7 @@ export function validateFederationRequest(value: unknown, { eventsMax }: Validat
       ? events.map((event: unknown) => stripRecorded(event as NewEvent))
       : events.map((event: unknown, index) => guard(`events[${index}]`, () => toNewEvent(event))),
     fullSync: request['fullSync'],
+    ...(request['members'] === undefined ? {} : { members: validateMembers(request['members']) }),
   };
 }
 
@@ -140,6 +149,17 @@ function stripRecorded(event: NewEvent): NewEvent {
   if (!('revision' in event)) return event;
   const { stream: _stream, revision: _revision, position: _position, ...rest } = event as NewEvent & { stream?: unknown; revision?: unknown; position?: unknown };
   return rest as NewEvent;
+}
+
+function validateMembers(value: unknown): { url: string; enabled: boolean }[] {
+  if (!Array.isArray(value) || value.length > membersMax) malformed(`members must be an array of at most ${membersMax} entries`);
+  return value.map((entry: unknown, index) => {
+    const member = expectFields(entry, `members[${index}]`, ['url', 'enabled']);
+    const url = member['url'];
+    if (typeof url !== 'string' || url.length === 0 || url.length > memberUrlLengthMax) malformed(`members[${index}].url must be a string of 1 to ${memberUrlLengthMax} characters`);
+    if (typeof member['enabled'] !== 'boolean') malformed(`members[${index}].enabled must be a boolean`);
+    return { url, enabled: member['enabled'] };
+  });
 }
 
 function toNewEvent(value: unknown): NewEvent {

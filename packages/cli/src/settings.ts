@@ -19,6 +19,7 @@ export type ServeSettings = Pick<
   | 'edge'
   | 'blobTrashPeriodMs'
   | 'blobGcIntervalMs'
+  | 'smartRemoteStatsFlushIntervalMs'
 >;
 
 export const SERVE_USAGE = `Usage: strata serve [options]
@@ -47,6 +48,8 @@ Options (each also read from the environment variable in brackets):
   (test only) STRATA_FEDERATION_TEST_HOOKS=1 enables POST /api/federation/test/block
   --edge                  run as an edge node: read-only repositories except
                           artifactory-edge-uploads, smart remotes only [STRATA_EDGE=true]
+  (env only) STRATA_SMART_REMOTE_STATS_INTERVAL_MS  how often smart remotes report downloads
+                          to their origins (default 5000)
 `;
 
 const FLAGS: Record<string, keyof ServeSettings> = {
@@ -122,5 +125,8 @@ export function parseServeSettings(argv: readonly string[], env: NodeJS.ProcessE
     edge: edgeFlag || env.STRATA_EDGE?.toLowerCase() === 'true',
     blobTrashPeriodMs: durationMs('trash period', flags.blobTrashPeriodMs ?? nonEmpty(env.STRATA_TRASH_PERIOD)),
     blobGcIntervalMs: durationMs('blob GC interval', flags.blobGcIntervalMs ?? nonEmpty(env.STRATA_BLOB_GC_INTERVAL)),
+    ...(nonEmpty(env.STRATA_SMART_REMOTE_STATS_INTERVAL_MS) === undefined
+      ? {}
+      : { smartRemoteStatsFlushIntervalMs: positiveMs('smart remote statistics interval', env.STRATA_SMART_REMOTE_STATS_INTERVAL_MS) }),
   };
 }

@@ -46,6 +46,9 @@ import { DEFAULT_DISTRIBUTION_LIMITS, DistributionService } from './distribution
 import { EDGE_UPLOADS_REPOSITORY, EdgePolicy } from './distribution/edge-policy.ts';
 import { ephemeralSigningKey } from './distribution/signing-keys.ts';
 import { PointInTimeReads } from './audit/point-in-time.ts';
+import { smartRemoteRoutes } from './smart-remote/smart-remote-routes.ts';
+import { DEFAULT_SMART_REMOTE_LIMITS, SmartRemoteService } from './smart-remote/smart-remote-service.ts';
+import { MemoryRemoteDownloadStatsStore, MemorySmartRemoteStatsQueue } from './smart-remote/smart-remote-stores.ts';
 
 export const ARTIFACTORY_PREFIX = '/artifactory';
 export const STRATA_VERSION = '0.1.0';
@@ -239,7 +242,22 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     }));
   });
   const pointInTime = new PointInTimeReads(deps.eventStore, { viewsCachedMax: 4, pointInTimeEventsMax: 2_000_000 });
+  const smartRemote = new SmartRemoteService({
+    queue: deps.smartRemoteQueue ?? new MemorySmartRemoteStatsQueue(),
+    remoteStats: deps.remoteDownloadStats ?? new MemoryRemoteDownloadStatsStore(),
+    repositories: deps.repositories,
+    artifacts: deps.artifacts,
+    cache: metadataCache,
+    repositoryStreams,
+    limits: { ...DEFAULT_SMART_REMOTE_LIMITS, ...deps.smartRemoteLimits },
+    now,
+    onError: (message, error) => app.log.warn({ err: error }, message),
+  });
+  smartRemote.start();
+  app.addHook('onClose', async () => smartRemote.close());
+  await app.register(smartRemoteRoutes, { prefix: ARTIFACTORY_PREFIX, service: smartRemote, content: repositoryContent });
   await app.register(artifactsRoutes, {
+    smartRemote,
     prefix: ARTIFACTORY_PREFIX,
     pointInTime,
     service: artifactService,
@@ -257,6 +275,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     ...(deps.federation === undefined ? {} : { federation: deps.federation }),
   });
   await app.register(storageRoutes, {
+    smartRemote,
     prefix: ARTIFACTORY_PREFIX,
     pointInTime,
     service: artifactService,

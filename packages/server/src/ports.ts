@@ -168,6 +168,11 @@ export interface AppDeps {
   readonly onServices?: (services: { readonly distribution: import('./distribution/distribution-service.ts').DistributionService }) => void;
   /** Federation, when this site takes part in one. */
   readonly federation?: FederationHooks;
+  /** Durable queue of smart-remote downloads to report to origins; default: in memory. */
+  readonly smartRemoteQueue?: import('./smart-remote/smart-remote-stores.ts').SmartRemoteStatsQueue;
+  /** Downloads reported by smart remotes of this origin; default: in memory. */
+  readonly remoteDownloadStats?: import('./smart-remote/smart-remote-stores.ts').RemoteDownloadStatsStore;
+  readonly smartRemoteLimits?: Partial<import('./smart-remote/smart-remote-service.ts').SmartRemoteLimits>;
 }
 
 /**

@@ -34,6 +34,7 @@ import { FederationService } from './federation/federation-service.ts';
 import { checkFederationSecret } from '@strata/federation';
 import type { DistributionService } from './distribution/distribution-service.ts';
 import { loadOrCreateSigningKey } from './distribution/signing-keys.ts';
+import { ensureSmartRemoteTables, SqlRemoteDownloadStatsStore, SqlSmartRemoteStatsQueue } from './smart-remote/smart-remote-stores.ts';
 
 export interface ServerSettings {
   readonly port: number;
@@ -60,6 +61,8 @@ export interface ServerSettings {
   readonly federationTestHooks?: boolean | undefined;
   /** Edge-node mode (`--edge`, STRATA_EDGE=true): docs/edge.md. */
   readonly edge?: boolean;
+  /** How often smart remotes report queued downloads to their origins (STRATA_SMART_REMOTE_STATS_INTERVAL_MS). */
+  readonly smartRemoteStatsFlushIntervalMs?: number;
 }
 
 export const blobGcIntervalMsDefault = 6 * 60 * 60 * 1000;
@@ -171,12 +174,16 @@ export async function startServer(settings: ServerSettings): Promise<RunningServ
   }
 
   const signingKey = await loadOrCreateSigningKey(settings.dataDir, `strata-${siteId}`);
+  await ensureSmartRemoteTables(opened.db);
   let distribution: DistributionService | undefined;
   const app = await buildApp({
     ...(federation === undefined ? {} : { federation }),
     eventStore,
     signingKey,
     edge: settings.edge === true,
+    smartRemoteQueue: new SqlSmartRemoteStatsQueue(opened.db),
+    remoteDownloadStats: new SqlRemoteDownloadStatsStore(opened.db),
+    ...(settings.smartRemoteStatsFlushIntervalMs === undefined ? {} : { smartRemoteLimits: { statsFlushIntervalMs: settings.smartRemoteStatsFlushIntervalMs } }),
     onServices: (services) => (distribution = services.distribution),
     blobStore,
     repositories: readers,

@@ -16,6 +16,7 @@ import type { MavenFormat } from '../formats/maven/maven-format.ts';
 import { checksumBodyBytesMax } from '../formats/maven/maven-format.ts';
 import type { RemoteProxy } from '../remote/remote-proxy.ts';
 import { REMOTE_CACHE_SUFFIX } from '../virtual/repository-content.ts';
+import type { SmartRemoteService } from '../smart-remote/smart-remote-service.ts';
 import type { RepositoryContent, Resolved } from '../virtual/repository-content.ts';
 
 export interface ArtifactsRoutesOptions {
@@ -36,6 +37,8 @@ export interface ArtifactsRoutesOptions {
   readonly federation?: Pick<FederationHooks, 'isFederated' | 'fetchMissingBinary'>;
   /** `?asOf=` downloads (issue 8): the file as it was then, while its binary is still stored. */
   readonly pointInTime?: PointInTimeReads;
+  /** Smart remotes: downloads from a remote's cache report statistics and sync properties. */
+  readonly smartRemote?: Pick<SmartRemoteService, 'served'>;
 }
 
 /** Reads a small request body whole; a longer one is refused. */
@@ -286,6 +289,10 @@ export const artifactsRoutes: FastifyPluginAsync<ArtifactsRoutesOptions> = async
 
   /** Downloads through a virtual or remote repository (or a remote's `-cache`). */
   async function downloadResolved(request: FastifyRequest, reply: FastifyReply, address: ArtifactAddress) {
+    // Smart remotes report downloads served from the cache, not the fetch that filled it.
+    const startedAt = options.now();
+    const direct = options.smartRemote === undefined ? undefined : await cache.repository(address.repo);
+    const cachedBefore = direct?.rclass === 'remote' ? (await cache.item(address.repo, address.path))?.kind === 'file' : undefined;
     const resolved: Resolved = await content.resolve(address.repo, address.path, {
       principal: request.principal,
       meta: requestMeta(request),
@@ -296,6 +303,11 @@ export const artifactsRoutes: FastifyPluginAsync<ArtifactsRoutesOptions> = async
     });
     switch (resolved.kind) {
       case 'file':
+        if (options.smartRemote !== undefined && request.method !== 'HEAD') {
+          // Through a virtual the cache was not looked at first: an item cached before this request came from the cache.
+          const fromCache = cachedBefore ?? resolved.item.created < startedAt;
+          await options.smartRemote.served(resolved.repo, resolved.item, request.principal.name, fromCache);
+        }
         return sendFile(request, reply, address.repo, resolved.item);
       case 'folder':
         return folderIndex(request, reply, address.repo, address.path, resolved.repos);
@@ -309,6 +321,12 @@ export const artifactsRoutes: FastifyPluginAsync<ArtifactsRoutesOptions> = async
           return sendFile(request, reply, address.repo, item);
         }
         downloads.record(address.repo, resolved.path, request.principal.name, options.now());
+        if (options.smartRemote !== undefined) {
+          // Fetched from the origin just now: its properties are brought over once cached.
+          const smartRemote = options.smartRemote;
+          const user = request.principal.name;
+          void resolved.done.then((item) => (item === undefined ? undefined : smartRemote.served(resolved.repo, item, user, false))).catch(() => undefined);
+        }
         if (resolved.checksums.sha1 !== undefined) {
           reply.header('ETag', resolved.checksums.sha1);
           reply.header('X-Checksum-Sha1', resolved.checksums.sha1);

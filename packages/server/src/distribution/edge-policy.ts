@@ -1,5 +1,7 @@
 import { repositoryKeyIdentity, StrataError } from '@strata/core';
 import type { DomainEvent } from '@strata/core';
+import { CONTENT_SYNCHRONISATION_DEFAULT, contentSynchronisationOf, normaliseContentSynchronisation } from '../smart-remote/smart-remote-model.ts';
+import type { ContentSynchronisation } from '../smart-remote/smart-remote-model.ts';
 
 /** Events that change a repository's content (configuration and remote caching are not). */
 const CONTENT_WRITES: ReadonlySet<string> = new Set(['ArtifactDeployed', 'ArtifactDeleted', 'FolderDeleted', 'PropertiesSet', 'PropertiesRemoved']);
@@ -8,6 +10,8 @@ const CONTENT_WRITES: ReadonlySet<string> = new Set(['ArtifactDeployed', 'Artifa
 export const EDGE_UPLOADS_REPOSITORY = 'artifactory-edge-uploads';
 
 export const smartRemoteProbeTimeoutMs = 5_000;
+/** Off an edge, detection only decides the default of contentSynchronisation.enabled: a short wait. */
+export const smartRemoteDetectTimeoutMs = 2_000;
 
 /** What a probe of another Strata/Artifactory server found. */
 export interface SmartRemoteProbe {
@@ -31,6 +35,7 @@ export async function probeSmartRemote(
   url: string,
   credentials: { username?: unknown; password?: unknown },
   fetchImpl: typeof fetch = fetch,
+  timeoutMs = smartRemoteProbeTimeoutMs,
 ): Promise<SmartRemoteProbe> {
   const baseUrl = artifactoryBaseOf(url);
   const refuse = (why: string): never => {
@@ -43,7 +48,7 @@ export async function probeSmartRemote(
   }
   let response: Response;
   try {
-    response = await fetchImpl(`${baseUrl}/api/system/version`, { headers, signal: AbortSignal.timeout(smartRemoteProbeTimeoutMs) });
+    response = await fetchImpl(`${baseUrl}/api/system/version`, { headers, signal: AbortSignal.timeout(timeoutMs) });
   } catch (error) {
     return refuse(`${baseUrl}/api/system/version could not be reached (${error instanceof Error ? error.message : String(error)})`);
   }
@@ -88,19 +93,44 @@ export class EdgePolicy {
     if (events.some((event) => CONTENT_WRITES.has(event.type))) this.checkContentWrite(stream.slice('repo-'.length));
   }
 
-  async beforeCreate(key: string, config: Readonly<Record<string, unknown>>): Promise<void> {
-    if (!this.enabled) return;
-    if (config.rclass === 'federated') throw new StrataError('STRATA_ERR_REPO_CONFIG_INVALID', 'an edge node does not take part in federation or replication: create a local or smart remote repository');
-    if (config.rclass === 'remote') await probeSmartRemote(String(config.url), config, this.#fetch);
+  async beforeCreate(key: string, config: Readonly<Record<string, unknown>>): Promise<Readonly<Record<string, unknown>> | undefined> {
+    if (this.enabled && config.rclass === 'federated') {
+      throw new StrataError('STRATA_ERR_REPO_CONFIG_INVALID', 'an edge node does not take part in federation or replication: create a local or smart remote repository');
+    }
+    if (config.rclass !== 'remote') return undefined;
     void key;
+    return { contentSynchronisation: await this.#detect(config, config.contentSynchronisation) };
   }
 
-  async beforeUpdate(current: Readonly<Record<string, unknown>>, body: unknown): Promise<void> {
-    if (!this.enabled || current.rclass !== 'remote' || typeof body !== 'object' || body === null) return;
+  async beforeUpdate(current: Readonly<Record<string, unknown>>, body: unknown): Promise<Readonly<Record<string, unknown>> | undefined> {
+    if (current.rclass !== 'remote' || typeof body !== 'object' || body === null) return undefined;
     const fields = body as Record<string, unknown>;
-    if (fields.url === undefined && fields.username === undefined && fields.password === undefined) return;
     const merged = { ...current, ...fields };
-    await probeSmartRemote(String(merged.url), merged, this.#fetch);
+    const given = fields.contentSynchronisation;
+    if (fields.url === undefined && fields.username === undefined && fields.password === undefined) {
+      // Options changed without re-pointing: keep what is stored, overlay what was given.
+      if (given === undefined) return undefined;
+      return { contentSynchronisation: normaliseContentSynchronisation(given, contentSynchronisationOf(current)) };
+    }
+    return { contentSynchronisation: await this.#detect(merged, given, contentSynchronisationOf(current)) };
+  }
+
+  /**
+   * A remote's contentSynchronisation with `enabled` from a probe of its URL (unless the
+   * request set it). On an edge a remote that is not smart is refused; elsewhere it is a plain remote.
+   */
+  async #detect(config: Readonly<Record<string, unknown>>, given: unknown, base = CONTENT_SYNCHRONISATION_DEFAULT): Promise<ContentSynchronisation> {
+    const options = normaliseContentSynchronisation(given, base);
+    let smart: boolean;
+    try {
+      await probeSmartRemote(String(config.url), config, this.#fetch, this.enabled ? smartRemoteProbeTimeoutMs : smartRemoteDetectTimeoutMs);
+      smart = true;
+    } catch (error) {
+      if (this.enabled) throw error;
+      smart = false;
+    }
+    const explicit = typeof given === 'object' && given !== null && typeof (given as { enabled?: unknown }).enabled === 'boolean';
+    return { ...options, enabled: this.enabled ? true : explicit ? options.enabled : smart };
   }
 
   beforeDelete(key: string): void {

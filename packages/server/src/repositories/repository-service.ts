@@ -14,8 +14,9 @@ export interface RepositoryBodyAdjuster {
 
 /** Site-wide rules a configuration change must pass first (e.g. an edge node's: EdgePolicy). */
 export interface RepositoryPolicy {
-  beforeCreate(key: string, config: Readonly<Record<string, unknown>>): Promise<void>;
-  beforeUpdate(current: Readonly<Record<string, unknown>>, body: unknown): Promise<void>;
+  /** Throws to refuse; may return fields to add to the request body (e.g. a detected smart remote's options). */
+  beforeCreate(key: string, config: Readonly<Record<string, unknown>>): Promise<Readonly<Record<string, unknown>> | undefined>;
+  beforeUpdate(current: Readonly<Record<string, unknown>>, body: unknown): Promise<Readonly<Record<string, unknown>> | undefined>;
   beforeDelete(key: string): void;
 }
 
@@ -40,11 +41,12 @@ export class RepositoryService {
   }
 
   async create(key: string, requestBody: unknown, meta: EventMeta): Promise<void> {
-    const body = this.#adjust === undefined ? requestBody : this.#adjust.prepareCreate(key, requestBody);
+    const adjusted = this.#adjust === undefined ? requestBody : this.#adjust.prepareCreate(key, requestBody);
     // Validate before queueing, so a bad body never waits behind other creates.
-    const config = configForCreate(key, body);
+    const config = configForCreate(key, adjusted);
     if (config.rclass === 'virtual') await this.#checkVirtual(key, config);
-    await this.#policy?.beforeCreate(key, config);
+    const added = await this.#policy?.beforeCreate(key, config);
+    const body = added === undefined ? adjusted : { ...(adjusted as Record<string, unknown>), ...added };
     const run = this.#creating.then(async () => {
       const identity = repositoryKeyIdentity(key);
       const clash = (await this.#reader.list()).find((repo) => repositoryKeyIdentity(repo.key) === identity);
@@ -57,10 +59,11 @@ export class RepositoryService {
 
   async update(key: string, requestBody: unknown, meta: EventMeta): Promise<void> {
     if (!isValidRepositoryKey(key)) throw repositoryNotFound(key);
-    const body = this.#adjust === undefined ? requestBody : this.#adjust.prepareUpdate(key, requestBody);
+    const adjusted = this.#adjust === undefined ? requestBody : this.#adjust.prepareUpdate(key, requestBody);
     const current = await this.#reader.get(key);
-    if (current?.rclass === 'virtual') await this.#checkVirtual(key, { ...current, ...patchForUpdate(current, body) });
-    if (current !== undefined) await this.#policy?.beforeUpdate(current, body);
+    if (current?.rclass === 'virtual') await this.#checkVirtual(key, { ...current, ...patchForUpdate(current, adjusted) });
+    const added = current === undefined ? undefined : await this.#policy?.beforeUpdate(current, adjusted);
+    const body = added === undefined ? adjusted : { ...(adjusted as Record<string, unknown>), ...added };
     await this.#run({ kind: 'update', key, body }, meta);
   }
 

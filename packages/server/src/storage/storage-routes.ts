@@ -1,4 +1,4 @@
-import { StrataError } from '@strata/core';
+import { isStrataError, StrataError } from '@strata/core';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { parseArtifactAddress } from '../artifacts/artifact-address.ts';
 import { enforcePatterns, pathFilterOf } from '../artifacts/artifact-decider.ts';
@@ -11,7 +11,8 @@ import type { BlobStore } from '@strata/store';
 import { baseUrl, requestMeta } from '../request-meta.ts';
 import { REMOTE_CACHE_SUFFIX } from '../virtual/repository-content.ts';
 import type { RepositoryContent } from '../virtual/repository-content.ts';
-import type { ListOptions, TreeItem } from '../ports.ts';
+import type { ListOptions, RepositoryConfig, TreeItem } from '../ports.ts';
+import type { SmartRemoteService } from '../smart-remote/smart-remote-service.ts';
 import { parsePropertyAssignments, parsePropertyNames, rawQueryParameter } from './properties-syntax.ts';
 import type { PointInTimeReads } from '../audit/point-in-time.ts';
 
@@ -28,6 +29,8 @@ export interface StorageRoutesOptions {
   readonly blobs?: Pick<BlobStore, 'stat'>;
   /** `asOf=` reads (issue 8); without it `asOf` is refused. */
   readonly pointInTime?: PointInTimeReads;
+  /** Smart remotes: remote download statistics, origin absence, the origin's folder items. */
+  readonly smartRemote?: Pick<SmartRemoteService, 'fileExtras' | 'remoteChildren' | 'remoteDownloadStats'>;
 }
 
 const PREFIX = '/artifactory/api/storage/';
@@ -165,7 +168,15 @@ export const storageRoutes: FastifyPluginAsync<StorageRoutesOptions> = async (ap
 
   async function get(request: FastifyRequest, reply: FastifyReply) {
     const query = request.query as Record<string, string | undefined>;
-    const { repo, path, item, list, properties: readProperties } = await lookup(request);
+    let found: Awaited<ReturnType<typeof lookup>>;
+    try {
+      found = await lookup(request);
+    } catch (error) {
+      const originOnly = isStrataError(error, 'STRATA_ERR_ARTIFACT_NOT_FOUND') ? await originOnlyFolder(request) : undefined;
+      if (originOnly === undefined) throw error;
+      return reply.type('application/vnd.org.jfrog.artifactory.storage.FolderInfo+json').send(originOnly);
+    }
+    const { repo, path, item, list, properties: readProperties, config } = found;
     const uri = storageUri(request, repo, path);
     if (has(request, 'properties')) {
       const names = parsePropertyNames(rawQueryParameter(request.url, 'properties') ?? '');
@@ -177,13 +188,15 @@ export const storageRoutes: FastifyPluginAsync<StorageRoutesOptions> = async (ap
     if (has(request, 'stats')) {
       if (item.kind !== 'file') throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', 'statistics are kept for files only');
       const stats = await downloads.get(repo, path);
+      const remoteStats = await options.smartRemote?.remoteDownloadStats(repo, path);
       return reply.type('application/vnd.org.jfrog.artifactory.storage.StatsInfo+json').send({
         uri,
         downloadCount: stats?.downloadCount ?? 0,
         lastDownloaded: stats?.lastDownloaded ?? 0,
         lastDownloadedBy: stats?.lastDownloadedBy ?? '',
-        remoteDownloadCount: 0,
-        remoteLastDownloaded: 0,
+        remoteDownloadCount: remoteStats?.remoteDownloadCount ?? 0,
+        remoteLastDownloaded: remoteStats?.remoteLastDownloaded ?? 0,
+        ...(remoteStats === undefined ? {} : { remoteLastDownloadedBy: remoteStats.remoteLastDownloadedBy }),
       });
     }
     if (has(request, 'list')) {
@@ -207,13 +220,36 @@ export const storageRoutes: FastifyPluginAsync<StorageRoutesOptions> = async (ap
     }
     if (item.kind === 'file') {
       const info: Record<string, unknown> = fileInfo(request, repo, item);
+      if (config.rclass === 'remote' && options.smartRemote !== undefined) Object.assign(info, await options.smartRemote.fileExtras(config as RepositoryConfig, path));
       if (options.federation?.isFederated(repo) && options.blobs !== undefined) {
         // Strata's addition: the entry arrived from a member, its binary may not have yet.
         info['binaryArrived'] = item.size === 0 || (await options.blobs.stat(item.sha256)) !== undefined;
       }
       return reply.type('application/vnd.org.jfrog.artifactory.storage.FileInfo+json').send(info);
     }
-    return reply.type('application/vnd.org.jfrog.artifactory.storage.FolderInfo+json').send(await folderInfo(request, repo, item, list));
+    const folder = await folderInfo(request, repo, item, list);
+    if (config.rclass === 'remote' && options.smartRemote !== undefined) {
+      // listRemoteFolderItems: the origin's items are shown too, nothing is cached.
+      const remote = await options.smartRemote.remoteChildren(config as RepositoryConfig, path);
+      if (remote !== undefined) {
+        const shown = new Set(folder.children.map((child) => child.uri));
+        for (const child of remote) if (!shown.has(child.uri)) folder.children.push(child);
+        folder.children.sort((a, b) => (a.uri < b.uri ? -1 : a.uri > b.uri ? 1 : 0));
+      }
+    }
+    return reply.type('application/vnd.org.jfrog.artifactory.storage.FolderInfo+json').send(folder);
+  }
+
+  /** A folder of a smart remote that only its origin has (listRemoteFolderItems), or undefined. */
+  async function originOnlyFolder(request: FastifyRequest) {
+    if (options.smartRemote === undefined) return undefined;
+    const { repo, path } = parseArtifactAddress(request.url, PREFIX);
+    const config = await cache.repository(repo);
+    if (config?.rclass !== 'remote' || has(request, 'stats') || has(request, 'properties') || has(request, 'list')) return undefined;
+    const children = await options.smartRemote.remoteChildren(config, path);
+    if (children === undefined) return undefined;
+    const now = iso(options.now());
+    return { repo, path: `/${path}`, created: now, lastModified: now, lastUpdated: now, children, uri: storageUri(request, repo, path) };
   }
 
   function propertiesTarget(request: FastifyRequest) {

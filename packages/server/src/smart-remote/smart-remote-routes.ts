@@ -22,8 +22,10 @@ export const smartRemoteRoutes: FastifyPluginAsync<SmartRemoteRoutesOptions> = a
     async (request) => {
       // Reports change counters: an identified caller (the smart remote's credentials) is required.
       if (request.principal.anonymous) throw new StrataError('STRATA_ERR_AUTH_UNAUTHENTICATED');
+      // Reports change the origin's counters (metadata): Annotate on the repository, checked before the body is.
+      const named = (request.body as { repo?: unknown } | undefined)?.repo;
+      app.accessControl.authorize(request.principal, { repo: typeof named === 'string' ? named : '', path: '', action: 'annotate' });
       const report = validateDownloadsReport(request.body);
-      app.accessControl.authorize(request.principal, { repo: report.repo, path: '', action: 'read' });
       const addressed = await content.address(report.repo);
       // Reported against a virtual: counted on the member that stores each file (what ?stats shows).
       const byRepo = new Map<string, typeof report.downloads>();

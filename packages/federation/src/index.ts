@@ -7,3 +7,4 @@ export * from './federation-engine.ts';
 export * from './peer-request-signing.ts';
 export * from './http-peer-transport.ts';
 export * from './sql-federation-state-store.ts';
+export * from './pending-binaries-projection.ts';

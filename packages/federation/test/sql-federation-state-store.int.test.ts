@@ -4,11 +4,12 @@ import { join } from 'node:path';
 import { sql } from 'kysely';
 import { openEventStore, type OpenedEventStore } from '@strata/store';
 import { afterAll, describe, expect, it } from 'vitest';
-import { SqlFederationStateStore } from '../src/index.ts';
+import { PendingBinariesProjection, SqlFederationStateStore } from '../src/index.ts';
+import type { NewEvent } from '@strata/core';
 
 interface Backend {
   readonly name: string;
-  open(): Promise<OpenedEventStore>;
+  open(projections?: readonly PendingBinariesProjection[]): Promise<OpenedEventStore>;
   cleanup(): Promise<void>;
 }
 
@@ -17,10 +18,10 @@ const schemas: string[] = [];
 let pgliteDir: string | undefined;
 const pglite: Backend = {
   name: 'PGlite',
-  async open() {
+  async open(projections = []) {
     pgliteDir ??= await mkdtemp(join(tmpdir(), 'strata-fed-state-'));
     dirs.push(pgliteDir);
-    return openEventStore({ dataDir: pgliteDir });
+    return openEventStore({ dataDir: pgliteDir, projections });
   },
   async cleanup() {
     for (const dir of dirs) await rm(dir, { recursive: true, force: true });
@@ -30,9 +31,9 @@ const databaseUrl = process.env.DATABASE_URL;
 const schema = `fed_state_${Date.now().toString(36)}_${Math.floor(Math.random() * 1e6).toString(36)}`;
 const postgres: Backend = {
   name: 'PostgreSQL',
-  async open() {
+  async open(projections = []) {
     schemas.push(schema);
-    return openEventStore({ databaseUrl: databaseUrl!, schema });
+    return openEventStore({ databaseUrl: databaseUrl!, schema, projections });
   },
   async cleanup() {
     if (schemas.length === 0) return;
@@ -71,6 +72,28 @@ describe.each(backends)('SqlFederationStateStore on $name', (backend) => {
     expect(await state.loadCursor('other', 'site-b')).toBeUndefined();
     expect(await state.loadPeers()).toEqual([{ baseUrl: 'http://127.0.0.1:9002', siteId: 'site-b2' }]);
     expect(await state.loadPendingBinaries(10)).toEqual([{ sha256: 'a'.repeat(64), repoKey: 'libs', origin: 'site-b' }]);
+    await opened.close();
+  });
+
+  it('a deploy received from another site is recorded as a pending binary in its append transaction; local deploys are not', async () => {
+    const opened = await backend.open([new PendingBinariesProjection('site-a')]);
+    const state = new SqlFederationStateStore(opened.db);
+    const deployEvent = (origin: string, seq: number, sha: string): NewEvent =>
+      ({
+        id: `pending-${origin}-${seq}-${schema}`,
+        origin,
+        originSeq: seq,
+        hlc: { wall: 1_800_000_000_000, logical: seq },
+        meta: {},
+        type: 'ArtifactDeployed',
+        data: { path: `p/${origin}-${seq}`, sha256: sha.repeat(64), sha1: 'b'.repeat(40), md5: 'c'.repeat(32), size: 1, mimeType: 'text/plain', properties: {} },
+      }) as NewEvent;
+    await opened.store.append('repo-libs2', [deployEvent('site-b', 1, 'd'), deployEvent('site-a', 1, 'e'), deployEvent('site-c', 1, 'f')]);
+    const pending = (await state.loadPendingBinaries(100)).filter((row) => row.repoKey === 'libs2');
+    expect(pending).toEqual([
+      { sha256: 'd'.repeat(64), repoKey: 'libs2', origin: 'site-b' },
+      { sha256: 'f'.repeat(64), repoKey: 'libs2', origin: 'site-c' },
+    ]);
     await opened.close();
   });
 });

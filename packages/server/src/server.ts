@@ -31,7 +31,7 @@ import { SqlCurationBlockLog } from './curation/sql-curation-block-log.ts';
 import { sqlRepositoryStreamSeed } from './repositories/repository-stream-seed.ts';
 import { sqlTreeShapeQuery } from './artifacts/tree-shape-lookups.ts';
 import { FederationService } from './federation/federation-service.ts';
-import { checkFederationSecret } from '@strata/federation';
+import { checkFederationSecret, PendingBinariesProjection } from '@strata/federation';
 import type { DistributionService } from './distribution/distribution-service.ts';
 import { loadOrCreateSigningKey } from './distribution/signing-keys.ts';
 import { ensureSmartRemoteTables, SqlRemoteDownloadStatsStore, SqlSmartRemoteStatsQueue } from './smart-remote/smart-remote-stores.ts';
@@ -118,7 +118,13 @@ export async function startServer(settings: ServerSettings): Promise<RunningServ
 
   const opened = await openEventStore({
     ...(settings.databaseUrl === undefined ? { dataDir: settings.dataDir } : { databaseUrl: settings.databaseUrl }),
-    projections: [new ArtifactTreeProjection(), new RepositoryConfigProjection(), new VirtualResolutionProjection()],
+    projections: [
+      new ArtifactTreeProjection(),
+      new RepositoryConfigProjection(),
+      new VirtualResolutionProjection(),
+      // Binaries of received deploys still to fetch, recorded in the append transaction.
+      ...(settings.federationToken === undefined ? [] : [new PendingBinariesProjection(siteId)]),
+    ],
     store: { siteId },
   });
   const eventStore = opened.store;

@@ -3,7 +3,8 @@
  * deploy names a sha256 this site may not hold yet. The puller fetches such binaries by
  * sha256 from the members (the deploying site first), in the background, a bounded number at
  * a time, retrying with capped backoff; a download of one still missing fetches it at once.
- * What is still missing is kept in SQL (federation_pending_binaries) and counted in the status.
+ * What is still missing is kept in SQL (federation_pending_binaries, written by
+ * PendingBinariesProjection in the append transaction) and counted in the status.
  */
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
@@ -17,7 +18,6 @@ export interface BinaryPullerOptions {
   /** Where to ask for a repository's binaries: base URLs, the preferred (origin's) first. */
   readonly sourcesOf: (repoKey: string, origin: string) => readonly string[];
   readonly persist: {
-    add(pending: readonly PendingBinary[]): Promise<void>;
     remove(sha256: string): Promise<void>;
   };
   readonly pullsConcurrentMax: number;
@@ -55,18 +55,18 @@ export class BinaryPuller {
     this.#pump();
   }
 
-  /** Deploys just received: pulls the binaries this site lacks. */
+  /**
+   * Deploys just received (already recorded as pending, in their append transaction): pulls
+   * the binaries this site lacks and clears the rows of those it holds.
+   */
   async consider(candidates: readonly PendingBinary[]): Promise<void> {
-    const missing: PendingBinary[] = [];
     const seen = new Set<string>();
     for (const candidate of candidates) {
       if (seen.has(candidate.sha256) || this.#pending.has(candidate.sha256)) continue;
       seen.add(candidate.sha256);
-      if ((await this.#options.blobs.stat(candidate.sha256)) === undefined) missing.push(candidate);
+      if ((await this.#options.blobs.stat(candidate.sha256)) === undefined) this.#track(candidate);
+      else await this.#options.persist.remove(candidate.sha256);
     }
-    if (missing.length === 0) return;
-    await this.#options.persist.add(missing);
-    for (const entry of missing) this.#track(entry);
     this.#pump();
   }
 
@@ -135,15 +135,12 @@ export class BinaryPuller {
 
   async #attempt(entry: PendingEntry): Promise<boolean> {
     const errors: string[] = [];
+    // Rows left by a previous run or a rebuild may name binaries that arrived meanwhile.
+    if ((await this.#options.blobs.stat(entry.sha256).catch(() => undefined)) !== undefined) return this.#arrived(entry);
     for (const baseUrl of this.#options.sourcesOf(entry.repoKey, entry.origin)) {
       if (this.#closed) return false;
       try {
-        if (await this.#fetchFrom(baseUrl, entry.sha256)) {
-          this.#pending.delete(entry.sha256);
-          if (entry.retryTimer !== null) clearTimeout(entry.retryTimer);
-          await this.#options.persist.remove(entry.sha256).catch((error: unknown) => this.#options.onError('pending binary not cleared', error));
-          return true;
-        }
+        if (await this.#fetchFrom(baseUrl, entry.sha256)) return this.#arrived(entry);
         errors.push(`${baseUrl}: not there`);
       } catch (error) {
         errors.push(`${baseUrl}: ${error instanceof Error ? error.message : String(error)}`);
@@ -152,6 +149,13 @@ export class BinaryPuller {
     entry.lastError = errors.length === 0 ? 'no member to ask' : errors.join('; ');
     this.#retryLater(entry);
     return false;
+  }
+
+  async #arrived(entry: PendingEntry): Promise<boolean> {
+    this.#pending.delete(entry.sha256);
+    if (entry.retryTimer !== null) clearTimeout(entry.retryTimer);
+    await this.#options.persist.remove(entry.sha256).catch((error: unknown) => this.#options.onError('pending binary not cleared', error));
+    return true;
   }
 
   async #fetchFrom(baseUrl: string, sha256: string): Promise<boolean> {

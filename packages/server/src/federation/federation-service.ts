@@ -194,7 +194,7 @@ export class FederationService implements FederationHooks {
       blobs: options.blobs,
       client: this.client,
       sourcesOf: (repoKey, origin) => this.#binarySources(repoKey, origin),
-      persist: { add: (pending) => this.#state.addPendingBinaries(pending), remove: (sha256) => this.#state.removePendingBinary(sha256) },
+      persist: { remove: (sha256) => this.#state.removePendingBinary(sha256) },
       pullsConcurrentMax: settings.binaryPullsConcurrentMax ?? federationDefaults.binaryPullsConcurrentMax,
       retryDelayBaseMs: settings.retryDelayBaseMs ?? federationDefaults.retryDelayBaseMs,
       retryDelayMaxMs: settings.retryDelayMaxMs ?? federationDefaults.retryDelayMaxMs,

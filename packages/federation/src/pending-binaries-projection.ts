@@ -1,0 +1,40 @@
+import { sql, type Kysely } from 'kysely';
+import type { RecordedEvent } from '@strata/core';
+import type { SqlProjection, StoreDatabase } from '@strata/store';
+
+/**
+ * Binaries to fetch, recorded in the same transaction as the events that name them: every
+ * deploy another site made (`origin` ≠ this site) goes into `federation_pending_binaries`
+ * (migration 003) as it is appended, so a kill -9 right after a received batch cannot lose the
+ * fact that its binaries are still to be pulled. The puller removes a row once the binary is
+ * stored here — at once when it already was (the same content deployed before, or a rebuild).
+ */
+export class PendingBinariesProjection implements SqlProjection {
+  readonly name = 'federation-pending-binaries';
+  readonly #siteId: string;
+
+  constructor(siteId: string) {
+    this.#siteId = siteId;
+  }
+
+  async apply(db: Kysely<StoreDatabase>, events: readonly RecordedEvent[]): Promise<void> {
+    const sha256: string[] = [];
+    const repoKeys: string[] = [];
+    const origins: string[] = [];
+    for (const event of events) {
+      if (event.type !== 'ArtifactDeployed' || event.origin === this.#siteId || !event.stream.startsWith('repo-')) continue;
+      sha256.push(event.data.sha256);
+      repoKeys.push(event.stream.slice('repo-'.length));
+      origins.push(event.origin);
+    }
+    if (sha256.length === 0) return;
+    await sql`
+      insert into federation_pending_binaries (sha256, repo_key, origin)
+      select * from unnest(${sha256}::text[], ${repoKeys}::text[], ${origins}::text[])
+      on conflict (sha256, repo_key) do nothing`.execute(db);
+  }
+
+  async truncate(db: Kysely<StoreDatabase>): Promise<void> {
+    await sql`delete from federation_pending_binaries`.execute(db);
+  }
+}

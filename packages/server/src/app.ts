@@ -221,7 +221,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     siteId: deps.siteId,
     signingKey: deps.signingKey ?? ephemeralSigningKey(`strata-${deps.siteId}`),
     limits: { ...DEFAULT_DISTRIBUTION_LIMITS, ...deps.distributionLimits },
-    distributionStreamExists: async () => (await deps.eventStore.streamRevision(DISTRIBUTION_STREAM)) !== undefined,
+    streamRevision: () => deps.eventStore.streamRevision(DISTRIBUTION_STREAM),
   });
   app.addHook('onClose', async () => distribution.close());
   deps.onServices?.({ distribution });

@@ -31,6 +31,8 @@ export interface TrustedKey {
 }
 
 export interface DistributionState {
+  /** Revision of the last event folded (-1: none): compared with the store's to notice other servers' appends. */
+  readonly revision: number;
   readonly bundles: ReadonlyMap<string, StoredBundle>;
   readonly trustedKeys: ReadonlyMap<string, TrustedKey>;
   /** Ids of distributions this site accepted, kept after the bundle is deleted. */
@@ -43,8 +45,9 @@ function text(value: unknown, what: string): string {
 }
 
 export const distributionFold: StreamFold<DistributionState> = {
-  initialState: () => ({ bundles: new Map(), trustedKeys: new Map(), distributionIds: new Set() }),
-  evolve(state, event: RecordedEvent) {
+  initialState: () => ({ revision: -1, bundles: new Map(), trustedKeys: new Map(), distributionIds: new Set() }),
+  evolve(previous, event: RecordedEvent) {
+    const state = { ...previous, revision: event.revision };
     const data = event.data as Readonly<Record<string, unknown>>;
     switch (event.type) {
       case 'ReleaseBundleCreated':

@@ -86,8 +86,8 @@ export interface DistributionServiceOptions {
   readonly signingKey: SigningKey;
   readonly limits: DistributionLimits;
   readonly fetch?: typeof fetch;
-  /** Whether the distribution stream has any event (a site that never used bundles skips recovery). */
-  readonly distributionStreamExists?: () => Promise<boolean>;
+  /** Revision of the distribution stream in the store (undefined: no events), to notice other servers' appends. */
+  readonly streamRevision?: () => Promise<number | undefined>;
 }
 
 const SYSTEM_META: EventMeta = { actor: '_system' };
@@ -149,10 +149,14 @@ export class DistributionService {
     return this.#options.signingKey;
   }
 
-  /** The stream's folded state (read-your-writes for this process). */
+  /** The stream's folded state, including what other servers sharing the database appended. */
   async state(): Promise<DistributionState> {
-    const { result } = await this.#options.streams.execute(DISTRIBUTION_STREAM, {}, (state) => ({ events: [], result: state }));
-    return result;
+    const read = async () => (await this.#options.streams.execute(DISTRIBUTION_STREAM, {}, (state) => ({ events: [], result: state }))).result;
+    const folded = await read();
+    const stored = (await this.#options.streamRevision?.()) ?? -1;
+    if (stored <= folded.revision) return folded;
+    this.#options.streams.forget(DISTRIBUTION_STREAM);
+    return read();
   }
 
   async #append(meta: EventMeta, decide: (state: DistributionState) => readonly DomainEvent[]): Promise<void> {
@@ -604,7 +608,7 @@ export class DistributionService {
 
   /** Rolls forward bundles recorded as received but not yet published (a crash mid-publish). */
   async recover(): Promise<number> {
-    if ((await this.#options.distributionStreamExists?.()) === false) return 0;
+    if (this.#options.streamRevision !== undefined && (await this.#options.streamRevision()) === undefined) return 0;
     let recovered = 0;
     for (const bundle of (await this.state()).bundles.values()) {
       if (bundle.kind !== 'received' || bundle.published) continue;

@@ -279,6 +279,11 @@ describe('release bundles distributed from a source to an edge node', () => {
       body: JSON.stringify({ rclass: 'remote', packageType: 'generic', url: `${source.url}/artifactory/libs`, username: 'admin', password: ADMIN_PASSWORD }),
     });
     expect(smart.status).toBe(200);
+    // Pulling through it works on the edge: the cache fills although the repositories are read-only.
+    const pulled = await adminFetch(edge, '/artifactory/smart-libs/app/1.0/app.bin');
+    expect(pulled.status).toBe(200);
+    expect(await pulled.text()).toBe('alpha release binary');
+    expect((await adminFetch(edge, '/artifactory/smart-libs/app/1.0/app.bin')).status).toBe(200);
   });
 
   it('refuses a bundle with one byte of one file changed, and shows nothing of it', async () => {

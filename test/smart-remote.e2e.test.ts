@@ -144,4 +144,37 @@ describe('smart remote repositories between two sites', () => {
     }, 'the statistics report through the virtual');
     expect(reported.remoteDownloadCount).toBe(1);
   });
+
+  it('keeps downloads queued while the origin refuses the report, across a kill -9, and reports them once it accepts', async () => {
+    await deployToOrigin('q/five.bin', 'five');
+    const update = (password: string) =>
+      adminFetch(site, '/artifactory/api/repositories/queued-smart', {
+        method: 'POST',
+        headers: json,
+        body: JSON.stringify({ password, contentSynchronisation: { enabled: true, statistics: { enabled: true } } }),
+      });
+    expect(
+      (
+        await adminFetch(site, '/artifactory/api/repositories/queued-smart', {
+          method: 'PUT',
+          headers: json,
+          body: JSON.stringify({ rclass: 'remote', url: `${origin.url}/artifactory/libs`, username: 'admin', password: ADMIN_PASSWORD, contentSynchronisation: { statistics: { enabled: true } } }),
+        })
+      ).status,
+    ).toBe(200);
+    expect(await (await adminFetch(site, '/artifactory/queued-smart/q/five.bin')).text()).toBe('five');
+    expect((await update('wrong-password')).status).toBe(200);
+    for (let download = 0; download < 2; download++) expect((await adminFetch(site, '/artifactory/queued-smart/q/five.bin')).status).toBe(200);
+    // Several report rounds fail (401 at the origin) meanwhile.
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect((await stats('libs/q/five.bin')).remoteDownloadCount).toBe(0);
+    await site.kill();
+    site = await spawnServer({ dataDir: join(dir, 'site'), env: { STRATA_SMART_REMOTE_STATS_INTERVAL_MS: '200' } });
+    expect((await update(ADMIN_PASSWORD)).status).toBe(200);
+    const reported = await eventually(async () => {
+      const current = await stats('libs/q/five.bin');
+      return current.remoteDownloadCount >= 2 ? current : undefined;
+    }, 'the queued report after the restart');
+    expect(reported.remoteDownloadCount).toBe(2);
+  });
 });

@@ -178,4 +178,41 @@ describe('npm repositories with the real npm client', () => {
     const again = await put('bad-pkg', document('1.0.0', tarball, tarball));
     expect(again.status).toBe(409);
   });
+
+  it('proxies an upstream registry through a remote repository, rewriting tarball URLs, and merges it into a virtual', async () => {
+    const { createHash } = await import('node:crypto');
+    const { gzipSync } = await import('node:zlib');
+    const tarball = gzipSync(Buffer.from('upstream content'));
+    const published = await adminFetch(server, '/artifactory/api/npm/npm-local/@up%2fdemo', {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        name: '@up/demo',
+        'dist-tags': { latest: '3.0.0' },
+        versions: { '3.0.0': { name: '@up/demo', version: '3.0.0', dist: { shasum: createHash('sha1').update(tarball).digest('hex') } } },
+        _attachments: { 'demo-3.0.0.tgz': { data: tarball.toString('base64'), length: tarball.length } },
+      }),
+    });
+    expect(published.status).toBe(201);
+    // The upstream is this same server's npm-local registry (loopback only).
+    const create = (key: string, config: Record<string, unknown>) =>
+      adminFetch(server, `/artifactory/api/repositories/${key}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(config) });
+    expect((await create('npm-upstream', { rclass: 'remote', packageType: 'npm', url: `${server.url}/artifactory/api/npm/npm-local`, username: 'admin', password: ADMIN_PASSWORD })).status).toBe(200);
+    expect((await create('npm-all', { rclass: 'virtual', packageType: 'npm', repositories: ['npm-team', 'npm-upstream'] })).status).toBe(200);
+
+    const viaRemote = (await (await adminFetch(server, '/artifactory/api/npm/npm-upstream/@up%2fdemo')).json()) as { versions: Record<string, { dist: { tarball: string; shasum: string } }> };
+    expect(viaRemote.versions['3.0.0']!.dist.tarball).toBe(`${server.url}/artifactory/api/npm/npm-upstream/@up/demo/-/demo-3.0.0.tgz`);
+    const fetched = await adminFetch(server, '/artifactory/api/npm/npm-upstream/@up/demo/-/demo-3.0.0.tgz');
+    expect(fetched.status).toBe(200);
+    expect(Buffer.compare(Buffer.from(await fetched.arrayBuffer()), tarball)).toBe(0);
+    // Cached by the remote like any proxied file.
+    expect((await adminFetch(server, '/artifactory/api/storage/npm-upstream-cache/@up/demo/-/demo-3.0.0.tgz')).status).toBe(200);
+
+    const merged = (await (await adminFetch(server, '/artifactory/api/npm/npm-all/@demo%2fhello')).json()) as { versions: Record<string, { dist: { tarball: string } }>; 'dist-tags': Record<string, string> };
+    expect(Object.keys(merged.versions)).toEqual(['0.9.0', '1.0.0', '1.0.1']);
+    expect(merged['dist-tags']).toMatchObject({ latest: '1.0.1', team: '0.9.0' });
+    expect(merged.versions['1.0.1']!.dist.tarball).toBe(`${server.url}/artifactory/api/npm/npm-all/@demo/hello/-/hello-1.0.1.tgz`);
+    expect((await adminFetch(server, '/artifactory/api/npm/npm-all/@demo/hello/-/hello-1.0.1.tgz')).status).toBe(200);
+    expect((await adminFetch(server, '/artifactory/api/npm/npm-upstream/not-there')).status).toBe(404);
+  });
 });

@@ -296,6 +296,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     ttlMs: limits.metadataCacheTtlMs,
     packagesCachedMax: limits.packagesCachedMax,
     listEntriesMax: limits.listEntriesMax,
+    upstream,
   });
   await app.register(npmRoutes, {
     prefix: ARTIFACTORY_PREFIX,

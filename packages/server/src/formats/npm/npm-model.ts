@@ -238,3 +238,33 @@ export function buildPackument(name: string, stored: readonly StoredVersion[], f
   const abbreviated = { name, modified: modifiedIso, 'dist-tags': distTags, versions: abbreviatedVersions };
   return { full, abbreviated, distTags, rev };
 }
+
+/**
+ * The versions and dist-tags of an upstream registry's packument, as stored versions: each
+ * manifest keeps its dist (integrity, shasum) without the upstream's tarball URL, which is
+ * rebuilt for this server. Versions that are not strict semver are dropped.
+ */
+export function upstreamPackumentVersions(name: string, json: string): { versions: StoredVersion[]; tags: Record<string, string> } {
+  let document: unknown;
+  try {
+    document = JSON.parse(json);
+  } catch {
+    throw new StrataError('STRATA_ERR_REMOTE_UNAVAILABLE', `the upstream packument of '${name}' is not JSON`);
+  }
+  if (typeof document !== 'object' || document === null) throw new StrataError('STRATA_ERR_REMOTE_UNAVAILABLE', `the upstream packument of '${name}' is not an object`);
+  const { versions, time, 'dist-tags': distTags } = document as { versions?: unknown; time?: unknown; 'dist-tags'?: unknown };
+  const times = typeof time === 'object' && time !== null ? (time as Record<string, unknown>) : {};
+  const stored: StoredVersion[] = [];
+  for (const [version, manifest] of Object.entries(typeof versions === 'object' && versions !== null ? versions : {})) {
+    if (semver.valid(version) !== version || typeof manifest !== 'object' || manifest === null) continue;
+    const kept = storedManifest(manifest as Record<string, unknown>);
+    const dist = kept.dist as Record<string, unknown>;
+    const created = Date.parse(String(times[version] ?? ''));
+    stored.push({ version, manifest: kept, sha1: typeof dist.shasum === 'string' ? dist.shasum : '', created: Number.isFinite(created) ? created : 0 });
+  }
+  const tags: Record<string, string> = {};
+  for (const [tag, version] of Object.entries(typeof distTags === 'object' && distTags !== null ? distTags : {})) {
+    if (typeof version === 'string') tags[tag] = version;
+  }
+  return { versions: stored, tags };
+}

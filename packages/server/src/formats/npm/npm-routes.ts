@@ -6,7 +6,7 @@ import { errorResponses } from '../../http-errors.ts';
 import type { ClientLogin, DownloadCounter, FileItem } from '../../ports.ts';
 import { repositoryNotFound } from '../../repositories/repository-decider.ts';
 import { baseUrl, requestMeta } from '../../request-meta.ts';
-import type { NpmService, RenderedPackument } from './npm-service.ts';
+import type { NpmMember, NpmService, RenderedPackument } from './npm-service.ts';
 import type { RepositoryConfig } from '../../ports.ts';
 import type { RepositoryContent } from '../../virtual/repository-content.ts';
 
@@ -55,7 +55,8 @@ function parseNpmUrl(rawUrl: string): { repo: string; address: NpmAddress } {
   const rest = slash < 0 ? '' : path.slice(slash + 1);
   if (rest === '') return { repo, address: { kind: 'root' } };
   // Scoped names travel as `@scope%2fname` (or `@scope/name`).
-  const segments = rest.replace(/^(@[^/]+)%2[fF]/, '$1/').replace(/^-\/package\/(@[^/]+)%2[fF]/, '-/package/$1/').split('/');
+  // Scoped names also arrive with the '@' encoded (`%40scope/name`, as proxies send them).
+  const segments = rest.replace(/^%40/, '@').replace(/^(@[^/]+)%2[fF]/, '$1/').replace(/^-\/package\/(@[^/]+)%2[fF]/, '-/package/$1/').split('/');
   if (segments.some((segment, index) => segment === '' && index < segments.length - 1)) throw new StrataError('STRATA_ERR_PATH_INVALID', "empty segment ('//') in path");
   if (segments[segments.length - 1] === '') segments.pop();
   if (segments[0] === '-') return { repo, address: { kind: 'special', segments: segments.slice(1).map(decode) } };
@@ -97,10 +98,15 @@ export const npmRoutes: FastifyPluginAsync<NpmRoutesOptions> = async (app, optio
   /** The packument as `repo` serves it: computed for a local repository, merged over its members for a virtual. */
   async function packumentOf(request: FastifyRequest, repo: string, config: RepositoryConfig, name: string, abbreviated: boolean): Promise<RenderedPackument | undefined> {
     const tarballBase = `${baseUrl(request)}/api/npm/${repo}`;
+    if (config.rclass === 'remote') return service.remotePackument(config, name, tarballBase, abbreviated);
     if (config.rclass !== 'virtual') return service.packument(repo, name, tarballBase, abbreviated);
-    const members = (await options.content.steps(repo, name))
-      .filter((step) => step.mode === 'stored' && app.accessControl.isAllowed(request.principal, { repo: step.key, path: name, action: 'read' }))
-      .map((step) => step.key);
+    // A remote appears twice in a virtual's steps (its cache, then the upstream): its upstream
+    // packument already lists what its cache holds, so the cache steps are left out.
+    const members: NpmMember[] = [];
+    for (const step of await options.content.steps(repo, name)) {
+      if (step.mode === 'cache' || !app.accessControl.isAllowed(request.principal, { repo: step.key, path: name, action: 'read' })) continue;
+      members.push({ kind: step.mode === 'remote' ? 'remote' : 'stored', config: step.repository });
+    }
     return service.virtualPackument(repo, members, name, tarballBase, abbreviated);
   }
 

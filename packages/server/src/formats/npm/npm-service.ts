@@ -4,7 +4,8 @@ import type { DomainEvent, EventMeta } from '@strata/core';
 import type { BlobLease, BlobStore } from '@strata/store';
 import { checkDeployable } from '../../artifacts/artifact-decider.ts';
 import type { MetadataCache } from '../../artifacts/hot-caches.ts';
-import type { ArtifactReader, FileItem } from '../../ports.ts';
+import type { ArtifactReader, FileItem, RepositoryConfig } from '../../ports.ts';
+import type { UpstreamClient } from '../../remote/upstream-client.ts';
 import { repositoryNotFound } from '../../repositories/repository-decider.ts';
 import type { RepositoryStreamState } from '../../repositories/repository-stream.ts';
 import type { StreamWriter } from '../../stream-writer.ts';
@@ -21,6 +22,7 @@ import {
   storedManifest,
   tarballFileName,
   tarballPath,
+  upstreamPackumentVersions,
   verifyTarball,
 } from './npm-model.ts';
 import type { Packument, StoredVersion } from './npm-model.ts';
@@ -36,6 +38,17 @@ interface CachedPackage {
   readonly packument: Packument | null;
   readonly rendered: Map<string, RenderedPackument>;
 }
+
+/** A member of a virtual as the packument merge sees it. */
+export interface NpmMember {
+  readonly kind: 'stored' | 'remote';
+  readonly config: RepositoryConfig;
+}
+
+/** Largest upstream packument read (popular packages' full packuments reach tens of MB). */
+const upstreamPackumentBytesMax = 64 * 1024 * 1024;
+/** Upstream packuments are re-read at least this often, whatever the remote's retrievalCachePeriodSecs. */
+const upstreamPackumentTtlMsMax = 10 * 60 * 1000;
 
 /** Versions one publish document may name (npm sends the one it publishes). */
 const publishVersionsMax = 1_000;
@@ -66,6 +79,9 @@ export class NpmService {
   readonly #packuments = new Map<string, CachedPackage>();
   /** Package name → cache keys of virtual packuments of that name. */
   readonly #virtualKeys = new Map<string, Set<string>>();
+  /** Upstream packuments of remote repositories, by remote key and name. */
+  readonly #upstreamPackuments = new Map<string, { value: { versions: StoredVersion[]; tags: Record<string, string> } | undefined; expiresAt: number }>();
+  readonly #upstream: UpstreamClient | undefined;
   /** Versions being published by this process (between their checks and their append). */
   readonly #publishing = new Set<string>();
 
@@ -78,7 +94,9 @@ export class NpmService {
     ttlMs: number;
     packagesCachedMax: number;
     listEntriesMax: number;
+    upstream?: UpstreamClient;
   }) {
+    this.#upstream = options.upstream;
     this.#streams = options.streams;
     this.#blobs = options.blobs;
     this.#artifacts = options.artifacts;
@@ -155,22 +173,27 @@ export class NpmService {
   }
 
   /**
-   * The packument of `name` through a virtual repository: the versions of every member (in
-   * resolution order; the first member that has a version wins it) and the dist-tags (the
-   * first member that sets a tag wins it). Tarball URLs point at the virtual.
+   * The packument of `name` through a virtual repository: the versions of every member, in
+   * resolution order (the first member that has a version wins it), and the dist-tags (the
+   * first member that sets a tag wins it). Stored members contribute what they store; remote
+   * members their upstream's packument. Tarball URLs point at the virtual.
    */
-  async virtualPackument(virtualKey: string, members: readonly string[], name: string, tarballBase: string, abbreviated: boolean): Promise<RenderedPackument | undefined> {
-    const key = `v\0${virtualKey}\0${members.join('\0')}\0${name}`;
+  async virtualPackument(virtualKey: string, members: readonly NpmMember[], name: string, tarballBase: string, abbreviated: boolean): Promise<RenderedPackument | undefined> {
+    const key = `v\0${virtualKey}\0${members.map((member) => `${member.kind}:${member.config.key}`).join('\0')}\0${name}`;
     let cached = this.#packuments.get(key);
     if (cached === undefined || cached.expiresAt <= this.#now()) {
-      const perMember = await Promise.all(
-        members.map(async (member) => ({ stored: await this.#storedVersions(member, name), properties: await this.#artifacts.properties(member, name) })),
+      const parts = await Promise.all(
+        members.map(async (member): Promise<{ versions: readonly StoredVersion[]; tags: Record<string, string> }> => {
+          if (member.kind === 'remote') return (await this.#upstreamVersions(member.config, name)) ?? { versions: [], tags: {} };
+          const [stored, properties] = await Promise.all([this.#storedVersions(member.config.key, name), this.#artifacts.properties(member.config.key, name)]);
+          return { versions: stored.versions, tags: distTagsFrom(properties, new Set(stored.files.keys())) };
+        }),
       );
       const versions = new Map<string, StoredVersion>();
       const properties: Record<string, readonly string[]> = {};
-      for (const { stored, properties: memberProperties } of perMember) {
-        for (const entry of stored.versions) if (!versions.has(entry.version)) versions.set(entry.version, entry);
-        for (const [property, values] of Object.entries(memberProperties)) if (!(property in properties)) properties[property] = values;
+      for (const part of parts) {
+        for (const entry of part.versions) if (!versions.has(entry.version)) versions.set(entry.version, entry);
+        for (const [tag, version] of Object.entries(part.tags)) if (!(distTagKey(tag) in properties)) properties[distTagKey(tag)] = [version];
       }
       const packument = versions.size === 0 ? undefined : buildPackument(name, [...versions.values()], properties, TARBALL_BASE_PLACEHOLDER);
       cached = { expiresAt: this.#now() + this.#ttlMs, packument: packument ?? null, rendered: new Map() };
@@ -186,6 +209,60 @@ export class NpmService {
       }
     }
     return this.#render(cached, tarballBase, abbreviated);
+  }
+
+  /** The packument of `name` through a remote repository: its upstream's, tarball URLs rewritten to this server. */
+  async remotePackument(config: RepositoryConfig, name: string, tarballBase: string, abbreviated: boolean): Promise<RenderedPackument | undefined> {
+    return this.virtualPackument(config.key, [{ kind: 'remote', config }], name, tarballBase, abbreviated);
+  }
+
+  /**
+   * The versions and dist-tags of `name` at a remote's upstream (undefined when it has none,
+   * or the remote is offline). Kept in memory for the remote's retrievalCachePeriodSecs (at
+   * most upstreamPackumentTtlMsMax): remote metadata is the upstream's state, not an event.
+   */
+  async #upstreamVersions(config: RepositoryConfig, name: string): Promise<{ versions: StoredVersion[]; tags: Record<string, string> } | undefined> {
+    if (this.#upstream === undefined || config.offline === true || typeof config.url !== 'string') return undefined;
+    const key = `${config.key}\0${name}`;
+    const hit = this.#upstreamPackuments.get(key);
+    if (hit !== undefined && hit.expiresAt > this.#now()) return hit.value;
+    const url = `${config.url.replace(/\/+$/, '')}/${name.startsWith('@') ? name.replace('/', '%2f') : encodeURIComponent(name)}`;
+    const response = await this.#upstream.get({
+      url,
+      timeoutMs: typeof config.socketTimeoutMillis === 'number' ? config.socketTimeoutMillis : 15_000,
+      headers: { accept: 'application/json' },
+      ...(typeof config.username === 'string' ? { username: config.username } : {}),
+      ...(typeof config.password === 'string' ? { password: config.password } : {}),
+    });
+    let value: { versions: StoredVersion[]; tags: Record<string, string> } | undefined;
+    if (response.status === 404) {
+      await response.body.dump();
+    } else if (response.status !== 200) {
+      await response.body.dump();
+      throw new StrataError('STRATA_ERR_REMOTE_UNAVAILABLE', `upstream ${url} answered ${response.status}`);
+    } else {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of response.body) {
+        size += (chunk as Buffer).length;
+        if (size > upstreamPackumentBytesMax) {
+          response.body.destroy();
+          throw new StrataError('STRATA_ERR_REMOTE_UNAVAILABLE', `upstream ${url} sent a packument larger than ${upstreamPackumentBytesMax} bytes`);
+        }
+        chunks.push(chunk as Buffer);
+      }
+      value = upstreamPackumentVersions(name, Buffer.concat(chunks).toString('utf8'));
+    }
+    const ttlMs = Math.min(upstreamPackumentTtlMsMax, (typeof config.retrievalCachePeriodSecs === 'number' ? config.retrievalCachePeriodSecs : 600) * 1000);
+    if (ttlMs > 0) {
+      this.#upstreamPackuments.delete(key);
+      this.#upstreamPackuments.set(key, { value, expiresAt: this.#now() + ttlMs });
+      if (this.#upstreamPackuments.size > this.#packagesCachedMax) {
+        const oldest = this.#upstreamPackuments.keys().next().value;
+        if (oldest !== undefined) this.#upstreamPackuments.delete(oldest);
+      }
+    }
+    return value;
   }
 
   /** A stored tarball by its file name, or undefined. */
@@ -267,7 +344,6 @@ export class NpmService {
         for (const [index, { version, manifest }] of prepared.entries()) {
           const path = tarballPath(name, version);
           checkDeployable(repo, state.config, path);
-          if (await this.#artifacts.isFile(repo, path)) throw new StrataError('STRATA_ERR_PACKAGE_VERSION_EXISTS', `cannot publish over the previously published version ${version}`);
           const lease = leases[index]!;
           events.push({
             type: 'ArtifactDeployed',
@@ -286,6 +362,13 @@ export class NpmService {
           events.push({ type: 'PropertiesSet', data: { path: name, properties: Object.fromEntries(tags.map(([tag, version]) => [distTagKey(tag), [version]])) } });
         }
         return { events, result: undefined };
+        // The check runs while the publish waits for its round (not inside the round, where the
+        // decisions of concurrent publishes run one after another); this process's claims
+        // cover publishes of the same version decided in the same round.
+      }, async () => {
+        for (const { version } of prepared) {
+          if (await this.#artifacts.isFile(repo, tarballPath(name, version))) throw new StrataError('STRATA_ERR_PACKAGE_VERSION_EXISTS', `cannot publish over the previously published version ${version}`);
+        }
       });
     } finally {
       for (const lease of leases) lease.release();

@@ -9,6 +9,7 @@ import { readAllBenchmark } from './read-all.bench.ts';
 import { rebuildBenchmark } from './rebuild.bench.ts';
 import { serverHttpBenchmark } from './server-http.bench.ts';
 import { historyBenchmark } from './history.bench.ts';
+import { replayBenchmark, verifyBenchmark } from './audit.bench.ts';
 import { distributionBenchmark } from './distribution.bench.ts';
 import { remoteVirtualBenchmark } from './remote-virtual.bench.ts';
 import { npmRegistryBenchmark } from './npm-registry.bench.ts';
@@ -16,7 +17,7 @@ import { federationBenchmark, printFederationResults, type FederationBenchResult
 import { databaseUrl } from './support/databases.ts';
 import { log, printTable, type BenchResult } from './support/report.ts';
 
-const BENCHMARKS = ['append', 'rebuild', 'read-all', 'server-http', 'history', 'distribution', 'remote-virtual', 'federation', 'npm-registry'] as const;
+const BENCHMARKS = ['append', 'rebuild', 'read-all', 'server-http', 'history', 'verify', 'replay', 'distribution', 'remote-virtual', 'federation', 'npm-registry'] as const;
 type BenchmarkName = (typeof BENCHMARKS)[number];
 const BACKENDS = ['postgres', 'pglite'] as const;
 
@@ -50,6 +51,8 @@ for (const name of selected) {
   for (const backend of backends) {
     if (name === 'rebuild') results.push(await rebuildBenchmark(backend, events, rounds));
     if (name === 'read-all') results.push(await readAllBenchmark(backend, events, rounds));
+    if (name === 'verify') results.push(await verifyBenchmark(backend, events, rounds));
+    if (name === 'replay') results.push(...(await replayBenchmark(backend, events, rounds)));
   }
 }
 printTable(results);

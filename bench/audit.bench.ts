@@ -1,0 +1,108 @@
+/**
+ * (V) `strata verify`: SqlEventAudit.verify over every stream of the data set (site chain
+ * and origin chains, in SQL), against a reference scan that hashes every row once in SQL
+ * (`sum(length(sha256(data || meta)))`) — the floor of any verifier that reads each event.
+ * Target: ≥ 200,000 events/s.
+ *
+ * (R) `strata replay`: replayAll (every projection rebuilt from zero) and replayRepository
+ * (one of the ten repositories), against readAll from the start (every event read and
+ * decoded, nothing folded). Target: ≥ 100,000 events/s.
+ *
+ * Data set: the Maven-like traffic of the other benchmarks, loaded once into its own schema
+ * or directory (`bench_audit_events_v1_<N>`) by a store with site id `site-a`, so about half
+ * of the events carry an origin chain.
+ */
+import { performance } from 'node:perf_hooks';
+import { ArtifactTreeProjection, RepositoryConfigProjection, SqlEventAudit, replayAll, replayRepository } from '@strata/store';
+import { openEventsDataset } from './support/databases.ts';
+import { BENCH_REPOSITORIES } from './support/events.ts';
+import { log, median, type BenchResult } from './support/report.ts';
+
+const datasetOptions = { prefix: 'bench_audit_events', siteId: 'site-a' } as const;
+
+export async function verifyBenchmark(backend: 'postgres' | 'pglite', events: number, rounds: number): Promise<BenchResult> {
+  const database = await openEventsDataset(backend, events, datasetOptions);
+  try {
+    const audit = new SqlEventAudit(database.db);
+    const measured: number[] = [];
+    const reference: number[] = [];
+    for (let round = 0; round < rounds; round++) {
+      let started = performance.now();
+      const scanned = await database.raw('select count(*)::int8 as n, sum(length(sha256(data || meta)))::int8 as bytes from events');
+      const count = Number(scanned.rows[0]!.n);
+      reference.push((count * 1000) / (performance.now() - started));
+      started = performance.now();
+      const result = await audit.verify();
+      measured.push((result.events * 1000) / (performance.now() - started));
+      if (result.breaks.length > 0) throw new Error(`verify found ${result.breaks.length} breaks in an untouched data set`);
+      log(`verify round ${round + 1} (${backend}): ${Math.round(measured.at(-1)!)} events/s (${result.events} events, ${result.originChained} origin-chained), hashing scan ${Math.round(reference.at(-1)!)} rows/s`);
+    }
+    return {
+      benchmark: `strata verify, ${events.toLocaleString('en-US')} events`,
+      backend,
+      measured: { label: 'verify', perSecond: median(measured) },
+      reference: { label: 'scan hashing each row', perSecond: median(reference) },
+      target: { perSecond: 200_000 },
+      notes: `median of ${rounds} rounds; per round ${measured.map((rate) => Math.round(rate).toLocaleString('en-US')).join(', ')} events/s`,
+      roundRatios: measured.map((rate, round) => rate / reference[round]!),
+    };
+  } finally {
+    await database.close();
+  }
+}
+
+export async function replayBenchmark(backend: 'postgres' | 'pglite', events: number, rounds: number): Promise<BenchResult[]> {
+  const database = await openEventsDataset(backend, events, datasetOptions);
+  const projections = () => [new ArtifactTreeProjection(), new RepositoryConfigProjection()];
+  try {
+    const source = { store: database.store, db: database.db, bulk: database.bulk };
+    const all: number[] = [];
+    const one: number[] = [];
+    const reads: number[] = [];
+    let oneEvents = 0;
+    for (let round = 0; round < rounds; round++) {
+      let started = performance.now();
+      let read = 0;
+      let after;
+      for (;;) {
+        const page = await database.store.readAll(after === undefined ? {} : { after });
+        if (page.events.length === 0) break;
+        read += page.events.length;
+        after = page.checkpoint;
+      }
+      reads.push((read * 1000) / (performance.now() - started));
+      started = performance.now();
+      const whole = await replayAll(source, projections());
+      all.push(whole.eventsPerSecond);
+      const repository = await replayRepository(source, projections(), BENCH_REPOSITORIES[0]!);
+      one.push(repository.eventsPerSecond);
+      oneEvents = repository.events;
+      log(
+        `replay round ${round + 1} (${backend}): all ${Math.round(all.at(-1)!)} events/s (${whole.events} events), one repository ${Math.round(one.at(-1)!)} events/s (${repository.events} events), readAll ${Math.round(reads.at(-1)!)} events/s`,
+      );
+    }
+    const readAll = { label: 'readAll from the start', perSecond: median(reads) };
+    return [
+      {
+        benchmark: `strata replay, all ${events.toLocaleString('en-US')} events`,
+        backend,
+        measured: { label: 'replay all', perSecond: median(all) },
+        reference: readAll,
+        target: { perSecond: 100_000 },
+        notes: `median of ${rounds} rounds`,
+        roundRatios: all.map((rate, round) => rate / reads[round]!),
+      },
+      {
+        benchmark: `strata replay --repo (${oneEvents.toLocaleString('en-US')} events)`,
+        backend,
+        measured: { label: 'replay one repository', perSecond: median(one) },
+        reference: readAll,
+        target: { perSecond: 100_000 },
+        notes: `median of ${rounds} rounds`,
+        roundRatios: one.map((rate, round) => rate / reads[round]!),
+      },
+    ];
+  } finally {
+    await database.close();
+  }
+}

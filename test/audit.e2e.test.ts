@@ -135,6 +135,6 @@ describe('audit over a running server and the strata commands', () => {
     }
     const verified = await strata('verify', '--data', data);
     expect(verified.code).toBe(1);
-    expect(verified.stdout).toMatch(/BROKEN repo-libs at revision 2 \(altered/);
+    expect(verified.stdout).toMatch(/BROKEN repo-libs at revision 1 \(altered/);
   }, 60_000);
 });

@@ -184,7 +184,7 @@ for (const backend of backends) {
             const edited = (await import('@strata/core')).encodeEventData('ArtifactDeployed', deploy('org/app/1.0/app.jar', 'f') as never);
             await sql`update events set data = ${Buffer.from(edited)} where id = ${victim.id}`.execute(db);
           },
-          expected: { reason: 'altered', revision: 5 },
+          expected: { reason: 'altered', revision: 4 },
         },
         {
           name: 'an event whose actor was edited',
@@ -192,7 +192,7 @@ for (const backend of backends) {
             const edited = (await import('@strata/core')).encodeMeta({ actor: 'mallory', originPrev: events[2]!.meta.originPrev! });
             await sql`update events set meta = ${Buffer.from(edited)} where id = ${events[2]!.id}`.execute(db);
           },
-          expected: { reason: 'altered', revision: 3 },
+          expected: { reason: 'altered', revision: 2 },
         },
         {
           name: 'an event deleted from the middle of the stream',
@@ -206,7 +206,7 @@ for (const backend of backends) {
           edit: async (db, events) => {
             await sql`update events set hlc_wall = hlc_wall + 1 where id = ${events[9]!.id}`.execute(db);
           },
-          expected: { reason: 'head', revision: 9 },
+          expected: { reason: 'altered', revision: 9 },
         },
         {
           name: 'the last event deleted',
@@ -214,6 +214,14 @@ for (const backend of backends) {
             await sql`delete from events where id = ${events[9]!.id}`.execute(db);
           },
           expected: { reason: 'missing', revision: 9 },
+        },
+        {
+          name: 'an edited event whose stored digest was recomputed by the editor',
+          edit: async (db, events) => {
+            await sql`update events set hlc_logical = hlc_logical + 1 where id = ${events[5]!.id}`.execute(db);
+            await sql`update events set digest = sha256(convert_to(stream || E'\n' || id || E'\n' || origin || E'\n' || origin_seq || E'\n' || hlc_wall || E'\n' || hlc_logical || E'\n' || type || E'\n' || octet_length(data) || E'\n', 'UTF8') || data || meta) where id = ${events[5]!.id}`.execute(db);
+          },
+          expected: { reason: 'altered', revision: 6 },
         },
         {
           name: 'an edited event whose own link was recomputed by the editor',

@@ -31,6 +31,7 @@ export interface ChainedEvent {
   readonly target: string | null;
   readonly prevHash: Uint8Array;
   readonly originPrev: Uint8Array | null;
+  readonly digest: Uint8Array;
 }
 
 /** Chains one new event at `revision`; advances `heads`. `siteId` undefined: never adds an origin chain. */
@@ -49,5 +50,5 @@ export function chainEvent(stream: string, revision: number, prepared: PreparedE
   if (local) heads.originHead = digest;
   const prevHash = heads.head;
   heads.head = siteChainLink(prevHash, stream, revision, digest);
-  return { event, data: prepared.data, meta, target: eventTargetPath(event) ?? null, prevHash, originPrev };
+  return { event, data: prepared.data, meta, target: eventTargetPath(event) ?? null, prevHash, originPrev, digest };
 }

@@ -27,6 +27,8 @@ export interface EventsTable {
   prev_hash: Uint8Array | null;
   /** Origin chain: meta.originPrev as bytes (migration 004). */
   origin_prev: Uint8Array | null;
+  /** The event's digest (core's event-chain.ts; migration 004b). */
+  digest: Uint8Array | null;
 }
 
 export interface StreamsTable {

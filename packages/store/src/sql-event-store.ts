@@ -465,7 +465,7 @@ export class SqlEventStore implements EventStore {
       // One round trip: the new events, and the streams' new revisions.
       const inserted = await sql<{ id: string; position: string }>`
         with inserted as (
-        insert into events (id, stream, revision, origin, origin_seq, hlc_wall, hlc_logical, type, data, meta, target, prev_hash, origin_prev)
+        insert into events (id, stream, revision, origin, origin_seq, hlc_wall, hlc_logical, type, data, meta, target, prev_hash, origin_prev, digest)
         select * from unnest(
           ${inserts.map((row) => row.prepared.event.id)}::text[],
           ${inserts.map((row) => row.stream)}::text[],
@@ -479,7 +479,8 @@ export class SqlEventStore implements EventStore {
           ${inserts.map((row) => toBuffer(row.chained!.meta))}::bytea[],
           ${inserts.map((row) => row.chained!.target)}::text[],
           ${inserts.map((row) => toBuffer(row.chained!.prevHash))}::bytea[],
-          ${inserts.map((row) => (row.chained!.originPrev === null ? null : toBuffer(row.chained!.originPrev)))}::bytea[]
+          ${inserts.map((row) => (row.chained!.originPrev === null ? null : toBuffer(row.chained!.originPrev)))}::bytea[],
+          ${inserts.map((row) => toBuffer(row.chained!.digest))}::bytea[]
         )
         returning id, position),
         revised as (

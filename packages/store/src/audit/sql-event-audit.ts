@@ -22,7 +22,7 @@ import {
 const DIGEST = sql.raw(
   `sha256(convert_to(stream || E'\\n' || id || E'\\n' || origin || E'\\n' || origin_seq || E'\\n' || hlc_wall || E'\\n' || hlc_logical || E'\\n' || type || E'\\n' || octet_length(data) || E'\\n', 'UTF8') || data || meta)`,
 );
-/** The site-chain link of a row whose digest column is `digest`. */
+/** The site-chain link of a row, from its stored digest. */
 const LINK = sql.raw(`sha256(coalesce(prev_hash, ''::bytea) || convert_to(stream || E'\\n' || revision || E'\\n', 'UTF8') || digest)`);
 
 interface BreakRow {
@@ -87,8 +87,12 @@ export class SqlEventAudit implements EventAudit {
     const started = performance.now();
     const only: RawBuilder<unknown> = options.stream === undefined ? sql`true` : sql`stream = ${options.stream}`;
     const genesis = Buffer.from(CHAIN_GENESIS);
-    // One scan: each row's digest and link; the site chain checked against the row before it
-    // in the stream, the origin chain against the origin's previous event in the stream.
+    // 1. Every event's content against its stored digest: one scan, the big hashes, parallel.
+    const altered = await sql<{ stream: string; revision: number; id: string }>`
+      select stream, revision, id from events where ${only} and digest is distinct from ${DIGEST} order by stream, revision`.execute(this.#db);
+    // 2. The chains over narrow rows: each row's link (a small hash of its stored digest)
+    // against the row before it in the stream, each origin-chained event's link against the
+    // digest of the origin's previous event in the stream.
     const failures = await sql<BreakRow>`
       select stream, revision, before_revision, id, origin, origin_seq, site_failed, site_missing, origin_failed, origin_missing from (
         select stream, revision, before_revision, id, origin, origin_seq,
@@ -102,8 +106,7 @@ export class SqlEventAudit implements EventAudit {
           select stream, revision, id, origin, origin_seq, prev_hash, origin_prev,
             lag(revision) over site as before_revision, lag(link) over site as before_link,
             lag(origin_seq) over by_origin as before_seq, lag(digest) over by_origin as before_digest
-          from (select stream, revision, id, origin, origin_seq, prev_hash, origin_prev, digest, ${LINK} as link
-                from (select stream, revision, id, origin, origin_seq, prev_hash, origin_prev, ${DIGEST} as digest from events where ${only}) digested) linked
+          from (select stream, revision, id, origin, origin_seq, prev_hash, origin_prev, digest, ${LINK} as link from events where ${only}) linked
           window site as (partition by stream order by revision), by_origin as (partition by stream, origin order by origin_seq)
         ) checked
       ) flagged
@@ -115,7 +118,7 @@ export class SqlEventAudit implements EventAudit {
       from streams s
       left join lateral (
         select revision, id, ${LINK} as link from (
-          select stream, revision, id, prev_hash, ${DIGEST} as digest from events where events.stream = s.stream order by revision desc limit 1) last
+          select stream, revision, id, prev_hash, digest from events where events.stream = s.stream order by revision desc limit 1) last
       ) e on true
       where ${options.stream === undefined ? sql`true` : sql`s.stream = ${options.stream}`}
       order by s.stream`.execute(this.#db);
@@ -125,11 +128,23 @@ export class SqlEventAudit implements EventAudit {
     const breaks: ChainBreak[] = [];
     const siteBroken = new Set<string>();
     const originBroken = new Set<string>();
+    // The first break of each stream's site chain: an altered event, or a failed link.
+    const firstSite = new Map<string, ChainBreak>();
+    const candidate = (found: ChainBreak) => {
+      const earlier = firstSite.get(found.stream);
+      if (earlier === undefined || found.revision < earlier.revision) firstSite.set(found.stream, found);
+    };
+    for (const row of altered.rows) {
+      candidate({
+        stream: row.stream,
+        reason: 'altered',
+        revision: row.revision,
+        eventId: row.id,
+        message: `stream ${row.stream}: revision ${row.revision} (${row.id}) does not match its digest: it was altered`,
+      });
+    }
     for (const row of failures.rows) {
-      if (row.site_failed && !siteBroken.has(row.stream)) {
-        siteBroken.add(row.stream);
-        breaks.push(siteBreak(row.stream, row.revision, row.id, row.site_missing ? (row.before_revision ?? -1) + 1 : undefined));
-      }
+      if (row.site_failed) candidate(siteBreak(row.stream, row.revision, row.id, row.site_missing ? (row.before_revision ?? -1) + 1 : undefined));
       const originKey = `${row.stream}\n${row.origin}`;
       if (row.origin_failed && !originBroken.has(originKey)) {
         originBroken.add(originKey);
@@ -147,6 +162,10 @@ export class SqlEventAudit implements EventAudit {
               : `origin ${row.origin}: event ${row.id} (originSeq ${row.origin_seq}) names a predecessor whose digest differs: originSeq ${row.origin_seq - 1} or this event was altered`,
         });
       }
+    }
+    for (const [stream, found] of firstSite) {
+      siteBroken.add(stream);
+      breaks.push(found);
     }
     let streams = 0;
     for (const head of heads.rows) {
@@ -174,7 +193,9 @@ export class SqlEventAudit implements EventAudit {
         });
       }
     }
-    breaks.sort((a, b) => (a.stream < b.stream ? -1 : a.stream > b.stream ? 1 : a.revision - b.revision));
+    // By stream, then revision; at one revision the site chain's break first.
+    const originFirst = (found: ChainBreak) => (found.reason === 'origin-altered' || found.reason === 'origin-missing' ? 1 : 0);
+    breaks.sort((a, b) => (a.stream < b.stream ? -1 : a.stream > b.stream ? 1 : a.revision - b.revision || originFirst(a) - originFirst(b)));
     const count = counts.rows[0];
     return {
       streams,

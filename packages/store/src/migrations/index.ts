@@ -5,6 +5,7 @@ import { eventsMigration } from './001-events.ts';
 import { projectionsMigration } from './002-projections.ts';
 import { federationMigration } from './003-federation.ts';
 import { auditMigration } from './004-audit.ts';
+import { eventDigestMigration } from './004b-event-digest.ts';
 import { virtualResolutionMigration } from './005-virtual-resolution.ts';
 
 /**
@@ -16,6 +17,7 @@ export const migrations: Readonly<Record<string, Migration>> = Object.freeze({
   '002-projections': projectionsMigration,
   '003-federation': federationMigration,
   '004-audit': auditMigration,
+  '004b-event-digest': eventDigestMigration,
   '005-virtual-resolution': virtualResolutionMigration,
 });
 

@@ -123,6 +123,27 @@ describe('remote repositories: a caching proxy of a plain static HTTP upstream',
     expect((await fetchBytes(`${strata.url}/closed/b.txt`)).body.toString()).toBe('b');
   });
 
+  it('storeArtifactsLocally: false streams through, verified, and keeps nothing (each request asks upstream)', async () => {
+    const small = Buffer.from('pass-through');
+    const large = randomBytes(200 * 1024);
+    upstream.files.set('/files/s.txt', { body: small });
+    upstream.files.set('/files/l.bin', { body: large });
+    upstream.files.set('/files/lie.bin', { body: small, headers: { 'x-checksum-sha1': sha('sha1', 'x') } });
+    await remote('through', { storeArtifactsLocally: false });
+    for (let i = 0; i < 2; i++) {
+      expect((await fetchBytes(`${strata.url}/through/s.txt`)).body.equals(small)).toBe(true);
+      expect(sha('sha256', (await fetchBytes(`${strata.url}/through/l.bin`)).body)).toBe(sha('sha256', large));
+    }
+    expect(upstream.hitsOf('/files/s.txt')).toBe(2);
+    expect(upstream.hitsOf('/files/l.bin')).toBe(2);
+    const head = await fetchBytes(`${strata.url}/through/s.txt`, { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    expect(head.headers['content-length']).toBe(String(small.length));
+    expect((await fetchBytes(`${strata.url}/through/lie.bin`)).status).toBe(502);
+    expect((await fetchBytes(`${strata.url}/through-cache/s.txt`)).status).toBe(404);
+    expect(cachedEvents()).toHaveLength(0);
+  });
+
   it('sends the configured username and password upstream', async () => {
     upstream.requiredAuth = `Basic ${Buffer.from('reader:s3cret').toString('base64')}`;
     upstream.files.set('/files/secret.txt', { body: Buffer.from('classified') });

@@ -314,13 +314,13 @@ export const artifactsRoutes: FastifyPluginAsync<ArtifactsRoutesOptions> = async
       case 'stream': {
         // A range, a conditional or a HEAD request waits for the file to be cached (the fetch
         // goes on without this client) and is then answered from the cache.
-        if (request.method === 'HEAD' || header(request, 'range') !== undefined || header(request, 'if-none-match') !== undefined) {
+        if (resolved.storing && (request.method === 'HEAD' || header(request, 'range') !== undefined || header(request, 'if-none-match') !== undefined)) {
           resolved.body.destroy();
           const item = await resolved.done;
           if (item === undefined) throw new StrataError('STRATA_ERR_ARTIFACT_NOT_FOUND', `Could not find resource '${address.repo}:${address.path}'`);
           return sendFile(request, reply, address.repo, item);
         }
-        downloads.record(address.repo, resolved.path, request.principal.name, options.now());
+        if (request.method !== 'HEAD') downloads.record(address.repo, resolved.path, request.principal.name, options.now());
         if (options.smartRemote !== undefined) {
           // Fetched from the origin just now: its properties are brought over once cached.
           const smartRemote = options.smartRemote;
@@ -336,6 +336,11 @@ export const artifactsRoutes: FastifyPluginAsync<ArtifactsRoutesOptions> = async
         reply.header('X-Artifactory-Filename', encodeURIComponent(resolved.path.slice(resolved.path.lastIndexOf('/') + 1)));
         if (resolved.size !== undefined) reply.header('Content-Length', resolved.size);
         reply.type(resolved.mimeType || 'application/octet-stream');
+        if (request.method === 'HEAD') {
+          // A remote that does not store: the headers of what it streamed, without the body.
+          resolved.body.destroy();
+          return reply.send();
+        }
         return reply.send(resolved.body);
       }
     }

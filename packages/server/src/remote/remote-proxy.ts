@@ -31,6 +31,8 @@ export type RemoteAnswer =
       readonly checksums: Partial<Checksums>;
       readonly body: PassThrough;
       readonly done: Promise<FileItem | undefined>;
+      /** False for `storeArtifactsLocally: false`: streamed through, verified, never cached (`done` yields undefined). */
+      readonly storing: boolean;
     }
   | { readonly kind: 'folder' }
   | { readonly kind: 'missing'; readonly reason: string };
@@ -174,7 +176,7 @@ export class RemoteProxy {
       }
     }
     if (path === '') return { kind: 'missing', reason: 'the root of a remote repository is not fetched' };
-    const existing = this.#flights.get(key);
+    const existing = config.storeArtifactsLocally === false ? undefined : this.#flights.get(key);
     if (existing !== undefined) {
       // Single flight: wait for the fetch in progress, then serve what it cached.
       const item = await existing.done;
@@ -196,7 +198,9 @@ export class RemoteProxy {
       failDone = reject;
     });
     done.catch(() => undefined);
-    this.#flights.set(key, { done });
+    // A remote that does not store has nothing to share: each request fetches for itself.
+    const flight = { done };
+    if (config.storeArtifactsLocally !== false) this.#flights.set(key, flight);
     const answer = this.#run(config, path, key, stale, done);
     answer.then(
       (result) => {
@@ -205,10 +209,10 @@ export class RemoteProxy {
       },
       failDone,
     );
-    void done.then(
-      () => this.#flights.delete(key),
-      () => this.#flights.delete(key),
-    );
+    const land = () => {
+      if (this.#flights.get(key) === flight) this.#flights.delete(key);
+    };
+    void done.then(land, land);
     return answer;
   }
 
@@ -285,6 +289,7 @@ export class RemoteProxy {
     credentials: { username?: string; password?: string },
   ): Promise<RemoteAnswer> {
     const repo = config.key;
+    const storing = config.storeArtifactsLocally !== false;
     const lengthText = headerText(response.headers, 'content-length');
     const declaredSize = lengthText !== undefined && /^\d+$/.test(lengthText) ? Number(lengthText) : undefined;
     const declared = declaredUpstreamChecksums(response.headers);
@@ -331,7 +336,7 @@ export class RemoteProxy {
         client = new PassThrough({ highWaterMark: 256 * 1024 });
         // A client that goes away does not stop the cache fill.
         client.on('error', () => undefined);
-        resolveFirst({ kind: 'stream', path, mimeType, size: declaredSize, checksums: declared, body: client, done });
+        resolveFirst({ kind: 'stream', path, mimeType, size: declaredSize, checksums: declared, body: client, done, storing });
         held = buffered.pop();
         for (const part of buffered.splice(0)) await writeToClient(part);
         return;
@@ -368,6 +373,7 @@ export class RemoteProxy {
         if (sidecarSha1 !== undefined && sidecarSha1 !== lease.sha1) {
           throw new StrataError('STRATA_ERR_REMOTE_CHECKSUM_MISMATCH', `upstream ${url} content has sha1 ${lease.sha1} but its .sha1 sidecar says ${sidecarSha1}: not cached`);
         }
+        if (!storing) return undefined;
         await this.#options.streams.execute(repositoryStream(repo), {}, (state) => {
           if (state.config === undefined) throw repositoryNotFound(repo);
           if (state.config.rclass !== 'remote') throw new StrataError('STRATA_ERR_HTTP_CONFLICT', `repository '${repo}' is no longer a remote repository`);
@@ -395,6 +401,13 @@ export class RemoteProxy {
     work.then(
       async (item) => {
         if (!committed) {
+          if (item === undefined && !storing) {
+            // Verified, not stored: the held bytes are the whole answer.
+            const body = new PassThrough();
+            body.end(Buffer.concat(buffered));
+            resolveFirst({ kind: 'stream', path, mimeType, size: bufferedBytes, checksums: declared, body, done: work, storing });
+            return;
+          }
           resolveFirst(item === undefined ? { kind: 'missing', reason: 'not cached' } : { kind: 'file', item });
           return;
         }

@@ -214,5 +214,24 @@ describe('npm repositories with the real npm client', () => {
     expect(merged.versions['1.0.1']!.dist.tarball).toBe(`${server.url}/artifactory/api/npm/npm-all/@demo/hello/-/hello-1.0.1.tgz`);
     expect((await adminFetch(server, '/artifactory/api/npm/npm-all/@demo/hello/-/hello-1.0.1.tgz')).status).toBe(200);
     expect((await adminFetch(server, '/artifactory/api/npm/npm-upstream/not-there')).status).toBe(404);
+
+    // A curation rule naming the package and version blocks the tarball through the remote (npm coordinates registered).
+    const blockedTarball = gzipSync(Buffer.from('blocked content'));
+    await adminFetch(server, '/artifactory/api/npm/npm-local/@up%2fdemo', {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        name: '@up/demo',
+        versions: { '3.1.0': { name: '@up/demo', version: '3.1.0', dist: { shasum: createHash('sha1').update(blockedTarball).digest('hex') } } },
+        _attachments: { 'demo-3.1.0.tgz': { data: blockedTarball.toString('base64'), length: blockedTarball.length } },
+      }),
+    });
+    const policy = await adminFetch(server, '/artifactory/api/curation/policies/no-demo-31', {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ repositories: ['npm-upstream'], packages: ['@up/demo@3.1.0'], enabled: true }),
+    });
+    expect(policy.status).toBeLessThan(300);
+    expect((await adminFetch(server, '/artifactory/api/npm/npm-upstream/@up/demo/-/demo-3.1.0.tgz')).status).toBe(403);
   });
 });

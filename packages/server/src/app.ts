@@ -39,6 +39,7 @@ import { npmRoutes } from './formats/npm/npm-routes.ts';
 import { NpmService } from './formats/npm/npm-service.ts';
 import { historyRoutes } from './audit/history-routes.ts';
 import { pypiRoutes } from './formats/pypi/pypi-routes.ts';
+import { mavenPathCoordinates, npmPathCoordinates, pypiPathCoordinates } from './formats/package-coordinates.ts';
 import { PypiService } from './formats/pypi/pypi-service.ts';
 import { distributionFold } from './distribution/distribution-ledger.ts';
 import { distributionRoutes } from './distribution/distribution-routes.ts';
@@ -158,6 +159,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     refreshIntervalMs: limits.curationRefreshIntervalMs,
     appendRetriesMax: limits.appendRetriesMax,
   });
+  // Curation rules that name packages apply to files fetched through remotes of these formats.
+  curation.registerPackageCoordinates('npm', npmPathCoordinates);
+  curation.registerPackageCoordinates('pypi', pypiPathCoordinates);
+  curation.registerPackageCoordinates('maven', mavenPathCoordinates);
   const repositoryContent = new RepositoryContent({ cache: metadataCache, artifacts: deps.artifacts, remote: remoteProxy, curation, accessControl: () => app.accessControl });
   // Shared with format plugins (npm, PyPI, Maven): read through virtual/remote repositories, curation hook.
   app.decorate('repositoryContent', repositoryContent);

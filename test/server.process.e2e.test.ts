@@ -20,7 +20,7 @@ describe('the strata serve process', () => {
     await rm(dataDir, { recursive: true, force: true });
   });
 
-  it('generates and prints the admin password once, keeps its site id, and answers within 5 s on restart', async () => {
+  it('generates and prints the admin password once, keeps its site id, and answers again after restarts', async () => {
     server = await spawnServer({ dataDir, env: { STRATA_ADMIN_PASSWORD: '' } });
     const printed = /created the built-in user 'admin' with password: (\S+)/.exec(server.output());
     expect(printed).not.toBeNull();

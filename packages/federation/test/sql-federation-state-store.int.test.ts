@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sql } from 'kysely';
+import { freshPostgresDatabase } from '../../../test/support/postgres-database.ts';
 import { openEventStore, type OpenedEventStore } from '@strata/store';
 import { afterAll, describe, expect, it } from 'vitest';
 import { PendingBinariesProjection, SqlFederationStateStore } from '../src/index.ts';
@@ -14,7 +14,6 @@ interface Backend {
 }
 
 const dirs: string[] = [];
-const schemas: string[] = [];
 let pgliteDir: string | undefined;
 const pglite: Backend = {
   name: 'PGlite',
@@ -28,18 +27,17 @@ const pglite: Backend = {
   },
 };
 const databaseUrl = process.env.DATABASE_URL;
-const schema = `fed_state_${Date.now().toString(36)}_${Math.floor(Math.random() * 1e6).toString(36)}`;
+// A database of its own, not a schema: Kysely's migrator lists the tables of every schema it
+// can see, and another test file dropping its schema meanwhile made it fail.
+let database: { url: string; drop(): Promise<void> } | undefined;
 const postgres: Backend = {
   name: 'PostgreSQL',
   async open(projections = []) {
-    schemas.push(schema);
-    return openEventStore({ databaseUrl: databaseUrl!, schema, projections });
+    database ??= await freshPostgresDatabase('strata_fed_state');
+    return openEventStore({ databaseUrl: database!.url, projections });
   },
   async cleanup() {
-    if (schemas.length === 0) return;
-    const opened = await openEventStore({ databaseUrl: databaseUrl!, schema });
-    await sql`drop schema if exists ${sql.id(schema)} cascade`.execute(opened.db);
-    await opened.close();
+    await database?.drop();
   },
 };
 const backends = databaseUrl === undefined || databaseUrl === '' ? [pglite] : [pglite, postgres];
@@ -80,7 +78,7 @@ describe.each(backends)('SqlFederationStateStore on $name', (backend) => {
     const state = new SqlFederationStateStore(opened.db);
     const deployEvent = (origin: string, seq: number, sha: string): NewEvent =>
       ({
-        id: `pending-${origin}-${seq}-${schema}`,
+        id: `pending-${origin}-${seq}`,
         origin,
         originSeq: seq,
         hlc: { wall: 1_800_000_000_000, logical: seq },

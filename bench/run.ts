@@ -1,6 +1,6 @@
 /**
  * The benchmarks (never timed tests): `npm run bench [-- <name>...] [--events=N] [--rounds=N]
- * [--backend=postgres|pglite]`. Names: append, rebuild, read-all, server-http, history, distribution, remote-virtual, federation, npm-registry (default: all). Every
+ * [--backend=postgres|pglite]`. Names: append, rebuild, read-all, server-http, history, distribution, remote-virtual, federation, npm-registry, startup (default: all). Every
  * figure is set against a reference measured in the same run; see docs/benchmarks.md.
  * DATABASE_URL selects the PostgreSQL database (default strata_bench on localhost).
  */
@@ -14,10 +14,11 @@ import { distributionBenchmark } from './distribution.bench.ts';
 import { remoteVirtualBenchmark } from './remote-virtual.bench.ts';
 import { npmRegistryBenchmark } from './npm-registry.bench.ts';
 import { federationBenchmark, printFederationResults, type FederationBenchResult } from './federation.bench.ts';
+import { startupBenchmark } from './startup.bench.ts';
 import { databaseUrl } from './support/databases.ts';
 import { log, printTable, type BenchResult } from './support/report.ts';
 
-const BENCHMARKS = ['append', 'rebuild', 'read-all', 'server-http', 'history', 'verify', 'replay', 'distribution', 'remote-virtual', 'federation', 'npm-registry'] as const;
+const BENCHMARKS = ['append', 'rebuild', 'read-all', 'server-http', 'history', 'verify', 'replay', 'distribution', 'remote-virtual', 'federation', 'npm-registry', 'startup'] as const;
 type BenchmarkName = (typeof BENCHMARKS)[number];
 const BACKENDS = ['postgres', 'pglite'] as const;
 
@@ -42,6 +43,7 @@ for (const name of selected) {
       federationResults.push(await federationBenchmark({ backend, seconds: Number(flag('seconds') ?? 20), deploysPerSecond: 500, catchUpEvents: Number(flag('federation-events') ?? 100_000) }));
     }
   }
+  if (name === 'startup') results.push(await startupBenchmark(rounds));
   if (name === 'append') results.push(await appendBenchmark(16, appendEvents, rounds));
   if (name === 'server-http') results.push(...(await serverHttpBenchmark({ rounds, seconds: 10, backends })));
   if (name === 'history') results.push(...(await historyBenchmark(rounds)));

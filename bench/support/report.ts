@@ -25,7 +25,7 @@ export function met(result: BenchResult): boolean {
   return 'ratio' in result.target ? ratioOf(result) >= result.target.ratio : result.measured.perSecond >= result.target.perSecond;
 }
 
-const rate = (perSecond: number) => `${Math.round(perSecond).toLocaleString('en-US')}/s`;
+const rate = (perSecond: number) => (perSecond < 10 ? `${perSecond.toFixed(2)}/s` : `${Math.round(perSecond).toLocaleString('en-US')}/s`);
 
 export function printTable(results: readonly BenchResult[]): void {
   const header = ['benchmark', 'backend', 'measured', 'reference', 'ratio', 'target', 'met'];

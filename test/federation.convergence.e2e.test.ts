@@ -61,6 +61,9 @@ describe('federated repository across three sites (PGlite)', () => {
       (value) => value.members.length === 2 && value.members.every((member) => member.siteId !== null),
     );
     expect(statusOfB.members.map((member) => member.url).sort()).toEqual([memberUrl(a, KEY), memberUrl(c, KEY)].sort());
+    // b received the creation from a: its status summarises the lag of what it received
+    expect(statusOfB.receiveLag.events).toBeGreaterThan(0);
+    expect(typeof statusOfB.receiveLag.p50Ms).toBe('number');
   });
 
   it('deploys, deletes, folder deletes and property edits made on each site converge on all three', async () => {

@@ -115,10 +115,18 @@ export interface MemberStatus {
   pendingBinaries: number;
 }
 
-export async function status(site: Site, key: string): Promise<{ repoKey: string; vector: Record<string, number>; members: MemberStatus[] }> {
+export interface FederationStatus {
+  repoKey: string;
+  vector: Record<string, number>;
+  pendingBinaries: number;
+  receiveLag: { events: number; p50Ms: number | null; p99Ms: number | null; maxMs: number | null };
+  members: MemberStatus[];
+}
+
+export async function status(site: Site, key: string): Promise<FederationStatus> {
   const response = await adminFetch(live(site), `/artifactory/api/federation/status/${key}`);
   if (response.status !== 200) throw new Error(`status ${key} on ${site.name}: ${response.status} ${await response.text()}`);
-  return (await response.json()) as { repoKey: string; vector: Record<string, number>; members: MemberStatus[] };
+  return (await response.json()) as FederationStatus;
 }
 
 /** Polls `probe` until it returns a value for which `done` holds (bounded by `timeoutMs`); returns the last value. */

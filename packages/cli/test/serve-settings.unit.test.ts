@@ -33,4 +33,13 @@ describe('strata serve settings', () => {
     expect(parseServeSettings([], {})).toMatchObject({ federationToken: undefined, baseUrl: undefined, federationTestHooks: false });
     expect(() => parseServeSettings(['--federation-anti-entropy-ms', '5'], {})).toThrow(UsageError);
   });
+
+  it('turns edge mode on by --edge or STRATA_EDGE=true, and reads the smart remote report interval', () => {
+    expect(parseServeSettings([], {}).edge).toBe(false);
+    expect(parseServeSettings(['--edge', '--port', '9000'], {})).toMatchObject({ edge: true, port: 9000 });
+    expect(parseServeSettings([], { STRATA_EDGE: 'true' }).edge).toBe(true);
+    expect(parseServeSettings([], { STRATA_EDGE: 'no' }).edge).toBe(false);
+    expect(parseServeSettings([], { STRATA_SMART_REMOTE_STATS_INTERVAL_MS: '1000' }).smartRemoteStatsFlushIntervalMs).toBe(1000);
+    expect(() => parseServeSettings([], { STRATA_SMART_REMOTE_STATS_INTERVAL_MS: '5' })).toThrow(UsageError);
+  });
 });

@@ -118,6 +118,13 @@ describe('smart remote repositories between two sites', () => {
     const root = (await (await adminFetch(site, '/artifactory/api/storage/libs-smart/')).json()) as { children: { uri: string; folder: boolean }[] };
     expect(root.children).toEqual(expect.arrayContaining([{ uri: '/a', folder: true }, { uri: '/b', folder: true }, { uri: '/v', folder: true }]));
     expect((await adminFetch(site, '/artifactory/api/storage/libs-smart/b/three.bin')).status).toBe(404);
+    // Browsing the HTML index shows them too.
+    const index = await adminFetch(site, '/artifactory/libs-smart/b/');
+    expect(index.status).toBe(200);
+    expect(await index.text()).toContain('>three.bin</a>');
+    const rootIndex = await (await adminFetch(site, '/artifactory/libs-smart/')).text();
+    expect(rootIndex).toContain('>b/</a>');
+    expect((await adminFetch(site, '/artifactory/api/storage/libs-smart/b/three.bin')).status).toBe(404);
     // A plain remote lists only its cache.
     expect((await adminFetch(site, '/artifactory/api/storage/plain/b')).status).toBe(404);
   });

@@ -1,8 +1,8 @@
-import { StrataError } from '@strata/core';
+import { isStrataError, StrataError } from '@strata/core';
 import type { Checksums } from '@strata/core';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { errorBody, errorResponses } from '../http-errors.ts';
-import type { ArtifactReader, DownloadCounter, FederationHooks, FileItem } from '../ports.ts';
+import type { ArtifactReader, DownloadCounter, FederationHooks, FileItem, RepositoryConfig } from '../ports.ts';
 import { repositoryNotFound as notFound } from '../repositories/repository-decider.ts';
 import { baseUrl, requestMeta } from '../request-meta.ts';
 import { parseArtifactAddress } from './artifact-address.ts';
@@ -38,7 +38,7 @@ export interface ArtifactsRoutesOptions {
   /** `?asOf=` downloads (issue 8): the file as it was then, while its binary is still stored. */
   readonly pointInTime?: PointInTimeReads;
   /** Smart remotes: downloads from a remote's cache report statistics and sync properties. */
-  readonly smartRemote?: Pick<SmartRemoteService, 'served'>;
+  readonly smartRemote?: Pick<SmartRemoteService, 'served' | 'remoteChildren'>;
 }
 
 /** Reads a small request body whole; a longer one is refused. */
@@ -293,14 +293,23 @@ export const artifactsRoutes: FastifyPluginAsync<ArtifactsRoutesOptions> = async
     const startedAt = options.now();
     const direct = options.smartRemote === undefined ? undefined : await cache.repository(address.repo);
     const cachedBefore = direct?.rclass === 'remote' ? (await cache.item(address.repo, address.path))?.kind === 'file' : undefined;
-    const resolved: Resolved = await content.resolve(address.repo, address.path, {
-      principal: request.principal,
-      meta: requestMeta(request),
-      // A request for a folder ('…/') is answered from what is stored and cached: a remote
-      // never fetches (and caches) an upstream folder listing.
-      fetchRemote: !address.trailingSlash,
-      fromRepositoryManager: /^(Artifactory|strata-remote)\b/i.test(header(request, 'user-agent') ?? ''),
-    });
+    let resolved: Resolved;
+    try {
+      resolved = await content.resolve(address.repo, address.path, {
+        principal: request.principal,
+        meta: requestMeta(request),
+        // A request for a folder ('…/') is answered from what is stored and cached: a remote
+        // never fetches (and caches) an upstream folder listing.
+        fetchRemote: !address.trailingSlash,
+        fromRepositoryManager: /^(Artifactory|strata-remote)\b/i.test(header(request, 'user-agent') ?? ''),
+      });
+    } catch (error) {
+      // A smart remote with listRemoteFolderItems browses folders only its origin has.
+      if (!isStrataError(error, 'STRATA_ERR_ARTIFACT_NOT_FOUND') || direct?.rclass !== 'remote' || (!address.trailingSlash && address.path !== '')) throw error;
+      const originOnly = await options.smartRemote?.remoteChildren(direct, address.path);
+      if (originOnly === undefined) throw error;
+      return folderIndex(request, reply, address.repo, address.path, [], direct);
+    }
     switch (resolved.kind) {
       case 'file':
         if (options.smartRemote !== undefined && request.method !== 'HEAD') {
@@ -310,7 +319,7 @@ export const artifactsRoutes: FastifyPluginAsync<ArtifactsRoutesOptions> = async
         }
         return sendFile(request, reply, address.repo, resolved.item);
       case 'folder':
-        return folderIndex(request, reply, address.repo, address.path, resolved.repos);
+        return folderIndex(request, reply, address.repo, address.path, resolved.repos, direct?.rclass === 'remote' ? direct : undefined);
       case 'stream': {
         // A range, a conditional or a HEAD request waits for the file to be cached (the fetch
         // goes on without this client) and is then answered from the cache.
@@ -387,15 +396,22 @@ export const artifactsRoutes: FastifyPluginAsync<ArtifactsRoutesOptions> = async
     return reply.send(await blobs.createReadStream(file.sha256, { start, end }));
   }
 
-  async function folderIndex(request: FastifyRequest, reply: FastifyReply, repo: string, path: string, members?: readonly string[]) {
+  async function folderIndex(request: FastifyRequest, reply: FastifyReply, repo: string, path: string, members?: readonly string[], smartRemote?: RepositoryConfig) {
     if (request.method === 'HEAD') return reply.type('text/html').send();
     const listOptions = { deep: false, includeFolders: true, limit: options.listEntriesMax };
     const children = members === undefined ? await artifacts.list(repo, path, listOptions) : await content.list(members, path, listOptions);
+    const names = children.map((child) => child.path.slice(child.path.lastIndexOf('/') + 1) + (child.kind === 'folder' ? '/' : ''));
+    if (smartRemote !== undefined) {
+      // listRemoteFolderItems: the origin's items too (nothing is cached by browsing).
+      const shown = new Set(names);
+      for (const child of (await options.smartRemote?.remoteChildren(smartRemote, path)) ?? []) {
+        const name = child.uri.slice(1) + (child.folder ? '/' : '');
+        if (!shown.has(name)) names.push(name);
+      }
+      names.sort();
+    }
     const base = `${baseUrl(request)}/${repo}/${path === '' ? '' : `${path}/`}`;
-    const lines = children.map((child) => {
-      const name = child.path.slice(child.path.lastIndexOf('/') + 1) + (child.kind === 'folder' ? '/' : '');
-      return `<a href="${escapeHtml(base + encodeURIComponent(name).replace(/%2F$/, '/'))}">${escapeHtml(name)}</a>`;
-    });
+    const lines = names.map((name) => `<a href="${escapeHtml(base + encodeURIComponent(name).replace(/%2F$/, '/'))}">${escapeHtml(name)}</a>`);
     return reply
       .type('text/html; charset=utf-8')
       .send(`<!DOCTYPE html>\n<html><head><title>Index of ${escapeHtml(`${repo}/${path}`)}</title></head><body><h1>Index of ${escapeHtml(`${repo}/${path}`)}</h1><pre>${lines.join('\n')}</pre></body></html>\n`);

@@ -3,6 +3,56 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { deadPort, fetchBytes, listeningApp, putJson, rawUpstream, sha, StaticUpstream } from './support/remote-fixtures.ts';
 import type { ListeningApp } from './support/remote-fixtures.ts';
+import { FakeProjections } from './support/fake-projections.ts';
+import type { Properties } from '@strata/core';
+import type { ListOptions, RepositoryConfig, TreeItem } from '../src/ports.ts';
+
+/** Counts every read of the projections (the download hot path should make none when warm). */
+class CountingProjections extends FakeProjections {
+  reads = 0;
+  override get(key: string): Promise<RepositoryConfig | undefined> {
+    this.reads++;
+    return super.get(key);
+  }
+  override getItem(repo: string, path: string): Promise<TreeItem | undefined> {
+    this.reads++;
+    return super.getItem(repo, path);
+  }
+  override properties(repo: string, path: string): Promise<Properties> {
+    this.reads++;
+    return super.properties(repo, path);
+  }
+  override list(): Promise<readonly RepositoryConfig[]>;
+  override list(repo: string, path: string, options: ListOptions): Promise<readonly TreeItem[]>;
+  override list(repo?: string, path?: string, options?: ListOptions): Promise<readonly RepositoryConfig[] | readonly TreeItem[]> {
+    this.reads++;
+    return repo === undefined ? super.list() : super.list(repo, path ?? '', options ?? { deep: false, includeFolders: false, limit: 100_000 });
+  }
+}
+
+describe('the warm download path through a virtual of five', () => {
+  it('reads no projection per request once warm (4 local misses, then a remote cache hit)', async () => {
+    const projections = new CountingProjections();
+    const strata = await listeningApp({ metadataCacheTtlMs: 60_000 }, projections);
+    const upstream = new StaticUpstream();
+    await upstream.start();
+    try {
+      upstream.files.set('/files/pkg/1k.bin', { body: randomBytes(1024) });
+      for (const key of ['l1', 'l2', 'l3', 'l4']) await putJson(`${strata.url}/api/repositories/${key}`, { rclass: 'local' });
+      await putJson(`${strata.url}/api/repositories/up`, { rclass: 'remote', url: `${upstream.url}/files` });
+      await putJson(`${strata.url}/api/repositories/five`, { rclass: 'virtual', repositories: ['l1', 'l2', 'l3', 'l4', 'up'] });
+      expect((await fetchBytes(`${strata.url}/five/pkg/1k.bin`)).status).toBe(200);
+      expect((await fetchBytes(`${strata.url}/five/pkg/1k.bin`)).status).toBe(200);
+      const before = projections.reads;
+      for (let i = 0; i < 20; i++) expect((await fetchBytes(`${strata.url}/five/pkg/1k.bin`)).status).toBe(200);
+      expect(projections.reads - before).toBe(0);
+      expect(upstream.hitsOf('/files/pkg/1k.bin')).toBe(1);
+    } finally {
+      await strata.close();
+      await upstream.stop();
+    }
+  });
+});
 
 describe('remote repositories: a caching proxy of a plain static HTTP upstream', () => {
   let strata: ListeningApp;

@@ -114,7 +114,9 @@ export class SmartRemoteService {
    * property changes over, when those options are on. Never fails the download.
    */
   async served(repo: string, item: FileItem, user: string, fromCache: boolean): Promise<void> {
-    const config = await this.#options.repositories.get(repo);
+    // On every download through a remote: the cached config (a projection read per request held
+    // a virtual of five at 0.04 × a local's rate on PGlite; see docs/benchmarks.md, issue 6).
+    const config = await this.#options.cache.repository(repo);
     const origin = this.#smart(config);
     if (config === undefined || origin === undefined) return;
     const options = contentSynchronisationOf(config);

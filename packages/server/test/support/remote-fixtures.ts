@@ -27,9 +27,8 @@ export interface ListeningApp {
   close(): Promise<void>;
 }
 
-export async function listeningApp(limits: Partial<ServerLimits> = {}): Promise<ListeningApp> {
+export async function listeningApp(limits: Partial<ServerLimits> = {}, projections: FakeProjections = new FakeProjections()): Promise<ListeningApp> {
   const dir = await mkdtemp(join(tmpdir(), 'strata-remote-'));
-  const projections = new FakeProjections();
   const store = new FakeEventStore(projections);
   const clock = { now: () => Date.now() };
   const app = await buildApp({

@@ -87,123 +87,140 @@ export class SqlEventAudit implements EventAudit {
     const started = performance.now();
     const only: RawBuilder<unknown> = options.stream === undefined ? sql`true` : sql`stream = ${options.stream}`;
     const genesis = Buffer.from(CHAIN_GENESIS);
-    // 1. Every event's content against its stored digest: one scan, the big hashes, parallel.
-    const altered = await sql<{ stream: string; revision: number; id: string }>`
-      select stream, revision, id from events where ${only} and digest is distinct from ${DIGEST} order by stream, revision`.execute(this.#db);
-    // 2. The chains over narrow rows: each row's link (a small hash of its stored digest)
-    // against the row before it in the stream, each origin-chained event's link against the
-    // digest of the origin's previous event in the stream.
-    const failures = await sql<BreakRow>`
-      select stream, revision, before_revision, id, origin, origin_seq, site_failed, site_missing, origin_failed, origin_missing from (
-        select stream, revision, before_revision, id, origin, origin_seq,
-          case when before_revision is null then revision <> 0 or prev_hash is distinct from ${genesis}
-               else revision <> before_revision + 1 or prev_hash is distinct from before_link end as site_failed,
-          case when before_revision is null then revision <> 0 else revision <> before_revision + 1 end as site_missing,
-          origin_prev is not null and case when before_seq is null then origin_seq <> 1 or origin_prev <> ${genesis}
-               else origin_seq <> before_seq + 1 or origin_prev <> before_digest end as origin_failed,
-          origin_prev is not null and (case when before_seq is null then origin_seq <> 1 else origin_seq <> before_seq + 1 end) as origin_missing
-        from (
-          select stream, revision, id, origin, origin_seq, prev_hash, origin_prev,
-            lag(revision) over site as before_revision, lag(link) over site as before_link,
-            lag(origin_seq) over by_origin as before_seq, lag(digest) over by_origin as before_digest
-          from (select stream, revision, id, origin, origin_seq, prev_hash, origin_prev, digest, ${LINK} as link from events where ${only}) linked
-          window site as (partition by stream order by revision), by_origin as (partition by stream, origin order by origin_seq)
-        ) checked
-      ) flagged
-      where site_failed or origin_failed
-      order by stream, revision`.execute(this.#db);
-    // The heads: each stream's recorded revision and last link against its last event.
-    const heads = await sql<{ stream: string; recorded_revision: number | null; chain: Uint8Array | null; last_revision: number | null; last_id: string | null; last_link: Uint8Array | null }>`
-      select s.stream, s.revision as recorded_revision, s.chain, e.revision as last_revision, e.id as last_id, e.link as last_link
-      from streams s
-      left join lateral (
-        select revision, id, ${LINK} as link from (
-          select stream, revision, id, prev_hash, digest from events where events.stream = s.stream order by revision desc limit 1) last
-      ) e on true
-      where ${options.stream === undefined ? sql`true` : sql`s.stream = ${options.stream}`}
-      order by s.stream`.execute(this.#db);
-    const counts = await sql<{ events: string | number; chained: string | number }>`
-      select count(*) as events, count(origin_prev) as chained from events where ${only}`.execute(this.#db);
+    // The chain walk sorts every row twice (by stream, and by stream and origin): in memory.
+    return this.#db.transaction().execute(async (tx) => {
+      await sql`set local work_mem = '256MB'`.execute(tx);
+      // 1. Every event's content against its stored digest, and the counts: one scan, the big hashes.
+      const scanned = await sql<{ events: string | number; chained: string | number; altered: unknown }>`
+        select count(*) as events, count(origin_prev) as chained,
+          coalesce(json_agg(json_build_array(stream, revision, id)) filter (where digest is distinct from ${DIGEST}), '[]') as altered
+        from events where ${only}`.execute(tx);
+      const scannedRow = scanned.rows[0];
+      const alteredJson = typeof scannedRow?.altered === 'string' ? (JSON.parse(scannedRow.altered) as unknown) : scannedRow?.altered;
+      const altered = { rows: ((alteredJson ?? []) as [string, number, string][]).map(([stream, revision, id]) => ({ stream, revision, id })) };
+      // 2. The chains over narrow rows: each row's link (a small hash of its stored digest)
+      // against the row before it in the stream, each origin-chained event's link against the
+      // digest of the origin's previous event in the stream.
+      const flagged = await sql<Omit<BreakRow, 'id'>>`
+        select stream, revision, before_revision, origin, origin_seq, site_failed, site_missing, origin_failed, origin_missing from (
+          select stream, revision, before_revision, origin, origin_seq,
+            case when before_revision is null then revision <> 0 or prev_hash is distinct from ${genesis}
+                 else revision <> before_revision + 1 or prev_hash is distinct from before_link end as site_failed,
+            case when before_revision is null then revision <> 0 else revision <> before_revision + 1 end as site_missing,
+            origin_prev is not null and case when before_seq is null then origin_seq <> 1 or origin_prev <> ${genesis}
+                 else origin_seq <> before_seq + 1 or origin_prev <> before_digest end as origin_failed,
+            origin_prev is not null and (case when before_seq is null then origin_seq <> 1 else origin_seq <> before_seq + 1 end) as origin_missing
+          from (
+            select stream, revision, origin, origin_seq, prev_hash, origin_prev,
+              lag(revision) over site as before_revision, lag(link) over site as before_link,
+              lag(origin_seq) over by_origin as before_seq, lag(digest) over by_origin as before_digest
+            from (select stream, revision, origin, origin_seq, prev_hash, origin_prev, digest, ${LINK} as link from events where ${only}) linked
+            window site as (partition by stream order by revision), by_origin as (partition by stream, origin order by origin_seq)
+          ) checked
+        ) flagged
+        where site_failed or origin_failed
+        order by stream, revision`.execute(tx);
+      // Event ids for the (few) failing rows only: they stay out of the sorts above.
+      const failingStreams = flagged.rows.map((row) => row.stream);
+      const ids = new Map<string, string>();
+      if (flagged.rows.length > 0) {
+        const found = await sql<{ stream: string; revision: number; id: string }>`
+          select events.stream, events.revision, events.id from events
+          join unnest(${failingStreams}::text[], ${flagged.rows.map((row) => row.revision)}::int[]) as wanted(stream, revision)
+            on events.stream = wanted.stream and events.revision = wanted.revision`.execute(tx);
+        for (const row of found.rows) ids.set(`${row.stream}\n${row.revision}`, row.id);
+      }
+      const failures = { rows: flagged.rows.map((row): BreakRow => ({ ...row, id: ids.get(`${row.stream}\n${row.revision}`) ?? '' })) };
+      // The heads: each stream's recorded revision and last link against its last event.
+      const heads = await sql<{ stream: string; recorded_revision: number | null; chain: Uint8Array | null; last_revision: number | null; last_id: string | null; last_link: Uint8Array | null }>`
+        select s.stream, s.revision as recorded_revision, s.chain, e.revision as last_revision, e.id as last_id, e.link as last_link
+        from streams s
+        left join lateral (
+          select revision, id, ${LINK} as link from (
+            select stream, revision, id, prev_hash, digest from events where events.stream = s.stream order by revision desc limit 1) last
+        ) e on true
+        where ${options.stream === undefined ? sql`true` : sql`s.stream = ${options.stream}`}
+        order by s.stream`.execute(tx);
 
-    const breaks: ChainBreak[] = [];
-    const siteBroken = new Set<string>();
-    const originBroken = new Set<string>();
-    // The first break of each stream's site chain: an altered event, or a failed link.
-    const firstSite = new Map<string, ChainBreak>();
-    const candidate = (found: ChainBreak) => {
-      const earlier = firstSite.get(found.stream);
-      if (earlier === undefined || found.revision < earlier.revision) firstSite.set(found.stream, found);
-    };
-    for (const row of altered.rows) {
-      candidate({
-        stream: row.stream,
-        reason: 'altered',
-        revision: row.revision,
-        eventId: row.id,
-        message: `stream ${row.stream}: revision ${row.revision} (${row.id}) does not match its digest: it was altered`,
-      });
-    }
-    for (const row of failures.rows) {
-      if (row.site_failed) candidate(siteBreak(row.stream, row.revision, row.id, row.site_missing ? (row.before_revision ?? -1) + 1 : undefined));
-      const originKey = `${row.stream}\n${row.origin}`;
-      if (row.origin_failed && !originBroken.has(originKey)) {
-        originBroken.add(originKey);
-        const reason: ChainBreakReason = row.origin_missing ? 'origin-missing' : 'origin-altered';
-        breaks.push({
+      const breaks: ChainBreak[] = [];
+      const siteBroken = new Set<string>();
+      const originBroken = new Set<string>();
+      // The first break of each stream's site chain: an altered event, or a failed link.
+      const firstSite = new Map<string, ChainBreak>();
+      const candidate = (found: ChainBreak) => {
+        const earlier = firstSite.get(found.stream);
+        if (earlier === undefined || found.revision < earlier.revision) firstSite.set(found.stream, found);
+      };
+      for (const row of altered.rows) {
+        candidate({
           stream: row.stream,
-          reason,
+          reason: 'altered',
           revision: row.revision,
           eventId: row.id,
-          origin: row.origin,
-          originSeq: row.origin_seq,
-          message:
-            reason === 'origin-missing'
-              ? `origin ${row.origin}: event ${row.id} (originSeq ${row.origin_seq}) follows no event ${row.origin_seq - 1} of its origin in this copy`
-              : `origin ${row.origin}: event ${row.id} (originSeq ${row.origin_seq}) names a predecessor whose digest differs: originSeq ${row.origin_seq - 1} or this event was altered`,
+          message: `stream ${row.stream}: revision ${row.revision} (${row.id}) does not match its digest: it was altered`,
         });
       }
-    }
-    for (const [stream, found] of firstSite) {
-      siteBroken.add(stream);
-      breaks.push(found);
-    }
-    let streams = 0;
-    for (const head of heads.rows) {
-      if (head.recorded_revision === null || head.recorded_revision < 0) continue;
-      streams++;
-      if (siteBroken.has(head.stream)) continue;
-      const lastRevision = head.last_revision;
-      if (lastRevision !== head.recorded_revision) {
-        siteBroken.add(head.stream);
-        breaks.push({
-          stream: head.stream,
-          reason: lastRevision === null || lastRevision < head.recorded_revision ? 'missing' : 'head',
-          revision: lastRevision === null ? 0 : Math.min(lastRevision + 1, head.recorded_revision),
-          eventId: undefined,
-          message: `stream ${head.stream} records ${head.recorded_revision + 1} events but holds ${lastRevision === null ? 0 : lastRevision + 1}: events at its end were ${lastRevision === null || lastRevision < head.recorded_revision ? 'deleted' : 'added behind the store'}`,
-        });
-      } else if (head.chain !== null && head.last_link !== null && !Buffer.from(head.chain).equals(Buffer.from(head.last_link))) {
-        siteBroken.add(head.stream);
-        breaks.push({
-          stream: head.stream,
-          reason: 'head',
-          revision: lastRevision,
-          eventId: head.last_id ?? undefined,
-          message: `stream ${head.stream}: its last event (revision ${lastRevision}, ${head.last_id}) does not hash to the recorded head: it was altered`,
-        });
+      for (const row of failures.rows) {
+        if (row.site_failed) candidate(siteBreak(row.stream, row.revision, row.id, row.site_missing ? (row.before_revision ?? -1) + 1 : undefined));
+        const originKey = `${row.stream}\n${row.origin}`;
+        if (row.origin_failed && !originBroken.has(originKey)) {
+          originBroken.add(originKey);
+          const reason: ChainBreakReason = row.origin_missing ? 'origin-missing' : 'origin-altered';
+          breaks.push({
+            stream: row.stream,
+            reason,
+            revision: row.revision,
+            eventId: row.id,
+            origin: row.origin,
+            originSeq: row.origin_seq,
+            message:
+              reason === 'origin-missing'
+                ? `origin ${row.origin}: event ${row.id} (originSeq ${row.origin_seq}) follows no event ${row.origin_seq - 1} of its origin in this copy`
+                : `origin ${row.origin}: event ${row.id} (originSeq ${row.origin_seq}) names a predecessor whose digest differs: originSeq ${row.origin_seq - 1} or this event was altered`,
+          });
+        }
       }
-    }
-    // By stream, then revision; at one revision the site chain's break first.
-    const originFirst = (found: ChainBreak) => (found.reason === 'origin-altered' || found.reason === 'origin-missing' ? 1 : 0);
-    breaks.sort((a, b) => (a.stream < b.stream ? -1 : a.stream > b.stream ? 1 : a.revision - b.revision || originFirst(a) - originFirst(b)));
-    const count = counts.rows[0];
-    return {
-      streams,
-      events: Number(count?.events ?? 0),
-      originChained: Number(count?.chained ?? 0),
-      breaks,
-      elapsedMs: performance.now() - started,
-    };
+      for (const [stream, found] of firstSite) {
+        siteBroken.add(stream);
+        breaks.push(found);
+      }
+      let streams = 0;
+      for (const head of heads.rows) {
+        if (head.recorded_revision === null || head.recorded_revision < 0) continue;
+        streams++;
+        if (siteBroken.has(head.stream)) continue;
+        const lastRevision = head.last_revision;
+        if (lastRevision !== head.recorded_revision) {
+          siteBroken.add(head.stream);
+          breaks.push({
+            stream: head.stream,
+            reason: lastRevision === null || lastRevision < head.recorded_revision ? 'missing' : 'head',
+            revision: lastRevision === null ? 0 : Math.min(lastRevision + 1, head.recorded_revision),
+            eventId: undefined,
+            message: `stream ${head.stream} records ${head.recorded_revision + 1} events but holds ${lastRevision === null ? 0 : lastRevision + 1}: events at its end were ${lastRevision === null || lastRevision < head.recorded_revision ? 'deleted' : 'added behind the store'}`,
+          });
+        } else if (head.chain !== null && head.last_link !== null && !Buffer.from(head.chain).equals(Buffer.from(head.last_link))) {
+          siteBroken.add(head.stream);
+          breaks.push({
+            stream: head.stream,
+            reason: 'head',
+            revision: lastRevision,
+            eventId: head.last_id ?? undefined,
+            message: `stream ${head.stream}: its last event (revision ${lastRevision}, ${head.last_id}) does not hash to the recorded head: it was altered`,
+          });
+        }
+      }
+      // By stream, then revision; at one revision the site chain's break first.
+      const originFirst = (found: ChainBreak) => (found.reason === 'origin-altered' || found.reason === 'origin-missing' ? 1 : 0);
+      breaks.sort((a, b) => (a.stream < b.stream ? -1 : a.stream > b.stream ? 1 : a.revision - b.revision || originFirst(a) - originFirst(b)));
+      return {
+        streams,
+        events: Number(scannedRow?.events ?? 0),
+        originChained: Number(scannedRow?.chained ?? 0),
+        breaks,
+        elapsedMs: performance.now() - started,
+      };
+    });
   }
 }
 

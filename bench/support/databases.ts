@@ -96,7 +96,16 @@ export async function openPgliteDirectory(
 }
 
 /** A database holding the repository creations and `count` events of traffic, loaded once and kept. */
-export async function openEventsDataset(backend: 'postgres' | 'pglite', count: number, options: { readonly prefix?: string; readonly siteId?: string } = {}): Promise<BenchDatabase> {
+export async function openEventsDataset(
+  backend: 'postgres' | 'pglite',
+  count: number,
+  options: {
+    readonly prefix?: string;
+    readonly siteId?: string;
+    /** Renumber originSeq gapless per stream and origin (as real sites do), for origin chains. */
+    readonly gaplessOriginSeq?: boolean;
+  } = {},
+): Promise<BenchDatabase> {
   const name = `${options.prefix ?? 'bench_events'}_v${DATASET_VERSION}_${count}`;
   const siteStore = options.siteId === undefined ? {} : { siteId: options.siteId };
   const open = () => (backend === 'postgres' ? openPostgres(name, [], 16, siteStore) : openPgliteDirectory(join(benchDataDir, name), [], siteStore));
@@ -112,8 +121,15 @@ export async function openEventsDataset(backend: 'postgres' | 'pglite', count: n
   const started = performance.now();
   await appendAll(database.store, repositoryCreations());
   const window: BenchEvent[] = [];
+  const originSeqs = new Map<string, number>();
   for (const entry of artifactTraffic(count)) {
-    window.push(entry);
+    if (options.gaplessOriginSeq === true) {
+      const key = `${entry.stream}\n${entry.event.origin}`;
+      // The repository creations are site-a's first event of each stream.
+      const originSeq = (originSeqs.get(key) ?? (entry.event.origin === 'site-a' ? 1 : 0)) + 1;
+      originSeqs.set(key, originSeq);
+      window.push({ stream: entry.stream, event: { ...entry.event, originSeq } });
+    } else window.push(entry);
     if (window.length === 50_000) await appendAll(database.store, window.splice(0));
   }
   await appendAll(database.store, window);

@@ -100,7 +100,9 @@ export class SqlEventAudit implements EventAudit {
       // 2. The chains over narrow rows: each row's link (a small hash of its stored digest)
       // against the row before it in the stream, each origin-chained event's link against the
       // digest of the origin's previous event in the stream.
+      // Only the first failure of each stream's site chain and of each origin chain comes back.
       const flagged = await sql<Omit<BreakRow, 'id'>>`
+        with failed as materialized (
         select stream, revision, before_revision, origin, origin_seq, site_failed, site_missing, origin_failed, origin_missing from (
           select stream, revision, before_revision, origin, origin_seq,
             case when before_revision is null then revision <> 0 or prev_hash is distinct from ${genesis}
@@ -117,8 +119,13 @@ export class SqlEventAudit implements EventAudit {
             window site as (partition by stream order by revision), by_origin as (partition by stream, origin order by origin_seq)
           ) checked
         ) flagged
-        where site_failed or origin_failed
-        order by stream, revision`.execute(tx);
+        where site_failed or origin_failed)
+        select * from (
+          (select distinct on (stream) * from failed where site_failed order by stream, revision)
+          union all
+          (select distinct on (stream, origin) stream, revision, before_revision, origin, origin_seq, false, false, origin_failed, origin_missing
+             from failed where origin_failed order by stream, origin, revision)
+        ) first order by stream, revision`.execute(tx);
       // Event ids for the (few) failing rows only: they stay out of the sorts above.
       const failingStreams = flagged.rows.map((row) => row.stream);
       const ids = new Map<string, string>();

@@ -97,35 +97,58 @@ export class SqlEventAudit implements EventAudit {
       const counts = await sql<{ events: string | number; chained: string | number }>`
         select count(*) as events, count(origin_prev) as chained from events where ${only}`.execute(tx);
       const scannedRow = counts.rows[0];
-      // 2. The chains over narrow rows: each row's link (a small hash of its stored digest)
-      // against the row before it in the stream, each origin-chained event's link against the
-      // digest of the origin's previous event in the stream.
-      // Only the first failure of each stream's site chain and of each origin chain comes back.
-      const flagged = await sql<Omit<BreakRow, 'id'>>`
-        with failed as materialized (
-        select stream, revision, before_revision, origin, origin_seq, site_failed, site_missing, origin_failed, origin_missing from (
-          select stream, revision, before_revision, origin, origin_seq,
+      // 2. The site chain: each row's link (a small hash of its stored digest) against the row
+      // before it, walked in the unique (stream, revision) index's order rather than sorted.
+      await sql`set local enable_sort = off`.execute(tx);
+      const siteFailures = await sql<{ stream: string; revision: number; before_revision: number | null; site_missing: boolean }>`
+        select distinct on (stream) stream, revision, before_revision, site_missing from (
+          select stream, revision, before_revision,
             case when before_revision is null then revision <> 0 or prev_hash is distinct from ${genesis}
                  else revision <> before_revision + 1 or prev_hash is distinct from before_link end as site_failed,
-            case when before_revision is null then revision <> 0 else revision <> before_revision + 1 end as site_missing,
-            origin_prev is not null and case when before_seq is null then origin_seq <> 1 or origin_prev <> ${genesis}
-                 else origin_seq <> before_seq + 1 or origin_prev <> before_digest end as origin_failed,
-            origin_prev is not null and (case when before_seq is null then origin_seq <> 1 else origin_seq <> before_seq + 1 end) as origin_missing
+            case when before_revision is null then revision <> 0 else revision <> before_revision + 1 end as site_missing
           from (
-            select stream, revision, origin, origin_seq, prev_hash, origin_prev,
-              lag(revision) over site as before_revision, lag(link) over site as before_link,
-              lag(origin_seq) over by_origin as before_seq, lag(digest) over by_origin as before_digest
-            from (select stream, revision, origin, origin_seq, prev_hash, origin_prev, digest, ${LINK} as link from events where ${only}) linked
-            window site as (partition by stream order by revision), by_origin as (partition by stream, origin order by origin_seq)
-          ) checked
-        ) flagged
-        where site_failed or origin_failed)
-        select * from (
-          (select distinct on (stream) * from failed where site_failed order by stream, revision)
-          union all
-          (select distinct on (stream, origin) stream, revision, before_revision, origin, origin_seq, false, false, origin_failed, origin_missing
-             from failed where origin_failed order by stream, origin, revision)
-        ) first order by stream, revision`.execute(tx);
+            select stream, revision, prev_hash, lag(revision) over site as before_revision, lag(${LINK}) over site as before_link
+            from events where ${only} window site as (partition by stream order by revision)
+          ) walked
+        ) checked
+        where site_failed order by stream, revision`.execute(tx);
+      await sql`set local enable_sort = on`.execute(tx);
+      // 3. The origin chains: each origin-chained event against the stored digest of its
+      // origin's previous event in the stream, found by a hash join (no sort).
+      const onlyJoined: RawBuilder<unknown> = options.stream === undefined ? sql`true` : sql`e.stream = ${options.stream}`;
+      const originFailures = await sql<{ stream: string; revision: number; origin: string; origin_seq: number; origin_missing: boolean }>`
+        select distinct on (e.stream, e.origin) e.stream, e.revision, e.origin, e.origin_seq, (e.origin_seq <> 1 and p.stream is null) as origin_missing
+        from events e
+        left join events p on p.stream = e.stream and p.origin = e.origin and p.origin_seq = e.origin_seq - 1
+        where ${onlyJoined} and e.origin_prev is not null
+          and case when e.origin_seq = 1 then e.origin_prev <> ${genesis} else p.digest is distinct from e.origin_prev end
+        order by e.stream, e.origin, e.revision`.execute(tx);
+      const flagged = {
+        rows: [
+          ...siteFailures.rows.map((row): Omit<BreakRow, 'id'> => ({
+            stream: row.stream,
+            revision: row.revision,
+            before_revision: row.before_revision,
+            origin: '',
+            origin_seq: 0,
+            site_failed: true,
+            site_missing: row.site_missing,
+            origin_failed: false,
+            origin_missing: false,
+          })),
+          ...originFailures.rows.map((row): Omit<BreakRow, 'id'> => ({
+            stream: row.stream,
+            revision: row.revision,
+            before_revision: null,
+            origin: row.origin,
+            origin_seq: row.origin_seq,
+            site_failed: false,
+            site_missing: false,
+            origin_failed: true,
+            origin_missing: row.origin_missing,
+          })),
+        ],
+      };
       // Event ids for the (few) failing rows only: they stay out of the sorts above.
       const failingStreams = flagged.rows.map((row) => row.stream);
       const ids = new Map<string, string>();

@@ -87,7 +87,7 @@ export class SqlEventAudit implements EventAudit {
     const started = performance.now();
     const only: RawBuilder<unknown> = options.stream === undefined ? sql`true` : sql`stream = ${options.stream}`;
     const genesis = Buffer.from(CHAIN_GENESIS);
-    // The chain walk sorts every row twice (by stream, and by stream and origin): in memory.
+    // The origin chains' hash join and the first-failure sorts fit in memory.
     return this.#db.transaction().execute(async (tx) => {
       await sql`set local work_mem = '256MB'`.execute(tx);
       // 1. Every event's content against its stored digest: the big hashes, in one scan that

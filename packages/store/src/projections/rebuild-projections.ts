@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { sql, type Kysely } from 'kysely';
+import { StrataError } from '@strata/core';
 import { START_CHECKPOINT, readBatchEventsMax, type Checkpoint, type EventStore } from '../event-store.ts';
 import type { SqlProjection } from '../projection.ts';
 import type { StoreDatabase } from '../schema.ts';
@@ -25,6 +26,12 @@ export interface RebuildOptions {
   readonly readBatchEventsMax?: number;
   /** Catch-up rounds after the bulk write, while appends keep arriving. Default 100. */
   readonly catchUpRoundsMax?: number;
+  /**
+   * How long the catch-up waits for transactions that were open at the swap (anywhere on the
+   * PostgreSQL server: they hold readAll's horizon back) to end. Default 10 minutes; then the
+   * rebuild fails with STRATA_ERR_STORE_UNAVAILABLE rather than finish without their events.
+   */
+  readonly horizonWaitMsMax?: number;
   readonly signal?: AbortSignal;
 }
 
@@ -63,7 +70,11 @@ export async function writeProjectionCheckpoints(db: Kysely<StoreDatabase>, name
  *    checkpoint — readers see the old state until the swap commits;
  * 3. catch up: events appended meanwhile (their inline updates may have hit the old tables)
  *    are applied again after the checkpoint; merges are idempotent, so applying one twice
- *    is harmless.
+ *    is harmless. readAll only returns rows below the oldest transaction still open on the
+ *    server (the xid8 horizon), so an event committed by a transaction that started before
+ *    an older one still open is invisible for a while: the catch-up ends only once the
+ *    horizon has passed every transaction that existed at the swap, or those events would be
+ *    missing from the rebuilt tables for good (their inline update hit the old tables).
  *
  * Never uses the outer handle inside a transaction (PGlite has a single connection).
  */
@@ -135,11 +146,28 @@ export async function rebuildProjections(
   else await db.transaction().execute((tx) => swap(tx, undefined));
   report('write');
 
+  // Every transaction that could have written to the old tables has an id below this.
+  const horizonTarget = await snapshotXmax(db);
+  const horizonWaitMsMax = options.horizonWaitMsMax ?? 10 * 60_000;
+  const waitStarted = performance.now();
   const roundsMax = options.catchUpRoundsMax ?? 100;
-  for (let round = 0; round < roundsMax; round++) {
+  for (let round = 0; round < roundsMax; ) {
     options.signal?.throwIfAborted();
+    // Checked before the read: once the horizon has passed, this read sees every such event.
+    const horizonPassed = (await snapshotXmin(db)) >= horizonTarget;
     const read = await store.readAll({ after: checkpoint, maxCount: batchMax });
-    if (read.events.length === 0) break;
+    if (read.events.length === 0) {
+      if (horizonPassed) break;
+      if (performance.now() - waitStarted > horizonWaitMsMax) {
+        throw new StrataError('STRATA_ERR_STORE_UNAVAILABLE', 'the rebuild could not catch up: a transaction open since before its swap still holds the global-order horizon back', {
+          horizonTarget: horizonTarget.toString(),
+          waitedMs: Math.round(performance.now() - waitStarted),
+        });
+      }
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      continue;
+    }
+    round++;
     const next = read.checkpoint;
     await db.transaction().execute(async (tx) => {
       for (const projection of projections) await projection.apply(tx, read.events);
@@ -152,6 +180,16 @@ export async function rebuildProjections(
   report('done');
   const elapsedMs = performance.now() - started;
   return { events, rows, checkpoint, elapsedMs, eventsPerSecond: elapsedMs === 0 ? 0 : (events * 1000) / elapsedMs };
+}
+
+async function snapshotXmax(db: Kysely<StoreDatabase>): Promise<bigint> {
+  const result = await sql<{ xmax: string }>`select pg_snapshot_xmax(pg_current_snapshot())::text as xmax`.execute(db);
+  return BigInt(result.rows[0]!.xmax);
+}
+
+async function snapshotXmin(db: Kysely<StoreDatabase>): Promise<bigint> {
+  const result = await sql<{ xmin: string }>`select pg_snapshot_xmin(pg_current_snapshot())::text as xmin`.execute(db);
+  return BigInt(result.rows[0]!.xmin);
 }
 
 /**

@@ -5,7 +5,9 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     projects: [
-      { test: { name: 'unit', include: ['**/*.unit.test.ts'], exclude: ['**/node_modules/**'] } },
+      // unit: a generous guard (property tests share 2 cores with the int and e2e tiers in CI);
+      // it stops a hang, it does not judge speed.
+      { test: { name: 'unit', include: ['**/*.unit.test.ts'], exclude: ['**/node_modules/**'], testTimeout: 30_000 } },
       {
         test: {
           name: 'int',

@@ -70,6 +70,34 @@ describe('remote repositories: a caching proxy of a plain static HTTP upstream',
     await upstream.stop();
   });
 
+  it('lists the folders and files of the upstream folder index with listRemoteFolderItems, caching nothing', async () => {
+    upstream.handlers.set('/files/org/', (_request, response) => {
+      response.writeHead(200, { 'content-type': 'text/html' }).end(
+        '<html><body><h1>Index of /files/org/</h1><pre><a href="../">../</a>\n<a href="a/">a/</a>\n<a href="b%20c.txt">b c.txt</a>\n' +
+          '<a href="?C=M;O=A">sort</a>\n<a href="http://elsewhere.example/x">x</a>\n<a href="/outside/y">y</a>\n<a href="a/deeper/z">z</a>\n' +
+          `<a href="${upstream.url}/files/org/d.jar">d.jar</a></pre></body></html>`,
+      );
+    });
+    expect((await remote('up', { listRemoteFolderItems: true })).status).toBe(200);
+    const info = await fetchBytes(`${strata.url}/api/storage/up/org`);
+    expect(info.status).toBe(200);
+    const children = (JSON.parse(info.body.toString()) as { children: { uri: string; folder: boolean }[] }).children;
+    expect(children).toEqual([
+      { uri: '/a', folder: true },
+      { uri: '/b c.txt', folder: false },
+      { uri: '/d.jar', folder: false },
+    ]);
+    const index = await fetchBytes(`${strata.url}/up/org/`);
+    expect(index.status).toBe(200);
+    for (const name of ['a/', 'b c.txt', 'd.jar']) expect(index.body.toString()).toContain(`>${name}<`);
+    expect(index.body.toString()).not.toContain('deeper');
+    expect(cachedEvents()).toHaveLength(0);
+
+    // Switched off, the same folder is unknown: only what was cached is listed.
+    expect((await putJson(`${strata.url}/api/repositories/up`, { listRemoteFolderItems: false }, 'POST')).status).toBe(200);
+    expect((await fetchBytes(`${strata.url}/api/storage/up/org`)).status).toBe(404);
+  });
+
   it('fetches on demand only, caches with a RemoteArtifactCached event, then serves from the cache', async () => {
     const body = Buffer.from('hello from upstream');
     upstream.files.set('/files/org/a/1.0/a.txt', { body });

@@ -191,8 +191,9 @@ export class SmartRemoteService {
    * undefined when that option is off, the origin has no such folder, or it cannot be asked.
    */
   async remoteChildren(config: RepositoryConfig, path: string): Promise<readonly FolderChild[] | undefined> {
+    if (config.rclass !== 'remote' || config.listRemoteFolderItems !== true || config.offline === true) return undefined;
     const origin = this.#smart(config);
-    if (origin === undefined || config.listRemoteFolderItems !== true) return undefined;
+    if (origin === undefined) return this.#htmlIndexChildren(config, path);
     try {
       const response = await this.#originGet(config, this.#storageUrl(origin, path));
       if (response.status !== 200) {
@@ -207,6 +208,30 @@ export class SmartRemoteService {
         .map((child) => ({ uri: child.uri, folder: child.folder === true }));
     } catch (error) {
       this.#options.onError('listing the origin folder failed', error);
+      return undefined;
+    }
+  }
+
+  /**
+   * A plain remote with `listRemoteFolderItems`: the children its upstream's HTML folder index
+   * names (nginx/Apache autoindex, Artifactory, `python -m http.server` pages), as Artifactory
+   * lists a generic remote. Undefined when the upstream has no such folder or cannot be asked.
+   */
+  async #htmlIndexChildren(config: RepositoryConfig, path: string): Promise<readonly FolderChild[] | undefined> {
+    if (typeof config.url !== 'string') return undefined;
+    const base = config.url.endsWith('/') ? config.url : `${config.url}/`;
+    const folderUrl = new URL(path === '' ? '' : `${path.split('/').map(encodeURIComponent).join('/')}/`, base);
+    try {
+      const response = await this.#originGet(config, folderUrl.href);
+      const type = response.headers.get('content-type') ?? '';
+      if (response.status !== 200 || !/html/i.test(type)) {
+        await response.arrayBuffer();
+        return undefined;
+      }
+      const html = (await response.text()).slice(0, HTML_INDEX_CHARS_MAX);
+      return htmlIndexChildren(html, folderUrl);
+    } catch (error) {
+      this.#options.onError('listing the upstream folder failed', error);
       return undefined;
     }
   }
@@ -300,4 +325,39 @@ export function validateDownloadsReport(value: unknown): { repo: string; downloa
     return { path, count, lastDownloaded, lastDownloadedBy };
   });
   return { repo: body.repo, downloads };
+}
+
+/** Bound on the part of an upstream folder page that is read for links. */
+const HTML_INDEX_CHARS_MAX = 4 * 1024 * 1024;
+
+/**
+ * The direct children of `folderUrl` that an HTML folder index links to: every `href` that,
+ * resolved against the folder, names one segment below it (a trailing '/' marks a folder).
+ * Links elsewhere (parent, sort links, other hosts, deeper paths) and unsafe names are dropped.
+ */
+export function htmlIndexChildren(html: string, folderUrl: URL): FolderChild[] {
+  const children = new Map<string, boolean>();
+  for (const match of html.matchAll(/<a\s[^>]*?href\s*=\s*(?:"([^"]*)"|'([^']*)')/gi)) {
+    const href = (match[1] ?? match[2] ?? '').replace(/&amp;/g, '&');
+    let target: URL;
+    try {
+      target = new URL(href, folderUrl);
+    } catch {
+      continue;
+    }
+    if (target.origin !== folderUrl.origin || target.search !== '' || !target.pathname.startsWith(folderUrl.pathname)) continue;
+    const rest = target.pathname.slice(folderUrl.pathname.length);
+    const folder = rest.endsWith('/');
+    const segment = folder ? rest.slice(0, -1) : rest;
+    if (segment === '' || segment.includes('/')) continue;
+    let name: string;
+    try {
+      name = decodeURIComponent(segment);
+    } catch {
+      continue;
+    }
+    if (name === '.' || name === '..' || /[\/\\\u0000]/.test(name)) continue;
+    children.set(name, folder || children.get(name) === true);
+  }
+  return [...children].map(([name, folder]) => ({ uri: `/${name}`, folder }));
 }

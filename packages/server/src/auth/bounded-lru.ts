@@ -38,6 +38,11 @@ export class BoundedLru<K, V> {
     this.#entries.delete(key);
   }
 
+  /** Forgets every entry whose key matches. */
+  deleteWhere(predicate: (key: K) => boolean): void {
+    for (const key of [...this.#entries.keys()]) if (predicate(key)) this.#entries.delete(key);
+  }
+
   clear(): void {
     this.#entries.clear();
   }

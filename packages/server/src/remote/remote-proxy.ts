@@ -3,6 +3,7 @@ import type { Checksums, EventMeta } from '@strata/core';
 import type { BlobLease, BlobStore } from '@strata/store';
 import { PassThrough } from 'node:stream';
 import type { MetadataCache } from '../artifacts/hot-caches.ts';
+import { BoundedLru } from '../auth/bounded-lru.ts';
 import { mimeTypeFor } from '../artifacts/mime-types.ts';
 import type { FileItem, RepositoryConfig } from '../ports.ts';
 import { repositoryNotFound } from '../repositories/repository-decider.ts';
@@ -54,32 +55,6 @@ export interface RemoteProxyOptions {
   readonly uploadBytesMax: number;
 }
 
-/** A Map that forgets its oldest entries beyond a bound. */
-class BoundedMap<V> {
-  readonly #entries = new Map<string, V>();
-  readonly #max: number;
-  constructor(max: number) {
-    this.#max = max;
-  }
-  get(key: string): V | undefined {
-    return this.#entries.get(key);
-  }
-  set(key: string, value: V): void {
-    this.#entries.delete(key);
-    this.#entries.set(key, value);
-    if (this.#entries.size > this.#max) {
-      const oldest = this.#entries.keys().next().value;
-      if (oldest !== undefined) this.#entries.delete(oldest);
-    }
-  }
-  delete(key: string): void {
-    this.#entries.delete(key);
-  }
-  deleteWhere(predicate: (key: string) => boolean): void {
-    for (const key of [...this.#entries.keys()]) if (predicate(key)) this.#entries.delete(key);
-  }
-}
-
 function numberField(config: RepositoryConfig, field: string, fallback: number): number {
   const value = config[field];
   return typeof value === 'number' && Number.isFinite(value) && value >= 0 ? value : fallback;
@@ -128,16 +103,16 @@ interface Flight {
 export class RemoteProxy {
   readonly #options: RemoteProxyOptions;
   readonly #flights = new Map<string, Flight>();
-  readonly #missed: BoundedMap<number>;
-  readonly #revalidated: BoundedMap<number>;
+  readonly #missed: BoundedLru<string, number>;
+  readonly #revalidated: BoundedLru<string, number>;
   readonly #offlineUntil = new Map<string, number>();
   /** Upstream fetches started (tests and the benchmark count single-flight with it). */
   upstreamFetches = 0;
 
   constructor(options: RemoteProxyOptions) {
     this.#options = options;
-    this.#missed = new BoundedMap(options.rememberedEntriesMax);
-    this.#revalidated = new BoundedMap(options.rememberedEntriesMax);
+    this.#missed = new BoundedLru<string, number>(options.rememberedEntriesMax);
+    this.#revalidated = new BoundedLru<string, number>(options.rememberedEntriesMax);
   }
 
   /** Forgets what this process remembered about a repository (after a config change or cache delete). */

@@ -25,6 +25,11 @@ export class BoundedLru<K, V> {
     return value;
   }
 
+  /** The value without refreshing its place (the oldest set is still the first forgotten). */
+  peek(key: K): V | undefined {
+    return this.#entries.get(key);
+  }
+
   set(key: K, value: V): void {
     this.#entries.delete(key);
     this.#entries.set(key, value);

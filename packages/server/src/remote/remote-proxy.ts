@@ -139,12 +139,12 @@ export class RemoteProxy {
     const key = `${repo}\0${path}`;
     const now = this.#options.now();
     if (cached !== undefined) {
-      const checkedAt = Math.max(cached.lastModified, this.#revalidated.get(key) ?? 0);
+      const checkedAt = Math.max(cached.lastModified, this.#revalidated.peek(key) ?? 0);
       const periodMs = numberField(config, 'retrievalCachePeriodSecs', 7_200) * 1000;
       if (config.offline === true || now - checkedAt < periodMs || this.#assumedOffline(repo, now)) return { kind: 'file', item: cached };
     } else {
       if (config.offline === true) return { kind: 'missing', reason: `'${repo}:${path}' is not cached and the remote repository is offline` };
-      const missedUntil = this.#missed.get(key);
+      const missedUntil = this.#missed.peek(key);
       if (missedUntil !== undefined && missedUntil > now) return { kind: 'missing', reason: `'${path}' was not found upstream (remembered for missedRetrievalCachePeriodSecs)` };
       if (this.#assumedOffline(repo, now)) {
         throw new StrataError('STRATA_ERR_REMOTE_UNAVAILABLE', `remote repository '${repo}' is assumed offline after a failed connection; retrying after assumedOfflinePeriodSecs`);

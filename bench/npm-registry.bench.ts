@@ -21,7 +21,8 @@ import { gzipSync } from 'node:zlib';
 import { Agent } from 'undici';
 import { databaseUrl } from './support/databases.ts';
 import { log, median, printTable, type BenchResult } from './support/report.ts';
-import { freePort, reportLua, runWrk, stopper, waitFor } from './server-http.bench.ts';
+import { freePort } from '../test/support/spawned-server.ts';
+import { reportLua, runWrk, stopper, waitFor } from './server-http.bench.ts';
 
 const run = promisify(execFile);
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');

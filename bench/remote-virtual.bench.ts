@@ -11,53 +11,16 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../test/support/spawned-server.ts';
+import { reportLua, runWrk, stopper, waitFor, type WrkResult } from './server-http.bench.ts';
 import { log, median, type BenchResult } from './support/report.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const adminPassword = 'bench-admin-password';
 const basicAuth = `Basic ${Buffer.from(`admin:${adminPassword}`).toString('base64')}`;
-
-const reportLua = `
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format('WRK {"requests":%d,"durationUs":%d,"errors":%d,"p50Us":%d,"p99Us":%d}\\n',
-    summary.requests, summary.duration, e.connect + e.read + e.write + e.status + e.timeout,
-    latency:percentile(50), latency:percentile(99)))
-end
-`;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
-
-interface WrkRun {
-  readonly perSecond: number;
-  readonly errors: number;
-  readonly p50Ms: number;
-}
-
-async function runWrk(url: string, script: string, seconds: number): Promise<WrkRun> {
-  const child = spawn('wrk', ['-t1', '-c32', `-d${seconds}s`, '--timeout', '10s', '-s', script, '-H', `Authorization: ${basicAuth}`, url], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
-  const line = output.split('\n').find((text) => text.startsWith('WRK '));
-  if (code !== 0 || line === undefined) throw new Error(`wrk failed (${code}): ${output}`);
-  const raw = JSON.parse(line.slice(4)) as { requests: number; durationUs: number; errors: number; p50Us: number };
-  return { perSecond: raw.requests / (raw.durationUs / 1e6), errors: raw.errors, p50Ms: raw.p50Us / 1000 };
-}
 
 async function startStrata(dataDir: string): Promise<{ url: string; child: ChildProcess; stop(): Promise<void> }> {
   const port = await freePort();
@@ -71,27 +34,8 @@ async function startStrata(dataDir: string): Promise<{ url: string; child: Child
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 120_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`strata exited: ${stderr}`);
-    try {
-      if ((await fetch(`${url}/artifactory/api/system/ping`)).ok) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) throw new Error(`strata not ready: ${stderr}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  return {
-    url,
-    child,
-    async stop() {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      await exited;
-    },
-  };
+  await waitFor(`${url}/artifactory/api/system/ping`, child, () => `strata: ${stderr}`);
+  return { url, child, stop: stopper(child) };
 }
 
 async function call(base: string, method: string, path: string, body?: string | Buffer, contentType = 'application/octet-stream'): Promise<Response> {
@@ -131,12 +75,12 @@ export async function remoteVirtualBenchmark(options: { rounds: number; seconds:
     const script = join(work, 'report.lua');
     await writeFile(script, reportLua);
 
-    const local: WrkRun[] = [];
-    const virtual: WrkRun[] = [];
-    await runWrk(`${strata.url}/artifactory/five/pkg/1k.bin`, script, 2); // JIT and caches warm
+    const local: WrkResult[] = [];
+    const virtual: WrkResult[] = [];
+    await runWrk(`${strata.url}/artifactory/five/pkg/1k.bin`, { connections: 32, seconds: 2, script, headers: [`Authorization: ${basicAuth}`] }); // JIT and caches warm
     for (let index = 0; index < options.rounds; index++) {
-      local.push(await runWrk(`${strata.url}/artifactory/bench-local/pkg/1k.bin`, script, options.seconds));
-      virtual.push(await runWrk(`${strata.url}/artifactory/five/pkg/1k.bin`, script, options.seconds));
+      local.push(await runWrk(`${strata.url}/artifactory/bench-local/pkg/1k.bin`, { connections: 32, seconds: options.seconds, script, headers: [`Authorization: ${basicAuth}`] }));
+      virtual.push(await runWrk(`${strata.url}/artifactory/five/pkg/1k.bin`, { connections: 32, seconds: options.seconds, script, headers: [`Authorization: ${basicAuth}`] }));
       log(`round ${index + 1}: local ${Math.round(local[index]!.perSecond)}/s, virtual of 5 ${Math.round(virtual[index]!.perSecond)}/s`);
     }
     const errors = [...local, ...virtual].reduce((sum, run) => sum + run.errors, 0);

@@ -15,13 +15,13 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { databaseUrl } from './support/databases.ts';
 import { log, median, printTable, type BenchResult } from './support/report.ts';
+import { freePort } from '../test/support/spawned-server.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const adminPassword = 'bench-admin-password';
@@ -78,17 +78,6 @@ request = function()
   return wrk.format("PUT", path, { ["Authorization"] = "${basicAuth}", ["Content-Type"] = "application/octet-stream" }, body)
 end
 ` + reportLua;
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 export async function runWrk(url: string, options: { connections: number; seconds: number; script: string; headers?: readonly string[] }): Promise<WrkResult> {
   const args = ['-t1', `-c${options.connections}`, `-d${options.seconds}s`, '--timeout', '10s', '-s', options.script];

@@ -8,28 +8,17 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { log, type BenchResult } from './support/report.ts';
+import { freePort } from '../test/support/spawned-server.ts';
+import { stopper } from './server-http.bench.ts';
+import { log, median, type BenchResult } from './support/report.ts';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const CLI = fileURLToPath(new URL('../packages/cli/bin/strata.js', import.meta.url));
 const REFERENCES = fileURLToPath(new URL('./server-references.ts', import.meta.url));
 const START_WAIT_MS_MAX = 120_000;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 /** Spawns, waits until `url` answers 200, returns the milliseconds that took and the child. */
 async function timeUntilAnswer(command: string, args: readonly string[], url: string, env: Record<string, string>): Promise<{ ms: number; child: ChildProcess }> {
@@ -51,17 +40,6 @@ async function timeUntilAnswer(command: string, args: readonly string[], url: st
   throw new Error(`${url} did not answer within ${START_WAIT_MS_MAX} ms`);
 }
 
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-  await exited;
-  clearTimeout(timer);
-}
-
-const median = (values: readonly number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-
 export async function startupBenchmark(rounds: number): Promise<BenchResult> {
   const dataDir = await mkdtemp(join(tmpdir(), 'strata-bench-startup-'));
   const referenceDir = await mkdtemp(join(tmpdir(), 'strata-bench-startup-ref-'));
@@ -69,18 +47,18 @@ export async function startupBenchmark(rounds: number): Promise<BenchResult> {
   try {
     const firstPort = await freePort();
     const first = await timeUntilAnswer(process.execPath, [CLI, 'serve'], `http://127.0.0.1:${firstPort}/artifactory/api/system/ping`, { ...serverEnv, PORT: String(firstPort) });
-    await stop(first.child);
+    await stopper(first.child)();
     log(`startup: first start (initialises the data directory) answered after ${Math.round(first.ms)} ms`);
     const serverMs: number[] = [];
     const referenceMs: number[] = [];
     for (let round = 0; round < rounds; round++) {
       const port = await freePort();
       const server = await timeUntilAnswer(process.execPath, [CLI, 'serve'], `http://127.0.0.1:${port}/artifactory/api/system/ping`, { ...serverEnv, PORT: String(port) });
-      await stop(server.child);
+      await stopper(server.child)();
       serverMs.push(server.ms);
       const referencePort = await freePort();
       const reference = await timeUntilAnswer(process.execPath, ['--import', 'tsx', REFERENCES, String(referencePort), referenceDir], `http://127.0.0.1:${referencePort}/hello`, {});
-      await stop(reference.child);
+      await stopper(reference.child)();
       referenceMs.push(reference.ms);
       log(`startup round ${round + 1}: strata serve ${Math.round(server.ms)} ms, fastify hello-world ${Math.round(reference.ms)} ms`);
     }

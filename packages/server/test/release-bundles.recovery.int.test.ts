@@ -1,17 +1,13 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { DISTRIBUTION_STREAM, HybridLogicalClock } from '@strata/core';
+import { DISTRIBUTION_STREAM } from '@strata/core';
 import type { NewEvent } from '@strata/core';
-import { ArtifactTreeProjection, ArtifactTreeQueries, openEventStore, RepositoryConfigProjection, RepositoryQueries } from '@strata/store';
+import { ArtifactTreeProjection, openEventStore, RepositoryConfigProjection } from '@strata/store';
 import type { OpenedEventStore } from '@strata/store';
 import type { FastifyInstance } from 'fastify';
-import hyperid from 'hyperid';
 import { afterAll, describe, expect, it } from 'vitest';
-import { buildApp } from '../src/app.ts';
-import { BatchingDownloadCounter, MemoryDownloadStatsSink } from '../src/download-counter.ts';
-import { ProjectionReaders } from '../src/projection-readers.ts';
 import { MemoryBlobStore } from './support/memory-blob-store.ts';
-import { registerPermissiveAuth } from './support/permissive-auth.ts';
+import { buildAppOnStore } from './support/sql-app.ts';
 
 /**
  * An edge that stopped after its commit point (ReleaseBundleReceived appended, binaries
@@ -55,22 +51,7 @@ describe('a release bundle received but not published when the edge stopped', ()
     };
     await opened.store.append(DISTRIBUTION_STREAM, [received], { expectedRevision: 'no_stream' });
 
-    const readers = new ProjectionReaders(new ArtifactTreeQueries(opened.db), new RepositoryQueries(opened.db));
-    const clock = { now: () => Date.now() };
-    app = await buildApp({
-      eventStore: opened.store,
-      blobStore: blobs,
-      repositories: readers,
-      artifacts: readers,
-      downloads: new BatchingDownloadCounter(new MemoryDownloadStatsSink(), { flushIntervalMs: 0 }),
-      clock,
-      hlc: new HybridLogicalClock({ clock }),
-      siteId: 'site-edge',
-      newId: hyperid({ urlSafe: true }),
-      registerAuth: registerPermissiveAuth,
-      edge: true,
-      limits: { metadataCacheTtlMs: 0 },
-    });
+    app = await buildAppOnStore(opened, blobs, { siteId: 'site-edge', edge: true });
     const file = await app.inject({ method: 'GET', url: '/artifactory/libs/app/2.0/app.bin' });
     expect(file.statusCode).toBe(200);
     expect(file.body).toBe('rolled forward');

@@ -1,15 +1,10 @@
-import { HybridLogicalClock } from '@strata/core';
-import { ArtifactTreeProjection, ArtifactTreeQueries, openEventStore, RepositoryConfigProjection, RepositoryQueries } from '@strata/store';
+import { ArtifactTreeProjection, openEventStore, RepositoryConfigProjection } from '@strata/store';
 import type { OpenedEventStore } from '@strata/store';
 import type { FastifyInstance } from 'fastify';
-import hyperid from 'hyperid';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp } from '../src/app.ts';
-import { BatchingDownloadCounter, MemoryDownloadStatsSink } from '../src/download-counter.ts';
 import { ephemeralSigningKey } from '../src/distribution/signing-keys.ts';
-import { ProjectionReaders } from '../src/projection-readers.ts';
 import { MemoryBlobStore } from './support/memory-blob-store.ts';
-import { registerPermissiveAuth } from './support/permissive-auth.ts';
+import { buildAppOnStore } from './support/sql-app.ts';
 
 /**
  * Two servers of one site over one database (one PGlite store shared in-process): a bundle
@@ -22,28 +17,9 @@ describe('release bundles on two servers sharing one database', () => {
 
   beforeAll(async () => {
     opened = await openEventStore({ projections: [new ArtifactTreeProjection(), new RepositoryConfigProjection()] });
-    const readers = new ProjectionReaders(new ArtifactTreeQueries(opened.db), new RepositoryQueries(opened.db));
     const blobs = new MemoryBlobStore();
-    const clock = { now: () => Date.now() };
     const signingKey = ephemeralSigningKey('strata-site-shared');
-    for (let i = 0; i < 2; i++) {
-      apps.push(
-        await buildApp({
-          eventStore: opened.store,
-          blobStore: blobs,
-          repositories: readers,
-          artifacts: readers,
-          downloads: new BatchingDownloadCounter(new MemoryDownloadStatsSink(), { flushIntervalMs: 0 }),
-          clock,
-          hlc: new HybridLogicalClock({ clock }),
-          siteId: 'site-shared',
-          newId: hyperid({ urlSafe: true }),
-          registerAuth: registerPermissiveAuth,
-          signingKey,
-          limits: { metadataCacheTtlMs: 0 },
-        }),
-      );
-    }
+    for (let i = 0; i < 2; i++) apps.push(await buildAppOnStore(opened, blobs, { siteId: 'site-shared', signingKey }));
   });
   afterAll(async () => {
     for (const app of apps) await app.close();

@@ -1,15 +1,10 @@
-import { HybridLogicalClock } from '@strata/core';
-import { ArtifactTreeProjection, ArtifactTreeQueries, openEventStore, RepositoryConfigProjection, RepositoryQueries } from '@strata/store';
+import { ArtifactTreeProjection, openEventStore, RepositoryConfigProjection, RepositoryQueries } from '@strata/store';
 import type { EventStore, OpenedEventStore } from '@strata/store';
 import type { FastifyInstance } from 'fastify';
-import hyperid from 'hyperid';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp } from '../src/app.ts';
-import { BatchingDownloadCounter, MemoryDownloadStatsSink } from '../src/download-counter.ts';
-import { ProjectionReaders } from '../src/projection-readers.ts';
 import { MemoryBlobStore } from './support/memory-blob-store.ts';
-import { registerPermissiveAuth } from './support/permissive-auth.ts';
 import { sqlRepositoryStreamSeed } from '../src/repositories/repository-stream-seed.ts';
+import { buildAppOnStore } from './support/sql-app.ts';
 
 /**
  * Two servers of one site over one database (the PostgreSQL scale-out shape; here one PGlite
@@ -22,26 +17,8 @@ describe('two servers writing to one repository stream', () => {
 
   beforeAll(async () => {
     opened = await openEventStore({ projections: [new ArtifactTreeProjection(), new RepositoryConfigProjection()] });
-    const readers = new ProjectionReaders(new ArtifactTreeQueries(opened.db), new RepositoryQueries(opened.db));
     const blobs = new MemoryBlobStore();
-    const clock = { now: () => Date.now() };
-    for (let i = 0; i < 2; i++) {
-      apps.push(
-        await buildApp({
-          eventStore: opened.store,
-          blobStore: blobs,
-          repositories: readers,
-          artifacts: readers,
-          downloads: new BatchingDownloadCounter(new MemoryDownloadStatsSink(), { flushIntervalMs: 0 }),
-          clock,
-          hlc: new HybridLogicalClock({ clock }),
-          siteId: 'site-shared',
-          newId: hyperid({ urlSafe: true }),
-          registerAuth: registerPermissiveAuth,
-          limits: { metadataCacheTtlMs: 0 },
-        }),
-      );
-    }
+    for (let i = 0; i < 2; i++) apps.push(await buildAppOnStore(opened, blobs, { siteId: 'site-shared' }));
   });
   afterAll(async () => {
     for (const app of apps) await app.close();
@@ -65,7 +42,6 @@ describe('two servers writing to one repository stream', () => {
   });
 
   it('a server that starts later seeds its write state from the projections and continues originSeq without reading the stream', async () => {
-    const readers = new ProjectionReaders(new ArtifactTreeQueries(opened.db), new RepositoryQueries(opened.db));
     let streamReads = 0;
     const store = opened.store;
     const countingStore: EventStore = {
@@ -79,19 +55,9 @@ describe('two servers writing to one repository stream', () => {
       subscribe: (...args) => store.subscribe(...args),
       close: () => store.close(),
     };
-    const clock = { now: () => Date.now() };
-    const late = await buildApp({
+    const late = await buildAppOnStore(opened, new MemoryBlobStore(), {
       eventStore: countingStore,
-      blobStore: new MemoryBlobStore(),
-      repositories: readers,
-      artifacts: readers,
-      downloads: new BatchingDownloadCounter(new MemoryDownloadStatsSink(), { flushIntervalMs: 0 }),
-      clock,
-      hlc: new HybridLogicalClock({ clock }),
       siteId: 'site-shared',
-      newId: hyperid({ urlSafe: true }),
-      registerAuth: registerPermissiveAuth,
-      limits: { metadataCacheTtlMs: 0 },
       repositoryStreamSeed: sqlRepositoryStreamSeed({ db: opened.db, eventStore: opened.store, repositories: new RepositoryQueries(opened.db), siteId: 'site-shared' }),
     });
     apps.push(late);

@@ -4,7 +4,8 @@ import { ArtifactTreeProjection, ArtifactTreeQueries, openEventStore, Repository
 import type { FastifyInstance } from 'fastify';
 import hyperid from 'hyperid';
 import { buildApp } from '../../src/app.ts';
-import { BatchingDownloadCounter } from '../../src/download-counter.ts';
+import { BatchingDownloadCounter, MemoryDownloadStatsSink } from '../../src/download-counter.ts';
+import type { AppDeps } from '../../src/ports.ts';
 import { ProjectionReaders } from '../../src/projection-readers.ts';
 import { SqlDownloadStatsSink } from '../../src/sql-download-stats.ts';
 import { registerPermissiveAuth } from './permissive-auth.ts';
@@ -23,22 +24,12 @@ export async function buildSqlApp(blobStore: BlobStore, options: { databaseUrl?:
     projections: [new ArtifactTreeProjection(), new RepositoryConfigProjection(), new VirtualResolutionProjection()],
     store: { siteId: options.siteId ?? 'site-int' },
   });
-  const readers = new ProjectionReaders(new ArtifactTreeQueries(opened.db), new RepositoryQueries(opened.db));
   const sink = new SqlDownloadStatsSink(opened.db);
   await sink.ensureSchema();
   const downloads = new BatchingDownloadCounter(sink, { flushIntervalMs: 0 });
-  const clock = { now: () => Date.now() };
-  const app = await buildApp({
-    eventStore: opened.store,
-    blobStore,
-    repositories: readers,
-    artifacts: readers,
+  const app = await buildAppOnStore(opened, blobStore, {
     downloads,
-    clock,
-    hlc: new HybridLogicalClock({ clock }),
     siteId: options.siteId ?? 'site-int',
-    newId: hyperid({ urlSafe: true }),
-    registerAuth: registerPermissiveAuth,
     audit: new SqlEventAudit(opened.db),
     limits: { metadataCacheTtlMs: options.metadataCacheTtlMs ?? 0 },
   });
@@ -51,4 +42,28 @@ export async function buildSqlApp(blobStore: BlobStore, options: { databaseUrl?:
       await opened.close();
     },
   };
+}
+
+/**
+ * An app over an already opened SQL store, reading its projections; several apps may share one
+ * store (servers of one site). Defaults: permissive auth, in-memory download counts, no
+ * metadata cache, site `site-int`; `deps` overrides any of them.
+ */
+export function buildAppOnStore(opened: OpenedEventStore, blobStore: BlobStore, deps: Partial<AppDeps> = {}): Promise<FastifyInstance> {
+  const readers = new ProjectionReaders(new ArtifactTreeQueries(opened.db), new RepositoryQueries(opened.db));
+  const clock = { now: () => Date.now() };
+  return buildApp({
+    eventStore: opened.store,
+    blobStore,
+    repositories: readers,
+    artifacts: readers,
+    downloads: new BatchingDownloadCounter(new MemoryDownloadStatsSink(), { flushIntervalMs: 0 }),
+    clock,
+    hlc: new HybridLogicalClock({ clock }),
+    siteId: 'site-int',
+    newId: hyperid({ urlSafe: true }),
+    registerAuth: registerPermissiveAuth,
+    limits: { metadataCacheTtlMs: 0 },
+    ...deps,
+  });
 }

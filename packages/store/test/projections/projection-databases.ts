@@ -4,6 +4,7 @@
  * is set, each PostgreSQL run in a fresh schema that is dropped afterwards.
  */
 import pg from 'pg';
+import type { NewEvent, RecordedEvent } from '@strata/core';
 import { openEventStore, type OpenedEventStore, type SqlProjection } from '@strata/store';
 
 export interface ProjectionBackend {
@@ -50,3 +51,9 @@ export const PROJECTION_BACKENDS: ProjectionBackend[] = [
   pgliteBackend,
   ...(process.env.DATABASE_URL ? [postgresBackend(process.env.DATABASE_URL)] : []),
 ];
+
+/** A recorded event as it is appended again (without the fields the store assigns). */
+export function newEvent(event: RecordedEvent): NewEvent {
+  const { stream: _stream, revision: _revision, position: _position, ...rest } = event;
+  return rest as NewEvent;
+}

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { ArtifactTreeModel, RepositoryConfigModel, type NewEvent, type RecordedEvent } from '@strata/core';
+import { ArtifactTreeModel, RepositoryConfigModel, type RecordedEvent } from '@strata/core';
 import {
   ArtifactTreeProjection,
   RepositoryConfigProjection,
@@ -11,14 +11,9 @@ import {
   type OpenedEventStore,
 } from '@strata/store';
 import { arbitraryArtifactEvents, arbitraryDelivery, arbitraryRepositoryEvents } from '../../../core/test/artifact-arbitraries.ts';
-import { PROJECTION_BACKENDS } from './projection-databases.ts';
+import { newEvent, PROJECTION_BACKENDS } from './projection-databases.ts';
 
 const RUNS = Number(process.env.PROJECTION_PROPERTY_RUNS ?? 20);
-
-function newEvent(event: RecordedEvent): NewEvent {
-  const { stream: _stream, revision: _revision, position: _position, ...rest } = event;
-  return rest as NewEvent;
-}
 
 for (const backend of PROJECTION_BACKENDS) {
   describe(`projections inline in the SQL event store on ${backend.name}`, () => {

@@ -1,15 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import pg from 'pg';
-import { ArtifactTreeModel, type NewEvent, type RecordedEvent } from '@strata/core';
+import { ArtifactTreeModel, type RecordedEvent } from '@strata/core';
 import { ArtifactTreeProjection, RepositoryConfigProjection, readArtifactTreeSnapshot, rebuildProjections, type OpenedEventStore } from '@strata/store';
 import { arbitraryArtifactEvents } from '../../../core/test/artifact-arbitraries.ts';
-import { postgresBackend } from './projection-databases.ts';
-
-function newEvent(event: RecordedEvent): NewEvent {
-  const { stream: _stream, revision: _revision, position: _position, ...rest } = event;
-  return rest as NewEvent;
-}
+import { newEvent, postgresBackend } from './projection-databases.ts';
 
 /** Two disjoint, non-empty lists of artifact events (ids made unique per list). */
 function sampleEvents(): { before: RecordedEvent[]; after: RecordedEvent[] } {

@@ -84,6 +84,56 @@ describe.each(eventStoreBackends())('event store concurrency on $name', (backend
     }
   });
 
+  it('multi-stream appends racing single appends: a tailing reader never sees one part of a group without the others', async () => {
+    const harness = await backend.open();
+    try {
+      const stores: EventStore[] = [harness.store];
+      for (let index = 1; index < 3; index++) stores.push(await harness.another());
+      /** Event id → the ids of its whole group (every part of one appendMany). */
+      const groupOf = new Map<string, readonly string[]>();
+      let writersDone = false;
+      const groupWriters = Array.from({ length: 4 }, async (_, writer) => {
+        const store = stores[writer % stores.length]!;
+        for (let round = 0; round < 12; round++) {
+          const parts = [0, 1, 2].map((part) => ({ stream: `repo-g${(writer + round + part) % 5}`, events: artifactDeletedEvents(1 + part), expectedRevision: 'any' as const }));
+          const ids = parts.flatMap((part) => part.events.map((event) => event.id));
+          for (const id of ids) groupOf.set(id, ids);
+          await store.appendMany(parts);
+        }
+      });
+      const singleWriters = Array.from({ length: 4 }, async (_, writer) => {
+        const store = stores[(writer + 1) % stores.length]!;
+        for (let round = 0; round < 12; round++) await store.append(`repo-g${(writer + round) % 5}`, artifactDeletedEvents(2), { expectedRevision: 'any' });
+      });
+      const reader = (async () => {
+        const seen = new Set<string>();
+        const torn: string[] = [];
+        let checkpoint = START_CHECKPOINT;
+        while (!writersDone) {
+          const page = await harness.store.readAll({ after: checkpoint });
+          checkpoint = page.checkpoint;
+          for (const event of page.events) seen.add(event.id);
+          // After each read, every group is seen whole or not at all.
+          for (const event of page.events) {
+            const group = groupOf.get(event.id);
+            if (group !== undefined && !group.every((id) => seen.has(id))) torn.push(event.id);
+          }
+          await new Promise((resolve) => setTimeout(resolve, 1));
+        }
+        return torn;
+      })();
+      await Promise.all([...groupWriters, ...singleWriters]);
+      writersDone = true;
+      expect(await reader).toEqual([]);
+      await harness.settle();
+      const stored = new Set((await harness.store.readAll()).events.map((event) => event.id));
+      expect([...groupOf.keys()].every((id) => stored.has(id))).toBe(true);
+      expect(stored.size).toBe(groupOf.size + 4 * 12 * 2);
+    } finally {
+      await harness.close();
+    }
+  });
+
   it('an append its projection refuses fails alone; its neighbours in the same batch are stored', async () => {
     const poison: TestProjection = {
       async apply(events) {

@@ -133,6 +133,141 @@ describe.each(eventStoreBackends())('event store conformance on $name', (backend
     });
   });
 
+  describe('multi-stream append (appendMany)', () => {
+    it('writes every part, each with its own revisions, and readers see all of them', async () => {
+      await withStore(backend, async (store, settle) => {
+        await store.append('repo-a', artifactDeletedEvents(2));
+        const results = await store.appendMany([
+          { stream: 'repo-a', events: artifactDeletedEvents(2), expectedRevision: 1 },
+          { stream: 'repo-b', events: artifactDeletedEvents(3), expectedRevision: 'no_stream' },
+        ]);
+        expect(results.map((result) => [result.nextRevision, result.appendedCount])).toEqual([
+          [3, 2],
+          [2, 3],
+        ]);
+        expect(results[0]!.events.map((event) => [event.stream, event.revision])).toEqual([
+          ['repo-a', 2],
+          ['repo-a', 3],
+        ]);
+        expect(await store.streamRevision('repo-b')).toBe(2);
+        await settle();
+        const all = (await store.readAll()).events;
+        expect(all.map((event) => event.id).slice(2)).toEqual(results.flatMap((result) => result.events.map((event) => event.id)));
+      });
+    });
+
+    it('one failed expectation refuses every part: nothing is written to any stream', async () => {
+      await withStore(backend, async (store, settle) => {
+        await store.append('repo-b', artifactDeletedEvents(1));
+        const before = await snapshot(store, settle, ['repo-a', 'repo-b']);
+        const error = await store
+          .appendMany([
+            { stream: 'repo-a', events: artifactDeletedEvents(2), expectedRevision: 'no_stream' },
+            { stream: 'repo-b', events: artifactDeletedEvents(1), expectedRevision: 'no_stream' },
+          ])
+          .catch((caught: unknown) => caught);
+        expect(isStrataError(error, 'STRATA_ERR_STORE_CONCURRENCY_CONFLICT')).toBe(true);
+        expect(isStrataError(error) && error.details).toMatchObject({ stream: 'repo-b' });
+        expect(await snapshot(store, settle, ['repo-a', 'repo-b'])).toEqual(before);
+      });
+    });
+
+    it('an id already stored in another stream refuses every part', async () => {
+      await withStore(backend, async (store, settle) => {
+        const shared = artifactDeleted();
+        await store.append('repo-libs', [shared]);
+        const before = await snapshot(store, settle, ['repo-libs', 'repo-a', 'repo-b']);
+        await expectStrataError(
+          store.appendMany([
+            { stream: 'repo-a', events: artifactDeletedEvents(2) },
+            { stream: 'repo-b', events: [artifactDeleted(), shared] },
+          ]),
+          'STRATA_ERR_STORE_DUPLICATE_EVENT',
+        );
+        expect(await snapshot(store, settle, ['repo-libs', 'repo-a', 'repo-b'])).toEqual(before);
+      });
+    });
+
+    it('a redelivered multi-stream append is idempotent', async () => {
+      await withStore(backend, async (store, settle) => {
+        const parts = [
+          { stream: 'repo-a', events: artifactDeletedEvents(2), expectedRevision: 'no_stream' as const },
+          { stream: 'repo-b', events: artifactDeletedEvents(1), expectedRevision: 'no_stream' as const },
+        ];
+        const first = await store.appendMany(parts);
+        const again = await store.appendMany(parts);
+        expect(again.map((result) => result.appendedCount)).toEqual([0, 0]);
+        expect(again.map((result) => result.events)).toEqual(first.map((result) => result.events));
+        await settle();
+        expect((await store.readAll()).events).toHaveLength(3);
+      });
+    });
+
+    it('refuses a stream named twice, an id in two parts, and a bad part, before touching the store', async () => {
+      await withStore(backend, async (store, settle) => {
+        const before = await snapshot(store, settle, ['repo-a', 'repo-b']);
+        await expectStrataError(
+          store.appendMany([
+            { stream: 'repo-a', events: artifactDeletedEvents(1) },
+            { stream: 'repo-a', events: artifactDeletedEvents(1) },
+          ]),
+          'STRATA_ERR_EVENT_INVALID',
+        );
+        const event = artifactDeleted();
+        await expectStrataError(
+          store.appendMany([
+            { stream: 'repo-a', events: [event] },
+            { stream: 'repo-b', events: [event] },
+          ]),
+          'STRATA_ERR_EVENT_INVALID',
+        );
+        await expectStrataError(
+          store.appendMany([
+            { stream: 'repo-a', events: artifactDeletedEvents(1) },
+            { stream: 'system', events: artifactDeletedEvents(1) },
+          ]),
+          'STRATA_ERR_EVENT_WRONG_STREAM',
+        );
+        await expectStrataError(store.appendMany('nope' as never), 'STRATA_ERR_EVENT_INVALID');
+        expect(await snapshot(store, settle, ['repo-a', 'repo-b'])).toEqual(before);
+      });
+    });
+
+    it('inline projections see every part in one apply, and a projection failure stores nothing', async () => {
+      const applied: string[][] = [];
+      let failOn: string | undefined;
+      const harness = await backend.open({
+        projections: [
+          {
+            async apply(events) {
+              if (events.some((event) => event.stream === failOn)) throw new Error('projection refused');
+              applied.push(events.map((event) => event.stream));
+            },
+          },
+        ],
+      });
+      try {
+        const { store } = harness;
+        await store.appendMany([
+          { stream: 'repo-a', events: artifactDeletedEvents(1) },
+          { stream: 'repo-b', events: artifactDeletedEvents(2) },
+        ]);
+        expect(applied).toEqual([['repo-a', 'repo-b', 'repo-b']]);
+        failOn = 'repo-d';
+        const before = await snapshot(store, () => harness.settle(), ['repo-c', 'repo-d']);
+        await expect(
+          store.appendMany([
+            { stream: 'repo-c', events: artifactDeletedEvents(1) },
+            { stream: 'repo-d', events: artifactDeletedEvents(1) },
+          ]),
+        ).rejects.toThrow();
+        expect(await snapshot(store, () => harness.settle(), ['repo-c', 'repo-d'])).toEqual(before);
+      } finally {
+        await harness.close();
+      }
+    });
+  });
+
   describe('revisions and global order', () => {
     it('revisions are gapless per stream and positions strictly increase in the global order', async () => {
       await withStore(backend, async (store, settle) => {
@@ -254,6 +389,7 @@ describe.each(eventStoreBackends())('event store conformance on $name', (backend
       const harness = await backend.open();
       await harness.close();
       await expectStrataError(harness.store.append('repo-libs', [artifactDeleted()]), 'STRATA_ERR_STORE_CLOSED');
+      await expectStrataError(harness.store.appendMany([{ stream: 'repo-libs', events: [artifactDeleted()] }]), 'STRATA_ERR_STORE_CLOSED');
       await expectStrataError(harness.store.readAll(), 'STRATA_ERR_STORE_CLOSED');
     });
   });

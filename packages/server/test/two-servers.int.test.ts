@@ -46,6 +46,7 @@ describe('two servers writing to one repository stream', () => {
     const store = opened.store;
     const countingStore: EventStore = {
       append: (...args) => store.append(...args),
+      appendMany: (...args) => store.appendMany(...args),
       readStream: async (...args) => {
         streamReads += 1;
         return store.readStream(...args);

@@ -68,6 +68,46 @@ export function prepareAppend(stream: unknown, events: unknown, expectedRevision
   });
 }
 
+/** The most streams one `appendMany` may write. */
+export const appendManyStreamsMax = 1000;
+
+/** One part of a multi-stream append, validated and encoded. */
+export interface PreparedStreamAppend {
+  readonly stream: string;
+  readonly events: readonly PreparedEvent[];
+  readonly expectedRevision: ExpectedRevision | undefined;
+}
+
+/**
+ * Validates and encodes a multi-stream append: each part as `prepareAppend`, the streams
+ * distinct, no event id in two parts. Throws a StrataError and touches nothing when refused.
+ */
+export function prepareAppendMany(appends: unknown): PreparedStreamAppend[] {
+  if (!Array.isArray(appends)) throw new StrataError('STRATA_ERR_EVENT_INVALID', 'invalid append: appends must be an array', { field: 'appends' });
+  if (appends.length > appendManyStreamsMax) {
+    throw new StrataError('STRATA_ERR_CODEC_TOO_LARGE', `a multi-stream append writes at most ${appendManyStreamsMax} streams, got ${appends.length}`, {
+      streams: appends.length,
+      streamsMax: appendManyStreamsMax,
+    });
+  }
+  const streams = new Set<string>();
+  const ids = new Set<string>();
+  return appends.map((part: unknown, index) => {
+    const { stream, events, expectedRevision } = (typeof part === 'object' && part !== null ? part : {}) as Record<string, unknown>;
+    const prepared = prepareAppend(stream, events, expectedRevision);
+    const name = stream as string;
+    if (streams.has(name)) {
+      throw new StrataError('STRATA_ERR_EVENT_INVALID', `append ${index}: stream '${name}' appears twice in one multi-stream append`, { field: 'stream', index });
+    }
+    streams.add(name);
+    for (const { event } of prepared) {
+      if (ids.has(event.id)) throw new StrataError('STRATA_ERR_EVENT_INVALID', `append ${index}: id '${event.id}' appears in two streams of one append`, { field: 'id', index });
+      ids.add(event.id);
+    }
+    return { stream: name, events: prepared, expectedRevision: expectedRevision as ExpectedRevision | undefined };
+  });
+}
+
 function checkEventFitsStream(stream: string, event: NewEvent, index: number): void {
   const wrong = (why: string): never => {
     throw new StrataError('STRATA_ERR_EVENT_WRONG_STREAM', `event ${index} (${event.type}) does not belong in stream '${stream}': ${why}`, {

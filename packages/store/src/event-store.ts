@@ -32,6 +32,17 @@ export interface AppendResult {
   readonly appendedCount: number;
 }
 
+/** One stream's part of a multi-stream append (`appendMany`). */
+export interface StreamAppend {
+  readonly stream: string;
+  readonly events: readonly NewEvent[];
+  readonly expectedRevision?: ExpectedRevision;
+}
+
+export interface AppendManyOptions {
+  readonly signal?: AbortSignal;
+}
+
 export interface ReadStreamOptions {
   /** First revision to return (inclusive); default 0. */
   readonly fromRevision?: number;
@@ -81,6 +92,15 @@ export interface EventStore {
    * Throws StrataError STRATA_ERR_STORE_CONCURRENCY_CONFLICT when the expectation fails.
    */
   append(stream: string, events: readonly NewEvent[], options?: AppendOptions): Promise<AppendResult>;
+  /**
+   * Appends to several streams in one transaction: every part is stored, or none is (a
+   * failed expectation or a refused event in any part fails the whole call), and readers
+   * see all parts at once — never some streams' events without the others'. Each part has
+   * `append`'s semantics (its own expectation, idempotent duplicates); inline projections
+   * run once over all parts in the same transaction. Streams must be distinct. Results are
+   * in the order of `appends`.
+   */
+  appendMany(appends: readonly StreamAppend[], options?: AppendManyOptions): Promise<readonly AppendResult[]>;
   /** Events of one stream in revision order. */
   readStream(stream: string, options?: ReadStreamOptions): Promise<readonly RecordedEvent[]>;
   /** Revision of the stream's last event, or undefined if the stream has none. */

@@ -4,11 +4,14 @@ import {
   duplicateInOtherStream,
   expectedRevisionConflict,
   prepareAppend,
+  prepareAppendMany,
   recordEvent,
+  type PreparedStreamAppend,
 } from './append-preparation.ts';
 import {
   START_CHECKPOINT,
   readBatchEventsMax,
+  type AppendManyOptions,
   type AppendOptions,
   type AppendResult,
   type Checkpoint,
@@ -17,6 +20,7 @@ import {
   type ReadAllResult,
   type ReadStreamOptions,
   type SubscribeOptions,
+  type StreamAppend,
   type Subscription,
 } from './event-store.ts';
 import { boundedReadCount } from './read-count.ts';
@@ -98,49 +102,79 @@ export class MemoryEventStore implements EventStore {
     }
   }
 
+  appendMany(appends: readonly StreamAppend[], options: AppendManyOptions = {}): Promise<readonly AppendResult[]> {
+    try {
+      this.#assertOpen();
+      options.signal?.throwIfAborted();
+      const prepared = prepareAppendMany(appends);
+      const run = this.#tail.then(() => this.#appendManyNow(prepared));
+      this.#tail = run.catch(() => undefined);
+      return run;
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
   async #appendNow(stream: string, prepared: readonly PreparedEvent[], options: AppendOptions): Promise<AppendResult> {
-    const events: readonly NewEvent[] = prepared.map((entry) => entry.event);
-    const stored = this.#streams.get(stream) ?? [];
-    const current = stored.length - 1;
-    const slots: (RecordedEvent | undefined)[] = [];
-    for (const event of events) {
-      const earlier = this.#byId.get(event.id);
-      if (earlier !== undefined && earlier.stream !== stream) throw duplicateInOtherStream(event.id, stream, earlier.stream);
-      slots.push(earlier);
-    }
-    const freshCount = slots.filter((slot) => slot === undefined).length;
-    if (freshCount > 0 || events.length === 0) {
-      const conflict = expectedRevisionConflict(stream, options.expectedRevision, current);
-      if (conflict !== undefined) throw conflict;
-    }
-    let revision = current;
+    const [result] = await this.#appendManyNow([{ stream, events: prepared, expectedRevision: options.expectedRevision }]);
+    return result!;
+  }
+
+  /** Plans every part (any refusal throws before anything changes), projects all of them, then stores all of them. */
+  async #appendManyNow(parts: readonly PreparedStreamAppend[]): Promise<AppendResult[]> {
     let position = BigInt(this.#all.length);
     const fresh: RecordedEvent[] = [];
-    const previousHeads = this.#chainHeads.get(stream);
-    const heads: StreamChainHeads = { head: previousHeads?.head ?? CHAIN_GENESIS, originHead: previousHeads?.originHead };
-    const entries: MemoryChainEntry[] = [];
-    const recorded = events.map((_event, index) => {
-      const earlier = slots[index];
-      if (earlier !== undefined) return earlier;
-      revision++;
-      position++;
-      const chained = chainEvent(stream, revision, prepared[index]!, heads, this.#siteId);
-      entries.push({ prevHash: chained.prevHash, target: chained.target });
-      const record = deepFreeze(recordEvent(chained.event, stream, revision, position));
-      fresh.push(record);
-      return record;
+    const commits: (() => void)[] = [];
+    const results = parts.map(({ stream, events: prepared, expectedRevision }) => {
+      const events: readonly NewEvent[] = prepared.map((entry) => entry.event);
+      const stored = this.#streams.get(stream) ?? [];
+      const current = stored.length - 1;
+      const slots: (RecordedEvent | undefined)[] = [];
+      for (const event of events) {
+        const earlier = this.#byId.get(event.id);
+        if (earlier !== undefined && earlier.stream !== stream) throw duplicateInOtherStream(event.id, stream, earlier.stream);
+        slots.push(earlier);
+      }
+      const freshCount = slots.filter((slot) => slot === undefined).length;
+      if (freshCount > 0 || events.length === 0) {
+        const conflict = expectedRevisionConflict(stream, expectedRevision, current);
+        if (conflict !== undefined) throw conflict;
+      }
+      let revision = current;
+      const streamFresh: RecordedEvent[] = [];
+      const previousHeads = this.#chainHeads.get(stream);
+      const heads: StreamChainHeads = { head: previousHeads?.head ?? CHAIN_GENESIS, originHead: previousHeads?.originHead };
+      const entries: MemoryChainEntry[] = [];
+      const recorded = events.map((_event, index) => {
+        const earlier = slots[index];
+        if (earlier !== undefined) return earlier;
+        revision++;
+        position++;
+        const chained = chainEvent(stream, revision, prepared[index]!, heads, this.#siteId);
+        entries.push({ prevHash: chained.prevHash, target: chained.target });
+        const record = deepFreeze(recordEvent(chained.event, stream, revision, position));
+        streamFresh.push(record);
+        return record;
+      });
+      fresh.push(...streamFresh);
+      if (streamFresh.length > 0) {
+        commits.push(() => {
+          this.#streams.set(stream, [...stored, ...streamFresh]);
+          this.#chainHeads.set(stream, heads);
+          this.#chainEntries.set(stream, [...(this.#chainEntries.get(stream) ?? []), ...entries]);
+        });
+      }
+      return appendResult(revision, recorded, streamFresh.length);
     });
     // Projections first: if one throws, nothing is stored (as a rolled-back transaction).
     if (fresh.length > 0) {
       for (const projection of this.#projections) await projection.apply(fresh);
       this.#all.push(...fresh);
-      this.#streams.set(stream, [...stored, ...fresh]);
-      this.#chainHeads.set(stream, heads);
-      this.#chainEntries.set(stream, [...(this.#chainEntries.get(stream) ?? []), ...entries]);
+      for (const commit of commits) commit();
       for (const record of fresh) this.#byId.set(record.id, record);
       this.#commits.notify();
     }
-    return appendResult(revision, recorded, fresh.length);
+    return results;
   }
 
   async readStream(stream: string, options: ReadStreamOptions = {}): Promise<readonly RecordedEvent[]> {

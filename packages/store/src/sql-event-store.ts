@@ -6,12 +6,14 @@ import {
   duplicateInOtherStream,
   expectedRevisionConflict,
   prepareAppend,
+  prepareAppendMany,
   recordEvent,
   type PreparedEvent,
 } from './append-preparation.ts';
 import {
   START_CHECKPOINT,
   readBatchEventsMax,
+  type AppendManyOptions,
   type AppendOptions,
   type AppendResult,
   type Checkpoint,
@@ -21,6 +23,7 @@ import {
   type ReadAllResult,
   type ReadStreamOptions,
   type SubscribeOptions,
+  type StreamAppend,
   type Subscription,
 } from './event-store.ts';
 import { boundedReadCount } from './read-count.ts';
@@ -130,6 +133,8 @@ export class SqlEventStore implements EventStore {
   readonly #queue: PendingAppend[] = [];
   #queuedEvents = 0;
   #writer: Promise<void> | undefined;
+  /** `appendMany` transactions in flight (close waits for them). */
+  readonly #atomicWrites = new Set<Promise<unknown>>();
   #closed = false;
   #closing: Promise<void> | undefined;
   readonly #commits = new CommitSignal();
@@ -188,6 +193,51 @@ export class SqlEventStore implements EventStore {
     }
   }
 
+  /**
+   * One transaction of its own (not group-committed with `append`s): the parts are planned
+   * by the same code as a batch, and any part's refusal rolls all of them back.
+   */
+  appendMany(appends: readonly StreamAppend[], options: AppendManyOptions = {}): Promise<readonly AppendResult[]> {
+    try {
+      if (this.#closed) throw new StrataError('STRATA_ERR_STORE_CLOSED');
+      options.signal?.throwIfAborted();
+      const parts: PendingAppend[] = prepareAppendMany(appends).map((part) => ({
+        stream: part.stream,
+        events: part.events,
+        expectedRevision: part.expectedRevision,
+        resolve: () => undefined,
+        reject: () => undefined,
+        signal: undefined,
+        onAbort: () => undefined,
+      }));
+      const run = this.#writeAtomically(parts);
+      this.#atomicWrites.add(run);
+      void run.catch(() => undefined).finally(() => this.#atomicWrites.delete(run));
+      return run;
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  async #writeAtomically(parts: readonly PendingAppend[]): Promise<AppendResult[]> {
+    let lastError: unknown;
+    for (let attempt = 0; attempt < this.#appendAttemptsMax; attempt++) {
+      try {
+        const outcomes = await this.#db.transaction().execute(async (tx) => {
+          const planned = await this.#applyBatch(tx, parts);
+          for (const outcome of planned) if ('error' in outcome) throw outcome.error;
+          return planned;
+        });
+        this.#commits.notify();
+        return outcomes.map((outcome) => (outcome as { result: AppendResult }).result);
+      } catch (error) {
+        lastError = error;
+        if (!isRetryable(error)) break;
+      }
+    }
+    throw translateError(lastError);
+  }
+
   async readStream(stream: string, options: ReadStreamOptions = {}): Promise<readonly RecordedEvent[]> {
     this.#assertOpen();
     options.signal?.throwIfAborted();
@@ -243,6 +293,7 @@ export class SqlEventStore implements EventStore {
       this.#pageAhead = undefined;
       await Promise.all([...this.#subscriptions].map((subscription) => subscription.close()));
       while (this.#writer !== undefined) await this.#writer;
+      await Promise.allSettled([...this.#atomicWrites]);
       await this.#onClose?.();
     })();
     return this.#closing;

@@ -13,6 +13,7 @@ import {
   MemoryEventAudit,
   MemoryEventStore,
   SqlEventAudit,
+  migrations,
   openEventStore,
   type EventAudit,
   type EventStore,
@@ -117,7 +118,7 @@ for (const backend of backends) {
       const harness = await backend.open();
       try {
         const all = await seed(harness.store);
-        const expected = all.filter((recorded) => [0, 1, 3, 4, 5, 7, 8].includes(recorded.revision)).map((recorded) => recorded.id);
+        const expected = all.filter((recorded) => [0, 1, 3, 4, 5, 6, 7, 8].includes(recorded.revision)).map((recorded) => recorded.id);
         const whole = await harness.audit.pathHistory(STREAM, 'org/app/1.0/app.jar', { limit: 100 });
         expect(whole.entries.map((entry) => entry.event.id)).toEqual(expected);
         expect(whole.nextAfterRevision).toBeUndefined();
@@ -135,14 +136,33 @@ for (const backend of backends) {
         expect(paged).toEqual(expected);
 
         const other = await harness.audit.pathHistory(STREAM, 'org/other/x.txt', { limit: 100 });
-        expect(other.entries.map((entry) => entry.event.revision)).toEqual([0, 2, 9]);
+        // A configuration change is about the repository's root: in every path's history.
+        expect(other.entries.map((entry) => entry.event.revision)).toEqual([0, 2, 6, 9]);
         const deep = await harness.audit.pathHistory(STREAM, 'org', { limit: 100, deep: true });
-        expect(deep.entries.map((entry) => entry.event.revision)).toEqual([0, 1, 2, 3, 4, 5, 7, 8, 9]);
-        expect((await harness.audit.pathHistory(STREAM, 'nothing/here', { limit: 10 })).entries.map((entry) => entry.event.revision)).toEqual([0]);
+        expect(deep.entries.map((entry) => entry.event.revision)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        expect((await harness.audit.pathHistory(STREAM, 'nothing/here', { limit: 10 })).entries.map((entry) => entry.event.revision)).toEqual([0, 6]);
       } finally {
         await harness.close();
       }
     });
+
+    if (backend.name !== 'memory') {
+      it('migration 009 puts configuration changes stored before it into the history', async () => {
+        const harness = await backend.open();
+        try {
+          await seed(harness.store);
+          await sql`update events set target = null where type = 'RepositoryConfigChanged'`.execute(harness.db!);
+          const before = await harness.audit.pathHistory(STREAM, 'nothing/here', { limit: 10 });
+          expect(before.entries.map((entry) => entry.event.revision)).toEqual([0]);
+          await migrations['009-audit-config-history']!.up(harness.db!);
+          const after = await harness.audit.pathHistory(STREAM, 'nothing/here', { limit: 10 });
+          expect(after.entries.map((entry) => entry.event.revision)).toEqual([0, 6]);
+          expect((await harness.audit.verify()).breaks).toEqual([]);
+        } finally {
+          await harness.close();
+        }
+      });
+    }
 
     it('events this site produces carry the origin chain, received events keep theirs, and an intact store verifies clean', async () => {
       const harness = await backend.open();

@@ -68,8 +68,9 @@ export function chainLinkHex(link: Uint8Array): string {
 
 /**
  * The path an event is about, for history (issue 8): the artifact path, the folder of a
- * folder delete, '' (the repository root) for a repository's creation and deletion, and
- * undefined for events about no path (configuration changes, system events).
+ * folder delete, '' (the repository root) for a repository's creation, configuration changes
+ * (a virtual's members, patterns: what every path's reads went through) and deletion, and
+ * undefined for events about no path (system events).
  */
 export function eventTargetPath(event: { readonly type: string; readonly data: unknown }): string | undefined {
   const data = event.data as Record<string, unknown>;
@@ -84,6 +85,7 @@ export function eventTargetPath(event: { readonly type: string; readonly data: u
     case 'FolderDeleted':
       return typeof data['prefix'] === 'string' ? data['prefix'] : undefined;
     case 'RepositoryCreated':
+    case 'RepositoryConfigChanged':
     case 'RepositoryDeleted':
       return '';
     default:

@@ -238,15 +238,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   await app.register(repositoriesRoutes, { prefix: ARTIFACTORY_PREFIX, service: repositoryService, reader: deps.repositories, content: repositoryContent });
   await app.register(curationRoutes, { prefix: ARTIFACTORY_PREFIX, curation, repositories: deps.repositories, blocksListMax: limits.curationBlocksListMax });
-  // asOf reads fold a repository's stream in memory: a few folded views are kept, and a
-  // stream longer than two million events is refused.
   app.decorate('recordBinaryCollected', async (repo: string, path: string, sha256: string) => {
     await repositoryStreams.execute(repositoryStream(repo), { actor: 'strata:blob-gc' }, () => ({
       events: [{ type: 'ArtifactBinaryCollected' as const, data: { path, sha256 } }],
       result: undefined,
     }));
   });
-  const pointInTime = new PointInTimeReads(deps.eventStore, { viewsCachedMax: 4, pointInTimeEventsMax: 2_000_000 });
+  // asOf reads fold a repository's stream in memory: sixteen folded views are kept (a
+  // virtual's read folds each member's), and a stream longer than two million events is refused.
+  const pointInTime = new PointInTimeReads(deps.eventStore, { viewsCachedMax: 16, pointInTimeEventsMax: 2_000_000 });
   const smartRemote = new SmartRemoteService({
     queue: deps.smartRemoteQueue ?? new MemorySmartRemoteStatsQueue(),
     remoteStats: deps.remoteDownloadStats ?? new MemoryRemoteDownloadStatsStore(),

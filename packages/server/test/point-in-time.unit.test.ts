@@ -77,3 +77,92 @@ describe('point-in-time reads (asOf)', () => {
     expect(before.statusCode).toBe(404);
   });
 });
+
+describe('point-in-time reads (asOf) through a virtual repository', () => {
+  let t: UnitApp;
+  const inject = (method: 'GET' | 'PUT' | 'POST' | 'DELETE', url: string, payload?: string | Record<string, unknown>) =>
+    t.app.inject({ method, url, ...(payload === undefined ? {} : { payload }), ...(typeof payload === 'string' ? { headers: { 'content-type': 'text/plain' } } : {}) });
+  const get = (url: string) => inject('GET', url);
+  /** The position of the last event of the stream `repo` holds now (its history's last entry). */
+  const lastPosition = async (repo: string) => {
+    const events = (await get(`/artifactory/api/history/${repo}?deep=1&limit=10000`)).json().events as HistoryEvent[];
+    return events.at(-1)!.position;
+  };
+  let membersOnlyA: string;
+  let bFirst: string;
+  let timeBFirst: string;
+  let beforeVirtual: string;
+
+  beforeEach(async () => {
+    t = await buildUnitApp();
+    for (const key of ['libs-a', 'libs-b']) expect((await inject('PUT', `/artifactory/api/repositories/${key}`, { rclass: 'local' })).statusCode).toBe(200);
+    expect((await inject('PUT', '/artifactory/libs-a/org/app.jar', 'from a')).statusCode).toBe(201);
+    expect((await inject('PUT', '/artifactory/api/storage/libs-a/org/app.jar?properties=built-by=a')).statusCode).toBe(204);
+    expect((await inject('PUT', '/artifactory/libs-b/org/app.jar', 'from b')).statusCode).toBe(201);
+    expect((await inject('PUT', '/artifactory/libs-b/org/only-b.txt', 'only b')).statusCode).toBe(201);
+    beforeVirtual = await lastPosition('libs-b');
+    // At first the virtual reaches libs-a alone.
+    expect((await inject('PUT', '/artifactory/api/repositories/all', { rclass: 'virtual', repositories: ['libs-a'] })).statusCode).toBe(200);
+    membersOnlyA = await lastPosition('all');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    // Then libs-b is put first.
+    expect((await inject('POST', '/artifactory/api/repositories/all', { repositories: ['libs-b', 'libs-a'] })).statusCode).toBe(200);
+    bFirst = await lastPosition('all');
+    const changed = (await get('/artifactory/api/history/all?limit=10000')).json().events as HistoryEvent[];
+    timeBFirst = changed.at(-1)!.time;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    // Today libs-a is gone from the virtual and its file deleted; the virtual has libs-b only.
+    expect((await inject('POST', '/artifactory/api/repositories/all', { repositories: ['libs-b'] })).statusCode).toBe(200);
+    expect((await inject('DELETE', '/artifactory/libs-a/org/app.jar')).statusCode).toBe(204);
+  });
+  afterEach(async () => {
+    await t.app.close();
+  });
+
+  it('downloads through the members the virtual had, in the order it had them', async () => {
+    // Who changed the virtual's members, and when, is in its history.
+    const changes = (await get('/artifactory/api/history/all/org/app.jar')).json().events as (HistoryEvent & { data: { patch?: unknown } })[];
+    expect(changes.map((event) => event.action)).toEqual(['repository-created', 'repository-changed', 'repository-changed']);
+    expect(changes[1]!.data.patch).toEqual({ repositories: ['libs-b', 'libs-a'] });
+    expect((await get('/artifactory/all/org/app.jar')).body).toBe('from b');
+    const then = await get(`/artifactory/all/org/app.jar?asOf=${membersOnlyA}`);
+    expect(then.statusCode).toBe(200);
+    expect(then.body).toBe('from a');
+    expect((await get(`/artifactory/all/org/only-b.txt?asOf=${membersOnlyA}`)).statusCode).toBe(404);
+    expect((await get(`/artifactory/all/org/app.jar?asOf=${bFirst}`)).body).toBe('from b');
+    // By time: the instant the virtual was changed to put libs-b first.
+    expect((await get(`/artifactory/all/org/app.jar?asOf=${encodeURIComponent(timeBFirst)}`)).body).toBe('from b');
+    const beforeChange = new Date(new Date(timeBFirst).getTime() - 1).toISOString();
+    expect((await get(`/artifactory/all/org/app.jar?asOf=${encodeURIComponent(beforeChange)}`)).body).toBe('from a');
+  });
+
+  it('answers file info, properties, folder info and lists as the virtual resolved then', async () => {
+    const info = await get(`/artifactory/api/storage/all/org/app.jar?asOf=${membersOnlyA}`);
+    expect(info.statusCode).toBe(200);
+    // A file is shown under the member that held it, as today.
+    expect(info.json()).toMatchObject({ repo: 'libs-a', path: '/org/app.jar', size: '6' });
+    const properties = await get(`/artifactory/api/storage/all/org/app.jar?properties&asOf=${membersOnlyA}`);
+    expect(properties.json().properties).toEqual({ 'built-by': ['a'] });
+    // libs-b's copy has no properties: asOf the reorder the virtual answers with it.
+    expect((await get(`/artifactory/api/storage/all/org/app.jar?properties&asOf=${bFirst}`)).statusCode).toBe(404);
+
+    const folderThen = await get(`/artifactory/api/storage/all/org?asOf=${membersOnlyA}`);
+    expect(folderThen.json()).toMatchObject({ repo: 'all', children: [{ uri: '/app.jar', folder: false }] });
+    const listMerged = await get(`/artifactory/api/storage/all/org?list&deep=1&asOf=${bFirst}`);
+    expect(listMerged.json().files.map((file: { uri: string; sha2: string }) => file.uri)).toEqual(['/app.jar', '/only-b.txt']);
+    const listToday = await get('/artifactory/api/storage/all/org?list&deep=1');
+    expect(listToday.json().files.map((file: { uri: string }) => file.uri)).toEqual(['/app.jar', '/only-b.txt']);
+    // The merged list shows each path from the first member that had it then.
+    const [appThen] = listMerged.json().files as { sha2: string }[];
+    const [appToday] = (await get(`/artifactory/api/storage/all/org?list&deep=1&asOf=${membersOnlyA}`)).json().files as { sha2: string }[];
+    expect(appThen!.sha2).not.toBe(appToday!.sha2);
+  });
+
+  it('answers 404 before the virtual existed and 400 for a malformed asOf', async () => {
+    const before = await get(`/artifactory/api/storage/all/org/app.jar?asOf=${beforeVirtual}`);
+    expect(before.statusCode).toBe(404);
+    expect(before.json().errors[0].message).toMatch(/did not exist at/);
+    expect((await get(`/artifactory/all/org/app.jar?asOf=${beforeVirtual}`)).statusCode).toBe(404);
+    expect((await get('/artifactory/all/org/app.jar?asOf=soon')).statusCode).toBe(400);
+  });
+});

@@ -274,12 +274,12 @@ export const artifactsRoutes: FastifyPluginAsync<ArtifactsRoutesOptions> = async
   async function downloadAsOf(request: FastifyRequest, reply: FastifyReply, repo: string, path: string, asOf: string) {
     if (options.pointInTime === undefined) throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', 'point-in-time reads are not available on this server');
     if (asOf.length > 64) throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', 'asOf is at most 64 characters');
-    const view = await options.pointInTime.view(repo, options.pointInTime.parse(asOf));
-    if (view.config === undefined) throw new StrataError('STRATA_ERR_REPO_NOT_FOUND', `Repository '${repo}' did not exist at ${asOf}`);
-    if (view.config.rclass === 'virtual') throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', 'asOf reads a repository that stores content, not a virtual one');
-    enforcePatterns(repo, view.config, path);
-    const item = await view.artifacts.getItem(repo, path);
-    if (item === undefined) throw new StrataError('STRATA_ERR_ARTIFACT_NOT_FOUND', `Could not find resource '${repo}:${path}' as of ${asOf}`);
+    // Each repository as it was: a virtual's configuration and members then, their trees then.
+    const then = await options.pointInTime.catalogueFor(repo, asOf);
+    // Stored and cached content only: what a remote would have fetched then is not known.
+    const found = await content.at(then).item(repo, path, request.principal);
+    if (found === undefined) throw new StrataError('STRATA_ERR_ARTIFACT_NOT_FOUND', `Could not find resource '${repo}:${path}' as of ${asOf}`);
+    const item = found.item;
     if (item.kind === 'folder') throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', `'${repo}:${path}' was a folder at ${asOf}: list it with /api/storage?list&asOf=`);
     if (item.size > 0 && (await blobs.stat(item.sha256)) === undefined) {
       throw new StrataError('STRATA_ERR_BLOB_NOT_FOUND', `the binary '${repo}:${path}' had at ${asOf} is no longer stored (collected after the trash period; see its history)`);

@@ -1,7 +1,8 @@
-import { ArtifactTreeModel, RepositoryConfigModel, StrataError, repositoryStream } from '@strata/core';
+import { ArtifactTreeModel, RepositoryConfigModel, StrataError, repositoryStream, type Properties } from '@strata/core';
 import { parsePointInTime, readStreamUntil, type EventStore, type PointInTime } from '@strata/store';
-import type { ArtifactReader, RepositoryConfig } from '../ports.ts';
+import type { ArtifactReader, ListOptions, RepositoryConfig, RepositoryUsage, TreeItem } from '../ports.ts';
 import { ProjectionReaders } from '../projection-readers.ts';
+import { REMOTE_CACHE_SUFFIX } from '../virtual/repository-content.ts';
 
 export interface PointInTimeOptions {
   /** Folded repositories kept for further reads of the same point. */
@@ -35,6 +36,27 @@ export class PointInTimeReads {
   /** Parses `asOf` (ISO-8601 time or a position); a bad value is a 400. */
   parse(text: string): PointInTime {
     return parsePointInTime(text);
+  }
+
+  /**
+   * Every repository as it was at one point: what a virtual needs (its own configuration
+   * then, its members' configurations then, and their trees then). Each repository's stream
+   * is folded on first use, once per catalogue.
+   */
+  catalogue(point: PointInTime): PointInTimeCatalogue {
+    return new PointInTimeCatalogue((repo) => this.view(repo, point));
+  }
+
+  /**
+   * The catalogue at `asOf` (request text: a time or a position; a bad one is a 400) for a
+   * request naming `repo`: 404 when no repository of that key (or, for `{remote}-cache`, no
+   * such remote) existed then.
+   */
+  async catalogueFor(repo: string, asOf: string): Promise<PointInTimeCatalogue> {
+    const then = this.catalogue(this.parse(asOf));
+    if ((await then.repository(repo)) !== undefined) return then;
+    if (repo.endsWith(REMOTE_CACHE_SUFFIX) && (await then.repository(repo.slice(0, -REMOTE_CACHE_SUFFIX.length)))?.rclass === 'remote') return then;
+    throw new StrataError('STRATA_ERR_REPO_NOT_FOUND', `Repository '${repo}' did not exist at ${asOf}`);
   }
 
   async view(repo: string, point: PointInTime): Promise<PointInTimeView> {
@@ -82,5 +104,60 @@ export class PointInTimeReads {
     );
     const config = await readers.get(repo);
     return { config, artifacts: readers };
+  }
+}
+
+/**
+ * Repositories at one point in time, read like the live ones: the configuration lookups and
+ * the artifact reader RepositoryContent resolves virtuals over (`content.at(catalogue)`).
+ * A key that had no repository then answers undefined (and an empty tree).
+ */
+export class PointInTimeCatalogue implements ArtifactReader {
+  readonly #view: (repo: string) => Promise<PointInTimeView>;
+  readonly #views = new Map<string, Promise<PointInTimeView>>();
+
+  constructor(view: (repo: string) => Promise<PointInTimeView>) {
+    this.#view = view;
+  }
+
+  #of(repo: string): Promise<PointInTimeView> {
+    let view = this.#views.get(repo);
+    if (view === undefined) {
+      view = this.#view(repo);
+      this.#views.set(repo, view);
+    }
+    return view;
+  }
+
+  async repository(key: string): Promise<RepositoryConfig | undefined> {
+    return (await this.#of(key)).config;
+  }
+
+  async item(repo: string, path: string): Promise<TreeItem | undefined> {
+    return this.getItem(repo, path);
+  }
+
+  async getItem(repo: string, path: string): Promise<TreeItem | undefined> {
+    return (await this.#of(repo)).artifacts.getItem(repo, path);
+  }
+
+  async isFolder(repo: string, path: string): Promise<boolean> {
+    return (await this.#of(repo)).artifacts.isFolder(repo, path);
+  }
+
+  async isFile(repo: string, path: string): Promise<boolean> {
+    return (await this.#of(repo)).artifacts.isFile(repo, path);
+  }
+
+  async list(repo: string, path: string, options: ListOptions): Promise<readonly TreeItem[]> {
+    return (await this.#of(repo)).artifacts.list(repo, path, options);
+  }
+
+  async usage(repo: string): Promise<RepositoryUsage> {
+    return (await this.#of(repo)).artifacts.usage(repo);
+  }
+
+  async properties(repo: string, path: string): Promise<Properties> {
+    return (await this.#of(repo)).artifacts.properties(repo, path);
   }
 }

@@ -71,11 +71,7 @@ function has(request: FastifyRequest, name: string): boolean {
 export const storageRoutes: FastifyPluginAsync<StorageRoutesOptions> = async (app, options) => {
   const { service, cache, artifacts, downloads, content } = options;
 
-  /**
-   * The item a storage request names. A virtual answers with the first member that stores
-   * or caches it (no upstream fetch); a folder lists every member's folder merged. A
-   * remote's `-cache` alias answers for its cache.
-   */
+  /** The item a storage request names (today, or `asOf` a point in time). */
   async function lookup(request: FastifyRequest) {
     const address = parseArtifactAddress(request.url, PREFIX);
     const { repo, path } = address;
@@ -84,11 +80,22 @@ export const storageRoutes: FastifyPluginAsync<StorageRoutesOptions> = async (ap
     const guarded = config === undefined && repo.endsWith(REMOTE_CACHE_SUFFIX) ? repo.slice(0, -REMOTE_CACHE_SUFFIX.length) : repo;
     app.accessControl.authorize(request.principal, { repo: guarded, path, action: 'read' });
     const asOf = (request.query as Record<string, string | undefined>).asOf;
-    if (asOf !== undefined) return lookupAsOf(repo, path, asOf);
+    if (asOf !== undefined) return lookupAsOf(request, repo, path, asOf);
+    return lookupIn(request, repo, path, config, content, artifacts);
+  }
+
+  /**
+   * The item `path` names in `repo` over the given readers (today's, or a point in time's).
+   * A virtual answers with the first member that stores or caches it (no upstream fetch);
+   * a folder lists every member's folder merged. A remote's `-cache` alias answers for its
+   * cache.
+   */
+  async function lookupIn(request: FastifyRequest, repo: string, path: string, config: RepositoryConfig | undefined, resolver: RepositoryContent, reader: ArtifactReader, asOf?: string) {
+    const when = asOf === undefined ? '' : ` as of ${asOf}`;
     if (config === undefined || config.rclass === 'virtual') {
-      const addressed = await content.address(repo);
-      const found = await content.item(repo, path, request.principal);
-      if (found === undefined) throw new StrataError('STRATA_ERR_ARTIFACT_NOT_FOUND', `Unable to find item '${repo}:${path}'`);
+      const addressed = await resolver.address(repo);
+      const found = await resolver.item(repo, path, request.principal);
+      if (found === undefined) throw new StrataError('STRATA_ERR_ARTIFACT_NOT_FOUND', `Unable to find item '${repo}:${path}'${when}`);
       const folderRepos = found.folderRepos;
       // The file (or a folder's first holder) is shown under the repository that holds it.
       const shownRepo = addressed.config.rclass === 'virtual' && found.item.kind === 'file' ? found.repo : repo;
@@ -98,29 +105,25 @@ export const storageRoutes: FastifyPluginAsync<StorageRoutesOptions> = async (ap
         path,
         item: found.item,
         config: addressed.config,
-        list: (listPath: string, listOptions: ListOptions) => content.list(folderRepos, listPath, listOptions),
-        properties: () => artifacts.properties(found.repo, path),
+        list: (listPath: string, listOptions: ListOptions) => resolver.list(folderRepos, listPath, listOptions),
+        properties: () => reader.properties(found.repo, path),
       };
     }
     enforcePatterns(repo, config, path);
-    const item = await artifacts.getItem(repo, path);
-    if (item === undefined) throw new StrataError('STRATA_ERR_ARTIFACT_NOT_FOUND', `Unable to find item '${repo}:${path}'`);
-    const list = async (listPath: string, listOptions: ListOptions): Promise<TreeItem[]> => visible(repo, config, await artifacts.list(repo, listPath, listOptions));
-    return { repo, sourceRepo: repo, path, item, config, list, properties: () => artifacts.properties(repo, path) };
+    const item = await reader.getItem(repo, path);
+    if (item === undefined) throw new StrataError('STRATA_ERR_ARTIFACT_NOT_FOUND', `Unable to find item '${repo}:${path}'${when}`);
+    const list = async (listPath: string, listOptions: ListOptions): Promise<TreeItem[]> => visible(repo, config, await reader.list(repo, listPath, listOptions));
+    return { repo, sourceRepo: repo, path, item, config, list, properties: () => reader.properties(repo, path) };
   }
 
-  /** The item as it was at `asOf` (an ISO-8601 time or a position): the repository's stream folded up to it. */
-  async function lookupAsOf(repo: string, path: string, asOf: string) {
+  /**
+   * The item as it was at `asOf` (an ISO-8601 time or a position): each repository's stream
+   * folded up to it — a virtual's own configuration then, its members then, their trees then.
+   */
+  async function lookupAsOf(request: FastifyRequest, repo: string, path: string, asOf: string) {
     if (options.pointInTime === undefined) throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', 'point-in-time reads are not available on this server');
-    const view = await options.pointInTime.view(repo, options.pointInTime.parse(asOf));
-    const config = view.config;
-    if (config === undefined) throw new StrataError('STRATA_ERR_REPO_NOT_FOUND', `Repository '${repo}' did not exist at ${asOf}`);
-    if (config.rclass === 'virtual') throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', 'asOf reads a repository that stores content, not a virtual one');
-    enforcePatterns(repo, config, path);
-    const item = await view.artifacts.getItem(repo, path);
-    if (item === undefined) throw new StrataError('STRATA_ERR_ARTIFACT_NOT_FOUND', `Unable to find item '${repo}:${path}' as of ${asOf}`);
-    const list = async (listPath: string, listOptions: ListOptions): Promise<TreeItem[]> => visible(repo, config, await view.artifacts.list(repo, listPath, listOptions));
-    return { repo, sourceRepo: repo, path, item, config, list, properties: () => view.artifacts.properties(repo, path) };
+    const then = await options.pointInTime.catalogueFor(repo, asOf);
+    return lookupIn(request, repo, path, await then.repository(repo), content.at(then), then, asOf);
   }
 
   /** Files the repository's patterns refuse are not shown (folders are, files below may be visible). */

@@ -11,6 +11,9 @@ import { repositoryNotFound } from '../repositories/repository-decider.ts';
 /** The suffix that addresses a remote repository's cache only: `/artifactory/{remote}-cache/{path}`. */
 export const REMOTE_CACHE_SUFFIX = '-cache';
 
+/** The configuration and item lookups resolution reads (the live MetadataCache, or a point in time). */
+export type RepositoryLookups = Pick<MetadataCache, 'repository' | 'item'>;
+
 /** A repository as a request names it: the configuration, and whether only a remote's cache was asked. */
 export interface AddressedRepository {
   readonly config: RepositoryConfig;
@@ -51,18 +54,27 @@ export interface ResolveOptions {
  * `address` → `steps` → `ask` one member at a time, or `resolve` for the whole walk.
  */
 export class RepositoryContent {
-  readonly #cache: MetadataCache;
+  readonly #cache: RepositoryLookups;
   readonly #artifacts: ArtifactReader;
   readonly #remote: RemoteProxy;
   readonly #curation: CurationService;
   readonly #accessControl: () => AccessControl;
 
-  constructor(options: { cache: MetadataCache; artifacts: ArtifactReader; remote: RemoteProxy; curation: CurationService; accessControl: () => AccessControl }) {
+  constructor(options: { cache: RepositoryLookups; artifacts: ArtifactReader; remote: RemoteProxy; curation: CurationService; accessControl: () => AccessControl }) {
     this.#cache = options.cache;
     this.#artifacts = options.artifacts;
     this.#remote = options.remote;
     this.#curation = options.curation;
     this.#accessControl = options.accessControl;
+  }
+
+  /**
+   * The same resolution over other readers: repositories as they were at a point in time
+   * (`asOf`, issue 8). Only the stored-content reads (`address`, `steps`, `order`, `item`,
+   * `list`) make sense there; `ask` and `resolve` would still reach today's remotes.
+   */
+  at(readers: RepositoryLookups & ArtifactReader): RepositoryContent {
+    return new RepositoryContent({ cache: readers, artifacts: readers, remote: this.#remote, curation: this.#curation, accessControl: this.#accessControl });
   }
 
   /** The repository a request names, including the `{remote}-cache` alias (a real key wins). 404 if none. */

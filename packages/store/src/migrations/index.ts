@@ -7,6 +7,7 @@ import { federationMigration } from './003-federation.ts';
 import { auditMigration } from './004-audit.ts';
 import { eventDigestMigration } from './004b-event-digest.ts';
 import { virtualResolutionMigration } from './005-virtual-resolution.ts';
+import { auditConfigHistoryMigration } from './009-audit-config-history.ts';
 
 /**
  * Every migration of the store database, in order. Names sort in application order; a
@@ -19,6 +20,7 @@ export const migrations: Readonly<Record<string, Migration>> = Object.freeze({
   '004-audit': auditMigration,
   '004b-event-digest': eventDigestMigration,
   '005-virtual-resolution': virtualResolutionMigration,
+  '009-audit-config-history': auditConfigHistoryMigration,
 });
 
 /**

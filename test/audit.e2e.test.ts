@@ -48,6 +48,7 @@ describe('audit over a running server and the strata commands', () => {
     server = await spawnServer({ dataDir: data });
     const put = (path: string, body: string) => adminFetch(server!, `/artifactory/${path}`, { method: 'PUT', body });
     expect((await adminFetch(server, '/artifactory/api/repositories/libs', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{"rclass":"local"}' })).status).toBe(200);
+    expect((await adminFetch(server, '/artifactory/api/repositories/all', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{"rclass":"virtual","repositories":["libs"]}' })).status).toBe(200);
     expect((await put('libs/org/app/1.0/app.jar', 'version one')).status).toBe(201);
     expect((await put('libs/org/app/1.0/app.jar', 'version two')).status).toBe(201);
     expect((await adminFetch(server, '/artifactory/api/storage/libs/org/app?properties=team=core', { method: 'PUT' })).status).toBe(204);
@@ -76,6 +77,11 @@ describe('audit over a running server and the strata commands', () => {
     const first = await adminFetch(server!, `/artifactory/libs/org/app/1.0/app.jar?asOf=${positions[1]}`);
     expect(first.status).toBe(200);
     expect(await first.text()).toBe('version one');
+    // Through the virtual, as it resolved then.
+    const throughVirtual = await adminFetch(server!, `/artifactory/all/org/app/1.0/app.jar?asOf=${positions[1]}`);
+    expect(throughVirtual.status).toBe(200);
+    expect(await throughVirtual.text()).toBe('version one');
+    expect((await adminFetch(server!, '/artifactory/all/org/app/1.0/app.jar')).status).toBe(404);
     const info = await adminFetch(server!, `/artifactory/api/storage/libs/org/app/1.0/app.jar?properties&asOf=${positions[5]}`);
     expect(((await info.json()) as { properties: unknown }).properties).toEqual({ team: ['core'] });
     expect((await adminFetch(server!, '/artifactory/libs/org/app/1.0/app.jar')).status).toBe(404);
@@ -85,7 +91,7 @@ describe('audit over a running server and the strata commands', () => {
     expect(await server!.stop()).toBe(0);
     const verified = await strata('verify', '--data', data);
     expect(verified.code).toBe(0);
-    expect(verified.stdout).toMatch(/verified \d+ events in 2 streams/);
+    expect(verified.stdout).toMatch(/verified \d+ events in 3 streams/);
     expect(verified.stdout).toContain('intact: no broken link');
 
     const audit = await strata('audit', '--data', data, '--repo', 'libs', '--path', '/org/app/1.0/app.jar', '--json');

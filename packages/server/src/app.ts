@@ -215,6 +215,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       newId: deps.newId,
       appendRetriesMax: limits.appendRetriesMax,
     }),
+    eventStore: deps.eventStore,
+    appendAttemptsMax: limits.appendRetriesMax,
     repositoryStreams,
     repositoryService,
     repositories: deps.repositories,

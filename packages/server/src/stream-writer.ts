@@ -1,6 +1,6 @@
 import { invariant, isStrataError, StrataError } from '@strata/core';
 import type { DomainEvent, EventMeta, NewEvent, RecordedEvent } from '@strata/core';
-import type { EventStore } from '@strata/store';
+import type { AppendResult, EventStore, StreamAppend } from '@strata/store';
 import { readBatchEventsMax } from '@strata/store';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { IdGenerator, LocalHlc } from './ports.ts';
@@ -67,6 +67,46 @@ export interface StreamWriterOptions<S> {
    * repositories): throwing refuses that command alone. Lifted inside `runTrustedWrites`.
    */
   readonly guard?: (stream: string, events: readonly DomainEvent[]) => void;
+}
+
+/**
+ * One stream's part of a write across streams (`appendAcrossStreams`): the events its
+ * commands decided, stamped, with the revision they were decided at.
+ */
+export interface PreparedStreamWrite {
+  readonly append: StreamAppend;
+  /** After the multi-stream append stored it: fold the stored events into the writer's state. */
+  stored(result: AppendResult): void;
+  /** After a conflict or an unknown outcome: make the writer read the stream again. */
+  discard(): void;
+}
+
+/**
+ * Decides commands on several streams (`prepare`, each part from `StreamWriter.prepare`)
+ * and appends all their events in one `appendMany`: readers see every stream's events at
+ * once or none of them. A conflict on any stream decides everything again, at most
+ * `attemptsMax` times.
+ */
+export async function appendAcrossStreams(
+  store: EventStore,
+  prepare: () => Promise<readonly PreparedStreamWrite[]>,
+  attemptsMax: number,
+): Promise<readonly AppendResult[]> {
+  for (let attempt = 1; ; attempt++) {
+    const parts = (await prepare()).filter((part) => part.append.events.length > 0);
+    if (parts.length === 0) return [];
+    try {
+      const results = await store.appendMany(parts.map((part) => part.append));
+      parts.forEach((part, index) => part.stored(results[index]!));
+      return results;
+    } catch (error) {
+      for (const part of parts) part.discard();
+      if (!isStrataError(error, 'STRATA_ERR_STORE_CONCURRENCY_CONFLICT')) throw error;
+      if (attempt >= attemptsMax) {
+        throw new StrataError('STRATA_ERR_STORE_CONCURRENCY_CONFLICT', `streams ${parts.map((part) => part.append.stream).join(', ')} kept changing; gave up after ${attempt} attempts`);
+      }
+    }
+  }
 }
 
 interface PendingCommand<S> {
@@ -178,6 +218,42 @@ export class StreamWriter<S> {
       this.#queues.set(stream, [command]);
       void this.#drain(stream);
     });
+  }
+
+  /**
+   * Decides `decides` in order on `stream` (each against the state the previous one left)
+   * for a write across streams that the caller runs (`appendAcrossStreams`). Not queued
+   * behind this stream's rounds: the expected revision refuses the write if a round appended
+   * meanwhile. The guard applies as in `execute`.
+   */
+  async prepare(stream: string, meta: EventMeta, decides: readonly Decide<S, unknown>[]): Promise<PreparedStreamWrite> {
+    const guarded = this.#options.guard !== undefined && trustedWrites.getStore() !== true;
+    const base = this.#snapshots.get(stream) ?? (await this.#catchUp(stream));
+    let state = base.state;
+    let originSeq = base.originSeq;
+    let revision = base.revision;
+    const stamped: NewEvent[] = [];
+    for (const decide of decides) {
+      const decision = await decide(state);
+      if (guarded) this.#options.guard?.(stream, decision.events);
+      for (const event of decision.events) {
+        const newEvent = { ...event, id: this.#options.newId(), origin: this.#options.siteId, originSeq: ++originSeq, hlc: this.#options.hlc.now(), meta } as NewEvent;
+        stamped.push(newEvent);
+        state = this.#fold.evolve(state, { ...newEvent, stream, revision: ++revision, position: -1n } as RecordedEvent);
+      }
+    }
+    return {
+      append: { stream, events: stamped, expectedRevision: base.revision < 0 ? 'no_stream' : base.revision },
+      stored: (result) => {
+        invariant(result.appendedCount === stamped.length, 'freshly generated event ids were reported as duplicates');
+        let folded = base.state;
+        for (const recorded of result.events) folded = this.#fold.evolve(folded, recorded);
+        // A round may have remembered a later revision meanwhile (it then read ours): keep the later one.
+        if ((this.#snapshots.get(stream)?.revision ?? -1) < result.nextRevision) this.#remember(stream, { revision: result.nextRevision, originSeq, state: folded });
+        this.#options.onAppended?.(stream, result.events);
+      },
+      discard: () => this.#snapshots.delete(stream),
+    };
   }
 
   /** Runs rounds until the stream's queue is empty; one drain per stream at a time. */

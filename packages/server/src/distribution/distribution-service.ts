@@ -2,15 +2,15 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { DISTRIBUTION_STREAM, isStrataError, repositoryStream, StrataError } from '@strata/core';
 import type { Clock, DomainEvent, EventMeta } from '@strata/core';
-import type { BlobLease, BlobStore } from '@strata/store';
+import type { BlobLease, BlobStore, EventStore } from '@strata/store';
 import { checkDeployable, decideDeploy } from '../artifacts/artifact-decider.ts';
 import type { MetadataCache } from '../artifacts/hot-caches.ts';
 import { normalisePath } from '../core-slice.ts';
 import type { ArtifactReader, IdGenerator, RepositoryReader } from '../ports.ts';
 import type { RepositoryService } from '../repositories/repository-service.ts';
 import type { RepositoryStreamState } from '../repositories/repository-stream.ts';
-import { runTrustedWrites } from '../stream-writer.ts';
-import type { StreamWriter } from '../stream-writer.ts';
+import { appendAcrossStreams, runTrustedWrites } from '../stream-writer.ts';
+import type { Decide, PreparedStreamWrite, StreamWriter } from '../stream-writer.ts';
 import type { DistributionState, StoredBundle, TrustedKey } from './distribution-ledger.ts';
 import { bundleId, canonicalJson, manifestFormatVersion } from './release-bundle-model.ts';
 import type {
@@ -74,6 +74,10 @@ interface OpenTransaction {
 
 export interface DistributionServiceOptions {
   readonly streams: StreamWriter<DistributionState>;
+  /** The store the writers append to: a bundle is published in one multi-stream append. */
+  readonly eventStore: EventStore;
+  /** How often a publish is decided again after a conflict. */
+  readonly appendAttemptsMax: number;
   readonly repositoryStreams: StreamWriter<RepositoryStreamState>;
   readonly repositoryService: RepositoryService;
   readonly repositories: RepositoryReader;
@@ -130,10 +134,9 @@ function groupByRepository(artifacts: readonly BundleArtifact[]): Map<string, Bu
  * Edge: keeps the public keys it trusts; on start verifies both signatures against them and
  * refuses replays; on transfer stores each binary only if its sha256 and size are the ones the
  * manifest names; on commit re-checks every checksum of every file, then publishes: it records
- * the bundle (ReleaseBundleReceived, the commit point), appends each repository's files in one
- * append per repository, and marks the bundle published. A crash between the commit point
- * and the last append is rolled forward at the next start (`recover`). Nothing of a refused
- * transaction is ever appended.
+ * the bundle (ReleaseBundleReceived + ReleaseBundlePublished), the repositories it lacks and
+ * every file in one multi-stream append (`appendMany`): readers see the whole bundle at one
+ * instant or nothing of it. Nothing of a refused transaction is ever appended.
  */
 export class DistributionService {
   readonly #options: DistributionServiceOptions;
@@ -280,32 +283,48 @@ export class DistributionService {
     const state = await this.state();
     const bundle = state.bundles.get(id);
     if (bundle === undefined) throw new StrataError('STRATA_ERR_BUNDLE_NOT_FOUND', `release bundle '${name}' version '${version}' not found`);
-    if (bundle.kind === 'received') {
-      const sharedElsewhere = new Set<string>();
-      for (const [otherId, other] of state.bundles) {
-        if (otherId === id || other.kind !== 'received') continue;
-        for (const artifact of other.manifest.artifacts) sharedElsewhere.add(`${artifact.repo}/${artifact.path}`);
-      }
-      for (const [repo, files] of groupByRepository(bundle.manifest.artifacts)) {
-        await runTrustedWrites(() =>
-          this.#options.repositoryStreams.execute(repositoryStream(repo), meta, async (repositoryState) => {
-          if (repositoryState.config === undefined) return { events: [], result: undefined };
-          const events: DomainEvent[] = [];
-          for (const file of files) {
-            if (sharedElsewhere.has(`${repo}/${file.path}`)) continue;
-            const item = await this.#options.artifacts.getItem(repo, file.path);
-            if (item?.kind === 'file' && item.sha256 === file.sha256) events.push({ type: 'ArtifactDeleted', data: { path: file.path } });
-          }
-          return { events, result: undefined };
-          }),
-        );
-        this.#options.cache.invalidateFolder(repo, '');
-      }
+    const sharedElsewhere = new Set<string>();
+    for (const [otherId, other] of state.bundles) {
+      if (otherId === id || other.kind !== 'received') continue;
+      for (const artifact of other.manifest.artifacts) sharedElsewhere.add(`${artifact.repo}/${artifact.path}`);
     }
-    await this.#append(meta, (current) => {
-      if (!current.bundles.has(id)) throw new StrataError('STRATA_ERR_BUNDLE_NOT_FOUND', `release bundle '${name}' version '${version}' not found`);
-      return [{ type: 'ReleaseBundleDeleted', data: { name, version } }];
-    });
+    const groups = bundle.kind === 'received' ? groupByRepository(bundle.manifest.artifacts) : new Map<string, BundleArtifact[]>();
+    // The record and every file it removes go in one multi-stream append: no half-deleted bundle is ever visible.
+    await runTrustedWrites(() =>
+      appendAcrossStreams(
+        this.#options.eventStore,
+        async () => {
+          const parts: PreparedStreamWrite[] = [];
+          for (const [repo, files] of groups) {
+            parts.push(
+              await this.#options.repositoryStreams.prepare(repositoryStream(repo), meta, [
+                async (repositoryState) => {
+                  if (repositoryState.config === undefined) return { events: [], result: undefined };
+                  const events: DomainEvent[] = [];
+                  for (const file of files) {
+                    if (sharedElsewhere.has(`${repo}/${file.path}`)) continue;
+                    const item = await this.#options.artifacts.getItem(repo, file.path);
+                    if (item?.kind === 'file' && item.sha256 === file.sha256) events.push({ type: 'ArtifactDeleted', data: { path: file.path } });
+                  }
+                  return { events, result: undefined };
+                },
+              ]),
+            );
+          }
+          parts.push(
+            await this.#options.streams.prepare(DISTRIBUTION_STREAM, meta, [
+              (current) => {
+                if (!current.bundles.has(id)) throw new StrataError('STRATA_ERR_BUNDLE_NOT_FOUND', `release bundle '${name}' version '${version}' not found`);
+                return { events: [{ type: 'ReleaseBundleDeleted', data: { name, version } }], result: undefined };
+              },
+            ]),
+          );
+          return parts;
+        },
+        this.#options.appendAttemptsMax,
+      ),
+    );
+    for (const repo of groups.keys()) this.#options.cache.invalidateFolder(repo, '');
   }
 
   /** Distributes a bundle created here to each target; resolves once every edge committed or refused. */
@@ -556,63 +575,87 @@ export class DistributionService {
         }
       }
       const { envelope, bundle } = transaction.start;
-      await this.#append(meta, (state) => {
+      // The commit point: the bundle record, every repository it creates and every file, in one transaction.
+      await this.#publish(manifest, meta, (state) => {
         if (state.distributionIds.has(envelope.distributionId)) throw new StrataError('STRATA_ERR_BUNDLE_REPLAYED', `distribution ${envelope.distributionId} was already received`);
         if (state.bundles.has(bundleId(manifest.name, manifest.version))) {
           throw new StrataError('STRATA_ERR_BUNDLE_EXISTS', `release bundle '${manifest.name}' version '${manifest.version}' is already on this site`);
         }
-        return [{ type: 'ReleaseBundleReceived', data: { manifest: { ...manifest }, signature: bundle.signature, distributionId: envelope.distributionId } }];
+        return [
+          { type: 'ReleaseBundleReceived', data: { manifest: { ...manifest }, signature: bundle.signature, distributionId: envelope.distributionId } },
+          { type: 'ReleaseBundlePublished', data: { name: manifest.name, version: manifest.version } },
+        ];
       });
-      await this.#publish(manifest, meta);
       return await this.bundle(manifest.name, manifest.version);
     } finally {
       for (const lease of leases.values()) lease.release();
     }
   }
 
-  /** Places every file of a recorded bundle (idempotent: files already in place are skipped), then marks it published. */
-  #publish(manifest: BundleManifest, meta: EventMeta): Promise<void> {
+  /**
+   * Publishes a bundle in one multi-stream append: the `distribution` stream's events
+   * (`distributionEvents`), and per repository its creation if this site lacks it and its
+   * files (those not already in place) — so readers see the whole bundle, in every
+   * repository, at one instant, or nothing of it.
+   */
+  async #publish(manifest: BundleManifest, meta: EventMeta, distributionEvents: (state: DistributionState) => readonly DomainEvent[]): Promise<void> {
+    const { repositories, repositoryService, repositoryStreams, artifacts, cache, streams, eventStore } = this.#options;
+    const groups = groupByRepository(manifest.artifacts);
+    let created: (() => void)[] = [];
     // The edge's repositories are read-only for users, not for the bundles it accepts.
-    return runTrustedWrites(() => this.#placeFiles(manifest, meta));
+    await runTrustedWrites(() =>
+      appendAcrossStreams(
+        eventStore,
+        async () => {
+          created = [];
+          const parts: PreparedStreamWrite[] = [];
+          for (const [repo, files] of groups) {
+            const decides: Decide<RepositoryStreamState, unknown>[] = [];
+            if ((await repositories.get(repo)) === undefined) {
+              const packageType = manifest.repositories.find((repository) => repository.key === repo)?.packageType ?? 'generic';
+              const create = await repositoryService.prepareCreate(repo, { rclass: 'local', packageType, description: `Release bundle files (first: ${manifest.name}/${manifest.version})` });
+              decides.push(create.decide);
+              created.push(create.created);
+            }
+            decides.push(async (state) => {
+              const events: DomainEvent[] = [];
+              for (const file of files) {
+                const item = await artifacts.getItem(repo, file.path);
+                if (item?.kind === 'file' && item.sha256 === file.sha256) continue;
+                events.push(
+                  ...decideDeploy(
+                    { repo, path: file.path, blob: { sha256: file.sha256, sha1: file.sha1, md5: file.md5, size: file.size }, mimeType: file.mimeType, properties: file.properties },
+                    state,
+                  ),
+                );
+              }
+              return { events, result: undefined };
+            });
+            parts.push(await repositoryStreams.prepare(repositoryStream(repo), meta, decides));
+          }
+          parts.push(await streams.prepare(DISTRIBUTION_STREAM, meta, [(state) => ({ events: distributionEvents(state), result: undefined })]));
+          return parts;
+        },
+        this.#options.appendAttemptsMax,
+      ),
+    );
+    for (const onCreated of created) onCreated();
+    for (const repo of groups.keys()) cache.invalidateFolder(repo, '');
   }
 
-  async #placeFiles(manifest: BundleManifest, meta: EventMeta): Promise<void> {
-    const { repositories, repositoryService, repositoryStreams, artifacts, cache } = this.#options;
-    for (const [repo, files] of groupByRepository(manifest.artifacts)) {
-      if ((await repositories.get(repo)) === undefined) {
-        const packageType = manifest.repositories.find((repository) => repository.key === repo)?.packageType ?? 'generic';
-        try {
-          await repositoryService.create(repo, { rclass: 'local', packageType, description: `Release bundle files (first: ${manifest.name}/${manifest.version})` }, meta);
-        } catch (error) {
-          if (!isStrataError(error, 'STRATA_ERR_REPO_EXISTS')) throw error;
-        }
-      }
-      await repositoryStreams.execute(repositoryStream(repo), meta, async (state) => {
-        const events: DomainEvent[] = [];
-        for (const file of files) {
-          const item = await artifacts.getItem(repo, file.path);
-          if (item?.kind === 'file' && item.sha256 === file.sha256) continue;
-          events.push(
-            ...decideDeploy(
-              { repo, path: file.path, blob: { sha256: file.sha256, sha1: file.sha1, md5: file.md5, size: file.size }, mimeType: file.mimeType, properties: file.properties },
-              state,
-            ),
-          );
-        }
-        return { events, result: undefined };
-      });
-      cache.invalidateFolder(repo, '');
-    }
-    await this.#append(meta, () => [{ type: 'ReleaseBundlePublished', data: { name: manifest.name, version: manifest.version } }]);
-  }
-
-  /** Rolls forward bundles recorded as received but not yet published (a crash mid-publish). */
+  /**
+   * Rolls forward bundles recorded as received but not yet published: written by an earlier
+   * version, which appended the bundle record and each repository's files separately.
+   */
   async recover(): Promise<number> {
     if (this.#options.streamRevision !== undefined && (await this.#options.streamRevision()) === undefined) return 0;
     let recovered = 0;
     for (const bundle of (await this.state()).bundles.values()) {
       if (bundle.kind !== 'received' || bundle.published) continue;
-      await this.#publish(bundle.manifest, SYSTEM_META);
+      const { name, version } = bundle.manifest;
+      await this.#publish(bundle.manifest, SYSTEM_META, (state) =>
+        state.bundles.get(bundleId(name, version))?.published === false ? [{ type: 'ReleaseBundlePublished', data: { name, version } }] : [],
+      );
       recovered++;
     }
     return recovered;

@@ -1,7 +1,7 @@
 import { findVirtualCycle, flattenVirtualMembers, isStoringClass, isValidRepositoryKey, repositoryKeyIdentity, repositoryStream, StrataError } from '@strata/core';
 import type { EventMeta } from '@strata/core';
 import type { RepositoryReader } from '../ports.ts';
-import type { StreamWriter } from '../stream-writer.ts';
+import type { Decision, StreamWriter } from '../stream-writer.ts';
 import { configForCreate, patchForUpdate } from './repository-config.ts';
 import { decideRepository, repositoryNotFound } from './repository-decider.ts';
 import type { RepositoryCommand } from './repository-decider.ts';
@@ -41,20 +41,42 @@ export class RepositoryService {
   }
 
   async create(key: string, requestBody: unknown, meta: EventMeta): Promise<void> {
+    const body = await this.#validateCreate(key, requestBody);
+    const run = this.#creating.then(async () => {
+      await this.#checkKeyFree(key);
+      await this.#run({ kind: 'create', key, body }, meta);
+    });
+    this.#creating = run.catch(() => undefined);
+    await run;
+  }
+
+  /**
+   * A create validated as `create` validates it, decided inside a write the caller runs
+   * across several streams (a release bundle brings its repositories along with its files,
+   * all visible at once). Call `created` once that write is stored.
+   */
+  async prepareCreate(key: string, requestBody: unknown): Promise<{ decide: (state: RepositoryStreamState) => Decision<undefined>; created: () => void }> {
+    const body = await this.#validateCreate(key, requestBody);
+    await this.#checkKeyFree(key);
+    return {
+      decide: (state) => ({ events: decideRepository({ kind: 'create', key, body }, state), result: undefined }),
+      created: () => this.#onChange(key),
+    };
+  }
+
+  async #validateCreate(key: string, requestBody: unknown): Promise<unknown> {
     const adjusted = this.#adjust === undefined ? requestBody : this.#adjust.prepareCreate(key, requestBody);
     // Validate before queueing, so a bad body never waits behind other creates.
     const config = configForCreate(key, adjusted);
     if (config.rclass === 'virtual') await this.#checkVirtual(key, config);
     const added = await this.#policy?.beforeCreate(key, config);
-    const body = added === undefined ? adjusted : { ...(adjusted as Record<string, unknown>), ...added };
-    const run = this.#creating.then(async () => {
-      const identity = repositoryKeyIdentity(key);
-      const clash = (await this.#reader.list()).find((repo) => repositoryKeyIdentity(repo.key) === identity);
-      if (clash !== undefined) throw new StrataError('STRATA_ERR_REPO_EXISTS', `Case insensitive repository key already exists: '${clash.key}'`);
-      await this.#run({ kind: 'create', key, body }, meta);
-    });
-    this.#creating = run.catch(() => undefined);
-    await run;
+    return added === undefined ? adjusted : { ...(adjusted as Record<string, unknown>), ...added };
+  }
+
+  async #checkKeyFree(key: string): Promise<void> {
+    const identity = repositoryKeyIdentity(key);
+    const clash = (await this.#reader.list()).find((repo) => repositoryKeyIdentity(repo.key) === identity);
+    if (clash !== undefined) throw new StrataError('STRATA_ERR_REPO_EXISTS', `Case insensitive repository key already exists: '${clash.key}'`);
   }
 
   async update(key: string, requestBody: unknown, meta: EventMeta): Promise<void> {

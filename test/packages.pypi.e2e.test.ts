@@ -1,87 +1,11 @@
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildDistributions, pip as runPip, pipMissing, twineForm } from './package-clients/python-distributions.ts';
 import { ADMIN_AUTH, ADMIN_PASSWORD, adminFetch, spawnServer } from './support/spawned-server.ts';
 import type { SpawnedServer } from './support/spawned-server.ts';
-
-const run = promisify(execFile);
-
-/** Writes a pure-Python wheel and an sdist of `strata-demo` (and returns their paths). */
-const BUILD_DISTRIBUTIONS = String.raw`
-import base64, hashlib, io, sys, tarfile, zipfile
-out, version = sys.argv[1], sys.argv[2]
-module = 'strata_demo'
-dist_info = f'{module}-{version}.dist-info'
-metadata = f'Metadata-Version: 2.1\nName: strata-demo\nVersion: {version}\nSummary: a demo\nRequires-Python: >=3.8\n\n'.encode()
-files = {
-    f'{module}/__init__.py': f'GREETING = "hello from strata {version}"\n'.encode(),
-    f'{dist_info}/METADATA': metadata,
-    f'{dist_info}/WHEEL': b'Wheel-Version: 1.0\nGenerator: strata-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n\n',
-}
-record = ''.join(f'{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()},{len(data)}\n' for path, data in files.items())
-files[f'{dist_info}/RECORD'] = (record + f'{dist_info}/RECORD,,\n').encode()
-wheel = f'{out}/{module}-{version}-py3-none-any.whl'
-with zipfile.ZipFile(wheel, 'w', zipfile.ZIP_DEFLATED) as archive:
-    for path, data in files.items():
-        archive.writestr(path, data)
-root = f'{module}-{version}'
-sdist_files = {
-    f'{root}/PKG-INFO': metadata,
-    # An in-tree PEP 517 backend: pip prepares the sdist's metadata without setuptools or the network.
-    f'{root}/pyproject.toml': b'[build-system]\nrequires = []\nbuild-backend = "demo_backend"\nbackend-path = ["."]\n',
-    f'{root}/demo_backend.py': (
-        'import os, shutil\n'
-        'def get_requires_for_build_wheel(config_settings=None):\n    return []\n'
-        'def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):\n'
-        f'    info = "{module}-{version}.dist-info"\n'
-        '    os.makedirs(os.path.join(metadata_directory, info))\n'
-        '    shutil.copy("PKG-INFO", os.path.join(metadata_directory, info, "METADATA"))\n'
-        '    return info\n'
-        'def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):\n    raise NotImplementedError\n'
-    ).encode(),
-    f'{root}/{module}/__init__.py': f'GREETING = "hello from the strata sdist {version}"\n'.encode(),
-}
-sdist = f'{out}/{root}.tar.gz'
-with tarfile.open(sdist, 'w:gz') as archive:
-    for path, data in sdist_files.items():
-        info = tarfile.TarInfo(path)
-        info.size = len(data)
-        archive.addfile(info, io.BytesIO(data))
-print(wheel)
-print(sdist)
-`;
-
-async function pipMissing(): Promise<string | undefined> {
-  try {
-    await run('python3', ['-m', 'pip', '--version'], { timeout: 30_000 });
-    return undefined;
-  } catch {
-    return 'python3 with pip is not installed';
-  }
-}
-
-/** The form fields twine sends for a distribution, in its order (metadata, then digests, then the file). */
-function twineForm(file: string, bytes: Buffer, fields: Record<string, string>): FormData {
-  const form = new FormData();
-  const all: Record<string, string> = {
-    ':action': 'file_upload',
-    protocol_version: '1',
-    metadata_version: '2.1',
-    summary: 'a demo',
-    requires_python: '>=3.8',
-    comment: '',
-    md5_digest: createHash('md5').update(bytes).digest('hex'),
-    sha256_digest: createHash('sha256').update(bytes).digest('hex'),
-    ...fields,
-  };
-  for (const [key, value] of Object.entries(all)) form.append(key, value);
-  form.append('content', new Blob([bytes], { type: 'application/octet-stream' }), basename(file));
-  return form;
-}
 
 describe('PyPI repositories with the real pip client', () => {
   let dir: string;
@@ -103,10 +27,7 @@ describe('PyPI repositories with the real pip client', () => {
     expect((await create('pypi-local', { rclass: 'local', packageType: 'pypi' })).status).toBe(200);
     expect((await create('pypi-team', { rclass: 'local', packageType: 'pypi' })).status).toBe(200);
     expect((await create('pypi', { rclass: 'virtual', packageType: 'pypi', repositories: ['pypi-team', 'pypi-local'], defaultDeploymentRepo: 'pypi-local' })).status).toBe(200);
-    if (missing === undefined) {
-      await writeFile(join(dir, 'build.py'), BUILD_DISTRIBUTIONS);
-      [wheel = '', sdist = ''] = (await run('python3', [join(dir, 'build.py'), dir, '0.3.1'])).stdout.trim().split('\n');
-    }
+    if (missing === undefined) ({ wheel, sdist } = await buildDistributions(dir, 'strata-demo', '0.3.1'));
   });
   afterAll(async () => {
     await server?.stop();
@@ -128,7 +49,7 @@ describe('PyPI repositories with the real pip client', () => {
     // Another member holds an older version: the virtual's page lists both.
     const olderDir = join(dir, 'older');
     await mkdir(olderDir);
-    const [olderWheel = ''] = (await run('python3', [join(dir, 'build.py'), olderDir, '0.2.0'])).stdout.trim().split('\n');
+    const { wheel: olderWheel } = await buildDistributions(olderDir, 'strata-demo', '0.2.0');
     const olderUpload = await upload('pypi-team', twineForm(olderWheel, await readFile(olderWheel), { name: 'strata-demo', version: '0.2.0', filetype: 'bdist_wheel', pyversion: 'py3' }));
     expect(olderUpload.status).toBe(200);
     const again = await upload('pypi-local', twineForm(wheel, await readFile(wheel), { name: 'strata-demo', version: '0.3.1', filetype: 'bdist_wheel', pyversion: 'py3' }));
@@ -136,12 +57,11 @@ describe('PyPI repositories with the real pip client', () => {
     expect(await again.text()).toContain('File already exists');
 
     const index = `http://admin:${ADMIN_PASSWORD}@127.0.0.1:${server.port}/artifactory/api/pypi/pypi/simple/`;
-    const env: Record<string, string> = { PATH: process.env.PATH ?? '', HOME: dir, PIP_CONFIG_FILE: '/dev/null', PIP_DISABLE_PIP_VERSION_CHECK: '1', PIP_NO_INPUT: '1' };
-    const pip = (args: string[]) => run('python3', ['-m', 'pip', ...args, '--index-url', index, '--no-cache-dir'], { env, timeout: 120_000 });
+    const pip = (args: string[]) => runPip(dir, index, args);
     const target = join(dir, 'target');
     // The name as a user types it: pip normalises it, the server serves the normalised page.
     await pip(['install', '--no-deps', '--target', target, 'Strata_Demo==0.3.1']);
-    expect(await readFile(join(target, 'strata_demo', '__init__.py'), 'utf8')).toContain('hello from strata 0.3.1');
+    expect(await readFile(join(target, 'strata_demo', '__init__.py'), 'utf8')).toContain('hello from strata-demo 0.3.1');
     const wheels = join(dir, 'wheels');
     await pip(['download', '--no-deps', '--only-binary', ':all:', '-d', wheels, 'strata-demo']);
     expect(await readdir(wheels)).toEqual([basename(wheel)]);

@@ -40,6 +40,7 @@ import { NpmService } from './formats/npm/npm-service.ts';
 import { historyRoutes } from './audit/history-routes.ts';
 import { pypiRoutes } from './formats/pypi/pypi-routes.ts';
 import { mavenPathCoordinates, npmPathCoordinates, pypiPathCoordinates } from './formats/package-coordinates.ts';
+import { PypiRemoteIndex } from './formats/pypi/pypi-remote.ts';
 import { PypiService } from './formats/pypi/pypi-service.ts';
 import { distributionFold } from './distribution/distribution-ledger.ts';
 import { distributionRoutes } from './distribution/distribution-routes.ts';
@@ -163,6 +164,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   curation.registerPackageCoordinates('npm', npmPathCoordinates);
   curation.registerPackageCoordinates('pypi', pypiPathCoordinates);
   curation.registerPackageCoordinates('maven', mavenPathCoordinates);
+  // The upstream simple indexes of PyPI remotes; versions curation blocks at a remote are left out of its pages.
+  const pypiRemoteIndex = new PypiRemoteIndex({
+    upstream,
+    now,
+    pagesCachedMax: limits.packagesCachedMax,
+    blocked: (remoteKey, path, coordinates) => curation.wouldBlock({ repo: remoteKey, path, packageType: 'pypi', ...(coordinates === undefined ? {} : { packageCoordinates: coordinates }) }),
+  });
   const repositoryContent = new RepositoryContent({ cache: metadataCache, artifacts: deps.artifacts, remote: remoteProxy, curation, accessControl: () => app.accessControl });
   // Shared with format plugins (npm, PyPI, Maven): read through virtual/remote repositories, curation hook.
   app.decorate('repositoryContent', repositoryContent);
@@ -327,6 +335,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     now,
     uploadBytesMax: limits.uploadBytesMax,
     content: repositoryContent,
+    remoteIndex: pypiRemoteIndex,
   });
   await app.register(copyMoveRoutes, { prefix: ARTIFACTORY_PREFIX, service: artifactService });
   if (deps.federation !== undefined) await app.register(deps.federation.routes, { prefix: ARTIFACTORY_PREFIX });

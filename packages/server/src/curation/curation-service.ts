@@ -230,6 +230,29 @@ export class CurationService {
     }
   }
 
+  /**
+   * Whether an enabled policy attached to `check.repo` would block the artifact, without
+   * recording a block: for package metadata (a packument, a simple index) that leaves blocked
+   * versions out. Property rules are not applied (they need the cached file's properties).
+   */
+  async wouldBlock(check: Pick<CurationCheck, 'repo' | 'path' | 'packageType' | 'packageCoordinates'>): Promise<boolean> {
+    await this.#fresh();
+    if (this.#policies.size === 0) return false;
+    const coordinates = check.packageCoordinates ?? (check.packageType === undefined ? undefined : this.#extractors.get(check.packageType.toLowerCase())?.(check.path));
+    for (const policy of this.#policies.values()) {
+      if (!policy.enabled || !policy.repositories.includes(check.repo)) continue;
+      if (curationBlockReason(policy, { repo: check.repo, path: check.path, ...(coordinates === undefined ? {} : { packageCoordinates: coordinates }) }) !== undefined) return true;
+    }
+    return false;
+  }
+
+  /** Whether any enabled policy is attached to `repo` (metadata filtering is skipped otherwise). */
+  async curates(repo: string): Promise<boolean> {
+    await this.#fresh();
+    for (const policy of this.#policies.values()) if (policy.enabled && policy.repositories.includes(repo)) return true;
+    return false;
+  }
+
   blocks(options: { limit: number; repo?: string; policy?: string }): Promise<readonly CurationBlock[]> {
     return this.#options.blocks.list(options);
   }

@@ -1,5 +1,6 @@
 import { parseArtifactPath } from './maven/maven-layout.ts';
 import { baseName } from './npm/npm-model.ts';
+import { distributionCoordinates } from './pypi/pypi-model.ts';
 
 /**
  * The package and version a repository path holds, per format (for curation rules that name
@@ -21,10 +22,12 @@ export function npmPathCoordinates(path: string): PathCoordinates | undefined {
   return file.startsWith(prefix) ? { name, version: file.slice(prefix.length) } : { name };
 }
 
-/** PyPI: `{normalised name}/{version}/{file}`. */
+/**
+ * PyPI: from the distribution's file name, so both a local layout (`{name}/{version}/{file}`)
+ * and a remote cache in the upstream's layout (`packages/ab/cd/…/{file}`) are named.
+ */
 export function pypiPathCoordinates(path: string): PathCoordinates | undefined {
-  const segments = path.split('/');
-  return segments.length === 3 ? { name: segments[0]!, version: segments[1]! } : undefined;
+  return distributionCoordinates(path.slice(path.lastIndexOf('/') + 1));
 }
 
 /** Maven: `groupId:artifactId` and the version folder of a layout path. */

@@ -131,8 +131,12 @@ export class RemoteProxy {
     return item.kind === 'file' ? { kind: 'file', item } : { kind: 'folder' };
   }
 
-  /** Serves `path` of the remote repository `config`: from the cache, or fetched upstream. */
-  async get(config: RepositoryConfig, path: string, meta: EventMeta): Promise<RemoteAnswer> {
+  /**
+   * Serves `path` of the remote repository `config`: from the cache, or fetched upstream.
+   * `expected`: checksums the caller knows from elsewhere (a package index); a fetched file
+   * must match them as it must match the upstream's X-Checksum headers.
+   */
+  async get(config: RepositoryConfig, path: string, meta: EventMeta, expected: Partial<Checksums> = {}): Promise<RemoteAnswer> {
     const repo = config.key;
     const cached = await this.#options.cache.item(repo, path);
     if (cached?.kind === 'folder') return { kind: 'folder' };
@@ -157,7 +161,7 @@ export class RemoteProxy {
       const item = await existing.done;
       return item === undefined ? { kind: 'missing', reason: `'${path}' was not found upstream` } : { kind: 'file', item };
     }
-    return this.#fetch(config, path, key, cached);
+    return this.#fetch(config, path, key, cached, expected);
   }
 
   #assumedOffline(repo: string, now: number): boolean {
@@ -165,7 +169,7 @@ export class RemoteProxy {
     return until !== undefined && until > now;
   }
 
-  #fetch(config: RepositoryConfig, path: string, key: string, stale: FileItem | undefined): Promise<RemoteAnswer> {
+  #fetch(config: RepositoryConfig, path: string, key: string, stale: FileItem | undefined, expected: Partial<Checksums>): Promise<RemoteAnswer> {
     let settleDone!: (item: FileItem | undefined) => void;
     let failDone!: (error: unknown) => void;
     const done = new Promise<FileItem | undefined>((resolve, reject) => {
@@ -176,7 +180,7 @@ export class RemoteProxy {
     // A remote that does not store has nothing to share: each request fetches for itself.
     const flight = { done };
     if (config.storeArtifactsLocally !== false) this.#flights.set(key, flight);
-    const answer = this.#run(config, path, key, stale, done);
+    const answer = this.#run(config, path, key, stale, done, expected);
     answer.then(
       (result) => {
         if (result.kind === 'stream') result.done.then(settleDone, failDone);
@@ -191,7 +195,7 @@ export class RemoteProxy {
     return answer;
   }
 
-  async #run(config: RepositoryConfig, path: string, key: string, stale: FileItem | undefined, done: Promise<FileItem | undefined>): Promise<RemoteAnswer> {
+  async #run(config: RepositoryConfig, path: string, key: string, stale: FileItem | undefined, done: Promise<FileItem | undefined>, expected: Partial<Checksums>): Promise<RemoteAnswer> {
     const repo = config.key;
     const url = upstreamUrl(String(config.url), path);
     const timeoutMs = numberField(config, 'socketTimeoutMillis', 15_000) || 15_000;
@@ -249,7 +253,7 @@ export class RemoteProxy {
       if (stale !== undefined) return { kind: 'file', item: stale };
       return { kind: 'missing', reason: `'${path}' is a folder upstream (${url} answered an HTML index)` };
     }
-    return this.#cacheBody(config, path, key, url, response, done, timeoutMs, credentials);
+    return this.#cacheBody(config, path, key, url, response, done, timeoutMs, credentials, expected);
   }
 
   /** Stores the body while (past the holdback) streaming it to the client; verifies; records the event. */
@@ -262,12 +266,13 @@ export class RemoteProxy {
     done: Promise<FileItem | undefined>,
     timeoutMs: number,
     credentials: { username?: string; password?: string },
+    expected: Partial<Checksums>,
   ): Promise<RemoteAnswer> {
     const repo = config.key;
     const storing = config.storeArtifactsLocally !== false;
     const lengthText = headerText(response.headers, 'content-length');
     const declaredSize = lengthText !== undefined && /^\d+$/.test(lengthText) ? Number(lengthText) : undefined;
-    const declared = declaredUpstreamChecksums(response.headers);
+    const declared = { ...declaredUpstreamChecksums(response.headers), ...expected };
     const mimeType = mimeTypeFor(path);
     // Without a checksum header, the sidecar (.sha1) is asked in parallel, where one may exist.
     const sidecar =
@@ -407,7 +412,7 @@ export class RemoteProxy {
   #bodyFailure(url: string, error: unknown): StrataError {
     if (error instanceof StrataError) {
       if (error.code === 'STRATA_ERR_BLOB_CHECKSUM_MISMATCH') {
-        return new StrataError('STRATA_ERR_REMOTE_CHECKSUM_MISMATCH', `upstream ${url} content does not match its X-Checksum headers: not cached (${error.message})`, undefined, { cause: error });
+        return new StrataError('STRATA_ERR_REMOTE_CHECKSUM_MISMATCH', `upstream ${url} content does not match its declared checksums (X-Checksum headers or the package index): not cached (${error.message})`, undefined, { cause: error });
       }
       if (error.code === 'STRATA_ERR_BLOB_INCOMPLETE') {
         return new StrataError('STRATA_ERR_REMOTE_UNAVAILABLE', `upstream ${url} ended the body before its Content-Length: not cached`, undefined, { cause: error });

@@ -41,6 +41,9 @@ const COMMON_FIELDS: Record<string, FieldType> = {
   assumedOfflinePeriodSecs: 'integer',
   listRemoteFolderItems: 'boolean',
   contentSynchronisation: 'object',
+  // remote, pypi: where the simple index is (url is where the files are)
+  pyPIRegistryUrl: 'string',
+  pyPIRepositorySuffix: 'string',
   // virtual
   repositories: 'string[]',
   defaultDeploymentRepo: 'string',
@@ -146,6 +149,7 @@ export function configForCreate(key: string, body: unknown): Record<string, unkn
   if (rclass === 'remote' && (typeof fields.url !== 'string' || !/^https?:\/\//.test(fields.url))) {
     throw invalid('a remote repository needs an http(s) url');
   }
+  if (fields.pyPIRegistryUrl !== undefined && !/^https?:\/\//.test(String(fields.pyPIRegistryUrl))) throw invalid('pyPIRegistryUrl must be an http(s) url');
   const config: Record<string, unknown> = { ...COMMON_DEFAULTS, ...DEFAULTS_BY_CLASS[rclass], ...fields, key, rclass, packageType };
   checkPatterns(String(config.includesPattern), String(config.excludesPattern));
   return config;
@@ -164,6 +168,7 @@ export function patchForUpdate(current: Readonly<Record<string, unknown>>, body:
   if (current.rclass === 'remote' && fields.url !== undefined && !/^https?:\/\//.test(String(fields.url))) {
     throw invalid('a remote repository needs an http(s) url');
   }
+  if (fields.pyPIRegistryUrl !== undefined && !/^https?:\/\//.test(String(fields.pyPIRegistryUrl))) throw invalid('pyPIRegistryUrl must be an http(s) url');
   checkPatterns(String(fields.includesPattern ?? current.includesPattern ?? ''), String(fields.excludesPattern ?? current.excludesPattern ?? ''));
   const patch: Record<string, unknown> = {};
   for (const [field, value] of Object.entries(fields)) {

@@ -1,5 +1,5 @@
 import { isStrataError, StrataError, virtualResolutionOrder, virtualResolutionSteps, virtualNestingDepthMax } from '@strata/core';
-import type { EventMeta, ResolutionStep } from '@strata/core';
+import type { Checksums, EventMeta, ResolutionStep } from '@strata/core';
 import type { AccessControl, Principal } from '../auth/access-control.ts';
 import { enforcePatterns } from '../artifacts/artifact-decider.ts';
 import type { MetadataCache } from '../artifacts/hot-caches.ts';
@@ -45,6 +45,8 @@ export interface ResolveOptions {
   readonly fromRepositoryManager?: boolean;
   /** Package coordinates the caller (a package format) knows, for curation package rules. */
   readonly packageCoordinates?: { readonly name: string; readonly version?: string };
+  /** Checksums a package format knows for a remote's path (from its index): a fetch must match them. */
+  readonly expectedChecksums?: (remoteKey: string, path: string) => Partial<Checksums> | undefined;
 }
 
 /**
@@ -148,7 +150,7 @@ export class RepositoryContent {
     if (cachedAnswer.kind === 'folder') return { kind: 'folder', repos: [key], path };
     if (path !== '') await this.enforceCuration(repository, path, options, requestedRepo, cachedAnswer.kind === 'file' ? cachedAnswer.item : undefined);
     if (mode === 'cache' || !options.fetchRemote) return cachedAnswer.kind === 'file' ? { kind: 'file', repo: key, item: cachedAnswer.item } : undefined;
-    const answer = await this.#remote.get(repository, path, options.meta);
+    const answer = await this.#remote.get(repository, path, options.meta, options.expectedChecksums?.(key, path));
     switch (answer.kind) {
       case 'file':
         return { kind: 'file', repo: key, item: answer.item };

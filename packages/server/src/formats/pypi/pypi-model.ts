@@ -74,6 +74,24 @@ export function checkDistributionFile(fileName: string, name: string, version: s
   return 'sdist';
 }
 
+/**
+ * The normalised project and the version a distribution file name carries (wheel or sdist),
+ * or undefined for any other file. For curation rules on files whose path says nothing (a
+ * remote's cache keeps the upstream's layout, e.g. `packages/ab/cd/…/name-1.0.whl`).
+ */
+export function distributionCoordinates(fileName: string): { name: string; version: string } | undefined {
+  if (fileName.endsWith('.whl')) {
+    const parts = fileName.slice(0, -4).split('-');
+    if (parts.length !== 5 && parts.length !== 6) return undefined;
+    return { name: normalizeName(parts[0]!), version: parts[1]! };
+  }
+  const extension = ['.tar.gz', '.zip', '.tar.bz2', '.tgz'].find((candidate) => fileName.endsWith(candidate));
+  if (extension === undefined) return undefined;
+  const stem = fileName.slice(0, -extension.length);
+  const dash = stem.lastIndexOf('-');
+  return dash <= 0 ? undefined : { name: normalizeName(stem.slice(0, dash)), version: stem.slice(dash + 1) };
+}
+
 /** The first bytes a distribution of this file name must start with (zip or gzip). */
 export function checkDistributionContent(fileName: string, head: Buffer): void {
   const zip = head.length >= 4 && head[0] === 0x50 && head[1] === 0x4b && head[2] === 0x03 && head[3] === 0x04;
@@ -84,12 +102,20 @@ export function checkDistributionContent(fileName: string, head: Buffer): void {
 export interface IndexFile {
   readonly fileName: string;
   readonly url: string;
-  readonly sha256: string;
+  /** Unknown for an upstream file whose index gave no sha256. */
+  readonly sha256: string | undefined;
   readonly requiresPython: string | undefined;
+  /** PEP 592: yanked (true, or the reason given). */
+  readonly yanked?: string | true;
 }
 
 function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+function yankedAttribute(yanked: string | true | undefined): string {
+  if (yanked === undefined) return '';
+  return yanked === true ? ' data-yanked=""' : ` data-yanked="${escapeHtml(yanked)}"`;
 }
 
 export function projectListHtml(names: readonly string[]): string {
@@ -104,7 +130,7 @@ export function projectListJson(names: readonly string[]): string {
 export function projectPageHtml(name: string, files: readonly IndexFile[]): string {
   const links = files.map(
     (file) =>
-      `    <a href="${escapeHtml(`${file.url}#sha256=${file.sha256}`)}"${file.requiresPython === undefined ? '' : ` data-requires-python="${escapeHtml(file.requiresPython)}"`}>${escapeHtml(file.fileName)}</a><br/>`,
+      `    <a href="${escapeHtml(file.sha256 === undefined ? file.url : `${file.url}#sha256=${file.sha256}`)}"${file.requiresPython === undefined ? '' : ` data-requires-python="${escapeHtml(file.requiresPython)}"`}${yankedAttribute(file.yanked)}>${escapeHtml(file.fileName)}</a><br/>`,
   );
   return `<!DOCTYPE html>\n<html>\n  <head><meta name="pypi:repository-version" content="1.0"><title>Links for ${escapeHtml(name)}</title></head>\n  <body>\n    <h1>Links for ${escapeHtml(name)}</h1>\n${links.join('\n')}\n  </body>\n</html>\n`;
 }
@@ -116,8 +142,9 @@ export function projectPageJson(name: string, files: readonly IndexFile[]): stri
     files: files.map((file) => ({
       filename: file.fileName,
       url: file.url,
-      hashes: { sha256: file.sha256 },
+      hashes: file.sha256 === undefined ? {} : { sha256: file.sha256 },
       ...(file.requiresPython === undefined ? {} : { 'requires-python': file.requiresPython }),
+      ...(file.yanked === undefined ? {} : { yanked: file.yanked }),
     })),
   });
 }

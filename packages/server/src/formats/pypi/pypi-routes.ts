@@ -1,5 +1,5 @@
 import multipart from '@fastify/multipart';
-import { StrataError } from '@strata/core';
+import { isStrataError, StrataError } from '@strata/core';
 import type { BlobLease, BlobStore } from '@strata/store';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { parseArtifactAddress } from '../../artifacts/artifact-address.ts';
@@ -9,7 +9,8 @@ import type { DownloadCounter } from '../../ports.ts';
 import { repositoryNotFound } from '../../repositories/repository-decider.ts';
 import { baseUrl, requestMeta } from '../../request-meta.ts';
 import { normalizeName, projectListHtml, projectListJson, projectPageHtml, projectPageJson, SIMPLE_JSON, wantsJson } from './pypi-model.ts';
-import type { PypiService, StoredDistribution } from './pypi-service.ts';
+import type { PypiRemoteIndex } from './pypi-remote.ts';
+import type { IndexedDistribution, PypiService } from './pypi-service.ts';
 import type { FileItem, RepositoryConfig } from '../../ports.ts';
 import type { RepositoryContent } from '../../virtual/repository-content.ts';
 
@@ -23,6 +24,8 @@ export interface PypiRoutesOptions {
   readonly uploadBytesMax: number;
   /** Resolution through virtual repositories. */
   readonly content: RepositoryContent;
+  /** The upstream simple indexes of remote repositories. */
+  readonly remoteIndex: PypiRemoteIndex;
 }
 
 /** Form fields of one upload at most (twine sends about 30). */
@@ -40,12 +43,29 @@ export const pypiRoutes: FastifyPluginAsync<PypiRoutesOptions> = async (app, opt
     return config;
   }
 
-  /** The stored members of a virtual the caller may read (a local repository: itself). */
-  async function storedMembers(request: FastifyRequest, repo: string, config: RepositoryConfig, path: string): Promise<string[]> {
-    if (config.rclass !== 'virtual') return [repo];
+  /**
+   * Whose index pages `repo` merges: itself (local, remote), or the members of a virtual the
+   * caller may read, in resolution order. A remote's cache step is left out: its upstream's
+   * page lists what the cache holds.
+   */
+  async function indexMembers(request: FastifyRequest, repo: string, config: RepositoryConfig, path: string): Promise<{ kind: 'stored' | 'remote'; config: RepositoryConfig }[]> {
+    if (config.rclass !== 'virtual') return [{ kind: config.rclass === 'remote' ? 'remote' : 'stored', config }];
     return (await options.content.steps(repo, path))
-      .filter((step) => step.mode === 'stored' && app.accessControl.isAllowed(request.principal, { repo: step.key, path, action: 'read' }))
-      .map((step) => step.key);
+      .filter((step) => step.mode !== 'cache' && app.accessControl.isAllowed(request.principal, { repo: step.key, path, action: 'read' }))
+      .map((step) => ({ kind: step.mode === 'remote' ? 'remote' : 'stored', config: step.repository }));
+  }
+
+  /**
+   * A remote member's contribution: an upstream failure fails a remote itself, or a virtual
+   * member with hardFail; any other virtual member that fails contributes nothing.
+   */
+  async function remotePart<T>(repo: string, member: RepositoryConfig, read: () => Promise<T>, fallback: T): Promise<T> {
+    try {
+      return await read();
+    } catch (error) {
+      if (member.key !== repo && member.hardFail !== true && isStrataError(error) && error.status >= 500) return fallback;
+      throw error;
+    }
   }
 
   function sendIndex(request: FastifyRequest, reply: FastifyReply, json: () => string, html: () => string) {
@@ -62,7 +82,13 @@ export const pypiRoutes: FastifyPluginAsync<PypiRoutesOptions> = async (app, opt
     const { repo } = request.params;
     app.accessControl.authorize(request.principal, { repo, path: '', action: 'read' });
     const config = await pypiRepository(repo);
-    const projects = [...new Set((await Promise.all((await storedMembers(request, repo, config, '')).map((member) => service.projects(member)))).flat())].sort();
+    const members = await indexMembers(request, repo, config, '');
+    const parts = await Promise.all(
+      members.map((member) =>
+        member.kind === 'stored' ? service.projects(member.config.key) : remotePart(repo, member.config, () => options.remoteIndex.projects(member.config), []),
+      ),
+    );
+    const projects = [...new Set(parts.flat())].sort();
     return sendIndex(request, reply, () => projectListJson(projects), () => projectListHtml(projects));
   });
   app.get<ProjectParams>('/api/pypi/:repo/simple/:project', { schema: { response: errorResponses } }, async (request, reply) => reply.redirect(`${request.url.split('?')[0]}/`, 301));
@@ -76,14 +102,20 @@ export const pypiRoutes: FastifyPluginAsync<PypiRoutesOptions> = async (app, opt
     app.accessControl.authorize(request.principal, { repo, path: normalized, action: 'read' });
     const config = await pypiRepository(repo);
     // Through a virtual: every member's files, the first member that has a file name wins it.
-    const distributions: StoredDistribution[] = [];
+    const members = await indexMembers(request, repo, config, normalized);
+    const parts = await Promise.all(
+      members.map(async (member): Promise<IndexedDistribution[]> => {
+        if (member.kind === 'stored') return service.indexed(await service.distributions(member.config.key, normalized));
+        const files = await remotePart(repo, member.config, () => options.remoteIndex.files(member.config, normalized), undefined);
+        return (files ?? []).map(({ path, file }) => ({ path, ...file }));
+      }),
+    );
+    const distributions: IndexedDistribution[] = [];
     const seen = new Set<string>();
-    for (const member of await storedMembers(request, repo, config, normalized)) {
-      for (const distribution of await service.distributions(member, normalized)) {
-        if (seen.has(distribution.fileName)) continue;
-        seen.add(distribution.fileName);
-        distributions.push(distribution);
-      }
+    for (const distribution of parts.flat()) {
+      if (seen.has(distribution.fileName)) continue;
+      seen.add(distribution.fileName);
+      distributions.push(distribution);
     }
     if (distributions.length === 0) throw new StrataError('STRATA_ERR_PACKAGE_NOT_FOUND', `project '${normalized}' is not in repository '${repo}'`);
     const files = service.indexFiles(distributions, `${baseUrl(request)}/api/pypi/${encodeURIComponent(repo)}/packages`);
@@ -104,7 +136,16 @@ export const pypiRoutes: FastifyPluginAsync<PypiRoutesOptions> = async (app, opt
       const config = await pypiRepository(repo);
       let file: FileItem | undefined;
       if (config.rclass === 'virtual' || config.rclass === 'remote') {
-        const resolved = await options.content.resolve(repo, path, { principal: request.principal, meta: requestMeta(request), fetchRemote: true });
+        const resolved = await options.content.resolve(repo, path, {
+          principal: request.principal,
+          meta: requestMeta(request),
+          fetchRemote: true,
+          // A file of an upstream index is verified against the sha256 the index gave.
+          expectedChecksums: (remoteKey, remotePath) => {
+            const sha256 = options.remoteIndex.expectedSha256(remoteKey, remotePath);
+            return sha256 === undefined ? undefined : { sha256 };
+          },
+        });
         if (resolved.kind === 'stream') {
           options.downloads.record(repo, path, request.principal.name, options.now());
           reply.type('application/octet-stream');

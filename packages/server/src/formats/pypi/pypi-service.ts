@@ -20,6 +20,15 @@ export interface StoredDistribution {
   readonly requiresPython: string | undefined;
 }
 
+/** A file as an index page lists it: its path in the repository serving it, and what the page says. */
+export interface IndexedDistribution {
+  readonly path: string;
+  readonly fileName: string;
+  readonly sha256: string | undefined;
+  readonly requiresPython: string | undefined;
+  readonly yanked?: string | true;
+}
+
 function field(fields: UploadFields, name: string): string | undefined {
   const value = fields[name];
   return value === undefined || value === '' ? undefined : value;
@@ -142,12 +151,13 @@ export class PypiService {
     );
   }
 
-  indexFiles(distributions: readonly StoredDistribution[], packagesBase: string): IndexFile[] {
-    return distributions.map(({ file, fileName, requiresPython }) => ({
-      fileName,
-      url: `${packagesBase}/${file.path.split('/').map(encodeURIComponent).join('/')}`,
-      sha256: file.sha256,
-      requiresPython,
-    }));
+  /** Stored distributions as index entries (path in the repository, hashes, requires-python). */
+  indexed(distributions: readonly StoredDistribution[]): IndexedDistribution[] {
+    return distributions.map(({ file, fileName, requiresPython }) => ({ path: file.path, fileName, sha256: file.sha256, requiresPython }));
+  }
+
+  /** Index entries with their URLs below `packagesBase` (`…/api/pypi/{repo}/packages`). */
+  indexFiles(distributions: readonly IndexedDistribution[], packagesBase: string): IndexFile[] {
+    return distributions.map(({ path, ...file }) => ({ ...file, url: `${packagesBase}/${path.split('/').map(encodeURIComponent).join('/')}` }));
   }
 }

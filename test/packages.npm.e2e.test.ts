@@ -215,23 +215,44 @@ describe('npm repositories with the real npm client', () => {
     expect((await adminFetch(server, '/artifactory/api/npm/npm-all/@demo/hello/-/hello-1.0.1.tgz')).status).toBe(200);
     expect((await adminFetch(server, '/artifactory/api/npm/npm-upstream/not-there')).status).toBe(404);
 
-    // A curation rule naming the package and version blocks the tarball through the remote (npm coordinates registered).
+    // A curation rule naming the package and version blocks the tarball through the remote (npm
+    // coordinates registered), and the version disappears from the remote's and a virtual's packuments.
     const blockedTarball = gzipSync(Buffer.from('blocked content'));
-    await adminFetch(server, '/artifactory/api/npm/npm-local/@up%2fdemo', {
+    const republished = await adminFetch(server, '/artifactory/api/npm/npm-local/@up%2fdemo', {
       method: 'PUT',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({
         name: '@up/demo',
+        'dist-tags': { latest: '3.1.0' },
         versions: { '3.1.0': { name: '@up/demo', version: '3.1.0', dist: { shasum: createHash('sha1').update(blockedTarball).digest('hex') } } },
         _attachments: { 'demo-3.1.0.tgz': { data: blockedTarball.toString('base64'), length: blockedTarball.length } },
       }),
     });
+    expect(republished.status).toBe(201);
+    // A remote that reads its upstream's packument on every request (npm-upstream's copy is cached in memory).
+    expect((await create('npm-curated', { rclass: 'remote', packageType: 'npm', url: `${server.url}/artifactory/api/npm/npm-local`, username: 'admin', password: ADMIN_PASSWORD, retrievalCachePeriodSecs: 0 })).status).toBe(200);
+    expect((await create('npm-curated-all', { rclass: 'virtual', packageType: 'npm', repositories: ['npm-team', 'npm-curated'] })).status).toBe(200);
+    type Packument = { versions: Record<string, unknown>; 'dist-tags': Record<string, string> };
+    const packument = async (repo: string, accept = 'application/json') =>
+      (await (await adminFetch(server, `/artifactory/api/npm/${repo}/@up%2fdemo`, { headers: { accept } })).json()) as Packument;
+    const abbreviatedType = 'application/vnd.npm.install-v1+json';
+    expect(Object.keys((await packument('npm-curated')).versions)).toEqual(['3.0.0', '3.1.0']);
+    expect((await packument('npm-curated'))['dist-tags'].latest).toBe('3.1.0');
     const policy = await adminFetch(server, '/artifactory/api/curation/policies/no-demo-31', {
       method: 'PUT',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ repositories: ['npm-upstream'], packages: ['@up/demo@3.1.0'], enabled: true }),
+      body: JSON.stringify({ repositories: ['npm-upstream', 'npm-curated'], packages: ['@up/demo@3.1.0'], enabled: true }),
     });
     expect(policy.status).toBeLessThan(300);
+    for (const [repo, accept] of [['npm-curated', 'application/json'], ['npm-curated', abbreviatedType], ['npm-curated-all', 'application/json'], ['npm-curated-all', abbreviatedType]] as const) {
+      const curated = await packument(repo, accept);
+      expect(Object.keys(curated.versions), `${repo} ${accept}`).toEqual(['3.0.0']);
+      // The upstream's latest named the blocked version: the tag falls back to the newest release left.
+      expect(curated['dist-tags'], `${repo} ${accept}`).toEqual({ latest: '3.0.0' });
+    }
+    // The local repository itself is not curated (policies attach to remotes).
+    expect(Object.keys((await packument('npm-local')).versions)).toEqual(['3.0.0', '3.1.0']);
+    expect((await adminFetch(server, '/artifactory/api/npm/npm-curated/@up/demo/3.1.0')).status).toBe(404);
     expect((await adminFetch(server, '/artifactory/api/npm/npm-upstream/@up/demo/-/demo-3.1.0.tgz')).status).toBe(403);
   });
 });

@@ -312,6 +312,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     packagesCachedMax: limits.packagesCachedMax,
     listEntriesMax: limits.listEntriesMax,
     upstream,
+    curation,
   });
   await app.register(npmRoutes, {
     prefix: ARTIFACTORY_PREFIX,

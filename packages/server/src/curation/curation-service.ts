@@ -253,6 +253,12 @@ export class CurationService {
     return false;
   }
 
+  /** Changes whenever the policy set may have changed: metadata filtered by curation is recomputed then. */
+  async policiesRevision(): Promise<number> {
+    await this.#fresh();
+    return this.#revision;
+  }
+
   blocks(options: { limit: number; repo?: string; policy?: string }): Promise<readonly CurationBlock[]> {
     return this.#options.blocks.list(options);
   }

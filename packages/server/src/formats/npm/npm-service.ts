@@ -5,6 +5,7 @@ import type { BlobLease, BlobStore } from '@strata/store';
 import { checkDeployable } from '../../artifacts/artifact-decider.ts';
 import type { MetadataCache } from '../../artifacts/hot-caches.ts';
 import type { ArtifactReader, FileItem, RepositoryConfig } from '../../ports.ts';
+import type { CurationService } from '../../curation/curation-service.ts';
 import type { UpstreamClient } from '../../remote/upstream-client.ts';
 import { repositoryNotFound } from '../../repositories/repository-decider.ts';
 import type { RepositoryStreamState } from '../../repositories/repository-stream.ts';
@@ -35,9 +36,14 @@ export interface RenderedPackument {
 
 interface CachedPackage {
   readonly expiresAt: number;
+  /** The curation policy revision a packument with remote members was filtered with (-1: none). */
+  readonly curationRevision?: number;
   readonly packument: Packument | null;
   readonly rendered: Map<string, RenderedPackument>;
 }
+
+/** What the packument merge asks curation: versions blocked at a remote are left out of its packuments. */
+export type NpmCuration = Pick<CurationService, 'curates' | 'wouldBlock' | 'policiesRevision'>;
 
 /** A member of a virtual as the packument merge sees it. */
 export interface NpmMember {
@@ -82,6 +88,7 @@ export class NpmService {
   /** Upstream packuments of remote repositories, by remote key and name. */
   readonly #upstreamPackuments = new Map<string, { value: { versions: StoredVersion[]; tags: Record<string, string> } | undefined; expiresAt: number }>();
   readonly #upstream: UpstreamClient | undefined;
+  readonly #curation: NpmCuration | undefined;
   /** Versions being published by this process (between their checks and their append). */
   readonly #publishing = new Set<string>();
 
@@ -95,8 +102,10 @@ export class NpmService {
     packagesCachedMax: number;
     listEntriesMax: number;
     upstream?: UpstreamClient;
+    curation?: NpmCuration;
   }) {
     this.#upstream = options.upstream;
+    this.#curation = options.curation;
     this.#streams = options.streams;
     this.#blobs = options.blobs;
     this.#artifacts = options.artifacts;
@@ -181,10 +190,12 @@ export class NpmService {
   async virtualPackument(virtualKey: string, members: readonly NpmMember[], name: string, tarballBase: string, abbreviated: boolean): Promise<RenderedPackument | undefined> {
     const key = `v\0${virtualKey}\0${members.map((member) => `${member.kind}:${member.config.key}`).join('\0')}\0${name}`;
     let cached = this.#packuments.get(key);
-    if (cached === undefined || cached.expiresAt <= this.#now()) {
+    // Curation filters remote members' versions: a policy change recomputes the packument at once.
+    const curationRevision = this.#curation !== undefined && members.some((member) => member.kind === 'remote') ? await this.#curation.policiesRevision() : -1;
+    if (cached === undefined || cached.expiresAt <= this.#now() || (cached.curationRevision ?? -1) !== curationRevision) {
       const parts = await Promise.all(
         members.map(async (member): Promise<{ versions: readonly StoredVersion[]; tags: Record<string, string> }> => {
-          if (member.kind === 'remote') return (await this.#upstreamVersions(member.config, name)) ?? { versions: [], tags: {} };
+          if (member.kind === 'remote') return this.#curated(member.config.key, name, (await this.#upstreamVersions(member.config, name)) ?? { versions: [], tags: {} });
           const [stored, properties] = await Promise.all([this.#storedVersions(member.config.key, name), this.#artifacts.properties(member.config.key, name)]);
           return { versions: stored.versions, tags: distTagsFrom(properties, new Set(stored.files.keys())) };
         }),
@@ -196,7 +207,7 @@ export class NpmService {
         for (const [tag, version] of Object.entries(part.tags)) if (!(distTagKey(tag) in properties)) properties[distTagKey(tag)] = [version];
       }
       const packument = versions.size === 0 ? undefined : buildPackument(name, [...versions.values()], properties, TARBALL_BASE_PLACEHOLDER);
-      cached = { expiresAt: this.#now() + this.#ttlMs, packument: packument ?? null, rendered: new Map() };
+      cached = { expiresAt: this.#now() + this.#ttlMs, curationRevision, packument: packument ?? null, rendered: new Map() };
       if (this.#ttlMs > 0) {
         this.#packuments.set(key, cached);
         let keys = this.#virtualKeys.get(name);
@@ -209,6 +220,23 @@ export class NpmService {
       }
     }
     return this.#render(cached, tarballBase, abbreviated);
+  }
+
+  /**
+   * A remote's upstream versions without those curation blocks at that remote (the seed's
+   * "a version blocked by curation" is not offered to clients at all), and without the dist-tags
+   * that named them (`latest` then falls back to the newest release left).
+   */
+  async #curated(remoteKey: string, name: string, upstream: { versions: StoredVersion[]; tags: Record<string, string> }): Promise<{ versions: StoredVersion[]; tags: Record<string, string> }> {
+    if (this.#curation === undefined || !(await this.#curation.curates(remoteKey))) return upstream;
+    const versions: StoredVersion[] = [];
+    for (const entry of upstream.versions) {
+      const blocked = await this.#curation.wouldBlock({ repo: remoteKey, path: tarballPath(name, entry.version), packageType: 'npm', packageCoordinates: { name, version: entry.version } });
+      if (!blocked) versions.push(entry);
+    }
+    if (versions.length === upstream.versions.length) return upstream;
+    const kept = new Set(versions.map((entry) => entry.version));
+    return { versions, tags: Object.fromEntries(Object.entries(upstream.tags).filter(([, version]) => kept.has(version))) };
   }
 
   /** The packument of `name` through a remote repository: its upstream's, tarball URLs rewritten to this server. */

@@ -112,4 +112,36 @@ describe('PyPI repositories with the real pip client', () => {
     expect((await adminFetch(server, '/artifactory/api/storage/pypi-local/bad-demo')).status).toBe(404);
     expect((await upload('pypi-local', twineForm('bad_demo-1.0-py3-none-any.whl', zip, { name: 'bad-demo', version: '1.0', filetype: 'bdist_wheel' }), 'Basic ' + Buffer.from('nobody:wrong').toString('base64'))).status).toBe(401);
   });
+
+  it("refuses a blake2_256 mismatch, a wheel whose METADATA names another project or version, and a wheel without METADATA, storing nothing", async (context) => {
+    if (missing !== undefined) return context.skip();
+    const out = join(dir, 'metadata-cases');
+    await mkdir(out);
+    const good = await buildDistributions(out, 'meta-demo', '1.0');
+    const otherProjectDir = join(out, 'other-project');
+    await mkdir(otherProjectDir);
+    const otherProject = await buildDistributions(otherProjectDir, 'meta-demo', '1.0', { name: 'someone-else', version: '1.0' });
+    const otherVersionDir = join(out, 'other-version');
+    await mkdir(otherVersionDir);
+    const otherVersion = await buildDistributions(otherVersionDir, 'meta-demo', '1.0', { name: 'Meta_Demo', version: '2.0' });
+    const fields = { name: 'meta-demo', version: '1.0', filetype: 'bdist_wheel', pyversion: 'py3' };
+    const emptyZip = Buffer.from([0x50, 0x4b, 0x05, 0x06, ...Buffer.alloc(18)]);
+    const cases: [string, Buffer, Record<string, string>, RegExp][] = [
+      [good.wheel, await readFile(good.wheel), { ...fields, blake2_256_digest: '0'.repeat(64) }, /blake2_256 is [0-9a-f]{64}, not the declared 0{64}/],
+      [otherProject.wheel, await readFile(otherProject.wheel), fields, /METADATA of 'meta_demo-1.0-py3-none-any.whl' names project 'someone-else', not 'meta-demo'/],
+      [otherVersion.wheel, await readFile(otherVersion.wheel), fields, /names version '2.0', not '1.0'/],
+      [good.wheel, Buffer.concat([Buffer.from([0x50, 0x4b, 0x03, 0x04]), Buffer.alloc(100)]), fields, /not a readable zip/],
+      // Readable, but an empty archive: no METADATA.
+      [good.wheel, Buffer.concat([Buffer.from([0x50, 0x4b, 0x03, 0x04]), emptyZip]), fields, /has no \.dist-info\/METADATA/],
+    ];
+    for (const [file, bytes, form, message] of cases) {
+      const response = await upload('pypi-local', twineForm(file, bytes, form));
+      expect(response.status, String(message)).toBe(400);
+      expect(((await response.json()) as { errors: { message: string }[] }).errors[0]!.message, String(message)).toMatch(message);
+    }
+    expect((await adminFetch(server, '/artifactory/api/pypi/pypi-local/simple/meta-demo/')).status).toBe(404);
+    expect((await adminFetch(server, '/artifactory/api/storage/pypi-local/meta-demo')).status).toBe(404);
+    // The same wheel with its true digests is accepted.
+    expect((await upload('pypi-local', twineForm(good.wheel, await readFile(good.wheel), fields))).status).toBe(200);
+  });
 });

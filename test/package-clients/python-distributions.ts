@@ -1,3 +1,4 @@
+import { blake2b } from '@noble/hashes/blake2.js';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
@@ -87,6 +88,7 @@ export function twineForm(file: string, bytes: Buffer, fields: Record<string, st
     comment: '',
     md5_digest: createHash('md5').update(bytes).digest('hex'),
     sha256_digest: createHash('sha256').update(bytes).digest('hex'),
+    blake2_256_digest: Buffer.from(blake2b(bytes, { dkLen: 32 })).toString('hex'),
     ...fields,
   };
   for (const [key, value] of Object.entries(all)) form.append(key, value);

@@ -70,6 +70,7 @@ export const ERROR_CATALOGUE = {
   STRATA_ERR_CURATION_BLOCKED: { status: 403, message: 'blocked by a curation policy' },
   STRATA_ERR_CURATION_POLICY_INVALID: { status: 400, message: 'invalid curation policy' },
   STRATA_ERR_CURATION_POLICY_NOT_FOUND: { status: 404, message: 'curation policy not found' },
+  STRATA_ERR_PACKAGE_METADATA_MISMATCH: { status: 400, message: "the package's own metadata does not match its upload" },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

@@ -12,6 +12,7 @@ import { BatchingDownloadCounter, MemoryDownloadStatsSink } from '../src/downloa
 import { ProjectionReaders } from '../src/projection-readers.ts';
 import { MemoryBlobStore } from './support/memory-blob-store.ts';
 import { registerPermissiveAuth } from './support/permissive-auth.ts';
+import { storedZip } from './support/stored-zip.ts';
 
 /**
  * Package metadata is a function of the repository's events: a second site that holds the
@@ -84,7 +85,7 @@ describe('package metadata after a replay of the events on another store', () =>
     await ok(a.inject({ method: 'PUT', url: '/artifactory/api/npm/npmjs/-/package/demo/dist-tags/stable', payload: '"1.0.0"', headers: { 'content-type': 'application/json' } }), 201);
     await ok(a.inject({ method: 'DELETE', url: '/artifactory/api/npm/npmjs/demo/-/demo-1.1.0.tgz/-rev/x' }), 200);
     // PyPI: one wheel, as twine sends it.
-    const wheel = Buffer.concat([Buffer.from([0x50, 0x4b, 0x03, 0x04]), Buffer.alloc(64)]);
+    const wheel = storedZip({ 'demo_pkg/__init__.py': '', 'demo_pkg-0.1.dist-info/METADATA': 'Metadata-Version: 2.1\nName: Demo_Pkg\nVersion: 0.1\n\n' });
     const boundary = 'strata-boundary';
     const field = (name: string, value: string) => `--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`;
     const body = Buffer.concat([

@@ -1,6 +1,6 @@
 import multipart from '@fastify/multipart';
 import { isStrataError, StrataError } from '@strata/core';
-import type { BlobLease, BlobStore } from '@strata/store';
+import type { BlobStore } from '@strata/store';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { parseArtifactAddress } from '../../artifacts/artifact-address.ts';
 import type { BlobCache, MetadataCache } from '../../artifacts/hot-caches.ts';
@@ -10,7 +10,7 @@ import { repositoryNotFound } from '../../repositories/repository-decider.ts';
 import { baseUrl, requestMeta } from '../../request-meta.ts';
 import { normalizeName, projectListHtml, projectListJson, projectPageHtml, projectPageJson, SIMPLE_JSON, wantsJson } from './pypi-model.ts';
 import type { PypiRemoteIndex } from './pypi-remote.ts';
-import type { IndexedDistribution, PypiService } from './pypi-service.ts';
+import type { IndexedDistribution, PypiService, StoredUpload } from './pypi-service.ts';
 import type { FileItem, RepositoryConfig } from '../../ports.ts';
 import type { RepositoryContent } from '../../virtual/repository-content.ts';
 
@@ -182,7 +182,7 @@ export const pypiRoutes: FastifyPluginAsync<PypiRoutesOptions> = async (app, opt
     }
     if (!request.isMultipart()) throw new StrataError('STRATA_ERR_PACKAGE_INVALID', 'an upload is multipart/form-data (as twine sends it)');
     const fields: Record<string, string> = {};
-    let stored: { fileName: string; lease: BlobLease } | undefined;
+    let stored: { fileName: string; upload: StoredUpload } | undefined;
     try {
       for await (const part of request.parts()) {
         if (part.type === 'file') {
@@ -193,7 +193,7 @@ export const pypiRoutes: FastifyPluginAsync<PypiRoutesOptions> = async (app, opt
           const fileName = part.filename;
           // Refuse early what the fields seen so far already rule out (twine sends them first).
           if (fields[':action'] !== undefined) service.checkUploadFields(fields, fileName);
-          stored = { fileName, lease: await service.store(repo, part.file, options.uploadBytesMax) };
+          stored = { fileName, upload: await service.store(repo, part.file, options.uploadBytesMax) };
           if (part.file.truncated) throw new StrataError('STRATA_ERR_BLOB_TOO_LARGE', `an upload may be at most ${options.uploadBytesMax} bytes`);
         } else if (typeof part.value === 'string') {
           fields[part.fieldname] = part.value;
@@ -202,10 +202,10 @@ export const pypiRoutes: FastifyPluginAsync<PypiRoutesOptions> = async (app, opt
       if (stored === undefined) throw new StrataError('STRATA_ERR_PACKAGE_INVALID', "an upload carries the distribution in the field 'content'");
       const { path } = service.checkUploadFields(fields, stored.fileName);
       app.accessControl.authorize(request.principal, { repo, path, action: 'deploy' });
-      await service.upload(repo, fields, stored.fileName, stored.lease, requestMeta(request));
+      await service.upload(repo, fields, stored.fileName, stored.upload, requestMeta(request));
       return reply.code(200).type('text/plain; charset=utf-8').send('OK');
     } finally {
-      stored?.lease.release();
+      stored?.upload.lease.release();
     }
   };
   app.post<RepoParams>('/api/pypi/:repo', { schema: { response: errorResponses } }, upload);

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import { blake2b } from '@noble/hashes/blake2.js';
 import { isStrataError, repositoryStream, StrataError } from '@strata/core';
 import type { EventMeta } from '@strata/core';
 import type { BlobLease, BlobStore } from '@strata/store';
@@ -10,6 +11,14 @@ import type { RepositoryStreamState } from '../../repositories/repository-stream
 import type { StreamWriter } from '../../stream-writer.ts';
 import { checkDistributionContent, checkDistributionFile, checkProjectName, checkVersion, normalizeName, PYPI_PROPERTY } from './pypi-model.ts';
 import type { IndexFile } from './pypi-model.ts';
+import { checkCoreMetadata, readWheelMetadata } from './wheel-metadata.ts';
+
+/** An upload's stored bytes and the digest the blob store does not compute. */
+export interface StoredUpload {
+  readonly lease: BlobLease;
+  /** BLAKE2b-256, hex (twine's blake2_256_digest). */
+  readonly blake2_256: string;
+}
 
 /** The form fields of a twine upload this server reads (all strings). */
 export type UploadFields = Readonly<Record<string, string>>;
@@ -69,12 +78,23 @@ export class PypiService {
     return { name, version, path: `${normalizeName(name)}/${version}/${fileName}` };
   }
 
-  /** Stores an upload's bytes (before its form is complete: fields may follow the file). */
-  async store(repo: string, content: Readable, uploadBytesMax: number): Promise<BlobLease> {
+  /**
+   * Stores an upload's bytes (before its form is complete: fields may follow the file), and
+   * computes their BLAKE2b-256 on the way (twine declares it; the blob store computes the rest).
+   */
+  async store(repo: string, content: Readable, uploadBytesMax: number): Promise<StoredUpload> {
     // The stream's next round may wait briefly for this upload (see roundLingerMs).
     const queued = this.#streams.announce(repositoryStream(repo));
+    const blake2 = blake2b.create({ dkLen: 32 });
+    async function* hashed(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+      for await (const chunk of source) {
+        blake2.update(chunk);
+        yield chunk;
+      }
+    }
     try {
-      return await this.#blobs.put(content, { sizeBytesMax: uploadBytesMax });
+      const lease = await this.#blobs.put(hashed(content), { sizeBytesMax: uploadBytesMax });
+      return { lease, blake2_256: Buffer.from(blake2.digest()).toString('hex') };
     } finally {
       queued();
     }
@@ -85,13 +105,20 @@ export class PypiService {
    * file name and type, digests, zip/gzip content), then appends one ArtifactDeployed with the
    * metadata as properties. A refused upload appends nothing.
    */
-  async upload(repo: string, fields: UploadFields, fileName: string, lease: BlobLease, meta: EventMeta): Promise<{ path: string }> {
+  async upload(repo: string, fields: UploadFields, fileName: string, upload: StoredUpload, meta: EventMeta): Promise<{ path: string }> {
+    const { lease } = upload;
     const { name, version, path } = this.checkUploadFields(fields, fileName);
     const sha256 = field(fields, 'sha256_digest')?.toLowerCase();
     const md5 = field(fields, 'md5_digest')?.toLowerCase();
+    const blake2_256 = field(fields, 'blake2_256_digest')?.toLowerCase();
     if (sha256 !== undefined && sha256 !== lease.sha256) throw new StrataError('STRATA_ERR_PACKAGE_DIGEST_MISMATCH', `the file's sha256 is ${lease.sha256}, not the declared ${sha256}`);
     if (md5 !== undefined && md5 !== lease.md5) throw new StrataError('STRATA_ERR_PACKAGE_DIGEST_MISMATCH', `the file's md5 is ${lease.md5}, not the declared ${md5}`);
+    if (blake2_256 !== undefined && blake2_256 !== upload.blake2_256) {
+      throw new StrataError('STRATA_ERR_PACKAGE_DIGEST_MISMATCH', `the file's blake2_256 is ${upload.blake2_256}, not the declared ${blake2_256}`);
+    }
     await this.#checkContent(fileName, lease);
+    // A wheel's own METADATA must name the project and version it is uploaded as.
+    if (fileName.endsWith('.whl')) checkCoreMetadata(await readWheelMetadata(this.#blobs, lease.sha256, lease.size, fileName), fileName, name, version);
     const properties: Record<string, string[]> = {
       [PYPI_PROPERTY.name]: [name],
       [PYPI_PROPERTY.normalizedName]: [normalizeName(name)],

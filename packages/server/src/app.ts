@@ -47,6 +47,7 @@ import { distributionRoutes } from './distribution/distribution-routes.ts';
 import { DEFAULT_DISTRIBUTION_LIMITS, DistributionService } from './distribution/distribution-service.ts';
 import { EDGE_UPLOADS_REPOSITORY, EdgePolicy } from './distribution/edge-policy.ts';
 import { ephemeralSigningKey } from './distribution/signing-keys.ts';
+import { MemoryDistributionTransactionStore } from './distribution/transaction-store.ts';
 import { PointInTimeReads } from './audit/point-in-time.ts';
 import { smartRemoteRoutes } from './smart-remote/smart-remote-routes.ts';
 import { DEFAULT_SMART_REMOTE_LIMITS, SmartRemoteService } from './smart-remote/smart-remote-service.ts';
@@ -217,6 +218,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     checkWritable: (repo) => edgePolicy.checkContentWrite(repo),
   });
   const distribution = new DistributionService({
+    transactions: deps.distributionTransactions ?? new MemoryDistributionTransactionStore(),
     streams: new StreamWriter(deps.eventStore, distributionFold, {
       siteId: deps.siteId,
       hlc: deps.hlc,

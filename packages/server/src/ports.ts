@@ -161,6 +161,8 @@ export interface AppDeps {
   readonly onRepositoryChange?: (key: string) => void;
   /** The site's release-bundle signing key (kept in the data dir); without it an ephemeral one. */
   readonly signingKey?: import('./distribution/signing-keys.ts').SigningKey;
+  /** An edge's open distribution transactions; default in memory (`strata serve` keeps them in the database). */
+  readonly distributionTransactions?: import('./distribution/transaction-store.ts').DistributionTransactionStore;
   /** Edge-node mode (docs/edge.md): repositories read-only except artifactory-edge-uploads, smart remotes only. */
   readonly edge?: boolean;
   readonly distributionLimits?: Partial<import('./distribution/distribution-service.ts').DistributionLimits>;

@@ -34,6 +34,7 @@ import { FederationService } from './federation/federation-service.ts';
 import { checkFederationSecret, PendingBinariesProjection } from '@strata/federation';
 import type { DistributionService } from './distribution/distribution-service.ts';
 import { loadOrCreateSigningKey } from './distribution/signing-keys.ts';
+import { SqlDistributionTransactionStore } from './distribution/transaction-store.ts';
 import { ensureSmartRemoteTables, SqlRemoteDownloadStatsStore, SqlSmartRemoteStatsQueue } from './smart-remote/smart-remote-stores.ts';
 
 export interface ServerSettings {
@@ -181,11 +182,14 @@ export async function startServer(settings: ServerSettings): Promise<RunningServ
 
   const signingKey = await loadOrCreateSigningKey(settings.dataDir, `strata-${siteId}`);
   await ensureSmartRemoteTables(opened.db);
+  const distributionTransactions = new SqlDistributionTransactionStore(opened.db);
+  await distributionTransactions.ensureSchema();
   let distribution: DistributionService | undefined;
   const app = await buildApp({
     ...(federation === undefined ? {} : { federation }),
     eventStore,
     signingKey,
+    distributionTransactions,
     edge: settings.edge === true,
     smartRemoteQueue: new SqlSmartRemoteStatsQueue(opened.db),
     remoteDownloadStats: new SqlRemoteDownloadStatsStore(opened.db),

@@ -149,9 +149,14 @@ export const distributionRoutes: FastifyPluginAsync<DistributionRoutesOptions> =
     },
   );
 
+  app.get<{ Params: { id: string } }>('/api/release/edge/transactions/:id', { schema: { params: transactionParams, response: objectResponse } }, async (request) => {
+    app.accessControl.requireAdmin(request.principal);
+    return service.transactionStatus(request.params.id);
+  });
+
   app.delete<{ Params: { id: string } }>('/api/release/edge/transactions/:id', { schema: { params: transactionParams } }, async (request, reply) => {
     app.accessControl.requireAdmin(request.principal);
-    service.abort(request.params.id);
+    await service.abort(request.params.id);
     return reply.code(204).send();
   });
 

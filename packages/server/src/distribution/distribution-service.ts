@@ -23,6 +23,7 @@ import type {
   SignedManifest,
 } from './release-bundle-model.ts';
 import { parsePublicKey, verifySignature } from './signing-keys.ts';
+import type { DistributionTransactionStore, StoredTransaction } from './transaction-store.ts';
 import type { SigningKey } from './signing-keys.ts';
 
 export interface DistributionLimits {
@@ -41,6 +42,10 @@ export interface DistributionLimits {
   readonly targetsInParallelMax: number;
   /** Binaries sent to one edge at once. */
   readonly transfersInParallelMax: number;
+  /** How long a source waits for an edge that went away mid-transaction (restarting) before it gives up. */
+  readonly resumeWithinMs: number;
+  /** How often one distribution resumes a transaction. */
+  readonly resumeAttemptsMax: number;
 }
 
 export const DEFAULT_DISTRIBUTION_LIMITS: DistributionLimits = Object.freeze({
@@ -52,6 +57,8 @@ export const DEFAULT_DISTRIBUTION_LIMITS: DistributionLimits = Object.freeze({
   edgeRequestTimeoutMs: 10 * 60 * 1000,
   targetsInParallelMax: 4,
   transfersInParallelMax: 4,
+  resumeWithinMs: 2 * 60 * 1000,
+  resumeAttemptsMax: 5,
 });
 
 export interface DistributionResult {
@@ -63,17 +70,10 @@ export interface DistributionResult {
   readonly bytesTransferred: number;
 }
 
-interface OpenTransaction {
-  readonly id: string;
-  readonly start: DistributionStart;
-  readonly openedAt: number;
-  readonly leases: Map<string, BlobLease>;
-  /** Set once a transfer was refused: the transaction can only be aborted then. */
-  failure: string | undefined;
-}
-
 export interface DistributionServiceOptions {
   readonly streams: StreamWriter<DistributionState>;
+  /** The edge's open distribution transactions (persisted: they outlive a restart). */
+  readonly transactions: DistributionTransactionStore;
   /** The store the writers append to: a bundle is published in one multi-stream append. */
   readonly eventStore: EventStore;
   /** How often a publish is decided again after a conflict. */
@@ -96,18 +96,27 @@ export interface DistributionServiceOptions {
 
 const SYSTEM_META: EventMeta = { actor: '_system' };
 
+/** The edge answered, and refused (a non-2xx status): final, unlike a request that got no answer. */
+class EdgeRefusal extends Error {}
+
 function sha256Hex(text: string): string {
   return createHash('sha256').update(text, 'utf8').digest('hex');
 }
 
-/** Runs `task` over `items` with at most `parallel` at a time, in order of start. */
+/** Runs `task` over `items` with at most `parallel` at a time, in order of start; after a failure no new task starts. */
 async function eachLimited<T, R>(items: readonly T[], parallel: number, task: (item: T) => Promise<R>): Promise<R[]> {
   const results: R[] = new Array<R>(items.length);
   let next = 0;
+  let failed = false;
   const worker = async () => {
-    while (next < items.length) {
+    while (next < items.length && !failed) {
       const index = next++;
-      results[index] = await task(items[index]!);
+      try {
+        results[index] = await task(items[index]!);
+      } catch (error) {
+        failed = true;
+        throw error;
+      }
     }
   };
   await Promise.all(Array.from({ length: Math.min(parallel, items.length) }, worker));
@@ -140,7 +149,8 @@ function groupByRepository(artifacts: readonly BundleArtifact[]): Map<string, Bu
  */
 export class DistributionService {
   readonly #options: DistributionServiceOptions;
-  readonly #transactions = new Map<string, OpenTransaction>();
+  /** Per open transaction: the binaries this process received for it, leased until commit or abort. */
+  readonly #leases = new Map<string, Map<string, BlobLease>>();
   readonly #fetch: typeof fetch;
 
   constructor(options: DistributionServiceOptions) {
@@ -270,6 +280,10 @@ export class DistributionService {
     for (const bundle of (await this.state()).bundles.values()) {
       if (bundle.manifest.artifacts.some((artifact) => artifact.sha256 === sha256)) return true;
     }
+    // Binaries received for a transaction not committed yet (its leases are gone after a restart).
+    for (const transaction of await this.#options.transactions.list()) {
+      if (transaction.status !== 'committed' && transaction.start.bundle.manifest.artifacts.some((artifact) => artifact.sha256 === sha256)) return true;
+    }
     return false;
   }
 
@@ -364,22 +378,36 @@ export class DistributionService {
       if (typeof body.transactionId !== 'string' || !Array.isArray(body.missing)) return failed('the edge answered the start without a transaction');
       transactionId = body.transactionId;
       const sizes = new Map(manifest.artifacts.map((artifact) => [artifact.sha256, artifact.size]));
-      const missing = body.missing.filter((sha256): sha256 is string => typeof sha256 === 'string' && sizes.has(sha256));
       const txUrl = `${target.url}/api/release/edge/transactions/${encodeURIComponent(transactionId)}`;
-      await eachLimited(missing, this.#options.limits.transfersInParallelMax, async (sha256) => {
-        const size = sizes.get(sha256) ?? 0;
-        const stream = await this.#options.blobs.createReadStream(sha256);
-        await this.#call(`${txUrl}/blobs/${sha256}`, {
-          method: 'PUT',
-          headers: { authorization, 'content-type': 'application/octet-stream', 'content-length': String(size) },
-          body: Readable.toWeb(stream) as ReadableStream<Uint8Array>,
-          duplex: 'half',
-          signal: timeout(),
-        } as RequestInit);
-        filesTransferred += manifest.artifacts.filter((artifact) => artifact.sha256 === sha256).length;
-        bytesTransferred += size;
-      });
-      await this.#call(`${txUrl}/commit`, { method: 'POST', headers: { authorization }, signal: timeout() });
+      let missing: readonly unknown[] = body.missing;
+      for (let resumed = 0; ; resumed++) {
+        try {
+          const toSend = missing.filter((sha256): sha256 is string => typeof sha256 === 'string' && sizes.has(sha256));
+          await eachLimited(toSend, this.#options.limits.transfersInParallelMax, async (sha256) => {
+            const size = sizes.get(sha256) ?? 0;
+            const stream = await this.#options.blobs.createReadStream(sha256);
+            await this.#call(`${txUrl}/blobs/${sha256}`, {
+              method: 'PUT',
+              headers: { authorization, 'content-type': 'application/octet-stream', 'content-length': String(size) },
+              body: Readable.toWeb(stream) as ReadableStream<Uint8Array>,
+              duplex: 'half',
+              signal: timeout(),
+            } as RequestInit);
+            filesTransferred += manifest.artifacts.filter((artifact) => artifact.sha256 === sha256).length;
+            bytesTransferred += size;
+          });
+          await this.#call(`${txUrl}/commit`, { method: 'POST', headers: { authorization }, signal: timeout() });
+        } catch (error) {
+          // The edge refused: that is final. The edge went away (restart) or the answer was lost: resume.
+          if (error instanceof EdgeRefusal || resumed >= this.#options.limits.resumeAttemptsMax) throw error;
+          const status = await this.#awaitTransaction(txUrl, authorization, error);
+          if (status.status === 'COMMITTED') break;
+          if (status.status === 'FAILED') throw new Error(`the edge refused the transaction: ${status.message ?? 'no reason given'}`);
+          missing = status.missing;
+          continue;
+        }
+        break;
+      }
       transactionId = undefined;
       return { url: target.url, status: 'COMPLETED', filesTotal, filesTransferred, bytesTransferred };
     } catch (error) {
@@ -396,7 +424,32 @@ export class DistributionService {
     }
   }
 
-  /** One protocol request; a non-2xx answer throws with the edge's own message. */
+  /**
+   * After a request failed without an answer: asks the edge where the transaction stands,
+   * until it answers (it may be restarting) or `resumeWithinMs` passed. COMMITTING is asked
+   * again. A transaction the edge does not know (404) is lost: that ends the distribution.
+   */
+  async #awaitTransaction(txUrl: string, authorization: string, cause: unknown): Promise<{ status: string; missing: unknown[]; message?: string }> {
+    const deadline = this.#options.clock.now() + this.#options.limits.resumeWithinMs;
+    let delayMs = 100;
+    let lastError = cause;
+    while (this.#options.clock.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      delayMs = Math.min(delayMs * 2, 2000);
+      try {
+        const status = (await this.#call(txUrl, { headers: { authorization }, signal: AbortSignal.timeout(10_000) })) as { status?: unknown; missing?: unknown; message?: unknown } | undefined;
+        if (status?.status === 'COMMITTING') continue;
+        if (typeof status?.status !== 'string' || !Array.isArray(status.missing)) throw new EdgeRefusal('the edge answered the transaction status without a status');
+        return { status: status.status, missing: status.missing, ...(typeof status.message === 'string' ? { message: status.message } : {}) };
+      } catch (error) {
+        if (error instanceof EdgeRefusal) throw error;
+        lastError = error;
+      }
+    }
+    throw new Error(`the edge did not come back within ${this.#options.limits.resumeWithinMs} ms to resume the transaction: ${lastError instanceof Error ? lastError.message : String(lastError)}`);
+  }
+
+  /** One protocol request; a non-2xx answer throws an EdgeRefusal with the edge's own message. */
   async #call(url: string, init: RequestInit): Promise<unknown> {
     const response = await this.#fetch(url, init);
     const text = await response.text();
@@ -408,7 +461,7 @@ export class DistributionService {
       } catch {
         // not JSON: keep the text
       }
-      throw new Error(`the edge answered ${response.status}: ${message}`);
+      throw new EdgeRefusal(`the edge answered ${response.status}: ${message}`);
     }
     if (text === '') return undefined;
     try {
@@ -478,94 +531,122 @@ export class DistributionService {
     }
   }
 
-  #pruneTransactions(): void {
+  /** Drops transactions older than the TTL (committed ones too: their outcome was kept for a late source). */
+  async #pruneTransactions(): Promise<void> {
     const oldest = this.#options.clock.now() - this.#options.limits.transactionTtlMs;
-    for (const [id, transaction] of this.#transactions) if (transaction.openedAt < oldest) this.#close(id);
+    for (const id of await this.#options.transactions.deleteOpenedBefore(oldest)) this.#releaseLeases(id);
   }
 
-  #close(id: string): void {
-    const transaction = this.#transactions.get(id);
-    if (transaction === undefined) return;
-    this.#transactions.delete(id);
-    for (const lease of transaction.leases.values()) lease.release();
+  #releaseLeases(id: string): void {
+    const leases = this.#leases.get(id);
+    this.#leases.delete(id);
+    for (const lease of leases?.values() ?? []) lease.release();
   }
 
   async startTransaction(start: DistributionStart): Promise<{ transactionId: string; missing: string[] }> {
-    this.#pruneTransactions();
-    if (this.#transactions.size >= this.#options.limits.transactionsOpenMax) {
-      throw new StrataError('STRATA_ERR_STORE_UNAVAILABLE', `${this.#transactions.size} distribution transactions are open: try again later`);
+    await this.#pruneTransactions();
+    const open = await this.#options.transactions.countUncommitted();
+    if (open >= this.#options.limits.transactionsOpenMax) {
+      throw new StrataError('STRATA_ERR_STORE_UNAVAILABLE', `${open} distribution transactions are open: try again later`);
     }
     await this.#verifyStart(start, await this.state(), { atCommit: false });
-    const { envelope, bundle } = start;
-    for (const open of this.#transactions.values()) {
-      if (open.start.envelope.distributionId === envelope.distributionId) throw new StrataError('STRATA_ERR_BUNDLE_REPLAYED', `distribution ${envelope.distributionId} is already in progress`);
-      if (bundleId(open.start.envelope.name, open.start.envelope.version) === bundleId(envelope.name, envelope.version)) {
-        throw new StrataError('STRATA_ERR_BUNDLE_EXISTS', `release bundle '${envelope.name}/${envelope.version}' is being received by another transaction`);
-      }
-    }
-    const missing: string[] = [];
-    for (const sha256 of new Set(bundle.manifest.artifacts.map((artifact) => artifact.sha256))) {
-      if ((await this.#options.blobs.stat(sha256)) === undefined) missing.push(sha256);
-    }
+    const missing = await this.#missingBlobs(start.bundle.manifest);
     const id = this.#options.newId();
-    this.#transactions.set(id, { id, start, openedAt: this.#options.clock.now(), leases: new Map(), failure: undefined });
+    // Persisted before it is answered: an edge restarted mid-transfer still knows it, and the source resumes it.
+    await this.#options.transactions.insert({ id, start, openedAt: this.#options.clock.now(), status: 'open', failure: undefined });
     return { transactionId: id, missing };
   }
 
-  #transaction(id: string): OpenTransaction {
-    const transaction = this.#transactions.get(id);
+  async #missingBlobs(manifest: BundleManifest): Promise<string[]> {
+    const missing: string[] = [];
+    for (const sha256 of new Set(manifest.artifacts.map((artifact) => artifact.sha256))) {
+      if ((await this.#options.blobs.stat(sha256)) === undefined) missing.push(sha256);
+    }
+    return missing;
+  }
+
+  async #transaction(id: string): Promise<StoredTransaction> {
+    const transaction = await this.#options.transactions.get(id);
     if (transaction === undefined) throw new StrataError('STRATA_ERR_BUNDLE_TRANSACTION_NOT_FOUND', `no open distribution transaction '${id}'`);
     return transaction;
   }
 
+  /**
+   * Where a transaction stands, for a source resuming it (after the edge restarted, or the
+   * answer to a transfer or commit was lost): OPEN with the binaries still missing, FAILED
+   * (refused: abort it), COMMITTING, or COMMITTED.
+   */
+  async transactionStatus(id: string): Promise<{ transactionId: string; status: 'OPEN' | 'FAILED' | 'COMMITTING' | 'COMMITTED'; missing: string[]; message?: string }> {
+    const transaction = await this.#transaction(id);
+    const manifest = transaction.start.bundle.manifest;
+    if (transaction.status === 'committed') return { transactionId: id, status: 'COMMITTED', missing: [] };
+    if (transaction.status === 'committing') {
+      const received = (await this.state()).distributionIds.has(transaction.start.envelope.distributionId);
+      return { transactionId: id, status: received ? 'COMMITTED' : 'COMMITTING', missing: [] };
+    }
+    if (transaction.failure !== undefined) return { transactionId: id, status: 'FAILED', missing: [], message: transaction.failure };
+    return { transactionId: id, status: 'OPEN', missing: await this.#missingBlobs(manifest) };
+  }
+
   /** Stores one binary of the transaction; refuses (and poisons the transaction) unless sha256 and size match. */
   async receiveBlob(id: string, sha256: string, body: Readable, signal: AbortSignal): Promise<void> {
-    const transaction = this.#transaction(id);
+    const transaction = await this.#transaction(id);
+    if (transaction.status !== 'open') throw new StrataError('STRATA_ERR_HTTP_CONFLICT', `distribution transaction '${id}' is ${transaction.status}: it takes no more binaries`);
     if (transaction.failure !== undefined) throw new StrataError('STRATA_ERR_BUNDLE_INCOMPLETE', `the transaction was refused: ${transaction.failure}`);
     const artifact = transaction.start.bundle.manifest.artifacts.find((entry) => entry.sha256 === sha256);
     if (artifact === undefined) {
-      transaction.failure = `binary ${sha256} is not part of the bundle`;
-      throw new StrataError('STRATA_ERR_BUNDLE_INVALID', transaction.failure);
+      const failure = `binary ${sha256} is not part of the bundle`;
+      await this.#options.transactions.setFailure(id, failure);
+      throw new StrataError('STRATA_ERR_BUNDLE_INVALID', failure);
     }
     try {
       const lease = await this.#options.blobs.put(body, { expected: { sha256 }, expectedSize: artifact.size, sizeBytesMax: artifact.size, signal });
-      transaction.leases.get(sha256)?.release();
-      if (!this.#transactions.has(id)) {
+      const current = await this.#options.transactions.get(id);
+      if (current?.status !== 'open') {
         lease.release();
         throw new StrataError('STRATA_ERR_BUNDLE_TRANSACTION_NOT_FOUND', `distribution transaction '${id}' was closed meanwhile`);
       }
-      transaction.leases.set(sha256, lease);
+      const leases = this.#leases.get(id) ?? new Map<string, BlobLease>();
+      this.#leases.set(id, leases);
+      leases.get(sha256)?.release();
+      leases.set(sha256, lease);
     } catch (error) {
-      if (isStrataError(error) && error.code !== 'STRATA_ERR_BUNDLE_TRANSACTION_NOT_FOUND') {
-        transaction.failure = `binary ${sha256} was refused: ${error.message}`;
+      // A body cut short (the source or the network went away) is not a refusal: the source resends it.
+      if (isStrataError(error) && error.code !== 'STRATA_ERR_BUNDLE_TRANSACTION_NOT_FOUND' && error.code !== 'STRATA_ERR_BLOB_INCOMPLETE') {
+        await this.#options.transactions.setFailure(id, `binary ${sha256} was refused: ${error.message}`);
       }
       throw error;
     }
   }
 
-  abort(id: string): void {
-    this.#transaction(id);
-    this.#close(id);
+  async abort(id: string): Promise<void> {
+    if (!(await this.#options.transactions.delete(id))) throw new StrataError('STRATA_ERR_BUNDLE_TRANSACTION_NOT_FOUND', `no open distribution transaction '${id}'`);
+    this.#releaseLeases(id);
   }
 
   /**
    * Ends a transaction: every file's binary must be here with the manifest's sha256, sha1,
    * md5 and size, the signatures must still verify against the keys trusted now, and the
-   * bundle must still be absent. Then it is published; otherwise nothing is written.
+   * bundle must still be absent. Then it is published; otherwise nothing is written and the
+   * transaction is over. Committing a committed transaction again answers the bundle (a
+   * source whose first answer was lost).
    */
   async commit(id: string, meta: EventMeta): Promise<StoredBundle> {
-    const transaction = this.#transaction(id);
-    // A commit is final: whatever happens, the transaction is over.
-    this.#transactions.delete(id);
-    const leases = transaction.leases;
+    const transaction = await this.#transaction(id);
+    const { manifest } = transaction.start.bundle;
+    if (transaction.status === 'committed') return this.bundle(manifest.name, manifest.version);
+    if (!(await this.#options.transactions.transition(id, 'open', 'committing'))) {
+      throw new StrataError('STRATA_ERR_HTTP_CONFLICT', `distribution transaction '${id}' is being committed`);
+    }
+    const leases = this.#leases.get(id) ?? new Map<string, BlobLease>();
+    this.#leases.delete(id);
     try {
       if (transaction.failure !== undefined) throw new StrataError('STRATA_ERR_BUNDLE_INCOMPLETE', `the transaction was refused: ${transaction.failure}`);
-      const { manifest } = transaction.start.bundle;
       await this.#verifyStart(transaction.start, await this.state(), { atCommit: true });
       for (const artifact of manifest.artifacts) {
         let lease = leases.get(artifact.sha256);
         if (lease === undefined) {
-          // Already stored before this transaction: lease it (re-hashing the file) so its checksums are verified too.
+          // Stored before this transaction (or before this process started): lease it (re-hashing the file) so its checksums are verified too.
           lease = await this.#options.blobs.lease(artifact.sha256);
           if (lease === undefined) throw new StrataError('STRATA_ERR_BUNDLE_INCOMPLETE', `the binary of '${artifact.repo}/${artifact.path}' (sha256 ${artifact.sha256}) was never transferred`);
           leases.set(artifact.sha256, lease);
@@ -586,7 +667,12 @@ export class DistributionService {
           { type: 'ReleaseBundlePublished', data: { name: manifest.name, version: manifest.version } },
         ];
       });
+      await this.#options.transactions.transition(id, 'committing', 'committed');
       return await this.bundle(manifest.name, manifest.version);
+    } catch (error) {
+      // A commit is final: a refused one ends the transaction.
+      await this.#options.transactions.delete(id).catch(() => false);
+      throw error;
     } finally {
       for (const lease of leases.values()) lease.release();
     }
@@ -648,6 +734,12 @@ export class DistributionService {
    * version, which appended the bundle record and each repository's files separately.
    */
   async recover(): Promise<number> {
+    // A commit this site was running when it stopped either stored the bundle (one append) or stored nothing.
+    for (const transaction of await this.#options.transactions.list()) {
+      if (transaction.status !== 'committing') continue;
+      const received = (await this.state()).distributionIds.has(transaction.start.envelope.distributionId);
+      await this.#options.transactions.transition(transaction.id, 'committing', received ? 'committed' : 'open');
+    }
     if (this.#options.streamRevision !== undefined && (await this.#options.streamRevision()) === undefined) return 0;
     let recovered = 0;
     for (const bundle of (await this.state()).bundles.values()) {
@@ -661,8 +753,8 @@ export class DistributionService {
     return recovered;
   }
 
-  /** Drops every open transaction (shutdown). */
+  /** Releases this process's blob leases (shutdown); the transactions themselves stay stored for the next start. */
   close(): void {
-    for (const id of [...this.#transactions.keys()]) this.#close(id);
+    for (const id of [...this.#leases.keys()]) this.#releaseLeases(id);
   }
 }

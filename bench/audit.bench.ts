@@ -20,32 +20,44 @@ import { log, median, type BenchResult } from './support/report.ts';
 
 const datasetOptions = { prefix: 'bench_audit2_events', siteId: 'site-a', gaplessOriginSeq: true } as const;
 
-export async function verifyBenchmark(backend: 'postgres' | 'pglite', events: number, rounds: number): Promise<BenchResult> {
+export async function verifyBenchmark(backend: 'postgres' | 'pglite', events: number, rounds: number): Promise<BenchResult[]> {
   const database = await openEventsDataset(backend, events, datasetOptions);
   try {
-    const audit = new SqlEventAudit(database.db);
-    const measured: number[] = [];
+    // A baseline to compare in the same run (before/after a change): another checkout's
+    // @strata/store entry point, e.g. STRATA_BENCH_BASELINE_STORE=/tmp/main/packages/store/src/index.ts.
+    const baselinePath = process.env.STRATA_BENCH_BASELINE_STORE;
+    const baseline = baselinePath === undefined ? undefined : ((await import(baselinePath)) as Pick<typeof import('@strata/store'), 'SqlEventAudit'>);
+    const variants: { name: string; audit: Pick<SqlEventAudit, 'verify'>; rates: number[] }[] = [
+      // As `strata verify` runs it: on PostgreSQL three scans side by side.
+      { name: 'verify', audit: new SqlEventAudit(database.db, { verifyConnectionsMax: backend === 'postgres' ? 3 : 1 }), rates: [] },
+      ...(backend === 'postgres' ? [{ name: 'verify on one connection', audit: new SqlEventAudit(database.db), rates: [] }] : []),
+      ...(baseline === undefined ? [] : [{ name: 'baseline verify', audit: new baseline.SqlEventAudit(database.db as never) as Pick<SqlEventAudit, 'verify'>, rates: [] }]),
+    ];
+    if (baseline !== undefined) log(`verify: baseline ${baselinePath}`);
     const reference: number[] = [];
     for (let round = 0; round < rounds; round++) {
       let started = performance.now();
       const scanned = await database.raw('select count(*)::int8 as n, sum(length(sha256(data || meta)))::int8 as bytes from events');
       const count = Number(scanned.rows[0]!.n);
       reference.push((count * 1000) / (performance.now() - started));
-      started = performance.now();
-      const result = await audit.verify();
-      measured.push((result.events * 1000) / (performance.now() - started));
-      if (result.breaks.length > 0) throw new Error(`verify found ${result.breaks.length} breaks in an untouched data set: ${result.breaks[0]!.message}`);
-      log(`verify round ${round + 1} (${backend}): ${Math.round(measured.at(-1)!)} events/s (${result.events} events, ${result.originChained} origin-chained), hashing scan ${Math.round(reference.at(-1)!)} rows/s`);
+      for (const variant of variants) {
+        started = performance.now();
+        const result = await variant.audit.verify();
+        variant.rates.push((result.events * 1000) / (performance.now() - started));
+        if (result.breaks.length > 0) throw new Error(`verify found ${result.breaks.length} breaks in an untouched data set: ${result.breaks[0]!.message}`);
+        log(`verify round ${round + 1} (${backend}): ${variant.name} ${Math.round(variant.rates.at(-1)!)} events/s (${result.events} events, ${result.originChained} origin-chained)`);
+      }
+      log(`verify round ${round + 1} (${backend}): hashing scan ${Math.round(reference.at(-1)!)} rows/s`);
     }
-    return {
-      benchmark: `strata verify, ${events.toLocaleString('en-US')} events`,
+    return variants.map((variant) => ({
+      benchmark: `strata ${variant.name}, ${events.toLocaleString('en-US')} events`,
       backend,
-      measured: { label: 'verify', perSecond: median(measured) },
+      measured: { label: variant.name, perSecond: median(variant.rates) },
       reference: { label: 'scan hashing each row', perSecond: median(reference) },
       target: { perSecond: 200_000 },
-      notes: `median of ${rounds} rounds; per round ${measured.map((rate) => Math.round(rate).toLocaleString('en-US')).join(', ')} events/s`,
-      roundRatios: measured.map((rate, round) => rate / reference[round]!),
-    };
+      notes: `median of ${rounds} rounds; per round ${variant.rates.map((rate) => Math.round(rate).toLocaleString('en-US')).join(', ')} events/s`,
+      roundRatios: variant.rates.map((rate, round) => rate / reference[round]!),
+    }));
   } finally {
     await database.close();
   }

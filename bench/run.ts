@@ -53,7 +53,7 @@ for (const name of selected) {
   for (const backend of backends) {
     if (name === 'rebuild') results.push(await rebuildBenchmark(backend, events, rounds));
     if (name === 'read-all') results.push(await readAllBenchmark(backend, events, rounds));
-    if (name === 'verify') results.push(await verifyBenchmark(backend, events, rounds));
+    if (name === 'verify') results.push(...(await verifyBenchmark(backend, events, rounds)));
     if (name === 'replay') results.push(...(await replayBenchmark(backend, events, rounds)));
   }
 }

@@ -70,7 +70,9 @@ if (postgres !== undefined) {
     name: 'postgres',
     async open() {
       const opened = await openEventStore({ databaseUrl: postgres.url, schema: `audit_${schemas++}`, store: { siteId: SITE } });
-      return { store: opened.store, audit: new SqlEventAudit(opened.db), db: opened.db, close: () => opened.close() };
+      // As `strata verify` runs on PostgreSQL: its scans side by side in one exported snapshot
+      // (PGlite above runs them one after the other).
+      return { store: opened.store, audit: new SqlEventAudit(opened.db, { verifyConnectionsMax: 3 }), db: opened.db, close: () => opened.close() };
     },
   });
 } else {

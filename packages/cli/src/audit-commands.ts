@@ -78,7 +78,7 @@ interface CommandContext {
   readonly stderr: Writable & { isTTY?: boolean };
 }
 
-async function openStore(flags: ParsedFlags, env: NodeJS.ProcessEnv): Promise<{ opened: OpenedEventStore; siteId: string | undefined }> {
+async function openStore(flags: ParsedFlags, env: NodeJS.ProcessEnv): Promise<{ opened: OpenedEventStore; siteId: string | undefined; postgres: boolean }> {
   const nonEmpty = (value: string | undefined) => (value === undefined || value === '' ? undefined : value);
   const databaseUrl = flags.values.get('--database-url') ?? nonEmpty(env.DATABASE_URL);
   const dataDir = resolve(flags.values.get('--data') ?? nonEmpty(env.STRATA_DATA) ?? './data');
@@ -95,7 +95,7 @@ async function openStore(flags: ParsedFlags, env: NodeJS.ProcessEnv): Promise<{ 
     projections: [new ArtifactTreeProjection(), new RepositoryConfigProjection()],
     ...(siteId === undefined ? {} : { store: { siteId } }),
   });
-  return { opened, siteId };
+  return { opened, siteId, postgres: databaseUrl !== undefined };
 }
 
 function repoOf(flags: ParsedFlags, required: boolean): string | undefined {
@@ -131,9 +131,10 @@ export async function verifyCommand(argv: readonly string[], context: CommandCon
     return reportVerify({ streams: walker.streams, events: walker.events, originChained: walker.originChained, breaks: walker.breaks, elapsedMs }, flags, context);
   }
   const repo = repoOf(flags, false);
-  const { opened } = await openStore(flags, context.env);
+  const { opened, postgres } = await openStore(flags, context.env);
   try {
-    const result = await new SqlEventAudit(opened.db).verify(repo === undefined ? {} : { stream: repositoryStream(repo) });
+    // On PostgreSQL verify's three scans run side by side (a pool; PGlite has one connection).
+    const result = await new SqlEventAudit(opened.db, { verifyConnectionsMax: postgres ? 3 : 1 }).verify(repo === undefined ? {} : { stream: repositoryStream(repo) });
     return reportVerify(result, flags, context);
   } finally {
     await opened.close();

@@ -38,12 +38,23 @@ interface BreakRow {
   origin_missing: boolean;
 }
 
+export interface SqlEventAuditOptions {
+  /**
+   * Connections verify may use at once (PostgreSQL: a pool). With 3, its three scans (the
+   * digests, the site chains, the origin chains) run side by side in one exported snapshot;
+   * with 1 (the default, and PGlite's single connection) one after the other.
+   */
+  readonly verifyConnectionsMax?: number;
+}
+
 /** EventAudit on PostgreSQL and PGlite: history through `events_stream_target`, verification in SQL. */
 export class SqlEventAudit implements EventAudit {
   readonly #db: Kysely<StoreDatabase>;
+  readonly #verifyConnectionsMax: number;
 
-  constructor(db: Kysely<StoreDatabase>) {
+  constructor(db: Kysely<StoreDatabase>, options: SqlEventAuditOptions = {}) {
     this.#db = db;
+    this.#verifyConnectionsMax = options.verifyConnectionsMax ?? 1;
   }
 
   async pathHistory(stream: string, path: string, options: PathHistoryOptions): Promise<PathHistoryPage> {
@@ -87,20 +98,26 @@ export class SqlEventAudit implements EventAudit {
     const started = performance.now();
     const only: RawBuilder<unknown> = options.stream === undefined ? sql`true` : sql`stream = ${options.stream}`;
     const genesis = Buffer.from(CHAIN_GENESIS);
-    // The origin chains' hash join and the first-failure sorts fit in memory.
-    return this.#db.transaction().execute(async (tx) => {
-      await sql`set local work_mem = '256MB'`.execute(tx);
-      // 1. Every event's content against its stored digest: the big hashes, in one scan that
-      // PostgreSQL runs in parallel workers (an aggregate collecting the failures would not be).
-      const altered = await sql<{ stream: string; revision: number; id: string }>`
-        select stream, revision, id from events where ${only} and digest is distinct from ${DIGEST}`.execute(tx);
-      const counts = await sql<{ events: string | number; chained: string | number }>`
-        select count(*) as events, count(origin_prev) as chained from events where ${only}`.execute(tx);
-      const scannedRow = counts.rows[0];
-      // 2. The site chain: each row's link (a small hash of its stored digest) against the row
-      // before it, walked in the unique (stream, revision) index's order rather than sorted.
+
+    // 1. Every event's content against its stored digest: the big hashes, in one scan that
+    // PostgreSQL runs in parallel workers, counting as it goes (an aggregate collecting the
+    // failing rows would not run in parallel: they are listed by a second scan, only if any).
+    const digests = async (tx: Kysely<StoreDatabase>) => {
+      const counted = await sql<{ events: string | number; chained: string | number; altered: string | number }>`
+        select count(*) as events, count(origin_prev) as chained, count(*) filter (where digest is distinct from ${DIGEST}) as altered
+        from events where ${only}`.execute(tx);
+      const row = counted.rows[0];
+      const altered =
+        Number(row?.altered ?? 0) === 0
+          ? []
+          : (await sql<{ stream: string; revision: number; id: string }>`select stream, revision, id from events where ${only} and digest is distinct from ${DIGEST}`.execute(tx)).rows;
+      return { events: Number(row?.events ?? 0), chained: Number(row?.chained ?? 0), altered };
+    };
+    // 2. The site chain: each row's link (a small hash of its stored digest) against the row
+    // before it, walked in the unique (stream, revision) index's order rather than sorted.
+    const siteChains = async (tx: Kysely<StoreDatabase>) => {
       await sql`set local enable_sort = off`.execute(tx);
-      const siteFailures = await sql<{ stream: string; revision: number; before_revision: number | null; site_missing: boolean }>`
+      const failures = await sql<{ stream: string; revision: number; before_revision: number | null; site_missing: boolean }>`
         select distinct on (stream) stream, revision, before_revision, site_missing from (
           select stream, revision, before_revision,
             case when before_revision is null then revision <> 0 or prev_hash is distinct from ${genesis}
@@ -113,143 +130,178 @@ export class SqlEventAudit implements EventAudit {
         ) checked
         where site_failed order by stream, revision`.execute(tx);
       await sql`set local enable_sort = on`.execute(tx);
-      // 3. The origin chains: each origin-chained event against the stored digest of its
-      // origin's previous event in the stream, found by a hash join (no sort).
+      return failures.rows;
+    };
+    // 3. The origin chains: each origin-chained event against the stored digest of its
+    // origin's previous event in the stream, found by a hash join (no sort).
+    const originChains = async (tx: Kysely<StoreDatabase>) => {
       const onlyJoined: RawBuilder<unknown> = options.stream === undefined ? sql`true` : sql`e.stream = ${options.stream}`;
-      const originFailures = await sql<{ stream: string; revision: number; origin: string; origin_seq: number; origin_missing: boolean }>`
+      const failures = await sql<{ stream: string; revision: number; origin: string; origin_seq: number; origin_missing: boolean }>`
         select distinct on (e.stream, e.origin) e.stream, e.revision, e.origin, e.origin_seq, (e.origin_seq <> 1 and p.stream is null) as origin_missing
         from events e
         left join events p on p.stream = e.stream and p.origin = e.origin and p.origin_seq = e.origin_seq - 1
         where ${onlyJoined} and e.origin_prev is not null
           and case when e.origin_seq = 1 then e.origin_prev <> ${genesis} else p.digest is distinct from e.origin_prev end
         order by e.stream, e.origin, e.revision`.execute(tx);
-      const flagged = {
-        rows: [
-          ...siteFailures.rows.map((row): Omit<BreakRow, 'id'> => ({
-            stream: row.stream,
-            revision: row.revision,
-            before_revision: row.before_revision,
-            origin: '',
-            origin_seq: 0,
-            site_failed: true,
-            site_missing: row.site_missing,
-            origin_failed: false,
-            origin_missing: false,
-          })),
-          ...originFailures.rows.map((row): Omit<BreakRow, 'id'> => ({
-            stream: row.stream,
-            revision: row.revision,
-            before_revision: null,
-            origin: row.origin,
-            origin_seq: row.origin_seq,
-            site_failed: false,
-            site_missing: false,
-            origin_failed: true,
-            origin_missing: row.origin_missing,
-          })),
-        ],
-      };
-      // Event ids for the (few) failing rows only: they stay out of the sorts above.
-      const failingStreams = flagged.rows.map((row) => row.stream);
-      const ids = new Map<string, string>();
-      if (flagged.rows.length > 0) {
-        const found = await sql<{ stream: string; revision: number; id: string }>`
-          select events.stream, events.revision, events.id from events
-          join unnest(${failingStreams}::text[], ${flagged.rows.map((row) => row.revision)}::int[]) as wanted(stream, revision)
-            on events.stream = wanted.stream and events.revision = wanted.revision`.execute(tx);
-        for (const row of found.rows) ids.set(`${row.stream}\n${row.revision}`, row.id);
-      }
-      const failures = { rows: flagged.rows.map((row): BreakRow => ({ ...row, id: ids.get(`${row.stream}\n${row.revision}`) ?? '' })) };
-      // The heads: each stream's recorded revision and last link against its last event.
-      const heads = await sql<{ stream: string; recorded_revision: number | null; chain: Uint8Array | null; last_revision: number | null; last_id: string | null; last_link: Uint8Array | null }>`
-        select s.stream, s.revision as recorded_revision, s.chain, e.revision as last_revision, e.id as last_id, e.link as last_link
-        from streams s
-        left join lateral (
-          select revision, id, ${LINK} as link from (
-            select stream, revision, id, prev_hash, digest from events where events.stream = s.stream order by revision desc limit 1) last
-        ) e on true
-        where ${options.stream === undefined ? sql`true` : sql`s.stream = ${options.stream}`}
-        order by s.stream`.execute(tx);
+      return failures.rows;
+    };
 
-      const breaks: ChainBreak[] = [];
-      const siteBroken = new Set<string>();
-      const originBroken = new Set<string>();
-      // The first break of each stream's site chain: an altered event, or a failed link.
-      const firstSite = new Map<string, ChainBreak>();
-      const candidate = (found: ChainBreak) => {
-        const earlier = firstSite.get(found.stream);
-        if (earlier === undefined || found.revision < earlier.revision) firstSite.set(found.stream, found);
-      };
-      for (const row of altered.rows) {
-        candidate({
-          stream: row.stream,
-          reason: 'altered',
-          revision: row.revision,
-          eventId: row.id,
-          message: `stream ${row.stream}: revision ${row.revision} (${row.id}) does not match its digest: it was altered`,
-        });
-      }
-      for (const row of failures.rows) {
-        if (row.site_failed) candidate(siteBreak(row.stream, row.revision, row.id, row.site_missing ? (row.before_revision ?? -1) + 1 : undefined));
-        const originKey = `${row.stream}\n${row.origin}`;
-        if (row.origin_failed && !originBroken.has(originKey)) {
-          originBroken.add(originKey);
-          const reason: ChainBreakReason = row.origin_missing ? 'origin-missing' : 'origin-altered';
-          breaks.push({
+    // One snapshot for every statement (repeatable read): the chains, the digests and the
+    // heads are of the same moment even while the site appends.
+    return this.#db
+      .transaction()
+      .setIsolationLevel('repeatable read')
+      .execute(async (tx) => {
+        // The origin chains' hash join and the first-failure sorts fit in memory.
+        await sql`set local work_mem = '256MB'`.execute(tx);
+        let scanned: Awaited<ReturnType<typeof digests>>;
+        let siteFailures: Awaited<ReturnType<typeof siteChains>>;
+        let originFailures: Awaited<ReturnType<typeof originChains>>;
+        if (this.#verifyConnectionsMax >= 3) {
+          // Side by side on three connections, the other two importing this one's snapshot.
+          const snapshot = (await sql<{ id: string }>`select pg_export_snapshot() as id`.execute(tx)).rows[0]!.id;
+          const inSnapshot = <T>(run: (other: Kysely<StoreDatabase>) => Promise<T>) =>
+            this.#db
+              .transaction()
+              .setIsolationLevel('repeatable read')
+              .execute(async (other) => {
+                await sql`set transaction snapshot ${sql.lit(snapshot)}`.execute(other);
+                await sql`set local work_mem = '256MB'`.execute(other);
+                return run(other);
+              });
+          [scanned, siteFailures, originFailures] = await Promise.all([digests(tx), inSnapshot(siteChains), inSnapshot(originChains)]);
+        } else {
+          scanned = await digests(tx);
+          siteFailures = await siteChains(tx);
+          originFailures = await originChains(tx);
+        }
+        const flagged = {
+          rows: [
+            ...siteFailures.map((row): Omit<BreakRow, 'id'> => ({
+              stream: row.stream,
+              revision: row.revision,
+              before_revision: row.before_revision,
+              origin: '',
+              origin_seq: 0,
+              site_failed: true,
+              site_missing: row.site_missing,
+              origin_failed: false,
+              origin_missing: false,
+            })),
+            ...originFailures.map((row): Omit<BreakRow, 'id'> => ({
+              stream: row.stream,
+              revision: row.revision,
+              before_revision: null,
+              origin: row.origin,
+              origin_seq: row.origin_seq,
+              site_failed: false,
+              site_missing: false,
+              origin_failed: true,
+              origin_missing: row.origin_missing,
+            })),
+          ],
+        };
+        // Event ids for the (few) failing rows only: they stay out of the sorts above.
+        const failingStreams = flagged.rows.map((row) => row.stream);
+        const ids = new Map<string, string>();
+        if (flagged.rows.length > 0) {
+          const found = await sql<{ stream: string; revision: number; id: string }>`
+            select events.stream, events.revision, events.id from events
+            join unnest(${failingStreams}::text[], ${flagged.rows.map((row) => row.revision)}::int[]) as wanted(stream, revision)
+              on events.stream = wanted.stream and events.revision = wanted.revision`.execute(tx);
+          for (const row of found.rows) ids.set(`${row.stream}\n${row.revision}`, row.id);
+        }
+        const failures = { rows: flagged.rows.map((row): BreakRow => ({ ...row, id: ids.get(`${row.stream}\n${row.revision}`) ?? '' })) };
+        // The heads: each stream's recorded revision and last link against its last event.
+        const heads = await sql<{ stream: string; recorded_revision: number | null; chain: Uint8Array | null; last_revision: number | null; last_id: string | null; last_link: Uint8Array | null }>`
+          select s.stream, s.revision as recorded_revision, s.chain, e.revision as last_revision, e.id as last_id, e.link as last_link
+          from streams s
+          left join lateral (
+            select revision, id, ${LINK} as link from (
+              select stream, revision, id, prev_hash, digest from events where events.stream = s.stream order by revision desc limit 1) last
+          ) e on true
+          where ${options.stream === undefined ? sql`true` : sql`s.stream = ${options.stream}`}
+          order by s.stream`.execute(tx);
+
+        const breaks: ChainBreak[] = [];
+        const siteBroken = new Set<string>();
+        const originBroken = new Set<string>();
+        // The first break of each stream's site chain: an altered event, or a failed link.
+        const firstSite = new Map<string, ChainBreak>();
+        const candidate = (found: ChainBreak) => {
+          const earlier = firstSite.get(found.stream);
+          if (earlier === undefined || found.revision < earlier.revision) firstSite.set(found.stream, found);
+        };
+        for (const row of scanned.altered) {
+          candidate({
             stream: row.stream,
-            reason,
+            reason: 'altered',
             revision: row.revision,
             eventId: row.id,
-            origin: row.origin,
-            originSeq: row.origin_seq,
-            message:
-              reason === 'origin-missing'
-                ? `origin ${row.origin}: event ${row.id} (originSeq ${row.origin_seq}) follows no event ${row.origin_seq - 1} of its origin in this copy`
-                : `origin ${row.origin}: event ${row.id} (originSeq ${row.origin_seq}) names a predecessor whose digest differs: originSeq ${row.origin_seq - 1} or this event was altered`,
+            message: `stream ${row.stream}: revision ${row.revision} (${row.id}) does not match its digest: it was altered`,
           });
         }
-      }
-      for (const [stream, found] of firstSite) {
-        siteBroken.add(stream);
-        breaks.push(found);
-      }
-      let streams = 0;
-      for (const head of heads.rows) {
-        if (head.recorded_revision === null || head.recorded_revision < 0) continue;
-        streams++;
-        if (siteBroken.has(head.stream)) continue;
-        const lastRevision = head.last_revision;
-        if (lastRevision !== head.recorded_revision) {
-          siteBroken.add(head.stream);
-          breaks.push({
-            stream: head.stream,
-            reason: lastRevision === null || lastRevision < head.recorded_revision ? 'missing' : 'head',
-            revision: lastRevision === null ? 0 : Math.min(lastRevision + 1, head.recorded_revision),
-            eventId: undefined,
-            message: `stream ${head.stream} records ${head.recorded_revision + 1} events but holds ${lastRevision === null ? 0 : lastRevision + 1}: events at its end were ${lastRevision === null || lastRevision < head.recorded_revision ? 'deleted' : 'added behind the store'}`,
-          });
-        } else if (head.chain !== null && head.last_link !== null && !Buffer.from(head.chain).equals(Buffer.from(head.last_link))) {
-          siteBroken.add(head.stream);
-          breaks.push({
-            stream: head.stream,
-            reason: 'head',
-            revision: lastRevision,
-            eventId: head.last_id ?? undefined,
-            message: `stream ${head.stream}: its last event (revision ${lastRevision}, ${head.last_id}) does not hash to the recorded head: it was altered`,
-          });
+        for (const row of failures.rows) {
+          if (row.site_failed) candidate(siteBreak(row.stream, row.revision, row.id, row.site_missing ? (row.before_revision ?? -1) + 1 : undefined));
+          const originKey = `${row.stream}\n${row.origin}`;
+          if (row.origin_failed && !originBroken.has(originKey)) {
+            originBroken.add(originKey);
+            const reason: ChainBreakReason = row.origin_missing ? 'origin-missing' : 'origin-altered';
+            breaks.push({
+              stream: row.stream,
+              reason,
+              revision: row.revision,
+              eventId: row.id,
+              origin: row.origin,
+              originSeq: row.origin_seq,
+              message:
+                reason === 'origin-missing'
+                  ? `origin ${row.origin}: event ${row.id} (originSeq ${row.origin_seq}) follows no event ${row.origin_seq - 1} of its origin in this copy`
+                  : `origin ${row.origin}: event ${row.id} (originSeq ${row.origin_seq}) names a predecessor whose digest differs: originSeq ${row.origin_seq - 1} or this event was altered`,
+            });
+          }
         }
-      }
-      // By stream, then revision; at one revision the site chain's break first.
-      const originFirst = (found: ChainBreak) => (found.reason === 'origin-altered' || found.reason === 'origin-missing' ? 1 : 0);
-      breaks.sort((a, b) => (a.stream < b.stream ? -1 : a.stream > b.stream ? 1 : a.revision - b.revision || originFirst(a) - originFirst(b)));
-      return {
-        streams,
-        events: Number(scannedRow?.events ?? 0),
-        originChained: Number(scannedRow?.chained ?? 0),
-        breaks,
-        elapsedMs: performance.now() - started,
-      };
-    });
+        for (const [stream, found] of firstSite) {
+          siteBroken.add(stream);
+          breaks.push(found);
+        }
+        let streams = 0;
+        for (const head of heads.rows) {
+          if (head.recorded_revision === null || head.recorded_revision < 0) continue;
+          streams++;
+          if (siteBroken.has(head.stream)) continue;
+          const lastRevision = head.last_revision;
+          if (lastRevision !== head.recorded_revision) {
+            siteBroken.add(head.stream);
+            breaks.push({
+              stream: head.stream,
+              reason: lastRevision === null || lastRevision < head.recorded_revision ? 'missing' : 'head',
+              revision: lastRevision === null ? 0 : Math.min(lastRevision + 1, head.recorded_revision),
+              eventId: undefined,
+              message: `stream ${head.stream} records ${head.recorded_revision + 1} events but holds ${lastRevision === null ? 0 : lastRevision + 1}: events at its end were ${lastRevision === null || lastRevision < head.recorded_revision ? 'deleted' : 'added behind the store'}`,
+            });
+          } else if (head.chain !== null && head.last_link !== null && !Buffer.from(head.chain).equals(Buffer.from(head.last_link))) {
+            siteBroken.add(head.stream);
+            breaks.push({
+              stream: head.stream,
+              reason: 'head',
+              revision: lastRevision,
+              eventId: head.last_id ?? undefined,
+              message: `stream ${head.stream}: its last event (revision ${lastRevision}, ${head.last_id}) does not hash to the recorded head: it was altered`,
+            });
+          }
+        }
+        // By stream, then revision; at one revision the site chain's break first.
+        const originFirst = (found: ChainBreak) => (found.reason === 'origin-altered' || found.reason === 'origin-missing' ? 1 : 0);
+        breaks.sort((a, b) => (a.stream < b.stream ? -1 : a.stream > b.stream ? 1 : a.revision - b.revision || originFirst(a) - originFirst(b)));
+        return {
+          streams,
+          events: scanned.events,
+          originChained: scanned.chained,
+          breaks,
+          elapsedMs: performance.now() - started,
+        };
+      });
   }
 }
 

@@ -140,16 +140,21 @@ describe('smart remote repositories between two sites', () => {
     expect(await (await adminFetch(site, '/artifactory/libs-smart/b/three.bin')).text()).toBe('three');
   });
 
-  it('works over a virtual repository at the origin', async () => {
+  it('works over a virtual repository at the origin, and counts downloads only from the time the option was set', async () => {
     expect((await config('virtual-smart')).contentSynchronisation).toMatchObject({ enabled: true });
-    expect((await adminFetch(site, '/artifactory/api/repositories/virtual-smart', { method: 'POST', headers: json, body: JSON.stringify({ contentSynchronisation: { statistics: { enabled: true } } }) })).status).toBe(200);
+    // Statistics off: the fetch that fills the cache and a download served from the cache are not reported.
     expect(await (await adminFetch(site, '/artifactory/virtual-smart/v/four.bin')).text()).toBe('four');
+    expect((await adminFetch(site, '/artifactory/virtual-smart/v/four.bin')).status).toBe(200);
+    expect((await adminFetch(site, '/artifactory/api/repositories/virtual-smart', { method: 'POST', headers: json, body: JSON.stringify({ contentSynchronisation: { statistics: { enabled: true } } }) })).status).toBe(200);
     expect((await adminFetch(site, '/artifactory/virtual-smart/v/four.bin')).status).toBe(200);
     const reported = await eventually(async () => {
       const current = await stats('libs/v/four.bin');
       return current.remoteDownloadCount >= 1 ? current : undefined;
     }, 'the statistics report through the virtual');
     expect(reported.remoteDownloadCount).toBe(1);
+    // Several report rounds later, still only the download made after the option was set.
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect((await stats('libs/v/four.bin')).remoteDownloadCount).toBe(1);
   });
 
   it('keeps downloads queued while the origin refuses the report, across a kill -9, and reports them once it accepts', async () => {

@@ -1,5 +1,5 @@
 import { isNormalRepositoryPath, isValidRepositoryKey, StrataError } from '@strata/core';
-import type { Properties } from '@strata/core';
+import type { ArtifactDeployedData, Properties } from '@strata/core';
 
 /**
  * Release bundles (seeds/edge-nodes.txt): an immutable, named, versioned set of artifacts
@@ -17,15 +17,9 @@ const MD5 = /^[0-9a-f]{32}$/;
 const FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}=?$/;
 export const manifestFormatVersion = 1;
 
-export interface BundleArtifact {
+/** One file of a bundle: what its ArtifactDeployed event holds (path, checksums, size, type, properties), and its repository. */
+export interface BundleArtifact extends ArtifactDeployedData {
   readonly repo: string;
-  readonly path: string;
-  readonly sha256: string;
-  readonly sha1: string;
-  readonly md5: string;
-  readonly size: number;
-  readonly mimeType: string;
-  readonly properties: Properties;
 }
 
 export interface BundleRepository {

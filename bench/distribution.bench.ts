@@ -1,8 +1,9 @@
 /**
  * (D) Release-bundle distribution throughput: a source and an edge `strata serve` process on
- * loopback (PGlite each). Each round deploys 100 new 64 KiB files to the source, creates a
- * bundle of them, and times `POST /api/release/distribute` until the edge has committed
- * (start, 100 transfers verified by sha256, commit re-checking every checksum, publish).
+ * loopback (PGlite each). Each round deploys 100 new 64 KiB files to the source, spread over
+ * three repositories, creates a bundle of them, and times `POST /api/release/distribute`
+ * until the edge has committed (start, 100 transfers verified by sha256, commit re-checking
+ * every checksum, publish in one multi-stream append).
  * Reference, in the same round: the same 100 files PUT to the edge's artifactory-edge-uploads
  * by plain deploys, 4 at a time (the distribution's transfer parallelism) — what moving the
  * bytes costs without the protocol. The issue names no target; the figure is recorded.
@@ -16,6 +17,7 @@ import { ADMIN_PASSWORD, adminFetch, spawnServer } from '../test/support/spawned
 import { log, median, type BenchResult } from './support/report.ts';
 
 const FILES = 100;
+const REPOS = ['libs', 'libs-2', 'libs-3'];
 const FILE_BYTES = 64 * 1024;
 const json = { 'content-type': 'application/json' };
 
@@ -32,20 +34,20 @@ export async function distributionBenchmark(rounds: number): Promise<BenchResult
     spawnServer({ dataDir: join(dir, 'edge'), env: { STRATA_EDGE: 'true' } }),
   ]);
   try {
-    await expectStatus(adminFetch(source, '/artifactory/api/repositories/libs', { method: 'PUT', headers: json, body: '{"rclass":"local"}' }), 200, 'create libs');
+    for (const repo of REPOS) await expectStatus(adminFetch(source, `/artifactory/api/repositories/${repo}`, { method: 'PUT', headers: json, body: '{"rclass":"local"}' }), 200, `create ${repo}`);
     const key = await (await fetch(`${source.url}/artifactory/api/security/keys/public`)).json();
     await expectStatus(adminFetch(edge, '/artifactory/api/security/keys/trusted', { method: 'PUT', headers: json, body: JSON.stringify(key) }), 201, 'trust');
     const distributedPerSecond: number[] = [];
     const deployedPerSecond: number[] = [];
     const roundRatios: number[] = [];
     for (let round = 0; round < rounds; round++) {
-      const files = Array.from({ length: FILES }, (_, index) => ({ path: `r${round}/f${index}.bin`, bytes: randomBytes(FILE_BYTES) }));
-      for (const file of files) await expectStatus(adminFetch(source, `/artifactory/libs/${file.path}`, { method: 'PUT', body: file.bytes }), 201, 'deploy');
+      const files = Array.from({ length: FILES }, (_, index) => ({ repo: REPOS[index % REPOS.length]!, path: `r${round}/f${index}.bin`, bytes: randomBytes(FILE_BYTES) }));
+      for (const file of files) await expectStatus(adminFetch(source, `/artifactory/${file.repo}/${file.path}`, { method: 'PUT', body: file.bytes }), 201, 'deploy');
       await expectStatus(
         adminFetch(source, '/artifactory/api/release/bundles', {
           method: 'POST',
           headers: json,
-          body: JSON.stringify({ name: 'bench', version: `r${round}`, artifacts: files.map((file) => ({ repo: 'libs', path: file.path })) }),
+          body: JSON.stringify({ name: 'bench', version: `r${round}`, artifacts: files.map((file) => ({ repo: file.repo, path: file.path })) }),
         }),
         201,
         'create bundle',
@@ -83,7 +85,7 @@ export async function distributionBenchmark(rounds: number): Promise<BenchResult
     }
     return [
       {
-        benchmark: 'distribution (100 × 64 KiB bundle, source → edge)',
+        benchmark: 'distribution (100 × 64 KiB bundle over 3 repositories, source → edge)',
         backend: 'pglite',
         measured: { label: 'files distributed', perSecond: median(distributedPerSecond) },
         reference: { label: 'files PUT to the edge', perSecond: median(deployedPerSecond) },

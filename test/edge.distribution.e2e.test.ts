@@ -370,6 +370,24 @@ describe('release bundles distributed from a source to an edge node', () => {
     await expectInvisible(session);
   });
 
+  it('tells a source where an open transaction stands, and lets a newer distribution of the bundle supersede an abandoned one', async () => {
+    const abandoned = await captureSession('abandoned');
+    const [again] = await distribute('abandoned', '1.0', [{ url: recorder.url, username: 'x', password: 'y' }]);
+    expect(again!.status).toBe('COMPLETED');
+    const newer = recorder.sessions.at(-1)!;
+    const base = '/artifactory/api/release/edge/transactions';
+    const started = await adminFetch(edge, base, { method: 'POST', headers: json, body: JSON.stringify(abandoned.start) });
+    expect(started.status).toBe(201);
+    const { transactionId, missing } = (await started.json()) as { transactionId: string; missing: string[] };
+    const status = await adminFetch(edge, `${base}/${transactionId}`);
+    expect(await status.json()).toEqual({ transactionId, status: 'OPEN', missing });
+    // The source of the first never comes back; a fresh distribution of the same bundle is accepted and supersedes it.
+    expect(await play(newer)).toMatchObject({ start: 201, commit: 200 });
+    expect((await adminFetch(edge, `${base}/${transactionId}`)).status).toBe(404);
+    expect((await adminFetch(edge, `${base}/${transactionId}/commit`, { method: 'POST' })).status).toBe(404);
+    expect((await adminFetch(edge, '/artifactory/api/release/bundles/abandoned/1.0')).status).toBe(200);
+  });
+
   it('stops accepting bundles from a source whose key was removed, and accepts them again after rotation back', async () => {
     const keys = (await (await adminFetch(edge, '/artifactory/api/security/keys/trusted')).json()) as { keys: { alias: string; key: string }[] };
     expect(keys.keys).toHaveLength(1);

@@ -550,6 +550,14 @@ export class DistributionService {
       throw new StrataError('STRATA_ERR_STORE_UNAVAILABLE', `${open} distribution transactions are open: try again later`);
     }
     await this.#verifyStart(start, await this.state(), { atCommit: false });
+    // A newer distribution of the same bundle supersedes an open one (a source that gave up on it
+    // — say, the edge was down longer than its resumeWithinMs — cannot always abort it).
+    const { envelope } = start;
+    for (const other of await this.#options.transactions.list()) {
+      const sameBundle = other.start.envelope.name === envelope.name && other.start.envelope.version === envelope.version;
+      if (other.status !== 'open' || !sameBundle || other.start.envelope.distributionId === envelope.distributionId) continue;
+      if (other.start.envelope.issuedAt <= envelope.issuedAt && (await this.#options.transactions.delete(other.id))) this.#releaseLeases(other.id);
+    }
     const missing = await this.#missingBlobs(start.bundle.manifest);
     const id = this.#options.newId();
     // Persisted before it is answered: an edge restarted mid-transfer still knows it, and the source resumes it.

@@ -312,7 +312,8 @@ export async function federationBenchmark(options: FederationBenchOptions): Prom
     const catchUp = only.includes('catch-up') ? await catchUpBenchmark(sites, options) : undefined;
     return { backend: options.backend, ...(lag === undefined ? {} : { lag }), ...(catchUp === undefined ? {} : { catchUp }) };
   } finally {
-    await Promise.all(sites.map((site) => site.server?.kill()));
+    // Graceful: a server run with --cpu-prof (STRATA_SPAWN_NODE_ARGS) writes its profile on exit.
+    await Promise.all(sites.map((site) => site.server?.stop()));
     await Promise.all(sites.map((site) => rm(site.dataDir, { recursive: true, force: true })));
   }
 }

@@ -34,6 +34,8 @@ export interface SimulationConfig {
   /** Run requests through the wire codec (encode + decode) on every delivery. */
   readonly wireCodec: boolean;
   readonly federationBatchEventsMax: number;
+  /** Push requests in flight per peer (the engine's pushWindow; 1 = unpipelined). */
+  readonly pushWindow: number;
   readonly fault?: FaultName | undefined;
 }
 
@@ -48,6 +50,7 @@ export const DEFAULT_SIMULATION_CONFIG: SimulationConfig = {
   clockJumps: true,
   wireCodec: false,
   federationBatchEventsMax: 64,
+  pushWindow: 4,
 };
 
 /** [gapMs before the op, site index, kind 0–99, a, b]. */

@@ -37,6 +37,14 @@ describe('federation simulations', () => {
     await expectSeedsHold({ ...base, sites: 2, ops: 60, loss: 0.3, duplication: 0.3, wireCodec: true, federationBatchEventsMax: 8 }, 40, 2_000);
   });
 
+  it('two sites, small batches and 8 pushes in flight on a lossy, duplicating, reordering link hold every invariant (40 seeds)', async () => {
+    await expectSeedsHold({ ...base, sites: 2, ops: 80, loss: 0.2, duplication: 0.2, federationBatchEventsMax: 4, pushWindow: 8 }, 40, 4_000);
+  });
+
+  it('three sites with the unpipelined protocol (one push in flight) hold every invariant (30 seeds)', async () => {
+    await expectSeedsHold({ ...base, sites: 3, ops: 80, pushWindow: 1 }, 30, 5_000);
+  });
+
   it('ten sites hold every invariant (8 seeds)', async () => {
     await expectSeedsHold({ ...base, sites: 10, ops: 100, partitions: true }, 8, 3_000);
   });

@@ -282,6 +282,7 @@ export class Simulation {
       hlc,
       peerIdOf: peerIdOfUrl,
       federationBatchEventsMax: this.config.federationBatchEventsMax,
+      pushWindow: this.config.pushWindow,
       retryDelayBaseMs,
       retryDelayMaxMs,
       peerRequestTimeoutMs,
@@ -368,7 +369,10 @@ export class Simulation {
           if (copies === 2) this.stats.duplicatedRequests++;
           for (let copy = 0; copy < copies; copy++) {
             if (!this.#passes(site.index, target.index)) continue;
-            this.at(this.#now + this.#delayMs(site.index, target.index), async () => {
+            // Not awaited by the loop: a batch that overtook its predecessor waits (for a
+            // simulated timer or the predecessor's arrival) inside receive.
+            this.at(this.#now + this.#delayMs(site.index, target.index), () => void deliver());
+            const deliver = async (): Promise<void> => {
               if (!target.up || target.engine === undefined) return;
               this.stats.deliveredRequests++;
               const delivered = this.config.wireCodec
@@ -386,7 +390,7 @@ export class Simulation {
                 signal.removeEventListener('abort', onAbort);
                 resolve(reply);
               });
-            });
+            };
           }
         }),
     };

@@ -223,4 +223,17 @@ describe('federation bad input (PGlite)', () => {
     expect(member?.lastError).toMatch(/HTTP 401 without a valid reply signature/);
     expect((await adminFetch(live(d), `/artifactory/api/repositories/${KEY}`)).status).toBe(404);
   });
+
+  it('a push replayed to a site that restarted meanwhile is refused (nonces are kept on disk), not only deduplicated', async () => {
+    const accepted = await push(a, request([event(3, Date.now(), 'in/three.txt')]));
+    expect(accepted.status).toBe(200);
+    expect(accepted.body).toMatchObject({ kind: 'ack', appended: 1, duplicates: 0 });
+    await live(a).stop();
+    await startSite(a);
+    const replayed = await send(a, accepted.headers, accepted.sent);
+    expect(replayed.status).toBe(401);
+    expect(JSON.stringify(replayed.body)).toMatch(/replayed request/);
+    expect((await memberB())?.lastInboundError).toMatch(/replayed request/);
+    expect(await vectorOfB()).toBe(3);
+  }, 60_000);
 });

@@ -62,7 +62,9 @@ export async function spawnServer(options: SpawnOptions): Promise<SpawnedServer>
   };
   delete env.DATABASE_URL;
   if (options.databaseUrl !== undefined) env.DATABASE_URL = options.databaseUrl;
-  const child = spawn(process.execPath, [CLI, 'serve', '--port', String(port), '--host', '127.0.0.1', '--data', options.dataDir], {
+  // STRATA_SPAWN_NODE_ARGS: extra node flags for the served process (e.g. --cpu-prof while profiling a benchmark).
+  const nodeArgs = (process.env['STRATA_SPAWN_NODE_ARGS'] ?? '').split(' ').filter((arg) => arg !== '');
+  const child = spawn(process.execPath, [...nodeArgs, CLI, 'serve', '--port', String(port), '--host', '127.0.0.1', '--data', options.dataDir], {
     cwd: ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],

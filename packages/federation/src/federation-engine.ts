@@ -54,6 +54,9 @@ export const defaultRetryDelayBaseMs = 200;
 export const defaultRetryDelayMaxMs = 30_000;
 export const defaultPeerRequestTimeoutMs = 10_000;
 export const defaultAntiEntropyIntervalMs = 30_000;
+export const defaultPushWindow = 4;
+/** Batches waiting for their predecessors per repository at most (beyond, a gap is refused at once). */
+const reorderWaitersMax = 64;
 /** Gap replies in a row before the engine backs off instead of resending at once. */
 const gapResendsMax = 3;
 const storeReadBatchEventsMax = 10_000;
@@ -117,6 +120,14 @@ export interface FederationEngineOptions {
   /** The site id behind a member url, or undefined if it names no site we can reach. */
   readonly peerIdOf: (memberUrl: string) => string | undefined;
   readonly federationBatchEventsMax?: number;
+  /** Push requests in flight per peer (default 4); 1 is the unpipelined protocol. */
+  readonly pushWindow?: number;
+  /**
+   * How long a received batch that starts beyond what is held here (a gap) waits, before
+   * the repository's queue, for the batches before it — sent earlier over another
+   * connection, they may arrive later. Default: a quarter of peerRequestTimeoutMs, at most 1 s.
+   */
+  readonly reorderWaitMs?: number;
   readonly retryDelayBaseMs?: number;
   readonly retryDelayMaxMs?: number;
   readonly peerRequestTimeoutMs?: number;
@@ -151,7 +162,14 @@ interface PeerState {
   /** False once removed from the members: its loops stop. */
   active: boolean;
   cursor: VersionVector;
-  inFlight: boolean;
+  /** The cursor plus the batches in flight: where the next batch starts. */
+  sent: VersionVector;
+  /** Requests in flight (at most pushWindow). */
+  inFlight: number;
+  /** Bumped when the pipeline restarts from the cursor; replies of older epochs decide nothing. */
+  epoch: number;
+  saving: boolean;
+  saveWanted: boolean;
   exchangeWanted: boolean;
   fullSyncPhase: FullSyncPhase;
   retryTask: ScheduledTask | null;
@@ -174,6 +192,8 @@ class FederatedRepository {
   /** The origin of the repository's creation: its events lead every batch, so a batch can invite. */
   creatorOrigin: string | null = null;
   revision = -1;
+  /** Received batches waiting for their predecessors (woken whenever events are recorded). */
+  readonly waiters = new Set<() => void>();
   #vector: VersionVector | null = null;
   #queue: Promise<unknown> = Promise.resolve();
 
@@ -185,6 +205,17 @@ class FederatedRepository {
 
   heldCount(origin: string): number {
     return this.held.get(origin)?.length ?? 0;
+  }
+
+  /** True iff some origin's first event in the batch not held here is beyond the next one expected. */
+  startsBeyondHeld(events: readonly NewEvent[]): boolean {
+    const checked = new Set<string>();
+    for (const event of events) {
+      if (checked.has(event.origin) || this.ids.has(event.id)) continue;
+      checked.add(event.origin);
+      if (event.originSeq > this.heldCount(event.origin) + 1) return true;
+    }
+    return false;
   }
 
   get vector(): VersionVector {
@@ -213,7 +244,10 @@ class FederatedRepository {
       this.revision = event.revision;
       if (this.#applyMembers(event)) membersChanged = true;
     }
-    if (events.length > 0) this.#vector = null;
+    if (events.length > 0) {
+      this.#vector = null;
+      for (const wake of [...this.waiters]) wake();
+    }
     return membersChanged;
   }
 
@@ -303,6 +337,8 @@ export class FederationEngine {
   readonly siteId: string;
   readonly #options: FederationEngineOptions;
   readonly #batchMax: number;
+  readonly #pushWindow: number;
+  readonly #reorderWaitMs: number;
   readonly #retryDelayBaseMs: number;
   readonly #retryDelayMaxMs: number;
   readonly #timeoutMs: number;
@@ -321,6 +357,9 @@ export class FederationEngine {
     this.#retryDelayMaxMs = options.retryDelayMaxMs ?? defaultRetryDelayMaxMs;
     this.#timeoutMs = options.peerRequestTimeoutMs ?? defaultPeerRequestTimeoutMs;
     this.#antiEntropyIntervalMs = options.antiEntropyIntervalMs ?? defaultAntiEntropyIntervalMs;
+    this.#pushWindow = options.pushWindow ?? defaultPushWindow;
+    this.#reorderWaitMs = options.reorderWaitMs ?? Math.min(1_000, Math.floor(this.#timeoutMs / 4));
+    invariant(Number.isSafeInteger(this.#pushWindow) && this.#pushWindow > 0, 'pushWindow must be a positive integer');
     this.#faults = options.faults ?? {};
     invariant(Number.isSafeInteger(this.#batchMax) && this.#batchMax > 0, 'federationBatchEventsMax must be a positive integer');
     invariant(this.#retryDelayBaseMs > 0 && this.#retryDelayMaxMs >= this.#retryDelayBaseMs, 'retry delays must be positive, base ≤ max');
@@ -420,6 +459,7 @@ export class FederationEngine {
       }
       this.#options.onRepositoryJoined?.(request.repoKey);
     }
+    await this.#awaitPredecessors(repo, request);
     try {
       return await repo.serialize(async () => {
         // Another writer of the stream (the server's local writes) may append between our
@@ -439,15 +479,52 @@ export class FederationEngine {
   }
 
   /**
+   * Pipelined pushes travel over several connections, so a batch may overtake the one sent
+   * before it. A batch that starts beyond what is held here waits (outside the repository's
+   * queue, so the earlier batch can pass) until the gap closes or `reorderWaitMs` passes;
+   * then it is planned as usual — still refused as a gap if the gap is still there.
+   */
+  async #awaitPredecessors(repo: FederatedRepository, request: PushRequest): Promise<void> {
+    if (this.#reorderWaitMs <= 0 || repo.waiters.size >= reorderWaitersMax || !repo.startsBeyondHeld(request.events)) return;
+    let timedOut = false;
+    const timer = this.#options.scheduler.schedule(this.#reorderWaitMs, () => {
+      timedOut = true;
+      for (const wake of [...repo.waiters]) wake();
+    });
+    try {
+      while (!timedOut && !this.#closed && repo.startsBeyondHeld(request.events)) {
+        await new Promise<void>((resolve) => {
+          const wake = () => {
+            repo.waiters.delete(wake);
+            resolve();
+          };
+          repo.waiters.add(wake);
+        });
+      }
+    } finally {
+      timer.cancel();
+    }
+  }
+
+  /**
    * Tells the engine that another writer of the site (the server's StreamWriter) appended
    * local events to a federated stream: the engine reads them (in its queue, so its indexes
    * follow the stream order) and pushes them to every member. The other writer must number
    * this origin's events gaplessly (originSeq), as `commit` does.
    */
-  async localAppended(repoKey: string): Promise<void> {
+  async localAppended(repoKey: string, appended?: readonly RecordedEvent[]): Promise<void> {
     const repo = this.#repos.get(repoKey);
     if (repo === undefined || this.#closed) return;
-    await repo.serialize(() => this.#catchUp(repo));
+    await repo.serialize(async () => {
+      const first = appended?.[0];
+      if (first !== undefined && first.revision === repo.revision + 1 && appended!.every((event, index) => event.revision === first.revision + index)) {
+        // The appended events themselves, when they follow what is indexed: no re-read.
+        if (repo.record(appended!)) await this.#reconcilePeers(repo, { initial: false });
+        return;
+      }
+      if (appended !== undefined && appended.length > 0 && appended[appended.length - 1]!.revision <= repo.revision) return; // indexed already
+      await this.#catchUp(repo);
+    });
     for (const peer of repo.peers.values()) this.#schedulePush(repo, peer);
   }
 
@@ -531,6 +608,7 @@ export class FederationEngine {
     }
     for (const controller of this.#inFlight) controller.abort(federationError('STRATA_ERR_FEDERATION_CLOSED'));
     this.#inFlight.clear();
+    for (const repo of this.#repos.values()) for (const wake of [...repo.waiters]) wake();
   }
 
   // Receiving ----------------------------------------------------------------------------
@@ -637,7 +715,14 @@ export class FederationEngine {
     // The sender's vector is a lower bound of what it holds: never send it that again. In a
     // full sync it is exactly what it holds (a site restored from an old backup, say): our
     // cursor follows it down, so we resend what it lost.
-    peer.cursor = request.fullSync ? request.vector : mergeVectors(peer.cursor, request.vector);
+    if (request.fullSync) {
+      peer.cursor = request.vector;
+      peer.sent = request.vector;
+      peer.epoch++;
+    } else {
+      peer.cursor = mergeVectors(peer.cursor, request.vector);
+      peer.sent = mergeVectors(peer.sent, peer.cursor);
+    }
     if (membersChanged) await this.#reconcilePeers(repo, { initial: false });
     if (appended.length > 0) {
       // Forwarding: a link cut between two members heals through this one.
@@ -659,80 +744,141 @@ export class FederationEngine {
 
   #schedulePush(repo: FederatedRepository, peer: PeerState): void {
     if (this.#closed || !peer.active || !peer.enabled || peer.retryTask !== null) return;
-    void this.#pushLoop(repo, peer);
+    this.#pump(repo, peer);
   }
 
-  async #pushLoop(repo: FederatedRepository, peer: PeerState): Promise<void> {
-    if (peer.inFlight) return; // the running loop recomputes what is missing after each reply
-    peer.inFlight = true;
-    try {
-      while (!this.#closed && peer.active && peer.enabled) {
-        const phase = peer.fullSyncPhase;
-        const events = phase === 'exchange' ? [] : repo.missingFor(peer.cursor, this.#batchMax);
-        if (events.length === 0 && !peer.exchangeWanted && phase === 'none') break;
-        if (events.length === 0 && phase === 'sending') {
-          peer.fullSyncPhase = 'none';
-          if (!peer.exchangeWanted) break;
-        }
-        peer.exchangeWanted = false;
-        const request: PushRequest = {
-          kind: 'push',
-          repoKey: repo.key,
-          from: this.siteId,
-          sentAtMs: Math.floor(this.#options.clock.now()),
-          vector: repo.vector,
-          events,
-          fullSync: phase === 'exchange',
-          ...(events.some((event) => event.type === 'RepositoryCreated') ? { members: repo.members() } : {}),
-        };
-        let reply: FederationReply;
-        try {
-          reply = validateFederationReply(await this.#send(peer.peerId, request));
-        } catch (error) {
-          this.#failed(repo, peer, `unreachable: ${describe(error)}`);
-          return;
-        }
-        if (this.#closed || !peer.active) return;
-        if (reply.kind === 'ack') {
-          peer.cursor = phase === 'exchange' ? reply.vector : mergeVectors(peer.cursor, reply.vector);
-          const unheld = events.find((event) => vectorGet(peer.cursor, event.origin) < event.originSeq);
-          if (unheld !== undefined) {
-            // Acknowledged but not held: resending at once would loop; back off instead.
-            this.#failed(repo, peer, `acknowledged ${unheld.origin}:${unheld.originSeq} without holding it`);
-            return;
-          }
-          if (phase === 'exchange') peer.fullSyncPhase = 'sending';
-          peer.attempt = 0;
-          peer.gapResends = 0;
-          peer.lastError = null;
-          try {
-            await this.#options.stateStore.saveCursor(repo.key, peer.peerId, peer.cursor);
-          } catch (error) {
-            this.#failed(repo, peer, `cursor not saved: ${describe(error)}`);
-            return;
-          }
-          continue;
-        }
-        if (reply.reason === 'gap' && reply.vector !== null && peer.gapResends < gapResendsMax) {
-          // The peer lacks what we thought it held: resend from its own vector.
-          peer.gapResends++;
-          peer.cursor = reply.vector;
-          continue;
-        }
-        if (reply.reason === 'not-federated' && peer.gapResends < gapResendsMax && (events.length === 0 || vectorGet(peer.cursor, events[0]!.origin) > 0)) {
-          // The peer has not joined yet: it holds nothing, and the batch from scratch starts
-          // with the repository's creation, which invites it.
-          peer.gapResends++;
-          peer.cursor = EMPTY_VERSION_VECTOR;
-          if (phase === 'exchange') peer.fullSyncPhase = 'sending';
-          continue;
-        }
-        this.#failed(repo, peer, `${reply.reason}: ${reply.message}`);
-        return;
+  /**
+   * Sends batches to a peer, up to `pushWindow` requests in flight: each next batch starts
+   * where the batches in flight end (`peer.sent`), so the receiver, which appends in
+   * originSeq order, gets them in the order they leave. A refusal or a failure of any of them
+   * starts a new epoch from the acknowledged cursor: the replies of the old epoch still raise
+   * the cursor (an ack's vector is what the peer holds) but decide nothing else.
+   */
+  #pump(repo: FederatedRepository, peer: PeerState): void {
+    while (!this.#closed && peer.active && peer.enabled && peer.retryTask === null && peer.inFlight < this.#pushWindow) {
+      const phase = peer.fullSyncPhase;
+      // A full sync's vector exchange goes alone: its reply replaces the cursor.
+      if (phase === 'exchange' && peer.inFlight > 0) return;
+      const events = phase === 'exchange' ? [] : repo.missingFor(peer.sent, this.#batchMax);
+      if (events.length === 0) {
+        // Nothing new to send: a vector exchange (wanted, or ending a full sync) waits until
+        // the batches in flight are answered — their replies may make it needless.
+        if (peer.inFlight > 0) return;
+        if (phase === 'sending') peer.fullSyncPhase = 'none';
+        if (phase !== 'exchange' && !peer.exchangeWanted) return;
       }
-    } finally {
-      peer.inFlight = false;
+      peer.exchangeWanted = false;
+      const request: PushRequest = {
+        kind: 'push',
+        repoKey: repo.key,
+        from: this.siteId,
+        sentAtMs: Math.floor(this.#options.clock.now()),
+        vector: repo.vector,
+        events,
+        fullSync: phase === 'exchange',
+        ...(events.some((event) => event.type === 'RepositoryCreated') ? { members: repo.members() } : {}),
+      };
+      if (events.length > 0) {
+        const reached: Record<string, number> = {};
+        for (const event of events) reached[event.origin] = event.originSeq;
+        peer.sent = mergeVectors(peer.sent, reached);
+      }
+      peer.inFlight++;
+      void this.#exchange(repo, peer, request, phase, peer.epoch);
     }
+  }
+
+  /** One request of the pipeline and what its reply means (see #pump). */
+  async #exchange(repo: FederatedRepository, peer: PeerState, request: PushRequest, phase: FullSyncPhase, epoch: number): Promise<void> {
+    let reply: FederationReply | undefined;
+    let failure: string | undefined;
+    try {
+      reply = validateFederationReply(await this.#send(peer.peerId, request));
+    } catch (error) {
+      failure = `unreachable: ${describe(error)}`;
+    } finally {
+      peer.inFlight--;
+    }
+    if (this.#closed || !peer.active) return;
+    const current = epoch === peer.epoch;
+    if (reply?.kind === 'ack') {
+      peer.cursor = phase === 'exchange' && current ? reply.vector : mergeVectors(peer.cursor, reply.vector);
+      this.#saveCursor(repo, peer);
+      if (!current) return this.#pump(repo, peer);
+      const unheld = request.events.find((event) => vectorGet(peer.cursor, event.origin) < event.originSeq);
+      if (unheld !== undefined) {
+        // Acknowledged but not held: resending at once would loop; back off instead.
+        return this.#restart(repo, peer, `acknowledged ${unheld.origin}:${unheld.originSeq} without holding it`);
+      }
+      if (phase === 'exchange') {
+        peer.fullSyncPhase = 'sending';
+        peer.sent = peer.cursor;
+      } else {
+        peer.sent = mergeVectors(peer.sent, peer.cursor);
+      }
+      peer.attempt = 0;
+      peer.gapResends = 0;
+      peer.lastError = null;
+      return this.#pump(repo, peer);
+    }
+    if (!current) return this.#pump(repo, peer); // the epoch that sent it already failed
+    if (reply === undefined) return this.#restart(repo, peer, failure!);
+    if (reply.reason === 'gap' && reply.vector !== null && peer.gapResends < gapResendsMax) {
+      // The peer lacks what we thought it held (or a batch overtook the one before it):
+      // resend from its own vector.
+      peer.gapResends++;
+      peer.epoch++;
+      peer.cursor = reply.vector;
+      peer.sent = reply.vector;
+      return this.#pump(repo, peer);
+    }
+    if (
+      reply.reason === 'not-federated' &&
+      peer.gapResends < gapResendsMax &&
+      (request.events.length === 0 || vectorGet(peer.cursor, request.events[0]!.origin) > 0 || request.events[0]!.originSeq > 1)
+    ) {
+      // The peer has not joined yet: it holds nothing, and the batch from scratch starts
+      // with the repository's creation, which invites it.
+      peer.gapResends++;
+      peer.epoch++;
+      peer.cursor = EMPTY_VERSION_VECTOR;
+      peer.sent = EMPTY_VERSION_VECTOR;
+      if (phase === 'exchange') peer.fullSyncPhase = 'sending';
+      return this.#pump(repo, peer);
+    }
+    this.#restart(repo, peer, `${reply.reason}: ${reply.message}`);
+  }
+
+  /** Ends the current epoch: what was in flight is resent from the acknowledged cursor after a backoff. */
+  #restart(repo: FederatedRepository, peer: PeerState, error: string): void {
+    peer.epoch++;
+    peer.sent = peer.cursor;
+    this.#failed(repo, peer, error);
+  }
+
+  /**
+   * Saves the peer's cursor, one save at a time per peer; acknowledgements arriving while one
+   * runs are saved together by the next. A lost save only costs duplicates after a restart.
+   */
+  #saveCursor(repo: FederatedRepository, peer: PeerState): void {
+    if (peer.saving) {
+      peer.saveWanted = true;
+      return;
+    }
+    peer.saving = true;
+    peer.saveWanted = false;
+    const cursor = peer.cursor;
+    void this.#options.stateStore.saveCursor(repo.key, peer.peerId, cursor).then(
+      () => {
+        peer.saving = false;
+        if (peer.saveWanted && !this.#closed) this.#saveCursor(repo, peer);
+      },
+      (error: unknown) => {
+        peer.saving = false;
+        if (this.#closed || !peer.active) return;
+        this.#restart(repo, peer, `cursor not saved: ${describe(error)}`);
+      },
+    );
   }
 
   async #send(peerId: string, request: PushRequest): Promise<unknown> {
@@ -814,7 +960,11 @@ export class FederationEngine {
         enabled: member.enabled,
         active: true,
         cursor,
-        inFlight: false,
+        sent: cursor,
+        inFlight: 0,
+        epoch: 0,
+        saving: false,
+        saveWanted: false,
         exchangeWanted: true,
         fullSyncPhase: initial ? 'none' : 'exchange',
         retryTask: null,

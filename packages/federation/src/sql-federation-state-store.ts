@@ -49,6 +49,22 @@ export class SqlFederationStateStore implements FederationStateStore {
       on conflict (base_url) do update set site_id = excluded.site_id`.execute(this.#db);
   }
 
+  /**
+   * Remembers the nonce of an accepted signed request until `expiresAtMs` (migration 006);
+   * false when it was remembered already — a replay, even across a restart.
+   */
+  async rememberNonce(nonce: string, expiresAtMs: number): Promise<boolean> {
+    const result = await sql<{ nonce: string }>`
+      insert into federation_nonces (nonce, expires_at_ms) values (${nonce}, ${expiresAtMs})
+      on conflict (nonce) do nothing returning nonce`.execute(this.#db);
+    return result.rows.length === 1;
+  }
+
+  /** Drops the nonces whose requests can no longer pass the timestamp window. */
+  async forgetNoncesExpiredBy(nowMs: number): Promise<void> {
+    await sql`delete from federation_nonces where expires_at_ms < ${nowMs}`.execute(this.#db);
+  }
+
   async addPendingBinaries(pending: readonly PendingBinary[]): Promise<void> {
     if (pending.length === 0) return;
     await sql`

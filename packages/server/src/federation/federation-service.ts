@@ -14,6 +14,7 @@ import type { Clock, HybridLogicalClock, RecordedEvent, StreamEvent } from '@str
 import type { BlobStore, EventStore } from '@strata/store';
 import {
   decodeFederationRequest,
+  defaultRequestSkewMsMax,
   FederationEngine,
   FEDERATION_IDENTITY_PATH,
   HttpPeerTransport,
@@ -103,6 +104,9 @@ export interface ReceiveLagView {
   readonly maxMs: number | null;
 }
 
+/** Pushes accepted between two deletions of expired nonces. */
+const noncesPurgeEvery = 1_000;
+
 /** Received events whose lag the status summarises (a ring per repository). */
 export const receiveLagSamplesMax = 20_000;
 
@@ -140,6 +144,7 @@ export class FederationService implements FederationHooks {
   #resolving = false;
   #resolveFailures = 0;
   #resolveAgain = false;
+  #noncesSincePurge = 0;
   #closed = false;
 
   constructor(options: FederationServiceOptions) {
@@ -221,6 +226,7 @@ export class FederationService implements FederationHooks {
 
   /** Loads what was learned before and federates every federated repository this site holds. */
   async start(): Promise<void> {
+    await this.#state.forgetNoncesExpiredBy(Math.floor(this.#options.clock.now()));
     this.directory.load(await this.#state.loadPeers());
     for (const repo of await this.#options.repositories.list()) {
       if (repo.rclass === 'federated') await this.#federate(repo.key, repo['members']);
@@ -244,7 +250,7 @@ export class FederationService implements FederationHooks {
     // A members edit made here may name sites not known yet.
     if (events.some((event) => event.type === 'RepositoryConfigChanged' && event.data.patch['members'] !== undefined)) this.#scheduleResolve(0);
     if (this.#engine.isFederated(key)) {
-      void this.#engine.localAppended(key).catch((error: unknown) => this.#log.error({ err: error, repoKey: key }, 'federation could not read a local append'));
+      void this.#engine.localAppended(key, events).catch((error: unknown) => this.#log.error({ err: error, repoKey: key }, 'federation could not read a local append'));
       return;
     }
     const created = events.find((event) => event.type === 'RepositoryCreated' && event.data.config['rclass'] === 'federated');
@@ -334,9 +340,32 @@ export class FederationService implements FederationHooks {
       return { authentic: true, claimedSiteId: verified.siteId, message: `sender base URL '${verified.baseUrl.slice(0, 200)}' is not an http(s) URL` };
     }
     if (this.#blocked.has(base)) return { authentic: true, claimedSiteId: verified.siteId, message: `link from ${base} is blocked (test hook)` };
+    if (method === 'POST' && !(await this.#rememberNonce(verified))) {
+      const message = 'replayed request: this nonce was already used (nonces are kept across restarts)';
+      this.#inboundRefusals.set(verified.siteId, `request refused here: ${message}`);
+      return { authentic: true, claimedSiteId: verified.siteId, message };
+    }
     this.#resolveErrors.delete(base);
     if (await this.directory.learn(base, verified.siteId)) await this.#reconcileAll();
     return verified;
+  }
+
+  /**
+   * The verifier refuses a nonce seen since this process started; pushes (the requests that
+   * change anything) also have theirs written to SQL until their timestamp leaves the window,
+   * so a push replayed to this site after a restart is refused too. A GET replayed after a
+   * restart only reads again what it read (an identity, a binary).
+   */
+  async #rememberNonce(peer: VerifiedPeer): Promise<boolean> {
+    const now = this.#options.clock.now();
+    const windowMs = this.settings.requestSkewMsMax ?? defaultRequestSkewMsMax;
+    // The request's own timestamp is now + offset; it passes the window until then + windowMs.
+    const fresh = await this.#state.rememberNonce(peer.nonce, Math.ceil(now + peer.clockOffsetMs + windowMs) + 1);
+    if (fresh && ++this.#noncesSincePurge >= noncesPurgeEvery) {
+      this.#noncesSincePurge = 0;
+      void this.#state.forgetNoncesExpiredBy(Math.floor(now)).catch((error: unknown) => this.#log.error({ err: error }, 'dropping expired federation nonces failed'));
+    }
+    return fresh;
   }
 
   async receivePush(peer: VerifiedPeer, body: Uint8Array): Promise<FederationReply> {

@@ -7,6 +7,7 @@ import { federationMigration } from './003-federation.ts';
 import { auditMigration } from './004-audit.ts';
 import { eventDigestMigration } from './004b-event-digest.ts';
 import { virtualResolutionMigration } from './005-virtual-resolution.ts';
+import { federationNoncesMigration } from './006-federation-nonces.ts';
 import { auditConfigHistoryMigration } from './009-audit-config-history.ts';
 
 /**
@@ -20,6 +21,7 @@ export const migrations: Readonly<Record<string, Migration>> = Object.freeze({
   '004-audit': auditMigration,
   '004b-event-digest': eventDigestMigration,
   '005-virtual-resolution': virtualResolutionMigration,
+  '006-federation-nonces': federationNoncesMigration,
   '009-audit-config-history': auditConfigHistoryMigration,
 });
 

@@ -157,6 +157,29 @@ describe('smart remote repositories between two sites', () => {
     expect((await stats('libs/v/four.bin')).remoteDownloadCount).toBe(1);
   });
 
+  it('works over a remote repository at the origin (a proxy of a proxy)', async () => {
+    // The origin's remote proxies the origin's own local repository; the site's smart remote proxies that remote.
+    expect((await adminFetch(origin, '/artifactory/api/repositories/libs-proxy', { method: 'PUT', headers: json, body: JSON.stringify({ rclass: 'remote', url: `${origin.url}/artifactory/libs`, username: 'admin', password: ADMIN_PASSWORD }) })).status).toBe(200);
+    await deployToOrigin('r/six.bin;stage=dev', 'six');
+    const created = await adminFetch(site, '/artifactory/api/repositories/proxy-smart', {
+      method: 'PUT',
+      headers: json,
+      body: JSON.stringify({ rclass: 'remote', url: `${origin.url}/artifactory/libs-proxy`, username: 'admin', password: ADMIN_PASSWORD, contentSynchronisation: { statistics: { enabled: true }, properties: { enabled: true }, source: { originAbsenceDetection: true } } }),
+    });
+    expect(created.status).toBe(200);
+    expect((await config('proxy-smart')).contentSynchronisation).toMatchObject({ enabled: true });
+    expect(await (await adminFetch(site, '/artifactory/proxy-smart/r/six.bin')).text()).toBe('six');
+    const info = (await (await adminFetch(site, '/artifactory/api/storage/proxy-smart/r/six.bin')).json()) as { originDeleted?: boolean };
+    expect(info.originDeleted).toBe(false);
+    // A download from the site's cache is reported to the origin's remote, which shows it in ?stats.
+    expect((await adminFetch(site, '/artifactory/proxy-smart/r/six.bin')).status).toBe(200);
+    const reported = await eventually(async () => {
+      const current = await stats('libs-proxy/r/six.bin');
+      return current.remoteDownloadCount >= 1 ? current : undefined;
+    }, 'the statistics report to a remote origin');
+    expect(reported.remoteDownloadCount).toBe(1);
+  });
+
   it('keeps downloads queued while the origin refuses the report, across a kill -9, and reports them once it accepts', async () => {
     await deployToOrigin('q/five.bin', 'five');
     const update = (password: string) =>

@@ -47,6 +47,26 @@ describe('the strata serve process', () => {
     expect(await server.stop()).toBe(0);
   });
 
+  it('logs one JSON line per request with its request id, flushed by a graceful stop, and prints no deprecation warning', async () => {
+    const logged = await spawnServer({ dataDir: join(dataDir, 'logged'), env: { STRATA_LOG_LEVEL: 'info' } });
+    try {
+      const response = await adminFetch(logged, '/artifactory/api/system/ping', { headers: { 'x-request-id': 'e2e-request-1' } });
+      expect(response.status).toBe(200);
+    } finally {
+      expect(await logged.stop()).toBe(0);
+    }
+    const lines = logged
+      .output()
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as { msg: string; reqId?: string; statusCode?: number; url?: string });
+    expect(lines.filter((line) => line.reqId === 'e2e-request-1')).toEqual([
+      expect.objectContaining({ msg: 'request completed', statusCode: 200, url: '/artifactory/api/system/ping' }),
+    ]);
+    expect(lines.some((line) => line.msg === 'strata started')).toBe(true);
+    expect(logged.output()).not.toMatch(/Deprecation|FSTDEP/);
+  });
+
   it('finishes an upload in flight when told to stop, then exits cleanly', async () => {
     const freshDir = await mkdtemp(join(tmpdir(), 'strata-process-'));
     try {

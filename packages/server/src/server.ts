@@ -21,6 +21,7 @@ import { sql } from 'kysely';
 import type { Kysely } from 'kysely';
 import hyperid from 'hyperid';
 import { buildApp } from './app.ts';
+import { bufferedLogDestination } from './request-logging.ts';
 import { collectBlobGarbage } from './audit/blob-collection.ts';
 import { authPlugin, SecurityService } from './auth/index.ts';
 import { BatchingDownloadCounter } from './download-counter.ts';
@@ -117,6 +118,8 @@ export async function startServer(settings: ServerSettings): Promise<RunningServ
   const clock: Clock = { now: () => Date.now() };
   const newId = hyperid({ urlSafe: true });
 
+  // Log lines are JSON on stdout, written in blocks of about 4 KiB (each line within a second).
+  const logDestination = bufferedLogDestination(process.stdout);
   const opened = await openEventStore({
     ...(settings.databaseUrl === undefined ? { dataDir: settings.dataDir } : { databaseUrl: settings.databaseUrl }),
     projections: [
@@ -226,7 +229,7 @@ export async function startServer(settings: ServerSettings): Promise<RunningServ
         return { totalBytes: stats.blocks * stats.bsize, freeBytes: stats.bavail * stats.bsize };
       },
     },
-    logger: { level: settings.logLevel },
+    logger: { level: settings.logLevel, stream: logDestination },
     repositoryStreamSeed,
     audit: new SqlEventAudit(opened.db),
     treeShapeQuery: sqlTreeShapeQuery(opened.db),
@@ -271,6 +274,7 @@ export async function startServer(settings: ServerSettings): Promise<RunningServ
     await collecting;
     await downloads.close();
     await opened.close();
+    logDestination.close();
   });
   // Federated repositories resume before the first request: streams indexed, cursors loaded,
   // a vector exchange with every member queued.

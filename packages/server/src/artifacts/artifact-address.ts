@@ -14,9 +14,9 @@ export interface ArtifactAddress {
 }
 
 function decodeSegment(raw: string): string {
-  let decoded: string;
+  let decoded = raw;
   try {
-    decoded = decodeURIComponent(raw);
+    if (raw.includes('%')) decoded = decodeURIComponent(raw);
   } catch {
     throw new StrataError('STRATA_ERR_PATH_INVALID', 'malformed percent-encoding in path');
   }

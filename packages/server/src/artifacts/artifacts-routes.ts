@@ -157,6 +157,26 @@ function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
+/** A file's download headers, made once per item the metadata cache holds (hot downloads). */
+const fileHeadersMade = new WeakMap<FileItem, Readonly<Record<string, string>>>();
+
+function fileHeaders(file: FileItem): Readonly<Record<string, string>> {
+  let headers = fileHeadersMade.get(file);
+  if (headers === undefined) {
+    headers = {
+      ETag: file.sha1,
+      'X-Checksum-Sha1': file.sha1,
+      'X-Checksum-Sha256': file.sha256,
+      'X-Checksum-Md5': file.md5,
+      'X-Artifactory-Filename': encodeURIComponent(file.path.slice(file.path.lastIndexOf('/') + 1)),
+      'Last-Modified': new Date(file.lastModified).toUTCString(),
+      'Accept-Ranges': 'bytes',
+    };
+    fileHeadersMade.set(file, headers);
+  }
+  return headers;
+}
+
 /** Deploy (PUT), download (GET/HEAD) and delete on `/artifactory/{repo}/{path}`. */
 export const artifactsRoutes: FastifyPluginAsync<ArtifactsRoutesOptions> = async (app, options) => {
   const { service, cache, blobCache, blobs, artifacts, downloads, content, remote } = options;
@@ -356,13 +376,7 @@ export const artifactsRoutes: FastifyPluginAsync<ArtifactsRoutesOptions> = async
   }
 
   async function sendFile(request: FastifyRequest, reply: FastifyReply, repo: string, file: FileItem) {
-    reply.header('ETag', file.sha1);
-    reply.header('X-Checksum-Sha1', file.sha1);
-    reply.header('X-Checksum-Sha256', file.sha256);
-    reply.header('X-Checksum-Md5', file.md5);
-    reply.header('X-Artifactory-Filename', encodeURIComponent(file.path.slice(file.path.lastIndexOf('/') + 1)));
-    reply.header('Last-Modified', new Date(file.lastModified).toUTCString());
-    reply.header('Accept-Ranges', 'bytes');
+    reply.headers(fileHeaders(file));
     if (etagMatches(header(request, 'if-none-match'), file.sha1)) return reply.code(304).send();
     const head = request.method === 'HEAD';
     if (!head) downloads.record(repo, file.path, request.principal.name, options.now());

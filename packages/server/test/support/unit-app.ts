@@ -17,7 +17,7 @@ export interface UnitApp {
 }
 
 /** The app on in-memory test doubles, everyone an admin (access control is tested elsewhere). */
-export async function buildUnitApp(limits: Partial<ServerLimits> = {}): Promise<UnitApp> {
+export async function buildUnitApp(limits: Partial<ServerLimits> = {}, logger?: Record<string, unknown>): Promise<UnitApp> {
   const projections = new FakeProjections();
   const store = new FakeEventStore(projections);
   const blobs = new MemoryBlobStore();
@@ -35,6 +35,7 @@ export async function buildUnitApp(limits: Partial<ServerLimits> = {}): Promise<
     registerAuth: registerPermissiveAuth,
     audit: new MemoryEventAudit(store),
     limits: { metadataCacheTtlMs: 0, ...limits },
+    ...(logger === undefined ? {} : { logger }),
   });
   return { app, store, projections, blobs };
 }

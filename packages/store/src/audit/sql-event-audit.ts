@@ -64,22 +64,27 @@ export class SqlEventAudit implements EventAudit {
     const paths = historyPathsOf(path);
     // Folders below: every target in [path/, path0) in "C" order ('0' follows '/').
     const below = options.deep === true ? (path === '' ? sql`or target is not null` : sql`or (target >= ${`${path}/`} and target < ${`${path}0`})`) : sql``;
-    // The revisions first (an index-only scan of events_stream_target), then their rows by
-    // the unique (stream, revision) index in one bitmap scan, sorted here: a path's events lie
-    // scattered over the table, and sorting whole rows in SQL cost more than fetching them.
+    const touches = sql`stream = ${stream} and revision > ${after} and (target = any(${paths}::text[]) ${below})`;
+    // Where the page ends: the first revision past it (an index-only scan of
+    // events_stream_target), then the page's rows in one bitmap heap scan of the same index
+    // bounded by it, each heap page read once and the rows sorted here. A path's events lie
+    // scattered over the table: fetching them by the unique (stream, revision) index instead
+    // cost three times the buffer visits, and sorting whole rows in SQL more than fetching them.
+    const beyond = await sql<{ revision: number }>`
+      select revision from events where ${touches} order by revision offset ${limit} limit 1`.execute(this.#db);
+    const end = beyond.rows[0]?.revision;
     const result = await sql<StoredEventRow & { prev_hash: Uint8Array | null }>`
       select ${STORED_SCAN_COLUMNS}, prev_hash from events
-      where stream = ${stream} and revision = any(array(
-        select revision from events
-        where stream = ${stream} and revision > ${after} and (target = any(${paths}::text[]) ${below})
-        order by revision limit ${limit + 1}))`.execute(this.#db);
+      where ${touches} ${end === undefined ? sql`` : sql`and revision < ${end}`}`.execute(this.#db);
+    // Without an end, events appended between the two statements may have joined the page.
     const sorted = result.rows.sort((a, b) => a.revision - b.revision);
     const rows = sorted.slice(0, limit);
     const entries = rows.map((row) => ({
       event: decodeStoredEventRow(row),
       prevHash: row.prev_hash === null ? undefined : Buffer.from(row.prev_hash).toString('hex'),
     }));
-    return { entries, nextAfterRevision: result.rows.length > limit ? rows[rows.length - 1]!.revision : undefined };
+    const more = end !== undefined || sorted.length > limit;
+    return { entries, nextAfterRevision: more ? rows[rows.length - 1]!.revision : undefined };
   }
 
   async readChained(stream: string, options: { readonly fromRevision: number; readonly maxCount: number; readonly signal?: AbortSignal }): Promise<readonly HistoryEntry[]> {

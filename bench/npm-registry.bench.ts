@@ -303,6 +303,64 @@ export async function npmRegistryBenchmark(options: NpmRegistryOptions): Promise
   }
 }
 
+/**
+ * The issue's second publish figure: the real `npm publish` run `publishes` times in sequence
+ * against each server (one package, versions 1.0.0, 1.0.1, …), the two servers alternating
+ * call by call so both see the same load. Each server's rate is publishes over the summed wall
+ * time of its calls; target: Strata no slower than Verdaccio (ratio ≥ 1).
+ */
+export async function npmClientPublishBenchmark(options: { publishes: number; backend?: 'pglite' | 'postgres' }): Promise<BenchResult[]> {
+  const backend = options.backend ?? 'pglite';
+  const work = await mkdtemp(join(tmpdir(), 'strata-bench-npm-client-'));
+  try {
+    const verdaccioBin = await installVerdaccio(work);
+    const verdaccio = await startVerdaccio(work, verdaccioBin, 0);
+    const strata = await startStrata(work, 0, backend);
+    const seconds = { strata: [] as number[], verdaccio: [] as number[] };
+    try {
+      const sides = await Promise.all(
+        ([['verdaccio', verdaccio], ['strata', strata]] as const).map(async ([label, registry]) => {
+          const dir = join(work, `client-${label}`);
+          await mkdir(dir, { recursive: true });
+          const npmrc = join(dir, '.npmrc');
+          const host = registry.url.replace(/^https?:/, '');
+          await writeFile(npmrc, `registry=${registry.url}/\n${host}/:_authToken=${registry.token}\n`);
+          await writeFile(join(dir, 'index.js'), 'module.exports = 42;\n');
+          return { label, registry, dir, npmrc };
+        }),
+      );
+      const env = { PATH: process.env.PATH ?? '', HOME: work, npm_config_update_notifier: 'false', npm_config_fund: 'false', npm_config_audit: 'false' };
+      for (let index = 0; index < options.publishes; index++) {
+        for (const side of index % 2 === 0 ? sides : [...sides].reverse()) {
+          await writeFile(join(side.dir, 'package.json'), JSON.stringify({ name: 'bench-client-publish', version: `1.0.${index}`, main: 'index.js', license: 'MIT' }));
+          const started = performance.now();
+          await run('npm', ['publish', '--userconfig', side.npmrc, '--registry', `${side.registry.url}/`, '--loglevel=error', '--ignore-scripts'], { cwd: side.dir, env, timeout: 120_000 });
+          seconds[side.label].push((performance.now() - started) / 1000);
+        }
+        if ((index + 1) % 50 === 0) log(`npm publish ${index + 1}/${options.publishes}: verdaccio ${median(seconds.verdaccio).toFixed(3)} s, strata ${median(seconds.strata).toFixed(3)} s (medians so far)`);
+      }
+    } finally {
+      await verdaccio.stop();
+      await strata.stop();
+    }
+    const sum = (values: readonly number[]) => values.reduce((total, value) => total + value, 0);
+    const rate = { strata: options.publishes / sum(seconds.strata), verdaccio: options.publishes / sum(seconds.verdaccio) };
+    return [
+      {
+        benchmark: 'npm publish (client, sequential)',
+        backend,
+        measured: { label: 'strata', perSecond: rate.strata },
+        reference: { label: `verdaccio ${VERDACCIO_VERSION}`, perSecond: rate.verdaccio },
+        target: { ratio: 1 },
+        roundRatios: [rate.strata / rate.verdaccio],
+        notes: `the npm client run ${options.publishes} times in sequence per server, calls alternating between the servers; median call verdaccio ${median(seconds.verdaccio).toFixed(3)} s, strata ${median(seconds.strata).toFixed(3)} s`,
+      },
+    ];
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const args = process.argv.slice(2);
   const flag = (name: string) => args.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3);

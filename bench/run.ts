@@ -1,6 +1,6 @@
 /**
  * The benchmarks (never timed tests): `npm run bench [-- <name>...] [--events=N] [--rounds=N]
- * [--backend=postgres|pglite]`. Names: append, rebuild, read-all, server-http, history, distribution, remote-virtual, federation, npm-registry, startup (default: all). Every
+ * [--backend=postgres|pglite]`. Names: append, rebuild, read-all, server-http, history, distribution, remote-virtual, federation, npm-registry, npm-publish-client, startup (default: all). Every
  * figure is set against a reference measured in the same run; see docs/benchmarks.md.
  * DATABASE_URL selects the PostgreSQL database (default strata_bench on localhost).
  */
@@ -12,13 +12,13 @@ import { historyBenchmark } from './history.bench.ts';
 import { replayBenchmark, verifyBenchmark } from './audit.bench.ts';
 import { distributionBenchmark } from './distribution.bench.ts';
 import { remoteVirtualBenchmark } from './remote-virtual.bench.ts';
-import { npmRegistryBenchmark } from './npm-registry.bench.ts';
+import { npmClientPublishBenchmark, npmRegistryBenchmark } from './npm-registry.bench.ts';
 import { federationBenchmark, printFederationResults, type FederationBenchResult } from './federation.bench.ts';
 import { startupBenchmark } from './startup.bench.ts';
 import { databaseUrl } from './support/databases.ts';
 import { log, printTable, type BenchResult } from './support/report.ts';
 
-const BENCHMARKS = ['append', 'rebuild', 'read-all', 'server-http', 'history', 'verify', 'replay', 'distribution', 'remote-virtual', 'federation', 'npm-registry', 'startup'] as const;
+const BENCHMARKS = ['append', 'rebuild', 'read-all', 'server-http', 'history', 'verify', 'replay', 'distribution', 'remote-virtual', 'federation', 'npm-registry', 'npm-publish-client', 'startup'] as const;
 type BenchmarkName = (typeof BENCHMARKS)[number];
 const BACKENDS = ['postgres', 'pglite'] as const;
 
@@ -50,6 +50,7 @@ for (const name of selected) {
   if (name === 'distribution') results.push(...(await distributionBenchmark(rounds)));
   if (name === 'remote-virtual') results.push(...(await remoteVirtualBenchmark({ rounds, seconds: 10 })));
   if (name === 'npm-registry') for (const backend of backends) results.push(...(await npmRegistryBenchmark({ rounds, seconds: 10, backend })));
+  if (name === 'npm-publish-client') for (const backend of backends) results.push(...(await npmClientPublishBenchmark({ publishes: Number(flag('publishes') ?? 200), backend })));
   for (const backend of backends) {
     if (name === 'rebuild') results.push(await rebuildBenchmark(backend, events, rounds));
     if (name === 'read-all') results.push(await readAllBenchmark(backend, events, rounds));

@@ -1,0 +1,71 @@
+import { createHash } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
+import { ArtifactTreeProjection, openEventStore, RepositoryConfigProjection } from '@strata/store';
+import type { OpenedEventStore } from '@strata/store';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MemoryBlobStore } from './support/memory-blob-store.ts';
+import { buildAppOnStore } from './support/sql-app.ts';
+
+const ttlMs = 1_000;
+
+function publishDocument(version: string): Record<string, unknown> {
+  const tarball = gzipSync(Buffer.from(`demo ${version}`));
+  return {
+    name: 'demo',
+    'dist-tags': { latest: version },
+    versions: { [version]: { name: 'demo', version, dist: { shasum: createHash('sha1').update(tarball).digest('hex') } } },
+    _attachments: { [`demo-${version}.tgz`]: { data: tarball.toString('base64'), length: tarball.length } },
+  };
+}
+
+type Packument = { versions: Record<string, { deprecated?: string }> };
+
+/**
+ * A packument is recomputed from the versions read less than metadataCacheTtlMs ago (each
+ * tarball's properties read once, not on every recompute): what another server writes to the
+ * same database still shows within the TTL, and this server's own writes at once.
+ */
+describe('npm packuments computed from remembered version reads, two servers on one database', () => {
+  let opened: OpenedEventStore;
+  let now = 1_700_000_000_000;
+  let a: FastifyInstance;
+  let b: FastifyInstance;
+
+  beforeAll(async () => {
+    opened = await openEventStore({ projections: [new ArtifactTreeProjection(), new RepositoryConfigProjection()] });
+    const blobs = new MemoryBlobStore();
+    a = await buildAppOnStore(opened, blobs, { siteId: 'site-shared', clock: { now: () => now }, limits: { metadataCacheTtlMs: ttlMs } });
+    b = await buildAppOnStore(opened, blobs, { siteId: 'site-shared' });
+  });
+  afterAll(async () => {
+    await a?.close();
+    await b?.close();
+    await opened?.close();
+  });
+
+  const packument = async (app: FastifyInstance) => (await app.inject({ method: 'GET', url: '/artifactory/api/npm/npm/demo' })).json() as Packument;
+
+  it("shows another server's deprecation and publish after the TTL, and its own publish at once", async () => {
+    expect((await a.inject({ method: 'PUT', url: '/artifactory/api/repositories/npm', payload: { rclass: 'local', packageType: 'npm' } })).statusCode).toBe(200);
+    for (const version of ['1.0.0', '1.1.0']) expect((await a.inject({ method: 'PUT', url: '/artifactory/api/npm/npm/demo', payload: publishDocument(version) })).statusCode).toBe(201);
+    expect(Object.keys((await packument(a)).versions)).toEqual(['1.0.0', '1.1.0']);
+
+    // Server B deprecates 1.0.0 (the document npm deprecate sends) and publishes 1.2.0.
+    const current = await packument(b);
+    const deprecated = { name: 'demo', versions: { ...current.versions, '1.0.0': { ...current.versions['1.0.0'], deprecated: 'use 1.1' } } };
+    expect((await b.inject({ method: 'PUT', url: '/artifactory/api/npm/npm/demo/-rev/1', payload: deprecated })).statusCode).toBeLessThan(300);
+    expect((await b.inject({ method: 'PUT', url: '/artifactory/api/npm/npm/demo', payload: publishDocument('1.2.0') })).statusCode).toBe(201);
+
+    now += ttlMs;
+    const later = await packument(a);
+    expect(Object.keys(later.versions)).toEqual(['1.0.0', '1.1.0', '1.2.0']);
+    expect(later.versions['1.0.0']!.deprecated).toBe('use 1.1');
+
+    // A's own publish drops what it remembered of the package: visible at once, the clock unmoved.
+    expect((await a.inject({ method: 'PUT', url: '/artifactory/api/npm/npm/demo', payload: publishDocument('1.3.0') })).statusCode).toBe(201);
+    const own = await packument(a);
+    expect(Object.keys(own.versions)).toEqual(['1.0.0', '1.1.0', '1.2.0', '1.3.0']);
+    expect(own.versions['1.0.0']!.deprecated).toBe('use 1.1');
+  });
+});

@@ -17,6 +17,8 @@ import {
   openEventStore,
   openPglite,
   pgliteBulkLoader,
+  pgliteCopyOut,
+  pgliteCopyStatementRowsMax,
   pgliteKysely,
   type BulkLoader,
   type OpenEventStoreOptions,
@@ -82,7 +84,12 @@ export async function openPgliteDirectory(
   await mkdir(directory, { recursive: true });
   const pglite = await openPglite(directory);
   const db = pgliteKysely(pglite);
-  const store = new SqlEventStore(db, projections, { ...storeOptions, onClose: () => db.destroy() });
+  const store = new SqlEventStore(db, projections, {
+    copyOut: pgliteCopyOut(pglite, db),
+    copyStatementRowsMax: pgliteCopyStatementRowsMax,
+    ...storeOptions,
+    onClose: () => db.destroy(),
+  });
   return {
     backend: 'pglite',
     pglite,

@@ -636,6 +636,21 @@ export function countFolders(paths: Iterable<string>): number {
   return folders.size;
 }
 
+/**
+ * The registers of a folded tree as bulk writers read them (a rebuild's COPY): each kind
+ * sorted by path (then key) in code-unit order, property registers normalised against the
+ * path's effective tombstone. ArtifactTreeModel and ArtifactTreeFold provide it.
+ */
+export interface ArtifactTreeEntries {
+  /** Repositories that have any tree state, sorted. */
+  repositories(): string[];
+  sortedEntries(repo: string): {
+    files: Iterable<{ path: string; register: FileRegister; tombstone: EventStamp | null }>;
+    folderTombstones: Iterable<{ prefix: string; stamp: EventStamp }>;
+    properties: Iterable<{ path: string; key: string; register: PropertyRegister }>;
+  };
+}
+
 // ---------------------------------------------------------------------------------------
 // The in-memory model
 
@@ -651,7 +666,7 @@ interface RepositoryTree {
  * repository's registers (O(files)); the SQL projection is the indexed read side, this is
  * the reference it is checked against and the engine of `rebuildProjections`.
  */
-export class ArtifactTreeModel implements ArtifactTreeState {
+export class ArtifactTreeModel implements ArtifactTreeState, ArtifactTreeEntries {
   readonly #repos = new Map<string, RepositoryTree>();
 
   /** Applies one event; returns false if the tree ignores it. Idempotent. */

@@ -9,6 +9,7 @@ export * from './event-validation.ts';
 export * from './event-codec.ts';
 export * from './hybrid-logical-clock.ts';
 export * from './artifact-tree-model.ts';
+export * from './artifact-tree-fold.ts';
 export * from './repository-config-model.ts';
 export * from './virtual-resolution.ts';
 export * from './event-chain.ts';

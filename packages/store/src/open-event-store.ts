@@ -4,7 +4,8 @@ import pg from 'pg';
 import { StrataError } from '@strata/core';
 import { migrateToLatest } from './migrations/index.ts';
 import { openPglite, pgliteKysely } from './open-pglite.ts';
-import { pgliteBulkLoader, postgresBulkLoader, type BulkLoader } from './projections/bulk-copy.ts';
+import { pgliteBulkLoader, pgliteCopyOut, postgresBulkLoader, postgresCopyOut, type BulkLoader } from './projections/bulk-copy.ts';
+import type { CopyOut } from './event-copy-reader.ts';
 import type { SqlProjection } from './projection.ts';
 import type { StoreDatabase } from './schema.ts';
 import { SqlEventStore, type SqlEventStoreOptions } from './sql-event-store.ts';
@@ -37,22 +38,37 @@ const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
 /** Opens (and migrates) the SQL event store: PostgreSQL when `databaseUrl` is set, else PGlite. */
 export async function openEventStore(options: OpenEventStoreOptions = {}): Promise<OpenedEventStore> {
-  const { db, bulk } = options.databaseUrl === undefined ? await openPgliteDatabase(options) : await openPostgresDatabase(options.databaseUrl, options);
+  const { db, bulk, copyOut, copyStatementRowsMax } =
+    options.databaseUrl === undefined ? await openPgliteDatabase(options) : await openPostgresDatabase(options.databaseUrl, options);
   // Reading ahead pays on a pool (PostgreSQL), not on PGlite's single connection.
   const readAhead = options.databaseUrl !== undefined;
-  const store = new SqlEventStore(db, options.projections ?? [], { readAhead, ...options.store, onClose: () => db.destroy() });
+  const store = new SqlEventStore(db, options.projections ?? [], {
+    readAhead,
+    copyOut,
+    ...(copyStatementRowsMax === undefined ? {} : { copyStatementRowsMax }),
+    ...options.store,
+    onClose: () => db.destroy(),
+  });
   return { store, db, bulk, close: () => store.close() };
 }
 
 interface OpenedDatabase {
   readonly db: Kysely<StoreDatabase>;
   readonly bulk: BulkLoader;
+  readonly copyOut: CopyOut;
+  readonly copyStatementRowsMax?: number;
 }
+
+/**
+ * PGlite hands a COPY's whole output over as one blob (copied into its memory first): a
+ * scan copies this many events per statement (~20 MB).
+ */
+export const pgliteCopyStatementRowsMax = 50_000;
 
 async function openPgliteDatabase(options: OpenEventStoreOptions): Promise<OpenedDatabase> {
   const pglite = await openPglite(options.dataDir === undefined ? 'memory' : join(options.dataDir, 'pg'));
   const db = pgliteKysely(pglite);
-  return { db, bulk: pgliteBulkLoader(pglite, db) };
+  return { db, bulk: pgliteBulkLoader(pglite, db), copyOut: pgliteCopyOut(pglite, db), copyStatementRowsMax: pgliteCopyStatementRowsMax };
 }
 
 async function openPostgresDatabase(databaseUrl: string, options: OpenEventStoreOptions): Promise<OpenedDatabase> {
@@ -69,7 +85,7 @@ async function openPostgresDatabase(databaseUrl: string, options: OpenEventStore
   try {
     if (schema !== undefined) await sql`create schema if not exists ${sql.id(schema)}`.execute(db);
     await migrateToLatest(db, schema === undefined ? {} : { schema });
-    return { db, bulk: postgresBulkLoader(pool) };
+    return { db, bulk: postgresBulkLoader(pool), copyOut: postgresCopyOut(pool) };
   } catch (error) {
     await db.destroy();
     if (error instanceof StrataError) throw error;

@@ -22,6 +22,8 @@ import {
   type ReadAllOptions,
   type ReadAllResult,
   type ReadStreamOptions,
+  type EventScanner,
+  type ScanAllOptions,
   type SubscribeOptions,
   type StreamAppend,
   type Subscription,
@@ -32,6 +34,7 @@ import { chainEvent, type ChainedEvent, type StreamChainHeads } from './event-ch
 import { CommitSignal, PollingSubscription, type CheckpointedEvent } from './polling-subscription.ts';
 import type { SqlProjection } from './projection.ts';
 import type { StoreDatabase } from './schema.ts';
+import { COPY_EVENT_COLUMNS, decodeEventCopy, type CopyOut } from './event-copy-reader.ts';
 
 export interface SqlEventStoreOptions {
   /** Most events written in one group-commit transaction; an append larger than this goes alone. Default 2000. */
@@ -56,6 +59,16 @@ export interface SqlEventStoreOptions {
    * arrive without one (issue 8). Undefined: no origin chain is added.
    */
   readonly siteId?: string;
+  /**
+   * Binary COPY out of the same database (bulk-copy.ts): `scanAll` reads with it; without
+   * it `scanAll` pages through readAll.
+   */
+  readonly copyOut?: CopyOut;
+  /**
+   * Rows per COPY statement of `scanAll`; undefined: one statement for the whole scan
+   * (PostgreSQL streams it). PGlite hands a COPY's output over as one blob: bound it.
+   */
+  readonly copyStatementRowsMax?: number;
 }
 
 interface PendingAppend {
@@ -118,7 +131,7 @@ const RETRYABLE_SQLSTATES: ReadonlySet<string> = new Set(['23505', '40001', '40P
  * row locks and transaction ids, not on this process, so several processes may share one
  * PostgreSQL database.
  */
-export class SqlEventStore implements EventStore {
+export class SqlEventStore implements EventStore, EventScanner {
   readonly #db: Kysely<StoreDatabase>;
   readonly #projections: readonly SqlProjection[];
   readonly #appendBatchEventsMax: number;
@@ -128,6 +141,8 @@ export class SqlEventStore implements EventStore {
   readonly #onClose: (() => Promise<void>) | undefined;
   readonly #readAhead: boolean;
   readonly #siteId: string | undefined;
+  readonly #copyOut: CopyOut | undefined;
+  readonly #copyStatementRowsMax: number | undefined;
   /** The page after the last full page readAll returned, being read (see `readAhead`). */
   #pageAhead: { readonly after: Checkpoint; readonly maxCount: number; readonly rows: Promise<EventRow[] | undefined> } | undefined;
   readonly #queue: PendingAppend[] = [];
@@ -150,6 +165,8 @@ export class SqlEventStore implements EventStore {
     this.#onClose = options.onClose;
     this.#readAhead = options.readAhead ?? false;
     this.#siteId = options.siteId;
+    this.#copyOut = options.copyOut;
+    this.#copyStatementRowsMax = options.copyStatementRowsMax === undefined ? undefined : positive(options.copyStatementRowsMax, 'copyStatementRowsMax');
   }
 
   /** The database this store writes (for the audit queries of the same package). */
@@ -272,6 +289,44 @@ export class SqlEventStore implements EventStore {
     for (let index = 0; index < rows.length; index++) events[index] = decodeRow(rows[index]!);
     const last = rows.at(-1);
     return { events, checkpoint: last === undefined ? after : { transactionId: BigInt(last.transaction_id), position: BigInt(last.position) } };
+  }
+
+  async *scanAll(options: ScanAllOptions = {}): AsyncGenerator<ReadAllResult> {
+    this.#assertOpen();
+    options.signal?.throwIfAborted();
+    let after = options.after ?? START_CHECKPOINT;
+    const pageEventsMax = Math.max(1, Math.floor(options.pageEventsMax ?? this.#readBatchEventsMax));
+    const copyOut = this.#copyOut;
+    if (copyOut === undefined) {
+      for (;;) {
+        const page = await this.readAll({ after, maxCount: Math.min(pageEventsMax, this.#readBatchEventsMax), ...(options.signal ? { signal: options.signal } : {}) });
+        if (page.events.length === 0) return;
+        after = page.checkpoint;
+        yield page;
+      }
+    }
+    // One horizon for the whole scan: every row below it has committed (or never will), so
+    // the scan returns exactly what readAll would up to it, in the same order.
+    const horizon = await sql<{ xmin: string }>`select pg_snapshot_xmin(pg_current_snapshot())::text as xmin`.execute(this.#db);
+    const xmin = digits(horizon.rows[0]?.xmin);
+    // Whole pages per statement, so that pages do not shrink at statement boundaries.
+    const rowsMax = this.#copyStatementRowsMax === undefined ? undefined : Math.ceil(this.#copyStatementRowsMax / pageEventsMax) * pageEventsMax;
+    for (;;) {
+      const from = after;
+      const statement = (target: string) =>
+        `copy (select ${COPY_EVENT_COLUMNS} from events` +
+        ` where (transaction_id, position) > ('${digits(from.transactionId)}'::xid8, ${signedDigits(from.position)}::int8)` +
+        ` and transaction_id < '${xmin}'::xid8 order by transaction_id, position` +
+        (rowsMax === undefined ? '' : ` limit ${rowsMax}`) +
+        `) to ${target} (format binary)`;
+      let rows = 0;
+      for await (const page of decodeEventCopy(copyOut(statement, options.signal), pageEventsMax)) {
+        rows += page.events.length;
+        after = page.checkpoint;
+        yield page;
+      }
+      if (rowsMax === undefined || rows < rowsMax) return;
+    }
   }
 
   subscribe(options: SubscribeOptions = {}): Subscription {
@@ -647,6 +702,16 @@ function translateError(error: unknown): unknown {
   }
   const message = error instanceof Error ? error.message : String(error);
   return new StrataError('STRATA_ERR_STORE_UNAVAILABLE', `store unavailable: ${message}`, { sqlState: state }, { cause: error });
+}
+
+/** A transaction id or position spliced into COPY text (COPY takes no parameters): digits only. */
+function digits(value: unknown): string {
+  const text = String(value);
+  if (!/^[0-9]{1,20}$/.test(text)) throw new StrataError('STRATA_ERR_INVARIANT', `expected an unsigned integer, got '${text.slice(0, 30)}'`);
+  return text;
+}
+function signedDigits(value: bigint): string {
+  return value < 0n ? `-${digits(-value)}` : digits(value);
 }
 
 function positive(value: number, name: string): number {

@@ -1,6 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import {
-  ArtifactTreeModel,
+  ArtifactTreeFold,
   ArtifactTreePaths,
   artifactTreeTarget,
   canonicalArtifactTreeSnapshot,
@@ -11,6 +11,7 @@ import {
   normalizePropertyRegister,
   propertySnapshotOf,
   stampJson,
+  type ArtifactTreeEntries,
   type ArtifactTreeSnapshot,
   type ArtifactTreeState,
   type DeployRecord,
@@ -340,7 +341,9 @@ export class ArtifactTreeProjection implements SqlProjection, RebuildableSqlProj
   }
 
   startRebuild(): ProjectionRebuild {
-    const model = new ArtifactTreeModel();
+    // The compact fold (core's artifact-tree-fold.ts): same rules as ArtifactTreeModel, a
+    // fraction of its objects for the garbage collector to walk.
+    const model = new ArtifactTreeFold();
     const chunkRowsMax = this.#rebuildChunkRowsMax;
     return {
       add(events: readonly RecordedEvent[]): void {
@@ -389,7 +392,7 @@ async function applyFolderTombstone(db: Kysely<StoreDatabase>, repo: string, pre
  */
 export async function writeArtifactTreeModel(
   db: Kysely<StoreDatabase>,
-  model: ArtifactTreeModel,
+  model: ArtifactTreeEntries,
   chunkRowsMax = 10_000,
   onRows?: (rows: number) => void,
   copy?: CopyRows,

@@ -1,6 +1,7 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import type pg from 'pg';
-import { from as copyFrom } from 'pg-copy-streams';
+import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import type { CopyOut } from '../event-copy-reader.ts';
 import type { StoreDatabase } from '../schema.ts';
 import type { UnnestColumn } from './sql-values.ts';
 
@@ -104,7 +105,7 @@ export function postgresBulkLoader(pool: pg.Pool): BulkLoader {
 
 /** The slice of PGlite a COPY needs: a query with a blob standing for /dev/blob. */
 export interface PgliteCopyDatabase {
-  query(query: string, params?: unknown[], options?: { blob?: Blob }): Promise<unknown>;
+  query(query: string, params?: unknown[], options?: { blob?: Blob }): Promise<{ readonly blob?: Blob }>;
 }
 
 /**
@@ -123,5 +124,42 @@ export function pgliteBulkLoader(pglite: PgliteCopyDatabase, db: Kysely<StoreDat
       };
       return db.transaction().execute((tx) => work(tx, copy));
     },
+  };
+}
+
+/**
+ * PostgreSQL: a COPY … TO STDOUT on a client of its own, streamed chunk by chunk (the
+ * database produces rows while the caller decodes). A COPY abandoned midway (the caller
+ * stopped reading, or an error) destroys its connection rather than hand it back busy.
+ */
+export function postgresCopyOut(pool: pg.Pool): CopyOut {
+  return async function* copyOut(statement, signal) {
+    signal?.throwIfAborted();
+    const client = await pool.connect();
+    let completed = false;
+    try {
+      const stream = client.query(copyTo(statement('stdout')));
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        signal?.throwIfAborted();
+        yield chunk;
+      }
+      completed = true;
+    } finally {
+      client.release(completed ? undefined : new Error('COPY abandoned'));
+    }
+  };
+}
+
+/**
+ * PGlite: COPY … TO '/dev/blob' while holding the single connection (through Kysely, so it
+ * never lands inside another caller's transaction); the whole output arrives as one blob,
+ * so callers bound it with LIMIT.
+ */
+export function pgliteCopyOut(pglite: PgliteCopyDatabase, db: Kysely<StoreDatabase>): CopyOut {
+  return async function* copyOut(statement, signal) {
+    signal?.throwIfAborted();
+    const blob = await db.connection().execute(async () => (await pglite.query(statement(`'/dev/blob'`))).blob);
+    if (blob === undefined) throw new Error('PGlite returned no blob for COPY TO /dev/blob');
+    yield new Uint8Array(await blob.arrayBuffer());
   };
 }

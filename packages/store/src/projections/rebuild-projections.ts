@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { sql, type Kysely } from 'kysely';
 import { StrataError } from '@strata/core';
-import { START_CHECKPOINT, readBatchEventsMax, type Checkpoint, type EventStore } from '../event-store.ts';
+import { START_CHECKPOINT, isEventScanner, readBatchEventsMax, type Checkpoint, type EventScanner, type EventStore, type ReadAllResult } from '../event-store.ts';
 import type { SqlProjection } from '../projection.ts';
 import type { StoreDatabase } from '../schema.ts';
 import type { BulkLoader, CopyRows } from './bulk-copy.ts';
@@ -61,7 +61,7 @@ export async function writeProjectionCheckpoints(db: Kysely<StoreDatabase>, name
 /**
  * Rebuilds projections from zero:
  *
- * 1. read every event with readAll in large batches; a rebuildable projection folds them
+ * 1. read every event (scanAll when the store has it, then readAll) in large batches; a rebuildable projection folds them
  *    into its in-memory model (pure core code), any other projection is truncated first and
  *    fed batch by batch through `apply`;
  *    (the next page is already being read while a page is folded);
@@ -79,7 +79,7 @@ export async function writeProjectionCheckpoints(db: Kysely<StoreDatabase>, name
  * Never uses the outer handle inside a transaction (PGlite has a single connection).
  */
 export async function rebuildProjections(
-  source: { readonly store: Pick<EventStore, 'readAll'>; readonly db: Kysely<StoreDatabase>; readonly bulk?: BulkLoader },
+  source: { readonly store: Pick<EventStore, 'readAll'> & Partial<EventScanner>; readonly db: Kysely<StoreDatabase>; readonly bulk?: BulkLoader },
   projections: readonly SqlProjection[],
   options: RebuildOptions = {},
 ): Promise<RebuildResult> {
@@ -104,15 +104,7 @@ export async function rebuildProjections(
   }
 
   let checkpoint: Checkpoint = START_CHECKPOINT;
-  const readAfter = (after: Checkpoint) => store.readAll({ after, maxCount: batchMax, ...(options.signal ? { signal: options.signal } : {}) });
-  let reading = readAfter(checkpoint);
-  for (;;) {
-    options.signal?.throwIfAborted();
-    const read = await reading;
-    if (read.events.length === 0) break;
-    // The database reads the next page while this one is folded.
-    reading = readAfter(read.checkpoint);
-    reading.catch(() => undefined);
+  const fold = async (read: ReadAllResult) => {
     for (const { rebuild } of bulk) rebuild.add(read.events);
     if (replayed.length > 0) {
       await db.transaction().execute(async (tx) => {
@@ -122,6 +114,25 @@ export async function rebuildProjections(
     events += read.events.length;
     checkpoint = read.checkpoint;
     report('read');
+  };
+  // A bulk scan (one binary COPY on the SQL stores) up to the horizon as it stands now…
+  if (isEventScanner(store)) {
+    for await (const read of store.scanAll({ after: checkpoint, pageEventsMax: batchMax, ...(options.signal ? { signal: options.signal } : {}) })) {
+      options.signal?.throwIfAborted();
+      await fold(read);
+    }
+  }
+  // …then readAll for whatever committed since (everything, for a store without scanAll).
+  const readAfter = (after: Checkpoint) => store.readAll({ after, maxCount: batchMax, ...(options.signal ? { signal: options.signal } : {}) });
+  let reading = readAfter(checkpoint);
+  for (;;) {
+    options.signal?.throwIfAborted();
+    const read = await reading;
+    if (read.events.length === 0) break;
+    // The database reads the next page while this one is folded.
+    reading = readAfter(read.checkpoint);
+    reading.catch(() => undefined);
+    await fold(read);
   }
 
   options.signal?.throwIfAborted();

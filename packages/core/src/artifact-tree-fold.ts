@@ -1,0 +1,505 @@
+/**
+ * A compact fold of the artifact tree for rebuilds and replays: the merge rules of
+ * artifact-tree-model.ts over a million events without a million-object model.
+ *
+ * ArtifactTreeModel keeps a register as a small graph of objects (register, deploy, first,
+ * version, stamp, hlc…): a rebuild of 1,000,000 events holds millions of them, and every
+ * major garbage collection walks them all (a third of a rebuild's time went there). This
+ * fold keeps the same registers in columns — typed arrays per field, indexed by a path
+ * number, strings that repeat (origins, actors, mime types, property keys) interned — and
+ * creates the register objects only when they are written out.
+ *
+ * It applies the same rules (module comment of artifact-tree-model.ts), with one difference
+ * in bookkeeping that changes no result: property registers are normalised against the
+ * path's effective tombstone when they are read out, not at every merge. A register is the
+ * LWW maximum of its sets and removals; the model drops it whenever that maximum is stamped
+ * at or before the tombstone of the moment, and tombstones only grow, so the model ends
+ * with the maximum iff it is stamped after the final tombstone — which is what this fold
+ * reports. Property tests check that both give the identical snapshot for any delivery of
+ * any event set, with duplicates (packages/core/test/artifact-tree-fold.unit.test.ts).
+ *
+ * Mutable and single-owner, like ArtifactTreeModel.
+ */
+import type { EventStamp } from './events.ts';
+import {
+  ArtifactTreePaths,
+  canonicalArtifactTreeSnapshot,
+  digestOf,
+  fileSnapshotOf,
+  maxStamp,
+  normalizePropertyRegister,
+  propertySnapshotOf,
+  repositoryKeyOfStream,
+  stampJson,
+  type ArtifactTreeEntries,
+  type ArtifactTreeSnapshot,
+  type FileRegister,
+  type FileSnapshot,
+  type FolderTombstoneSnapshot,
+  type PropertyRegister,
+  type PropertySnapshot,
+  type StreamEvent,
+} from './artifact-tree-model.ts';
+
+const NONE = -1;
+/** fileState bits. */
+const HAS_REGISTER = 1;
+const HAS_CONTENT = 2;
+const HAS_TOMBSTONE = 4;
+
+/** compareVersions (wall, logical, origin, then id) over columns; a null id ties with any id. */
+function compareParts(
+  wallA: number,
+  logicalA: number,
+  originA: string,
+  idA: string | null,
+  wallB: number,
+  logicalB: number,
+  originB: string,
+  idB: string | null,
+): number {
+  if (wallA !== wallB) return wallA < wallB ? -1 : 1;
+  if (logicalA !== logicalB) return logicalA < logicalB ? -1 : 1;
+  if (originA !== originB) return originA < originB ? -1 : 1;
+  if (idA === null || idB === null || idA === idB) return 0;
+  return idA < idB ? -1 : 1;
+}
+
+function grown<T extends Float64Array | Int32Array | Uint8Array>(array: T, size: number): T {
+  if (array.length >= size) return array;
+  const next = new (array.constructor as new (length: number) => T)(Math.max(size, array.length * 2));
+  next.set(array);
+  return next;
+}
+
+interface RepositoryPaths {
+  readonly key: string;
+  readonly paths: Map<string, number>;
+  readonly folderTombstones: Map<string, EventStamp>;
+}
+
+export class ArtifactTreeFold implements ArtifactTreeEntries {
+  // Interned strings: origins, actors, mime types, property keys.
+  readonly #names: string[] = [];
+  readonly #nameIds = new Map<string, number>();
+
+  readonly #repos = new Map<string, RepositoryPaths>();
+  /** stream → repository ('' for streams the tree ignores). */
+  readonly #streamRepos = new Map<string, RepositoryPaths | null>();
+
+  // Per path (index = path number).
+  #pathCount = 0;
+  readonly #pathNames: string[] = [];
+  #fileState = new Uint8Array(1024);
+  #contentWall = new Float64Array(1024);
+  #contentLogical = new Int32Array(1024);
+  #contentOrigin = new Int32Array(1024);
+  readonly #contentId: (string | null)[] = [];
+  readonly #sha256: (string | null)[] = [];
+  readonly #sha1: (string | null)[] = [];
+  readonly #md5: (string | null)[] = [];
+  #size = new Float64Array(1024);
+  #mimeType = new Int32Array(1024);
+  readonly #remoteUrl: (string | null)[] = [];
+  #contentActor = new Int32Array(1024);
+  #firstWall = new Float64Array(1024);
+  #firstLogical = new Int32Array(1024);
+  #firstOrigin = new Int32Array(1024);
+  readonly #firstId: (string | null)[] = [];
+  #firstActor = new Int32Array(1024);
+  #tombstoneWall = new Float64Array(1024);
+  #tombstoneLogical = new Int32Array(1024);
+  #tombstoneOrigin = new Int32Array(1024);
+  /** First property register of the path, or NONE. */
+  #propertyHead = new Int32Array(1024).fill(NONE);
+
+  // Per property register (a linked list per path).
+  #propertyCount = 0;
+  #propertyNext = new Int32Array(1024);
+  #propertyKey = new Int32Array(1024);
+  #propertyRemoved = new Uint8Array(1024);
+  #propertyWall = new Float64Array(1024);
+  #propertyLogical = new Int32Array(1024);
+  #propertyOrigin = new Int32Array(1024);
+  readonly #propertyId: (string | null)[] = [];
+  readonly #propertyValues: (readonly string[] | null)[] = [];
+
+  /** Applies one event; returns false if the tree ignores it. Idempotent, order-independent. */
+  apply(event: StreamEvent): boolean {
+    switch (event.type) {
+      case 'ArtifactDeployed':
+      case 'RemoteArtifactCached': {
+        const repo = this.#streamRepo(event.stream);
+        if (repo === null) return false;
+        const data = event.data;
+        const path = this.#path(repo, data.path);
+        this.#deploy(path, event, event.type === 'RemoteArtifactCached' ? event.data.remoteUrl : null);
+        const properties = data.properties;
+        if (properties !== undefined) {
+          for (const key in properties) {
+            if (!Object.hasOwn(properties, key)) continue;
+            this.#mergeProperty(path, this.#name(key), false, event.hlc.wall, event.hlc.logical, event.origin, event.id, properties[key] ?? []);
+          }
+        }
+        return true;
+      }
+      case 'ArtifactDeleted': {
+        const repo = this.#streamRepo(event.stream);
+        if (repo === null) return false;
+        const path = this.#path(repo, event.data.path);
+        this.#fileState[path]! |= HAS_REGISTER;
+        this.#mergeTombstone(path, event.hlc.wall, event.hlc.logical, event.origin);
+        return true;
+      }
+      case 'FolderDeleted':
+      case 'RepositoryDeleted': {
+        let repo: RepositoryPaths | null;
+        let prefix: string;
+        if (event.type === 'RepositoryDeleted') {
+          repo = this.#repo(event.data.key);
+          prefix = '';
+        } else {
+          repo = this.#streamRepo(event.stream);
+          if (repo === null) return false;
+          prefix = event.data.prefix;
+        }
+        const stamp: EventStamp = { hlc: { wall: event.hlc.wall, logical: event.hlc.logical }, origin: event.origin };
+        repo.folderTombstones.set(prefix, maxStamp(repo.folderTombstones.get(prefix) ?? null, stamp)!);
+        return true;
+      }
+      case 'PropertiesSet': {
+        const repo = this.#streamRepo(event.stream);
+        if (repo === null) return false;
+        const path = this.#path(repo, event.data.path);
+        const properties = event.data.properties;
+        for (const key in properties) {
+          if (!Object.hasOwn(properties, key)) continue;
+          this.#mergeProperty(path, this.#name(key), false, event.hlc.wall, event.hlc.logical, event.origin, event.id, properties[key] ?? []);
+        }
+        return true;
+      }
+      case 'PropertiesRemoved': {
+        const repo = this.#streamRepo(event.stream);
+        if (repo === null) return false;
+        const path = this.#path(repo, event.data.path);
+        for (const key of event.data.keys) this.#mergeProperty(path, this.#name(key), true, event.hlc.wall, event.hlc.logical, event.origin, null, null);
+        return true;
+      }
+      default:
+        return false;
+    }
+  }
+
+  applyAll(events: Iterable<StreamEvent>): this {
+    for (const event of events) this.apply(event);
+    return this;
+  }
+
+  // Folding --------------------------------------------------------------------------------
+
+  #name(value: string): number {
+    let id = this.#nameIds.get(value);
+    if (id === undefined) {
+      id = this.#names.length;
+      this.#names.push(value);
+      this.#nameIds.set(value, id);
+    }
+    return id;
+  }
+
+  #repo(key: string): RepositoryPaths {
+    let repo = this.#repos.get(key);
+    if (repo === undefined) {
+      repo = { key, paths: new Map(), folderTombstones: new Map() };
+      this.#repos.set(key, repo);
+    }
+    return repo;
+  }
+
+  #streamRepo(stream: string): RepositoryPaths | null {
+    let repo = this.#streamRepos.get(stream);
+    if (repo === undefined) {
+      const key = repositoryKeyOfStream(stream);
+      repo = key === undefined ? null : this.#repo(key);
+      this.#streamRepos.set(stream, repo);
+    }
+    return repo;
+  }
+
+  #path(repo: RepositoryPaths, name: string): number {
+    const known = repo.paths.get(name);
+    if (known !== undefined) return known;
+    const path = this.#pathCount++;
+    repo.paths.set(name, path);
+    if (path >= this.#fileState.length) this.#growPaths(path + 1);
+    this.#pathNames.push(name);
+    this.#contentId.push(null);
+    this.#sha256.push(null);
+    this.#sha1.push(null);
+    this.#md5.push(null);
+    this.#remoteUrl.push(null);
+    this.#firstId.push(null);
+    return path;
+  }
+
+  #growPaths(size: number): void {
+    this.#fileState = grown(this.#fileState, size);
+    this.#contentWall = grown(this.#contentWall, size);
+    this.#contentLogical = grown(this.#contentLogical, size);
+    this.#contentOrigin = grown(this.#contentOrigin, size);
+    this.#size = grown(this.#size, size);
+    this.#mimeType = grown(this.#mimeType, size);
+    this.#contentActor = grown(this.#contentActor, size);
+    this.#firstWall = grown(this.#firstWall, size);
+    this.#firstLogical = grown(this.#firstLogical, size);
+    this.#firstOrigin = grown(this.#firstOrigin, size);
+    this.#firstActor = grown(this.#firstActor, size);
+    this.#tombstoneWall = grown(this.#tombstoneWall, size);
+    this.#tombstoneLogical = grown(this.#tombstoneLogical, size);
+    this.#tombstoneOrigin = grown(this.#tombstoneOrigin, size);
+    const heads = this.#propertyHead.length;
+    this.#propertyHead = grown(this.#propertyHead, size);
+    this.#propertyHead.fill(NONE, heads);
+  }
+
+  #deploy(path: number, event: StreamEvent & { readonly type: 'ArtifactDeployed' | 'RemoteArtifactCached' }, remoteUrl: string | null): void {
+    const wall = event.hlc.wall;
+    const logical = event.hlc.logical;
+    const origin = event.origin;
+    const id = event.id;
+    const actorName = event.meta.actor;
+    const actor = actorName === undefined || actorName === null ? NONE : this.#name(actorName);
+    const state = this.#fileState[path]!;
+    const names = this.#names;
+    if (
+      (state & HAS_CONTENT) === 0 ||
+      compareParts(wall, logical, origin, id, this.#contentWall[path]!, this.#contentLogical[path]!, names[this.#contentOrigin[path]!]!, this.#contentId[path]!) > 0
+    ) {
+      const data = event.data;
+      this.#contentWall[path] = wall;
+      this.#contentLogical[path] = logical;
+      this.#contentOrigin[path] = this.#name(origin);
+      this.#contentId[path] = id;
+      this.#sha256[path] = data.sha256;
+      this.#sha1[path] = data.sha1;
+      this.#md5[path] = data.md5;
+      this.#size[path] = data.size;
+      this.#mimeType[path] = this.#name(data.mimeType);
+      this.#remoteUrl[path] = remoteUrl;
+      this.#contentActor[path] = actor;
+    }
+    if (
+      (state & HAS_CONTENT) === 0 ||
+      compareParts(wall, logical, origin, id, this.#firstWall[path]!, this.#firstLogical[path]!, names[this.#firstOrigin[path]!]!, this.#firstId[path]!) < 0
+    ) {
+      this.#firstWall[path] = wall;
+      this.#firstLogical[path] = logical;
+      this.#firstOrigin[path] = this.#name(origin);
+      this.#firstId[path] = id;
+      this.#firstActor[path] = actor;
+    }
+    this.#fileState[path] = state | HAS_REGISTER | HAS_CONTENT;
+  }
+
+  #mergeTombstone(path: number, wall: number, logical: number, origin: string): void {
+    const state = this.#fileState[path]!;
+    if (
+      (state & HAS_TOMBSTONE) === 0 ||
+      compareParts(wall, logical, origin, null, this.#tombstoneWall[path]!, this.#tombstoneLogical[path]!, this.#names[this.#tombstoneOrigin[path]!]!, null) > 0
+    ) {
+      this.#tombstoneWall[path] = wall;
+      this.#tombstoneLogical[path] = logical;
+      this.#tombstoneOrigin[path] = this.#name(origin);
+      this.#fileState[path] = state | HAS_TOMBSTONE;
+    }
+  }
+
+  /** The LWW maximum per (path, key): a removal wins a tie of stamps, two values break ties by id. */
+  #mergeProperty(
+    path: number,
+    key: number,
+    removed: boolean,
+    wall: number,
+    logical: number,
+    origin: string,
+    id: string | null,
+    values: readonly string[] | null,
+  ): void {
+    let register = this.#propertyHead[path]!;
+    while (register !== NONE && this.#propertyKey[register] !== key) register = this.#propertyNext[register]!;
+    if (register === NONE) {
+      register = this.#propertyCount++;
+      if (register >= this.#propertyNext.length) this.#growProperties(register + 1);
+      this.#propertyNext[register] = this.#propertyHead[path]!;
+      this.#propertyHead[path] = register;
+      this.#propertyKey[register] = key;
+      this.#propertyId.push(null);
+      this.#propertyValues.push(null);
+    } else {
+      const order = compareParts(
+        wall,
+        logical,
+        origin,
+        removed ? null : id,
+        this.#propertyWall[register]!,
+        this.#propertyLogical[register]!,
+        this.#names[this.#propertyOrigin[register]!]!,
+        this.#propertyRemoved[register] === 1 ? null : this.#propertyId[register]!,
+      );
+      const storedRemoved = this.#propertyRemoved[register] === 1;
+      // A removal replaces a value at an equal stamp; a value never replaces a removal at one.
+      const wins = order > 0 || (order === 0 && removed && !storedRemoved);
+      if (!wins) return;
+    }
+    this.#propertyRemoved[register] = removed ? 1 : 0;
+    this.#propertyWall[register] = wall;
+    this.#propertyLogical[register] = logical;
+    this.#propertyOrigin[register] = this.#name(origin);
+    this.#propertyId[register] = id;
+    this.#propertyValues[register] = values;
+  }
+
+  #growProperties(size: number): void {
+    this.#propertyNext = grown(this.#propertyNext, size);
+    this.#propertyKey = grown(this.#propertyKey, size);
+    this.#propertyRemoved = grown(this.#propertyRemoved, size);
+    this.#propertyWall = grown(this.#propertyWall, size);
+    this.#propertyLogical = grown(this.#propertyLogical, size);
+    this.#propertyOrigin = grown(this.#propertyOrigin, size);
+  }
+
+  // Reading out ------------------------------------------------------------------------------
+
+  /** Repositories that have any tree state, sorted. */
+  repositories(): string[] {
+    return [...this.#repos.keys()].sort();
+  }
+
+  #fileRegister(path: number): FileRegister {
+    const state = this.#fileState[path]!;
+    const names = this.#names;
+    const actor = (id: number) => (id === NONE ? null : names[id]!);
+    let content: FileRegister['content'] = null;
+    let first: FileRegister['first'] = null;
+    if ((state & HAS_CONTENT) !== 0) {
+      content = {
+        version: {
+          hlc: { wall: this.#contentWall[path]!, logical: this.#contentLogical[path]! },
+          origin: names[this.#contentOrigin[path]!]!,
+          id: this.#contentId[path]!,
+        },
+        sha256: this.#sha256[path]!,
+        sha1: this.#sha1[path]!,
+        md5: this.#md5[path]!,
+        size: this.#size[path]!,
+        mimeType: names[this.#mimeType[path]!]!,
+        remoteUrl: this.#remoteUrl[path]!,
+        actor: actor(this.#contentActor[path]!),
+      };
+      first = {
+        version: {
+          hlc: { wall: this.#firstWall[path]!, logical: this.#firstLogical[path]! },
+          origin: names[this.#firstOrigin[path]!]!,
+          id: this.#firstId[path]!,
+        },
+        actor: actor(this.#firstActor[path]!),
+      };
+    }
+    return { content, first, tombstone: this.#ownTombstone(path) };
+  }
+
+  #ownTombstone(path: number): EventStamp | null {
+    if ((this.#fileState[path]! & HAS_TOMBSTONE) === 0) return null;
+    return { hlc: { wall: this.#tombstoneWall[path]!, logical: this.#tombstoneLogical[path]! }, origin: this.#names[this.#tombstoneOrigin[path]!]! };
+  }
+
+  #propertyRegister(register: number): PropertyRegister {
+    const stamp = { hlc: { wall: this.#propertyWall[register]!, logical: this.#propertyLogical[register]! }, origin: this.#names[this.#propertyOrigin[register]!]! };
+    return this.#propertyRemoved[register] === 1
+      ? { kind: 'removed', stamp }
+      : { kind: 'value', version: { ...stamp, id: this.#propertyId[register]! }, values: this.#propertyValues[register]! };
+  }
+
+  /**
+   * The registers of one repository for bulk writers, each kind sorted by path (then key) in
+   * code-unit order, as ArtifactTreeModel.sortedEntries; register objects are created as the
+   * iterables are walked (each may be walked once).
+   */
+  sortedEntries(repo: string): {
+    files: Iterable<{ path: string; register: FileRegister; tombstone: EventStamp | null }>;
+    folderTombstones: Iterable<{ prefix: string; stamp: EventStamp }>;
+    properties: Iterable<{ path: string; key: string; register: PropertyRegister }>;
+  } {
+    const tree = this.#repos.get(repo);
+    if (tree === undefined) return { files: [], folderTombstones: [], properties: [] };
+    let sortedPaths: string[] | undefined;
+    const sorted = () => (sortedPaths ??= [...tree.paths.keys()].sort());
+    const coveringTombstone = this.#coveringTombstones(tree);
+    const self = this;
+    return {
+      files: (function* () {
+        for (const name of sorted()) {
+          const path = tree.paths.get(name)!;
+          if ((self.#fileState[path]! & HAS_REGISTER) === 0) continue;
+          const register = self.#fileRegister(path);
+          yield { path: name, register, tombstone: maxStamp(register.tombstone, coveringTombstone(name)) };
+        }
+      })(),
+      folderTombstones: [...tree.folderTombstones.keys()].sort().map((prefix) => ({ prefix, stamp: tree.folderTombstones.get(prefix)! })),
+      properties: (function* () {
+        for (const name of sorted()) {
+          const path = tree.paths.get(name)!;
+          let register = self.#propertyHead[path]!;
+          if (register === NONE) continue;
+          const tombstone = maxStamp(self.#ownTombstone(path), coveringTombstone(name));
+          const registers: { key: string; register: number }[] = [];
+          for (; register !== NONE; register = self.#propertyNext[register]!) registers.push({ key: self.#names[self.#propertyKey[register]!]!, register });
+          registers.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+          for (const { key, register: index } of registers) {
+            const normalized = normalizePropertyRegister(self.#propertyRegister(index), tombstone);
+            if (normalized !== undefined) yield { path: name, key, register: normalized };
+          }
+        }
+      })(),
+    };
+  }
+
+  /**
+   * The highest folder tombstone covering a path (its own prefix included), remembered per
+   * parent folder: paths come sorted, so siblings ask one after another.
+   */
+  #coveringTombstones(tree: RepositoryPaths): (path: string) => EventStamp | null {
+    const folders = tree.folderTombstones;
+    if (folders.size === 0) return () => null;
+    let lastParent: string | undefined;
+    let lastParentTombstone: EventStamp | null = null;
+    return (path) => {
+      const parent = ArtifactTreePaths.parent(path);
+      if (parent !== lastParent || path === '') {
+        lastParent = parent;
+        lastParentTombstone = null;
+        if (path !== '') for (const prefix of ArtifactTreePaths.coveringPrefixes(parent)) lastParentTombstone = maxStamp(lastParentTombstone, folders.get(prefix) ?? null);
+        else lastParentTombstone = folders.get('') ?? null;
+      }
+      return maxStamp(lastParentTombstone, folders.get(path) ?? null);
+    };
+  }
+
+  /** The canonical snapshot; equal to ArtifactTreeModel's for the same set of events. */
+  snapshot(): ArtifactTreeSnapshot {
+    const files: FileSnapshot[] = [];
+    const folderTombstones: FolderTombstoneSnapshot[] = [];
+    const properties: PropertySnapshot[] = [];
+    for (const repo of this.repositories()) {
+      const entries = this.sortedEntries(repo);
+      for (const { path, register, tombstone } of entries.files) files.push(fileSnapshotOf(repo, path, register, tombstone));
+      for (const { prefix, stamp } of entries.folderTombstones) folderTombstones.push({ repo, prefix, stamp: stampJson(stamp) });
+      for (const { path, key, register } of entries.properties) properties.push(propertySnapshotOf(repo, path, key, register));
+    }
+    return canonicalArtifactTreeSnapshot({ files, folderTombstones, properties });
+  }
+
+  digest(): string {
+    return digestOf(this.snapshot());
+  }
+}

@@ -1,0 +1,198 @@
+import { StrataError, validateEventType, type EventMeta, type EventType, type RecordedEvent } from '@strata/core';
+import { Unpackr } from 'msgpackr';
+import type { Checkpoint } from './event-store.ts';
+
+/**
+ * Runs a `COPY (select …) TO …` statement in PostgreSQL's binary format and hands over its
+ * output in chunks of any size (`statement` ends in `to stdout (format binary)` or `to
+ * '/dev/blob' (format binary)`, whichever the backend reads: see bulk-copy.ts).
+ */
+export type CopyOut = (statement: (target: string) => string, signal?: AbortSignal) => AsyncIterable<Uint8Array>;
+
+/**
+ * The events columns a bulk scan copies, in this order. data and meta travel as raw bytes
+ * in the binary format (no hex text to decode, unlike the row protocol).
+ */
+export const COPY_EVENT_COLUMNS =
+  'transaction_id, position, id, stream, revision, origin, origin_seq, hlc_wall, hlc_logical, type, data, meta';
+const FIELDS = 12;
+
+/** "PGCOPY\n\377\r\n\0": the signature of the binary COPY format. */
+const SIGNATURE = [0x50, 0x47, 0x43, 0x4f, 0x50, 0x59, 0x0a, 0xff, 0x0d, 0x0a, 0x00];
+
+/** The same msgpack options as core's codec (see sql-event-store.ts: stored data is only unpacked). */
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, moreTypes: false, bundleStrings: false, int64AsType: 'bigint' });
+
+export interface EventCopyPage {
+  readonly events: RecordedEvent[];
+  /** The (transaction id, position) of the page's last row: the checkpoint after it. */
+  readonly checkpoint: Checkpoint;
+}
+
+/**
+ * Decodes the binary COPY output of `select ${COPY_EVENT_COLUMNS} from events …` into pages
+ * of at most `pageEventsMax` recorded events, in the order of the rows. Chunks may split
+ * rows anywhere. Rows are decoded as the SQL event store decodes them (data and meta only
+ * unpacked; a payload that is not a msgpack map fails with STRATA_ERR_CODEC_MALFORMED).
+ */
+export async function* decodeEventCopy(chunks: AsyncIterable<Uint8Array>, pageEventsMax: number): AsyncGenerator<EventCopyPage> {
+  const decoder = new EventCopyDecoder();
+  let page: RecordedEvent[] = [];
+  for await (const chunk of chunks) {
+    decoder.push(chunk, page, pageEventsMax);
+    while (decoder.pageFull) {
+      yield { events: page, checkpoint: decoder.takeCheckpoint() };
+      page = [];
+      decoder.continue(page, pageEventsMax);
+    }
+  }
+  decoder.finish();
+  if (page.length > 0) yield { events: page, checkpoint: decoder.takeCheckpoint() };
+}
+
+/** The incremental decoder behind decodeEventCopy. */
+class EventCopyDecoder {
+  #buffer: Buffer = Buffer.alloc(0);
+  #offset = 0;
+  #headerRead = false;
+  #ended = false;
+  /** Offset in #buffer of the last decoded row's transaction id and position (16 bytes saved). */
+  readonly #lastKey = Buffer.alloc(16);
+  #haveKey = false;
+  pageFull = false;
+  readonly #fieldStarts = new Int32Array(FIELDS);
+  readonly #fieldLengths = new Int32Array(FIELDS);
+  readonly #strings = new Map<string, string>();
+  readonly #types = new Map<string, EventType>();
+
+  push(chunk: Uint8Array, page: RecordedEvent[], pageEventsMax: number): void {
+    if (this.#ended) {
+      if (chunk.length > 0) throw malformed('bytes after the end of the COPY data');
+      return;
+    }
+    const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    const rest = this.#buffer.length - this.#offset;
+    this.#buffer = rest === 0 ? bytes : Buffer.concat([this.#buffer.subarray(this.#offset), bytes]);
+    this.#offset = 0;
+    this.#decode(page, pageEventsMax);
+  }
+
+  continue(page: RecordedEvent[], pageEventsMax: number): void {
+    this.pageFull = false;
+    this.#decode(page, pageEventsMax);
+  }
+
+  finish(): void {
+    if (!this.#ended) throw malformed('the COPY data ended without its trailer');
+  }
+
+  takeCheckpoint(): Checkpoint {
+    if (!this.#haveKey) throw malformed('no row decoded');
+    return { transactionId: this.#lastKey.readBigUInt64BE(0), position: this.#lastKey.readBigInt64BE(8) };
+  }
+
+  #decode(page: RecordedEvent[], pageEventsMax: number): void {
+    const buffer = this.#buffer;
+    if (!this.#headerRead) {
+      if (buffer.length < 19) return;
+      for (let index = 0; index < SIGNATURE.length; index++) if (buffer[index] !== SIGNATURE[index]) throw malformed('not binary COPY data');
+      const extension = buffer.readInt32BE(15);
+      if (buffer.length < 19 + extension) return;
+      this.#offset = 19 + extension;
+      this.#headerRead = true;
+    }
+    const starts = this.#fieldStarts;
+    const lengths = this.#fieldLengths;
+    let offset = this.#offset;
+    while (page.length < pageEventsMax) {
+      if (offset + 2 > buffer.length) break;
+      const fields = buffer.readInt16BE(offset);
+      if (fields === -1) {
+        this.#ended = true;
+        offset += 2;
+        if (offset !== buffer.length) throw malformed('bytes after the COPY trailer');
+        break;
+      }
+      if (fields !== FIELDS) throw malformed(`a row of ${fields} fields, expected ${FIELDS}`);
+      let at = offset + 2;
+      let complete = true;
+      for (let field = 0; field < FIELDS; field++) {
+        if (at + 4 > buffer.length) {
+          complete = false;
+          break;
+        }
+        const length = buffer.readInt32BE(at);
+        if (length < 0) throw malformed('a NULL in a NOT NULL column');
+        starts[field] = at + 4;
+        lengths[field] = length;
+        at += 4 + length;
+        if (at > buffer.length) {
+          complete = false;
+          break;
+        }
+      }
+      if (!complete) break;
+      page.push(this.#row(buffer));
+      buffer.copy(this.#lastKey, 0, starts[0]!, starts[0]! + 8);
+      buffer.copy(this.#lastKey, 8, starts[1]!, starts[1]! + 8);
+      this.#haveKey = true;
+      offset = at;
+    }
+    this.#offset = offset;
+    this.pageFull = page.length >= pageEventsMax;
+  }
+
+  #row(buffer: Buffer): RecordedEvent {
+    const starts = this.#fieldStarts;
+    const lengths = this.#fieldLengths;
+    const id = buffer.toString('utf8', starts[2]!, starts[2]! + lengths[2]!);
+    const type = this.#type(buffer.toString('utf8', starts[9]!, starts[9]! + lengths[9]!));
+    const dataStart = starts[10]!;
+    const metaStart = starts[11]!;
+    return {
+      id,
+      origin: this.#intern(buffer.toString('utf8', starts[5]!, starts[5]! + lengths[5]!)),
+      originSeq: buffer.readInt32BE(starts[6]!),
+      hlc: { wall: buffer.readInt32BE(starts[7]!) * 4294967296 + buffer.readUInt32BE(starts[7]! + 4), logical: buffer.readInt32BE(starts[8]!) },
+      type,
+      data: unpack(buffer.subarray(dataStart, dataStart + lengths[10]!), 'data', id),
+      meta: unpack(buffer.subarray(metaStart, metaStart + lengths[11]!), 'meta', id) as EventMeta,
+      stream: this.#intern(buffer.toString('utf8', starts[3]!, starts[3]! + lengths[3]!)),
+      revision: buffer.readInt32BE(starts[4]!),
+      position: buffer.readBigInt64BE(starts[1]!),
+    } as RecordedEvent;
+  }
+
+  /** Streams, origins and types repeat: one string each (fewer live strings in whatever keeps the events). */
+  #intern(value: string): string {
+    const known = this.#strings.get(value);
+    if (known !== undefined) return known;
+    if (this.#strings.size < 100_000) this.#strings.set(value, value);
+    return value;
+  }
+
+  #type(value: string): EventType {
+    const known = this.#types.get(value);
+    if (known !== undefined) return known;
+    const type = validateEventType(value);
+    this.#types.set(type, type);
+    return type;
+  }
+}
+
+function unpack(bytes: Uint8Array, what: string, id: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = unpackr.unpack(bytes);
+  } catch (error) {
+    throw new StrataError('STRATA_ERR_CODEC_MALFORMED', `stored ${what} of event '${id}' does not unpack`, { id }, { cause: error });
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new StrataError('STRATA_ERR_CODEC_MALFORMED', `stored ${what} of event '${id}' is not a msgpack map`, { id });
+  }
+  return value as Record<string, unknown>;
+}
+
+function malformed(message: string): StrataError {
+  return new StrataError('STRATA_ERR_STORE_UNAVAILABLE', `bulk read of events failed: ${message}`);
+}

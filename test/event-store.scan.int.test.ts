@@ -3,6 +3,7 @@
  * replay` read with: it returns what readAll returns, page by page, on every SQL backend.
  * The memory store has no scanAll (rebuildProjections falls back to readAll there).
  */
+import { performance } from 'node:perf_hooks';
 import { afterAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
 import pg from 'pg';
@@ -44,6 +45,21 @@ function deployed(path: string, overrides: Partial<NewEvent> = {}, properties: R
   } as NewEvent;
 }
 
+/**
+ * Waits until readAll can see every committed event: on PostgreSQL it stops below the oldest
+ * transaction still open anywhere in the cluster (other test files run meanwhile).
+ */
+async function settle(opened: OpenedEventStore): Promise<void> {
+  const deadline = performance.now() + 30_000;
+  while (performance.now() < deadline) {
+    const pending = await sql<{ count: string | number }>`
+      select count(*) as count from events where transaction_id >= pg_snapshot_xmin(pg_current_snapshot())`.execute(opened.db);
+    if (Number(pending.rows[0]!.count) === 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error('committed events stayed below the snapshot horizon for 30 s');
+}
+
 async function readAllEvents(opened: OpenedEventStore, after: Checkpoint = START_CHECKPOINT): Promise<{ events: RecordedEvent[]; checkpoint: Checkpoint }> {
   const events: RecordedEvent[] = [];
   let checkpoint = after;
@@ -74,6 +90,7 @@ for (const backend of BACKENDS) {
           await opened.store.append(`repo-other-${round}`, [deployed(`big/${round}.jar`, {}, round === 2 ? big : {})]);
           await opened.store.append('repo-libs', [artifactDeleted()]);
         }
+        await settle(opened);
         const expected = await readAllEvents(opened);
         expect(expected.events).toHaveLength(16);
 
@@ -99,6 +116,7 @@ for (const backend of BACKENDS) {
         // A truncated map, then a number.
         for (const bytes of [[0x82, 0xa1], [0x01]]) {
           await sql`update events set data = ${Buffer.from(bytes)} where id = ${event.id}`.execute(opened.db);
+          await settle(opened);
           await expect(opened.store.readAll()).rejects.toMatchObject({ code: 'STRATA_ERR_CODEC_MALFORMED' });
           await expect(scanAllEvents(opened)).rejects.toMatchObject({ code: 'STRATA_ERR_CODEC_MALFORMED' });
         }

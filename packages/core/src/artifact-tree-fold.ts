@@ -20,6 +20,7 @@
  *
  * Mutable and single-owner, like ArtifactTreeModel.
  */
+import { Buffer } from 'node:buffer';
 import type { EventStamp } from './events.ts';
 import {
   ArtifactTreePaths,
@@ -46,6 +47,10 @@ const NONE = -1;
 const HAS_REGISTER = 1;
 const HAS_CONTENT = 2;
 const HAS_TOMBSTONE = 4;
+/** The winning deploy's checksums are not canonical lowercase hex: kept as strings aside. */
+const ODD_CHECKSUMS = 8;
+
+const LOWER_HEX = /^[0-9a-f]*$/;
 
 /** compareVersions (wall, logical, origin, then id) over columns; a null id ties with any id. */
 function compareParts(
@@ -72,6 +77,13 @@ function grown<T extends Float64Array | Int32Array | Uint8Array>(array: T, size:
   return next;
 }
 
+function grownBuffer(buffer: Buffer, size: number): Buffer {
+  if (buffer.length >= size) return buffer;
+  const next = Buffer.alloc(Math.max(size, buffer.length * 2));
+  buffer.copy(next);
+  return next;
+}
+
 interface RepositoryPaths {
   readonly key: string;
   readonly paths: Map<string, number>;
@@ -95,9 +107,11 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
   #contentLogical = new Int32Array(1024);
   #contentOrigin = new Int32Array(1024);
   readonly #contentId: (string | null)[] = [];
-  readonly #sha256: (string | null)[] = [];
-  readonly #sha1: (string | null)[] = [];
-  readonly #md5: (string | null)[] = [];
+  #sha256: Buffer = Buffer.alloc(32 * 1024);
+  #sha1: Buffer = Buffer.alloc(20 * 1024);
+  #md5: Buffer = Buffer.alloc(16 * 1024);
+  /** Checksums that are not canonical lowercase hex (never from a validated event), by path. */
+  readonly #oddChecksums = new Map<number, { readonly sha256: string; readonly sha1: string; readonly md5: string }>();
   #size = new Float64Array(1024);
   #mimeType = new Int32Array(1024);
   readonly #remoteUrl: (string | null)[] = [];
@@ -234,9 +248,6 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
     if (path >= this.#fileState.length) this.#growPaths(path + 1);
     this.#pathNames.push(name);
     this.#contentId.push(null);
-    this.#sha256.push(null);
-    this.#sha1.push(null);
-    this.#md5.push(null);
     this.#remoteUrl.push(null);
     this.#firstId.push(null);
     return path;
@@ -247,6 +258,9 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
     this.#contentWall = grown(this.#contentWall, size);
     this.#contentLogical = grown(this.#contentLogical, size);
     this.#contentOrigin = grown(this.#contentOrigin, size);
+    this.#sha256 = grownBuffer(this.#sha256, 32 * size);
+    this.#sha1 = grownBuffer(this.#sha1, 20 * size);
+    this.#md5 = grownBuffer(this.#md5, 16 * size);
     this.#size = grown(this.#size, size);
     this.#mimeType = grown(this.#mimeType, size);
     this.#contentActor = grown(this.#contentActor, size);
@@ -280,9 +294,13 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
       this.#contentLogical[path] = logical;
       this.#contentOrigin[path] = this.#name(origin);
       this.#contentId[path] = id;
-      this.#sha256[path] = data.sha256;
-      this.#sha1[path] = data.sha1;
-      this.#md5[path] = data.md5;
+      if (this.#writeChecksum(this.#sha256, path, data.sha256, 32) && this.#writeChecksum(this.#sha1, path, data.sha1, 20) && this.#writeChecksum(this.#md5, path, data.md5, 16)) {
+        if ((state & ODD_CHECKSUMS) !== 0) this.#oddChecksums.delete(path);
+        this.#fileState[path] = state & ~ODD_CHECKSUMS;
+      } else {
+        this.#oddChecksums.set(path, { sha256: data.sha256, sha1: data.sha1, md5: data.md5 });
+        this.#fileState[path] = state | ODD_CHECKSUMS;
+      }
       this.#size[path] = data.size;
       this.#mimeType[path] = this.#name(data.mimeType);
       this.#remoteUrl[path] = remoteUrl;
@@ -298,7 +316,12 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
       this.#firstId[path] = id;
       this.#firstActor[path] = actor;
     }
-    this.#fileState[path] = state | HAS_REGISTER | HAS_CONTENT;
+    this.#fileState[path]! |= HAS_REGISTER | HAS_CONTENT;
+  }
+
+  /** Writes a hex checksum as bytes; false if it is not `bytes` bytes of lowercase hex. */
+  #writeChecksum(slab: Buffer, path: number, hex: string, bytes: number): boolean {
+    return hex.length === 2 * bytes && LOWER_HEX.test(hex) && slab.write(hex, path * bytes, bytes, 'hex') === bytes;
   }
 
   #mergeTombstone(path: number, wall: number, logical: number, origin: string): void {
@@ -382,15 +405,16 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
     let content: FileRegister['content'] = null;
     let first: FileRegister['first'] = null;
     if ((state & HAS_CONTENT) !== 0) {
+      const odd = (state & ODD_CHECKSUMS) === 0 ? undefined : this.#oddChecksums.get(path);
       content = {
         version: {
           hlc: { wall: this.#contentWall[path]!, logical: this.#contentLogical[path]! },
           origin: names[this.#contentOrigin[path]!]!,
           id: this.#contentId[path]!,
         },
-        sha256: this.#sha256[path]!,
-        sha1: this.#sha1[path]!,
-        md5: this.#md5[path]!,
+        sha256: odd?.sha256 ?? this.#sha256.toString('hex', path * 32, path * 32 + 32),
+        sha1: odd?.sha1 ?? this.#sha1.toString('hex', path * 20, path * 20 + 20),
+        md5: odd?.md5 ?? this.#md5.toString('hex', path * 16, path * 16 + 16),
         size: this.#size[path]!,
         mimeType: names[this.#mimeType[path]!]!,
         remoteUrl: this.#remoteUrl[path]!,

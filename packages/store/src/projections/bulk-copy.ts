@@ -20,7 +20,7 @@ export interface BulkLoader {
 }
 
 /** Bytes of COPY text handed over at a time (PostgreSQL: one write; PGlite: one COPY statement). */
-const copyChunkCharsMax = 4 * 1024 * 1024;
+const copyChunkBytesMax = 4 * 1024 * 1024;
 
 /** A value in COPY's text format (tab-separated, `\N` for NULL, backslash escapes). */
 function copyField(value: unknown): string {
@@ -35,20 +35,40 @@ const NEEDS_ESCAPE = /[\\\t\n\r]/;
 const ESCAPED = /[\\\t\n\r]/g;
 const ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
 
-/** COPY text of rows, in chunks of about copyChunkCharsMax characters. */
-function* copyChunks(rows: Iterable<readonly unknown[]>, counter: { rows: number }): Generator<string> {
-  let chunk = '';
+/**
+ * COPY text of rows, UTF-8 encoded straight into buffers of about copyChunkBytesMax bytes
+ * (building one long string and encoding it cost twice as much). A buffer is never
+ * written again once handed over; a row never spans two.
+ */
+function* copyChunks(rows: Iterable<readonly unknown[]>, counter: { rows: number }): Generator<Buffer> {
+  let buffer = Buffer.allocUnsafe(copyChunkBytesMax + 64 * 1024);
+  let at = 0;
   for (const row of rows) {
-    let line = copyField(row[0]);
-    for (let index = 1; index < row.length; index++) line += '\t' + copyField(row[index]);
-    chunk += line + '\n';
+    let rowStart = at;
+    for (let index = 0; index < row.length; index++) {
+      const text = copyField(row[index]);
+      // UTF-8 takes at most 3 bytes per UTF-16 code unit; plus the tab and the newline.
+      const need = 3 * text.length + 2;
+      if (at + need > buffer.length) {
+        if (rowStart > 0) yield buffer.subarray(0, rowStart);
+        const next = Buffer.allocUnsafe(Math.max(copyChunkBytesMax + 64 * 1024, at - rowStart + need));
+        buffer.copy(next, 0, rowStart, at);
+        at -= rowStart;
+        rowStart = 0;
+        buffer = next;
+      }
+      if (index > 0) buffer[at++] = 0x09;
+      at += buffer.write(text, at, 'utf8');
+    }
+    buffer[at++] = 0x0a;
     counter.rows++;
-    if (chunk.length >= copyChunkCharsMax) {
-      yield chunk;
-      chunk = '';
+    if (at >= copyChunkBytesMax) {
+      yield buffer.subarray(0, at);
+      buffer = Buffer.allocUnsafe(copyChunkBytesMax + 64 * 1024);
+      at = 0;
     }
   }
-  if (chunk.length > 0) yield chunk;
+  if (at > 0) yield buffer.subarray(0, at);
 }
 
 function copyStatement(table: string, columns: readonly UnnestColumn[], source: string): string {

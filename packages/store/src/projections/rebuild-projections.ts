@@ -136,6 +136,7 @@ export async function rebuildProjections(
   }
 
   options.signal?.throwIfAborted();
+  report('write');
   const swap = async (tx: Kysely<StoreDatabase>, copy: CopyRows | undefined) => {
     for (const { projection } of bulk) await projection.truncate(tx);
     // Building an index once over sorted data beats maintaining it row by row.

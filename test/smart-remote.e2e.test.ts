@@ -118,6 +118,13 @@ describe('smart remote repositories between two sites', () => {
     const root = (await (await adminFetch(site, '/artifactory/api/storage/libs-smart/')).json()) as { children: { uri: string; folder: boolean }[] };
     expect(root.children).toEqual(expect.arrayContaining([{ uri: '/a', folder: true }, { uri: '/b', folder: true }, { uri: '/v', folder: true }]));
     expect((await adminFetch(site, '/artifactory/api/storage/libs-smart/b/three.bin')).status).toBe(404);
+    // The File List (?list) shows them too: a folder only the origin has, and a deep list of the root merging cache and origin.
+    const listed = (await (await adminFetch(site, '/artifactory/api/storage/libs-smart/b?list&deep=1')).json()) as { files: { uri: string; folder: boolean; size: number; sha2?: string }[] };
+    expect(listed.files).toEqual([expect.objectContaining({ uri: '/three.bin', folder: false, size: 5, sha2: expect.stringMatching(/^[0-9a-f]{64}$/) })]);
+    const deep = (await (await adminFetch(site, '/artifactory/api/storage/libs-smart/?list&deep=1&listFolders=1')).json()) as { files: { uri: string; folder: boolean }[] };
+    expect(deep.files.map((entry) => entry.uri)).toEqual(expect.arrayContaining(['/a', '/a/one.bin', '/a/two.bin', '/b', '/b/three.bin', '/v/four.bin']));
+    expect(new Set(deep.files.map((entry) => entry.uri)).size).toBe(deep.files.length);
+    expect((await adminFetch(site, '/artifactory/api/storage/libs-smart/b/three.bin')).status).toBe(404);
     // Browsing the HTML index shows them too.
     const index = await adminFetch(site, '/artifactory/libs-smart/b/');
     expect(index.status).toBe(200);
@@ -127,6 +134,7 @@ describe('smart remote repositories between two sites', () => {
     expect((await adminFetch(site, '/artifactory/api/storage/libs-smart/b/three.bin')).status).toBe(404);
     // A plain remote lists only its cache.
     expect((await adminFetch(site, '/artifactory/api/storage/plain/b')).status).toBe(404);
+    expect((await adminFetch(site, '/artifactory/api/storage/plain/b?list')).status).toBe(404);
   });
 
   it('tells whether the origin still has a cached file', async () => {

@@ -37,6 +37,16 @@ export interface SmartRemoteServiceOptions {
   readonly fetch?: typeof fetch;
 }
 
+/** One entry of an origin's File List, as checked (see `remoteFileList`). */
+export interface RemoteListEntry {
+  readonly uri: string;
+  readonly size: number;
+  readonly lastModified: string;
+  readonly folder: boolean;
+  readonly sha1?: string;
+  readonly sha2?: string;
+}
+
 /** A child of a folder as the storage API shows it. */
 export interface FolderChild {
   readonly uri: string;
@@ -206,6 +216,51 @@ export class SmartRemoteService {
         .filter((child): child is { uri: string; folder?: unknown } => typeof child === 'object' && child !== null && typeof (child as { uri?: unknown }).uri === 'string')
         .filter((child) => /^\/[^/]+$/.test(child.uri) && child.uri !== '/..' && child.uri !== '/.')
         .map((child) => ({ uri: child.uri, folder: child.folder === true }));
+    } catch (error) {
+      this.#options.onError('listing the origin folder failed', error);
+      return undefined;
+    }
+  }
+
+  /**
+   * The origin's file list of a folder (`?list`, Artifactory's File List), for a smart remote
+   * with `listRemoteFolderItems`: each entry checked (a relative uri without `..`, a size, the
+   * folder flag), at most `entriesMax`. Undefined when the option is off, the origin has no such
+   * folder, or it cannot be asked. Nothing is cached.
+   */
+  async remoteFileList(
+    config: RepositoryConfig,
+    path: string,
+    options: { readonly deep: boolean; readonly depth?: number; readonly listFolders: boolean; readonly entriesMax: number },
+  ): Promise<readonly RemoteListEntry[] | undefined> {
+    if (config.rclass !== 'remote' || config.listRemoteFolderItems !== true || config.offline === true) return undefined;
+    const origin = this.#smart(config);
+    if (origin === undefined) return undefined;
+    const query = `?list&deep=${options.deep ? 1 : 0}&listFolders=${options.listFolders ? 1 : 0}${options.depth === undefined ? '' : `&depth=${options.depth}`}`;
+    try {
+      const response = await this.#originGet(config, this.#storageUrl(origin, path, query));
+      if (response.status !== 200) {
+        await response.arrayBuffer();
+        return undefined;
+      }
+      const body = (await response.json()) as { files?: unknown };
+      if (!Array.isArray(body.files)) return undefined;
+      const entries: RemoteListEntry[] = [];
+      for (const candidate of body.files as unknown[]) {
+        if (entries.length >= options.entriesMax) break;
+        if (typeof candidate !== 'object' || candidate === null) continue;
+        const entry = candidate as Record<string, unknown>;
+        const uri = entry.uri;
+        if (typeof uri !== 'string' || !/^(\/[^/]+)+$/.test(uri) || uri.split('/').some((segment) => segment === '..' || segment === '.')) continue;
+        const folder = entry.folder === true;
+        const size = typeof entry.size === 'number' && Number.isSafeInteger(entry.size) ? entry.size : -1;
+        const lastModified = typeof entry.lastModified === 'string' ? entry.lastModified : '';
+        const hex = (value: unknown, length: number) => (typeof value === 'string' && value.length === length && /^[0-9a-f]+$/.test(value) ? value : undefined);
+        const sha1 = folder ? undefined : hex(entry.sha1, 40);
+        const sha2 = folder ? undefined : hex(entry.sha2, 64);
+        entries.push({ uri, size: folder ? -1 : size, lastModified, folder, ...(sha1 === undefined ? {} : { sha1 }), ...(sha2 === undefined ? {} : { sha2 }) });
+      }
+      return entries;
     } catch (error) {
       this.#options.onError('listing the origin folder failed', error);
       return undefined;

@@ -30,7 +30,7 @@ export interface StorageRoutesOptions {
   /** `asOf=` reads (issue 8); without it `asOf` is refused. */
   readonly pointInTime?: PointInTimeReads;
   /** Smart remotes: remote download statistics, origin absence, the origin's folder items. */
-  readonly smartRemote?: Pick<SmartRemoteService, 'fileExtras' | 'remoteChildren' | 'remoteDownloadStats'>;
+  readonly smartRemote?: Pick<SmartRemoteService, 'fileExtras' | 'remoteChildren' | 'remoteFileList' | 'remoteDownloadStats'>;
 }
 
 const PREFIX = '/artifactory/api/storage/';
@@ -53,6 +53,13 @@ const querystring = {
 } as const;
 
 const params = { type: 'object', properties: { repo: { type: 'string' }, '*': { type: 'string' } } } as const;
+
+/** The list query as a smart remote passes it on to its origin. */
+function remoteListOptions(query: Record<string, string | undefined>): { deep: boolean; depth?: number; listFolders: boolean } {
+  const deep = isOn(query.deep, false);
+  const depth = query.depth === undefined || query.depth === '' ? undefined : Number(query.depth);
+  return { deep, listFolders: isOn(query.listFolders, false), ...(deep && depth !== undefined && Number.isSafeInteger(depth) && depth > 0 ? { depth } : {}) };
+}
 
 function isOn(value: string | undefined, fallback: boolean): boolean {
   if (value === undefined || value === '') return fallback;
@@ -175,7 +182,13 @@ export const storageRoutes: FastifyPluginAsync<StorageRoutesOptions> = async (ap
     try {
       found = await lookup(request);
     } catch (error) {
-      const originOnly = isStrataError(error, 'STRATA_ERR_ARTIFACT_NOT_FOUND') ? await originOnlyFolder(request) : undefined;
+      if (!isStrataError(error, 'STRATA_ERR_ARTIFACT_NOT_FOUND')) throw error;
+      if (has(request, 'list')) {
+        const originList = await originOnlyList(request);
+        if (originList === undefined) throw error;
+        return reply.type('application/vnd.org.jfrog.artifactory.storage.FileList+json').send(originList);
+      }
+      const originOnly = await originOnlyFolder(request);
       if (originOnly === undefined) throw error;
       return reply.type('application/vnd.org.jfrog.artifactory.storage.FolderInfo+json').send(originOnly);
     }
@@ -213,11 +226,20 @@ export const storageRoutes: FastifyPluginAsync<StorageRoutesOptions> = async (ap
         limit: options.listEntriesMax,
       });
       const prefixLength = path === '' ? 0 : path.length + 1;
-      const files = entries.map((entry) =>
+      const files: { uri: string; size: number; lastModified: string; folder: boolean; sha1?: string; sha2?: string }[] = entries.map((entry) =>
         entry.kind === 'file'
           ? { uri: `/${entry.path.slice(prefixLength)}`, size: entry.size, lastModified: iso(entry.lastModified), folder: false, sha1: entry.sha1, sha2: entry.sha256 }
           : { uri: `/${entry.path.slice(prefixLength)}`, size: -1, lastModified: iso(entry.lastModified), folder: true },
       );
+      if (config.rclass === 'remote' && options.smartRemote !== undefined) {
+        // listRemoteFolderItems: the origin's entries are listed too (what the cache holds wins), nothing is cached.
+        const remote = await options.smartRemote.remoteFileList(config as RepositoryConfig, path, { ...remoteListOptions(query), entriesMax: options.listEntriesMax });
+        if (remote !== undefined) {
+          const shown = new Set(files.map((entry) => entry.uri));
+          for (const entry of remote) if (!shown.has(entry.uri) && files.length < options.listEntriesMax) files.push(entry);
+          files.sort((a, b) => (a.uri < b.uri ? -1 : a.uri > b.uri ? 1 : 0));
+        }
+      }
       if (isOn(query.includeRootPath, false)) files.unshift({ uri: '/', size: -1, lastModified: iso(item.lastModified), folder: true });
       return reply.type('application/vnd.org.jfrog.artifactory.storage.FileList+json').send({ uri, created: iso(options.now()), files });
     }
@@ -241,6 +263,18 @@ export const storageRoutes: FastifyPluginAsync<StorageRoutesOptions> = async (ap
       }
     }
     return reply.type('application/vnd.org.jfrog.artifactory.storage.FolderInfo+json').send(folder);
+  }
+
+  /** The File List of a smart remote's folder that only its origin has (listRemoteFolderItems), or undefined. */
+  async function originOnlyList(request: FastifyRequest) {
+    if (options.smartRemote === undefined) return undefined;
+    const { repo, path } = parseArtifactAddress(request.url, PREFIX);
+    const config = await cache.repository(repo);
+    if (config?.rclass !== 'remote') return undefined;
+    const query = request.query as Record<string, string | undefined>;
+    const files = await options.smartRemote.remoteFileList(config, path, { ...remoteListOptions(query), entriesMax: options.listEntriesMax });
+    if (files === undefined) return undefined;
+    return { uri: storageUri(request, repo, path), created: iso(options.now()), files: [...files].sort((a, b) => (a.uri < b.uri ? -1 : a.uri > b.uri ? 1 : 0)) };
   }
 
   /** A folder of a smart remote that only its origin has (listRemoteFolderItems), or undefined. */

@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildJar, linkedLocalRepository, mavenMissing, mvn, writeMavenSettings } from './package-clients/maven-toolchain.ts';
+import { buildJar, buildPluginJar, linkedLocalRepository, mavenMissing, mvn, writeMavenSettings } from './package-clients/maven-toolchain.ts';
 import { ADMIN_PASSWORD, adminFetch, spawnServer } from './support/spawned-server.ts';
 import type { SpawnedServer } from './support/spawned-server.ts';
 
@@ -104,6 +104,46 @@ describe('Maven repositories with the real mvn client', () => {
     expect((await stat(join(localRepo, groupPath, 'greeter', '1.0.0', 'greeter-1.0.0.jar'))).isFile()).toBe(true);
     const snapshotJars = (await readdir(join(localRepo, groupPath, 'helper', '2.0-SNAPSHOT'))).filter((name) => name.endsWith('.jar'));
     expect(snapshotJars.some((name) => /^helper-2\.0-\d{8}\.\d{6}-2\.jar$/.test(name))).toBe(true);
+  });
+
+  it('computes group-level metadata for a deployed maven-plugin, and mvn runs the plugin by its prefix through a virtual', async (context) => {
+    if (missing !== undefined) return context.skip();
+    const pluginGroup = `${groupId}.plugins`;
+    const pluginGroupPath = pluginGroup.replaceAll('.', '/');
+    const artifactId = 'strata-demo-maven-plugin';
+    // The descriptor's prefix is not Maven's default for the artifactId ('strata-demo'): it must be read from the jar.
+    const jar = await buildPluginJar(join(dir, 'plugin'), { groupId: pluginGroup, artifactId, version: '1.0.0' }, 'stratademo', 'hello', 'hello from the strata plugin');
+    const pom = join(dir, 'plugin', 'pom.xml');
+    await writeFile(
+      pom,
+      `<project><modelVersion>4.0.0</modelVersion><groupId>${pluginGroup}</groupId><artifactId>${artifactId}</artifactId><version>1.0.0</version><packaging>maven-plugin</packaging><name>Strata demo plugin</name>` +
+        // Maven adds plexus-utils 1.1 to a plugin that names none; ~/.m2 has 3.5.1 (the resources plugin's).
+        '<dependencies><dependency><groupId>org.codehaus.plexus</groupId><artifactId>plexus-utils</artifactId><version>3.5.1</version></dependency></dependencies></project>',
+    );
+    const repoUrl = `${server.url}/artifactory/maven-releases`;
+    const settings = join(dir, 'plugin-settings.xml');
+    await writeMavenSettings(settings, repoUrl, 'admin', ADMIN_PASSWORD);
+    const localRepo = await linkedLocalRepository(join(dir, 'm2-plugin'), groupTop);
+    await mvn(['-s', settings, `-Dmaven.repo.local=${localRepo}`, 'org.apache.maven.plugins:maven-deploy-plugin:3.1.4:deploy-file', `-Dfile=${jar}`, `-DpomFile=${pom}`, `-Durl=${repoUrl}`, '-DrepositoryId=strata'], dir);
+    // A library in the same group is not a plugin: it is not listed.
+    const library = `<project><modelVersion>4.0.0</modelVersion><groupId>${pluginGroup}</groupId><artifactId>not-a-plugin</artifactId><version>1.0</version></project>`;
+    expect((await adminFetch(server, `/artifactory/maven-releases/${pluginGroupPath}/not-a-plugin/1.0/not-a-plugin-1.0.pom`, { method: 'PUT', body: library })).status).toBe(201);
+
+    const expected = `<plugins>\n    <plugin>\n      <name>Strata demo plugin</name>\n      <prefix>stratademo</prefix>\n      <artifactId>${artifactId}</artifactId>\n    </plugin>\n  </plugins>`;
+    const groupMetadata = await (await adminFetch(server, `/artifactory/maven-releases/${pluginGroupPath}/maven-metadata.xml`)).text();
+    expect(groupMetadata).toContain(expected);
+    expect(groupMetadata).not.toContain('not-a-plugin');
+    expect(await (await adminFetch(server, `/artifactory/maven-releases/${pluginGroupPath}/maven-metadata.xml.sha1`)).text()).toBe(sha1(groupMetadata));
+    expect(await (await adminFetch(server, `/artifactory/maven-virtual/${pluginGroupPath}/maven-metadata.xml`)).text()).toContain(expected);
+    expect((await adminFetch(server, `/artifactory/maven-local/${pluginGroupPath}/maven-metadata.xml`)).status).toBe(404);
+
+    // mvn resolves the prefix from the group metadata (pluginGroups), then the plugin, through the virtual.
+    const virtualSettings = join(dir, 'plugin-virtual-settings.xml');
+    await writeMavenSettings(virtualSettings, `${server.url}/artifactory/maven-virtual`, 'admin', ADMIN_PASSWORD, [pluginGroup]);
+    const empty = join(dir, 'no-project');
+    await mkdir(empty, { recursive: true });
+    const { stdout } = await mvn(['-s', virtualSettings, `-Dmaven.repo.local=${localRepo}`, 'stratademo:hello'], empty);
+    expect(stdout).toContain('hello from the strata plugin');
   });
 
   it('serves checksum sidecars for every file and verifies deployed ones instead of storing them', async () => {

@@ -49,11 +49,15 @@ export async function linkedLocalRepository(dir: string, ownTop: string): Promis
   return dir;
 }
 
-/** A settings.xml whose mirror sends every request to `url`, with snapshots enabled, as admin. */
-export async function writeMavenSettings(file: string, url: string, username: string, password: string): Promise<void> {
+/**
+ * A settings.xml whose mirror sends every request to `url`, with snapshots enabled, as admin.
+ * `pluginGroups`: groupIds searched for a plugin prefix (`mvn prefix:goal`).
+ */
+export async function writeMavenSettings(file: string, url: string, username: string, password: string, pluginGroups: readonly string[] = []): Promise<void> {
   await writeFile(
     file,
     `<settings>
+  <pluginGroups>${pluginGroups.map((group) => `<pluginGroup>${group}</pluginGroup>`).join('')}</pluginGroups>
   <servers><server><id>strata</id><username>${username}</username><password>${password}</password></server></servers>
   <mirrors><mirror><id>strata</id><mirrorOf>*</mirrorOf><url>${url}</url></mirror></mirrors>
   <profiles><profile><id>strata</id>
@@ -84,6 +88,53 @@ export async function buildJar(dir: string, javaPackage: string, className: stri
   await mkdir(classes, { recursive: true });
   await run('javac', ['-d', classes, join(sources, `${className}.java`)]);
   const jar = join(dir, `${className}.jar`);
+  await run('jar', ['cf', jar, '-C', classes, '.']);
+  return jar;
+}
+
+/** The maven-plugin-api jar of the installed Maven (in its lib folder), to compile a mojo against. */
+export async function mavenPluginApiJar(): Promise<string> {
+  const { stdout } = await run('mvn', ['--version'], { timeout: 30_000 });
+  const home = /Maven home: (.+)/.exec(stdout)?.[1]?.trim();
+  if (home === undefined) throw new Error(`mvn --version names no Maven home:\n${stdout}`);
+  const jar = (await readdir(join(home, 'lib'))).find((name) => /^maven-plugin-api-.*\.jar$/.test(name));
+  if (jar === undefined) throw new Error(`no maven-plugin-api jar in ${join(home, 'lib')}`);
+  return join(home, 'lib', jar);
+}
+
+/**
+ * A Maven plugin jar: one mojo (`goal`, no project needed) that logs `message`, and its
+ * hand-written descriptor META-INF/maven/plugin.xml naming `goalPrefix`.
+ */
+export async function buildPluginJar(dir: string, coordinates: { groupId: string; artifactId: string; version: string }, goalPrefix: string, goal: string, message: string): Promise<string> {
+  const sources = join(dir, 'src', 'demo', 'plugin');
+  await mkdir(sources, { recursive: true });
+  await writeFile(
+    join(sources, 'HelloMojo.java'),
+    `package demo.plugin;\npublic class HelloMojo extends org.apache.maven.plugin.AbstractMojo {\n  public void execute() { getLog().info(${JSON.stringify(message)}); }\n}\n`,
+  );
+  const classes = join(dir, 'classes');
+  await mkdir(join(classes, 'META-INF', 'maven'), { recursive: true });
+  await run('javac', ['-cp', await mavenPluginApiJar(), '-d', classes, join(sources, 'HelloMojo.java')]);
+  await writeFile(
+    join(classes, 'META-INF', 'maven', 'plugin.xml'),
+    `<plugin>
+  <name>Strata demo plugin</name>
+  <groupId>${coordinates.groupId}</groupId><artifactId>${coordinates.artifactId}</artifactId><version>${coordinates.version}</version>
+  <goalPrefix>${goalPrefix}</goalPrefix>
+  <isolatedRealm>false</isolatedRealm><inheritedByDefault>true</inheritedByDefault>
+  <mojos><mojo>
+    <goal>${goal}</goal><requiresProject>false</requiresProject><requiresDirectInvocation>false</requiresDirectInvocation>
+    <requiresOnline>false</requiresOnline><inheritedByDefault>true</inheritedByDefault><aggregator>false</aggregator>
+    <implementation>demo.plugin.HelloMojo</implementation><language>java</language>
+    <instantiationStrategy>per-lookup</instantiationStrategy><executionStrategy>once-per-session</executionStrategy><threadSafe>true</threadSafe>
+    <parameters/>
+  </mojo></mojos>
+  <dependencies/>
+</plugin>
+`,
+  );
+  const jar = join(dir, `${coordinates.artifactId}.jar`);
   await run('jar', ['cf', jar, '-C', classes, '.']);
   return jar;
 }

@@ -6,6 +6,9 @@ import type { ArtifactService } from '../../artifacts/artifact-service.ts';
 import type { ArtifactReader, FileItem } from '../../ports.ts';
 import {
   artifactMetadataXml,
+  compareMavenVersions,
+  defaultGoalPrefix,
+  groupMetadataXml,
   isSnapshotVersion,
   METADATA_FILE,
   parseArtifactPath,
@@ -13,8 +16,10 @@ import {
   snapshotBuilds,
   snapshotMetadataXml,
 } from './maven-layout.ts';
-import type { ChecksumAlgorithm, MavenCoordinates, SnapshotFile } from './maven-layout.ts';
-import { checkPomMatchesPath, metadataVersions } from './maven-pom.ts';
+import type { ChecksumAlgorithm, GroupPlugin, MavenCoordinates, SnapshotFile } from './maven-layout.ts';
+import { checkPomMatchesPath, metadataPlugins, metadataVersions, pluginDescriptorGoalPrefix, pomPackaging } from './maven-pom.ts';
+import { BoundedLru } from '../../auth/bounded-lru.ts';
+import { readZipEntries } from '../zip-entry.ts';
 import type { ResolveOptions, RepositoryContent } from '../../virtual/repository-content.ts';
 import type { AccessControl } from '../../auth/access-control.ts';
 
@@ -35,6 +40,13 @@ export interface ComputedFile {
   readonly contentType: string;
 }
 
+/** Artifact folders of one group looked at for group-level (plugin) metadata. */
+const groupArtifactsMax = 1_000;
+/** A POM or plugin descriptor read for group-level metadata at most (real ones: a few KiB). */
+const descriptorBytesMax = 1024 * 1024;
+/** What a POM / a plugin jar says, by blob sha256 (content-addressed: never stale). */
+const descriptorsCachedMax = 10_000;
+
 /** Bytes a checksum sidecar body may have (a hex digest, optionally followed by a file name). */
 export const checksumBodyBytesMax = 1024;
 
@@ -53,6 +65,10 @@ export class MavenFormat {
   readonly #blobs: BlobStore;
   readonly #service: ArtifactService;
   readonly #listEntriesMax: number;
+  /** POM blob → its packaging and name (null: unreadable). */
+  readonly #poms = new BoundedLru<string, { packaging: string; name: string | undefined } | null>(descriptorsCachedMax);
+  /** Plugin jar blob → its descriptor's goalPrefix (null: none). */
+  readonly #goalPrefixes = new BoundedLru<string, string | null>(descriptorsCachedMax);
 
   constructor(options: { artifacts: ArtifactReader; blobs: BlobStore; service: ArtifactService; listEntriesMax: number }) {
     this.#artifacts = options.artifacts;
@@ -158,19 +174,89 @@ export class MavenFormat {
         return snapshotMetadataXml(groupId, artifactId, version, files);
       }
     }
-    if (segments.length < 2) return undefined;
+    if (folder !== '' && segments.length >= 2) {
+      const files = await this.#artifactFiles(repo, folder);
+      if (files.length > 0) {
+        const versions = files.map(({ coordinates }) => coordinates.version);
+        const lastUpdated = Math.max(...files.map(({ item }) => item.lastModified));
+        return artifactMetadataXml({ groupId: segments.slice(0, -1).join('.'), artifactId: last, versions, lastUpdated });
+      }
+    }
+    // No artifact here: a group folder lists the Maven plugins it holds (prefix resolution).
+    if (folder === '') return undefined;
+    const plugins = await this.#groupPlugins(repo, folder);
+    return plugins.length === 0 ? undefined : groupMetadataXml(plugins);
+  }
+
+  /** The layout files of an artifact folder (`{folder}/{version}/{file}`), with their coordinates. */
+  async #artifactFiles(repo: string, folder: string): Promise<{ item: FileItem; coordinates: MavenCoordinates }[]> {
     const listed = await this.#artifacts.list(repo, folder, { deep: true, depth: 2, includeFolders: false, limit: this.#listEntriesMax });
-    const versions: string[] = [];
-    let lastUpdated = 0;
+    const files: { item: FileItem; coordinates: MavenCoordinates }[] = [];
     for (const item of listed) {
       if (item.kind !== 'file') continue;
       const coordinates = this.#coordinatesOf(item);
       if (coordinates === undefined || `${this.#versionFolder(coordinates)}/` !== `${folder}/${coordinates.version}/`) continue;
-      versions.push(coordinates.version);
-      lastUpdated = Math.max(lastUpdated, item.lastModified);
+      files.push({ item, coordinates });
     }
-    if (versions.length === 0) return undefined;
-    return artifactMetadataXml({ groupId: segments.slice(0, -1).join('.'), artifactId: last, versions, lastUpdated });
+    return files;
+  }
+
+  /**
+   * The Maven plugins of a group folder: each artifact folder below it whose newest version's
+   * POM says `<packaging>maven-plugin</packaging>`, with the goal prefix its jar's
+   * `META-INF/maven/plugin.xml` declares (else Maven's default for the artifactId). POMs and
+   * descriptors are read from their blobs and remembered by content hash.
+   */
+  async #groupPlugins(repo: string, folder: string): Promise<GroupPlugin[]> {
+    let children;
+    try {
+      children = await this.#artifacts.list(repo, folder, { deep: false, includeFolders: true, limit: Math.min(this.#listEntriesMax, groupArtifactsMax) });
+    } catch {
+      return [];
+    }
+    const plugins: GroupPlugin[] = [];
+    for (const child of children) {
+      if (child.kind !== 'folder') continue;
+      const files = await this.#artifactFiles(repo, child.path);
+      if (files.length === 0) continue;
+      const newest = [...new Set(files.map(({ coordinates }) => coordinates.version))].sort(compareMavenVersions).pop()!;
+      const main = (extension: string) =>
+        files
+          .filter(({ coordinates }) => coordinates.version === newest && coordinates.extension === extension && coordinates.classifier === '')
+          .sort((a, b) => b.item.lastModified - a.item.lastModified)[0]?.item;
+      const pom = main('pom');
+      if (pom === undefined) continue;
+      const described = await this.#pom(pom);
+      if (described?.packaging !== 'maven-plugin') continue;
+      const artifactId = child.path.slice(child.path.lastIndexOf('/') + 1);
+      const jar = main('jar');
+      const prefix = (jar === undefined ? undefined : await this.#goalPrefix(jar)) ?? defaultGoalPrefix(artifactId);
+      plugins.push({ name: described.name ?? artifactId, prefix, artifactId });
+    }
+    return plugins;
+  }
+
+  async #pom(file: FileItem): Promise<{ packaging: string; name: string | undefined } | undefined> {
+    let known = this.#poms.get(file.sha256);
+    if (known === undefined) {
+      known = file.size > descriptorBytesMax ? null : (pomPackaging((await this.#blobs.read(file.sha256)).toString('utf8')) ?? null);
+      this.#poms.set(file.sha256, known);
+    }
+    return known ?? undefined;
+  }
+
+  async #goalPrefix(jar: FileItem): Promise<string | undefined> {
+    let known = this.#goalPrefixes.get(jar.sha256);
+    if (known === undefined) {
+      try {
+        const [descriptor] = await readZipEntries(this.#blobs, jar, `'${jar.path}'`, (name) => name === 'META-INF/maven/plugin.xml', descriptorBytesMax);
+        known = descriptor === undefined ? null : (pluginDescriptorGoalPrefix(descriptor.bytes.toString('utf8')) ?? null);
+      } catch {
+        known = null; // not a readable jar: Maven's default prefix
+      }
+      this.#goalPrefixes.set(jar.sha256, known);
+    }
+    return known ?? undefined;
   }
 
   /**
@@ -231,6 +317,12 @@ export class MavenFormat {
     if (isSnapshotVersion(last)) return found[0];
     const segments = folder.split('/');
     const merged = found.map(metadataVersions);
+    if (merged.every((entry) => entry.versions.length === 0)) {
+      // Group level: the plugins of every member, the first member that lists an artifactId wins it.
+      const plugins = new Map<string, GroupPlugin>();
+      for (const xml of found) for (const plugin of metadataPlugins(xml)) if (!plugins.has(plugin.artifactId)) plugins.set(plugin.artifactId, plugin);
+      return plugins.size === 0 ? undefined : groupMetadataXml([...plugins.values()]);
+    }
     return artifactMetadataXml({
       groupId: segments.slice(0, -1).join('.'),
       artifactId: segments[segments.length - 1]!,

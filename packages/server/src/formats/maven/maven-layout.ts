@@ -219,6 +219,42 @@ export function artifactMetadataXml(input: ArtifactMetadataInput): string {
   ].join('\n');
 }
 
+/** A Maven plugin as group-level metadata lists it (the plugin-prefix index of a groupId). */
+export interface GroupPlugin {
+  readonly name: string;
+  readonly prefix: string;
+  readonly artifactId: string;
+}
+
+/**
+ * Group-level maven-metadata.xml (`{groupId path}/maven-metadata.xml`): the plugins of the
+ * group, by artifactId order, so `mvn {prefix}:{goal}` finds a plugin from its prefix.
+ */
+export function groupMetadataXml(plugins: readonly GroupPlugin[]): string {
+  const sorted = [...plugins].sort((a, b) => (a.artifactId < b.artifactId ? -1 : a.artifactId > b.artifactId ? 1 : 0));
+  return [
+    '<?xml version="1.0" encoding="UTF-8"?>',
+    '<metadata>',
+    '  <plugins>',
+    ...sorted.flatMap((plugin) => [
+      '    <plugin>',
+      `      <name>${escapeXml(plugin.name)}</name>`,
+      `      <prefix>${escapeXml(plugin.prefix)}</prefix>`,
+      `      <artifactId>${escapeXml(plugin.artifactId)}</artifactId>`,
+      '    </plugin>',
+    ]),
+    '  </plugins>',
+    '</metadata>',
+    '',
+  ].join('\n');
+}
+
+/** Maven's default goal prefix of a plugin artifactId (PluginDescriptor.getGoalPrefixFromArtifactId). */
+export function defaultGoalPrefix(artifactId: string): string {
+  if (artifactId === 'maven-plugin-plugin') return 'plugin';
+  return artifactId.replace(/-?maven-?/g, '').replace(/-?plugin-?/g, '');
+}
+
 export interface SnapshotFile {
   readonly coordinates: MavenCoordinates;
   /** Epoch ms the file was deployed (its event's stamp). */

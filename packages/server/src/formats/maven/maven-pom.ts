@@ -57,3 +57,52 @@ export function metadataVersions(xml: string): { versions: string[]; lastUpdated
   const lastUpdated = stamp === null ? 0 : Date.UTC(Number(stamp[1]), Number(stamp[2]) - 1, Number(stamp[3]), Number(stamp[4]), Number(stamp[5]), Number(stamp[6]));
   return { versions, lastUpdated };
 }
+
+/** A POM's `<packaging>` (default `jar`) and `<name>`, or undefined when it is not readable XML. */
+export function pomPackaging(xml: string): { packaging: string; name: string | undefined } | undefined {
+  if (XMLValidator.validate(xml) !== true) return undefined;
+  const project = (parser.parse(xml) as Record<string, unknown>).project;
+  if (typeof project !== 'object' || project === null) return undefined;
+  const fields = project as Record<string, unknown>;
+  const name = text(fields.name);
+  return { packaging: text(fields.packaging) || 'jar', name: name === undefined || name === '' ? undefined : unescapeXml(name) };
+}
+
+/** The `<goalPrefix>` of a plugin descriptor (`META-INF/maven/plugin.xml`), if it names one. */
+export function pluginDescriptorGoalPrefix(xml: string): string | undefined {
+  if (XMLValidator.validate(xml) !== true) return undefined;
+  const plugin = (parser.parse(xml) as Record<string, unknown>).plugin;
+  if (typeof plugin !== 'object' || plugin === null) return undefined;
+  const prefix = text((plugin as Record<string, unknown>).goalPrefix);
+  return prefix === undefined || prefix === '' ? undefined : prefix;
+}
+
+/** The five predefined XML entities and character references (the parser leaves entities alone). */
+function unescapeXml(value: string): string {
+  const named: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" };
+  return value.replace(/&(#[0-9]{1,7}|#x[0-9a-fA-F]{1,6}|[a-z]+);/g, (whole, entity: string) => {
+    if (entity[0] !== '#') return named[entity] ?? whole;
+    const code = entity[1] === 'x' ? Number.parseInt(entity.slice(2), 16) : Number.parseInt(entity.slice(1), 10);
+    return code > 0 && code <= 0x10ffff ? String.fromCodePoint(code) : whole;
+  });
+}
+
+/** The plugins a group-level maven-metadata.xml lists (its own or a remote's); [] when it lists none. */
+export function metadataPlugins(xml: string): { name: string; prefix: string; artifactId: string }[] {
+  if (XMLValidator.validate(xml) !== true) return [];
+  const document = parser.parse(xml) as { metadata?: { plugins?: { plugin?: unknown } } };
+  const listed = document.metadata?.plugins?.plugin;
+  const plugins = Array.isArray(listed) ? listed : listed === undefined ? [] : [listed];
+  return plugins.flatMap((entry) => {
+    if (typeof entry !== 'object' || entry === null) return [];
+    const fields = entry as Record<string, unknown>;
+    const field = (value: unknown) => {
+      const found = text(value);
+      return found === undefined || found === '' ? undefined : unescapeXml(found);
+    };
+    const artifactId = field(fields.artifactId);
+    const prefix = field(fields.prefix);
+    if (artifactId === undefined || prefix === undefined) return [];
+    return [{ name: field(fields.name) ?? artifactId, prefix, artifactId }];
+  });
+}

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { sql, type Kysely } from 'kysely';
 import { StrataError, repositoryStream, type RecordedEvent } from '@strata/core';
-import type { Checkpoint, EventStore, ReadAllResult } from '../event-store.ts';
+import { isEventScanner, type Checkpoint, type EventScanner, type EventStore, type ReadAllResult } from '../event-store.ts';
 import type { SqlProjection } from '../projection.ts';
 import type { StoreDatabase } from '../schema.ts';
 import type { BulkLoader, CopyRows } from '../projections/bulk-copy.ts';
@@ -149,21 +149,7 @@ export async function replayAll(
   const counted = await sql<{ n: string | number }>`select count(*) as n from events`.execute(source.db);
   const total = Number(counted.rows[0]?.n ?? 0);
   const until = options.until;
-  const store: Pick<EventStore, 'readAll'> =
-    until === undefined
-      ? source.store
-      : {
-          // A page may hold nothing before `until`: read on, an empty page ends the rebuild.
-          async readAll(readOptions): Promise<ReadAllResult> {
-            let after: Checkpoint | undefined = readOptions?.after;
-            for (;;) {
-              const read = await source.store.readAll({ ...readOptions, ...(after === undefined ? {} : { after }) });
-              const events = read.events.filter((event) => isAtOrBefore(event, until));
-              if (events.length > 0 || read.events.length === 0) return { events, checkpoint: read.checkpoint };
-              after = read.checkpoint;
-            }
-          },
-        };
+  const store: Pick<EventStore, 'readAll'> | (Pick<EventStore, 'readAll'> & EventScanner) = until === undefined ? source.store : untilStore(source.store, until);
   return rebuildProjections({ ...source, store }, projections, {
     ...(options.signal === undefined ? {} : { signal: options.signal }),
     onProgress: (progress) =>
@@ -174,4 +160,43 @@ export async function replayAll(
         phase: progress.phase === 'done' ? 'done' : progress.phase === 'read' ? 'read' : 'write',
       }),
   });
+}
+
+/**
+ * The store as it was at `until`, for a rebuild: readAll and (when the store has it) the bulk
+ * scan, each page filtered to the events at or before the point. With a position the read
+ * ends at the first event past it (the global order is the order of positions); with a time
+ * every event is read (arrivals from peers can be stamped earlier than events before them).
+ */
+function untilStore(store: Pick<EventStore, 'readAll'>, until: PointInTime): Pick<EventStore, 'readAll'> | (Pick<EventStore, 'readAll'> & EventScanner) {
+  let past = false;
+  let last: Checkpoint | undefined;
+  const filter = (read: ReadAllResult): ReadAllResult => {
+    last = read.checkpoint;
+    const events = read.events.filter((event) => isAtOrBefore(event, until));
+    if (until.kind === 'position' && events.length < read.events.length) past = true;
+    return { events, checkpoint: read.checkpoint };
+  };
+  const readAll = async (readOptions?: Parameters<EventStore['readAll']>[0]): Promise<ReadAllResult> => {
+    let after: Checkpoint | undefined = readOptions?.after;
+    for (;;) {
+      // Past the position: nothing more belongs to the point (an empty page ends the rebuild).
+      if (past) return { events: [], checkpoint: after ?? last! };
+      const read = await store.readAll({ ...readOptions, ...(after === undefined ? {} : { after }) });
+      const kept = filter(read);
+      // A page may hold nothing before `until`: read on.
+      if (kept.events.length > 0 || read.events.length === 0) return kept;
+      after = read.checkpoint;
+    }
+  };
+  if (!isEventScanner(store)) return { readAll };
+  return {
+    readAll,
+    async *scanAll(scanOptions) {
+      for await (const read of store.scanAll(scanOptions)) {
+        yield filter(read);
+        if (past) return;
+      }
+    },
+  };
 }

@@ -78,4 +78,41 @@ describe('federation membership and configuration (PGlite)', () => {
     expect(statusOfB.members.map((member) => member.url)).toEqual([memberUrl(a, KEY)]);
     expect((await snapshot(c, KEY))?.['/after-removal.txt']).toBeUndefined();
   });
+
+  it('the removed member learns it was removed: its status says so and it stops pushing to the others', async () => {
+    // The edit removing c reached c (its farewell), so c lists two members without itself.
+    await until('c to list two members', () => config(c), (value) => urls(value).length === 2);
+    const statusOfC = await until('c to know it was removed', () => status(c, KEY), (value) => value.removed === true);
+    expect(statusOfC.members.map((member) => member.state)).toEqual(['DISABLED', 'DISABLED']);
+    expect(statusOfC.members[0]?.lastError).toMatch(/removed from the members/);
+    // c's own writes stay on c: it no longer pushes them (nor is it refused for trying)
+    await deploy(c, KEY, 'after-removal-on-c.txt', 'c only');
+    await new Promise((resolve) => setTimeout(resolve, 2_500)); // longer than the 1.5 s anti-entropy interval
+    expect((await snapshot(a, KEY))?.['/after-removal-on-c.txt']).toBeUndefined();
+    expect((await snapshot(b, KEY))?.['/after-removal-on-c.txt']).toBeUndefined();
+    const statusOfA = await status(a, KEY);
+    expect(statusOfA.members.map((member) => member.lastInboundError)).toEqual([null]);
+  });
+
+  it('deleting a federated repository on one member deletes it there only: that site leaves, the others keep it and its content', async () => {
+    const key = 'fed-leaving';
+    await createFederatedRepo(a, key, [b, c]);
+    await deploy(a, key, 'kept.txt', 'kept');
+    await converged(sites, key, 30_000);
+    const removed = await adminFetch(live(c), `/artifactory/api/repositories/${key}`, { method: 'DELETE' });
+    expect(removed.status).toBe(200);
+    expect((await adminFetch(live(c), `/artifactory/api/repositories/${key}`)).status).toBe(404);
+    for (const site of [a, b]) {
+      const members = await until(`${site.name} to drop c from ${key}`, async () => {
+        const response = await adminFetch(live(site), `/artifactory/api/repositories/${key}`);
+        return response.status === 200 ? ((await response.json()) as Record<string, unknown>) : undefined;
+      }, (value) => urls(value).length === 2);
+      expect(urls(members)).toEqual([memberUrl(a, key), memberUrl(b, key)].sort());
+      expect((await snapshot(site, key))?.['/kept.txt']).toBeDefined();
+    }
+    await deploy(a, key, 'later.txt', 'later');
+    await eventually(() => snapshot(b, key), (view) => view?.['/later.txt'] !== undefined);
+    expect((await status(a, key)).members.map((member) => member.url)).toEqual([memberUrl(b, key)]);
+    expect((await adminFetch(live(c), `/artifactory/api/repositories/${key}`)).status).toBe(404);
+  });
 });

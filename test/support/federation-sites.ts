@@ -118,6 +118,8 @@ export interface MemberStatus {
 export interface FederationStatus {
   repoKey: string;
   vector: Record<string, number>;
+  /** True when a members edit removed this site. */
+  removed: boolean;
   pendingBinaries: number;
   receiveLag: { events: number; p50Ms: number | null; p99Ms: number | null; maxMs: number | null };
   members: MemberStatus[];

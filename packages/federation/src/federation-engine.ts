@@ -55,6 +55,8 @@ export const defaultRetryDelayMaxMs = 30_000;
 export const defaultPeerRequestTimeoutMs = 10_000;
 export const defaultAntiEntropyIntervalMs = 30_000;
 export const defaultPushWindow = 4;
+/** Failed attempts to deliver a removed member's farewell before giving it up. */
+const farewellAttemptsMax = 6;
 /** Batches waiting for their predecessors per repository at most (beyond, a gap is refused at once). */
 const reorderWaitersMax = 64;
 /** Gap replies in a row before the engine backs off instead of resending at once. */
@@ -89,6 +91,10 @@ export interface FederationMemberStatus {
 
 export interface FederationStatus {
   readonly repoKey: string;
+  /** True when the repository's members field no longer lists this site: it sends nothing more. */
+  readonly removed: boolean;
+  /** The origin of the members edit in force (who removed this site, when `removed`). */
+  readonly membersEditedBy: string | null;
   readonly vector: VersionVector;
   readonly members: readonly FederationMemberStatus[];
 }
@@ -150,6 +156,8 @@ export interface FederationEngineOptions {
 
 interface MembersRegister {
   readonly version: EventVersion;
+  /** Revision of the event that set it (in this site's stream; -1 while only planned). */
+  readonly revision: number;
   readonly members: readonly FederationMember[];
 }
 
@@ -159,8 +167,13 @@ interface PeerState {
   readonly peerId: string;
   url: string;
   enabled: boolean;
-  /** False once removed from the members: its loops stop. */
+  /** False once removed from the members (and its farewell is over): its loops stop. */
   active: boolean;
+  /**
+   * Set once the peer left the members (or this site did): it gets what it lacks up to this
+   * vector — which holds the members edit that removed it — and nothing after; then it is dropped.
+   */
+  leaving: VersionVector | null;
   cursor: VersionVector;
   /** The cursor plus the batches in flight: where the next batch starts. */
   sent: VersionVector;
@@ -183,10 +196,22 @@ class FederatedRepository {
   readonly key: string;
   readonly stream: string;
   /** origin → its events held here, index = originSeq - 1. */
-  readonly held = new Map<string, NewEvent[]>();
+  readonly held = new Map<string, RecordedEvent[]>();
   /** event id → `origin:originSeq`, to tell a redelivery from a forged or colliding id. */
   readonly ids = new Map<string, string>();
   readonly peers = new Map<string, PeerState>();
+  /** Peers no longer members that still get their farewell (see PeerState.leaving). */
+  readonly leaving = new Map<string, PeerState>();
+  /** True when the members field no longer lists this site, after a value that did: it pushes nothing more. */
+  removed = false;
+  /**
+   * Whether some members value applied here listed this site. A site that joined holds the
+   * history from before it was added (values without it): those do not make it "removed".
+   */
+  listedOnce = false;
+  readonly #isSelf: (url: string) => boolean;
+  /** Woken whenever a farewell ends. */
+  readonly farewellWaiters = new Set<() => void>();
   readonly bootstrapMembers: readonly FederationMember[];
   membersRegister: MembersRegister | null = null;
   /** The origin of the repository's creation: its events lead every batch, so a batch can invite. */
@@ -197,7 +222,8 @@ class FederatedRepository {
   #vector: VersionVector | null = null;
   #queue: Promise<unknown> = Promise.resolve();
 
-  constructor(key: string, bootstrapMembers: readonly FederationMember[]) {
+  constructor(key: string, bootstrapMembers: readonly FederationMember[], isSelf: (url: string) => boolean) {
+    this.#isSelf = isSelf;
     this.key = key;
     this.stream = repositoryStream(key);
     this.bootstrapMembers = bootstrapMembers;
@@ -242,7 +268,7 @@ class FederatedRepository {
       this.ids.set(event.id, `${event.origin}:${event.originSeq}`);
       if (this.creatorOrigin === null && event.type === 'RepositoryCreated') this.creatorOrigin = event.origin;
       this.revision = event.revision;
-      if (this.#applyMembers(event)) membersChanged = true;
+      if (this.#applyMembers(event, event.revision)) membersChanged = true;
     }
     if (events.length > 0) {
       this.#vector = null;
@@ -252,14 +278,15 @@ class FederatedRepository {
   }
 
   /** The members field is one LWW register of the configuration (DESIGN §4). */
-  #applyMembers(event: NewEvent): boolean {
+  #applyMembers(event: NewEvent, revision: number): boolean {
     let value: unknown;
     if (event.type === 'RepositoryCreated' && event.data.key === this.key) value = event.data.config['members'];
     else if (event.type === 'RepositoryConfigChanged' && event.data.key === this.key) value = event.data.patch['members'];
     if (value === undefined) return false;
     const version = versionOf(event);
     if (this.membersRegister !== null && compareVersions(version, this.membersRegister.version) <= 0) return false;
-    this.membersRegister = { version, members: parseMembers(value) };
+    this.membersRegister = { version, revision, members: parseMembers(value) };
+    if (this.membersRegister.members.some((member) => this.#isSelf(member.url))) this.listedOnce = true;
     return true;
   }
 
@@ -267,17 +294,36 @@ class FederatedRepository {
     return this.membersRegister?.members ?? this.bootstrapMembers;
   }
 
-  /** Up to `max` events the holder of `cursor` lacks, contiguous per origin. */
-  missingFor(cursor: VersionVector, max: number): NewEvent[] {
+  /** Up to `max` events the holder of `cursor` lacks, contiguous per origin (and within `limit`, when given). */
+  missingFor(cursor: VersionVector, max: number, limit?: VersionVector): NewEvent[] {
     const batch: NewEvent[] = [];
     const origins = [...this.held.keys()].sort();
     if (this.creatorOrigin !== null) origins.sort((a, b) => (a === this.creatorOrigin ? -1 : b === this.creatorOrigin ? 1 : 0));
     for (const origin of origins) {
       const events = this.held.get(origin)!;
-      for (let index = vectorGet(cursor, origin); index < events.length && batch.length < max; index++) batch.push(events[index]!);
+      const end = limit === undefined ? events.length : Math.min(events.length, vectorGet(limit, origin));
+      for (let index = vectorGet(cursor, origin); index < end && batch.length < max; index++) batch.push(events[index]!);
       if (batch.length >= max) break;
     }
     return batch;
+  }
+
+  /** What this site held when the current members field was written: a removed member's farewell. */
+  farewellVector(): VersionVector {
+    const upTo = this.membersRegister?.revision ?? this.revision;
+    const vector: Record<string, number> = {};
+    for (const [origin, events] of this.held) {
+      // Revisions grow along each origin's events: count those at or before `upTo`.
+      let low = 0;
+      let high = events.length;
+      while (low < high) {
+        const middle = (low + high) >> 1;
+        if (events[middle]!.revision <= upTo) low = middle + 1;
+        else high = middle;
+      }
+      if (low > 0) vector[origin] = low;
+    }
+    return vector;
   }
 
   /** The smallest wall time among the first events the holder of `cursor` lacks, per origin. */
@@ -374,7 +420,7 @@ export class FederationEngine {
   async federate(repoKey: string, { members = [] }: { members?: readonly FederationMember[] } = {}): Promise<void> {
     this.#assertOpen();
     invariant(!this.#repos.has(repoKey), `repository ${repoKey} is already federated`);
-    const repo = new FederatedRepository(repoKey, members);
+    const repo = new FederatedRepository(repoKey, members, (url) => this.#options.peerIdOf(url) === this.siteId);
     this.#repos.set(repoKey, repo);
     await repo.serialize(async () => {
       for (;;) {
@@ -549,6 +595,50 @@ export class FederationEngine {
     if (membersChanged) await this.#reconcilePeers(repo, { initial: false });
   }
 
+  /**
+   * Waits (at most `timeoutMs`) until every farewell of the repository is over — e.g. after
+   * this site removed itself from the members, until the others acknowledged that edit.
+   */
+  async farewellsDone(repoKey: string, timeoutMs: number): Promise<boolean> {
+    const repo = this.#repos.get(repoKey);
+    if (repo === undefined) return true;
+    let timedOut = false;
+    const timer = this.#options.scheduler.schedule(timeoutMs, () => {
+      timedOut = true;
+      for (const wake of [...repo.farewellWaiters]) wake();
+    });
+    try {
+      while (repo.leaving.size > 0 && !timedOut && !this.#closed) {
+        await new Promise<void>((resolve) => {
+          const wake = () => {
+            repo.farewellWaiters.delete(wake);
+            resolve();
+          };
+          repo.farewellWaiters.add(wake);
+        });
+      }
+    } finally {
+      timer.cancel();
+    }
+    return repo.leaving.size === 0;
+  }
+
+  /**
+   * Stops federating a repository here (its stream stays as it is): no more pushes, and
+   * batches for it are refused as for any repository not federated here.
+   */
+  unfederate(repoKey: string): void {
+    const repo = this.#repos.get(repoKey);
+    if (repo === undefined) return;
+    this.#repos.delete(repoKey);
+    for (const peer of [...repo.peers.values(), ...repo.leaving.values()]) {
+      peer.active = false;
+      peer.retryTask?.cancel();
+      peer.retryTask = null;
+    }
+    for (const wake of [...repo.waiters, ...repo.farewellWaiters]) wake();
+  }
+
   /** Starts a full sync with every enabled member: exchange vectors, reset cursors, send what is missing. */
   fullSync(repoKey: string): void {
     this.#assertOpen();
@@ -593,7 +683,7 @@ export class FederationEngine {
         clockOffsetMs: peer.clockOffsetMs,
         cursor: peer.cursor,
       }));
-    return { repoKey, vector, members };
+    return { repoKey, removed: repo.removed, membersEditedBy: repo.membersRegister?.version.origin ?? null, vector, members };
   }
 
   /** Stops every timer and aborts every request in flight; the stores stay as they are. */
@@ -601,7 +691,7 @@ export class FederationEngine {
     this.#closed = true;
     this.#antiEntropyTask?.cancel();
     for (const repo of this.#repos.values()) {
-      for (const peer of repo.peers.values()) {
+      for (const peer of [...repo.peers.values(), ...repo.leaving.values()]) {
         peer.retryTask?.cancel();
         peer.retryTask = null;
       }
@@ -630,7 +720,7 @@ export class FederationEngine {
       if (value === undefined) continue;
       const version = versionOf(event);
       if (register !== null && compareVersions(version, register.version) <= 0) continue;
-      register = { version, members: parseMembers(value) };
+      register = { version, revision: -1, members: parseMembers(value) };
     }
     const invites = (members: readonly FederationMember[]): boolean => {
       const sites = new Set(members.map((member) => this.#options.peerIdOf(member.url)));
@@ -759,7 +849,12 @@ export class FederationEngine {
       const phase = peer.fullSyncPhase;
       // A full sync's vector exchange goes alone: its reply replaces the cursor.
       if (phase === 'exchange' && peer.inFlight > 0) return;
-      const events = phase === 'exchange' ? [] : repo.missingFor(peer.sent, this.#batchMax);
+      const events = phase === 'exchange' ? [] : repo.missingFor(peer.sent, this.#batchMax, peer.leaving ?? undefined);
+      if (peer.leaving !== null && events.length === 0) {
+        // A farewell ends once everything up to the edit that removed the peer is acknowledged.
+        if (peer.inFlight === 0 && vectorCovers(peer.cursor, peer.leaving)) this.#endFarewell(repo, peer);
+        return;
+      }
       if (events.length === 0) {
         // Nothing new to send: a vector exchange (wanted, or ending a full sync) waits until
         // the batches in flight are answered — their replies may make it needless.
@@ -823,6 +918,11 @@ export class FederationEngine {
     }
     if (!current) return this.#pump(repo, peer); // the epoch that sent it already failed
     if (reply === undefined) return this.#restart(repo, peer, failure!);
+    if (peer.leaving !== null && reply.reason !== 'gap') {
+      // A former member that refuses (it left, or no longer holds the repository) is done with.
+      peer.lastError = `${reply.reason}: ${reply.message}`;
+      return this.#endFarewell(repo, peer);
+    }
     if (reply.reason === 'gap' && reply.vector !== null && peer.gapResends < gapResendsMax) {
       // The peer lacks what we thought it held (or a batch overtook the one before it):
       // resend from its own vector.
@@ -900,6 +1000,7 @@ export class FederationEngine {
     peer.lastError = error;
     peer.attempt++;
     if (this.#closed || !peer.active) return;
+    if (peer.leaving !== null && peer.attempt >= farewellAttemptsMax) return this.#endFarewell(repo, peer);
     const delayMs = Math.min(this.#retryDelayMaxMs, this.#retryDelayBaseMs * 2 ** Math.min(peer.attempt - 1, 30));
     const jitteredMs = Math.floor(delayMs / 2 + this.#options.random.next() * (delayMs / 2));
     peer.retryTask?.cancel();
@@ -926,21 +1027,33 @@ export class FederationEngine {
 
   // Members ------------------------------------------------------------------------------
 
-  /** Brings the peer table in line with the members field: new members get a full sync, removed ones no traffic. */
+  /**
+   * Brings the peer table in line with the members field: new members get a full sync,
+   * removed ones their farewell (what they lack up to the edit that removed them, so they
+   * learn it) and then no traffic. A members field without this site means this site was
+   * removed: every peer gets its farewell (the edit, so the others learn it too), then it
+   * pushes nothing more.
+   */
   async #reconcilePeers(repo: FederatedRepository, { initial }: { initial: boolean }): Promise<void> {
     const wanted = new Map<string, FederationMember>();
+    let listed = false;
     for (const member of repo.members()) {
       const peerId = this.#options.peerIdOf(member.url);
+      if (peerId === this.siteId) listed = true;
       if (peerId === undefined || peerId === this.siteId) continue;
       wanted.set(peerId, member);
     }
+    repo.removed = repo.listedOnce && repo.membersRegister !== null && !listed;
+    if (repo.removed) wanted.clear();
     for (const [peerId, peer] of repo.peers) {
       if (wanted.has(peerId)) continue;
-      peer.active = false;
       peer.retryTask?.cancel();
       peer.retryTask = null;
       repo.peers.delete(peerId);
+      if (initial || !peer.enabled) peer.active = false;
+      else this.#startFarewell(repo, peer);
     }
+    for (const [peerId, peer] of repo.leaving) if (wanted.has(peerId)) this.#endFarewell(repo, peer); // a member again
     for (const [peerId, member] of wanted) {
       const existing = repo.peers.get(peerId);
       if (existing !== undefined) {
@@ -959,6 +1072,7 @@ export class FederationEngine {
         url: member.url,
         enabled: member.enabled,
         active: true,
+        leaving: null,
         cursor,
         sent: cursor,
         inFlight: 0,
@@ -976,6 +1090,26 @@ export class FederationEngine {
       repo.peers.set(peerId, peer);
       if (!initial) this.#schedulePush(repo, peer);
     }
+  }
+
+  #startFarewell(repo: FederatedRepository, peer: PeerState): void {
+    peer.leaving = repo.farewellVector();
+    peer.epoch++;
+    peer.sent = peer.cursor;
+    peer.fullSyncPhase = 'none';
+    peer.exchangeWanted = false;
+    peer.attempt = 0;
+    peer.gapResends = 0;
+    repo.leaving.set(peer.peerId, peer);
+    this.#pump(repo, peer);
+  }
+
+  #endFarewell(repo: FederatedRepository, peer: PeerState): void {
+    peer.active = false;
+    peer.retryTask?.cancel();
+    peer.retryTask = null;
+    if (repo.leaving.get(peer.peerId) === peer) repo.leaving.delete(peer.peerId);
+    for (const wake of [...repo.farewellWaiters]) wake();
   }
 
   // Helpers ------------------------------------------------------------------------------

@@ -197,6 +197,10 @@ export interface FederationHooks {
   /** The body of a repository update, adjusted. */
   prepareUpdate(key: string, body: unknown): unknown;
   isFederated(repoKey: string): boolean;
+  /** A federated repository's members without this site (undefined: not federated here), for deleting it here only. */
+  membersAfterLeaving(key: string): Promise<readonly { url: string; enabled: boolean }[] | undefined>;
+  /** Once the members edit without this site is appended: lets the others learn it (bounded wait), then stops federating `key`. */
+  leaveFederation(key: string): Promise<void>;
   /** Fetches a binary this site lacks from a member now; true once it is stored. */
   fetchMissingBinary(repoKey: string, sha256: string, origin: string): Promise<boolean>;
   /** Whether a binary is known to be missing here (still being pulled). */

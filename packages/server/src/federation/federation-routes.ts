@@ -141,6 +141,7 @@ export const federationRoutes: FastifyPluginAsync<FederationRoutesOptions> = asy
             properties: {
               repoKey: { type: 'string' },
               siteId: { type: 'string' },
+              removed: { type: 'boolean' },
               vector: { type: 'object', additionalProperties: { type: 'integer' } },
               pendingBinaries: { type: 'integer' },
               receiveLag: {

@@ -61,6 +61,8 @@ export const federationDefaults = {
   /** How often member urls without a known site id are looked up. */
   memberResolveIntervalMs: 2_000,
   binaryFetchTimeoutMs: 60_000,
+  /** How long deleting a federated repository waits for the members to acknowledge that this site left. */
+  leaveTimeoutMs: 10_000,
 } as const;
 
 export interface FederationServiceOptions {
@@ -113,6 +115,8 @@ export const receiveLagSamplesMax = 20_000;
 export interface FederationStatusView {
   readonly repoKey: string;
   readonly siteId: string;
+  /** True when a members edit removed this site: it sends nothing more to the others. */
+  readonly removed: boolean;
   readonly vector: Readonly<Record<string, number>>;
   readonly pendingBinaries: number;
   readonly receiveLag: ReceiveLagView;
@@ -305,6 +309,22 @@ export class FederationService implements FederationHooks {
     return this.#engine.isFederated(repoKey);
   }
 
+  async membersAfterLeaving(key: string): Promise<{ url: string; enabled: boolean }[] | undefined> {
+    if (!this.#engine.isFederated(key)) return undefined;
+    const own = memberUrlOf(this.directory.ownBaseUrl, key);
+    const config = await this.#options.repositories.get(key);
+    return parseMembers(config?.['members']).filter((member) => member.url !== own);
+  }
+
+  /** Waits (bounded) until the members edit without this site reached the others, then stops federating `key`. */
+  async leaveFederation(key: string): Promise<void> {
+    if (!this.#engine.isFederated(key)) return;
+    await this.#engine.localAppended(key); // the edit is indexed and its farewells started
+    const delivered = await this.#engine.farewellsDone(key, federationDefaults.leaveTimeoutMs);
+    if (!delivered) this.#log.warn({ repoKey: key }, 'left the federation without every member acknowledging it (they learn it from the others)');
+    this.#engine.unfederate(key);
+  }
+
   /** A download found no local binary: fetch it from a member now. */
   async fetchMissingBinary(repoKey: string, sha256: string, origin: string): Promise<boolean> {
     if (this.#closed) return false;
@@ -421,9 +441,14 @@ export class FederationService implements FederationHooks {
         return null;
       }
     };
+    const removedNote = status.removed ? `this site was removed from the members of ${repoKey} (members edit by ${status.membersEditedBy ?? 'unknown'}): it sends nothing more` : null;
     for (const member of parseMembers(config?.['members'])) {
       const peerId = this.directory.peerIdOf(member.url);
       if (peerId === this.siteId) continue;
+      if (removedNote !== null) {
+        members.push({ url: member.url, siteId: peerId ?? null, state: 'DISABLED', lagEvents: 0, lagMs: 0, lastError: removedNote, lastInboundError: inboundOf(peerId, member.url), clockOffsetMs: null, pendingBinaries: 0 });
+        continue;
+      }
       const engineView = peerId === undefined ? undefined : byPeer.get(peerId);
       if (peerId !== undefined) seen.add(peerId);
       if (engineView === undefined) {
@@ -452,7 +477,7 @@ export class FederationService implements FederationHooks {
     for (const member of status.members) {
       if (!seen.has(member.peerId)) members.push(this.#memberView(repoKey, member, member.url, inboundOf(member.peerId, member.url)));
     }
-    return { repoKey, siteId: this.siteId, vector: status.vector, pendingBinaries: this.#puller.pendingCount(repoKey), receiveLag: this.#lagView(repoKey), members };
+    return { repoKey, siteId: this.siteId, removed: status.removed, vector: status.vector, pendingBinaries: this.#puller.pendingCount(repoKey), receiveLag: this.#lagView(repoKey), members };
   }
 
   #memberView(repoKey: string, member: FederationMemberStatus, url: string, lastInboundError: string | null): MemberStatusView {

@@ -10,6 +10,10 @@ import type { RepositoryStreamState } from './repository-stream.ts';
 export interface RepositoryBodyAdjuster {
   prepareCreate(key: string, body: unknown): unknown;
   prepareUpdate(key: string, body: unknown): unknown;
+  /** For a federated repository: its members without this site (undefined: not federated here). */
+  membersAfterLeaving?(key: string): Promise<readonly { url: string; enabled: boolean }[] | undefined>;
+  /** After the members edit without this site was appended: lets the others learn it, then stops federating the repository here. */
+  leaveFederation?(key: string): Promise<void>;
 }
 
 /** Site-wide rules a configuration change must pass first (e.g. an edge node's: EdgePolicy). */
@@ -92,6 +96,14 @@ export class RepositoryService {
   async delete(key: string, meta: EventMeta): Promise<void> {
     if (!isValidRepositoryKey(key)) throw repositoryNotFound(key);
     this.#policy?.beforeDelete(key);
+    const remaining = await this.#adjust?.membersAfterLeaving?.(key);
+    if (remaining !== undefined) {
+      // A federated repository is deleted on this site only, as in Artifactory: this site
+      // first leaves the federation (a members edit without it, which the others receive and
+      // keep the repository with), then deletes its own copy, which is not replicated.
+      await this.#run({ kind: 'update', key, body: { members: remaining } }, meta);
+      await this.#adjust?.leaveFederation?.(key);
+    }
     await this.#run({ kind: 'delete', key }, meta);
   }
 

@@ -6,7 +6,7 @@
  * is refused. The test plays a member site ("site-b") by signing requests itself.
  */
 import { createHash } from 'node:crypto';
-import type { NewEvent } from '@strata/core';
+import { chainLinkHex, encodeEventData, encodeMeta, eventDigest, type NewEvent } from '@strata/core';
 import { encodeFederationRequest, newNonce, signPeerRequest, type FederationRequest } from '@strata/federation';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminFetch, freePort } from './support/spawned-server.ts';
@@ -33,6 +33,8 @@ describe('federation bad input (PGlite)', () => {
   let d: Site;
   /** The member the test impersonates: nothing listens there. */
   let fakeBaseUrl: string;
+  /** site-b's third event as a holds it (sent by the replay test, linked to by the chain test). */
+  let third: NewEvent;
 
   const event = (originSeq: number, wall: number, path: string): NewEvent => {
     const content = `b-${originSeq}`;
@@ -225,7 +227,8 @@ describe('federation bad input (PGlite)', () => {
   });
 
   it('a push replayed to a site that restarted meanwhile is refused (nonces are kept on disk), not only deduplicated', async () => {
-    const accepted = await push(a, request([event(3, Date.now(), 'in/three.txt')]));
+    third = event(3, Date.now(), 'in/three.txt');
+    const accepted = await push(a, request([third]));
     expect(accepted.status).toBe(200);
     expect(accepted.body).toMatchObject({ kind: 'ack', appended: 1, duplicates: 0 });
     await live(a).stop();
@@ -236,4 +239,44 @@ describe('federation bad input (PGlite)', () => {
     expect((await memberB())?.lastInboundError).toMatch(/replayed request/);
     expect(await vectorOfB()).toBe(3);
   }, 60_000);
+
+  it('refuses a correctly signed event whose origin chain link does not match the previous event of its origin (a malicious member), applying nothing', async () => {
+    // the origin chain (core event-chain.ts): meta.originPrev of event n is the digest of event n - 1 of that origin
+    const digest = (chained: NewEvent) =>
+      eventDigest(
+        { stream: `repo-${KEY}`, id: chained.id, origin: chained.origin, originSeq: chained.originSeq, hlc: chained.hlc, type: chained.type },
+        encodeEventData(chained.type, chained.data as never),
+        encodeMeta(chained.meta),
+      );
+    const linked = (originSeq: number, path: string, prev: Uint8Array): NewEvent => {
+      const plain = event(originSeq, Date.now(), path);
+      return { ...plain, meta: { ...plain.meta, originPrev: chainLinkHex(prev) } } as NewEvent;
+    };
+    const fourth = linked(4, 'in/four.txt', digest(third));
+    const accepted = await push(a, request([fourth]));
+    expect(accepted.status).toBe(200);
+    expect(accepted.body).toMatchObject({ kind: 'ack', appended: 1 });
+
+    // a fifth event linked to a rewritten fourth (other content under the same id): refused, nothing applied
+    const rewrittenFourth = { ...fourth, data: { ...(fourth.data as Record<string, unknown>), size: 999 } } as NewEvent;
+    const forged = await push(a, request([linked(5, 'in/five.txt', digest(rewrittenFourth)), linked(6, 'in/six.txt', new Uint8Array(32))]));
+    expect(forged.status).toBe(409);
+    expect(forged.body).toMatchObject({ federation: { kind: 'refused', reason: 'broken-chain' } });
+    expect(JSON.stringify(forged.body)).toMatch(/STRATA_ERR_FEDERATION_BROKEN_CHAIN/);
+    expect(await vectorOfB()).toBe(4);
+    expect((await snapshot(a, KEY))?.['/in/five.txt']).toBeUndefined();
+    expect((await memberB())?.lastInboundError).toMatch(/broken-chain/);
+
+    // a fifth event without any link after a chained fourth: refused as well
+    const unlinked = await push(a, request([event(5, Date.now(), 'in/five.txt')]));
+    expect(unlinked.status).toBe(409);
+    expect(unlinked.body).toMatchObject({ federation: { reason: 'broken-chain' } });
+    expect(await vectorOfB()).toBe(4);
+
+    // the true link is accepted
+    const honest = await push(a, request([linked(5, 'in/five.txt', digest(fourth))]));
+    expect(honest.status).toBe(200);
+    expect(await vectorOfB()).toBe(5);
+    expect((await memberB())?.lastInboundError).toBeNull();
+  });
 });

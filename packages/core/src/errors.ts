@@ -71,6 +71,7 @@ export const ERROR_CATALOGUE = {
   STRATA_ERR_CURATION_POLICY_INVALID: { status: 400, message: 'invalid curation policy' },
   STRATA_ERR_CURATION_POLICY_NOT_FOUND: { status: 404, message: 'curation policy not found' },
   STRATA_ERR_PACKAGE_METADATA_MISMATCH: { status: 400, message: "the package's own metadata does not match its upload" },
+  STRATA_ERR_FEDERATION_BROKEN_CHAIN: { status: 409, message: "a received event's origin chain link does not match the previous event of its origin" },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

@@ -30,8 +30,15 @@ import {
   type Random,
   type RecordedEvent,
   type StreamEvent,
+  CHAIN_GENESIS,
+  ORIGIN_PREV_META_KEY,
+  chainLinkHex,
   compareVersions,
+  encodeEventData,
+  encodeMeta,
+  eventDigest,
   invariant,
+  originPrevOf,
   isStrataError,
   repositoryStream,
   versionOf,
@@ -217,6 +224,8 @@ class FederatedRepository {
   /** The origin of the repository's creation: its events lead every batch, so a batch can invite. */
   creatorOrigin: string | null = null;
   revision = -1;
+  /** Per origin: the digest of its newest event whose digest was needed (origin-chain checks). */
+  readonly #digests = new Map<string, { originSeq: number; digest: Buffer }>();
   /** Received batches waiting for their predecessors (woken whenever events are recorded). */
   readonly waiters = new Set<() => void>();
   #vector: VersionVector | null = null;
@@ -231,6 +240,26 @@ class FederatedRepository {
 
   heldCount(origin: string): number {
     return this.held.get(origin)?.length ?? 0;
+  }
+
+  /** The digest of an event of this stream: the origin-chain link its successor must carry (core event-chain.ts). */
+  digestOf(event: NewEvent): Buffer {
+    const envelope = { stream: this.stream, id: event.id, origin: event.origin, originSeq: event.originSeq, hlc: event.hlc, type: event.type };
+    return eventDigest(envelope, encodeEventData(event.type, event.data as never), encodeMeta(event.meta));
+  }
+
+  /** The digest of the held event `originSeq` of `origin` (cached for the newest one of each origin). */
+  heldDigest(origin: string, originSeq: number): Buffer {
+    const cached = this.#digests.get(origin);
+    if (cached !== undefined && cached.originSeq === originSeq) return cached.digest;
+    const event = this.held.get(origin)![originSeq - 1]!;
+    const digest = this.digestOf(event);
+    this.#digests.set(origin, { originSeq, digest });
+    return digest;
+  }
+
+  rememberDigest(origin: string, originSeq: number, digest: Buffer): void {
+    this.#digests.set(origin, { originSeq, digest });
   }
 
   /** True iff some origin's first event in the batch not held here is beyond the next one expected. */
@@ -751,6 +780,8 @@ export class FederationEngine {
     const tentative = new Map<string, number>();
     const batchIds = new Set<string>();
     const fresh: NewEvent[] = [];
+    /** Per origin: the newest fresh event of the batch so far, its digest and whether it is chained. */
+    const batchHeads = new Map<string, { originSeq: number; digest: Buffer; chained: boolean }>();
     const redelivered: StreamEvent[] = [];
     let duplicates = 0;
     for (const event of request.events) {
@@ -771,6 +802,8 @@ export class FederationEngine {
       if (event.originSeq !== held + 1) {
         return inbound('gap', `${event.origin} originSeq ${event.originSeq} follows ${held} here`);
       }
+      const broken = this.#brokenOriginLink(repo, event, batchHeads);
+      if (broken !== undefined) return inbound('broken-chain', `STRATA_ERR_FEDERATION_BROKEN_CHAIN: ${broken}`);
       tentative.set(event.origin, event.originSeq);
       batchIds.add(event.id);
       fresh.push(event);
@@ -798,6 +831,7 @@ export class FederationEngine {
       invariant(result.appendedCount === stamped.length, 'events absent from the vector were already stored');
       membersChanged = repo.record(result.events);
       appended = result.events;
+      for (const [origin, head] of batchHeads) repo.rememberDigest(origin, head.originSeq, head.digest);
     }
     if (appended.length > 0 || redelivered.length > 0) this.#options.onEventsAppended?.(repo.key, [...appended, ...redelivered]);
     if (peer.lastError?.startsWith(inboundErrorPrefix)) peer.lastError = null;
@@ -828,6 +862,42 @@ export class FederationEngine {
     }
     if (sender !== undefined && (sender.exchangeWanted || !vectorCovers(request.vector, repo.vector))) this.#schedulePush(repo, sender);
     return { kind: 'ack', vector: repo.vector, appended: appended.length, duplicates };
+  }
+
+  /**
+   * The origin-chain check of a fresh event (issue 8: a member verifies what it receives):
+   * `meta.originPrev` must be the digest of the previous event of its origin — held here or
+   * earlier in the batch — or the genesis link for originSeq 1; once an origin's events carry
+   * the chain, each later one must. Events from before chaining (no link on either side) pass.
+   * Returns why the link is broken, or undefined.
+   */
+  #brokenOriginLink(repo: FederatedRepository, event: NewEvent, batchHeads: Map<string, { originSeq: number; digest: Buffer; chained: boolean }>): string | undefined {
+    const raw = event.meta[ORIGIN_PREV_META_KEY];
+    const link = originPrevOf(event.meta);
+    const where = `${event.origin}:${event.originSeq}`;
+    if (raw !== undefined && link === undefined) return `event ${where} carries a malformed origin chain link`;
+    let expected: Uint8Array;
+    let predecessorChained: boolean;
+    if (event.originSeq === 1) {
+      expected = CHAIN_GENESIS;
+      predecessorChained = false;
+    } else {
+      const inBatch = batchHeads.get(event.origin);
+      if (inBatch !== undefined && inBatch.originSeq === event.originSeq - 1) {
+        expected = inBatch.digest;
+        predecessorChained = inBatch.chained;
+      } else {
+        expected = repo.heldDigest(event.origin, event.originSeq - 1);
+        predecessorChained = originPrevOf(repo.held.get(event.origin)![event.originSeq - 2]!.meta) !== undefined;
+      }
+    }
+    if (link === undefined) {
+      if (predecessorChained) return `event ${where} carries no origin chain link, but the event before it did`;
+    } else if (!Buffer.from(link).equals(Buffer.from(expected))) {
+      return `event ${where} links to ${chainLinkHex(link)}, but the previous event of ${event.origin} here has digest ${chainLinkHex(expected)} (history altered or forged)`;
+    }
+    batchHeads.set(event.origin, { originSeq: event.originSeq, digest: repo.digestOf(event), chained: link !== undefined });
+    return undefined;
   }
 
   // Pushing ------------------------------------------------------------------------------

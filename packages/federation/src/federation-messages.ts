@@ -40,7 +40,7 @@ export interface PushRequest {
 }
 export type FederationRequest = PushRequest;
 
-export const REFUSAL_REASONS = ['malformed', 'not-federated', 'not-member', 'gap', 'conflict', 'clock-ahead', 'unavailable'] as const;
+export const REFUSAL_REASONS = ['malformed', 'not-federated', 'not-member', 'gap', 'conflict', 'clock-ahead', 'unavailable', 'broken-chain'] as const;
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 const REFUSAL_REASON_SET: ReadonlySet<string> = new Set(REFUSAL_REASONS);
 

@@ -32,7 +32,8 @@ import { boundedReadCount } from './read-count.ts';
 import { CHAIN_GENESIS, eventDigest } from '@strata/core';
 import { chainEvent, type ChainedEvent, type StreamChainHeads } from './event-chaining.ts';
 import { CommitSignal, PollingSubscription, type CheckpointedEvent } from './polling-subscription.ts';
-import type { SqlProjection } from './projection.ts';
+import type { InlineProjectionPlan, SqlProjection } from './projection.ts';
+import { PROJECTION_LOCK_CLASS } from './projections/sql-values.ts';
 import type { StoreDatabase } from './schema.ts';
 import { COPY_EVENT_COLUMNS, decodeEventCopy, type CopyOut } from './event-copy-reader.ts';
 
@@ -459,12 +460,30 @@ export class SqlEventStore implements EventStore, EventScanner {
   async #applyBatch(tx: Transaction<StoreDatabase>, batch: readonly PendingAppend[]): Promise<Outcome[]> {
     const streams = [...new Set(batch.map((pending) => pending.stream))].sort();
     const ids = batch.flatMap((pending) => pending.events.map((prepared) => prepared.event.id));
+    // Projections that can say up front what they lock and load have both folded into the
+    // two statements below (two round trips fewer); the others apply after the insert.
+    const candidates = batch.flatMap((pending) => pending.events.map((prepared) => ({ ...prepared.event, stream: pending.stream })));
+    const projectionPlans: (InlineProjectionPlan | undefined | 'apply')[] = this.#projections.map((projection) =>
+      projection.planInline === undefined ? 'apply' : projection.planInline(candidates),
+    );
+    const lockKeys = [...new Set(projectionPlans.flatMap((plan) => (plan === undefined || plan === 'apply' ? [] : plan.lockKeys)))].sort();
+    // The projections' advisory locks are taken after every stream lock (the InitPlan over
+    // `locked` completes those first), in sorted order, so that appends and catch-ups never
+    // deadlock; the next statement's snapshot, which loads the projection rows, follows both.
+    const advisory =
+      lockKeys.length === 0
+        ? sql`, advisory as (select 0::bigint as n)`
+        : sql`, advisory as (
+            select count(pg_advisory_xact_lock(${PROJECTION_LOCK_CLASS}::int4, h)) as n
+            from (select hashtext(k) as h from unnest(${lockKeys}::text[]) with ordinality as t(k, o)
+                  where (select count(*) from locked) >= 0 order by o) as s)`;
     // One round trip: create missing stream rows and lock all of them, in a fixed order, so
-    // concurrent batches (of any process) serialise per stream and never deadlock; and read
-    // the events already stored under the batch's ids. The locked revisions are the latest
-    // (ON CONFLICT DO UPDATE waits and rereads), the stored events are as of the statement's
-    // start: an event a concurrent batch committed meanwhile is missed here, its insert then
-    // breaks the unique id and the batch is retried one append at a time, which sees it.
+    // concurrent batches (of any process) serialise per stream and never deadlock; take the
+    // projections' locks; and read the events already stored under the batch's ids. The
+    // locked revisions are the latest (ON CONFLICT DO UPDATE waits and rereads), the stored
+    // events are as of the statement's start: an event a concurrent batch committed
+    // meanwhile is missed here, its insert then breaks the unique id and the batch is
+    // retried one append at a time, which sees it.
     const lockedAndStored = await sql<
       EventRow & {
         locked_stream: string | null;
@@ -478,11 +497,11 @@ export class SqlEventStore implements EventStore, EventScanner {
         insert into streams (stream, revision)
         select stream, -1 from unnest(${streams}::text[]) as input(stream) order by stream
         on conflict (stream) do update set revision = streams.revision
-        returning stream, revision, chain, origin_chain, origin_chain_origin)
+        returning stream, revision, chain, origin_chain, origin_chain_origin)${advisory}
       select stream as locked_stream, revision as locked_revision, chain as locked_chain, origin_chain as locked_origin_chain,
-        origin_chain_origin as locked_origin_chain_origin, ${LOCKED_PADDING} from locked
+        origin_chain_origin as locked_origin_chain_origin, (select n from advisory) as advisory_locks, ${LOCKED_PADDING} from locked
       union all
-      select null, null, null, null, null, ${EVENT_COLUMNS} from events where id = any(${ids}::text[])`.execute(tx);
+      select null, null, null, null, null, null, ${EVENT_COLUMNS} from events where id = any(${ids}::text[])`.execute(tx);
     const revisions = new Map<string, number>();
     const chainHeads = new Map<string, StreamChainHeads & { originKnown: boolean; originTouched: boolean }>();
     const stored = new Map<string, { stream: string; recorded: () => RecordedEvent }>();
@@ -568,8 +587,15 @@ export class SqlEventStore implements EventStore, EventScanner {
         if (heads.originTouched && !heads.originKnown) heads.originHead = await lastOriginLink(tx, stream, this.#siteId!);
       }
       for (const row of inserts) row.chained = chainEvent(row.stream, row.revision, row.prepared, chainHeads.get(row.stream)!, this.#siteId);
-      // One round trip: the new events, and the streams' new revisions.
-      const inserted = await sql<{ id: string; position: string }>`
+      // One round trip: the new events, the streams' new revisions, and what the planned
+      // projections need loaded (their locks are held: this statement's snapshot sees the
+      // rows of every transaction that held them before).
+      const loads = projectionPlans.flatMap((plan, index) =>
+        plan === undefined || plan === 'apply'
+          ? []
+          : [sql`union all select null, null, ${index}::int, l.kind::text, l.row::jsonb from (${plan.load}) as l`],
+      );
+      const inserted = await sql<{ id: string | null; position: string | null; load_index: number | null; kind: string | null; row: unknown }>`
         with inserted as (
         insert into events (id, stream, revision, origin, origin_seq, hlc_wall, hlc_logical, type, data, meta, target, prev_hash, origin_prev, digest)
         select * from unnest(
@@ -603,8 +629,14 @@ export class SqlEventStore implements EventStore, EventScanner {
             })}::bytea[]
           ) as input(stream, revision, chain, origin_chain)
           where streams.stream = input.stream)
-        select id, position from inserted`.execute(tx);
-      const positions = new Map(inserted.rows.map((row) => [row.id, BigInt(row.position)]));
+        select id, position, null::int as load_index, null::text as kind, null::jsonb as row from inserted
+        ${sql.join(loads, sql` `)}`.execute(tx);
+      const positions = new Map<string, bigint>();
+      const loaded = projectionPlans.map(() => [] as { kind: string; row: unknown }[]);
+      for (const row of inserted.rows) {
+        if (row.load_index === null) positions.set(row.id!, BigInt(row.position!));
+        else loaded[row.load_index]!.push({ kind: row.kind!, row: row.row });
+      }
       for (const row of inserts) {
         const position = positions.get(row.prepared.event.id);
         if (position === undefined) throw new StrataError('STRATA_ERR_INVARIANT', `insert returned no position for '${row.prepared.event.id}'`);
@@ -612,7 +644,11 @@ export class SqlEventStore implements EventStore, EventScanner {
         row.recorded = recordEvent(row.chained!.event, row.stream, row.revision, position);
       }
       const recorded = inserts.map((row) => row.recorded!).sort((a, b) => (a.position < b.position ? -1 : a.position > b.position ? 1 : 0));
-      for (const projection of this.#projections) await projection.apply(tx, recorded);
+      for (let index = 0; index < this.#projections.length; index++) {
+        const plan = projectionPlans[index];
+        if (plan === 'apply') await this.#projections[index]!.apply(tx, recorded);
+        else if (plan !== undefined) await plan.apply(tx, recorded, loaded[index]!);
+      }
     }
 
     return plans.map((plan): Outcome => {

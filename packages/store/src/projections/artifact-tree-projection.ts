@@ -20,8 +20,9 @@ import {
   type FirstDeploy,
   type PropertyRegister,
   type RecordedEvent,
+  type StreamEvent,
 } from '@strata/core';
-import type { SqlProjection } from '../projection.ts';
+import type { InlineProjectionPlan, SqlProjection } from '../projection.ts';
 import type { StoreDatabase } from '../schema.ts';
 import type { CopyRows } from './bulk-copy.ts';
 import type { ProjectionRebuild, RebuildableSqlProjection } from './rebuildable-projection.ts';
@@ -253,14 +254,26 @@ export class ArtifactTreeProjection implements SqlProjection, RebuildableSqlProj
   }
 
   async apply(db: Kysely<StoreDatabase>, events: readonly RecordedEvent[]): Promise<void> {
-    const relevant: RecordedEvent[] = [];
+    const plan = this.#plan(events);
+    if (plan === undefined) return;
+    if (this.#lockRepositories) await lockKeysStatement(plan.lockKeys).execute(db);
+    const loaded = await plan.load.execute(db);
+    await plan.apply(db, events, loaded.rows);
+  }
+
+  planInline(events: readonly StreamEvent[]): InlineProjectionPlan | undefined {
+    const plan = this.#plan(events);
+    return plan === undefined || this.#lockRepositories ? plan : { ...plan, lockKeys: [] };
+  }
+
+  /** The lock keys and the load of every row `events` touch, and the apply that evolves them. */
+  #plan(events: readonly StreamEvent[]): InlineProjectionPlan | undefined {
     const paths = new Map<string, [string, string]>();
     const prefixes = new Map<string, [string, string]>();
     const repos = new Set<string>();
     for (const event of events) {
       const target = artifactTreeTarget(event);
       if (target === undefined) continue;
-      relevant.push(event);
       repos.add(target.repo);
       if (target.path !== undefined) {
         paths.set(target.repo + SEPARATOR + target.path, [target.repo, target.path]);
@@ -268,13 +281,10 @@ export class ArtifactTreeProjection implements SqlProjection, RebuildableSqlProj
       }
       if (target.prefix !== undefined) prefixes.set(target.repo + SEPARATOR + target.prefix, [target.repo, target.prefix]);
     }
-    if (relevant.length === 0) return;
-    if (this.#lockRepositories) await lockKeysStatement([...repos].map((repo) => `repo:${repo}`)).execute(db);
-
-    const batch = new TreeBatch();
+    if (repos.size === 0) return undefined;
     const pathList = [...paths.values()];
     const prefixList = [...prefixes.values()];
-    const loaded = await sql<{ kind: string; row: Row | string }>`
+    const load = sql<{ kind: string; row: Row | string }>`
       with touched as (select * from unnest(${pathList.map((p) => p[0])}::text[], ${pathList.map((p) => p[1])}::text[]) as t(repo, path)),
            covering as (select * from unnest(${prefixList.map((p) => p[0])}::text[], ${prefixList.map((p) => p[1])}::text[]) as t(repo, prefix))
       select 'a' as kind, to_jsonb(a) as row from artifacts a where (a.repo, a.path) in (select repo, path from touched)
@@ -282,11 +292,18 @@ export class ArtifactTreeProjection implements SqlProjection, RebuildableSqlProj
       select 'p', to_jsonb(p) from artifact_properties p where (p.repo, p.path) in (select repo, path from touched)
       union all
       select 'f', to_jsonb(f) from folder_tombstones f where (f.repo, f.prefix) in (select repo, prefix from covering)
-    `.execute(db);
-    for (const { kind, row } of loaded.rows) batch.loadRow(kind, typeof row === 'string' ? (JSON.parse(row) as Row) : row);
-
-    for (const event of relevant) evolveArtifactTree(batch, event);
-    await this.#writeBack(db, batch);
+    `;
+    return {
+      lockKeys: [...repos].map((repo) => `repo:${repo}`),
+      load,
+      apply: async (db, recorded, loaded) => {
+        const batch = new TreeBatch();
+        for (const { kind, row } of loaded) batch.loadRow(kind, typeof row === 'string' ? (JSON.parse(row) as Row) : (row as Row));
+        let changed = false;
+        for (const event of recorded) changed = evolveArtifactTree(batch, event) || changed;
+        if (changed) await this.#writeBack(db, batch);
+      },
+    };
   }
 
   async #writeBack(db: Kysely<StoreDatabase>, batch: TreeBatch): Promise<void> {

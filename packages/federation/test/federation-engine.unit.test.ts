@@ -243,3 +243,39 @@ describe('local commits and pushing', () => {
     expect(c.engine.isFederated('fed')).toBe(false);
   });
 });
+
+describe('pipelined pushes', () => {
+  it('keeps several batches in flight to one peer, and a batch that overtakes its predecessor waits for it instead of being refused', async () => {
+    // given a and b federated, batches of 2 events, 4 pushes in flight; b's first delivery is held back
+    const network = new LoopbackNetwork();
+    const scheduler = new ManualScheduler();
+    const engine = { federationBatchEventsMax: 2, pushWindow: 4, reorderWaitMs: 200 };
+    const b = await openSite(network, scheduler, 'b', ['a', 'b'], { engine });
+    const receive = b.engine.receive.bind(b.engine);
+    let inFlight = 0;
+    let inFlightMax = 0;
+    let held = 0;
+    b.engine.receive = async (raw) => {
+      inFlight++;
+      inFlightMax = Math.max(inFlightMax, inFlight);
+      // the first batch with events arrives after the ones sent behind it
+      if ((raw as { events: unknown[] }).events.length > 0 && held++ === 0) await new Promise((resolve) => setTimeout(resolve, 20));
+      try {
+        return await receive(raw);
+      } finally {
+        inFlight--;
+      }
+    };
+    const a = await openSite(network, scheduler, 'a', ['a', 'b'], { engine });
+    // when a commits 8 events in one append
+    await a.engine.commit('fed', Array.from({ length: 8 }, (_, index) => deploy(`pipelined/${index}`)));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await scheduler.advance(100);
+    // then b held them all after one round of pushes, in originSeq order, without a gap refusal
+    expect(inFlightMax).toBeGreaterThan(1);
+    expect(b.engine.versionVector('fed')).toEqual({ a: 8 });
+    expect((await b.store.readStream(stream)).map((event) => event.originSeq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(network.requests.filter((entry) => entry.reply?.kind === 'refused')).toEqual([]);
+    expect(a.engine.status('fed').members[0]).toMatchObject({ lagEvents: 0, state: 'SYNCING' });
+  });
+});

@@ -243,6 +243,8 @@ async function catchUpBenchmark(sites: BenchSite[], options: FederationBenchOpti
   const opened = await openEventStore({
     ...(a.databaseUrl === undefined ? { dataDir: a.dataDir } : { databaseUrl: a.databaseUrl }),
     projections: [new ArtifactTreeProjection(), new RepositoryConfigProjection()],
+    // As the server opens it: site-a's own events get their origin chain (meta.originPrev).
+    store: { siteId: 'site-a' },
   });
   const stream = `repo-${KEY}`;
   const existing = [...(await opened.store.readStream(stream, { maxCount: 10_000 }))];

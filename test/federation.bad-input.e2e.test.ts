@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { chainLinkHex, encodeEventData, encodeMeta, eventDigest, type NewEvent } from '@strata/core';
-import { encodeFederationRequest, newNonce, signPeerRequest, type FederationRequest } from '@strata/federation';
+import { encodeFederationRequest, newNonce, signPeerRequest, type FederationAttachment, type FederationRequest } from '@strata/federation';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminFetch, freePort } from './support/spawned-server.ts';
 import { FEDERATION_TOKEN, createFederatedRepo, eventually, live, memberUrl, prepareSites, snapshot, startSite, status, stopSites, type Site } from './support/federation-sites.ts';
@@ -25,6 +25,8 @@ interface PushOptions {
   /** The body to send and sign instead of the encoded request. */
   readonly body?: Uint8Array;
   readonly unsigned?: boolean;
+  /** Binaries sent inside the push. */
+  readonly attachments?: readonly FederationAttachment[];
 }
 
 describe('federation bad input (PGlite)', () => {
@@ -35,6 +37,8 @@ describe('federation bad input (PGlite)', () => {
   let fakeBaseUrl: string;
   /** site-b's third event as a holds it (sent by the replay test, linked to by the chain test). */
   let third: NewEvent;
+  /** The digest of site-b's fifth event (the chain test), linked to by the attachment test. */
+  let fifthDigest: Uint8Array;
 
   const event = (originSeq: number, wall: number, path: string): NewEvent => {
     const content = `b-${originSeq}`;
@@ -69,7 +73,7 @@ describe('federation bad input (PGlite)', () => {
 
   /** Sends a push as site-b; returns the status, the parsed body and the headers sent (to replay them). */
   async function push(target: Site, pushRequest: FederationRequest, options: PushOptions = {}) {
-    const body = options.body ?? encodeFederationRequest(pushRequest);
+    const body = options.body ?? encodeFederationRequest(pushRequest, options.attachments);
     const headers: Record<string, string> = options.unsigned
       ? {}
       : {
@@ -274,9 +278,30 @@ describe('federation bad input (PGlite)', () => {
     expect(await vectorOfB()).toBe(4);
 
     // the true link is accepted
-    const honest = await push(a, request([linked(5, 'in/five.txt', digest(fourth))]));
+    const fifth = linked(5, 'in/five.txt', digest(fourth));
+    fifthDigest = digest(fifth);
+    const honest = await push(a, request([fifth]));
     expect(honest.status).toBe(200);
     expect(await vectorOfB()).toBe(5);
     expect((await memberB())?.lastInboundError).toBeNull();
+  });
+
+  it('a binary sent inside the push is stored with the deploy: nothing to pull, downloadable at once; one that does not match its sha256 refuses the batch', async () => {
+    const content = 'b-6';
+    const sixth = { ...event(6, Date.now(), 'in/six.txt'), meta: { actor: 'site-b-user', originPrev: chainLinkHex(fifthDigest) } } as NewEvent;
+    const sha256 = (sixth.data as { sha256: string }).sha256;
+    const wrong = await push(a, request([sixth]), { attachments: [{ sha256, bytes: new TextEncoder().encode('not b-6') }] });
+    expect(wrong.status).toBe(400);
+    expect(wrong.body).toMatchObject({ federation: { reason: 'malformed' } });
+    expect(await vectorOfB()).toBe(5);
+
+    const accepted = await push(a, request([sixth]), { attachments: [{ sha256, bytes: new TextEncoder().encode(content) }] });
+    expect(accepted.status).toBe(200);
+    // site-b listens nowhere: the binary can only have come with the batch
+    const info = (await (await adminFetch(live(a), `/artifactory/api/storage/${KEY}/in/six.txt`)).json()) as { binaryArrived?: boolean };
+    expect(info.binaryArrived).toBe(true);
+    const download = await adminFetch(live(a), `/artifactory/${KEY}/in/six.txt`);
+    expect(download.status).toBe(200);
+    expect(await download.text()).toBe(content);
   });
 });

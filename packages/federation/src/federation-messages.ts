@@ -201,25 +201,55 @@ export function validateFederationReply(value: unknown): FederationReply {
 }
 
 // ---------------------------------------------------------------------------------------
-// Wire form: [u32 header length][header JSON][event batch (core codec)]
+// Wire form: [u32 header length][header JSON][event batch (core codec)][attachments]
+// With attachments, the header also holds `batchBytes` (the batch's length) and
+// `attachments: [{sha256, size}]`, whose bytes follow the batch in that order.
+
+/** A binary sent inside a push (a small one the receiver would otherwise pull right after). */
+export interface FederationAttachment {
+  readonly sha256: string;
+  readonly bytes: Uint8Array;
+}
+
+const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
 const headerBytesMax = 256 * 1024;
 
-export function encodeFederationRequest(request: FederationRequest): Uint8Array {
+export function encodeFederationRequest(request: FederationRequest, attachments: readonly FederationAttachment[] = []): Uint8Array {
   const { events, ...header } = request;
-  const headerBytes = textEncoder.encode(JSON.stringify(header));
   // The codec validates each event as it encodes it: stripping the stored fields is enough here.
   const batch = encodeEventBatch(events.map((event) => (isRecordedEvent(event as never) ? stripRecorded(event) : event)));
-  const bytes = new Uint8Array(4 + headerBytes.byteLength + batch.byteLength);
+  const headerValue =
+    attachments.length === 0
+      ? header
+      : { ...header, batchBytes: batch.byteLength, attachments: attachments.map((attachment) => ({ sha256: attachment.sha256, size: attachment.bytes.byteLength })) };
+  const headerBytes = textEncoder.encode(JSON.stringify(headerValue));
+  let attachmentBytes = 0;
+  for (const attachment of attachments) attachmentBytes += attachment.bytes.byteLength;
+  const bytes = new Uint8Array(4 + headerBytes.byteLength + batch.byteLength + attachmentBytes);
   new DataView(bytes.buffer).setUint32(0, headerBytes.byteLength);
   bytes.set(headerBytes, 4);
-  bytes.set(batch, 4 + headerBytes.byteLength);
+  let offset = 4 + headerBytes.byteLength;
+  bytes.set(batch, offset);
+  offset += batch.byteLength;
+  for (const attachment of attachments) {
+    bytes.set(attachment.bytes, offset);
+    offset += attachment.bytes.byteLength;
+  }
   return bytes;
 }
 
 export function decodeFederationRequest(bytes: Uint8Array, options: ValidateFederationRequestOptions): FederationRequest {
+  return decodeFederationPush(bytes, options).request;
+}
+
+/**
+ * A push and the binaries attached to it. Each attachment must be named by a deploy of the
+ * batch; its content is checked against its sha256 by whoever stores it.
+ */
+export function decodeFederationPush(bytes: Uint8Array, options: ValidateFederationRequestOptions): { request: FederationRequest; attachments: FederationAttachment[] } {
   if (!(bytes instanceof Uint8Array) || bytes.byteLength < 4) malformed('request is shorter than its header');
   const headerLength = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0);
   if (headerLength > headerBytesMax || 4 + headerLength > bytes.byteLength) malformed('request header length out of range');
@@ -230,9 +260,35 @@ export function decodeFederationRequest(bytes: Uint8Array, options: ValidateFede
     malformed('request header is not JSON');
   }
   if (!isPlainObject(header)) malformed('request header must be an object');
-  const events = guard('events', () => decodeEventBatch(bytes.subarray(4 + headerLength), { eventsMax: options.eventsMax }));
+  const { batchBytes, attachments: listed, ...pushHeader } = header;
+  const batchStart = 4 + headerLength;
+  let batchEnd = bytes.byteLength;
+  const attachments: FederationAttachment[] = [];
+  if (listed !== undefined || batchBytes !== undefined) {
+    if (typeof batchBytes !== 'number' || !Number.isSafeInteger(batchBytes) || batchBytes < 0 || batchStart + batchBytes > bytes.byteLength) malformed('batchBytes out of range');
+    if (!Array.isArray(listed) || listed.length > options.eventsMax) malformed(`attachments must be an array of at most ${options.eventsMax} entries`);
+    batchEnd = batchStart + batchBytes;
+    let offset = batchEnd;
+    for (const [index, entry] of listed.entries()) {
+      const attachment = expectFields(entry, `attachments[${index}]`, ['sha256', 'size']);
+      const sha256 = attachment['sha256'];
+      const size = attachment['size'];
+      if (typeof sha256 !== 'string' || !SHA256_HEX.test(sha256)) malformed(`attachments[${index}].sha256 must be a lower-case hex sha256`);
+      if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0 || offset + size > bytes.byteLength) malformed(`attachments[${index}].size out of range`);
+      attachments.push({ sha256, bytes: bytes.subarray(offset, offset + size) });
+      offset += size;
+    }
+    if (offset !== bytes.byteLength) malformed('bytes left after the attachments');
+  }
+  const events = guard('events', () => decodeEventBatch(bytes.subarray(batchStart, batchEnd), { eventsMax: options.eventsMax }));
   validated.add(events);
-  return validateFederationRequest({ ...header, events }, options);
+  const request = validateFederationRequest({ ...pushHeader, events }, options);
+  for (const attachment of attachments) {
+    if (!request.events.some((event) => event.type === 'ArtifactDeployed' && event.data.sha256 === attachment.sha256)) {
+      malformed(`attachment ${attachment.sha256} is named by no deploy of the batch`);
+    }
+  }
+  return { request, attachments };
 }
 
 export function encodeFederationReply(reply: FederationReply): Uint8Array {

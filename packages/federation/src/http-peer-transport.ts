@@ -5,7 +5,14 @@
  * accepted only with a valid reply signature bound to the request's nonce.
  */
 import { federationError } from './federation-errors.ts';
-import { type FederationReply, type FederationRequest, decodeFederationReply, encodeFederationRequest, validateFederationReply } from './federation-messages.ts';
+import {
+  type FederationAttachment,
+  type FederationReply,
+  type FederationRequest,
+  decodeFederationReply,
+  encodeFederationRequest,
+  validateFederationReply,
+} from './federation-messages.ts';
 import { newNonce, signPeerRequest, verifyReplySignature, FEDERATION_HEADERS } from './peer-request-signing.ts';
 import type { PeerSendOptions, PeerTransport } from './ports.ts';
 
@@ -93,6 +100,8 @@ export interface HttpPeerTransportOptions {
   readonly client: SignedPeerClient;
   /** The public base URL of a peer site (undefined: not known yet). */
   readonly baseUrlOf: (peerId: string) => string | undefined;
+  /** Binaries to send inside a push (small ones the receiver lacks), read when it is sent. */
+  readonly attachmentsFor?: (request: FederationRequest) => Promise<readonly FederationAttachment[]>;
 }
 
 function errorMessageOf(body: Uint8Array): string {
@@ -109,16 +118,19 @@ function errorMessageOf(body: Uint8Array): string {
 export class HttpPeerTransport implements PeerTransport {
   readonly #client: SignedPeerClient;
   readonly #baseUrlOf: (peerId: string) => string | undefined;
+  readonly #attachmentsFor: HttpPeerTransportOptions['attachmentsFor'];
 
   constructor(options: HttpPeerTransportOptions) {
     this.#client = options.client;
     this.#baseUrlOf = options.baseUrlOf;
+    this.#attachmentsFor = options.attachmentsFor;
   }
 
   async send(peerId: string, request: FederationRequest, { signal }: PeerSendOptions): Promise<FederationReply> {
     const baseUrl = this.#baseUrlOf(peerId);
     if (baseUrl === undefined) throw federationError('STRATA_ERR_FEDERATION_PEER_UNAVAILABLE', `no address known for site ${peerId}`);
-    const response = await this.#client.request(baseUrl, 'POST', FEDERATION_PUSH_PATH, encodeFederationRequest(request), signal);
+    const attachments = (await this.#attachmentsFor?.(request)) ?? [];
+    const response = await this.#client.request(baseUrl, 'POST', FEDERATION_PUSH_PATH, encodeFederationRequest(request, attachments), signal);
     if (!response.authentic) {
       const detail = errorMessageOf(response.body);
       throw federationError(

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  decodeFederationPush,
   decodeFederationReply,
   decodeFederationRequest,
   encodeFederationReply,
@@ -21,6 +22,22 @@ describe('federation messages', () => {
         expect(decodeFederationRequest(encodeFederationRequest(request), { eventsMax: 64 })).toEqual(request);
       }),
     );
+  });
+
+  it('binaries attached to a push survive the wire form (fast-check), and every attachment must be named by a deploy of the batch', () => {
+    fc.assert(
+      fc.property(fc.array(fc.uint8Array({ maxLength: 64 }), { maxLength: 6 }), (contents) => {
+        const events = contents.map((_, index) => eventOf('site-a', index + 1, T0 + index));
+        const attachments = contents.map((bytes, index) => ({ sha256: (events[index]!.data as { sha256: string }).sha256, bytes }));
+        const decoded = decodeFederationPush(encodeFederationRequest(push('site-a', events), attachments), { eventsMax: 64 });
+        expect(decoded.request).toEqual(push('site-a', events));
+        expect(decoded.attachments.map((attachment) => [attachment.sha256, [...attachment.bytes]])).toEqual(attachments.map((attachment) => [attachment.sha256, [...attachment.bytes]]));
+      }),
+    );
+    const stray = encodeFederationRequest(push('a', [eventOf('a', 1, T0)]), [{ sha256: 'f'.repeat(64), bytes: new Uint8Array([1]) }]);
+    expect(() => decodeFederationPush(stray, { eventsMax: 64 })).toThrow(/named by no deploy/);
+    const attached = encodeFederationRequest(push('a', [eventOf('a', 1, T0)]), [{ sha256: 'a'.repeat(64), bytes: new Uint8Array([1, 2, 3]) }]);
+    for (let cut = 1; cut <= 3; cut++) expect(() => decodeFederationPush(attached.subarray(0, attached.byteLength - cut), { eventsMax: 64 })).toThrow(/out of range|malformed|attachments/);
   });
 
   it('replies survive the wire form unchanged', () => {

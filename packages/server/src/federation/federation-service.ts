@@ -9,11 +9,12 @@
  * local writes (both expect a revision) are retried on either side.
  */
 import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { isStrataError, StrataError } from '@strata/core';
 import type { Clock, HybridLogicalClock, RecordedEvent, StreamEvent } from '@strata/core';
 import type { BlobStore, EventStore } from '@strata/store';
 import {
-  decodeFederationRequest,
+  decodeFederationPush,
   defaultRequestSkewMsMax,
   FederationEngine,
   FEDERATION_IDENTITY_PATH,
@@ -23,7 +24,9 @@ import {
   SignedPeerClient,
   SqlFederationStateStore,
   isVerifiedPeer,
+  type FederationAttachment,
   type FederationMemberStatus,
+  type FederationRequest,
   type FederationReply,
   type PeerRequestRefusal,
   type VerifiedPeer,
@@ -61,6 +64,10 @@ export const federationDefaults = {
   /** How often member urls without a known site id are looked up. */
   memberResolveIntervalMs: 2_000,
   binaryFetchTimeoutMs: 60_000,
+  /** Binaries of own deploys up to this size travel inside the push instead of being pulled. */
+  inlineBinaryBytesMax: 64 * 1024,
+  /** Attached binaries per push at most (bytes). */
+  inlineBatchBytesMax: 8 * 1024 * 1024,
   /** How long deleting a federated repository waits for the members to acknowledge that this site left. */
   leaveTimeoutMs: 10_000,
 } as const;
@@ -175,7 +182,11 @@ export class FederationService implements FederationHooks {
       siteId: options.siteId,
       store: options.eventStore,
       stateStore: this.#state,
-      transport: new HttpPeerTransport({ client: this.client, baseUrlOf: (peerId) => this.directory.baseUrlOf(peerId) }),
+      transport: new HttpPeerTransport({
+        client: this.client,
+        baseUrlOf: (peerId) => this.directory.baseUrlOf(peerId),
+        attachmentsFor: (request) => this.#attachmentsFor(request),
+      }),
       scheduler: {
         schedule(delayMs, task) {
           const timer = setTimeout(task, delayMs);
@@ -390,15 +401,25 @@ export class FederationService implements FederationHooks {
 
   async receivePush(peer: VerifiedPeer, body: Uint8Array): Promise<FederationReply> {
     let request;
-    try {
-      request = decodeFederationRequest(body, { eventsMax: this.settings.federationBatchEventsMax ?? federationDefaults.federationBatchEventsMax });
-    } catch (error) {
-      const message = isStrataError(error) ? error.message : String(error);
+    const malformed = (message: string): FederationReply => {
       this.#inboundRefusals.set(peer.siteId, `batch refused here, malformed: ${message}`);
       return { kind: 'refused', reason: 'malformed', message, vector: null, offsetMs: null };
+    };
+    let attachments: FederationAttachment[];
+    try {
+      ({ request, attachments } = decodeFederationPush(body, { eventsMax: this.settings.federationBatchEventsMax ?? federationDefaults.federationBatchEventsMax }));
+    } catch (error) {
+      return malformed(isStrataError(error) ? error.message : String(error));
     }
     if (request.from !== peer.siteId) {
       return { kind: 'refused', reason: 'malformed', message: `batch from ${request.from} signed by ${peer.siteId}`, vector: null, offsetMs: null };
+    }
+    // Binaries sent with the batch are stored first (each checked against its sha256), so the
+    // deploys that name them are complete here as soon as they are appended: nothing to pull.
+    try {
+      await Promise.all(attachments.map((attachment) => this.#storeAttachment(attachment)));
+    } catch (error) {
+      return malformed(`an attached binary was refused: ${isStrataError(error) ? error.message : String(error)}`);
     }
     const reply = await this.#engine.receive(request);
     const base = normalizeBaseUrl(peer.baseUrl);
@@ -409,6 +430,41 @@ export class FederationService implements FederationHooks {
       this.#inboundRefusals.set(peer.siteId, `batch refused here, ${reply.reason}: ${reply.message}`);
     }
     return reply;
+  }
+
+  async #storeAttachment(attachment: FederationAttachment): Promise<void> {
+    if ((await this.#options.blobs.stat(attachment.sha256)) !== undefined) return;
+    const lease = await this.#options.blobs.put(Readable.from([attachment.bytes]), {
+      expected: { sha256: attachment.sha256 },
+      expectedSize: attachment.bytes.byteLength,
+    });
+    lease.release();
+  }
+
+  /**
+   * Small binaries of this site's own deploys go inside the push (at most
+   * inlineBinaryBytesMax each, inlineBatchBytesMax per push): a member receiving them pulls
+   * nothing, and this site serves no binary request per deploy and member. Forwarded deploys
+   * carry none (their origin sent them); a binary that cannot be read is left to the pull.
+   */
+  async #attachmentsFor(request: FederationRequest): Promise<FederationAttachment[]> {
+    const attachments: FederationAttachment[] = [];
+    const seen = new Set<string>();
+    let total = 0;
+    for (const event of request.events) {
+      if (event.type !== 'ArtifactDeployed' || event.origin !== this.siteId || seen.has(event.data.sha256)) continue;
+      const size = event.data.size;
+      if (size > federationDefaults.inlineBinaryBytesMax || total + size > federationDefaults.inlineBatchBytesMax) continue;
+      seen.add(event.data.sha256);
+      try {
+        const bytes = await this.#options.blobs.read(event.data.sha256);
+        attachments.push({ sha256: event.data.sha256, bytes });
+        total += bytes.byteLength;
+      } catch {
+        // not readable here (collected since?): the member pulls it, or learns it is gone
+      }
+    }
+    return attachments;
   }
 
   identity(): { siteId: string; baseUrl: string } {

@@ -70,10 +70,14 @@ export async function replayBenchmark(backend: 'postgres' | 'pglite', events: nu
     const source = { store: database.store, db: database.db, bulk: database.bulk };
     const all: number[] = [];
     const one: number[] = [];
+    const half: number[] = [];
     const reads: number[] = [];
+    // `--until` the middle of the global order (a position): half the events kept, the read
+    // ending at the first event past it.
+    const middle = BigInt(String((await database.raw(`select position from events order by position offset ${Math.floor(events / 2)} limit 1`)).rows[0]!.position));
     let oneEvents = 0;
     for (let round = 0; round < rounds; round++) {
-      let started = performance.now();
+      const started = performance.now();
       let read = 0;
       let after;
       for (;;) {
@@ -83,14 +87,15 @@ export async function replayBenchmark(backend: 'postgres' | 'pglite', events: nu
         after = page.checkpoint;
       }
       reads.push((read * 1000) / (performance.now() - started));
-      started = performance.now();
+      const halfway = await replayAll(source, projections(), { until: { kind: 'position', position: middle } });
+      half.push(halfway.eventsPerSecond);
       const whole = await replayAll(source, projections());
       all.push(whole.eventsPerSecond);
       const repository = await replayRepository(source, projections(), BENCH_REPOSITORIES[0]!);
       one.push(repository.eventsPerSecond);
       oneEvents = repository.events;
       log(
-        `replay round ${round + 1} (${backend}): all ${Math.round(all.at(-1)!)} events/s (${whole.events} events), one repository ${Math.round(one.at(-1)!)} events/s (${repository.events} events), readAll ${Math.round(reads.at(-1)!)} events/s`,
+        `replay round ${round + 1} (${backend}): all ${Math.round(all.at(-1)!)} events/s (${whole.events} events), until the middle ${Math.round(half.at(-1)!)} events/s (${halfway.events} events), one repository ${Math.round(one.at(-1)!)} events/s (${repository.events} events), readAll ${Math.round(reads.at(-1)!)} events/s`,
       );
     }
     const readAll = { label: 'readAll from the start', perSecond: median(reads) };
@@ -103,6 +108,15 @@ export async function replayBenchmark(backend: 'postgres' | 'pglite', events: nu
         target: { perSecond: 100_000 },
         notes: `median of ${rounds} rounds`,
         roundRatios: all.map((rate, round) => rate / reads[round]!),
+      },
+      {
+        benchmark: `strata replay --until <the middle position>`,
+        backend,
+        measured: { label: 'replay all up to a position', perSecond: median(half) },
+        reference: readAll,
+        target: { perSecond: 100_000 },
+        notes: `median of ${rounds} rounds; events kept per second of the whole replay`,
+        roundRatios: half.map((rate, round) => rate / reads[round]!),
       },
       {
         benchmark: `strata replay --repo (${oneEvents.toLocaleString('en-US')} events)`,

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { existsSync, openAsBlob, readFileSync } from 'node:fs';
+import { cp, mkdir, readdir, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,13 +29,17 @@ export interface OpenPgliteOptions {
  */
 export async function openPglite(location: PgliteLocation, options: OpenPgliteOptions = {}): Promise<PGlite> {
   const existing = location !== 'memory' && existsSync(join(location, 'PG_VERSION'));
+  const settings = { startParams: pgliteStartParams };
   let pglite: PGlite;
   if (existing) {
-    pglite = new PGlite(location);
+    pglite = new PGlite(location, settings);
+  } else if (location === 'memory') {
+    pglite = new PGlite({ loadDataDir: await loadTemplate(options.templateDir ?? tmpdir()), ...settings });
   } else {
-    const template = await loadTemplate(options.templateDir ?? tmpdir());
-    if (location !== 'memory') await mkdir(location, { recursive: true });
-    pglite = location === 'memory' ? new PGlite({ loadDataDir: template }) : new PGlite(location, { loadDataDir: template });
+    // A new data directory is a file copy of a template directory: loading the template
+    // tarball instead held ~90 MB of it in memory for the server's life (and peaked higher).
+    await copyTemplateDirectory(options.templateDir ?? tmpdir(), location);
+    pglite = new PGlite(location, settings);
   }
   try {
     await pglite.waitReady;
@@ -47,6 +51,22 @@ export async function openPglite(location: PgliteLocation, options: OpenPgliteOp
     throw error;
   }
 }
+
+/**
+ * PostgreSQL settings of every PGlite database (PGlite's own defaults plus these). PGlite
+ * runs in this process's memory: its 128 MB of shared buffers alone were a third of an idle
+ * server's resident memory (docs/benchmarks.md, "Server HTTP"). The operating system's page
+ * cache still holds the data files, so a smaller buffer pool costs a read call, not a disk
+ * read, on a miss.
+ */
+export const pgliteSettings: Readonly<Record<string, string>> = {
+  shared_buffers: '16MB',
+  wal_buffers: '1MB',
+  maintenance_work_mem: '16MB',
+  temp_buffers: '1MB',
+};
+
+const pgliteStartParams = [...PGlite.defaultStartParams, ...Object.entries(pgliteSettings).flatMap(([name, value]) => ['-c', `${name}=${value}`])];
 
 /** A Kysely instance over a PGlite database; destroying it closes the database. */
 export function pgliteKysely(pglite: PGlite, options: { closeOnDestroy?: boolean } = {}): Kysely<StoreDatabase> {
@@ -88,6 +108,46 @@ function pgliteVersion(): string {
     }
   }
   return cachedPgliteVersion;
+}
+
+/**
+ * Creates `location` as a copy of the template directory (built once from the template
+ * tarball, next to it). Copied under a temporary name and renamed, so a crash mid-copy never
+ * leaves a data directory that looks complete.
+ */
+async function copyTemplateDirectory(templateDir: string, location: string): Promise<void> {
+  const template = pgliteTemplatePath(templateDir).replace(/\.tar\.gz$/, '.dir');
+  if (!existsSync(join(template, 'PG_VERSION'))) await buildTemplateDirectory(templateDir, template);
+  const temporary = `${location}.${process.pid}.${randomUUID()}.tmp`;
+  await mkdir(dirname(location), { recursive: true });
+  try {
+    await cp(template, temporary, { recursive: true, errorOnExist: true, force: false });
+    // An empty directory (made by the operator, or left by a crash before this) is replaced.
+    if (existsSync(location) && (await readdir(location)).length === 0) await rmdir(location);
+    await rename(temporary, location);
+  } finally {
+    await rm(temporary, { recursive: true, force: true });
+  }
+}
+
+async function buildTemplateDirectory(templateDir: string, template: string): Promise<void> {
+  const tarball = pgliteTemplatePath(templateDir);
+  if (!existsSync(tarball)) await readOrBuildTemplate(tarball);
+  // Several processes may build it at once: each builds its own, the rename is atomic.
+  const temporary = `${template}.${process.pid}.${randomUUID()}.tmp`;
+  try {
+    const pglite = new PGlite(temporary, { loadDataDir: await openAsBlob(tarball, { type: 'application/gzip' }) });
+    await pglite.waitReady;
+    await pglite.close();
+    try {
+      await rename(temporary, template);
+    } catch (error) {
+      // Another process got there first.
+      if (!existsSync(join(template, 'PG_VERSION'))) throw error;
+    }
+  } finally {
+    await rm(temporary, { recursive: true, force: true });
+  }
 }
 
 /** Uncompressed template tarballs by path: loading an uncompressed tar is faster. */

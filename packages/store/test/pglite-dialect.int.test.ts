@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql, type Kysely } from 'kysely';
@@ -79,5 +79,31 @@ describe('openPglite', () => {
     const rows = await reopened.query<{ revision: number }>(`select revision from streams where stream = 'repo-kept'`);
     expect(rows.rows).toEqual([{ revision: 4 }]);
     await reopened.close();
+  });
+
+  it('runs every database with its small memory settings (shared_buffers 16MB, not 128MB)', async () => {
+    const show = async (pglite: Awaited<ReturnType<typeof openPglite>>) => {
+      const result = await pglite.query<{ shared_buffers: string }>('show shared_buffers');
+      await pglite.close();
+      return result.rows[0]?.shared_buffers;
+    };
+    expect(await show(await openPglite('memory'))).toBe('16MB');
+    expect(await show(await openPglite(join(directory, 'settings')))).toBe('16MB');
+    expect(await show(await openPglite(join(directory, 'settings')))).toBe('16MB');
+  });
+
+  it('builds the template directory a new data directory is copied from, and leaves no temporary copies', async () => {
+    const templateDir = join(directory, 'templates');
+    const pglite = await openPglite(join(directory, 'data', 'pg'), { templateDir });
+    await pglite.query(`insert into streams values ('repo-new', 1)`);
+    await pglite.close();
+    const second = await openPglite(join(directory, 'data', 'second'), { templateDir });
+    // A copy of the template: the first database's rows are not in it.
+    expect((await second.query(`select stream from streams where stream = 'repo-new'`)).rows).toEqual([]);
+    await second.close();
+    const templates = await readdir(templateDir);
+    expect(templates.filter((name) => name.endsWith('.tmp'))).toEqual([]);
+    expect(templates.some((name) => name.endsWith('.dir'))).toBe(true);
+    expect((await readdir(join(directory, 'data'))).sort()).toEqual(['pg', 'second']);
   });
 });

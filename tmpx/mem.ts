@@ -1,0 +1,15 @@
+import { PGlite } from '@electric-sql/pglite';
+import { readFileSync } from "node:fs";
+const rss = (label: string) => { const s = readFileSync('/proc/self/status', 'utf8'); console.log(label, /VmRSS:\s+(\d+)/.exec(s)![1], /VmHWM:\s+(\d+)/.exec(s)![1]); };
+rss('start');
+const params = (process.env.PGC ?? '').split(',').filter(Boolean).flatMap((kv) => ['-c', kv]);
+const pg = new PGlite(process.argv[2]!, params.length ? { startParams: [...PGlite.defaultStartParams, ...params] } : {});
+await pg.waitReady;
+rss('ready');
+await pg.query('select count(*) from events');
+rss('query');
+for (let i = 0; i < 200; i++) await pg.query('select * from events order by position desc limit 100');
+rss('queries');
+const r = await pg.query("select name, setting from pg_settings where name in ('shared_buffers','wal_buffers','work_mem','temp_buffers','maintenance_work_mem')");
+console.log(JSON.stringify(r.rows));
+await pg.close();

@@ -119,6 +119,9 @@ const LOCKED_PADDING = sql.raw(
     'null::bytea as data, null::bytea as meta',
 );
 
+/** readAll pages at least this large are read with COPY (when the store has it); smaller ones with a query. */
+const copyReadEventsMin = 1000;
+
 /** PostgreSQL errors worth retrying alone: unique races with other processes, serialization, deadlock. */
 const RETRYABLE_SQLSTATES: ReadonlySet<string> = new Set(['23505', '40001', '40P01']);
 
@@ -145,7 +148,7 @@ export class SqlEventStore implements EventStore, EventScanner {
   readonly #copyOut: CopyOut | undefined;
   readonly #copyStatementRowsMax: number | undefined;
   /** The page after the last full page readAll returned, being read (see `readAhead`). */
-  #pageAhead: { readonly after: Checkpoint; readonly maxCount: number; readonly rows: Promise<EventRow[] | undefined> } | undefined;
+  #pageAhead: { readonly after: Checkpoint; readonly maxCount: number; readonly page: Promise<ReadAllResult | undefined> } | undefined;
   readonly #queue: PendingAppend[] = [];
   #queuedEvents = 0;
   #writer: Promise<void> | undefined;
@@ -280,12 +283,31 @@ export class SqlEventStore implements EventStore, EventScanner {
     options.signal?.throwIfAborted();
     const after = options.after ?? START_CHECKPOINT;
     const maxCount = boundedReadCount(options.maxCount, this.#readBatchEventsMax);
-    const rows = (await this.#takePageAhead(after, maxCount)) ?? (await this.#readRows(after, maxCount));
-    if (this.#readAhead && maxCount > 0 && rows.length === maxCount && !this.#closed) {
-      const last = rows[rows.length - 1]!;
-      const next = { transactionId: BigInt(last.transaction_id), position: BigInt(last.position) };
-      this.#pageAhead = { after: next, maxCount, rows: this.#readRows(next, maxCount).catch(() => undefined) };
+    const page = (await this.#takePageAhead(after, maxCount)) ?? (await this.#readAllPage(after, maxCount));
+    if (this.#readAhead && maxCount > 0 && page.events.length === maxCount && !this.#closed) {
+      const next = page.checkpoint;
+      this.#pageAhead = { after: next, maxCount, page: this.#readAllPage(next, maxCount).catch(() => undefined) };
     }
+    return page;
+  }
+
+  /**
+   * One page of the global order: through a binary COPY when the store has one and the page
+   * is large (no hex text to decode, a third of the driver's row parsing gone), else a query.
+   */
+  async #readAllPage(after: Checkpoint, maxCount: number): Promise<ReadAllResult> {
+    const copyOut = this.#copyOut;
+    if (copyOut !== undefined && maxCount >= copyReadEventsMin) {
+      const statement = (target: string) =>
+        `copy (select ${COPY_EVENT_COLUMNS} from events` +
+        ` where (transaction_id, position) > ('${digits(after.transactionId)}'::xid8, ${signedDigits(after.position)}::int8)` +
+        ` and transaction_id < pg_snapshot_xmin(pg_current_snapshot()) order by transaction_id, position limit ${maxCount}` +
+        `) to ${target} (format binary)`;
+      let result: ReadAllResult = { events: [], checkpoint: after };
+      for await (const page of decodeEventCopy(copyOut(statement), maxCount)) result = page;
+      return result;
+    }
+    const rows = await this.#readRows(after, maxCount);
     const events = new Array<RecordedEvent>(rows.length);
     for (let index = 0; index < rows.length; index++) events[index] = decodeRow(rows[index]!);
     const last = rows.at(-1);
@@ -345,7 +367,7 @@ export class SqlEventStore implements EventStore, EventScanner {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.#closed = true;
-      await this.#pageAhead?.rows;
+      await this.#pageAhead?.page;
       this.#pageAhead = undefined;
       await Promise.all([...this.#subscriptions].map((subscription) => subscription.close()));
       while (this.#writer !== undefined) await this.#writer;
@@ -365,13 +387,13 @@ export class SqlEventStore implements EventStore, EventScanner {
    * no transaction could still add a row among them, and every row committed since sorts
    * after them. A short page might have grown since: it is read again.
    */
-  async #takePageAhead(after: Checkpoint, maxCount: number): Promise<EventRow[] | undefined> {
+  async #takePageAhead(after: Checkpoint, maxCount: number): Promise<ReadAllResult | undefined> {
     const ahead = this.#pageAhead;
     this.#pageAhead = undefined;
     if (ahead === undefined || ahead.maxCount !== maxCount) return undefined;
     if (ahead.after.transactionId !== after.transactionId || ahead.after.position !== after.position) return undefined;
-    const rows = await ahead.rows;
-    return rows !== undefined && rows.length === maxCount ? rows : undefined;
+    const page = await ahead.page;
+    return page !== undefined && page.events.length === maxCount ? page : undefined;
   }
 
   async #readRows(after: Checkpoint, maxCount: number): Promise<EventRow[]> {

@@ -10,7 +10,7 @@ import { chainLinkHex, encodeEventData, encodeMeta, eventDigest, type NewEvent }
 import { encodeFederationRequest, newNonce, signPeerRequest, type FederationAttachment, type FederationRequest } from '@strata/federation';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminFetch, freePort } from './support/spawned-server.ts';
-import { FEDERATION_TOKEN, createFederatedRepo, eventually, live, memberUrl, prepareSites, snapshot, startSite, status, stopSites, type Site } from './support/federation-sites.ts';
+import { FEDERATION_TOKEN, createFederatedRepo, eventually, until, live, memberUrl, prepareSites, snapshot, startSite, status, stopSites, type Site } from './support/federation-sites.ts';
 
 const KEY = 'fed-guard';
 const PUSH = '/artifactory/api/federation/push';
@@ -286,20 +286,25 @@ describe('federation bad input (PGlite)', () => {
     expect((await memberB())?.lastInboundError).toBeNull();
   });
 
-  it('a binary sent inside the push is stored with the deploy: nothing to pull, downloadable at once; one that does not match its sha256 refuses the batch', async () => {
+  it('a binary sent inside the push is stored without being pulled; one that does not match its sha256 is not stored', async () => {
     const content = 'b-6';
     const sixth = { ...event(6, Date.now(), 'in/six.txt'), meta: { actor: 'site-b-user', originPrev: chainLinkHex(fifthDigest) } } as NewEvent;
     const sha256 = (sixth.data as { sha256: string }).sha256;
+    const fileInfo = async () => (await (await adminFetch(live(a), `/artifactory/api/storage/${KEY}/in/six.txt`)).json()) as { binaryArrived?: boolean };
+    // wrong bytes under the deploy's sha256: the batch is applied, the bytes are not kept
     const wrong = await push(a, request([sixth]), { attachments: [{ sha256, bytes: new TextEncoder().encode('not b-6') }] });
-    expect(wrong.status).toBe(400);
-    expect(wrong.body).toMatchObject({ federation: { reason: 'malformed' } });
-    expect(await vectorOfB()).toBe(5);
+    expect(wrong.status).toBe(200);
+    expect(wrong.body).toMatchObject({ kind: 'ack', appended: 1 });
+    expect(await vectorOfB()).toBe(6);
+    await until('its binary to be pending (with those of events 1–5)', memberB, (member) => member?.pendingBinaries === 6);
+    expect((await fileInfo()).binaryArrived).toBe(false);
 
-    const accepted = await push(a, request([sixth]), { attachments: [{ sha256, bytes: new TextEncoder().encode(content) }] });
-    expect(accepted.status).toBe(200);
-    // site-b listens nowhere: the binary can only have come with the batch
-    const info = (await (await adminFetch(live(a), `/artifactory/api/storage/${KEY}/in/six.txt`)).json()) as { binaryArrived?: boolean };
-    expect(info.binaryArrived).toBe(true);
+    // the right bytes (the same event again, a duplicate): stored; site-b listens nowhere, so
+    // the binary can only have come with the batch
+    const right = await push(a, request([sixth]), { attachments: [{ sha256, bytes: new TextEncoder().encode(content) }] });
+    expect(right.status).toBe(200);
+    expect(right.body).toMatchObject({ kind: 'ack', appended: 0, duplicates: 1 });
+    await until('the binary to arrive', fileInfo, (info) => info.binaryArrived === true);
     const download = await adminFetch(live(a), `/artifactory/${KEY}/in/six.txt`);
     expect(download.status).toBe(200);
     expect(await download.text()).toBe(content);

@@ -42,6 +42,8 @@ export class BinaryPuller {
   readonly #queue: string[] = [];
   readonly #inFlight = new Map<string, Promise<boolean>>();
   readonly #controller = new AbortController();
+  /** Binaries that came inside a push and are being stored: not pulled meanwhile (count per sha256). */
+  readonly #arriving = new Map<string, number>();
   #active = 0;
   #closed = false;
 
@@ -62,12 +64,50 @@ export class BinaryPuller {
   async consider(candidates: readonly PendingBinary[]): Promise<void> {
     const seen = new Set<string>();
     for (const candidate of candidates) {
-      if (seen.has(candidate.sha256) || this.#pending.has(candidate.sha256)) continue;
+      if (seen.has(candidate.sha256) || this.#pending.has(candidate.sha256) || this.#arriving.has(candidate.sha256)) continue;
       seen.add(candidate.sha256);
       if ((await this.#options.blobs.stat(candidate.sha256)) === undefined) this.#track(candidate);
       else await this.#options.persist.remove(candidate.sha256);
     }
     this.#pump();
+  }
+
+  /**
+   * Binaries that arrived inside a push, stored by `store` in the background (off the path of
+   * the batch's append): they are not pulled meanwhile; once stored their pending rows go, and
+   * one that could not be stored (e.g. its content does not match its sha256) is pulled as usual.
+   */
+  markArriving(binaries: readonly PendingBinary[]): void {
+    for (const binary of binaries) this.#arriving.set(binary.sha256, (this.#arriving.get(binary.sha256) ?? 0) + 1);
+  }
+
+  /** Ends `markArriving` without storing (the batch was refused). */
+  unmarkArriving(binaries: readonly PendingBinary[]): void {
+    for (const binary of binaries) this.#unmark(binary.sha256);
+  }
+
+  #unmark(sha256: string): void {
+    const count = (this.#arriving.get(sha256) ?? 1) - 1;
+    if (count <= 0) this.#arriving.delete(sha256);
+    else this.#arriving.set(sha256, count);
+  }
+
+  /** After `markArriving` and the batch's append: stores them in the background (see above). */
+  storeArriving(binaries: readonly PendingBinary[], store: (sha256: string) => Promise<void>): void {
+    void Promise.all(
+      binaries.map(async (binary) => {
+        let stored = false;
+        try {
+          await store(binary.sha256);
+          stored = true;
+        } catch (error) {
+          this.#options.onError(`binary ${binary.sha256} sent with a batch was not stored; pulling it instead`, error);
+        }
+        this.#unmark(binary.sha256);
+        if (stored) await this.#options.persist.remove(binary.sha256).catch((error: unknown) => this.#options.onError('pending binary not cleared', error));
+        else await this.consider([binary]);
+      }),
+    );
   }
 
   /** Pending binaries per (repository, origin). */

@@ -26,6 +26,7 @@ import {
   isVerifiedPeer,
   type FederationAttachment,
   type FederationMemberStatus,
+  type PendingBinary,
   type FederationRequest,
   type FederationReply,
   type PeerRequestRefusal,
@@ -414,14 +415,25 @@ export class FederationService implements FederationHooks {
     if (request.from !== peer.siteId) {
       return { kind: 'refused', reason: 'malformed', message: `batch from ${request.from} signed by ${peer.siteId}`, vector: null, offsetMs: null };
     }
-    // Binaries sent with the batch are stored first (each checked against its sha256), so the
-    // deploys that name them are complete here as soon as they are appended: nothing to pull.
-    try {
-      await Promise.all(attachments.map((attachment) => this.#storeAttachment(attachment)));
-    } catch (error) {
-      return malformed(`an attached binary was refused: ${isStrataError(error) ? error.message : String(error)}`);
+    // Binaries sent with the batch are not pulled; once the batch is appended they are stored
+    // in the background, each checked against its sha256 (their blob writes stay off the
+    // append's path; one that does not match is pulled as usual).
+    const bytesOf = new Map(attachments.map((attachment) => [attachment.sha256, attachment.bytes]));
+    const arriving: PendingBinary[] = [];
+    for (const event of request.events) {
+      if (event.type !== 'ArtifactDeployed' || !bytesOf.has(event.data.sha256) || arriving.some((entry) => entry.sha256 === event.data.sha256)) continue;
+      arriving.push({ sha256: event.data.sha256, repoKey: request.repoKey, origin: event.origin });
     }
-    const reply = await this.#engine.receive(request);
+    this.#puller.markArriving(arriving);
+    let reply: FederationReply;
+    try {
+      reply = await this.#engine.receive(request);
+    } catch (error) {
+      this.#puller.unmarkArriving(arriving);
+      throw error;
+    }
+    if (reply.kind === 'ack') this.#puller.storeArriving(arriving, (sha256) => this.#storeAttachment(sha256, bytesOf.get(sha256)!));
+    else this.#puller.unmarkArriving(arriving);
     const base = normalizeBaseUrl(peer.baseUrl);
     if (reply.kind === 'ack') {
       this.#inboundRefusals.delete(peer.siteId);
@@ -432,12 +444,9 @@ export class FederationService implements FederationHooks {
     return reply;
   }
 
-  async #storeAttachment(attachment: FederationAttachment): Promise<void> {
-    if ((await this.#options.blobs.stat(attachment.sha256)) !== undefined) return;
-    const lease = await this.#options.blobs.put(Readable.from([attachment.bytes]), {
-      expected: { sha256: attachment.sha256 },
-      expectedSize: attachment.bytes.byteLength,
-    });
+  async #storeAttachment(sha256: string, bytes: Uint8Array): Promise<void> {
+    if ((await this.#options.blobs.stat(sha256)) !== undefined) return;
+    const lease = await this.#options.blobs.put(Readable.from([bytes]), { expected: { sha256 }, expectedSize: bytes.byteLength });
     lease.release();
   }
 

@@ -456,31 +456,50 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
   } {
     const tree = this.#repos.get(repo);
     if (tree === undefined) return { files: [], folderTombstones: [], properties: [] };
-    let sortedPaths: string[] | undefined;
-    const sorted = () => (sortedPaths ??= [...tree.paths.keys()].sort());
+    // Sorted once for both kinds, with each path's number looked up once.
+    let sorted: { names: string[]; paths: Int32Array } | undefined;
+    const sortedPaths = () => {
+      if (sorted === undefined) {
+        const names = [...tree.paths.keys()].sort();
+        const paths = new Int32Array(names.length);
+        for (let index = 0; index < names.length; index++) paths[index] = tree.paths.get(names[index]!)!;
+        sorted = { names, paths };
+      }
+      return sorted;
+    };
     const coveringTombstone = this.#coveringTombstones(tree);
     const self = this;
     return {
       files: (function* () {
-        for (const name of sorted()) {
-          const path = tree.paths.get(name)!;
+        const { names, paths } = sortedPaths();
+        for (let index = 0; index < names.length; index++) {
+          const path = paths[index]!;
           if ((self.#fileState[path]! & HAS_REGISTER) === 0) continue;
+          const name = names[index]!;
           const register = self.#fileRegister(path);
           yield { path: name, register, tombstone: maxStamp(register.tombstone, coveringTombstone(name)) };
         }
       })(),
       folderTombstones: [...tree.folderTombstones.keys()].sort().map((prefix) => ({ prefix, stamp: tree.folderTombstones.get(prefix)! })),
       properties: (function* () {
-        for (const name of sorted()) {
-          const path = tree.paths.get(name)!;
-          let register = self.#propertyHead[path]!;
-          if (register === NONE) continue;
+        const { names, paths } = sortedPaths();
+        for (let index = 0; index < names.length; index++) {
+          const path = paths[index]!;
+          const head = self.#propertyHead[path]!;
+          if (head === NONE) continue;
+          const name = names[index]!;
           const tombstone = maxStamp(self.#ownTombstone(path), coveringTombstone(name));
+          if (self.#propertyNext[head] === NONE) {
+            // One key (the common case): nothing to sort.
+            const normalized = normalizePropertyRegister(self.#propertyRegister(head), tombstone);
+            if (normalized !== undefined) yield { path: name, key: self.#names[self.#propertyKey[head]!]!, register: normalized };
+            continue;
+          }
           const registers: { key: string; register: number }[] = [];
-          for (; register !== NONE; register = self.#propertyNext[register]!) registers.push({ key: self.#names[self.#propertyKey[register]!]!, register });
+          for (let register = head; register !== NONE; register = self.#propertyNext[register]!) registers.push({ key: self.#names[self.#propertyKey[register]!]!, register });
           registers.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-          for (const { key, register: index } of registers) {
-            const normalized = normalizePropertyRegister(self.#propertyRegister(index), tombstone);
+          for (const { key, register } of registers) {
+            const normalized = normalizePropertyRegister(self.#propertyRegister(register), tombstone);
             if (normalized !== undefined) yield { path: name, key, register: normalized };
           }
         }

@@ -16,6 +16,7 @@ export type ServeSettings = Pick<
   | 'federationAntiEntropyIntervalMs'
   | 'federationRetryDelayMaxMs'
   | 'federationTestHooks'
+  | 'federationInlineBinaryBytesMax'
   | 'edge'
   | 'blobTrashPeriodMs'
   | 'blobGcIntervalMs'
@@ -81,6 +82,14 @@ function durationMs(what: string, text: string | undefined): number | undefined 
 
 export class UsageError extends Error {}
 
+/** Binaries up to this size travel inside a federation push (0: none). */
+function inlineBinaryBytes(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < 0 || value > 1024 * 1024) throw new UsageError(`invalid STRATA_FEDERATION_INLINE_BINARY_MAX_BYTES '${text}' (bytes, 0 to 1048576)`);
+  return value;
+}
+
 function positiveMs(what: string, text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   const value = Number(text);
@@ -122,6 +131,7 @@ export function parseServeSettings(argv: readonly string[], env: NodeJS.ProcessE
     federationAntiEntropyIntervalMs: positiveMs('anti-entropy interval', flags.federationAntiEntropyIntervalMs ?? nonEmpty(env.STRATA_FEDERATION_ANTI_ENTROPY_MS)),
     federationRetryDelayMaxMs: positiveMs('retry cap', flags.federationRetryDelayMaxMs ?? nonEmpty(env.STRATA_FEDERATION_RETRY_MAX_MS)),
     federationTestHooks: env.STRATA_FEDERATION_TEST_HOOKS === '1',
+    federationInlineBinaryBytesMax: inlineBinaryBytes(nonEmpty(env.STRATA_FEDERATION_INLINE_BINARY_MAX_BYTES)),
     edge: edgeFlag || env.STRATA_EDGE?.toLowerCase() === 'true',
     blobTrashPeriodMs: durationMs('trash period', flags.blobTrashPeriodMs ?? nonEmpty(env.STRATA_TRASH_PERIOD)),
     blobGcIntervalMs: durationMs('blob GC interval', flags.blobGcIntervalMs ?? nonEmpty(env.STRATA_BLOB_GC_INTERVAL)),

@@ -61,6 +61,8 @@ export interface ServerSettings {
   readonly federationRetryDelayMaxMs?: number | undefined;
   /** Test-only endpoint that cuts links (POST /api/federation/test/block). */
   readonly federationTestHooks?: boolean | undefined;
+  /** Binaries up to this size travel inside a push (STRATA_FEDERATION_INLINE_BINARY_MAX_BYTES; 0: none; default 64 KiB). */
+  readonly federationInlineBinaryBytesMax?: number | undefined;
   /** Edge-node mode (`--edge`, STRATA_EDGE=true): docs/edge.md. */
   readonly edge?: boolean;
   /** How often smart remotes report queued downloads to their origins (STRATA_SMART_REMOTE_STATS_INTERVAL_MS). */
@@ -173,6 +175,7 @@ export async function startServer(settings: ServerSettings): Promise<RunningServ
         ...(settings.federationAntiEntropyIntervalMs === undefined ? {} : { antiEntropyIntervalMs: settings.federationAntiEntropyIntervalMs }),
         ...(settings.federationRetryDelayMaxMs === undefined ? {} : { retryDelayMaxMs: settings.federationRetryDelayMaxMs }),
         testHooks: settings.federationTestHooks === true,
+        ...(settings.federationInlineBinaryBytesMax === undefined ? {} : { inlineBinaryBytesMax: settings.federationInlineBinaryBytesMax }),
       },
       eventStore,
       db: opened.db,

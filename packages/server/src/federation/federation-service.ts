@@ -51,6 +51,8 @@ export interface FederationSettings {
   readonly federationBatchEventsMax?: number;
   readonly requestSkewMsMax?: number;
   readonly binaryPullsConcurrentMax?: number;
+  /** Own deploys' binaries up to this size travel inside the push (0: none). */
+  readonly inlineBinaryBytesMax?: number;
   /** Enables the test-only link-blocking endpoint (STRATA_FEDERATION_TEST_HOOKS=1). */
   readonly testHooks?: boolean;
 }
@@ -457,24 +459,30 @@ export class FederationService implements FederationHooks {
    * carry none (their origin sent them); a binary that cannot be read is left to the pull.
    */
   async #attachmentsFor(request: FederationRequest): Promise<FederationAttachment[]> {
-    const attachments: FederationAttachment[] = [];
-    const seen = new Set<string>();
+    const bytesMax = this.settings.inlineBinaryBytesMax ?? federationDefaults.inlineBinaryBytesMax;
+    if (bytesMax <= 0) return [];
+    const chosen = new Set<string>();
     let total = 0;
     for (const event of request.events) {
-      if (event.type !== 'ArtifactDeployed' || event.origin !== this.siteId || seen.has(event.data.sha256)) continue;
+      if (event.type !== 'ArtifactDeployed' || event.origin !== this.siteId || chosen.has(event.data.sha256)) continue;
       const size = event.data.size;
-      if (size > federationDefaults.inlineBinaryBytesMax || total + size > federationDefaults.inlineBatchBytesMax) continue;
-      seen.add(event.data.sha256);
-      try {
-        const bytes = await this.#options.blobs.read(event.data.sha256);
-        attachments.push({ sha256: event.data.sha256, bytes });
-        total += bytes.byteLength;
-      } catch {
-        // not readable here (collected since?): the member pulls it, or learns it is gone
-      }
+      if (size > bytesMax || total + size > federationDefaults.inlineBatchBytesMax) continue;
+      chosen.add(event.data.sha256);
+      total += size;
     }
-    return attachments;
+    // Read together: one after the other, each read waits behind the deploys' fsyncs.
+    const read = await Promise.all(
+      [...chosen].map(async (sha256) => {
+        try {
+          return { sha256, bytes: await this.#options.blobs.read(sha256) };
+        } catch {
+          return undefined; // not readable here (collected since?): the member pulls it, or learns it is gone
+        }
+      }),
+    );
+    return read.filter((attachment) => attachment !== undefined);
   }
+
 
   identity(): { siteId: string; baseUrl: string } {
     return { siteId: this.siteId, baseUrl: this.directory.ownBaseUrl };

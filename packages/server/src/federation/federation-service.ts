@@ -67,8 +67,12 @@ export const federationDefaults = {
   /** How often member urls without a known site id are looked up. */
   memberResolveIntervalMs: 2_000,
   binaryFetchTimeoutMs: 60_000,
-  /** Binaries of own deploys up to this size travel inside the push instead of being pulled. */
-  inlineBinaryBytesMax: 64 * 1024,
+  /**
+   * Binaries of own deploys up to this size travel inside the push instead of being pulled.
+   * Off by default: measured at 500 deploys/s on 2 shared cores, sending them made the
+   * replication lag worse (PostgreSQL p50 77 → 244 ms, PGlite 40 → 128 ms; docs/benchmarks.md).
+   */
+  inlineBinaryBytesMax: 0,
   /** Attached binaries per push at most (bytes). */
   inlineBatchBytesMax: 8 * 1024 * 1024,
   /** How long deleting a federated repository waits for the members to acknowledge that this site left. */

@@ -91,11 +91,6 @@ export interface ArtifactReader {
   usage(repo: string): Promise<RepositoryUsage>;
   /** Visible properties of a file or folder (empty when none). */
   properties(repo: string, path: string): Promise<Properties>;
-  /**
-   * Visible properties of every path directly in a folder, in one read (paths without any are
-   * absent). Optional: undefined (or no method) means the reader has no bulk read, ask `properties`.
-   */
-  propertiesBelow?(repo: string, folder: string): Promise<ReadonlyMap<string, Properties> | undefined>;
 }
 
 export interface DownloadStats {

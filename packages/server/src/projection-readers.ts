@@ -7,8 +7,6 @@ export interface ArtifactTreeQueriesSlice {
   folderExists(repo: string, path: string): Promise<boolean>;
   listFiles(repo: string, folder: string, options?: ArtifactListOptions & { limit?: number }): Promise<ArtifactListEntry[]>;
   getProperties(repo: string, path: string): Promise<Record<string, string[]>>;
-  /** Properties of the paths directly in a folder, in one read (absent: read one path at a time). */
-  getPropertiesBelow?(repo: string, folder: string): Promise<Map<string, Record<string, string[]>>>;
   countRepository(repo: string): Promise<RepositoryTreeStats>;
 }
 
@@ -106,9 +104,5 @@ export class ProjectionReaders implements RepositoryReader, ArtifactReader {
 
   async properties(repo: string, path: string): Promise<Properties> {
     return this.#tree.getProperties(repo, path);
-  }
-
-  async propertiesBelow(repo: string, folder: string): Promise<ReadonlyMap<string, Properties> | undefined> {
-    return this.#tree.getPropertiesBelow?.(repo, folder);
   }
 }

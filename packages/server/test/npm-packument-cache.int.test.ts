@@ -22,11 +22,10 @@ function publishDocument(version: string): Record<string, unknown> {
 type Packument = { versions: Record<string, { deprecated?: string }> };
 
 /**
- * A packument is recomputed from the versions read less than metadataCacheTtlMs ago (each
- * tarball's properties read once, not on every recompute): what another server writes to the
- * same database still shows within the TTL, and this server's own writes at once.
+ * A packument is cached for metadataCacheTtlMs: what another server writes to the same
+ * database shows once the TTL has passed, and this server's own writes at once.
  */
-describe('npm packuments computed from remembered version reads, two servers on one database', () => {
+describe('npm packuments cached per package, two servers on one database', () => {
   let opened: OpenedEventStore;
   let now = 1_700_000_000_000;
   let a: FastifyInstance;

@@ -190,28 +190,6 @@ export class ArtifactTreeQueries {
     return properties;
   }
 
-  /**
-   * Visible properties of every path directly in `folder` (not deeper), in one query: path →
-   * properties, keys sorted. Paths without properties are absent. For package metadata that
-   * reads the properties of many files of one folder (an npm package's tarballs).
-   */
-  async getPropertiesBelow(repo: string, folder: string, options: QueryOptions = {}): Promise<Map<string, Record<string, string[]>>> {
-    options.signal?.throwIfAborted();
-    folder = ArtifactTreePaths.trim(folder);
-    const start = folder === '' ? 1 : folder.length + 2;
-    const result = await sql<Row>`select path, key, values from artifact_properties
-      where repo = ${repo} and ${below(folder)} and strpos(substr(path, ${start}), '/') = 0 and not removed
-      order by path, key`.execute(this.#db);
-    const byPath = new Map<string, Record<string, string[]>>();
-    for (const row of result.rows) {
-      const path = String(row.path);
-      let properties = byPath.get(path);
-      if (properties === undefined) byPath.set(path, (properties = {}));
-      properties[String(row.key)] = (typeof row.values === 'string' ? JSON.parse(row.values) : row.values) as string[];
-    }
-    return byPath;
-  }
-
   /** Present files, implicit folders below the root, and bytes of a repository. */
   async countRepository(repo: string, options: QueryOptions = {}): Promise<RepositoryTreeStats> {
     options.signal?.throwIfAborted();

@@ -151,17 +151,12 @@ export class NpmService {
   }
 
   async #storedVersions(repo: string, name: string): Promise<{ versions: StoredVersion[]; files: Map<string, FileItem> }> {
-    // The tarballs' properties in one read where the reader has one (a packument of hundreds of
-    // versions is then two queries, not one per version).
-    const [listed, bulk] = await Promise.all([
-      this.#artifacts.list(repo, `${name}/-`, { deep: false, includeFolders: false, limit: this.#listEntriesMax }),
-      this.#artifacts.propertiesBelow?.(repo, `${name}/-`),
-    ]);
+    const listed = await this.#artifacts.list(repo, `${name}/-`, { deep: false, includeFolders: false, limit: this.#listEntriesMax });
     const files = new Map<string, FileItem>();
     const versions = await Promise.all(
       listed.map(async (item): Promise<StoredVersion | undefined> => {
         if (item.kind !== 'file' || !item.path.endsWith('.tgz')) return undefined;
-        const properties = bulk === undefined ? await this.#artifacts.properties(repo, item.path) : (bulk.get(item.path) ?? {});
+        const properties = await this.#artifacts.properties(repo, item.path);
         const version = properties[NPM_PROPERTY.version]?.[0];
         const manifest = manifestFromValues(properties[NPM_PROPERTY.manifest]);
         if (version === undefined || manifest === undefined || properties[NPM_PROPERTY.name]?.[0] !== name) return undefined;

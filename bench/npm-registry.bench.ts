@@ -317,6 +317,7 @@ export async function npmClientPublishBenchmark(options: { publishes: number; ba
     const verdaccio = await startVerdaccio(work, verdaccioBin, 0);
     const strata = await startStrata(work, 0, backend);
     const seconds = { strata: [] as number[], verdaccio: [] as number[] };
+    const serverSeconds = { strata: [] as number[], verdaccio: [] as number[] };
     try {
       const sides = await Promise.all(
         ([['verdaccio', verdaccio], ['strata', strata]] as const).map(async ([label, registry]) => {
@@ -334,10 +335,24 @@ export async function npmClientPublishBenchmark(options: { publishes: number; ba
         for (const side of index % 2 === 0 ? sides : [...sides].reverse()) {
           await writeFile(join(side.dir, 'package.json'), JSON.stringify({ name: 'bench-client-publish', version: `1.0.${index}`, main: 'index.js', license: 'MIT' }));
           const started = performance.now();
-          await run('npm', ['publish', '--userconfig', side.npmrc, '--registry', `${side.registry.url}/`, '--loglevel=error', '--ignore-scripts'], { cwd: side.dir, env, timeout: 120_000 });
+          const { stderr } = await run('npm', ['publish', '--userconfig', side.npmrc, '--registry', `${side.registry.url}/`, '--loglevel=http', '--ignore-scripts'], { cwd: side.dir, env, timeout: 120_000 });
           seconds[side.label].push((performance.now() - started) / 1000);
+          // npm logs each request with its time ("npm http fetch PUT 201 <url> 35ms"): the server's share of the call.
+          let requestMs = 0;
+          const requests: string[] = [];
+          for (const match of stderr.matchAll(/npm http fetch (\w+) (\d+) \S+ (\d+)ms/g)) {
+            requestMs += Number(match[3]);
+            requests.push(`${match[1]} ${match[2]}`);
+          }
+          serverSeconds[side.label].push(requestMs / 1000);
+          if (index === 1) log(`npm publish requests to ${side.label}: ${requests.join(', ')}`);
         }
-        if ((index + 1) % 50 === 0) log(`npm publish ${index + 1}/${options.publishes}: verdaccio ${median(seconds.verdaccio).toFixed(3)} s, strata ${median(seconds.strata).toFixed(3)} s (medians so far)`);
+        if ((index + 1) % 50 === 0) {
+          log(
+            `npm publish ${index + 1}/${options.publishes}: median call verdaccio ${median(seconds.verdaccio).toFixed(3)} s (requests ${median(serverSeconds.verdaccio).toFixed(3)} s), ` +
+              `strata ${median(seconds.strata).toFixed(3)} s (requests ${median(serverSeconds.strata).toFixed(3)} s)`,
+          );
+        }
       }
     } finally {
       await verdaccio.stop();
@@ -353,7 +368,9 @@ export async function npmClientPublishBenchmark(options: { publishes: number; ba
         reference: { label: `verdaccio ${VERDACCIO_VERSION}`, perSecond: rate.verdaccio },
         target: { ratio: 1 },
         roundRatios: [rate.strata / rate.verdaccio],
-        notes: `the npm client run ${options.publishes} times in sequence per server, calls alternating between the servers; median call verdaccio ${median(seconds.verdaccio).toFixed(3)} s, strata ${median(seconds.strata).toFixed(3)} s`,
+        notes:
+          `the npm client run ${options.publishes} times in sequence per server, calls alternating between the servers; median call verdaccio ${median(seconds.verdaccio).toFixed(3)} s, strata ${median(seconds.strata).toFixed(3)} s; ` +
+          `median time in requests (npm's http log) verdaccio ${median(serverSeconds.verdaccio).toFixed(3)} s, strata ${median(serverSeconds.strata).toFixed(3)} s`,
       },
     ];
   } finally {

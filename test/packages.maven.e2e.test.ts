@@ -183,4 +183,65 @@ describe('Maven repositories with the real mvn client', () => {
     expect(((await snapshot.json()) as { errors: { message: string }[] }).errors[0]!.message).toContain('does not handle snapshots');
     expect((await adminFetch(server, '/artifactory/maven-releases/org/example/app/1.0/app-1.0.jar', { method: 'PUT', body: 'x' })).status).toBe(201);
   });
+  it('a virtual resolves snapshots and releases only from members that handle them, and merges only those versions', async () => {
+    const create = (key: string, config: Record<string, unknown>, method = 'PUT') =>
+      adminFetch(server, `/artifactory/api/repositories/${key}`, { method, headers: { 'content-type': 'application/json' }, body: JSON.stringify(config) });
+    const put = async (repo: string, path: string, body: Uint8Array) => expect((await adminFetch(server, `/artifactory/${repo}/${path}`, { method: 'PUT', body })).status, `${repo}/${path}`).toBe(201);
+    // Both members first take every kind; then each stops handling one. What they hold stays.
+    expect((await create('mvn-rel', { rclass: 'local', packageType: 'maven' })).status).toBe(200);
+    expect((await create('mvn-snap', { rclass: 'local', packageType: 'maven' })).status).toBe(200);
+    const lib = 'org/handles/lib';
+    const [releaseInRel, snapshotInRel, releaseInSnap, snapshotInSnap, onlyInSnap] = [1, 2, 3, 4, 5].map(() => randomBytes(64));
+    await put('mvn-rel', `${lib}/1.0/lib-1.0.jar`, releaseInRel!);
+    await put('mvn-rel', `${lib}/2.0-SNAPSHOT/lib-2.0-20240101.120000-1.jar`, snapshotInRel!);
+    await put('mvn-rel', `${lib}/2.0-SNAPSHOT/lib-2.0-SNAPSHOT.jar`, snapshotInRel!);
+    await put('mvn-snap', `${lib}/1.0/lib-1.0.jar`, releaseInSnap!);
+    await put('mvn-snap', `${lib}/3.0/lib-3.0.jar`, onlyInSnap!);
+    await put('mvn-snap', `${lib}/2.0-SNAPSHOT/lib-2.0-20240102.120000-7.jar`, snapshotInSnap!);
+    expect((await create('mvn-rel', { handleSnapshots: false }, 'POST')).status).toBe(200);
+    expect((await create('mvn-snap', { handleReleases: false }, 'POST')).status).toBe(200);
+    expect((await create('mvn-handles', { rclass: 'virtual', packageType: 'maven', repositories: ['mvn-rel', 'mvn-snap'] })).status).toBe(200);
+    expect((await create('mvn-handles-reversed', { rclass: 'virtual', packageType: 'maven', repositories: ['mvn-snap', 'mvn-rel'] })).status).toBe(200);
+
+    // Deploys are refused where the kind is not handled.
+    expect((await adminFetch(server, `/artifactory/mvn-rel/${lib}/4.0-SNAPSHOT/lib-4.0-SNAPSHOT.jar`, { method: 'PUT', body: 'x' })).status).toBe(409);
+    expect((await adminFetch(server, `/artifactory/mvn-snap/${lib}/4.0/lib-4.0.jar`, { method: 'PUT', body: 'x' })).status).toBe(409);
+
+    const bytes = async (path: string) => {
+      const response = await adminFetch(server, path);
+      return { status: response.status, body: Buffer.from(await response.arrayBuffer()) };
+    };
+    for (const virtual of ['mvn-handles', 'mvn-handles-reversed']) {
+      // Releases only from mvn-rel, snapshots only from mvn-snap, whatever the order.
+      expect((await bytes(`/artifactory/${virtual}/${lib}/1.0/lib-1.0.jar`)).body.equals(releaseInRel!), virtual).toBe(true);
+      expect(await (await adminFetch(server, `/artifactory/${virtual}/${lib}/1.0/lib-1.0.jar.sha1`)).text()).toBe(sha1(releaseInRel!));
+      expect((await bytes(`/artifactory/${virtual}/${lib}/2.0-SNAPSHOT/lib-2.0-20240102.120000-7.jar`)).body.equals(snapshotInSnap!)).toBe(true);
+      expect((await bytes(`/artifactory/${virtual}/${lib}/2.0-SNAPSHOT/lib-2.0-20240101.120000-1.jar`)).status).toBe(404);
+      expect((await bytes(`/artifactory/${virtual}/${lib}/2.0-SNAPSHOT/lib-2.0-SNAPSHOT.jar`)).status).toBe(404);
+      expect((await adminFetch(server, `/artifactory/${virtual}/${lib}/2.0-SNAPSHOT/lib-2.0-SNAPSHOT.jar.sha1`)).status).toBe(404);
+      expect((await bytes(`/artifactory/${virtual}/${lib}/3.0/lib-3.0.jar`)).status).toBe(404);
+      const snapshotMetadata = await (await adminFetch(server, `/artifactory/${virtual}/${lib}/2.0-SNAPSHOT/maven-metadata.xml`)).text();
+      expect(snapshotMetadata).toContain('<timestamp>20240102.120000</timestamp>');
+      expect(snapshotMetadata).toContain('<buildNumber>7</buildNumber>');
+      const merged = await (await adminFetch(server, `/artifactory/${virtual}/${lib}/maven-metadata.xml`)).text();
+      expect(merged).toMatch(/<versions>\s*<version>1\.0<\/version>\s*<version>2\.0-SNAPSHOT<\/version>\s*<\/versions>/);
+      expect(merged).toContain('<release>1.0</release>');
+      expect(await (await adminFetch(server, `/artifactory/${virtual}/${lib}/maven-metadata.xml.sha1`)).text()).toBe(sha1(merged));
+    }
+    // Each local still serves what it holds when asked directly.
+    expect((await bytes(`/artifactory/mvn-snap/${lib}/3.0/lib-3.0.jar`)).body.equals(onlyInSnap!)).toBe(true);
+
+    // A remote that does not handle snapshots neither fetches nor serves them; its releases come through.
+    expect(
+      (await create('mvn-remote-releases', { rclass: 'remote', packageType: 'maven', url: `${server.url}/artifactory/mvn-snap`, username: 'admin', password: ADMIN_PASSWORD, handleSnapshots: false }))
+        .status,
+    ).toBe(200);
+    expect((await bytes(`/artifactory/mvn-remote-releases/${lib}/2.0-SNAPSHOT/lib-2.0-20240102.120000-7.jar`)).status).toBe(404);
+    expect((await bytes(`/artifactory/mvn-remote-releases/${lib}/3.0/lib-3.0.jar`)).body.equals(onlyInSnap!)).toBe(true);
+    expect((await create('mvn-over-remote', { rclass: 'virtual', packageType: 'maven', repositories: ['mvn-remote-releases'] })).status).toBe(200);
+    expect((await bytes(`/artifactory/mvn-over-remote/${lib}/2.0-SNAPSHOT/lib-2.0-20240102.120000-7.jar`)).status).toBe(404);
+    const overRemote = await (await adminFetch(server, `/artifactory/mvn-over-remote/${lib}/maven-metadata.xml`)).text();
+    expect(overRemote).toContain('<version>3.0</version>');
+    expect(overRemote).not.toContain('SNAPSHOT');
+  });
 });

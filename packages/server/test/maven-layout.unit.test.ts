@@ -3,6 +3,8 @@ import { describe, expect, it } from 'vitest';
 import {
   artifactMetadataXml,
   compareMavenVersions,
+  mavenRepositoryHandles,
+  mavenVersionKindOf,
   parseArtifactPath,
   parseMavenPath,
   snapshotBuilds,
@@ -72,5 +74,22 @@ describe('Maven layout', () => {
     expect(() => checkPomMatchesPath('<project><groupId>org.other</groupId><artifactId>lib</artifactId><version>1.0</version></project>', path)).toThrow(/groupId/);
     expect(() => checkPomMatchesPath('<project><groupId>org.example</groupId><artifactId>lib</artifactId><version>${revision}</version></project>', path)).not.toThrow();
     expect(() => checkPomMatchesPath('not xml <', path)).toThrow(/well-formed/);
+  });
+
+  it('classifies a path by the kind of version it belongs to, for handleReleases / handleSnapshots', () => {
+    expect(mavenVersionKindOf('org/example/lib/1.0/lib-1.0.jar')).toBe('release');
+    expect(mavenVersionKindOf('org/example/lib/1.0/lib-1.0.jar.sha1')).toBe('release');
+    expect(mavenVersionKindOf('org/example/lib/1.0-SNAPSHOT/lib-1.0-20240101.120000-3.pom')).toBe('snapshot');
+    expect(mavenVersionKindOf('org/example/lib/1.0-SNAPSHOT/lib-1.0-SNAPSHOT.jar.md5')).toBe('snapshot');
+    expect(mavenVersionKindOf('org/example/lib/1.0-SNAPSHOT/maven-metadata.xml')).toBe('snapshot');
+    expect(mavenVersionKindOf('org/example/lib/1.0-SNAPSHOT/maven-metadata.xml.sha1')).toBe('snapshot');
+    // Artifact- and group-level metadata span both kinds; a path outside the layout names none.
+    expect(mavenVersionKindOf('org/example/lib/maven-metadata.xml')).toBeUndefined();
+    expect(mavenVersionKindOf('org/example/maven-metadata.xml')).toBeUndefined();
+    expect(mavenVersionKindOf('lib-1.0.jar')).toBeUndefined();
+    expect(mavenRepositoryHandles({}, 'snapshot')).toBe(true);
+    expect(mavenRepositoryHandles({ handleSnapshots: false }, 'snapshot')).toBe(false);
+    expect(mavenRepositoryHandles({ handleSnapshots: false }, 'release')).toBe(true);
+    expect(mavenRepositoryHandles({ handleReleases: false }, 'release')).toBe(false);
   });
 });

@@ -7,6 +7,7 @@ import type { CurationService } from '../curation/curation-service.ts';
 import type { ArtifactReader, FileItem, ListOptions, RepositoryConfig, TreeItem } from '../ports.ts';
 import type { RemoteAnswer, RemoteProxy } from '../remote/remote-proxy.ts';
 import { repositoryNotFound } from '../repositories/repository-decider.ts';
+import { mavenRepositoryHandles, mavenVersionKindOf } from '../formats/maven/maven-layout.ts';
 
 /** The suffix that addresses a remote repository's cache only: `/artifactory/{remote}-cache/{path}`. */
 export const REMOTE_CACHE_SUFFIX = '-cache';
@@ -112,7 +113,12 @@ export class RepositoryContent {
   /** The ordered steps resolving `path` through a virtual (patterns applied; '' = any path). */
   async steps(virtualKey: string, path = ''): Promise<ResolutionStep<RepositoryConfig>[]> {
     const configs = await this.#closure(virtualKey);
-    return virtualResolutionSteps(virtualKey, (key) => configs.get(key), path);
+    const steps = virtualResolutionSteps(virtualKey, (key) => configs.get(key), path);
+    // A Maven virtual does not ask a member for a version kind it does not handle
+    // (handleReleases / handleSnapshots), whatever that member holds.
+    const kind = configs.get(virtualKey)?.packageType === 'maven' ? mavenVersionKindOf(path) : undefined;
+    if (kind === undefined) return steps;
+    return steps.filter((step) => step.repository.packageType !== 'maven' || mavenRepositoryHandles(step.repository, kind));
   }
 
   /** The effective resolution order of a virtual: each member key once. */
@@ -173,6 +179,9 @@ export class RepositoryContent {
     enforcePatterns(requestedKey, config, path);
     const notFound = () => new StrataError('STRATA_ERR_ARTIFACT_NOT_FOUND', `Could not find resource '${requestedKey}:${path}'`);
     if (config.rclass !== 'virtual') {
+      // A Maven remote neither fetches nor serves a version kind it does not handle.
+      const kind = config.rclass === 'remote' && config.packageType === 'maven' ? mavenVersionKindOf(path) : undefined;
+      if (kind !== undefined && !mavenRepositoryHandles(config, kind)) throw notFound();
       const mode = config.rclass === 'remote' ? (cacheOnly ? 'cache' : 'remote') : 'stored';
       const found = await this.ask({ key: config.key, mode, repository: config }, path, options, requestedKey);
       if (found === undefined) throw notFound();

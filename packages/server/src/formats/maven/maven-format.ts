@@ -10,6 +10,7 @@ import {
   defaultGoalPrefix,
   groupMetadataXml,
   isSnapshotVersion,
+  mavenRepositoryHandles,
   METADATA_FILE,
   parseArtifactPath,
   parseMavenPath,
@@ -83,10 +84,10 @@ export class MavenFormat {
     if (parsed.kind === 'checksum') return parsed;
     if (parsed.kind === 'metadata') return { kind: 'metadata' };
     const { coordinates } = parsed;
-    if (coordinates.snapshot && config.handleSnapshots === false) {
+    if (coordinates.snapshot && !mavenRepositoryHandles(config, 'snapshot')) {
       throw new StrataError('STRATA_ERR_PACKAGE_REFUSED', `repository '${repo}' does not handle snapshots ('${coordinates.version}')`);
     }
-    if (!coordinates.snapshot && config.handleReleases === false) {
+    if (!coordinates.snapshot && !mavenRepositoryHandles(config, 'release')) {
       throw new StrataError('STRATA_ERR_PACKAGE_REFUSED', `repository '${repo}' does not handle releases ('${coordinates.version}')`);
     }
     if (coordinates.extension === 'pom' && config.suppressPomConsistencyChecks !== true) {
@@ -292,6 +293,8 @@ export class MavenFormat {
   async #virtualMetadata(content: RepositoryContent, access: AccessControl, virtualKey: string, folder: string, options: ResolveOptions): Promise<string | undefined> {
     const path = `${folder}/${METADATA_FILE}`;
     const found: string[] = [];
+    /** Per entry of `found`: the kinds of version its member handles (handleReleases / handleSnapshots). */
+    const handled: { release: boolean; snapshot: boolean }[] = [];
     for (const step of await content.steps(virtualKey, path)) {
       if (!access.isAllowed(options.principal, { repo: step.key, path, action: 'read' })) continue;
       let xml: string | undefined;
@@ -310,7 +313,10 @@ export class MavenFormat {
           // A member that cannot answer (upstream down, curation) contributes nothing to a merge.
         }
       }
-      if (xml !== undefined) found.push(xml);
+      if (xml !== undefined) {
+        found.push(xml);
+        handled.push({ release: mavenRepositoryHandles(step.repository, 'release'), snapshot: mavenRepositoryHandles(step.repository, 'snapshot') });
+      }
     }
     if (found.length === 0) return undefined;
     const last = folder.slice(folder.lastIndexOf('/') + 1);
@@ -323,11 +329,19 @@ export class MavenFormat {
       for (const xml of found) for (const plugin of metadataPlugins(xml)) if (!plugins.has(plugin.artifactId)) plugins.set(plugin.artifactId, plugin);
       return plugins.size === 0 ? undefined : groupMetadataXml([...plugins.values()]);
     }
+    // A member lists only the versions it handles: a release-only member's stray snapshots (or a
+    // snapshot-only member's releases) would name versions the virtual does not serve from it.
+    const listed = merged.map((entry, index) => ({
+      ...entry,
+      versions: entry.versions.filter((version) => handled[index]![isSnapshotVersion(version) ? 'snapshot' : 'release']),
+    }));
+    const contributing = listed.filter((entry) => entry.versions.length > 0);
+    if (contributing.length === 0) return undefined;
     return artifactMetadataXml({
       groupId: segments.slice(0, -1).join('.'),
       artifactId: segments[segments.length - 1]!,
-      versions: merged.flatMap((entry) => entry.versions),
-      lastUpdated: Math.max(...merged.map((entry) => entry.lastUpdated)),
+      versions: contributing.flatMap((entry) => entry.versions),
+      lastUpdated: Math.max(...contributing.map((entry) => entry.lastUpdated)),
     });
   }
 

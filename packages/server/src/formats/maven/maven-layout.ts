@@ -43,6 +43,36 @@ export function isSnapshotVersion(version: string): boolean {
   return version.endsWith(SNAPSHOT_SUFFIX);
 }
 
+/** Which kind of version a path belongs to: the files, sidecars and metadata of one version folder. */
+export type MavenVersionKind = 'release' | 'snapshot';
+
+/**
+ * The kind of version a Maven path addresses, or undefined when it addresses none (artifact- or
+ * group-level metadata, a folder, a path outside the layout). A version folder's own
+ * `maven-metadata.xml` (snapshot level) counts as that version's.
+ */
+export function mavenVersionKindOf(path: string): MavenVersionKind | undefined {
+  let parsed: MavenPath;
+  try {
+    parsed = parseMavenPath(path);
+  } catch {
+    return undefined;
+  }
+  if (parsed.kind === 'checksum') return mavenVersionKindOf(parsed.target);
+  if (parsed.kind === 'artifact') return parsed.coordinates.snapshot ? 'snapshot' : 'release';
+  const last = parsed.folder.slice(parsed.folder.lastIndexOf('/') + 1);
+  return isSnapshotVersion(last) && parsed.folder.split('/').length >= 3 ? 'snapshot' : undefined;
+}
+
+/**
+ * Whether a repository with this configuration handles a version of this kind
+ * (`handleReleases` / `handleSnapshots`, both true unless set to false). A repository that
+ * does not handle a kind refuses its deploys and is skipped when a virtual resolves it.
+ */
+export function mavenRepositoryHandles(config: Readonly<Record<string, unknown>>, kind: MavenVersionKind): boolean {
+  return kind === 'snapshot' ? config.handleSnapshots !== false : config.handleReleases !== false;
+}
+
 /** Classifies a repository path of a Maven repository; throws 400 on a path outside the layout. */
 export function parseMavenPath(path: string): MavenPath {
   const slash = path.lastIndexOf('/');

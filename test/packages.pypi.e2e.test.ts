@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildDistributions, pip as runPip, pipMissing, twineForm } from './package-clients/python-distributions.ts';
+import { buildArchive, buildDistributions, pip as runPip, pipMissing, twineForm } from './package-clients/python-distributions.ts';
 import { ADMIN_AUTH, ADMIN_PASSWORD, adminFetch, spawnServer } from './support/spawned-server.ts';
 import type { SpawnedServer } from './support/spawned-server.ts';
 
@@ -79,7 +80,7 @@ describe('PyPI repositories with the real pip client', () => {
     expect(await root.text()).toContain('<a href="strata-demo/">strata-demo</a>');
     const html = await (await adminFetch(server, '/artifactory/api/pypi/pypi-local/simple/strata-demo/')).text();
     const sha256 = createHash('sha256').update(await readFile(wheel)).digest('hex');
-    expect(html).toContain(`/artifactory/api/pypi/pypi-local/packages/strata-demo/0.3.1/${basename(wheel)}#sha256=${sha256}" data-requires-python="&#62;=3.8">${basename(wheel)}</a>`);
+    expect(html).toContain(`/artifactory/api/pypi/pypi-local/packages/strata-demo/0.3.1/${basename(wheel)}#sha256=${sha256}" data-requires-python="&#62;=3.8" data-dist-info-metadata="sha256=`);
     const redirected = await adminFetch(server, '/artifactory/api/pypi/pypi-local/simple/Strata.Demo/', { redirect: 'manual' });
     expect(redirected.status).toBe(301);
     expect(redirected.headers.get('location')).toMatch(/\/simple\/strata-demo\/$/);
@@ -143,5 +144,100 @@ describe('PyPI repositories with the real pip client', () => {
     expect((await adminFetch(server, '/artifactory/api/storage/pypi-local/meta-demo')).status).toBe(404);
     // The same wheel with its true digests is accepted.
     expect((await upload('pypi-local', twineForm(good.wheel, await readFile(good.wheel), fields))).status).toBe(200);
+  });
+  it("refuses an sdist whose PKG-INFO names another project or version, or that has none, storing nothing", async (context) => {
+    if (missing !== undefined) return context.skip();
+    const out = join(dir, 'sdist-cases');
+    await mkdir(out);
+    const build = async (sub: string, metadata?: { name: string; version: string }) => {
+      await mkdir(join(out, sub));
+      return buildDistributions(join(out, sub), 'sdist-demo', '1.0', metadata);
+    };
+    const otherProject = await build('other-project', { name: 'someone-else', version: '1.0' });
+    const otherVersion = await build('other-version', { name: 'Sdist_Demo', version: '2.0' });
+    const pkgInfo = (name: string, version: string) => `Metadata-Version: 2.1\nName: ${name}\nVersion: ${version}\n\n`;
+    const archive = (sub: string, fileName: string, files: Record<string, string>) => buildArchive(join(out, `${sub}-${fileName}`), files);
+    const fields = { name: 'sdist-demo', version: '1.0', filetype: 'sdist', pyversion: 'source' };
+    const cases: [string, Buffer, RegExp][] = [
+      ['sdist_demo-1.0.tar.gz', await readFile(otherProject.sdist), /PKG-INFO of 'sdist_demo-1.0.tar.gz' names project 'someone-else', not 'sdist-demo'/],
+      ['sdist_demo-1.0.tar.gz', await readFile(otherVersion.sdist), /PKG-INFO of 'sdist_demo-1.0.tar.gz' names version '2.0', not '1.0'/],
+      ['sdist_demo-1.0.tar.gz', await archive('none', 'sdist_demo-1.0.tar.gz', { 'sdist_demo-1.0/setup.py': 'print(1)\n' }), /has no PKG-INFO/],
+      // Only the top folder's PKG-INFO counts (an egg-info's copy deeper down does not).
+      ['sdist_demo-1.0.tar.gz', await archive('deep', 'sdist_demo-1.0.tar.gz', { 'sdist_demo-1.0/src/sdist_demo.egg-info/PKG-INFO': pkgInfo('sdist-demo', '1.0') }), /has no PKG-INFO/],
+      ['sdist_demo-1.0.tar.gz', Buffer.concat([Buffer.from([0x1f, 0x8b, 0x08, 0x00]), Buffer.alloc(64, 7)]), /not a readable \.tar\.gz/],
+      ['sdist_demo-1.0.zip', await archive('zip-other', 'sdist_demo-1.0.zip', { 'sdist_demo-1.0/PKG-INFO': pkgInfo('someone-else', '1.0') }), /PKG-INFO of 'sdist_demo-1.0.zip' names project 'someone-else'/],
+      ['sdist_demo-1.0.zip', await archive('zip-none', 'sdist_demo-1.0.zip', { 'sdist_demo-1.0/setup.py': '' }), /has no PKG-INFO/],
+    ];
+    for (const [fileName, bytes, message] of cases) {
+      const response = await upload('pypi-local', twineForm(fileName, bytes, fields));
+      expect(response.status, String(message)).toBe(400);
+      const error = ((await response.json()) as { errors: { message: string }[] }).errors[0]!.message;
+      expect(error, String(message)).toMatch(message);
+    }
+    expect((await adminFetch(server, '/artifactory/api/pypi/pypi-local/simple/sdist-demo/')).status).toBe(404);
+    expect((await adminFetch(server, '/artifactory/api/storage/pypi-local/sdist-demo')).status).toBe(404);
+
+    // Accepted: the name spelt otherwise (normalised alike), a .zip sdist, and a tarball whose
+    // long entry names sit in pax headers before PKG-INFO.
+    const longName = `sdist_demo-1.0/${'a'.repeat(120)}/module.py`;
+    const tarball = await archive('good', 'sdist_demo-1.0.tar.gz', { [longName]: 'x = 1\n', 'sdist_demo-1.0/PKG-INFO': pkgInfo('Sdist.Demo', '1.0') });
+    const zip = await archive('good', 'sdist_demo-1.0.zip', { 'sdist_demo-1.0/PKG-INFO': pkgInfo('sdist_demo', '1.0') });
+    for (const [fileName, bytes] of [['sdist_demo-1.0.tar.gz', tarball], ['sdist_demo-1.0.zip', zip]] as const) {
+      const response = await upload('pypi-local', twineForm(fileName, bytes, fields));
+      expect(response.status, await response.clone().text()).toBe(200);
+    }
+  });
+
+  it('advertises a wheel\'s METADATA (PEP 658/714) in both index forms and serves it, so pip resolves without downloading the wheel', async (context) => {
+    if (missing !== undefined) return context.skip();
+    const out = join(dir, 'lean');
+    await mkdir(out);
+    const lean = await buildDistributions(out, 'lean-demo', '1.0');
+    for (const [file, filetype, pyversion] of [[lean.wheel, 'bdist_wheel', 'py3'], [lean.sdist, 'sdist', 'source']] as const) {
+      expect((await upload('pypi-team', twineForm(file, await readFile(file), { name: 'lean-demo', version: '1.0', filetype, pyversion }))).status).toBe(200);
+    }
+    const wheelName = basename(lean.wheel);
+    const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+    for (const repo of ['pypi-team', 'pypi']) {
+      const page = (await (await adminFetch(server, `/artifactory/api/pypi/${repo}/simple/lean-demo/`, { headers: { accept: 'application/vnd.pypi.simple.v1+json' } })).json()) as {
+        files: { filename: string; url: string; 'core-metadata'?: { sha256: string }; 'dist-info-metadata'?: { sha256: string } }[];
+      };
+      const wheelEntry = page.files.find((file) => file.filename === wheelName)!;
+      const sdistEntry = page.files.find((file) => file.filename === basename(lean.sdist))!;
+      expect(sdistEntry['core-metadata']).toBeUndefined();
+      const advertised = wheelEntry['core-metadata']?.sha256;
+      expect(advertised, repo).toMatch(/^[0-9a-f]{64}$/);
+      expect(wheelEntry['dist-info-metadata']?.sha256).toBe(advertised);
+      const metadata = await adminFetch(server, new URL(`${wheelEntry.url}.metadata`).pathname);
+      expect(metadata.status).toBe(200);
+      const bytes = Buffer.from(await metadata.arrayBuffer());
+      expect(sha256(bytes)).toBe(advertised);
+      expect(bytes.toString('utf8')).toContain('Name: lean-demo');
+      const html = await (await adminFetch(server, `/artifactory/api/pypi/${repo}/simple/lean-demo/`)).text();
+      expect(html).toContain(`data-dist-info-metadata="sha256=${advertised}" data-core-metadata="sha256=${advertised}">${wheelName}</a>`);
+      expect((await adminFetch(server, `/artifactory/api/pypi/${repo}/packages/lean-demo/1.0/${basename(lean.sdist)}.metadata`)).status).toBe(404);
+      expect((await adminFetch(server, `/artifactory/api/pypi/${repo}/packages/lean-demo/1.0/missing-1.0-py3-none-any.whl.metadata`)).status).toBe(404);
+    }
+
+    // pip reads a candidate's dependencies from its METADATA alone. lean-demo 2.0 needs a
+    // project no index has: pip gives it up after reading its METADATA, without downloading
+    // that wheel, and takes 1.0.
+    const newer = join(dir, 'lean-newer');
+    await mkdir(newer);
+    const { wheel: newerWheel } = await buildDistributions(newer, 'lean-demo', '2.0', undefined, ['lean-missing-dependency>=1']);
+    expect((await upload('pypi-team', twineForm(newerWheel, await readFile(newerWheel), { name: 'lean-demo', version: '2.0', filetype: 'bdist_wheel', pyversion: 'py3' }))).status).toBe(200);
+    const downloads = async (file: string) => {
+      await sleep(1_500); // download counts are flushed each second
+      const version = file === wheelName ? '1.0' : '2.0';
+      const answer = (await (await adminFetch(server, `/artifactory/api/storage/pypi-team/lean-demo/${version}/${file}?stats`)).json()) as { downloadCount: number };
+      return answer.downloadCount;
+    };
+    const teamIndex = `http://admin:${ADMIN_PASSWORD}@127.0.0.1:${server.port}/artifactory/api/pypi/pypi-team/simple/`;
+    const target = join(dir, 'lean-download');
+    const resolved = await runPip(dir, teamIndex, ['download', '--only-binary', ':all:', '-d', target, 'lean-demo']);
+    expect(await readdir(target)).toEqual([wheelName]);
+    expect(resolved.stdout).toContain('lean_demo-2.0-py3-none-any.whl.metadata');
+    expect(await downloads(basename(newerWheel))).toBe(0);
+    expect(await downloads(wheelName)).toBe(1);
   });
 });

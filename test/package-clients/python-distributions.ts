@@ -1,7 +1,7 @@
 import { blake2b } from '@noble/hashes/blake2.js';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -17,9 +17,10 @@ import base64, hashlib, io, sys, tarfile, zipfile
 out, version, project = sys.argv[1], sys.argv[2], sys.argv[3]
 meta_name = sys.argv[4] if len(sys.argv) > 4 else project
 meta_version = sys.argv[5] if len(sys.argv) > 5 else version
+requires = ''.join(f'Requires-Dist: {r}\n' for r in sys.argv[6].split(',') if r) if len(sys.argv) > 6 else ''
 module = project.replace('-', '_')
 dist_info = f'{module}-{version}.dist-info'
-metadata = f'Metadata-Version: 2.1\nName: {meta_name}\nVersion: {meta_version}\nSummary: a demo\nRequires-Python: >=3.8\n\n'.encode()
+metadata = f'Metadata-Version: 2.1\nName: {meta_name}\nVersion: {meta_version}\nSummary: a demo\nRequires-Python: >=3.8\n{requires}\n'.encode()
 files = {
     f'{module}/__init__.py': f'GREETING = "hello from {project} {version}"\n'.encode(),
     f'{dist_info}/METADATA': metadata,
@@ -67,13 +68,48 @@ export async function pipMissing(): Promise<string | undefined> {
   }
 }
 
-/** Builds a wheel and an sdist of `project` at `version` into `out`; `metadata` overrides what the wheel's METADATA claims. */
-export async function buildDistributions(out: string, project: string, version: string, metadata?: { name: string; version: string }): Promise<{ wheel: string; sdist: string }> {
+/**
+ * Builds a wheel and an sdist of `project` at `version` into `out`; `metadata` overrides what
+ * their METADATA / PKG-INFO claims, `requiresDist` lists their dependencies.
+ */
+export async function buildDistributions(
+  out: string,
+  project: string,
+  version: string,
+  metadata?: { name: string; version: string },
+  requiresDist: readonly string[] = [],
+): Promise<{ wheel: string; sdist: string }> {
   const script = join(out, 'build-distributions.py');
   await writeFile(script, BUILD_DISTRIBUTIONS);
-  const args = [script, out, version, project, ...(metadata === undefined ? [] : [metadata.name, metadata.version])];
+  const claimed = metadata ?? { name: project, version };
+  const args = [script, out, version, project, ...(metadata === undefined && requiresDist.length === 0 ? [] : [claimed.name, claimed.version, requiresDist.join(',')])];
   const [wheel = '', sdist = ''] = (await run('python3', args, { timeout: 60_000 })).stdout.trim().split('\n');
   return { wheel, sdist };
+}
+
+const BUILD_ARCHIVE = String.raw`
+import io, json, sys, tarfile, zipfile
+path, files = sys.argv[1], json.loads(sys.argv[2])
+if path.endswith('.zip'):
+    with zipfile.ZipFile(path, 'w', zipfile.ZIP_DEFLATED) as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+else:
+    # PAX format: a name longer than 100 bytes goes into a pax header, as setuptools' tarballs do.
+    with tarfile.open(path, 'w:gz', format=tarfile.PAX_FORMAT) as archive:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+`;
+
+/** Writes an archive (`.tar.gz` by Python's tarfile, `.zip` by zipfile) holding `files` (name → text); returns its bytes. */
+export async function buildArchive(path: string, files: Record<string, string>): Promise<Buffer> {
+  const script = `${path}.py`;
+  await writeFile(script, BUILD_ARCHIVE);
+  await run('python3', [script, path, JSON.stringify(files)], { timeout: 60_000 });
+  return readFile(path);
 }
 
 /** The form fields twine sends for a distribution, in its order (metadata, then digests, then the file). */

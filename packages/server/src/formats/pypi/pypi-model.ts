@@ -6,7 +6,8 @@ import { StrataError } from '@strata/core';
  * (PEP 503 HTML, PEP 691 JSON).
  *
  * Layout (Artifactory's): `{normalised name}/{version}/{file name}` with properties
- * `pypi.name`, `pypi.normalized.name`, `pypi.version`, `pypi.requires_python`, `pypi.summary`.
+ * `pypi.name`, `pypi.normalized.name`, `pypi.version`, `pypi.requires_python`, `pypi.summary`,
+ * and for a wheel `pypi.core_metadata.sha256` (the sha256 of its METADATA, for PEP 658/714).
  */
 export const PYPI_PROPERTY = {
   name: 'pypi.name',
@@ -14,7 +15,11 @@ export const PYPI_PROPERTY = {
   version: 'pypi.version',
   requiresPython: 'pypi.requires_python',
   summary: 'pypi.summary',
+  coreMetadataSha256: 'pypi.core_metadata.sha256',
 } as const;
+
+/** PEP 658: a distribution's core metadata is served at its URL with this suffix. */
+export const CORE_METADATA_SUFFIX = '.metadata';
 
 export const SIMPLE_JSON = 'application/vnd.pypi.simple.v1+json';
 export const SIMPLE_HTML = 'application/vnd.pypi.simple.v1+html';
@@ -107,6 +112,8 @@ export interface IndexFile {
   readonly requiresPython: string | undefined;
   /** PEP 592: yanked (true, or the reason given). */
   readonly yanked?: string | true;
+  /** PEP 658/714: the sha256 of the core metadata served at `{url}.metadata`, when there is one. */
+  readonly coreMetadataSha256?: string;
 }
 
 function escapeHtml(text: string): string {
@@ -116,6 +123,11 @@ function escapeHtml(text: string): string {
 function yankedAttribute(yanked: string | true | undefined): string {
   if (yanked === undefined) return '';
   return yanked === true ? ' data-yanked=""' : ` data-yanked="${escapeHtml(yanked)}"`;
+}
+
+/** PEP 714's `data-core-metadata`, and PEP 658's `data-dist-info-metadata` for older clients (pip < 23.3). */
+function coreMetadataAttributes(sha256: string | undefined): string {
+  return sha256 === undefined ? '' : ` data-dist-info-metadata="sha256=${sha256}" data-core-metadata="sha256=${sha256}"`;
 }
 
 export function projectListHtml(names: readonly string[]): string {
@@ -130,7 +142,7 @@ export function projectListJson(names: readonly string[]): string {
 export function projectPageHtml(name: string, files: readonly IndexFile[]): string {
   const links = files.map(
     (file) =>
-      `    <a href="${escapeHtml(file.sha256 === undefined ? file.url : `${file.url}#sha256=${file.sha256}`)}"${file.requiresPython === undefined ? '' : ` data-requires-python="${escapeHtml(file.requiresPython)}"`}${yankedAttribute(file.yanked)}>${escapeHtml(file.fileName)}</a><br/>`,
+      `    <a href="${escapeHtml(file.sha256 === undefined ? file.url : `${file.url}#sha256=${file.sha256}`)}"${file.requiresPython === undefined ? '' : ` data-requires-python="${escapeHtml(file.requiresPython)}"`}${yankedAttribute(file.yanked)}${coreMetadataAttributes(file.coreMetadataSha256)}>${escapeHtml(file.fileName)}</a><br/>`,
   );
   return `<!DOCTYPE html>\n<html>\n  <head><meta name="pypi:repository-version" content="1.0"><title>Links for ${escapeHtml(name)}</title></head>\n  <body>\n    <h1>Links for ${escapeHtml(name)}</h1>\n${links.join('\n')}\n  </body>\n</html>\n`;
 }
@@ -145,6 +157,8 @@ export function projectPageJson(name: string, files: readonly IndexFile[]): stri
       hashes: file.sha256 === undefined ? {} : { sha256: file.sha256 },
       ...(file.requiresPython === undefined ? {} : { 'requires-python': file.requiresPython }),
       ...(file.yanked === undefined ? {} : { yanked: file.yanked }),
+      // PEP 714's key, and PEP 691's original one for clients that read only that.
+      ...(file.coreMetadataSha256 === undefined ? {} : { 'core-metadata': { sha256: file.coreMetadataSha256 }, 'dist-info-metadata': { sha256: file.coreMetadataSha256 } }),
     })),
   });
 }

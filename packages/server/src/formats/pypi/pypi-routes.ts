@@ -8,7 +8,7 @@ import { errorResponses } from '../../http-errors.ts';
 import type { DownloadCounter } from '../../ports.ts';
 import { repositoryNotFound } from '../../repositories/repository-decider.ts';
 import { baseUrl, requestMeta } from '../../request-meta.ts';
-import { normalizeName, projectListHtml, projectListJson, projectPageHtml, projectPageJson, SIMPLE_JSON, wantsJson } from './pypi-model.ts';
+import { CORE_METADATA_SUFFIX, normalizeName, projectListHtml, projectListJson, projectPageHtml, projectPageJson, SIMPLE_JSON, wantsJson } from './pypi-model.ts';
 import type { PypiRemoteIndex } from './pypi-remote.ts';
 import type { IndexedDistribution, PypiService, StoredUpload } from './pypi-service.ts';
 import type { FileItem, RepositoryConfig } from '../../ports.ts';
@@ -134,6 +134,7 @@ export const pypiRoutes: FastifyPluginAsync<PypiRoutesOptions> = async (app, opt
       const path = address.path.slice('packages/'.length);
       app.accessControl.authorize(request.principal, { repo, path, action: 'read' });
       const config = await pypiRepository(repo);
+      if (path.endsWith(`.whl${CORE_METADATA_SUFFIX}`)) return coreMetadata(request, reply, repo, config, path.slice(0, -CORE_METADATA_SUFFIX.length));
       let file: FileItem | undefined;
       if (config.rclass === 'virtual' || config.rclass === 'remote') {
         const resolved = await options.content.resolve(repo, path, {
@@ -165,6 +166,35 @@ export const pypiRoutes: FastifyPluginAsync<PypiRoutesOptions> = async (app, opt
       return reply.send(await options.blobs.createReadStream(file.sha256));
     },
   });
+
+  /**
+   * PEP 658: a stored wheel's METADATA at `{wheel URL}.metadata`, so pip resolves without
+   * downloading the wheel. Stored and cached wheels only (a remote's upstream is not asked).
+   */
+  async function coreMetadata(request: FastifyRequest, reply: FastifyReply, repo: string, config: RepositoryConfig, wheelPath: string) {
+    let file: FileItem | undefined;
+    if (config.rclass === 'virtual' || config.rclass === 'remote') {
+      try {
+        const resolved = await options.content.resolve(repo, wheelPath, { principal: request.principal, meta: requestMeta(request), fetchRemote: false });
+        if (resolved.kind === 'file') file = resolved.item;
+      } catch (error) {
+        if (!isStrataError(error, 'STRATA_ERR_ARTIFACT_NOT_FOUND')) throw error;
+      }
+    } else {
+      const item = await cache.item(repo, wheelPath);
+      if (item?.kind === 'file') file = item;
+    }
+    let metadata: Buffer | undefined;
+    try {
+      metadata = file === undefined ? undefined : await service.coreMetadata(file);
+    } catch (error) {
+      // A stored wheel whose METADATA cannot be read has none to serve (pip then downloads the wheel).
+      if (!isStrataError(error, 'STRATA_ERR_PACKAGE_INVALID')) throw error;
+    }
+    if (metadata === undefined) throw new StrataError('STRATA_ERR_ARTIFACT_NOT_FOUND', `Could not find resource '${repo}:${wheelPath}${CORE_METADATA_SUFFIX}'`);
+    reply.header('Content-Length', metadata.length).type('text/plain; charset=utf-8');
+    return reply.send(request.method === 'HEAD' ? undefined : metadata);
+  }
 
   const upload = async (request: FastifyRequest<RepoParams>, reply: FastifyReply) => {
     const requested = request.params.repo;

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { blake2b } from '@noble/hashes/blake2.js';
 import { isStrataError, repositoryStream, StrataError } from '@strata/core';
@@ -12,6 +13,13 @@ import type { StreamWriter } from '../../stream-writer.ts';
 import { checkDistributionContent, checkDistributionFile, checkProjectName, checkVersion, normalizeName, PYPI_PROPERTY } from './pypi-model.ts';
 import type { IndexFile } from './pypi-model.ts';
 import { checkCoreMetadata, readWheelMetadata } from './wheel-metadata.ts';
+import { readSdistPkgInfo } from './sdist-metadata.ts';
+import { BoundedLru } from '../../auth/bounded-lru.ts';
+
+/** Wheel METADATA files kept in memory for PEP 658 requests (by wheel sha256: never stale). */
+const coreMetadataCachedMax = 1_000;
+/** A METADATA larger than this is served but not kept in memory. */
+const coreMetadataCachedBytesMax = 256 * 1024;
 
 /** An upload's stored bytes and the digest the blob store does not compute. */
 export interface StoredUpload {
@@ -27,6 +35,8 @@ export interface StoredDistribution {
   readonly file: FileItem;
   readonly fileName: string;
   readonly requiresPython: string | undefined;
+  /** A wheel's METADATA sha256 recorded at upload (PEP 658); absent for sdists. */
+  readonly coreMetadataSha256: string | undefined;
 }
 
 /** A file as an index page lists it: its path in the repository serving it, and what the page says. */
@@ -36,6 +46,7 @@ export interface IndexedDistribution {
   readonly sha256: string | undefined;
   readonly requiresPython: string | undefined;
   readonly yanked?: string | true;
+  readonly coreMetadataSha256?: string;
 }
 
 function field(fields: UploadFields, name: string): string | undefined {
@@ -53,6 +64,7 @@ export class PypiService {
   readonly #artifacts: ArtifactReader;
   readonly #cache: MetadataCache;
   readonly #listEntriesMax: number;
+  readonly #coreMetadata = new BoundedLru<string, Buffer>(coreMetadataCachedMax);
 
   constructor(options: { streams: StreamWriter<RepositoryStreamState>; blobs: BlobStore; artifacts: ArtifactReader; cache: MetadataCache; listEntriesMax: number }) {
     this.#streams = options.streams;
@@ -117,13 +129,23 @@ export class PypiService {
       throw new StrataError('STRATA_ERR_PACKAGE_DIGEST_MISMATCH', `the file's blake2_256 is ${upload.blake2_256}, not the declared ${blake2_256}`);
     }
     await this.#checkContent(fileName, lease);
-    // A wheel's own METADATA must name the project and version it is uploaded as.
-    if (fileName.endsWith('.whl')) checkCoreMetadata(await readWheelMetadata(this.#blobs, lease.sha256, lease.size, fileName), fileName, name, version);
+    // The distribution's own core metadata (a wheel's METADATA, an sdist's PKG-INFO) must name
+    // the project and version it is uploaded as.
+    let coreMetadataSha256: string | undefined;
+    if (fileName.endsWith('.whl')) {
+      const metadata = await readWheelMetadata(this.#blobs, lease.sha256, lease.size, fileName);
+      checkCoreMetadata(metadata.toString('utf8'), fileName, name, version);
+      coreMetadataSha256 = createHash('sha256').update(metadata).digest('hex');
+    } else {
+      checkCoreMetadata((await readSdistPkgInfo(this.#blobs, lease.sha256, lease.size, fileName)).toString('utf8'), fileName, name, version, 'PKG-INFO');
+    }
     const properties: Record<string, string[]> = {
       [PYPI_PROPERTY.name]: [name],
       [PYPI_PROPERTY.normalizedName]: [normalizeName(name)],
       [PYPI_PROPERTY.version]: [version],
     };
+    // PEP 658/714: the index advertises the METADATA's hash, and pip fetches it instead of the wheel.
+    if (coreMetadataSha256 !== undefined) properties[PYPI_PROPERTY.coreMetadataSha256] = [coreMetadataSha256];
     const requiresPython = field(fields, 'requires_python');
     if (requiresPython !== undefined) properties[PYPI_PROPERTY.requiresPython] = [requiresPython.slice(0, 1000)];
     const summary = field(fields, 'summary');
@@ -173,14 +195,38 @@ export class PypiService {
     return Promise.all(
       files.map(async (file) => {
         const properties = await this.#artifacts.properties(repo, file.path);
-        return { file, fileName: file.path.slice(file.path.lastIndexOf('/') + 1), requiresPython: properties[PYPI_PROPERTY.requiresPython]?.[0] };
+        return {
+          file,
+          fileName: file.path.slice(file.path.lastIndexOf('/') + 1),
+          requiresPython: properties[PYPI_PROPERTY.requiresPython]?.[0],
+          coreMetadataSha256: properties[PYPI_PROPERTY.coreMetadataSha256]?.[0],
+        };
       }),
     );
   }
 
   /** Stored distributions as index entries (path in the repository, hashes, requires-python). */
   indexed(distributions: readonly StoredDistribution[]): IndexedDistribution[] {
-    return distributions.map(({ file, fileName, requiresPython }) => ({ path: file.path, fileName, sha256: file.sha256, requiresPython }));
+    return distributions.map(({ file, fileName, requiresPython, coreMetadataSha256 }) => ({
+      path: file.path,
+      fileName,
+      sha256: file.sha256,
+      requiresPython,
+      ...(coreMetadataSha256 === undefined || !/^[0-9a-f]{64}$/.test(coreMetadataSha256) ? {} : { coreMetadataSha256 }),
+    }));
+  }
+
+  /**
+   * A stored wheel's METADATA (PEP 658's `{file}.metadata`), read from the blob by ranged reads
+   * of its zip directory and that entry; undefined for a file that is not a wheel.
+   */
+  async coreMetadata(file: FileItem): Promise<Buffer | undefined> {
+    if (!file.path.endsWith('.whl')) return undefined;
+    const cached = this.#coreMetadata.get(file.sha256);
+    if (cached !== undefined) return cached;
+    const metadata = await readWheelMetadata(this.#blobs, file.sha256, file.size, file.path.slice(file.path.lastIndexOf('/') + 1));
+    if (metadata.length <= coreMetadataCachedBytesMax) this.#coreMetadata.set(file.sha256, metadata);
+    return metadata;
   }
 
   /** Index entries with their URLs below `packagesBase` (`…/api/pypi/{repo}/packages`). */

@@ -14,11 +14,11 @@ function invalid(message: string): StrataError {
  * The text of a stored wheel's `{name}-{version}.dist-info/METADATA` (PEP 427). Refuses (400) a
  * wheel that is not a readable zip, has no such file, or has several `.dist-info` folders.
  */
-export async function readWheelMetadata(blobs: BlobStore, sha256: string, size: number, fileName: string): Promise<string> {
+export async function readWheelMetadata(blobs: BlobStore, sha256: string, size: number, fileName: string): Promise<Buffer> {
   const found = await readZipEntries(blobs, { sha256, size }, `'${fileName}'`, (name) => /^[^/]+\.dist-info\/METADATA$/.test(name), metadataBytesMax);
   if (found.length === 0) throw invalid(`wheel '${fileName}' has no .dist-info/METADATA`);
   if (found.length > 1) throw invalid(`wheel '${fileName}' has ${found.length} .dist-info folders`);
-  return found[0]!.bytes.toString('utf8');
+  return found[0]!.bytes;
 }
 
 /** `Name` and `Version` of core metadata (RFC 822 style headers, up to the first blank line). */
@@ -42,16 +42,17 @@ function versionKey(version: string): string {
 }
 
 /**
- * Checks a wheel's own METADATA against what it is uploaded as: the same project (normalised)
- * and version, or 400 STRATA_ERR_PACKAGE_METADATA_MISMATCH.
+ * Checks a distribution's own core metadata (a wheel's METADATA, an sdist's PKG-INFO: `what`)
+ * against what it is uploaded as: the same project (normalised) and version, or 400
+ * STRATA_ERR_PACKAGE_METADATA_MISMATCH.
  */
-export function checkCoreMetadata(text: string, fileName: string, name: string, version: string): void {
+export function checkCoreMetadata(text: string, fileName: string, name: string, version: string, what = 'METADATA'): void {
   const fields = coreMetadataFields(text);
-  if (fields.name === undefined || fields.version === undefined) throw invalid(`the METADATA of '${fileName}' names no Name or Version`);
+  if (fields.name === undefined || fields.version === undefined) throw invalid(`the ${what} of '${fileName}' names no Name or Version`);
   if (normalizeName(fields.name) !== normalizeName(name)) {
-    throw new StrataError('STRATA_ERR_PACKAGE_METADATA_MISMATCH', `the METADATA of '${fileName}' names project '${fields.name}', not '${name}'`);
+    throw new StrataError('STRATA_ERR_PACKAGE_METADATA_MISMATCH', `the ${what} of '${fileName}' names project '${fields.name}', not '${name}'`);
   }
   if (versionKey(fields.version) !== versionKey(version)) {
-    throw new StrataError('STRATA_ERR_PACKAGE_METADATA_MISMATCH', `the METADATA of '${fileName}' names version '${fields.version}', not '${version}'`);
+    throw new StrataError('STRATA_ERR_PACKAGE_METADATA_MISMATCH', `the ${what} of '${fileName}' names version '${fields.version}', not '${version}'`);
   }
 }

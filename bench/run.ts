@@ -45,7 +45,17 @@ for (const name of selected) {
   }
   if (name === 'startup') results.push(await startupBenchmark(rounds));
   if (name === 'append') results.push(await appendBenchmark(16, appendEvents, rounds));
-  if (name === 'server-http') results.push(...(await serverHttpBenchmark({ rounds, seconds: 10, backends })));
+  if (name === 'server-http') {
+    results.push(
+      ...(await serverHttpBenchmark({
+        rounds,
+        seconds: Number(flag('seconds') ?? 10),
+        backends,
+        ...(flag('only') === undefined ? {} : { only: flag('only')!.split(',') as ('get' | 'put' | 'rss')[] }),
+        ...(flag('compare') === undefined ? {} : { compareRoot: flag('compare')! }),
+      })),
+    );
+  }
   if (name === 'history') results.push(...(await historyBenchmark(rounds)));
   if (name === 'distribution') results.push(...(await distributionBenchmark(rounds)));
   if (name === 'remote-virtual') results.push(...(await remoteVirtualBenchmark({ rounds, seconds: 10 })));

@@ -9,10 +9,13 @@
  * - deploy then download of a 2 GiB artifact: the server's peak RSS (VmHWM) < 300 MiB.
  * Every server runs in its own process; rounds interleave server and references and the
  * medians are reported (the machine is shared). Runnable alone:
- * `node --import tsx bench/server-http.bench.ts [--rounds=N] [--seconds=N] [--only=get,put,rss]`.
+ * `node --import tsx bench/server-http.bench.ts [--rounds=N] [--seconds=N] [--only=get,put,rss]
+ * [--compare=DIR]`. With `--compare`, a second `strata serve` from the checkout in DIR (the code
+ * before a change) is measured in the same rounds, interleaved, and reported as "before".
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -40,6 +43,8 @@ export interface ServerHttpOptions {
   readonly backends?: readonly ('postgres' | 'pglite')[];
   /** Size of the RSS check's artifact (2 GiB). */
   readonly largeBytes?: number;
+  /** A checkout of the code before a change: measured in the same rounds, interleaved. */
+  readonly compareRoot?: string;
 }
 
 export interface WrkResult {
@@ -137,15 +142,15 @@ export function stopper(child: ChildProcess): () => Promise<void> {
 }
 
 /** `strata serve` as users run it (default log level), stdout to /dev/null. */
-async function startStrata(dataDir: string, backend: 'postgres' | 'pglite', extraArgs: readonly string[] = []): Promise<Process> {
+async function startStrata(dataDir: string, backend: 'postgres' | 'pglite', extraArgs: readonly string[] = [], checkout = root, database = serverDatabaseUrl): Promise<Process> {
   const port = await freePort();
   const env: NodeJS.ProcessEnv = { ...process.env, STRATA_ADMIN_PASSWORD: adminPassword };
   delete env.DATABASE_URL;
   delete env.STRATA_DATA;
   delete env.PORT;
-  if (backend === 'postgres') env.DATABASE_URL = serverDatabaseUrl.href;
-  const child = spawn(process.execPath, [join(root, 'packages/cli/bin/strata.js'), 'serve', '--host', '127.0.0.1', '--port', String(port), '--data', dataDir, ...extraArgs], {
-    cwd: root,
+  if (backend === 'postgres') env.DATABASE_URL = database.href;
+  const child = spawn(process.execPath, [join(checkout, 'packages/cli/bin/strata.js'), 'serve', '--host', '127.0.0.1', '--port', String(port), '--data', dataDir, ...extraArgs], {
+    cwd: checkout,
     env,
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -212,6 +217,8 @@ async function createRepository(base: string): Promise<void> {
   await strataRequest(base, 'PUT', `/artifactory/api/repositories/${repo}`, JSON.stringify({ key: repo, rclass: 'local', packageType: 'generic' }), 'application/json');
 }
 
+/** The 1-minute load average, recorded with each figure (the machine is shared). */
+const loadAverage = () => readFileSync('/proc/loadavg', 'utf8').split(' ')[0] ?? '?';
 const round = (value: number) => Math.round(value).toLocaleString('en-US');
 const mbps = (bytesPerSecond: number) => `${(bytesPerSecond / 1e6).toFixed(0)} MB/s`;
 
@@ -229,13 +236,17 @@ async function downloadBenchmarks(work: string, options: ServerHttpOptions): Pro
   try {
     const strata = await startStrata(join(work, 'strata-get'), 'pglite');
     started.push(strata);
+    const before = options.compareRoot === undefined ? undefined : await startStrata(join(work, 'strata-get-before'), 'pglite', [], options.compareRoot);
+    if (before !== undefined) started.push(before);
     const references = await startReferences(filesDir);
     started.push(references);
     const nginx = await startNginx(work, filesDir);
     started.push(nginx);
-    await createRepository(strata.url);
-    await strataRequest(strata.url, 'PUT', `/artifactory/${repo}/files/1k.bin`, small);
-    await strataRequest(strata.url, 'PUT', `/artifactory/${repo}/files/1m.bin`, large);
+    for (const server of before === undefined ? [strata] : [strata, before]) {
+      await createRepository(server.url);
+      await strataRequest(server.url, 'PUT', `/artifactory/${repo}/files/1k.bin`, small);
+      await strataRequest(server.url, 'PUT', `/artifactory/${repo}/files/1m.bin`, large);
+    }
     const smallUrl = `${strata.url}/artifactory/${repo}/files/1k.bin`;
     const largeUrl = `${strata.url}/artifactory/${repo}/files/1m.bin`;
     const check = Buffer.from(await (await strataRequest(strata.url, 'GET', `/artifactory/${repo}/files/1m.bin`)).arrayBuffer());
@@ -250,6 +261,12 @@ async function downloadBenchmarks(work: string, options: ServerHttpOptions): Pro
       bare1m: { url: `${references.url}/stream/1m.bin`, connections: 32 },
       strata1m: { url: largeUrl, connections: 32, headers: auth },
       nginx1m: { url: `${nginx.url}/files/1m.bin`, connections: 32 },
+      ...(before === undefined
+        ? {}
+        : {
+            before1k: { url: `${before.url}/artifactory/${repo}/files/1k.bin`, connections: 32, headers: auth },
+            before1m: { url: `${before.url}/artifactory/${repo}/files/1m.bin`, connections: 32, headers: auth },
+          }),
     };
     log('server-http: warming up every route (2 s each)');
     for (const run of Object.values(runs)) await runWrk(run.url, { ...run, seconds: 2, script });
@@ -267,7 +284,9 @@ async function downloadBenchmarks(work: string, options: ServerHttpOptions): Pro
       log(
         `server-http round ${index + 1}: 1 KiB strata ${round(last('strata1k').perSecond)}/s, hello ${round(last('hello').perSecond)}/s, ` +
           `naive ${round(last('naive1k').perSecond)}/s, nginx ${round(last('nginx1k').perSecond)}/s; 1 MiB strata ${mbps(last('strata1m').bytesPerSecond)}, ` +
-          `bare ${mbps(last('bare1m').bytesPerSecond)}, nginx ${mbps(last('nginx1m').bytesPerSecond)}`,
+          `bare ${mbps(last('bare1m').bytesPerSecond)}, nginx ${mbps(last('nginx1m').bytesPerSecond)}` +
+          (before === undefined ? '' : `; before: 1 KiB ${round(last('before1k').perSecond)}/s, 1 MiB ${mbps(last('before1m').bytesPerSecond)}`) +
+          `; load ${loadAverage()}`,
       );
     }
     const rate = (name: string) => median(results[name]!.map((result) => result.perSecond));
@@ -275,13 +294,38 @@ async function downloadBenchmarks(work: string, options: ServerHttpOptions): Pro
     const perRound = (name: string, reference: string, value: (result: WrkResult) => number) =>
       results[name]!.map((result, index) => (value(result) / value(results[reference]![index]!)).toFixed(2)).join(', ');
     const latency = (name: string) => `p50 ${median(results[name]!.map((r) => r.p50Ms)).toFixed(2)} ms, p99 ${median(results[name]!.map((r) => r.p99Ms)).toFixed(2)} ms`;
+    const comparisons: BenchResult[] =
+      before === undefined
+        ? []
+        : [
+            {
+              benchmark: 'GET 1 KiB, before (--compare) as reference',
+              backend: 'pglite',
+              measured: { label: 'strata', perSecond: rate('strata1k') },
+              reference: { label: 'before', perSecond: rate('before1k') },
+              target: { ratio: 1 },
+              roundRatios: results.strata1k!.map((result, index) => result.perSecond / results.before1k![index]!.perSecond),
+              notes: `after / before per round ${perRound('strata1k', 'before1k', (r) => r.perSecond)}; before / hello-world per round ${perRound('before1k', 'hello', (r) => r.perSecond)}`,
+            },
+            {
+              benchmark: 'GET 1 MiB, before (--compare) as reference',
+              backend: 'pglite',
+              measured: { label: 'strata MB', perSecond: megabytes('strata1m') },
+              reference: { label: 'before MB', perSecond: megabytes('before1m') },
+              target: { ratio: 1 },
+              roundRatios: results.strata1m!.map((result, index) => result.bytesPerSecond / results.before1m![index]!.bytesPerSecond),
+              notes: `after / before per round ${perRound('strata1m', 'before1m', (r) => r.bytesPerSecond)}; before / bare per round ${perRound('before1m', 'bare1m', (r) => r.bytesPerSecond)}`,
+            },
+          ];
     return [
+      ...comparisons,
       {
         benchmark: 'GET 1 KiB, basic auth, 32 conns',
         backend: 'pglite',
         measured: { label: 'strata', perSecond: rate('strata1k') },
         reference: { label: 'fastify hello-world', perSecond: rate('hello') },
         target: { ratio: 0.5 },
+        roundRatios: results.strata1k!.map((result, index) => result.perSecond / results.hello![index]!.perSecond),
         notes:
           `ratio per round ${perRound('strata1k', 'hello', (r) => r.perSecond)}; strata ${latency('strata1k')}; for reference: naive fastify createReadStream route ${round(rate('naive1k'))}/s ` +
           `(strata ${(rate('strata1k') / rate('naive1k')).toFixed(1)} ×), nginx (1 worker) ${round(rate('nginx1k'))}/s (strata ${(rate('strata1k') / rate('nginx1k')).toFixed(2)} ×); ` +
@@ -293,6 +337,7 @@ async function downloadBenchmarks(work: string, options: ServerHttpOptions): Pro
         measured: { label: 'strata MB', perSecond: megabytes('strata1m') },
         reference: { label: 'fastify createReadStream MB', perSecond: megabytes('bare1m') },
         target: { ratio: 0.8 },
+        roundRatios: results.strata1m!.map((result, index) => result.bytesPerSecond / results.bare1m![index]!.bytesPerSecond),
         notes: `ratio per round ${perRound('strata1m', 'bare1m', (r) => r.bytesPerSecond)}; strata ${latency('strata1m')}; nginx (1 worker, sendfile) ${round(megabytes('nginx1m'))} MB/s (strata ${(megabytes('strata1m') / megabytes('nginx1m')).toFixed(2)} ×); MB = 10^6 bytes`,
       },
     ];
@@ -337,29 +382,45 @@ async function durableFloor(directory: string, seconds: number, workers: number,
   return done / ((performance.now() - started) / 1000);
 }
 
-async function deployBenchmark(work: string, backend: 'postgres' | 'pglite', options: ServerHttpOptions): Promise<BenchResult> {
+async function deployBenchmark(work: string, backend: 'postgres' | 'pglite', options: ServerHttpOptions): Promise<BenchResult[]> {
+  const beforeDatabase = new URL(serverDatabaseUrl.href);
+  beforeDatabase.pathname = `${serverDatabaseUrl.pathname}_before`;
   if (backend === 'postgres') await freshDatabase();
+  if (backend === 'postgres' && options.compareRoot !== undefined) await freshDatabase(beforeDatabase);
   const pg = (await import('pg')).default;
   const pool = backend === 'postgres' ? new pg.Pool({ connectionString: serverDatabaseUrl.href, max: 16 }) : undefined;
   const insert = pool === undefined ? undefined : (key: string) => pool.query('insert into deploy_reference (sha256, size) values ($1, 1024)', [key]);
   const strata = await startStrata(join(work, `strata-put-${backend}`), backend);
+  const before = options.compareRoot === undefined ? undefined : await startStrata(join(work, `strata-put-${backend}-before`), backend, [], options.compareRoot, beforeDatabase);
   try {
     await pool?.query('create table deploy_reference (sha256 text primary key, size int8 not null, created_at timestamptz not null default now())');
     await createRepository(strata.url);
+    if (before !== undefined) await createRepository(before.url);
     const warm = join(work, `warm-${backend}.lua`);
     await writeFile(warm, deployLua('warm'));
     await runWrk(strata.url, { connections: 16, seconds: 2, script: warm });
+    if (before !== undefined) await runWrk(before.url, { connections: 16, seconds: 2, script: warm });
     await durableFloor(join(work, `floor-${backend}-warm`), 1, 16, insert);
     const measured: WrkResult[] = [];
+    const measuredBefore: WrkResult[] = [];
     const floor: number[] = [];
     for (let index = 0; index < options.rounds; index++) {
       floor.push(await durableFloor(join(work, `floor-${backend}-${index}`), options.seconds, 16, insert));
       const script = join(work, `put-${backend}-${index}.lua`);
       await writeFile(script, deployLua(`r${index}`));
-      const result = await runWrk(strata.url, { connections: 16, seconds: options.seconds, script });
-      if (result.errors > 0) throw new Error(`deploy ${backend}: ${result.errors} errors in ${result.requests} requests`);
-      measured.push(result);
-      log(`server-http deploy ${backend} round ${index + 1}: ${round(result.perSecond)}/s (p50 ${result.p50Ms.toFixed(1)} ms, p99 ${result.p99Ms.toFixed(1)} ms); durable floor ${round(floor.at(-1)!)}/s`);
+      // Alternate which runs first (the first after the floor's fsyncs runs on a busier disk).
+      const order = before === undefined ? [strata] : index % 2 === 0 ? [strata, before] : [before, strata];
+      for (const server of order) {
+        const result = await runWrk(server.url, { connections: 16, seconds: options.seconds, script });
+        if (result.errors > 0) throw new Error(`deploy ${backend}: ${result.errors} errors in ${result.requests} requests`);
+        (server === strata ? measured : measuredBefore).push(result);
+      }
+      const result = measured.at(-1)!;
+      log(
+        `server-http deploy ${backend} round ${index + 1}: ${round(result.perSecond)}/s (p50 ${result.p50Ms.toFixed(1)} ms, p99 ${result.p99Ms.toFixed(1)} ms); durable floor ${round(floor.at(-1)!)}/s` +
+          (before === undefined ? '' : `; before ${round(measuredBefore.at(-1)!.perSecond)}/s (p50 ${measuredBefore.at(-1)!.p50Ms.toFixed(1)} ms)`) +
+          `; load ${loadAverage()}`,
+      );
     }
     // Spot-check: a deploy of the last round lists and reads back with the size sent.
     const listing = (await (await strataRequest(strata.url, 'GET', `/artifactory/api/storage/${repo}/r${options.rounds - 1}?list&deep=1`)).json()) as { files: { uri: string; size: number }[] };
@@ -369,7 +430,21 @@ async function deployBenchmark(work: string, backend: 'postgres' | 'pglite', opt
     if (body.byteLength !== 1024) throw new Error(`deploy ${backend}: ${listing.files[0]!.uri} reads back ${body.byteLength} bytes`);
     const perSecond = median(measured.map((result) => result.perSecond));
     const target = backend === 'postgres' ? 2000 : 1000;
-    return {
+    const comparison: BenchResult[] =
+      before === undefined
+        ? []
+        : [
+            {
+              benchmark: 'PUT 1 KiB, before (--compare) as reference',
+              backend,
+              measured: { label: 'strata deploys', perSecond },
+              reference: { label: 'before', perSecond: median(measuredBefore.map((result) => result.perSecond)) },
+              target: { ratio: 1 },
+              roundRatios: measured.map((result, index) => result.perSecond / measuredBefore[index]!.perSecond),
+              notes: `after per round ${measured.map((r) => round(r.perSecond)).join(', ')}; before per round ${measuredBefore.map((r) => round(r.perSecond)).join(', ')}`,
+            },
+          ];
+    return [...comparison, {
       benchmark: 'PUT 1 KiB, basic auth, 16 conns',
       backend,
       measured: { label: 'strata deploys', perSecond },
@@ -377,20 +452,22 @@ async function deployBenchmark(work: string, backend: 'postgres' | 'pglite', opt
       target: { perSecond: target },
       notes:
         `distinct paths and bodies; p50 ${median(measured.map((r) => r.p50Ms)).toFixed(1)} ms, p99 ${median(measured.map((r) => r.p99Ms)).toFixed(1)} ms; wrk -t1 -c16 -d${options.seconds}s, median of ${options.rounds} rounds; ` +
-        `durable floor = 16 loops of the fsyncs${backend === 'postgres' ? ' and the INSERT transaction' : ''} a deploy must do, nothing else, interleaved`,
-    };
+        `durable floor = 16 loops of the fsyncs${backend === 'postgres' ? ' and the INSERT transaction' : ''} a deploy must do, nothing else, interleaved; ` +
+        `per round ${measured.map((r) => round(r.perSecond)).join(', ')}`,
+    }];
   } finally {
     await strata.stop();
+    await before?.stop();
     await pool?.end();
   }
 }
 
 /** Empties the server's database (created once with `createdb` as postgres when running as root). */
-async function freshDatabase(): Promise<void> {
+async function freshDatabase(url = serverDatabaseUrl): Promise<void> {
   const pg = (await import('pg')).default;
-  const database = serverDatabaseUrl.pathname.slice(1);
+  const database = url.pathname.slice(1);
   const connect = async () => {
-    const client = new pg.Client({ connectionString: serverDatabaseUrl.href });
+    const client = new pg.Client({ connectionString: url.href });
     await client.connect();
     return client;
   };
@@ -399,9 +476,9 @@ async function freshDatabase(): Promise<void> {
     client = await connect();
   } catch (error) {
     if ((error as { code?: string }).code !== '3D000' || process.getuid?.() !== 0) {
-      throw new Error(`cannot open ${database} (${String(error)}); create it: su postgres -c "createdb -O ${serverDatabaseUrl.username} ${database}"`);
+      throw new Error(`cannot open ${database} (${String(error)}); create it: su postgres -c "createdb -O ${url.username} ${database}"`);
     }
-    execFileSync('su', ['postgres', '-c', `createdb -O ${serverDatabaseUrl.username} ${database}`]);
+    execFileSync('su', ['postgres', '-c', `createdb -O ${url.username} ${database}`]);
     client = await connect();
   }
   try {
@@ -460,10 +537,10 @@ async function resetPeakRss(pid: number): Promise<void> {
   await writeFile(`/proc/${pid}/clear_refs`, '5');
 }
 
-async function rssBenchmark(work: string, backend: 'postgres' | 'pglite', options: ServerHttpOptions): Promise<BenchResult> {
+async function rssBenchmark(work: string, backend: 'postgres' | 'pglite', options: ServerHttpOptions, checkout = root, label = ''): Promise<BenchResult> {
   const bytes = options.largeBytes ?? 2 * 1024 * MiB;
   if (backend === 'postgres') await freshDatabase();
-  const strata = await startStrata(join(work, `strata-rss-${backend}`), backend);
+  const strata = await startStrata(join(work, `strata-rss-${backend}${label === '' ? '' : '-before'}`), backend, [], checkout);
   try {
     const pid = strata.child.pid!;
     await createRepository(strata.url);
@@ -486,9 +563,9 @@ async function rssBenchmark(work: string, backend: 'postgres' | 'pglite', option
     if (get.status !== 200 || get.bytes !== bytes || get.sha256 !== sent) throw new Error(`GET 2 GiB → ${get.status}, ${get.bytes} bytes, sha256 ${get.sha256} (sent ${sent})`);
     const peak = await peakRss(pid);
     const lifetimePeak = Math.max(startupPeak, peak);
-    log(`server-http rss ${backend}: startup peak ${round(startupPeak / MiB)} MiB, idle ${round(idle / MiB)} MiB, peak during PUT ${round(afterPut / MiB)} MiB, during PUT+GET ${round(peak / MiB)} MiB`);
+    log(`server-http rss ${backend}${label}: load ${loadAverage()}; startup peak ${round(startupPeak / MiB)} MiB, idle ${round(idle / MiB)} MiB, peak during PUT ${round(afterPut / MiB)} MiB, during PUT+GET ${round(peak / MiB)} MiB`);
     return {
-      benchmark: `PUT then GET ${bytes >= 1024 * MiB ? `${(bytes / 1024 / MiB).toFixed(0)} GiB` : `${(bytes / MiB).toFixed(0)} MiB`}, peak RSS`,
+      benchmark: `PUT then GET ${bytes >= 1024 * MiB ? `${(bytes / 1024 / MiB).toFixed(0)} GiB` : `${(bytes / MiB).toFixed(0)} MiB`}, peak RSS${label}`,
       backend,
       // Headroom, so that "measured ≥ target" reads as met: 300 MiB − the process's peak RSS (VmHWM, startup included).
       measured: { label: 'MiB below 300 MiB', perSecond: 300 - lifetimePeak / MiB },
@@ -510,8 +587,15 @@ export async function serverHttpBenchmark(options: ServerHttpOptions): Promise<B
   try {
     const results: BenchResult[] = [];
     if (only.includes('get')) results.push(...(await downloadBenchmarks(work, options)));
-    if (only.includes('put')) for (const backend of options.backends ?? ['postgres', 'pglite']) results.push(await deployBenchmark(work, backend, options));
-    if (only.includes('rss')) for (const backend of options.backends ?? ['postgres', 'pglite']) results.push(await rssBenchmark(work, backend, options));
+    if (only.includes('put')) for (const backend of options.backends ?? ['postgres', 'pglite']) results.push(...(await deployBenchmark(work, backend, options)));
+    if (only.includes('rss')) {
+      for (const backend of options.backends ?? ['postgres', 'pglite']) {
+        for (let index = 0; index < (options.compareRoot === undefined ? 1 : options.rounds); index++) {
+          results.push(await rssBenchmark(work, backend, options));
+          if (options.compareRoot !== undefined) results.push(await rssBenchmark(work, backend, options, options.compareRoot, ' (before)'));
+        }
+      }
+    }
     return results;
   } finally {
     await rm(work, { recursive: true, force: true });
@@ -527,6 +611,7 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
     ...(flag('only') === undefined ? {} : { only: flag('only')!.split(',') as ('get' | 'put' | 'rss')[] }),
     ...(flag('backend') === undefined ? {} : { backends: flag('backend')!.split(',') as ('postgres' | 'pglite')[] }),
     ...(flag('large-mib') === undefined ? {} : { largeBytes: Number(flag('large-mib')) * MiB }),
+    ...(flag('compare') === undefined ? {} : { compareRoot: flag('compare')! }),
   });
   printTable(results);
 }

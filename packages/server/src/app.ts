@@ -17,6 +17,8 @@ import { storageInfoRoutes } from './storage/storage-info-routes.ts';
 import { storageRoutes } from './storage/storage-routes.ts';
 import { StreamWriter } from './stream-writer.ts';
 import { lazyRequestLoggers, RequestLogController } from './request-logging.ts';
+import { FastPath } from './fast-path.ts';
+import { InFlightCounter } from './in-flight-counter.ts';
 import { systemRoutes } from './system/system-routes.ts';
 import { MavenFormat } from './formats/maven/maven-format.ts';
 import { curationRoutes } from './curation/curation-routes.ts';
@@ -85,29 +87,26 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
   });
   installErrorRendering(app);
+  // Cached downloads answered in front of fastify (fast-path.ts); answered synchronously, so
+  // never in flight at close. Installed first: its preClose hook (stop answering) runs
+  // before the one below waits for the handlers in flight.
+  const fastPath = new FastPath();
+  fastPath.install(app, deps.newId, 'x-request-id');
   // Graceful close: a handler keeps running after its client went away (a deploy waits for
-  // its append), and fastify's close only waits for open connections. Track every handler's
-  // promise; once closing, new requests get 503 and preClose waits for the tracked ones to
-  // settle, so the stores (closed in onClose, after this) never vanish under a handler.
-  const handlersInFlight = new Set<Promise<unknown>>();
+  // its append), and fastify's close only waits for open connections. Count every handler
+  // until its promise settles; once closing, new requests get 503 and preClose waits until
+  // the count is zero, so the stores (closed in onClose, after this) never vanish under a
+  // handler.
+  const handlersInFlight = new InFlightCounter();
   app.addHook('onRoute', (route) => {
     const handler = route.handler;
     route.handler = function trackedHandler(this: FastifyInstance, request, reply) {
       const result: unknown = handler.call(this, request, reply);
-      if (result instanceof Promise) {
-        const settled = result.then(
-          () => undefined,
-          () => undefined,
-        );
-        handlersInFlight.add(settled);
-        void settled.then(() => handlersInFlight.delete(settled));
-      }
+      if (result instanceof Promise) handlersInFlight.track(result);
       return result;
     } as typeof handler;
   });
-  app.addHook('preClose', async () => {
-    while (handlersInFlight.size > 0) await Promise.all(handlersInFlight);
-  });
+  app.addHook('preClose', async () => handlersInFlight.drained());
   await deps.registerAuth(app);
 
   const now = () => deps.clock.now();
@@ -284,6 +283,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     maven: new MavenFormat({ artifacts: deps.artifacts, blobs: deps.blobStore, service: artifactService, listEntriesMax: limits.listEntriesMax }),
     content: repositoryContent,
     remote: remoteProxy,
+    fastPath,
     ...(deps.federation === undefined ? {} : { federation: deps.federation }),
   });
   await app.register(storageRoutes, {

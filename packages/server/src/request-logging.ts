@@ -19,16 +19,82 @@ export class RequestLogController extends LogController {
     // Written through the server's logger with the id as a field, so that a request that logs
     // nothing else never builds its child logger (see lazyRequestLoggers).
     const log = request.server.log;
-    const line = {
-      reqId: request.id,
-      method: request.method,
-      url: request.url,
-      statusCode: reply.statusCode,
-      responseTimeMs: Math.round(reply.elapsedTime * 10) / 10,
-    };
-    if (error) log.error({ ...line, err: error }, 'request errored');
-    else log.info(line, 'request completed');
+    if (error) {
+      const line = { reqId: request.id, method: request.method, url: request.url, statusCode: reply.statusCode, responseTimeMs: Math.round(reply.elapsedTime * 10) / 10 };
+      log.error({ ...line, err: error }, 'request errored');
+    } else if (infoEnabled(log)) {
+      requestCompletedLine(log, String(request.id), request.method, request.url, reply.statusCode, reply.elapsedTime);
+    }
   }
+}
+
+/** pino's internals the request line is written with (pino.symbols; stable since pino 5). */
+interface PinoInternals {
+  readonly [pino.symbols.lsCacheSym]?: Readonly<Record<number, string>>;
+  readonly [pino.symbols.timeSym]?: () => string;
+  readonly [pino.symbols.chindingsSym]?: string;
+  readonly [pino.symbols.streamSym]?: { write(line: string): unknown };
+  readonly [pino.symbols.mixinSym]?: unknown;
+  readonly [pino.symbols.hooksSym]?: { readonly logMethod?: unknown; readonly streamWrite?: unknown };
+  readonly [pino.symbols.formattersSym]?: { readonly log?: (object: object) => object };
+  readonly [pino.symbols.messageKeySym]?: string;
+  readonly [msgPrefixSym]?: string;
+}
+
+const infoLevel = 30;
+/** In pino.symbols at run time, not in its type declarations. */
+const msgPrefixSym: unique symbol = (pino.symbols as unknown as { msgPrefixSym: symbol }).msgPrefixSym as never;
+
+/** Whether `log` writes `info` lines (pino's isLevelEnabled; loggers without it: yes). */
+export function infoEnabled(log: FastifyBaseLogger): boolean {
+  const check = (log as FastifyBaseLogger & { isLevelEnabled?: (level: string) => boolean }).isLevelEnabled;
+  return check === undefined ? true : check.call(log, 'info');
+}
+
+/**
+ * Writes the request completion line
+ * `{"level":30,"time":…,"pid":…,"hostname":…,"reqId":…,"method":…,"url":…,"statusCode":…,"responseTimeMs":…,"msg":"request completed"}`
+ * — the line `log.info({reqId, method, url, statusCode, responseTimeMs}, 'request completed')`
+ * writes — put together directly when `log` is a plain pino logger (no mixin, hooks or log
+ * formatter; the request id, method and url JSON-escaped), through pino otherwise. On the
+ * download hot path this is one string and one write instead of pino's generic
+ * serialisation (docs/benchmarks.md, "Server HTTP"). The caller checks that `info` is enabled.
+ */
+export function requestCompletedLine(log: FastifyBaseLogger, reqId: string, method: string, url: string, statusCode: number, elapsedMs: number): void {
+  const responseTimeMs = Math.round(elapsedMs * 10) / 10;
+  const internals = log as unknown as PinoInternals;
+  const prefix = internals[pino.symbols.lsCacheSym]?.[infoLevel];
+  const time = internals[pino.symbols.timeSym];
+  const chindings = internals[pino.symbols.chindingsSym];
+  const stream = internals[pino.symbols.streamSym];
+  const hooks = internals[pino.symbols.hooksSym];
+  const plain =
+    prefix !== undefined &&
+    time !== undefined &&
+    chindings !== undefined &&
+    stream !== undefined &&
+    internals[pino.symbols.mixinSym] == null &&
+    hooks?.logMethod == null &&
+    hooks?.streamWrite == null &&
+    internals[pino.symbols.formattersSym]?.log === undefined &&
+    internals[pino.symbols.messageKeySym] === 'msg' &&
+    !internals[msgPrefixSym];
+  if (!plain) {
+    log.info({ reqId, method, url, statusCode, responseTimeMs }, 'request completed');
+    return;
+  }
+  stream.write(
+    `${prefix}${time()}${chindings},"reqId":${jsonString(reqId)},"method":${jsonString(method)},"url":${jsonString(url)},"statusCode":${statusCode},"responseTimeMs":${responseTimeMs},"msg":"request completed"}\n`,
+  );
+}
+
+/** JSON string of ids, methods and urls: quoted as is when nothing needs escaping (the usual case). */
+function jsonString(text: string): string {
+  for (let index = 0; index < text.length; index++) {
+    const code = text.charCodeAt(index);
+    if (code < 0x20 || code === 0x22 || code === 0x5c || code > 0x7e) return JSON.stringify(text);
+  }
+  return `"${text}"`;
 }
 
 type Bindings = Parameters<FastifyBaseLogger['child']>[0];

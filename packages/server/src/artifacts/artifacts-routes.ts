@@ -7,7 +7,8 @@ import { repositoryNotFound as notFound } from '../repositories/repository-decid
 import { baseUrl, requestMeta } from '../request-meta.ts';
 import { parseArtifactAddress } from './artifact-address.ts';
 import type { ArtifactAddress } from './artifact-address.ts';
-import { enforcePatterns } from './artifact-decider.ts';
+import { enforcePatterns, pathFilterOf } from './artifact-decider.ts';
+import type { FastPath } from '../fast-path.ts';
 import type { ArtifactService, DeployedArtifact } from './artifact-service.ts';
 import type { BlobCache, MetadataCache } from './hot-caches.ts';
 import type { BlobStore } from '@strata/store';
@@ -39,6 +40,8 @@ export interface ArtifactsRoutesOptions {
   readonly pointInTime?: PointInTimeReads;
   /** Smart remotes: downloads from a remote's cache report statistics and sync properties. */
   readonly smartRemote?: Pick<SmartRemoteService, 'served' | 'remoteChildren'>;
+  /** Where the download of a file held in the hot caches is answered without fastify. */
+  readonly fastPath?: FastPath;
 }
 
 /** Reads a small request body whole; a longer one is refused. */
@@ -54,6 +57,8 @@ async function smallBody(request: FastifyRequest, bytesMax: number): Promise<Buf
 }
 
 const PREFIX = '/artifactory/';
+/** Under /artifactory/api/ are the API routes, never a repository. */
+const API_PREFIX = '/artifactory/api/';
 
 const itemCreatedSchema = {
   type: 'object',
@@ -177,6 +182,52 @@ function fileHeaders(file: FileItem): Readonly<Record<string, string>> {
   return headers;
 }
 
+/**
+ * The response headers of a whole-file download of `file` (the ones sendFile sets through
+ * fastify, in fastify's lower case, and the Content-Length), made once per cached item.
+ */
+const rawFileHeadersMade = new WeakMap<FileItem, readonly string[]>();
+
+function rawFileHeaders(file: FileItem): readonly string[] {
+  let raw = rawFileHeadersMade.get(file);
+  if (raw === undefined) {
+    const made: string[] = [];
+    for (const [name, value] of Object.entries(fileHeaders(file))) made.push(name.toLowerCase(), value);
+    made.push('content-type', file.mimeType || 'application/octet-stream', 'content-length', String(file.size));
+    rawFileHeadersMade.set(file, made);
+    raw = made;
+  }
+  return raw;
+}
+
+/** Request URLs already parsed by the fast download path (pure: never stale); bounded. */
+class ParsedAddresses {
+  readonly #entries = new Map<string, ArtifactAddress | null>();
+  readonly #entriesMax: number;
+
+  constructor(entriesMax: number) {
+    this.#entriesMax = entriesMax;
+  }
+
+  /** The address of a download URL, or null when the fast path leaves the URL to fastify. */
+  get(url: string): ArtifactAddress | null {
+    let address = this.#entries.get(url);
+    if (address !== undefined) return address;
+    try {
+      address = parseArtifactAddress(url, PREFIX);
+      if (address.trailingSlash || address.path === '' || Object.keys(address.matrix).length > 0) address = null;
+    } catch {
+      address = null;
+    }
+    // Bounded: cleared when full (a URL costs one parse again).
+    if (this.#entries.size >= this.#entriesMax) this.#entries.clear();
+    this.#entries.set(url, address);
+    return address;
+  }
+}
+
+const answeredOk = Object.freeze({ statusCode: 200 });
+
 /** Deploy (PUT), download (GET/HEAD) and delete on `/artifactory/{repo}/{path}`. */
 export const artifactsRoutes: FastifyPluginAsync<ArtifactsRoutesOptions> = async (app, options) => {
   const { service, cache, blobCache, blobs, artifacts, downloads, content, remote } = options;
@@ -185,6 +236,49 @@ export const artifactsRoutes: FastifyPluginAsync<ArtifactsRoutesOptions> = async
     type: 'object',
     properties: { sha1: { type: 'string' }, md5: { type: 'string' }, sha256: { type: 'string' } },
   });
+  /**
+   * GET/HEAD of a whole file of a local repository whose metadata and bytes are in the hot
+   * caches, with credentials the verification cache answers: written straight to the socket
+   * (one writeHead and end, headers made once per cached file), without fastify's request,
+   * reply and hooks. Anything else — a miss in a cache, a query, a range or conditional
+   * request, credentials to verify, a refusal, another repository class — is left to the
+   * route below, which answers the same request the same way.
+   */
+  const authenticate = app.authenticateHeaders;
+  if (options.fastPath !== undefined && authenticate !== undefined) {
+    const addresses = new ParsedAddresses(10_000);
+    const federation = options.federation;
+    options.fastPath.add((request, response) => {
+      const method = request.method;
+      if (method !== 'GET' && method !== 'HEAD') return undefined;
+      const url = request.url ?? '';
+      if (!url.startsWith(PREFIX) || url.startsWith(API_PREFIX) || url.includes('?')) return undefined;
+      const headers = request.headers;
+      if (headers.range !== undefined || headers['if-none-match'] !== undefined) return undefined;
+      const address = addresses.get(url);
+      if (address === null) return undefined;
+      const { repo, path } = address;
+      const config = cache.peekRepository(repo);
+      if (config == null || config.rclass !== 'local' || federation?.isFederated(repo) === true) return undefined;
+      const file = cache.peekItem(repo, path);
+      if (file === undefined || file.kind !== 'file' || !blobCache.cacheable(file.size)) return undefined;
+      if (pathFilterOf(config).refusal(path) !== undefined) return undefined;
+      let principal;
+      try {
+        principal = authenticate(headers);
+      } catch {
+        return undefined;
+      }
+      if (principal instanceof Promise || !app.accessControl.isAllowed(principal, { repo, path, action: 'read' })) return undefined;
+      const bytes = blobCache.peek(file.sha256);
+      if (bytes === undefined) return undefined;
+      if (method === 'GET') downloads.record(repo, file.path, principal.name, options.now());
+      response.writeHead(200, rawFileHeaders(file) as string[]);
+      response.end(method === 'HEAD' ? undefined : bytes);
+      return answeredOk;
+    });
+  }
+
   // Deploy bodies are never parsed nor buffered: the handler streams request.raw to the blob store.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, _payload, done) => done(null));

@@ -23,6 +23,16 @@ export class BlobCache {
     return size <= this.#entryBytesMax && this.#totalBytesMax > 0;
   }
 
+  /** The cached bytes of `sha256`, without reading the store on a miss. */
+  peek(sha256: string): Buffer | undefined {
+    const hit = this.#entries.get(sha256);
+    if (hit !== undefined) {
+      this.#entries.delete(sha256);
+      this.#entries.set(sha256, hit);
+    }
+    return hit;
+  }
+
   async get(sha256: string): Promise<Buffer> {
     const hit = this.#entries.get(sha256);
     if (hit !== undefined) {
@@ -117,6 +127,16 @@ export class MetadataCache {
     const config = await this.#repositories.get(key);
     this.#configs.set(key, config ?? null);
     return config;
+  }
+
+  /** A cached repository configuration (null: cached as absent); undefined when not cached. */
+  peekRepository(key: string): RepositoryConfig | null | undefined {
+    return this.#configs.get(key);
+  }
+
+  /** A cached file; undefined when not cached (nothing is read). */
+  peekItem(repo: string, path: string): TreeItem | undefined {
+    return this.#files.get(`${repo}\0${path}`);
   }
 
   /** Files only are cached (folders change whenever something below them does). */

@@ -1,3 +1,4 @@
+import type { IncomingHttpHeaders } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, onSendHookHandler } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Principal } from './access-control.ts';
@@ -16,6 +17,17 @@ export interface AuthPluginOptions {
 
 export const DEFAULT_REALM = 'Artifactory Realm';
 
+declare module 'fastify' {
+  interface FastifyInstance {
+    /**
+     * The principal of a request's credentials, as the onRequest hook finds it: synchronous
+     * unless a password must be hashed; throws a 401 StrataError for bad credentials.
+     * Decorated by the auth plugin only.
+     */
+    authenticateHeaders?: (headers: IncomingHttpHeaders) => Principal | Promise<Principal>;
+  }
+}
+
 /**
  * Access control for the whole application (fastify-plugin, so it reaches the root):
  * - loads the SecurityService (start) and stops its polling when the app closes;
@@ -32,6 +44,8 @@ async function auth(app: FastifyInstance, options: AuthPluginOptions): Promise<v
   await security.start();
 
   app.decorate('accessControl', security.accessControl);
+  // The fast download path (fast-path.ts) authenticates without fastify's hooks.
+  app.decorate('authenticateHeaders', (headers: IncomingHttpHeaders) => security.authenticate(headers));
   app.decorateRequest('principal', null as unknown as Principal);
 
   app.addHook('onRequest', (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction) => {

@@ -310,6 +310,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     listEntriesMax: limits.listEntriesMax,
     upstream,
     curation,
+    streamRevision: (stream) => deps.eventStore.streamRevision(stream),
   });
   await app.register(npmRoutes, {
     prefix: ARTIFACTORY_PREFIX,

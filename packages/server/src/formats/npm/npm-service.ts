@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { repositoryStream, StrataError } from '@strata/core';
-import type { DomainEvent, EventMeta } from '@strata/core';
+import type { DomainEvent, EventMeta, Properties, RecordedEvent } from '@strata/core';
 import type { BlobLease, BlobStore } from '@strata/store';
 import { checkDeployable } from '../../artifacts/artifact-decider.ts';
 import type { MetadataCache } from '../../artifacts/hot-caches.ts';
@@ -35,7 +35,17 @@ export interface RenderedPackument {
 }
 
 interface CachedPackage {
-  readonly expiresAt: number;
+  /** Served without a look at the store until then; after it, a local packument is checked (`revision`). */
+  expiresAt: number;
+  /**
+   * A local packument: the repository stream's revision read before it was computed (-1: no
+   * stream). Once `expiresAt` has passed, the packument is still served when the stream is at
+   * that revision, since no server has written to the repository since (one indexed lookup
+   * instead of a recomputation). Undefined: virtual and remote packuments (TTL only).
+   */
+  revision?: number;
+  /** A local packument: what it was computed from, so this server's own publish can extend it. */
+  readonly model?: { readonly versions: readonly StoredVersion[]; readonly folderProperties: Properties };
   /** The curation policy revision a packument with remote members was filtered with (-1: none). */
   readonly curationRevision?: number;
   readonly packument: Packument | null;
@@ -91,6 +101,17 @@ export class NpmService {
   readonly #curation: NpmCuration | undefined;
   /** Versions being published by this process (between their checks and their append). */
   readonly #publishing = new Set<string>();
+  readonly #streamRevision: ((stream: string) => Promise<number | undefined>) | undefined;
+  /** Local packuments being computed (single flight), by cache key. */
+  readonly #computing = new Map<string, Promise<CachedPackage>>();
+  /**
+   * Invalidations by cache key: the sequence number of the last one. A computation started
+   * before an invalidation of its key is not kept. Pruned when large: computations started
+   * before `#invalidationsPrunedAt` are then not kept either.
+   */
+  readonly #invalidations = new Map<string, number>();
+  #invalidationSequence = 0;
+  #invalidationsPrunedAt = 0;
 
   constructor(options: {
     streams: StreamWriter<RepositoryStreamState>;
@@ -103,7 +124,10 @@ export class NpmService {
     listEntriesMax: number;
     upstream?: UpstreamClient;
     curation?: NpmCuration;
+    /** The current revision of a stream (the event store's streamRevision): revalidates local packuments past their TTL. */
+    streamRevision?: (stream: string) => Promise<number | undefined>;
   }) {
+    this.#streamRevision = options.streamRevision;
     this.#upstream = options.upstream;
     this.#curation = options.curation;
     this.#streams = options.streams;
@@ -120,19 +144,55 @@ export class NpmService {
   async packument(repo: string, name: string, tarballBase: string, abbreviated: boolean): Promise<RenderedPackument | undefined> {
     const key = `${repo}\0${name}`;
     let cached = this.#packuments.get(key);
-    if (cached === undefined || cached.expiresAt <= this.#now()) {
-      const packument = await this.#compute(repo, name);
-      cached = { expiresAt: this.#now() + this.#ttlMs, packument: packument ?? null, rendered: new Map() };
-      if (this.#ttlMs > 0) {
-        this.#packuments.delete(key);
-        this.#packuments.set(key, cached);
-        if (this.#packuments.size > this.#packagesCachedMax) {
-          const oldest = this.#packuments.keys().next().value;
-          if (oldest !== undefined) this.#packuments.delete(oldest);
-        }
-      }
+    if (cached !== undefined && cached.expiresAt <= this.#now() && cached.revision !== undefined && this.#streamRevision !== undefined) {
+      // Past its TTL: still current when no server has written to the repository since.
+      const revision = (await this.#streamRevision(repositoryStream(repo))) ?? -1;
+      if (revision === cached.revision && this.#packuments.get(key) === cached) cached.expiresAt = this.#now() + this.#ttlMs;
     }
+    if (cached === undefined || cached.expiresAt <= this.#now()) cached = await this.#computeShared(repo, name, key);
     return this.#render(cached, tarballBase, abbreviated);
+  }
+
+  /** Computes a local packument once for all concurrent readers, and caches it unless invalidated meanwhile. */
+  #computeShared(repo: string, name: string, key: string): Promise<CachedPackage> {
+    let computing = this.#computing.get(key);
+    if (computing === undefined) {
+      const started = this.#invalidationSequence;
+      computing = (async () => {
+        // Read before the projection: a write landing in between makes the next check recompute.
+        const revision = this.#streamRevision === undefined ? undefined : ((await this.#streamRevision(repositoryStream(repo))) ?? -1);
+        const [{ versions }, folderProperties] = await Promise.all([this.#storedVersions(repo, name), this.#artifacts.properties(repo, name)]);
+        const packument = versions.length === 0 ? undefined : buildPackument(name, versions, folderProperties, TARBALL_BASE_PLACEHOLDER);
+        const cached: CachedPackage = {
+          expiresAt: this.#now() + this.#ttlMs,
+          ...(revision === undefined ? {} : { revision }),
+          model: { versions, folderProperties },
+          packument: packument ?? null,
+          rendered: new Map(),
+        };
+        if (!this.#invalidatedSince(key, started)) this.#remember(key, cached);
+        return cached;
+      })().finally(() => {
+        if (this.#computing.get(key) === computing) this.#computing.delete(key);
+      });
+      this.#computing.set(key, computing);
+    }
+    return computing;
+  }
+
+  /** Whether `key` was invalidated after the sequence number `started` (or may have been: pruned). */
+  #invalidatedSince(key: string, started: number): boolean {
+    return started < this.#invalidationsPrunedAt || (this.#invalidations.get(key) ?? 0) > started;
+  }
+
+  #remember(key: string, cached: CachedPackage): void {
+    if (this.#ttlMs <= 0) return;
+    this.#packuments.delete(key);
+    this.#packuments.set(key, cached);
+    if (this.#packuments.size > this.#packagesCachedMax) {
+      const oldest = this.#packuments.keys().next().value;
+      if (oldest !== undefined) this.#packuments.delete(oldest);
+    }
   }
 
   #render(cached: CachedPackage, tarballBase: string, abbreviated: boolean): RenderedPackument | undefined {
@@ -155,27 +215,74 @@ export class NpmService {
     const files = new Map<string, FileItem>();
     const versions = await Promise.all(
       listed.map(async (item): Promise<StoredVersion | undefined> => {
-        if (item.kind !== 'file' || !item.path.endsWith('.tgz')) return undefined;
-        const properties = await this.#artifacts.properties(repo, item.path);
-        const version = properties[NPM_PROPERTY.version]?.[0];
-        const manifest = manifestFromValues(properties[NPM_PROPERTY.manifest]);
-        if (version === undefined || manifest === undefined || properties[NPM_PROPERTY.name]?.[0] !== name) return undefined;
-        if (item.path !== tarballPath(name, version)) return undefined;
-        files.set(version, item);
-        return { version, manifest, sha1: item.sha1, created: item.created };
+        if (item.kind !== 'file') return undefined;
+        const entry = await this.#storedVersion(repo, name, item);
+        if (entry !== undefined) files.set(entry.version, item);
+        return entry;
       }),
     );
     return { versions: versions.filter((entry): entry is StoredVersion => entry !== undefined), files };
   }
 
-  async #compute(repo: string, name: string): Promise<Packument | undefined> {
-    const [{ versions }, folderProperties] = await Promise.all([this.#storedVersions(repo, name), this.#artifacts.properties(repo, name)]);
-    if (versions.length === 0) return undefined;
-    return buildPackument(name, versions, folderProperties, TARBALL_BASE_PLACEHOLDER);
+  /** A stored tarball as a version of `name`, or undefined when it is not one (properties missing or naming another). */
+  async #storedVersion(repo: string, name: string, item: FileItem): Promise<StoredVersion | undefined> {
+    if (!item.path.endsWith('.tgz')) return undefined;
+    const properties = await this.#artifacts.properties(repo, item.path);
+    const version = properties[NPM_PROPERTY.version]?.[0];
+    const manifest = manifestFromValues(properties[NPM_PROPERTY.manifest]);
+    if (version === undefined || manifest === undefined || properties[NPM_PROPERTY.name]?.[0] !== name) return undefined;
+    if (item.path !== tarballPath(name, version)) return undefined;
+    return { version, manifest, sha1: item.sha1, created: item.created };
+  }
+
+  /**
+   * After this server's publish of `versions` appended `events`: when they directly follow the
+   * revision a cached packument was computed at (nothing else was written to the repository
+   * in between), the packument is extended by reading back only the new tarballs and the
+   * package folder's properties, instead of being recomputed from every version. It is the
+   * packument a recomputation gives: the other versions were not touched. Otherwise it is dropped.
+   */
+  async #extendAfterPublish(repo: string, name: string, cached: CachedPackage | undefined, versions: readonly string[], events: readonly RecordedEvent[]): Promise<void> {
+    const key = `${repo}\0${name}`;
+    const first = events[0];
+    const last = events[events.length - 1];
+    if (cached?.model === undefined || cached.revision === undefined || first === undefined || last === undefined || first.revision !== cached.revision + 1) return;
+    const started = this.#invalidationSequence;
+    const [added, folderProperties] = await Promise.all([
+      Promise.all(
+        versions.map(async (version) => {
+          const item = await this.#artifacts.getItem(repo, tarballPath(name, version));
+          return item?.kind === 'file' ? this.#storedVersion(repo, name, item) : undefined;
+        }),
+      ),
+      this.#artifacts.properties(repo, name),
+    ]);
+    const byVersion = new Map(cached.model.versions.map((entry) => [entry.version, entry]));
+    for (const entry of added) if (entry !== undefined) byVersion.set(entry.version, entry);
+    const stored = [...byVersion.values()];
+    const packument = stored.length === 0 ? undefined : buildPackument(name, stored, folderProperties, TARBALL_BASE_PLACEHOLDER);
+    if (this.#invalidatedSince(key, started) || this.#computing.has(key)) return;
+    const extended: CachedPackage = {
+      expiresAt: this.#now() + this.#ttlMs,
+      revision: last.revision,
+      model: { versions: stored, folderProperties },
+      packument: packument ?? null,
+      rendered: new Map(),
+    };
+    this.#remember(key, extended);
+    // Rendered again for the base URLs and forms clients read it under before.
+    for (const variant of cached.rendered.keys()) this.#render(extended, variant.slice(1), variant.startsWith('a'));
   }
 
   #invalidate(repo: string, name: string): void {
-    this.#packuments.delete(`${repo}\0${name}`);
+    const key = `${repo}\0${name}`;
+    this.#packuments.delete(key);
+    this.#invalidations.delete(key);
+    this.#invalidations.set(key, ++this.#invalidationSequence);
+    if (this.#invalidations.size > this.#packagesCachedMax) {
+      this.#invalidations.clear();
+      this.#invalidationsPrunedAt = this.#invalidationSequence;
+    }
     // Virtual packuments that may include this package (their members are not tracked here).
     for (const key of this.#virtualKeys.get(name) ?? []) this.#packuments.delete(key);
     this.#virtualKeys.delete(name);
@@ -358,6 +465,8 @@ export class NpmService {
     }
     for (const claim of claims) this.#publishing.add(claim);
     const leases: BlobLease[] = [];
+    const cachedBefore = this.#packuments.get(`${repo}\0${name}`);
+    let published: readonly RecordedEvent[] = [];
     // The stream's next round may wait briefly for this publish's blobs (see roundLingerMs).
     const queued = this.#streams.announce(repositoryStream(repo));
     try {
@@ -366,7 +475,7 @@ export class NpmService {
       } finally {
         queued();
       }
-      await this.#streams.execute(repositoryStream(repo), meta, async (state) => {
+      const { events: appended } = await this.#streams.execute(repositoryStream(repo), meta, async (state) => {
         if (state.config === undefined) throw repositoryNotFound(repo);
         const events: DomainEvent[] = [];
         for (const [index, { version, manifest }] of prepared.entries()) {
@@ -398,12 +507,16 @@ export class NpmService {
           if (await this.#artifacts.isFile(repo, tarballPath(name, version))) throw new StrataError('STRATA_ERR_PACKAGE_VERSION_EXISTS', `cannot publish over the previously published version ${version}`);
         }
       });
+      published = appended;
     } finally {
       for (const lease of leases) lease.release();
       for (const claim of claims) this.#publishing.delete(claim);
-      this.#invalidate(repo, name);
       for (const { version } of prepared) this.#cache.invalidateItem(repo, tarballPath(name, version));
+      this.#invalidate(repo, name);
     }
+    // The next packument GET (npm publish reads it first) need not recompute every version.
+    const publishedVersions = prepared.map(({ version }) => version);
+    void this.#extendAfterPublish(repo, name, cachedBefore, publishedVersions, published).catch(() => this.#invalidate(repo, name));
   }
 
   /**

@@ -14,7 +14,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { ArtifactTreeProjection, RepositoryConfigProjection, SqlEventAudit, replayAll, replayRepository } from '@strata/store';
-import { openEventsDataset } from './support/databases.ts';
+import { eventsDatasetName, openBaselinePostgres, openEventsDataset } from './support/databases.ts';
 import { BENCH_REPOSITORIES } from './support/events.ts';
 import { log, median, type BenchResult } from './support/report.ts';
 
@@ -66,6 +66,10 @@ export async function verifyBenchmark(backend: 'postgres' | 'pglite', events: nu
 export async function replayBenchmark(backend: 'postgres' | 'pglite', events: number, rounds: number): Promise<BenchResult[]> {
   const database = await openEventsDataset(backend, events, datasetOptions);
   const projections = () => [new ArtifactTreeProjection(), new RepositoryConfigProjection()];
+  // Before/after in one run (PostgreSQL): STRATA_BENCH_BASELINE_STORE, see openBaselinePostgres.
+  const baseline = backend === 'postgres' ? await openBaselinePostgres(eventsDatasetName(events, datasetOptions.prefix)) : undefined;
+  if (baseline !== undefined) log(`replay: baseline ${baseline.path}`);
+  const baselineAll: number[] = [];
   try {
     const source = { store: database.store, db: database.db, bulk: database.bulk };
     const all: number[] = [];
@@ -89,8 +93,17 @@ export async function replayBenchmark(backend: 'postgres' | 'pglite', events: nu
       reads.push((read * 1000) / (performance.now() - started));
       const halfway = await replayAll(source, projections(), { until: { kind: 'position', position: middle } });
       half.push(halfway.eventsPerSecond);
+      const replayBaseline = async () => {
+        if (baseline === undefined) return;
+        const { module, opened } = baseline;
+        const result = await module.replayAll({ store: opened.store, db: opened.db, bulk: opened.bulk }, [new module.ArtifactTreeProjection(), new module.RepositoryConfigProjection()]);
+        baselineAll.push(result.eventsPerSecond);
+        log(`replay round ${round + 1} (${backend}): baseline all ${Math.round(result.eventsPerSecond)} events/s (${result.events} events)`);
+      };
+      if (round % 2 === 1) await replayBaseline();
       const whole = await replayAll(source, projections());
       all.push(whole.eventsPerSecond);
+      if (round % 2 === 0) await replayBaseline();
       const repository = await replayRepository(source, projections(), BENCH_REPOSITORIES[0]!);
       one.push(repository.eventsPerSecond);
       oneEvents = repository.events;
@@ -106,9 +119,22 @@ export async function replayBenchmark(backend: 'postgres' | 'pglite', events: nu
         measured: { label: 'replay all', perSecond: median(all) },
         reference: readAll,
         target: { perSecond: 100_000 },
-        notes: `median of ${rounds} rounds`,
+        notes: `median of ${rounds} rounds; per round ${all.map((rate) => Math.round(rate).toLocaleString('en-US')).join(', ')} events/s`,
         roundRatios: all.map((rate, round) => rate / reads[round]!),
       },
+      ...(baseline === undefined
+        ? []
+        : [
+            {
+              benchmark: `baseline strata replay, all ${events.toLocaleString('en-US')} events`,
+              backend,
+              measured: { label: 'baseline replay all', perSecond: median(baselineAll) },
+              reference: readAll,
+              target: { perSecond: 100_000 },
+              notes: `median of ${rounds} rounds; per round ${baselineAll.map((rate) => Math.round(rate).toLocaleString('en-US')).join(', ')} events/s`,
+              roundRatios: baselineAll.map((rate, round) => rate / reads[round]!),
+            },
+          ]),
       {
         benchmark: `strata replay --until <the middle position>`,
         backend,
@@ -129,6 +155,7 @@ export async function replayBenchmark(backend: 'postgres' | 'pglite', events: nu
       },
     ];
   } finally {
+    await baseline?.opened.close();
     await database.close();
   }
 }

@@ -7,43 +7,68 @@
 import { performance } from 'node:perf_hooks';
 import { sql } from 'kysely';
 import { ARTIFACT_COLUMNS, ArtifactTreeProjection, RepositoryConfigProjection, rebuildProjections } from '@strata/store';
-import { countTable, openEventsDataset, type BenchDatabase } from './support/databases.ts';
+import { countTable, eventsDatasetName, openBaselinePostgres, openEventsDataset, type BenchDatabase } from './support/databases.ts';
 import { log, median, type BenchResult } from './support/report.ts';
 
 const TARGETS = { postgres: 100_000, pglite: 30_000 } as const;
 const referenceRows = 200_000;
 const referenceChunkRows = 1000;
 
-export async function rebuildBenchmark(backend: 'postgres' | 'pglite', count: number, rounds: number): Promise<BenchResult> {
+export async function rebuildBenchmark(backend: 'postgres' | 'pglite', count: number, rounds: number): Promise<BenchResult[]> {
   const database = await openEventsDataset(backend, count);
+  // Before/after in one run (PostgreSQL): STRATA_BENCH_BASELINE_STORE, see openBaselinePostgres.
+  const baseline = backend === 'postgres' ? await openBaselinePostgres(eventsDatasetName(count)) : undefined;
+  if (baseline !== undefined) log(`rebuild: baseline ${baseline.path}`);
   try {
-    const measured: number[] = [];
+    const variants = [
+      {
+        name: 'rebuild',
+        rates: [] as number[],
+        run: (onProgress: (progress: { phase: string; elapsedMs: number }) => void) =>
+          rebuildProjections({ store: database.store, db: database.db, bulk: database.bulk }, [new ArtifactTreeProjection(), new RepositoryConfigProjection()], { onProgress }),
+      },
+      ...(baseline === undefined
+        ? []
+        : [
+            {
+              name: 'baseline rebuild',
+              rates: [] as number[],
+              run: (onProgress: (progress: { phase: string; elapsedMs: number }) => void) => {
+                const { module, opened } = baseline;
+                return module.rebuildProjections({ store: opened.store, db: opened.db, bulk: opened.bulk }, [new module.ArtifactTreeProjection(), new module.RepositoryConfigProjection()], { onProgress });
+              },
+            },
+          ]),
+    ];
     const reference: number[] = [];
     let phases = '';
     for (let round = 0; round < rounds; round++) {
       reference.push(await plainInsertRate(database));
-      const marks: string[] = [];
-      let lastPhase = '';
-      const result = await rebuildProjections({ store: database.store, db: database.db, bulk: database.bulk }, [new ArtifactTreeProjection(), new RepositoryConfigProjection()], {
-        onProgress: (progress) => {
+      // Alternate which variant goes first from round to round.
+      for (const variant of round % 2 === 0 ? variants : [...variants].reverse()) {
+        const marks: string[] = [];
+        let lastPhase = '';
+        const result = await variant.run((progress) => {
           if (progress.phase === lastPhase) return;
           lastPhase = progress.phase;
           marks.push(`${progress.phase} from ${(progress.elapsedMs / 1000).toFixed(1)} s`);
-        },
-      });
-      measured.push(result.eventsPerSecond);
-      phases = `${marks.join(', ')}; ${result.rows.toLocaleString('en-US')} rows (${(await countTable(database.db, 'artifacts')).toLocaleString('en-US')} artifacts)`;
-      log(`rebuild ${backend} round ${round + 1}: ${Math.round(result.eventsPerSecond)} events/s (${phases}); plain inserts ${Math.round(reference.at(-1)!)} rows/s`);
+        });
+        variant.rates.push(result.eventsPerSecond);
+        phases = `${marks.join(', ')}; ${result.rows.toLocaleString('en-US')} rows (${(await countTable(database.db, 'artifacts')).toLocaleString('en-US')} artifacts)`;
+        log(`${variant.name} ${backend} round ${round + 1}: ${Math.round(result.eventsPerSecond)} events/s (${phases}); plain inserts ${Math.round(reference.at(-1)!)} rows/s`);
+      }
     }
-    return {
-      benchmark: `rebuild ${count.toLocaleString('en-US')}`,
+    return variants.map((variant) => ({
+      benchmark: `${variant.name} ${count.toLocaleString('en-US')}`,
       backend,
-      measured: { label: 'rebuild events', perSecond: median(measured) },
+      measured: { label: `${variant.name} events`, perSecond: median(variant.rates) },
       reference: { label: 'plain batched INSERT rows', perSecond: median(reference) },
       target: { perSecond: TARGETS[backend] },
-      notes: `median of ${rounds} rounds; last: ${phases}`,
-    };
+      notes: `median of ${rounds} rounds; per round ${variant.rates.map((rate) => Math.round(rate).toLocaleString('en-US')).join(', ')} events/s`,
+      roundRatios: variant.rates.map((rate, round) => rate / reference[round]!),
+    }));
   } finally {
+    await baseline?.opened.close();
     await database.close();
   }
 }

@@ -62,7 +62,7 @@ for (const name of selected) {
   if (name === 'npm-registry') for (const backend of backends) results.push(...(await npmRegistryBenchmark({ rounds, seconds: 10, backend })));
   if (name === 'npm-publish-client') for (const backend of backends) results.push(...(await npmClientPublishBenchmark({ publishes: Number(flag('publishes') ?? 200), backend })));
   for (const backend of backends) {
-    if (name === 'rebuild') results.push(await rebuildBenchmark(backend, events, rounds));
+    if (name === 'rebuild') results.push(...(await rebuildBenchmark(backend, events, rounds)));
     if (name === 'read-all') results.push(await readAllBenchmark(backend, events, rounds));
     if (name === 'verify') results.push(...(await verifyBenchmark(backend, events, rounds)));
     if (name === 'replay') results.push(...(await replayBenchmark(backend, events, rounds)));

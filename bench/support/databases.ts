@@ -102,6 +102,24 @@ export async function openPgliteDirectory(
   };
 }
 
+/** The schema (PostgreSQL) or directory name (PGlite) of openEventsDataset's data set. */
+export function eventsDatasetName(count: number, prefix = 'bench_events'): string {
+  return `${prefix}_v${DATASET_VERSION}_${count}`;
+}
+
+/**
+ * The previous code's store on the same PostgreSQL data set, for before/after runs:
+ * STRATA_BENCH_BASELINE_STORE is another checkout's @strata/store entry point (e.g.
+ * /tmp/main/packages/store/src/index.ts); undefined when it is not set.
+ */
+export async function openBaselinePostgres(schema: string): Promise<{ readonly module: typeof import('@strata/store'); readonly opened: Awaited<ReturnType<typeof import('@strata/store').openEventStore>>; readonly path: string } | undefined> {
+  const path = process.env.STRATA_BENCH_BASELINE_STORE;
+  if (path === undefined) return undefined;
+  const module = (await import(path)) as typeof import('@strata/store');
+  const opened = await module.openEventStore({ databaseUrl, schema, projections: [], poolConnectionsMax: 16 });
+  return { module, opened, path };
+}
+
 /** A database holding the repository creations and `count` events of traffic, loaded once and kept. */
 export async function openEventsDataset(
   backend: 'postgres' | 'pglite',
@@ -113,7 +131,7 @@ export async function openEventsDataset(
     readonly gaplessOriginSeq?: boolean;
   } = {},
 ): Promise<BenchDatabase> {
-  const name = `${options.prefix ?? 'bench_events'}_v${DATASET_VERSION}_${count}`;
+  const name = eventsDatasetName(count, options.prefix);
   const siteStore = options.siteId === undefined ? {} : { siteId: options.siteId };
   const open = () => (backend === 'postgres' ? openPostgres(name, [], 16, siteStore) : openPgliteDirectory(join(benchDataDir, name), [], siteStore));
   let database = await open();

@@ -70,6 +70,16 @@ function compareParts(
   return idA < idB ? -1 : 1;
 }
 
+/**
+ * `value` as a string of its own. A decoded string is often a slice of a larger one (msgpackr
+ * cuts an event's strings out of one string of them all, and V8 slices strings of 13 code
+ * units or more by reference): kept for good in the fold, it would keep the whole event's
+ * text alive. Cutting a concatenation copies it.
+ */
+function ownString(value: string): string {
+  return value.length < 13 ? value : (' ' + value).slice(1);
+}
+
 function grown<T extends Float64Array | Int32Array | Uint8Array>(array: T, size: number): T {
   if (array.length >= size) return array;
   const next = new (array.constructor as new (length: number) => T)(Math.max(size, array.length * 2));
@@ -88,6 +98,102 @@ interface RepositoryPaths {
   readonly key: string;
   readonly paths: Map<string, number>;
   readonly folderTombstones: Map<string, EventStamp>;
+  /** folderTombstones by prefixHash of the prefix, built when rows are read out; dropped when a tombstone changes. */
+  tombstonesByHash: Map<number, { readonly prefix: string; readonly stamp: EventStamp }[]> | undefined;
+}
+
+/** FNV-1a over UTF-16 code units, one step: the hash of a prefix grows one code unit at a time. */
+function hashStep(hash: number, code: number): number {
+  return Math.imul(hash ^ code, 16777619);
+}
+const HASH_START = 2166136261 | 0;
+
+function prefixHash(prefix: string): number {
+  let hash = HASH_START;
+  for (let index = 0; index < prefix.length; index++) hash = hashStep(hash, prefix.charCodeAt(index));
+  return hash;
+}
+
+/**
+ * One file register of the fold as the columns of a row, for bulk writers (a cursor: every
+ * field changes at each `next()`, nothing is allocated per row but the strings the fold
+ * already holds). The values are those `fileView` derives from the register and its
+ * effective tombstone (the path's own and every folder tombstone covering it).
+ */
+export interface ArtifactTreeFileRows {
+  /** Moves to the next file register; false once past the last. */
+  next(): boolean;
+  readonly repo: string;
+  readonly path: string;
+  /** Content newer than the effective tombstone. */
+  readonly present: boolean;
+  /** A deploy was ever merged: the content… and first… fields are set. */
+  readonly hasContent: boolean;
+  readonly contentWall: number;
+  readonly contentLogical: number;
+  readonly contentOrigin: string;
+  readonly contentId: string;
+  readonly contentActor: string | null;
+  readonly size: number;
+  readonly mimeType: string;
+  readonly remoteUrl: string | null;
+  /**
+   * The checksums as bytes: `checksumBytes.sha256` from `checksumIndex * 32` (sha1: × 20,
+   * md5: × 16), unless `oddChecksums` holds them as the event's strings (never for a
+   * validated event: not lowercase hex).
+   */
+  readonly checksumBytes: { readonly sha256: Uint8Array; readonly sha1: Uint8Array; readonly md5: Uint8Array };
+  readonly checksumIndex: number;
+  readonly oddChecksums: { readonly sha256: string; readonly sha1: string; readonly md5: string } | undefined;
+  readonly firstWall: number;
+  readonly firstLogical: number;
+  readonly firstOrigin: string;
+  readonly firstId: string;
+  readonly firstActor: string | null;
+  /** When present: the deploy the file counts as created by (the first one after the tombstone). */
+  readonly createdAt: number;
+  readonly createdBy: string | null;
+  /** The effective tombstone. */
+  readonly hasTombstone: boolean;
+  readonly tombstoneWall: number;
+  readonly tombstoneLogical: number;
+  readonly tombstoneOrigin: string;
+}
+
+/**
+ * The property registers of the fold that survive normalisation (stamped after their path's
+ * effective tombstone), as a cursor like ArtifactTreeFileRows.
+ */
+export interface ArtifactTreePropertyRows {
+  next(): boolean;
+  readonly repo: string;
+  readonly path: string;
+  readonly key: string;
+  readonly removed: boolean;
+  readonly wall: number;
+  readonly logical: number;
+  readonly origin: string;
+  /** The winning set's event id; null for a removal. */
+  readonly id: string | null;
+  /** The winning set's values; empty for a removal. */
+  readonly values: readonly string[];
+}
+
+/**
+ * The order of the rows of `fileRows` and `propertyRows`: 'key' sorts repositories, then
+ * paths (then keys) in code-unit order, as primary-key order in SQL with collation "C";
+ * 'any' is the fold's own order (no sort: for tables whose indexes are built afterwards).
+ */
+export type ArtifactTreeRowOrder = 'key' | 'any';
+
+const NO_STAMP_ORIGIN = '';
+
+/** (wall, logical, origin) of a after b's (tombstone wins a tie): isAfterTombstone over columns. */
+function stampAfter(wall: number, logical: number, origin: string, tombstone: EventStamp | null): boolean {
+  if (tombstone === null) return true;
+  if (wall !== tombstone.hlc.wall) return wall > tombstone.hlc.wall;
+  if (logical !== tombstone.hlc.logical) return logical > tombstone.hlc.logical;
+  return origin > tombstone.origin;
 }
 
 export class ArtifactTreeFold implements ArtifactTreeEntries {
@@ -102,6 +208,7 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
   // Per path (index = path number).
   #pathCount = 0;
   readonly #pathNames: string[] = [];
+  readonly #pathRepos: RepositoryPaths[] = [];
   #fileState = new Uint8Array(1024);
   #contentWall = new Float64Array(1024);
   #contentLogical = new Int32Array(1024);
@@ -179,6 +286,7 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
         }
         const stamp: EventStamp = { hlc: { wall: event.hlc.wall, logical: event.hlc.logical }, origin: event.origin };
         repo.folderTombstones.set(prefix, maxStamp(repo.folderTombstones.get(prefix) ?? null, stamp)!);
+        repo.tombstonesByHash = undefined;
         return true;
       }
       case 'PropertiesSet': {
@@ -224,7 +332,7 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
   #repo(key: string): RepositoryPaths {
     let repo = this.#repos.get(key);
     if (repo === undefined) {
-      repo = { key, paths: new Map(), folderTombstones: new Map() };
+      repo = { key, paths: new Map(), folderTombstones: new Map(), tombstonesByHash: undefined };
       this.#repos.set(key, repo);
     }
     return repo;
@@ -244,9 +352,11 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
     const known = repo.paths.get(name);
     if (known !== undefined) return known;
     const path = this.#pathCount++;
+    name = ownString(name);
     repo.paths.set(name, path);
     if (path >= this.#fileState.length) this.#growPaths(path + 1);
     this.#pathNames.push(name);
+    this.#pathRepos.push(repo);
     this.#contentId.push(null);
     this.#remoteUrl.push(null);
     this.#firstId.push(null);
@@ -379,7 +489,7 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
     this.#propertyLogical[register] = logical;
     this.#propertyOrigin[register] = this.#name(origin);
     this.#propertyId[register] = id;
-    this.#propertyValues[register] = values;
+    this.#propertyValues[register] = values === null ? null : values.map(ownString);
   }
 
   #growProperties(size: number): void {
@@ -526,6 +636,219 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
       }
       return maxStamp(lastParentTombstone, folders.get(path) ?? null);
     };
+  }
+
+  /** Path numbers in the order of `order` (with their repository's key order for 'key'). */
+  #pathOrder(order: ArtifactTreeRowOrder): Int32Array {
+    const paths = new Int32Array(this.#pathCount);
+    if (order === 'any') {
+      for (let index = 0; index < paths.length; index++) paths[index] = index;
+      return paths;
+    }
+    let at = 0;
+    for (const key of this.repositories()) {
+      const tree = this.#repos.get(key)!;
+      for (const name of [...tree.paths.keys()].sort()) paths[at++] = tree.paths.get(name)!;
+    }
+    return paths;
+  }
+
+  /**
+   * The highest folder tombstone covering `name` (its own prefix included) in `tree`. Paths
+   * come in any order and there are few tombstones: each prefix of `name` ending at a slash
+   * (and `name` itself) is looked up by its hash, computed as the path is scanned once, so
+   * no prefix string is cut unless a tombstone's hash matches.
+   */
+  #coveringTombstoneOf(tree: RepositoryPaths, name: string): EventStamp | null {
+    const folders = tree.folderTombstones;
+    if (folders.size === 0) return null;
+    let byHash = tree.tombstonesByHash;
+    if (byHash === undefined) {
+      byHash = new Map();
+      for (const [prefix, stamp] of folders) {
+        const hash = prefixHash(prefix);
+        const entries = byHash.get(hash);
+        if (entries === undefined) byHash.set(hash, [{ prefix, stamp }]);
+        else entries.push({ prefix, stamp });
+      }
+      tree.tombstonesByHash = byHash;
+    }
+    let covering = folders.get('') ?? null;
+    if (name === '') return covering;
+    let hash = HASH_START;
+    for (let index = 0; index <= name.length; index++) {
+      const code = index < name.length ? name.charCodeAt(index) : 47;
+      if (code === 47) {
+        const entries = byHash.get(hash);
+        if (entries !== undefined) {
+          for (const entry of entries) {
+            if (entry.prefix.length === index && name.startsWith(entry.prefix)) covering = maxStamp(covering, entry.stamp);
+          }
+        }
+      }
+      hash = hashStep(hash, code);
+    }
+    return covering;
+  }
+
+  /** The effective tombstone of path number `path` (own and covering folder tombstones). */
+  #effectiveTombstoneOf(path: number): EventStamp | null {
+    const covering = this.#coveringTombstoneOf(this.#pathRepos[path]!, this.#pathNames[path]!);
+    if ((this.#fileState[path]! & HAS_TOMBSTONE) === 0) return covering;
+    const wall = this.#tombstoneWall[path]!;
+    const logical = this.#tombstoneLogical[path]!;
+    const origin = this.#names[this.#tombstoneOrigin[path]!]!;
+    if (covering !== null && !stampAfter(wall, logical, origin, covering)) return covering;
+    return { hlc: { wall, logical }, origin };
+  }
+
+  /**
+   * Every file register as row columns (see ArtifactTreeFileRows), in `order`: the same
+   * rows as `sortedEntries(repo).files` through `fileView`, without a register object each.
+   */
+  fileRows(order: ArtifactTreeRowOrder = 'key'): ArtifactTreeFileRows {
+    const self = this;
+    const paths = this.#pathOrder(order);
+    const names = this.#names;
+    const nameOrNull = (id: number) => (id === NONE ? null : names[id]!);
+    let index = 0;
+    const row = {
+      repo: '',
+      path: '',
+      present: false,
+      hasContent: false,
+      contentWall: 0,
+      contentLogical: 0,
+      contentOrigin: NO_STAMP_ORIGIN,
+      contentId: '',
+      contentActor: null as string | null,
+      size: 0,
+      mimeType: '',
+      remoteUrl: null as string | null,
+      checksumBytes: { sha256: this.#sha256, sha1: this.#sha1, md5: this.#md5 },
+      checksumIndex: 0,
+      oddChecksums: undefined as ArtifactTreeFileRows['oddChecksums'],
+      firstWall: 0,
+      firstLogical: 0,
+      firstOrigin: NO_STAMP_ORIGIN,
+      firstId: '',
+      firstActor: null as string | null,
+      createdAt: 0,
+      createdBy: null as string | null,
+      hasTombstone: false,
+      tombstoneWall: 0,
+      tombstoneLogical: 0,
+      tombstoneOrigin: NO_STAMP_ORIGIN,
+      next(): boolean {
+        for (;;) {
+          if (index >= paths.length) return false;
+          const path = paths[index++]!;
+          const state = self.#fileState[path]!;
+          if ((state & HAS_REGISTER) === 0) continue;
+          row.repo = self.#pathRepos[path]!.key;
+          row.path = self.#pathNames[path]!;
+          const tombstone = self.#effectiveTombstoneOf(path);
+          row.hasTombstone = tombstone !== null;
+          if (tombstone !== null) {
+            row.tombstoneWall = tombstone.hlc.wall;
+            row.tombstoneLogical = tombstone.hlc.logical;
+            row.tombstoneOrigin = tombstone.origin;
+          }
+          row.hasContent = (state & HAS_CONTENT) !== 0;
+          row.present = false;
+          if (!row.hasContent) return true;
+          row.contentWall = self.#contentWall[path]!;
+          row.contentLogical = self.#contentLogical[path]!;
+          row.contentOrigin = names[self.#contentOrigin[path]!]!;
+          row.contentId = self.#contentId[path]!;
+          row.contentActor = nameOrNull(self.#contentActor[path]!);
+          row.size = self.#size[path]!;
+          row.mimeType = names[self.#mimeType[path]!]!;
+          row.remoteUrl = self.#remoteUrl[path]!;
+          row.checksumIndex = path;
+          row.oddChecksums = (state & ODD_CHECKSUMS) === 0 ? undefined : self.#oddChecksums.get(path);
+          row.firstWall = self.#firstWall[path]!;
+          row.firstLogical = self.#firstLogical[path]!;
+          row.firstOrigin = names[self.#firstOrigin[path]!]!;
+          row.firstId = self.#firstId[path]!;
+          row.firstActor = nameOrNull(self.#firstActor[path]!);
+          // fileView: present iff the content is after the tombstone; created by the first
+          // deploy if that is after it too, else by the content's.
+          row.present = stampAfter(row.contentWall, row.contentLogical, row.contentOrigin, tombstone);
+          if (row.present) {
+            const firstCounts = stampAfter(row.firstWall, row.firstLogical, row.firstOrigin, tombstone);
+            row.createdAt = firstCounts ? row.firstWall : row.contentWall;
+            row.createdBy = firstCounts ? row.firstActor : row.contentActor;
+          }
+          return true;
+        }
+      },
+    };
+    return row;
+  }
+
+  /**
+   * Every property register that survives normalisation, as row columns (see
+   * ArtifactTreePropertyRows), in `order`: the rows of `sortedEntries(repo).properties`.
+   */
+  propertyRows(order: ArtifactTreeRowOrder = 'key'): ArtifactTreePropertyRows {
+    const self = this;
+    const paths = this.#pathOrder(order);
+    const names = this.#names;
+    let index = 0;
+    /** The current path's registers still to visit (sorted by key for 'key'), and where. */
+    let registers: number[] = [];
+    let registerAt = 0;
+    let tombstone: EventStamp | null = null;
+    const noValues: readonly string[] = [];
+    const row = {
+      repo: '',
+      path: '',
+      key: '',
+      removed: false,
+      wall: 0,
+      logical: 0,
+      origin: '',
+      id: null as string | null,
+      values: noValues,
+      next(): boolean {
+        for (;;) {
+          while (registerAt < registers.length) {
+            const register = registers[registerAt++]!;
+            const wall = self.#propertyWall[register]!;
+            const logical = self.#propertyLogical[register]!;
+            const origin = names[self.#propertyOrigin[register]!]!;
+            if (!stampAfter(wall, logical, origin, tombstone)) continue;
+            row.key = names[self.#propertyKey[register]!]!;
+            row.removed = self.#propertyRemoved[register] === 1;
+            row.wall = wall;
+            row.logical = logical;
+            row.origin = origin;
+            row.id = row.removed ? null : self.#propertyId[register]!;
+            row.values = row.removed ? noValues : self.#propertyValues[register]!;
+            return true;
+          }
+          if (index >= paths.length) return false;
+          const path = paths[index++]!;
+          const head = self.#propertyHead[path]!;
+          if (head === NONE) continue;
+          row.repo = self.#pathRepos[path]!.key;
+          row.path = self.#pathNames[path]!;
+          tombstone = self.#effectiveTombstoneOf(path);
+          registers = [];
+          registerAt = 0;
+          for (let register = head; register !== NONE; register = self.#propertyNext[register]!) registers.push(register);
+          if (order === 'key' && registers.length > 1) {
+            registers.sort((a, b) => {
+              const keyA = names[self.#propertyKey[a]!]!;
+              const keyB = names[self.#propertyKey[b]!]!;
+              return keyA < keyB ? -1 : keyA > keyB ? 1 : 0;
+            });
+          }
+        }
+      },
+    };
+    return row;
   }
 
   /** The canonical snapshot; equal to ArtifactTreeModel's for the same set of events. */

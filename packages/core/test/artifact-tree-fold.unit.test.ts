@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { ArtifactTreeFold, ArtifactTreeModel, type RecordedEvent } from '@strata/core';
+import { ArtifactTreeFold, ArtifactTreeModel, fileView, type ArtifactTreeRowOrder, type RecordedEvent } from '@strata/core';
 import { arbitraryArtifactEvents, arbitraryDelivery, arbitraryEventsAndDelivery } from './artifact-arbitraries.ts';
 
 const at = (wall: number, id: string, event: Pick<RecordedEvent, 'type' | 'data'>, stream = 'repo-libs'): RecordedEvent =>
@@ -86,5 +86,76 @@ describe('the compact artifact tree fold (rebuilds and replays)', () => {
     ]);
     expect([...entries.properties].map((entry) => `${entry.path} ${entry.key}`)).toEqual(['a folder', 'b/x.jar a', 'b/x.jar z']);
     expect([...entries.folderTombstones].map((entry) => entry.prefix)).toEqual(['a']);
+  });
+
+  it('gives, through its row cursors, the rows of its sorted entries (key order, and the same rows in its own order)', () => {
+    fc.assert(
+      fc.property(arbitraryEventsAndDelivery(), ({ delivery }) => {
+        const fold = new ArtifactTreeFold().applyAll(delivery);
+        const expectedFiles: unknown[] = [];
+        const expectedProperties: unknown[] = [];
+        for (const repo of fold.repositories()) {
+          const entries = fold.sortedEntries(repo);
+          for (const { path, register, tombstone } of entries.files) {
+            const view = fileView(register, tombstone);
+            const content = register.content;
+            expectedFiles.push({
+              repo,
+              path,
+              present: view.present,
+              content:
+                content === null
+                  ? null
+                  : [content.version.hlc.wall, content.version.hlc.logical, content.version.origin, content.version.id, content.actor, content.size, content.mimeType, content.remoteUrl, content.sha256, content.sha1, content.md5],
+              first: register.first === null ? null : [register.first.version.hlc.wall, register.first.version.hlc.logical, register.first.version.origin, register.first.version.id, register.first.actor],
+              created: view.created === null ? null : [view.created.version.hlc.wall, view.created.actor],
+              tombstone: tombstone === null ? null : [tombstone.hlc.wall, tombstone.hlc.logical, tombstone.origin],
+            });
+          }
+          for (const { path, key, register } of entries.properties) {
+            expectedProperties.push(
+              register.kind === 'value'
+                ? [repo, path, key, false, register.version.hlc.wall, register.version.hlc.logical, register.version.origin, register.version.id, register.values]
+                : [repo, path, key, true, register.stamp.hlc.wall, register.stamp.hlc.logical, register.stamp.origin, null, []],
+            );
+          }
+        }
+        const hex = (bytes: Uint8Array, start: number, length: number) => Buffer.from(bytes.subarray(start, start + length)).toString('hex');
+        const read = (order: ArtifactTreeRowOrder) => {
+          const files: unknown[] = [];
+          for (const row = fold.fileRows(order); row.next(); ) {
+            const odd = row.oddChecksums;
+            files.push({
+              repo: row.repo,
+              path: row.path,
+              present: row.present,
+              content: row.hasContent
+                ? [
+                    row.contentWall, row.contentLogical, row.contentOrigin, row.contentId, row.contentActor, row.size, row.mimeType, row.remoteUrl,
+                    odd?.sha256 ?? hex(row.checksumBytes.sha256, row.checksumIndex * 32, 32),
+                    odd?.sha1 ?? hex(row.checksumBytes.sha1, row.checksumIndex * 20, 20),
+                    odd?.md5 ?? hex(row.checksumBytes.md5, row.checksumIndex * 16, 16),
+                  ]
+                : null,
+              first: row.hasContent ? [row.firstWall, row.firstLogical, row.firstOrigin, row.firstId, row.firstActor] : null,
+              created: row.present ? [row.createdAt, row.createdBy] : null,
+              tombstone: row.hasTombstone ? [row.tombstoneWall, row.tombstoneLogical, row.tombstoneOrigin] : null,
+            });
+          }
+          const properties: unknown[] = [];
+          for (const row = fold.propertyRows(order); row.next(); ) {
+            properties.push([row.repo, row.path, row.key, row.removed, row.wall, row.logical, row.origin, row.id, row.values]);
+          }
+          return { files, properties };
+        };
+        expect(read('key')).toEqual({ files: expectedFiles, properties: expectedProperties });
+        const any = read('any');
+        const byKey = (row: unknown) => JSON.stringify(Array.isArray(row) ? row.slice(0, 3) : [(row as { repo: string }).repo, (row as { path: string }).path]);
+        const sorted = (rows: unknown[]) => [...rows].sort((a, b) => (byKey(a) < byKey(b) ? -1 : byKey(a) > byKey(b) ? 1 : 0));
+        expect(sorted(any.files)).toEqual(sorted(expectedFiles));
+        expect(sorted(any.properties)).toEqual(sorted(expectedProperties));
+      }),
+      { numRuns: 500 },
+    );
   });
 });

@@ -1,15 +1,23 @@
-import { Kysely, PostgresDialect } from 'kysely';
+import { Kysely, PostgresDialect, sql } from 'kysely';
 import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import type { CopyOut } from '../event-copy-reader.ts';
 import type { StoreDatabase } from '../schema.ts';
+import { BINARY_COPY_HEADER, BINARY_COPY_TRAILER, BinaryCopyWriter, type BinaryCopySource } from './binary-copy.ts';
 import type { UnnestColumn } from './sql-values.ts';
 
 /**
  * Writes rows into a table with COPY inside the current transaction; returns how many. Rows
  * are arrays in the order of `columns`; null and undefined are SQL NULL.
  */
-export type CopyRows = (table: string, columns: readonly UnnestColumn[], rows: Iterable<readonly unknown[]>) => Promise<number>;
+export interface CopyRows {
+  (table: string, columns: readonly UnnestColumn[], rows: Iterable<readonly unknown[]>): Promise<number>;
+  /**
+   * The same in the binary format, each row written field by field by `source` (no row
+   * arrays): what a rebuild writes its million rows with.
+   */
+  binary?: (source: BinaryCopySource) => Promise<number>;
+}
 
 /**
  * One transaction on one connection with COPY available in it: what a rebuild needs to swap
@@ -18,6 +26,9 @@ export type CopyRows = (table: string, columns: readonly UnnestColumn[], rows: I
 export interface BulkLoader {
   transaction<T>(work: (tx: Kysely<StoreDatabase>, copy: CopyRows) => Promise<T>): Promise<T>;
 }
+
+/** maintenance_work_mem of a bulk transaction on PostgreSQL (index builds after a COPY). */
+const indexBuildMemory = '256MB';
 
 /** Bytes of COPY text handed over at a time (PostgreSQL: one write; PGlite: one COPY statement). */
 const copyChunkBytesMax = 4 * 1024 * 1024;
@@ -87,6 +98,21 @@ function* copyChunks(rows: Iterable<readonly unknown[]>, counter: { rows: number
   if (at > 0) yield buffer.subarray(0, at);
 }
 
+/**
+ * The binary COPY data of `source`'s rows in chunks of about copyChunkBytesMax bytes; with
+ * `framed`, the first chunk starts with the header and the last ends with the trailer (one
+ * COPY for all chunks).
+ */
+function* binaryChunks(source: BinaryCopySource, out: BinaryCopyWriter, framed: boolean): Generator<Uint8Array> {
+  if (framed) yield BINARY_COPY_HEADER;
+  for (;;) {
+    const more = source.writeRow(out);
+    if (out.hasChunk || !more) yield* out.take(!more);
+    if (!more) break;
+  }
+  if (framed) yield BINARY_COPY_TRAILER;
+}
+
 function copyStatement(table: string, columns: readonly UnnestColumn[], source: string): string {
   const names = columns.map(([name]) => `"${name.replaceAll('"', '""')}"`).join(', ');
   return `copy "${table.replaceAll('"', '""')}" (${names}) from ${source}`;
@@ -105,15 +131,15 @@ export function postgresBulkLoader(pool: pg.Pool): BulkLoader {
         // The one client, never released by Kysely: it goes back to the pool below.
         dialect: new PostgresDialect({ pool: { connect: async () => ({ query: client.query.bind(client), release: () => {} }), end: async () => {} } as never }),
       });
-      const copy: CopyRows = async (table, columns, rows) => {
-        const counter = { rows: 0 };
-        const stream = client.query(copyFrom(copyStatement(table, columns, 'stdin')));
+      /** Streams `chunks` into one COPY statement, honouring backpressure. */
+      const copyIn = async (statement: string, chunks: Iterable<Uint8Array>) => {
+        const stream = client.query(copyFrom(statement));
         const finished = new Promise<void>((resolve, reject) => {
           stream.on('finish', resolve);
           stream.on('error', reject);
         });
         try {
-          for (const chunk of copyChunks(rows, counter)) {
+          for (const chunk of chunks) {
             if (!stream.write(chunk)) await Promise.race([new Promise((resolve) => stream.once('drain', resolve)), finished]);
           }
         } catch (error) {
@@ -123,10 +149,24 @@ export function postgresBulkLoader(pool: pg.Pool): BulkLoader {
         }
         stream.end();
         await finished;
+      };
+      const copy: CopyRows = async (table, columns, rows) => {
+        const counter = { rows: 0 };
+        await copyIn(copyStatement(table, columns, 'stdin'), copyChunks(rows, counter));
         return counter.rows;
       };
+      copy.binary = async (source) => {
+        const out = new BinaryCopyWriter(copyChunkBytesMax);
+        await copyIn(copyStatement(source.table, source.columns, 'stdin') + ' (format binary)', binaryChunks(source, out, true));
+        return out.rows;
+      };
       try {
-        return await db.transaction().execute((tx) => work(tx, copy));
+        return await db.transaction().execute(async (tx) => {
+          // Room for a rebuild's index builds (the default 64MB sorts the artifacts' primary
+          // key on disk); transaction-local. Not on PGlite, which runs in a small heap.
+          await sql`select set_config('maintenance_work_mem', ${indexBuildMemory}, true)`.execute(tx);
+          return work(tx, copy);
+        });
       } catch (error) {
         failed = error;
         throw error;
@@ -157,6 +197,15 @@ export function pgliteBulkLoader(pglite: PgliteCopyDatabase, db: Kysely<StoreDat
         const statement = copyStatement(table, columns, `'/dev/blob'`);
         for (const chunk of copyChunks(rows, counter)) await pglite.query(statement, [], { blob: new Blob([chunk]) });
         return counter.rows;
+      };
+      copy.binary = async (source) => {
+        const out = new BinaryCopyWriter(copyChunkBytesMax);
+        const statement = copyStatement(source.table, source.columns, `'/dev/blob'`) + ' (format binary)';
+        // Rows never span chunks: each chunk is a whole COPY of its own.
+        for (const chunk of binaryChunks(source, out, false)) {
+          await pglite.query(statement, [], { blob: new Blob([BINARY_COPY_HEADER, chunk, BINARY_COPY_TRAILER]) });
+        }
+        return out.rows;
       };
       return db.transaction().execute((tx) => work(tx, copy));
     },

@@ -15,7 +15,16 @@ export interface ProjectionRebuild {
    * Writes the final state into empty tables; returns the number of rows written. `copy`,
    * when given, writes rows with COPY in the same transaction as `db`.
    */
-  write(db: Kysely<StoreDatabase>, onRows?: (rows: number) => void, copy?: CopyRows): Promise<number>;
+  write(db: Kysely<StoreDatabase>, onRows?: (rows: number) => void, copy?: CopyRows, options?: ProjectionWriteOptions): Promise<number>;
+}
+
+export interface ProjectionWriteOptions {
+  /**
+   * The tables have no indexes and no key constraints for now (a rebuild creates them once
+   * the rows are in): rows may come in any order. Default false: primary-key order, which
+   * keeps inserts at the right edge of each index.
+   */
+  readonly unindexed?: boolean;
 }
 
 /** A projection that can rebuild in bulk rather than by replaying `apply` batch by batch. */

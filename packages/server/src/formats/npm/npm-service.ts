@@ -66,6 +66,13 @@ const upstreamPackumentBytesMax = 64 * 1024 * 1024;
 /** Upstream packuments are re-read at least this often, whatever the remote's retrievalCachePeriodSecs. */
 const upstreamPackumentTtlMsMax = 10 * 60 * 1000;
 
+/** A version of a publish document, checked: its stored manifest and tarball bytes. */
+interface PreparedVersion {
+  readonly version: string;
+  readonly manifest: Record<string, unknown>;
+  readonly bytes: Buffer;
+}
+
 /** Versions one publish document may name (npm sends the one it publishes). */
 const publishVersionsMax = 1_000;
 
@@ -406,6 +413,34 @@ export class NpmService {
     return item?.kind === 'file' ? item : undefined;
   }
 
+  /** A 409 for a publish document whose versions are all stored already. */
+  #republished(versions: Record<string, unknown>): StrataError {
+    return new StrataError('STRATA_ERR_PACKAGE_VERSION_EXISTS', `cannot publish over the previously published versions: ${Object.keys(versions).join(', ')}`);
+  }
+
+  /** One version of a publish document checked against its attachment (gzip, shasum, integrity, length): what will be stored. */
+  #prepareVersion(name: string, version: string, versions: Record<string, unknown>, attachments: Record<string, unknown>): PreparedVersion {
+    checkVersion(version);
+    const manifest = record(versions[version], `versions['${version}']`);
+    if (manifest.version !== version || (manifest.name !== undefined && manifest.name !== name)) {
+      throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `versions['${version}'] names ${String(manifest.name)}@${String(manifest.version)}`);
+    }
+    const fileName = tarballFileName(name, version);
+    const attachment = attachments[fileName] ?? attachments[`${name}-${version}.tgz`];
+    if (attachment === undefined) throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `no attachment '${fileName}' for version ${version}`);
+    const { data, length } = record(attachment, `_attachments['${fileName}']`);
+    if (typeof data !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(data)) throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `_attachments['${fileName}'].data must be base64`);
+    const bytes = Buffer.from(data, 'base64');
+    if (length !== undefined && length !== bytes.length) {
+      throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `_attachments['${fileName}'] is ${bytes.length} bytes, not the declared ${String(length)}`);
+    }
+    const dist = record(manifest.dist ?? {}, `versions['${version}'].dist`);
+    const { integrity } = verifyTarball(bytes, dist, `${name}@${version}`);
+    const kept = storedManifest(manifest);
+    kept.dist = { ...(kept.dist as Record<string, unknown>), integrity };
+    return { version, manifest: kept, bytes };
+  }
+
   /**
    * `npm publish`: the document's new versions, each with its attachment, verified (gzip,
    * shasum, integrity) and appended with the document's dist-tags in one transaction. A
@@ -423,57 +458,62 @@ export class NpmService {
     const listed = Object.keys(versions);
     if (listed.length > publishVersionsMax) throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `a publish document may name at most ${publishVersionsMax} versions`);
     for (const version of listed) checkVersion(version);
-    const stored = new Set<string>();
-    await Promise.all(listed.map(async (version) => (await this.#artifacts.isFile(repo, tarballPath(name, version))) && stored.add(version)));
-    const newVersions = listed.filter((version) => !stored.has(version));
-    if (newVersions.length === 0) {
-      throw new StrataError('STRATA_ERR_PACKAGE_VERSION_EXISTS', `cannot publish over the previously published versions: ${Object.keys(versions).join(', ')}`);
-    }
-    const distTags = document['dist-tags'] === undefined ? {} : record(document['dist-tags'], 'dist-tags');
-    const prepared: { version: string; manifest: Record<string, unknown>; bytes: Buffer }[] = [];
-    for (const version of newVersions) {
-      checkVersion(version);
-      const manifest = record(versions[version], `versions['${version}']`);
-      if (manifest.version !== version || (manifest.name !== undefined && manifest.name !== name)) {
-        throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `versions['${version}'] names ${String(manifest.name)}@${String(manifest.version)}`);
+    const lookup = Promise.all(listed.map(async (version) => ((await this.#artifacts.isFile(repo, tarballPath(name, version))) ? version : undefined)));
+    // A document naming one version (what npm publish sends): its tarball is verified and
+    // written while the lookup runs. If the lookup then refuses the publish, the blob is left
+    // unreferenced for blob GC, like any refused upload's.
+    let early: { readonly entry: PreparedVersion; readonly put: Promise<BlobLease> } | undefined;
+    if (listed.length === 1) {
+      let entry: PreparedVersion;
+      try {
+        entry = this.#prepareVersion(name, listed[0]!, versions, attachments);
+      } catch (error) {
+        // A version already stored is refused as such, whatever its attachment.
+        if ((await lookup).some((version) => version !== undefined)) throw this.#republished(versions);
+        throw error;
       }
-      const fileName = tarballFileName(name, version);
-      const attachment = attachments[fileName] ?? attachments[`${name}-${version}.tgz`];
-      if (attachment === undefined) throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `no attachment '${fileName}' for version ${version}`);
-      const { data, length } = record(attachment, `_attachments['${fileName}']`);
-      if (typeof data !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(data)) throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `_attachments['${fileName}'].data must be base64`);
-      const bytes = Buffer.from(data, 'base64');
-      if (length !== undefined && length !== bytes.length) {
-        throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `_attachments['${fileName}'] is ${bytes.length} bytes, not the declared ${String(length)}`);
-      }
-      const dist = record(manifest.dist ?? {}, `versions['${version}'].dist`);
-      const { integrity } = verifyTarball(bytes, dist, `${name}@${version}`);
-      const kept = storedManifest(manifest);
-      kept.dist = { ...(kept.dist as Record<string, unknown>), integrity };
-      prepared.push({ version, manifest: kept, bytes });
+      const queued = this.#streams.announce(repositoryStream(repo));
+      const put = this.#blobs.put(Readable.from([entry.bytes]), { expectedSize: entry.bytes.length });
+      put.then(queued, queued);
+      early = { entry, put };
     }
+    const leases: BlobLease[] = [];
+    let claims: string[] = [];
+    let prepared: PreparedVersion[] = [];
     const tags: [string, string][] = [];
-    for (const [tag, version] of Object.entries(distTags)) {
-      checkTag(tag);
-      if (typeof version !== 'string') throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `dist-tags['${tag}'] must be a version`);
-      if (!stored.has(version) && !newVersions.includes(version) && !(await this.#artifacts.isFile(repo, tarballPath(name, version)))) throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `dist-tag '${tag}' names version ${version}, which is not published`);
-      tags.push([tag, version]);
-    }
-    const claims = prepared.map(({ version }) => `${repo}\0${name}@${version}`);
-    for (const claim of claims) {
-      if (this.#publishing.has(claim)) throw new StrataError('STRATA_ERR_PACKAGE_VERSION_EXISTS', `${name}@${claim.slice(claim.lastIndexOf('@') + 1)} is being published right now`);
+    try {
+      const stored = new Set((await lookup).filter((version): version is string => version !== undefined));
+      const newVersions = listed.filter((version) => !stored.has(version));
+      if (newVersions.length === 0) throw this.#republished(versions);
+      const distTags = document['dist-tags'] === undefined ? {} : record(document['dist-tags'], 'dist-tags');
+      prepared = early === undefined ? newVersions.map((version) => this.#prepareVersion(name, version, versions, attachments)) : [early.entry];
+      for (const [tag, version] of Object.entries(distTags)) {
+        checkTag(tag);
+        if (typeof version !== 'string') throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `dist-tags['${tag}'] must be a version`);
+        if (!stored.has(version) && !newVersions.includes(version) && !(await this.#artifacts.isFile(repo, tarballPath(name, version)))) throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `dist-tag '${tag}' names version ${version}, which is not published`);
+        tags.push([tag, version]);
+      }
+      claims = prepared.map(({ version }) => `${repo}\0${name}@${version}`);
+      for (const claim of claims) {
+        if (this.#publishing.has(claim)) throw new StrataError('STRATA_ERR_PACKAGE_VERSION_EXISTS', `${name}@${claim.slice(claim.lastIndexOf('@') + 1)} is being published right now`);
+      }
+    } catch (error) {
+      void early?.put.then((lease) => lease.release(), () => undefined);
+      throw error;
     }
     for (const claim of claims) this.#publishing.add(claim);
-    const leases: BlobLease[] = [];
     const cachedBefore = this.#packuments.get(`${repo}\0${name}`);
     let published: readonly RecordedEvent[] = [];
-    // The stream's next round may wait briefly for this publish's blobs (see roundLingerMs).
-    const queued = this.#streams.announce(repositoryStream(repo));
     try {
-      try {
-        for (const { bytes } of prepared) leases.push(await this.#blobs.put(Readable.from([bytes]), { expectedSize: bytes.length }));
-      } finally {
-        queued();
+      if (early !== undefined) leases.push(await early.put);
+      else {
+        // The stream's next round may wait briefly for this publish's blobs (see roundLingerMs).
+        const queued = this.#streams.announce(repositoryStream(repo));
+        try {
+          for (const { bytes } of prepared) leases.push(await this.#blobs.put(Readable.from([bytes]), { expectedSize: bytes.length }));
+        } finally {
+          queued();
+        }
       }
       const { events: appended } = await this.#streams.execute(repositoryStream(repo), meta, async (state) => {
         if (state.config === undefined) throw repositoryNotFound(repo);

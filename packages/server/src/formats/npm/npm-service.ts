@@ -284,6 +284,8 @@ export class NpmService {
   #invalidate(repo: string, name: string): void {
     const key = `${repo}\0${name}`;
     this.#packuments.delete(key);
+    // A computation in flight may have read the package before this write: later readers start their own.
+    this.#computing.delete(key);
     this.#invalidations.delete(key);
     this.#invalidations.set(key, ++this.#invalidationSequence);
     if (this.#invalidations.size > this.#packagesCachedMax) {

@@ -540,7 +540,9 @@ async function resetPeakRss(pid: number): Promise<void> {
 async function rssBenchmark(work: string, backend: 'postgres' | 'pglite', options: ServerHttpOptions, checkout = root, label = ''): Promise<BenchResult> {
   const bytes = options.largeBytes ?? 2 * 1024 * MiB;
   if (backend === 'postgres') await freshDatabase();
-  const strata = await startStrata(join(work, `strata-rss-${backend}${label === '' ? '' : '-before'}`), backend, [], checkout);
+  const dataDir = join(work, `strata-rss-${backend}${label === '' ? '' : '-before'}`);
+  await rm(dataDir, { recursive: true, force: true });
+  const strata = await startStrata(dataDir, backend, [], checkout);
   try {
     const pid = strata.child.pid!;
     await createRepository(strata.url);

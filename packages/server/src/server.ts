@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HybridLogicalClock, isRepositoryClass, StrataError } from '@strata/core';
@@ -23,7 +24,7 @@ import hyperid from 'hyperid';
 import { buildApp } from './app.ts';
 import { bufferedLogDestination } from './request-logging.ts';
 import { collectBlobGarbage } from './audit/blob-collection.ts';
-import { authPlugin, SecurityService } from './auth/index.ts';
+import { authPlugin, ScryptPasswordHasher, SecurityService } from './auth/index.ts';
 import { BatchingDownloadCounter } from './download-counter.ts';
 import type { ServerLimits } from './ports.ts';
 import { ProjectionReaders } from './projection-readers.ts';
@@ -122,6 +123,13 @@ export async function startServer(settings: ServerSettings): Promise<RunningServ
 
   // Log lines are JSON on stdout, written in blocks of about 4 KiB (each line within a second).
   const logDestination = bufferedLogDestination(process.stdout);
+  // A new PGlite database has no admin yet: the given password is hashed now, while the
+  // process is small, not on top of PGlite's start-up (a hash holds 32 MiB while it runs;
+  // docs/benchmarks.md, "Server HTTP": the server's peak resident memory).
+  const passwordHasher = new ScryptPasswordHasher();
+  const newPglite = settings.databaseUrl === undefined && !existsSync(join(settings.dataDir, 'pg', 'PG_VERSION'));
+  const adminPasswordHash = newPglite && settings.adminPassword !== undefined ? passwordHasher.hash(settings.adminPassword) : undefined;
+  adminPasswordHash?.catch(() => undefined); // awaited (and its failure seen) by ensureAdmin
   const opened = await openEventStore({
     ...(settings.databaseUrl === undefined ? { dataDir: settings.dataDir } : { databaseUrl: settings.databaseUrl }),
     projections: [
@@ -148,8 +156,8 @@ export async function startServer(settings: ServerSettings): Promise<RunningServ
   const curationBlocks = new SqlCurationBlockLog(opened.db);
   await curationBlocks.ensureSchema();
 
-  const security = new SecurityService({ eventStore, siteId, stamp: () => hlc.now(), newId, clock });
-  const generatedPassword = await security.ensureAdmin(settings.adminPassword);
+  const security = new SecurityService({ eventStore, siteId, stamp: () => hlc.now(), newId, clock, passwordHasher });
+  const generatedPassword = await security.ensureAdmin(settings.adminPassword, adminPasswordHash);
   // "ANY LOCAL" / "ANY REMOTE" permission targets ask a repository's class synchronously.
   const repositoryClasses = new Map<string, RepositoryClass>();
   const reloadRepositoryClasses = async () => {

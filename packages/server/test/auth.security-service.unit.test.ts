@@ -23,6 +23,25 @@ describe('the built-in admin', () => {
     expect(await security.authenticate(basic('admin', 's3cret'))).toMatchObject({ name: 'admin' });
   });
 
+  it('is created with a hash of its password made beforehand (no hashing then), which signs in', async () => {
+    const { security, hasher } = securityFixture();
+    const prepared = hasher.hash('s3cret');
+    const hashesBefore = hasher.hashes;
+    expect(await security.ensureAdmin('s3cret', prepared)).toBeUndefined();
+    expect(hasher.hashes).toBe(hashesBefore);
+    expect(await security.authenticate(basic('admin', 's3cret'))).toMatchObject({ name: 'admin', admin: true });
+  });
+
+  it('ignores a hash made beforehand when the admin already exists (a failed one too)', async () => {
+    const { security, store } = securityFixture();
+    await security.ensureAdmin('s3cret');
+    const failed = Promise.reject(new Error('hashing failed'));
+    failed.catch(() => undefined);
+    expect(await security.ensureAdmin('other', failed)).toBeUndefined();
+    expect(store.events.filter((event) => event.type === 'UserSaved')).toHaveLength(1);
+    expect(await security.authenticate(basic('admin', 's3cret'))).toMatchObject({ name: 'admin' });
+  });
+
   it('gets a generated password, returned once, when none is given', async () => {
     const { security } = securityFixture();
     const generated = await security.ensureAdmin(undefined);

@@ -22,15 +22,20 @@ export interface ScryptParameters {
 
 /**
  * One of OWASP's equivalent scrypt settings (Password Storage Cheat Sheet: N=2^17 r=8 p=1,
- * or N=2^14 r=8 p=5, …). The low-memory row: each hash holds 16 MiB (N=2^17 would hold
- * 128 MiB), which counts against the server's peak resident memory (docs/benchmarks.md);
- * the five lanes run one after another. Stored hashes keep their own parameters, so hashes
- * made with earlier defaults (N=2^15 r=8 p=1) still verify.
+ * N=2^16 r=8 p=2, N=2^15 r=8 p=3, N=2^14 r=8 p=5, …), chosen for the server's resident
+ * memory (docs/benchmarks.md, "Server HTTP"): OpenSSL allocates a hash's 128·r·(N+2) bytes
+ * with one malloc on a libuv threadpool thread. Below glibc's largest mmap threshold (32 MiB)
+ * — N=2^14 r=8: 16 MiB — the first free raises the threshold, and from then on every
+ * threadpool thread that hashes keeps 16 MiB in its own malloc arena for the process's life
+ * (measured: +16 MiB per thread, 316 MiB idle with a few hashes). N=2^15 r=8 is 32 MiB plus
+ * 8 KiB, always mapped and unmapped again: 32 MiB while a hash runs, nothing after. The
+ * three lanes run one after another. Stored hashes keep their own parameters, so hashes
+ * made with earlier defaults (N=2^15 r=8 p=1, N=2^14 r=8 p=5) still verify.
  */
 export const DEFAULT_SCRYPT_PARAMETERS: ScryptParameters = Object.freeze({
-  cost: 2 ** 14,
+  cost: 2 ** 15,
   blockSize: 8,
-  parallelization: 5,
+  parallelization: 3,
   keyBytes: 32,
   saltBytes: 16,
 });

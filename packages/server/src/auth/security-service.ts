@@ -449,16 +449,18 @@ export class SecurityService {
   /**
    * Creates the built-in `admin` user at first start — when there is no `admin` user and no
    * administrator at all — with `password`, or a generated one. Returns the generated
-   * password (to print once), undefined otherwise.
+   * password (to print once), undefined otherwise. `preparedPasswordHash`: the hash of
+   * `password` made beforehand with this service's hasher (used only if the admin is created).
    */
-  async ensureAdmin(password: string | undefined): Promise<string | undefined> {
+  async ensureAdmin(password: string | undefined, preparedPasswordHash?: Promise<string>): Promise<string | undefined> {
     await this.start();
     const hasAdmin = (): boolean =>
       this.#projection.user(BUILT_IN_ADMIN_NAME) !== undefined || this.#adminExists(new Map(), new Map());
     if (hasAdmin()) return undefined;
     const chosen = password ?? Buffer.from(this.#randomBytes(18)).toString('base64url');
     checkPassword(chosen, failInput);
-    const passwordHash = await this.#hasher.hash(chosen);
+    // The caller may have hashed the given password already (with this service's hasher).
+    const passwordHash = password !== undefined && preparedPasswordHash !== undefined ? await preparedPasswordHash : await this.#hasher.hash(chosen);
     const created = await this.#execute({ principal: SYSTEM_PRINCIPAL }, () => {
       if (hasAdmin()) return { events: [], result: false };
       const user: UserRecord = {

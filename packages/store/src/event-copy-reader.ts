@@ -17,6 +17,9 @@ export const COPY_EVENT_COLUMNS =
   'transaction_id, position, id, stream, revision, origin, origin_seq, hlc_wall, hlc_logical, type, data, meta';
 const FIELDS = 12;
 
+/** Bytes of the next chunk taken to complete a row cut at a chunk boundary (longer rows: the whole chunk). */
+const boundaryRowBytesMax = 16 * 1024;
+
 /** "PGCOPY\n\377\r\n\0": the signature of the binary COPY format. */
 const SIGNATURE = [0x50, 0x47, 0x43, 0x4f, 0x50, 0x59, 0x0a, 0xff, 0x0d, 0x0a, 0x00];
 
@@ -72,6 +75,28 @@ class EventCopyDecoder {
     }
     const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     const rest = this.#buffer.length - this.#offset;
+    if (rest > 0 && this.#headerRead) {
+      // A row is cut at the chunk boundary: complete it in a small buffer of its own, then
+      // decode the chunk where it is (copying every chunk behind the cut row's bytes cost
+      // ~5% of a rebuild).
+      const head = Buffer.concat([this.#buffer.subarray(this.#offset), bytes.subarray(0, Math.min(bytes.length, boundaryRowBytesMax))]);
+      this.#buffer = head;
+      this.#offset = 0;
+      this.#decode(page, pageEventsMax, 1);
+      const consumed = this.#offset - rest;
+      if (consumed > 0 && !this.#ended) {
+        this.#buffer = bytes;
+        this.#offset = consumed;
+        this.#decode(page, pageEventsMax);
+        return;
+      }
+      if (this.#ended) return;
+      // A row longer than that (or the page was full): the whole chunk behind what is left.
+      this.#buffer = Buffer.concat([head.subarray(this.#offset, rest), bytes]);
+      this.#offset = 0;
+      this.#decode(page, pageEventsMax);
+      return;
+    }
     this.#buffer = rest === 0 ? bytes : Buffer.concat([this.#buffer.subarray(this.#offset), bytes]);
     this.#offset = 0;
     this.#decode(page, pageEventsMax);
@@ -91,7 +116,8 @@ class EventCopyDecoder {
     return { transactionId: this.#lastKey.readBigUInt64BE(0), position: this.#lastKey.readBigInt64BE(8) };
   }
 
-  #decode(page: RecordedEvent[], pageEventsMax: number): void {
+  /** Decodes rows of #buffer from #offset until the page is full, `rowsMax` rows are decoded, or a row is incomplete. */
+  #decode(page: RecordedEvent[], pageEventsMax: number, rowsMax = Infinity): void {
     const buffer = this.#buffer;
     if (!this.#headerRead) {
       if (buffer.length < 19) return;
@@ -104,7 +130,8 @@ class EventCopyDecoder {
     const starts = this.#fieldStarts;
     const lengths = this.#fieldLengths;
     let offset = this.#offset;
-    while (page.length < pageEventsMax) {
+    let rows = 0;
+    while (page.length < pageEventsMax && rows < rowsMax) {
       if (offset + 2 > buffer.length) break;
       const fields = buffer.readInt16BE(offset);
       if (fields === -1) {
@@ -133,6 +160,7 @@ class EventCopyDecoder {
       }
       if (!complete) break;
       page.push(this.#row(buffer));
+      rows++;
       buffer.copy(this.#lastKey, 0, starts[0]!, starts[0]! + 8);
       buffer.copy(this.#lastKey, 8, starts[1]!, starts[1]! + 8);
       this.#haveKey = true;
@@ -155,8 +183,8 @@ class EventCopyDecoder {
       originSeq: buffer.readInt32BE(starts[6]!),
       hlc: { wall: buffer.readInt32BE(starts[7]!) * 4294967296 + buffer.readUInt32BE(starts[7]! + 4), logical: buffer.readInt32BE(starts[8]!) },
       type,
-      data: unpack(buffer.subarray(dataStart, dataStart + lengths[10]!), 'data', id),
-      meta: unpack(buffer.subarray(metaStart, metaStart + lengths[11]!), 'meta', id) as EventMeta,
+      data: unpack(buffer, dataStart, dataStart + lengths[10]!, 'data', id),
+      meta: unpack(buffer, metaStart, metaStart + lengths[11]!, 'meta', id) as EventMeta,
       stream: this.#intern(buffer.toString('utf8', starts[3]!, starts[3]! + lengths[3]!)),
       revision: buffer.readInt32BE(starts[4]!),
       position: buffer.readBigInt64BE(starts[1]!),
@@ -180,10 +208,20 @@ class EventCopyDecoder {
   }
 }
 
-function unpack(bytes: Uint8Array, what: string, id: string): Record<string, unknown> {
+/**
+ * Unpacks `buffer[start, end)` in place: a subarray per field would cost a Buffer and the
+ * DataView msgpackr caches on it, two per event.
+ */
+const range = { start: 0, end: 0 };
+
+function unpack(buffer: Buffer, start: number, end: number, what: string, id: string): Record<string, unknown> {
+  // msgpackr reads an `end` of 0 as "to the end of the buffer".
+  if (end <= start) throw new StrataError('STRATA_ERR_CODEC_MALFORMED', `stored ${what} of event '${id}' is empty`, { id });
   let value: unknown;
   try {
-    value = unpackr.unpack(bytes);
+    range.start = start;
+    range.end = end;
+    value = unpackr.unpack(buffer, range);
   } catch (error) {
     throw new StrataError('STRATA_ERR_CODEC_MALFORMED', `stored ${what} of event '${id}' does not unpack`, { id }, { cause: error });
   }

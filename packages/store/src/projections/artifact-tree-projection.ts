@@ -397,9 +397,7 @@ export function artifactCopySource(fold: ArtifactTreeFold, order: ArtifactTreeRo
       const slash = path.lastIndexOf('/');
       out.row(ARTIFACT_COLUMNS.length);
       out.text(row.repo);
-      out.text(path);
-      out.text(path, 0, slash < 0 ? 0 : slash); // parent
-      out.text(path, slash + 1); // name
+      out.textAndParts(path, slash); // path, parent, name
       out.bool(row.present);
       if (row.hasContent) {
         const odd = row.oddChecksums;

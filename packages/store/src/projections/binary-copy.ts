@@ -130,6 +130,34 @@ export class BinaryCopyWriter {
     this.#at = at;
   }
 
+  /**
+   * Three text fields: `value`, the part before `cut` and the part after it (a path, its
+   * parent and its name; `cut` < 0: '' and the whole value). When `value` is ASCII, the parts
+   * are copies of its bytes rather than encoded again.
+   */
+  textAndParts(value: string, cut: number): void {
+    this.#room(4 + 3 * value.length);
+    const start = this.#at + 4;
+    this.text(value);
+    const bytes = this.#at - start;
+    if (bytes !== value.length) {
+      this.text(value, 0, cut < 0 ? 0 : cut);
+      this.text(value, cut + 1);
+      return;
+    }
+    const before = cut < 0 ? 0 : cut;
+    const after = value.length - cut - 1;
+    this.#room(8 + before + after);
+    // #room may have moved the row to a new buffer: find the value's bytes again.
+    const from = this.#at - bytes;
+    this.#int32(before);
+    this.#buffer.copyWithin(this.#at, from, from + before);
+    this.#at += before;
+    this.#int32(after);
+    this.#buffer.copyWithin(this.#at, from + cut + 1, from + cut + 1 + after);
+    this.#at += after;
+  }
+
   /** `length` bytes from `bytes[start]` as lowercase hex text. */
   hex(bytes: Uint8Array, start: number, length: number): void {
     this.#room(4 + 2 * length);

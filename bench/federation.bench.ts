@@ -61,8 +61,12 @@ export interface FederationBenchResult {
   readonly catchUp?: {
     readonly events: number;
     readonly localAppendPerSecond: number;
+    /** From c's start (its start-up included). */
     readonly catchUpPerSecond: number;
     readonly seconds: number;
+    /** From c answering its first request until it holds everything. */
+    readonly fromAnsweringPerSecond: number;
+    readonly startUpSeconds: number;
   };
 }
 
@@ -289,12 +293,21 @@ async function catchUpBenchmark(sites: BenchSite[], options: FederationBenchOpti
   const target = (await status(a))!.vector;
   const started = performance.now();
   await start(c);
-  await waitFor('c to catch up', () => status(c), (value) => covers(value?.vector, target), 600_000, 250);
-  const seconds = (performance.now() - started) / 1000;
+  // c answers its first request: what follows is the catch-up itself (start-up, migrations
+  // and loading the bundle are not).
+  const answered = performance.now();
+  await waitFor('c to catch up', () => status(c), (value) => covers(value?.vector, target), 600_000, 100);
+  const done = performance.now();
+  const seconds = (done - started) / 1000;
   const catchUpPerSecond = options.catchUpEvents / seconds;
-  log(`  c caught up in ${seconds.toFixed(1)} s: ${catchUpPerSecond.toFixed(0)} events/s (from its start)`);
+  const answeringSeconds = (done - answered) / 1000;
+  const fromAnsweringPerSecond = options.catchUpEvents / answeringSeconds;
+  log(
+    `  c caught up in ${seconds.toFixed(1)} s: ${catchUpPerSecond.toFixed(0)} events/s from its start; ` +
+      `${answeringSeconds.toFixed(1)} s, ${fromAnsweringPerSecond.toFixed(0)} events/s from its answering (start-up ${((answered - started) / 1000).toFixed(1)} s)`,
+  );
   void b;
-  return { events: options.catchUpEvents, localAppendPerSecond, catchUpPerSecond, seconds };
+  return { events: options.catchUpEvents, localAppendPerSecond, catchUpPerSecond, seconds, fromAnsweringPerSecond, startUpSeconds: (answered - started) / 1000 };
 }
 
 export async function federationBenchmark(options: FederationBenchOptions): Promise<FederationBenchResult> {
@@ -334,7 +347,7 @@ export function printFederationResults(results: readonly FederationBenchResult[]
     if (result.catchUp !== undefined) {
       const catchUp = result.catchUp;
       console.log(
-        `federation catch-up (${result.backend}): ${catchUp.events} events in ${catchUp.seconds.toFixed(1)} s = ${catchUp.catchUpPerSecond.toFixed(0)} events/s (target ≥ 20,000); local append with projections ${catchUp.localAppendPerSecond.toFixed(0)} events/s (reference), ratio ${(catchUp.catchUpPerSecond / catchUp.localAppendPerSecond).toFixed(2)}`,
+        `federation catch-up (${result.backend}): ${catchUp.events} events in ${catchUp.seconds.toFixed(1)} s = ${catchUp.catchUpPerSecond.toFixed(0)} events/s from c's start, ${catchUp.fromAnsweringPerSecond.toFixed(0)} events/s from c answering (start-up ${catchUp.startUpSeconds.toFixed(1)} s) (target ≥ 20,000); local append with projections ${catchUp.localAppendPerSecond.toFixed(0)} events/s (reference), ratio ${(catchUp.catchUpPerSecond / catchUp.localAppendPerSecond).toFixed(2)} / ${(catchUp.fromAnsweringPerSecond / catchUp.localAppendPerSecond).toFixed(2)}`,
       );
     }
   }

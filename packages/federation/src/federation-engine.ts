@@ -43,7 +43,7 @@ import {
   repositoryStream,
   versionOf,
 } from '@strata/core';
-import type { EventStore } from '@strata/store';
+import { encodeAndDigestEvent, type EventStore } from '@strata/store';
 import { federationError } from './federation-errors.ts';
 import {
   type FederationReply,
@@ -896,7 +896,8 @@ export class FederationEngine {
     } else if (!Buffer.from(link).equals(Buffer.from(expected))) {
       return `event ${where} links to ${chainLinkHex(link)}, but the previous event of ${event.origin} here has digest ${chainLinkHex(expected)} (history altered or forged)`;
     }
-    batchHeads.set(event.origin, { originSeq: event.originSeq, digest: repo.digestOf(event), chained: link !== undefined });
+    // Encoded and digested as the append will: it takes these bytes instead of computing them again.
+    batchHeads.set(event.origin, { originSeq: event.originSeq, digest: encodeAndDigestEvent(repo.stream, event).digest, chained: link !== undefined });
     return undefined;
   }
 
@@ -912,10 +913,16 @@ export class FederationEngine {
    * where the batches in flight end (`peer.sent`), so the receiver, which appends in
    * originSeq order, gets them in the order they leave. A refusal or a failure of any of them
    * starts a new epoch from the acknowledged cursor: the replies of the old epoch still raise
-   * the cursor (an ack's vector is what the peer holds) but decide nothing else.
+   * the cursor (an ack's vector is what the peer holds) but decide nothing else. After a
+   * failure, one request goes alone until a reply comes back: a peer that is down costs one
+   * batch read and encoded per retry, not `pushWindow` of them (profiled: a site forwarding
+   * to a member that was down spent more time encoding batches for it than decoding the ones
+   * it received).
    */
   #pump(repo: FederatedRepository, peer: PeerState): void {
-    while (!this.#closed && peer.active && peer.enabled && peer.retryTask === null && peer.inFlight < this.#pushWindow) {
+    for (;;) {
+      const window = peer.attempt > 0 ? 1 : this.#pushWindow;
+      if (this.#closed || !peer.active || !peer.enabled || peer.retryTask !== null || peer.inFlight >= window) return;
       const phase = peer.fullSyncPhase;
       // A full sync's vector exchange goes alone: its reply replaces the cursor.
       if (phase === 'exchange' && peer.inFlight > 0) return;

@@ -21,8 +21,15 @@ export class PendingBinariesProjection implements SqlProjection {
     const sha256: string[] = [];
     const repoKeys: string[] = [];
     const origins: string[] = [];
+    // One row per binary and repository: the first deploy of it in the batch names the origin
+    // (as `on conflict do nothing` kept it), and the same content deployed again in the batch
+    // is not sent to the database once more.
+    const seen = new Set<string>();
     for (const event of events) {
       if (event.type !== 'ArtifactDeployed' || event.origin === this.#siteId || !event.stream.startsWith('repo-')) continue;
+      const key = `${event.data.sha256} ${event.stream}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
       sha256.push(event.data.sha256);
       repoKeys.push(event.stream.slice('repo-'.length));
       origins.push(event.origin);

@@ -245,6 +245,45 @@ describe('local commits and pushing', () => {
 });
 
 describe('pipelined pushes', () => {
+  it('sends one batch at a time to a peer that is down (not a window of them per retry), and the whole window again once it answers', async () => {
+    // given a, pushing batches of 2 events with 4 in flight to b, which is down
+    const network = new LoopbackNetwork();
+    const scheduler = new ManualScheduler();
+    const engine = { federationBatchEventsMax: 2, pushWindow: 4 };
+    const transportFor = network.transportFor.bind(network);
+    let inFlight = 0;
+    const rounds: number[] = [];
+    network.transportFor = (from) => {
+      const transport = transportFor(from);
+      if (from !== 'a') return transport;
+      return {
+        send: async (peerId, request, options) => {
+          inFlight++;
+          rounds.push(inFlight);
+          try {
+            return await transport.send(peerId, request, options);
+          } finally {
+            inFlight--;
+          }
+        },
+      };
+    };
+    const a = await openSite(network, scheduler, 'a', ['a', 'b'], { engine });
+    await a.engine.commit('fed', Array.from({ length: 8 }, (_, index) => deploy(`down/${index}`)));
+    await scheduler.advance(10_000);
+    // then after the first window failed, every retry was one request alone
+    const firstFailure = rounds.findIndex((concurrent, index) => index > 0 && concurrent === 1);
+    expect(rounds.length).toBeGreaterThan(6);
+    expect(rounds.slice(Math.max(firstFailure, 4))).toEqual(rounds.slice(Math.max(firstFailure, 4)).map(() => 1));
+    // when b comes up, the next retry is acknowledged and the window opens again
+    rounds.length = 0;
+    const b = await openSite(network, scheduler, 'b', ['a', 'b'], { engine });
+    await scheduler.advance(5_000);
+    expect(b.engine.versionVector('fed')).toEqual({ a: 8 });
+    expect(Math.max(...rounds)).toBeGreaterThan(1);
+    expect(a.engine.status('fed').members[0]).toMatchObject({ lagEvents: 0, state: 'SYNCING' });
+  });
+
   it('keeps several batches in flight to one peer, and a batch that overtakes its predecessor waits for it instead of being refused', async () => {
     // given a and b federated, batches of 2 events, 4 pushes in flight; b's first delivery is held back
     const network = new LoopbackNetwork();

@@ -19,6 +19,7 @@ import {
   type RecordedEvent,
 } from '@strata/core';
 import type { AppendResult, Checkpoint, ExpectedRevision } from './event-store.ts';
+import { encodedEventOf } from './encoded-events.ts';
 
 /** The most events one append may carry. */
 export const appendEventsMax = 10_000;
@@ -28,6 +29,8 @@ export interface PreparedEvent {
   readonly event: NewEvent;
   readonly data: Uint8Array;
   readonly meta: Uint8Array;
+  /** The event's digest over `data` and `meta` in this stream, when computed before the append (encoded-events.ts). */
+  readonly digest?: Buffer;
 }
 
 const REPOSITORY_STREAM_PREFIX = 'repo-';
@@ -64,6 +67,10 @@ export function prepareAppend(stream: unknown, events: unknown, expectedRevision
     }
     ids.add(event.id);
     checkEventFitsStream(streamName, event, index);
+    // Encoded and digested already (say, by the federation engine checking its origin chain):
+    // the same bytes, not computed twice.
+    const encoded = encodedEventOf(candidate, streamName);
+    if (encoded !== undefined) return { event, data: encoded.data, meta: encoded.meta, digest: encoded.digest };
     return { event, data: encodeEventData(event.type, event.data), meta: encodeMeta(event.meta) };
   });
 }

@@ -46,7 +46,10 @@ export function chainEvent(stream: string, revision: number, prepared: PreparedE
     meta = encodeMeta(event.meta);
     originPrev = prev;
   }
-  const digest = eventDigest({ stream, id: event.id, origin: event.origin, originSeq: event.originSeq, hlc: event.hlc, type: event.type }, prepared.data, meta);
+  const digest =
+    prepared.digest !== undefined && meta === prepared.meta
+      ? prepared.digest
+      : eventDigest({ stream, id: event.id, origin: event.origin, originSeq: event.originSeq, hlc: event.hlc, type: event.type }, prepared.data, meta);
   if (local) heads.originHead = digest;
   const prevHash = heads.head;
   heads.head = siteChainLink(prevHash, stream, revision, digest);

@@ -12,3 +12,4 @@ export * from './open-event-store.ts';
 export * from './memory-event-store.ts';
 export * from './fs-blob-store.ts';
 export * from './audit/index.ts';
+export { encodeAndDigestEvent, encodedEventOf, type EncodedEvent } from './encoded-events.ts';

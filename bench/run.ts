@@ -44,7 +44,7 @@ for (const name of selected) {
     }
   }
   if (name === 'startup') results.push(await startupBenchmark(rounds));
-  if (name === 'append') results.push(await appendBenchmark(16, appendEvents, rounds));
+  if (name === 'append') results.push(...(await appendBenchmark(16, appendEvents, rounds)));
   if (name === 'server-http') {
     results.push(
       ...(await serverHttpBenchmark({

@@ -1,6 +1,6 @@
-import { sql, type Kysely } from 'kysely';
-import type { RecordedEvent } from '@strata/core';
-import type { SqlProjection, StoreDatabase } from '@strata/store';
+import { sql, type Kysely, type RawBuilder } from 'kysely';
+import type { RecordedEvent, StreamEvent } from '@strata/core';
+import type { InlineProjectionPlan, SqlProjection, StoreDatabase } from '@strata/store';
 
 /**
  * Binaries to fetch, recorded in the same transaction as the events that name them: every
@@ -18,6 +18,16 @@ export class PendingBinariesProjection implements SqlProjection {
   }
 
   async apply(db: Kysely<StoreDatabase>, events: readonly RecordedEvent[]): Promise<void> {
+    for (const statement of this.#statements(events)) await statement.execute(db);
+  }
+
+  /** No lock, nothing to load: the insert travels with the append's commit. */
+  planInline(events: readonly StreamEvent[]): InlineProjectionPlan | undefined {
+    if (this.#statements(events).length === 0) return undefined;
+    return { lockKeys: [], apply: (recorded) => this.#statements(recorded) };
+  }
+
+  #statements(events: readonly StreamEvent[]): RawBuilder<unknown>[] {
     const sha256: string[] = [];
     const repoKeys: string[] = [];
     const origins: string[] = [];
@@ -34,11 +44,13 @@ export class PendingBinariesProjection implements SqlProjection {
       repoKeys.push(event.stream.slice('repo-'.length));
       origins.push(event.origin);
     }
-    if (sha256.length === 0) return;
-    await sql`
+    if (sha256.length === 0) return [];
+    return [
+      sql`
       insert into federation_pending_binaries (sha256, repo_key, origin)
       select * from unnest(${sha256}::text[], ${repoKeys}::text[], ${origins}::text[])
-      on conflict (sha256, repo_key) do nothing`.execute(db);
+      on conflict (sha256, repo_key) do nothing`,
+    ];
   }
 
   async truncate(db: Kysely<StoreDatabase>): Promise<void> {

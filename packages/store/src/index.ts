@@ -7,6 +7,7 @@ export * from './migrations/index.ts';
 export * from './pglite-dialect.ts';
 export * from './open-pglite.ts';
 export { SqlEventStore, type SqlEventStoreOptions } from './sql-event-store.ts';
+export { kyselyAppendTransactions, pgAppendTransactions, type AppendSession, type AppendTransactions } from './append-transaction.ts';
 export { type CopyOut } from './event-copy-reader.ts';
 export * from './open-event-store.ts';
 export * from './memory-event-store.ts';

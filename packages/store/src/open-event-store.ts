@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { StrataError } from '@strata/core';
+import { pgAppendTransactions, type AppendTransactions } from './append-transaction.ts';
 import { migrateToLatest } from './migrations/index.ts';
 import { openPglite, pgliteKysely } from './open-pglite.ts';
 import { pgliteBulkLoader, pgliteCopyOut, postgresBulkLoader, postgresCopyOut, type BulkLoader } from './projections/bulk-copy.ts';
@@ -38,7 +39,7 @@ const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
 /** Opens (and migrates) the SQL event store: PostgreSQL when `databaseUrl` is set, else PGlite. */
 export async function openEventStore(options: OpenEventStoreOptions = {}): Promise<OpenedEventStore> {
-  const { db, bulk, copyOut, copyStatementRowsMax } =
+  const { db, bulk, copyOut, copyStatementRowsMax, appendTransactions } =
     options.databaseUrl === undefined ? await openPgliteDatabase(options) : await openPostgresDatabase(options.databaseUrl, options);
   // Reading ahead pays on a pool (PostgreSQL), not on PGlite's single connection.
   const readAhead = options.databaseUrl !== undefined;
@@ -46,6 +47,7 @@ export async function openEventStore(options: OpenEventStoreOptions = {}): Promi
     readAhead,
     copyOut,
     ...(copyStatementRowsMax === undefined ? {} : { copyStatementRowsMax }),
+    ...(appendTransactions === undefined ? {} : { appendTransactions }),
     ...options.store,
     onClose: () => db.destroy(),
   });
@@ -57,6 +59,7 @@ interface OpenedDatabase {
   readonly bulk: BulkLoader;
   readonly copyOut: CopyOut;
   readonly copyStatementRowsMax?: number;
+  readonly appendTransactions?: AppendTransactions;
 }
 
 /**
@@ -85,7 +88,8 @@ async function openPostgresDatabase(databaseUrl: string, options: OpenEventStore
   try {
     if (schema !== undefined) await sql`create schema if not exists ${sql.id(schema)}`.execute(db);
     await migrateToLatest(db, schema === undefined ? {} : { schema });
-    return { db, bulk: postgresBulkLoader(pool), copyOut: postgresCopyOut(pool) };
+    // Append batches in two round trips (begin with the locks, commit with the writes).
+    return { db, bulk: postgresBulkLoader(pool), copyOut: postgresCopyOut(pool), appendTransactions: pgAppendTransactions(pool) };
   } catch (error) {
     await db.destroy();
     if (error instanceof StrataError) throw error;

@@ -16,12 +16,15 @@ export interface SqlProjection {
   truncate(db: Kysely<StoreDatabase>): Promise<void>;
   /**
    * Optional, for appends: how this projection would apply a batch, so that the SQL event
-   * store can fold its lock and its load into the store's own two statements (two round
-   * trips fewer per append transaction). `events` are the batch's candidates (some may turn
-   * out to be duplicates or refused): the plan may lock and load more than `apply` then
-   * uses. undefined: these events do not concern the projection.
+   * store can fold its lock, its load and its writes into the store's own round trips (on
+   * PostgreSQL an append batch is then two: locks and loads, then insert, writes and
+   * commit). `events` are the batch's candidates (some may turn out to be duplicates or
+   * refused): the plan may lock and load more than its `apply` then uses. undefined: these
+   * events do not concern the projection (nothing is run for it). 'apply': they do, but it
+   * cannot say up front — the store calls `apply` with the open transaction once the events
+   * and the writes of the projections before it are in (one more round trip).
    */
-  planInline?(events: readonly StreamEvent[]): InlineProjectionPlan | undefined;
+  planInline?(events: readonly StreamEvent[]): InlineProjectionPlan | 'apply' | undefined;
 }
 
 /** What `planInline` returns; see SqlProjection.planInline. */
@@ -31,8 +34,15 @@ export interface InlineProjectionPlan {
    * taken by the store after its stream locks and before the statement that runs `load`.
    */
   readonly lockKeys: readonly string[];
-  /** A query returning rows `(kind text, row jsonb)`, run inside the statement that inserts the events. */
-  readonly load: RawBuilder<{ kind: string; row: unknown }>;
-  /** Applies the recorded events of the batch (in global order) given what `load` returned. */
-  apply(db: Kysely<StoreDatabase>, events: readonly RecordedEvent[], loaded: readonly { kind: string; row: unknown }[]): Promise<void>;
+  /**
+   * A query returning rows `(kind text, row jsonb)`, run after the locks (its snapshot
+   * follows them), before the events are inserted. undefined: nothing to load.
+   */
+  readonly load?: RawBuilder<{ kind: string; row: unknown }>;
+  /**
+   * The statements that write the batch's effect, given what `load` returned: `events` are
+   * the batch's new events (in global order; without revision and position, which are not
+   * known yet). The store sends them after its insert, with the commit.
+   */
+  apply(events: readonly StreamEvent[], loaded: readonly { kind: string; row: unknown }[]): readonly RawBuilder<unknown>[];
 }

@@ -1,5 +1,5 @@
-import { StrataError, validateEventType, type EventMeta, type EventType, type NewEvent, type RecordedEvent } from '@strata/core';
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { StrataError, validateEventType, type EventMeta, type EventType, type NewEvent, type RecordedEvent, type StreamEvent } from '@strata/core';
+import { sql, type CompiledQuery, type Kysely } from 'kysely';
 import { Unpackr } from 'msgpackr';
 import {
   appendResult,
@@ -29,6 +29,7 @@ import {
   type Subscription,
 } from './event-store.ts';
 import { boundedReadCount } from './read-count.ts';
+import { kyselyAppendTransactions, type AppendSession, type AppendTransactions } from './append-transaction.ts';
 import { CHAIN_GENESIS, eventDigest } from '@strata/core';
 import { chainEvent, type ChainedEvent, type StreamChainHeads } from './event-chaining.ts';
 import { CommitSignal, PollingSubscription, type CheckpointedEvent } from './polling-subscription.ts';
@@ -70,6 +71,12 @@ export interface SqlEventStoreOptions {
    * (PostgreSQL streams it). PGlite hands a COPY's output over as one blob: bound it.
    */
   readonly copyStatementRowsMax?: number;
+  /**
+   * How append transactions reach the database (append-transaction.ts): on PostgreSQL
+   * `pgAppendTransactions(pool)` (two round trips per batch). Default: statement by
+   * statement in a Kysely transaction of `db`.
+   */
+  readonly appendTransactions?: AppendTransactions;
 }
 
 interface PendingAppend {
@@ -112,13 +119,6 @@ const EVENT_COLUMNS = sql.raw(
 const SCAN_COLUMNS = sql.raw(
   'position, transaction_id, id, stream, revision, origin, origin_seq, hlc_wall, hlc_logical, type, octet_length(data) as data_bytes, data || meta as payload',
 );
-/** EVENT_COLUMNS' types as NULLs, for the lock rows of the statement that also reads stored events. */
-const LOCKED_PADDING = sql.raw(
-  'null::bigint as position, null::xid8 as transaction_id, null::text as id, null::text as stream, null::integer as revision, ' +
-    'null::text as origin, null::integer as origin_seq, null::bigint as hlc_wall, null::integer as hlc_logical, null::text as type, ' +
-    'null::bytea as data, null::bytea as meta',
-);
-
 /** readAll pages at least this large are read with COPY (when the store has it); smaller ones with a query. */
 const copyReadEventsMin = 1000;
 
@@ -147,6 +147,7 @@ export class SqlEventStore implements EventStore, EventScanner {
   readonly #siteId: string | undefined;
   readonly #copyOut: CopyOut | undefined;
   readonly #copyStatementRowsMax: number | undefined;
+  readonly #transactions: AppendTransactions;
   /** The page after the last full page readAll returned, being read (see `readAhead`). */
   #pageAhead: { readonly after: Checkpoint; readonly maxCount: number; readonly page: Promise<ReadAllResult | undefined> } | undefined;
   readonly #queue: PendingAppend[] = [];
@@ -171,6 +172,7 @@ export class SqlEventStore implements EventStore, EventScanner {
     this.#siteId = options.siteId;
     this.#copyOut = options.copyOut;
     this.#copyStatementRowsMax = options.copyStatementRowsMax === undefined ? undefined : positive(options.copyStatementRowsMax, 'copyStatementRowsMax');
+    this.#transactions = options.appendTransactions ?? kyselyAppendTransactions(db);
   }
 
   /** The database this store writes (for the audit queries of the same package). */
@@ -244,11 +246,7 @@ export class SqlEventStore implements EventStore, EventScanner {
     let lastError: unknown;
     for (let attempt = 0; attempt < this.#appendAttemptsMax; attempt++) {
       try {
-        const outcomes = await this.#db.transaction().execute(async (tx) => {
-          const planned = await this.#applyBatch(tx, parts);
-          for (const outcome of planned) if ('error' in outcome) throw outcome.error;
-          return planned;
-        });
+        const outcomes = await this.#transactions.run((session) => this.#applyBatch(session, parts, true));
         this.#commits.notify();
         return outcomes.map((outcome) => (outcome as { result: AppendResult }).result);
       } catch (error) {
@@ -447,7 +445,7 @@ export class SqlEventStore implements EventStore, EventScanner {
   async #writeBatch(batch: readonly PendingAppend[]): Promise<void> {
     let outcomes: Outcome[] | undefined;
     try {
-      outcomes = await this.#db.transaction().execute((tx) => this.#applyBatch(tx, batch));
+      outcomes = await this.#transactions.run((session) => this.#applyBatch(session, batch));
     } catch (error) {
       if (batch.length === 1) {
         await this.#writeAlone(batch[0]!, error, 1);
@@ -468,7 +466,7 @@ export class SqlEventStore implements EventStore, EventScanner {
     while (attempts < this.#appendAttemptsMax && (lastError === undefined || isRetryable(lastError))) {
       attempts++;
       try {
-        const [outcome] = await this.#db.transaction().execute((tx) => this.#applyBatch(tx, [pending]));
+        const [outcome] = await this.#transactions.run((session) => this.#applyBatch(session, [pending]));
         this.#commits.notify();
         settle(pending, outcome!);
         return;
@@ -479,11 +477,20 @@ export class SqlEventStore implements EventStore, EventScanner {
     pending.reject(translateError(lastError));
   }
 
-  async #applyBatch(tx: Transaction<StoreDatabase>, batch: readonly PendingAppend[]): Promise<Outcome[]> {
+  /**
+   * Writes one batch in the open transaction `session`, in two round trips on PostgreSQL:
+   * (1) `begin`, the stream and projection locks, then (each statement with a snapshot of
+   * its own, taken after the locks) the events already stored under the batch's ids and what
+   * the inline projections need loaded; (2) the events' insert with the streams' new
+   * revisions, the projections' writes, and `commit`. A projection that applies itself
+   * (no `planInline`, or `'apply'`) needs the inserted events first: the statements queued
+   * before it are sent, then it applies in the same transaction. With `atomic` any refused
+   * part throws (rolling everything back) before anything is written.
+   */
+  async #applyBatch(session: AppendSession, batch: readonly PendingAppend[], atomic = false): Promise<Outcome[]> {
+    const db = this.#db;
     const streams = [...new Set(batch.map((pending) => pending.stream))].sort();
     const ids = batch.flatMap((pending) => pending.events.map((prepared) => prepared.event.id));
-    // Projections that can say up front what they lock and load have both folded into the
-    // two statements below (two round trips fewer); the others apply after the insert.
     const candidates = batch.flatMap((pending) => pending.events.map((prepared) => ({ ...prepared.event, stream: pending.stream })));
     const projectionPlans: (InlineProjectionPlan | undefined | 'apply')[] = this.#projections.map((projection) =>
       projection.planInline === undefined ? 'apply' : projection.planInline(candidates),
@@ -491,7 +498,8 @@ export class SqlEventStore implements EventStore, EventScanner {
     const lockKeys = [...new Set(projectionPlans.flatMap((plan) => (plan === undefined || plan === 'apply' ? [] : plan.lockKeys)))].sort();
     // The projections' advisory locks are taken after every stream lock (the InitPlan over
     // `locked` completes those first), in sorted order, so that appends and catch-ups never
-    // deadlock; the next statement's snapshot, which loads the projection rows, follows both.
+    // deadlock; the next statements' snapshots, which read the stored events and load the
+    // projection rows, follow both.
     const advisory =
       lockKeys.length === 0
         ? sql`, advisory as (select 0::bigint as n)`
@@ -499,47 +507,52 @@ export class SqlEventStore implements EventStore, EventScanner {
             select count(pg_advisory_xact_lock(${PROJECTION_LOCK_CLASS}::int4, h)) as n
             from (select hashtext(k) as h from unnest(${lockKeys}::text[]) with ordinality as t(k, o)
                   where (select count(*) from locked) >= 0 order by o) as s)`;
-    // One round trip: create missing stream rows and lock all of them, in a fixed order, so
-    // concurrent batches (of any process) serialise per stream and never deadlock; take the
-    // projections' locks; and read the events already stored under the batch's ids. The
-    // locked revisions are the latest (ON CONFLICT DO UPDATE waits and rereads), the stored
-    // events are as of the statement's start: an event a concurrent batch committed
-    // meanwhile is missed here, its insert then breaks the unique id and the batch is
-    // retried one append at a time, which sees it.
-    const lockedAndStored = await sql<
-      EventRow & {
-        locked_stream: string | null;
-        locked_revision: number | null;
-        locked_chain: Uint8Array | null;
-        locked_origin_chain: Uint8Array | null;
-        locked_origin_chain_origin: string | null;
-      }
-    >`
+    // Create missing stream rows and lock all of them, in a fixed order, so concurrent
+    // batches (of any process) serialise per stream and never deadlock; then take the
+    // projections' locks. The locked revisions are the latest (ON CONFLICT DO UPDATE waits
+    // and rereads).
+    const lockStatement = sql<{
+      stream: string;
+      revision: number;
+      chain: Uint8Array | null;
+      origin_chain: Uint8Array | null;
+      origin_chain_origin: string | null;
+    }>`
       with locked as (
         insert into streams (stream, revision)
         select stream, -1 from unnest(${streams}::text[]) as input(stream) order by stream
         on conflict (stream) do update set revision = streams.revision
         returning stream, revision, chain, origin_chain, origin_chain_origin)${advisory}
-      select stream as locked_stream, revision as locked_revision, chain as locked_chain, origin_chain as locked_origin_chain,
-        origin_chain_origin as locked_origin_chain_origin, (select n from advisory) as advisory_locks, ${LOCKED_PADDING} from locked
-      union all
-      select null, null, null, null, null, null, ${EVENT_COLUMNS} from events where id = any(${ids}::text[])`.execute(tx);
+      select stream, revision, chain, origin_chain, origin_chain_origin, (select n from advisory) as advisory_locks from locked`;
+    // The events already stored under the batch's ids, as of after the locks: an event a
+    // concurrent batch of another stream commits later is missed here, its insert then breaks
+    // the unique id and the batch is retried one append at a time, which sees it.
+    const storedStatement = sql<EventRow>`select ${EVENT_COLUMNS} from events where id = any(${ids}::text[])`;
+    const loads = projectionPlans.flatMap((plan, index) =>
+      plan === undefined || plan === 'apply' || plan.load === undefined
+        ? []
+        : [sql`select ${index}::int as load_index, l.kind::text as kind, l.row::jsonb as row from (${plan.load}) as l`],
+    );
+    const first = [lockStatement, storedStatement, ...(loads.length === 0 ? [] : [sql.join(loads, sql` union all `)])];
+    const [lockedRows, storedRows, loadRows] = await session.send(first.map((statement) => statement.compile(db)));
+
     const revisions = new Map<string, number>();
     const chainHeads = new Map<string, StreamChainHeads & { originKnown: boolean; originTouched: boolean }>();
-    const stored = new Map<string, { stream: string; recorded: () => RecordedEvent }>();
-    for (const row of lockedAndStored.rows) {
-      if (row.locked_stream !== null) {
-        revisions.set(row.locked_stream, row.locked_revision!);
-        const empty = row.locked_revision! < 0;
-        const originKnown = empty || (row.locked_origin_chain !== null && row.locked_origin_chain_origin === this.#siteId);
-        chainHeads.set(row.locked_stream, {
-          head: row.locked_chain ?? CHAIN_GENESIS,
-          originHead: originKnown && !empty ? (row.locked_origin_chain ?? undefined) : undefined,
-          originKnown,
-          originTouched: false,
-        });
-      } else stored.set(row.id, { stream: row.stream, recorded: () => decodeRow(row) });
+    for (const row of lockedRows as unknown as { stream: string; revision: number; chain: Uint8Array | null; origin_chain: Uint8Array | null; origin_chain_origin: string | null }[]) {
+      revisions.set(row.stream, row.revision);
+      const empty = row.revision < 0;
+      const originKnown = empty || (row.origin_chain !== null && row.origin_chain_origin === this.#siteId);
+      chainHeads.set(row.stream, {
+        head: row.chain ?? CHAIN_GENESIS,
+        originHead: originKnown && !empty ? (row.origin_chain ?? undefined) : undefined,
+        originKnown,
+        originTouched: false,
+      });
     }
+    const stored = new Map<string, { stream: string; recorded: () => RecordedEvent }>();
+    for (const row of storedRows as unknown as EventRow[]) stored.set(row.id, { stream: row.stream, recorded: () => decodeRow(row) });
+    const loaded = projectionPlans.map(() => [] as { kind: string; row: unknown }[]);
+    for (const row of (loadRows ?? []) as unknown as { load_index: number; kind: string; row: unknown }[]) loaded[row.load_index]!.push({ kind: row.kind, row: row.row });
 
     interface Planned {
       readonly pending: PendingAppend;
@@ -584,6 +597,7 @@ export class SqlEventStore implements EventStore, EventScanner {
         error = expectedRevisionConflict(pending.stream, pending.expectedRevision, current);
       }
       if (error !== undefined) {
+        if (atomic) throw error;
         plans.push({ pending, error, nextRevision: current, slots: [] });
         continue;
       }
@@ -601,23 +615,18 @@ export class SqlEventStore implements EventStore, EventScanner {
       plans.push({ pending, nextRevision: revision, slots });
     }
 
-    if (inserts.length > 0) {
+    if (inserts.length === 0) {
+      // Nothing new (duplicates, refusals): the stream rows the locks created still commit.
+      await session.send([], { commit: true });
+    } else {
       const changed = [...new Set(inserts.map((row) => row.stream))];
       for (const stream of changed) {
         const heads = chainHeads.get(stream)!;
         heads.originTouched = this.#siteId !== undefined && inserts.some((row) => row.stream === stream && row.prepared.event.origin === this.#siteId);
-        if (heads.originTouched && !heads.originKnown) heads.originHead = await lastOriginLink(tx, stream, this.#siteId!);
+        if (heads.originTouched && !heads.originKnown) heads.originHead = await lastOriginLink(session, db, stream, this.#siteId!);
       }
       for (const row of inserts) row.chained = chainEvent(row.stream, row.revision, row.prepared, chainHeads.get(row.stream)!, this.#siteId);
-      // One round trip: the new events, the streams' new revisions, and what the planned
-      // projections need loaded (their locks are held: this statement's snapshot sees the
-      // rows of every transaction that held them before).
-      const loads = projectionPlans.flatMap((plan, index) =>
-        plan === undefined || plan === 'apply'
-          ? []
-          : [sql`union all select null, null, ${index}::int, l.kind::text, l.row::jsonb from (${plan.load}) as l`],
-      );
-      const inserted = await sql<{ id: string | null; position: string | null; load_index: number | null; kind: string | null; row: unknown }>`
+      const insertStatement = sql<{ id: string; position: string }>`
         with inserted as (
         insert into events (id, stream, revision, origin, origin_seq, hlc_wall, hlc_logical, type, data, meta, target, prev_hash, origin_prev, digest)
         select * from unnest(
@@ -651,26 +660,42 @@ export class SqlEventStore implements EventStore, EventScanner {
             })}::bytea[]
           ) as input(stream, revision, chain, origin_chain)
           where streams.stream = input.stream)
-        select id, position, null::int as load_index, null::text as kind, null::jsonb as row from inserted
-        ${sql.join(loads, sql` `)}`.execute(tx);
-      const positions = new Map<string, bigint>();
-      const loaded = projectionPlans.map(() => [] as { kind: string; row: unknown }[]);
-      for (const row of inserted.rows) {
-        if (row.load_index === null) positions.set(row.id!, BigInt(row.position!));
-        else loaded[row.load_index]!.push({ kind: row.kind!, row: row.row });
-      }
-      for (const row of inserts) {
-        const position = positions.get(row.prepared.event.id);
-        if (position === undefined) throw new StrataError('STRATA_ERR_INVARIANT', `insert returned no position for '${row.prepared.event.id}'`);
-        row.position = position;
-        row.recorded = recordEvent(row.chained!.event, row.stream, row.revision, position);
-      }
-      const recorded = inserts.map((row) => row.recorded!).sort((a, b) => (a.position < b.position ? -1 : a.position > b.position ? 1 : 0));
+        select id, position from inserted`;
+
+      // The events as the projections evolve them, in insertion (= position) order.
+      const streamEvents: StreamEvent[] = inserts.map((row) => ({ ...row.chained!.event, stream: row.stream }) as StreamEvent);
+      let queued: CompiledQuery[] = [insertStatement.compile(db)];
+      let insertedRows: readonly Record<string, unknown>[] | undefined;
+      const send = async (commit: boolean) => {
+        const results = await session.send(queued, { commit });
+        insertedRows ??= results[0];
+        queued = [];
+      };
+      const record = () => {
+        if (inserts[0]!.recorded !== undefined) return;
+        const positions = new Map<string, bigint>();
+        for (const row of insertedRows!) positions.set(row.id as string, BigInt(row.position as string));
+        for (const row of inserts) {
+          const position = positions.get(row.prepared.event.id);
+          if (position === undefined) throw new StrataError('STRATA_ERR_INVARIANT', `insert returned no position for '${row.prepared.event.id}'`);
+          row.position = position;
+          row.recorded = recordEvent(row.chained!.event, row.stream, row.revision, position);
+        }
+      };
       for (let index = 0; index < this.#projections.length; index++) {
         const plan = projectionPlans[index];
-        if (plan === 'apply') await this.#projections[index]!.apply(tx, recorded);
-        else if (plan !== undefined) await plan.apply(tx, recorded, loaded[index]!);
+        if (plan === undefined) continue;
+        if (plan === 'apply') {
+          await send(false);
+          record();
+          const recorded = inserts.map((row) => row.recorded!).sort((a, b) => (a.position < b.position ? -1 : a.position > b.position ? 1 : 0));
+          await this.#projections[index]!.apply(session.db, recorded);
+        } else {
+          for (const statement of plan.apply(streamEvents, loaded[index]!)) queued.push(statement.compile(db));
+        }
       }
+      await send(true);
+      record();
     }
 
     return plans.map((plan): Outcome => {
@@ -683,10 +708,11 @@ export class SqlEventStore implements EventStore, EventScanner {
 }
 
 /** The origin-chain link of the last event `origin` produced in `stream` (undefined: none). */
-async function lastOriginLink(tx: Kysely<StoreDatabase>, stream: string, origin: string): Promise<Uint8Array | undefined> {
-  const result = await sql<EventRow>`
-    select ${EVENT_COLUMNS} from events where stream = ${stream} and origin = ${origin} order by origin_seq desc limit 1`.execute(tx);
-  const row = result.rows[0];
+async function lastOriginLink(session: AppendSession, db: Kysely<StoreDatabase>, stream: string, origin: string): Promise<Uint8Array | undefined> {
+  const [rows] = await session.send([
+    sql<EventRow>`select ${EVENT_COLUMNS} from events where stream = ${stream} and origin = ${origin} order by origin_seq desc limit 1`.compile(db),
+  ]);
+  const row = rows![0] as EventRow | undefined;
   if (row === undefined) return undefined;
   const envelope = { stream, id: row.id, origin: row.origin, originSeq: row.origin_seq, hlc: { wall: Number(row.hlc_wall), logical: row.hlc_logical }, type: row.type };
   return eventDigest(envelope, row.data, row.meta);

@@ -1,4 +1,4 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type RawBuilder } from 'kysely';
 import {
   ArtifactTreeFold,
   ArtifactTreePaths,
@@ -260,7 +260,7 @@ export class ArtifactTreeProjection implements SqlProjection, RebuildableSqlProj
     if (plan === undefined) return;
     if (this.#lockRepositories) await lockKeysStatement(plan.lockKeys).execute(db);
     const loaded = await plan.load.execute(db);
-    await plan.apply(db, events, loaded.rows);
+    for (const statement of plan.apply(events, loaded.rows)) await statement.execute(db);
   }
 
   planInline(events: readonly StreamEvent[]): InlineProjectionPlan | undefined {
@@ -269,7 +269,7 @@ export class ArtifactTreeProjection implements SqlProjection, RebuildableSqlProj
   }
 
   /** The lock keys and the load of every row `events` touch, and the apply that evolves them. */
-  #plan(events: readonly StreamEvent[]): InlineProjectionPlan | undefined {
+  #plan(events: readonly StreamEvent[]): (InlineProjectionPlan & { readonly load: RawBuilder<{ kind: string; row: unknown }> }) | undefined {
     const paths = new Map<string, [string, string]>();
     const prefixes = new Map<string, [string, string]>();
     const repos = new Set<string>();
@@ -286,73 +286,32 @@ export class ArtifactTreeProjection implements SqlProjection, RebuildableSqlProj
     if (repos.size === 0) return undefined;
     const pathList = [...paths.values()];
     const prefixList = [...prefixes.values()];
+    // The touched rows by their primary keys, one index probe per path (`offset 0` keeps
+    // each lateral subquery a parameterised index scan): a semi-join would let the planner
+    // pick a sequential scan while its statistics think the table small, at a cost that
+    // grows with the table. Folder tombstones are few: the planner's choice is fine there.
     const load = sql<{ kind: string; row: Row | string }>`
       with touched as (select * from unnest(${pathList.map((p) => p[0])}::text[], ${pathList.map((p) => p[1])}::text[]) as t(repo, path)),
            covering as (select * from unnest(${prefixList.map((p) => p[0])}::text[], ${prefixList.map((p) => p[1])}::text[]) as t(repo, prefix))
-      select 'a' as kind, to_jsonb(a) as row from artifacts a where (a.repo, a.path) in (select repo, path from touched)
+      select 'a' as kind, to_jsonb(a) as row
+        from touched t cross join lateral (select * from artifacts a where a.repo = t.repo and a.path = t.path offset 0) as a
       union all
-      select 'p', to_jsonb(p) from artifact_properties p where (p.repo, p.path) in (select repo, path from touched)
+      select 'p', to_jsonb(p)
+        from touched t cross join lateral (select * from artifact_properties p where p.repo = t.repo and p.path = t.path offset 0) as p
       union all
       select 'f', to_jsonb(f) from folder_tombstones f where (f.repo, f.prefix) in (select repo, prefix from covering)
     `;
     return {
       lockKeys: [...repos].map((repo) => `repo:${repo}`),
       load,
-      apply: async (db, recorded, loaded) => {
+      apply: (recorded, loaded) => {
         const batch = new TreeBatch();
         for (const { kind, row } of loaded) batch.loadRow(kind, typeof row === 'string' ? (JSON.parse(row) as Row) : (row as Row));
         let changed = false;
         for (const event of recorded) changed = evolveArtifactTree(batch, event) || changed;
-        if (changed) await this.#writeBack(db, batch);
+        return changed ? writeBackStatements(batch) : [];
       },
     };
-  }
-
-  async #writeBack(db: Kysely<StoreDatabase>, batch: TreeBatch): Promise<void> {
-    const fileRows: unknown[][] = [];
-    for (const { repo, path, register, loaded } of batch.files.values()) {
-      const tombstone = effectiveTombstone(batch, repo, path);
-      // A loaded row whose tombstone only grew through a folder delete of this batch is
-      // left to the guarded UPDATE below.
-      if (register !== loaded) fileRows.push(artifactRow(repo, path, register, tombstone));
-    }
-    const propertyRows: unknown[][] = [];
-    const propertyDeletes: [string, string, string][] = [];
-    for (const entry of batch.properties.values()) {
-      const normalized = normalizePropertyRegister(entry.register, effectiveTombstone(batch, entry.repo, entry.path));
-      if (normalized === entry.loaded) continue;
-      if (normalized === undefined) propertyDeletes.push([entry.repo, entry.path, entry.key]);
-      else propertyRows.push(propertyRow(entry.repo, entry.path, entry.key, normalized));
-    }
-    const folderRows: unknown[][] = [];
-    const grownFolders: { repo: string; prefix: string; stamp: EventStamp }[] = [];
-    for (const { repo, prefix, stamp, loaded } of batch.folderTombstones.values()) {
-      if (stamp === loaded) continue;
-      folderRows.push(folderTombstoneRow(repo, prefix, stamp));
-      grownFolders.push({ repo, prefix, stamp });
-    }
-
-    // One statement for every table that changed: data-modifying CTEs on distinct tables.
-    const parts = [];
-    if (fileRows.length > 0) {
-      parts.push(sql`w_artifacts as (insert into artifacts (${columnList(ARTIFACT_COLUMNS)}) ${unnestRows(ARTIFACT_COLUMNS, fileRows)}
-        on conflict (repo, path) do update set ${excludedAssignments(ARTIFACT_COLUMNS, ['repo', 'path'])} returning 1)`);
-    }
-    if (propertyRows.length > 0) {
-      parts.push(sql`w_properties as (insert into artifact_properties (${columnList(PROPERTY_COLUMNS)}) ${unnestRows(PROPERTY_COLUMNS, propertyRows)}
-        on conflict (repo, path, key) do update set ${excludedAssignments(PROPERTY_COLUMNS, ['repo', 'path', 'key'])} returning 1)`);
-    }
-    if (propertyDeletes.length > 0) {
-      parts.push(sql`d_properties as (delete from artifact_properties where (repo, path, key) in (
-        select * from unnest(${propertyDeletes.map((d) => d[0])}::text[], ${propertyDeletes.map((d) => d[1])}::text[], ${propertyDeletes.map((d) => d[2])}::text[])) returning 1)`);
-    }
-    if (folderRows.length > 0) {
-      parts.push(sql`w_folders as (insert into folder_tombstones (${columnList(FOLDER_TOMBSTONE_COLUMNS)}) ${unnestRows(FOLDER_TOMBSTONE_COLUMNS, folderRows)}
-        on conflict (repo, prefix) do update set ${excludedAssignments(FOLDER_TOMBSTONE_COLUMNS, ['repo', 'prefix'])} returning 1)`);
-    }
-    if (parts.length > 0) await sql`with ${sql.join(parts)} select 1`.execute(db);
-
-    for (const folder of grownFolders) await applyFolderTombstone(db, folder.repo, folder.prefix, folder.stamp);
   }
 
   async truncate(db: Kysely<StoreDatabase>): Promise<void> {
@@ -504,17 +463,70 @@ function nullableText(out: BinaryCopyWriter, value: string | null): void {
 }
 
 /**
+ * The statements that write a batch's evolved registers back: one upsert per table that
+ * changed (data-modifying CTEs of one statement), then per grown folder tombstone the
+ * stamp-guarded UPDATE of rows not loaded.
+ */
+function writeBackStatements(batch: TreeBatch): RawBuilder<unknown>[] {
+  const fileRows: unknown[][] = [];
+  for (const { repo, path, register, loaded } of batch.files.values()) {
+    const tombstone = effectiveTombstone(batch, repo, path);
+    // A loaded row whose tombstone only grew through a folder delete of this batch is
+    // left to the guarded UPDATE below.
+    if (register !== loaded) fileRows.push(artifactRow(repo, path, register, tombstone));
+  }
+  const propertyRows: unknown[][] = [];
+  const propertyDeletes: [string, string, string][] = [];
+  for (const entry of batch.properties.values()) {
+    const normalized = normalizePropertyRegister(entry.register, effectiveTombstone(batch, entry.repo, entry.path));
+    if (normalized === entry.loaded) continue;
+    if (normalized === undefined) propertyDeletes.push([entry.repo, entry.path, entry.key]);
+    else propertyRows.push(propertyRow(entry.repo, entry.path, entry.key, normalized));
+  }
+  const folderRows: unknown[][] = [];
+  const grownFolders: { repo: string; prefix: string; stamp: EventStamp }[] = [];
+  for (const { repo, prefix, stamp, loaded } of batch.folderTombstones.values()) {
+    if (stamp === loaded) continue;
+    folderRows.push(folderTombstoneRow(repo, prefix, stamp));
+    grownFolders.push({ repo, prefix, stamp });
+  }
+
+  // One statement for every table that changed: data-modifying CTEs on distinct tables.
+  const parts = [];
+  if (fileRows.length > 0) {
+    parts.push(sql`w_artifacts as (insert into artifacts (${columnList(ARTIFACT_COLUMNS)}) ${unnestRows(ARTIFACT_COLUMNS, fileRows)}
+      on conflict (repo, path) do update set ${excludedAssignments(ARTIFACT_COLUMNS, ['repo', 'path'])} returning 1)`);
+  }
+  if (propertyRows.length > 0) {
+    parts.push(sql`w_properties as (insert into artifact_properties (${columnList(PROPERTY_COLUMNS)}) ${unnestRows(PROPERTY_COLUMNS, propertyRows)}
+      on conflict (repo, path, key) do update set ${excludedAssignments(PROPERTY_COLUMNS, ['repo', 'path', 'key'])} returning 1)`);
+  }
+  if (propertyDeletes.length > 0) {
+    parts.push(sql`d_properties as (delete from artifact_properties where (repo, path, key) in (
+      select * from unnest(${propertyDeletes.map((d) => d[0])}::text[], ${propertyDeletes.map((d) => d[1])}::text[], ${propertyDeletes.map((d) => d[2])}::text[])) returning 1)`);
+  }
+  if (folderRows.length > 0) {
+    parts.push(sql`w_folders as (insert into folder_tombstones (${columnList(FOLDER_TOMBSTONE_COLUMNS)}) ${unnestRows(FOLDER_TOMBSTONE_COLUMNS, folderRows)}
+      on conflict (repo, prefix) do update set ${excludedAssignments(FOLDER_TOMBSTONE_COLUMNS, ['repo', 'prefix'])} returning 1)`);
+  }
+  return [
+    ...(parts.length > 0 ? [sql`with ${sql.join(parts)} select 1`] : []),
+    ...grownFolders.map((folder) => folderTombstoneStatement(folder.repo, folder.prefix, folder.stamp)),
+  ];
+}
+
+/**
  * Raises the tombstone of every row at or below `prefix` that is stamped lower, with the
  * derived columns recomputed exactly as `fileView` does, and drops the property registers
  * it now hides (normalised registers stamped at or before it).
  */
-async function applyFolderTombstone(db: Kysely<StoreDatabase>, repo: string, prefix: string, stamp: EventStamp): Promise<void> {
+function folderTombstoneStatement(repo: string, prefix: string, stamp: EventStamp): RawBuilder<unknown> {
   const t = sql`(${stamp.hlc.wall}::int8, ${stamp.hlc.logical}::int4, ${stamp.origin}::text collate "C")`;
   const under =
     prefix === ''
       ? sql`true`
       : sql`(path = ${prefix} or (path >= ${prefix + '/'} and path < ${prefix + '0'}))`;
-  await sql`
+  return sql`
     with raised as (
       update artifacts set
         tombstone_wall = ${stamp.hlc.wall}, tombstone_logical = ${stamp.hlc.logical}, tombstone_origin = ${stamp.origin},
@@ -529,7 +541,7 @@ async function applyFolderTombstone(db: Kysely<StoreDatabase>, repo: string, pre
     hidden as (
       delete from artifact_properties where repo = ${repo} and ${under} and (wall, logical, origin) <= ${t}
       returning 1)
-    select (select count(*) from raised) as raised, (select count(*) from hidden) as hidden`.execute(db);
+    select (select count(*) from raised) as raised, (select count(*) from hidden) as hidden`;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type RawBuilder } from 'kysely';
 import {
   RepositoryConfigModel,
   canonicalRepositorySnapshots,
@@ -13,8 +13,9 @@ import {
   type RecordedEvent,
   type RepositoryRegister,
   type RepositorySnapshot,
+  type StreamEvent,
 } from '@strata/core';
-import type { SqlProjection } from '../projection.ts';
+import type { InlineProjectionPlan, SqlProjection } from '../projection.ts';
 import type { StoreDatabase } from '../schema.ts';
 import type { ProjectionRebuild, RebuildableSqlProjection } from './rebuildable-projection.ts';
 import { ChunkWriter } from './artifact-tree-projection.ts';
@@ -118,29 +119,48 @@ export class RepositoryConfigProjection implements SqlProjection, RebuildableSql
   }
 
   async apply(db: Kysely<StoreDatabase>, events: readonly RecordedEvent[]): Promise<void> {
-    const relevant = events.filter((event) => repositoryConfigTarget(event) !== undefined);
-    if (relevant.length === 0) return;
-    const keys = [...new Set(relevant.map((event) => repositoryConfigTarget(event)!))];
-    if (this.#lockRepositories) await lockKeysStatement(keys.map((key) => `repo:${key}`)).execute(db);
-    const loaded = await sql<Row>`select * from repositories where key in (select unnest(${keys}::text[]))`.execute(db);
-    const registers = new Map<string, { register: RepositoryRegister | undefined; loaded: RepositoryRegister | undefined }>();
-    for (const row of loaded.rows) {
-      const register = repositoryRegisterFromRow(row);
-      registers.set(register.key, { register, loaded: register });
-    }
-    for (const event of relevant) {
-      const key = repositoryConfigTarget(event)!;
-      const entry = registers.get(key) ?? { register: undefined, loaded: undefined };
-      entry.register = evolveRepositoryRegister(entry.register, event);
-      registers.set(key, entry);
-    }
-    const rows: unknown[][] = [];
-    for (const { register, loaded: before } of registers.values()) {
-      if (register !== undefined && register !== before) rows.push(repositoryRow(register));
-    }
-    if (rows.length === 0) return;
-    await sql`insert into repositories (${columnList(REPOSITORY_COLUMNS)}) ${unnestRows(REPOSITORY_COLUMNS, rows)}
-      on conflict (key) do update set ${excludedAssignments(REPOSITORY_COLUMNS, ['key'])}`.execute(db);
+    const plan = this.#plan(events);
+    if (plan === undefined) return;
+    if (plan.lockKeys.length > 0) await lockKeysStatement(plan.lockKeys).execute(db);
+    const loaded = await plan.load.execute(db);
+    for (const statement of plan.apply(events, loaded.rows)) await statement.execute(db);
+  }
+
+  planInline(events: readonly StreamEvent[]): InlineProjectionPlan | undefined {
+    return this.#plan(events);
+  }
+
+  /** Lock and load the repositories `events` configure, evolve them, upsert the changed rows. */
+  #plan(events: readonly StreamEvent[]): (InlineProjectionPlan & { readonly load: RawBuilder<{ kind: string; row: unknown }> }) | undefined {
+    const keys = [...new Set(events.flatMap((event) => repositoryConfigTarget(event) ?? []))];
+    if (keys.length === 0) return undefined;
+    return {
+      lockKeys: this.#lockRepositories ? keys.map((key) => `repo:${key}`) : [],
+      load: sql<{ kind: string; row: unknown }>`select 'r' as kind, to_jsonb(r) as row from repositories r where key = any(${keys}::text[])`,
+      apply: (recorded, loaded) => {
+        const registers = new Map<string, { register: RepositoryRegister | undefined; loaded: RepositoryRegister | undefined }>();
+        for (const { row } of loaded) {
+          const register = repositoryRegisterFromRow(typeof row === 'string' ? (JSON.parse(row) as Row) : (row as Row));
+          registers.set(register.key, { register, loaded: register });
+        }
+        for (const event of recorded) {
+          const key = repositoryConfigTarget(event);
+          if (key === undefined) continue;
+          const entry = registers.get(key) ?? { register: undefined, loaded: undefined };
+          entry.register = evolveRepositoryRegister(entry.register, event);
+          registers.set(key, entry);
+        }
+        const rows: unknown[][] = [];
+        for (const { register, loaded: before } of registers.values()) {
+          if (register !== undefined && register !== before) rows.push(repositoryRow(register));
+        }
+        if (rows.length === 0) return [];
+        return [
+          sql`insert into repositories (${columnList(REPOSITORY_COLUMNS)}) ${unnestRows(REPOSITORY_COLUMNS, rows)}
+            on conflict (key) do update set ${excludedAssignments(REPOSITORY_COLUMNS, ['key'])}`,
+        ];
+      },
+    };
   }
 
   async truncate(db: Kysely<StoreDatabase>): Promise<void> {

@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import { RepositoryConfigModel, repositoryConfigTarget, virtualResolutionOrder, type RecordedEvent, type ResolvableRepository } from '@strata/core';
+import { RepositoryConfigModel, repositoryConfigTarget, virtualResolutionOrder, type RecordedEvent, type ResolvableRepository, type StreamEvent } from '@strata/core';
 import type { StoreDatabase } from '../schema.ts';
 import type { ProjectionRebuild, RebuildableSqlProjection } from './rebuildable-projection.ts';
 import { lockKeysStatement } from './sql-values.ts';
@@ -18,6 +18,11 @@ type Row = Record<string, unknown>;
 export class VirtualResolutionProjection implements RebuildableSqlProjection {
   readonly name = 'virtual-resolution';
   readonly tables = ['virtual_resolution_orders'] as const;
+
+  /** Only configuration events concern it; it reads the repositories rows they wrote, so it applies itself after them. */
+  planInline(events: readonly StreamEvent[]): 'apply' | undefined {
+    return events.some((event) => repositoryConfigTarget(event) !== undefined) ? 'apply' : undefined;
+  }
 
   async apply(db: Kysely<StoreDatabase>, events: readonly RecordedEvent[]): Promise<void> {
     if (!events.some((event) => repositoryConfigTarget(event) !== undefined)) return;

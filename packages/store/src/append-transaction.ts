@@ -1,0 +1,171 @@
+/**
+ * The transaction an append batch runs in, driven by the SQL event store through a small
+ * interface so that the round trips per batch depend on the backend: on PostgreSQL (`pg`)
+ * `begin` travels with the batch's first statements and `commit` with its last ones, each
+ * round trip one multi-statement simple query; elsewhere (PGlite, a Kysely instance of
+ * unknown origin) the statements run one by one in a Kysely transaction.
+ */
+import { CompiledQuery, Kysely, PostgresDialect, type PostgresPool } from 'kysely';
+import pg from 'pg';
+import { StrataError } from '@strata/core';
+import type { StoreDatabase } from './schema.ts';
+
+export type StatementRows = readonly Record<string, unknown>[];
+
+/** The open transaction of one append batch. */
+export interface AppendSession {
+  /**
+   * Runs `statements` in order and returns each one's rows. With `commit`, the transaction
+   * commits right after them (nothing may be sent after that). On PostgreSQL all of them,
+   * with the `begin` before the first send and the `commit`, travel in one round trip.
+   */
+  send(statements: readonly CompiledQuery[], options?: { readonly commit?: boolean }): Promise<StatementRows[]>;
+  /**
+   * The open transaction as a Kysely instance, for projections that apply themselves. Only
+   * after the first `send` (on PostgreSQL the transaction begins with it).
+   */
+  readonly db: Kysely<StoreDatabase>;
+}
+
+/** Runs append batches in transactions; see AppendSession. */
+export interface AppendTransactions {
+  /**
+   * Runs `work` in one transaction: committed when `work` sent `commit` or returns,
+   * rolled back when it throws before committing.
+   */
+  run<T>(work: (session: AppendSession) => Promise<T>): Promise<T>;
+}
+
+/** Statement by statement in a Kysely transaction (PGlite; any Kysely instance). */
+export function kyselyAppendTransactions(db: Kysely<StoreDatabase>): AppendTransactions {
+  return {
+    run: (work) =>
+      db.transaction().execute((tx) =>
+        work({
+          db: tx,
+          async send(statements) {
+            const results: StatementRows[] = [];
+            for (const statement of statements) results.push((await tx.executeQuery(statement)).rows as StatementRows);
+            return results;
+          },
+        }),
+      ),
+  };
+}
+
+/**
+ * On a `pg` pool: each `send` is one simple query holding every statement (parameters
+ * inlined as literals, see inlineParameters), with `begin` in front of the first and
+ * `commit` after the last — an append batch is two round trips instead of five.
+ */
+export function pgAppendTransactions(pool: pg.Pool): AppendTransactions {
+  const bound = new WeakMap<pg.PoolClient, Kysely<StoreDatabase>>();
+  const kyselyOf = (client: pg.PoolClient): Kysely<StoreDatabase> => {
+    let db = bound.get(client);
+    if (db === undefined) {
+      // A pool of this one client, never released nor ended by Kysely: the transaction is ours.
+      const handle = { query: client.query.bind(client), release: () => undefined };
+      const single = { connect: async () => handle, end: async () => undefined } as unknown as PostgresPool;
+      db = new Kysely<StoreDatabase>({ dialect: new PostgresDialect({ pool: single }) });
+      bound.set(client, db);
+    }
+    return db;
+  };
+  return {
+    async run(work) {
+      const client = await pool.connect();
+      let state = 'idle' as 'idle' | 'open' | 'committed';
+      const session: AppendSession = {
+        get db() {
+          if (state !== 'open') throw new StrataError('STRATA_ERR_INVARIANT', 'the append transaction is not open');
+          return kyselyOf(client);
+        },
+        async send(statements, options = {}) {
+          if (state === 'committed') throw new StrataError('STRATA_ERR_INVARIANT', 'the append transaction has committed');
+          const texts = statements.map(inlineParameters);
+          const began = state === 'idle';
+          const parts = [...(began ? ['begin'] : []), ...texts, ...(options.commit === true ? ['commit'] : [])];
+          state = 'open';
+          const result = (await client.query(parts.join(';\n'))) as unknown as pg.QueryResult | pg.QueryResult[];
+          const results = Array.isArray(result) ? result : [result];
+          if (results.length !== parts.length) {
+            throw new StrataError('STRATA_ERR_INVARIANT', `expected ${parts.length} results from the append statements, got ${results.length}`);
+          }
+          if (options.commit === true) {
+            // A COMMIT of a transaction that failed answers ROLLBACK, without an error.
+            if (results.at(-1)!.command !== 'COMMIT') throw new StrataError('STRATA_ERR_STORE_UNAVAILABLE', 'the append transaction did not commit');
+            state = 'committed';
+          }
+          return results.slice(began ? 1 : 0, (began ? 1 : 0) + texts.length).map((one) => one.rows);
+        },
+      };
+      try {
+        const value = await work(session);
+        if (state === 'open') await client.query('commit');
+        state = 'committed';
+        client.release();
+        return value;
+      } catch (error) {
+        if (state !== 'open') {
+          client.release();
+          throw error;
+        }
+        try {
+          await client.query('rollback');
+          client.release();
+        } catch (rollbackError) {
+          // The connection is in doubt: drop it rather than hand it to the next batch.
+          client.release(rollbackError as Error);
+        }
+        throw error;
+      }
+    },
+  };
+}
+
+const PLACEHOLDER = /\$([0-9]+)/g;
+
+/**
+ * A compiled query as plain SQL text: each `$n` replaced by its parameter as a quoted
+ * literal of the very text `pg` would have sent as that parameter (pg sends parameters as
+ * text of unspecified type, so an untyped literal resolves to the same type in the same
+ * place). The placeholders must appear exactly once each and in order ($1, $2, …), as
+ * Kysely compiles them; anything else is refused rather than guessed at.
+ */
+export function inlineParameters(query: CompiledQuery): string {
+  const parameters = query.parameters;
+  let next = 1;
+  const text = query.sql.replace(PLACEHOLDER, (_match, digits: string) => {
+    if (Number(digits) !== next || next > parameters.length) {
+      throw new StrataError('STRATA_ERR_INVARIANT', `unexpected placeholder $${digits} in an append statement`);
+    }
+    return literal(parameters[next++ - 1]);
+  });
+  if (next !== parameters.length + 1) {
+    throw new StrataError('STRATA_ERR_INVARIANT', `an append statement uses ${next - 1} of its ${parameters.length} parameters`);
+  }
+  return text;
+}
+
+const prepareValue = (pg as unknown as { utils: { prepareValue(value: unknown): unknown } }).utils.prepareValue;
+
+/** One parameter as an SQL literal (see inlineParameters). */
+export function literal(value: unknown): string {
+  if (value === null || value === undefined) return 'null';
+  if (value instanceof Uint8Array) return quote(`\\x${Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('hex')}`);
+  const prepared = prepareValue(value);
+  if (prepared === null || prepared === undefined) return 'null';
+  if (typeof prepared !== 'string') throw new StrataError('STRATA_ERR_INVARIANT', `cannot inline a parameter of type ${typeof value}`);
+  return quote(prepared);
+}
+
+/**
+ * A string literal valid whatever standard_conforming_strings says: quotes doubled, and
+ * with a backslash present an escape string (E'…') with backslashes doubled. A NUL would
+ * end the query text early; PostgreSQL text cannot hold one anyway.
+ */
+function quote(text: string): string {
+  if (text.includes('\u0000')) throw new StrataError('STRATA_ERR_INVARIANT', 'a text value holds a NUL character');
+  const quoted = text.includes("'") ? text.replace(/'/g, "''") : text;
+  return text.includes('\\') ? ` E'${quoted.replace(/\\/g, '\\\\')}'` : `'${quoted}'`;
+}

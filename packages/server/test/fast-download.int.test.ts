@@ -1,15 +1,9 @@
-import { HybridLogicalClock } from '@strata/core';
-import { MemoryEventAudit } from '@strata/store';
 import type { FastifyInstance } from 'fastify';
-import hyperid from 'hyperid';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp } from '../src/app.ts';
 import { authPlugin } from '../src/auth/index.ts';
-import { BatchingDownloadCounter, MemoryDownloadStatsSink } from '../src/download-counter.ts';
 import { ADMIN_PASSWORD, adminAuth, basic, securityFixture } from './auth-support.ts';
-import { FakeEventStore, FakeProjections } from './support/fake-projections.ts';
-import { MemoryBlobStore } from './support/memory-blob-store.ts';
+import { buildUnitApp } from './support/unit-app.ts';
 
 interface LogLine {
   readonly level: number;
@@ -38,32 +32,19 @@ describe('cached downloads answered in front of fastify', () => {
   const binary = Buffer.from(Array.from({ length: 1024 }, (_, index) => index % 251));
 
   beforeAll(async () => {
-    const projections = new FakeProjections();
-    const store = new FakeEventStore(projections);
-    const clock = { now: () => Date.now() };
     const { security } = securityFixture();
     await security.ensureAdmin(ADMIN_PASSWORD);
-    app = await buildApp({
-      eventStore: store,
-      blobStore: new MemoryBlobStore(),
-      repositories: projections,
-      artifacts: projections,
-      downloads: new BatchingDownloadCounter(new MemoryDownloadStatsSink(), { flushIntervalMs: 0 }),
-      clock,
-      hlc: new HybridLogicalClock({ clock }),
-      siteId: 'site-test',
-      newId: hyperid({ urlSafe: true }),
-      registerAuth: async (root) => {
+    ({ app } = await buildUnitApp(
+      { metadataCacheTtlMs: 60_000 },
+      { level: 'info', stream: { write: (line: string) => void lines.push(JSON.parse(line) as LogLine) } },
+      async (root) => {
         // Counted before authentication, so that refused requests count too.
         root.addHook('onRequest', async () => {
           throughFastify++;
         });
         await root.register(authPlugin, { security });
       },
-      audit: new MemoryEventAudit(store),
-      limits: { metadataCacheTtlMs: 60_000 },
-      logger: { level: 'info', stream: { write: (line: string) => void lines.push(JSON.parse(line) as LogLine) } },
-    });
+    ));
     base = await app.listen({ host: '127.0.0.1', port: 0 });
     const created = await fetch(`${base}/artifactory/api/repositories/libs`, {
       method: 'PUT',

@@ -4,7 +4,7 @@ import { MemoryEventAudit } from '@strata/store';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../src/app.ts';
 import { BatchingDownloadCounter, MemoryDownloadStatsSink } from '../../src/download-counter.ts';
-import type { ServerLimits } from '../../src/ports.ts';
+import type { AuthRegistration, ServerLimits } from '../../src/ports.ts';
 import { FakeEventStore, FakeProjections } from './fake-projections.ts';
 import { MemoryBlobStore } from './memory-blob-store.ts';
 import { registerPermissiveAuth } from './permissive-auth.ts';
@@ -16,8 +16,15 @@ export interface UnitApp {
   readonly blobs: MemoryBlobStore;
 }
 
-/** The app on in-memory test doubles, everyone an admin (access control is tested elsewhere). */
-export async function buildUnitApp(limits: Partial<ServerLimits> = {}, logger?: Record<string, unknown>): Promise<UnitApp> {
+/**
+ * The app on in-memory test doubles, everyone an admin (access control is tested elsewhere)
+ * unless another `registerAuth` is given.
+ */
+export async function buildUnitApp(
+  limits: Partial<ServerLimits> = {},
+  logger?: Record<string, unknown>,
+  registerAuth: AuthRegistration = registerPermissiveAuth,
+): Promise<UnitApp> {
   const projections = new FakeProjections();
   const store = new FakeEventStore(projections);
   const blobs = new MemoryBlobStore();
@@ -32,7 +39,7 @@ export async function buildUnitApp(limits: Partial<ServerLimits> = {}, logger?: 
     hlc: new HybridLogicalClock({ clock }),
     siteId: 'site-test',
     newId: hyperid({ urlSafe: true }),
-    registerAuth: registerPermissiveAuth,
+    registerAuth,
     audit: new MemoryEventAudit(store),
     limits: { metadataCacheTtlMs: 0, ...limits },
     ...(logger === undefined ? {} : { logger }),

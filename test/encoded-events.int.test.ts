@@ -6,82 +6,25 @@
  * events, revisions, meta, digests and chain links (verify clean), same projection rows; a
  * refused append stores nothing. On memory, PGlite and PostgreSQL (when DATABASE_URL is set).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import fc from 'fast-check';
-import { sql, type Kysely } from 'kysely';
+import { sql } from 'kysely';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CHAIN_GENESIS_HEX, repositoryStream, type NewEvent, type RecordedEvent } from '@strata/core';
 import {
   ArtifactTreeProjection,
-  MemoryEventAudit,
   MemoryEventStore,
-  SqlEventAudit,
   encodeAndDigestEvent,
   encodedEventOf,
-  openEventStore,
   readArtifactTreeSnapshot,
-  type EventAudit,
   type EventStore,
-  type StoreDatabase,
 } from '@strata/store';
-import { freshPostgresDatabase } from './support/postgres-database.ts';
+import { auditBackends, type AuditHarness } from './support/audit-backends.ts';
 
 const SITE = 'site-c';
 const STREAM = repositoryStream('fed');
 
-interface Harness {
-  readonly store: EventStore;
-  readonly audit: EventAudit;
-  readonly db: Kysely<StoreDatabase> | undefined;
-  close(): Promise<void>;
-}
-
-const cleanups: (() => Promise<void>)[] = [];
-afterAll(async () => {
-  for (const cleanup of cleanups.reverse()) await cleanup();
-});
-
-const backends: { name: string; open(): Promise<Harness> }[] = [
-  {
-    name: 'memory',
-    async open() {
-      const store = new MemoryEventStore({ siteId: SITE });
-      return { store, audit: new MemoryEventAudit(store), db: undefined, close: () => store.close() };
-    },
-  },
-  {
-    name: 'pglite',
-    async open() {
-      const dataDir = await mkdtemp(join(tmpdir(), 'strata-encoded-test-'));
-      const opened = await openEventStore({ dataDir, projections: [new ArtifactTreeProjection()], store: { siteId: SITE } });
-      return {
-        store: opened.store,
-        audit: new SqlEventAudit(opened.db),
-        db: opened.db,
-        async close() {
-          await opened.close();
-          await rm(dataDir, { recursive: true, force: true });
-        },
-      };
-    },
-  },
-];
-const postgres = await freshPostgresDatabase('strata_encoded');
-if (postgres !== undefined) {
-  cleanups.push(() => postgres.drop());
-  let schemas = 0;
-  backends.push({
-    name: 'postgres',
-    async open() {
-      const opened = await openEventStore({ databaseUrl: postgres.url, schema: `encoded_${schemas++}`, projections: [new ArtifactTreeProjection()], store: { siteId: SITE } });
-      return { store: opened.store, audit: new SqlEventAudit(opened.db), db: opened.db, close: () => opened.close() };
-    },
-  });
-} else {
-  console.log('encoded-events: DATABASE_URL is not set, PostgreSQL runs are skipped (memory and PGlite run)');
-}
+const { backends, drop } = await auditBackends({ name: 'encoded', siteId: SITE, projections: [new ArtifactTreeProjection()] });
+afterAll(drop);
 
 type Op = { kind: 'deploy'; path: number; sha: number } | { kind: 'delete'; path: number } | { kind: 'props'; path: number; value: number } | { kind: 'folder'; path: number };
 const opArbitrary: fc.Arbitrary<Op> = fc.oneof(
@@ -122,7 +65,7 @@ async function produce(ops: readonly Op[]): Promise<NewEvent[]> {
   }
 }
 
-async function storedRows(harness: Harness): Promise<unknown[]> {
+async function storedRows(harness: AuditHarness): Promise<unknown[]> {
   const events = await harness.store.readStream(STREAM, { maxCount: 10_000 });
   const rows: unknown[] = events.map(({ position: _position, ...event }) => event);
   if (harness.db !== undefined) {

@@ -3,81 +3,19 @@
  * PostgreSQL (when DATABASE_URL is set): the history of a path, the site and origin hash
  * chains, and an event edited or deleted directly in the database found by verify.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { sql, type Kysely } from 'kysely';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CHAIN_GENESIS_HEX, repositoryStream, type NewEvent, type RecordedEvent } from '@strata/core';
-import {
-  MemoryEventAudit,
-  MemoryEventStore,
-  SqlEventAudit,
-  migrations,
-  openEventStore,
-  type EventAudit,
-  type EventStore,
-  type StoreDatabase,
-} from '@strata/store';
-import { freshPostgresDatabase } from './support/postgres-database.ts';
+import { MemoryEventStore, migrations, type EventStore, type StoreDatabase } from '@strata/store';
+import { auditBackends } from './support/audit-backends.ts';
 
 const SITE = 'site-a';
 const STREAM = repositoryStream('libs');
 
-interface Harness {
-  readonly store: EventStore;
-  readonly audit: EventAudit;
-  /** The SQL database, for editing rows behind the store's back (SQL backends only). */
-  readonly db: Kysely<StoreDatabase> | undefined;
-  close(): Promise<void>;
-}
-
-const cleanups: (() => Promise<void>)[] = [];
-afterAll(async () => {
-  for (const cleanup of cleanups.reverse()) await cleanup();
-});
-
-const backends: { name: string; open(): Promise<Harness> }[] = [
-  {
-    name: 'memory',
-    async open() {
-      const store = new MemoryEventStore({ siteId: SITE });
-      return { store, audit: new MemoryEventAudit(store), db: undefined, close: () => store.close() };
-    },
-  },
-  {
-    name: 'pglite',
-    async open() {
-      const dataDir = await mkdtemp(join(tmpdir(), 'strata-audit-test-'));
-      const opened = await openEventStore({ dataDir, store: { siteId: SITE } });
-      return {
-        store: opened.store,
-        audit: new SqlEventAudit(opened.db),
-        db: opened.db,
-        async close() {
-          await opened.close();
-          await rm(dataDir, { recursive: true, force: true });
-        },
-      };
-    },
-  },
-];
-const postgres = await freshPostgresDatabase('strata_audit');
-if (postgres !== undefined) {
-  cleanups.push(() => postgres.drop());
-  let schemas = 0;
-  backends.push({
-    name: 'postgres',
-    async open() {
-      const opened = await openEventStore({ databaseUrl: postgres.url, schema: `audit_${schemas++}`, store: { siteId: SITE } });
-      // As `strata verify` runs on PostgreSQL: its scans side by side in one exported snapshot
-      // (PGlite above runs them one after the other).
-      return { store: opened.store, audit: new SqlEventAudit(opened.db, { verifyConnectionsMax: 3 }), db: opened.db, close: () => opened.close() };
-    },
-  });
-} else {
-  console.log('event-audit: DATABASE_URL is not set, PostgreSQL runs are skipped (memory and PGlite run)');
-}
+// As `strata verify` runs on PostgreSQL: its scans side by side in one exported snapshot
+// (PGlite runs them one after the other).
+const { backends, drop } = await auditBackends({ name: 'audit', siteId: SITE, postgresAudit: { verifyConnectionsMax: 3 } });
+afterAll(drop);
 
 let ids = 0;
 const originSeqs = new Map<string, number>();

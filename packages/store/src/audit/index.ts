@@ -1,5 +1,5 @@
 export * from './event-audit.ts';
-export { SqlEventAudit } from './sql-event-audit.ts';
+export { SqlEventAudit, type SqlEventAuditOptions } from './sql-event-audit.ts';
 export { MemoryEventAudit } from './memory-event-audit.ts';
 export { ChainWalker, type WalkedEvent } from './chain-walker.ts';
 export * from './history-json.ts';

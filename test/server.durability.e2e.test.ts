@@ -3,6 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freshPostgresDatabase } from './support/postgres-database.ts';
 import { adminFetch, spawnServer } from './support/spawned-server.ts';
 import type { SpawnedServer } from './support/spawned-server.ts';
 
@@ -14,16 +15,24 @@ const acknowledgedBeforeKill = 60;
 const loadDurationMsMax = 15_000;
 const deploysPerClientMax = 2_000;
 
-describe('durability', () => {
+// Small deploys keep their blob in the database, written with the event (docs/storage.md,
+// "Inline blobs"); the bodies here (256 B – 8 KiB) take that path. PostgreSQL when DATABASE_URL is set.
+const backends = process.env.DATABASE_URL === undefined || process.env.DATABASE_URL === '' ? ['pglite'] : ['pglite', 'postgres'];
+
+describe.each(backends)('durability on %s', (backend) => {
   let dataDir: string;
   let server: SpawnedServer | undefined;
+  let database: { url: string; drop(): Promise<void> } | undefined;
+  const start = () => spawnServer({ dataDir, ...(database === undefined ? {} : { databaseUrl: database.url }) });
 
   beforeAll(async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'strata-durability-'));
-    server = await spawnServer({ dataDir });
+    if (backend === 'postgres') database = await freshPostgresDatabase('strata_durability');
+    server = await start();
   });
   afterAll(async () => {
     await server?.kill();
+    await database?.drop();
     await rm(dataDir, { recursive: true, force: true });
   });
 
@@ -65,7 +74,7 @@ describe('durability', () => {
     expect(acknowledged.size).toBeGreaterThan(0);
     console.log(`durability: ${acknowledged.size} deploys acknowledged in ${Date.now() - loadStarted} ms before kill -9 (${refused} refused)`);
 
-    server = await spawnServer({ dataDir });
+    server = await start();
     const missing: string[] = [];
     const wrong: string[] = [];
     for (const [path, expected] of acknowledged) {

@@ -17,6 +17,7 @@ export type ServeSettings = Pick<
   | 'federationRetryDelayMaxMs'
   | 'federationTestHooks'
   | 'federationInlineBinaryBytesMax'
+  | 'inlineBlobBytesMax'
   | 'edge'
   | 'blobTrashPeriodMs'
   | 'blobGcIntervalMs'
@@ -90,6 +91,14 @@ function inlineBinaryBytes(text: string | undefined): number | undefined {
   return value;
 }
 
+/** Deploys up to this size keep their blob in the database (0: always files). */
+function inlineBlobBytes(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < 0 || value > 1024 * 1024) throw new UsageError(`invalid STRATA_INLINE_BLOB_MAX_BYTES '${text}' (bytes, 0 to 1048576)`);
+  return value;
+}
+
 function positiveMs(what: string, text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   const value = Number(text);
@@ -132,6 +141,7 @@ export function parseServeSettings(argv: readonly string[], env: NodeJS.ProcessE
     federationRetryDelayMaxMs: positiveMs('retry cap', flags.federationRetryDelayMaxMs ?? nonEmpty(env.STRATA_FEDERATION_RETRY_MAX_MS)),
     federationTestHooks: env.STRATA_FEDERATION_TEST_HOOKS === '1',
     federationInlineBinaryBytesMax: inlineBinaryBytes(nonEmpty(env.STRATA_FEDERATION_INLINE_BINARY_MAX_BYTES)),
+    inlineBlobBytesMax: inlineBlobBytes(nonEmpty(env.STRATA_INLINE_BLOB_MAX_BYTES)),
     edge: edgeFlag || env.STRATA_EDGE?.toLowerCase() === 'true',
     blobTrashPeriodMs: durationMs('trash period', flags.blobTrashPeriodMs ?? nonEmpty(env.STRATA_TRASH_PERIOD)),
     blobGcIntervalMs: durationMs('blob GC interval', flags.blobGcIntervalMs ?? nonEmpty(env.STRATA_BLOB_GC_INTERVAL)),

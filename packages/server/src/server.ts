@@ -8,6 +8,8 @@ import {
   ArtifactTreeProjection,
   ArtifactTreeQueries,
   FsBlobStore,
+  InlineBlobStaging,
+  InlineBlobStore,
   openEventStore,
   RepositoryConfigProjection,
   RepositoryQueries,
@@ -64,6 +66,12 @@ export interface ServerSettings {
   readonly federationTestHooks?: boolean | undefined;
   /** Binaries up to this size travel inside a push (STRATA_FEDERATION_INLINE_BINARY_MAX_BYTES; 0: none; default 64 KiB). */
   readonly federationInlineBinaryBytesMax?: number | undefined;
+  /**
+   * Deploys up to this size keep their blob in the SQL database, written with the deploy's
+   * event (STRATA_INLINE_BLOB_MAX_BYTES; 0: every blob is a file; default 64 KiB;
+   * docs/storage.md, "Inline blobs").
+   */
+  readonly inlineBlobBytesMax?: number | undefined;
   /** Edge-node mode (`--edge`, STRATA_EDGE=true): docs/edge.md. */
   readonly edge?: boolean;
   /** How often smart remotes report queued downloads to their origins (STRATA_SMART_REMOTE_STATS_INTERVAL_MS). */
@@ -130,6 +138,8 @@ export async function startServer(settings: ServerSettings): Promise<RunningServ
   const newPglite = settings.databaseUrl === undefined && !existsSync(join(settings.dataDir, 'pg', 'PG_VERSION'));
   const adminPasswordHash = newPglite && settings.adminPassword !== undefined ? passwordHasher.hash(settings.adminPassword) : undefined;
   adminPasswordHash?.catch(() => undefined); // awaited (and its failure seen) by ensureAdmin
+  // Small deploys' blobs are staged in memory and written by the append of their event.
+  const inlineBlobs = new InlineBlobStaging();
   const opened = await openEventStore({
     ...(settings.databaseUrl === undefined ? { dataDir: settings.dataDir } : { databaseUrl: settings.databaseUrl }),
     projections: [
@@ -139,13 +149,19 @@ export async function startServer(settings: ServerSettings): Promise<RunningServ
       // Binaries of received deploys still to fetch, recorded in the append transaction.
       ...(settings.federationToken === undefined ? [] : [new PendingBinariesProjection(siteId)]),
     ],
-    store: { siteId },
+    store: { siteId, appendWrites: [inlineBlobs] },
   });
   const eventStore = opened.store;
   // Start the clock after the newest stamp already stored, so a physical clock that went back
   // while the server was down never stamps a new event below an old one (LWW would ignore it).
   const hlc = new HybridLogicalClock({ clock, initial: await newestStamp(opened.db) });
-  const blobStore = new FsBlobStore({ root: settings.dataDir, clock });
+  const blobStore = new InlineBlobStore({
+    files: new FsBlobStore({ root: settings.dataDir, clock }),
+    db: opened.db,
+    staging: inlineBlobs,
+    clock,
+    ...(settings.inlineBlobBytesMax === undefined ? {} : { inlineBytesMax: settings.inlineBlobBytesMax }),
+  });
   const treeQueries = new ArtifactTreeQueries(opened.db);
   const repositoryQueries = new RepositoryQueries(opened.db);
   const readers = new ProjectionReaders(treeQueries, repositoryQueries);

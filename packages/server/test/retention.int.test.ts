@@ -8,25 +8,29 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FsBlobStore, SqlBlobRetention } from '@strata/store';
+import { FsBlobStore, SqlBlobRetention, type BlobStore } from '@strata/store';
 import { collectBlobGarbage } from '../src/audit/blob-collection.ts';
 import { buildSqlApp, type SqlApp } from './support/sql-app.ts';
 
 const HOUR = 3_600_000;
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 
-describe('retention of binaries', () => {
+// Files only, and with small deploys' blobs kept in the database (InlineBlobStore, as `strata serve` runs).
+describe.each([
+  { blobsAt: 'files', inlineBlobBytesMax: undefined },
+  { blobsAt: 'inline rows', inlineBlobBytesMax: 64 * 1024 },
+])('retention of binaries ($blobsAt)', ({ inlineBlobBytesMax }) => {
   let directory: string;
   let sqlApp: SqlApp;
-  let blobs: FsBlobStore;
+  let blobs: BlobStore;
   let now: number;
   let retention: SqlBlobRetention;
 
   beforeEach(async () => {
     directory = await mkdtemp(join(tmpdir(), 'strata-retention-'));
-    blobs = new FsBlobStore({ root: directory });
-    sqlApp = await buildSqlApp(blobs);
     now = Date.now();
+    sqlApp = await buildSqlApp(new FsBlobStore({ root: directory }), { ...(inlineBlobBytesMax === undefined ? {} : { inlineBlobBytesMax }) });
+    blobs = sqlApp.blobs;
     retention = new SqlBlobRetention(sqlApp.opened.db, { trashPeriodMs: HOUR, clock: { now: () => now } });
     await sqlApp.app.inject({ method: 'PUT', url: '/artifactory/api/repositories/libs', payload: { rclass: 'local' } });
   });

@@ -13,6 +13,14 @@ export interface PutBlobOptions {
   /** Default: no limit. A longer body → STRATA_ERR_BLOB_TOO_LARGE, nothing kept. */
   readonly sizeBytesMax?: number;
   readonly signal?: AbortSignal;
+  /**
+   * The caller appends an event referencing this blob (`data.sha256`) to the store's SQL
+   * event store before it releases the lease (a deploy). A store may then keep a small blob
+   * in memory and write it inside that append's transaction (InlineBlobStore: no file, no
+   * fsync of its own); until the append commits the blob exists only under the lease, and
+   * if the append never happens it is gone with the lease. Stores that do not inline ignore it.
+   */
+  readonly deferToAppend?: boolean;
 }
 
 /**

@@ -12,5 +12,6 @@ export { type CopyOut } from './event-copy-reader.ts';
 export * from './open-event-store.ts';
 export * from './memory-event-store.ts';
 export * from './fs-blob-store.ts';
+export * from './inline-blob-store.ts';
 export * from './audit/index.ts';
 export { encodeAndDigestEvent, encodedEventOf, type EncodedEvent } from './encoded-events.ts';

@@ -46,3 +46,14 @@ export interface InlineProjectionPlan {
    */
   apply(events: readonly StreamEvent[], loaded: readonly { kind: string; row: unknown }[]): readonly RawBuilder<unknown>[];
 }
+
+/**
+ * Writes that travel with an append batch without being a projection (nothing to rebuild or
+ * truncate): e.g. the rows of small blobs the batch's events reference (inline-blob-store.ts).
+ * The SQL event store sends them in the batch's transaction after its insert and its
+ * projections' writes, with the commit: they commit with the events or not at all.
+ */
+export interface AppendWrites {
+  /** `events` are the batch's new events (in global order, without revision and position). */
+  statements(events: readonly StreamEvent[]): readonly RawBuilder<unknown>[];
+}

@@ -47,10 +47,18 @@ export interface BlobTrashTable {
   since: ColumnType<string, number, number>;
 }
 
+/** Small blobs stored with the event that references them (migration 010, inline-blob-store.ts). */
+export interface InlineBlobsTable {
+  sha256: string;
+  bytes: Uint8Array;
+  stored_at_ms: ColumnType<string, number, number>;
+}
+
 export interface StoreDatabase {
   events: EventsTable;
   streams: StreamsTable;
   blob_trash: BlobTrashTable;
+  inline_blobs: InlineBlobsTable;
   // projection tables are declared below by the projection modules' section
   artifacts: ProjectionTables['artifacts'];
   folder_tombstones: ProjectionTables['folder_tombstones'];

@@ -33,7 +33,7 @@ import { kyselyAppendTransactions, type AppendSession, type AppendTransactions }
 import { CHAIN_GENESIS, eventDigest } from '@strata/core';
 import { chainEvent, type ChainedEvent, type StreamChainHeads } from './event-chaining.ts';
 import { CommitSignal, PollingSubscription, type CheckpointedEvent } from './polling-subscription.ts';
-import type { InlineProjectionPlan, SqlProjection } from './projection.ts';
+import type { AppendWrites, InlineProjectionPlan, SqlProjection } from './projection.ts';
 import { PROJECTION_LOCK_CLASS } from './projections/sql-values.ts';
 import type { StoreDatabase } from './schema.ts';
 import { COPY_EVENT_COLUMNS, decodeEventCopy, type CopyOut } from './event-copy-reader.ts';
@@ -77,6 +77,11 @@ export interface SqlEventStoreOptions {
    * statement in a Kysely transaction of `db`.
    */
   readonly appendTransactions?: AppendTransactions;
+  /**
+   * Statements sent in every append transaction after the projections' writes (e.g. the
+   * inline blobs of the batch's deploys, inline-blob-store.ts); none by default.
+   */
+  readonly appendWrites?: readonly AppendWrites[];
 }
 
 interface PendingAppend {
@@ -148,6 +153,7 @@ export class SqlEventStore implements EventStore, EventScanner {
   readonly #copyOut: CopyOut | undefined;
   readonly #copyStatementRowsMax: number | undefined;
   readonly #transactions: AppendTransactions;
+  readonly #appendWrites: readonly AppendWrites[];
   /** The page after the last full page readAll returned, being read (see `readAhead`). */
   #pageAhead: { readonly after: Checkpoint; readonly maxCount: number; readonly page: Promise<ReadAllResult | undefined> } | undefined;
   readonly #queue: PendingAppend[] = [];
@@ -173,6 +179,7 @@ export class SqlEventStore implements EventStore, EventScanner {
     this.#copyOut = options.copyOut;
     this.#copyStatementRowsMax = options.copyStatementRowsMax === undefined ? undefined : positive(options.copyStatementRowsMax, 'copyStatementRowsMax');
     this.#transactions = options.appendTransactions ?? kyselyAppendTransactions(db);
+    this.#appendWrites = options.appendWrites ?? [];
   }
 
   /** The database this store writes (for the audit queries of the same package). */
@@ -694,6 +701,7 @@ export class SqlEventStore implements EventStore, EventScanner {
           for (const statement of plan.apply(streamEvents, loaded[index]!)) queued.push(statement.compile(db));
         }
       }
+      for (const writes of this.#appendWrites) for (const statement of writes.statements(streamEvents)) queued.push(statement.compile(db));
       await send(true);
       record();
     }

@@ -104,6 +104,9 @@ export class ArtifactService {
         ...(declaredSize === undefined ? {} : { expectedSize: declaredSize }),
         sizeBytesMax: this.#uploadBytesMax,
         signal,
+        // The event is appended below (#record) before the lease is released: a small blob may
+        // be written with it, in the append's transaction (InlineBlobStore).
+        deferToAppend: true,
       });
     } finally {
       queued();

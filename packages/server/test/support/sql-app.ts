@@ -1,6 +1,16 @@
 import { HybridLogicalClock } from '@strata/core';
 import type { BlobStore, OpenedEventStore } from '@strata/store';
-import { ArtifactTreeProjection, ArtifactTreeQueries, openEventStore, RepositoryConfigProjection, RepositoryQueries, SqlEventAudit, VirtualResolutionProjection } from '@strata/store';
+import {
+  ArtifactTreeProjection,
+  ArtifactTreeQueries,
+  InlineBlobStaging,
+  InlineBlobStore,
+  openEventStore,
+  RepositoryConfigProjection,
+  RepositoryQueries,
+  SqlEventAudit,
+  VirtualResolutionProjection,
+} from '@strata/store';
 import type { FastifyInstance } from 'fastify';
 import hyperid from 'hyperid';
 import { buildApp } from '../../src/app.ts';
@@ -13,17 +23,35 @@ import { registerPermissiveAuth } from './permissive-auth.ts';
 export interface SqlApp {
   readonly app: FastifyInstance;
   readonly opened: OpenedEventStore;
+  /** The blob store the app uses: the one given, or (with `inlineBlobBytesMax`) an InlineBlobStore over it. */
+  readonly blobs: BlobStore;
   close(): Promise<void>;
 }
 
 /** The app on the real SQL event store and projections (in-memory PGlite or DATABASE_URL + schema). */
-export async function buildSqlApp(blobStore: BlobStore, options: { databaseUrl?: string; schema?: string; siteId?: string; metadataCacheTtlMs?: number } = {}): Promise<SqlApp> {
+export async function buildSqlApp(
+  files: BlobStore,
+  options: {
+    databaseUrl?: string;
+    schema?: string;
+    siteId?: string;
+    metadataCacheTtlMs?: number;
+    /** Deploys up to this size keep their blob in the database (as `strata serve` does); undefined: files only. */
+    inlineBlobBytesMax?: number;
+    clock?: { now(): number };
+  } = {},
+): Promise<SqlApp> {
+  const staging = options.inlineBlobBytesMax === undefined ? undefined : new InlineBlobStaging();
   const opened = await openEventStore({
     ...(options.databaseUrl === undefined ? {} : { databaseUrl: options.databaseUrl }),
     ...(options.schema === undefined ? {} : { schema: options.schema }),
     projections: [new ArtifactTreeProjection(), new RepositoryConfigProjection(), new VirtualResolutionProjection()],
-    store: { siteId: options.siteId ?? 'site-int' },
+    store: { siteId: options.siteId ?? 'site-int', ...(staging === undefined ? {} : { appendWrites: [staging] }) },
   });
+  const blobStore =
+    staging === undefined
+      ? files
+      : new InlineBlobStore({ files, db: opened.db, staging, inlineBytesMax: options.inlineBlobBytesMax!, ...(options.clock === undefined ? {} : { clock: options.clock }) });
   const sink = new SqlDownloadStatsSink(opened.db);
   await sink.ensureSchema();
   const downloads = new BatchingDownloadCounter(sink, { flushIntervalMs: 0 });
@@ -36,6 +64,7 @@ export async function buildSqlApp(blobStore: BlobStore, options: { databaseUrl?:
   return {
     app,
     opened,
+    blobs: blobStore,
     async close() {
       await app.close();
       await downloads.close();

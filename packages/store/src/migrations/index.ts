@@ -9,6 +9,7 @@ import { eventDigestMigration } from './004b-event-digest.ts';
 import { virtualResolutionMigration } from './005-virtual-resolution.ts';
 import { federationNoncesMigration } from './006-federation-nonces.ts';
 import { auditConfigHistoryMigration } from './009-audit-config-history.ts';
+import { inlineBlobsMigration } from './010-inline-blobs.ts';
 
 /**
  * Every migration of the store database, in order. Names sort in application order; a
@@ -23,6 +24,7 @@ export const migrations: Readonly<Record<string, Migration>> = Object.freeze({
   '005-virtual-resolution': virtualResolutionMigration,
   '006-federation-nonces': federationNoncesMigration,
   '009-audit-config-history': auditConfigHistoryMigration,
+  '010-inline-blobs': inlineBlobsMigration,
 });
 
 /**

@@ -1,0 +1,361 @@
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { sql, type Kysely, type RawBuilder } from 'kysely';
+import { isStrataError, StrataError, type Checksums, type Clock, type StreamEvent } from '@strata/core';
+import type { BlobLease, BlobStore, ByteRange, PutBlobOptions } from './blob-store.ts';
+import { blobGracePeriodMsDefault } from './fs-blob-store.ts';
+import type { AppendWrites } from './projection.ts';
+import type { StoreDatabase } from './schema.ts';
+
+/**
+ * Deploys up to this size keep their blob in the SQL database (docs/storage.md, "Inline
+ * blobs"; the figures behind the choice are in docs/benchmarks.md, "Server HTTP").
+ */
+export const inlineBlobBytesMaxDefault = 64 * 1024;
+
+const SHA256 = /^[0-9a-f]{64}$/;
+/** Rows per page when GC walks the inline blobs. */
+const collectPageRowsMax = 1000;
+
+interface Staged {
+  readonly bytes: Buffer;
+  readonly storedAtMs: number;
+  count: number;
+}
+
+/**
+ * Blobs of deploys in flight, held in memory until the append of the event that references
+ * them: given to the SQL event store as `appendWrites`, it adds to each append transaction
+ * one insert of the staged blobs its new events reference (`data.sha256`), so a blob row
+ * commits with its event or not at all — an event never points at a missing blob (DESIGN
+ * §6), and a deploy whose append fails leaves no row. Filled by InlineBlobStore.
+ */
+export class InlineBlobStaging implements AppendWrites {
+  readonly #staged = new Map<string, Staged>();
+
+  statements(events: readonly StreamEvent[]): readonly RawBuilder<unknown>[] {
+    const rows = new Map<string, Staged>();
+    for (const event of events) {
+      const sha256 = (event.data as { readonly sha256?: unknown }).sha256;
+      if (typeof sha256 !== 'string' || rows.has(sha256)) continue;
+      const staged = this.#staged.get(sha256);
+      if (staged !== undefined) rows.set(sha256, staged);
+    }
+    if (rows.size === 0) return [];
+    // Sorted: two transactions inserting the same new blobs lock them in one order.
+    const keys = [...rows.keys()].sort();
+    return [
+      sql`insert into inline_blobs (sha256, bytes, stored_at_ms)
+        select * from unnest(${keys}::text[], ${keys.map((key) => rows.get(key)!.bytes)}::bytea[], ${keys.map((key) => rows.get(key)!.storedAtMs)}::bigint[])
+        on conflict (sha256) do nothing`,
+    ];
+  }
+
+  /** The bytes of a staged blob, or undefined. */
+  get(sha256: string): Buffer | undefined {
+    return this.#staged.get(sha256)?.bytes;
+  }
+
+  has(sha256: string): boolean {
+    return this.#staged.has(sha256);
+  }
+
+  /** Holds `bytes` until the returned function is called (once). */
+  stage(sha256: string, bytes: Buffer, storedAtMs: number): () => void {
+    const existing = this.#staged.get(sha256);
+    if (existing !== undefined) existing.count++;
+    else this.#staged.set(sha256, { bytes, storedAtMs, count: 1 });
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const staged = this.#staged.get(sha256);
+      if (staged === undefined) return;
+      if (--staged.count <= 0) this.#staged.delete(sha256);
+    };
+  }
+}
+
+export interface InlineBlobStoreOptions {
+  /** Where every other blob lives (FsBlobStore): large deploys, and puts without `deferToAppend`. */
+  readonly files: BlobStore;
+  /** The event store's database (the `inline_blobs` table, migration 010). */
+  readonly db: Kysely<StoreDatabase>;
+  /** The same staging the SQL event store was given as `appendWrites`. */
+  readonly staging: InlineBlobStaging;
+  /** Largest blob kept inline; default inlineBlobBytesMaxDefault. 0: nothing is inlined. */
+  readonly inlineBytesMax?: number;
+  /** Ages for garbage collection; default the system clock. */
+  readonly clock?: Clock;
+}
+
+/**
+ * The BlobStore of a SQL-backed site: a put with `deferToAppend` (a deploy) of at most
+ * `inlineBytesMax` bytes is hashed in memory and staged; the append of its event writes it
+ * into the `inline_blobs` table in the same transaction, under that transaction's one commit
+ * (no temp file, no file or directory fsync). Everything else goes to the file store. Reads,
+ * stats, leases and GC look at staged blobs, then files, then the table, so callers see one
+ * content-addressed store. Leases are per process, as for files: run GC in the process
+ * that deploys.
+ */
+export class InlineBlobStore implements BlobStore {
+  readonly #files: BlobStore;
+  readonly #db: Kysely<StoreDatabase>;
+  readonly #staging: InlineBlobStaging;
+  readonly #inlineBytesMax: number;
+  readonly #clock: Clock;
+  /** Leases on inline blobs (staged or stored rows). */
+  readonly #leases = new Map<string, number>();
+  /** Inline blobs collectGarbage is removing right now; a put or lease of the same content waits. */
+  readonly #removing = new Map<string, Promise<void>>();
+
+  constructor(options: InlineBlobStoreOptions) {
+    this.#files = options.files;
+    this.#db = options.db;
+    this.#staging = options.staging;
+    const inlineBytesMax = options.inlineBytesMax ?? inlineBlobBytesMaxDefault;
+    if (!Number.isSafeInteger(inlineBytesMax) || inlineBytesMax < 0) throw new StrataError('STRATA_ERR_INVARIANT', 'inlineBytesMax must be a non-negative integer');
+    this.#inlineBytesMax = inlineBytesMax;
+    this.#clock = options.clock ?? { now: () => Date.now() };
+  }
+
+  async put(source: Readable | AsyncIterable<Uint8Array>, options: PutBlobOptions = {}): Promise<BlobLease> {
+    if (options.deferToAppend !== true || this.#inlineBytesMax === 0 || (options.expectedSize !== undefined && options.expectedSize > this.#inlineBytesMax)) {
+      return this.#files.put(source, options);
+    }
+    options.signal?.throwIfAborted();
+    const iterator = (source as AsyncIterable<Uint8Array | string>)[Symbol.asyncIterator]();
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done === true) break;
+      options.signal?.throwIfAborted();
+      const bytes = toBuffer(next.value);
+      chunks.push(bytes);
+      size += bytes.byteLength;
+      // Too large to keep inline: the file store takes what was read and the rest, and checks it all.
+      if (size > this.#inlineBytesMax) return this.#files.put(replay(chunks, iterator), options);
+    }
+    options.signal?.throwIfAborted();
+    const bytes = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+    const checksums = checkUpload(bytes, options);
+    // Leased before it is staged: GC never sees it unleased before its event lands.
+    const lease = this.#acquire({ ...checksums, size });
+    try {
+      await this.#removing.get(checksums.sha256);
+    } catch (error) {
+      lease.release();
+      throw error;
+    }
+    return this.#withStaging(lease, bytes);
+  }
+
+  async stat(sha256: string, options: { signal?: AbortSignal } = {}): Promise<{ size: number } | undefined> {
+    options.signal?.throwIfAborted();
+    const staged = this.#staging.get(sha256);
+    if (staged !== undefined) return { size: staged.byteLength };
+    const file = await this.#files.stat(sha256, options);
+    if (file !== undefined || !SHA256.test(sha256)) return file;
+    const row = await sql<{ size: number }>`select octet_length(bytes) as size from inline_blobs where sha256 = ${sha256}`.execute(this.#db);
+    const size = row.rows[0]?.size;
+    return size === undefined ? undefined : { size: Number(size) };
+  }
+
+  async lease(sha256: string): Promise<BlobLease | undefined> {
+    if (!SHA256.test(sha256)) return undefined;
+    const staged = this.#staging.get(sha256);
+    if (staged !== undefined) {
+      // Staged again under this lease: the checksum deploy's own append writes it if the first one does not.
+      const lease = this.#acquire({ ...checksumsOf(staged), size: staged.byteLength });
+      return this.#withStaging(lease, staged);
+    }
+    const file = await this.#files.lease(sha256);
+    if (file !== undefined) return file;
+    // Lease first (GC checks leases before removing), then look: no window in between.
+    const lease = this.#acquire({ sha256, sha1: '', md5: '', size: 0 });
+    try {
+      await this.#removing.get(sha256);
+      const bytes = await this.#readRow(sha256);
+      if (bytes === undefined) {
+        lease.release();
+        return undefined;
+      }
+      return Object.assign(lease, { ...checksumsOf(bytes), size: bytes.byteLength });
+    } catch (error) {
+      lease.release();
+      throw error;
+    }
+  }
+
+  async createReadStream(sha256: string, range?: ByteRange): Promise<Readable> {
+    if (range !== undefined && !(Number.isSafeInteger(range.start) && Number.isSafeInteger(range.end) && range.start >= 0 && range.end >= range.start)) {
+      throw new RangeError(`invalid byte range ${range.start}-${range.end}`);
+    }
+    const staged = this.#staging.get(sha256);
+    if (staged === undefined) {
+      try {
+        return await this.#files.createReadStream(sha256, range);
+      } catch (error) {
+        if (!isStrataError(error, 'STRATA_ERR_BLOB_NOT_FOUND')) throw error;
+      }
+    }
+    const bytes = staged ?? (await this.#readRow(sha256));
+    if (bytes === undefined) throw notFound(sha256);
+    return Readable.from(range === undefined ? [bytes] : [bytes.subarray(range.start, range.end + 1)], { objectMode: false });
+  }
+
+  async read(sha256: string, options: { signal?: AbortSignal } = {}): Promise<Buffer> {
+    const staged = this.#staging.get(sha256);
+    if (staged !== undefined) return staged;
+    try {
+      return await this.#files.read(sha256, options);
+    } catch (error) {
+      if (!isStrataError(error, 'STRATA_ERR_BLOB_NOT_FOUND')) throw error;
+    }
+    options.signal?.throwIfAborted();
+    const bytes = await this.#readRow(sha256);
+    if (bytes === undefined) throw notFound(sha256);
+    return bytes;
+  }
+
+  async collectGarbage(options: {
+    isReferenced(sha256: string): Promise<boolean>;
+    gracePeriodMs?: number;
+    onCollect?(sha256: string): Promise<void>;
+    signal?: AbortSignal;
+  }): Promise<{ removed: readonly string[]; failed?: readonly { sha256: string; error: unknown }[] }> {
+    const files = await this.#files.collectGarbage(options);
+    const removed = [...files.removed];
+    const failed = [...(files.failed ?? [])];
+    // A blob both a file and a row (a file from federation, a row from a deploy) is recorded once.
+    const removedAsFile = new Set(files.removed);
+    const oldest = this.#clock.now() - (options.gracePeriodMs ?? blobGracePeriodMsDefault);
+    let after = '';
+    for (;;) {
+      const page = await sql<{ sha256: string }>`
+        select sha256 from inline_blobs where sha256 > ${after} and stored_at_ms <= ${oldest}
+        order by sha256 limit ${collectPageRowsMax}`.execute(this.#db);
+      for (const { sha256 } of page.rows) {
+        options.signal?.throwIfAborted();
+        if (this.#leases.has(sha256) || this.#staging.has(sha256)) continue;
+        if (await options.isReferenced(sha256)) continue;
+        // Checked and marked synchronously: a put or lease of this content waits for the removal.
+        if (this.#leases.has(sha256) || this.#staging.has(sha256) || this.#removing.has(sha256)) continue;
+        const onCollect = removedAsFile.has(sha256) ? undefined : options.onCollect;
+        let kept = false;
+        const removal = (async () => {
+          if (onCollect !== undefined) {
+            try {
+              await onCollect(sha256);
+            } catch (error) {
+              // Not recorded, not removed: the next collection tries again.
+              kept = true;
+              failed.push({ sha256, error });
+              return;
+            }
+          }
+          await sql`delete from inline_blobs where sha256 = ${sha256}`.execute(this.#db);
+        })();
+        this.#removing.set(sha256, removal.catch(() => undefined));
+        try {
+          await removal;
+          if (!kept && !removedAsFile.has(sha256)) removed.push(sha256);
+        } finally {
+          this.#removing.delete(sha256);
+        }
+      }
+      if (page.rows.length < collectPageRowsMax) break;
+      after = page.rows.at(-1)!.sha256;
+    }
+    return { removed, failed };
+  }
+
+  async #readRow(sha256: string): Promise<Buffer | undefined> {
+    if (!SHA256.test(sha256)) return undefined;
+    const result = await sql<{ bytes: Uint8Array }>`select bytes from inline_blobs where sha256 = ${sha256}`.execute(this.#db);
+    const bytes = result.rows[0]?.bytes;
+    return bytes === undefined ? undefined : toBuffer(bytes);
+  }
+
+  /** `lease` with `bytes` staged until it is released. */
+  #withStaging(lease: BlobLease, bytes: Buffer): BlobLease {
+    const unstage = this.#staging.stage(lease.sha256, bytes, this.#clock.now());
+    const release = lease.release;
+    return Object.assign(lease, {
+      release: () => {
+        unstage();
+        release();
+      },
+    });
+  }
+
+  #acquire(info: Checksums & { size: number }): BlobLease {
+    const { sha256 } = info;
+    this.#leases.set(sha256, (this.#leases.get(sha256) ?? 0) + 1);
+    let released = false;
+    return {
+      ...info,
+      release: () => {
+        if (released) return;
+        released = true;
+        const count = (this.#leases.get(sha256) ?? 1) - 1;
+        if (count <= 0) this.#leases.delete(sha256);
+        else this.#leases.set(sha256, count);
+      },
+    };
+  }
+}
+
+/** The checks FsBlobStore makes while streaming, on a body held whole; returns its checksums. */
+function checkUpload(bytes: Buffer, options: PutBlobOptions): Checksums {
+  const size = bytes.byteLength;
+  if (options.sizeBytesMax !== undefined && size > options.sizeBytesMax) {
+    throw new StrataError('STRATA_ERR_BLOB_TOO_LARGE', `upload exceeds ${options.sizeBytesMax} bytes`, { sizeBytesMax: options.sizeBytesMax });
+  }
+  if (options.expectedSize !== undefined && size > options.expectedSize) {
+    throw new StrataError('STRATA_ERR_BLOB_INCOMPLETE', `upload is longer than its declared ${options.expectedSize} bytes`, { expectedSize: options.expectedSize });
+  }
+  if (options.expectedSize !== undefined && size < options.expectedSize) {
+    throw new StrataError('STRATA_ERR_BLOB_INCOMPLETE', `upload ended after ${size} of ${options.expectedSize} bytes`, { size, expectedSize: options.expectedSize });
+  }
+  const checksums = checksumsOf(bytes);
+  for (const algorithm of ['sha256', 'sha1', 'md5'] as const) {
+    const expected = options.expected?.[algorithm];
+    if (expected !== undefined && expected.toLowerCase() !== checksums[algorithm]) {
+      throw new StrataError('STRATA_ERR_BLOB_CHECKSUM_MISMATCH', `${algorithm} mismatch: expected ${expected}, got ${checksums[algorithm]}`, {
+        algorithm,
+        expected,
+        actual: checksums[algorithm],
+      });
+    }
+  }
+  return checksums;
+}
+
+function checksumsOf(bytes: Buffer): Checksums {
+  return { sha256: hex('sha256', bytes), sha1: hex('sha1', bytes), md5: hex('md5', bytes) };
+}
+
+function hex(algorithm: 'sha256' | 'sha1' | 'md5', bytes: Buffer): string {
+  return createHash(algorithm).update(bytes).digest('hex');
+}
+
+/** The chunks already read, then the rest of `iterator`. */
+async function* replay(chunks: readonly Buffer[], iterator: AsyncIterator<Uint8Array | string>): AsyncGenerator<Buffer> {
+  yield* chunks;
+  for (;;) {
+    const next = await iterator.next();
+    if (next.done === true) return;
+    yield toBuffer(next.value);
+  }
+}
+
+function toBuffer(chunk: Uint8Array | string): Buffer {
+  if (typeof chunk === 'string') return Buffer.from(chunk);
+  return Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+}
+
+function notFound(sha256: string): StrataError {
+  return new StrataError('STRATA_ERR_BLOB_NOT_FOUND', `blob ${sha256.slice(0, 80)} not found`, { sha256: sha256.slice(0, 80) });
+}

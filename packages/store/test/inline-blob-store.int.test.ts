@@ -1,0 +1,204 @@
+/**
+ * InlineBlobStore: small deploys' blobs written into `inline_blobs` by the append of the event
+ * that references them (docs/storage.md, "Inline blobs"), on PGlite and — when DATABASE_URL
+ * is set — PostgreSQL (its two-round-trip append transactions), with real files for the rest.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { text } from 'node:stream/consumers';
+import { sql } from 'kysely';
+import pg from 'pg';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { isStrataError, type ErrorCode, type NewEvent } from '@strata/core';
+import { FsBlobStore, InlineBlobStaging, InlineBlobStore, openEventStore, type OpenedEventStore } from '@strata/store';
+
+const databaseUrl = process.env['DATABASE_URL'];
+const schemas: string[] = [];
+const BACKENDS: { name: string; open(staging: InlineBlobStaging): Promise<OpenedEventStore> }[] = [
+  { name: 'pglite', open: (staging) => openEventStore({ store: { appendWrites: [staging] } }) },
+];
+if (databaseUrl === undefined) console.log('inline blobs: DATABASE_URL is not set, PostgreSQL backend skipped');
+else {
+  BACKENDS.push({
+    name: 'postgres',
+    open(staging) {
+      const schema = `inline_blobs_test_${process.pid}_${schemas.length}`;
+      schemas.push(schema);
+      return openEventStore({ databaseUrl, schema, poolConnectionsMax: 4, store: { appendWrites: [staging] } });
+    },
+  });
+}
+
+afterAll(async () => {
+  if (databaseUrl === undefined || schemas.length === 0) return;
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  for (const schema of schemas) await client.query(`drop schema if exists ${schema} cascade`);
+  await client.end();
+});
+
+const digest = (algorithm: string, bytes: Uint8Array) => createHash(algorithm).update(bytes).digest('hex');
+let sequence = 0;
+
+function deployed(path: string, sha256: string, size: number): NewEvent {
+  sequence++;
+  return {
+    id: `inline-${process.pid}-${sequence}`,
+    origin: 'site-a',
+    originSeq: sequence,
+    hlc: { wall: 1_700_000_000_000 + sequence, logical: 0 },
+    type: 'ArtifactDeployed',
+    data: { path, sha256, sha1: 'b'.repeat(40), md5: 'b'.repeat(32), size, mimeType: 'application/octet-stream', properties: {} },
+    meta: { actor: 'tester' },
+  } as NewEvent;
+}
+
+async function filesUnder(directory: string): Promise<string[]> {
+  const entries = await readdir(directory, { recursive: true, withFileTypes: true }).catch(() => []);
+  return entries.filter((entry) => entry.isFile()).map((entry) => entry.name);
+}
+
+async function expectCode(promise: Promise<unknown>, code: ErrorCode): Promise<void> {
+  const error = await promise.then(
+    () => undefined,
+    (caught: unknown) => caught,
+  );
+  expect(isStrataError(error) ? error.code : error).toBe(code);
+}
+
+describe.each(BACKENDS)('InlineBlobStore on $name', ({ open }) => {
+  let root: string;
+  let now: number;
+  let opened: OpenedEventStore;
+  let store: InlineBlobStore;
+  const inlineBytesMax = 4096;
+
+  const rows = async () => (await sql<{ sha256: string }>`select sha256 from inline_blobs order by sha256`.execute(opened.db)).rows.map((row) => row.sha256);
+
+  beforeEach(async () => {
+    root = await mkdtemp(join(tmpdir(), 'strata-inline-blobs-'));
+    now = Date.now();
+    const staging = new InlineBlobStaging();
+    opened = await open(staging);
+    store = new InlineBlobStore({ files: new FsBlobStore({ root, clock: { now: () => now } }), db: opened.db, staging, inlineBytesMax, clock: { now: () => now } });
+  });
+  afterEach(async () => {
+    await opened.close();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('a small deferred put writes no file; the append of its event writes the row, read back after the lease', async () => {
+    const body = randomBytes(1024);
+    const lease = await store.put(Readable.from([body.subarray(0, 100), body.subarray(100)]), { deferToAppend: true, expectedSize: 1024 });
+    expect(lease).toMatchObject({ sha256: digest('sha256', body), sha1: digest('sha1', body), md5: digest('md5', body), size: 1024 });
+    expect(await filesUnder(root)).toEqual([]);
+    // Staged: readable while its deploy is in flight (a format's verify reads it).
+    expect(await store.read(lease.sha256)).toEqual(body);
+    expect(await rows()).toEqual([]);
+
+    await opened.store.append('repo-libs', [deployed('a/one.bin', lease.sha256, 1024)]);
+    lease.release();
+    expect(await rows()).toEqual([lease.sha256]);
+    expect(await filesUnder(root)).toEqual([]);
+    expect(await store.read(lease.sha256)).toEqual(body);
+    expect(await store.stat(lease.sha256)).toEqual({ size: 1024 });
+    const range = await store.createReadStream(lease.sha256, { start: 10, end: 19 });
+    const chunks: Buffer[] = [];
+    for await (const chunk of range) chunks.push(chunk as Buffer);
+    expect(Buffer.concat(chunks)).toEqual(body.subarray(10, 20));
+  });
+
+  it('a deploy whose append fails leaves no row, and nothing once its lease is released', async () => {
+    const body = Buffer.from('refused content');
+    const lease = await store.put(Readable.from([body]), { deferToAppend: true });
+    await opened.store.append('repo-libs', [deployed('a/first.bin', 'c'.repeat(64), 3)]);
+    // The expectation fails: the batch commits nothing of this append.
+    await expectCode(opened.store.append('repo-libs', [deployed('a/refused.bin', lease.sha256, body.length)], { expectedRevision: 'no_stream' }), 'STRATA_ERR_STORE_CONCURRENCY_CONFLICT');
+    lease.release();
+    expect(await rows()).toEqual([]);
+    expect(await store.stat(lease.sha256)).toBeUndefined();
+    await expectCode(store.read(lease.sha256), 'STRATA_ERR_BLOB_NOT_FOUND');
+  });
+
+  it('puts without deferToAppend, and deferred ones over the threshold, go to files', async () => {
+    const plain = await store.put(Readable.from([Buffer.from('a federation pull')]));
+    plain.release();
+    const large = randomBytes(inlineBytesMax * 3 + 17);
+    // No declared size: read into memory up to the threshold, then handed to the file store with the rest.
+    const deferred = await store.put(Readable.from([large.subarray(0, 1000), large.subarray(1000, 5000), large.subarray(5000)]), { deferToAppend: true });
+    expect(deferred).toMatchObject({ sha256: digest('sha256', large), sha1: digest('sha1', large), md5: digest('md5', large), size: large.length });
+    deferred.release();
+    const declared = await store.put(Readable.from([large]), { deferToAppend: true, expectedSize: large.length });
+    declared.release();
+    expect((await filesUnder(root)).sort()).toEqual([plain.sha256, deferred.sha256].sort());
+    expect(await store.read(deferred.sha256)).toEqual(large);
+    expect(await rows()).toEqual([]);
+  });
+
+  it('refuses bad uploads with the file store\'s typed errors, staging nothing', async () => {
+    const body = Buffer.from('content');
+    await expectCode(store.put(Readable.from([body]), { deferToAppend: true, expected: { sha256: 'a'.repeat(64) } }), 'STRATA_ERR_BLOB_CHECKSUM_MISMATCH');
+    await expectCode(store.put(Readable.from([body]), { deferToAppend: true, expectedSize: 100 }), 'STRATA_ERR_BLOB_INCOMPLETE');
+    await expectCode(store.put(Readable.from([body]), { deferToAppend: true, sizeBytesMax: 3 }), 'STRATA_ERR_BLOB_TOO_LARGE');
+    // Larger than the threshold and than its declared size: the file store's checks apply.
+    await expectCode(store.put(Readable.from([randomBytes(inlineBytesMax + 10)]), { deferToAppend: true, expectedSize: 5 }), 'STRATA_ERR_BLOB_INCOMPLETE');
+    expect(await store.stat(digest('sha256', body))).toBeUndefined();
+    expect(await filesUnder(root)).toEqual([]);
+  });
+
+  it('leases a stored inline blob (checksum deploy) with its checksums; a staged one is written by the second deploy', async () => {
+    const body = Buffer.from('shared content');
+    const first = await store.put(Readable.from([body]), { deferToAppend: true });
+    // Leased while the first deploy is in flight; the first deploy then gives up.
+    const second = await store.lease(first.sha256);
+    expect(second).toMatchObject({ sha256: first.sha256, sha1: digest('sha1', body), md5: digest('md5', body), size: body.length });
+    first.release();
+    await opened.store.append('repo-libs', [deployed('b/by-checksum.bin', first.sha256, body.length)]);
+    second!.release();
+    expect(await rows()).toEqual([first.sha256]);
+    const third = await store.lease(first.sha256);
+    expect(third).toMatchObject({ sha1: digest('sha1', body), md5: digest('md5', body), size: body.length });
+    third!.release();
+    expect(await store.lease('f'.repeat(64))).toBeUndefined();
+  });
+
+  it('GC removes old unreferenced inline blobs only: referenced, leased and young ones stay', async () => {
+    const bodies = ['kept: referenced', 'kept: leased', 'removed', 'kept: young'].map((value) => Buffer.from(value));
+    const shas: string[] = [];
+    for (const [index, body] of bodies.entries()) {
+      if (index === 3) now += 60_000;
+      const lease = await store.put(Readable.from([body]), { deferToAppend: true });
+      await opened.store.append('repo-libs', [deployed(`c/${index}.bin`, lease.sha256, body.length)]);
+      lease.release();
+      shas.push(lease.sha256);
+    }
+    const held = await store.lease(shas[1]!);
+    const collected: string[] = [];
+    const result = await store.collectGarbage({
+      isReferenced: async (sha256) => sha256 === shas[0],
+      gracePeriodMs: 30_000,
+      onCollect: async (sha256) => {
+        collected.push(sha256);
+      },
+    });
+    held!.release();
+    expect(result.removed).toEqual([shas[2]]);
+    expect(collected).toEqual([shas[2]]);
+    expect(await rows()).toEqual([shas[0]!, shas[1]!, shas[3]!].sort());
+    await expectCode(store.read(shas[2]!), 'STRATA_ERR_BLOB_NOT_FOUND');
+    expect(await text(await store.createReadStream(shas[0]!))).toBe('kept: referenced');
+    // An onCollect that fails keeps the blob.
+    const failing = await store.collectGarbage({
+      isReferenced: async () => false,
+      gracePeriodMs: 0,
+      onCollect: async () => {
+        throw new Error('history not writable');
+      },
+    });
+    expect(failing.removed).toEqual([]);
+    expect(await rows()).toHaveLength(3);
+  });
+});

@@ -21,7 +21,8 @@ import { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import type { NewEvent } from '@strata/core';
-import { ArtifactTreeProjection, FsBlobStore, RepositoryConfigProjection, openEventStore } from '@strata/store';
+import { PendingBinariesProjection } from '@strata/federation';
+import { ArtifactTreeProjection, FsBlobStore, RepositoryConfigProjection, VirtualResolutionProjection, openEventStore } from '@strata/store';
 import { ADMIN_AUTH, adminFetch, freePort, spawnServer, type SpawnedServer } from '../test/support/spawned-server.ts';
 import { databaseUrl } from './support/databases.ts';
 import { log } from './support/report.ts';
@@ -243,10 +244,12 @@ async function catchUpBenchmark(sites: BenchSite[], options: FederationBenchOpti
   const [a, b, c] = sites as [BenchSite, BenchSite, BenchSite];
   log(`federation catch-up (${options.backend}): ${options.catchUpEvents.toLocaleString('en-US')} events missed by c`);
   await Promise.all(sites.map((site) => live(site).stop()));
-  // The origin's store, opened as the server opens it (same projections), while it is down.
+  // The origin's store, opened as the server opens it (the same four projections as
+  // packages/server/src/server.ts with a federation token), while it is down: the reference
+  // appends with everything a receiver's append does.
   const opened = await openEventStore({
     ...(a.databaseUrl === undefined ? { dataDir: a.dataDir } : { databaseUrl: a.databaseUrl }),
-    projections: [new ArtifactTreeProjection(), new RepositoryConfigProjection()],
+    projections: [new ArtifactTreeProjection(), new RepositoryConfigProjection(), new VirtualResolutionProjection(), new PendingBinariesProjection('site-a')],
     // As the server opens it: site-a's own events get their origin chain (meta.originPrev).
     store: { siteId: 'site-a' },
   });

@@ -9,7 +9,9 @@ import {
   decodeNewEvent,
   decodeRecordedEvent,
   encodeEvent,
+  encodeEncodedEventBatch,
   encodeEventBatch,
+  encodeStoredEvent,
   encodeEventData,
   encodeMeta,
   eventPayloadBytesMax,
@@ -145,6 +147,21 @@ describe('event batches', () => {
         expect(decodeEventBatch(encodeEventBatch(events), { eventsMax: 8 })).toEqual(events);
       }),
       { numRuns: 50 },
+    );
+  });
+
+  it('of stored events, encoded without validating them again, equal byte for byte the validated encoding of their new-event fields', () => {
+    fc.assert(
+      fc.property(fc.array(arbitraryRecordedEvent(), { maxLength: 8 }), (events) => {
+        // What a store holds and returns: the event as validation left it.
+        const stored = events.map((event) => decodeRecordedEvent(encodeEvent(event)));
+        const newEvents = stored.map(({ stream: _stream, revision: _revision, position: _position, ...rest }) => rest as NewEvent);
+        for (const [index, event] of stored.entries()) expect(Buffer.from(encodeStoredEvent(event))).toEqual(Buffer.from(encodeEvent(newEvents[index]!)));
+        const batch = encodeEncodedEventBatch(stored.map(encodeStoredEvent));
+        expect(Buffer.from(batch)).toEqual(Buffer.from(encodeEventBatch(newEvents)));
+        expect(decodeEventBatch(batch, { eventsMax: 8 })).toEqual(newEvents);
+      }),
+      { numRuns: 100 },
     );
   });
 

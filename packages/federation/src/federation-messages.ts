@@ -9,7 +9,9 @@ import {
   type NewEvent,
   StrataError,
   decodeEventBatch,
-  encodeEventBatch,
+  encodeEncodedEventBatch,
+  encodeEvent,
+  encodeStoredEvent,
   isRecordedEvent,
   validateNewEvent,
   validateRepositoryKey,
@@ -219,8 +221,7 @@ const headerBytesMax = 256 * 1024;
 
 export function encodeFederationRequest(request: FederationRequest, attachments: readonly FederationAttachment[] = []): Uint8Array {
   const { events, ...header } = request;
-  // The codec validates each event as it encodes it: stripping the stored fields is enough here.
-  const batch = encodeEventBatch(events.map((event) => (isRecordedEvent(event as never) ? stripRecorded(event) : event)));
+  const batch = encodeEncodedEventBatch(events.map(wireEncoding));
   const headerValue =
     attachments.length === 0
       ? header
@@ -237,6 +238,30 @@ export function encodeFederationRequest(request: FederationRequest, attachments:
   for (const attachment of attachments) {
     bytes.set(attachment.bytes, offset);
     offset += attachment.bytes.byteLength;
+  }
+  return bytes;
+}
+
+/**
+ * The encodings of the events pushed most recently, per event object: an origin sends the
+ * same new events to every member (and again after a refusal or a retry), and a site
+ * forwards what it received, each within moments. Bounded (the oldest entry goes first):
+ * an engine holds every event of its repositories, and keeping an encoding beside each
+ * would double that. Events are immutable, so an encoding cannot go stale.
+ */
+const wireEncodings = new Map<object, Uint8Array>();
+const wireEncodingsMax = 8192;
+
+/**
+ * Events a store recorded (they carry a position) are encoded without validating them
+ * again (core's encodeStoredEvent); others are validated as the codec encodes them.
+ */
+function wireEncoding(event: NewEvent): Uint8Array {
+  let bytes = wireEncodings.get(event);
+  if (bytes === undefined) {
+    bytes = isRecordedEvent(event as never) ? encodeStoredEvent(event as never) : encodeEvent(event);
+    if (wireEncodings.size >= wireEncodingsMax) wireEncodings.delete(wireEncodings.keys().next().value!);
+    wireEncodings.set(event, bytes);
   }
   return bytes;
 }

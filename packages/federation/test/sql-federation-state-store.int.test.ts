@@ -73,6 +73,26 @@ describe.each(backends)('SqlFederationStateStore on $name', (backend) => {
     await opened.close();
   });
 
+  it('pending binaries cleared at once are deleted together, each gone when its call resolves', async () => {
+    const opened = await backend.open();
+    const state = new SqlFederationStateStore(opened.db);
+    const shas = Array.from({ length: 40 }, (_, index) => index.toString(16).padStart(64, 'c'));
+    const earlier = await state.loadPendingBinaries(100); // left by the tests before
+    await state.addPendingBinaries([...shas, 'e'.repeat(64)].map((sha256) => ({ sha256, repoKey: 'libs', origin: 'site-b' })));
+    await state.addPendingBinaries(shas.slice(0, 5).map((sha256) => ({ sha256, repoKey: 'other', origin: 'site-c' })));
+    // The first call is written alone; the ones made meanwhile go together in the next statement.
+    const cleared = [...shas.map((sha256) => state.removePendingBinary(sha256)), state.removePendingBinary(shas[3]!)];
+    await cleared[0];
+    expect(await state.loadPendingBinaries(100)).not.toContainEqual({ sha256: shas[0], repoKey: 'libs', origin: 'site-b' });
+    await Promise.all(cleared);
+    expect(state.removalStatements).toBe(2);
+    expect(await state.loadPendingBinaries(100)).toEqual([...earlier, { sha256: 'e'.repeat(64), repoKey: 'libs', origin: 'site-b' }]);
+    await state.removePendingBinary('e'.repeat(64));
+    expect(await state.loadPendingBinaries(100)).toEqual(earlier);
+    expect(state.removalStatements).toBe(3);
+    await opened.close();
+  });
+
   it('a deploy received from another site is recorded as a pending binary in its append transaction; local deploys are not', async () => {
     const opened = await backend.open([new PendingBinariesProjection('site-a')]);
     const state = new SqlFederationStateStore(opened.db);

@@ -52,7 +52,7 @@ export async function historyBenchmark(rounds: number): Promise<BenchResult[]> {
     const baselinePath = process.env.STRATA_BENCH_BASELINE_STORE;
     const baseline = baselinePath === undefined ? undefined : ((await import(baselinePath)) as Pick<typeof import('@strata/store'), 'SqlEventAudit' | 'historyEventJson'>);
     const variants = [
-      { name: '', audit: new SqlEventAudit(database.db) as Pick<SqlEventAudit, 'pathHistory'>, toJson: historyEventJson as (entry: HistoryEntry, siteId: string) => unknown },
+      { name: '', audit: new SqlEventAudit(database.db, { copyOut: database.copyOut }) as Pick<SqlEventAudit, 'pathHistory'>, toJson: historyEventJson as (entry: HistoryEntry, siteId: string) => unknown },
       ...(baseline === undefined ? [] : [{ name: 'baseline ', audit: new baseline.SqlEventAudit(database.db as never) as Pick<SqlEventAudit, 'pathHistory'>, toJson: baseline.historyEventJson as (entry: HistoryEntry, siteId: string) => unknown }]),
     ];
     if (baseline !== undefined) log(`history: baseline ${baselinePath}`);

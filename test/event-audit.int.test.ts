@@ -64,6 +64,9 @@ for (const backend of backends) {
         expect(whole.nextAfterRevision).toBeUndefined();
         expect(whole.entries[1]!.event.data).toMatchObject({ path: 'org/app/1.0/app.jar', sha256: 'a'.repeat(64) });
         expect(whole.entries[0]!.prevHash).toBe(CHAIN_GENESIS_HEX);
+        // Every entry as the stream reads it back with its links (a query, not the history's COPY).
+        const chained = await harness.audit.readChained(STREAM, { fromRevision: 0, maxCount: 100 });
+        expect(whole.entries).toEqual(chained.filter((entry) => expected.includes(entry.event.id)));
 
         const paged: string[] = [];
         let after: number | undefined;
@@ -81,6 +84,9 @@ for (const backend of backends) {
         const deep = await harness.audit.pathHistory(STREAM, 'org', { limit: 100, deep: true });
         expect(deep.entries.map((entry) => entry.event.revision)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
         expect((await harness.audit.pathHistory(STREAM, 'nothing/here', { limit: 10 })).entries.map((entry) => entry.event.revision)).toEqual([0, 6]);
+        // Quotes, backslashes and $n in a path are values, not SQL (the COPY inlines them as literals).
+        expect((await harness.audit.pathHistory(STREAM, "o'brien\\x/$1/a''b", { limit: 10 })).entries.map((entry) => entry.event.revision)).toEqual([0, 6]);
+        expect((await harness.audit.pathHistory(STREAM, "o'brien\\x", { limit: 10, deep: true })).entries.map((entry) => entry.event.revision)).toEqual([0, 6]);
       } finally {
         await harness.close();
       }

@@ -21,6 +21,7 @@ import {
   pgliteCopyStatementRowsMax,
   pgliteKysely,
   type BulkLoader,
+  type CopyOut,
   type OpenEventStoreOptions,
   type SqlProjection,
   type StoreDatabase,
@@ -39,6 +40,8 @@ export interface BenchDatabase {
   readonly db: Kysely<StoreDatabase>;
   /** COPY in a transaction, for rebuilds. */
   readonly bulk: BulkLoader;
+  /** Binary COPY out of the same database (history pages). */
+  readonly copyOut: CopyOut;
   /** A plain query on the same database, outside Kysely and the store (the references). */
   raw(text: string, params?: unknown[]): Promise<{ rows: Record<string, unknown>[] }>;
   close(): Promise<void>;
@@ -68,6 +71,7 @@ export async function openPostgres(
     store: opened.store,
     db: opened.db,
     bulk: opened.bulk,
+    copyOut: opened.copyOut,
     raw: (text, params) => client.query(text, params as unknown[]),
     async close() {
       await client.end();
@@ -84,8 +88,9 @@ export async function openPgliteDirectory(
   await mkdir(directory, { recursive: true });
   const pglite = await openPglite(directory);
   const db = pgliteKysely(pglite);
+  const copyOut = pgliteCopyOut(pglite, db);
   const store = new SqlEventStore(db, projections, {
-    copyOut: pgliteCopyOut(pglite, db),
+    copyOut,
     copyStatementRowsMax: pgliteCopyStatementRowsMax,
     ...storeOptions,
     onClose: () => db.destroy(),
@@ -96,6 +101,7 @@ export async function openPgliteDirectory(
     store,
     db,
     bulk: pgliteBulkLoader(pglite, db),
+    copyOut,
     // Only between store operations: PGlite has one connection.
     raw: (text, params) => pglite.query(text, params) as Promise<{ rows: Record<string, unknown>[] }>,
     close: () => store.close(),

@@ -59,7 +59,7 @@ export async function auditBackends(options: AuditBackendsOptions): Promise<{ ba
         const opened = await openEventStore({ dataDir, projections, store: { siteId } });
         return {
           store: opened.store,
-          audit: new SqlEventAudit(opened.db),
+          audit: new SqlEventAudit(opened.db, { copyOut: opened.copyOut }),
           db: opened.db,
           async close() {
             await opened.close();
@@ -79,7 +79,7 @@ export async function auditBackends(options: AuditBackendsOptions): Promise<{ ba
     name: 'postgres',
     async open() {
       const opened = await openEventStore({ databaseUrl: postgres.url, schema: `${name}_${schemas++}`, projections, store: { siteId } });
-      return { store: opened.store, audit: new SqlEventAudit(opened.db, options.postgresAudit), db: opened.db, close: () => opened.close() };
+      return { store: opened.store, audit: new SqlEventAudit(opened.db, { ...options.postgresAudit, copyOut: opened.copyOut }), db: opened.db, close: () => opened.close() };
     },
   });
   return { backends, drop: () => postgres.drop() };

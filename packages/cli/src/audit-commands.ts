@@ -166,7 +166,7 @@ export async function auditCommand(argv: readonly string[], context: CommandCont
   if (flags.switches.has('--json') && flags.switches.has('--ndjson')) throw new UsageError('--json and --ndjson exclude each other');
   const { opened, siteId } = await openStore(flags, context.env);
   try {
-    const audit = new SqlEventAudit(opened.db);
+    const audit = new SqlEventAudit(opened.db, { copyOut: opened.copyOut });
     const stream = repositoryStream(repo);
     const json = flags.switches.has('--json');
     const ndjson = flags.switches.has('--ndjson');
@@ -208,7 +208,7 @@ export async function exportCommand(argv: readonly string[], context: CommandCon
   const { opened } = await openStore(flags, context.env);
   const sink: Writable = output === undefined ? context.stdout : createWriteStream(output);
   try {
-    const audit = new SqlEventAudit(opened.db);
+    const audit = new SqlEventAudit(opened.db, { copyOut: opened.copyOut });
     const stream = repositoryStream(repo);
     let fromRevision = 0;
     for (;;) {

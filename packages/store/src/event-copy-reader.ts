@@ -16,6 +16,11 @@ export type CopyOut = (statement: (target: string) => string, signal?: AbortSign
 export const COPY_EVENT_COLUMNS =
   'transaction_id, position, id, stream, revision, origin, origin_seq, hlc_wall, hlc_logical, type, data, meta';
 const FIELDS = 12;
+/**
+ * COPY_EVENT_COLUMNS followed by the site-chain link (`prev_hash`, NULL before issue 8's
+ * chains): what a history page reads (decodeChainedEventCopy).
+ */
+export const COPY_CHAINED_EVENT_COLUMNS = `${COPY_EVENT_COLUMNS}, prev_hash`;
 
 /** Bytes of the next chunk taken to complete a row cut at a chunk boundary (longer rows: the whole chunk). */
 const boundaryRowBytesMax = 16 * 1024;
@@ -30,6 +35,12 @@ export interface EventCopyPage {
   readonly events: RecordedEvent[];
   /** The (transaction id, position) of the page's last row: the checkpoint after it. */
   readonly checkpoint: Checkpoint;
+}
+
+/** An event with its site-chain link (hex; undefined for a NULL prev_hash). */
+export interface ChainedCopyEvent {
+  readonly event: RecordedEvent;
+  readonly prevHash: string | undefined;
 }
 
 /**
@@ -53,7 +64,23 @@ export async function* decodeEventCopy(chunks: AsyncIterable<Uint8Array>, pageEv
   if (page.length > 0) yield { events: page, checkpoint: decoder.takeCheckpoint() };
 }
 
-/** The incremental decoder behind decodeEventCopy. */
+/**
+ * Decodes the binary COPY output of `select ${COPY_CHAINED_EVENT_COLUMNS} from events …`
+ * into one list of events with their site-chain links, in the order of the rows (decoded as
+ * decodeEventCopy decodes them). Meant for bounded reads (a history page): it holds every row.
+ */
+export async function decodeChainedEventCopy(chunks: AsyncIterable<Uint8Array>): Promise<ChainedCopyEvent[]> {
+  const decoder = new EventCopyDecoder(true);
+  const events: RecordedEvent[] = [];
+  for await (const chunk of chunks) decoder.push(chunk, events, Infinity);
+  decoder.finish();
+  const links = decoder.prevHashes;
+  const entries = new Array<ChainedCopyEvent>(events.length);
+  for (let index = 0; index < events.length; index++) entries[index] = { event: events[index]!, prevHash: links[index] };
+  return entries;
+}
+
+/** The incremental decoder behind decodeEventCopy and decodeChainedEventCopy. */
 class EventCopyDecoder {
   #buffer: Buffer = Buffer.alloc(0);
   #offset = 0;
@@ -63,10 +90,20 @@ class EventCopyDecoder {
   readonly #lastKey = Buffer.alloc(16);
   #haveKey = false;
   pageFull = false;
-  readonly #fieldStarts = new Int32Array(FIELDS);
-  readonly #fieldLengths = new Int32Array(FIELDS);
+  readonly #fields: number;
+  readonly #fieldStarts: Int32Array;
+  readonly #fieldLengths: Int32Array;
   readonly #strings = new Map<string, string>();
   readonly #types = new Map<string, EventType>();
+  /** With `chained`: each decoded row's prev_hash (hex), in row order. */
+  readonly prevHashes: (string | undefined)[] = [];
+
+  /** `chained`: rows carry a 13th column, the nullable prev_hash (COPY_CHAINED_EVENT_COLUMNS). */
+  constructor(chained = false) {
+    this.#fields = chained ? FIELDS + 1 : FIELDS;
+    this.#fieldStarts = new Int32Array(this.#fields);
+    this.#fieldLengths = new Int32Array(this.#fields);
+  }
 
   push(chunk: Uint8Array, page: RecordedEvent[], pageEventsMax: number): void {
     if (this.#ended) {
@@ -129,6 +166,8 @@ class EventCopyDecoder {
     }
     const starts = this.#fieldStarts;
     const lengths = this.#fieldLengths;
+    const fieldCount = this.#fields;
+    const chained = fieldCount > FIELDS;
     let offset = this.#offset;
     let rows = 0;
     while (page.length < pageEventsMax && rows < rowsMax) {
@@ -140,17 +179,23 @@ class EventCopyDecoder {
         if (offset !== buffer.length) throw malformed('bytes after the COPY trailer');
         break;
       }
-      if (fields !== FIELDS) throw malformed(`a row of ${fields} fields, expected ${FIELDS}`);
+      if (fields !== fieldCount) throw malformed(`a row of ${fields} fields, expected ${fieldCount}`);
       let at = offset + 2;
       let complete = true;
-      for (let field = 0; field < FIELDS; field++) {
+      for (let field = 0; field < fieldCount; field++) {
         if (at + 4 > buffer.length) {
           complete = false;
           break;
         }
-        const length = buffer.readInt32BE(at);
-        if (length < 0) throw malformed('a NULL in a NOT NULL column');
-        starts[field] = at + 4;
+        let length = buffer.readInt32BE(at);
+        if (length < 0) {
+          // Only prev_hash may be NULL (length -1, no bytes follow).
+          if (field < FIELDS || length !== -1) throw malformed('a NULL in a NOT NULL column');
+          length = 0;
+          starts[field] = -1;
+        } else {
+          starts[field] = at + 4;
+        }
         lengths[field] = length;
         at += 4 + length;
         if (at > buffer.length) {
@@ -160,6 +205,7 @@ class EventCopyDecoder {
       }
       if (!complete) break;
       page.push(this.#row(buffer));
+      if (chained) this.prevHashes.push(starts[FIELDS]! < 0 ? undefined : buffer.toString('hex', starts[FIELDS]!, starts[FIELDS]! + lengths[FIELDS]!));
       rows++;
       buffer.copy(this.#lastKey, 0, starts[0]!, starts[0]! + 8);
       buffer.copy(this.#lastKey, 8, starts[1]!, starts[1]! + 8);

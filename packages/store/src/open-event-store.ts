@@ -31,6 +31,8 @@ export interface OpenedEventStore {
   readonly db: Kysely<StoreDatabase>;
   /** Transactions with COPY on the same database, for `rebuildProjections` (`source.bulk`). */
   readonly bulk: BulkLoader;
+  /** Binary COPY out of the same database (bulk reads: `SqlEventAudit`'s history pages). */
+  readonly copyOut: CopyOut;
   /** Closes the store, then the database. */
   close(): Promise<void>;
 }
@@ -51,7 +53,7 @@ export async function openEventStore(options: OpenEventStoreOptions = {}): Promi
     ...options.store,
     onClose: () => db.destroy(),
   });
-  return { store, db, bulk, close: () => store.close() };
+  return { store, db, bulk, copyOut, close: () => store.close() };
 }
 
 interface OpenedDatabase {

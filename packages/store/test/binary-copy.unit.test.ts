@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { pack } from 'msgpackr';
 import type { RecordedEvent } from '@strata/core';
 import { BINARY_COPY_HEADER, BINARY_COPY_TRAILER, BinaryCopyWriter } from '../src/projections/binary-copy.ts';
-import { decodeEventCopy } from '../src/event-copy-reader.ts';
+import { decodeChainedEventCopy, decodeEventCopy } from '../src/event-copy-reader.ts';
 
 type Field = { kind: 'null' } | { kind: 'bool'; value: boolean } | { kind: 'int4'; value: number } | { kind: 'int8'; value: number } | { kind: 'text'; value: string } | { kind: 'parts'; value: string } | { kind: 'hex'; value: Uint8Array };
 
@@ -109,7 +109,7 @@ describe('binary COPY', () => {
     expect(() => out.int8(2 ** 53)).toThrow(RangeError);
   });
 
-  it('decodes scanned events from a stream cut into chunks anywhere', async () => {
+  it.each([false, true])('decodes scanned events from a stream cut into chunks anywhere (with prev_hash: %s)', async (chained) => {
     const events = Array.from({ length: 40 }, (_, index) => ({
       transactionId: 1000n + BigInt(index >> 2),
       position: BigInt(index + 1),
@@ -123,6 +123,8 @@ describe('binary COPY', () => {
       type: 'ArtifactDeployed',
       data: { path: `org/ü/${index}/${'x'.repeat(index === 39 ? 20_000 : index * 37)}.jar`, size: index },
       meta: { actor: index % 2 === 0 ? 'alice' : 'zoë' },
+      // NULL for events stored before the chains; a whole 32-byte link, or an empty one.
+      prevHash: index % 3 === 0 ? null : Buffer.alloc(index % 7 === 1 ? 0 : 32, index),
     }));
     const rows: Buffer[] = [BINARY_COPY_HEADER];
     const int = (bytes: number, value: bigint | number) => {
@@ -135,7 +137,7 @@ describe('binary COPY', () => {
     const bytes = (value: Buffer) => Buffer.concat([int(4, value.length).subarray(4), value]);
     for (const event of events) {
       const count = Buffer.alloc(2);
-      count.writeInt16BE(12);
+      count.writeInt16BE(chained ? 13 : 12);
       rows.push(
         count,
         int(8, event.transactionId),
@@ -151,6 +153,7 @@ describe('binary COPY', () => {
         bytes(pack(event.data)),
         bytes(pack(event.meta)),
       );
+      if (chained) rows.push(event.prevHash === null ? int(4, -1).subarray(4) : bytes(event.prevHash));
     }
     rows.push(BINARY_COPY_TRAILER);
     const data = Buffer.concat(rows);
@@ -158,9 +161,17 @@ describe('binary COPY', () => {
       fc.asyncProperty(fc.array(fc.integer({ min: 1, max: data.length }), { maxLength: 40 }), fc.integer({ min: 1, max: 15 }), async (cuts, pageEventsMax) => {
         const points = [...new Set(cuts)].sort((a, b) => a - b);
         const chunks = [0, ...points].map((start, index) => data.subarray(start, points[index] ?? data.length)).filter((chunk) => chunk.length > 0);
+        const source = () => (async function* () { yield* chunks; })();
+        if (chained) {
+          const entries = await decodeChainedEventCopy(source());
+          expect(entries.map(({ event, prevHash }) => [event.id, event.revision, event.position, event.data, event.meta, prevHash])).toEqual(
+            events.map((event) => [event.id, event.revision, event.position, event.data, event.meta, event.prevHash === null ? undefined : event.prevHash.toString('hex')]),
+          );
+          return;
+        }
         const decoded: RecordedEvent[] = [];
         const checkpoints: bigint[] = [];
-        for await (const page of decodeEventCopy((async function* () { yield* chunks; })(), pageEventsMax)) {
+        for await (const page of decodeEventCopy(source(), pageEventsMax)) {
           expect(page.events.length).toBeLessThanOrEqual(pageEventsMax);
           decoded.push(...page.events);
           checkpoints.push(page.checkpoint.position);

@@ -58,7 +58,7 @@ export async function buildSqlApp(
   const app = await buildAppOnStore(opened, blobStore, {
     downloads,
     siteId: options.siteId ?? 'site-int',
-    audit: new SqlEventAudit(opened.db),
+    audit: new SqlEventAudit(opened.db, { copyOut: opened.copyOut }),
     limits: { metadataCacheTtlMs: options.metadataCacheTtlMs ?? 0 },
   });
   return {

@@ -1,6 +1,8 @@
 import { performance } from 'node:perf_hooks';
 import { sql, type Kysely, type RawBuilder } from 'kysely';
 import { CHAIN_GENESIS, StrataError, historyPathsOf } from '@strata/core';
+import { inlineParameters } from '../append-transaction.ts';
+import { COPY_CHAINED_EVENT_COLUMNS, decodeChainedEventCopy, type CopyOut } from '../event-copy-reader.ts';
 import type { StoreDatabase } from '../schema.ts';
 import { decodeStoredEventRow, STORED_SCAN_COLUMNS, type StoredEventRow } from '../sql-event-store.ts';
 import {
@@ -45,16 +47,24 @@ export interface SqlEventAuditOptions {
    * with 1 (the default, and PGlite's single connection) one after the other.
    */
   readonly verifyConnectionsMax?: number;
+  /**
+   * Binary COPY out of the same database (`OpenedEventStore.copyOut`): history pages are
+   * read with it — no hex text of two bytea per row for the driver to parse, and no row
+   * objects — in one statement. Without it, two queries.
+   */
+  readonly copyOut?: CopyOut;
 }
 
 /** EventAudit on PostgreSQL and PGlite: history through `events_stream_target`, verification in SQL. */
 export class SqlEventAudit implements EventAudit {
   readonly #db: Kysely<StoreDatabase>;
   readonly #verifyConnectionsMax: number;
+  readonly #copyOut: CopyOut | undefined;
 
   constructor(db: Kysely<StoreDatabase>, options: SqlEventAuditOptions = {}) {
     this.#db = db;
     this.#verifyConnectionsMax = options.verifyConnectionsMax ?? 1;
+    this.#copyOut = options.copyOut;
   }
 
   async pathHistory(stream: string, path: string, options: PathHistoryOptions): Promise<PathHistoryPage> {
@@ -73,9 +83,23 @@ export class SqlEventAudit implements EventAudit {
     const beyond = await sql<{ revision: number }>`
       select revision from events where ${touches} order by revision offset ${limit} limit 1`.execute(this.#db);
     const end = beyond.rows[0]?.revision;
+    const bounded = sql`${touches} ${end === undefined ? sql`` : sql`and revision < ${end}`}`;
+    const copyOut = this.#copyOut;
+    if (copyOut !== undefined) {
+      // The page's rows by binary COPY: no hex of two bytea per row for the driver to parse,
+      // no row objects. COPY takes no parameters: they are inlined as literals (as the
+      // append's statements are). The end stays a separate statement: as a subquery of this
+      // one, the planner cannot see how many rows it leaves and walks the index row by row
+      // instead of one bitmap heap scan (300 ms against 30 ms).
+      const select = inlineParameters(sql`select ${sql.raw(COPY_CHAINED_EVENT_COLUMNS)} from events where ${bounded}`.compile(this.#db));
+      const found = await decodeChainedEventCopy(copyOut((target) => `copy (${select}) to ${target} (format binary)`, options.signal));
+      found.sort((a, b) => a.event.revision - b.event.revision);
+      const more = end !== undefined || found.length > limit;
+      if (found.length > limit) found.length = limit;
+      return { entries: found, nextAfterRevision: more ? found[found.length - 1]!.event.revision : undefined };
+    }
     const result = await sql<StoredEventRow & { prev_hash: Uint8Array | null }>`
-      select ${STORED_SCAN_COLUMNS}, prev_hash from events
-      where ${touches} ${end === undefined ? sql`` : sql`and revision < ${end}`}`.execute(this.#db);
+      select ${STORED_SCAN_COLUMNS}, prev_hash from events where ${bounded}`.execute(this.#db);
     // Without an end, events appended between the two statements may have joined the page.
     const sorted = result.rows.sort((a, b) => a.revision - b.revision);
     const rows = sorted.slice(0, limit);

@@ -156,7 +156,8 @@ export async function startServer(settings: ServerSettings): Promise<RunningServ
   // while the server was down never stamps a new event below an old one (LWW would ignore it).
   const hlc = new HybridLogicalClock({ clock, initial: await newestStamp(opened.db) });
   const blobStore = new InlineBlobStore({
-    files: new FsBlobStore({ root: settings.dataDir, clock }),
+    // On PGlite the events are not fsynced (DESIGN §6): fsyncing the blobs they name buys nothing.
+    files: new FsBlobStore({ root: settings.dataDir, clock, syncWrites: settings.databaseUrl !== undefined }),
     db: opened.db,
     staging: inlineBlobs,
     clock,

@@ -11,6 +11,13 @@ export interface FsBlobStoreOptions {
   readonly root: string;
   /** Ages for garbage collection; default the system clock. */
   readonly clock?: Clock;
+  /**
+   * Fsync each blob and its directory before a put resolves (default true). False where the
+   * events that name blobs are not fsynced either (PGlite, DESIGN §6): a killed process still
+   * loses nothing — the rename is atomic and the OS holds the pages — and a power cut could
+   * lose the event as well as the blob.
+   */
+  readonly syncWrites?: boolean;
 }
 
 /** Blobs (and abandoned temp files) younger than this survive collectGarbage by default. */
@@ -29,6 +36,7 @@ export class FsBlobStore implements BlobStore {
   readonly #blobsDir: string;
   readonly #tmpDir: string;
   readonly #clock: Clock;
+  readonly #syncWrites: boolean;
   readonly #leases = new Map<string, number>();
   /** Blobs collectGarbage is removing right now; a put of the same content waits for it. */
   readonly #removing = new Map<string, Promise<void>>();
@@ -37,6 +45,7 @@ export class FsBlobStore implements BlobStore {
     this.#blobsDir = join(options.root, 'blobs');
     this.#tmpDir = join(options.root, 'tmp');
     this.#clock = options.clock ?? { now: () => Date.now() };
+    this.#syncWrites = options.syncWrites ?? true;
   }
 
   async put(source: Readable | AsyncIterable<Uint8Array>, options: PutBlobOptions = {}): Promise<BlobLease> {
@@ -87,7 +96,7 @@ export class FsBlobStore implements BlobStore {
           });
         }
       }
-      await handle.sync();
+      if (this.#syncWrites) await handle.sync();
       await handle.close();
       handle = undefined;
 
@@ -97,7 +106,7 @@ export class FsBlobStore implements BlobStore {
       const directory = this.#directoryOf(checksums.sha256);
       // Same name, same content: whichever concurrent put renames last wins, harmlessly.
       await withDirectory(directory, () => rename(temporary, join(directory, checksums.sha256)));
-      await syncDirectory(directory);
+      if (this.#syncWrites) await syncDirectory(directory);
       return lease;
     } catch (error) {
       lease?.release();

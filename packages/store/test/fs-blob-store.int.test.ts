@@ -56,6 +56,16 @@ describe('FsBlobStore', () => {
     expect(await store.stat(lease.sha256)).toEqual({ size: body.length });
   });
 
+  it('without syncWrites (PGlite) stores the same blob the same way, renamed into place', async () => {
+    const unsynced = new FsBlobStore({ root, clock: { now: () => now }, syncWrites: false });
+    const body = Buffer.from('not fsynced, still atomic\n'.repeat(100));
+    const lease = await unsynced.put(chunks(body.subarray(0, 100), body.subarray(100)), { expectedSize: body.length });
+    expect(lease).toMatchObject({ sha256: digest('sha256', body), size: body.length });
+    lease.release();
+    expect(await filesUnder(root)).toEqual([join(root, 'blobs', lease.sha256.slice(0, 2), lease.sha256.slice(2, 4), lease.sha256)]);
+    expect(await store.read(lease.sha256)).toEqual(body);
+  });
+
   it('a checksum mismatch is refused and leaves no file behind', async () => {
     const body = Buffer.from('content');
     await expectCode(store.put(chunks(body), { expected: { sha1: digest('sha1', Buffer.from('other')) } }), 'STRATA_ERR_BLOB_CHECKSUM_MISMATCH');

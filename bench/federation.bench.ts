@@ -55,7 +55,7 @@ export interface FederationBenchResult {
     readonly achievedPerSecond: number;
     readonly deployP50Ms: number;
     readonly deployP99Ms: number;
-    readonly receivers: readonly { site: string; events: number; p50Ms: number | null; p99Ms: number | null; maxMs: number | null }[];
+    readonly receivers: readonly { site: string; events: number; p50Ms: number | null; p99Ms: number | null; maxMs: number | null; stages?: ReceiveStages }[];
     /** The same load on a local repository of the same server, just before. */
     readonly reference: { readonly achievedPerSecond: number; readonly p50Ms: number; readonly p99Ms: number };
   };
@@ -121,7 +121,14 @@ const live = (site: BenchSite) => {
 interface StatusBody {
   vector: Record<string, number>;
   receiveLag: { events: number; p50Ms: number | null; p99Ms: number | null; maxMs: number | null };
+  receiveStages?: ReceiveStages;
 }
+
+type ReceiveStages = { events: number } & Record<(typeof STAGES)[number], { p50Ms: number | null; p99Ms: number | null }>;
+/** The steps of a receipt the status times (docs/federation.md, `receiveStages`). */
+const STAGES = ['arrival', 'authentication', 'queue', 'append'] as const;
+const stagesText = (stages: ReceiveStages | undefined) =>
+  stages === undefined ? 'no stages' : STAGES.map((stage) => `${stage} ${stages[stage].p50Ms}/${stages[stage].p99Ms}`).join(', ');
 
 async function status(site: BenchSite): Promise<StatusBody | undefined> {
   const response = await adminFetch(live(site), `/artifactory/api/federation/status/${KEY}`);
@@ -222,8 +229,8 @@ async function lagBenchmark(sites: BenchSite[], options: FederationBenchOptions)
   for (const site of [b, c]) await waitFor(`${site.name} to catch up`, () => status(site), (value) => covers(value?.vector, origin.vector), 120_000);
   const receivers = [];
   for (const site of [b, c]) {
-    const lag = (await status(site))!.receiveLag;
-    receivers.push({ site: site.name, ...lag });
+    const body = (await status(site))!;
+    receivers.push({ site: site.name, ...body.receiveLag, ...(body.receiveStages === undefined ? {} : { stages: body.receiveStages }) });
   }
   latencies.sort((x, y) => x - y);
   const result = {
@@ -236,7 +243,10 @@ async function lagBenchmark(sites: BenchSite[], options: FederationBenchOptions)
     reference: referenceResult,
   };
   log(`  deploys ${result.deploys} at ${result.achievedPerSecond.toFixed(0)}/s, deploy p50 ${result.deployP50Ms.toFixed(1)} ms p99 ${result.deployP99Ms.toFixed(1)} ms`);
-  for (const receiver of receivers) log(`  lag on ${receiver.site}: p50 ${receiver.p50Ms} ms, p99 ${receiver.p99Ms} ms, max ${receiver.maxMs} ms over ${receiver.events} events`);
+  for (const receiver of receivers) {
+    log(`  lag on ${receiver.site}: p50 ${receiver.p50Ms} ms, p99 ${receiver.p99Ms} ms, max ${receiver.maxMs} ms over ${receiver.events} events`);
+    log(`    stages on ${receiver.site} (p50/p99 ms): ${stagesText(receiver.stages)}`);
+  }
   return result;
 }
 
@@ -344,7 +354,7 @@ export function printFederationResults(results: readonly FederationBenchResult[]
         `federation lag (${result.backend}): ${lag.deploys} deploys at ${lag.achievedPerSecond.toFixed(0)}/s (offered ${lag.offeredPerSecond}/s); origin deploy latency p50 ${lag.deployP50Ms.toFixed(1)} ms, p99 ${lag.deployP99Ms.toFixed(1)} ms; reference (same load, local repository): ${lag.reference.achievedPerSecond.toFixed(0)}/s, p50 ${lag.reference.p50Ms.toFixed(1)} ms, p99 ${lag.reference.p99Ms.toFixed(1)} ms`,
       );
       for (const receiver of lag.receivers) {
-        console.log(`  receiver ${receiver.site}: commit→projection p50 ${receiver.p50Ms} ms (target < 50), p99 ${receiver.p99Ms} ms (target < 250), max ${receiver.maxMs} ms, ${receiver.events} events`);
+        console.log(`  receiver ${receiver.site}: commit→projection p50 ${receiver.p50Ms} ms (target < 50), p99 ${receiver.p99Ms} ms (target < 250), max ${receiver.maxMs} ms, ${receiver.events} events; stages p50/p99 ms: ${stagesText(receiver.stages)}`);
       }
     }
     if (result.catchUp !== undefined) {

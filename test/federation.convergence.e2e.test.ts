@@ -64,6 +64,12 @@ describe('federated repository across three sites (PGlite)', () => {
     // b received the creation from a: its status summarises the lag of what it received
     expect(statusOfB.receiveLag.events).toBeGreaterThan(0);
     expect(typeof statusOfB.receiveLag.p50Ms).toBe('number');
+    // ... and where it went: every event received in a push has each step of its receipt timed
+    expect(statusOfB.receiveStages.events).toBe(statusOfB.receiveLag.events);
+    for (const stage of ['arrival', 'authentication', 'queue', 'append'] as const) {
+      expect(statusOfB.receiveStages[stage].p50Ms).toBeGreaterThanOrEqual(0);
+      expect(statusOfB.receiveStages[stage].p99Ms).toBeGreaterThanOrEqual(statusOfB.receiveStages[stage].p50Ms!);
+    }
   });
 
   it('deploys, deletes, folder deletes and property edits made on each site converge on all three', async () => {

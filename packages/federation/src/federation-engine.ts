@@ -147,9 +147,10 @@ export interface FederationEngineOptions {
   readonly antiEntropyIntervalMs?: number;
   /**
    * Called, inside the repository's queue, with the events just appended to a federated
-   * stream (local or received), in append order: where projections hook in.
+   * stream (local or received), in append order: where projections hook in. For a received
+   * batch, `stages` says when it went through each step of its receipt.
    */
-  readonly onEventsAppended?: (repoKey: string, events: readonly StreamEvent[]) => void;
+  readonly onEventsAppended?: (repoKey: string, events: readonly StreamEvent[], stages?: ReceiveStages) => void;
   /**
    * Join a federated repository this site does not know yet when a member sends its
    * creation: a batch holding a `RepositoryCreated` of that key with `rclass: "federated"` whose
@@ -408,6 +409,24 @@ function eventBelongsTo(repoKey: string, event: NewEvent): boolean {
   }
 }
 
+/** When a received push went through the steps before the engine (the receiving server's clock). */
+export interface ReceiveTimes {
+  /** The request and its body were in hand, before authentication. */
+  readonly arrivedAtMs?: number;
+  /** The request was authenticated (signature, replay check). */
+  readonly authenticatedAtMs?: number;
+}
+
+/** ReceiveTimes and the engine's own steps of one received batch (the engine's clock). */
+export interface ReceiveStages extends ReceiveTimes {
+  /** `receive` was called (the batch decoded). */
+  readonly receivedAtMs: number;
+  /** The repository's queue let the batch in (after any batch ahead of it). */
+  readonly startedAtMs: number;
+  /** The batch was planned, appended and projected. */
+  readonly appendedAtMs: number;
+}
+
 export class FederationEngine {
   readonly siteId: string;
   readonly #options: FederationEngineOptions;
@@ -511,7 +530,8 @@ export class FederationEngine {
    * appends the peer's events all-or-nothing, and replies with this site's vector. Never
    * throws: every refusal is a reply, and nothing of a refused batch is applied.
    */
-  async receive(raw: unknown): Promise<FederationReply> {
+  async receive(raw: unknown, times: ReceiveTimes = {}): Promise<FederationReply> {
+    const receivedAtMs = this.#options.clock.now();
     if (this.#closed) return refused('unavailable', 'federation engine is closed', null);
     let request: FederationRequest;
     try {
@@ -541,7 +561,7 @@ export class FederationEngine {
         // reads: a conflict re-reads the stream and plans the batch again.
         for (let attempt = 1; ; attempt++) {
           try {
-            return await this.#receiveInOrder(repo, request);
+            return await this.#receiveInOrder(repo, request, { ...times, receivedAtMs });
           } catch (error) {
             if (!isStrataError(error, 'STRATA_ERR_STORE_CONCURRENCY_CONFLICT') || attempt >= appendConflictRetriesMax) throw error;
             await this.#catchUp(repo);
@@ -762,7 +782,8 @@ export class FederationEngine {
     return undefined;
   }
 
-  async #receiveInOrder(repo: FederatedRepository, request: PushRequest): Promise<FederationReply> {
+  async #receiveInOrder(repo: FederatedRepository, request: PushRequest, times: ReceiveTimes & { readonly receivedAtMs: number }): Promise<FederationReply> {
+    const startedAtMs = this.#options.clock.now();
     // A disabled member is still in the circle of trust: we stop sending to it, but accept
     // what it sends — else a member disabled by an edit it made itself could never deliver
     // the edit that re-enables it. A sender absent from the members is refused.
@@ -833,7 +854,9 @@ export class FederationEngine {
       appended = result.events;
       for (const [origin, head] of batchHeads) repo.rememberDigest(origin, head.originSeq, head.digest);
     }
-    if (appended.length > 0 || redelivered.length > 0) this.#options.onEventsAppended?.(repo.key, [...appended, ...redelivered]);
+    if (appended.length > 0 || redelivered.length > 0) {
+      this.#options.onEventsAppended?.(repo.key, [...appended, ...redelivered], { ...times, startedAtMs, appendedAtMs: this.#options.clock.now() });
+    }
     if (peer.lastError?.startsWith(inboundErrorPrefix)) peer.lastError = null;
 
     // The sender's vector is a lower bound of what it holds: never send it that again. In a

@@ -71,10 +71,11 @@ export const federationRoutes: FastifyPluginAsync<FederationRoutesOptions> = asy
     { schema: { response: { 200: { type: 'object', additionalProperties: true }, ...errorResponses } } },
     async (request, reply) => {
       const body = request.body;
+      const arrivedAtMs = service.now();
       if (!(body instanceof Uint8Array)) throw new StrataError('STRATA_ERR_FEDERATION_MALFORMED', `a push has content type ${FEDERATION_CONTENT_TYPE}`);
       const peer = await authenticated(request, reply, body);
       if (peer === undefined) return reply;
-      const result = await service.receivePush(peer, body);
+      const result = await service.receivePush(peer, body, { arrivedAtMs, authenticatedAtMs: service.now() });
       const status = refusalStatus(result);
       if (result.kind === 'ack') {
         const bytes = Buffer.from(encodeFederationReply(result));
@@ -151,6 +152,18 @@ export const federationRoutes: FastifyPluginAsync<FederationRoutesOptions> = asy
                   p50Ms: { type: ['integer', 'null'] },
                   p99Ms: { type: ['integer', 'null'] },
                   maxMs: { type: ['integer', 'null'] },
+                },
+              },
+              receiveStages: {
+                type: 'object',
+                properties: {
+                  events: { type: 'integer' },
+                  ...Object.fromEntries(
+                    ['arrival', 'authentication', 'queue', 'append'].map((stage) => [
+                      stage,
+                      { type: 'object', properties: { p50Ms: { type: ['integer', 'null'] }, p99Ms: { type: ['integer', 'null'] } } },
+                    ]),
+                  ),
                 },
               },
               members: { type: 'array', items: memberSchema },

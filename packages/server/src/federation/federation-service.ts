@@ -30,6 +30,8 @@ import {
   type FederationRequest,
   type FederationReply,
   type PeerRequestRefusal,
+  type ReceiveStages,
+  type ReceiveTimes,
   type VerifiedPeer,
 } from '@strata/federation';
 import type { FastifyPluginAsync } from 'fastify';
@@ -120,11 +122,66 @@ export interface ReceiveLagView {
   readonly maxMs: number | null;
 }
 
+/** p50 and p99 of one step of receiving (ms). */
+export interface ReceiveStageView {
+  readonly p50Ms: number | null;
+  readonly p99Ms: number | null;
+}
+
+/**
+ * Where the receive lag goes, per received event (the last receiveStageSamplesMax events
+ * that came in a push): `arrival` origin stamp → the push's request handled here (the
+ * origin's own append, its push, the network, this site's HTTP parsing), `authentication`
+ * signature and replay check, `queue` decoding and the wait for the repository's queue
+ * (behind the batches ahead), `append` planning, appending and projecting.
+ */
+export interface ReceiveStagesView {
+  readonly events: number;
+  readonly arrival: ReceiveStageView;
+  readonly authentication: ReceiveStageView;
+  readonly queue: ReceiveStageView;
+  readonly append: ReceiveStageView;
+}
+
+const receiveStageNames = ['arrival', 'authentication', 'queue', 'append'] as const;
+
+/** The most recent `size` samples. */
+class SampleRing {
+  readonly #samples: Float64Array;
+  #next = 0;
+  #count = 0;
+
+  constructor(size: number) {
+    this.#samples = new Float64Array(size);
+  }
+
+  get count(): number {
+    return this.#count;
+  }
+
+  add(value: number): void {
+    this.#samples[this.#next] = Math.max(0, value);
+    this.#next = (this.#next + 1) % this.#samples.length;
+    this.#count = Math.min(this.#count + 1, this.#samples.length);
+  }
+
+  /** Ascending (a typed array sorts numerically, without a comparator call per pair). */
+  sorted(): Float64Array {
+    return this.#samples.slice(0, this.#count).sort();
+  }
+}
+
+function quantile(sorted: Float64Array, q: number): number | null {
+  return sorted.length === 0 ? null : Math.round(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!);
+}
+
 /** Pushes accepted between two deletions of expired nonces. */
 const noncesPurgeEvery = 1_000;
 
 /** Received events whose lag the status summarises (a ring per repository). */
 export const receiveLagSamplesMax = 20_000;
+/** Received events whose steps of receipt the status summarises (four rings per repository). */
+export const receiveStageSamplesMax = 4_096;
 
 export interface FederationStatusView {
   readonly repoKey: string;
@@ -134,6 +191,7 @@ export interface FederationStatusView {
   readonly vector: Readonly<Record<string, number>>;
   readonly pendingBinaries: number;
   readonly receiveLag: ReceiveLagView;
+  readonly receiveStages: ReceiveStagesView;
   readonly members: readonly MemberStatusView[];
 }
 
@@ -155,8 +213,8 @@ export class FederationService implements FederationHooks {
   /** Per member base URL not resolved yet: why its identity lookup failed. */
   readonly #resolveErrors = new Map<string, string>();
   readonly #federating = new Map<string, Promise<void>>();
-  /** Per repository: lag samples (ms) of received events, a ring of receiveLagSamplesMax. */
-  readonly #receiveLags = new Map<string, { samples: Float64Array; next: number; count: number }>();
+  /** Per repository: lag samples (ms) of received events, and of each step of their receipt. */
+  readonly #receiveLags = new Map<string, { lag: SampleRing; stages: Record<(typeof receiveStageNames)[number], SampleRing> }>();
   #log: FederationLogger = silentLogger;
   #resolveTimer: NodeJS.Timeout | null = null;
   #resolving = false;
@@ -210,7 +268,7 @@ export class FederationService implements FederationHooks {
       retryDelayMaxMs: settings.retryDelayMaxMs ?? federationDefaults.retryDelayMaxMs,
       peerRequestTimeoutMs: settings.peerRequestTimeoutMs ?? federationDefaults.peerRequestTimeoutMs,
       antiEntropyIntervalMs: settings.antiEntropyIntervalMs ?? federationDefaults.antiEntropyIntervalMs,
-      onEventsAppended: (repoKey, events) => this.#remoteAppended(repoKey, events),
+      onEventsAppended: (repoKey, events, stages) => this.#remoteAppended(repoKey, events, stages),
       onRepositoryJoined: (repoKey) => {
         this.#log.info({ repoKey }, 'joined a federated repository on invitation');
         // The other members named in the invitation may not be known here yet.
@@ -406,7 +464,7 @@ export class FederationService implements FederationHooks {
     return fresh;
   }
 
-  async receivePush(peer: VerifiedPeer, body: Uint8Array): Promise<FederationReply> {
+  async receivePush(peer: VerifiedPeer, body: Uint8Array, times: ReceiveTimes = {}): Promise<FederationReply> {
     let request;
     const malformed = (message: string): FederationReply => {
       this.#inboundRefusals.set(peer.siteId, `batch refused here, malformed: ${message}`);
@@ -433,7 +491,7 @@ export class FederationService implements FederationHooks {
     this.#puller.markArriving(arriving);
     let reply: FederationReply;
     try {
-      reply = await this.#engine.receive(request);
+      reply = await this.#engine.receive(request, times);
     } catch (error) {
       this.#puller.unmarkArriving(arriving);
       throw error;
@@ -554,7 +612,7 @@ export class FederationService implements FederationHooks {
     for (const member of status.members) {
       if (!seen.has(member.peerId)) members.push(this.#memberView(repoKey, member, member.url, inboundOf(member.peerId, member.url)));
     }
-    return { repoKey, siteId: this.siteId, removed: status.removed, vector: status.vector, pendingBinaries: this.#puller.pendingCount(repoKey), receiveLag: this.#lagView(repoKey), members };
+    return { repoKey, siteId: this.siteId, removed: status.removed, vector: status.vector, pendingBinaries: this.#puller.pendingCount(repoKey), receiveLag: this.#lagView(repoKey), receiveStages: this.#stagesView(repoKey), members };
   }
 
   #memberView(repoKey: string, member: FederationMemberStatus, url: string, lastInboundError: string | null): MemberStatusView {
@@ -594,29 +652,49 @@ export class FederationService implements FederationHooks {
     this.#scheduleResolve(0);
   }
 
-  #recordLag(repoKey: string, events: readonly StreamEvent[]): void {
-    let ring = this.#receiveLags.get(repoKey);
-    if (ring === undefined) this.#receiveLags.set(repoKey, (ring = { samples: new Float64Array(receiveLagSamplesMax), next: 0, count: 0 }));
+  #recordLag(repoKey: string, events: readonly StreamEvent[], stages: ReceiveStages | undefined): void {
+    let rings = this.#receiveLags.get(repoKey);
+    if (rings === undefined) {
+      const stage = () => new SampleRing(receiveStageSamplesMax);
+      rings = { lag: new SampleRing(receiveLagSamplesMax), stages: { arrival: stage(), authentication: stage(), queue: stage(), append: stage() } };
+      this.#receiveLags.set(repoKey, rings);
+    }
     // By this site's physical clock; the origin's stamp is its physical clock at commit (HLC wall).
     const now = this.#options.clock.now();
+    for (const event of events) rings.lag.add(now - event.hlc.wall);
+    if (stages?.arrivedAtMs === undefined || stages.authenticatedAtMs === undefined) return;
+    const { arrivedAtMs, authenticatedAtMs, startedAtMs, appendedAtMs } = stages;
     for (const event of events) {
-      ring.samples[ring.next] = Math.max(0, now - event.hlc.wall);
-      ring.next = (ring.next + 1) % receiveLagSamplesMax;
-      ring.count = Math.min(ring.count + 1, receiveLagSamplesMax);
+      rings.stages.arrival.add(arrivedAtMs - event.hlc.wall);
+      rings.stages.authentication.add(authenticatedAtMs - arrivedAtMs);
+      rings.stages.queue.add(startedAtMs - authenticatedAtMs);
+      rings.stages.append.add(appendedAtMs - startedAtMs);
     }
   }
 
   #lagView(repoKey: string): ReceiveLagView {
-    const ring = this.#receiveLags.get(repoKey);
+    const ring = this.#receiveLags.get(repoKey)?.lag;
     if (ring === undefined || ring.count === 0) return { events: 0, p50Ms: null, p99Ms: null, maxMs: null };
-    // A typed array sorts numerically, without a comparator call per pair.
-    const sorted = ring.samples.slice(0, ring.count).sort();
-    const at = (q: number) => Math.round(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!);
-    return { events: ring.count, p50Ms: at(0.5), p99Ms: at(0.99), maxMs: Math.round(sorted[sorted.length - 1]!) };
+    const sorted = ring.sorted();
+    return { events: ring.count, p50Ms: quantile(sorted, 0.5), p99Ms: quantile(sorted, 0.99), maxMs: Math.round(sorted[sorted.length - 1]!) };
   }
 
-  #remoteAppended(repoKey: string, events: readonly StreamEvent[]): void {
-    this.#recordLag(repoKey, events);
+  #stagesView(repoKey: string): ReceiveStagesView {
+    const stages = this.#receiveLags.get(repoKey)?.stages;
+    const view = (name: (typeof receiveStageNames)[number]): ReceiveStageView => {
+      const sorted = stages?.[name].sorted() ?? new Float64Array(0);
+      return { p50Ms: quantile(sorted, 0.5), p99Ms: quantile(sorted, 0.99) };
+    };
+    return { events: stages?.append.count ?? 0, arrival: view('arrival'), authentication: view('authentication'), queue: view('queue'), append: view('append') };
+  }
+
+  /** This site's physical clock (ms), for the times the routes note as a push goes through them. */
+  now(): number {
+    return this.#options.clock.now();
+  }
+
+  #remoteAppended(repoKey: string, events: readonly StreamEvent[], stages?: ReceiveStages): void {
+    this.#recordLag(repoKey, events, stages);
     for (const listener of this.#remoteListeners) {
       try {
         listener(repoKey, events);

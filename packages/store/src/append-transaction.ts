@@ -53,12 +53,30 @@ export function kyselyAppendTransactions(db: Kysely<StoreDatabase>): AppendTrans
   };
 }
 
+export interface PgAppendTransactionsOptions {
+  /**
+   * Statements sent this many times are prepared on each connection (PostgreSQL `PREPARE`,
+   * outside any transaction, once per connection) and from then on sent as `EXECUTE` with
+   * the same literals: PostgreSQL no longer parses, analyses and plans them per batch.
+   * 0: never. Default 3.
+   */
+  readonly prepareAfter?: number;
+}
+
+/** Most statements prepared per pool (each connection prepares those it sends). */
+const preparedStatementsMax = 32;
+/** Distinct statement texts counted before the count starts over (one-off statements). */
+const countedStatementsMax = 512;
+
 /**
  * On a `pg` pool: each `send` is one simple query holding every statement (parameters
  * inlined as literals, see inlineParameters), with `begin` in front of the first and
- * `commit` after the last — an append batch is two round trips instead of five.
+ * `commit` after the last — an append batch is two round trips instead of five. The hot
+ * statements (the same text in every batch: arrays travel as one parameter each) are
+ * prepared per connection and executed by name (see PgAppendTransactionsOptions).
  */
-export function pgAppendTransactions(pool: pg.Pool): AppendTransactions {
+export function pgAppendTransactions(pool: pg.Pool, options: PgAppendTransactionsOptions = {}): AppendTransactions {
+  const prepareAfter = options.prepareAfter ?? 3;
   const bound = new WeakMap<pg.PoolClient, Kysely<StoreDatabase>>();
   const kyselyOf = (client: pg.PoolClient): Kysely<StoreDatabase> => {
     let db = bound.get(client);
@@ -71,10 +89,51 @@ export function pgAppendTransactions(pool: pg.Pool): AppendTransactions {
     }
     return db;
   };
+  /** How often each statement text was sent (until it gets a name). */
+  const counts = new Map<string, number>();
+  /** Statement text → its prepared statement's name; undefined value: it cannot be prepared. */
+  const names = new Map<string, string | undefined>();
+  /** The names prepared on each connection. */
+  const preparedOn = new WeakMap<pg.PoolClient, Set<string>>();
+  /** A statement text's name once it is hot (undefined while it is not, or cannot be). */
+  const nameOf = (text: string): string | undefined => {
+    if (prepareAfter === 0) return undefined;
+    if (names.has(text)) return names.get(text);
+    const count = (counts.get(text) ?? 0) + 1;
+    if (count < prepareAfter || names.size >= preparedStatementsMax) {
+      if (counts.size >= countedStatementsMax) counts.clear();
+      counts.set(text, count);
+      return undefined;
+    }
+    counts.delete(text);
+    const name = `strata_append_${names.size + 1}`;
+    names.set(text, name);
+    return name;
+  };
+  /**
+   * Prepares `wanted` on `client` between transactions, so that a statement PostgreSQL will
+   * not prepare (a parameter whose type it cannot infer) fails alone: it is then inlined for good.
+   */
+  const prepare = async (client: pg.PoolClient, wanted: ReadonlyMap<string, string>): Promise<void> => {
+    let prepared = preparedOn.get(client);
+    if (prepared === undefined) preparedOn.set(client, (prepared = new Set()));
+    for (const [text, name] of wanted) {
+      if (prepared.has(name)) continue;
+      try {
+        await client.query(`prepare ${name} as ${text}`);
+        prepared.add(name);
+      } catch {
+        names.set(text, undefined);
+      }
+    }
+  };
   return {
     async run(work) {
       const client = await pool.connect();
       let state = 'idle' as 'idle' | 'open' | 'committed';
+      const prepared = preparedOn.get(client);
+      /** Hot statements sent inlined in this transaction, to prepare after it. */
+      const toPrepare = new Map<string, string>();
       const session: AppendSession = {
         get db() {
           if (state !== 'open') throw new StrataError('STRATA_ERR_INVARIANT', 'the append transaction is not open');
@@ -82,7 +141,13 @@ export function pgAppendTransactions(pool: pg.Pool): AppendTransactions {
         },
         async send(statements, options = {}) {
           if (state === 'committed') throw new StrataError('STRATA_ERR_INVARIANT', 'the append transaction has committed');
-          const texts = statements.map(inlineParameters);
+          const texts = statements.map((statement) => {
+            const name = nameOf(statement.sql);
+            if (name === undefined) return inlineParameters(statement);
+            if (prepared?.has(name) === true) return executeText(name, statement);
+            toPrepare.set(statement.sql, name);
+            return inlineParameters(statement);
+          });
           const began = state === 'idle';
           const parts = [...(began ? ['begin'] : []), ...texts, ...(options.commit === true ? ['commit'] : [])];
           state = 'open';
@@ -103,6 +168,7 @@ export function pgAppendTransactions(pool: pg.Pool): AppendTransactions {
         const value = await work(session);
         if (state === 'open') await client.query('commit');
         state = 'committed';
+        if (toPrepare.size > 0) await prepare(client, toPrepare).catch(() => undefined);
         client.release();
         return value;
       } catch (error) {
@@ -121,6 +187,12 @@ export function pgAppendTransactions(pool: pg.Pool): AppendTransactions {
       }
     },
   };
+}
+
+/** `execute name(…)` of a prepared statement, its parameters as inlineParameters writes them. */
+function executeText(name: string, query: CompiledQuery): string {
+  const parameters = query.parameters;
+  return parameters.length === 0 ? `execute ${name}` : `execute ${name}(${parameters.map(literal).join(', ')})`;
 }
 
 const PLACEHOLDER = /\$([0-9]+)/g;

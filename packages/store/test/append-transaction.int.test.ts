@@ -2,7 +2,7 @@
  * The append transactions of append-transaction.ts: parameters inlined as literals must mean
  * exactly what the same parameters mean (checked against PostgreSQL when DATABASE_URL is
  * set), a batch's statements commit together or not at all, and a failed batch leaves its
- * pooled connection usable.
+ * pooled connection usable. Hot statements run prepared and mean the same.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Kysely, PostgresDialect, sql } from 'kysely';
@@ -97,6 +97,34 @@ describe.skipIf(databaseUrl === undefined)('pgAppendTransactions on PostgreSQL',
     const expected = (await db.executeQuery(compiled)).rows[0];
     const [rows] = await pgAppendTransactions(pool).run((session) => session.send([compiled], { commit: true }));
     expect(rows![0]).toEqual(expected);
+  });
+
+  it('runs hot statements prepared with the same meaning, and inlines those PostgreSQL will not prepare', async () => {
+    const single = new pg.Pool({ connectionString: databaseUrl, max: 1, options: `-c search_path=${schema}` });
+    try {
+      const transactions = pgAppendTransactions(single, { prepareAfter: 2 });
+      const typed = sql<Record<string, unknown>>`select ${NASTY_TEXTS}::text[] as texts, ${BYTES.map((bytes) => Buffer.from(bytes))}::bytea[] as bytes,
+        ${[1700000000000, -1]}::bigint[] as bigints, ${[true, null]}::bool[] as bools, ${null}::text as nothing`.compile(db);
+      // PREPARE cannot tell the type of a bare parameter: this one stays inlined (as text).
+      const untyped = sql<Record<string, unknown>>`select ${"it's"} is null as v`.compile(db);
+      const none = sql<Record<string, unknown>>`select 1 as one`.compile(db);
+      const expected = (await db.executeQuery(typed)).rows[0];
+      for (let round = 0; round < 4; round++) {
+        const [typedRows, untypedRows, noneRows] = await transactions.run((session) => session.send([typed, untyped, none], { commit: true }));
+        expect(typedRows![0]).toEqual(expected);
+        expect(untypedRows).toEqual([{ v: false }]);
+        expect(noneRows).toEqual([{ one: 1 }]);
+      }
+      const client = await single.connect();
+      try {
+        const prepared = await client.query<{ statement: string }>('select statement from pg_prepared_statements order by name');
+        expect(prepared.rows.map((row) => row.statement)).toEqual([`prepare strata_append_1 as ${typed.sql}`, `prepare strata_append_3 as ${none.sql}`]);
+      } finally {
+        client.release();
+      }
+    } finally {
+      await single.end();
+    }
   });
 
   it('commits the statements of all sends together, or none of them when one fails', async () => {

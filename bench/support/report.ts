@@ -2,9 +2,9 @@
 export interface BenchResult {
   readonly benchmark: string;
   readonly backend: 'postgres' | 'pglite';
-  /** What was measured, with its unit. */
-  readonly measured: { readonly label: string; readonly perSecond: number };
-  readonly reference: { readonly label: string; readonly perSecond: number };
+  /** What was measured, with its unit (a rate per second unless `unit` names another). */
+  readonly measured: { readonly label: string; readonly perSecond: number; readonly unit?: string };
+  readonly reference: { readonly label: string; readonly perSecond: number; readonly unit?: string };
   /** The target: a ratio of measured to reference, or an absolute rate. */
   readonly target: { readonly ratio: number } | { readonly perSecond: number };
   readonly notes?: string;
@@ -26,16 +26,18 @@ export function met(result: BenchResult): boolean {
 }
 
 const rate = (perSecond: number) => (perSecond < 10 ? `${perSecond.toFixed(2)}/s` : `${Math.round(perSecond).toLocaleString('en-US')}/s`);
+const figure = (value: { readonly perSecond: number; readonly unit?: string | undefined }) =>
+  value.unit === undefined ? rate(value.perSecond) : `${Math.round(value.perSecond).toLocaleString('en-US')} ${value.unit}`;
 
 export function printTable(results: readonly BenchResult[]): void {
   const header = ['benchmark', 'backend', 'measured', 'reference', 'ratio', 'target', 'met'];
   const lines = results.map((result) => [
     result.benchmark,
     result.backend,
-    `${result.measured.label} ${rate(result.measured.perSecond)}`,
-    `${result.reference.label} ${rate(result.reference.perSecond)}`,
+    `${result.measured.label} ${figure(result.measured)}`,
+    `${result.reference.label} ${figure(result.reference)}`,
     ratioOf(result).toFixed(2),
-    'ratio' in result.target ? `≥ ${result.target.ratio.toFixed(2)} × reference` : `≥ ${rate(result.target.perSecond)}`,
+    'ratio' in result.target ? `≥ ${result.target.ratio.toFixed(2)} × reference` : `≥ ${figure({ perSecond: result.target.perSecond, unit: result.measured.unit })}`,
     met(result) ? 'yes' : 'NO',
   ]);
   const widths = header.map((title, column) => Math.max(title.length, ...lines.map((line) => line[column]!.length)));

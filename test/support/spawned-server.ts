@@ -5,6 +5,8 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CLI = fileURLToPath(new URL('../../packages/cli/bin/strata.js', import.meta.url));
+/** The shipped launcher (sh): sets the process-start memory settings and execs node on CLI, same pid. */
+const LAUNCHER = fileURLToPath(new URL('../../packages/cli/bin/strata', import.meta.url));
 
 /** Children still running: killed when the test process exits, so a failed test never leaks a server. */
 const liveChildren = new Set<ChildProcess>();
@@ -63,8 +65,12 @@ export async function spawnServer(options: SpawnOptions): Promise<SpawnedServer>
   delete env.DATABASE_URL;
   if (options.databaseUrl !== undefined) env.DATABASE_URL = options.databaseUrl;
   // STRATA_SPAWN_NODE_ARGS: extra node flags for the served process (e.g. --cpu-prof while profiling a benchmark).
+  // Without them the server starts as users start it: through the launcher, on this node.
   const nodeArgs = (process.env['STRATA_SPAWN_NODE_ARGS'] ?? '').split(' ').filter((arg) => arg !== '');
-  const child = spawn(process.execPath, [...nodeArgs, CLI, 'serve', '--port', String(port), '--host', '127.0.0.1', '--data', options.dataDir], {
+  const serveArgs = ['serve', '--port', String(port), '--host', '127.0.0.1', '--data', options.dataDir];
+  env.STRATA_NODE = process.execPath;
+  const [command, args] = nodeArgs.length === 0 ? [LAUNCHER, serveArgs] : [process.execPath, [...nodeArgs, CLI, ...serveArgs]];
+  const child = spawn(command, args, {
     cwd: ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -2,7 +2,8 @@
  * (A) Single-event appends from 16 concurrent writers through the SQL event store with the
  * inline projections (artifact tree, repository config), against plain single-row INSERT
  * transactions (autocommit) of the same rows and bytes from 16 clients into a table shaped
- * like events (same columns, constraints and indexes). Rounds alternate the two.
+ * like events (same columns, constraints and indexes). Each measured run of a store follows
+ * a warm-up of it and a reference run of its own (see `measure`).
  *
  * A baseline to compare in the same run (before/after a change): another checkout's
  * @strata/store entry point, e.g. STRATA_BENCH_BASELINE_STORE=/tmp/main/packages/store/src/index.ts;
@@ -45,41 +46,71 @@ export async function appendBenchmark(writers: number, eventsPerRound: number, r
     for (const { stream, event } of repositoryCreations()) await database.store.append(stream, [event]);
     if (baseline !== undefined) for (const { stream, event } of repositoryCreations()) await baseline.store.append(stream, [event]);
     await database.raw('create table insert_reference (like events including all)');
-    // Warm every path up (connections, plans).
+
+    // Every measured run is set up the same way, whichever slot it is and wherever it falls
+    // in the round: a short unmeasured warm-up of that store (its pool's connections may
+    // have been closed as idle — pg closes them after 10 s — and its backends' caches gone
+    // cold while the other slot ran), then the reference right before it, also warmed, and
+    // the run's ratio against that adjacent reference. Before, one reference per round
+    // served both slots and the second slot of a round ran after the first one's whole
+    // run: with the same code in both slots the baseline slot measured 0.43 against 0.32.
+    const warmEvents = writers * 10;
+    let revision = 1_000_000;
+    const measure = async (store: Appender, traffic: readonly BenchEvent[], warm: readonly BenchEvent[], tag: string) => {
+      await insertRound(pool, warm, writers, revision, `${tag}-warm`);
+      revision += warm.length;
+      const referenceRate = await insertRound(pool, traffic, writers, revision, tag);
+      revision += traffic.length;
+      await appendRound(store, warm, writers);
+      const rate = await appendRound(store, traffic, writers);
+      return { rate, referenceRate };
+    };
+    // Warm every path up once (connections, plans, the JIT).
     await appendRound(database.store, [...artifactTraffic(writers * 20, { idPrefix: 'warm-', seed: 7 })], writers);
     if (baseline !== undefined) await appendRound(baseline.store, [...artifactTraffic(writers * 20, { idPrefix: 'warm-', seed: 7 })], writers);
-    await insertRound(pool, [...artifactTraffic(writers * 20, { idPrefix: 'warm-', seed: 7 })], writers, 0);
+    await insertRound(pool, [...artifactTraffic(writers * 20, { idPrefix: 'warm-', seed: 7 })], writers, 0, 'warm');
 
     const measured: number[] = [];
     const reference: number[] = [];
     const baselineRates: number[] = [];
-    let revision = 1_000_000;
+    const baselineReference: number[] = [];
     for (let round = 0; round < rounds; round++) {
       const traffic = [...artifactTraffic(eventsPerRound, { idPrefix: `r${round}-`, seed: 100 + round })];
-      reference.push(await insertRound(pool, traffic, writers, revision));
-      revision += traffic.length;
-      const runBaseline = async () => {
-        if (baseline !== undefined) baselineRates.push(await appendRound(baseline.store, traffic, writers));
+      const warm = [...artifactTraffic(warmEvents, { idPrefix: `w${round}-`, seed: 1000 + round })];
+      const runStore = async () => {
+        const { rate, referenceRate } = await measure(database.store, traffic, warm, `s${round}`);
+        measured.push(rate);
+        reference.push(referenceRate);
       };
+      const runBaseline = async () => {
+        if (baseline === undefined) return;
+        const { rate, referenceRate } = await measure(baseline.store, traffic, warm, `b${round}`);
+        baselineRates.push(rate);
+        baselineReference.push(referenceRate);
+      };
+      // The slots' order alternates; an even number of rounds puts each first equally often.
       if (round % 2 === 1) await runBaseline();
-      measured.push(await appendRound(database.store, traffic, writers));
+      await runStore();
       if (round % 2 === 0) await runBaseline();
-      const baselineNote = baseline === undefined ? '' : `, baseline ${Math.round(baselineRates.at(-1)!)}/s (ratio ${(baselineRates.at(-1)! / reference.at(-1)!).toFixed(2)})`;
+      const baselineNote =
+        baseline === undefined
+          ? ''
+          : `; baseline ${Math.round(baselineRates.at(-1)!)}/s, plain inserts ${Math.round(baselineReference.at(-1)!)}/s (ratio ${(baselineRates.at(-1)! / baselineReference.at(-1)!).toFixed(2)}), ${round % 2 === 0 ? 'second' : 'first'}`;
       log(
         `append round ${round + 1}: store ${Math.round(measured.at(-1)!)}/s, plain inserts ${Math.round(reference.at(-1)!)}/s ` +
           `(ratio ${(measured.at(-1)! / reference.at(-1)!).toFixed(2)})${baselineNote}; load ${(await readFile('/proc/loadavg', 'utf8').catch(() => '?')).trim()}`,
       );
     }
-    const result = (label: string, rates: number[]): BenchResult => ({
+    const result = (label: string, rates: number[], references: number[]): BenchResult => ({
       benchmark: `${label} 1 event × ${writers} writers`,
       backend: 'postgres',
       measured: { label: 'appends with projections', perSecond: median(rates) },
-      reference: { label: 'single-row INSERT transactions', perSecond: median(reference) },
+      reference: { label: 'single-row INSERT transactions', perSecond: median(references) },
       target: { ratio: 0.5 },
-      notes: `${eventsPerRound} events per round, median of ${rounds} rounds`,
-      roundRatios: rates.map((rate, round) => rate / reference[round]!),
+      notes: `${eventsPerRound} events per round, median of ${rounds} rounds, each against the reference run right before it`,
+      roundRatios: rates.map((rate, round) => rate / references[round]!),
     });
-    return [result('append', measured), ...(baseline === undefined ? [] : [result('baseline append', baselineRates)])];
+    return [result('append', measured, reference), ...(baseline === undefined ? [] : [result('baseline append', baselineRates, baselineReference)])];
   } finally {
     await pool.end();
     await baseline?.close();
@@ -100,10 +131,11 @@ async function appendRound(store: Appender, traffic: readonly BenchEvent[], writ
   return (traffic.length * 1000) / (performance.now() - started);
 }
 
-async function insertRound(pool: pg.Pool, traffic: readonly BenchEvent[], writers: number, firstRevision: number): Promise<number> {
+/** `tag` keeps ids unique when the same traffic is inserted again (a reference per slot). */
+async function insertRound(pool: pg.Pool, traffic: readonly BenchEvent[], writers: number, firstRevision: number, tag: string): Promise<number> {
   // Encoded beforehand: the reference pays for the database only.
   const rows = traffic.map(({ stream, event }, index) => [
-    event.id,
+    `${event.id}~${tag}`,
     stream,
     firstRevision + index,
     event.origin,

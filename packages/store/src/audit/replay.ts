@@ -146,7 +146,9 @@ export async function replayAll(
   options: ReplayOptions = {},
 ): Promise<RebuildResult> {
   const started = performance.now();
-  const counted = await sql<{ n: string | number }>`select count(*) as n from events`.execute(source.db);
+  // Every stream's revision is its last event's (from 0): their sum counts the events without
+  // scanning them (a count(*) of 1,000,000 events read the whole table, ~0.2 s of a replay).
+  const counted = await sql<{ n: string | number | null }>`select sum(revision::int8 + 1) as n from streams`.execute(source.db);
   const total = Number(counted.rows[0]?.n ?? 0);
   const until = options.until;
   const store: Pick<EventStore, 'readAll'> | (Pick<EventStore, 'readAll'> & EventScanner) = until === undefined ? source.store : untilStore(source.store, until);

@@ -101,6 +101,8 @@ interface RepositoryPaths {
   readonly folderTombstones: Map<string, EventStamp>;
   /** folderTombstones by prefixHash of the prefix, built when rows are read out; dropped when a tombstone changes. */
   tombstonesByHash: Map<number, { readonly prefix: string; readonly stamp: EventStamp }[]> | undefined;
+  /** The longest prefix in tombstonesByHash: no longer prefix of a path is looked up. */
+  tombstonePrefixLengthMax: number;
 }
 
 /** FNV-1a over UTF-16 code units, one step: the hash of a prefix grows one code unit at a time. */
@@ -333,7 +335,7 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
   #repo(key: string): RepositoryPaths {
     let repo = this.#repos.get(key);
     if (repo === undefined) {
-      repo = { key, paths: new Map(), folderTombstones: new Map(), tombstonesByHash: undefined };
+      repo = { key, paths: new Map(), folderTombstones: new Map(), tombstonesByHash: undefined, tombstonePrefixLengthMax: 0 };
       this.#repos.set(key, repo);
     }
     return repo;
@@ -675,18 +677,24 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
     let byHash = tree.tombstonesByHash;
     if (byHash === undefined) {
       byHash = new Map();
+      let lengthMax = 0;
       for (const [prefix, stamp] of folders) {
+        lengthMax = Math.max(lengthMax, prefix.length);
         const hash = prefixHash(prefix);
         const entries = byHash.get(hash);
         if (entries === undefined) byHash.set(hash, [{ prefix, stamp }]);
         else entries.push({ prefix, stamp });
       }
       tree.tombstonesByHash = byHash;
+      tree.tombstonePrefixLengthMax = lengthMax;
     }
     let covering = folders.get('') ?? null;
     if (name === '') return covering;
     let hash = HASH_START;
-    for (let index = 0; index <= name.length; index++) {
+    // Prefixes longer than the longest tombstone's are never looked up (a path is often
+    // twice as long as the folders deleted above it).
+    const end = Math.min(name.length, tree.tombstonePrefixLengthMax);
+    for (let index = 0; index <= end; index++) {
       const code = index < name.length ? name.charCodeAt(index) : 47;
       if (code === 47) {
         const entries = byHash.get(hash);

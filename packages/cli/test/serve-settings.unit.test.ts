@@ -42,4 +42,13 @@ describe('strata serve settings', () => {
     expect(parseServeSettings([], { STRATA_SMART_REMOTE_STATS_INTERVAL_MS: '1000' }).smartRemoteStatsFlushIntervalMs).toBe(1000);
     expect(() => parseServeSettings([], { STRATA_SMART_REMOTE_STATS_INTERVAL_MS: '5' })).toThrow(UsageError);
   });
+
+  it('reads the inline blob threshold (STRATA_INLINE_BLOB_MAX_BYTES) and refuses bad values', () => {
+    expect(parseServeSettings([], {}).inlineBlobBytesMax).toBeUndefined();
+    expect(parseServeSettings([], { STRATA_INLINE_BLOB_MAX_BYTES: '0' }).inlineBlobBytesMax).toBe(0);
+    expect(parseServeSettings([], { STRATA_INLINE_BLOB_MAX_BYTES: '16384' }).inlineBlobBytesMax).toBe(16384);
+    for (const bad of ['-1', '1.5', 'lots', String(2 * 1024 * 1024)]) {
+      expect(() => parseServeSettings([], { STRATA_INLINE_BLOB_MAX_BYTES: bad })).toThrow(UsageError);
+    }
+  });
 });

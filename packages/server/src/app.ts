@@ -201,11 +201,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       deps.onRepositoryChange?.(repoKey);
     }
   });
+  // One instance for deploys and npm publishes: their concurrent lookups share statements.
+  const treeShapes = new TreeShapeLookups(deps.treeShapeQuery ?? readerTreeShapeQuery(deps.artifacts));
   const artifactService = new ArtifactService({
     streams: repositoryStreams,
     blobs: deps.blobStore,
     artifacts: deps.artifacts,
-    treeShapes: new TreeShapeLookups(deps.treeShapeQuery ?? readerTreeShapeQuery(deps.artifacts)),
+    treeShapes,
     cache: metadataCache,
     uploadBytesMax: limits.uploadBytesMax,
     bulkEntriesMax: limits.bulkEntriesMax,
@@ -303,6 +305,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     streams: repositoryStreams,
     blobs: deps.blobStore,
     artifacts: deps.artifacts,
+    treeShapes,
     cache: metadataCache,
     now,
     ttlMs: limits.metadataCacheTtlMs,

@@ -5,6 +5,8 @@ import type { ArtifactReader } from '../ports.ts';
 
 /** What a deploy of `path` must know about the tree around it. */
 export interface TreeShape {
+  /** `path` itself is a present file (a deploy replaces it; an npm publish refuses). */
+  readonly isFile: boolean;
   /** A present file lies below `path`. */
   readonly isFolder: boolean;
   /** The parent of `path` is a present file. */
@@ -27,17 +29,18 @@ function parentOf(path: string): string | undefined {
   return slash > 0 ? path.slice(0, slash) : undefined;
 }
 
-/** The slow path (in-memory readers in tests): two reader calls per question. */
+/** The slow path (in-memory readers in tests): three reader calls per question. */
 export function readerTreeShapeQuery(artifacts: Pick<ArtifactReader, 'isFolder' | 'isFile'>): TreeShapeQuery {
   return (questions) =>
     Promise.all(
       questions.map(async ({ repo, path }) => {
         const parent = parentOf(path);
-        const [isFolder, parentIsFile] = await Promise.all([
+        const [isFile, isFolder, parentIsFile] = await Promise.all([
+          artifacts.isFile(repo, path),
           artifacts.isFolder(repo, path),
           parent === undefined ? Promise.resolve(false) : artifacts.isFile(repo, parent),
         ]);
-        return { isFolder, parentIsFile };
+        return { isFile, isFolder, parentIsFile };
       }),
     );
 }
@@ -52,8 +55,10 @@ export function sqlTreeShapeQuery(db: Kysely<any>): TreeShapeQuery {
     const repos = questions.map((question) => question.repo);
     const paths = questions.map((question) => ArtifactTreePaths.trim(question.path));
     const parents = paths.map((path) => parentOf(path) ?? '');
-    const result = await sql<{ ordinal: string | number; is_folder: boolean; parent_is_file: boolean }>`
+    const result = await sql<{ ordinal: string | number; is_file: boolean; is_folder: boolean; parent_is_file: boolean }>`
       select t.ordinal,
+             (t.path <> '' and exists(select 1 from artifacts a
+                where a.repo = t.repo and a.path = t.path and a.present)) as is_file,
              (t.path = '' or exists(select 1 from artifacts a
                 where a.repo = t.repo and a.present
                   and a.path >= (t.path || '/') collate "C" and a.path < (t.path || '0') collate "C")) as is_folder,
@@ -62,7 +67,7 @@ export function sqlTreeShapeQuery(db: Kysely<any>): TreeShapeQuery {
         from unnest(${repos}::text[], ${paths}::text[], ${parents}::text[]) with ordinality as t(repo, path, parent, ordinal)
        order by t.ordinal`.execute(db);
     invariant(result.rows.length === questions.length, `tree-shape lookup answered ${result.rows.length} of ${questions.length} questions`);
-    return result.rows.map((row) => ({ isFolder: row.is_folder, parentIsFile: row.parent_is_file }));
+    return result.rows.map((row) => ({ isFile: row.is_file, isFolder: row.is_folder, parentIsFile: row.parent_is_file }));
   };
 }
 
@@ -75,7 +80,8 @@ interface Waiting {
 /**
  * Coalesces tree-shape lookups: one query in flight at a time, and the questions that arrive
  * while it runs are answered together by the next (as the stream writer groups appends), so
- * 16 concurrent deploys cost a few statements per round instead of two each.
+ * 16 concurrent deploys cost a few statements per round instead of two each. Generic deploys
+ * and npm publishes share one instance (app.ts).
  */
 export class TreeShapeLookups {
   readonly #query: TreeShapeQuery;

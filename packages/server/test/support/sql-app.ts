@@ -14,6 +14,7 @@ import {
 import type { FastifyInstance } from 'fastify';
 import hyperid from 'hyperid';
 import { buildApp } from '../../src/app.ts';
+import { sqlTreeShapeQuery } from '../../src/artifacts/tree-shape-lookups.ts';
 import { BatchingDownloadCounter, MemoryDownloadStatsSink } from '../../src/download-counter.ts';
 import type { AppDeps } from '../../src/ports.ts';
 import { ProjectionReaders } from '../../src/projection-readers.ts';
@@ -92,6 +93,8 @@ export function buildAppOnStore(opened: OpenedEventStore, blobStore: BlobStore, 
     siteId: 'site-int',
     newId: hyperid({ urlSafe: true }),
     registerAuth: registerPermissiveAuth,
+    // As `strata serve` wires it: tree-shape and publish lookups in one statement per batch.
+    treeShapeQuery: sqlTreeShapeQuery(opened.db),
     limits: { metadataCacheTtlMs: 0 },
     ...deps,
   });

@@ -4,6 +4,7 @@ import type { DomainEvent, EventMeta, Properties, RecordedEvent } from '@strata/
 import type { BlobLease, BlobStore } from '@strata/store';
 import { checkDeployable } from '../../artifacts/artifact-decider.ts';
 import type { MetadataCache } from '../../artifacts/hot-caches.ts';
+import type { TreeShapeLookups } from '../../artifacts/tree-shape-lookups.ts';
 import type { ArtifactReader, FileItem, RepositoryConfig } from '../../ports.ts';
 import type { CurationService } from '../../curation/curation-service.ts';
 import type { UpstreamClient } from '../../remote/upstream-client.ts';
@@ -94,6 +95,7 @@ export class NpmService {
   readonly #streams: StreamWriter<RepositoryStreamState>;
   readonly #blobs: BlobStore;
   readonly #artifacts: ArtifactReader;
+  readonly #treeShapes: TreeShapeLookups;
   readonly #cache: MetadataCache;
   readonly #now: () => number;
   readonly #ttlMs: number;
@@ -124,6 +126,8 @@ export class NpmService {
     streams: StreamWriter<RepositoryStreamState>;
     blobs: BlobStore;
     artifacts: ArtifactReader;
+    /** The tree-shape lookups generic deploys use (one instance: their statements are shared). */
+    treeShapes: TreeShapeLookups;
     cache: MetadataCache;
     now: () => number;
     ttlMs: number;
@@ -140,6 +144,7 @@ export class NpmService {
     this.#streams = options.streams;
     this.#blobs = options.blobs;
     this.#artifacts = options.artifacts;
+    this.#treeShapes = options.treeShapes;
     this.#cache = options.cache;
     this.#now = options.now;
     this.#ttlMs = options.ttlMs;
@@ -460,62 +465,50 @@ export class NpmService {
     const listed = Object.keys(versions);
     if (listed.length > publishVersionsMax) throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `a publish document may name at most ${publishVersionsMax} versions`);
     for (const version of listed) checkVersion(version);
-    const lookup = Promise.all(listed.map(async (version) => ((await this.#artifacts.isFile(repo, tarballPath(name, version))) ? version : undefined)));
-    // A document naming one version (what npm publish sends): its tarball is verified and
-    // written while the lookup runs. If the lookup then refuses the publish, the blob is left
-    // unreferenced for blob GC, like any refused upload's.
-    let early: { readonly entry: PreparedVersion; readonly put: Promise<BlobLease> } | undefined;
-    if (listed.length === 1) {
-      let entry: PreparedVersion;
-      try {
-        entry = this.#prepareVersion(name, listed[0]!, versions, attachments);
-      } catch (error) {
-        // A version already stored is refused as such, whatever its attachment.
-        if ((await lookup).some((version) => version !== undefined)) throw this.#republished(versions);
-        throw error;
-      }
-      const queued = this.#streams.announce(repositoryStream(repo));
-      const put = this.#blobs.put(Readable.from([entry.bytes]), { expectedSize: entry.bytes.length });
-      put.then(queued, queued);
-      early = { entry, put };
-    }
-    const leases: BlobLease[] = [];
-    let claims: string[] = [];
-    let prepared: PreparedVersion[] = [];
-    const tags: [string, string][] = [];
+    const isStored = async (version: string) => ((await this.#artifacts.isFile(repo, tarballPath(name, version))) ? version : undefined);
+    // A document naming one version (what npm publish sends) is looked up once, by the
+    // command's check below (batched with concurrent publishes' and deploys' lookups). One
+    // naming several skips the versions already stored, so it looks them up first.
+    const stored = new Set<string>();
+    if (listed.length > 1) for (const version of await Promise.all(listed.map(isStored))) if (version !== undefined) stored.add(version);
+    const newVersions = listed.filter((version) => !stored.has(version));
+    if (newVersions.length === 0) throw this.#republished(versions);
+    let prepared: PreparedVersion[];
     try {
-      const stored = new Set((await lookup).filter((version): version is string => version !== undefined));
-      const newVersions = listed.filter((version) => !stored.has(version));
-      if (newVersions.length === 0) throw this.#republished(versions);
-      const distTags = document['dist-tags'] === undefined ? {} : record(document['dist-tags'], 'dist-tags');
-      prepared = early === undefined ? newVersions.map((version) => this.#prepareVersion(name, version, versions, attachments)) : [early.entry];
-      for (const [tag, version] of Object.entries(distTags)) {
-        checkTag(tag);
-        if (typeof version !== 'string') throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `dist-tags['${tag}'] must be a version`);
-        if (!stored.has(version) && !newVersions.includes(version) && !(await this.#artifacts.isFile(repo, tarballPath(name, version)))) throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `dist-tag '${tag}' names version ${version}, which is not published`);
-        tags.push([tag, version]);
-      }
-      claims = prepared.map(({ version }) => `${repo}\0${name}@${version}`);
-      for (const claim of claims) {
-        if (this.#publishing.has(claim)) throw new StrataError('STRATA_ERR_PACKAGE_VERSION_EXISTS', `${name}@${claim.slice(claim.lastIndexOf('@') + 1)} is being published right now`);
-      }
+      prepared = newVersions.map((version) => this.#prepareVersion(name, version, versions, attachments));
     } catch (error) {
-      void early?.put.then((lease) => lease.release(), () => undefined);
+      // A version already stored is refused as such, whatever its attachment.
+      if (listed.length === 1 && (await isStored(listed[0]!)) !== undefined) throw this.#republished(versions);
       throw error;
+    }
+    const distTags = document['dist-tags'] === undefined ? {} : record(document['dist-tags'], 'dist-tags');
+    const tags: [string, string][] = [];
+    for (const [tag, version] of Object.entries(distTags)) {
+      checkTag(tag);
+      if (typeof version !== 'string') throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `dist-tags['${tag}'] must be a version`);
+      if (!stored.has(version) && !newVersions.includes(version) && (await isStored(version)) === undefined) throw new StrataError('STRATA_ERR_PACKAGE_INVALID', `dist-tag '${tag}' names version ${version}, which is not published`);
+      tags.push([tag, version]);
+    }
+    // Claimed before the lookup (the command's check): a publish of the same version by this
+    // process either holds its claim still (refused here) or has committed (found by the check).
+    const claims = prepared.map(({ version }) => `${repo}\0${name}@${version}`);
+    for (const claim of claims) {
+      if (this.#publishing.has(claim)) throw new StrataError('STRATA_ERR_PACKAGE_VERSION_EXISTS', `${name}@${claim.slice(claim.lastIndexOf('@') + 1)} is being published right now`);
     }
     for (const claim of claims) this.#publishing.add(claim);
     const cachedBefore = this.#packuments.get(`${repo}\0${name}`);
+    const leases: BlobLease[] = [];
     let published: readonly RecordedEvent[] = [];
     try {
-      if (early !== undefined) leases.push(await early.put);
-      else {
-        // The stream's next round may wait briefly for this publish's blobs (see roundLingerMs).
-        const queued = this.#streams.announce(repositoryStream(repo));
-        try {
-          for (const { bytes } of prepared) leases.push(await this.#blobs.put(Readable.from([bytes]), { expectedSize: bytes.length }));
-        } finally {
-          queued();
-        }
+      // The stream's next round may wait briefly for this publish's blobs (see roundLingerMs).
+      const queued = this.#streams.announce(repositoryStream(repo));
+      try {
+        // The ArtifactDeployed events naming these blobs are appended before the leases are
+        // released (below): a small tarball is written with them, in the append's transaction
+        // (InlineBlobStore), with no file and no fsync of its own.
+        for (const { bytes } of prepared) leases.push(await this.#blobs.put(Readable.from([bytes]), { expectedSize: bytes.length, deferToAppend: true }));
+      } finally {
+        queued();
       }
       const { events: appended } = await this.#streams.execute(repositoryStream(repo), meta, async (state) => {
         if (state.config === undefined) throw repositoryNotFound(repo);
@@ -542,11 +535,17 @@ export class NpmService {
         }
         return { events, result: undefined };
         // The check runs while the publish waits for its round (not inside the round, where the
-        // decisions of concurrent publishes run one after another); this process's claims
+        // decisions of concurrent publishes run one after another), in one statement with the
+        // lookups of the other commands waiting (TreeShapeLookups); this process's claims
         // cover publishes of the same version decided in the same round.
       }, async () => {
-        for (const { version } of prepared) {
-          if (await this.#artifacts.isFile(repo, tarballPath(name, version))) throw new StrataError('STRATA_ERR_PACKAGE_VERSION_EXISTS', `cannot publish over the previously published version ${version}`);
+        const shapes = await Promise.all(prepared.map(({ version }) => this.#treeShapes.shape(repo, tarballPath(name, version))));
+        for (const [index, shape] of shapes.entries()) {
+          const path = tarballPath(name, prepared[index]!.version);
+          if (shape.isFile) throw new StrataError('STRATA_ERR_PACKAGE_VERSION_EXISTS', `cannot publish over the previously published version ${prepared[index]!.version}`);
+          // As for a generic deploy: a file may not replace a folder, nor live below a file.
+          if (shape.isFolder) throw new StrataError('STRATA_ERR_HTTP_CONFLICT', `'${path}' is a folder in repository '${repo}'`);
+          if (shape.parentIsFile) throw new StrataError('STRATA_ERR_HTTP_CONFLICT', `'${path.slice(0, path.lastIndexOf('/'))}' is a file in repository '${repo}'`);
         }
       });
       published = appended;

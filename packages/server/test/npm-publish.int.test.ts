@@ -1,0 +1,149 @@
+/**
+ * npm publish on the real SQL store (PGlite, and PostgreSQL when DATABASE_URL is set) with
+ * small blobs kept in the database, as `strata serve` wires it: the tarball is written in the
+ * publish's own append transaction; "already published" and the tree-shape rules are checked
+ * by the batched lookup that generic deploys use; concurrent publishes of one version store
+ * it once.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { sql } from 'kysely';
+import pg from 'pg';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { FsBlobStore } from '@strata/store';
+import { buildSqlApp, type SqlApp } from './support/sql-app.ts';
+
+const databaseUrl = process.env['DATABASE_URL'];
+const schemas: string[] = [];
+const BACKENDS: { name: string; options(): { databaseUrl?: string; schema?: string } }[] = [{ name: 'pglite', options: () => ({}) }];
+if (databaseUrl === undefined) console.log('npm publish on SQL: DATABASE_URL is not set, PostgreSQL backend skipped');
+else {
+  BACKENDS.push({
+    name: 'postgres',
+    options() {
+      const schema = `npm_publish_${process.pid}_${schemas.length}`;
+      schemas.push(schema);
+      return { databaseUrl, schema };
+    },
+  });
+}
+afterAll(async () => {
+  if (databaseUrl === undefined || schemas.length === 0) return;
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  for (const schema of schemas) await client.query(`drop schema if exists ${schema} cascade`);
+  await client.end();
+});
+
+const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+
+function tarballOf(name: string, version: string): Buffer {
+  return gzipSync(Buffer.concat([Buffer.from(`package/package.json ${name}@${version}\n`), randomBytes(64)]));
+}
+
+/** The document `npm publish` sends: one version, its manifest and the base64 tarball. */
+function publishDocument(name: string, version: string, tarball = tarballOf(name, version), declared = tarball): Record<string, unknown> {
+  return {
+    _id: name,
+    name,
+    'dist-tags': { latest: version },
+    versions: {
+      [version]: {
+        name,
+        version,
+        dist: { integrity: `sha512-${createHash('sha512').update(declared).digest('base64')}`, shasum: createHash('sha1').update(declared).digest('hex') },
+      },
+    },
+    _attachments: { [`${name}-${version}.tgz`]: { content_type: 'application/octet-stream', data: tarball.toString('base64'), length: tarball.length } },
+  };
+}
+
+describe.each(BACKENDS)('npm publish on $name', ({ options }) => {
+  let directory: string;
+  let sqlApp: SqlApp;
+
+  beforeEach(async () => {
+    directory = await mkdtemp(join(tmpdir(), 'strata-npm-publish-'));
+    sqlApp = await buildSqlApp(new FsBlobStore({ root: directory }), { ...options(), inlineBlobBytesMax: 64 * 1024 });
+    expect((await sqlApp.app.inject({ method: 'PUT', url: '/artifactory/api/repositories/npm', payload: { rclass: 'local', packageType: 'npm' } })).statusCode).toBe(200);
+  });
+  afterEach(async () => {
+    await sqlApp.close();
+    await rm(directory, { recursive: true, force: true });
+  });
+
+  const publish = (name: string, document: Record<string, unknown>) =>
+    sqlApp.app.inject({ method: 'PUT', url: `/artifactory/api/npm/npm/${encodeURIComponent(name)}`, payload: document });
+  const files = async () => {
+    const entries = await readdir(join(directory, 'blobs'), { recursive: true, withFileTypes: true }).catch(() => []);
+    return entries.filter((entry) => entry.isFile()).map((entry) => entry.name);
+  };
+  const rows = async () => (await sql<{ sha256: string }>`select sha256 from inline_blobs order by sha256`.execute(sqlApp.opened.db)).rows.map((row) => row.sha256);
+
+  it('writes a small tarball with the publish event (no blob file) and serves it back byte for byte', async () => {
+    const tarball = tarballOf('demo', '1.0.0');
+    expect((await publish('demo', publishDocument('demo', '1.0.0', tarball))).statusCode).toBe(201);
+    expect(await rows()).toEqual([sha256(tarball)]);
+    expect(await files()).toEqual([]);
+    const served = await sqlApp.app.inject({ method: 'GET', url: '/artifactory/api/npm/npm/demo/-/demo-1.0.0.tgz' });
+    expect(served.statusCode).toBe(200);
+    expect(Buffer.compare(served.rawPayload, tarball)).toBe(0);
+    const packument = (await sqlApp.app.inject({ method: 'GET', url: '/artifactory/api/npm/npm/demo' })).json() as { 'dist-tags': Record<string, string>; versions: Record<string, unknown> };
+    expect(packument['dist-tags']).toEqual({ latest: '1.0.0' });
+    expect(Object.keys(packument.versions)).toEqual(['1.0.0']);
+  });
+
+  it('refuses a republished version with 409, even when its attachment is bad, and stores nothing more', async () => {
+    expect((await publish('demo', publishDocument('demo', '1.0.0'))).statusCode).toBe(201);
+    const before = await rows();
+    const again = await publish('demo', publishDocument('demo', '1.0.0'));
+    expect(again.statusCode).toBe(409);
+    expect(again.json()).toMatchObject({ errors: [{ message: expect.stringMatching(/previously published/) }] });
+    const notGzip = Buffer.from('not a tarball');
+    expect((await publish('demo', publishDocument('demo', '1.0.0', notGzip, notGzip))).statusCode).toBe(409);
+    // The same bad attachment for a new version is refused as what it is.
+    expect((await publish('demo', publishDocument('demo', '1.0.1', notGzip, notGzip))).statusCode).toBe(400);
+    expect(await rows()).toEqual(before);
+  });
+
+  it('stores one of several concurrent publishes of the same version and refuses the others with 409', async () => {
+    const documents = Array.from({ length: 8 }, () => publishDocument('race', '1.0.0'));
+    const statuses = (await Promise.all(documents.map((document) => publish('race', document)))).map((response) => response.statusCode);
+    expect(statuses.filter((status) => status === 201)).toHaveLength(1);
+    expect(statuses.filter((status) => status === 409)).toHaveLength(7);
+    const winner = documents[statuses.indexOf(201)]!;
+    const data = (winner._attachments as Record<string, { data: string }>)['race-1.0.0.tgz']!.data;
+    expect(await rows()).toEqual([sha256(Buffer.from(data, 'base64'))]);
+    const served = await sqlApp.app.inject({ method: 'GET', url: '/artifactory/api/npm/npm/race/-/race-1.0.0.tgz' });
+    expect(served.rawPayload.toString('base64')).toBe(data);
+  });
+
+  it('publishes concurrent new packages, each listed in its own packument', async () => {
+    const names = Array.from({ length: 24 }, (_, index) => `pkg-${index}`);
+    const statuses = await Promise.all(names.map(async (name) => (await publish(name, publishDocument(name, '1.0.0'))).statusCode));
+    expect(statuses).toEqual(names.map(() => 201));
+    for (const name of names) {
+      const packument = (await sqlApp.app.inject({ method: 'GET', url: `/artifactory/api/npm/npm/${name}` })).json() as { versions: Record<string, unknown> };
+      expect(Object.keys(packument.versions)).toEqual(['1.0.0']);
+    }
+    expect(await rows()).toHaveLength(names.length);
+  });
+
+  it('refuses, as a generic deploy does, a tarball whose path is a folder or lies below a file, storing nothing', async () => {
+    const deploy = (path: string) => sqlApp.app.inject({ method: 'PUT', url: `/artifactory/npm/${path}`, payload: Buffer.from(path), headers: { 'content-type': 'application/octet-stream' } });
+    expect((await deploy('folder-pkg/-/folder-pkg-1.0.0.tgz/inside.txt')).statusCode).toBe(201);
+    const folder = await publish('folder-pkg', publishDocument('folder-pkg', '1.0.0'));
+    expect(folder.statusCode).toBe(409);
+    expect(folder.json()).toMatchObject({ errors: [{ message: expect.stringMatching(/is a folder/) }] });
+    expect((await deploy('file-pkg/-')).statusCode).toBe(201);
+    const below = await publish('file-pkg', publishDocument('file-pkg', '1.0.0'));
+    expect(below.statusCode).toBe(409);
+    expect(below.json()).toMatchObject({ errors: [{ message: expect.stringMatching(/is a file/) }] });
+    expect(await rows()).toHaveLength(2); // the two generic deploys' blobs only
+    expect((await sqlApp.app.inject({ method: 'GET', url: '/artifactory/api/npm/npm/folder-pkg' })).statusCode).toBe(404);
+    expect((await sqlApp.app.inject({ method: 'GET', url: '/artifactory/api/npm/npm/file-pkg' })).statusCode).toBe(404);
+  });
+});

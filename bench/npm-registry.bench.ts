@@ -23,6 +23,9 @@ import { databaseUrl } from './support/databases.ts';
 import { log, median, printTable, type BenchResult } from './support/report.ts';
 import { freePort } from '../test/support/spawned-server.ts';
 import { reportLua, runWrk, stopper, waitFor } from './server-http.bench.ts';
+import { readFileSync } from 'node:fs';
+
+const loadAverage = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 
 const run = promisify(execFile);
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -40,6 +43,11 @@ export interface NpmRegistryOptions {
   readonly backend?: 'pglite' | 'postgres';
   /** Publishes per server per round. */
   readonly publishes?: number;
+  /**
+   * Another checkout (e.g. main before a change): its server takes the same publish run in
+   * every round, after Verdaccio, in alternating order with this checkout's (before/after).
+   */
+  readonly compareRoot?: string;
 }
 
 interface Registry {
@@ -108,11 +116,11 @@ web:
   return { url, token, stop: stopper(child) };
 }
 
-async function freshDatabase(): Promise<void> {
+async function freshDatabase(url = serverDatabaseUrl): Promise<void> {
   const pg = (await import('pg')).default;
-  const database = serverDatabaseUrl.pathname.slice(1);
+  const database = url.pathname.slice(1);
   const connect = async () => {
-    const client = new pg.Client({ connectionString: serverDatabaseUrl.href });
+    const client = new pg.Client({ connectionString: url.href });
     await client.connect();
     return client;
   };
@@ -132,14 +140,14 @@ async function freshDatabase(): Promise<void> {
   }
 }
 
-async function startStrata(work: string, index: number, backend: 'pglite' | 'postgres'): Promise<Registry> {
-  if (backend === 'postgres') await freshDatabase();
+async function startStrata(work: string, index: number | string, backend: 'pglite' | 'postgres', checkout = root, database = serverDatabaseUrl): Promise<Registry> {
+  if (backend === 'postgres') await freshDatabase(database);
   const port = await freePort();
   const env: NodeJS.ProcessEnv = { ...process.env, STRATA_ADMIN_PASSWORD: adminPassword };
   delete env.DATABASE_URL;
-  if (backend === 'postgres') env.DATABASE_URL = serverDatabaseUrl.href;
-  const child = spawn(process.execPath, [join(root, 'packages/cli/bin/strata.js'), 'serve', '--host', '127.0.0.1', '--port', String(port), '--data', join(work, `strata-${index}`)], {
-    cwd: root,
+  if (backend === 'postgres') env.DATABASE_URL = database.href;
+  const child = spawn(process.execPath, [join(checkout, 'packages/cli/bin/strata.js'), 'serve', '--host', '127.0.0.1', '--port', String(port), '--data', join(work, `strata-${index}`)], {
+    cwd: checkout,
     env,
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -244,6 +252,9 @@ export async function npmRegistryBenchmark(options: NpmRegistryOptions): Promise
     const gets = { strata: [] as number[], verdaccio: [] as number[] };
     const putRatios: number[] = [];
     const puts = { strata: [] as number[], verdaccio: [] as number[] };
+    const before = { ratios: [] as number[], perSecond: [] as number[], againstBefore: [] as number[] };
+    const beforeDatabase = new URL(serverDatabaseUrl.href);
+    beforeDatabase.pathname = `${serverDatabaseUrl.pathname}_before`;
     let failures = 0;
     for (let round = 0; round < options.rounds; round++) {
       // Fresh servers per round: the publish run leaves hundreds of packages behind.
@@ -267,12 +278,34 @@ export async function npmRegistryBenchmark(options: NpmRegistryOptions): Promise
         log(`round ${round + 1}: packument GET verdaccio ${Math.round(verdaccioGet.perSecond)}/s, strata ${Math.round(strataGet.perSecond)}/s`);
 
         const verdaccioPut = await publishRun(verdaccio, `v${round}`, Math.max(100, Math.round(publishes / 5)));
-        const strataPut = await publishRun(strata, `s${round}`, publishes);
+        let strataPut: { perSecond: number; failures: number };
+        if (options.compareRoot === undefined) strataPut = await publishRun(strata, `s${round}`, publishes);
+        else {
+          // The other checkout's server on its own database, started after this round's GETs.
+          const old = await startStrata(work, `before-${round}`, backend, options.compareRoot, beforeDatabase);
+          try {
+            let oldPut: { perSecond: number; failures: number };
+            if (round % 2 === 0) {
+              strataPut = await publishRun(strata, `s${round}`, publishes);
+              oldPut = await publishRun(old, `b${round}`, publishes);
+            } else {
+              oldPut = await publishRun(old, `b${round}`, publishes);
+              strataPut = await publishRun(strata, `s${round}`, publishes);
+            }
+            failures += oldPut.failures;
+            before.perSecond.push(oldPut.perSecond);
+            before.ratios.push(oldPut.perSecond / verdaccioPut.perSecond);
+            before.againstBefore.push(strataPut.perSecond / oldPut.perSecond);
+            log(`round ${round + 1}: publish PUT before (${options.compareRoot}) ${Math.round(oldPut.perSecond)}/s (${oldPut.failures} failed), ratio to verdaccio ${(oldPut.perSecond / verdaccioPut.perSecond).toFixed(2)}; load ${loadAverage()}`);
+          } finally {
+            await old.stop();
+          }
+        }
         failures += verdaccioPut.failures + strataPut.failures;
         puts.verdaccio.push(verdaccioPut.perSecond);
         puts.strata.push(strataPut.perSecond);
         putRatios.push(strataPut.perSecond / verdaccioPut.perSecond);
-        log(`round ${round + 1}: publish PUT verdaccio ${Math.round(verdaccioPut.perSecond)}/s (${verdaccioPut.failures} failed), strata ${Math.round(strataPut.perSecond)}/s (${strataPut.failures} failed)`);
+        log(`round ${round + 1}: publish PUT verdaccio ${Math.round(verdaccioPut.perSecond)}/s (${verdaccioPut.failures} failed), strata ${Math.round(strataPut.perSecond)}/s (${strataPut.failures} failed), ratio ${(strataPut.perSecond / verdaccioPut.perSecond).toFixed(2)}; load ${loadAverage()}`);
       } finally {
         await verdaccio.stop();
         await strata.stop();
@@ -297,6 +330,19 @@ export async function npmRegistryBenchmark(options: NpmRegistryOptions): Promise
         roundRatios: putRatios,
         notes: `${publishClients} concurrent clients, each document a new package with one version and a ~0.5 KiB tarball, bearer token on both; ${failures} failed publishes; median of ${options.rounds} rounds`,
       },
+      ...(options.compareRoot === undefined
+        ? []
+        : [
+            {
+              benchmark: 'npm publish PUT, before (--compare) against verdaccio',
+              backend,
+              measured: { label: 'before', perSecond: median(before.perSecond) },
+              reference: { label: `verdaccio ${VERDACCIO_VERSION}`, perSecond: median(puts.verdaccio) },
+              target: { ratio: 5 },
+              roundRatios: before.ratios,
+              notes: `${options.compareRoot}, same rounds; after / before per round: ${before.againstBefore.map((ratio) => ratio.toFixed(2)).join(', ')}`,
+            },
+          ]),
     ];
   } finally {
     await rm(work, { recursive: true, force: true });
@@ -386,6 +432,7 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
     seconds: Number(flag('seconds') ?? 10),
     ...(flag('backend') === undefined ? {} : { backend: flag('backend') as 'pglite' | 'postgres' }),
     ...(flag('publishes') === undefined ? {} : { publishes: Number(flag('publishes')) }),
+    ...(flag('compare') === undefined ? {} : { compareRoot: flag('compare') }),
   });
   printTable(results);
 }

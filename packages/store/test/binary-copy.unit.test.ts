@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { pack } from 'msgpackr';
 import type { RecordedEvent } from '@strata/core';
-import { BINARY_COPY_HEADER, BINARY_COPY_TRAILER, BinaryCopyWriter, encodeAhead, type BinaryCopySource } from '../src/projections/binary-copy.ts';
+import { BINARY_COPY_HEADER, BINARY_COPY_TRAILER, BinaryCopyWriter } from '../src/projections/binary-copy.ts';
 import { decodeChainedEventCopy, decodeEventCopy } from '../src/event-copy-reader.ts';
 
 type Field = { kind: 'null' } | { kind: 'bool'; value: boolean } | { kind: 'int4'; value: number } | { kind: 'int8'; value: number } | { kind: 'text'; value: string } | { kind: 'parts'; value: string } | { kind: 'hex'; value: Uint8Array };
@@ -98,45 +98,6 @@ describe('binary COPY', () => {
         expect(perChunk.flat()).toEqual(rows.map((row) => row.flatMap(expected)));
       }),
       { numRuns: 300 },
-    );
-  });
-
-  it('writes the same rows encoded ahead as written directly, after rows already in the writer', async () => {
-    const texts = fc.array(fc.array(fc.string({ unit: 'grapheme', maxLength: 30 }), { minLength: 1, maxLength: 4 }), { maxLength: 40 });
-    await fc.assert(
-      fc.asyncProperty(texts, texts, fc.integer({ min: 1, max: 300 }), async (before, rows, chunkBytesMax) => {
-        const sourceOf = (values: string[][]): BinaryCopySource => {
-          let index = 0;
-          return {
-            table: 't',
-            columns: [],
-            writeRow(out) {
-              const row = values[index++];
-              if (row === undefined) return false;
-              out.row(row.length);
-              for (const value of row) out.text(value);
-              out.endRow();
-              return true;
-            },
-          };
-        };
-        const drain = (source: BinaryCopySource, out: BinaryCopyWriter) => {
-          const chunks: Buffer[] = [];
-          while (source.writeRow(out)) chunks.push(...out.take());
-          chunks.push(...out.take(true));
-          return chunks;
-        };
-        const ahead = await encodeAhead(sourceOf(rows), chunkBytesMax);
-        const out = new BinaryCopyWriter(chunkBytesMax);
-        const chunks = [...drain(sourceOf(before), out), ...drain(ahead, out)];
-        expect(out.rows).toBe(before.length + rows.length);
-        // Rows whole within each chunk, in order.
-        const perChunk = chunks.map((chunk) => readRows(Buffer.concat([BINARY_COPY_HEADER, chunk, BINARY_COPY_TRAILER])));
-        expect(perChunk.flat()).toEqual([...before, ...rows].map((row) => row.map((value) => Buffer.from(value, 'utf8'))));
-        // A source encoded ahead is written once.
-        expect(ahead.writeRow(out)).toBe(false);
-      }),
-      { numRuns: 200 },
     );
   });
 

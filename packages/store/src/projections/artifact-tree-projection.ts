@@ -25,7 +25,7 @@ import {
 } from '@strata/core';
 import type { InlineProjectionPlan, SqlProjection } from '../projection.ts';
 import type { StoreDatabase } from '../schema.ts';
-import { copyChunkBytesMax, encodeAhead, type BinaryCopySource, type BinaryCopyWriter } from './binary-copy.ts';
+import type { BinaryCopySource, BinaryCopyWriter } from './binary-copy.ts';
 import type { CopyRows } from './bulk-copy.ts';
 import type { ProjectionRebuild, ProjectionWriteOptions, RebuildableSqlProjection } from './rebuildable-projection.ts';
 import {
@@ -332,30 +332,11 @@ export class ArtifactTreeProjection implements SqlProjection, RebuildableSqlProj
         // Binary COPY straight from the fold's columns; in any order when the tables get
         // their indexes afterwards (no sort of 780,000 paths here, none per row there).
         const order: ArtifactTreeRowOrder = options.unindexed === true ? 'any' : 'key';
-        const tableWritten = options.unindexed === true ? options.tableWritten : undefined;
         let rows = 0;
-        // Properties before folder tombstones: their rows are encoded while the artifacts'
-        // keys and indexes build (seconds), the few tombstones while the properties' key does.
-        let building: Promise<void> | undefined;
-        try {
-          for (const next of [() => artifactCopySource(model, order), () => propertyCopySource(model, order), () => folderTombstoneCopySource(model)]) {
-            let source = next();
-            if (building !== undefined) {
-              source = await encodeAhead(source, copyChunkBytesMax);
-              await building;
-              building = undefined;
-            }
-            const written = await copy.binary(source);
-            onRows?.(written);
-            rows += written;
-            building = tableWritten?.(source.table);
-            // Awaited below; handled now, so a failure while the next table encodes is not an unhandled rejection.
-            building?.catch(() => undefined);
-          }
-          await building;
-        } finally {
-          // A failure above leaves nothing running on the connection when the transaction ends.
-          await building?.catch(() => undefined);
+        for (const source of [artifactCopySource(model, order), folderTombstoneCopySource(model), propertyCopySource(model, order)]) {
+          const written = await copy.binary(source);
+          onRows?.(written);
+          rows += written;
         }
         return rows;
       },

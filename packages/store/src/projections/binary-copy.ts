@@ -14,9 +14,6 @@ import type { UnnestColumn } from './sql-values.ts';
 export const BINARY_COPY_HEADER: Buffer = Buffer.from([0x50, 0x47, 0x43, 0x4f, 0x50, 0x59, 0x0a, 0xff, 0x0d, 0x0a, 0x00, 0, 0, 0, 0, 0, 0, 0, 0]);
 export const BINARY_COPY_TRAILER: Buffer = Buffer.from([0xff, 0xff]);
 
-/** Bytes of COPY data handed over at a time (PostgreSQL: one write; PGlite: one COPY statement). */
-export const copyChunkBytesMax = 4 * 1024 * 1024;
-
 const HEX_DIGITS = Uint8Array.from('0123456789abcdef', (character) => character.charCodeAt(0));
 const TWO_TO_32 = 4294967296;
 
@@ -62,21 +59,6 @@ export class BinaryCopyWriter {
       this.#rowStart = 0;
     }
     return chunks;
-  }
-
-  /**
-   * Whole chunks another writer encoded earlier (see encodeAhead), holding `rows` rows: they
-   * become ready as they are, after whatever rows this writer holds.
-   */
-  chunks(chunks: readonly Buffer[], rows: number): void {
-    if (this.#at > 0) {
-      this.#ready.push(this.#buffer.subarray(0, this.#at));
-      this.#buffer = Buffer.allocUnsafe(this.#chunkBytesMax + 64 * 1024);
-      this.#at = 0;
-      this.#rowStart = 0;
-    }
-    this.#ready.push(...chunks);
-    this.rows += rows;
   }
 
   row(fields: number): void {
@@ -223,35 +205,4 @@ export class BinaryCopyWriter {
     this.#rowStart = 0;
     this.#at = partial;
   }
-}
-
-/**
- * Encodes every row of `source` now, into chunks of about `chunkBytesMax` bytes held in
- * memory, and returns a source that writes those chunks: for encoding one table's rows while
- * the database is busy with something else on the same connection (a rebuild builds the
- * previous table's keys and indexes meanwhile). Yields to the event loop between chunks, so
- * that the connection's statements go out and their results come back.
- */
-export async function encodeAhead(source: BinaryCopySource, chunkBytesMax: number): Promise<BinaryCopySource> {
-  const out = new BinaryCopyWriter(chunkBytesMax);
-  const chunks: Buffer[] = [];
-  for (;;) {
-    const more = source.writeRow(out);
-    if (out.hasChunk || !more) {
-      chunks.push(...out.take(!more));
-      if (more) await new Promise<void>((resolve) => setImmediate(resolve));
-    }
-    if (!more) break;
-  }
-  let written = false;
-  return {
-    table: source.table,
-    columns: source.columns,
-    writeRow(target: BinaryCopyWriter): boolean {
-      if (written) return false;
-      written = true;
-      target.chunks(chunks.splice(0, chunks.length), out.rows);
-      return true;
-    },
-  };
 }

@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import type { CopyOut } from '../event-copy-reader.ts';
 import type { StoreDatabase } from '../schema.ts';
-import { BINARY_COPY_HEADER, BINARY_COPY_TRAILER, BinaryCopyWriter, copyChunkBytesMax, type BinaryCopySource } from './binary-copy.ts';
+import { BINARY_COPY_HEADER, BINARY_COPY_TRAILER, BinaryCopyWriter, type BinaryCopySource } from './binary-copy.ts';
 import type { UnnestColumn } from './sql-values.ts';
 
 /**
@@ -30,6 +30,8 @@ export interface BulkLoader {
 /** maintenance_work_mem of a bulk transaction on PostgreSQL (index builds after a COPY). */
 const indexBuildMemory = '256MB';
 
+/** Bytes of COPY text handed over at a time (PostgreSQL: one write; PGlite: one COPY statement). */
+const copyChunkBytesMax = 4 * 1024 * 1024;
 
 /** A value in COPY's text format (tab-separated, `\N` for NULL, backslash escapes). */
 function copyField(value: unknown): string {

@@ -151,14 +151,6 @@ export async function rebuildProjections(
     // tables are written without their indexes and key constraints, in any order, and
     // PostgreSQL sorts each index's entries once (in memory, given room to).
     const restore = await dropIndexesAndKeys(tx, bulk.flatMap(({ projection }) => projection.tables));
-    // A table's keys and indexes are built as soon as its rows are in, while the projection
-    // encodes its next table's rows (PostgreSQL builds them on its own cores meanwhile).
-    const restored = new Set<string>();
-    const restoreTable = async (table: string) => {
-      if (restored.has(table)) return;
-      restored.add(table);
-      for (const { statement } of restore.filter((entry) => entry.table === table)) await sql.raw(statement).execute(tx);
-    };
     for (const { rebuild } of bulk) {
       await rebuild.write(
         tx,
@@ -167,10 +159,10 @@ export async function rebuildProjections(
           report('write');
         },
         copy,
-        { unindexed: true, tableWritten: restoreTable },
+        { unindexed: true },
       );
     }
-    for (const { table } of restore) await restoreTable(table);
+    for (const statement of restore) await sql.raw(statement).execute(tx);
     await writeProjectionCheckpoints(tx, projections.map((projection) => projection.name), checkpoint);
   };
   if (source.bulk !== undefined) await source.bulk.transaction(swap);
@@ -223,19 +215,13 @@ async function snapshotXmin(db: Kysely<StoreDatabase>): Promise<bigint> {
   return BigInt(result.rows[0]!.xmin);
 }
 
-/** A statement that creates a key or index of `table` again. */
-export interface TableRestore {
-  readonly table: string;
-  readonly statement: string;
-}
-
 /**
  * Drops the primary keys, unique constraints and indexes of `tables`, and returns the
- * statements that create them again, each table's constraints first (definitions from the
- * catalog, so they always match what the migrations created). Only for tables the caller has
- * just truncated, inside its transaction: nothing else sees them without their keys.
+ * statements that create them again, constraints first (definitions from the catalog, so
+ * they always match what the migrations created). Only for tables the caller has just
+ * truncated, inside its transaction: nothing else sees them without their keys.
  */
-export async function dropIndexesAndKeys(db: Kysely<StoreDatabase>, tables: readonly string[]): Promise<TableRestore[]> {
+export async function dropIndexesAndKeys(db: Kysely<StoreDatabase>, tables: readonly string[]): Promise<string[]> {
   if (tables.length === 0) return [];
   const constraints = await sql<{ tablename: string; conname: string; definition: string }>`
     select t.relname as tablename, c.conname, pg_get_constraintdef(c.oid) as definition
@@ -249,10 +235,9 @@ export async function dropIndexesAndKeys(db: Kysely<StoreDatabase>, tables: read
   }
   const indexes = await dropSecondaryIndexes(db, tables);
   return [
-    ...constraints.rows.map(({ tablename, conname, definition }) => ({
-      table: tablename,
-      statement: `alter table ${quoteIdentifier(tablename)} add constraint ${quoteIdentifier(conname)} ${definition}`,
-    })),
+    ...constraints.rows.map(
+      ({ tablename, conname, definition }) => `alter table ${quoteIdentifier(tablename)} add constraint ${quoteIdentifier(conname)} ${definition}`,
+    ),
     ...indexes,
   ];
 }
@@ -265,17 +250,17 @@ function quoteIdentifier(name: string): string {
  * Drops the indexes of `tables` that back no constraint and returns their definitions
  * (from pg_indexes, so they always match what the migrations created).
  */
-export async function dropSecondaryIndexes(db: Kysely<StoreDatabase>, tables: readonly string[]): Promise<TableRestore[]> {
+export async function dropSecondaryIndexes(db: Kysely<StoreDatabase>, tables: readonly string[]): Promise<string[]> {
   if (tables.length === 0) return [];
-  const result = await sql<{ schemaname: string; tablename: string; indexname: string; indexdef: string }>`
-    select i.schemaname, i.tablename, i.indexname, i.indexdef from pg_indexes i
+  const result = await sql<{ schemaname: string; indexname: string; indexdef: string }>`
+    select i.schemaname, i.indexname, i.indexdef from pg_indexes i
     where i.schemaname = current_schema() and i.tablename = any(${[...tables]}::text[])
       and not exists (select 1 from pg_constraint c where c.conname = i.indexname and c.connamespace = current_schema()::regnamespace)
     order by i.indexname`.execute(db);
   for (const { schemaname, indexname } of result.rows) {
     await sql`drop index ${sql.id(schemaname, indexname)}`.execute(db);
   }
-  return result.rows.map((row) => ({ table: row.tablename, statement: row.indexdef }));
+  return result.rows.map((row) => row.indexdef);
 }
 
 /** Rows in a projection table (tests and progress reports). */

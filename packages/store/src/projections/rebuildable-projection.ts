@@ -25,13 +25,6 @@ export interface ProjectionWriteOptions {
    * keeps inserts at the right edge of each index.
    */
   readonly unindexed?: boolean;
-  /**
-   * With `unindexed`: builds `table`'s keys and indexes once all its rows are in (each table
-   * at most once; the caller builds those of tables never passed here after `write`). The
-   * write may encode its next table's rows while the returned promise runs, and awaits it
-   * before its next statement.
-   */
-  readonly tableWritten?: (table: string) => Promise<void>;
 }
 
 /** A projection that can rebuild in bulk rather than by replaying `apply` batch by batch. */

@@ -3,8 +3,9 @@ import { constants, type Stats } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { StrataError, type Checksums, type Clock } from '@strata/core';
+import type { Checksums, Clock } from '@strata/core';
 import type { BlobLease, BlobStore, ByteRange, PutBlobOptions } from './blob-store.ts';
+import { BlobLeases, BlobRemovals, blobNotFound, checkByteRange, checkUploadComplete, checkUploadSize, SHA256 } from './blob-store-support.ts';
 
 export interface FsBlobStoreOptions {
   /** Blobs live under `<root>/blobs/ab/cd/<sha256>`, uploads in progress under `<root>/tmp`. */
@@ -23,8 +24,6 @@ export interface FsBlobStoreOptions {
 /** Blobs (and abandoned temp files) younger than this survive collectGarbage by default. */
 export const blobGracePeriodMsDefault = 15 * 60 * 1000;
 
-const SHA256 = /^[0-9a-f]{64}$/;
-
 /**
  * Content-addressed blobs on the local filesystem (DESIGN §6). A blob becomes visible only
  * complete and verified: it is written to a temp file while hashed, checked, fsynced, and
@@ -37,9 +36,9 @@ export class FsBlobStore implements BlobStore {
   readonly #tmpDir: string;
   readonly #clock: Clock;
   readonly #syncWrites: boolean;
-  readonly #leases = new Map<string, number>();
+  readonly #leases = new BlobLeases();
   /** Blobs collectGarbage is removing right now; a put of the same content waits for it. */
-  readonly #removing = new Map<string, Promise<void>>();
+  readonly #removing = new BlobRemovals();
 
   constructor(options: FsBlobStoreOptions) {
     this.#blobsDir = join(options.root, 'blobs');
@@ -65,44 +64,22 @@ export class FsBlobStore implements BlobStore {
         options.signal?.throwIfAborted();
         const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
         size += bytes.byteLength;
-        if (options.sizeBytesMax !== undefined && size > options.sizeBytesMax) {
-          throw new StrataError('STRATA_ERR_BLOB_TOO_LARGE', `upload exceeds ${options.sizeBytesMax} bytes`, { sizeBytesMax: options.sizeBytesMax });
-        }
-        if (options.expectedSize !== undefined && size > options.expectedSize) {
-          throw new StrataError('STRATA_ERR_BLOB_INCOMPLETE', `upload is longer than its declared ${options.expectedSize} bytes`, {
-            expectedSize: options.expectedSize,
-          });
-        }
+        checkUploadSize(size, options);
         sha256.update(bytes);
         sha1.update(bytes);
         md5.update(bytes);
         await writeAll(handle, bytes);
       }
       options.signal?.throwIfAborted();
-      if (options.expectedSize !== undefined && size < options.expectedSize) {
-        throw new StrataError('STRATA_ERR_BLOB_INCOMPLETE', `upload ended after ${size} of ${options.expectedSize} bytes`, {
-          size,
-          expectedSize: options.expectedSize,
-        });
-      }
       const checksums: Checksums = { sha256: sha256.digest('hex'), sha1: sha1.digest('hex'), md5: md5.digest('hex') };
-      for (const algorithm of ['sha256', 'sha1', 'md5'] as const) {
-        const expected = options.expected?.[algorithm];
-        if (expected !== undefined && expected.toLowerCase() !== checksums[algorithm]) {
-          throw new StrataError('STRATA_ERR_BLOB_CHECKSUM_MISMATCH', `${algorithm} mismatch: expected ${expected}, got ${checksums[algorithm]}`, {
-            algorithm,
-            expected,
-            actual: checksums[algorithm],
-          });
-        }
-      }
+      checkUploadComplete(size, checksums, options);
       if (this.#syncWrites) await handle.sync();
       await handle.close();
       handle = undefined;
 
       // Lease before the blob is visible, so GC can never see it unleased before the event lands.
-      lease = this.#acquire({ ...checksums, size });
-      await this.#removing.get(checksums.sha256);
+      lease = this.#leases.acquire({ ...checksums, size });
+      await this.#removing.settled(checksums.sha256);
       const directory = this.#directoryOf(checksums.sha256);
       // Same name, same content: whichever concurrent put renames last wins, harmlessly.
       await withDirectory(directory, () => rename(temporary, join(directory, checksums.sha256)));
@@ -125,9 +102,9 @@ export class FsBlobStore implements BlobStore {
   async lease(sha256: string): Promise<BlobLease | undefined> {
     if (!SHA256.test(sha256)) return undefined;
     // Lease first (GC checks leases before removing), then look: no window in between.
-    const lease = this.#acquire({ sha256, sha1: '', md5: '', size: 0 });
+    const lease = this.#leases.acquire({ sha256, sha1: '', md5: '', size: 0 });
     try {
-      await this.#removing.get(sha256);
+      await this.#removing.settled(sha256);
       const path = this.#pathOf(sha256);
       const sha1 = createHash('sha1');
       const md5 = createHash('md5');
@@ -159,19 +136,17 @@ export class FsBlobStore implements BlobStore {
   }
 
   async createReadStream(sha256: string, range?: ByteRange): Promise<Readable> {
-    if (range !== undefined && !(Number.isSafeInteger(range.start) && Number.isSafeInteger(range.end) && range.start >= 0 && range.end >= range.start)) {
-      throw new RangeError(`invalid byte range ${range.start}-${range.end}`);
-    }
+    checkByteRange(range);
     const handle = await this.#openBlob(sha256);
     return handle.createReadStream(range === undefined ? {} : { start: range.start, end: range.end });
   }
 
   async read(sha256: string, options: { signal?: AbortSignal } = {}): Promise<Buffer> {
-    if (!SHA256.test(sha256)) throw notFound(sha256);
+    if (!SHA256.test(sha256)) throw blobNotFound(sha256);
     try {
       return await readFile(this.#pathOf(sha256), options.signal === undefined ? {} : { signal: options.signal });
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw notFound(sha256);
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw blobNotFound(sha256);
       throw error;
     }
   }
@@ -192,36 +167,18 @@ export class FsBlobStore implements BlobStore {
       const stats = await stat(path).catch(() => undefined);
       if (stats === undefined || stats.mtimeMs > oldest) continue;
       if (await options.isReferenced(sha256)) continue;
-      // Checked and marked synchronously: a lease taken from here on waits for the removal.
+      // Checked and marked synchronously: a put or lease taken from here on waits for the removal.
       if (this.#leases.has(sha256) || this.#removing.has(sha256)) continue;
-      // A put or lease of the same content waits for this removal (#removing) from here on.
-      const onCollect = options.onCollect;
-      let kept = false;
-      const removal = (async () => {
-        if (onCollect !== undefined) {
-          try {
-            await onCollect(sha256);
-          } catch (error) {
-            // Not recorded, not removed: the next collection tries again.
-            kept = true;
-            failed.push({ sha256, error });
-            return;
-          }
-        }
-        await unlink(path).then(
+      const outcome = await this.#removing.remove(sha256, options.onCollect, () =>
+        unlink(path).then(
           () => undefined,
           (error: NodeJS.ErrnoException) => {
             if (error.code !== 'ENOENT') throw error;
           },
-        );
-      })();
-      this.#removing.set(sha256, removal.catch(() => undefined));
-      try {
-        await removal;
-        if (!kept) removed.push(sha256);
-      } finally {
-        this.#removing.delete(sha256);
-      }
+        ),
+      );
+      if ('kept' in outcome) failed.push({ sha256, error: outcome.kept });
+      else removed.push(sha256);
     }
     await this.#removeAbandonedUploads(oldest);
     return { removed, failed };
@@ -248,28 +205,12 @@ export class FsBlobStore implements BlobStore {
     }
   }
 
-  #acquire(info: Checksums & { size: number }): BlobLease {
-    const { sha256 } = info;
-    this.#leases.set(sha256, (this.#leases.get(sha256) ?? 0) + 1);
-    let released = false;
-    return {
-      ...info,
-      release: () => {
-        if (released) return;
-        released = true;
-        const count = (this.#leases.get(sha256) ?? 1) - 1;
-        if (count <= 0) this.#leases.delete(sha256);
-        else this.#leases.set(sha256, count);
-      },
-    };
-  }
-
   async #openBlob(sha256: string): Promise<FileHandle> {
-    if (!SHA256.test(sha256)) throw notFound(sha256);
+    if (!SHA256.test(sha256)) throw blobNotFound(sha256);
     try {
       return await open(this.#pathOf(sha256), 'r');
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw notFound(sha256);
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw blobNotFound(sha256);
       throw error;
     }
   }
@@ -291,10 +232,6 @@ export class FsBlobStore implements BlobStore {
   #pathOf(sha256: string): string {
     return join(this.#directoryOf(sha256), sha256);
   }
-}
-
-function notFound(sha256: string): StrataError {
-  return new StrataError('STRATA_ERR_BLOB_NOT_FOUND', `blob ${sha256.slice(0, 80)} not found`, { sha256: sha256.slice(0, 80) });
 }
 
 async function writeAll(handle: FileHandle, bytes: Uint8Array): Promise<void> {

@@ -3,6 +3,7 @@ import { Readable } from 'node:stream';
 import { sql, type Kysely, type RawBuilder } from 'kysely';
 import { isStrataError, StrataError, type Checksums, type Clock, type StreamEvent } from '@strata/core';
 import type { BlobLease, BlobStore, ByteRange, PutBlobOptions } from './blob-store.ts';
+import { BlobLeases, BlobRemovals, blobNotFound, checkByteRange, checkUploadComplete, checkUploadSize, SHA256 } from './blob-store-support.ts';
 import { blobGracePeriodMsDefault } from './fs-blob-store.ts';
 import type { AppendWrites } from './projection.ts';
 import type { StoreDatabase } from './schema.ts';
@@ -13,7 +14,6 @@ import type { StoreDatabase } from './schema.ts';
  */
 export const inlineBlobBytesMaxDefault = 64 * 1024;
 
-const SHA256 = /^[0-9a-f]{64}$/;
 /** Rows per page when GC walks the inline blobs. */
 const collectPageRowsMax = 1000;
 
@@ -105,9 +105,9 @@ export class InlineBlobStore implements BlobStore {
   readonly #inlineBytesMax: number;
   readonly #clock: Clock;
   /** Leases on inline blobs (staged or stored rows). */
-  readonly #leases = new Map<string, number>();
+  readonly #leases = new BlobLeases();
   /** Inline blobs collectGarbage is removing right now; a put or lease of the same content waits. */
-  readonly #removing = new Map<string, Promise<void>>();
+  readonly #removing = new BlobRemovals();
 
   constructor(options: InlineBlobStoreOptions) {
     this.#files = options.files;
@@ -141,9 +141,9 @@ export class InlineBlobStore implements BlobStore {
     const bytes = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
     const checksums = checkUpload(bytes, options);
     // Leased before it is staged: GC never sees it unleased before its event lands.
-    const lease = this.#acquire({ ...checksums, size });
+    const lease = this.#leases.acquire({ ...checksums, size });
     try {
-      await this.#removing.get(checksums.sha256);
+      await this.#removing.settled(checksums.sha256);
     } catch (error) {
       lease.release();
       throw error;
@@ -167,15 +167,15 @@ export class InlineBlobStore implements BlobStore {
     const staged = this.#staging.get(sha256);
     if (staged !== undefined) {
       // Staged again under this lease: the checksum deploy's own append writes it if the first one does not.
-      const lease = this.#acquire({ ...checksumsOf(staged), size: staged.byteLength });
+      const lease = this.#leases.acquire({ ...checksumsOf(staged), size: staged.byteLength });
       return this.#withStaging(lease, staged);
     }
     const file = await this.#files.lease(sha256);
     if (file !== undefined) return file;
     // Lease first (GC checks leases before removing), then look: no window in between.
-    const lease = this.#acquire({ sha256, sha1: '', md5: '', size: 0 });
+    const lease = this.#leases.acquire({ sha256, sha1: '', md5: '', size: 0 });
     try {
-      await this.#removing.get(sha256);
+      await this.#removing.settled(sha256);
       const bytes = await this.#readRow(sha256);
       if (bytes === undefined) {
         lease.release();
@@ -189,9 +189,7 @@ export class InlineBlobStore implements BlobStore {
   }
 
   async createReadStream(sha256: string, range?: ByteRange): Promise<Readable> {
-    if (range !== undefined && !(Number.isSafeInteger(range.start) && Number.isSafeInteger(range.end) && range.start >= 0 && range.end >= range.start)) {
-      throw new RangeError(`invalid byte range ${range.start}-${range.end}`);
-    }
+    checkByteRange(range);
     const staged = this.#staging.get(sha256);
     if (staged === undefined) {
       try {
@@ -201,7 +199,7 @@ export class InlineBlobStore implements BlobStore {
       }
     }
     const bytes = staged ?? (await this.#readRow(sha256));
-    if (bytes === undefined) throw notFound(sha256);
+    if (bytes === undefined) throw blobNotFound(sha256);
     return Readable.from(range === undefined ? [bytes] : [bytes.subarray(range.start, range.end + 1)], { objectMode: false });
   }
 
@@ -215,7 +213,7 @@ export class InlineBlobStore implements BlobStore {
     }
     options.signal?.throwIfAborted();
     const bytes = await this.#readRow(sha256);
-    if (bytes === undefined) throw notFound(sha256);
+    if (bytes === undefined) throw blobNotFound(sha256);
     return bytes;
   }
 
@@ -243,27 +241,11 @@ export class InlineBlobStore implements BlobStore {
         // Checked and marked synchronously: a put or lease of this content waits for the removal.
         if (this.#leases.has(sha256) || this.#staging.has(sha256) || this.#removing.has(sha256)) continue;
         const onCollect = removedAsFile.has(sha256) ? undefined : options.onCollect;
-        let kept = false;
-        const removal = (async () => {
-          if (onCollect !== undefined) {
-            try {
-              await onCollect(sha256);
-            } catch (error) {
-              // Not recorded, not removed: the next collection tries again.
-              kept = true;
-              failed.push({ sha256, error });
-              return;
-            }
-          }
+        const outcome = await this.#removing.remove(sha256, onCollect, async () => {
           await sql`delete from inline_blobs where sha256 = ${sha256}`.execute(this.#db);
-        })();
-        this.#removing.set(sha256, removal.catch(() => undefined));
-        try {
-          await removal;
-          if (!kept && !removedAsFile.has(sha256)) removed.push(sha256);
-        } finally {
-          this.#removing.delete(sha256);
-        }
+        });
+        if ('kept' in outcome) failed.push({ sha256, error: outcome.kept });
+        else if (!removedAsFile.has(sha256)) removed.push(sha256);
       }
       if (page.rows.length < collectPageRowsMax) break;
       after = page.rows.at(-1)!.sha256;
@@ -289,47 +271,13 @@ export class InlineBlobStore implements BlobStore {
       },
     });
   }
-
-  #acquire(info: Checksums & { size: number }): BlobLease {
-    const { sha256 } = info;
-    this.#leases.set(sha256, (this.#leases.get(sha256) ?? 0) + 1);
-    let released = false;
-    return {
-      ...info,
-      release: () => {
-        if (released) return;
-        released = true;
-        const count = (this.#leases.get(sha256) ?? 1) - 1;
-        if (count <= 0) this.#leases.delete(sha256);
-        else this.#leases.set(sha256, count);
-      },
-    };
-  }
 }
 
 /** The checks FsBlobStore makes while streaming, on a body held whole; returns its checksums. */
 function checkUpload(bytes: Buffer, options: PutBlobOptions): Checksums {
-  const size = bytes.byteLength;
-  if (options.sizeBytesMax !== undefined && size > options.sizeBytesMax) {
-    throw new StrataError('STRATA_ERR_BLOB_TOO_LARGE', `upload exceeds ${options.sizeBytesMax} bytes`, { sizeBytesMax: options.sizeBytesMax });
-  }
-  if (options.expectedSize !== undefined && size > options.expectedSize) {
-    throw new StrataError('STRATA_ERR_BLOB_INCOMPLETE', `upload is longer than its declared ${options.expectedSize} bytes`, { expectedSize: options.expectedSize });
-  }
-  if (options.expectedSize !== undefined && size < options.expectedSize) {
-    throw new StrataError('STRATA_ERR_BLOB_INCOMPLETE', `upload ended after ${size} of ${options.expectedSize} bytes`, { size, expectedSize: options.expectedSize });
-  }
+  checkUploadSize(bytes.byteLength, options);
   const checksums = checksumsOf(bytes);
-  for (const algorithm of ['sha256', 'sha1', 'md5'] as const) {
-    const expected = options.expected?.[algorithm];
-    if (expected !== undefined && expected.toLowerCase() !== checksums[algorithm]) {
-      throw new StrataError('STRATA_ERR_BLOB_CHECKSUM_MISMATCH', `${algorithm} mismatch: expected ${expected}, got ${checksums[algorithm]}`, {
-        algorithm,
-        expected,
-        actual: checksums[algorithm],
-      });
-    }
-  }
+  checkUploadComplete(bytes.byteLength, checksums, options);
   return checksums;
 }
 
@@ -354,8 +302,4 @@ async function* replay(chunks: readonly Buffer[], iterator: AsyncIterator<Uint8A
 function toBuffer(chunk: Uint8Array | string): Buffer {
   if (typeof chunk === 'string') return Buffer.from(chunk);
   return Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-}
-
-function notFound(sha256: string): StrataError {
-  return new StrataError('STRATA_ERR_BLOB_NOT_FOUND', `blob ${sha256.slice(0, 80)} not found`, { sha256: sha256.slice(0, 80) });
 }

@@ -9,32 +9,11 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'kysely';
-import pg from 'pg';
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FsBlobStore } from '@strata/store';
-import { buildSqlApp, type SqlApp } from './support/sql-app.ts';
+import { buildSqlApp, sqlAppBackends, type SqlApp } from './support/sql-app.ts';
 
-const databaseUrl = process.env['DATABASE_URL'];
-const schemas: string[] = [];
-const BACKENDS: { name: string; options(): { databaseUrl?: string; schema?: string } }[] = [{ name: 'pglite', options: () => ({}) }];
-if (databaseUrl === undefined) console.log('inline blobs over HTTP: DATABASE_URL is not set, PostgreSQL backend skipped');
-else {
-  BACKENDS.push({
-    name: 'postgres',
-    options() {
-      const schema = `inline_http_${process.pid}_${schemas.length}`;
-      schemas.push(schema);
-      return { databaseUrl, schema };
-    },
-  });
-}
-afterAll(async () => {
-  if (databaseUrl === undefined || schemas.length === 0) return;
-  const client = new pg.Client({ connectionString: databaseUrl });
-  await client.connect();
-  for (const schema of schemas) await client.query(`drop schema if exists ${schema} cascade`);
-  await client.end();
-});
+const BACKENDS = sqlAppBackends('inline blobs over HTTP', 'inline_http');
 
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 const inlineBlobBytesMax = 4096;

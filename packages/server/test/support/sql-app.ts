@@ -13,6 +13,8 @@ import {
 } from '@strata/store';
 import type { FastifyInstance } from 'fastify';
 import hyperid from 'hyperid';
+import pg from 'pg';
+import { afterAll } from 'vitest';
 import { buildApp } from '../../src/app.ts';
 import { sqlTreeShapeQuery } from '../../src/artifacts/tree-shape-lookups.ts';
 import { BatchingDownloadCounter, MemoryDownloadStatsSink } from '../../src/download-counter.ts';
@@ -98,4 +100,41 @@ export function buildAppOnStore(opened: OpenedEventStore, blobStore: BlobStore, 
     limits: { metadataCacheTtlMs: 0 },
     ...deps,
   });
+}
+
+export interface SqlAppBackend {
+  readonly name: 'pglite' | 'postgres';
+  /** buildSqlApp's database options: in-memory PGlite, or DATABASE_URL with a schema of its own per call. */
+  options(): { databaseUrl?: string; schema?: string };
+}
+
+/**
+ * The backends a test file runs on: PGlite always, PostgreSQL when DATABASE_URL is set (else
+ * says so, naming `what`). Each PostgreSQL call gets its own schema, `schemaPrefix`_pid_n,
+ * dropped after the file's tests.
+ */
+export function sqlAppBackends(what: string, schemaPrefix: string): readonly SqlAppBackend[] {
+  const databaseUrl = process.env['DATABASE_URL'];
+  const backends: SqlAppBackend[] = [{ name: 'pglite', options: () => ({}) }];
+  if (databaseUrl === undefined) {
+    console.log(`${what}: DATABASE_URL is not set, PostgreSQL backend skipped`);
+    return backends;
+  }
+  const schemas: string[] = [];
+  backends.push({
+    name: 'postgres',
+    options() {
+      const schema = `${schemaPrefix}_${process.pid}_${schemas.length}`;
+      schemas.push(schema);
+      return { databaseUrl, schema };
+    },
+  });
+  afterAll(async () => {
+    if (schemas.length === 0) return;
+    const client = new pg.Client({ connectionString: databaseUrl });
+    await client.connect();
+    for (const schema of schemas) await client.query(`drop schema if exists ${schema} cascade`);
+    await client.end();
+  });
+  return backends;
 }

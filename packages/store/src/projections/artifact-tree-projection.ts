@@ -289,7 +289,9 @@ export class ArtifactTreeProjection implements SqlProjection, RebuildableSqlProj
     // The touched rows by their primary keys, one index probe per path (`offset 0` keeps
     // each lateral subquery a parameterised index scan): a semi-join would let the planner
     // pick a sequential scan while its statistics think the table small, at a cost that
-    // grows with the table. Folder tombstones are few: the planner's choice is fine there.
+    // grows with the table. Folder tombstones too: the statement is prepared once hot, and a
+    // generic plan made while the table was empty (a semi-join over a sequential scan) would
+    // read every tombstone on every batch once a site has deleted many folders.
     const load = sql<{ kind: string; row: Row | string }>`
       with touched as (select * from unnest(${pathList.map((p) => p[0])}::text[], ${pathList.map((p) => p[1])}::text[]) as t(repo, path)),
            covering as (select * from unnest(${prefixList.map((p) => p[0])}::text[], ${prefixList.map((p) => p[1])}::text[]) as t(repo, prefix))
@@ -299,7 +301,8 @@ export class ArtifactTreeProjection implements SqlProjection, RebuildableSqlProj
       select 'p', to_jsonb(p)
         from touched t cross join lateral (select * from artifact_properties p where p.repo = t.repo and p.path = t.path offset 0) as p
       union all
-      select 'f', to_jsonb(f) from folder_tombstones f where (f.repo, f.prefix) in (select repo, prefix from covering)
+      select 'f', to_jsonb(f)
+        from covering c cross join lateral (select * from folder_tombstones f where f.repo = c.repo and f.prefix = c.prefix offset 0) as f
     `;
     return {
       lockKeys: [...repos].map((repo) => `repo:${repo}`),

@@ -36,6 +36,13 @@ export interface SimulationConfig {
   readonly federationBatchEventsMax: number;
   /** Push requests in flight per peer (the engine's pushWindow; 1 = unpipelined). */
   readonly pushWindow: number;
+  /** The engine's forwardDelayMs (undefined: its default). */
+  readonly forwardDelayMs?: number | undefined;
+  /**
+   * Links cut (both ways) for the whole run, heal included: the sites at their ends get each
+   * other's events only through a third member.
+   */
+  readonly cutLinks?: readonly (readonly [number, number])[] | undefined;
   readonly fault?: FaultName | undefined;
 }
 

@@ -283,6 +283,7 @@ export class Simulation {
       peerIdOf: peerIdOfUrl,
       federationBatchEventsMax: this.config.federationBatchEventsMax,
       pushWindow: this.config.pushWindow,
+      ...(this.config.forwardDelayMs === undefined ? {} : { forwardDelayMs: this.config.forwardDelayMs }),
       retryDelayBaseMs,
       retryDelayMaxMs,
       peerRequestTimeoutMs,
@@ -344,6 +345,7 @@ export class Simulation {
 
   #passes(from: number, to: number): boolean {
     if ((this.#blocked.get(from * this.config.sites + to) ?? 0) > 0) return false;
+    if (this.config.cutLinks?.some(([x, y]) => (x === from && y === to) || (x === to && y === from)) === true) return false;
     if (this.#network.chance(this.config.loss)) {
       this.stats.lostMessages++;
       return false;

@@ -62,6 +62,7 @@ export const defaultRetryDelayMaxMs = 30_000;
 export const defaultPeerRequestTimeoutMs = 10_000;
 export const defaultAntiEntropyIntervalMs = 30_000;
 export const defaultPushWindow = 4;
+export const defaultForwardDelayMs = 1_000;
 /** Failed attempts to deliver a removed member's farewell before giving it up. */
 const farewellAttemptsMax = 6;
 /** Batches waiting for their predecessors per repository at most (beyond, a gap is refused at once). */
@@ -146,6 +147,16 @@ export interface FederationEngineOptions {
   readonly peerRequestTimeoutMs?: number;
   readonly antiEntropyIntervalMs?: number;
   /**
+   * Forwarding (DESIGN §5, "a partition heals through a third member"), deferred and checked:
+   * an event received from another member is forwarded to a peer only once it has been held
+   * here for `forwardDelayMs` (between one and two of them: a timer ripens what arrived) *and*
+   * a vector of that peer learned after that moment still lacks it. In a healthy federation
+   * the origin's own push gets there first and nothing is sent twice; across a cut link the
+   * events arrive that much later. 0 forwards at once, unchecked (every member then receives
+   * every event once per path). Default 1 s.
+   */
+  readonly forwardDelayMs?: number;
+  /**
    * Called, inside the repository's queue, with the events just appended to a federated
    * stream (local or received), in append order: where projections hook in. For a received
    * batch, `stages` says when it went through each step of its receipt.
@@ -198,6 +209,19 @@ interface PeerState {
   gapResends: number;
   lastError: string | null;
   clockOffsetMs: number | null;
+  /**
+   * The repository's ripe vector (events held here for the forward delay) as of the latest
+   * moment this peer's vector was learned (a reply to us, or a request from it): events of
+   * other origins up to it that the peer's cursor lacks, it lacked when they were ripe, so
+   * they are forwarded; ripe events beyond it wait for the next vector (see forwardDelayMs).
+   */
+  checked: VersionVector;
+  /**
+   * The peer answered `not-federated` (it has not joined): until it acknowledges a batch, it
+   * gets everything from scratch at once — the creation, which invites it, leads — as in a
+   * full sync, not deferred.
+   */
+  inviting: boolean;
 }
 
 class FederatedRepository {
@@ -225,6 +249,10 @@ class FederatedRepository {
   /** The origin of the repository's creation: its events lead every batch, so a batch can invite. */
   creatorOrigin: string | null = null;
   revision = -1;
+  /** Events held here for the forward delay (forwardable once checked against a peer's vector). */
+  ripe: VersionVector = EMPTY_VERSION_VECTOR;
+  /** The timer that ripens what was held when it was set (null: none pending). */
+  ripenTask: ScheduledTask | null = null;
   /** Per origin: the digest of its newest event whose digest was needed (origin-chain checks). */
   readonly #digests = new Map<string, { originSeq: number; digest: Buffer }>();
   /** Received batches waiting for their predecessors (woken whenever events are recorded). */
@@ -437,6 +465,7 @@ export class FederationEngine {
   readonly #retryDelayMaxMs: number;
   readonly #timeoutMs: number;
   readonly #antiEntropyIntervalMs: number;
+  readonly #forwardDelayMs: number;
   readonly #faults: FederationFaults;
   readonly #repos = new Map<string, FederatedRepository>();
   readonly #inFlight = new Set<AbortController>();
@@ -452,6 +481,8 @@ export class FederationEngine {
     this.#timeoutMs = options.peerRequestTimeoutMs ?? defaultPeerRequestTimeoutMs;
     this.#antiEntropyIntervalMs = options.antiEntropyIntervalMs ?? defaultAntiEntropyIntervalMs;
     this.#pushWindow = options.pushWindow ?? defaultPushWindow;
+    this.#forwardDelayMs = options.forwardDelayMs ?? defaultForwardDelayMs;
+    invariant(Number.isFinite(this.#forwardDelayMs) && this.#forwardDelayMs >= 0, 'forwardDelayMs must be a non-negative number');
     this.#reorderWaitMs = options.reorderWaitMs ?? Math.min(1_000, Math.floor(this.#timeoutMs / 4));
     invariant(Number.isSafeInteger(this.#pushWindow) && this.#pushWindow > 0, 'pushWindow must be a positive integer');
     this.#faults = options.faults ?? {};
@@ -476,6 +507,8 @@ export class FederationEngine {
         repo.record(events);
         if (events.length < storeReadBatchEventsMax) break;
       }
+      // What the store held before this start is old enough to forward (once checked).
+      repo.ripe = repo.vector;
       await this.#reconcilePeers(repo, { initial: true });
     });
     for (const peer of repo.peers.values()) {
@@ -680,6 +713,8 @@ export class FederationEngine {
     const repo = this.#repos.get(repoKey);
     if (repo === undefined) return;
     this.#repos.delete(repoKey);
+    repo.ripenTask?.cancel();
+    repo.ripenTask = null;
     for (const peer of [...repo.peers.values(), ...repo.leaving.values()]) {
       peer.active = false;
       peer.retryTask?.cancel();
@@ -740,6 +775,8 @@ export class FederationEngine {
     this.#closed = true;
     this.#antiEntropyTask?.cancel();
     for (const repo of this.#repos.values()) {
+      repo.ripenTask?.cancel();
+      repo.ripenTask = null;
       for (const peer of [...repo.peers.values(), ...repo.leaving.values()]) {
         peer.retryTask?.cancel();
         peer.retryTask = null;
@@ -853,6 +890,7 @@ export class FederationEngine {
       membersChanged = repo.record(result.events);
       appended = result.events;
       for (const [origin, head] of batchHeads) repo.rememberDigest(origin, head.originSeq, head.digest);
+      this.#scheduleRipen(repo);
     }
     if (appended.length > 0 || redelivered.length > 0) {
       this.#options.onEventsAppended?.(repo.key, [...appended, ...redelivered], { ...times, startedAtMs, appendedAtMs: this.#options.clock.now() });
@@ -870,6 +908,8 @@ export class FederationEngine {
       peer.cursor = mergeVectors(peer.cursor, request.vector);
       peer.sent = mergeVectors(peer.sent, peer.cursor);
     }
+    // Its vector, just learned: what is ripe here and beyond it, it lacks (forwardDelayMs).
+    peer.checked = mergeVectors(peer.checked, repo.ripe);
     if (membersChanged) await this.#reconcilePeers(repo, { initial: false });
     if (appended.length > 0) {
       // Forwarding: a link cut between two members heals through this one.
@@ -949,7 +989,10 @@ export class FederationEngine {
       const phase = peer.fullSyncPhase;
       // A full sync's vector exchange goes alone: its reply replaces the cursor.
       if (phase === 'exchange' && peer.inFlight > 0) return;
-      const events = phase === 'exchange' ? [] : repo.missingFor(peer.sent, this.#batchMax, peer.leaving ?? undefined);
+      // Events of other origins are forwarded only once ripe and checked (forwardDelayMs);
+      // a farewell and a full sync's sending send everything.
+      const deferring = this.#forwardDelayMs > 0 && peer.leaving === null && phase === 'none' && !peer.inviting;
+      const events = phase === 'exchange' ? [] : repo.missingFor(peer.sent, this.#batchMax, peer.leaving ?? (deferring ? this.#forwardLimit(repo, peer) : undefined));
       if (peer.leaving !== null && events.length === 0) {
         // A farewell ends once everything up to the edit that removed the peer is acknowledged.
         if (peer.inFlight === 0 && vectorCovers(peer.cursor, peer.leaving)) this.#endFarewell(repo, peer);
@@ -960,7 +1003,8 @@ export class FederationEngine {
         // the batches in flight are answered — their replies may make it needless.
         if (peer.inFlight > 0) return;
         if (phase === 'sending') peer.fullSyncPhase = 'none';
-        if (phase !== 'exchange' && !peer.exchangeWanted) return;
+        // Ripe events it may lack, not checked against its vector since they ripened: ask for it.
+        if (phase !== 'exchange' && !peer.exchangeWanted && !(deferring && this.#uncheckedRipe(repo, peer))) return;
       }
       peer.exchangeWanted = false;
       const request: PushRequest = {
@@ -979,12 +1023,12 @@ export class FederationEngine {
         peer.sent = mergeVectors(peer.sent, reached);
       }
       peer.inFlight++;
-      void this.#exchange(repo, peer, request, phase, peer.epoch);
+      void this.#exchange(repo, peer, request, phase, peer.epoch, repo.ripe);
     }
   }
 
   /** One request of the pipeline and what its reply means (see #pump). */
-  async #exchange(repo: FederatedRepository, peer: PeerState, request: PushRequest, phase: FullSyncPhase, epoch: number): Promise<void> {
+  async #exchange(repo: FederatedRepository, peer: PeerState, request: PushRequest, phase: FullSyncPhase, epoch: number, ripeAtSend: VersionVector): Promise<void> {
     let reply: FederationReply | undefined;
     let failure: string | undefined;
     try {
@@ -998,6 +1042,9 @@ export class FederationEngine {
     const current = epoch === peer.epoch;
     if (reply?.kind === 'ack') {
       peer.cursor = phase === 'exchange' && current ? reply.vector : mergeVectors(peer.cursor, reply.vector);
+      // Its vector after our request: whatever was ripe when we sent it and it lacks, it lacked then.
+      peer.checked = mergeVectors(peer.checked, ripeAtSend);
+      peer.inviting = false;
       this.#saveCursor(repo, peer);
       if (!current) return this.#pump(repo, peer);
       const unheld = request.events.find((event) => vectorGet(peer.cursor, event.origin) < event.originSeq);
@@ -1030,8 +1077,10 @@ export class FederationEngine {
       peer.epoch++;
       peer.cursor = reply.vector;
       peer.sent = reply.vector;
+      peer.checked = mergeVectors(peer.checked, ripeAtSend);
       return this.#pump(repo, peer);
     }
+    if (reply.reason === 'not-federated') peer.inviting = true;
     if (
       reply.reason === 'not-federated' &&
       peer.gapResends < gapResendsMax &&
@@ -1043,10 +1092,48 @@ export class FederationEngine {
       peer.epoch++;
       peer.cursor = EMPTY_VERSION_VECTOR;
       peer.sent = EMPTY_VERSION_VECTOR;
+      peer.checked = mergeVectors(peer.checked, ripeAtSend);
       if (phase === 'exchange') peer.fullSyncPhase = 'sending';
       return this.#pump(repo, peer);
     }
     this.#restart(repo, peer, `${reply.reason}: ${reply.message}`);
+  }
+
+  /**
+   * How far each origin's events may go to `peer` now: this site's own events all; another
+   * origin's up to what was ripe when the peer's vector was last learned (forwardDelayMs).
+   */
+  #forwardLimit(repo: FederatedRepository, peer: PeerState): VersionVector {
+    const limit: Record<string, number> = {};
+    for (const origin of repo.held.keys()) limit[origin] = origin === this.siteId ? repo.heldCount(origin) : vectorGet(peer.checked, origin);
+    return limit;
+  }
+
+  /** True iff some other origin's ripe events are neither sent to `peer` nor checked against its vector. */
+  #uncheckedRipe(repo: FederatedRepository, peer: PeerState): boolean {
+    for (const origin of Object.keys(repo.ripe)) {
+      if (origin === this.siteId) continue;
+      const ripe = vectorGet(repo.ripe, origin);
+      if (ripe > vectorGet(peer.sent, origin) && ripe > vectorGet(peer.checked, origin)) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Ripens, `forwardDelayMs` from now, what is held now; again while events keep arriving.
+   * Then every peer is looked at: what is ripe and unchecked makes it ask for the peer's vector.
+   */
+  #scheduleRipen(repo: FederatedRepository): void {
+    if (this.#forwardDelayMs <= 0 || repo.ripenTask !== null || this.#closed) return;
+    const target = repo.vector;
+    if (vectorCovers(repo.ripe, target)) return;
+    repo.ripenTask = this.#options.scheduler.schedule(this.#forwardDelayMs, () => {
+      repo.ripenTask = null;
+      if (this.#closed || this.#repos.get(repo.key) !== repo) return;
+      repo.ripe = mergeVectors(repo.ripe, target);
+      this.#scheduleRipen(repo);
+      for (const peer of repo.peers.values()) this.#schedulePush(repo, peer);
+    });
   }
 
   /** Ends the current epoch: what was in flight is resent from the acknowledged cursor after a backoff. */
@@ -1186,6 +1273,8 @@ export class FederationEngine {
         gapResends: 0,
         lastError: null,
         clockOffsetMs: null,
+        checked: EMPTY_VERSION_VECTOR,
+        inviting: false,
       };
       repo.peers.set(peerId, peer);
       if (!initial) this.#schedulePush(repo, peer);

@@ -105,6 +105,70 @@ describe('local commits and pushing', () => {
     expect(network.requests.some((entry) => entry.from === 'b' && entry.to === 'c' && entry.request.events.some((event) => event.origin === 'a'))).toBe(true);
   });
 
+  it('in a healthy federation every member receives each event once: nothing is forwarded that the origin delivered itself', async () => {
+    // given three sites, every link up
+    const network = new LoopbackNetwork();
+    const scheduler = new ManualScheduler();
+    const a = await openSite(network, scheduler, 'a', ['a', 'b', 'c']);
+    const b = await openSite(network, scheduler, 'b', ['a', 'b', 'c']);
+    const c = await openSite(network, scheduler, 'c', ['a', 'b', 'c']);
+    await scheduler.advance(1_000);
+    network.requests.length = 0;
+    // when a commits, again and again, and time passes well beyond the forward delay
+    for (let round = 0; round < 5; round++) {
+      await a.engine.commit('fed', [deploy(`one-${round}`), deploy(`two-${round}`)]);
+      await scheduler.advance(300);
+    }
+    await scheduler.advance(10_000);
+    // then b and c hold everything, each event of a travelled once to each of them, and no
+    // event of a came back to a; b and c only compared vectors
+    expect(b.engine.versionVector('fed')).toEqual({ a: 10 });
+    expect(c.engine.versionVector('fed')).toEqual({ a: 10 });
+    const carried = (from: string, to: string) => network.requests.filter((entry) => entry.from === from && entry.to === to).flatMap((entry) => entry.request.events.map((event) => `${event.origin}:${event.originSeq}`));
+    expect(carried('a', 'b')).toHaveLength(10);
+    expect(new Set(carried('a', 'b')).size).toBe(10);
+    expect(carried('a', 'c')).toHaveLength(10);
+    expect([...carried('b', 'c'), ...carried('c', 'b'), ...carried('b', 'a'), ...carried('c', 'a')]).toEqual([]);
+    expect(network.requests.every((entry) => entry.reply?.kind === 'ack' && entry.reply.duplicates === 0)).toBe(true);
+  });
+
+  it('forwards at once, unchecked, with forwardDelayMs 0: each member then receives the events of a twice', async () => {
+    const network = new LoopbackNetwork();
+    const scheduler = new ManualScheduler();
+    const engine = { forwardDelayMs: 0 };
+    const a = await openSite(network, scheduler, 'a', ['a', 'b', 'c'], { engine });
+    await openSite(network, scheduler, 'b', ['a', 'b', 'c'], { engine });
+    await openSite(network, scheduler, 'c', ['a', 'b', 'c'], { engine });
+    await scheduler.advance(1_000);
+    network.requests.length = 0;
+    await a.engine.commit('fed', [deploy('one')]);
+    await scheduler.advance(5_000);
+    const duplicates = network.requests.reduce((sum, entry) => sum + (entry.reply?.kind === 'ack' ? entry.reply.duplicates : 0), 0);
+    expect(duplicates).toBeGreaterThan(0);
+  });
+
+  it('forwards an event only after the forward delay, and only when the member still lacks it then', async () => {
+    // given a–c cut: c gets a's events only through b
+    const network = new LoopbackNetwork();
+    const scheduler = new ManualScheduler();
+    network.cutLink('a', 'c');
+    const a = await openSite(network, scheduler, 'a', ['a', 'b', 'c'], { engine: { forwardDelayMs: 2_000 } });
+    await openSite(network, scheduler, 'b', ['a', 'b', 'c'], { engine: { forwardDelayMs: 2_000 } });
+    const c = await openSite(network, scheduler, 'c', ['a', 'b', 'c'], { engine: { forwardDelayMs: 2_000 } });
+    await scheduler.advance(1_000);
+    await a.engine.commit('fed', [deploy('from-a')]);
+    // when less than the delay has passed, c does not have it yet
+    await scheduler.advance(1_500);
+    expect(c.engine.versionVector('fed')).toEqual({});
+    // then, once it is ripe at b and b learned that c lacks it, b forwards it
+    await scheduler.advance(4_000);
+    expect(c.engine.versionVector('fed')).toEqual({ a: 1 });
+    const forwarded = network.requests.filter((entry) => entry.from === 'b' && entry.to === 'c' && entry.request.events.length > 0);
+    expect(forwarded).toHaveLength(1);
+    // b asked c for its vector first (an exchange without events)
+    expect(network.requests.some((entry) => entry.from === 'b' && entry.to === 'c' && entry.request.events.length === 0)).toBe(true);
+  });
+
   it('retries an unreachable peer with capped exponential backoff, then catches it up', async () => {
     const network = new LoopbackNetwork();
     const scheduler = new ManualScheduler();

@@ -111,18 +111,25 @@ describe('binary COPY', () => {
 
   it.each([false, true])('decodes scanned events from a stream cut into chunks anywhere (with prev_hash: %s)', async (chained) => {
     const events = Array.from({ length: 40 }, (_, index) => ({
-      transactionId: 1000n + BigInt(index >> 2),
+      // Above 2^32 (an xid8 after epoch 0): the checkpoint keeps both halves.
+      transactionId: (1n << 33n) + 1000n + BigInt(index >> 2),
       position: BigInt(index + 1),
       id: `event-${index}`,
       stream: index % 3 === 0 ? 'repo-libs' : 'repo-ünï',
       revision: index,
-      origin: 'site-a',
+      origin: index % 5 === 0 ? 'site-b' : 'site-a',
       originSeq: index + 1,
       wall: 1_700_000_000_000 + index,
       logical: index % 2,
-      type: 'ArtifactDeployed',
+      type: index % 4 === 1 ? 'ArtifactDeleted' : 'ArtifactDeployed',
       data: { path: `org/ü/${index}/${'x'.repeat(index === 39 ? 20_000 : index * 37)}.jar`, size: index },
-      meta: { actor: index % 2 === 0 ? 'alice' : 'zoë' },
+      // Short metas repeat (decoded once, shared); nested or long ones are each their own.
+      meta:
+        index % 7 === 3
+          ? { actor: 'alice', tags: ['a', String(index)] }
+          : index % 11 === 5
+            ? { actor: 'x'.repeat(60 + index) }
+            : { actor: index % 2 === 0 ? 'alice' : 'zoë' },
       // NULL for events stored before the chains; a whole 32-byte link, or an empty one.
       prevHash: index % 3 === 0 ? null : Buffer.alloc(index % 7 === 1 ? 0 : 32, index),
     }));
@@ -170,16 +177,26 @@ describe('binary COPY', () => {
           return;
         }
         const decoded: RecordedEvent[] = [];
-        const checkpoints: bigint[] = [];
+        const checkpoints: { transactionId: bigint; position: bigint }[] = [];
         for await (const page of decodeEventCopy(source(), pageEventsMax)) {
           expect(page.events.length).toBeLessThanOrEqual(pageEventsMax);
           decoded.push(...page.events);
-          checkpoints.push(page.checkpoint.position);
+          checkpoints.push(page.checkpoint);
+          const last = events[decoded.length - 1]!;
+          expect(page.checkpoint).toEqual({ transactionId: last.transactionId, position: last.position });
         }
-        expect(checkpoints.at(-1)).toBe(40n);
-        expect(decoded.map((event) => [event.id, event.stream, event.revision, event.position, event.hlc.wall, event.hlc.logical, event.data, event.meta])).toEqual(
-          events.map((event) => [event.id, event.stream, event.revision, event.position, event.wall, event.logical, event.data, event.meta]),
-        );
+        expect(checkpoints.at(-1)?.position).toBe(40n);
+        expect(
+          decoded.map((event) => [event.id, event.stream, event.origin, event.type, event.revision, event.position, event.hlc.wall, event.hlc.logical, event.data, event.meta]),
+        ).toEqual(events.map((event) => [event.id, event.stream, event.origin, event.type, event.revision, event.position, event.wall, event.logical, event.data, event.meta]));
+        // A shared meta is frozen: no event can change another's.
+        for (const event of decoded) {
+          const short = Object.keys(event.meta).length === 1 && (event.meta.actor === 'alice' || event.meta.actor === 'zoë');
+          expect(Object.isFrozen(event.meta)).toBe(short);
+        }
+        const alices = decoded.filter((event) => Object.isFrozen(event.meta) && event.meta.actor === 'alice');
+        expect(alices.length).toBeGreaterThan(1);
+        expect(new Set(alices.map((event) => event.meta)).size).toBe(1);
       }),
       { numRuns: 200 },
     );

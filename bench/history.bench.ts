@@ -1,16 +1,23 @@
 /**
  * (H) The history of one path with 10,000 events, on a stream of 100,000 events (PostgreSQL):
- * `SqlEventAudit.pathHistory` for the whole history in one page, and the events turned into
- * the API's JSON, as the history route does. Reference: the same 10,000 rows read by
+ * `SqlEventAudit.pathHistory` for the whole history in one page; the page as the API's JSON,
+ * as the history route makes it (`pathHistoryJson` and the envelope; code without it:
+ * historyEventJson and JSON.stringify over pathHistory's entries); and the route itself, a
+ * GET of the whole history over loopback HTTP by curl (another process) from the app built
+ * on the same schema (test/support's SQL app, permissive auth). Reference: the same 10,000 rows read by
  * revision range (`select … where stream = $1 and revision between …`, the unique index)
  * through the same driver, decoded the same way — what the path index has to get close to.
  * Target: p99 < 100 ms.
  */
+import { execFile } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
+import { promisify } from 'node:util';
 import { sql } from 'kysely';
-import type { NewEvent } from '@strata/core';
+import { HybridLogicalClock, type NewEvent } from '@strata/core';
+import hyperid from 'hyperid';
 import { historyEventJson, SqlEventAudit, type HistoryEntry } from '@strata/store';
-import { openPostgres } from './support/databases.ts';
+import type { FastifyInstance } from 'fastify';
+import { databaseUrl, openPostgres } from './support/databases.ts';
 import { log, median, type BenchResult } from './support/report.ts';
 
 const SCHEMA = 'bench_history_v1';
@@ -21,6 +28,7 @@ const OTHER_EVENTS = 90_000;
 
 export async function historyBenchmark(rounds: number): Promise<BenchResult[]> {
   const database = await openPostgres(SCHEMA, [], 4, { siteId: 'site-a' });
+  const closers: (() => Promise<void>)[] = [];
   try {
     const stored = Number((await database.raw('select count(*)::int8 as n from events')).rows[0]!.n);
     if (stored !== PATH_EVENTS + OTHER_EVENTS + 1) {
@@ -51,21 +59,68 @@ export async function historyBenchmark(rounds: number): Promise<BenchResult[]> {
     // @strata/store entry point, e.g. STRATA_BENCH_BASELINE_STORE=/tmp/main/packages/store/src/index.ts.
     const baselinePath = process.env.STRATA_BENCH_BASELINE_STORE;
     const baseline = baselinePath === undefined ? undefined : ((await import(baselinePath)) as Pick<typeof import('@strata/store'), 'SqlEventAudit' | 'historyEventJson'>);
+    type Audit = Pick<SqlEventAudit, 'pathHistory'> & Partial<Pick<SqlEventAudit, 'pathHistoryJson'>>;
+    // The route, over HTTP: each checkout's app (as test/support's SQL app builds it, on the
+    // bench's store, permissive auth), with that checkout's audit.
+    const appOf = async (root: string, audit: unknown): Promise<FastifyInstance> => {
+      const server = (await import(`${root}/packages/server/src/index.ts`)) as typeof import('@strata/server');
+      const store = (await import(`${root}/packages/store/src/index.ts`)) as typeof import('@strata/store');
+      const { registerPermissiveAuth } = (await import(`${root}/packages/server/test/support/permissive-auth.ts`)) as typeof import('../packages/server/test/support/permissive-auth.ts');
+      const readers = new server.ProjectionReaders(new store.ArtifactTreeQueries(database.db as never), new store.RepositoryQueries(database.db as never));
+      const clock = { now: () => Date.now() };
+      const app = await server.buildApp({
+        eventStore: database.store as never,
+        blobStore: new store.FsBlobStore({ root: '/tmp/strata-bench-history-blobs' }),
+        repositories: readers,
+        artifacts: readers,
+        downloads: new server.BatchingDownloadCounter(new server.MemoryDownloadStatsSink(), { flushIntervalMs: 0 }),
+        clock,
+        hlc: new HybridLogicalClock({ clock }),
+        siteId: 'site-a',
+        newId: hyperid({ urlSafe: true }),
+        registerAuth: registerPermissiveAuth,
+        audit: audit as never,
+        limits: { metadataCacheTtlMs: 0 },
+      });
+      closers.push(() => app.close());
+      await app.listen({ host: '127.0.0.1', port: 0 });
+      return app;
+    };
     const variants = [
-      { name: '', audit: new SqlEventAudit(database.db, { copyOut: database.copyOut }) as Pick<SqlEventAudit, 'pathHistory'>, toJson: historyEventJson as (entry: HistoryEntry, siteId: string) => unknown },
-      ...(baseline === undefined ? [] : [{ name: 'baseline ', audit: new baseline.SqlEventAudit(database.db as never) as Pick<SqlEventAudit, 'pathHistory'>, toJson: baseline.historyEventJson as (entry: HistoryEntry, siteId: string) => unknown }]),
+      { name: '', root: new URL('..', import.meta.url).pathname.replace(/\/$/, ''), audit: new SqlEventAudit(database.db, { copyOut: database.copyOut }) as Audit, toJson: historyEventJson as (entry: HistoryEntry, siteId: string) => unknown },
+      ...(baseline === undefined
+        ? []
+        : [{ name: 'baseline ', root: baselinePath!.replace(/\/packages\/store\/src\/index\.ts$/, ''), audit: new baseline.SqlEventAudit(database.db as never, { copyOut: database.copyOut } as never) as Audit, toJson: baseline.historyEventJson as (entry: HistoryEntry, siteId: string) => unknown }]),
     ];
     if (baseline !== undefined) log(`history: baseline ${baselinePath}`);
-    const calls = variants.map((variant) => {
+    const calls = await Promise.all(variants.map(async (variant) => {
       const history = async () => {
         const page = await variant.audit.pathHistory(STREAM, PATH, { limit: 10_000 });
         if (page.entries.length !== 10_000) throw new Error(`history returned ${page.entries.length} events`);
         return page;
       };
+      const app = await appOf(variant.root, variant.audit);
+      const address = app.server.address();
+      const url = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}/artifactory/api/history/history/${PATH}?limit=10000`;
       return {
         name: variant.name,
         history,
-        historyAsJson: async () => JSON.stringify((await history()).entries.map((entry) => variant.toJson(entry, 'site-a'))).length,
+        // As the route makes it: the page rendered as JSON where the code can, in its envelope.
+        historyAsJson:
+          variant.audit.pathHistoryJson === undefined
+            ? async () => JSON.stringify({ repo: 'history', events: (await history()).entries.map((entry) => variant.toJson(entry, 'site-a')) }).length
+            : async () => {
+                const page = await variant.audit.pathHistoryJson!(STREAM, PATH, { limit: 10_000, siteId: 'site-a' });
+                if (page.events !== 10_000) throw new Error(`history returned ${page.events} events`);
+                return Buffer.concat([Buffer.from('{"repo":"history","events":'), ...page.eventsJson, Buffer.from('}')]).length;
+              },
+        /** The route: curl's time from connecting to the last byte of the whole history (its own process). */
+        overHttp: async () => {
+          const { stdout } = await run('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code} %{size_download} %{time_total}', url]);
+          const [status, bytes, seconds] = stdout.trim().split(' ');
+          if (status !== '200' || Number(bytes) < 6_000_000) throw new Error(`GET ${url}: ${stdout}`);
+          return Number(seconds) * 1000;
+        },
         firstPage: () => variant.audit.pathHistory(STREAM, PATH, { limit: 1000 }),
         /** Every page of 1,000 by cursor, as a client pages through (each page one sample in `pages`). */
         walk: async (into: number[]) => {
@@ -80,9 +135,9 @@ export async function historyBenchmark(rounds: number): Promise<BenchResult[]> {
           } while (after !== undefined);
           if (events !== PATH_EVENTS + 1) throw new Error(`paging returned ${events} events`);
         },
-        samples: { history: [] as number[], json: [] as number[], firstPage: [] as number[], pages: [] as number[], walk: [] as number[] },
+        samples: { history: [] as number[], json: [] as number[], http: [] as number[], firstPage: [] as number[], pages: [] as number[], walk: [] as number[] },
       };
-    });
+    }));
     // The reference: as many rows by revision range, through the unique (stream, revision) index.
     const reference = async () => {
       const rows = await sql`select position, transaction_id, id, stream, revision, origin, origin_seq, hlc_wall, hlc_logical, type, data, meta, prev_hash
@@ -90,7 +145,11 @@ export async function historyBenchmark(rounds: number): Promise<BenchResult[]> {
       if (rows.rows.length !== PATH_EVENTS) throw new Error('reference read short');
     };
     for (let warm = 0; warm < 3; warm++) {
-      for (const call of calls) await call.history();
+      for (const call of calls) {
+        await call.history();
+        await call.historyAsJson();
+        await call.overHttp();
+      }
       await reference();
     }
     const referenceSamples: number[] = [];
@@ -106,13 +165,14 @@ export async function historyBenchmark(rounds: number): Promise<BenchResult[]> {
         for (const call of calls) {
           await time(call.samples.history, call.history);
           await time(call.samples.json, call.historyAsJson);
+          call.samples.http.push(await call.overHttp());
           await time(call.samples.firstPage, call.firstPage);
           if (index % 4 === 0) await time(call.samples.walk, () => call.walk(call.samples.pages));
         }
       }
       for (const call of calls) {
         log(
-          `history round ${round + 1}: ${call.name}p99 whole ${percentile(call.samples.history, 0.99).toFixed(1)} ms, as JSON ${percentile(call.samples.json, 0.99).toFixed(1)} ms, first page ${percentile(call.samples.firstPage, 0.99).toFixed(1)} ms, any page ${percentile(call.samples.pages, 0.99).toFixed(1)} ms, all 11 pages ${percentile(call.samples.walk, 0.99).toFixed(1)} ms, reference ${percentile(referenceSamples, 0.99).toFixed(1)} ms`,
+          `history round ${round + 1}: ${call.name}p99 whole ${percentile(call.samples.history, 0.99).toFixed(1)} ms, as JSON ${percentile(call.samples.json, 0.99).toFixed(1)} ms, over HTTP ${percentile(call.samples.http, 0.99).toFixed(1)} ms, first page ${percentile(call.samples.firstPage, 0.99).toFixed(1)} ms, any page ${percentile(call.samples.pages, 0.99).toFixed(1)} ms, all 11 pages ${percentile(call.samples.walk, 0.99).toFixed(1)} ms, reference ${percentile(referenceSamples, 0.99).toFixed(1)} ms`,
         );
       }
     }
@@ -130,14 +190,18 @@ export async function historyBenchmark(rounds: number): Promise<BenchResult[]> {
     return calls.flatMap((call) => [
       result(`${call.name}whole history, one page`, call.samples.history),
       result(`${call.name}whole history as API JSON`, call.samples.json),
+      result(`${call.name}whole history over HTTP (the route, curl)`, call.samples.http),
       result(`${call.name}first page of 1,000`, call.samples.firstPage),
       result(`${call.name}any page of 1,000 (paging by cursor)`, call.samples.pages),
       result(`${call.name}all 11 pages of 1,000, one after the other`, call.samples.walk),
     ]);
   } finally {
+    for (const close of closers.reverse()) await close();
     await database.close();
   }
 }
+
+const run = promisify(execFile);
 
 function percentile(values: readonly number[], fraction: number): number {
   const sorted = [...values].sort((a, b) => a - b);

@@ -63,6 +63,17 @@ describe('history API', () => {
     expect(seen).toHaveLength(8);
   });
 
+  it('answers JSON as JSON.stringify writes it, the envelope keys in order', async () => {
+    const response = await t.app.inject({ method: 'GET', url: '/artifactory/api/history/libs/org/app/app.jar?limit=3' });
+    expect(response.headers['content-type']).toBe('application/json; charset=utf-8');
+    const body = response.json() as Record<string, unknown>;
+    expect(response.body).toBe(JSON.stringify(body));
+    expect(Object.keys(body)).toEqual(['repo', 'path', 'uri', 'siteId', 'events', 'next', 'nextUri']);
+    expect(body).toMatchObject({ repo: 'libs', path: '/org/app/app.jar', siteId: 'site-test', next: expect.any(String), nextUri: expect.stringContaining(`?limit=3&cursor=${String(body['next'])}`) });
+    const last = await t.app.inject({ method: 'GET', url: `/artifactory/api/history/libs/org/app/app.jar?limit=100` });
+    expect(Object.keys(last.json() as object)).toEqual(['repo', 'path', 'uri', 'siteId', 'events']);
+  });
+
   it('adds the paths below a folder with deep=1', async () => {
     const { body } = await history('libs/org?deep=1');
     expect(body.events.filter((event) => event.action === 'deployed').map((event) => event.path)).toEqual(['/org/app/app.jar', '/org/other.txt', '/org/app/app.jar', '/org/app/app.jar']);

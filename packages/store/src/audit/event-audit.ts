@@ -25,6 +25,24 @@ export interface PathHistoryPage {
   readonly nextAfterRevision: number | undefined;
 }
 
+/** A history page rendered as the history API's JSON (EventAudit.pathHistoryJson). */
+export interface HistoryJsonPage {
+  /**
+   * The page's events as a JSON array, UTF-8, in pieces: concatenated, the bytes of
+   * `JSON.stringify(page.entries.map((entry) => historyEventJson(entry, siteId)))`.
+   */
+  readonly eventsJson: readonly Buffer[];
+  /** Events in the page. */
+  readonly events: number;
+  /** Pass as `afterRevision` for the next page; undefined when this page is the last. */
+  readonly nextAfterRevision: number | undefined;
+}
+
+export interface PathHistoryJsonOptions extends PathHistoryOptions {
+  /** This site's id: an event from another origin is shown as received. */
+  readonly siteId: string;
+}
+
 export const CHAIN_BREAK_REASONS = [
   /** A revision is missing: the event was deleted (or the next one renumbered). */
   'missing',
@@ -75,6 +93,12 @@ export interface EventAudit {
    * path below it), in revision order (this site's order of the stream).
    */
   pathHistory(stream: string, path: string, options: PathHistoryOptions): Promise<PathHistoryPage>;
+  /**
+   * The same page as the history API's JSON (what the HTTP route sends): byte for byte
+   * what historyEventJson and JSON.stringify make of pathHistory's entries, rendered
+   * without building them where the backend can (SqlEventAudit with COPY).
+   */
+  pathHistoryJson(stream: string, path: string, options: PathHistoryJsonOptions): Promise<HistoryJsonPage>;
   /** Events of a stream in revision order with their site-chain links (export). */
   readChained(stream: string, options: { readonly fromRevision: number; readonly maxCount: number; readonly signal?: AbortSignal }): Promise<readonly HistoryEntry[]>;
   /** Walks the site chain of every stream (or one) and every origin chain; reports the first break of each. */

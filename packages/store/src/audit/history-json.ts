@@ -1,5 +1,5 @@
 import { eventTargetPath, type RecordedEvent } from '@strata/core';
-import type { HistoryEntry } from './event-audit.ts';
+import type { HistoryEntry, HistoryJsonPage, PathHistoryPage } from './event-audit.ts';
 
 /** What happened, in a word an auditor reads (one per event type of a repository stream). */
 export const HISTORY_ACTIONS: Readonly<Record<string, string>> = Object.freeze({
@@ -58,5 +58,14 @@ export function historyEventJson(entry: HistoryEntry | { readonly event: Recorde
     data: event.data,
     meta: event.meta as Readonly<Record<string, unknown>>,
     prevHash: entry.prevHash ?? null,
+  };
+}
+
+/** A page of decoded events as the history API's JSON (what pathHistoryJson answers without a faster path). */
+export function historyPageJson(page: PathHistoryPage, siteId: string): HistoryJsonPage {
+  return {
+    eventsJson: [Buffer.from(JSON.stringify(page.entries.map((entry) => historyEventJson(entry, siteId))), 'utf8')],
+    events: page.entries.length,
+    nextAfterRevision: page.nextAfterRevision,
   };
 }

@@ -3,7 +3,8 @@ import { historyPathsOf } from '@strata/core';
 import type { RecordedEvent } from '@strata/core';
 import type { MemoryEventStore } from '../memory-event-store.ts';
 import { ChainWalker } from './chain-walker.ts';
-import type { EventAudit, HistoryEntry, PathHistoryOptions, PathHistoryPage, VerifyOptions, VerifyResult } from './event-audit.ts';
+import type { EventAudit, HistoryEntry, HistoryJsonPage, PathHistoryJsonOptions, PathHistoryOptions, PathHistoryPage, VerifyOptions, VerifyResult } from './event-audit.ts';
+import { historyPageJson } from './history-json.ts';
 import { historyLimit } from './sql-event-audit.ts';
 
 /** EventAudit over the memory store: scans (tests and simulations hold small streams). */
@@ -36,6 +37,10 @@ export class MemoryEventAudit implements EventAudit {
       found.push({ event, prevHash: entry === undefined ? undefined : Buffer.from(entry.prevHash).toString('hex') });
     }
     return { entries: found, nextAfterRevision: more ? found[found.length - 1]!.event.revision : undefined };
+  }
+
+  async pathHistoryJson(stream: string, path: string, options: PathHistoryJsonOptions): Promise<HistoryJsonPage> {
+    return historyPageJson(await this.pathHistory(stream, path, options), options.siteId);
   }
 
   async readChained(stream: string, options: { readonly fromRevision: number; readonly maxCount: number; readonly signal?: AbortSignal }): Promise<readonly HistoryEntry[]> {

@@ -8,6 +8,8 @@ import { decodeStoredEventRow, STORED_SCAN_COLUMNS, type StoredEventRow } from '
 import {
   historyPageEventsMax,
   type ChainBreak,
+  type HistoryJsonPage,
+  type PathHistoryJsonOptions,
   type ChainBreakReason,
   type EventAudit,
   type HistoryEntry,
@@ -16,6 +18,8 @@ import {
   type VerifyOptions,
   type VerifyResult,
 } from './event-audit.ts';
+import { COPY_HISTORY_JSON_COLUMNS, renderHistoryJsonCopy } from './history-json-copy.ts';
+import { historyPageJson } from './history-json.ts';
 
 /**
  * The event digest of core's event-chain.ts, built by SQL from the stored columns (the same
@@ -67,7 +71,15 @@ export class SqlEventAudit implements EventAudit {
     this.#copyOut = options.copyOut;
   }
 
-  async pathHistory(stream: string, path: string, options: PathHistoryOptions): Promise<PathHistoryPage> {
+  /**
+   * Where a history page ends and its rows' condition. The first revision past the page (an
+   * index-only scan of events_stream_target), so that the page's rows come in one bitmap
+   * heap scan of the same index bounded by it, each heap page read once and the rows sorted
+   * here. A path's events lie scattered over the table: fetching them by the unique
+   * (stream, revision) index instead cost three times the buffer visits, and sorting whole
+   * rows in SQL more than fetching them.
+   */
+  async #historyBounds(stream: string, path: string, options: PathHistoryOptions): Promise<{ limit: number; end: number | undefined; bounded: RawBuilder<unknown> }> {
     options.signal?.throwIfAborted();
     const limit = historyLimit(options.limit);
     const after = options.afterRevision ?? -1;
@@ -75,24 +87,45 @@ export class SqlEventAudit implements EventAudit {
     // Folders below: every target in [path/, path0) in "C" order ('0' follows '/').
     const below = options.deep === true ? (path === '' ? sql`or target is not null` : sql`or (target >= ${`${path}/`} and target < ${`${path}0`})`) : sql``;
     const touches = sql`stream = ${stream} and revision > ${after} and (target = any(${paths}::text[]) ${below})`;
-    // Where the page ends: the first revision past it (an index-only scan of
-    // events_stream_target), then the page's rows in one bitmap heap scan of the same index
-    // bounded by it, each heap page read once and the rows sorted here. A path's events lie
-    // scattered over the table: fetching them by the unique (stream, revision) index instead
-    // cost three times the buffer visits, and sorting whole rows in SQL more than fetching them.
     const beyond = await sql<{ revision: number }>`
       select revision from events where ${touches} order by revision offset ${limit} limit 1`.execute(this.#db);
     const end = beyond.rows[0]?.revision;
-    const bounded = sql`${touches} ${end === undefined ? sql`` : sql`and revision < ${end}`}`;
+    return { limit, end, bounded: sql`${touches} ${end === undefined ? sql`` : sql`and revision < ${end}`}` };
+  }
+
+  /**
+   * `select <columns> from events where <bounded>` as a binary COPY statement. COPY takes no
+   * parameters: they are inlined as literals (as the append's statements are). The page's
+   * end stays a separate statement: as a subquery of this one, the planner cannot see how
+   * many rows it leaves and walks the index row by row instead of one bitmap heap scan
+   * (300 ms against 30 ms).
+   */
+  #copyStatement(columns: string, bounded: RawBuilder<unknown>): (target: string) => string {
+    const select = inlineParameters(sql`select ${sql.raw(columns)} from events where ${bounded}`.compile(this.#db));
+    return (target) => `copy (${select}) to ${target} (format binary)`;
+  }
+
+  async pathHistoryJson(stream: string, path: string, options: PathHistoryJsonOptions): Promise<HistoryJsonPage> {
+    const copyOut = this.#copyOut;
+    if (copyOut === undefined) return historyPageJson(await this.pathHistory(stream, path, options), options.siteId);
+    const { limit, end, bounded } = await this.#historyBounds(stream, path, options);
+    // Rendered from the stored bytes as they stream; undefined when an event holds what only
+    // the decoder shows exactly (then from decoded events, as pathHistory reads them).
+    const rendered = await renderHistoryJsonCopy(copyOut(this.#copyStatement(COPY_HISTORY_JSON_COLUMNS, bounded), options.signal), options.siteId, limit);
+    if (rendered === undefined) return historyPageJson(await this.pathHistory(stream, path, options), options.siteId);
+    const count = rendered.revisions.length;
+    // Without an end, events appended between the two statements may have joined the page.
+    const more = end !== undefined || rendered.rowsRead > limit;
+    return { eventsJson: rendered.json, events: count, nextAfterRevision: more ? rendered.revisions[count - 1] : undefined };
+  }
+
+  async pathHistory(stream: string, path: string, options: PathHistoryOptions): Promise<PathHistoryPage> {
+    const { limit, end, bounded } = await this.#historyBounds(stream, path, options);
     const copyOut = this.#copyOut;
     if (copyOut !== undefined) {
       // The page's rows by binary COPY: no hex of two bytea per row for the driver to parse,
-      // no row objects. COPY takes no parameters: they are inlined as literals (as the
-      // append's statements are). The end stays a separate statement: as a subquery of this
-      // one, the planner cannot see how many rows it leaves and walks the index row by row
-      // instead of one bitmap heap scan (300 ms against 30 ms).
-      const select = inlineParameters(sql`select ${sql.raw(COPY_CHAINED_EVENT_COLUMNS)} from events where ${bounded}`.compile(this.#db));
-      const found = await decodeChainedEventCopy(copyOut((target) => `copy (${select}) to ${target} (format binary)`, options.signal));
+      // no row objects.
+      const found = await decodeChainedEventCopy(copyOut(this.#copyStatement(COPY_CHAINED_EVENT_COLUMNS, bounded), options.signal));
       found.sort((a, b) => a.event.revision - b.event.revision);
       const more = end !== undefined || found.length > limit;
       if (found.length > limit) found.length = limit;

@@ -56,6 +56,23 @@ describe('the compact artifact tree fold (rebuilds and replays)', () => {
     );
   });
 
+  it('keeps thousands of paths apart, the same names in two repositories included, through its path table’s growth', () => {
+    const events: RecordedEvent[] = [];
+    for (let index = 0; index < 6000; index++) {
+      const stream = index % 2 === 0 ? 'repo-libs' : 'repo-Libs2';
+      const path = `org/g${index % 97}/a${index % 13}/${Math.floor(index / 2)}.jar`;
+      const data = { path, sha256: 'a'.repeat(64), sha1: 'b'.repeat(40), md5: 'c'.repeat(32), size: index, mimeType: 'text/plain', properties: { n: [String(index)] } };
+      events.push(at(1000 + index, `d${index}`, { type: 'ArtifactDeployed', data } as never, stream));
+      // A second deploy of every third path, and deletes of others: lookups of known paths.
+      if (index % 3 === 0) events.push(at(9000 + index, `r${index}`, { type: 'ArtifactDeployed', data: { ...data, size: -index } } as never, stream));
+      if (index % 5 === 0) events.push(at(20_000 + index, `x${index}`, { type: 'ArtifactDeleted', data: { path } } as never, stream));
+    }
+    events.push(at(30_000, 'f', { type: 'FolderDeleted', data: { prefix: 'org/g5' } } as never, 'repo-Libs2'));
+    const fold = new ArtifactTreeFold().applyAll([...events].reverse());
+    expect(fold.snapshot()).toEqual(new ArtifactTreeModel().applyAll(events).snapshot());
+    expect(fold.snapshot().files).toHaveLength(6000);
+  });
+
   it('any two deliveries of one event set fold to the same digest', () => {
     fc.assert(
       fc.property(

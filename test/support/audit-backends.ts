@@ -10,6 +10,7 @@ import {
   type EventAudit,
   type EventStore,
   type SqlEventAuditOptions,
+  type SqlEventStoreOptions,
   type SqlProjection,
   type StoreDatabase,
 } from '@strata/store';
@@ -24,9 +25,12 @@ export interface AuditHarness {
   close(): Promise<void>;
 }
 
+/** Options of the SQL stores an `open` makes (memory ignores them). */
+export type AuditStoreOptions = Pick<SqlEventStoreOptions, 'appendCopyEventsMin'>;
+
 export interface AuditBackend {
   readonly name: string;
-  open(): Promise<AuditHarness>;
+  open(storeOptions?: AuditStoreOptions): Promise<AuditHarness>;
 }
 
 export interface AuditBackendsOptions {
@@ -54,9 +58,9 @@ export async function auditBackends(options: AuditBackendsOptions): Promise<{ ba
     },
     {
       name: 'pglite',
-      async open() {
+      async open(storeOptions = {}) {
         const dataDir = await mkdtemp(join(tmpdir(), `strata-${name}-test-`));
-        const opened = await openEventStore({ dataDir, projections, store: { siteId } });
+        const opened = await openEventStore({ dataDir, projections, store: { ...storeOptions, siteId } });
         return {
           store: opened.store,
           audit: new SqlEventAudit(opened.db, { copyOut: opened.copyOut }),
@@ -77,8 +81,8 @@ export async function auditBackends(options: AuditBackendsOptions): Promise<{ ba
   let schemas = 0;
   backends.push({
     name: 'postgres',
-    async open() {
-      const opened = await openEventStore({ databaseUrl: postgres.url, schema: `${name}_${schemas++}`, projections, store: { siteId } });
+    async open(storeOptions = {}) {
+      const opened = await openEventStore({ databaseUrl: postgres.url, schema: `${name}_${schemas++}`, projections, store: { ...storeOptions, siteId } });
       return { store: opened.store, audit: new SqlEventAudit(opened.db, { ...options.postgresAudit, copyOut: opened.copyOut }), db: opened.db, close: () => opened.close() };
     },
   });

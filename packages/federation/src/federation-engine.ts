@@ -587,6 +587,14 @@ export class FederationEngine {
       }
       this.#options.onRepositoryJoined?.(request.repoKey);
     }
+    // Encode and digest the batch's events now, outside the repository's queue, so that this
+    // work overlaps the append of the batch ahead instead of adding to it: the origin-chain
+    // check and the append inside the queue take these bytes (encoded-events.ts). Events held
+    // here already (a forwarded copy, a redelivery) are skipped; one that turns out to be
+    // held by the time the batch is planned only cost its digest.
+    for (const event of request.events) {
+      if (!repo.ids.has(event.id) && eventBelongsTo(repo.key, event)) encodeAndDigestEvent(repo.stream, event);
+    }
     await this.#awaitPredecessors(repo, request);
     try {
       return await repo.serialize(async () => {

@@ -7,6 +7,7 @@
  */
 import { CompiledQuery, Kysely, PostgresDialect, type PostgresPool } from 'kysely';
 import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
 import { StrataError } from '@strata/core';
 import type { StoreDatabase } from './schema.ts';
 
@@ -25,6 +26,14 @@ export interface AppendSession {
    * after the first `send` (on PostgreSQL the transaction begins with it).
    */
   readonly db: Kysely<StoreDatabase>;
+  /**
+   * Where the transaction can take a COPY … FROM (PostgreSQL: on the transaction's own
+   * client, through pg-copy-streams; PGlite: from a blob): runs `statement(source)` — source
+   * `stdin` or `'/dev/blob'` — with `data` (the whole COPY input, e.g. a binary COPY's
+   * header, rows and trailer) in the open transaction. Only after the first `send`. Absent:
+   * the store inserts with statements only.
+   */
+  readonly copyIn?: (statement: (source: string) => string, data: readonly Uint8Array[]) => Promise<void>;
 }
 
 /** Runs append batches in transactions; see AppendSession. */
@@ -36,8 +45,18 @@ export interface AppendTransactions {
   run<T>(work: (session: AppendSession) => Promise<T>): Promise<T>;
 }
 
-/** Statement by statement in a Kysely transaction (PGlite; any Kysely instance). */
-export function kyselyAppendTransactions(db: Kysely<StoreDatabase>): AppendTransactions {
+/** The slice of PGlite a COPY from a blob needs (open-pglite.ts). */
+export interface PgliteCopyIn {
+  query(query: string, params?: unknown[], options?: { blob?: Blob }): Promise<unknown>;
+}
+
+/**
+ * Statement by statement in a Kysely transaction (PGlite; any Kysely instance). With `pglite`
+ * (the PGlite instance under `db`), sessions offer `copyIn` from a blob: PGlite has one
+ * session, so a query sent straight to it lands inside the transaction Kysely holds.
+ */
+export function kyselyAppendTransactions(db: Kysely<StoreDatabase>, options: { readonly pglite?: PgliteCopyIn } = {}): AppendTransactions {
+  const pglite = options.pglite;
   return {
     run: (work) =>
       db.transaction().execute((tx) =>
@@ -48,6 +67,13 @@ export function kyselyAppendTransactions(db: Kysely<StoreDatabase>): AppendTrans
             for (const statement of statements) results.push((await tx.executeQuery(statement)).rows as StatementRows);
             return results;
           },
+          ...(pglite === undefined
+            ? {}
+            : {
+                async copyIn(statement: (source: string) => string, data: readonly Uint8Array[]) {
+                  await pglite.query(statement(`'/dev/blob'`), [], { blob: new Blob(data as Uint8Array<ArrayBuffer>[]) });
+                },
+              }),
         }),
       ),
   };
@@ -162,6 +188,16 @@ export function pgAppendTransactions(pool: pg.Pool, options: PgAppendTransaction
             state = 'committed';
           }
           return results.slice(began ? 1 : 0, (began ? 1 : 0) + texts.length).map((one) => one.rows);
+        },
+        async copyIn(statement, data) {
+          if (state !== 'open') throw new StrataError('STRATA_ERR_INVARIANT', 'a COPY needs the append transaction open');
+          const stream = client.query(copyFrom(statement('stdin')));
+          await new Promise<void>((resolve, reject) => {
+            stream.on('finish', resolve);
+            stream.on('error', reject);
+            for (const chunk of data) stream.write(chunk);
+            stream.end();
+          });
         },
       };
       try {

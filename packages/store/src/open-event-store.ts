@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { StrataError } from '@strata/core';
-import { pgAppendTransactions, type AppendTransactions } from './append-transaction.ts';
+import { kyselyAppendTransactions, pgAppendTransactions, type AppendTransactions } from './append-transaction.ts';
 import { migrateToLatest } from './migrations/index.ts';
 import { openPglite, pgliteKysely } from './open-pglite.ts';
 import { pgliteBulkLoader, pgliteCopyOut, postgresBulkLoader, postgresCopyOut, type BulkLoader } from './projections/bulk-copy.ts';
@@ -73,7 +73,14 @@ export const pgliteCopyStatementRowsMax = 50_000;
 async function openPgliteDatabase(options: OpenEventStoreOptions): Promise<OpenedDatabase> {
   const pglite = await openPglite(options.dataDir === undefined ? 'memory' : join(options.dataDir, 'pg'));
   const db = pgliteKysely(pglite);
-  return { db, bulk: pgliteBulkLoader(pglite, db), copyOut: pgliteCopyOut(pglite, db), copyStatementRowsMax: pgliteCopyStatementRowsMax };
+  return {
+    db,
+    bulk: pgliteBulkLoader(pglite, db),
+    copyOut: pgliteCopyOut(pglite, db),
+    copyStatementRowsMax: pgliteCopyStatementRowsMax,
+    // Large appends COPY their events from a blob (sql-event-store.ts, appendCopyEventsMin).
+    appendTransactions: kyselyAppendTransactions(db, { pglite }),
+  };
 }
 
 async function openPostgresDatabase(databaseUrl: string, options: OpenEventStoreOptions): Promise<OpenedDatabase> {

@@ -37,6 +37,7 @@ import type { AppendWrites, InlineProjectionPlan, SqlProjection } from './projec
 import { PROJECTION_LOCK_CLASS } from './projections/sql-values.ts';
 import type { StoreDatabase } from './schema.ts';
 import { COPY_EVENT_COLUMNS, decodeEventCopy, type CopyOut } from './event-copy-reader.ts';
+import { BINARY_COPY_HEADER, BINARY_COPY_TRAILER, BinaryCopyWriter } from './projections/binary-copy.ts';
 
 export interface SqlEventStoreOptions {
   /** Most events written in one group-commit transaction; an append larger than this goes alone. Default 2000. */
@@ -82,6 +83,14 @@ export interface SqlEventStoreOptions {
    * inline blobs of the batch's deploys, inline-blob-store.ts); none by default.
    */
   readonly appendWrites?: readonly AppendWrites[];
+  /**
+   * A batch with at least this many new events is inserted with one binary COPY instead of
+   * an INSERT of unnested arrays, where the append transactions offer COPY (`AppendSession.copyIn`). The rows, the
+   * revisions, the chains and the projections are the same either way; the COPY spares
+   * the hex text of every bytea and its parsing (a receiver catching up, a bulk import).
+   * Default 100; Number.MAX_SAFE_INTEGER: never.
+   */
+  readonly appendCopyEventsMin?: number;
 }
 
 interface PendingAppend {
@@ -154,6 +163,7 @@ export class SqlEventStore implements EventStore, EventScanner {
   readonly #copyStatementRowsMax: number | undefined;
   readonly #transactions: AppendTransactions;
   readonly #appendWrites: readonly AppendWrites[];
+  readonly #appendCopyEventsMin: number;
   /** The page after the last full page readAll returned, being read (see `readAhead`). */
   #pageAhead: { readonly after: Checkpoint; readonly maxCount: number; readonly page: Promise<ReadAllResult | undefined> } | undefined;
   readonly #queue: PendingAppend[] = [];
@@ -180,6 +190,7 @@ export class SqlEventStore implements EventStore, EventScanner {
     this.#copyStatementRowsMax = options.copyStatementRowsMax === undefined ? undefined : positive(options.copyStatementRowsMax, 'copyStatementRowsMax');
     this.#transactions = options.appendTransactions ?? kyselyAppendTransactions(db);
     this.#appendWrites = options.appendWrites ?? [];
+    this.#appendCopyEventsMin = positive(options.appendCopyEventsMin ?? 100, 'appendCopyEventsMin');
   }
 
   /** The database this store writes (for the audit queries of the same package). */
@@ -640,6 +651,21 @@ export class SqlEventStore implements EventStore, EventScanner {
         if (heads.originTouched && !heads.originKnown) heads.originHead = await lastOriginLink(session, db, stream, this.#siteId!);
       }
       for (const row of inserts) row.chained = chainEvent(row.stream, row.revision, row.prepared, chainHeads.get(row.stream)!, this.#siteId);
+      // The streams' new revisions and chain heads.
+      const streamsUpdate = sql`
+          update streams set revision = input.revision, chain = input.chain,
+            origin_chain = coalesce(input.origin_chain, streams.origin_chain),
+            origin_chain_origin = case when input.origin_chain is null then streams.origin_chain_origin else ${this.#siteId ?? null}::text end
+          from unnest(
+            ${changed}::text[],
+            ${changed.map((stream) => revisions.get(stream)!)}::int[],
+            ${changed.map((stream) => toBuffer(chainHeads.get(stream)!.head))}::bytea[],
+            ${changed.map((stream) => {
+              const heads = chainHeads.get(stream)!;
+              return !heads.originTouched || heads.originHead === undefined ? null : toBuffer(heads.originHead);
+            })}::bytea[]
+          ) as input(stream, revision, chain, origin_chain)
+          where streams.stream = input.stream`;
       const insertStatement = sql<{ id: string; position: string }>`
         with inserted as (
         insert into events (id, stream, revision, origin, origin_seq, hlc_wall, hlc_logical, type, data, meta, target, prev_hash, origin_prev, digest)
@@ -660,26 +686,27 @@ export class SqlEventStore implements EventStore, EventScanner {
           ${inserts.map((row) => toBuffer(row.chained!.digest))}::bytea[]
         )
         returning id, position),
-        revised as (
-          update streams set revision = input.revision, chain = input.chain,
-            origin_chain = coalesce(input.origin_chain, streams.origin_chain),
-            origin_chain_origin = case when input.origin_chain is null then streams.origin_chain_origin else ${this.#siteId ?? null}::text end
-          from unnest(
-            ${changed}::text[],
-            ${changed.map((stream) => revisions.get(stream)!)}::int[],
-            ${changed.map((stream) => toBuffer(chainHeads.get(stream)!.head))}::bytea[],
-            ${changed.map((stream) => {
-              const heads = chainHeads.get(stream)!;
-              return !heads.originTouched || heads.originHead === undefined ? null : toBuffer(heads.originHead);
-            })}::bytea[]
-          ) as input(stream, revision, chain, origin_chain)
-          where streams.stream = input.stream)
+        revised as (${streamsUpdate})
         select id, position from inserted`;
 
       // The events as the projections evolve them, in insertion (= position) order.
       const streamEvents: StreamEvent[] = inserts.map((row) => ({ ...row.chained!.event, stream: row.stream }) as StreamEvent);
-      let queued: CompiledQuery[] = [insertStatement.compile(db)];
+      let queued: CompiledQuery[];
       let insertedRows: readonly Record<string, unknown>[] | undefined;
+      const copyIn = inserts.length >= this.#appendCopyEventsMin ? session.copyIn : undefined;
+      if (copyIn !== undefined) {
+        // A large batch goes in by one binary COPY (appendCopyEventsMin): the same rows the
+        // INSERT writes, positions and transaction id from the columns' defaults, in row
+        // order. The positions come back with the next statements: this transaction's rows,
+        // found by the (transaction_id, position) index — the COPY is its only insert.
+        await copyIn((source) => `copy events (${EVENT_COPY_IN_COLUMNS}) from ${source} (format binary)`, eventCopyData(inserts));
+        queued = [
+          sql<{ id: string; position: string }>`select id, position from events where transaction_id = pg_current_xact_id() order by position`.compile(db),
+          sql`${streamsUpdate}`.compile(db),
+        ];
+      } else {
+        queued = [insertStatement.compile(db)];
+      }
       const send = async (commit: boolean) => {
         const results = await session.send(queued, { commit });
         insertedRows ??= results[0];
@@ -688,7 +715,7 @@ export class SqlEventStore implements EventStore, EventScanner {
       const record = () => {
         if (inserts[0]!.recorded !== undefined) return;
         const positions = new Map<string, bigint>();
-        for (const row of insertedRows!) positions.set(row.id as string, BigInt(row.position as string));
+        for (const row of insertedRows!) positions.set(row.id as string, BigInt(row.position as string | bigint));
         for (const row of inserts) {
           const position = positions.get(row.prepared.event.id);
           if (position === undefined) throw new StrataError('STRATA_ERR_INVARIANT', `insert returned no position for '${row.prepared.event.id}'`);
@@ -816,6 +843,46 @@ function signedDigits(value: bigint): string {
 function positive(value: number, name: string): number {
   if (!Number.isSafeInteger(value) || value < 1) throw new StrataError('STRATA_ERR_INVARIANT', `${name} must be a positive integer`);
   return value;
+}
+
+/** The columns `eventCopyData` writes, in its order (position and transaction_id take their defaults). */
+const EVENT_COPY_IN_COLUMNS = 'id, stream, revision, origin, origin_seq, hlc_wall, hlc_logical, type, data, meta, target, prev_hash, origin_prev, digest';
+
+interface CopiedEventRow {
+  readonly prepared: PreparedEvent;
+  readonly stream: string;
+  readonly revision: number;
+  readonly chained?: ChainedEvent;
+}
+
+/** A binary COPY of `rows` into `events` (EVENT_COPY_IN_COLUMNS): the values the INSERT of unnested arrays writes. */
+function eventCopyData(rows: readonly CopiedEventRow[]): Uint8Array[] {
+  let bytes = 0;
+  for (const row of rows) bytes += row.prepared.data.length + row.chained!.meta.length + 512;
+  const out = new BinaryCopyWriter(bytes);
+  for (const row of rows) {
+    const event = row.prepared.event;
+    const chained = row.chained!;
+    out.row(14);
+    out.text(event.id);
+    out.text(row.stream);
+    out.int4(row.revision);
+    out.text(event.origin);
+    out.int4(event.originSeq);
+    out.int8(event.hlc.wall);
+    out.int4(event.hlc.logical);
+    out.text(event.type);
+    out.bytea(row.prepared.data);
+    out.bytea(chained.meta);
+    if (chained.target === null) out.null();
+    else out.text(chained.target);
+    out.bytea(chained.prevHash);
+    if (chained.originPrev === null) out.null();
+    else out.bytea(chained.originPrev);
+    out.bytea(chained.digest);
+    out.endRow();
+  }
+  return [BINARY_COPY_HEADER, ...out.take(true), BINARY_COPY_TRAILER];
 }
 
 /** For the audit queries of this package (sql-event-audit.ts); not part of the package's surface. */

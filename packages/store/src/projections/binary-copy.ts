@@ -172,6 +172,14 @@ export class BinaryCopyWriter {
     this.#at = at;
   }
 
+  /** Bytes as bytea (binary form: the bytes themselves). */
+  bytea(bytes: Uint8Array): void {
+    this.#room(4 + bytes.length);
+    this.#int32(bytes.length);
+    this.#buffer.set(bytes, this.#at);
+    this.#at += bytes.length;
+  }
+
   /** JSON text as jsonb (format version 1, then the text). */
   jsonb(json: string): void {
     this.#room(5 + 3 * json.length);

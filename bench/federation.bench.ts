@@ -10,7 +10,7 @@
  *   measured until its vector covers the origin's (target ≥ 20,000 events/s; metadata only —
  *   every event names one binary, fetched once).
  * Runnable alone: `node --import tsx bench/federation.bench.ts [--backend=postgres|pglite]
- * [--seconds=N] [--events=N] [--only=lag,catch-up]`.
+ * [--seconds=N] [--events=N] [--rate=N] [--only=lag,catch-up] [--origin-alone]`.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { Agent, request as httpRequest } from 'node:http';
@@ -45,6 +45,13 @@ export interface FederationBenchOptions {
   readonly deploysPerSecond: number;
   readonly catchUpEvents: number;
   readonly only?: readonly ('lag' | 'catch-up')[];
+  /**
+   * After the federated phase, the same load on the federated repository once more with both
+   * receivers frozen (SIGSTOP: no CPU, no SQL, no pulls; the origin's pushes hang until their
+   * timeout): what the origin's deploys cost with its own federation work but without the
+   * receivers' on the shared machine.
+   */
+  readonly originAlone?: boolean;
 }
 
 export interface FederationBenchResult {
@@ -58,6 +65,8 @@ export interface FederationBenchResult {
     readonly receivers: readonly { site: string; events: number; p50Ms: number | null; p99Ms: number | null; maxMs: number | null; stages?: ReceiveStages }[];
     /** The same load on a local repository of the same server, just before. */
     readonly reference: { readonly achievedPerSecond: number; readonly p50Ms: number; readonly p99Ms: number };
+    /** The same load on the federated repository with both receivers frozen (--origin-alone), just after. */
+    readonly originAlone?: { readonly achievedPerSecond: number; readonly p50Ms: number; readonly p99Ms: number };
   };
   readonly catchUp?: {
     readonly events: number;
@@ -233,6 +242,19 @@ async function lagBenchmark(sites: BenchSite[], options: FederationBenchOptions)
     receivers.push({ site: site.name, ...body.receiveLag, ...(body.receiveStages === undefined ? {} : { stages: body.receiveStages }) });
   }
   latencies.sort((x, y) => x - y);
+  let originAlone: { achievedPerSecond: number; p50Ms: number; p99Ms: number } | undefined;
+  if (options.originAlone === true) {
+    const frozen = [b, c].map((site) => live(site).child);
+    for (const child of frozen) child.kill('SIGSTOP');
+    try {
+      const alone = await deployLoad(a, options.deploysPerSecond, options.seconds);
+      alone.latencies.sort((x, y) => x - y);
+      originAlone = { achievedPerSecond: (alone.latencies.length / alone.elapsedMs) * 1000, p50Ms: percentile(alone.latencies, 0.5), p99Ms: percentile(alone.latencies, 0.99) };
+      log(`  origin alone (receivers frozen), federated repository: ${originAlone.achievedPerSecond.toFixed(0)}/s, deploy p50 ${originAlone.p50Ms.toFixed(1)} ms p99 ${originAlone.p99Ms.toFixed(1)} ms`);
+    } finally {
+      for (const child of frozen) child.kill('SIGCONT');
+    }
+  }
   const result = {
     deploys: latencies.length,
     offeredPerSecond: options.deploysPerSecond,
@@ -241,6 +263,7 @@ async function lagBenchmark(sites: BenchSite[], options: FederationBenchOptions)
     deployP99Ms: percentile(latencies, 0.99),
     receivers,
     reference: referenceResult,
+    ...(originAlone === undefined ? {} : { originAlone }),
   };
   log(`  deploys ${result.deploys} at ${result.achievedPerSecond.toFixed(0)}/s, deploy p50 ${result.deployP50Ms.toFixed(1)} ms p99 ${result.deployP99Ms.toFixed(1)} ms`);
   for (const receiver of receivers) {
@@ -353,6 +376,9 @@ export function printFederationResults(results: readonly FederationBenchResult[]
       console.log(
         `federation lag (${result.backend}): ${lag.deploys} deploys at ${lag.achievedPerSecond.toFixed(0)}/s (offered ${lag.offeredPerSecond}/s); origin deploy latency p50 ${lag.deployP50Ms.toFixed(1)} ms, p99 ${lag.deployP99Ms.toFixed(1)} ms; reference (same load, local repository): ${lag.reference.achievedPerSecond.toFixed(0)}/s, p50 ${lag.reference.p50Ms.toFixed(1)} ms, p99 ${lag.reference.p99Ms.toFixed(1)} ms`,
       );
+      if (lag.originAlone !== undefined) {
+        console.log(`  origin alone (receivers frozen, same load, federated repository): ${lag.originAlone.achievedPerSecond.toFixed(0)}/s, p50 ${lag.originAlone.p50Ms.toFixed(1)} ms, p99 ${lag.originAlone.p99Ms.toFixed(1)} ms`);
+      }
       for (const receiver of lag.receivers) {
         console.log(`  receiver ${receiver.site}: commit→projection p50 ${receiver.p50Ms} ms (target < 50), p99 ${receiver.p99Ms} ms (target < 250), max ${receiver.maxMs} ms, ${receiver.events} events; stages p50/p99 ms: ${stagesText(receiver.stages)}`);
       }
@@ -379,6 +405,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
         deploysPerSecond: Number(flag('rate') ?? 500),
         catchUpEvents: Number(flag('events') ?? 100_000),
         ...(flag('only') === undefined ? {} : { only: flag('only')!.split(',') as ('lag' | 'catch-up')[] }),
+        ...(args.includes('--origin-alone') ? { originAlone: true } : {}),
       }),
     );
   }

@@ -697,11 +697,13 @@ export class SqlEventStore implements EventStore, EventScanner {
       if (copyIn !== undefined) {
         // A large batch goes in by one binary COPY (appendCopyEventsMin): the same rows the
         // INSERT writes, positions and transaction id from the columns' defaults, in row
-        // order. The positions come back with the next statements: this transaction's rows,
-        // found by the (transaction_id, position) index — the COPY is its only insert.
+        // order. The positions come back with the next statements, one probe of the unique id
+        // index per row (a lateral `offset 0`, planned as an index scan even while the table
+        // is nearly empty — a generic plan made then must stay right as it grows, storage.md).
         await copyIn((source) => `copy events (${EVENT_COPY_IN_COLUMNS}) from ${source} (format binary)`, eventCopyData(inserts));
         queued = [
-          sql<{ id: string; position: string }>`select id, position from events where transaction_id = pg_current_xact_id() order by position`.compile(db),
+          sql<{ id: string; position: string }>`select copied.id, copied.position from unnest(${inserts.map((row) => row.prepared.event.id)}::text[]) as wanted(id)
+            cross join lateral (select events.id, events.position from events where events.id = wanted.id offset 0) as copied`.compile(db),
           sql`${streamsUpdate}`.compile(db),
         ];
       } else {

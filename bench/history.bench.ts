@@ -112,7 +112,10 @@ export async function historyBenchmark(rounds: number): Promise<BenchResult[]> {
             : async () => {
                 const page = await variant.audit.pathHistoryJson!(STREAM, PATH, { limit: 10_000, siteId: 'site-a' });
                 if (page.events !== 10_000) throw new Error(`history returned ${page.events} events`);
-                return Buffer.concat([Buffer.from('{"repo":"history","events":'), ...page.eventsJson, Buffer.from('}')]).length;
+                // The route sends the pieces as they are, then hands them back.
+                const bytes = [Buffer.from('{"repo":"history","events":'), ...page.eventsJson, Buffer.from('}')].reduce((total, piece) => total + piece.length, 0);
+                page.release?.();
+                return bytes;
               },
         /** The route: curl's time from connecting to the last byte of the whole history (its own process). */
         overHttp: async () => {

@@ -260,6 +260,29 @@ describe('history JSON rendered from binary COPY', () => {
     }
   });
 
+  it('reuses the pieces of a released page and never those of a page still held', async () => {
+    const page = async (actor: string) => {
+      const rows = rowsOf(
+        Array.from({ length: 1500 }, (_, index): RowInput => ({ type: 'ArtifactDeployed', data: { path: `a/${index}.jar`, size: index }, meta: { actor }, id: `e${index}`, foreign: false, originSeq: index + 1, wall: 1_700_000_000_000 + index, logical: 0, position: BigInt(index + 1), prevHash: null })),
+        Array.from({ length: 1500 }, (_, index) => index),
+      );
+      const { chained, json } = copyBytes(rows);
+      return { expected: Buffer.from((await expectedJson(chained, 2000)) as string), rendered: (await renderHistoryJsonCopy(chunked(json, [7, 70_000]), SITE, 2000))! };
+    };
+    const first = await page('alice');
+    expect(Buffer.concat(first.rendered.json).equals(first.expected)).toBe(true);
+    const firstPieces = new Set(first.rendered.json.map((piece) => piece.buffer));
+    first.rendered.release();
+    first.rendered.release();
+    const second = await page('bob');
+    expect(second.rendered.json.some((piece) => firstPieces.has(piece.buffer))).toBe(true);
+    expect(Buffer.concat(second.rendered.json).equals(second.expected)).toBe(true);
+    const third = await page('carol');
+    expect(third.rendered.json.some((piece) => second.rendered.json.some((held) => held.buffer === piece.buffer))).toBe(false);
+    expect(Buffer.concat(second.rendered.json).equals(second.expected)).toBe(true);
+    expect(Buffer.concat(third.rendered.json).equals(third.expected)).toBe(true);
+  });
+
   it('renders an empty page as []', async () => {
     const empty = await renderHistoryJsonCopy(chunked(copyBytes([]).json, [5]), SITE, 10);
     expect(Buffer.concat(empty!.json).toString()).toBe('[]');

@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import { StrataError, repositoryStream } from '@strata/core';
 import type { EventAudit } from '@strata/store';
 import type { FastifyPluginAsync } from 'fastify';
@@ -71,9 +72,14 @@ export const historyRoutes: FastifyPluginAsync<HistoryRoutesOptions> = async (ap
           page.nextAfterRevision === undefined
             ? '}'
             : `,"next":${JSON.stringify(String(page.nextAfterRevision))},"nextUri":${JSON.stringify(`${self}?limit=${limit}&cursor=${page.nextAfterRevision}${deep ? '&deep=1' : ''}`)}}`;
+        // The pieces as they are (no 6 MB copy into one buffer), handed back to the store once
+        // the socket took them ('finish'; an aborted response just leaves them to the GC).
+        const body = [Buffer.from(`${head.slice(0, -1)},"events":`, 'utf8'), ...page.eventsJson, Buffer.from(tail, 'utf8')];
+        if (page.release !== undefined) reply.raw.once('finish', page.release);
         return reply
           .type('application/json; charset=utf-8')
-          .send(Buffer.concat([Buffer.from(`${head.slice(0, -1)},"events":`, 'utf8'), ...page.eventsJson, Buffer.from(tail, 'utf8')]));
+          .header('content-length', body.reduce((bytes, piece) => bytes + piece.length, 0))
+          .send(Readable.from(body, { objectMode: false }));
       },
     );
   }

@@ -36,6 +36,11 @@ export interface HistoryJsonPage {
   readonly events: number;
   /** Pass as `afterRevision` for the next page; undefined when this page is the last. */
   readonly nextAfterRevision: number | undefined;
+  /**
+   * Where the backend reuses the pieces' memory: hands them back once they were sent.
+   * Nothing may read `eventsJson` after it; not calling it is fine (they are collected).
+   */
+  readonly release?: () => void;
 }
 
 export interface PathHistoryJsonOptions extends PathHistoryOptions {

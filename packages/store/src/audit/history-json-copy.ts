@@ -20,6 +20,11 @@ export interface HistoryJsonRows {
   readonly revisions: Int32Array;
   /** Rows the COPY output held (more than `limit`: the page was cut). */
   readonly rowsRead: number;
+  /**
+   * Hands the pieces of `json` back for the next pages to write into; nothing may read
+   * `json` after it. Optional (unreleased pieces are collected as garbage); idempotent.
+   */
+  release(): void;
 }
 
 /** "PGCOPY\n\377\r\n\0": the signature of the binary COPY format. */
@@ -31,6 +36,28 @@ const dayMs = 86_400_000;
 const boundaryRowBytesMax = 16 * 1024;
 /** Bytes of a piece of the output. */
 const pieceBytes = 1 << 20;
+/**
+ * Pieces released by pages that were sent, reused by the next ones: a fresh megabyte is a
+ * new mapping the kernel zeroes page by page on first touch (the launcher has glibc map every
+ * allocation of 128 KiB and more), and V8 counts it as external memory, which brings the
+ * next collection closer.
+ */
+const pooledPieces: Buffer[] = [];
+const piecesPooledMax = 16;
+/**
+ * Data and meta of the row being rendered, shared by every renderer: a row is rendered
+ * synchronously, and nothing of it is kept in here across rows.
+ */
+let sharedScratch = Buffer.allocUnsafe(1 << 16);
+
+/** A pooled piece when `bytes` fit in one, else a new buffer of `size`. */
+function takePiece(bytes: number, size: number): Buffer {
+  if (bytes <= pieceBytes) {
+    const pooled = pooledPieces.pop();
+    if (pooled !== undefined) return pooled;
+  }
+  return Buffer.allocUnsafe(size);
+}
 /** The times toISOString writes with a four-digit year (0000–9999); others have six digits and a sign. */
 const isoFourDigitYearsFrom = Date.parse('0000-01-01T00:00:00.000Z');
 const isoFourDigitYearsUntil = Date.parse('+010000-01-01T00:00:00.000Z');
@@ -130,8 +157,11 @@ class HistoryJsonRenderer {
   #at = 1;
   /** The piece of each row, its start and end in it. */
   #rowPieces: number[] = [];
-  /** Data and meta of the row being rendered (their positions are needed before they are written). */
-  #scratch = Buffer.allocUnsafe(1 << 16);
+  /** Data and meta of the row being rendered (their positions are needed before they are written): sharedScratch. */
+  #scratch = sharedScratch;
+  /** Pieces of pieceBytes this page took: handed back by release(). */
+  readonly #owned: Buffer[] = [];
+  #released = false;
   #scratchAt = 0;
   #rowStarts: number[] = [];
   #rowEnds: number[] = [];
@@ -164,7 +194,8 @@ class HistoryJsonRenderer {
     this.#siteId = Buffer.from(siteId, 'utf8');
     // Pieces of a megabyte (fewer for a short page): no output copied as it grows, and less
     // external memory than doubling (which makes V8 collect the whole heap sooner).
-    this.#out = Buffer.allocUnsafe(Math.min(pieceBytes, limit * 1024 + 1024));
+    const firstBytes = Math.min(pieceBytes, limit * 1024 + 1024);
+    this.#out = this.#piece(firstBytes, firstBytes);
     this.#out[0] = 0x5b; // [
   }
 
@@ -215,15 +246,22 @@ class HistoryJsonRenderer {
   }
 
   result(limit: number): HistoryJsonRows | undefined {
-    if (this.#bailed) return undefined;
+    if (this.#bailed) {
+      this.#release();
+      return undefined;
+    }
     const count = this.#revisions.length;
-    if (count === 0) return { json: [Buffer.from('[]')], revisions: new Int32Array(0), rowsRead: 0 };
+    const release = () => this.#release();
+    if (count === 0) {
+      release();
+      return { json: [Buffer.from('[]')], revisions: new Int32Array(0), rowsRead: 0, release };
+    }
     if (this.#sorted && count <= limit) {
       // Written in order, commas and all: close the array.
       this.#ensure(1);
       this.#out[this.#at++] = 0x5d; // ]
       this.#pieces.push(this.#out.subarray(0, this.#at));
-      return { json: this.#pieces, revisions: Int32Array.from(this.#revisions), rowsRead: count };
+      return { json: this.#pieces, revisions: Int32Array.from(this.#revisions), rowsRead: count, release };
     }
     this.#pieces.push(this.#out.subarray(0, this.#at));
     const order = Array.from({ length: count }, (_, index) => index);
@@ -240,7 +278,9 @@ class HistoryJsonRenderer {
       at = copyBytes(this.#pieces[this.#rowPieces[index]!]!, this.#rowStarts[index]!, this.#rowEnds[index]!, json, at);
     }
     json[at++] = 0x5d;
-    return { json: [json.subarray(0, at)], revisions: Int32Array.from(order, (index) => revisions[index]!), rowsRead: count };
+    // Copied out of the pieces: they can serve the next page now.
+    release();
+    return { json: [json.subarray(0, at)], revisions: Int32Array.from(order, (index) => revisions[index]!), rowsRead: count, release };
   }
 
   #row(buffer: Buffer): void {
@@ -608,15 +648,30 @@ class HistoryJsonRenderer {
     this.#at = copyShort(constant, this.#out, this.#at);
   }
 
+  /** A piece of at least `bytes` (a pooled one when it fits). */
+  #piece(bytes: number, size: number): Buffer {
+    const piece = takePiece(bytes, size);
+    if (piece.length === pieceBytes) this.#owned.push(piece);
+    return piece;
+  }
+
+  #release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    for (const piece of this.#owned) if (pooledPieces.length < piecesPooledMax) pooledPieces.push(piece);
+    this.#owned.length = 0;
+  }
+
   #ensure(bytes: number): void {
     if (this.#at + bytes <= this.#out.length) return;
     this.#pieces.push(this.#out.subarray(0, this.#at));
-    this.#out = Buffer.allocUnsafe(Math.max(pieceBytes, bytes));
+    this.#out = this.#piece(bytes, Math.max(pieceBytes, bytes));
     this.#at = 0;
   }
 
   #ensureScratch(bytes: number): void {
-    if (bytes > this.#scratch.length) this.#scratch = Buffer.allocUnsafe(Math.max(this.#scratch.length * 2, bytes));
+    if (bytes > this.#scratch.length) sharedScratch = this.#scratch = Buffer.allocUnsafe(Math.max(this.#scratch.length * 2, bytes));
+    else this.#scratch = sharedScratch;
   }
 }
 

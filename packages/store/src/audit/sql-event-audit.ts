@@ -116,7 +116,7 @@ export class SqlEventAudit implements EventAudit {
     const count = rendered.revisions.length;
     // Without an end, events appended between the two statements may have joined the page.
     const more = end !== undefined || rendered.rowsRead > limit;
-    return { eventsJson: rendered.json, events: count, nextAfterRevision: more ? rendered.revisions[count - 1] : undefined };
+    return { eventsJson: rendered.json, events: count, nextAfterRevision: more ? rendered.revisions[count - 1] : undefined, release: rendered.release };
   }
 
   async pathHistory(stream: string, path: string, options: PathHistoryOptions): Promise<PathHistoryPage> {

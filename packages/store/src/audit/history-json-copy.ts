@@ -173,9 +173,7 @@ class HistoryJsonRenderer {
   readonly #siteId: Buffer;
   readonly #starts = new Int32Array(FIELDS);
   readonly #lengths = new Int32Array(FIELDS);
-  readonly #types = new Map<string, TypeRendering | undefined>();
-  #lastType: Buffer | undefined;
-  #lastRendering: TypeRendering | undefined;
+  readonly #knownTypes: { readonly name: Buffer; readonly rendering: TypeRendering }[] = [];
   /** Key positions of the maps being rendered (duplicate checks), a stack across nesting. */
   #keyStarts = new Int32Array(256);
   #keyLengths = new Int32Array(256);
@@ -376,18 +374,15 @@ class HistoryJsonRenderer {
   }
 
   #typeRendering(buffer: Buffer, start: number, length: number): TypeRendering {
-    const last = this.#lastType;
-    if (last !== undefined && last.length === length && bytesEqual(buffer, start, last, 0, length)) return this.#lastRendering!;
-    const name = buffer.toString('utf8', start, start + length);
-    let rendering = this.#types.get(name);
-    if (rendering === undefined) {
-      if (this.#types.has(name)) throw BAIL;
-      rendering = typeRendering(name);
-      this.#types.set(name, rendering);
-      if (rendering === undefined) throw BAIL;
+    // The page's few types by their bytes: no string decoded, nothing allocated for a known one.
+    const known = this.#knownTypes;
+    for (let index = 0; index < known.length; index++) {
+      const type = known[index]!;
+      if (type.name.length === length && bytesEqual(buffer, start, type.name, 0, length)) return type.rendering;
     }
-    this.#lastType = Buffer.from(buffer.subarray(start, start + length));
-    this.#lastRendering = rendering;
+    const rendering = typeRendering(buffer.toString('utf8', start, start + length));
+    if (rendering === undefined) throw BAIL;
+    known.push({ name: Buffer.from(buffer.subarray(start, start + length)), rendering });
     return rendering;
   }
 

@@ -1,5 +1,5 @@
 import { StrataError, validateEventType, type EventMeta, type EventType, type NewEvent, type RecordedEvent, type StreamEvent } from '@strata/core';
-import { sql, type CompiledQuery, type Kysely } from 'kysely';
+import { sql, type CompiledQuery, type Kysely, type RawBuilder } from 'kysely';
 import { Unpackr } from 'msgpackr';
 import {
   appendResult,
@@ -545,14 +545,7 @@ export class SqlEventStore implements EventStore, EventScanner {
     // The events already stored under the batch's ids, as of after the locks: an event a
     // concurrent batch of another stream commits later is missed here, its insert then breaks
     // the unique id and the batch is retried one append at a time, which sees it.
-    // One probe of the unique id index per id (`offset 0` keeps the lateral subquery a
-    // parameterised index scan): `where id = any(…)` is planned as a sequential scan while
-    // the table is small, and the statement is prepared once hot (append-transaction.ts), so
-    // a plan made in a new database's first seconds scanned the whole growing table on
-    // every batch until autovacuum analysed it (appends fell from ~2,000/s to ~500/s over
-    // the first 32,000 events).
-    const storedStatement = sql<EventRow>`select stored.* from unnest(${ids}::text[]) as wanted(id)
-      cross join lateral (select ${EVENT_COLUMNS} from events where events.id = wanted.id offset 0) as stored`;
+    const storedStatement = eventsById<EventRow>(ids, EVENT_COLUMNS);
     const loads = projectionPlans.flatMap((plan, index) =>
       plan === undefined || plan === 'apply' || plan.load === undefined
         ? []
@@ -697,13 +690,13 @@ export class SqlEventStore implements EventStore, EventScanner {
       if (copyIn !== undefined) {
         // A large batch goes in by one binary COPY (appendCopyEventsMin): the same rows the
         // INSERT writes, positions and transaction id from the columns' defaults, in row
-        // order. The positions come back with the next statements, one probe of the unique id
-        // index per row (a lateral `offset 0`, planned as an index scan even while the table
-        // is nearly empty — a generic plan made then must stay right as it grows, storage.md).
+        // order. The positions come back with the next statements (eventsById).
         await copyIn((source) => `copy events (${EVENT_COPY_IN_COLUMNS}) from ${source} (format binary)`, eventCopyData(inserts));
         queued = [
-          sql<{ id: string; position: string }>`select copied.id, copied.position from unnest(${inserts.map((row) => row.prepared.event.id)}::text[]) as wanted(id)
-            cross join lateral (select events.id, events.position from events where events.id = wanted.id offset 0) as copied`.compile(db),
+          eventsById<{ id: string; position: string }>(
+            inserts.map((row) => row.prepared.event.id),
+            sql.raw('id, position'),
+          ).compile(db),
           sql`${streamsUpdate}`.compile(db),
         ];
       } else {
@@ -845,6 +838,20 @@ function signedDigits(value: bigint): string {
 function positive(value: number, name: string): number {
   if (!Number.isSafeInteger(value) || value < 1) throw new StrataError('STRATA_ERR_INVARIANT', `${name} must be a positive integer`);
   return value;
+}
+
+/**
+ * The `events` rows of `ids` (those stored), `columns` of each, by one probe of the unique id
+ * index per id: `offset 0` keeps the lateral subquery a parameterised index scan, which
+ * PostgreSQL plans so even on an empty table. The append's statements are prepared once hot
+ * (append-transaction.ts) and a generic plan made in a new database's first seconds is kept
+ * until autovacuum analyses the table: `where id = any(…)` was planned then as a sequential
+ * scan, which read the whole growing table on every batch (appends fell from ~2,000/s to
+ * ~500/s over the first 32,000 events; storage.md).
+ */
+function eventsById<Row>(ids: readonly string[], columns: RawBuilder<unknown>): RawBuilder<Row> {
+  return sql<Row>`select found.* from unnest(${ids}::text[]) as wanted(id)
+    cross join lateral (select ${columns} from events where events.id = wanted.id offset 0) as found`;
 }
 
 /** The columns `eventCopyData` writes, in its order (position and transaction_id take their defaults). */

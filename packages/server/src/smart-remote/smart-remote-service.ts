@@ -291,7 +291,7 @@ export class SmartRemoteService {
     }
   }
 
-  /** Reports queued downloads to their origins; returns how many entries were acknowledged. */
+  /** Reports queued downloads to their origins; returns how many downloads were acknowledged. */
   flush(): Promise<number> {
     this.#flushing ??= this.#flushOnce().finally(() => (this.#flushing = undefined));
     return this.#flushing;
@@ -299,40 +299,25 @@ export class SmartRemoteService {
 
   async #flushOnce(): Promise<number> {
     const { queue } = this.#options;
-    const taken = await queue.take(this.#options.limits.statsBatchMax);
-    if (taken.length === 0) return 0;
-    const byRepo = new Map<string, (typeof taken)[number][]>();
-    for (const entry of taken) {
-      const group = byRepo.get(entry.download.repo);
-      if (group === undefined) byRepo.set(entry.download.repo, [entry]);
-      else group.push(entry);
-    }
     let acknowledged = 0;
-    for (const [repo, entries] of byRepo) {
-      const ids = entries.map((entry) => entry.id);
+    // Repository by repository: an origin that is down holds back its own repository's
+    // report, never another's.
+    for (const repo of await queue.repositories()) {
       const config = await this.#options.repositories.get(repo);
       const origin = this.#smart(config);
       if (config === undefined || origin === undefined || !contentSynchronisationOf(config).statistics.enabled) {
         // The repository is gone or no longer reports: these downloads are not owed to anyone.
-        await queue.remove(ids);
+        await queue.discard(repo);
         continue;
       }
-      const byPath = new Map<string, ReportedDownloads>();
-      for (const { download } of entries) {
-        const current = byPath.get(download.path);
-        const newer = current === undefined || download.downloadedAt >= current.lastDownloaded;
-        byPath.set(download.path, {
-          path: download.path,
-          count: (current?.count ?? 0) + 1,
-          lastDownloaded: newer ? download.downloadedAt : current.lastDownloaded,
-          lastDownloadedBy: newer ? download.downloadedBy : current.lastDownloadedBy,
-        });
-      }
+      const taken = await queue.take(repo, this.#options.limits.statsBatchMax);
+      if (taken.length === 0) continue;
+      const downloads: ReportedDownloads[] = taken.map(({ path, count, lastDownloaded, lastDownloadedBy }) => ({ path, count, lastDownloaded, lastDownloadedBy }));
       try {
         const response = await this.#fetch(`${origin.baseUrl}/api/smart-remote/downloads`, {
           method: 'POST',
           headers: { ...this.#headers(config), 'content-type': 'application/json' },
-          body: JSON.stringify({ repo: origin.repo, downloads: [...byPath.values()] }),
+          body: JSON.stringify({ repo: origin.repo, downloads }),
           signal: AbortSignal.timeout(this.#options.limits.originRequestTimeoutMs),
         });
         const text = await response.text();
@@ -342,8 +327,8 @@ export class SmartRemoteService {
         this.#options.onError(`reporting downloads of '${repo}' to its origin failed`, error);
         continue;
       }
-      await queue.remove(ids);
-      acknowledged += ids.length;
+      await queue.acknowledge(taken);
+      for (const entry of taken) acknowledged += entry.count;
     }
     return acknowledged;
   }

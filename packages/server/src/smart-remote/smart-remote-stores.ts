@@ -11,17 +11,33 @@ export interface QueuedDownload {
   readonly downloadedAt: number;
 }
 
+/** Downloads of one path waiting to be reported: how many since the last acknowledged report, and the latest. */
+export interface PendingDownloads {
+  readonly repo: string;
+  readonly path: string;
+  readonly count: number;
+  readonly lastDownloaded: number;
+  readonly lastDownloadedBy: string;
+}
+
 /**
  * The durable queue of downloads to report (DESIGN §3: downloads are counters, not events).
- * An entry is removed only after the origin acknowledged it, so a crash or an unreachable
- * origin delays the report, never loses it (a report may be repeated after a crash between
- * the origin's answer and the removal).
+ * Downloads of one path are kept as one entry (a count and the latest download), so the
+ * queue holds at most one entry per cached path however long the origin stays unreachable.
+ * An acknowledged report subtracts what it reported: downloads that arrived while it was in
+ * flight stay queued. So a crash or an unreachable origin delays the report, never loses it
+ * (a report may be repeated after a crash between the origin's answer and the subtraction).
  */
 export interface SmartRemoteStatsQueue {
   add(download: QueuedDownload): Promise<void>;
-  /** The oldest entries, at most `limit`. */
-  take(limit: number): Promise<readonly { readonly id: string; readonly download: QueuedDownload }[]>;
-  remove(ids: readonly string[]): Promise<void>;
+  /** Repositories with queued downloads. */
+  repositories(): Promise<readonly string[]>;
+  /** A repository's entries, first queued first, at most `limit`. */
+  take(repo: string, limit: number): Promise<readonly PendingDownloads[]>;
+  /** The origin acknowledged these: subtract their counts; an entry at zero is removed. */
+  acknowledge(reported: readonly PendingDownloads[]): Promise<void>;
+  /** Drops a repository's entries (it is gone or no longer reports). */
+  discard(repo: string): Promise<void>;
 }
 
 export interface RemoteDownloadStats {
@@ -45,17 +61,44 @@ export interface RemoteDownloadStatsStore {
 }
 
 export class MemorySmartRemoteStatsQueue implements SmartRemoteStatsQueue {
-  readonly #entries = new Map<string, QueuedDownload>();
-  #next = 0;
+  /** By repository, then path; a Map keeps first-queued order. */
+  readonly #entries = new Map<string, Map<string, PendingDownloads>>();
   async add(download: QueuedDownload): Promise<void> {
-    this.#entries.set(String(++this.#next), download);
+    let paths = this.#entries.get(download.repo);
+    if (paths === undefined) this.#entries.set(download.repo, (paths = new Map()));
+    paths.set(download.path, mergeDownload(paths.get(download.path), download));
   }
-  async take(limit: number) {
-    return [...this.#entries].slice(0, limit).map(([id, download]) => ({ id, download }));
+  async repositories(): Promise<readonly string[]> {
+    return [...this.#entries.keys()];
   }
-  async remove(ids: readonly string[]): Promise<void> {
-    for (const id of ids) this.#entries.delete(id);
+  async take(repo: string, limit: number): Promise<readonly PendingDownloads[]> {
+    return [...(this.#entries.get(repo)?.values() ?? [])].slice(0, limit);
   }
+  async acknowledge(reported: readonly PendingDownloads[]): Promise<void> {
+    for (const entry of reported) {
+      const paths = this.#entries.get(entry.repo);
+      const current = paths?.get(entry.path);
+      if (paths === undefined || current === undefined) continue;
+      if (current.count <= entry.count) paths.delete(entry.path);
+      else paths.set(entry.path, { ...current, count: current.count - entry.count });
+      if (paths.size === 0) this.#entries.delete(entry.repo);
+    }
+  }
+  async discard(repo: string): Promise<void> {
+    this.#entries.delete(repo);
+  }
+}
+
+/** One more download of a path: the count grows, the latest download wins (ties: the later call). */
+function mergeDownload(current: PendingDownloads | undefined, download: QueuedDownload): PendingDownloads {
+  const newer = current === undefined || download.downloadedAt >= current.lastDownloaded;
+  return {
+    repo: download.repo,
+    path: download.path,
+    count: (current?.count ?? 0) + 1,
+    lastDownloaded: newer ? download.downloadedAt : current.lastDownloaded,
+    lastDownloadedBy: newer ? download.downloadedBy : current.lastDownloadedBy,
+  };
 }
 
 export class MemoryRemoteDownloadStatsStore implements RemoteDownloadStatsStore {
@@ -77,25 +120,45 @@ export class MemoryRemoteDownloadStatsStore implements RemoteDownloadStatsStore 
   }
 }
 
-/** Creates the server-owned tables of smart remotes, idempotently (PostgreSQL and PGlite alike, as sql-download-stats.ts). */
+/**
+ * Creates the server-owned tables of smart remotes, idempotently (PostgreSQL and PGlite alike,
+ * as sql-download-stats.ts). A queue of one row per download (`server_smart_remote_stats_queue`,
+ * before 2026-12-06) is folded into the per-path table and dropped, in one transaction.
+ */
 export async function ensureSmartRemoteTables(db: Kysely<any>): Promise<void> {
-  await sql`
-    create table if not exists server_smart_remote_stats_queue (
-      id bigserial primary key,
-      repo text collate "C" not null,
-      path text collate "C" not null,
-      downloaded_by text not null,
-      downloaded_at bigint not null
-    )`.execute(db);
-  await sql`
-    create table if not exists server_remote_download_stats (
-      repo text collate "C" not null,
-      path text collate "C" not null,
-      remote_download_count bigint not null,
-      remote_last_downloaded bigint not null,
-      remote_last_downloaded_by text not null,
-      primary key (repo, path)
-    )`.execute(db);
+  await db.transaction().execute(async (tx) => {
+    await sql`
+      create table if not exists server_smart_remote_stats_pending (
+        repo text collate "C" not null,
+        path text collate "C" not null,
+        count bigint not null,
+        last_downloaded bigint not null,
+        last_downloaded_by text not null,
+        queued bigserial not null,
+        primary key (repo, path)
+      )`.execute(tx);
+    await sql`create index if not exists server_smart_remote_stats_pending_queued on server_smart_remote_stats_pending (repo, queued)`.execute(tx);
+    const legacy = await sql<{ present: boolean }>`select to_regclass('server_smart_remote_stats_queue') is not null as present`.execute(tx);
+    if (legacy.rows[0]?.present === true) {
+      await sql`
+        insert into server_smart_remote_stats_pending as p (repo, path, count, last_downloaded, last_downloaded_by)
+        select distinct on (repo, path) repo, path, count(*) over (partition by repo, path), downloaded_at, downloaded_by
+        from server_smart_remote_stats_queue order by repo, path, downloaded_at desc, id desc
+        on conflict (repo, path) do update set count = p.count + excluded.count,
+          last_downloaded_by = case when excluded.last_downloaded >= p.last_downloaded then excluded.last_downloaded_by else p.last_downloaded_by end,
+          last_downloaded = greatest(p.last_downloaded, excluded.last_downloaded)`.execute(tx);
+      await sql`drop table server_smart_remote_stats_queue`.execute(tx);
+    }
+    await sql`
+      create table if not exists server_remote_download_stats (
+        repo text collate "C" not null,
+        path text collate "C" not null,
+        remote_download_count bigint not null,
+        remote_last_downloaded bigint not null,
+        remote_last_downloaded_by text not null,
+        primary key (repo, path)
+      )`.execute(tx);
+  });
 }
 
 export class SqlSmartRemoteStatsQueue implements SmartRemoteStatsQueue {
@@ -106,22 +169,51 @@ export class SqlSmartRemoteStatsQueue implements SmartRemoteStatsQueue {
   }
 
   async add(download: QueuedDownload): Promise<void> {
-    await sql`insert into server_smart_remote_stats_queue (repo, path, downloaded_by, downloaded_at)
-              values (${download.repo}, ${download.path}, ${download.downloadedBy}, ${download.downloadedAt})`.execute(this.#db);
+    await sql`
+      insert into server_smart_remote_stats_pending as p (repo, path, count, last_downloaded, last_downloaded_by)
+      values (${download.repo}, ${download.path}, 1, ${download.downloadedAt}, ${download.downloadedBy})
+      on conflict (repo, path) do update set count = p.count + 1,
+        last_downloaded_by = case when excluded.last_downloaded >= p.last_downloaded then excluded.last_downloaded_by else p.last_downloaded_by end,
+        last_downloaded = greatest(p.last_downloaded, excluded.last_downloaded)`.execute(this.#db);
   }
 
-  async take(limit: number) {
-    const result = await sql<{ id: string; repo: string; path: string; downloaded_by: string; downloaded_at: string }>`
-      select id, repo, path, downloaded_by, downloaded_at from server_smart_remote_stats_queue order by id limit ${limit}`.execute(this.#db);
+  async repositories(): Promise<readonly string[]> {
+    const result = await sql<{ repo: string }>`select distinct repo from server_smart_remote_stats_pending order by repo`.execute(this.#db);
+    return result.rows.map((row) => row.repo);
+  }
+
+  async take(repo: string, limit: number): Promise<readonly PendingDownloads[]> {
+    const result = await sql<{ path: string; count: string; last_downloaded: string; last_downloaded_by: string }>`
+      select path, count, last_downloaded, last_downloaded_by from server_smart_remote_stats_pending
+      where repo = ${repo} order by queued limit ${limit}`.execute(this.#db);
     return result.rows.map((row) => ({
-      id: String(row.id),
-      download: { repo: row.repo, path: row.path, downloadedBy: row.downloaded_by, downloadedAt: Number(row.downloaded_at) },
+      repo,
+      path: row.path,
+      count: Number(row.count),
+      lastDownloaded: Number(row.last_downloaded),
+      lastDownloadedBy: row.last_downloaded_by,
     }));
   }
 
-  async remove(ids: readonly string[]): Promise<void> {
-    if (ids.length === 0) return;
-    await sql`delete from server_smart_remote_stats_queue where id = any(${ids.map(Number)}::bigint[])`.execute(this.#db);
+  async acknowledge(reported: readonly PendingDownloads[]): Promise<void> {
+    if (reported.length === 0) return;
+    const repos = reported.map((entry) => entry.repo);
+    const paths = reported.map((entry) => entry.path);
+    const counts = reported.map((entry) => entry.count);
+    await this.#db.transaction().execute(async (tx) => {
+      await sql`
+        update server_smart_remote_stats_pending p set count = p.count - r.count
+        from unnest(${repos}::text[], ${paths}::text[], ${counts}::bigint[]) as r(repo, path, count)
+        where p.repo = r.repo and p.path = r.path`.execute(tx);
+      await sql`
+        delete from server_smart_remote_stats_pending p
+        using unnest(${repos}::text[], ${paths}::text[]) as r(repo, path)
+        where p.repo = r.repo and p.path = r.path and p.count <= 0`.execute(tx);
+    });
+  }
+
+  async discard(repo: string): Promise<void> {
+    await sql`delete from server_smart_remote_stats_pending where repo = ${repo}`.execute(this.#db);
   }
 }
 

@@ -379,6 +379,13 @@ describe('release bundles distributed from a source to an edge node', () => {
     const started = await adminFetch(edge, base, { method: 'POST', headers: json, body: JSON.stringify(abandoned.start) });
     expect(started.status).toBe(201);
     const { transactionId, missing } = (await started.json()) as { transactionId: string; missing: string[] };
+    // The same start again (a source whose first answer was lost retries it): the same transaction, not a second one.
+    const repeated = await adminFetch(edge, base, { method: 'POST', headers: json, body: JSON.stringify(abandoned.start) });
+    expect(repeated.status).toBe(201);
+    expect(await repeated.json()).toEqual({ transactionId, missing });
+    // A start that differs in any byte from the open one is still a replay of its distribution id.
+    const altered = { ...(abandoned.start as Record<string, unknown>), envelopeSignature: Buffer.alloc(64, 1).toString('base64') };
+    expect((await adminFetch(edge, base, { method: 'POST', headers: json, body: JSON.stringify(altered) })).status).toBeGreaterThanOrEqual(400);
     const status = await adminFetch(edge, `${base}/${transactionId}`);
     expect(await status.json()).toEqual({ transactionId, status: 'OPEN', missing });
     // The source of the first never comes back; a fresh distribution of the same bundle is accepted and supersedes it.

@@ -239,6 +239,19 @@ describe('a release bundle across three repositories, with the edge killed mid-d
     expect(await bundleOnEdge('commit-lost')).toBe(200);
   });
 
+  it("the start's answer lost: the source sends the start again and the edge answers with the transaction it opened", async () => {
+    const perRepo = 2;
+    await bundleOf('start-lost', perRepo, (repo, index) => Buffer.from(`start-lost ${repo} ${index}`));
+    const started = proxy.answered((request) => request.method === 'POST' && /\/transactions$/.test(request.url ?? ''));
+    const distribution = distribute('start-lost', proxy.url);
+    await started;
+    // Before the fix the source gave up here (a FAILED distribution) and the edge kept the
+    // transaction open for transactionTtlMs, counted against transactionsOpenMax.
+    expect(await distribution).toMatchObject({ status: 'COMPLETED' });
+    expect(await filesOnEdge('start-lost')).toEqual([perRepo, perRepo, perRepo]);
+    expect(await bundleOnEdge('start-lost')).toBe(200);
+  });
+
   it('an edge killed after committing, before the source got the answer: the source learns the outcome after the restart', async () => {
     const perRepo = 30;
     await bundleOf('answer-lost', perRepo, (repo, index) => Buffer.from(`answer-lost ${repo} ${index}`));

@@ -368,12 +368,7 @@ export class DistributionService {
     const failed = (message: string): DistributionResult => ({ url: target.url, status: 'FAILED', message, filesTotal, filesTransferred, bytesTransferred });
     let transactionId: string | undefined;
     try {
-      const started = await this.#call(`${target.url}/api/release/edge/transactions`, {
-        method: 'POST',
-        headers: { authorization, 'content-type': 'application/json' },
-        body: JSON.stringify(start),
-        signal: timeout(),
-      });
+      const started = await this.#start(`${target.url}/api/release/edge/transactions`, authorization, JSON.stringify(start));
       const body = started as { transactionId?: unknown; missing?: unknown };
       if (typeof body.transactionId !== 'string' || !Array.isArray(body.missing)) return failed('the edge answered the start without a transaction');
       transactionId = body.transactionId;
@@ -421,6 +416,32 @@ export class DistributionService {
           signal: AbortSignal.timeout(10_000),
         }).catch(() => undefined);
       }
+    }
+  }
+
+  /**
+   * The start, sent again with the same signed body while it fails without an answer (the edge
+   * restarting, or the answer lost) until `resumeWithinMs` passed. The edge answers a repeated
+   * start of a transaction it opened with that transaction, so a lost answer leaves no
+   * transaction open behind the source's back: the source learns its id, and deletes it if the
+   * distribution fails.
+   */
+  async #start(url: string, authorization: string, body: string): Promise<unknown> {
+    const deadline = this.#options.clock.now() + this.#options.limits.resumeWithinMs;
+    let delayMs = 100;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.#call(url, {
+          method: 'POST',
+          headers: { authorization, 'content-type': 'application/json' },
+          body,
+          signal: AbortSignal.timeout(this.#options.limits.edgeRequestTimeoutMs),
+        });
+      } catch (error) {
+        if (error instanceof EdgeRefusal || attempt >= this.#options.limits.resumeAttemptsMax || this.#options.clock.now() >= deadline) throw error;
+      }
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      delayMs = Math.min(delayMs * 2, 2000);
     }
   }
 
@@ -545,14 +566,21 @@ export class DistributionService {
 
   async startTransaction(start: DistributionStart): Promise<{ transactionId: string; missing: string[] }> {
     await this.#pruneTransactions();
+    await this.#verifyStart(start, await this.state(), { atCommit: false });
+    // The same start again (its answer was lost, or the source retried it): the transaction it
+    // opened, not a refusal and not a second one. Only a byte-identical signed envelope matches.
+    const { envelope } = start;
+    for (const other of await this.#options.transactions.list()) {
+      if (other.status !== 'open' || other.failure !== undefined || other.start.envelope.distributionId !== envelope.distributionId) continue;
+      if (other.start.envelopeSignature !== start.envelopeSignature || canonicalJson(other.start) !== canonicalJson(start)) continue;
+      return { transactionId: other.id, missing: await this.#missingBlobs(start.bundle.manifest) };
+    }
     const open = await this.#options.transactions.countUncommitted();
     if (open >= this.#options.limits.transactionsOpenMax) {
       throw new StrataError('STRATA_ERR_STORE_UNAVAILABLE', `${open} distribution transactions are open: try again later`);
     }
-    await this.#verifyStart(start, await this.state(), { atCommit: false });
     // A newer distribution of the same bundle supersedes an open one (a source that gave up on it
     // — say, the edge was down longer than its resumeWithinMs — cannot always abort it).
-    const { envelope } = start;
     for (const other of await this.#options.transactions.list()) {
       const sameBundle = other.start.envelope.name === envelope.name && other.start.envelope.version === envelope.version;
       if (other.status !== 'open' || !sameBundle || other.start.envelope.distributionId === envelope.distributionId) continue;

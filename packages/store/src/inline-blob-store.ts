@@ -42,12 +42,15 @@ export class InlineBlobStaging implements AppendWrites {
       if (staged !== undefined) rows.set(sha256, staged);
     }
     if (rows.size === 0) return [];
-    // Sorted: two transactions inserting the same new blobs lock them in one order.
+    // Sorted: two transactions inserting the same new blobs lock them in one order. A row that
+    // is there already (the same content deployed before) is touched: its age restarts, so a
+    // collection in another process (servers of one site share the table, not their staging)
+    // that claimed it before this commit finds it young again and leaves it (collectGarbage).
     const keys = [...rows.keys()].sort();
     return [
       sql`insert into inline_blobs (sha256, bytes, stored_at_ms)
         select * from unnest(${keys}::text[], ${keys.map((key) => rows.get(key)!.bytes)}::bytea[], ${keys.map((key) => rows.get(key)!.storedAtMs)}::bigint[])
-        on conflict (sha256) do nothing`,
+        on conflict (sha256) do update set stored_at_ms = greatest(inline_blobs.stored_at_ms, excluded.stored_at_ms)`,
     ];
   }
 
@@ -95,8 +98,11 @@ export interface InlineBlobStoreOptions {
  * into the `inline_blobs` table in the same transaction, under that transaction's one commit
  * (no temp file, no file or directory fsync). Everything else goes to the file store. Reads,
  * stats, leases and GC look at staged blobs, then files, then the table, so callers see one
- * content-addressed store. Leases are per process, as for files: run GC in the process
- * that deploys.
+ * content-addressed store. Leases are per process, as for files; for inline rows the table
+ * itself settles a collection racing a deploy of the same content in another process (a
+ * deploy touches the row, a collection claims it, see collectGarbage). A checksum deploy of
+ * an inline blob (a lease, no bytes staged) and file blobs are still protected in the
+ * deploying process only: run GC there.
  */
 export class InlineBlobStore implements BlobStore {
   readonly #files: BlobStore;
@@ -238,14 +244,24 @@ export class InlineBlobStore implements BlobStore {
         options.signal?.throwIfAborted();
         if (this.#leases.has(sha256) || this.#staging.has(sha256)) continue;
         if (await options.isReferenced(sha256)) continue;
+        // Claimed in the table (its age set to -1) while still old: a deploy of the same content
+        // in any process either committed before (the row is young again: not claimed), or
+        // touches it after (the age becomes its own: the delete below finds nothing to delete),
+        // or inserts it anew after the delete. The leases and staging checked here are this
+        // process's only; the table is what other servers of the site share.
+        const claimed = await sql<{ sha256: string }>`
+          update inline_blobs set stored_at_ms = -1 where sha256 = ${sha256} and stored_at_ms <= ${oldest} returning sha256`.execute(this.#db);
+        if (claimed.rows.length === 0) continue;
         // Checked and marked synchronously: a put or lease of this content waits for the removal.
         if (this.#leases.has(sha256) || this.#staging.has(sha256) || this.#removing.has(sha256)) continue;
         const onCollect = removedAsFile.has(sha256) ? undefined : options.onCollect;
+        let deleted = false;
         const outcome = await this.#removing.remove(sha256, onCollect, async () => {
-          await sql`delete from inline_blobs where sha256 = ${sha256}`.execute(this.#db);
+          const rows = await sql<{ sha256: string }>`delete from inline_blobs where sha256 = ${sha256} and stored_at_ms = -1 returning sha256`.execute(this.#db);
+          deleted = rows.rows.length > 0;
         });
         if ('kept' in outcome) failed.push({ sha256, error: outcome.kept });
-        else if (!removedAsFile.has(sha256)) removed.push(sha256);
+        else if (deleted && !removedAsFile.has(sha256)) removed.push(sha256);
       }
       if (page.rows.length < collectPageRowsMax) break;
       after = page.rows.at(-1)!.sha256;

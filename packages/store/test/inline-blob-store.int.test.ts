@@ -202,3 +202,92 @@ describe.each(BACKENDS)('InlineBlobStore on $name', ({ open }) => {
     expect(await rows()).toHaveLength(3);
   });
 });
+
+/**
+ * Two servers of one site over one PostgreSQL database: each has its own staging and leases,
+ * and they share the `inline_blobs` table. A collection in one must not delete a row that a
+ * deploy in the other is committing an event for (PostgreSQL only: PGlite is one process).
+ */
+describe.runIf(databaseUrl !== undefined)('InlineBlobStore across two servers of one site (PostgreSQL)', () => {
+  let root: string;
+  let now: number;
+  let a: { opened: OpenedEventStore; store: InlineBlobStore };
+  let b: { opened: OpenedEventStore; store: InlineBlobStore };
+
+  const rows = async () => (await sql<{ sha256: string }>`select sha256 from inline_blobs order by sha256`.execute(a.opened.db)).rows.map((row) => row.sha256);
+  beforeEach(async () => {
+    root = await mkdtemp(join(tmpdir(), 'strata-inline-two-'));
+    now = Date.now();
+    const schema = `inline_blobs_two_${process.pid}_${schemas.length}`;
+    schemas.push(schema);
+    const server = async () => {
+      const staging = new InlineBlobStaging();
+      const opened = await openEventStore({ databaseUrl: databaseUrl!, schema, poolConnectionsMax: 4, store: { appendWrites: [staging] } });
+      const store = new InlineBlobStore({ files: new FsBlobStore({ root, clock: { now: () => now } }), db: opened.db, staging, inlineBytesMax: 4096, clock: { now: () => now } });
+      return { opened, store };
+    };
+    a = await server();
+    b = await server();
+  });
+  afterEach(async () => {
+    await a.opened.close();
+    await b.opened.close();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  /** An old row no event references any more: the content was deployed, then the path deleted. */
+  async function oldUnreferenced(body: Buffer): Promise<string> {
+    const lease = await a.store.put(Readable.from([body]), { deferToAppend: true });
+    await a.opened.store.append('repo-libs', [deployed(`old/${lease.sha256}.bin`, lease.sha256, body.length)]);
+    lease.release();
+    now += 120_000;
+    return lease.sha256;
+  }
+  /** Server b deploys the same content: staged, then its event committed with the row. */
+  async function deployOnB(sha256: string, body: Buffer): Promise<void> {
+    const lease = await b.store.put(Readable.from([body]), { deferToAppend: true });
+    expect(lease.sha256).toBe(sha256);
+    await b.opened.store.append('repo-libs', [deployed(`new/${sha256}.bin`, sha256, body.length)]);
+    lease.release();
+  }
+
+  it('keeps a row when the other server deploys its content between the reference check and the removal', async () => {
+    const body = Buffer.from('deployed again on the other server, mid-collection');
+    const sha256 = await oldUnreferenced(body);
+    const result = await a.store.collectGarbage({
+      gracePeriodMs: 60_000,
+      // The answer is already stale when a acts on it: b's deploy commits right after the check.
+      isReferenced: async () => {
+        await deployOnB(sha256, body);
+        return false;
+      },
+    });
+    expect(result.removed).toEqual([]);
+    expect(await rows()).toEqual([sha256]);
+    expect(await b.store.read(sha256)).toEqual(body);
+  });
+
+  it('keeps a row when the other server deploys its content after the collection claimed it', async () => {
+    const body = Buffer.from('deployed again on the other server, after the claim');
+    const sha256 = await oldUnreferenced(body);
+    const collected: string[] = [];
+    const result = await a.store.collectGarbage({
+      gracePeriodMs: 60_000,
+      isReferenced: async () => false,
+      // Between the claim and the delete (the history's record of the collection).
+      onCollect: async (found) => {
+        collected.push(found);
+        await deployOnB(sha256, body);
+      },
+    });
+    expect(collected).toEqual([sha256]);
+    expect(result.removed).toEqual([]);
+    expect(await rows()).toEqual([sha256]);
+    expect(await b.store.read(sha256)).toEqual(body);
+    // Once nothing references it and it has aged again, it is collected.
+    now += 120_000;
+    const later = await a.store.collectGarbage({ gracePeriodMs: 60_000, isReferenced: async () => false });
+    expect(later.removed).toEqual([sha256]);
+    expect(await rows()).toEqual([]);
+  });
+});

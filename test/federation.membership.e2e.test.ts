@@ -35,7 +35,7 @@ describe('federation membership and configuration (PGlite)', () => {
     sites = await prepareSites(['a', 'b', 'c']);
     [a, b, c] = sites as [Site, Site, Site];
     await Promise.all(sites.map((site) => startSite(site)));
-  }, 60_000);
+  }, 180_000); // three servers starting: slow on a loaded 2-core machine
 
   afterAll(async () => {
     await stopSites(sites);

@@ -31,7 +31,7 @@ describe('federated sites recover from stops and kill -9', () => {
     await Promise.all(sites.map((site) => startSite(site)));
     await createFederatedRepo(a, KEY, [b, c]);
     await eventually(() => Promise.all([b, c].map((site) => adminFetch(live(site), `/artifactory/api/repositories/${KEY}`).then((r) => r.status))), (codes) => codes.every((code) => code === 200));
-  }, 60_000);
+  }, 180_000); // three servers starting: slow on a loaded 2-core machine
 
   afterAll(async () => {
     await stopSites(sites);

@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { freePort } from '../test/support/spawned-server.ts';
 import { reportLua, runWrk, stopper, waitFor, type WrkResult } from './server-http.bench.ts';
 import { log, median, type BenchResult } from './support/report.ts';
+import { strataCommand } from './support/launcher.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const adminPassword = 'bench-admin-password';
@@ -26,7 +27,8 @@ async function startStrata(dataDir: string): Promise<{ url: string; child: Child
   const port = await freePort();
   const env: NodeJS.ProcessEnv = { ...process.env, STRATA_ADMIN_PASSWORD: adminPassword };
   delete env.DATABASE_URL;
-  const child = spawn(process.execPath, [join(root, 'packages/cli/bin/strata.js'), 'serve', '--host', '127.0.0.1', '--port', String(port), '--data', dataDir], {
+  const [command, args] = strataCommand(root, ['serve', '--host', '127.0.0.1', '--port', String(port), '--data', dataDir], env);
+  const child = spawn(command, args, {
     cwd: root,
     env,
     stdio: ['ignore', 'ignore', 'pipe'],

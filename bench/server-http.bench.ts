@@ -15,7 +15,7 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -25,6 +25,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { databaseUrl } from './support/databases.ts';
 import { log, median, printTable, type BenchResult } from './support/report.ts';
 import { freePort } from '../test/support/spawned-server.ts';
+import { strataCommand } from './support/launcher.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const adminPassword = 'bench-admin-password';
@@ -149,12 +150,7 @@ async function startStrata(dataDir: string, backend: 'postgres' | 'pglite', extr
   delete env.STRATA_DATA;
   delete env.PORT;
   if (backend === 'postgres') env.DATABASE_URL = database.href;
-  // The shipped launcher (packages/cli/bin/strata) where the checkout has one; older checkouts
-  // (`--compare`) started node on strata.js directly.
-  const launcher = join(checkout, 'packages/cli/bin/strata');
-  const serveArgs = ['serve', '--host', '127.0.0.1', '--port', String(port), '--data', dataDir, ...extraArgs];
-  env.STRATA_NODE = process.execPath;
-  const [command, args] = existsSync(launcher) ? [launcher, serveArgs] : [process.execPath, [join(checkout, 'packages/cli/bin/strata.js'), ...serveArgs]];
+  const [command, args] = strataCommand(checkout, ['serve', '--host', '127.0.0.1', '--port', String(port), '--data', dataDir, ...extraArgs], env);
   const child = spawn(command, args, {
     cwd: checkout,
     env,

@@ -13,10 +13,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../test/support/spawned-server.ts';
 import { stopper } from './server-http.bench.ts';
+import { strataCommand } from './support/launcher.ts';
 import { log, median, type BenchResult } from './support/report.ts';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
-const CLI = fileURLToPath(new URL('../packages/cli/bin/strata.js', import.meta.url));
 const REFERENCES = fileURLToPath(new URL('./server-references.ts', import.meta.url));
 const START_WAIT_MS_MAX = 120_000;
 
@@ -43,17 +43,19 @@ async function timeUntilAnswer(command: string, args: readonly string[], url: st
 export async function startupBenchmark(rounds: number): Promise<BenchResult> {
   const dataDir = await mkdtemp(join(tmpdir(), 'strata-bench-startup-'));
   const referenceDir = await mkdtemp(join(tmpdir(), 'strata-bench-startup-ref-'));
-  const serverEnv = { STRATA_DATA: dataDir, STRATA_ADMIN_PASSWORD: 'bench-admin-password', STRATA_LOG_LEVEL: 'warn' };
+  const serverEnv: Record<string, string> = { STRATA_DATA: dataDir, STRATA_ADMIN_PASSWORD: 'bench-admin-password', STRATA_LOG_LEVEL: 'warn' };
+  // As users start it: the launcher (process-start memory settings), which execs node.
+  const [command, args] = strataCommand(ROOT, ['serve'], serverEnv);
   try {
     const firstPort = await freePort();
-    const first = await timeUntilAnswer(process.execPath, [CLI, 'serve'], `http://127.0.0.1:${firstPort}/artifactory/api/system/ping`, { ...serverEnv, PORT: String(firstPort) });
+    const first = await timeUntilAnswer(command, args, `http://127.0.0.1:${firstPort}/artifactory/api/system/ping`, { ...serverEnv, PORT: String(firstPort) });
     await stopper(first.child)();
     log(`startup: first start (initialises the data directory) answered after ${Math.round(first.ms)} ms`);
     const serverMs: number[] = [];
     const referenceMs: number[] = [];
     for (let round = 0; round < rounds; round++) {
       const port = await freePort();
-      const server = await timeUntilAnswer(process.execPath, [CLI, 'serve'], `http://127.0.0.1:${port}/artifactory/api/system/ping`, { ...serverEnv, PORT: String(port) });
+      const server = await timeUntilAnswer(command, args, `http://127.0.0.1:${port}/artifactory/api/system/ping`, { ...serverEnv, PORT: String(port) });
       await stopper(server.child)();
       serverMs.push(server.ms);
       const referencePort = await freePort();

@@ -5,20 +5,24 @@
  * historyEventJson and JSON.stringify over pathHistory's entries); and the route itself, a
  * GET of the whole history over loopback HTTP by curl (another process, GETs one after the
  * other on a keep-alive connection) from the app built
- * on the same schema (test/support's SQL app, permissive auth). Reference: the same 10,000 rows read by
+ * on the same schema (test/support's SQL app, permissive auth): (d) served by this process,
+ * (e) by a server process of its own (bench/support/history-server.ts, started with the
+ * shipped launcher's malloc setting) — in (d) the route shares its heap, and so its garbage
+ * collections, with the bench's other calls (10,000 decoded events and 10,000 driver rows
+ * per round of calls), which no deployed server does. Reference: the same 10,000 rows read by
  * revision range (`select … where stream = $1 and revision between …`, the unique index)
  * through the same driver, decoded the same way — what the path index has to get close to.
  * Target: p99 < 100 ms.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import { sql } from 'kysely';
-import { HybridLogicalClock, type NewEvent } from '@strata/core';
-import hyperid from 'hyperid';
+import type { NewEvent } from '@strata/core';
 import { historyEventJson, SqlEventAudit, type HistoryEntry } from '@strata/store';
 import type { FastifyInstance } from 'fastify';
-import { databaseUrl, openPostgres } from './support/databases.ts';
+import { openPostgres } from './support/databases.ts';
+import { listenHistoryApp } from './support/history-app.ts';
 import { log, median, type BenchResult } from './support/report.ts';
 
 const SCHEMA = 'bench_history_v1';
@@ -62,30 +66,31 @@ export async function historyBenchmark(rounds: number): Promise<BenchResult[]> {
     const baseline = baselinePath === undefined ? undefined : ((await import(baselinePath)) as Pick<typeof import('@strata/store'), 'SqlEventAudit' | 'historyEventJson'>);
     type Audit = Pick<SqlEventAudit, 'pathHistory'> & Partial<Pick<SqlEventAudit, 'pathHistoryJson'>>;
     // The route, over HTTP: each checkout's app (as test/support's SQL app builds it, on the
-    // bench's store, permissive auth), with that checkout's audit.
+    // bench's store, permissive auth), with that checkout's audit — (d) in this process, (e) in
+    // a server process of its own.
     const appOf = async (root: string, audit: unknown): Promise<FastifyInstance> => {
-      const server = (await import(`${root}/packages/server/src/index.ts`)) as typeof import('@strata/server');
-      const store = (await import(`${root}/packages/store/src/index.ts`)) as typeof import('@strata/store');
-      const { registerPermissiveAuth } = (await import(`${root}/packages/server/test/support/permissive-auth.ts`)) as typeof import('../packages/server/test/support/permissive-auth.ts');
-      const readers = new server.ProjectionReaders(new store.ArtifactTreeQueries(database.db as never), new store.RepositoryQueries(database.db as never));
-      const clock = { now: () => Date.now() };
-      const app = await server.buildApp({
-        eventStore: database.store as never,
-        blobStore: new store.FsBlobStore({ root: '/tmp/strata-bench-history-blobs' }),
-        repositories: readers,
-        artifacts: readers,
-        downloads: new server.BatchingDownloadCounter(new server.MemoryDownloadStatsSink(), { flushIntervalMs: 0 }),
-        clock,
-        hlc: new HybridLogicalClock({ clock }),
-        siteId: 'site-a',
-        newId: hyperid({ urlSafe: true }),
-        registerAuth: registerPermissiveAuth,
-        audit: audit as never,
-        limits: { metadataCacheTtlMs: 0 },
-      });
+      const app = await listenHistoryApp(root, database, audit);
       closers.push(() => app.close());
-      await app.listen({ host: '127.0.0.1', port: 0 });
       return app;
+    };
+    const serverOf = async (root: string): Promise<number> => {
+      // As the shipped launcher starts a server (packages/cli/bin/strata): its malloc setting.
+      const child = spawn(process.execPath, ['--import', 'tsx', new URL('./support/history-server.ts', import.meta.url).pathname, root, SCHEMA], {
+        env: { ...process.env, MALLOC_MMAP_THRESHOLD_: process.env.MALLOC_MMAP_THRESHOLD_ ?? '131072' },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      closers.push(async () => {
+        child.kill('SIGTERM');
+        await exited;
+      });
+      let output = '';
+      for await (const chunk of child.stdout) {
+        output += String(chunk);
+        const listening = /listening (\d+)\n/.exec(output);
+        if (listening !== null) return Number(listening[1]);
+      }
+      throw new Error(`history server for ${root} exited: ${output}`);
     };
     const variants = [
       { name: '', root: new URL('..', import.meta.url).pathname.replace(/\/$/, ''), audit: new SqlEventAudit(database.db, { copyOut: database.copyOut }) as Audit, toJson: historyEventJson as (entry: HistoryEntry, siteId: string) => unknown },
@@ -102,9 +107,12 @@ export async function historyBenchmark(rounds: number): Promise<BenchResult[]> {
       };
       const app = await appOf(variant.root, variant.audit);
       const address = app.server.address();
-      const url = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}/artifactory/api/history/history/${PATH}?limit=10000`;
+      const routeUrl = (port: number) => `http://127.0.0.1:${port}/artifactory/api/history/history/${PATH}?limit=10000`;
+      const url = routeUrl(typeof address === 'object' && address !== null ? address.port : 0);
+      const ownUrl = routeUrl(await serverOf(variant.root));
       return {
         name: variant.name,
+        ownUrl,
         history,
         // As the route makes it: the page rendered as JSON where the code can, in its envelope.
         historyAsJson:
@@ -125,9 +133,9 @@ export async function historyBenchmark(rounds: number): Promise<BenchResult[]> {
          * bench process for it, and the server then pays copy-on-write page faults while it
          * renders — 270 against 115 ms p50 at load 9.)
          */
-        overHttp: async (gets: number) => {
+        overHttp: async (gets: number, from = url) => {
           const args = ['-s', '-w', '%{http_code} %{size_download} %{time_total}\n'];
-          for (let get = 0; get <= gets; get++) args.push('-o', '/dev/null', url);
+          for (let get = 0; get <= gets; get++) args.push('-o', '/dev/null', from);
           const { stdout } = await run('curl', args);
           return stdout
             .trim()
@@ -135,7 +143,7 @@ export async function historyBenchmark(rounds: number): Promise<BenchResult[]> {
             .slice(1)
             .map((line) => {
               const [status, bytes, seconds] = line.split(' ');
-              if (status !== '200' || Number(bytes) < 6_000_000) throw new Error(`GET ${url}: ${line}`);
+              if (status !== '200' || Number(bytes) < 6_000_000) throw new Error(`GET ${from}: ${line}`);
               return Number(seconds) * 1000;
             });
         },
@@ -153,7 +161,7 @@ export async function historyBenchmark(rounds: number): Promise<BenchResult[]> {
           } while (after !== undefined);
           if (events !== PATH_EVENTS + 1) throw new Error(`paging returned ${events} events`);
         },
-        samples: { history: [] as number[], json: [] as number[], http: [] as number[], firstPage: [] as number[], pages: [] as number[], walk: [] as number[] },
+        samples: { history: [] as number[], json: [] as number[], http: [] as number[], ownServer: [] as number[], firstPage: [] as number[], pages: [] as number[], walk: [] as number[] },
       };
     }));
     // The reference: as many rows by revision range, through the unique (stream, revision) index.
@@ -167,6 +175,7 @@ export async function historyBenchmark(rounds: number): Promise<BenchResult[]> {
         await call.history();
         await call.historyAsJson();
         await call.overHttp(1);
+        await call.overHttp(1, call.ownUrl);
       }
       await reference();
     }
@@ -185,13 +194,14 @@ export async function historyBenchmark(rounds: number): Promise<BenchResult[]> {
           await time(call.samples.json, call.historyAsJson);
           // Five GETs every fifth call: as many as the other measurements, in batches.
           if (index % 5 === 0) call.samples.http.push(...(await call.overHttp(5)));
+          if (index % 5 === 0) call.samples.ownServer.push(...(await call.overHttp(5, call.ownUrl)));
           await time(call.samples.firstPage, call.firstPage);
           if (index % 4 === 0) await time(call.samples.walk, () => call.walk(call.samples.pages));
         }
       }
       for (const call of calls) {
         log(
-          `history round ${round + 1}: ${call.name}p99 whole ${percentile(call.samples.history, 0.99).toFixed(1)} ms, as JSON ${percentile(call.samples.json, 0.99).toFixed(1)} ms, over HTTP ${percentile(call.samples.http, 0.99).toFixed(1)} ms, first page ${percentile(call.samples.firstPage, 0.99).toFixed(1)} ms, any page ${percentile(call.samples.pages, 0.99).toFixed(1)} ms, all 11 pages ${percentile(call.samples.walk, 0.99).toFixed(1)} ms, reference ${percentile(referenceSamples, 0.99).toFixed(1)} ms`,
+          `history round ${round + 1}: ${call.name}p99 whole ${percentile(call.samples.history, 0.99).toFixed(1)} ms, as JSON ${percentile(call.samples.json, 0.99).toFixed(1)} ms, over HTTP ${percentile(call.samples.http, 0.99).toFixed(1)} ms, own server ${percentile(call.samples.ownServer, 0.99).toFixed(1)} ms, first page ${percentile(call.samples.firstPage, 0.99).toFixed(1)} ms, any page ${percentile(call.samples.pages, 0.99).toFixed(1)} ms, all 11 pages ${percentile(call.samples.walk, 0.99).toFixed(1)} ms, reference ${percentile(referenceSamples, 0.99).toFixed(1)} ms`,
         );
       }
     }
@@ -210,6 +220,7 @@ export async function historyBenchmark(rounds: number): Promise<BenchResult[]> {
       result(`${call.name}whole history, one page`, call.samples.history),
       result(`${call.name}whole history as API JSON`, call.samples.json),
       result(`${call.name}whole history over HTTP (the route, curl)`, call.samples.http),
+      result(`${call.name}whole history over HTTP, server in its own process`, call.samples.ownServer),
       result(`${call.name}first page of 1,000`, call.samples.firstPage),
       result(`${call.name}any page of 1,000 (paging by cursor)`, call.samples.pages),
       result(`${call.name}all 11 pages of 1,000, one after the other`, call.samples.walk),

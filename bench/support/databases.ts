@@ -62,8 +62,9 @@ export async function openPostgres(
   projections: readonly SqlProjection[] = [],
   poolConnectionsMax = 16,
   storeOptions: OpenEventStoreOptions['store'] = {},
+  poolKeepsIdleConnections = false,
 ): Promise<BenchDatabase> {
-  const opened = await openEventStore({ databaseUrl, schema, projections, poolConnectionsMax, store: storeOptions });
+  const opened = await openEventStore({ databaseUrl, schema, projections, poolConnectionsMax, poolKeepsIdleConnections, store: storeOptions });
   const client = new pg.Client({ connectionString: databaseUrl, options: `-c search_path=${schema}` });
   await client.connect();
   return {

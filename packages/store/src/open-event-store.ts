@@ -22,6 +22,15 @@ export interface OpenEventStoreOptions {
   readonly schema?: string;
   /** PostgreSQL only: pool size; default 10. */
   readonly poolConnectionsMax?: number;
+  /**
+   * PostgreSQL only: the pool keeps the connections it opened while they are idle, instead of
+   * closing each after 10 s idle (pg's default, kept for short-lived callers: a CLI command, a
+   * test). A new connection is a new PostgreSQL backend, and a backend's first read of pages
+   * in shared buffers maps them into its own page table, one fault per few pages: the first
+   * history page of 10,000 events a backend reads took ~160 ms against ~20 ms for its next
+   * ones (docs/audit.md). A server keeps them (`strata serve`).
+   */
+  readonly poolKeepsIdleConnections?: boolean;
   readonly store?: Omit<SqlEventStoreOptions, 'onClose'>;
 }
 
@@ -91,6 +100,7 @@ async function openPostgresDatabase(databaseUrl: string, options: OpenEventStore
   const pool = new pg.Pool({
     connectionString: databaseUrl,
     max: options.poolConnectionsMax ?? 10,
+    ...(options.poolKeepsIdleConnections === true ? { idleTimeoutMillis: 0 } : {}),
     ...(schema === undefined ? {} : { options: `-c search_path=${schema}` }),
   });
   const db = new Kysely<StoreDatabase>({ dialect: new PostgresDialect({ pool }) });

@@ -118,6 +118,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     newId: deps.newId,
     appendRetriesMax: limits.appendRetriesMax,
     roundLingerMs: limits.roundLingerMs,
+    roundGatherMs: limits.roundGatherMs,
     ...(deps.federation === undefined ? {} : { onAppended: deps.federation.localAppended.bind(deps.federation) }),
     ...(deps.repositoryStreamSeed === undefined
       ? {}

@@ -225,6 +225,8 @@ export interface ServerLimits {
   readonly appendRetriesMax: number;
   /** How long a stream's append round waits for deploys still writing their blob (0 = not at all). */
   readonly roundLingerMs: number;
+  /** How long a stream's append round waits for the clients the previous round answered (0 = not at all; see StreamWriterOptions.roundGatherMs). */
+  readonly roundGatherMs: number;
   /** Entries a listing returns at most. */
   readonly listEntriesMax: number;
   /** Entries one copy/move/recursive property change touches at most. */
@@ -251,6 +253,7 @@ export const DEFAULT_LIMITS: ServerLimits = Object.freeze({
   metadataCacheTtlMs: 1_000,
   appendRetriesMax: 8,
   roundLingerMs: 0,
+  roundGatherMs: 5,
   listEntriesMax: 100_000,
   bulkEntriesMax: 10_000,
   remoteStreamHoldbackBytes: 1024 * 1024,

@@ -60,6 +60,19 @@ export interface StreamWriterOptions<S> {
    * deploys still writing their blob — so that they share its append (default 0: no wait).
    */
   readonly roundLingerMs?: number;
+  /**
+   * Most a round waits for the commands of the clients the previous round answered (default
+   * 0: no wait). Clients that send their next command as soon as they are answered (a build
+   * publishing many files over a few connections) arrive a moment after the round that
+   * answered them; without this wait the first arrival starts a round of its own and the
+   * others queue behind it, so rounds alternate between one command and the rest (measured:
+   * 8 clients made rounds of 1 and 7), and every second round pays a whole append for one
+   * command. A round waits until as many commands are queued as the previous round took
+   * plus those that queued meanwhile, or this long, or as long as the previous round took
+   * (a wait that long at worst costs what the round it saves would), whichever comes first.
+   * A client alone (rounds of one command) never waits.
+   */
+  readonly roundGatherMs?: number;
   /** Called after each successful append with the stream and the events appended (federation pushes them). */
   readonly onAppended?: (stream: string, events: readonly RecordedEvent[]) => void;
   /**
@@ -119,6 +132,18 @@ interface PendingCommand<S> {
   reject(error: unknown): void;
 }
 
+/** A stream's last round, for the next one's wait (roundGatherMs). */
+interface PreviousRound {
+  /** The commands it took plus those queued when it ended: the clients likely to send again. */
+  readonly commands: number;
+  readonly durationMs: number;
+  /** performance.now() at its end. */
+  readonly endedAt: number;
+}
+
+/** A round older than this sets no expectation (its clients have gone). */
+const previousRoundExpiresMs = 1_000;
+
 interface Accepted<S> {
   readonly command: PendingCommand<S>;
   readonly result: unknown;
@@ -148,6 +173,11 @@ export class StreamWriter<S> {
   readonly #roundLingerMs: number;
   /** Per stream: commands announced and not yet queued (or given up). */
   readonly #announced = new Map<string, number>();
+  readonly #roundGatherMs: number;
+  /** Per stream with a round that waits (roundGatherMs): the queue length it waits for, and its wake-up. */
+  readonly #gathering = new Map<string, { readonly commands: number; readonly wake: () => void }>();
+  /** Per stream whose last round had company (roundGatherMs): what the next round waits for. */
+  readonly #previousRounds = new Map<string, PreviousRound>();
 
   constructor(store: EventStore, fold: StreamFold<S>, options: StreamWriterOptions<S>) {
     this.#store = store;
@@ -156,6 +186,7 @@ export class StreamWriter<S> {
     this.#streamsCachedMax = options.streamsCachedMax ?? 10_000;
     this.#batchCommandsMax = options.batchCommandsMax ?? 256;
     this.#roundLingerMs = options.roundLingerMs ?? 0;
+    this.#roundGatherMs = options.roundGatherMs ?? 0;
   }
 
   /**
@@ -213,6 +244,8 @@ export class StreamWriter<S> {
       const queue = this.#queues.get(stream);
       if (queue !== undefined) {
         queue.push(command);
+        const gathering = this.#gathering.get(stream);
+        if (gathering !== undefined && queue.length >= gathering.commands) gathering.wake();
         return;
       }
       this.#queues.set(stream, [command]);
@@ -280,13 +313,44 @@ export class StreamWriter<S> {
         this.#queues.delete(stream);
         return;
       }
+      const previous = this.#previousRounds.get(stream);
+      if (this.#roundGatherMs > 0 && previous !== undefined && performance.now() - previous.endedAt < previousRoundExpiresMs) {
+        const commands = Math.min(previous.commands, this.#batchCommandsMax);
+        const gatherMs = Math.min(this.#roundGatherMs, previous.durationMs);
+        if (gatherMs > 0 && queue.length < commands) await this.#gather(stream, commands, gatherMs);
+      }
       const batch = queue.splice(0, this.#batchCommandsMax);
+      const started = performance.now();
       try {
         await this.#round(stream, batch);
       } catch (error) {
         for (const command of batch) command.reject(error);
       }
+      const ended = performance.now();
+      // A client alone (a round of one, nothing queued) expects one command: no wait.
+      if (this.#roundGatherMs > 0) this.#rememberRound(stream, { commands: batch.length + queue.length, durationMs: ended - started, endedAt: ended });
     }
+  }
+
+  #rememberRound(stream: string, round: PreviousRound): void {
+    this.#previousRounds.delete(stream);
+    if (round.commands <= 1) return;
+    this.#previousRounds.set(stream, round);
+    if (this.#previousRounds.size > this.#streamsCachedMax) {
+      const oldest = this.#previousRounds.keys().next().value;
+      if (oldest !== undefined) this.#previousRounds.delete(oldest);
+    }
+  }
+
+  /** Waits until `commands` commands are queued on `stream` (execute wakes it) or `ms` have passed. */
+  async #gather(stream: string, commands: number, ms: number): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await new Promise<void>((resolve) => {
+      this.#gathering.set(stream, { commands, wake: resolve });
+      timer = setTimeout(resolve, ms);
+    });
+    clearTimeout(timer);
+    this.#gathering.delete(stream);
   }
 
   async #round(stream: string, batch: readonly PendingCommand<S>[]): Promise<void> {

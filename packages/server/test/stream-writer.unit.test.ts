@@ -6,13 +6,15 @@ import { repositoryStreamFold } from '../src/repositories/repository-stream.ts';
 import { StreamWriter } from '../src/stream-writer.ts';
 import { FakeEventStore, FakeProjections } from './support/fake-projections.ts';
 
-function setUp(siteId = 'site-a', roundLingerMs = 0) {
+function setUp(siteId = 'site-a', roundLingerMs = 0, options: { roundGatherMs?: number; appendDelayMs?: number } = {}) {
   const store = new FakeEventStore(new FakeProjections());
   let appends = 0;
   const originalAppend = store.append.bind(store);
-  store.append = async (stream: string, events: readonly NewEvent[], options?: AppendOptions) => {
+  store.append = async (stream: string, events: readonly NewEvent[], appendOptions?: AppendOptions) => {
     appends += 1;
-    return originalAppend(stream, events, options);
+    // A round that takes time, as a database transaction does.
+    if (options.appendDelayMs !== undefined) await new Promise((resolve) => setTimeout(resolve, options.appendDelayMs));
+    return originalAppend(stream, events, appendOptions);
   };
   let counter = 0;
   const writer = new StreamWriter(store, repositoryStreamFold, {
@@ -21,6 +23,7 @@ function setUp(siteId = 'site-a', roundLingerMs = 0) {
     newId: () => `${siteId}-${++counter}`,
     appendRetriesMax: 4,
     roundLingerMs,
+    ...(options.roundGatherMs === undefined ? {} : { roundGatherMs: options.roundGatherMs }),
   });
   return { store, writer, appends: () => appends };
 }
@@ -63,6 +66,51 @@ describe('StreamWriter', () => {
     await Promise.all([first, second]);
     expect(appends() - before).toBe(1);
     expect((store.streams.get('repo-r') ?? []).map((e) => e.type)).toEqual(['RepositoryCreated', 'ArtifactDeployed', 'ArtifactDeployed']);
+  });
+
+  /**
+   * Eight clients that each send their next command a few milliseconds after the previous one
+   * is answered (staggered by 0-7 ms), as a build publishing over 8 connections does.
+   */
+  async function closedLoop(writer: StreamWriter<ReturnType<typeof repositoryStreamFold.initialState>>, commandsPerClient: number): Promise<void> {
+    await Promise.all(
+      Array.from({ length: 8 }, async (_, client) => {
+        for (let index = 0; index < commandsPerClient; index++) {
+          await writer.execute('repo-r', {}, () => ({ events: [deployed(`c${client}/${index}`)], result: undefined }));
+          await new Promise((resolve) => setTimeout(resolve, client));
+        }
+      }),
+    );
+  }
+
+  it('given clients that send again as soon as they are answered, when rounds gather them, then each round takes all of them', async () => {
+    const { store, writer, appends } = setUp('site-a', 0, { roundGatherMs: 1_000, appendDelayMs: 200 });
+    await writer.execute('repo-r', {}, () => ({ events: [created], result: undefined }));
+    const before = appends();
+    await closedLoop(writer, 3);
+    // Without the wait the first client back starts a round alone and the other seven queue
+    // behind it (the next test): one round per pass of the 8 clients instead of two.
+    expect(appends() - before).toBe(3);
+    expect(store.streams.get('repo-r')).toHaveLength(1 + 24);
+  });
+
+  it('given the same clients and no gathering, when they run, then rounds split (the behaviour roundGatherMs removes)', async () => {
+    const { writer, appends } = setUp('site-a', 0, { appendDelayMs: 200 });
+    await writer.execute('repo-r', {}, () => ({ events: [created], result: undefined }));
+    const before = appends();
+    await closedLoop(writer, 3);
+    expect(appends() - before).toBeGreaterThan(3);
+  });
+
+  it('given a round that expects clients who do not come back, when one command is queued, then it runs after the bounded wait and the next rounds stop waiting', async () => {
+    const { store, writer, appends } = setUp('site-a', 0, { roundGatherMs: 50, appendDelayMs: 10 });
+    await writer.execute('repo-r', {}, () => ({ events: [created], result: undefined }));
+    await Promise.all(Array.from({ length: 4 }, (_, index) => writer.execute('repo-r', {}, () => ({ events: [deployed(`burst/${index}`)], result: undefined }))));
+    const before = appends();
+    // One client carries on alone: each of its commands is appended (rounds of one), none lost.
+    for (let index = 0; index < 3; index++) await writer.execute('repo-r', {}, () => ({ events: [deployed(`alone/${index}`)], result: undefined }));
+    expect(appends() - before).toBe(3);
+    expect(store.streams.get('repo-r')).toHaveLength(1 + 4 + 3);
   });
 
   it('given another site appended meanwhile, when a command conflicts, then it re-reads, re-decides and keeps its own originSeq gapless', async () => {

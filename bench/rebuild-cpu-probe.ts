@@ -91,8 +91,9 @@ try {
          where datname = current_database() and state = 'active' and pid <> pg_backend_pid() and backend_type = 'client backend'`,
       );
       for (const { query } of active.rows) {
-        const last = statements.at(-1);
-        if (last !== undefined && last.text === query) last.last = now;
+        // Statements running side by side (a rebuild through a shadow schema) interleave.
+        const seen = statements.findLast((statement) => statement.text === query && now - statement.last < 100);
+        if (seen !== undefined) seen.last = now;
         else statements.push({ text: query, first: now, last: now });
       }
     };
@@ -112,7 +113,8 @@ try {
           ` (parallel workers ${(workerMs / 1000).toFixed(2)} s); machine busy ${(machine.busy - machineSince.busy).toFixed(1)} of ${(machine.total - machineSince.total).toFixed(1)} core-s`,
       );
       if (phase === 'write') {
-        for (const { text, first, last } of statements) lines.push(`    ~${Math.round(last - first + 25)} ms ${text}`);
+        const start = statements[0]?.first ?? 0;
+        for (const { text, first, last } of statements) lines.push(`    +${Math.round(first - start)} ms ~${Math.round(last - first + 25)} ms ${text}`);
       }
       since = performance.now();
       nodeSince = process.cpuUsage();

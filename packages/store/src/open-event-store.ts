@@ -97,9 +97,10 @@ async function openPostgresDatabase(databaseUrl: string, options: OpenEventStore
   if (schema !== undefined && !SCHEMA_NAME.test(schema)) {
     throw new StrataError('STRATA_ERR_INVARIANT', `schema name '${schema}' must match ${SCHEMA_NAME.source}`);
   }
+  const poolConnectionsMax = options.poolConnectionsMax ?? 10;
   const pool = new pg.Pool({
     connectionString: databaseUrl,
-    max: options.poolConnectionsMax ?? 10,
+    max: poolConnectionsMax,
     ...(options.poolKeepsIdleConnections === true ? { idleTimeoutMillis: 0 } : {}),
     ...(schema === undefined ? {} : { options: `-c search_path=${schema}` }),
   });
@@ -108,7 +109,7 @@ async function openPostgresDatabase(databaseUrl: string, options: OpenEventStore
     if (schema !== undefined) await sql`create schema if not exists ${sql.id(schema)}`.execute(db);
     await migrateToLatest(db, schema === undefined ? {} : { schema });
     // Append batches in two round trips (begin with the locks, commit with the writes).
-    return { db, bulk: postgresBulkLoader(pool), copyOut: postgresCopyOut(pool), appendTransactions: pgAppendTransactions(pool) };
+    return { db, bulk: postgresBulkLoader(pool, poolConnectionsMax), copyOut: postgresCopyOut(pool), appendTransactions: pgAppendTransactions(pool) };
   } catch (error) {
     await db.destroy();
     if (error instanceof StrataError) throw error;

@@ -25,7 +25,17 @@ export interface CopyRows {
  */
 export interface BulkLoader {
   transaction<T>(work: (tx: Kysely<StoreDatabase>, copy: CopyRows) => Promise<T>): Promise<T>;
+  /**
+   * How many more `transaction`s may run at the same time, each on a connection of its own,
+   * while one is open (PostgreSQL: the pool's size less one, at most 3). Absent or 0: one at
+   * a time (PGlite has a single connection). A rebuild then writes its tables and builds
+   * their indexes side by side in a shadow schema (rebuild-projections.ts).
+   */
+  readonly concurrentTransactionsMax?: number;
 }
+
+/** Connections a rebuild's side-by-side transactions use at most, besides its swap's. */
+const concurrentTransactionsCap = 3;
 
 /** maintenance_work_mem of a bulk transaction on PostgreSQL (index builds after a COPY). */
 const indexBuildMemory = '256MB';
@@ -122,8 +132,9 @@ function copyStatement(table: string, columns: readonly UnnestColumn[], source: 
  * PostgreSQL: takes one client from the pool for the whole transaction and streams COPY
  * text to it (pg-copy-streams), honouring backpressure; Kysely runs on the same client.
  */
-export function postgresBulkLoader(pool: pg.Pool): BulkLoader {
+export function postgresBulkLoader(pool: pg.Pool, poolConnectionsMax: number): BulkLoader {
   return {
+    concurrentTransactionsMax: Math.max(0, Math.min(concurrentTransactionsCap, poolConnectionsMax - 1)),
     async transaction(work) {
       const client = await pool.connect();
       let failed: unknown;

@@ -72,9 +72,12 @@ export async function writeProjectionCheckpoints(db: Kysely<StoreDatabase>, name
  *    into its in-memory model (pure core code), any other projection is truncated first and
  *    fed batch by batch through `apply`;
  *    (the next page is already being read while a page is folded);
- * 2. in one transaction, truncate the rebuildable projections, bulk-insert their final state
- *    (COPY when `source.bulk` is given, else multi-row unnest inserts) and record the
- *    checkpoint — readers see the old state until the swap commits;
+ * 2. swap in the rebuildable projections' final state and record the checkpoint — readers
+ *    see the old state until the swap commits. With several connections (PostgreSQL) the new
+ *    tables are written and indexed side by side in a shadow schema and swapped in by one
+ *    short transaction (swapThroughShadowSchema); otherwise one transaction truncates the
+ *    tables and bulk-inserts into them (COPY when `source.bulk` is given, else multi-row
+ *    unnest inserts);
  * 3. catch up: events appended meanwhile (their inline updates may have hit the old tables)
  *    are applied again after the checkpoint; merges are idempotent, so applying one twice
  *    is harmless. readAll only returns rows below the oldest transaction still open on the
@@ -165,7 +168,15 @@ export async function rebuildProjections(
     for (const statement of restore) await sql.raw(statement).execute(tx);
     await writeProjectionCheckpoints(tx, projections.map((projection) => projection.name), checkpoint);
   };
-  if (source.bulk !== undefined) await source.bulk.transaction(swap);
+  const swapped =
+    source.bulk !== undefined &&
+    (await swapThroughShadowSchema(source.bulk, bulk, projections.map((projection) => projection.name), checkpoint, (written) => {
+      rows += written;
+      report('write');
+    }));
+  if (swapped) {
+    // Done: the new tables are in place.
+  } else if (source.bulk !== undefined) await source.bulk.transaction(swap);
   else await db.transaction().execute((tx) => swap(tx, undefined));
   report('write');
 
@@ -203,6 +214,176 @@ export async function rebuildProjections(
   report('done');
   const elapsedMs = performance.now() - started;
   return { events, rows, checkpoint, elapsedMs, eventsPerSecond: elapsedMs === 0 ? 0 : (events * 1000) / elapsedMs };
+}
+
+/** Suffix of the schema a rebuild writes its new tables into before swapping them in. */
+const SHADOW_SCHEMA_SUFFIX = '__rebuild';
+
+/**
+ * The swap on a database with several connections (PostgreSQL): the new tables are written
+ * and indexed side by side in a shadow schema (`<schema>__rebuild`), then swapped in by one
+ * short transaction. Returns false, having changed nothing, when it does not apply (a single
+ * connection, a schema name too long for the suffix, tables with sequences or foreign keys,
+ * constraints other than plain primary keys and unique ones); the caller then swaps in one
+ * transaction.
+ *
+ * 1. one transaction creates the shadow schema and, in it, each table `like` the live one
+ *    with its columns, defaults and checks but no index and no key;
+ * 2. each projection writes its rows there (COPY) in a transaction of its own, with the
+ *    shadow schema first on its search path — the projections side by side;
+ * 3. every index and key is built on the shadow tables (keys as unique indexes) by up to
+ *    `concurrentTransactionsMax` transactions at once, largest table first: PostgreSQL's
+ *    index builds run a serial merge and write after their parallel sort, and one build's
+ *    serial part overlaps another's sort;
+ * 4. the swap transaction — the one that took the rebuild's advisory lock at the start —
+ *    locks the live tables, drops them, moves the shadow tables into the schema (their
+ *    indexes keep their names), turns the unique indexes back into the key constraints and
+ *    records the checkpoint. Readers see the old tables until it commits, and wait only for
+ *    this last step (a truncate in the swap locked them out for the whole write).
+ *
+ * Steps 1–3 commit their work into the shadow schema, which no reader looks at: a rebuild
+ * that fails or is killed there leaves the live tables as they were, and the next rebuild
+ * drops the leftover schema. An advisory lock per schema keeps two rebuilds from sharing a
+ * shadow schema.
+ */
+async function swapThroughShadowSchema(
+  loader: BulkLoader,
+  bulk: readonly { readonly projection: RebuildableSqlProjection; readonly rebuild: ProjectionRebuild }[],
+  names: readonly string[],
+  checkpoint: Checkpoint,
+  onRows: (rows: number) => void,
+): Promise<boolean> {
+  const concurrent = loader.concurrentTransactionsMax ?? 0;
+  const tables = bulk.flatMap(({ projection }) => projection.tables);
+  if (concurrent < 1 || tables.length === 0) return false;
+  let shadowSchema: string | undefined;
+  try {
+    return await loader.transaction(async (swapTx) => {
+      const schema = (await sql<{ schema: string | null }>`select current_schema() as schema`.execute(swapTx)).rows[0]?.schema;
+      if (schema === null || schema === undefined) return false;
+      const shadow = schema + SHADOW_SCHEMA_SUFFIX;
+      // PostgreSQL cuts identifiers at 63 bytes.
+      if (Buffer.byteLength(shadow) > 63) return false;
+      // One rebuild per schema at a time (a second one would drop this one's shadow schema).
+      await sql`select pg_advisory_xact_lock(hashtextextended(${rebuildLockName(schema)}, 0))`.execute(swapTx);
+      const plan = await shadowPlan(swapTx, schema, tables);
+      if (plan === undefined) return false;
+      const live = (table: string) => `${quoteIdentifier(schema)}.${quoteIdentifier(table)}`;
+      const inShadow = (table: string) => `${quoteIdentifier(shadow)}.${quoteIdentifier(table)}`;
+      shadowSchema = shadow;
+      await loader.transaction(async (tx) => {
+        await sql.raw(`drop schema if exists ${quoteIdentifier(shadow)} cascade`).execute(tx);
+        await sql.raw(`create schema ${quoteIdentifier(shadow)}`).execute(tx);
+        for (const table of tables) {
+          await sql.raw(`create table ${inShadow(table)} (like ${live(table)} including all excluding indexes)`).execute(tx);
+        }
+      });
+      await settleAll(
+        bulk.map(({ rebuild }) =>
+          loader.transaction(async (tx, copy) => {
+            await sql`select set_config('search_path', ${`${quoteIdentifier(shadow)}, ${quoteIdentifier(schema)}`}, true)`.execute(tx);
+            await rebuild.write(tx, onRows, copy, { unindexed: true });
+          }),
+        ),
+      );
+      // The largest first (by the size of the live index it replaces), so that the last
+      // builds to start are the short ones.
+      const builds = [...plan.indexes].sort((a, b) => b.bytes - a.bytes);
+      let next = 0;
+      await settleAll(
+        Array.from({ length: Math.min(concurrent, builds.length) }, () =>
+          loader.transaction(async (tx) => {
+            for (let build = builds[next++]; build !== undefined; build = builds[next++]) {
+              await sql.raw(build.definition.replace(build.on, ` ON ${inShadow(build.table)} `)).execute(tx);
+            }
+          }),
+        ),
+      );
+      await sql.raw(`lock table ${tables.map(live).join(', ')} in access exclusive mode`).execute(swapTx);
+      for (const table of tables) await sql.raw(`drop table ${live(table)}`).execute(swapTx);
+      for (const table of tables) await sql.raw(`alter table ${inShadow(table)} set schema ${quoteIdentifier(schema)}`).execute(swapTx);
+      for (const { table, name, kind } of plan.constraints) {
+        await sql.raw(`alter table ${live(table)} add constraint ${quoteIdentifier(name)} ${kind === 'p' ? 'primary key' : 'unique'} using index ${quoteIdentifier(name)}`).execute(swapTx);
+      }
+      await sql.raw(`drop schema ${quoteIdentifier(shadow)}`).execute(swapTx);
+      await writeProjectionCheckpoints(swapTx, names, checkpoint);
+      return true;
+    });
+  } catch (error) {
+    // The swap transaction rolled back: the live tables are as they were. The shadow schema,
+    // committed piecewise, is dropped under the same lock (another rebuild may hold it now:
+    // this waits for it, which drops it anyway).
+    const shadow = shadowSchema;
+    if (shadow !== undefined) {
+      await loader
+        .transaction(async (tx) => {
+          await sql`select pg_advisory_xact_lock(hashtextextended(${rebuildLockName(shadow.slice(0, -SHADOW_SCHEMA_SUFFIX.length))}, 0))`.execute(tx);
+          await sql.raw(`drop schema if exists ${quoteIdentifier(shadow)} cascade`).execute(tx);
+        })
+        .catch(() => undefined);
+    }
+    throw error;
+  }
+}
+
+function rebuildLockName(schema: string): string {
+  return `strata rebuild ${schema}`;
+}
+
+/** Waits for every promise, then fails with the first failure (none is left running behind). */
+async function settleAll(promises: readonly Promise<unknown>[]): Promise<void> {
+  const results = await Promise.allSettled(promises);
+  for (const result of results) if (result.status === 'rejected') throw result.reason;
+}
+
+interface ShadowPlan {
+  /** Every index of the tables (those of key constraints too), with the `ON <table>` part of its definition to rewrite. */
+  readonly indexes: readonly { readonly table: string; readonly definition: string; readonly on: string; readonly bytes: number }[];
+  /** The primary keys and unique constraints, built as unique indexes of the same names first. */
+  readonly constraints: readonly { readonly table: string; readonly name: string; readonly kind: 'p' | 'u' }[];
+}
+
+/**
+ * What the shadow swap rebuilds for `tables`, from the catalog; undefined when it cannot
+ * reproduce them exactly: a sequence owned by a column, a foreign key to or from them, a
+ * constraint besides checks, not-null, plain primary keys and unique ones (exclusion,
+ * deferrable), a table that is not plain.
+ */
+async function shadowPlan(db: Kysely<StoreDatabase>, schema: string, tables: readonly string[]): Promise<ShadowPlan | undefined> {
+  // (`foreign`: a foreign key, or extended statistics, which would stay behind in the shadow schema.)
+  const found = await sql<{ table: string; plain: boolean; sequences: boolean; foreign: boolean }>`
+    select t.relname as table, t.relkind = 'r' and not t.relispartition and not t.relhassubclass and not t.relhastriggers as plain,
+      exists (select 1 from pg_depend d join pg_class s on s.oid = d.objid and s.relkind = 'S' where d.refobjid = t.oid) as sequences,
+      exists (select 1 from pg_constraint f where f.contype = 'f' and (f.conrelid = t.oid or f.confrelid = t.oid))
+        or exists (select 1 from pg_statistic_ext e where e.stxrelid = t.oid) as foreign
+    from pg_class t where t.relnamespace = ${schema}::regnamespace and t.relname = any(${[...tables]}::text[])`.execute(db);
+  if (found.rows.length !== new Set(tables).size) return undefined;
+  if (found.rows.some((row) => !row.plain || row.sequences || row.foreign)) return undefined;
+  const constraints = await sql<{ table: string; name: string; kind: string; index: string | null; deferrable: boolean }>`
+    select t.relname as table, c.conname as name, c.contype as kind, i.relname as index, c.condeferrable as deferrable
+    from pg_constraint c join pg_class t on t.oid = c.conrelid left join pg_class i on i.oid = c.conindid
+    where t.relnamespace = ${schema}::regnamespace and t.relname = any(${[...tables]}::text[]) and c.contype not in ('c', 'n')
+    order by t.relname, c.conname`.execute(db);
+  const keys: { table: string; name: string; kind: 'p' | 'u' }[] = [];
+  for (const row of constraints.rows) {
+    if ((row.kind !== 'p' && row.kind !== 'u') || row.deferrable || row.index !== row.name) return undefined;
+    keys.push({ table: row.table, name: row.name, kind: row.kind });
+  }
+  const indexes = await sql<{ table: string; definition: string; bytes: string }>`
+    select t.relname as table, pg_get_indexdef(x.indexrelid) as definition, pg_relation_size(x.indexrelid)::text as bytes
+    from pg_index x join pg_class t on t.oid = x.indrelid
+    where t.relnamespace = ${schema}::regnamespace and t.relname = any(${[...tables]}::text[])
+    order by t.relname, x.indexrelid`.execute(db);
+  const plan: { table: string; definition: string; on: string; bytes: number }[] = [];
+  for (const { table, definition, bytes } of indexes.rows) {
+    // "CREATE [UNIQUE] INDEX name ON [ONLY] schema.table USING …": the table part is rewritten.
+    const on = ` ON ${quoteIdentifier(schema)}.${quoteIdentifier(table)} `;
+    const plainOn = ` ON ${schema}.${table} `;
+    const match = definition.includes(on) ? on : definition.includes(plainOn) ? plainOn : undefined;
+    if (match === undefined || definition.indexOf(match) !== definition.lastIndexOf(match)) return undefined;
+    plan.push({ table, definition, on: match, bytes: Number(bytes) });
+  }
+  return { indexes: plan, constraints: keys };
 }
 
 async function snapshotXmax(db: Kysely<StoreDatabase>): Promise<bigint> {

@@ -47,6 +47,8 @@ export function checkVersion(version: string): void {
 }
 
 export function checkTag(tag: string): void {
+  // Nearly every publish names 'latest', which passes both checks: no range parse for it.
+  if (tag === 'latest') return;
   if (tag.length > tagCharsMax || !TAG.test(tag)) throw invalid(`'${tag}' is not a valid dist-tag`);
   if (semver.validRange(tag) !== null) throw invalid(`dist-tag '${tag}' must not be a semantic version range`);
 }

@@ -236,6 +236,14 @@ async function publishRun(registry: Registry, prefix: string, publishes: number)
   return { perSecond: (publishes - failures) / seconds, failures };
 }
 
+/** Unmeasured publishes before a measured run (same count for every server). */
+const warmUpPublishCount = 160;
+
+async function warmUpPublishes(registry: Registry, prefix: string): Promise<void> {
+  const { failures } = await publishRun(registry, prefix, warmUpPublishCount);
+  if (failures > 0) throw new Error(`warm-up publishes at ${registry.url}: ${failures} failed`);
+}
+
 async function seedPackument(registry: Registry): Promise<void> {
   const dispatcher = new Agent({ connections: 1 });
   for (let minor = 0; minor < packumentVersions; minor++) {
@@ -283,6 +291,12 @@ export async function npmRegistryBenchmark(options: NpmRegistryOptions): Promise
         getRatios.push(strataGet.perSecond / verdaccioGet.perSecond);
         log(`round ${round + 1}: packument GET verdaccio ${Math.round(verdaccioGet.perSecond)}/s, strata ${Math.round(strataGet.perSecond)}/s`);
 
+        // Every server takes the same unmeasured warm-up publishes first, as server-http's
+        // deploys get a warm-up run: the first few hundred publishes of a fresh process run on
+        // code not yet optimised (in a probe the same 8-client run cost 3.0 ms of server CPU
+        // per publish the first time and 1.9–2.7 ms the second, load 6–9).
+        await warmUpPublishes(verdaccio, `wv${round}`);
+        await warmUpPublishes(strata, `ws${round}`);
         const verdaccioPut = await publishRun(verdaccio, `v${round}`, Math.max(100, Math.round(publishes / 5)));
         let strataPut: { perSecond: number; failures: number };
         if (options.compareRoot === undefined) strataPut = await publishRun(strata, `s${round}`, publishes);
@@ -290,6 +304,7 @@ export async function npmRegistryBenchmark(options: NpmRegistryOptions): Promise
           // The other checkout's server on its own database, started after this round's GETs.
           const old = await startStrata(work, `before-${round}`, backend, options.compareRoot, beforeDatabase);
           try {
+            await warmUpPublishes(old, `wb${round}`);
             let oldPut: { perSecond: number; failures: number };
             if (round % 2 === 0) {
               strataPut = await publishRun(strata, `s${round}`, publishes);

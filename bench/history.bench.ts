@@ -77,7 +77,8 @@ export async function historyBenchmark(rounds: number): Promise<BenchResult[]> {
       // As the shipped launcher starts a server (packages/cli/bin/strata): its malloc setting.
       const child = spawn(process.execPath, ['--import', 'tsx', new URL('./support/history-server.ts', import.meta.url).pathname, root, SCHEMA], {
         env: { ...process.env, MALLOC_MMAP_THRESHOLD_: process.env.MALLOC_MMAP_THRESHOLD_ ?? '131072' },
-        stdio: ['ignore', 'pipe', 'inherit'],
+        // The IPC channel only tells it when this process is gone (killed by a timeout, say).
+        stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
       });
       const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
       closers.push(async () => {
@@ -88,8 +89,10 @@ export async function historyBenchmark(rounds: number): Promise<BenchResult[]> {
       // read as it comes so that the server never waits on a full pipe.
       return new Promise<number>((resolve, reject) => {
         let output: string | undefined = '';
-        child.stdout.setEncoding('utf8');
-        child.stdout.on('data', (chunk: string) => {
+        const stdout = child.stdout;
+        if (stdout === null) throw new Error('history server: no stdout');
+        stdout.setEncoding('utf8');
+        stdout.on('data', (chunk: string) => {
           if (output === undefined) {
             process.stderr.write(chunk);
             return;

@@ -15,6 +15,9 @@ const database = await openPostgres(schema, [], 4, { siteId: 'site-a' }, true);
 const app = await listenHistoryApp(root, database, await checkoutAudit(root, database));
 const address = app.server.address();
 process.stdout.write(`listening ${typeof address === 'object' && address !== null ? address.port : 0}\n`);
+// Started by the bench with an IPC channel: when the bench is gone (a timeout killed it),
+// so is this server.
+process.once('disconnect', () => process.exit(0));
 process.once('SIGTERM', () => {
   void app
     .close()

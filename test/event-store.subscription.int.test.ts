@@ -5,13 +5,14 @@ import { artifactDeletedEvents, dropTestSchemas, eventStoreBackends } from './ev
 
 afterAll(dropTestSchemas);
 
-async function take(subscription: Subscription, count: number): Promise<{ events: RecordedEvent[]; checkpoint: Checkpoint | undefined }> {
+async function take(subscription: Subscription, count: number, onEvent?: () => void): Promise<{ events: RecordedEvent[]; checkpoint: Checkpoint | undefined }> {
   const events: RecordedEvent[] = [];
   let checkpoint: Checkpoint | undefined;
   if (count === 0) return { events, checkpoint };
   for await (const entry of subscription) {
     events.push(entry.event);
     checkpoint = entry.checkpoint;
+    onEvent?.();
     if (events.length === count) break;
   }
   return { events, checkpoint };
@@ -70,16 +71,20 @@ describe.each(eventStoreBackends())('event store subscriptions on $name', (backe
     try {
       await harness.store.append('repo-a', artifactDeletedEvents(1));
       const controller = new AbortController();
-      const aborted = take(harness.store.subscribe({ signal: controller.signal, pollIntervalMs: 10_000 }), 5);
-      setTimeout(() => controller.abort(), 50);
+      // Each ends once the one stored event has been delivered (not after a fixed delay: the
+      // first read may take longer than any delay, PGlite answering from its worker thread).
+      const aborted = take(harness.store.subscribe({ signal: controller.signal, pollIntervalMs: 10_000 }), 5, () => setTimeout(() => controller.abort(), 20));
       expect((await aborted).events).toHaveLength(1);
 
       const subscription = harness.store.subscribe({ pollIntervalMs: 10_000 });
-      const closed = take(subscription, 5);
-      setTimeout(() => void subscription.close(), 50);
+      const closed = take(subscription, 5, () => setTimeout(() => void subscription.close(), 20));
       expect((await closed).events).toHaveLength(1);
 
-      const untilStoreCloses = take(harness.store.subscribe({ pollIntervalMs: 10_000 }), 5);
+      let delivered!: () => void;
+      const first = new Promise<void>((resolve) => (delivered = resolve));
+      const untilStoreCloses = take(harness.store.subscribe({ pollIntervalMs: 10_000 }), 5, () => delivered());
+      await first;
+      // Then idle in its poll wait, as before this test waited for the first delivery.
       await new Promise((resolve) => setTimeout(resolve, 50));
       await harness.store.close();
       expect((await untilStoreCloses).events).toHaveLength(1);

@@ -6,6 +6,7 @@ export * from './projections/index.ts';
 export * from './migrations/index.ts';
 export * from './pglite-dialect.ts';
 export * from './open-pglite.ts';
+export * from './pglite-worker.ts';
 export { SqlEventStore, type SqlEventStoreOptions } from './sql-event-store.ts';
 export { kyselyAppendTransactions, pgAppendTransactions, type AppendSession, type AppendTransactions } from './append-transaction.ts';
 export { type CopyOut } from './event-copy-reader.ts';

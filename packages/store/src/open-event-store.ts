@@ -4,7 +4,8 @@ import pg from 'pg';
 import { StrataError } from '@strata/core';
 import { kyselyAppendTransactions, pgAppendTransactions, type AppendTransactions } from './append-transaction.ts';
 import { migrateToLatest } from './migrations/index.ts';
-import { openPglite, pgliteKysely } from './open-pglite.ts';
+import { openPglite, openPgliteWorker, pgliteKysely } from './open-pglite.ts';
+import { pgliteWorkerAppendTransactions } from './pglite-worker.ts';
 import { pgliteBulkLoader, pgliteCopyOut, postgresBulkLoader, postgresCopyOut, type BulkLoader } from './projections/bulk-copy.ts';
 import type { CopyOut } from './event-copy-reader.ts';
 import type { SqlProjection } from './projection.ts';
@@ -32,7 +33,15 @@ export interface OpenEventStoreOptions {
    */
   readonly poolKeepsIdleConnections?: boolean;
   readonly store?: Omit<SqlEventStoreOptions, 'onClose'>;
+  /**
+   * PGlite only: where its SQL runs. `worker` (default): a worker thread, so the main thread
+   * serves requests while a statement runs; `main`: in this thread, as before (docs/storage.md).
+   */
+  readonly pgliteThread?: PgliteThread;
 }
+
+export const PGLITE_THREADS = ['worker', 'main'] as const;
+export type PgliteThread = (typeof PGLITE_THREADS)[number];
 
 export interface OpenedEventStore {
   readonly store: SqlEventStore;
@@ -80,7 +89,20 @@ interface OpenedDatabase {
 export const pgliteCopyStatementRowsMax = 50_000;
 
 async function openPgliteDatabase(options: OpenEventStoreOptions): Promise<OpenedDatabase> {
-  const pglite = await openPglite(options.dataDir === undefined ? 'memory' : join(options.dataDir, 'pg'));
+  const location = options.dataDir === undefined ? 'memory' : join(options.dataDir, 'pg');
+  if ((options.pgliteThread ?? 'worker') === 'worker') {
+    const database = await openPgliteWorker(location);
+    const db = pgliteKysely(database);
+    return {
+      db,
+      bulk: pgliteBulkLoader(database, db),
+      copyOut: pgliteCopyOut(database, db),
+      copyStatementRowsMax: pgliteCopyStatementRowsMax,
+      // Each send of an append batch is one message to the worker (pglite-worker.ts).
+      appendTransactions: pgliteWorkerAppendTransactions(db, database),
+    };
+  }
+  const pglite = await openPglite(location);
   const db = pgliteKysely(pglite);
   return {
     db,

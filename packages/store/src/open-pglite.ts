@@ -8,7 +8,8 @@ import { gunzipSync } from 'node:zlib';
 import { PGlite } from '@electric-sql/pglite';
 import { Kysely } from 'kysely';
 import { migrateToLatest, migrationsHash } from './migrations/index.ts';
-import { PgliteDialect } from './pglite-dialect.ts';
+import { PgliteDialect, type PgliteDatabase } from './pglite-dialect.ts';
+import { PgliteWorkerDatabase } from './pglite-worker.ts';
 import type { StoreDatabase } from './schema.ts';
 
 /** Where a PGlite database lives: a directory, or `memory` for a throwaway one. */
@@ -53,6 +54,32 @@ export async function openPglite(location: PgliteLocation, options: OpenPgliteOp
 }
 
 /**
+ * As openPglite, with PGlite running in a worker thread (pglite-worker.ts): the data
+ * directory is prepared here (a copy of the template, as above), PGlite opens it in the
+ * worker, and an existing directory is migrated through the worker's handle.
+ */
+export async function openPgliteWorker(location: PgliteLocation, options: OpenPgliteOptions = {}): Promise<PgliteWorkerDatabase> {
+  const existing = location !== 'memory' && existsSync(join(location, 'PG_VERSION'));
+  const startParams = pgliteStartParams;
+  let database: PgliteWorkerDatabase;
+  if (existing) {
+    database = await PgliteWorkerDatabase.start({ dataDir: location, startParams });
+  } else if (location === 'memory') {
+    database = await PgliteWorkerDatabase.start({ loadDataDir: await loadTemplate(options.templateDir ?? tmpdir()), startParams });
+  } else {
+    await copyTemplateDirectory(options.templateDir ?? tmpdir(), location);
+    database = await PgliteWorkerDatabase.start({ dataDir: location, startParams });
+  }
+  try {
+    if (existing) await migrate(database);
+    return database;
+  } catch (error) {
+    await database.close().catch(() => undefined);
+    throw error;
+  }
+}
+
+/**
  * PostgreSQL settings of every PGlite database (PGlite's own defaults plus these). PGlite
  * runs in this process's memory: its 128 MB of shared buffers alone were a third of an idle
  * server's resident memory (docs/benchmarks.md, "Server HTTP"). The operating system's page
@@ -69,11 +96,11 @@ export const pgliteSettings: Readonly<Record<string, string>> = {
 const pgliteStartParams = [...PGlite.defaultStartParams, ...Object.entries(pgliteSettings).flatMap(([name, value]) => ['-c', `${name}=${value}`])];
 
 /** A Kysely instance over a PGlite database; destroying it closes the database. */
-export function pgliteKysely(pglite: PGlite, options: { closeOnDestroy?: boolean } = {}): Kysely<StoreDatabase> {
+export function pgliteKysely(pglite: PgliteDatabase, options: { closeOnDestroy?: boolean } = {}): Kysely<StoreDatabase> {
   return new Kysely<StoreDatabase>({ dialect: new PgliteDialect({ database: pglite, closeOnDestroy: options.closeOnDestroy ?? true }) });
 }
 
-async function migrate(pglite: PGlite): Promise<void> {
+async function migrate(pglite: PgliteDatabase): Promise<void> {
   const db = pgliteKysely(pglite, { closeOnDestroy: false });
   try {
     await migrateToLatest(db);

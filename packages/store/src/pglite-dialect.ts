@@ -37,7 +37,10 @@ export interface PgliteDialectConfig {
 const INT8_TYPE_ID = 20;
 // `pg` returns int8 as a string (it may not fit a number); PGlite would return a number.
 // Both backends must hand the same row shapes to the same code.
-const PARSERS = { [INT8_TYPE_ID]: (value: string) => value };
+// The same function object is recognised by the worker's handle (pglite-worker.ts), which
+// cannot send a function to the worker and asks it for int8 as text instead.
+export const int8AsText = (value: string): string => value;
+const PARSERS = { [INT8_TYPE_ID]: int8AsText };
 
 /**
  * A Kysely dialect for PGlite. PGlite has exactly one connection, so the driver hands it out

@@ -22,6 +22,7 @@ export type ServeSettings = Pick<
   | 'blobTrashPeriodMs'
   | 'blobGcIntervalMs'
   | 'smartRemoteStatsFlushIntervalMs'
+  | 'pgliteThread'
 >;
 
 export const SERVE_USAGE = `Usage: strata serve [options]
@@ -99,6 +100,13 @@ function inlineBlobBytes(text: string | undefined): number | undefined {
   return value;
 }
 
+/** Where the embedded PGlite runs its SQL: `main` (default) or `worker`. */
+function pgliteThread(text: string | undefined): 'main' | 'worker' | undefined {
+  if (text === undefined) return undefined;
+  if (text !== 'main' && text !== 'worker') throw new UsageError(`invalid STRATA_PGLITE_THREAD '${text}' (main or worker)`);
+  return text;
+}
+
 function positiveMs(what: string, text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   const value = Number(text);
@@ -142,6 +150,7 @@ export function parseServeSettings(argv: readonly string[], env: NodeJS.ProcessE
     federationTestHooks: env.STRATA_FEDERATION_TEST_HOOKS === '1',
     federationInlineBinaryBytesMax: inlineBinaryBytes(nonEmpty(env.STRATA_FEDERATION_INLINE_BINARY_MAX_BYTES)),
     inlineBlobBytesMax: inlineBlobBytes(nonEmpty(env.STRATA_INLINE_BLOB_MAX_BYTES)),
+    pgliteThread: pgliteThread(nonEmpty(env.STRATA_PGLITE_THREAD)),
     edge: edgeFlag || env.STRATA_EDGE?.toLowerCase() === 'true',
     blobTrashPeriodMs: durationMs('trash period', flags.blobTrashPeriodMs ?? nonEmpty(env.STRATA_TRASH_PERIOD)),
     blobGcIntervalMs: durationMs('blob GC interval', flags.blobGcIntervalMs ?? nonEmpty(env.STRATA_BLOB_GC_INTERVAL)),

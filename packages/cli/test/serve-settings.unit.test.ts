@@ -14,6 +14,13 @@ describe('strata serve settings', () => {
     expect(parseServeSettings(['--port', '9100', '--data=/tmp/d', '--site-id', 'site-b'], env)).toMatchObject({ port: 9100, dataDir: '/tmp/d', siteId: 'site-b' });
   });
 
+  it('reads where PGlite runs its SQL (STRATA_PGLITE_THREAD), and refuses anything but main or worker', () => {
+    expect(parseServeSettings([], {}).pgliteThread).toBeUndefined();
+    expect(parseServeSettings([], { STRATA_PGLITE_THREAD: 'worker' }).pgliteThread).toBe('worker');
+    expect(parseServeSettings([], { STRATA_PGLITE_THREAD: 'main' }).pgliteThread).toBe('main');
+    expect(() => parseServeSettings([], { STRATA_PGLITE_THREAD: 'threads' })).toThrow(UsageError);
+  });
+
   it('refuses unknown options and bad ports', () => {
     expect(() => parseServeSettings(['--nope'], {})).toThrow(UsageError);
     expect(() => parseServeSettings(['--port', 'x'], {})).toThrow(UsageError);

@@ -18,7 +18,7 @@ import {
   blobTrashPeriodMsDefault,
   VirtualResolutionProjection,
 } from '@strata/store';
-import type { StoreDatabase } from '@strata/store';
+import type { PgliteThread, StoreDatabase } from '@strata/store';
 import type { FastifyInstance } from 'fastify';
 import { sql } from 'kysely';
 import type { Kysely } from 'kysely';
@@ -76,6 +76,12 @@ export interface ServerSettings {
   readonly edge?: boolean;
   /** How often smart remotes report queued downloads to their origins (STRATA_SMART_REMOTE_STATS_INTERVAL_MS). */
   readonly smartRemoteStatsFlushIntervalMs?: number;
+  /**
+   * PGlite only: where its SQL runs (STRATA_PGLITE_THREAD). `main` (the server's default): in
+   * the server's thread; `worker`: a worker thread — deploys ×1.7, but downloads of 1 MiB
+   * files ~20% slower in the same quiet run (docs/storage.md, "PGlite in a worker thread").
+   */
+  readonly pgliteThread?: PgliteThread | undefined;
 }
 
 export const blobGcIntervalMsDefault = 6 * 60 * 60 * 1000;
@@ -143,7 +149,7 @@ export async function startServer(settings: ServerSettings): Promise<RunningServ
   const opened = await openEventStore({
     // A server keeps its pool's connections open while idle: a new one is a cold backend
     // (open-event-store.ts), which made the first history page after 10 s idle ~140 ms slower.
-    ...(settings.databaseUrl === undefined ? { dataDir: settings.dataDir } : { databaseUrl: settings.databaseUrl, poolKeepsIdleConnections: true }),
+    ...(settings.databaseUrl === undefined ? { dataDir: settings.dataDir, pgliteThread: settings.pgliteThread ?? 'main' } : { databaseUrl: settings.databaseUrl, poolKeepsIdleConnections: true }),
     projections: [
       new ArtifactTreeProjection(),
       new RepositoryConfigProjection(),

@@ -100,7 +100,7 @@ function inlineBlobBytes(text: string | undefined): number | undefined {
   return value;
 }
 
-/** Where the embedded PGlite runs its SQL: `main` (default) or `worker`. */
+/** Where the embedded PGlite runs its SQL: `worker` (default) or `main`. */
 function pgliteThread(text: string | undefined): 'main' | 'worker' | undefined {
   if (text === undefined) return undefined;
   if (text !== 'main' && text !== 'worker') throw new UsageError(`invalid STRATA_PGLITE_THREAD '${text}' (main or worker)`);

@@ -77,9 +77,9 @@ export interface ServerSettings {
   /** How often smart remotes report queued downloads to their origins (STRATA_SMART_REMOTE_STATS_INTERVAL_MS). */
   readonly smartRemoteStatsFlushIntervalMs?: number;
   /**
-   * PGlite only: where its SQL runs (STRATA_PGLITE_THREAD). `main` (the server's default): in
-   * the server's thread; `worker`: a worker thread — deploys ×1.7, but downloads of 1 MiB
-   * files ~20% slower in the same quiet run (docs/storage.md, "PGlite in a worker thread").
+   * PGlite only: where its SQL runs (STRATA_PGLITE_THREAD). `worker` (default): a worker
+   * thread, deploys ×1.7 on the main thread's rate; `main`: in the server's thread
+   * (docs/storage.md, "PGlite in a worker thread").
    */
   readonly pgliteThread?: PgliteThread | undefined;
 }
@@ -149,7 +149,7 @@ export async function startServer(settings: ServerSettings): Promise<RunningServ
   const opened = await openEventStore({
     // A server keeps its pool's connections open while idle: a new one is a cold backend
     // (open-event-store.ts), which made the first history page after 10 s idle ~140 ms slower.
-    ...(settings.databaseUrl === undefined ? { dataDir: settings.dataDir, pgliteThread: settings.pgliteThread ?? 'main' } : { databaseUrl: settings.databaseUrl, poolKeepsIdleConnections: true }),
+    ...(settings.databaseUrl === undefined ? { dataDir: settings.dataDir, pgliteThread: settings.pgliteThread ?? 'worker' } : { databaseUrl: settings.databaseUrl, poolKeepsIdleConnections: true }),
     projections: [
       new ArtifactTreeProjection(),
       new RepositoryConfigProjection(),

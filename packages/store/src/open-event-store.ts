@@ -5,7 +5,7 @@ import { StrataError } from '@strata/core';
 import { kyselyAppendTransactions, pgAppendTransactions, type AppendTransactions } from './append-transaction.ts';
 import { migrateToLatest } from './migrations/index.ts';
 import { openPglite, openPgliteWorker, pgliteKysely } from './open-pglite.ts';
-import { pgliteWorkerAppendTransactions } from './pglite-worker.ts';
+import { PgliteWorkerDatabase, pgliteWorkerAppendTransactions } from './pglite-worker.ts';
 import { pgliteBulkLoader, pgliteCopyOut, postgresBulkLoader, postgresCopyOut, type BulkLoader } from './projections/bulk-copy.ts';
 import type { CopyOut } from './event-copy-reader.ts';
 import type { SqlProjection } from './projection.ts';
@@ -90,27 +90,19 @@ export const pgliteCopyStatementRowsMax = 50_000;
 
 async function openPgliteDatabase(options: OpenEventStoreOptions): Promise<OpenedDatabase> {
   const location = options.dataDir === undefined ? 'memory' : join(options.dataDir, 'pg');
-  if ((options.pgliteThread ?? 'worker') === 'worker') {
-    const database = await openPgliteWorker(location);
-    const db = pgliteKysely(database);
-    return {
-      db,
-      bulk: pgliteBulkLoader(database, db),
-      copyOut: pgliteCopyOut(database, db),
-      copyStatementRowsMax: pgliteCopyStatementRowsMax,
-      // Each send of an append batch is one message to the worker (pglite-worker.ts).
-      appendTransactions: pgliteWorkerAppendTransactions(db, database),
-    };
-  }
-  const pglite = await openPglite(location);
-  const db = pgliteKysely(pglite);
+  const database = (options.pgliteThread ?? 'worker') === 'worker' ? await openPgliteWorker(location) : await openPglite(location);
+  const db = pgliteKysely(database);
   return {
     db,
-    bulk: pgliteBulkLoader(pglite, db),
-    copyOut: pgliteCopyOut(pglite, db),
+    bulk: pgliteBulkLoader(database, db),
+    copyOut: pgliteCopyOut(database, db),
     copyStatementRowsMax: pgliteCopyStatementRowsMax,
-    // Large appends COPY their events from a blob (sql-event-store.ts, appendCopyEventsMin).
-    appendTransactions: kyselyAppendTransactions(db, { pglite }),
+    appendTransactions:
+      database instanceof PgliteWorkerDatabase
+        ? // Each send of an append batch is one message to the worker (pglite-worker.ts).
+          pgliteWorkerAppendTransactions(db, database)
+        : // Large appends COPY their events from a blob (sql-event-store.ts, appendCopyEventsMin).
+          kyselyAppendTransactions(db, { pglite: database }),
   };
 }
 

@@ -121,6 +121,14 @@ export class MemoryRemoteDownloadStatsStore implements RemoteDownloadStatsStore 
 }
 
 /**
+ * The upsert's merge into `server_smart_remote_stats_pending as p`: counts add up, the latest
+ * download wins (ties: the incoming one), as `mergeDownload` does in memory.
+ */
+const mergePending = sql`on conflict (repo, path) do update set count = p.count + excluded.count,
+  last_downloaded_by = case when excluded.last_downloaded >= p.last_downloaded then excluded.last_downloaded_by else p.last_downloaded_by end,
+  last_downloaded = greatest(p.last_downloaded, excluded.last_downloaded)`;
+
+/**
  * Creates the server-owned tables of smart remotes, idempotently (PostgreSQL and PGlite alike,
  * as sql-download-stats.ts). A queue of one row per download (`server_smart_remote_stats_queue`,
  * before 2026-12-06) is folded into the per-path table and dropped, in one transaction.
@@ -144,9 +152,7 @@ export async function ensureSmartRemoteTables(db: Kysely<any>): Promise<void> {
         insert into server_smart_remote_stats_pending as p (repo, path, count, last_downloaded, last_downloaded_by)
         select distinct on (repo, path) repo, path, count(*) over (partition by repo, path), downloaded_at, downloaded_by
         from server_smart_remote_stats_queue order by repo, path, downloaded_at desc, id desc
-        on conflict (repo, path) do update set count = p.count + excluded.count,
-          last_downloaded_by = case when excluded.last_downloaded >= p.last_downloaded then excluded.last_downloaded_by else p.last_downloaded_by end,
-          last_downloaded = greatest(p.last_downloaded, excluded.last_downloaded)`.execute(tx);
+        ${mergePending}`.execute(tx);
       await sql`drop table server_smart_remote_stats_queue`.execute(tx);
     }
     await sql`
@@ -172,9 +178,7 @@ export class SqlSmartRemoteStatsQueue implements SmartRemoteStatsQueue {
     await sql`
       insert into server_smart_remote_stats_pending as p (repo, path, count, last_downloaded, last_downloaded_by)
       values (${download.repo}, ${download.path}, 1, ${download.downloadedAt}, ${download.downloadedBy})
-      on conflict (repo, path) do update set count = p.count + 1,
-        last_downloaded_by = case when excluded.last_downloaded >= p.last_downloaded then excluded.last_downloaded_by else p.last_downloaded_by end,
-        last_downloaded = greatest(p.last_downloaded, excluded.last_downloaded)`.execute(this.#db);
+      ${mergePending}`.execute(this.#db);
   }
 
   async repositories(): Promise<readonly string[]> {

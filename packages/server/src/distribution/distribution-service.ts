@@ -427,8 +427,7 @@ export class DistributionService {
    * distribution fails.
    */
   async #start(url: string, authorization: string, body: string): Promise<unknown> {
-    const deadline = this.#options.clock.now() + this.#options.limits.resumeWithinMs;
-    let delayMs = 100;
+    const pause = this.#backoff();
     for (let attempt = 0; ; attempt++) {
       try {
         return await this.#call(url, {
@@ -438,11 +437,24 @@ export class DistributionService {
           signal: AbortSignal.timeout(this.#options.limits.edgeRequestTimeoutMs),
         });
       } catch (error) {
-        if (error instanceof EdgeRefusal || attempt >= this.#options.limits.resumeAttemptsMax || this.#options.clock.now() >= deadline) throw error;
+        if (error instanceof EdgeRefusal || attempt >= this.#options.limits.resumeAttemptsMax || !(await pause())) throw error;
       }
+    }
+  }
+
+  /**
+   * The wait between two tries of a request to an edge that did not answer: 100 ms, doubling
+   * up to 2 s; resolves false (without waiting) once `resumeWithinMs` from now has passed.
+   */
+  #backoff(): () => Promise<boolean> {
+    const deadline = this.#options.clock.now() + this.#options.limits.resumeWithinMs;
+    let delayMs = 100;
+    return async () => {
+      if (this.#options.clock.now() >= deadline) return false;
       await new Promise((resolve) => setTimeout(resolve, delayMs));
       delayMs = Math.min(delayMs * 2, 2000);
-    }
+      return true;
+    };
   }
 
   /**
@@ -451,12 +463,9 @@ export class DistributionService {
    * again. A transaction the edge does not know (404) is lost: that ends the distribution.
    */
   async #awaitTransaction(txUrl: string, authorization: string, cause: unknown): Promise<{ status: string; missing: unknown[]; message?: string }> {
-    const deadline = this.#options.clock.now() + this.#options.limits.resumeWithinMs;
-    let delayMs = 100;
+    const pause = this.#backoff();
     let lastError = cause;
-    while (this.#options.clock.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, delayMs));
-      delayMs = Math.min(delayMs * 2, 2000);
+    while (await pause()) {
       try {
         const status = (await this.#call(txUrl, { headers: { authorization }, signal: AbortSignal.timeout(10_000) })) as { status?: unknown; missing?: unknown; message?: unknown } | undefined;
         if (status?.status === 'COMMITTING') continue;

@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import type { ServerSettings } from '@strata/server';
+import { PGLITE_THREADS, type PgliteThread } from '@strata/store';
 
 /** `strata serve` settings: a flag wins over the environment, which wins over the default. */
 export type ServeSettings = Pick<
@@ -101,10 +102,11 @@ function inlineBlobBytes(text: string | undefined): number | undefined {
 }
 
 /** Where the embedded PGlite runs its SQL: `worker` (default) or `main`. */
-function pgliteThread(text: string | undefined): 'main' | 'worker' | undefined {
+function pgliteThread(text: string | undefined): PgliteThread | undefined {
   if (text === undefined) return undefined;
-  if (text !== 'main' && text !== 'worker') throw new UsageError(`invalid STRATA_PGLITE_THREAD '${text}' (main or worker)`);
-  return text;
+  const thread = PGLITE_THREADS.find((known) => known === text);
+  if (thread === undefined) throw new UsageError(`invalid STRATA_PGLITE_THREAD '${text}' (${PGLITE_THREADS.join(' or ')})`);
+  return thread;
 }
 
 function positiveMs(what: string, text: string | undefined): number | undefined {

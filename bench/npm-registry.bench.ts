@@ -24,6 +24,7 @@ import { log, median, printTable, type BenchResult } from './support/report.ts';
 import { freePort } from '../test/support/spawned-server.ts';
 import { reportLua, runWrk, stopper, waitFor } from './server-http.bench.ts';
 import { readFileSync } from 'node:fs';
+import { strataCommand } from './support/launcher.ts';
 
 const loadAverage = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 
@@ -146,7 +147,8 @@ async function startStrata(work: string, index: number | string, backend: 'pglit
   const env: NodeJS.ProcessEnv = { ...process.env, STRATA_ADMIN_PASSWORD: adminPassword };
   delete env.DATABASE_URL;
   if (backend === 'postgres') env.DATABASE_URL = database.href;
-  const child = spawn(process.execPath, [join(checkout, 'packages/cli/bin/strata.js'), 'serve', '--host', '127.0.0.1', '--port', String(port), '--data', join(work, `strata-${index}`)], {
+  const [command, args] = strataCommand(checkout, ['serve', '--host', '127.0.0.1', '--port', String(port), '--data', join(work, `strata-${index}`)], env);
+  const child = spawn(command, args, {
     cwd: checkout,
     env,
     stdio: ['ignore', 'ignore', 'pipe'],

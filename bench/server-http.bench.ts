@@ -11,7 +11,8 @@
  * medians are reported (the machine is shared). Runnable alone:
  * `node --import tsx bench/server-http.bench.ts [--rounds=N] [--seconds=N] [--only=get,put,rss]
  * [--compare=DIR]`. With `--compare`, a second `strata serve` from the checkout in DIR (the code
- * before a change) is measured in the same rounds, interleaved, and reported as "before".
+ * before a change) is measured in the same rounds, interleaved, and reported as "before"; which
+ * of the two runs first alternates per round (the log says which), so use an even round count.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -255,26 +256,25 @@ async function downloadBenchmarks(work: string, options: ServerHttpOptions): Pro
     if (!check.equals(large)) throw new Error('the 1 MiB download differs from the deploy');
     const auth = [`Authorization: ${basicAuth}`];
 
+    // Each "before" run sits next to its "after" run, so that reversing the order every other
+    // round (below) also swaps which of the two goes first: neither side is favoured by its slot.
     const runs: Record<string, { url: string; connections: number; headers?: readonly string[] }> = {
       hello: { url: `${references.url}/hello`, connections: 32 },
       naive1k: { url: `${references.url}/stream/1k.bin`, connections: 32 },
       strata1k: { url: smallUrl, connections: 32, headers: auth },
+      ...(before === undefined ? {} : { before1k: { url: `${before.url}/artifactory/${repo}/files/1k.bin`, connections: 32, headers: auth } }),
       nginx1k: { url: `${nginx.url}/files/1k.bin`, connections: 32 },
       bare1m: { url: `${references.url}/stream/1m.bin`, connections: 32 },
       strata1m: { url: largeUrl, connections: 32, headers: auth },
+      ...(before === undefined ? {} : { before1m: { url: `${before.url}/artifactory/${repo}/files/1m.bin`, connections: 32, headers: auth } }),
       nginx1m: { url: `${nginx.url}/files/1m.bin`, connections: 32 },
-      ...(before === undefined
-        ? {}
-        : {
-            before1k: { url: `${before.url}/artifactory/${repo}/files/1k.bin`, connections: 32, headers: auth },
-            before1m: { url: `${before.url}/artifactory/${repo}/files/1m.bin`, connections: 32, headers: auth },
-          }),
     };
     log('server-http: warming up every route (2 s each)');
     for (const run of Object.values(runs)) await runWrk(run.url, { ...run, seconds: 2, script });
     const results: Record<string, WrkResult[]> = Object.fromEntries(Object.keys(runs).map((name) => [name, []]));
     for (let index = 0; index < options.rounds; index++) {
-      // Alternate the order so that neither side always runs first after a pause.
+      // Alternate the order so that neither side always runs first after a pause (with
+      // --compare, "after" goes first in even rounds, "before" in odd ones: use an even count).
       const names = Object.keys(runs);
       const ordered = index % 2 === 0 ? names : [...names].reverse();
       for (const name of ordered) {
@@ -287,7 +287,9 @@ async function downloadBenchmarks(work: string, options: ServerHttpOptions): Pro
         `server-http round ${index + 1}: 1 KiB strata ${round(last('strata1k').perSecond)}/s, hello ${round(last('hello').perSecond)}/s, ` +
           `naive ${round(last('naive1k').perSecond)}/s, nginx ${round(last('nginx1k').perSecond)}/s; 1 MiB strata ${mbps(last('strata1m').bytesPerSecond)}, ` +
           `bare ${mbps(last('bare1m').bytesPerSecond)}, nginx ${mbps(last('nginx1m').bytesPerSecond)}` +
-          (before === undefined ? '' : `; before: 1 KiB ${round(last('before1k').perSecond)}/s, 1 MiB ${mbps(last('before1m').bytesPerSecond)}`) +
+          (before === undefined
+            ? ''
+            : `; before: 1 KiB ${round(last('before1k').perSecond)}/s, 1 MiB ${mbps(last('before1m').bytesPerSecond)} (${index % 2 === 0 ? 'after' : 'before'} ran first)`) +
           `; load ${loadAverage()}`,
       );
     }
@@ -420,7 +422,9 @@ async function deployBenchmark(work: string, backend: 'postgres' | 'pglite', opt
       const result = measured.at(-1)!;
       log(
         `server-http deploy ${backend} round ${index + 1}: ${round(result.perSecond)}/s (p50 ${result.p50Ms.toFixed(1)} ms, p99 ${result.p99Ms.toFixed(1)} ms); durable floor ${round(floor.at(-1)!)}/s` +
-          (before === undefined ? '' : `; before ${round(measuredBefore.at(-1)!.perSecond)}/s (p50 ${measuredBefore.at(-1)!.p50Ms.toFixed(1)} ms)`) +
+          (before === undefined
+            ? ''
+            : `; before ${round(measuredBefore.at(-1)!.perSecond)}/s (p50 ${measuredBefore.at(-1)!.p50Ms.toFixed(1)} ms; ${order[0] === strata ? 'after' : 'before'} ran first)`) +
           `; load ${loadAverage()}`,
       );
     }
@@ -595,8 +599,10 @@ export async function serverHttpBenchmark(options: ServerHttpOptions): Promise<B
     if (only.includes('rss')) {
       for (const backend of options.backends ?? ['postgres', 'pglite']) {
         for (let index = 0; index < (options.compareRoot === undefined ? 1 : options.rounds); index++) {
+          // With --compare, the old server goes first in odd rounds (alternating, as GET and PUT do).
+          if (options.compareRoot !== undefined && index % 2 === 1) results.push(await rssBenchmark(work, backend, options, options.compareRoot, ' (before)'));
           results.push(await rssBenchmark(work, backend, options));
-          if (options.compareRoot !== undefined) results.push(await rssBenchmark(work, backend, options, options.compareRoot, ' (before)'));
+          if (options.compareRoot !== undefined && index % 2 === 0) results.push(await rssBenchmark(work, backend, options, options.compareRoot, ' (before)'));
         }
       }
     }

@@ -27,6 +27,7 @@ const { backends, drop } = await auditBackends({
   name: 'append_copy',
   siteId: SITE,
   projections: [new ArtifactTreeProjection(), new RepositoryConfigProjection(), new VirtualResolutionProjection(), new PendingBinariesProjection(SITE)],
+  pgliteMainThread: true,
 });
 afterAll(drop);
 const sqlBackends = backends.filter((backend) => backend.name !== 'memory');
@@ -158,7 +159,7 @@ for (const backend of sqlBackends) {
             });
           },
         ),
-        { numRuns: backend.name === 'pglite' ? 4 : 6, endOnFailure: true },
+        { numRuns: backend.name.startsWith('pglite') ? 4 : 6, endOnFailure: true },
       );
     });
 

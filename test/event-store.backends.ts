@@ -41,7 +41,7 @@ export interface BackendHarness {
 }
 
 export interface Backend {
-  readonly name: 'memory' | 'pglite' | 'postgres';
+  readonly name: 'memory' | 'pglite' | 'pglite-main' | 'postgres';
   /** Whether data survives a restart. */
   readonly durable: boolean;
   /** Whether several stores (processes) can write at once. */
@@ -68,33 +68,42 @@ const memory: Backend = {
   },
 };
 
-const pglite: Backend = {
-  name: 'pglite',
-  durable: true,
-  sharedByProcesses: false,
-  async open(options = {}) {
-    const dataDir = await mkdtemp(join(tmpdir(), 'strata-es-test-'));
-    const projections = sqlProjections(options.projections ?? []);
-    let opened = await openEventStore({ dataDir, projections });
-    return {
-      get store() {
-        return opened.store;
-      },
-      async restart() {
-        await opened.close();
-        opened = await openEventStore({ dataDir, projections });
-        return opened.store;
-      },
-      another: async () => opened.store,
-      // One connection: no other transaction can run while readAll does.
-      settle: async () => {},
-      async close() {
-        await opened.close();
-        await rm(dataDir, { recursive: true, force: true });
-      },
-    };
-  },
-};
+/**
+ * PGlite as the server opens it by default (in a worker thread), or on this thread
+ * (`pgliteThread: 'main'`, `STRATA_PGLITE_THREAD=main`): the two take different append
+ * paths (one message per batch to the worker; kysely transactions with COPY from a blob here).
+ */
+function pgliteBackend(pgliteThread: 'worker' | 'main'): Backend {
+  return {
+    name: pgliteThread === 'worker' ? 'pglite' : 'pglite-main',
+    durable: true,
+    sharedByProcesses: false,
+    async open(options = {}) {
+      const dataDir = await mkdtemp(join(tmpdir(), 'strata-es-test-'));
+      const projections = sqlProjections(options.projections ?? []);
+      let opened = await openEventStore({ dataDir, projections, pgliteThread });
+      return {
+        get store() {
+          return opened.store;
+        },
+        async restart() {
+          await opened.close();
+          opened = await openEventStore({ dataDir, projections, pgliteThread });
+          return opened.store;
+        },
+        another: async () => opened.store,
+        // One connection: no other transaction can run while readAll does.
+        settle: async () => {},
+        async close() {
+          await opened.close();
+          await rm(dataDir, { recursive: true, force: true });
+        },
+      };
+    },
+  };
+}
+
+const pglite = pgliteBackend('worker');
 
 const createdSchemas: string[] = [];
 let schemaCounter = 0;
@@ -156,13 +165,19 @@ export async function dropTestSchemas(): Promise<void> {
   }
 }
 
-export function eventStoreBackends(): Backend[] {
+/**
+ * The backends to loop a suite over. `pgliteMainThread` adds PGlite opened on the test's own
+ * thread besides the default worker: the suites that exercise the append and read paths
+ * themselves (conformance, COPY appends) ask for it; the rest run PGlite as the server does.
+ */
+export function eventStoreBackends(options: { pgliteMainThread?: boolean } = {}): Backend[] {
   const databaseUrl = process.env['DATABASE_URL'];
+  const embedded = options.pgliteMainThread === true ? [memory, pglite, pgliteBackend('main')] : [memory, pglite];
   if (databaseUrl === undefined) {
     console.log('event-store conformance: DATABASE_URL is not set, PostgreSQL backend skipped');
-    return [memory, pglite];
+    return embedded;
   }
-  return [memory, pglite, postgres(databaseUrl)];
+  return [...embedded, postgres(databaseUrl)];
 }
 
 let eventCounter = 0;

@@ -39,7 +39,7 @@ function compareCheckpoints(a: Checkpoint, b: Checkpoint): number {
   return a.position < b.position ? -1 : a.position > b.position ? 1 : 0;
 }
 
-describe.each(eventStoreBackends())('event store conformance on $name', (backend) => {
+describe.each(eventStoreBackends({ pgliteMainThread: true }))('event store conformance on $name', (backend) => {
   describe('expected revision', () => {
     it('no_stream holds only for a stream without events', async () => {
       await withStore(backend, async (store, settle) => {

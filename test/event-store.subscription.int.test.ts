@@ -18,7 +18,7 @@ async function take(subscription: Subscription, count: number, onEvent?: () => v
   return { events, checkpoint };
 }
 
-describe.each(eventStoreBackends())('event store subscriptions on $name', (backend) => {
+describe.each(eventStoreBackends({ pgliteMainThread: true }))('event store subscriptions on $name', (backend) => {
   it('a subscription resumed from a saved checkpoint after a restart delivers the rest exactly once', async () => {
     const harness = await backend.open();
     try {

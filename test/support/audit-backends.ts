@@ -40,6 +40,8 @@ export interface AuditBackendsOptions {
   readonly projections?: readonly SqlProjection[];
   /** Options of the audit on PostgreSQL (PGlite's runs with the defaults). */
   readonly postgresAudit?: SqlEventAuditOptions;
+  /** Also PGlite opened on the test's own thread (`pgliteThread: 'main'`) besides the default worker. */
+  readonly pgliteMainThread?: boolean;
 }
 
 /**
@@ -56,22 +58,24 @@ export async function auditBackends(options: AuditBackendsOptions): Promise<{ ba
         return { store, audit: new MemoryEventAudit(store), db: undefined, close: () => store.close() };
       },
     },
-    {
-      name: 'pglite',
-      async open(storeOptions = {}) {
-        const dataDir = await mkdtemp(join(tmpdir(), `strata-${name}-test-`));
-        const opened = await openEventStore({ dataDir, projections, store: { ...storeOptions, siteId } });
-        return {
-          store: opened.store,
-          audit: new SqlEventAudit(opened.db, { copyOut: opened.copyOut }),
-          db: opened.db,
-          async close() {
-            await opened.close();
-            await rm(dataDir, { recursive: true, force: true });
-          },
-        };
-      },
-    },
+    ...(options.pgliteMainThread === true ? (['worker', 'main'] as const) : (['worker'] as const)).map(
+      (pgliteThread): AuditBackend => ({
+        name: pgliteThread === 'worker' ? 'pglite' : 'pglite-main',
+        async open(storeOptions = {}) {
+          const dataDir = await mkdtemp(join(tmpdir(), `strata-${name}-test-`));
+          const opened = await openEventStore({ dataDir, pgliteThread, projections, store: { ...storeOptions, siteId } });
+          return {
+            store: opened.store,
+            audit: new SqlEventAudit(opened.db, { copyOut: opened.copyOut }),
+            db: opened.db,
+            async close() {
+              await opened.close();
+              await rm(dataDir, { recursive: true, force: true });
+            },
+          };
+        },
+      }),
+    ),
   ];
   const postgres = await freshPostgresDatabase(`strata_${name}`);
   if (postgres === undefined) {

@@ -92,4 +92,23 @@ describe.each(eventStoreBackends({ pgliteMainThread: true }))('event store subsc
       await harness.close();
     }
   });
+
+  it('a store closed right after a delivery, while the subscription reads its next page, ends the subscription', async () => {
+    // PostgreSQL: the pool's end() never answers a connection request still queued, so a
+    // close that did not wait for the read in flight left the subscription hanging forever.
+    for (let round = 0; round < 3; round++) {
+      const harness = await backend.open();
+      try {
+        await harness.store.append('repo-a', artifactDeletedEvents(1));
+        let delivered!: () => void;
+        const first = new Promise<void>((resolve) => (delivered = resolve));
+        const untilStoreCloses = take(harness.store.subscribe({ pollIntervalMs: 10_000 }), 5, () => delivered());
+        await first;
+        await harness.store.close();
+        expect((await untilStoreCloses).events).toHaveLength(1);
+      } finally {
+        await harness.close();
+      }
+    }
+  });
 });

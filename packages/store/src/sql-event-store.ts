@@ -175,6 +175,11 @@ export class SqlEventStore implements EventStore, EventScanner {
   #closing: Promise<void> | undefined;
   readonly #commits = new CommitSignal();
   readonly #subscriptions = new Set<PollingSubscription>();
+  /**
+   * Subscriptions' reads in flight: close waits for them before it ends the pool, whose
+   * `end()` never answers a connection request still queued (the read would hang forever).
+   */
+  readonly #subscriptionReads = new Set<Promise<unknown>>();
 
   constructor(db: Kysely<StoreDatabase>, projections: readonly SqlProjection[] = [], options: SqlEventStoreOptions = {}) {
     this.#db = db;
@@ -370,7 +375,16 @@ export class SqlEventStore implements EventStore, EventScanner {
 
   subscribe(options: SubscribeOptions = {}): Subscription {
     this.#assertOpen();
-    const subscription = new PollingSubscription((after, maxCount) => this.#readPage(after, maxCount), this.#commits, {
+    const readPage = (after: Checkpoint, maxCount: number): Promise<readonly CheckpointedEvent[]> => {
+      const read = this.#readPage(after, maxCount);
+      const settled: Promise<unknown> = read.then(
+        () => this.#subscriptionReads.delete(settled),
+        () => this.#subscriptionReads.delete(settled),
+      );
+      this.#subscriptionReads.add(settled);
+      return read;
+    };
+    const subscription = new PollingSubscription(readPage, this.#commits, {
       ...options,
       pageEventsMax: Math.min(this.#readBatchEventsMax, 1000),
       onClose: (closed) => this.#subscriptions.delete(closed),
@@ -386,6 +400,8 @@ export class SqlEventStore implements EventStore, EventScanner {
       await this.#pageAhead?.page;
       this.#pageAhead = undefined;
       await Promise.all([...this.#subscriptions].map((subscription) => subscription.close()));
+      // A closed subscription starts no read; the one in flight ends before the pool does.
+      await Promise.all([...this.#subscriptionReads]);
       while (this.#writer !== undefined) await this.#writer;
       await Promise.allSettled([...this.#atomicWrites]);
       await this.#onClose?.();

@@ -14,7 +14,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { Agent, request as httpRequest } from 'node:http';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -67,6 +67,15 @@ export interface FederationBenchResult {
     readonly reference: { readonly achievedPerSecond: number; readonly p50Ms: number; readonly p99Ms: number };
     /** The same load on the federated repository with both receivers frozen (--origin-alone), just after. */
     readonly originAlone?: { readonly achievedPerSecond: number; readonly p50Ms: number; readonly p99Ms: number };
+    /**
+     * CPU per deploy (ms, /proc/<pid>/stat user + system): of each server process, and of the
+     * PostgreSQL backends connected to its database (PostgreSQL only), during the local
+     * reference (site a and its backends) and during the federated phase until both receivers
+     * hold every event and every binary.
+     */
+    readonly cpuPerDeployMs?: { readonly reference: Readonly<Record<string, number>>; readonly federated: Readonly<Record<string, number>> };
+    /** From the end of the federated load until b and c held every binary (s). */
+    readonly binariesSeconds?: number;
   };
   readonly catchUp?: {
     readonly events: number;
@@ -129,6 +138,7 @@ const live = (site: BenchSite) => {
 
 interface StatusBody {
   vector: Record<string, number>;
+  pendingBinaries: number;
   receiveLag: { events: number; p50Ms: number | null; p99Ms: number | null; maxMs: number | null };
   receiveStages?: ReceiveStages;
 }
@@ -213,6 +223,59 @@ async function deployLoad(site: BenchSite, rate: number, seconds: number, repo =
   return { latencies, elapsedMs: performance.now() - started, refused };
 }
 
+/** CPU time (ms) of a process so far, user + system, from /proc/<pid>/stat; 0 when it is gone. */
+async function processCpuMs(pid: number): Promise<number> {
+  const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  // After the command: state is field 3, utime 14 and stime 15 (clock ticks, 100 per second here).
+  return ((Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) * 1000) / 100;
+}
+
+/** Per server (a, b, c) and per server's PostgreSQL backends (pg-a, …): CPU ms per process id so far. */
+async function cpuSnapshot(sites: readonly BenchSite[]): Promise<Map<string, Map<number, number>>> {
+  const snapshot = new Map<string, Map<number, number>>();
+  for (const site of sites) {
+    const pid = live(site).child.pid;
+    if (pid !== undefined) snapshot.set(site.name, new Map([[pid, await processCpuMs(pid)]]));
+  }
+  const databases = sites.filter((site) => site.databaseUrl !== undefined);
+  if (databases.length > 0) {
+    const admin = new pg.Client({ connectionString: databaseUrl });
+    await admin.connect();
+    try {
+      for (const site of databases) {
+        const name = new URL(site.databaseUrl!).pathname.slice(1);
+        const rows = await admin.query<{ pid: number }>('select pid from pg_stat_activity where datname = $1', [name]);
+        const backends = new Map<number, number>();
+        for (const row of rows.rows) backends.set(row.pid, await processCpuMs(row.pid));
+        snapshot.set(`pg-${site.name}`, backends);
+      }
+    } finally {
+      await admin.end();
+    }
+  }
+  return snapshot;
+}
+
+/** CPU ms per deploy between two snapshots, per label (processes new since `before` count whole; ones gone are lost). */
+function cpuPerDeploy(before: Map<string, Map<number, number>>, after: Map<string, Map<number, number>>, deploys: number): Record<string, number> {
+  const result: Record<string, number> = {};
+  let total = 0;
+  for (const [label, pids] of after) {
+    let ms = 0;
+    for (const [pid, cpu] of pids) ms += cpu - (before.get(label)?.get(pid) ?? 0);
+    result[label] = ms / deploys;
+    total += ms;
+  }
+  result['total'] = total / deploys;
+  return result;
+}
+
+const cpuText = (perDeploy: Readonly<Record<string, number>>) =>
+  Object.entries(perDeploy)
+    .map(([label, ms]) => `${label} ${(ms * 1000).toFixed(0)} µs`)
+    .join(', ');
+
 async function lagBenchmark(sites: BenchSite[], options: FederationBenchOptions): Promise<NonNullable<FederationBenchResult['lag']>> {
   const [a, b, c] = sites as [BenchSite, BenchSite, BenchSite];
   log(`federation lag (${options.backend}): ${options.deploysPerSecond} deploys/s of 1 KiB on a for ${options.seconds} s`);
@@ -223,7 +286,9 @@ async function lagBenchmark(sites: BenchSite[], options: FederationBenchOptions)
     body: JSON.stringify({ rclass: 'local' }),
   });
   if (local.status !== 200) throw new Error(`create bench-local: ${local.status}`);
+  const referenceCpu = await cpuSnapshot([a]);
   const reference = await deployLoad(a, options.deploysPerSecond, options.seconds, 'bench-local');
+  const referenceCpuPerDeploy = cpuPerDeploy(referenceCpu, await cpuSnapshot([a]), Math.max(1, reference.latencies.length));
   reference.latencies.sort((x, y) => x - y);
   const referenceResult = {
     achievedPerSecond: (reference.latencies.length / reference.elapsedMs) * 1000,
@@ -231,11 +296,21 @@ async function lagBenchmark(sites: BenchSite[], options: FederationBenchOptions)
     p99Ms: percentile(reference.latencies, 0.99),
   };
   log(`  reference, local repository: ${referenceResult.achievedPerSecond.toFixed(0)}/s, deploy p50 ${referenceResult.p50Ms.toFixed(1)} ms p99 ${referenceResult.p99Ms.toFixed(1)} ms`);
+  const federatedCpu = await cpuSnapshot(sites);
   const { latencies, elapsedMs, refused } = await deployLoad(a, options.deploysPerSecond, options.seconds);
   if (refused > 0) log(`  ${refused} deploys refused or failed`);
   const origin = await status(a);
   if (origin === undefined) throw new Error('no status on a');
   for (const site of [b, c]) await waitFor(`${site.name} to catch up`, () => status(site), (value) => covers(value?.vector, origin.vector), 120_000);
+  // CPU per deploy: until every binary arrived too (the pulls are most of a receiver's work
+  // beside the append). Polled once a second: a status request costs the receiver CPU too.
+  const loadEnded = performance.now();
+  for (const site of [b, c]) await waitFor(`${site.name} to hold every binary`, () => status(site), (value) => value?.pendingBinaries === 0, 300_000, 1_000);
+  const binariesSeconds = (performance.now() - loadEnded) / 1000;
+  const federatedCpuPerDeploy = cpuPerDeploy(federatedCpu, await cpuSnapshot(sites), Math.max(1, latencies.length));
+  log(`  every binary on b and c ${binariesSeconds.toFixed(1)} s after the load ended`);
+  log(`  CPU per deploy, local reference: ${cpuText(referenceCpuPerDeploy)}`);
+  log(`  CPU per deploy, federated (until b and c hold every event and binary): ${cpuText(federatedCpuPerDeploy)}`);
   const receivers = [];
   for (const site of [b, c]) {
     const body = (await status(site))!;
@@ -264,6 +339,8 @@ async function lagBenchmark(sites: BenchSite[], options: FederationBenchOptions)
     receivers,
     reference: referenceResult,
     ...(originAlone === undefined ? {} : { originAlone }),
+    cpuPerDeployMs: { reference: referenceCpuPerDeploy, federated: federatedCpuPerDeploy },
+    binariesSeconds,
   };
   log(`  deploys ${result.deploys} at ${result.achievedPerSecond.toFixed(0)}/s, deploy p50 ${result.deployP50Ms.toFixed(1)} ms p99 ${result.deployP99Ms.toFixed(1)} ms`);
   for (const receiver of receivers) {
@@ -378,6 +455,9 @@ export function printFederationResults(results: readonly FederationBenchResult[]
       );
       if (lag.originAlone !== undefined) {
         console.log(`  origin alone (receivers frozen, same load, federated repository): ${lag.originAlone.achievedPerSecond.toFixed(0)}/s, p50 ${lag.originAlone.p50Ms.toFixed(1)} ms, p99 ${lag.originAlone.p99Ms.toFixed(1)} ms`);
+      }
+      if (lag.cpuPerDeployMs !== undefined) {
+        console.log(`  CPU per deploy: local reference ${cpuText(lag.cpuPerDeployMs.reference)}; federated ${cpuText(lag.cpuPerDeployMs.federated)}; every binary on b and c ${lag.binariesSeconds?.toFixed(1)} s after the load`);
       }
       for (const receiver of lag.receivers) {
         console.log(`  receiver ${receiver.site}: commit→projection p50 ${receiver.p50Ms} ms (target < 50), p99 ${receiver.p99Ms} ms (target < 250), max ${receiver.maxMs} ms, ${receiver.events} events; stages p50/p99 ms: ${stagesText(receiver.stages)}`);

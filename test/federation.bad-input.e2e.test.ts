@@ -6,14 +6,31 @@
  * is refused. The test plays a member site ("site-b") by signing requests itself.
  */
 import { createHash } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
 import { chainLinkHex, encodeEventData, encodeMeta, eventDigest, type NewEvent } from '@strata/core';
-import { encodeFederationRequest, newNonce, signPeerRequest, type FederationAttachment, type FederationRequest } from '@strata/federation';
+import {
+  blobBatchShasMax,
+  decodeBlobBatchReply,
+  decodeBlobBatchRequest,
+  encodeBlobBatchReply,
+  encodeBlobBatchRequest,
+  encodeFederationRequest,
+  FEDERATION_HEADERS,
+  newNonce,
+  replySignature,
+  signPeerRequest,
+  verifyReplySignature,
+  type BlobBatchEntry,
+  type FederationAttachment,
+  type FederationRequest,
+} from '@strata/federation';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminFetch, freePort } from './support/spawned-server.ts';
 import { FEDERATION_TOKEN, createFederatedRepo, eventually, until, live, memberUrl, prepareSites, snapshot, startSite, status, stopSites, type Site } from './support/federation-sites.ts';
 
 const KEY = 'fed-guard';
 const PUSH = '/artifactory/api/federation/push';
+const BLOBS = '/artifactory/api/federation/blobs';
 const YEAR_MS = 365 * 24 * 3_600_000;
 
 interface PushOptions {
@@ -308,5 +325,101 @@ describe('federation bad input (PGlite)', () => {
     const download = await adminFetch(live(a), `/artifactory/${KEY}/in/six.txt`);
     expect(download.status).toBe(200);
     expect(await download.text()).toBe(content);
+  });
+  /** A signed batch pull as site-b (the headers are returned to replay them). */
+  async function pullBatch(target: Site, body: Uint8Array, secret = FEDERATION_TOKEN) {
+    const headers: Record<string, string> = {
+      ...signPeerRequest(secret, { method: 'POST', path: BLOBS, body, siteId: 'site-b', baseUrl: fakeBaseUrl, timestampMs: Date.now(), nonce: newNonce() }),
+      'content-type': 'application/x-strata-federation',
+    };
+    const response = await fetch(`${live(target).url}${BLOBS}`, { method: 'POST', headers, body });
+    return { status: response.status, bytes: new Uint8Array(await response.arrayBuffer()), signature: response.headers.get(FEDERATION_HEADERS.signature), headers };
+  }
+
+  it('serves several binaries per signed request (signed reply, unknown ones missing) and refuses forged, replayed and malformed requests', async () => {
+    const contents = ['first binary of a', 'second binary of a'];
+    for (const [index, content] of contents.entries()) {
+      expect((await adminFetch(live(a), `/artifactory/plain-local/batch/${index}.txt`, { method: 'PUT', body: content })).status).toBe(201);
+    }
+    const known = contents.map((content) => createHash('sha256').update(content).digest('hex'));
+    const unknown = 'd'.repeat(64);
+    const asked = [known[1]!, unknown, known[0]!];
+    const served = await pullBatch(a, encodeBlobBatchRequest(asked));
+    expect(served.status).toBe(200);
+    const nonce = served.headers[FEDERATION_HEADERS.nonce]!;
+    expect(verifyReplySignature(FEDERATION_TOKEN, nonce, 200, served.bytes, served.signature)).toBe(true);
+    const entries = decodeBlobBatchReply(served.bytes, asked);
+    expect(entries.map((entry) => (entry.status === 'found' ? [entry.status, new TextDecoder().decode(entry.bytes)] : [entry.status]))).toEqual([
+      ['found', contents[1]],
+      ['missing'],
+      ['found', contents[0]],
+    ]);
+
+    // replayed as it was: refused (the in-memory nonce check)
+    const replayed = await fetch(`${live(a).url}${BLOBS}`, { method: 'POST', headers: served.headers, body: encodeBlobBatchRequest(asked) });
+    expect(replayed.status).toBe(401);
+    expect(await replayed.text()).toMatch(/replayed/);
+    // signed with another secret, or not at all: refused before anything is read
+    const forged = await pullBatch(a, encodeBlobBatchRequest(asked), 'guessed-secret-of-sixteen-bytes');
+    expect(forged.status).toBe(401);
+    expect(new TextDecoder().decode(forged.bytes)).toMatch(/bad signature/);
+    const unsigned = await fetch(`${live(a).url}${BLOBS}`, { method: 'POST', headers: { 'content-type': 'application/x-strata-federation' }, body: encodeBlobBatchRequest(asked) });
+    expect(unsigned.status).toBe(401);
+    // too many, malformed names, not JSON: 400 with the federation's typed error
+    const tooMany = Array.from({ length: blobBatchShasMax + 1 }, (_, index) => index.toString(16).padStart(64, '0'));
+    for (const body of [JSON.stringify({ sha256: tooMany }), JSON.stringify({ sha256: ['../../etc/passwd'] }), JSON.stringify({ sha256: [] }), 'not json']) {
+      const refused = await pullBatch(a, new TextEncoder().encode(body));
+      expect(refused.status, body.slice(0, 40)).toBe(400);
+      expect(JSON.parse(new TextDecoder().decode(refused.bytes))).toMatchObject({ errors: [{ status: 400 }] });
+    }
+  });
+
+  it('a batch reply whose bytes do not match is refused whole: nothing stored, the binaries stay pending until a reply with the right bytes', async () => {
+    // site-b now listens: it answers batch pulls for its deploys b-1 … b-5 (b-6 came inside a push).
+    const contents = new Map<string, string>();
+    for (let originSeq = 1; originSeq <= 6; originSeq++) contents.set(createHash('sha256').update(`b-${originSeq}`).digest('hex'), `b-${originSeq}`);
+    let forge = true;
+    const asked: string[][] = [];
+    const server: Server = createServer((request, response) => {
+      const chunks: Buffer[] = [];
+      request.on('data', (chunk: Buffer) => chunks.push(chunk));
+      request.on('end', () => {
+        if (request.method !== 'POST' || request.url !== BLOBS) {
+          response.writeHead(404).end();
+          return;
+        }
+        const sha256s = decodeBlobBatchRequest(Buffer.concat(chunks));
+        asked.push(sha256s);
+        const entries = sha256s.map((sha256): BlobBatchEntry => {
+          const content = contents.get(sha256);
+          if (content === undefined) return { sha256, status: 'missing' };
+          // forged: one binary of the reply carries other bytes, the others their own
+          const bytes = forge && sha256 === sha256s[0] ? `${content} (forged)` : content;
+          return { sha256, status: 'found', bytes: new TextEncoder().encode(bytes) };
+        });
+        const bytes = encodeBlobBatchReply(entries);
+        const nonce = request.headers[FEDERATION_HEADERS.nonce] as string;
+        response.writeHead(200, { 'content-type': 'application/octet-stream', [FEDERATION_HEADERS.signature]: replySignature(FEDERATION_TOKEN, nonce, 200, bytes) });
+        response.end(bytes);
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(Number(new URL(fakeBaseUrl).port), '127.0.0.1', resolve));
+    try {
+      const oneInfo = async () => (await (await adminFetch(live(a), `/artifactory/api/storage/${KEY}/in/one.txt`)).json()) as { binaryArrived?: boolean };
+      await until('two batch pulls with a forged binary answered', async () => asked.length, (count) => count >= 2);
+      expect(asked.flat().every((sha256) => contents.has(sha256))).toBe(true);
+      // every reply so far had one forged binary: none of any reply was stored
+      expect((await memberB())?.pendingBinaries).toBe(5);
+      expect((await oneInfo()).binaryArrived).toBe(false);
+
+      forge = false;
+      await until('every binary of site-b to arrive', memberB, (member) => member?.pendingBinaries === 0);
+      expect((await oneInfo()).binaryArrived).toBe(true);
+      const download = await adminFetch(live(a), `/artifactory/${KEY}/in/one.txt`);
+      expect(download.status).toBe(200);
+      expect(await download.text()).toBe('b-1');
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 });

@@ -2,13 +2,13 @@
  * Three federated `strata serve` processes on PostgreSQL (one database each; PGlite when
  * DATABASE_URL is unset, which is printed): a site stopped for a while and a site killed with
  * kill -9 in the middle of deploys both catch up after restart, and nothing any site
- * acknowledged is lost (issue 4 item 7).
+ * acknowledged is lost (issue 4 item 7); binaries a receiver pulled survive its kill -9.
  */
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminFetch } from './support/spawned-server.ts';
 import { freshPostgresDatabase } from './support/postgres-database.ts';
-import { converged, createFederatedRepo, deploy, eventually, live, prepareSites, startSite, status, stopSites, type Site } from './support/federation-sites.ts';
+import { converged, createFederatedRepo, deploy, eventually, live, prepareSites, startSite, status, stopSites, until, type Site } from './support/federation-sites.ts';
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 const KEY = 'fed-recovery';
@@ -102,5 +102,27 @@ describe('federated sites recover from stops and kill -9', () => {
         expect(sha256(await response.text())).toBe(acknowledged.get(path));
       }
     }
+  });
+  it('binaries a receiver pulled survive its kill -9 the instant they are there: it serves them after restart with every other site down', async () => {
+    const contents = Array.from({ length: 12 }, (_, index) => `pulled binary ${index} ${'x'.repeat(index * 90)}`);
+    await Promise.all(contents.map((content, index) => deploy(a, KEY, `pulled/${index}.txt`, content)));
+    const origin = await status(a, KEY);
+    // c holds every event and has no binary left to pull: kill it at once
+    await until(
+      'c to hold every event and binary',
+      () => status(c, KEY),
+      (value) => Object.entries(origin.vector).every(([site, count]) => (value.vector[site] ?? 0) >= count) && value.pendingBinaries === 0,
+      30_000,
+    );
+    await live(c).kill();
+    // nobody c could pull from again
+    await Promise.all([live(a).stop(), live(b).stop()]);
+    await startSite(c);
+    for (const [index, content] of contents.entries()) {
+      const response = await adminFetch(live(c), `/artifactory/${KEY}/pulled/${index}.txt`);
+      expect(response.status, `pulled/${index}.txt`).toBe(200);
+      expect(await response.text()).toBe(content);
+    }
+    expect((await status(c, KEY)).pendingBinaries).toBe(0);
   });
 });

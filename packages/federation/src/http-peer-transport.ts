@@ -20,6 +20,8 @@ export const FEDERATION_API_PATH = '/artifactory/api/federation';
 export const FEDERATION_PUSH_PATH = `${FEDERATION_API_PATH}/push`;
 export const FEDERATION_IDENTITY_PATH = `${FEDERATION_API_PATH}/identity`;
 export const FEDERATION_BLOB_PATH = `${FEDERATION_API_PATH}/blob`;
+/** Several binaries per request (blob-batch.ts). */
+export const FEDERATION_BLOBS_PATH = `${FEDERATION_API_PATH}/blobs`;
 export const FEDERATION_CONTENT_TYPE = 'application/x-strata-federation';
 /** Reply bodies larger than this are refused (replies are small JSON). */
 const replyBytesMax = 1024 * 1024;
@@ -72,18 +74,18 @@ export class SignedPeerClient {
   }
 
   /** A signed request whose (small) reply is read whole and its signature checked. */
-  async request(baseUrl: string, method: 'GET' | 'POST', path: string, body: Uint8Array, signal: AbortSignal): Promise<SignedResponse> {
+  async request(baseUrl: string, method: 'GET' | 'POST', path: string, body: Uint8Array, signal: AbortSignal, bytesMax = replyBytesMax): Promise<SignedResponse> {
     this.#check(baseUrl);
     const { headers, nonce } = this.#headers(method, path, body);
     if (method === 'POST') headers['content-type'] = FEDERATION_CONTENT_TYPE;
     const response = await fetch(`${baseUrl}${path}`, { method, headers, ...(method === 'POST' ? { body } : {}), signal });
     const declared = Number(response.headers.get('content-length') ?? '0');
-    if (declared > replyBytesMax) {
+    if (declared > bytesMax) {
       await response.body?.cancel();
-      throw federationError('STRATA_ERR_FEDERATION_MALFORMED', `reply of ${declared} bytes is larger than ${replyBytesMax}`);
+      throw federationError('STRATA_ERR_FEDERATION_MALFORMED', `reply of ${declared} bytes is larger than ${bytesMax}`);
     }
     const bytes = new Uint8Array(await response.arrayBuffer());
-    if (bytes.byteLength > replyBytesMax) throw federationError('STRATA_ERR_FEDERATION_MALFORMED', `reply larger than ${replyBytesMax} bytes`);
+    if (bytes.byteLength > bytesMax) throw federationError('STRATA_ERR_FEDERATION_MALFORMED', `reply larger than ${bytesMax} bytes`);
     const authentic = verifyReplySignature(this.#options.secret, nonce, response.status, bytes, response.headers.get(FEDERATION_HEADERS.signature));
     return { status: response.status, body: bytes, authentic };
   }

@@ -8,3 +8,4 @@ export * from './peer-request-signing.ts';
 export * from './http-peer-transport.ts';
 export * from './sql-federation-state-store.ts';
 export * from './pending-binaries-projection.ts';
+export * from './blob-batch.ts';

@@ -1,5 +1,7 @@
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { StrataError, type Checksums } from '@strata/core';
-import type { BlobLease, ByteRange, PutBlobOptions } from './blob-store.ts';
+import type { BlobLease, BlobStore, ByteRange, PutBlobOptions, StoredBlob } from './blob-store.ts';
 
 /** What the BlobStore implementations share: address check, errors, upload checks, leases, removals. */
 
@@ -117,4 +119,72 @@ export class BlobRemovals {
       this.#removing.delete(sha256);
     }
   }
+}
+
+/** `putMany`'s check, before anything is written: every blob's bytes hash to its sha256. */
+export function checkWholeBlobs(blobs: readonly { readonly sha256: string; readonly bytes: Uint8Array }[]): void {
+  for (const { sha256, bytes } of blobs) {
+    const actual = createHash('sha256').update(bytes).digest('hex');
+    if (actual !== sha256) {
+      throw new StrataError('STRATA_ERR_BLOB_CHECKSUM_MISMATCH', `sha256 mismatch: expected ${sha256.slice(0, 80)}, got ${actual}`, {
+        algorithm: 'sha256',
+        expected: sha256.slice(0, 80),
+        actual,
+      });
+    }
+  }
+}
+
+/** `statMany` by one `stat` per blob (run together): for stores without a batch form. */
+export async function statEach(store: Pick<BlobStore, 'stat'>, sha256s: readonly string[], options: { signal?: AbortSignal } = {}): Promise<Map<string, { readonly size: number }>> {
+  const found = new Map<string, { readonly size: number }>();
+  await Promise.all(
+    [...new Set(sha256s)].map(async (sha256) => {
+      const stat = await store.stat(sha256, options);
+      if (stat !== undefined) found.set(sha256, { size: stat.size });
+    }),
+  );
+  return found;
+}
+
+/** `readMany` by one `stat` and one `read` per blob (run together): for stores without a batch form. */
+export async function readEach(
+  store: Pick<BlobStore, 'stat' | 'read'>,
+  sha256s: readonly string[],
+  options: { sizeBytesMax: number; signal?: AbortSignal },
+): Promise<Map<string, StoredBlob>> {
+  const found = new Map<string, StoredBlob>();
+  await Promise.all(
+    [...new Set(sha256s)].map(async (sha256) => {
+      const stat = await store.stat(sha256, options);
+      if (stat === undefined) return;
+      if (stat.size > options.sizeBytesMax) {
+        found.set(sha256, { size: stat.size });
+        return;
+      }
+      try {
+        const bytes = await store.read(sha256, options);
+        found.set(sha256, { size: bytes.byteLength, bytes });
+      } catch (error) {
+        // Collected between the stat and the read: absent.
+        if (!(error instanceof StrataError && error.code === 'STRATA_ERR_BLOB_NOT_FOUND')) throw error;
+      }
+    }),
+  );
+  return found;
+}
+
+/** `putMany` by one `put` per blob (checked first, then run together): for stores without a batch form. */
+export async function putEach(
+  store: Pick<BlobStore, 'put'>,
+  blobs: readonly { readonly sha256: string; readonly bytes: Uint8Array }[],
+  options: { signal?: AbortSignal } = {},
+): Promise<void> {
+  checkWholeBlobs(blobs);
+  await Promise.all(
+    blobs.map(async ({ sha256, bytes }) => {
+      const lease = await store.put(Readable.from([bytes]), { expected: { sha256 }, expectedSize: bytes.byteLength, ...(options.signal === undefined ? {} : { signal: options.signal }) });
+      lease.release();
+    }),
+  );
 }

@@ -38,6 +38,12 @@ export interface ByteRange {
   readonly end: number;
 }
 
+/** A blob found by `readMany`: its bytes when small enough. */
+export interface StoredBlob {
+  readonly size: number;
+  readonly bytes?: Buffer;
+}
+
 /** Content-addressed binary storage, keyed by sha256 (DESIGN §6). */
 export interface BlobStore {
   /**
@@ -57,6 +63,26 @@ export interface BlobStore {
    * Removes blobs that `isReferenced` says are unreferenced, except leased ones and those
    * younger than `gracePeriodMs`. Returns what it removed.
    */
+  /**
+   * Optional batch forms, for callers that handle many small blobs at once (federation's
+   * binary pulls: one SQL statement for a batch instead of one or two per blob). A caller
+   * falls back to the single-blob methods above when a store lacks them.
+   */
+  /** Which of `sha256s` are stored here, with their sizes (absent ones are left out). */
+  statMany?(sha256s: readonly string[], options?: { signal?: AbortSignal }): Promise<ReadonlyMap<string, { readonly size: number }>>;
+  /**
+   * The stored blobs among `sha256s`: the bytes of those of at most `sizeBytesMax` bytes, only
+   * the size of larger ones; absent ones are left out.
+   */
+  readMany?(sha256s: readonly string[], options: { sizeBytesMax: number; signal?: AbortSignal }): Promise<ReadonlyMap<string, StoredBlob>>;
+  /**
+   * Stores whole blobs held in memory (e.g. pulled from a federation member). Every one is
+   * checked against its sha256 before anything is written (a mismatch:
+   * STRATA_ERR_BLOB_CHECKSUM_MISMATCH, nothing stored); once it resolves they survive kill -9.
+   */
+  putMany?(blobs: readonly { readonly sha256: string; readonly bytes: Uint8Array }[], options?: { signal?: AbortSignal }): Promise<void>;
+  /** The bytes of a blob this process holds in memory right now, without I/O (a deploy's blob until its append commits), or undefined. */
+  held?(sha256: string): Buffer | undefined;
   collectGarbage(options: {
     isReferenced(sha256: string): Promise<boolean>;
     gracePeriodMs?: number;

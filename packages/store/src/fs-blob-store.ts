@@ -4,8 +4,8 @@ import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, type FileHand
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Checksums, Clock } from '@strata/core';
-import type { BlobLease, BlobStore, ByteRange, PutBlobOptions } from './blob-store.ts';
-import { BlobLeases, BlobRemovals, blobNotFound, checkByteRange, checkUploadComplete, checkUploadSize, SHA256 } from './blob-store-support.ts';
+import type { BlobLease, BlobStore, ByteRange, PutBlobOptions, StoredBlob } from './blob-store.ts';
+import { BlobLeases, BlobRemovals, blobNotFound, checkByteRange, checkUploadComplete, checkUploadSize, putEach, readEach, SHA256, statEach } from './blob-store-support.ts';
 
 export interface FsBlobStoreOptions {
   /** Blobs live under `<root>/blobs/ab/cd/<sha256>`, uploads in progress under `<root>/tmp`. */
@@ -149,6 +149,18 @@ export class FsBlobStore implements BlobStore {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw blobNotFound(sha256);
       throw error;
     }
+  }
+
+  statMany(sha256s: readonly string[], options: { signal?: AbortSignal } = {}): Promise<ReadonlyMap<string, { readonly size: number }>> {
+    return statEach(this, sha256s, options);
+  }
+
+  readMany(sha256s: readonly string[], options: { sizeBytesMax: number; signal?: AbortSignal }): Promise<ReadonlyMap<string, StoredBlob>> {
+    return readEach(this, sha256s, options);
+  }
+
+  putMany(blobs: readonly { readonly sha256: string; readonly bytes: Uint8Array }[], options: { signal?: AbortSignal } = {}): Promise<void> {
+    return putEach(this, blobs, options);
   }
 
   async collectGarbage(options: {

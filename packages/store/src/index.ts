@@ -16,3 +16,4 @@ export * from './fs-blob-store.ts';
 export * from './inline-blob-store.ts';
 export * from './audit/index.ts';
 export { encodeAndDigestEvent, encodedEventOf, type EncodedEvent } from './encoded-events.ts';
+export { statEach, readEach, putEach, checkWholeBlobs } from './blob-store-support.ts';

@@ -2,8 +2,20 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { sql, type Kysely, type RawBuilder } from 'kysely';
 import { isStrataError, StrataError, type Checksums, type Clock, type StreamEvent } from '@strata/core';
-import type { BlobLease, BlobStore, ByteRange, PutBlobOptions } from './blob-store.ts';
-import { BlobLeases, BlobRemovals, blobNotFound, checkByteRange, checkUploadComplete, checkUploadSize, SHA256 } from './blob-store-support.ts';
+import type { BlobLease, BlobStore, ByteRange, PutBlobOptions, StoredBlob } from './blob-store.ts';
+import {
+  BlobLeases,
+  BlobRemovals,
+  blobNotFound,
+  checkByteRange,
+  checkUploadComplete,
+  checkUploadSize,
+  checkWholeBlobs,
+  putEach,
+  readEach,
+  SHA256,
+  statEach,
+} from './blob-store-support.ts';
 import { blobGracePeriodMsDefault } from './fs-blob-store.ts';
 import type { AppendWrites } from './projection.ts';
 import type { StoreDatabase } from './schema.ts';
@@ -221,6 +233,78 @@ export class InlineBlobStore implements BlobStore {
     const bytes = await this.#readRow(sha256);
     if (bytes === undefined) throw blobNotFound(sha256);
     return bytes;
+  }
+
+  /** Staged blobs, then the files (one stat each) and the table (one statement for all), together. */
+  async statMany(sha256s: readonly string[], options: { signal?: AbortSignal } = {}): Promise<ReadonlyMap<string, { readonly size: number }>> {
+    options.signal?.throwIfAborted();
+    const found = new Map<string, { readonly size: number }>();
+    const rest: string[] = [];
+    for (const sha256 of new Set(sha256s)) {
+      const staged = this.#staging.get(sha256);
+      if (staged !== undefined) found.set(sha256, { size: staged.byteLength });
+      else if (SHA256.test(sha256)) rest.push(sha256);
+    }
+    if (rest.length === 0) return found;
+    const [files, rows] = await Promise.all([
+      this.#files.statMany?.(rest, options) ?? statEach(this.#files, rest, options),
+      sql<{ sha256: string; size: number }>`select sha256, octet_length(bytes) as size from inline_blobs where sha256 = any(${rest}::text[])`.execute(this.#db),
+    ]);
+    for (const [sha256, stat] of files) found.set(sha256, stat);
+    for (const row of rows.rows) if (!found.has(row.sha256)) found.set(row.sha256, { size: Number(row.size) });
+    return found;
+  }
+
+  /** Staged blobs, then the table (one statement for all: small blobs are rows), then the files for the rest. */
+  async readMany(sha256s: readonly string[], options: { sizeBytesMax: number; signal?: AbortSignal }): Promise<ReadonlyMap<string, StoredBlob>> {
+    options.signal?.throwIfAborted();
+    const found = new Map<string, StoredBlob>();
+    const rest: string[] = [];
+    for (const sha256 of new Set(sha256s)) {
+      const staged = this.#staging.get(sha256);
+      if (staged !== undefined) found.set(sha256, staged.byteLength > options.sizeBytesMax ? { size: staged.byteLength } : { size: staged.byteLength, bytes: staged });
+      else if (SHA256.test(sha256)) rest.push(sha256);
+    }
+    if (rest.length === 0) return found;
+    const rows = await sql<{ sha256: string; bytes: Uint8Array }>`select sha256, bytes from inline_blobs where sha256 = any(${rest}::text[])`.execute(this.#db);
+    for (const row of rows.rows) {
+      const bytes = toBuffer(row.bytes);
+      found.set(row.sha256, bytes.byteLength > options.sizeBytesMax ? { size: bytes.byteLength } : { size: bytes.byteLength, bytes });
+    }
+    const inFiles = rest.filter((sha256) => !found.has(sha256));
+    if (inFiles.length === 0) return found;
+    for (const [sha256, blob] of await (this.#files.readMany?.(inFiles, options) ?? readEach(this.#files, inFiles, options))) found.set(sha256, blob);
+    return found;
+  }
+
+  /**
+   * Blobs of at most `inlineBytesMax` bytes go into the table by one insert (committed before
+   * this resolves: a kill -9 after it keeps them), larger ones into files. A row that is there
+   * already is touched, as by a deploy (its age restarts; see collectGarbage).
+   */
+  async putMany(blobs: readonly { readonly sha256: string; readonly bytes: Uint8Array }[], options: { signal?: AbortSignal } = {}): Promise<void> {
+    checkWholeBlobs(blobs);
+    options.signal?.throwIfAborted();
+    const inline = new Map<string, Buffer>();
+    const files: { readonly sha256: string; readonly bytes: Uint8Array }[] = [];
+    for (const blob of blobs) {
+      if (this.#inlineBytesMax > 0 && blob.bytes.byteLength <= this.#inlineBytesMax) inline.set(blob.sha256, toBuffer(blob.bytes));
+      else files.push(blob);
+    }
+    if (inline.size > 0) {
+      // A collection removing the same content in this process ends first (as for a deploy).
+      for (const sha256 of inline.keys()) await this.#removing.settled(sha256);
+      const keys = [...inline.keys()].sort();
+      const now = this.#clock.now();
+      await sql`insert into inline_blobs (sha256, bytes, stored_at_ms)
+        select * from unnest(${keys}::text[], ${keys.map((key) => inline.get(key)!)}::bytea[], ${keys.map(() => now)}::bigint[])
+        on conflict (sha256) do update set stored_at_ms = greatest(inline_blobs.stored_at_ms, excluded.stored_at_ms)`.execute(this.#db);
+    }
+    if (files.length > 0) await (this.#files.putMany?.(files, options) ?? putEach(this.#files, files, options));
+  }
+
+  held(sha256: string): Buffer | undefined {
+    return this.#staging.get(sha256);
   }
 
   async collectGarbage(options: {

@@ -123,6 +123,53 @@ describe.each(BACKENDS)('InlineBlobStore on $name', ({ open }) => {
     await expectCode(store.read(lease.sha256), 'STRATA_ERR_BLOB_NOT_FOUND');
   });
 
+  it('batch forms: putMany writes small blobs as rows by one insert and large ones as files; statMany and readMany find them all', async () => {
+    const small = [randomBytes(10), randomBytes(1024), randomBytes(inlineBytesMax)];
+    const large = randomBytes(inlineBytesMax + 1);
+    const blobs = [...small, large].map((bytes) => ({ sha256: digest('sha256', bytes), bytes }));
+    await store.putMany(blobs);
+    expect(await rows()).toEqual(small.map((bytes) => digest('sha256', bytes)).sort());
+    expect(await filesUnder(root)).toEqual([digest('sha256', large)]);
+    // A staged deploy is found too, and an absent or malformed name is left out.
+    const staged = Buffer.from('staged, not appended');
+    const lease = await store.put(Readable.from([staged]), { deferToAppend: true });
+    const absent = 'e'.repeat(64);
+    const names = [...blobs.map((blob) => blob.sha256), lease.sha256, absent, 'not-a-sha'];
+    const stats = await store.statMany(names);
+    expect(new Map(stats)).toEqual(new Map([...blobs.map((blob) => [blob.sha256, { size: blob.bytes.byteLength }] as const), [lease.sha256, { size: staged.byteLength }]]));
+    const read = await store.readMany(names, { sizeBytesMax: 1024 });
+    expect([...read.keys()].sort()).toEqual([...blobs.map((blob) => blob.sha256), lease.sha256].sort());
+    expect(read.get(blobs[0]!.sha256)).toEqual({ size: 10, bytes: small[0] });
+    expect(read.get(blobs[1]!.sha256)).toEqual({ size: 1024, bytes: small[1] });
+    // Over sizeBytesMax: the size only, whether a row or a file.
+    expect(read.get(blobs[2]!.sha256)).toEqual({ size: inlineBytesMax });
+    expect(read.get(blobs[3]!.sha256)).toEqual({ size: inlineBytesMax + 1 });
+    expect(read.get(lease.sha256)).toEqual({ size: staged.byteLength, bytes: staged });
+    lease.release();
+    // Stored again (a second pull of the same content): nothing changes, no error.
+    await store.putMany(blobs.slice(0, 2));
+    expect(await rows()).toHaveLength(3);
+  });
+
+  it('putMany refuses a batch in which any bytes do not match their sha256, storing none of it', async () => {
+    const good = randomBytes(100);
+    const bad = randomBytes(100);
+    const largeBad = randomBytes(inlineBytesMax + 5);
+    await expectCode(store.putMany([{ sha256: digest('sha256', good), bytes: good }, { sha256: digest('sha256', randomBytes(100)), bytes: bad }]), 'STRATA_ERR_BLOB_CHECKSUM_MISMATCH');
+    await expectCode(store.putMany([{ sha256: digest('sha256', good), bytes: good }, { sha256: 'f'.repeat(64), bytes: largeBad }]), 'STRATA_ERR_BLOB_CHECKSUM_MISMATCH');
+    expect(await rows()).toEqual([]);
+    expect(await filesUnder(root)).toEqual([]);
+    expect(await store.stat(digest('sha256', good))).toBeUndefined();
+  });
+
+  it('blobs stored by putMany survive closing and reopening the database (committed before it resolves)', async () => {
+    const bytes = randomBytes(300);
+    const sha256 = digest('sha256', bytes);
+    await store.putMany([{ sha256, bytes }]);
+    const reopened = new InlineBlobStore({ files: new FsBlobStore({ root }), db: opened.db, staging: new InlineBlobStaging(), inlineBytesMax });
+    expect(await reopened.read(sha256)).toEqual(bytes);
+  });
+
   it('puts without deferToAppend, and deferred ones over the threshold, go to files', async () => {
     const plain = await store.put(Readable.from([Buffer.from('a federation pull')]));
     plain.release();

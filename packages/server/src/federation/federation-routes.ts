@@ -2,7 +2,8 @@
  * Federation endpoints under /artifactory/api/federation:
  * - peer endpoints, authenticated by the federation secret (HMAC), never by users:
  *   `POST /push` (a batch of events and the sender's vector), `GET /identity` (which site
- *   answers here), `GET /blob/{sha256}` (a binary, for members pulling it);
+ *   answers here), `GET /blob/{sha256}` (a binary, for members pulling it), `POST /blobs`
+ *   (several small binaries at once);
  * - operator endpoints (admin): `GET /status/{repo}`, `POST /fullSync/{repo}`,
  *   `POST /configSync/{repo}`, and with STRATA_FEDERATION_TEST_HOOKS=1 only,
  *   `POST /test/block` (cut links, for the end-to-end tests).
@@ -11,7 +12,16 @@
  */
 import { StrataError } from '@strata/core';
 import type { BlobStore } from '@strata/store';
-import { FEDERATION_CONTENT_TYPE, FEDERATION_HEADERS, encodeFederationReply, isVerifiedPeer, replySignature, type VerifiedPeer } from '@strata/federation';
+import {
+  decodeBlobBatchRequest,
+  encodeBlobBatchReply,
+  FEDERATION_CONTENT_TYPE,
+  FEDERATION_HEADERS,
+  encodeFederationReply,
+  isVerifiedPeer,
+  replySignature,
+  type VerifiedPeer,
+} from '@strata/federation';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { errorBody, errorResponses } from '../http-errors.ts';
 import type { FederationReply } from '@strata/federation';
@@ -108,6 +118,19 @@ export const federationRoutes: FastifyPluginAsync<FederationRoutesOptions> = asy
       return reply.type('application/octet-stream').send(await blobs.createReadStream(sha256));
     },
   );
+
+  // Several binaries per request (blob-batch.ts): signed request, signed reply; a malformed
+  // request is refused (400, STRATA_ERR_FEDERATION_MALFORMED) before anything is read.
+  app.post('/api/federation/blobs', { schema: { response: errorResponses } }, async (request, reply) => {
+    const body = request.body;
+    if (!(body instanceof Uint8Array)) throw new StrataError('STRATA_ERR_FEDERATION_MALFORMED', `a blob batch request has content type ${FEDERATION_CONTENT_TYPE}`);
+    const peer = await authenticated(request, reply, body);
+    if (peer === undefined) return reply;
+    const sha256s = decodeBlobBatchRequest(body);
+    const bytes = encodeBlobBatchReply(await service.readBlobBatch(sha256s));
+    reply.header(FEDERATION_HEADERS.signature, replySignature(service.settings.secret, peer.nonce, 200, bytes));
+    return reply.code(200).type('application/octet-stream').send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  });
 
   function federatedRepo(request: FastifyRequest<{ Params: { repo: string } }>): string {
     app.accessControl.requireAdmin(request.principal);

@@ -12,8 +12,12 @@ import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { isStrataError, StrataError } from '@strata/core';
 import type { Clock, HybridLogicalClock, RecordedEvent, StreamEvent } from '@strata/core';
-import type { BlobStore, EventStore } from '@strata/store';
+import { readEach, type BlobStore, type EventStore, type StoredBlob } from '@strata/store';
 import {
+  blobBatchBlobBytesMax,
+  blobBatchReplyBytesMax,
+  FEDERATION_PUSH_PATH,
+  type BlobBatchEntry,
   decodeFederationPush,
   defaultRequestSkewMsMax,
   FederationEngine,
@@ -79,7 +83,36 @@ export const federationDefaults = {
   inlineBatchBytesMax: 8 * 1024 * 1024,
   /** How long deleting a federated repository waits for the members to acknowledge that this site left. */
   leaveTimeoutMs: 10_000,
+  /**
+   * Binaries of this site's own recent deploys kept in memory for the members' pulls (each of
+   * at most recentBlobBytesMax): the members ask for every one of them right after its push,
+   * and serving it from memory costs no stat, no SQL select and no failed file open.
+   */
+  recentBlobsMax: 4096,
+  recentBlobBytesMax: 64 * 1024,
+  recentBlobsBytesMax: 16 * 1024 * 1024,
 } as const;
+
+/** The binaries of this site's most recent small deploys (bounded by count and bytes; the oldest go first). */
+class RecentBlobs {
+  readonly #blobs = new Map<string, Buffer>();
+  #bytes = 0;
+
+  get(sha256: string): Buffer | undefined {
+    return this.#blobs.get(sha256);
+  }
+
+  add(sha256: string, bytes: Buffer): void {
+    if (bytes.byteLength > federationDefaults.recentBlobBytesMax || this.#blobs.has(sha256)) return;
+    this.#blobs.set(sha256, bytes);
+    this.#bytes += bytes.byteLength;
+    while (this.#blobs.size > federationDefaults.recentBlobsMax || this.#bytes > federationDefaults.recentBlobsBytesMax) {
+      const [oldest, oldestBytes] = this.#blobs.entries().next().value!;
+      this.#blobs.delete(oldest);
+      this.#bytes -= oldestBytes.byteLength;
+    }
+  }
+}
 
 export interface FederationServiceOptions {
   readonly siteId: string;
@@ -205,6 +238,7 @@ export class FederationService implements FederationHooks {
   readonly #state: SqlFederationStateStore;
   readonly #engine: FederationEngine;
   readonly #puller: BinaryPuller;
+  readonly #recentBlobs = new RecentBlobs();
   readonly #remoteListeners: ((repoKey: string, events: readonly StreamEvent[]) => void)[] = [];
   /** Test hook: base URLs whose link is cut (both directions). */
   readonly #blocked = new Set<string>();
@@ -330,6 +364,7 @@ export class FederationService implements FederationHooks {
     // A members edit made here may name sites not known yet.
     if (events.some((event) => event.type === 'RepositoryConfigChanged' && event.data.patch['members'] !== undefined)) this.#scheduleResolve(0);
     if (this.#engine.isFederated(key)) {
+      this.#keepRecentBlobs(events);
       void this.#engine.localAppended(key, events).catch((error: unknown) => this.#log.error({ err: error, repoKey: key }, 'federation could not read a local append'));
       return;
     }
@@ -339,6 +374,49 @@ export class FederationService implements FederationHooks {
         this.#log.error({ err: error, repoKey: key }, 'federating a new repository failed'),
       );
     }
+  }
+
+  /**
+   * Keeps the binaries of small deploys just committed here, while the blob store still holds
+   * them in memory (a deploy's blob stays staged until its append returns): the members pull
+   * each of them moments later.
+   */
+  #keepRecentBlobs(events: readonly RecordedEvent[]): void {
+    const held = this.#options.blobs.held;
+    if (held === undefined) return;
+    for (const event of events) {
+      if (event.type !== 'ArtifactDeployed' || event.data.size > federationDefaults.recentBlobBytesMax) continue;
+      const bytes = held.call(this.#options.blobs, event.data.sha256);
+      if (bytes !== undefined) this.#recentBlobs.add(event.data.sha256, bytes);
+    }
+  }
+
+  /**
+   * A member's batch pull (POST …/federation/blobs): recent small deploys from memory, the
+   * rest by one `readMany` (one SQL statement for the inline ones); at most
+   * blobBatchReplyBytesMax bytes of binaries, the rest `deferred`.
+   */
+  async readBlobBatch(sha256s: readonly string[]): Promise<BlobBatchEntry[]> {
+    const blobs = this.#options.blobs;
+    const inMemory = new Map<string, Buffer>();
+    const misses: string[] = [];
+    for (const sha256 of sha256s) {
+      const bytes = this.#recentBlobs.get(sha256) ?? blobs.held?.(sha256);
+      if (bytes !== undefined) inMemory.set(sha256, bytes);
+      else misses.push(sha256);
+    }
+    const options = { sizeBytesMax: blobBatchBlobBytesMax };
+    const stored: ReadonlyMap<string, StoredBlob> = misses.length === 0 ? new Map() : await (blobs.readMany?.(misses, options) ?? readEach(blobs, misses, options));
+    let budget = blobBatchReplyBytesMax;
+    return sha256s.map((sha256): BlobBatchEntry => {
+      const found = inMemory.get(sha256) ?? stored.get(sha256);
+      if (found === undefined) return { sha256, status: 'missing' };
+      const bytes = Buffer.isBuffer(found) ? found : found.bytes;
+      if (bytes === undefined || bytes.byteLength > blobBatchBlobBytesMax) return { sha256, status: 'too-large', size: Buffer.isBuffer(found) ? found.byteLength : found.size };
+      if (bytes.byteLength > budget) return { sha256, status: 'deferred' };
+      budget -= bytes.byteLength;
+      return { sha256, status: 'found', bytes };
+    });
   }
 
   onRemoteAppended(listener: (repoKey: string, events: readonly StreamEvent[]) => void): void {
@@ -436,7 +514,9 @@ export class FederationService implements FederationHooks {
       return { authentic: true, claimedSiteId: verified.siteId, message: `sender base URL '${verified.baseUrl.slice(0, 200)}' is not an http(s) URL` };
     }
     if (this.#blocked.has(base)) return { authentic: true, claimedSiteId: verified.siteId, message: `link from ${base} is blocked (test hook)` };
-    if (method === 'POST' && !(await this.#rememberNonce(verified))) {
+    // Only a push changes anything here: its nonce is kept across restarts. Reads (identity,
+    // binaries, batches of binaries) are refused when replayed by the in-memory check alone.
+    if (method === 'POST' && path.split('?')[0] === FEDERATION_PUSH_PATH && !(await this.#rememberNonce(verified))) {
       const message = 'replayed request: this nonce was already used (nonces are kept across restarts)';
       this.#inboundRefusals.set(verified.siteId, `request refused here: ${message}`);
       return { authentic: true, claimedSiteId: verified.siteId, message };

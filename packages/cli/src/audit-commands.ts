@@ -133,8 +133,8 @@ export async function verifyCommand(argv: readonly string[], context: CommandCon
   const repo = repoOf(flags, false);
   const { opened, postgres } = await openStore(flags, context.env);
   try {
-    // On PostgreSQL verify's three scans run side by side (a pool; PGlite has one connection).
-    const result = await new SqlEventAudit(opened.db, { verifyConnectionsMax: postgres ? 3 : 1 }).verify(repo === undefined ? {} : { stream: repositoryStream(repo) });
+    // On PostgreSQL verify reads the table in three ranges side by side (a pool; PGlite has one connection).
+    const result = await new SqlEventAudit(opened.db, { verifyConnectionsMax: postgres ? 3 : 1, copyOut: opened.copyOut }).verify(repo === undefined ? {} : { stream: repositoryStream(repo) });
     return reportVerify(result, flags, context);
   } finally {
     await opened.close();

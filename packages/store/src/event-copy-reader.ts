@@ -7,7 +7,18 @@ import type { Checkpoint } from './event-store.ts';
  * output in chunks of any size (`statement` ends in `to stdout (format binary)` or `to
  * '/dev/blob' (format binary)`, whichever the backend reads: see bulk-copy.ts).
  */
-export type CopyOut = (statement: (target: string) => string, signal?: AbortSignal) => AsyncIterable<Uint8Array>;
+export type CopyOut = (statement: (target: string) => string, signal?: AbortSignal, transaction?: CopyOutTransaction) => AsyncIterable<Uint8Array>;
+
+/**
+ * Runs the COPY in a read-only repeatable-read transaction of its own that imports another
+ * transaction's exported snapshot (`pg_export_snapshot()`), after `statements` (e.g. `set
+ * local …`): several COPYs side by side on several connections, all of one moment. PostgreSQL
+ * only; PGlite's copyOut refuses it (one connection: its caller's transaction holds it).
+ */
+export interface CopyOutTransaction {
+  readonly snapshot: string;
+  readonly statements: readonly string[];
+}
 
 /**
  * The events columns a bulk scan copies, in this order. data and meta travel as raw bytes

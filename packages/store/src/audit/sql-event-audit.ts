@@ -3,6 +3,7 @@ import { sql, type Kysely, type RawBuilder } from 'kysely';
 import { CHAIN_GENESIS, StrataError, historyPathsOf } from '@strata/core';
 import { inlineParameters } from '../append-transaction.ts';
 import { COPY_CHAINED_EVENT_COLUMNS, decodeChainedEventCopy, type CopyOut } from '../event-copy-reader.ts';
+import { ChainRunScanner, chainRunColumns } from './chain-runs.ts';
 import type { StoreDatabase } from '../schema.ts';
 import { decodeStoredEventRow, STORED_SCAN_COLUMNS, type StoredEventRow } from '../sql-event-store.ts';
 import {
@@ -28,8 +29,20 @@ import { historyPageJson } from './history-json.ts';
 const DIGEST = sql.raw(
   `sha256(convert_to(stream || E'\\n' || id || E'\\n' || origin || E'\\n' || origin_seq || E'\\n' || hlc_wall || E'\\n' || hlc_logical || E'\\n' || type || E'\\n' || octet_length(data) || E'\\n', 'UTF8') || data || meta)`,
 );
+/**
+ * DIGEST with one function call building the header instead of sixteen concatenations: the
+ * same bytes whenever every column is present (they are NOT NULL). Used only by the single
+ * pass, which marks a stream for the exact statements on any mismatch: a NULL column (which
+ * concat_ws skips where DIGEST is NULL) is a mismatch there too.
+ */
+const DIGEST_ONE_CALL = `sha256(convert_to(concat_ws(E'\\n', stream, id, origin, origin_seq, hlc_wall, hlc_logical, type, octet_length(data), ''), 'UTF8') || data || meta)`;
 /** The site-chain link of a row, from its stored digest. */
-const LINK = sql.raw(`sha256(coalesce(prev_hash, ''::bytea) || convert_to(stream || E'\\n' || revision || E'\\n', 'UTF8') || digest)`);
+const LINK_SQL = `sha256(coalesce(prev_hash, ''::bytea) || convert_to(stream || E'\\n' || revision || E'\\n', 'UTF8') || digest)`;
+const LINK = sql.raw(LINK_SQL);
+/** What the single pass copies out of each range of the table (see chain-runs.ts). */
+const CHAIN_RUN_COLUMNS = chainRunColumns(LINK_SQL, `digest is distinct from ${DIGEST_ONE_CALL}`);
+/** The single pass's statements in each range: no JIT (its compile cost more than it saved), no parallel workers (the ranges are the parallelism). */
+const CHAIN_RUN_SETTINGS = ['set local jit = off', 'set local max_parallel_workers_per_gather = 0'] as const;
 
 interface BreakRow {
   stream: string;
@@ -169,15 +182,14 @@ export class SqlEventAudit implements EventAudit {
         select count(*) as events, count(origin_prev) as chained, count(*) filter (where digest is distinct from ${DIGEST}) as altered
         from events where ${only}`.execute(tx);
       const row = counted.rows[0];
-      const altered =
-        Number(row?.altered ?? 0) === 0
-          ? []
-          : (await sql<{ stream: string; revision: number; id: string }>`select stream, revision, id from events where ${only} and digest is distinct from ${DIGEST}`.execute(tx)).rows;
+      const altered = Number(row?.altered ?? 0) === 0 ? [] : await alteredRows(tx, only);
       return { events: Number(row?.events ?? 0), chained: Number(row?.chained ?? 0), altered };
     };
+    const alteredRows = async (tx: Kysely<StoreDatabase>, rows: RawBuilder<unknown>) =>
+      (await sql<{ stream: string; revision: number; id: string }>`select stream, revision, id from events where ${rows} and digest is distinct from ${DIGEST}`.execute(tx)).rows;
     // 2. The site chain: each row's link (a small hash of its stored digest) against the row
     // before it, walked in the unique (stream, revision) index's order rather than sorted.
-    const siteChains = async (tx: Kysely<StoreDatabase>) => {
+    const siteChains = async (tx: Kysely<StoreDatabase>, rows: RawBuilder<unknown> = only) => {
       await sql`set local enable_sort = off`.execute(tx);
       const failures = await sql<{ stream: string; revision: number; before_revision: number | null; site_missing: boolean }>`
         select distinct on (stream) stream, revision, before_revision, site_missing from (
@@ -187,7 +199,7 @@ export class SqlEventAudit implements EventAudit {
             case when before_revision is null then revision <> 0 else revision <> before_revision + 1 end as site_missing
           from (
             select stream, revision, prev_hash, lag(revision) over site as before_revision, lag(${LINK}) over site as before_link
-            from events where ${only} window site as (partition by stream order by revision)
+            from events where ${rows} window site as (partition by stream order by revision)
           ) walked
         ) checked
         where site_failed order by stream, revision`.execute(tx);
@@ -196,17 +208,64 @@ export class SqlEventAudit implements EventAudit {
     };
     // 3. The origin chains: each origin-chained event against the stored digest of its
     // origin's previous event in the stream, found by a hash join (no sort).
-    const originChains = async (tx: Kysely<StoreDatabase>) => {
-      const onlyJoined: RawBuilder<unknown> = options.stream === undefined ? sql`true` : sql`e.stream = ${options.stream}`;
+    const onlyJoined: RawBuilder<unknown> = options.stream === undefined ? sql`true` : sql`e.stream = ${options.stream}`;
+    const originChains = async (tx: Kysely<StoreDatabase>, rows: RawBuilder<unknown> = onlyJoined) => {
       const failures = await sql<{ stream: string; revision: number; origin: string; origin_seq: number; origin_missing: boolean }>`
         select distinct on (e.stream, e.origin) e.stream, e.revision, e.origin, e.origin_seq, (e.origin_seq <> 1 and p.stream is null) as origin_missing
         from events e
         left join events p on p.stream = e.stream and p.origin = e.origin and p.origin_seq = e.origin_seq - 1
-        where ${onlyJoined} and e.origin_prev is not null
+        where ${rows} and e.origin_prev is not null
           and case when e.origin_seq = 1 then e.origin_prev <> ${genesis} else p.digest is distinct from e.origin_prev end
         order by e.stream, e.origin, e.revision`.execute(tx);
       return failures.rows;
     };
+    // On PostgreSQL with COPY: one pass over the table, cut into ranges of pages copied side
+    // by side on their own connections in this transaction's snapshot. Each row brings its
+    // digest check (recomputed in SQL), its own link (recomputed from its stored digest) and
+    // the columns its links are checked with; the links are compared here (chain-runs.ts).
+    // A stream whose chains are not intact there goes through the exact statements above,
+    // so what is reported is what they report.
+    const copyOut = this.#copyOut;
+    const singlePass =
+      copyOut === undefined || this.#verifyConnectionsMax < 2
+        ? undefined
+        : async (tx: Kysely<StoreDatabase>) => {
+            const snapshot = (await sql<{ id: string }>`select pg_export_snapshot() as id`.execute(tx)).rows[0]!.id;
+            const sized = await sql<{ pages: string | number }>`select pg_relation_size('events') / current_setting('block_size')::int8 as pages`.execute(tx);
+            const pages = Number(sized.rows[0]?.pages ?? 0);
+            // One stream (`--repo`): one statement, which the planner reads through the stream's
+            // index; the whole table: ranges of pages (TID range scans).
+            const ranges = options.stream === undefined ? Math.max(1, Math.min(this.#verifyConnectionsMax, pages)) : 1;
+            const scanner = new ChainRunScanner();
+            const transaction = { snapshot, statements: CHAIN_RUN_SETTINGS };
+            await Promise.all(
+              Array.from({ length: ranges }, (_, index) => {
+                const from = Math.floor((pages * index) / ranges);
+                const to = index === ranges - 1 ? undefined : Math.floor((pages * (index + 1)) / ranges);
+                const pageRange =
+                  ranges === 1 ? sql`true` : sql`ctid >= ${sql.lit(`(${from},0)`)}::tid ${to === undefined ? sql`` : sql`and ctid < ${sql.lit(`(${to},0)`)}::tid`}`;
+                const select = inlineParameters(sql`select ${sql.raw(CHAIN_RUN_COLUMNS)} from events where ${only} and ${pageRange}`.compile(this.#db));
+                return scanner.scanRange(copyOut((target) => `copy (${select}) to ${target} (format binary)`, options.signal, transaction));
+              }),
+            );
+            const found = scanner.result();
+            let events = 0;
+            let chained = 0;
+            const alteredStreams: string[] = [];
+            const siteStreams: string[] = [];
+            const originStreams: string[] = [];
+            for (const [stream, scan] of found) {
+              events += scan.events;
+              chained += scan.chained;
+              if (scan.altered > 0) alteredStreams.push(stream);
+              if (scan.siteBroken) siteStreams.push(stream);
+              if (scan.originBroken) originStreams.push(stream);
+            }
+            const altered = alteredStreams.length === 0 ? [] : await alteredRows(tx, sql`stream = any(${alteredStreams}::text[])`);
+            const siteFailures = siteStreams.length === 0 ? [] : await siteChains(tx, sql`stream = any(${siteStreams}::text[])`);
+            const originFailures = originStreams.length === 0 ? [] : await originChains(tx, sql`e.stream = any(${originStreams}::text[])`);
+            return { scanned: { events, chained, altered }, siteFailures, originFailures };
+          };
 
     // One snapshot for every statement (repeatable read): the chains, the digests and the
     // heads are of the same moment even while the site appends.
@@ -219,7 +278,9 @@ export class SqlEventAudit implements EventAudit {
         let scanned: Awaited<ReturnType<typeof digests>>;
         let siteFailures: Awaited<ReturnType<typeof siteChains>>;
         let originFailures: Awaited<ReturnType<typeof originChains>>;
-        if (this.#verifyConnectionsMax >= 3) {
+        if (singlePass !== undefined) {
+          ({ scanned, siteFailures, originFailures } = await singlePass(tx));
+        } else if (this.#verifyConnectionsMax >= 3) {
           // Side by side on three connections, the other two importing this one's snapshot.
           const snapshot = (await sql<{ id: string }>`select pg_export_snapshot() as id`.execute(tx)).rows[0]!.id;
           const inSnapshot = <T>(run: (other: Kysely<StoreDatabase>) => Promise<T>) =>
@@ -231,7 +292,7 @@ export class SqlEventAudit implements EventAudit {
                 await sql`set local work_mem = '256MB'`.execute(other);
                 return run(other);
               });
-          [scanned, siteFailures, originFailures] = await Promise.all([digests(tx), inSnapshot(siteChains), inSnapshot(originChains)]);
+          [scanned, siteFailures, originFailures] = await Promise.all([digests(tx), inSnapshot((other) => siteChains(other)), inSnapshot((other) => originChains(other))]);
         } else {
           scanned = await digests(tx);
           siteFailures = await siteChains(tx);

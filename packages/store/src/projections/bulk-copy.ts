@@ -229,16 +229,22 @@ export function pgliteBulkLoader(pglite: PgliteCopyDatabase, db: Kysely<StoreDat
  * stopped reading, or an error) destroys its connection rather than hand it back busy.
  */
 export function postgresCopyOut(pool: pg.Pool): CopyOut {
-  return async function* copyOut(statement, signal) {
+  return async function* copyOut(statement, signal, transaction) {
     signal?.throwIfAborted();
     const client = await pool.connect();
     let completed = false;
     try {
+      if (transaction !== undefined) {
+        await client.query('begin isolation level repeatable read read only');
+        await client.query(`set transaction snapshot '${transaction.snapshot.replaceAll("'", "''")}'`);
+        for (const setup of transaction.statements) await client.query(setup);
+      }
       const stream = client.query(copyTo(statement('stdout')));
       for await (const chunk of stream as AsyncIterable<Buffer>) {
         signal?.throwIfAborted();
         yield chunk;
       }
+      if (transaction !== undefined) await client.query('commit');
       completed = true;
     } finally {
       client.release(completed ? undefined : new Error('COPY abandoned'));
@@ -252,8 +258,9 @@ export function postgresCopyOut(pool: pg.Pool): CopyOut {
  * so callers bound it with LIMIT.
  */
 export function pgliteCopyOut(pglite: PgliteCopyDatabase, db: Kysely<StoreDatabase>): CopyOut {
-  return async function* copyOut(statement, signal) {
+  return async function* copyOut(statement, signal, transaction) {
     signal?.throwIfAborted();
+    if (transaction !== undefined) throw new Error('PGlite has one connection: a COPY cannot import another transaction\'s snapshot');
     const blob = await db.connection().execute(async () => (await pglite.query(statement(`'/dev/blob'`))).blob);
     if (blob === undefined) throw new Error('PGlite returned no blob for COPY TO /dev/blob');
     yield new Uint8Array(await blob.arrayBuffer());

@@ -272,10 +272,11 @@ export async function startServer(settings: ServerSettings): Promise<RunningServ
     onRepositoryChange: () => {
       reloadRepositoryClasses().catch((error: unknown) => app.log.error({ err: error }, 'reloading repository classes failed'));
     },
-    // PGlite runs SQL on the main thread: there, rounds that wait for deploys still writing
-    // their blob (up to 10 ms) are 2-3 times larger and deploys/s about double. On PostgreSQL
-    // the wait measured no better than none.
-    limits: { roundLingerMs: settings.databaseUrl === undefined ? 10 : 0, ...settings.limits },
+    // On PGlite, rounds wait up to 2 ms for deploys still writing their blob. 10 ms was chosen
+    // while PGlite's SQL ran on the main thread (rounds 2-3 times larger, deploys/s about
+    // double); with PGlite in its worker thread 2 ms measured ahead of 0, 5 and 10 ms
+    // (docs/benchmarks.md, "Server HTTP", put4). On PostgreSQL the wait measured no better than none.
+    limits: { roundLingerMs: settings.databaseUrl === undefined ? 2 : 0, ...settings.limits },
   });
   // Blobs no present artifact references (deleted content, deploys whose append failed) are
   // collected periodically; the store's grace period and leases protect deploys in flight.

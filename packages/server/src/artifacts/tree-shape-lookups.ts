@@ -80,8 +80,12 @@ interface Waiting {
 /**
  * Coalesces tree-shape lookups: one query in flight at a time, and the questions that arrive
  * while it runs are answered together by the next (as the stream writer groups appends), so
- * 16 concurrent deploys cost a few statements per round instead of two each. Generic deploys
- * and npm publishes share one instance (app.ts).
+ * 16 concurrent deploys cost a few statements per round instead of two each. The first query
+ * after an idle moment starts once the requests read in the same turn of the event loop
+ * have asked too (setImmediate): the clients a round answered come back together, and
+ * without the wait the first of them got a query of its own and the rest a second one
+ * (traced with 16 clients on PGlite: queries of 1 and 15 questions every round). Generic
+ * deploys and npm publishes share one instance (app.ts).
  */
 export class TreeShapeLookups {
   readonly #query: TreeShapeQuery;
@@ -97,7 +101,7 @@ export class TreeShapeLookups {
       this.#waiting.push({ question: { repo, path }, resolve, reject });
       if (!this.#running) {
         this.#running = true;
-        void this.#run();
+        setImmediate(() => void this.#run());
       }
     });
   }

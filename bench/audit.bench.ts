@@ -14,6 +14,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { ArtifactTreeProjection, RepositoryConfigProjection, SqlEventAudit, replayAll, replayRepository } from '@strata/store';
+import { benchWorkers } from './rebuild.bench.ts';
 import { eventsDatasetName, openBaselinePostgres, openEventsDataset } from './support/databases.ts';
 import { BENCH_REPOSITORIES } from './support/events.ts';
 import { log, median, type BenchResult } from './support/report.ts';
@@ -105,7 +106,7 @@ export async function replayBenchmark(backend: 'postgres' | 'pglite', events: nu
         log(`replay round ${round + 1} (${backend}): baseline all ${Math.round(result.eventsPerSecond)} events/s (${result.events} events)`);
       };
       if (round % 2 === 1) await replayBaseline();
-      const whole = await replayAll(source, projections());
+      const whole = await replayAll(source, projections(), benchWorkers());
       all.push(whole.eventsPerSecond);
       if (round % 2 === 0) await replayBaseline();
       const repository = await replayRepository(source, projections(), BENCH_REPOSITORIES[0]!);

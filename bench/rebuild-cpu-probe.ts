@@ -122,7 +122,7 @@ try {
       machineSince = machine;
       workers.clear();
     };
-    const result = await store.rebuildProjections({ store: opened.store, db: opened.db, bulk: opened.bulk }, [new store.ArtifactTreeProjection(), new store.RepositoryConfigProjection()], {
+    const result = await store.rebuildProjections({ store: opened.store, db: opened.db, bulk: opened.bulk }, [new store.ArtifactTreeProjection(), new store.RepositoryConfigProjection()], { ...(process.env.STRATA_REBUILD_WORKERS ? { workers: Number(process.env.STRATA_REBUILD_WORKERS) } : {}),
       onProgress: (progress) => {
         if (progress.phase === phase) return;
         if (phase === 'write') {

@@ -25,7 +25,7 @@ export async function rebuildBenchmark(backend: 'postgres' | 'pglite', count: nu
         name: 'rebuild',
         rates: [] as number[],
         run: (onProgress: (progress: { phase: string; elapsedMs: number }) => void) =>
-          rebuildProjections({ store: database.store, db: database.db, bulk: database.bulk }, [new ArtifactTreeProjection(), new RepositoryConfigProjection()], { onProgress }),
+          rebuildProjections({ store: database.store, db: database.db, bulk: database.bulk }, [new ArtifactTreeProjection(), new RepositoryConfigProjection()], { onProgress, ...benchWorkers() }),
       },
       ...(baseline === undefined
         ? []
@@ -101,4 +101,13 @@ async function plainInsertRate(database: BenchDatabase): Promise<number> {
   const rate = (referenceRows * 1000) / (performance.now() - started);
   await sql`drop table bench_insert_reference`.execute(db);
   return rate;
+}
+
+/**
+ * STRATA_REBUILD_WORKERS (as `strata replay` reads it): the worker threads of the code
+ * measured (the baseline runs as its code does); unset: the store's default.
+ */
+export function benchWorkers(): { workers?: number } {
+  const text = process.env.STRATA_REBUILD_WORKERS;
+  return text === undefined || text === '' ? {} : { workers: Number(text) };
 }

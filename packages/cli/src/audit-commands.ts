@@ -42,7 +42,7 @@ with the embedded database, stop 'strata serve' on that directory first):
   strata import [--file <export.ndjson>] [--no-verify]
                                                    append exported events (stdin by default) to seed a site or an
                                                    investigation copy; refuses a file whose chain is broken
-  strata replay [--repo <key>] [--until <ISO-8601 time | position>]
+  strata replay [--repo <key>] [--until <ISO-8601 time | position>] [--workers <n>]
                                                    rebuild the projections from zero (one repository, or all)
 `;
 
@@ -273,8 +273,13 @@ export async function importCommand(argv: readonly string[], context: CommandCon
 }
 
 export async function replayCommand(argv: readonly string[], context: CommandContext): Promise<number> {
-  const flags = parseFlags(argv, [...STORE_FLAGS, '--repo', '--until'], []);
+  const flags = parseFlags(argv, [...STORE_FLAGS, '--repo', '--until', '--workers'], []);
   const repo = repoOf(flags, false);
+  const workersText = flags.values.get('--workers') ?? context.env.STRATA_REBUILD_WORKERS;
+  const workers = workersText === undefined || workersText === '' ? undefined : Number(workersText);
+  if (workers !== undefined && (!Number.isInteger(workers) || workers < 0 || workers > 64)) {
+    throw new UsageError(`--workers (or STRATA_REBUILD_WORKERS) must be a whole number from 0 to 64, not '${workersText}'`);
+  }
   const untilText = flags.values.get('--until');
   let until: PointInTime | undefined;
   try {
@@ -287,11 +292,12 @@ export async function replayCommand(argv: readonly string[], context: CommandCon
     const progress = progressBar(context.stderr);
     const projections = [new ArtifactTreeProjection(), new RepositoryConfigProjection()];
     const source = { store: opened.store, db: opened.db, bulk: opened.bulk };
-    const options = { ...(until === undefined ? {} : { until }), onProgress: progress.update };
+    const options = { ...(until === undefined ? {} : { until }), ...(workers === undefined ? {} : { workers }), onProgress: progress.update };
     const result = repo === undefined ? await replayAll(source, projections, options) : await replayRepository(source, projections, repo, options);
     progress.done();
+    const folders = 'workers' in result && typeof result.workers === 'number' ? result.workers : 0;
     context.stdout.write(
-      `replayed ${number(result.events)} events${repo === undefined ? '' : ` of ${repo}`}${until === undefined ? '' : ` up to ${describePointInTime(until)}`} into ${number(result.rows)} rows in ${(result.elapsedMs / 1000).toFixed(2)} s: ${number(result.eventsPerSecond)} events/s\n`,
+      `replayed ${number(result.events)} events${repo === undefined ? '' : ` of ${repo}`}${until === undefined ? '' : ` up to ${describePointInTime(until)}`} into ${number(result.rows)} rows in ${(result.elapsedMs / 1000).toFixed(2)} s: ${number(result.eventsPerSecond)} events/s${folders > 0 ? ` (artifact tree folded by ${folders} worker threads)` : ''}\n`,
     );
     return 0;
   } finally {

@@ -91,8 +91,17 @@ export async function decodeChainedEventCopy(chunks: AsyncIterable<Uint8Array>):
   return entries;
 }
 
-/** The incremental decoder behind decodeEventCopy and decodeChainedEventCopy. */
-class EventCopyDecoder {
+/**
+ * Which rows a decoder decodes (`stream` and `type` are looked up by their bytes, nothing
+ * else of the row is read); a rejected row is skipped, though it still moves the checkpoint.
+ */
+export type EventCopyRowFilter = (stream: string, type: EventType) => boolean;
+
+/**
+ * The incremental decoder behind decodeEventCopy and decodeChainedEventCopy, and a rebuild
+ * worker's (rebuild-partition.ts: each decodes only its repositories' rows of one scan).
+ */
+export class EventCopyDecoder {
   #buffer: Buffer = Buffer.alloc(0);
   #offset = 0;
   #headerRead = false;
@@ -116,9 +125,16 @@ class EventCopyDecoder {
   readonly #metas = new ByteInterner<EventMeta>(10_000);
   /** With `chained`: each decoded row's prev_hash (hex), in row order. */
   readonly prevHashes: (string | undefined)[] = [];
+  readonly #accept: EventCopyRowFilter | undefined;
+  /** Rows read so far, decoded or skipped by the filter. */
+  rowsRead = 0;
 
-  /** `chained`: rows carry a 13th column, the nullable prev_hash (COPY_CHAINED_EVENT_COLUMNS). */
-  constructor(chained = false) {
+  /**
+   * `chained`: rows carry a 13th column, the nullable prev_hash (COPY_CHAINED_EVENT_COLUMNS).
+   * `accept`: decode only the rows it accepts (not with `chained`).
+   */
+  constructor(chained = false, accept?: EventCopyRowFilter) {
+    this.#accept = chained ? undefined : accept;
     this.#fields = chained ? FIELDS + 1 : FIELDS;
     this.#fieldStarts = new Int32Array(this.#fields);
     this.#fieldLengths = new Int32Array(this.#fields);
@@ -167,6 +183,11 @@ class EventCopyDecoder {
     if (!this.#ended) throw malformed('the COPY data ended without its trailer');
   }
 
+  /** The checkpoint after the last row read, undefined before the first. */
+  get checkpoint(): Checkpoint | undefined {
+    return this.#haveKey ? this.takeCheckpoint() : undefined;
+  }
+
   takeCheckpoint(): Checkpoint {
     if (!this.#haveKey) throw malformed('no row decoded');
     return {
@@ -190,6 +211,7 @@ class EventCopyDecoder {
     const lengths = this.#fieldLengths;
     const fieldCount = this.#fields;
     const chained = fieldCount > FIELDS;
+    const accept = this.#accept;
     let offset = this.#offset;
     let rows = 0;
     while (page.length < pageEventsMax && rows < rowsMax) {
@@ -226,7 +248,13 @@ class EventCopyDecoder {
         }
       }
       if (!complete) break;
-      page.push(this.#row(buffer));
+      if (
+        accept === undefined ||
+        accept(this.#strings.get(buffer, starts[3]!, lengths[3]!, sameString), this.#types.get(buffer, starts[9]!, lengths[9]!, validateEventType))
+      ) {
+        page.push(this.#row(buffer));
+      }
+      this.rowsRead++;
       if (chained) this.prevHashes.push(starts[FIELDS]! < 0 ? undefined : buffer.toString('hex', starts[FIELDS]!, starts[FIELDS]! + lengths[FIELDS]!));
       rows++;
       this.#lastTransactionHigh = buffer.readUInt32BE(starts[0]!);

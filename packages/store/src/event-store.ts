@@ -102,6 +102,19 @@ export function isEventScanner(store: object): store is EventScanner {
 }
 
 /**
+ * A store whose bulk scan is one binary COPY it can hand over undecoded (the SQL store on
+ * PostgreSQL): a rebuild's worker threads decode it (projections/rebuild-workers.ts).
+ */
+export interface EventCopyScanner {
+  /** The raw COPY output of the scan after `after`, or undefined when this store cannot give it. */
+  scanAllCopy(options?: { readonly after?: Checkpoint; readonly signal?: AbortSignal }): AsyncIterable<Uint8Array> | undefined;
+}
+
+export function isEventCopyScanner(store: object): store is EventCopyScanner {
+  return typeof (store as Partial<EventCopyScanner>).scanAllCopy === 'function';
+}
+
+/**
  * The one event-store interface every backend implements (memory, PostgreSQL, PGlite, and
  * later EventStoreDB) and the conformance suite in test/ checks.
  */

@@ -373,6 +373,31 @@ export class SqlEventStore implements EventStore, EventScanner {
     }
   }
 
+  /**
+   * The bulk scan of scanAll as the raw bytes of its one binary COPY statement (rows of
+   * COPY_EVENT_COLUMNS up to the horizon as it stands when iterated, after `after`), for a
+   * rebuild whose worker threads decode it (projections/rebuild-workers.ts). Undefined when
+   * this store scans otherwise (no COPY, or one statement per slice of rows, as on PGlite).
+   */
+  scanAllCopy(options: { readonly after?: Checkpoint; readonly signal?: AbortSignal } = {}): AsyncIterable<Uint8Array> | undefined {
+    this.#assertOpen();
+    const copyOut = this.#copyOut;
+    if (copyOut === undefined || this.#copyStatementRowsMax !== undefined) return undefined;
+    const from = options.after ?? START_CHECKPOINT;
+    const db = this.#db;
+    return (async function* () {
+      const horizon = await sql<{ xmin: string }>`select pg_snapshot_xmin(pg_current_snapshot())::text as xmin`.execute(db);
+      const xmin = digits(horizon.rows[0]?.xmin);
+      yield* copyOut(
+        (target) =>
+          `copy (select ${COPY_EVENT_COLUMNS} from events` +
+          ` where (transaction_id, position) > ('${digits(from.transactionId)}'::xid8, ${signedDigits(from.position)}::int8)` +
+          ` and transaction_id < '${xmin}'::xid8 order by transaction_id, position) to ${target} (format binary)`,
+        options.signal,
+      );
+    })();
+  }
+
   subscribe(options: SubscribeOptions = {}): Subscription {
     this.#assertOpen();
     const readPage = (after: Checkpoint, maxCount: number): Promise<readonly CheckpointedEvent[]> => {

@@ -76,6 +76,8 @@ export interface ReplayOptions {
   readonly until?: PointInTime;
   readonly onProgress?: (progress: ReplayProgress) => void;
   readonly signal?: AbortSignal;
+  /** replayAll: worker threads folding the artifact tree (rebuildProjections' `workers`; not with `until`). */
+  readonly workers?: number;
 }
 
 export interface ReplayResult {
@@ -154,6 +156,7 @@ export async function replayAll(
   const store: Pick<EventStore, 'readAll'> | (Pick<EventStore, 'readAll'> & EventScanner) = until === undefined ? source.store : untilStore(source.store, until);
   return rebuildProjections({ ...source, store }, projections, {
     ...(options.signal === undefined ? {} : { signal: options.signal }),
+    ...(options.workers === undefined ? {} : { workers: options.workers }),
     onProgress: (progress) =>
       options.onProgress?.({
         events: progress.events,

@@ -17,6 +17,11 @@ export interface CopyRows {
    * arrays): what a rebuild writes its million rows with.
    */
   binary?: (source: BinaryCopySource) => Promise<number>;
+  /**
+   * Rows already encoded in the binary format (no header or trailer; a row never spans two
+   * chunks), as a rebuild's workers hand them over: one COPY into `table`.
+   */
+  encoded?: (table: string, columns: readonly UnnestColumn[], chunks: AsyncIterable<Uint8Array>) => Promise<void>;
 }
 
 /**
@@ -143,14 +148,14 @@ export function postgresBulkLoader(pool: pg.Pool, poolConnectionsMax: number): B
         dialect: new PostgresDialect({ pool: { connect: async () => ({ query: client.query.bind(client), release: () => {} }), end: async () => {} } as never }),
       });
       /** Streams `chunks` into one COPY statement, honouring backpressure. */
-      const copyIn = async (statement: string, chunks: Iterable<Uint8Array>) => {
+      const copyIn = async (statement: string, chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>) => {
         const stream = client.query(copyFrom(statement));
         const finished = new Promise<void>((resolve, reject) => {
           stream.on('finish', resolve);
           stream.on('error', reject);
         });
         try {
-          for (const chunk of chunks) {
+          for await (const chunk of chunks) {
             if (!stream.write(chunk)) await Promise.race([new Promise((resolve) => stream.once('drain', resolve)), finished]);
           }
         } catch (error) {
@@ -170,6 +175,16 @@ export function postgresBulkLoader(pool: pg.Pool, poolConnectionsMax: number): B
         const out = new BinaryCopyWriter(copyChunkBytesMax);
         await copyIn(copyStatement(source.table, source.columns, 'stdin') + ' (format binary)', binaryChunks(source, out, true));
         return out.rows;
+      };
+      copy.encoded = async (table, columns, chunks) => {
+        await copyIn(
+          copyStatement(table, columns, 'stdin') + ' (format binary)',
+          (async function* () {
+            yield BINARY_COPY_HEADER;
+            yield* chunks;
+            yield BINARY_COPY_TRAILER;
+          })(),
+        );
       };
       try {
         return await db.transaction().execute(async (tx) => {
@@ -217,6 +232,10 @@ export function pgliteBulkLoader(pglite: PgliteCopyDatabase, db: Kysely<StoreDat
           await pglite.query(statement, [], { blob: new Blob([BINARY_COPY_HEADER, chunk, BINARY_COPY_TRAILER]) });
         }
         return out.rows;
+      };
+      copy.encoded = async (table, columns, chunks) => {
+        const statement = copyStatement(table, columns, `'/dev/blob'`) + ' (format binary)';
+        for await (const chunk of chunks) await pglite.query(statement, [], { blob: new Blob([BINARY_COPY_HEADER, chunk, BINARY_COPY_TRAILER]) });
       };
       return db.transaction().execute((tx) => work(tx, copy));
     },

@@ -8,3 +8,4 @@ export * from './rebuild-projections.ts';
 export { projectionsMigration } from '../migrations/002-projections.ts';
 export * from './bulk-copy.ts';
 export * from './virtual-resolution-projection.ts';
+export { RebuildPartition, partitionOfRepository, partitionOfStream, type RebuildPartitionOptions } from './rebuild-partition.ts';

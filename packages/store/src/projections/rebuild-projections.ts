@@ -1,11 +1,25 @@
 import { performance } from 'node:perf_hooks';
 import { sql, type Kysely } from 'kysely';
-import { StrataError } from '@strata/core';
-import { START_CHECKPOINT, isEventScanner, readBatchEventsMax, type Checkpoint, type EventScanner, type EventStore, type ReadAllResult } from '../event-store.ts';
+import { StrataError, type EventType } from '@strata/core';
+import {
+  START_CHECKPOINT,
+  isEventCopyScanner,
+  isEventScanner,
+  readBatchEventsMax,
+  type Checkpoint,
+  type EventCopyScanner,
+  type EventScanner,
+  type EventStore,
+  type ReadAllResult,
+} from '../event-store.ts';
 import type { SqlProjection } from '../projection.ts';
 import type { StoreDatabase } from '../schema.ts';
 import type { BulkLoader, CopyRows } from './bulk-copy.ts';
+import { ARTIFACT_COLUMNS, ArtifactTreeProjection, FOLDER_TOMBSTONE_COLUMNS, PROPERTY_COLUMNS } from './artifact-tree-projection.ts';
+import { PARTITION_TABLES, type PartitionTable } from './rebuild-partition.ts';
+import { RebuildWorkers } from './rebuild-workers.ts';
 import { isRebuildableProjection, type ProjectionRebuild, type RebuildableSqlProjection } from './rebuildable-projection.ts';
+import type { UnnestColumn } from './sql-values.ts';
 import { toNumber } from './sql-values.ts';
 
 /**
@@ -40,7 +54,18 @@ export interface RebuildOptions {
    */
   readonly horizonWaitMsMax?: number;
   readonly signal?: AbortSignal;
+  /**
+   * Worker threads that fold the artifact tree, each its share of the repositories
+   * (rebuild-workers.ts). Default DEFAULT_REBUILD_WORKERS. Used where the store hands over its
+   * scan as one binary COPY (PostgreSQL), the rows are written with COPY, and every other
+   * projection declares the event types it folds; otherwise, or below 2, the fold runs in
+   * this thread.
+   */
+  readonly workers?: number;
 }
+
+/** Worker threads of a rebuild on PostgreSQL unless told otherwise (docs/benchmarks.md, B, seventh pass). */
+export const DEFAULT_REBUILD_WORKERS = 0;
 
 export interface RebuildResult {
   readonly events: number;
@@ -48,6 +73,8 @@ export interface RebuildResult {
   readonly checkpoint: Checkpoint;
   readonly elapsedMs: number;
   readonly eventsPerSecond: number;
+  /** Worker threads that folded the artifact tree; 0: it was folded in this thread. */
+  readonly workers: number;
 }
 
 /** Where a projection stands; undefined if it was never rebuilt or caught up. */
@@ -71,7 +98,9 @@ export async function writeProjectionCheckpoints(db: Kysely<StoreDatabase>, name
  * 1. read every event (scanAll when the store has it, then readAll) in large batches; a rebuildable projection folds them
  *    into its in-memory model (pure core code), any other projection is truncated first and
  *    fed batch by batch through `apply`;
- *    (the next page is already being read while a page is folded);
+ *    (the next page is already being read while a page is folded); with `options.workers` ≥ 2
+ *    on PostgreSQL the artifact tree is folded by worker threads instead, each its share of
+ *    the repositories (rebuild-workers.ts; default: this thread);
  * 2. swap in the rebuildable projections' final state and record the checkpoint — readers
  *    see the old state until the swap commits. With several connections (PostgreSQL) the new
  *    tables are written and indexed side by side in a shadow schema and swapped in by one
@@ -89,7 +118,11 @@ export async function writeProjectionCheckpoints(db: Kysely<StoreDatabase>, name
  * Never uses the outer handle inside a transaction (PGlite has a single connection).
  */
 export async function rebuildProjections(
-  source: { readonly store: Pick<EventStore, 'readAll'> & Partial<EventScanner>; readonly db: Kysely<StoreDatabase>; readonly bulk?: BulkLoader },
+  source: {
+    readonly store: Pick<EventStore, 'readAll'> & Partial<EventScanner> & Partial<EventCopyScanner>;
+    readonly db: Kysely<StoreDatabase>;
+    readonly bulk?: BulkLoader;
+  },
   projections: readonly SqlProjection[],
   options: RebuildOptions = {},
 ): Promise<RebuildResult> {
@@ -125,95 +158,225 @@ export async function rebuildProjections(
     checkpoint = read.checkpoint;
     report('read');
   };
-  // A bulk scan (one binary COPY on the SQL stores) up to the horizon as it stands now…
-  if (isEventScanner(store)) {
-    const pageEventsMax = Math.min(batchMax, scanPageEventsMax);
-    for await (const read of store.scanAll({ after: checkpoint, pageEventsMax, ...(options.signal ? { signal: options.signal } : {}) })) {
+  const workers = await startWorkers(source, bulk, replayed.length, options);
+  try {
+    if (workers !== undefined) {
+      // The artifact tree is folded by the workers, the other projections here from the
+      // events the workers hand back; the tree's rows come from the workers at the write.
+      const tree = bulk.findIndex(({ projection }) => isWorkerTree(projection));
+      bulk[tree] = { projection: bulk[tree]!.projection, rebuild: workerRebuild(workers.workers) };
+      checkpoint = await readWithWorkers(workers, store, checkpoint, batchMax, options.signal, (read) => {
+        events = read;
+        report('read');
+      });
+      const forwarded = await workers.workers.endRead();
+      for (const [index, { rebuild }] of bulk.entries()) if (index !== tree) rebuild.add(forwarded);
+    } else {
+      await readInThisThread();
+    }
+    return await writeAndCatchUp();
+  } finally {
+    await workers?.workers.close();
+  }
+
+  async function readInThisThread(): Promise<void> {
+    // A bulk scan (one binary COPY on the SQL stores) up to the horizon as it stands now…
+    if (isEventScanner(store)) {
+      const pageEventsMax = Math.min(batchMax, scanPageEventsMax);
+      for await (const read of store.scanAll({ after: checkpoint, pageEventsMax, ...(options.signal ? { signal: options.signal } : {}) })) {
+        options.signal?.throwIfAborted();
+        await fold(read);
+      }
+    }
+    // …then readAll for whatever committed since (everything, for a store without scanAll).
+    const readAfter = (after: Checkpoint) => store.readAll({ after, maxCount: batchMax, ...(options.signal ? { signal: options.signal } : {}) });
+    let reading = readAfter(checkpoint);
+    for (;;) {
       options.signal?.throwIfAborted();
+      const read = await reading;
+      if (read.events.length === 0) break;
+      // The database reads the next page while this one is folded.
+      reading = readAfter(read.checkpoint);
+      reading.catch(() => undefined);
       await fold(read);
     }
   }
-  // …then readAll for whatever committed since (everything, for a store without scanAll).
-  const readAfter = (after: Checkpoint) => store.readAll({ after, maxCount: batchMax, ...(options.signal ? { signal: options.signal } : {}) });
+
+  async function writeAndCatchUp(): Promise<RebuildResult> {
+    options.signal?.throwIfAborted();
+    report('write');
+    const swap = async (tx: Kysely<StoreDatabase>, copy: CopyRows | undefined) => {
+      for (const { projection } of bulk) await projection.truncate(tx);
+      // Building an index once, after the rows are in, beats maintaining it row by row: the
+      // tables are written without their indexes and key constraints, in any order, and
+      // PostgreSQL sorts each index's entries once (in memory, given room to).
+      const restore = await dropIndexesAndKeys(tx, bulk.flatMap(({ projection }) => projection.tables));
+      for (const { rebuild } of bulk) {
+        await rebuild.write(
+          tx,
+          (written) => {
+            rows += written;
+            report('write');
+          },
+          copy,
+          { unindexed: true },
+        );
+      }
+      for (const statement of restore) await sql.raw(statement).execute(tx);
+      await writeProjectionCheckpoints(tx, projections.map((projection) => projection.name), checkpoint);
+    };
+    const swapped =
+      source.bulk !== undefined &&
+      (await swapThroughShadowSchema(source.bulk, bulk, projections.map((projection) => projection.name), checkpoint, (written) => {
+        rows += written;
+        report('write');
+      }));
+    if (swapped) {
+      // Done: the new tables are in place.
+    } else if (source.bulk !== undefined) await source.bulk.transaction(swap);
+    else await db.transaction().execute((tx) => swap(tx, undefined));
+    report('write');
+
+    // Every transaction that could have written to the old tables has an id below this.
+    const horizonTarget = await snapshotXmax(db);
+    const horizonWaitMsMax = options.horizonWaitMsMax ?? 10 * 60_000;
+    const waitStarted = performance.now();
+    const roundsMax = options.catchUpRoundsMax ?? 100;
+    for (let round = 0; round < roundsMax; ) {
+      options.signal?.throwIfAborted();
+      // Checked before the read: once the horizon has passed, this read sees every such event.
+      const horizonPassed = (await snapshotXmin(db)) >= horizonTarget;
+      const read = await store.readAll({ after: checkpoint, maxCount: batchMax });
+      if (read.events.length === 0) {
+        if (horizonPassed) break;
+        if (performance.now() - waitStarted > horizonWaitMsMax) {
+          throw new StrataError('STRATA_ERR_STORE_UNAVAILABLE', 'the rebuild could not catch up: a transaction open since before its swap still holds the global-order horizon back', {
+            horizonTarget: horizonTarget.toString(),
+            waitedMs: Math.round(performance.now() - waitStarted),
+          });
+        }
+        await new Promise((resolve) => setTimeout(resolve, 10));
+        continue;
+      }
+      round++;
+      const next = read.checkpoint;
+      await db.transaction().execute(async (tx) => {
+        for (const projection of projections) await projection.apply(tx, read.events);
+        await writeProjectionCheckpoints(tx, projections.map((projection) => projection.name), next);
+      });
+      events += read.events.length;
+      checkpoint = next;
+      report('catch-up');
+    }
+    report('done');
+    const elapsedMs = performance.now() - started;
+    return { events, rows, checkpoint, elapsedMs, eventsPerSecond: elapsedMs === 0 ? 0 : (events * 1000) / elapsedMs, workers: workers?.workers.count ?? 0 };
+  }
+}
+
+/**
+ * The rebuild's workers, started, with the scan they will decode; undefined when the fold
+ * runs in this thread: fewer than 2 asked for, a projection folded by `apply` or needing
+ * every event, no artifact tree, no COPY to write with, a store without a raw scan, or
+ * workers that could not start.
+ */
+async function startWorkers(
+  source: { readonly store: object; readonly bulk?: BulkLoader },
+  bulk: readonly { readonly projection: RebuildableSqlProjection }[],
+  replayed: number,
+  options: RebuildOptions,
+): Promise<{ readonly workers: RebuildWorkers; readonly scan: AsyncIterable<Uint8Array> } | undefined> {
+  const count = options.workers ?? DEFAULT_REBUILD_WORKERS;
+  if (count < 2 || replayed > 0 || source.bulk === undefined || !isEventCopyScanner(source.store)) return undefined;
+  const trees = bulk.filter(({ projection }) => isWorkerTree(projection));
+  const others = bulk.filter(({ projection }) => !isWorkerTree(projection));
+  if (trees.length !== 1) return undefined;
+  const forwardTypes = new Set<EventType>();
+  for (const { projection } of others) {
+    if (projection.rebuildEventTypes === undefined) return undefined;
+    for (const type of projection.rebuildEventTypes) forwardTypes.add(type);
+  }
+  const scan = source.store.scanAllCopy({ after: START_CHECKPOINT, ...(options.signal === undefined ? {} : { signal: options.signal }) });
+  if (scan === undefined) return undefined;
+  try {
+    return { workers: await RebuildWorkers.start(Math.floor(count), [...forwardTypes]), scan };
+  } catch {
+    // No workers here (no esbuild to bundle them, no room for threads): fold in this thread.
+    return undefined;
+  }
+}
+
+/**
+ * The read phase with workers: the scan's bytes to every worker, then the events committed
+ * since (readAll) likewise; returns the checkpoint after the last event read.
+ */
+async function readWithWorkers(
+  started: { readonly workers: RebuildWorkers; readonly scan: AsyncIterable<Uint8Array> },
+  store: Pick<EventStore, 'readAll'>,
+  after: Checkpoint,
+  batchMax: number,
+  signal: AbortSignal | undefined,
+  onEvents: (events: number) => void,
+): Promise<Checkpoint> {
+  const { workers, scan } = started;
+  workers.onScanProgress = () => onEvents(workers.scanRows);
+  for await (const chunk of scan) {
+    signal?.throwIfAborted();
+    await workers.scan(chunk);
+  }
+  const scanned = await workers.endScan();
+  workers.onScanProgress = undefined;
+  let checkpoint = scanned.checkpoint ?? after;
+  let events = scanned.rows;
+  onEvents(events);
+  const readAfter = (from: Checkpoint) => store.readAll({ after: from, maxCount: batchMax, ...(signal ? { signal } : {}) });
   let reading = readAfter(checkpoint);
   for (;;) {
-    options.signal?.throwIfAborted();
+    signal?.throwIfAborted();
     const read = await reading;
     if (read.events.length === 0) break;
-    // The database reads the next page while this one is folded.
     reading = readAfter(read.checkpoint);
     reading.catch(() => undefined);
-    await fold(read);
-  }
-
-  options.signal?.throwIfAborted();
-  report('write');
-  const swap = async (tx: Kysely<StoreDatabase>, copy: CopyRows | undefined) => {
-    for (const { projection } of bulk) await projection.truncate(tx);
-    // Building an index once, after the rows are in, beats maintaining it row by row: the
-    // tables are written without their indexes and key constraints, in any order, and
-    // PostgreSQL sorts each index's entries once (in memory, given room to).
-    const restore = await dropIndexesAndKeys(tx, bulk.flatMap(({ projection }) => projection.tables));
-    for (const { rebuild } of bulk) {
-      await rebuild.write(
-        tx,
-        (written) => {
-          rows += written;
-          report('write');
-        },
-        copy,
-        { unindexed: true },
-      );
-    }
-    for (const statement of restore) await sql.raw(statement).execute(tx);
-    await writeProjectionCheckpoints(tx, projections.map((projection) => projection.name), checkpoint);
-  };
-  const swapped =
-    source.bulk !== undefined &&
-    (await swapThroughShadowSchema(source.bulk, bulk, projections.map((projection) => projection.name), checkpoint, (written) => {
-      rows += written;
-      report('write');
-    }));
-  if (swapped) {
-    // Done: the new tables are in place.
-  } else if (source.bulk !== undefined) await source.bulk.transaction(swap);
-  else await db.transaction().execute((tx) => swap(tx, undefined));
-  report('write');
-
-  // Every transaction that could have written to the old tables has an id below this.
-  const horizonTarget = await snapshotXmax(db);
-  const horizonWaitMsMax = options.horizonWaitMsMax ?? 10 * 60_000;
-  const waitStarted = performance.now();
-  const roundsMax = options.catchUpRoundsMax ?? 100;
-  for (let round = 0; round < roundsMax; ) {
-    options.signal?.throwIfAborted();
-    // Checked before the read: once the horizon has passed, this read sees every such event.
-    const horizonPassed = (await snapshotXmin(db)) >= horizonTarget;
-    const read = await store.readAll({ after: checkpoint, maxCount: batchMax });
-    if (read.events.length === 0) {
-      if (horizonPassed) break;
-      if (performance.now() - waitStarted > horizonWaitMsMax) {
-        throw new StrataError('STRATA_ERR_STORE_UNAVAILABLE', 'the rebuild could not catch up: a transaction open since before its swap still holds the global-order horizon back', {
-          horizonTarget: horizonTarget.toString(),
-          waitedMs: Math.round(performance.now() - waitStarted),
-        });
-      }
-      await new Promise((resolve) => setTimeout(resolve, 10));
-      continue;
-    }
-    round++;
-    const next = read.checkpoint;
-    await db.transaction().execute(async (tx) => {
-      for (const projection of projections) await projection.apply(tx, read.events);
-      await writeProjectionCheckpoints(tx, projections.map((projection) => projection.name), next);
-    });
+    workers.addEvents(read.events);
     events += read.events.length;
-    checkpoint = next;
-    report('catch-up');
+    checkpoint = read.checkpoint;
+    onEvents(events);
   }
-  report('done');
-  const elapsedMs = performance.now() - started;
-  return { events, rows, checkpoint, elapsedMs, eventsPerSecond: elapsedMs === 0 ? 0 : (events * 1000) / elapsedMs };
+  return checkpoint;
+}
+
+/** The artifact tree with its own rebuild (a subclass with another startRebuild folds in this thread). */
+function isWorkerTree(projection: RebuildableSqlProjection): boolean {
+  return projection instanceof ArtifactTreeProjection && projection.startRebuild === ArtifactTreeProjection.prototype.startRebuild;
+}
+
+const PARTITION_COLUMNS: Readonly<Record<PartitionTable, readonly UnnestColumn[]>> = {
+  artifacts: ARTIFACT_COLUMNS,
+  folder_tombstones: FOLDER_TOMBSTONE_COLUMNS,
+  artifact_properties: PROPERTY_COLUMNS,
+};
+
+/**
+ * The artifact tree's rebuild when workers fold it: each table is one COPY of the rows the
+ * workers encode (in any order: the rebuild builds the keys afterwards).
+ */
+function workerRebuild(workers: RebuildWorkers): ProjectionRebuild {
+  return {
+    add(): void {
+      throw new StrataError('STRATA_ERR_STORE_UNAVAILABLE', 'the rebuild workers read the events themselves');
+    },
+    async write(_db, onRows, copy): Promise<number> {
+      if (copy?.encoded === undefined) throw new StrataError('STRATA_ERR_STORE_UNAVAILABLE', 'a rebuild in worker threads writes with COPY');
+      let rows = 0;
+      for (const table of PARTITION_TABLES) {
+        const counter = { rows: 0 };
+        await copy.encoded(table, PARTITION_COLUMNS[table], workers.tableChunks(table, counter));
+        onRows?.(counter.rows);
+        rows += counter.rows;
+      }
+      return rows;
+    },
+  };
 }
 
 /** Suffix of the schema a rebuild writes its new tables into before swapping them in. */

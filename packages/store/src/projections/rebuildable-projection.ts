@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import type { RecordedEvent } from '@strata/core';
+import type { EventType, RecordedEvent } from '@strata/core';
 import type { SqlProjection } from '../projection.ts';
 import type { StoreDatabase } from '../schema.ts';
 import type { CopyRows } from './bulk-copy.ts';
@@ -32,6 +32,12 @@ export interface RebuildableSqlProjection extends SqlProjection {
   /** The tables `truncate` empties; their secondary indexes are rebuilt after a bulk write. */
   readonly tables: readonly string[];
   startRebuild(): ProjectionRebuild;
+  /**
+   * The event types its rebuild folds, when it ignores every other: a rebuild whose
+   * artifact-tree fold runs in worker threads (rebuild-workers.ts) hands it only these, as
+   * the workers decode them. Absent: it needs every event, and the rebuild folds in one thread.
+   */
+  readonly rebuildEventTypes?: readonly EventType[];
 }
 
 export function isRebuildableProjection(projection: SqlProjection): projection is RebuildableSqlProjection {

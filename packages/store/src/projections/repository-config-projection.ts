@@ -1,5 +1,6 @@
 import { sql, type Kysely, type RawBuilder } from 'kysely';
 import {
+  REPOSITORY_CONFIG_EVENT_TYPES,
   RepositoryConfigModel,
   canonicalRepositorySnapshots,
   evolveRepositoryRegister,
@@ -166,6 +167,9 @@ export class RepositoryConfigProjection implements SqlProjection, RebuildableSql
   async truncate(db: Kysely<StoreDatabase>): Promise<void> {
     await sql`truncate repositories`.execute(db);
   }
+
+  /** Its rebuild folds RepositoryConfigModel, which looks at these only. */
+  readonly rebuildEventTypes = REPOSITORY_CONFIG_EVENT_TYPES;
 
   startRebuild(): ProjectionRebuild {
     const model = new RepositoryConfigModel();

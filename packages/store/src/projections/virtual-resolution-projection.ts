@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import { RepositoryConfigModel, repositoryConfigTarget, virtualResolutionOrder, type RecordedEvent, type ResolvableRepository, type StreamEvent } from '@strata/core';
+import { REPOSITORY_CONFIG_EVENT_TYPES, RepositoryConfigModel, repositoryConfigTarget, virtualResolutionOrder, type RecordedEvent, type ResolvableRepository, type StreamEvent } from '@strata/core';
 import type { StoreDatabase } from '../schema.ts';
 import type { ProjectionRebuild, RebuildableSqlProjection } from './rebuildable-projection.ts';
 import { lockKeysStatement } from './sql-values.ts';
@@ -39,6 +39,9 @@ export class VirtualResolutionProjection implements RebuildableSqlProjection {
   async truncate(db: Kysely<StoreDatabase>): Promise<void> {
     await sql`truncate virtual_resolution_orders`.execute(db);
   }
+
+  /** Its rebuild folds RepositoryConfigModel, which looks at these only. */
+  readonly rebuildEventTypes = REPOSITORY_CONFIG_EVENT_TYPES;
 
   startRebuild(): ProjectionRebuild {
     const model = new RepositoryConfigModel();

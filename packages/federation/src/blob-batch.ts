@@ -19,6 +19,7 @@
 import { createHash } from 'node:crypto';
 import { StrataError } from '@strata/core';
 import { federationError } from './federation-errors.ts';
+import { decodeFramedHeader, encodeFramed } from './framed-message.ts';
 
 /** Binaries asked for in one request at most. */
 export const blobBatchShasMax = 128;
@@ -81,25 +82,15 @@ export function decodeBlobBatchRequest(bytes: Uint8Array): string[] {
 }
 
 export function encodeBlobBatchReply(entries: readonly BlobBatchEntry[]): Uint8Array {
-  let bodyBytes = 0;
   const header = entries.map((entry) => {
     if (entry.status === 'found') {
-      bodyBytes += entry.bytes.byteLength;
       return { sha256: entry.sha256, status: entry.status, size: entry.bytes.byteLength };
     }
     return entry.status === 'too-large' ? { sha256: entry.sha256, status: entry.status, size: entry.size } : { sha256: entry.sha256, status: entry.status };
   });
-  const headerBytes = textEncoder.encode(JSON.stringify({ blobs: header }));
-  const bytes = new Uint8Array(4 + headerBytes.byteLength + bodyBytes);
-  new DataView(bytes.buffer).setUint32(0, headerBytes.byteLength);
-  bytes.set(headerBytes, 4);
-  let offset = 4 + headerBytes.byteLength;
-  for (const entry of entries) {
-    if (entry.status !== 'found') continue;
-    bytes.set(entry.bytes, offset);
-    offset += entry.bytes.byteLength;
-  }
-  return bytes;
+  const bodies: Uint8Array[] = [];
+  for (const entry of entries) if (entry.status === 'found') bodies.push(entry.bytes);
+  return encodeFramed({ blobs: header }, bodies);
 }
 
 /**
@@ -109,18 +100,10 @@ export function encodeBlobBatchReply(entries: readonly BlobBatchEntry[]): Uint8A
  * (STRATA_ERR_BLOB_CHECKSUM_MISMATCH).
  */
 export function decodeBlobBatchReply(bytes: Uint8Array, requested: readonly string[]): BlobBatchEntry[] {
-  if (!(bytes instanceof Uint8Array) || bytes.byteLength < 4) malformed('blob batch reply is shorter than its header');
-  const headerLength = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0);
-  if (headerLength > headerBytesMax || 4 + headerLength > bytes.byteLength) malformed('blob batch reply header length out of range');
-  let header: unknown;
-  try {
-    header = JSON.parse(textDecoder.decode(bytes.subarray(4, 4 + headerLength)));
-  } catch {
-    malformed('blob batch reply header is not JSON');
-  }
+  const { header, bodyStart } = decodeFramedHeader(bytes, { what: 'blob batch reply', headerBytesMax, malformed });
   const listed = (header as { blobs?: unknown } | null)?.blobs;
   if (!Array.isArray(listed) || listed.length !== requested.length) malformed(`blob batch reply must list the ${requested.length} binaries asked for`);
-  let offset = 4 + headerLength;
+  let offset = bodyStart;
   let foundBytes = 0;
   const entries: BlobBatchEntry[] = [];
   for (const [index, value] of listed.entries()) {

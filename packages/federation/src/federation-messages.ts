@@ -19,6 +19,7 @@ import {
 } from '@strata/core';
 import { federationError } from './federation-errors.ts';
 import type { VersionVector } from './version-vector.ts';
+import { decodeFramedHeader, encodeFramed } from './framed-message.ts';
 
 export interface PushRequest {
   readonly kind: 'push';
@@ -226,20 +227,7 @@ export function encodeFederationRequest(request: FederationRequest, attachments:
     attachments.length === 0
       ? header
       : { ...header, batchBytes: batch.byteLength, attachments: attachments.map((attachment) => ({ sha256: attachment.sha256, size: attachment.bytes.byteLength })) };
-  const headerBytes = textEncoder.encode(JSON.stringify(headerValue));
-  let attachmentBytes = 0;
-  for (const attachment of attachments) attachmentBytes += attachment.bytes.byteLength;
-  const bytes = new Uint8Array(4 + headerBytes.byteLength + batch.byteLength + attachmentBytes);
-  new DataView(bytes.buffer).setUint32(0, headerBytes.byteLength);
-  bytes.set(headerBytes, 4);
-  let offset = 4 + headerBytes.byteLength;
-  bytes.set(batch, offset);
-  offset += batch.byteLength;
-  for (const attachment of attachments) {
-    bytes.set(attachment.bytes, offset);
-    offset += attachment.bytes.byteLength;
-  }
-  return bytes;
+  return encodeFramed(headerValue, [batch, ...attachments.map((attachment) => attachment.bytes)]);
 }
 
 /**
@@ -275,18 +263,9 @@ export function decodeFederationRequest(bytes: Uint8Array, options: ValidateFede
  * batch; its content is checked against its sha256 by whoever stores it.
  */
 export function decodeFederationPush(bytes: Uint8Array, options: ValidateFederationRequestOptions): { request: FederationRequest; attachments: FederationAttachment[] } {
-  if (!(bytes instanceof Uint8Array) || bytes.byteLength < 4) malformed('request is shorter than its header');
-  const headerLength = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0);
-  if (headerLength > headerBytesMax || 4 + headerLength > bytes.byteLength) malformed('request header length out of range');
-  let header: unknown;
-  try {
-    header = JSON.parse(textDecoder.decode(bytes.subarray(4, 4 + headerLength)));
-  } catch {
-    malformed('request header is not JSON');
-  }
+  const { header, bodyStart: batchStart } = decodeFramedHeader(bytes, { what: 'request', headerBytesMax, malformed });
   if (!isPlainObject(header)) malformed('request header must be an object');
   const { batchBytes, attachments: listed, ...pushHeader } = header;
-  const batchStart = 4 + headerLength;
   let batchEnd = bytes.byteLength;
   const attachments: FederationAttachment[] = [];
   if (listed !== undefined || batchBytes !== undefined) {

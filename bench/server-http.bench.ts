@@ -407,6 +407,8 @@ async function deployBenchmark(work: string, backend: 'postgres' | 'pglite', opt
     await durableFloor(join(work, `floor-${backend}-warm`), 1, 16, insert);
     const measured: WrkResult[] = [];
     const measuredBefore: WrkResult[] = [];
+    const cpu: DeployCpu[] = [];
+    const cpuBeforeServer: DeployCpu[] = [];
     const floor: number[] = [];
     for (let index = 0; index < options.rounds; index++) {
       floor.push(await durableFloor(join(work, `floor-${backend}-${index}`), options.seconds, 16, insert));
@@ -415,16 +417,21 @@ async function deployBenchmark(work: string, backend: 'postgres' | 'pglite', opt
       // Alternate which runs first (the first after the floor's fsyncs runs on a busier disk).
       const order = before === undefined ? [strata] : index % 2 === 0 ? [strata, before] : [before, strata];
       for (const server of order) {
+        const database = backend === 'postgres' ? (server === strata ? serverDatabaseUrl : beforeDatabase) : undefined;
+        const cpuBefore = await deployCpu(server.child.pid!, database);
         const result = await runWrk(server.url, { connections: 16, seconds: options.seconds, script });
+        const cpuAfter = await deployCpu(server.child.pid!, database);
         if (result.errors > 0) throw new Error(`deploy ${backend}: ${result.errors} errors in ${result.requests} requests`);
         (server === strata ? measured : measuredBefore).push(result);
+        (server === strata ? cpu : cpuBeforeServer).push(cpuPerDeploy(cpuBefore, cpuAfter, result.requests));
       }
       const result = measured.at(-1)!;
+      const cpuText = (one: DeployCpu) => `CPU per deploy ${one.serverMs.toFixed(2)} ms server${backend === 'postgres' ? ` + ${one.databaseMs.toFixed(2)} ms PostgreSQL` : ''}`;
       log(
-        `server-http deploy ${backend} round ${index + 1}: ${round(result.perSecond)}/s (p50 ${result.p50Ms.toFixed(1)} ms, p99 ${result.p99Ms.toFixed(1)} ms); durable floor ${round(floor.at(-1)!)}/s` +
+        `server-http deploy ${backend} round ${index + 1}: ${round(result.perSecond)}/s (p50 ${result.p50Ms.toFixed(1)} ms, p99 ${result.p99Ms.toFixed(1)} ms; ${cpuText(cpu.at(-1)!)}); durable floor ${round(floor.at(-1)!)}/s` +
           (before === undefined
             ? ''
-            : `; before ${round(measuredBefore.at(-1)!.perSecond)}/s (p50 ${measuredBefore.at(-1)!.p50Ms.toFixed(1)} ms; ${order[0] === strata ? 'after' : 'before'} ran first)`) +
+            : `; before ${round(measuredBefore.at(-1)!.perSecond)}/s (p50 ${measuredBefore.at(-1)!.p50Ms.toFixed(1)} ms; ${cpuText(cpuBeforeServer.at(-1)!)}; ${order[0] === strata ? 'after' : 'before'} ran first)`) +
           `; load ${loadAverage()}`,
       );
     }
@@ -447,7 +454,9 @@ async function deployBenchmark(work: string, backend: 'postgres' | 'pglite', opt
               reference: { label: 'before', perSecond: median(measuredBefore.map((result) => result.perSecond)) },
               target: { ratio: 1 },
               roundRatios: measured.map((result, index) => result.perSecond / measuredBefore[index]!.perSecond),
-              notes: `after per round ${measured.map((r) => round(r.perSecond)).join(', ')}; before per round ${measuredBefore.map((r) => round(r.perSecond)).join(', ')}`,
+              notes:
+                `after per round ${measured.map((r) => round(r.perSecond)).join(', ')}; before per round ${measuredBefore.map((r) => round(r.perSecond)).join(', ')}; ` +
+                `CPU per deploy (ms, server${backend === 'postgres' ? ' + PostgreSQL backends' : ''}) after ${cpu.map(cpuFigure).join(', ')}; before ${cpuBeforeServer.map(cpuFigure).join(', ')}`,
             },
           ];
     return [...comparison, {
@@ -459,13 +468,58 @@ async function deployBenchmark(work: string, backend: 'postgres' | 'pglite', opt
       notes:
         `distinct paths and bodies; p50 ${median(measured.map((r) => r.p50Ms)).toFixed(1)} ms, p99 ${median(measured.map((r) => r.p99Ms)).toFixed(1)} ms; wrk -t1 -c16 -d${options.seconds}s, median of ${options.rounds} rounds; ` +
         `durable floor = 16 loops of the fsyncs${backend === 'postgres' ? ' and the INSERT transaction' : ''} a deploy must do, nothing else, interleaved; ` +
-        `per round ${measured.map((r) => round(r.perSecond)).join(', ')}`,
+        `per round ${measured.map((r) => round(r.perSecond)).join(', ')}; CPU per deploy (ms, server${backend === 'postgres' ? ' + PostgreSQL backends' : ''}) ${cpu.map(cpuFigure).join(', ')}`,
     }];
   } finally {
     await strata.stop();
     await before?.stop();
     await pool?.end();
   }
+}
+
+/** CPU (ms, user + system) of a server process (all its threads) and of its database's PostgreSQL backends, per process id. */
+interface CpuSample {
+  readonly server: number;
+  readonly backends: ReadonlyMap<number, number>;
+}
+
+/** A deploy run's CPU divided by the deploys it acknowledged. */
+interface DeployCpu {
+  readonly serverMs: number;
+  readonly databaseMs: number;
+}
+
+const cpuFigure = (one: DeployCpu) => (one.databaseMs > 0 ? `${one.serverMs.toFixed(2)} + ${one.databaseMs.toFixed(2)}` : one.serverMs.toFixed(2));
+
+/** CPU time (ms) of a process so far, user + system of all its threads, from /proc/<pid>/stat; 0 when it is gone. */
+async function processCpuMs(pid: number): Promise<number> {
+  const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  // After the command: state is field 3, utime 14 and stime 15, in clock ticks (100 per second on Linux).
+  return ((Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) * 1000) / 100;
+}
+
+async function deployCpu(pid: number, database: URL | undefined): Promise<CpuSample> {
+  const backends = new Map<number, number>();
+  if (database !== undefined) {
+    const pg = (await import('pg')).default;
+    const admin = new pg.Client({ connectionString: databaseUrl });
+    await admin.connect();
+    try {
+      const rows = await admin.query<{ pid: number }>('select pid from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()', [database.pathname.slice(1)]);
+      for (const row of rows.rows) backends.set(row.pid, await processCpuMs(row.pid));
+    } finally {
+      await admin.end();
+    }
+  }
+  return { server: await processCpuMs(pid), backends };
+}
+
+/** Backends new since `before` count whole (they started during the run); ones gone before `after` are lost. The bench's own pool sits idle during wrk. */
+function cpuPerDeploy(before: CpuSample, after: CpuSample, deploys: number): DeployCpu {
+  let databaseMs = 0;
+  for (const [pid, ms] of after.backends) databaseMs += ms - (before.backends.get(pid) ?? 0);
+  return { serverMs: (after.server - before.server) / Math.max(1, deploys), databaseMs: databaseMs / Math.max(1, deploys) };
 }
 
 /** Empties the server's database (created once with `createdb` as postgres when running as root). */

@@ -8,7 +8,7 @@
  * - publish documents PUT by 8 concurrent clients (each publish a new package with one
  *   version and its base64 tarball), target ≥ 5 × Verdaccio.
  * Rounds interleave the two servers; the reported ratio is the median of per-round ratios.
- * Runnable alone: `node --import tsx bench/npm-registry.bench.ts [--rounds=N] [--seconds=N] [--backend=pglite|postgres]`.
+ * Runnable alone: `node --import tsx bench/npm-registry.bench.ts [--rounds=N] [--seconds=N] [--backend=pglite|postgres] [--only=publish|get]`.
  */
 import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -49,6 +49,11 @@ export interface NpmRegistryOptions {
    * every round, after Verdaccio, in alternating order with this checkout's (before/after).
    */
   readonly compareRoot?: string;
+  /**
+   * `publish`: only the publish runs (no packument seeding, no GET run), so a locked run of
+   * the publish target stays short; `get`: only the packument GETs. Default: both.
+   */
+  readonly only?: 'publish' | 'get';
 }
 
 interface Registry {
@@ -277,21 +282,24 @@ export async function npmRegistryBenchmark(options: NpmRegistryOptions): Promise
       const verdaccio = await startVerdaccio(work, verdaccioBin, round);
       const strata = await startStrata(work, round, backend);
       try {
-        await seedPackument(verdaccio);
-        await seedPackument(strata);
-        const sizes = await Promise.all(
-          [verdaccio, strata].map(async (registry) => (await (await fetch(`${registry.url}/bench-packument`, { headers: { authorization: `Bearer ${registry.token}` } })).text()).length),
-        );
-        log(`round ${round + 1}: packument bytes verdaccio ${sizes[0]}, strata ${sizes[1]}`);
-        const wrk = (registry: Registry) =>
-          runWrk(`${registry.url}/bench-packument`, { connections: 32, seconds: options.seconds, script, headers: [`Authorization: Bearer ${registry.token}`] });
-        const verdaccioGet = await wrk(verdaccio);
-        const strataGet = await wrk(strata);
-        if (verdaccioGet.errors > 0 || strataGet.errors > 0) log(`round ${round + 1}: GET errors verdaccio ${verdaccioGet.errors}, strata ${strataGet.errors}`);
-        gets.verdaccio.push(verdaccioGet.perSecond);
-        gets.strata.push(strataGet.perSecond);
-        getRatios.push(strataGet.perSecond / verdaccioGet.perSecond);
-        log(`round ${round + 1}: packument GET verdaccio ${Math.round(verdaccioGet.perSecond)}/s, strata ${Math.round(strataGet.perSecond)}/s`);
+        if (options.only !== 'publish') {
+          await seedPackument(verdaccio);
+          await seedPackument(strata);
+          const sizes = await Promise.all(
+            [verdaccio, strata].map(async (registry) => (await (await fetch(`${registry.url}/bench-packument`, { headers: { authorization: `Bearer ${registry.token}` } })).text()).length),
+          );
+          log(`round ${round + 1}: packument bytes verdaccio ${sizes[0]}, strata ${sizes[1]}`);
+          const wrk = (registry: Registry) =>
+            runWrk(`${registry.url}/bench-packument`, { connections: 32, seconds: options.seconds, script, headers: [`Authorization: Bearer ${registry.token}`] });
+          const verdaccioGet = await wrk(verdaccio);
+          const strataGet = await wrk(strata);
+          if (verdaccioGet.errors > 0 || strataGet.errors > 0) log(`round ${round + 1}: GET errors verdaccio ${verdaccioGet.errors}, strata ${strataGet.errors}`);
+          gets.verdaccio.push(verdaccioGet.perSecond);
+          gets.strata.push(strataGet.perSecond);
+          getRatios.push(strataGet.perSecond / verdaccioGet.perSecond);
+          log(`round ${round + 1}: packument GET verdaccio ${Math.round(verdaccioGet.perSecond)}/s, strata ${Math.round(strataGet.perSecond)}/s`);
+        }
+        if (options.only === 'get') continue;
 
         // Every server takes the same unmeasured warm-up publishes first, as server-http's
         // deploys get a warm-up run: the first few hundred publishes of a fresh process run on
@@ -334,8 +342,9 @@ export async function npmRegistryBenchmark(options: NpmRegistryOptions): Promise
         await strata.stop();
       }
     }
-    return [
-      {
+    const results: BenchResult[] = [];
+    if (options.only !== 'publish') {
+      results.push({
         benchmark: 'npm packument GET',
         backend,
         measured: { label: 'strata', perSecond: median(gets.strata) },
@@ -343,8 +352,10 @@ export async function npmRegistryBenchmark(options: NpmRegistryOptions): Promise
         target: { ratio: 3 },
         roundRatios: getRatios,
         notes: `one package with ${packumentVersions} versions, full packument, bearer token on both; wrk -t1 -c32 -d${options.seconds}s; median of ${options.rounds} rounds`,
-      },
-      {
+      });
+    }
+    if (options.only !== 'get') {
+      results.push({
         benchmark: 'npm publish PUT',
         backend,
         measured: { label: 'strata', perSecond: median(puts.strata) },
@@ -352,21 +363,20 @@ export async function npmRegistryBenchmark(options: NpmRegistryOptions): Promise
         target: { ratio: 5 },
         roundRatios: putRatios,
         notes: `${publishClients} concurrent clients, each document a new package with one version and a ~0.5 KiB tarball, bearer token on both; ${failures} failed publishes; median of ${options.rounds} rounds`,
-      },
-      ...(options.compareRoot === undefined
-        ? []
-        : [
-            {
-              benchmark: 'npm publish PUT, before (--compare) against verdaccio',
-              backend,
-              measured: { label: 'before', perSecond: median(before.perSecond) },
-              reference: { label: `verdaccio ${VERDACCIO_VERSION}`, perSecond: median(puts.verdaccio) },
-              target: { ratio: 5 },
-              roundRatios: before.ratios,
-              notes: `${options.compareRoot}, same rounds; after / before per round: ${before.againstBefore.map((ratio) => ratio.toFixed(2)).join(', ')}`,
-            },
-          ]),
-    ];
+      });
+      if (options.compareRoot !== undefined) {
+        results.push({
+          benchmark: 'npm publish PUT, before (--compare) against verdaccio',
+          backend,
+          measured: { label: 'before', perSecond: median(before.perSecond) },
+          reference: { label: `verdaccio ${VERDACCIO_VERSION}`, perSecond: median(puts.verdaccio) },
+          target: { ratio: 5 },
+          roundRatios: before.ratios,
+          notes: `${options.compareRoot}, same rounds; after / before per round: ${before.againstBefore.map((ratio) => ratio.toFixed(2)).join(', ')}`,
+        });
+      }
+    }
+    return results;
   } finally {
     await rm(work, { recursive: true, force: true });
   }
@@ -456,6 +466,7 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
     ...(flag('backend') === undefined ? {} : { backend: flag('backend') as 'pglite' | 'postgres' }),
     ...(flag('publishes') === undefined ? {} : { publishes: Number(flag('publishes')) }),
     ...(flag('compare') === undefined ? {} : { compareRoot: flag('compare') }),
+    ...(flag('only') === undefined ? {} : { only: flag('only') as 'publish' | 'get' }),
   });
   printTable(results);
 }

@@ -59,7 +59,7 @@ for (const name of selected) {
   if (name === 'history') results.push(...(await historyBenchmark(rounds)));
   if (name === 'distribution') results.push(...(await distributionBenchmark(rounds)));
   if (name === 'remote-virtual') results.push(...(await remoteVirtualBenchmark({ rounds, seconds: 10 })));
-  if (name === 'npm-registry') for (const backend of backends) results.push(...(await npmRegistryBenchmark({ rounds, seconds: Number(flag('seconds') ?? 10), backend, ...(flag('publishes') === undefined ? {} : { publishes: Number(flag('publishes')) }), ...(flag('compare') === undefined ? {} : { compareRoot: flag('compare') }) })));
+  if (name === 'npm-registry') for (const backend of backends) results.push(...(await npmRegistryBenchmark({ rounds, seconds: Number(flag('seconds') ?? 10), backend, ...(flag('publishes') === undefined ? {} : { publishes: Number(flag('publishes')) }), ...(flag('compare') === undefined ? {} : { compareRoot: flag('compare') }), ...(flag('only') === undefined ? {} : { only: flag('only') as 'publish' | 'get' }) })));
   if (name === 'npm-publish-client') for (const backend of backends) results.push(...(await npmClientPublishBenchmark({ publishes: Number(flag('publishes') ?? 200), backend })));
   for (const backend of backends) {
     if (name === 'rebuild') results.push(...(await rebuildBenchmark(backend, events, rounds)));

@@ -249,15 +249,24 @@ describe('federation bad input (PGlite)', () => {
 
   it('a push replayed to a site that restarted meanwhile is refused (nonces are kept on disk), not only deduplicated', async () => {
     third = event(3, Date.now(), 'in/three.txt');
+    // Its nonce commits with the append of its event (no commit of its own).
     const accepted = await push(a, request([third]));
     expect(accepted.status).toBe(200);
     expect(accepted.body).toMatchObject({ kind: 'ack', appended: 1, duplicates: 0 });
+    // These append nothing: their nonces are written on their own, before anything is acted on.
+    const exchange = await push(a, request([]));
+    expect(exchange.status).toBe(200);
+    const redelivery = await push(a, request([third]));
+    expect(redelivery.status).toBe(200);
+    expect(redelivery.body).toMatchObject({ kind: 'ack', appended: 0, duplicates: 1 });
     await live(a).stop();
     await startSite(a);
-    const replayed = await send(a, accepted.headers, accepted.sent);
-    expect(replayed.status).toBe(401);
-    expect(JSON.stringify(replayed.body)).toMatch(/replayed request/);
-    expect((await memberB())?.lastInboundError).toMatch(/replayed request/);
+    for (const earlier of [accepted, exchange, redelivery]) {
+      const replayed = await send(a, earlier.headers, earlier.sent);
+      expect(replayed.status).toBe(401);
+      expect(JSON.stringify(replayed.body)).toMatch(/replayed request/);
+      expect((await memberB())?.lastInboundError).toMatch(/replayed request/);
+    }
     expect(await vectorOfB()).toBe(3);
   }, 60_000);
 

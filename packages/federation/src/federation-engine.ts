@@ -43,7 +43,7 @@ import {
   repositoryStream,
   versionOf,
 } from '@strata/core';
-import { encodeAndDigestEvent, type EventStore } from '@strata/store';
+import { encodeAndDigestEvent, type AppendWrites, type EventStore } from '@strata/store';
 import { federationError } from './federation-errors.ts';
 import {
   type FederationReply,
@@ -445,6 +445,16 @@ export interface ReceiveTimes {
   readonly authenticatedAtMs?: number;
 }
 
+/** What the receiving end asks of the append of a received batch. */
+export interface ReceiveOptions {
+  /**
+   * Statements that commit in the transaction appending the batch's new events (the store's
+   * `AppendOptions.writes`): sent only when the batch appends something. The server records
+   * the push's nonce this way (federation.md, "Circle of trust").
+   */
+  readonly appendWrites?: AppendWrites;
+}
+
 /** ReceiveTimes and the engine's own steps of one received batch (the engine's clock). */
 export interface ReceiveStages extends ReceiveTimes {
   /** `receive` was called (the batch decoded). */
@@ -521,6 +531,19 @@ export class FederationEngine {
     return this.#repos.has(repoKey);
   }
 
+  /**
+   * Whether `request` (validated or not) may append something here: it names a repository not
+   * federated here yet (joining appends the batch), or carries an event whose id is not held.
+   * False for an event-less exchange and a batch of events all held here (a redelivery).
+   * A hint taken before the repository's queue: what it says may be outdated by the time the
+   * batch is planned (a copy of the same events appended meanwhile).
+   */
+  mayAppend(request: { readonly repoKey: string; readonly events: readonly { readonly id: string }[] }): boolean {
+    const repo = this.#repos.get(request.repoKey);
+    if (repo === undefined) return request.events.length > 0;
+    return request.events.some((event) => !repo.ids.has(event.id));
+  }
+
   /** What this site holds of a federated repository. */
   versionVector(repoKey: string): VersionVector {
     return this.#repo(repoKey).vector;
@@ -563,7 +586,7 @@ export class FederationEngine {
    * appends the peer's events all-or-nothing, and replies with this site's vector. Never
    * throws: every refusal is a reply, and nothing of a refused batch is applied.
    */
-  async receive(raw: unknown, times: ReceiveTimes = {}): Promise<FederationReply> {
+  async receive(raw: unknown, times: ReceiveTimes = {}, options: ReceiveOptions = {}): Promise<FederationReply> {
     const receivedAtMs = this.#options.clock.now();
     if (this.#closed) return refused('unavailable', 'federation engine is closed', null);
     let request: FederationRequest;
@@ -602,7 +625,7 @@ export class FederationEngine {
         // reads: a conflict re-reads the stream and plans the batch again.
         for (let attempt = 1; ; attempt++) {
           try {
-            return await this.#receiveInOrder(repo, request, { ...times, receivedAtMs });
+            return await this.#receiveInOrder(repo, request, { ...times, receivedAtMs }, options);
           } catch (error) {
             if (!isStrataError(error, 'STRATA_ERR_STORE_CONCURRENCY_CONFLICT') || attempt >= appendConflictRetriesMax) throw error;
             await this.#catchUp(repo);
@@ -827,7 +850,12 @@ export class FederationEngine {
     return undefined;
   }
 
-  async #receiveInOrder(repo: FederatedRepository, request: PushRequest, times: ReceiveTimes & { readonly receivedAtMs: number }): Promise<FederationReply> {
+  async #receiveInOrder(
+    repo: FederatedRepository,
+    request: PushRequest,
+    times: ReceiveTimes & { readonly receivedAtMs: number },
+    options: ReceiveOptions,
+  ): Promise<FederationReply> {
     const startedAtMs = this.#options.clock.now();
     // A disabled member is still in the circle of trust: we stop sending to it, but accept
     // what it sends — else a member disabled by an edit it made itself could never deliver
@@ -893,7 +921,10 @@ export class FederationEngine {
     let appended: readonly StreamEvent[] = [];
     let membersChanged = false;
     if (stamped.length > 0) {
-      const result = await this.#options.store.append(repo.stream, stamped, { expectedRevision: this.#expectedRevision(repo) });
+      const result = await this.#options.store.append(repo.stream, stamped, {
+        expectedRevision: this.#expectedRevision(repo),
+        ...(options.appendWrites === undefined ? {} : { writes: options.appendWrites }),
+      });
       invariant(result.appendedCount === stamped.length, 'events absent from the vector were already stored');
       membersChanged = repo.record(result.events);
       appended = result.events;

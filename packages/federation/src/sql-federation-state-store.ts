@@ -1,4 +1,5 @@
 import { sql, type Kysely } from 'kysely';
+import type { AppendWrites } from '@strata/store';
 import type { FederationStateStore } from './ports.ts';
 import { validateVersionVector } from './federation-messages.ts';
 import type { VersionVector } from './version-vector.ts';
@@ -65,6 +66,17 @@ export class SqlFederationStateStore implements FederationStateStore {
       insert into federation_nonces (nonce, expires_at_ms) values (${nonce}, ${expiresAtMs})
       on conflict (nonce) do nothing returning nonce`.execute(this.#db);
     return result.rows.length === 1;
+  }
+
+  /**
+   * The same record as `rememberNonce`, as a write of the append that applies the push
+   * (`AppendOptions.writes`): it commits with the push's events, or not at all. Conflicts are
+   * skipped, as in `rememberNonce` (federation.md, "Circle of trust", says when one can occur).
+   */
+  nonceWrites(nonce: string, expiresAtMs: number): AppendWrites {
+    return {
+      statements: () => [sql`insert into federation_nonces (nonce, expires_at_ms) values (${nonce}, ${expiresAtMs}) on conflict (nonce) do nothing`],
+    };
   }
 
   /** Drops the nonces whose requests can no longer pass the timestamp window. */

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { repositoryStream } from '@strata/core';
+import { MemoryEventStore, type AppendWrites } from '@strata/store';
 import { LoopbackNetwork, ManualScheduler, deploy, eventOf, memberUrl, openSite, push, settle } from './federation-test-kit.ts';
 
 const stream = repositoryStream('fed');
@@ -36,6 +37,33 @@ describe('receiving a peer batch', () => {
     expect(again).toMatchObject({ kind: 'ack', appended: 0, duplicates: 2, vector: { a: 2 } });
     expect(await b.store.readStream(stream)).toHaveLength(2);
     expect(b.appended).toHaveLength(2);
+  });
+
+  it("hands the receiver's append writes (a push's nonce) to the append of the batch's new events, and to nothing else", async () => {
+    // given site b over a store that records the writes each append was given
+    const network = new LoopbackNetwork();
+    const scheduler = new ManualScheduler();
+    const store = new MemoryEventStore();
+    const given: (string | undefined)[] = [];
+    const append = store.append.bind(store);
+    store.append = (streamName, events, options = {}) => {
+      given.push(options.writes === undefined ? undefined : (options.writes.statements(events as never) as unknown as string[]).join());
+      return append(streamName, events, options);
+    };
+    const b = await openSite(network, scheduler, 'b', ['a', 'b'], { store });
+    const writes = (nonce: string): AppendWrites => ({ statements: () => [nonce] as never });
+    const batch = push('a', [eventOf('a', 1, T0), eventOf('a', 2, T0)]);
+    expect(b.engine.mayAppend(batch)).toBe(true);
+    expect(b.engine.mayAppend(push('a', []))).toBe(false);
+    expect(b.engine.mayAppend({ ...batch, repoKey: 'unknown' })).toBe(true);
+    given.length = 0;
+    // when the batch arrives with writes, then again (a redelivery), then a batch from a non-member
+    expect(await b.engine.receive(batch, {}, { appendWrites: writes('first') })).toMatchObject({ kind: 'ack', appended: 2 });
+    expect(b.engine.mayAppend(batch)).toBe(false);
+    expect(await b.engine.receive(structuredClone(batch), {}, { appendWrites: writes('again') })).toMatchObject({ kind: 'ack', appended: 0 });
+    expect(await b.engine.receive(push('z', [eventOf('z', 1, T0)]), {}, { appendWrites: writes('refused') })).toMatchObject({ kind: 'refused', reason: 'not-member' });
+    // then only the append of new events carried them
+    expect(given).toEqual(['first']);
   });
 
   it('refuses a whole batch when one stamp runs too far ahead, and records why in the member status', async () => {

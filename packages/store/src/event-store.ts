@@ -1,4 +1,5 @@
 import type { NewEvent, RecordedEvent } from '@strata/core';
+import type { AppendWrites } from './projection.ts';
 
 /**
  * What the caller expects the stream's current revision to be (optimistic concurrency):
@@ -21,6 +22,13 @@ export const START_CHECKPOINT: Checkpoint = Object.freeze({ transactionId: 0n, p
 export interface AppendOptions {
   readonly expectedRevision?: ExpectedRevision;
   readonly signal?: AbortSignal;
+  /**
+   * SQL stores: statements that commit in this append's transaction, sent with its other
+   * writes — only when this append writes at least one new event (an append of duplicates
+   * only, or a refused one, sends none). E.g. the nonce of the federation push whose events
+   * these are, so that the push costs no commit of its own. Other stores ignore them.
+   */
+  readonly writes?: AppendWrites;
 }
 
 export interface AppendResult {

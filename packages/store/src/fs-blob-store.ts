@@ -1,11 +1,11 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { constants, createReadStream as createFileReadStream, open as openFile, type Stats } from 'node:fs';
+import { constants, createReadStream as createFileReadStream, open as openFile, stat as statFile, type Stats } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Checksums, Clock } from '@strata/core';
 import type { BlobLease, BlobStore, ByteRange, PutBlobOptions, StoredBlob } from './blob-store.ts';
-import { BlobLeases, BlobRemovals, blobNotFound, checkByteRange, checkUploadComplete, checkUploadSize, putEach, readEach, SHA256, statEach } from './blob-store-support.ts';
+import { BlobLeases, BlobRemovals, blobNotFound, checkByteRange, checkUploadComplete, checkUploadSize, putEach, readEach, SHA256 } from './blob-store-support.ts';
 
 export interface FsBlobStoreOptions {
   /** Blobs live under `<root>/blobs/ab/cd/<sha256>`, uploads in progress under `<root>/tmp`. */
@@ -165,8 +165,31 @@ export class FsBlobStore implements BlobStore {
     }
   }
 
-  statMany(sha256s: readonly string[], options: { signal?: AbortSignal } = {}): Promise<ReadonlyMap<string, { readonly size: number }>> {
-    return statEach(this, sha256s, options);
+  /**
+   * One `stat` per blob, run together, through the callback API: a received batch's binaries
+   * are mostly not here yet, and a missing file costs the promise API a rejected promise and an
+   * Error with its stack per blob — measured 55-78 µs of CPU each against 14-22 µs this way
+   * (docs/benchmarks.md, Federation, seventh pass).
+   */
+  async statMany(sha256s: readonly string[], options: { signal?: AbortSignal } = {}): Promise<ReadonlyMap<string, { readonly size: number }>> {
+    options.signal?.throwIfAborted();
+    const found = new Map<string, { readonly size: number }>();
+    await Promise.all(
+      [...new Set(sha256s)].map((sha256) =>
+        SHA256.test(sha256)
+          ? new Promise<void>((resolve, reject) =>
+              statFile(this.#pathOf(sha256), (error, stats) => {
+                if (error === null) {
+                  found.set(sha256, { size: stats.size });
+                  resolve();
+                } else if (error.code === 'ENOENT') resolve();
+                else reject(error);
+              }),
+            )
+          : undefined,
+      ),
+    );
+    return found;
   }
 
   readMany(sha256s: readonly string[], options: { sizeBytesMax: number; signal?: AbortSignal }): Promise<ReadonlyMap<string, StoredBlob>> {

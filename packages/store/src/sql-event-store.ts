@@ -97,6 +97,8 @@ interface PendingAppend {
   readonly stream: string;
   readonly events: readonly PreparedEvent[];
   readonly expectedRevision: ExpectedRevision | undefined;
+  /** AppendOptions.writes: sent with the batch's writes when this append inserts events. */
+  readonly writes?: AppendWrites | undefined;
   readonly resolve: (result: AppendResult) => void;
   readonly reject: (error: unknown) => void;
   readonly signal: AbortSignal | undefined;
@@ -217,6 +219,7 @@ export class SqlEventStore implements EventStore, EventScanner {
           stream,
           events: prepared,
           expectedRevision: options.expectedRevision,
+          writes: options.writes,
           resolve,
           reject,
           signal,
@@ -772,6 +775,13 @@ export class SqlEventStore implements EventStore, EventScanner {
         }
       }
       for (const writes of this.#appendWrites) for (const statement of writes.statements(streamEvents)) queued.push(statement.compile(db));
+      for (const plan of plans) {
+        const writes = plan.pending.writes;
+        if (writes === undefined || plan.error !== undefined || !plan.slots.some((slot) => 'insert' in slot)) continue;
+        const ids = new Set(plan.slots.flatMap((slot) => ('insert' in slot ? [slot.insert.prepared.event.id] : [])));
+        const own = streamEvents.filter((event) => ids.has(event.id));
+        for (const statement of writes.statements(own)) queued.push(statement.compile(db));
+      }
       await send(true);
       record();
     }

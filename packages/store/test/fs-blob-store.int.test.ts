@@ -123,6 +123,23 @@ describe('FsBlobStore', () => {
     expect(await store.stat('a'.repeat(64))).toBeUndefined();
   });
 
+  it('statMany reports the stored blobs with their sizes and leaves out missing, malformed and repeated names', async () => {
+    const short = await store.put(chunks('abc'));
+    const empty = await store.put(chunks(''));
+    const missing = 'b'.repeat(64);
+    const stats = await store.statMany([short.sha256, missing, '../../etc/passwd', empty.sha256, short.sha256, 'A'.repeat(64)]);
+    expect([...stats].sort()).toEqual(
+      [
+        [short.sha256, { size: 3 }],
+        [empty.sha256, { size: 0 }],
+      ].sort(),
+    );
+    expect((await store.statMany([])).size).toBe(0);
+    const aborted = new AbortController();
+    aborted.abort(new Error('stop'));
+    await expect(store.statMany([short.sha256], { signal: aborted.signal })).rejects.toThrow('stop');
+  });
+
   it('lease() of a stored blob reports its checksums; of a missing one, undefined', async () => {
     const body = Buffer.from('checksum deploy');
     (await store.put(chunks(body))).release();

@@ -20,6 +20,7 @@ import {
   encodeFederationReply,
   isVerifiedPeer,
   replySignature,
+  type PeerRequestRefusal,
   type VerifiedPeer,
 } from '@strata/federation';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
@@ -68,11 +69,15 @@ export const federationRoutes: FastifyPluginAsync<FederationRoutesOptions> = asy
     return reply.code(status).type('application/json; charset=utf-8').send(bytes);
   }
 
+  async function refuse(request: FastifyRequest, reply: FastifyReply, refusal: PeerRequestRefusal): Promise<void> {
+    request.log.warn({ claimedSite: refusal.claimedSiteId, reason: refusal.message }, 'federation request refused');
+    await signedSend(request, reply, 401, errorBody(401, `federation request refused: ${refusal.message}`));
+  }
+
   async function authenticated(request: FastifyRequest, reply: FastifyReply, body: Uint8Array): Promise<VerifiedPeer | undefined> {
     const verified = await service.authenticate(request.method, request.url, request.headers, body);
     if (isVerifiedPeer(verified)) return verified;
-    request.log.warn({ claimedSite: verified.claimedSiteId, reason: verified.message }, 'federation request refused');
-    await signedSend(request, reply, 401, errorBody(401, `federation request refused: ${verified.message}`));
+    await refuse(request, reply, verified);
     return undefined;
   }
 
@@ -86,6 +91,11 @@ export const federationRoutes: FastifyPluginAsync<FederationRoutesOptions> = asy
       const peer = await authenticated(request, reply, body);
       if (peer === undefined) return reply;
       const result = await service.receivePush(peer, body, { arrivedAtMs, authenticatedAtMs: service.now() });
+      if (!('kind' in result)) {
+        // A replayed push, found out by its nonce in SQL (kept across restarts): nothing applied.
+        await refuse(request, reply, result);
+        return reply;
+      }
       const status = refusalStatus(result);
       if (result.kind === 'ack') {
         const bytes = Buffer.from(encodeFederationReply(result));

@@ -16,7 +16,6 @@ import { readEach, type BlobStore, type EventStore, type StoredBlob } from '@str
 import {
   blobBatchBlobBytesMax,
   blobBatchReplyBytesMax,
-  FEDERATION_PUSH_PATH,
   type BlobBatchEntry,
   decodeFederationPush,
   defaultRequestSkewMsMax,
@@ -514,13 +513,9 @@ export class FederationService implements FederationHooks {
       return { authentic: true, claimedSiteId: verified.siteId, message: `sender base URL '${verified.baseUrl.slice(0, 200)}' is not an http(s) URL` };
     }
     if (this.#blocked.has(base)) return { authentic: true, claimedSiteId: verified.siteId, message: `link from ${base} is blocked (test hook)` };
-    // Only a push changes anything here: its nonce is kept across restarts. Reads (identity,
-    // binaries, batches of binaries) are refused when replayed by the in-memory check alone.
-    if (method === 'POST' && path.split('?')[0] === FEDERATION_PUSH_PATH && !(await this.#rememberNonce(verified))) {
-      const message = 'replayed request: this nonce was already used (nonces are kept across restarts)';
-      this.#inboundRefusals.set(verified.siteId, `request refused here: ${message}`);
-      return { authentic: true, claimedSiteId: verified.siteId, message };
-    }
+    // Only a push changes anything here: its nonce is kept across restarts, written by
+    // receivePush (with the push's events when it appends any). Reads (identity, binaries,
+    // batches of binaries) are refused when replayed by the in-memory check alone.
     this.#resolveErrors.delete(base);
     if (await this.directory.learn(base, verified.siteId)) await this.#reconcileAll();
     return verified;
@@ -533,20 +528,41 @@ export class FederationService implements FederationHooks {
    * restart only reads again what it read (an identity, a binary).
    */
   async #rememberNonce(peer: VerifiedPeer): Promise<boolean> {
-    const now = this.#options.clock.now();
-    const windowMs = this.settings.requestSkewMsMax ?? defaultRequestSkewMsMax;
-    // The request's own timestamp is now + offset; it passes the window until then + windowMs.
-    const fresh = await this.#state.rememberNonce(peer.nonce, Math.ceil(now + peer.clockOffsetMs + windowMs) + 1);
-    if (fresh && ++this.#noncesSincePurge >= noncesPurgeEvery) {
-      this.#noncesSincePurge = 0;
-      void this.#state.forgetNoncesExpiredBy(Math.floor(now)).catch((error: unknown) => this.#log.error({ err: error }, 'dropping expired federation nonces failed'));
-    }
+    const fresh = await this.#state.rememberNonce(peer.nonce, this.#nonceExpiresAtMs(peer));
+    if (fresh) this.#nonceRemembered();
     return fresh;
   }
 
-  async receivePush(peer: VerifiedPeer, body: Uint8Array, times: ReceiveTimes = {}): Promise<FederationReply> {
+  /** Until when a request's nonce must be kept: its own timestamp (now + offset) passes the window until then + windowMs. */
+  #nonceExpiresAtMs(peer: VerifiedPeer): number {
+    const windowMs = this.settings.requestSkewMsMax ?? defaultRequestSkewMsMax;
+    return Math.ceil(this.#options.clock.now() + peer.clockOffsetMs + windowMs) + 1;
+  }
+
+  #nonceRemembered(): void {
+    if (++this.#noncesSincePurge < noncesPurgeEvery) return;
+    this.#noncesSincePurge = 0;
+    void this.#state.forgetNoncesExpiredBy(Math.floor(this.#options.clock.now())).catch((error: unknown) => this.#log.error({ err: error }, 'dropping expired federation nonces failed'));
+  }
+
+  #replayed(peer: VerifiedPeer): PeerRequestRefusal {
+    const message = 'replayed request: this nonce was already used (nonces are kept across restarts)';
+    this.#inboundRefusals.set(peer.siteId, `request refused here: ${message}`);
+    return { authentic: true, claimedSiteId: peer.siteId, message };
+  }
+
+  /**
+   * An authenticated push (its nonce passed the in-memory check). Its nonce is kept in SQL
+   * until its timestamp leaves the window, so that a replay is refused after a restart too:
+   * written by the append that applies the push's new events, in the same transaction (no
+   * commit of its own on the path of every push), or — for a push that cannot append anything
+   * (no events, all held here already, malformed) — on its own before anything in it is acted
+   * on. A refusal (401, nothing applied) when the nonce was used before.
+   */
+  async receivePush(peer: VerifiedPeer, body: Uint8Array, times: ReceiveTimes = {}): Promise<FederationReply | PeerRequestRefusal> {
     let request;
-    const malformed = (message: string): FederationReply => {
+    const malformed = async (message: string): Promise<FederationReply | PeerRequestRefusal> => {
+      if (!(await this.#rememberNonce(peer))) return this.#replayed(peer);
       this.#inboundRefusals.set(peer.siteId, `batch refused here, malformed: ${message}`);
       return { kind: 'refused', reason: 'malformed', message, vector: null, offsetMs: null };
     };
@@ -557,8 +573,12 @@ export class FederationService implements FederationHooks {
       return malformed(isStrataError(error) ? error.message : String(error));
     }
     if (request.from !== peer.siteId) {
+      if (!(await this.#rememberNonce(peer))) return this.#replayed(peer);
       return { kind: 'refused', reason: 'malformed', message: `batch from ${request.from} signed by ${peer.siteId}`, vector: null, offsetMs: null };
     }
+    // A push that may append: its nonce commits with its events (appendWrites). Else now.
+    const withAppend = this.#engine.mayAppend(request);
+    if (!withAppend && !(await this.#rememberNonce(peer))) return this.#replayed(peer);
     // Binaries sent with the batch are not pulled; once the batch is appended they are stored
     // in the background, each checked against its sha256 (their blob writes stay off the
     // append's path; one that does not match is pulled as usual).
@@ -571,10 +591,21 @@ export class FederationService implements FederationHooks {
     this.#puller.markArriving(arriving);
     let reply: FederationReply;
     try {
-      reply = await this.#engine.receive(request, times);
+      reply = await this.#engine.receive(request, times, withAppend ? { appendWrites: this.#state.nonceWrites(peer.nonce, this.#nonceExpiresAtMs(peer)) } : {});
     } catch (error) {
       this.#puller.unmarkArriving(arriving);
       throw error;
+    }
+    if (withAppend) {
+      if (reply.kind === 'ack' && reply.appended > 0) this.#nonceRemembered();
+      else if (!(await this.#rememberNonce(peer))) {
+        // Nothing appended after all (refused, or its events appended meanwhile from another
+        // copy): the nonce is written now. Used before: a replay whose reply we withhold;
+        // what it did here (nothing appended; the sender's vector raised our cursor) is
+        // what a redelivery does.
+        this.#puller.unmarkArriving(arriving);
+        return this.#replayed(peer);
+      }
     }
     if (reply.kind === 'ack') this.#puller.storeArriving(arriving, (sha256) => this.#storeAttachment(sha256, bytesOf.get(sha256)!));
     else this.#puller.unmarkArriving(arriving);

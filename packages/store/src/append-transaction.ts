@@ -95,6 +95,71 @@ const preparedStatementsMax = 32;
 const countedStatementsMax = 512;
 
 /**
+ * Which append statements run prepared, shared by the sessions of one database (a `pg` pool's
+ * connections, or PGlite's one session): a statement text sent `prepareAfter` times gets a
+ * name, each session prepares it (PostgreSQL `PREPARE`, outside any transaction) after the
+ * transaction that sent it inlined, and from then on sends `EXECUTE name(…)` with the same
+ * literals — PostgreSQL no longer parses, analyses and plans it per batch.
+ */
+export class PreparedAppendStatements {
+  readonly #prepareAfter: number;
+  /** How often each statement text was sent (until it gets a name). */
+  readonly #counts = new Map<string, number>();
+  /** Statement text → its prepared statement's name; undefined value: it cannot be prepared. */
+  readonly #names = new Map<string, string | undefined>();
+
+  constructor(prepareAfter: number) {
+    this.#prepareAfter = prepareAfter;
+  }
+
+  /**
+   * The text to send for `statement` in a session where the names in `prepared` exist: its
+   * `EXECUTE` when prepared there, else the statement with its parameters inlined (a hot one
+   * is then added to `toPrepare`, text → name, for `prepare` after the transaction).
+   */
+  text(statement: CompiledQuery, prepared: ReadonlySet<string> | undefined, toPrepare: Map<string, string>): string {
+    const name = this.#nameOf(statement.sql);
+    if (name === undefined) return inlineParameters(statement);
+    if (prepared?.has(name) === true) return executeText(name, statement);
+    toPrepare.set(statement.sql, name);
+    return inlineParameters(statement);
+  }
+
+  /**
+   * Prepares `wanted` (from `text`) with `run`, between transactions, adding each name to
+   * `prepared`; one at a time, so that a statement PostgreSQL will not prepare (a parameter
+   * whose type it cannot infer) fails alone: it is then inlined for good.
+   */
+  async prepare(run: (text: string) => Promise<unknown>, prepared: Set<string>, wanted: ReadonlyMap<string, string>): Promise<void> {
+    for (const [text, name] of wanted) {
+      if (prepared.has(name)) continue;
+      try {
+        await run(`prepare ${name} as ${text}`);
+        prepared.add(name);
+      } catch {
+        this.#names.set(text, undefined);
+      }
+    }
+  }
+
+  /** A statement text's name once it is hot (undefined while it is not, or cannot be). */
+  #nameOf(text: string): string | undefined {
+    if (this.#prepareAfter === 0) return undefined;
+    if (this.#names.has(text)) return this.#names.get(text);
+    const count = (this.#counts.get(text) ?? 0) + 1;
+    if (count < this.#prepareAfter || this.#names.size >= preparedStatementsMax) {
+      if (this.#counts.size >= countedStatementsMax) this.#counts.clear();
+      this.#counts.set(text, count);
+      return undefined;
+    }
+    this.#counts.delete(text);
+    const name = `strata_append_${this.#names.size + 1}`;
+    this.#names.set(text, name);
+    return name;
+  }
+}
+
+/**
  * On a `pg` pool: each `send` is one simple query holding every statement (parameters
  * inlined as literals, see inlineParameters), with `begin` in front of the first and
  * `commit` after the last — an append batch is two round trips instead of five. The hot
@@ -102,7 +167,7 @@ const countedStatementsMax = 512;
  * prepared per connection and executed by name (see PgAppendTransactionsOptions).
  */
 export function pgAppendTransactions(pool: pg.Pool, options: PgAppendTransactionsOptions = {}): AppendTransactions {
-  const prepareAfter = options.prepareAfter ?? 3;
+  const statements = new PreparedAppendStatements(options.prepareAfter ?? 3);
   const bound = new WeakMap<pg.PoolClient, Kysely<StoreDatabase>>();
   const kyselyOf = (client: pg.PoolClient): Kysely<StoreDatabase> => {
     let db = bound.get(client);
@@ -115,44 +180,8 @@ export function pgAppendTransactions(pool: pg.Pool, options: PgAppendTransaction
     }
     return db;
   };
-  /** How often each statement text was sent (until it gets a name). */
-  const counts = new Map<string, number>();
-  /** Statement text → its prepared statement's name; undefined value: it cannot be prepared. */
-  const names = new Map<string, string | undefined>();
   /** The names prepared on each connection. */
   const preparedOn = new WeakMap<pg.PoolClient, Set<string>>();
-  /** A statement text's name once it is hot (undefined while it is not, or cannot be). */
-  const nameOf = (text: string): string | undefined => {
-    if (prepareAfter === 0) return undefined;
-    if (names.has(text)) return names.get(text);
-    const count = (counts.get(text) ?? 0) + 1;
-    if (count < prepareAfter || names.size >= preparedStatementsMax) {
-      if (counts.size >= countedStatementsMax) counts.clear();
-      counts.set(text, count);
-      return undefined;
-    }
-    counts.delete(text);
-    const name = `strata_append_${names.size + 1}`;
-    names.set(text, name);
-    return name;
-  };
-  /**
-   * Prepares `wanted` on `client` between transactions, so that a statement PostgreSQL will
-   * not prepare (a parameter whose type it cannot infer) fails alone: it is then inlined for good.
-   */
-  const prepare = async (client: pg.PoolClient, wanted: ReadonlyMap<string, string>): Promise<void> => {
-    let prepared = preparedOn.get(client);
-    if (prepared === undefined) preparedOn.set(client, (prepared = new Set()));
-    for (const [text, name] of wanted) {
-      if (prepared.has(name)) continue;
-      try {
-        await client.query(`prepare ${name} as ${text}`);
-        prepared.add(name);
-      } catch {
-        names.set(text, undefined);
-      }
-    }
-  };
   return {
     async run(work) {
       const client = await pool.connect();
@@ -165,15 +194,9 @@ export function pgAppendTransactions(pool: pg.Pool, options: PgAppendTransaction
           if (state !== 'open') throw new StrataError('STRATA_ERR_INVARIANT', 'the append transaction is not open');
           return kyselyOf(client);
         },
-        async send(statements, options = {}) {
+        async send(sent, options = {}) {
           if (state === 'committed') throw new StrataError('STRATA_ERR_INVARIANT', 'the append transaction has committed');
-          const texts = statements.map((statement) => {
-            const name = nameOf(statement.sql);
-            if (name === undefined) return inlineParameters(statement);
-            if (prepared?.has(name) === true) return executeText(name, statement);
-            toPrepare.set(statement.sql, name);
-            return inlineParameters(statement);
-          });
+          const texts = sent.map((statement) => statements.text(statement, prepared, toPrepare));
           const began = state === 'idle';
           const parts = [...(began ? ['begin'] : []), ...texts, ...(options.commit === true ? ['commit'] : [])];
           state = 'open';
@@ -204,7 +227,11 @@ export function pgAppendTransactions(pool: pg.Pool, options: PgAppendTransaction
         const value = await work(session);
         if (state === 'open') await client.query('commit');
         state = 'committed';
-        if (toPrepare.size > 0) await prepare(client, toPrepare).catch(() => undefined);
+        if (toPrepare.size > 0) {
+          let names = preparedOn.get(client);
+          if (names === undefined) preparedOn.set(client, (names = new Set()));
+          await statements.prepare((text) => client.query(text), names, toPrepare).catch(() => undefined);
+        }
         client.release();
         return value;
       } catch (error) {

@@ -52,7 +52,7 @@ try {
 
 const database = pglite;
 if (database !== undefined && !database.closed) {
-  port.on('message', (/** @type {{ id: number, kind: 'query' | 'batch' | 'close', sql?: string, params?: unknown[], statements?: { sql: string, params: unknown[] }[], int8AsText?: boolean, blob?: Blob }} */ request) => {
+  port.on('message', (/** @type {{ id: number, kind: 'query' | 'batch' | 'exec' | 'close', sql?: string, params?: unknown[], statements?: { sql: string, params: unknown[] }[], int8AsText?: boolean, blob?: Blob }} */ request) => {
     void answer(database, request);
   });
 }
@@ -61,7 +61,7 @@ if (database !== undefined && !database.closed) {
  * PGlite queues its calls itself, in arrival order: requests are handed over as they come,
  * so a statement sent while another runs starts the moment it ends, without a round trip.
  * @param {PGlite} database
- * @param {{ id: number, kind: 'query' | 'batch' | 'close', sql?: string, params?: unknown[], statements?: { sql: string, params: unknown[] }[], int8AsText?: boolean, blob?: Blob }} request
+ * @param {{ id: number, kind: 'query' | 'batch' | 'exec' | 'close', sql?: string, params?: unknown[], statements?: { sql: string, params: unknown[] }[], int8AsText?: boolean, blob?: Blob }} request
  */
 async function answer(database, request) {
   try {
@@ -69,6 +69,19 @@ async function answer(database, request) {
       if (!database.closed) await database.close();
       port?.postMessage({ kind: 'result', id: request.id, ok: true, rows: [] });
       port?.close();
+      return;
+    }
+    if (request.kind === 'exec') {
+      // One simple query of several statements (parameters inlined): one pass into PostgreSQL
+      // for all of them, where a statement sent with `query` costs six (parse, describe, bind,
+      // describe, execute, sync). The first error ends it and rejects.
+      const results = await database.exec(request.sql ?? '', request.int8AsText === true ? { parsers: INT8_AS_TEXT } : {});
+      port?.postMessage({
+        kind: 'results',
+        id: request.id,
+        ok: true,
+        results: results.map((result) => ({ rows: result.rows, ...(result.affectedRows === undefined ? {} : { affectedRows: result.affectedRows }) })),
+      });
       return;
     }
     if (request.kind === 'batch') {
@@ -96,6 +109,6 @@ async function answer(database, request) {
       ...(result.blob === undefined ? {} : { blob: result.blob }),
     });
   } catch (error) {
-    port?.postMessage({ kind: request.kind === 'batch' ? 'results' : 'result', id: request.id, ok: false, error: describeError(error) });
+    port?.postMessage({ kind: request.kind === 'batch' || request.kind === 'exec' ? 'results' : 'result', id: request.id, ok: false, error: describeError(error) });
   }
 }

@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import type { Kysely } from 'kysely';
 import { StrataError } from '@strata/core';
-import type { AppendSession, AppendTransactions } from './append-transaction.ts';
+import { PreparedAppendStatements, type AppendSession, type AppendTransactions } from './append-transaction.ts';
 import type { StoreDatabase } from './schema.ts';
 import { int8AsText } from './pglite-dialect.ts';
 
@@ -87,6 +87,7 @@ interface DescribedError {
 type WorkerRequest =
   | { readonly kind: 'batch'; readonly id: number; readonly statements: readonly PgliteStatement[]; readonly int8AsText: boolean }
   | { readonly kind: 'query'; readonly id: number; readonly sql: string; readonly params: unknown[]; readonly int8AsText: boolean; readonly blob?: Blob }
+  | { readonly kind: 'exec'; readonly id: number; readonly sql: string; readonly int8AsText: boolean }
   | { readonly kind: 'close'; readonly id: number };
 
 /** Worker → main thread. */
@@ -194,6 +195,15 @@ export class PgliteWorkerDatabase {
     return this.#call({ kind: 'batch', id: this.#nextId++, statements, int8AsText: true }) as Promise<PgliteQueryResult<Record<string, unknown>>[]>;
   }
 
+  /**
+   * Runs `sql`, one or more statements without parameters, as one simple query (PGlite's
+   * `exec`; int8 as text, as the dialect reads it) and returns each statement's result. The
+   * first error ends it and rejects (in a transaction: the sender rolls back).
+   */
+  exec(sql: string): Promise<PgliteQueryResult<Record<string, unknown>>[]> {
+    return this.#call({ kind: 'exec', id: this.#nextId++, sql, int8AsText: true }) as Promise<PgliteQueryResult<Record<string, unknown>>[]>;
+  }
+
   /** Closes PGlite in the worker (it writes its last pages) and waits for the worker to end. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
@@ -260,30 +270,43 @@ function rebuildError(described: DescribedError): PgliteDatabaseError {
 }
 
 /**
- * Append transactions on the worker's PGlite (see AppendTransactions): each `send` is one
- * batch message — `begin` travels with the first statements, `commit` with the last — so an
- * append batch costs two or three round trips between the threads instead of one per
- * statement (~9), as pgAppendTransactions does on PostgreSQL. The single connection is held
- * through `db` for the whole transaction, so nothing else lands inside it.
+ * Append transactions on the worker's PGlite (see AppendTransactions), shaped as on PostgreSQL
+ * (pgAppendTransactions): each `send` is one `exec` — one simple query holding `begin` with
+ * the first statements and `commit` with the last, parameters inlined as literals — and the
+ * hot statements are prepared once in PGlite's session and sent as `EXECUTE name(…)`. A
+ * statement sent with PGlite's `query` costs six passes into PostgreSQL's WebAssembly
+ * (parse, describe, bind, describe, execute, sync), its parse and plan every time, and its
+ * parameters serialised by PGlite's JavaScript; an append batch here costs two passes and
+ * two messages between the threads. The single connection is held through `db` for the
+ * whole transaction, so nothing else lands inside it.
  */
-export function pgliteWorkerAppendTransactions(db: Kysely<StoreDatabase>, database: PgliteWorkerDatabase): AppendTransactions {
+export function pgliteWorkerAppendTransactions(db: Kysely<StoreDatabase>, database: PgliteWorkerDatabase, options: { readonly prepareAfter?: number } = {}): AppendTransactions {
+  const statements = new PreparedAppendStatements(options.prepareAfter ?? 3);
+  /** The names prepared in PGlite's one session. */
+  const prepared = new Set<string>();
   return {
     run: (work) =>
       db.connection().execute(async (connection) => {
         let begun = false;
         let finished = false;
+        /** Hot statements sent inlined in this transaction, to prepare after it. */
+        const toPrepare = new Map<string, string>();
         const session: AppendSession = {
           db: connection,
-          async send(statements, options = {}) {
+          async send(sent, options = {}) {
             if (finished) throw new StrataError('STRATA_ERR_INVARIANT', 'a statement sent after the append transaction committed');
-            const batch: PgliteStatement[] = statements.map((statement) => ({ sql: statement.sql, params: [...statement.parameters] }));
-            if (!begun) batch.unshift({ sql: 'begin', params: [] });
-            if (options.commit === true) batch.push({ sql: 'commit', params: [] });
+            const texts = sent.map((statement) => statements.text(statement, prepared, toPrepare));
+            const parts = [...(begun ? [] : ['begin']), ...texts, ...(options.commit === true ? ['commit'] : [])];
             const offset = begun ? 0 : 1;
             begun = true;
-            const results = await database.batch(batch);
+            if (parts.length === 0) return [];
+            const results = await database.exec(parts.join(';\n'));
+            if (results.length !== parts.length) {
+              throw new StrataError('STRATA_ERR_INVARIANT', `expected ${parts.length} results from the append statements, got ${results.length}`);
+            }
+            // A statement that fails rejects the exec (the rest are skipped): a commit that ran committed.
             if (options.commit === true) finished = true;
-            return results.slice(offset, offset + statements.length).map((result) => result.rows);
+            return results.slice(offset, offset + texts.length).map((result) => result.rows);
           },
           async copyIn(statement, data) {
             if (!begun || finished) throw new StrataError('STRATA_ERR_INVARIANT', 'COPY outside the open append transaction');
@@ -293,6 +316,7 @@ export function pgliteWorkerAppendTransactions(db: Kysely<StoreDatabase>, databa
         try {
           const result = await work(session);
           if (begun && !finished) await session.send([], { commit: true });
+          if (toPrepare.size > 0) await statements.prepare((text) => database.exec(text), prepared, toPrepare).catch(() => undefined);
           return result;
         } catch (error) {
           if (begun && !finished) await database.query('rollback').catch(() => undefined);

@@ -15,6 +15,7 @@
  * Target: p99 < 100 ms.
  */
 import { execFile, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import { sql } from 'kysely';
@@ -22,7 +23,7 @@ import type { NewEvent } from '@strata/core';
 import { historyEventJson, SqlEventAudit, type HistoryEntry } from '@strata/store';
 import type { FastifyInstance } from 'fastify';
 import { openPostgres } from './support/databases.ts';
-import { listenHistoryApp } from './support/history-app.ts';
+import { listenHistoryApp, openCheckoutDatabase, type HistoryDatabase } from './support/history-app.ts';
 import { log, median, type BenchResult } from './support/report.ts';
 
 const SCHEMA = 'bench_history_v1';
@@ -68,12 +69,12 @@ export async function historyBenchmark(rounds: number): Promise<BenchResult[]> {
     // The route, over HTTP: each checkout's app (as test/support's SQL app builds it, on the
     // bench's store, permissive auth), with that checkout's audit — (d) in this process, (e) in
     // a server process of its own.
-    const appOf = async (root: string, audit: unknown): Promise<FastifyInstance> => {
-      const app = await listenHistoryApp(root, database, audit);
+    const appOf = async (root: string, on: HistoryDatabase, audit: unknown): Promise<FastifyInstance> => {
+      const app = await listenHistoryApp(root, on, audit);
       closers.push(() => app.close());
       return app;
     };
-    const serverOf = async (root: string): Promise<number> => {
+    const serverOf = async (root: string): Promise<{ port: number; pid: number }> => {
       // As the shipped launcher starts a server (packages/cli/bin/strata): its malloc setting.
       const child = spawn(process.execPath, ['--import', 'tsx', new URL('./support/history-server.ts', import.meta.url).pathname, root, SCHEMA], {
         env: { ...process.env, MALLOC_MMAP_THRESHOLD_: process.env.MALLOC_MMAP_THRESHOLD_ ?? '131072' },
@@ -87,7 +88,9 @@ export async function historyBenchmark(rounds: number): Promise<BenchResult[]> {
       });
       // Its port; then whatever else it writes (e.g. NODE_OPTIONS=--trace-gc) goes to stderr,
       // read as it comes so that the server never waits on a full pipe.
-      return new Promise<number>((resolve, reject) => {
+      const pid = child.pid;
+      if (pid === undefined) throw new Error('history server: not started');
+      return new Promise<{ port: number; pid: number }>((resolve, reject) => {
         let output: string | undefined = '';
         const stdout = child.stdout;
         if (stdout === null) throw new Error('history server: no stdout');
@@ -102,16 +105,21 @@ export async function historyBenchmark(rounds: number): Promise<BenchResult[]> {
           if (listening === null) return;
           process.stderr.write(output.slice(listening.index + listening[0].length));
           output = undefined;
-          resolve(Number(listening[1]));
+          resolve({ port: Number(listening[1]), pid });
         });
         child.once('exit', () => reject(new Error(`history server for ${root} exited: ${output ?? ''}`)));
       });
     };
+    // The baseline reads through its own checkout's store (its pool and COPY reader), in this
+    // process and in its server: before/after then covers the code from the connection up.
+    const baselineRoot = baselinePath?.replace(/\/packages\/store\/src\/index\.ts$/, '');
+    const baselineDatabase = baselineRoot === undefined ? undefined : await openCheckoutDatabase(baselineRoot, SCHEMA, false);
+    if (baselineDatabase !== undefined) closers.push(() => baselineDatabase.close());
     const variants = [
-      { name: '', root: new URL('..', import.meta.url).pathname.replace(/\/$/, ''), audit: new SqlEventAudit(database.db, { copyOut: database.copyOut }) as Audit, toJson: historyEventJson as (entry: HistoryEntry, siteId: string) => unknown },
-      ...(baseline === undefined
+      { name: '', root: new URL('..', import.meta.url).pathname.replace(/\/$/, ''), database: database as HistoryDatabase, audit: new SqlEventAudit(database.db, { copyOut: database.copyOut }) as Audit, toJson: historyEventJson as (entry: HistoryEntry, siteId: string) => unknown },
+      ...(baseline === undefined || baselineDatabase === undefined
         ? []
-        : [{ name: 'baseline ', root: baselinePath!.replace(/\/packages\/store\/src\/index\.ts$/, ''), audit: new baseline.SqlEventAudit(database.db as never, { copyOut: database.copyOut } as never) as Audit, toJson: baseline.historyEventJson as (entry: HistoryEntry, siteId: string) => unknown }]),
+        : [{ name: 'baseline ', root: baselineRoot!, database: baselineDatabase, audit: new baseline.SqlEventAudit(baselineDatabase.db as never, { copyOut: baselineDatabase.copyOut } as never) as Audit, toJson: baseline.historyEventJson as (entry: HistoryEntry, siteId: string) => unknown }]),
     ];
     if (baseline !== undefined) log(`history: baseline ${baselinePath}`);
     const calls = await Promise.all(variants.map(async (variant) => {
@@ -120,14 +128,18 @@ export async function historyBenchmark(rounds: number): Promise<BenchResult[]> {
         if (page.entries.length !== 10_000) throw new Error(`history returned ${page.entries.length} events`);
         return page;
       };
-      const app = await appOf(variant.root, variant.audit);
+      const app = await appOf(variant.root, variant.database, variant.audit);
       const address = app.server.address();
       const routeUrl = (port: number) => `http://127.0.0.1:${port}/artifactory/api/history/history/${PATH}?limit=10000`;
       const url = routeUrl(typeof address === 'object' && address !== null ? address.port : 0);
-      const ownUrl = routeUrl(await serverOf(variant.root));
+      const own = await serverOf(variant.root);
+      const ownUrl = routeUrl(own.port);
       return {
         name: variant.name,
         ownUrl,
+        ownPid: own.pid,
+        /** CPU time the own server process spent on the measured GETs (user + system, /proc). */
+        ownServerCpu: { ms: 0, databaseMs: 0, gets: 0 },
         history,
         // As the route makes it: the page rendered as JSON where the code can, in its envelope.
         historyAsJson:
@@ -195,6 +207,20 @@ export async function historyBenchmark(rounds: number): Promise<BenchResult[]> {
       await reference();
     }
     const referenceSamples: number[] = [];
+    /**
+     * CPU so far of each PostgreSQL backend of the bench's database but this process's own
+     * query client: while an own server's GETs run, nothing else queries this database (the
+     * bench waits for curl), so the difference is those GETs' statements.
+     */
+    const backendsCpuMs = async (): Promise<Map<number, number>> => {
+      const { rows } = await database.raw('select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()');
+      return new Map(rows.map((row) => [Number(row.pid), processCpuMs(Number(row.pid))]));
+    };
+    const cpuSince = (before: ReadonlyMap<number, number>, after: ReadonlyMap<number, number>) => {
+      let ms = 0;
+      for (const [pid, now] of after) ms += now - (before.get(pid) ?? 0);
+      return ms;
+    };
     const time = async (into: number[], run: () => Promise<unknown>) => {
       const started = performance.now();
       await run();
@@ -212,7 +238,16 @@ export async function historyBenchmark(rounds: number): Promise<BenchResult[]> {
           await time(call.samples.json, call.historyAsJson);
           // Five GETs every fifth call: as many as the other measurements, in batches.
           if (index % 5 === 0) call.samples.http.push(...(await call.overHttp(5)));
-          if (index % 5 === 0) call.samples.ownServer.push(...(await call.overHttp(5, call.ownUrl)));
+          if (index % 5 === 0) {
+            const before = processCpuMs(call.ownPid);
+            const backendsBefore = await backendsCpuMs();
+            const times = await call.overHttp(5, call.ownUrl);
+            call.ownServerCpu.ms += processCpuMs(call.ownPid) - before;
+            call.ownServerCpu.databaseMs += cpuSince(backendsBefore, await backendsCpuMs());
+            // The batch's first GET (not timed) is served too: six GETs of CPU.
+            call.ownServerCpu.gets += times.length + 1;
+            call.samples.ownServer.push(...times);
+          }
           await time(call.samples.firstPage, call.firstPage);
           if (index % 4 === 0) await time(call.samples.walk, () => call.walk(call.samples.pages));
         }
@@ -220,26 +255,26 @@ export async function historyBenchmark(rounds: number): Promise<BenchResult[]> {
       for (const [at, call] of calls.entries()) {
         const ofRound = <K extends keyof typeof call.samples>(kind: K) => call.samples[kind].slice(marks[at]!.get(kind));
         log(
-          `history round ${round + 1} (its own calls): ${call.name}p99 whole ${percentile(ofRound('history'), 0.99).toFixed(1)} ms, as JSON ${percentile(ofRound('json'), 0.99).toFixed(1)} ms, over HTTP ${percentile(ofRound('http'), 0.99).toFixed(1)} ms, own server ${percentile(ofRound('ownServer'), 0.99).toFixed(1)} ms, first page ${percentile(ofRound('firstPage'), 0.99).toFixed(1)} ms, any page ${percentile(ofRound('pages'), 0.99).toFixed(1)} ms, all 11 pages ${percentile(ofRound('walk'), 0.99).toFixed(1)} ms, reference ${percentile(referenceSamples.slice(referenceMark), 0.99).toFixed(1)} ms`,
+          `history round ${round + 1} (its own calls): ${call.name}p99 whole ${percentile(ofRound('history'), 0.99).toFixed(1)} ms, as JSON ${percentile(ofRound('json'), 0.99).toFixed(1)} ms, over HTTP ${percentile(ofRound('http'), 0.99).toFixed(1)} ms, own server ${percentile(ofRound('ownServer'), 0.99).toFixed(1)} ms (CPU so far per GET: server ${(call.ownServerCpu.ms / call.ownServerCpu.gets).toFixed(1)} ms, PostgreSQL ${(call.ownServerCpu.databaseMs / call.ownServerCpu.gets).toFixed(1)} ms), first page ${percentile(ofRound('firstPage'), 0.99).toFixed(1)} ms, any page ${percentile(ofRound('pages'), 0.99).toFixed(1)} ms, all 11 pages ${percentile(ofRound('walk'), 0.99).toFixed(1)} ms, reference ${percentile(referenceSamples.slice(referenceMark), 0.99).toFixed(1)} ms`,
         );
       }
     }
     const note = (values: number[]) => `p50 ${median(values).toFixed(1)} ms, p99 ${percentile(values, 0.99).toFixed(1)} ms`;
     const asRate = (values: number[]) => 1000 / percentile(values, 0.99);
     const referenceRate = asRate(referenceSamples);
-    const result = (label: string, values: number[]): BenchResult => ({
+    const result = (label: string, values: number[], extra = ''): BenchResult => ({
       benchmark: `history of a 10,000-event path: ${label}`,
       backend: 'postgres',
       measured: { label: 'requests at p99 latency', perSecond: asRate(values) },
       reference: { label: '10,000 rows by revision range', perSecond: referenceRate },
       target: { perSecond: 10 },
-      notes: `${note(values)} over ${values.length} calls; reference ${note(referenceSamples)}; target p99 < 100 ms (10/s at p99)`,
+      notes: `${note(values)} over ${values.length} calls${extra}; reference ${note(referenceSamples)}; target p99 < 100 ms (10/s at p99)`,
     });
     return calls.flatMap((call) => [
       result(`${call.name}whole history, one page`, call.samples.history),
       result(`${call.name}whole history as API JSON`, call.samples.json),
       result(`${call.name}whole history over HTTP (the route, curl)`, call.samples.http),
-      result(`${call.name}whole history over HTTP, server in its own process`, call.samples.ownServer),
+      result(`${call.name}whole history over HTTP, server in its own process`, call.samples.ownServer, `; CPU per GET: server ${(call.ownServerCpu.ms / call.ownServerCpu.gets).toFixed(1)} ms, PostgreSQL ${(call.ownServerCpu.databaseMs / call.ownServerCpu.gets).toFixed(1)} ms`),
       result(`${call.name}first page of 1,000`, call.samples.firstPage),
       result(`${call.name}any page of 1,000 (paging by cursor)`, call.samples.pages),
       result(`${call.name}all 11 pages of 1,000, one after the other`, call.samples.walk),
@@ -251,6 +286,19 @@ export async function historyBenchmark(rounds: number): Promise<BenchResult[]> {
 }
 
 const run = promisify(execFile);
+
+/** User + system CPU time of a process so far (/proc/<pid>/stat, in clock ticks of 10 ms). */
+function processCpuMs(pid: number): number {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  } catch {
+    return 0; // gone
+  }
+  // After the command name (in parentheses, which may hold spaces): state is field 3, utime 14, stime 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
 
 function percentile(values: readonly number[], fraction: number): number {
   const sorted = [...values].sort((a, b) => a - b);

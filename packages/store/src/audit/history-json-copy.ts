@@ -137,6 +137,8 @@ const ESCAPES: Readonly<Record<number, string>> = { 0x08: '\\b', 0x09: '\\t', 0x
 const ESCAPED = Array.from({ length: 128 }, (_, byte) =>
   ESCAPES[byte] !== undefined ? Buffer.from(ESCAPES[byte]!) : byte < 0x20 ? Buffer.from(`\\u00${byte.toString(16).padStart(2, '0')}`) : undefined,
 );
+/** 1 for a byte JSON.stringify writes as it is (printable ASCII but `"` and `\\`). */
+const PLAIN = Uint8Array.from({ length: 256 }, (_, byte) => (byte >= 0x20 && byte < 0x80 && byte !== quote && byte !== backslash ? 1 : 0));
 
 /** How the history shows an event type's path and action. */
 interface TypeRendering {
@@ -577,6 +579,11 @@ class HistoryJsonRenderer {
     target[at++] = quote;
     for (let index = start; index < end; ) {
       const byte = source[index]!;
+      if (PLAIN[byte] === 1) {
+        target[at++] = byte;
+        index++;
+        continue;
+      }
       if (byte < 0x80) {
         const escaped = ESCAPED[byte];
         if (escaped === undefined) target[at++] = byte;
@@ -612,24 +619,25 @@ class HistoryJsonRenderer {
     }
     const out = this.#out;
     let at = copyShort(this.#dayPrefix, out, this.#at);
-    let rest = wall - day * dayMs;
+    // Milliseconds into the day: below 2^31, so 32-bit arithmetic.
+    let rest = (wall - day * dayMs) | 0;
     const milliseconds = rest % 1000;
-    rest = (rest - milliseconds) / 1000;
+    rest = (rest / 1000) | 0;
     const seconds = rest % 60;
-    rest = (rest - seconds) / 60;
+    rest = (rest / 60) | 0;
     const minutes = rest % 60;
-    const hours = (rest - minutes) / 60;
-    out[at++] = 0x30 + Math.floor(hours / 10);
+    const hours = (rest / 60) | 0;
+    out[at++] = 0x30 + ((hours / 10) | 0);
     out[at++] = 0x30 + (hours % 10);
     out[at++] = 0x3a;
-    out[at++] = 0x30 + Math.floor(minutes / 10);
+    out[at++] = 0x30 + ((minutes / 10) | 0);
     out[at++] = 0x30 + (minutes % 10);
     out[at++] = 0x3a;
-    out[at++] = 0x30 + Math.floor(seconds / 10);
+    out[at++] = 0x30 + ((seconds / 10) | 0);
     out[at++] = 0x30 + (seconds % 10);
     out[at++] = 0x2e;
-    out[at++] = 0x30 + Math.floor(milliseconds / 100);
-    out[at++] = 0x30 + (Math.floor(milliseconds / 10) % 10);
+    out[at++] = 0x30 + ((milliseconds / 100) | 0);
+    out[at++] = 0x30 + (((milliseconds / 10) | 0) % 10);
     out[at++] = 0x30 + (milliseconds % 10);
     out[at++] = 0x5a; // Z
     this.#at = at;
@@ -713,12 +721,12 @@ function utf8SequenceLength(source: Buffer, index: number, end: number): number 
   return 0;
 }
 
-/** `source[start, end)` to `target[at]`; answers where it ends (a loop for the short copies of a row: Buffer#copy costs a view per call). */
+/**
+ * `source[start, end)` to `target[at]`; answers where it ends. A loop for the short copies of
+ * a row (Buffer#copy costs a view per call); a row's data and meta (~500 bytes) by copy.
+ */
 function copyBytes(source: Buffer, start: number, end: number, target: Buffer, at: number): number {
-  if (end - start > 512) {
-    target.set(source.subarray(start, end), at);
-    return at + end - start;
-  }
+  if (end - start > 96) return at + source.copy(target, at, start, end);
   for (let index = start; index < end; index++) target[at++] = source[index]!;
   return at;
 }
@@ -743,6 +751,19 @@ function writeInteger(target: Buffer, at: number, value: number): number {
   if (value < 10) {
     target[at++] = 0x30 + value;
     return at;
+  }
+  if (value < 0x80000000) {
+    // Small integers (revisions, sequence numbers, sizes): 32-bit arithmetic.
+    let small = value | 0;
+    let digits = 1;
+    for (let scale = 10; scale <= small && digits < 10; scale *= 10) digits++;
+    const end = at + digits;
+    for (let position = end - 1; position >= at; position--) {
+      const rest = (small / 10) | 0;
+      target[position] = 0x30 + small - rest * 10;
+      small = rest;
+    }
+    return end;
   }
   let digits = 1;
   for (let scale = 10; scale <= value && digits < 16; scale *= 10) digits++;

@@ -1,8 +1,9 @@
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import type pg from 'pg';
-import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import { from as copyFrom } from 'pg-copy-streams';
 import type { CopyOut } from '../event-copy-reader.ts';
 import type { StoreDatabase } from '../schema.ts';
+import { CopyOutQuery } from './copy-out-stream.ts';
 import { BINARY_COPY_HEADER, BINARY_COPY_TRAILER, BinaryCopyWriter, type BinaryCopySource } from './binary-copy.ts';
 import type { UnnestColumn } from './sql-values.ts';
 
@@ -244,7 +245,8 @@ export function pgliteBulkLoader(pglite: PgliteCopyDatabase, db: Kysely<StoreDat
 
 /**
  * PostgreSQL: a COPY … TO STDOUT on a client of its own, streamed chunk by chunk (the
- * database produces rows while the caller decodes). A COPY abandoned midway (the caller
+ * database produces rows while the caller decodes; the protocol's framing taken out in place
+ * by CopyOutQuery). A COPY abandoned midway (the caller
  * stopped reading, or an error) destroys its connection rather than hand it back busy.
  */
 export function postgresCopyOut(pool: pg.Pool): CopyOut {
@@ -258,7 +260,7 @@ export function postgresCopyOut(pool: pg.Pool): CopyOut {
         await client.query(`set transaction snapshot '${transaction.snapshot.replaceAll("'", "''")}'`);
         for (const setup of transaction.statements) await client.query(setup);
       }
-      const stream = client.query(copyTo(statement('stdout')));
+      const stream = client.query(new CopyOutQuery(statement('stdout')));
       for await (const chunk of stream as AsyncIterable<Buffer>) {
         signal?.throwIfAborted();
         yield chunk;

@@ -14,6 +14,7 @@
  * batched delete. A member that does not know the batch route (404) is asked one binary at a
  * time on the single-blob route, as before; so is a binary too large for a batch.
  */
+import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { isStrataError, StrataError } from '@strata/core';
@@ -129,22 +130,40 @@ export class BinaryPuller {
     else this.#arriving.set(sha256, count);
   }
 
-  /** After `markArriving` and the batch's append: stores them in the background (see above). */
-  storeArriving(binaries: readonly PendingBinary[], store: (sha256: string) => Promise<void>): void {
-    void Promise.all(
-      binaries.map(async (binary) => {
-        let stored = false;
-        try {
-          await store(binary.sha256);
-          stored = true;
-        } catch (error) {
-          this.#options.onError(`binary ${binary.sha256} sent with a batch was not stored; pulling it instead`, error);
+  /**
+   * After `markArriving` and the batch's append: stores them in the background (see above),
+   * together — each checked against its sha256 first, then one `putMany` (small ones: one
+   * insert into the inline table), then their pending rows go by the batched delete; one that
+   * does not match, or a batch that could not be stored, is pulled as usual.
+   */
+  storeArriving(binaries: readonly (PendingBinary & { readonly bytes: Uint8Array })[]): void {
+    if (binaries.length === 0) return;
+    void (async () => {
+      const matching: (PendingBinary & { readonly bytes: Uint8Array })[] = [];
+      const pull: PendingBinary[] = [];
+      for (const binary of binaries) {
+        if (createHash('sha256').update(binary.bytes).digest('hex') === binary.sha256) matching.push(binary);
+        else {
+          this.#options.onError(`binary ${binary.sha256} sent with a batch does not match its sha256; pulling it instead`, undefined);
+          pull.push(binary);
         }
-        this.#unmark(binary.sha256);
-        if (stored) await this.#options.persist.remove(binary.sha256).catch((error: unknown) => this.#options.onError('pending binary not cleared', error));
-        else await this.consider([binary]);
-      }),
-    );
+      }
+      let stored = false;
+      try {
+        if (matching.length > 0) {
+          const blobs = matching.map((binary) => ({ sha256: binary.sha256, bytes: binary.bytes }));
+          await (this.#options.blobs.putMany?.(blobs, { signal: this.#controller.signal }) ?? putEach(this.#options.blobs, blobs, { signal: this.#controller.signal }));
+        }
+        stored = true;
+      } catch (error) {
+        this.#options.onError(`${matching.length} binaries sent with a batch were not stored; pulling them instead`, error);
+      }
+      for (const binary of binaries) this.#unmark(binary.sha256);
+      if (stored) {
+        await Promise.all(matching.map((binary) => this.#options.persist.remove(binary.sha256).catch((error: unknown) => this.#options.onError('pending binary not cleared', error))));
+      } else pull.push(...matching);
+      if (pull.length > 0 && !this.#closed) await this.consider(pull.map(({ sha256, repoKey, origin }) => ({ sha256, repoKey, origin })));
+    })().catch((error: unknown) => this.#options.onError('binaries sent with a batch', error));
   }
 
   /** Pending binaries per (repository, origin). */

@@ -9,7 +9,6 @@
  * local writes (both expect a revision) are retried on either side.
  */
 import { randomBytes } from 'node:crypto';
-import { Readable } from 'node:stream';
 import { isStrataError, StrataError } from '@strata/core';
 import type { Clock, HybridLogicalClock, RecordedEvent, StreamEvent } from '@strata/core';
 import { readEach, type BlobStore, type EventStore, type StoredBlob } from '@strata/store';
@@ -73,11 +72,14 @@ export const federationDefaults = {
   memberResolveIntervalMs: 2_000,
   binaryFetchTimeoutMs: 60_000,
   /**
-   * Binaries of own deploys up to this size travel inside the push instead of being pulled.
-   * Off by default: measured at 500 deploys/s on 2 shared cores, sending them made the
-   * replication lag worse (PostgreSQL p50 77 → 244 ms, PGlite 40 → 128 ms; docs/benchmarks.md).
+   * Binaries of own deploys up to this size travel inside the push instead of being pulled:
+   * read from memory here (RecentBlobs), stored by one putMany there, no pull request either
+   * way. 64 KiB (the inline blob threshold): measured at 500 deploys/s on PostgreSQL, CPU per
+   * deploy across the three sites 0.79–0.88 of pulling them (docs/benchmarks.md, Federation,
+   * seventh pass). Off (0) until then: as first built (read from disk, one fsynced file each
+   * on the receiver) it made the lag worse (second pass).
    */
-  inlineBinaryBytesMax: 0,
+  inlineBinaryBytesMax: 64 * 1024,
   /** Attached binaries per push at most (bytes). */
   inlineBatchBytesMax: 8 * 1024 * 1024,
   /** How long deleting a federated repository waits for the members to acknowledge that this site left. */
@@ -607,7 +609,7 @@ export class FederationService implements FederationHooks {
         return this.#replayed(peer);
       }
     }
-    if (reply.kind === 'ack') this.#puller.storeArriving(arriving, (sha256) => this.#storeAttachment(sha256, bytesOf.get(sha256)!));
+    if (reply.kind === 'ack') this.#puller.storeArriving(arriving.map((binary) => ({ ...binary, bytes: bytesOf.get(binary.sha256)! })));
     else this.#puller.unmarkArriving(arriving);
     const base = normalizeBaseUrl(peer.baseUrl);
     if (reply.kind === 'ack') {
@@ -617,12 +619,6 @@ export class FederationService implements FederationHooks {
       this.#inboundRefusals.set(peer.siteId, `batch refused here, ${reply.reason}: ${reply.message}`);
     }
     return reply;
-  }
-
-  async #storeAttachment(sha256: string, bytes: Uint8Array): Promise<void> {
-    if ((await this.#options.blobs.stat(sha256)) !== undefined) return;
-    const lease = await this.#options.blobs.put(Readable.from([bytes]), { expected: { sha256 }, expectedSize: bytes.byteLength });
-    lease.release();
   }
 
   /**
@@ -643,11 +639,12 @@ export class FederationService implements FederationHooks {
       chosen.add(event.data.sha256);
       total += size;
     }
-    // Read together: one after the other, each read waits behind the deploys' fsyncs.
+    // This site's recent small deploys from memory (kept as they commit, see RecentBlobs);
+    // the rest read together: one after the other, each read waits behind the deploys' fsyncs.
     const read = await Promise.all(
       [...chosen].map(async (sha256) => {
         try {
-          return { sha256, bytes: await this.#options.blobs.read(sha256) };
+          return { sha256, bytes: this.#recentBlobs.get(sha256) ?? this.#options.blobs.held?.(sha256) ?? (await this.#options.blobs.read(sha256)) };
         } catch {
           return undefined; // not readable here (collected since?): the member pulls it, or learns it is gone
         }

@@ -1,7 +1,8 @@
 /**
  * PostgreSQL's copyOut (a COPY … TO STDOUT read through CopyOutQuery): the same bytes as
  * pg-copy-streams reads, across many socket chunks; a statement failing midway rejects with
- * PostgreSQL's error and leaves the pool usable; notices sent during the COPY are skipped.
+ * PostgreSQL's error and leaves the pool usable, as does a reader that stops midway; notices
+ * sent during the COPY are skipped.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
@@ -55,6 +56,20 @@ describe.skipIf(databaseUrl === undefined)('copyOut on PostgreSQL', () => {
     await expect(collect(failing)).rejects.toThrow(/division by zero/);
     const again = await collect(opened.copyOut((target) => `copy (select 42) to ${target} (format text)`));
     expect(again.toString()).toBe('42\n');
+    const [row] = (await sql<{ one: number }>`select 1 as one`.execute(opened.db)).rows;
+    expect(row?.one).toBe(1);
+  });
+
+  it('gives up its connection when the reader stops midway, and the pool serves the next COPY and query', async () => {
+    let chunks = 0;
+    for await (const chunk of opened.copyOut((target) => `copy (${rows}) to ${target} (format binary)`)) {
+      expect(chunk.length).toBeGreaterThan(0);
+      chunks++;
+      break;
+    }
+    expect(chunks).toBe(1);
+    const again = await collect(opened.copyOut((target) => `copy (select 'after' as word) to ${target} (format text)`));
+    expect(again.toString()).toBe('after\n');
     const [row] = (await sql<{ one: number }>`select 1 as one`.execute(opened.db)).rows;
     expect(row?.one).toBe(1);
   });

@@ -503,7 +503,8 @@ async function deployCpu(pid: number, database: URL | undefined): Promise<CpuSam
   const backends = new Map<number, number>();
   if (database !== undefined) {
     const pg = (await import('pg')).default;
-    const admin = new pg.Client({ connectionString: databaseUrl });
+    // Connected to the server's database itself (it exists while the bench runs); this backend is left out.
+    const admin = new pg.Client({ connectionString: database.href });
     await admin.connect();
     try {
       const rows = await admin.query<{ pid: number }>('select pid from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()', [database.pathname.slice(1)]);

@@ -268,7 +268,7 @@ export async function startServer(settings: ServerSettings): Promise<RunningServ
     logger: { level: settings.logLevel, stream: logDestination },
     repositoryStreamSeed,
     audit: new SqlEventAudit(opened.db, { copyOut: opened.copyOut }),
-    treeShapeQuery: sqlTreeShapeQuery(opened.db),
+    treeShapeQuery: sqlTreeShapeQuery(opened.db, opened.hotRead),
     onRepositoryChange: () => {
       reloadRepositoryClasses().catch((error: unknown) => app.log.error({ err: error }, 'reloading repository classes failed'));
     },

@@ -1,6 +1,6 @@
 import { ArtifactTreePaths, invariant } from '@strata/core';
 import { sql } from 'kysely';
-import type { Kysely } from 'kysely';
+import type { CompiledQuery, Kysely } from 'kysely';
 import type { ArtifactReader } from '../ports.ts';
 
 /** What a deploy of `path` must know about the tree around it. */
@@ -47,15 +47,16 @@ export function readerTreeShapeQuery(artifacts: Pick<ArtifactReader, 'isFolder' 
 
 /**
  * One statement for a whole batch, over the artifact-tree projection's table (the same
- * predicates as ArtifactTreeQueries.folderExists and getFile): on PGlite every statement
- * runs on the main thread, on PostgreSQL every one takes a pool connection.
+ * predicates as ArtifactTreeQueries.folderExists and getFile): on PostgreSQL every statement
+ * takes a pool connection, on PGlite the worker's one session. `read` runs it (the store's
+ * `hotRead`: on PGlite one pass into PostgreSQL instead of six); default: through `db`.
  */
-export function sqlTreeShapeQuery(db: Kysely<any>): TreeShapeQuery {
+export function sqlTreeShapeQuery(db: Kysely<any>, read: <R>(query: CompiledQuery<R>) => Promise<readonly R[]> = async (query) => (await db.executeQuery(query)).rows): TreeShapeQuery {
   return async (questions) => {
     const repos = questions.map((question) => question.repo);
     const paths = questions.map((question) => ArtifactTreePaths.trim(question.path));
     const parents = paths.map((path) => parentOf(path) ?? '');
-    const result = await sql<{ ordinal: string | number; is_file: boolean; is_folder: boolean; parent_is_file: boolean }>`
+    const statement = sql<{ ordinal: string | number; is_file: boolean; is_folder: boolean; parent_is_file: boolean }>`
       select t.ordinal,
              (t.path <> '' and exists(select 1 from artifacts a
                 where a.repo = t.repo and a.path = t.path and a.present)) as is_file,
@@ -65,9 +66,10 @@ export function sqlTreeShapeQuery(db: Kysely<any>): TreeShapeQuery {
              (t.parent <> '' and exists(select 1 from artifacts a
                 where a.repo = t.repo and a.path = t.parent and a.present)) as parent_is_file
         from unnest(${repos}::text[], ${paths}::text[], ${parents}::text[]) with ordinality as t(repo, path, parent, ordinal)
-       order by t.ordinal`.execute(db);
-    invariant(result.rows.length === questions.length, `tree-shape lookup answered ${result.rows.length} of ${questions.length} questions`);
-    return result.rows.map((row) => ({ isFile: row.is_file, isFolder: row.is_folder, parentIsFile: row.parent_is_file }));
+       order by t.ordinal`.compile(db);
+    const rows = await read(statement);
+    invariant(rows.length === questions.length, `tree-shape lookup answered ${rows.length} of ${questions.length} questions`);
+    return rows.map((row) => ({ isFile: row.is_file, isFolder: row.is_folder, parentIsFile: row.parent_is_file }));
   };
 }
 

@@ -96,7 +96,7 @@ export function buildAppOnStore(opened: OpenedEventStore, blobStore: BlobStore, 
     newId: hyperid({ urlSafe: true }),
     registerAuth: registerPermissiveAuth,
     // As `strata serve` wires it: tree-shape and publish lookups in one statement per batch.
-    treeShapeQuery: sqlTreeShapeQuery(opened.db),
+    treeShapeQuery: sqlTreeShapeQuery(opened.db, opened.hotRead),
     limits: { metadataCacheTtlMs: 0 },
     ...deps,
   });

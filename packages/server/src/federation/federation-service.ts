@@ -639,18 +639,29 @@ export class FederationService implements FederationHooks {
       chosen.add(event.data.sha256);
       total += size;
     }
-    // This site's recent small deploys from memory (kept as they commit, see RecentBlobs);
-    // the rest read together: one after the other, each read waits behind the deploys' fsyncs.
-    const read = await Promise.all(
-      [...chosen].map(async (sha256) => {
-        try {
-          return { sha256, bytes: this.#recentBlobs.get(sha256) ?? this.#options.blobs.held?.(sha256) ?? (await this.#options.blobs.read(sha256)) };
-        } catch {
-          return undefined; // not readable here (collected since?): the member pulls it, or learns it is gone
-        }
-      }),
-    );
-    return read.filter((attachment) => attachment !== undefined);
+    // This site's recent small deploys from memory (kept as they commit, see RecentBlobs); the
+    // rest (a member catching up on older ones) by one readMany — one SQL statement for the
+    // inline ones instead of a select each. One not readable here (collected since?) is left
+    // to the member's pull, which learns it is gone.
+    const attachments: FederationAttachment[] = [];
+    const misses: string[] = [];
+    for (const sha256 of chosen) {
+      const bytes = this.#recentBlobs.get(sha256) ?? this.#options.blobs.held?.(sha256);
+      if (bytes !== undefined) attachments.push({ sha256, bytes });
+      else misses.push(sha256);
+    }
+    if (misses.length === 0) return attachments;
+    const options = { sizeBytesMax: bytesMax };
+    try {
+      const stored = await (this.#options.blobs.readMany?.(misses, options) ?? readEach(this.#options.blobs, misses, options));
+      for (const sha256 of misses) {
+        const bytes = stored.get(sha256)?.bytes;
+        if (bytes !== undefined) attachments.push({ sha256, bytes });
+      }
+    } catch (error) {
+      this.#log.warn({ err: error }, 'binaries to send with a push could not be read; the members pull them');
+    }
+    return attachments;
   }
 
 

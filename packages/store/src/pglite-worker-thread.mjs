@@ -52,7 +52,7 @@ try {
 
 const database = pglite;
 if (database !== undefined && !database.closed) {
-  port.on('message', (/** @type {{ id: number, kind: 'query' | 'batch' | 'exec' | 'close', sql?: string, params?: unknown[], statements?: { sql: string, params: unknown[] }[], int8AsText?: boolean, blob?: Blob }} */ request) => {
+  port.on('message', (/** @type {{ id: number, kind: 'query' | 'exec' | 'close', sql?: string, params?: unknown[], int8AsText?: boolean, blob?: Blob }} */ request) => {
     void answer(database, request);
   });
 }
@@ -61,7 +61,7 @@ if (database !== undefined && !database.closed) {
  * PGlite queues its calls itself, in arrival order: requests are handed over as they come,
  * so a statement sent while another runs starts the moment it ends, without a round trip.
  * @param {PGlite} database
- * @param {{ id: number, kind: 'query' | 'batch' | 'exec' | 'close', sql?: string, params?: unknown[], statements?: { sql: string, params: unknown[] }[], int8AsText?: boolean, blob?: Blob }} request
+ * @param {{ id: number, kind: 'query' | 'exec' | 'close', sql?: string, params?: unknown[], int8AsText?: boolean, blob?: Blob }} request
  */
 async function answer(database, request) {
   try {
@@ -84,18 +84,6 @@ async function answer(database, request) {
       });
       return;
     }
-    if (request.kind === 'batch') {
-      // Statements of one transaction in one message: one round trip instead of one each.
-      // The first error ends the batch (the transaction is aborted; the sender rolls back).
-      const parsers = request.int8AsText === true ? { parsers: INT8_AS_TEXT } : {};
-      const results = [];
-      for (const statement of request.statements ?? []) {
-        const result = await database.query(statement.sql, statement.params, parsers);
-        results.push({ rows: result.rows, ...(result.affectedRows === undefined ? {} : { affectedRows: result.affectedRows }) });
-      }
-      port?.postMessage({ kind: 'results', id: request.id, ok: true, results });
-      return;
-    }
     const result = await database.query(request.sql ?? '', request.params ?? [], {
       ...(request.int8AsText === true ? { parsers: INT8_AS_TEXT } : {}),
       ...(request.blob === undefined ? {} : { blob: request.blob }),
@@ -109,6 +97,6 @@ async function answer(database, request) {
       ...(result.blob === undefined ? {} : { blob: result.blob }),
     });
   } catch (error) {
-    port?.postMessage({ kind: request.kind === 'batch' || request.kind === 'exec' ? 'results' : 'result', id: request.id, ok: false, error: describeError(error) });
+    port?.postMessage({ kind: request.kind === 'exec' ? 'results' : 'result', id: request.id, ok: false, error: describeError(error) });
   }
 }

@@ -85,7 +85,6 @@ interface DescribedError {
 
 /** Main thread → worker. */
 type WorkerRequest =
-  | { readonly kind: 'batch'; readonly id: number; readonly statements: readonly PgliteStatement[]; readonly int8AsText: boolean }
   | { readonly kind: 'query'; readonly id: number; readonly sql: string; readonly params: unknown[]; readonly int8AsText: boolean; readonly blob?: Blob }
   | { readonly kind: 'exec'; readonly id: number; readonly sql: string; readonly int8AsText: boolean }
   | { readonly kind: 'close'; readonly id: number };
@@ -98,12 +97,6 @@ type WorkerMessage =
   | { readonly kind: 'result'; readonly id: number; readonly ok: false; readonly error: DescribedError }
   | { readonly kind: 'results'; readonly id: number; readonly ok: true; readonly results: PgliteQueryResult<unknown>[] }
   | { readonly kind: 'results'; readonly id: number; readonly ok: false; readonly error: DescribedError };
-
-/** One statement of a batch (PgliteWorkerDatabase.batch). */
-export interface PgliteStatement {
-  readonly sql: string;
-  readonly params: readonly unknown[];
-}
 
 interface Pending {
   resolve(result: PgliteQueryResult<unknown> | PgliteQueryResult<unknown>[]): void;
@@ -183,16 +176,6 @@ export class PgliteWorkerDatabase {
     return this.#call({ kind: 'query', id: this.#nextId++, sql, params, int8AsText: asText, ...(options.blob === undefined ? {} : { blob: options.blob }) }) as Promise<
       PgliteQueryResult<T>
     >;
-  }
-
-  /**
-   * Runs `statements` one after the other in the worker, in one message each way (int8 as
-   * text, as the dialect reads it): the statements of a transaction without a round trip
-   * each. The first error ends the batch and rejects; the statements before it stay applied
-   * (in a transaction: the sender rolls back).
-   */
-  batch(statements: readonly PgliteStatement[]): Promise<PgliteQueryResult<Record<string, unknown>>[]> {
-    return this.#call({ kind: 'batch', id: this.#nextId++, statements, int8AsText: true }) as Promise<PgliteQueryResult<Record<string, unknown>>[]>;
   }
 
   /**

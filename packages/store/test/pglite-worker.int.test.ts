@@ -25,23 +25,13 @@ describe('PGlite in a worker thread', () => {
     expect(() => database!.query('select 1', [], { parsers: { 20: (value: string) => Number(value) } })).toThrow(StrataError);
   });
 
-  it('carries PostgreSQL errors back with their SQLSTATE, and a failed batch stops at its error', async () => {
+  it('carries PostgreSQL errors back with their SQLSTATE', async () => {
     database = await openPgliteWorker('memory');
     await database.query('create table t (id int primary key)');
     await database.query('insert into t values (1)');
     const error = await database.query('insert into t values (1)').catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(PgliteDatabaseError);
     expect(error).toMatchObject({ code: '23505', constraint: 't_pkey', table: 't' });
-
-    const batch = database.batch([
-      { sql: 'begin', params: [] },
-      { sql: 'insert into t values ($1)', params: [2] },
-      { sql: 'insert into t values ($1)', params: [1] },
-      { sql: 'insert into t values ($1)', params: [3] },
-    ]);
-    await expect(batch).rejects.toMatchObject({ code: '23505' });
-    await database.query('rollback');
-    expect((await database.query<{ id: number }>('select id from t order by id')).rows).toEqual([{ id: 1 }]);
   });
 
   it('runs several statements as one exec, each with its result, and stops at the first error', async () => {

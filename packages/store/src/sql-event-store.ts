@@ -322,11 +322,7 @@ export class SqlEventStore implements EventStore, EventScanner {
   async #readAllPage(after: Checkpoint, maxCount: number): Promise<ReadAllResult> {
     const copyOut = this.#copyOut;
     if (copyOut !== undefined && maxCount >= copyReadEventsMin) {
-      const statement = (target: string) =>
-        `copy (select ${COPY_EVENT_COLUMNS} from events` +
-        ` where (transaction_id, position) > ('${digits(after.transactionId)}'::xid8, ${signedDigits(after.position)}::int8)` +
-        ` and transaction_id < pg_snapshot_xmin(pg_current_snapshot()) order by transaction_id, position limit ${maxCount}` +
-        `) to ${target} (format binary)`;
+      const statement = eventCopyStatement(after, 'pg_snapshot_xmin(pg_current_snapshot())', maxCount);
       let result: ReadAllResult = { events: [], checkpoint: after };
       for await (const page of decodeEventCopy(copyOut(statement), maxCount)) result = page;
       return result;
@@ -352,20 +348,11 @@ export class SqlEventStore implements EventStore, EventScanner {
         yield page;
       }
     }
-    // One horizon for the whole scan: every row below it has committed (or never will), so
-    // the scan returns exactly what readAll would up to it, in the same order.
-    const horizon = await sql<{ xmin: string }>`select pg_snapshot_xmin(pg_current_snapshot())::text as xmin`.execute(this.#db);
-    const xmin = digits(horizon.rows[0]?.xmin);
+    const below = await scanHorizon(this.#db);
     // Whole pages per statement, so that pages do not shrink at statement boundaries.
     const rowsMax = this.#copyStatementRowsMax === undefined ? undefined : Math.ceil(this.#copyStatementRowsMax / pageEventsMax) * pageEventsMax;
     for (;;) {
-      const from = after;
-      const statement = (target: string) =>
-        `copy (select ${COPY_EVENT_COLUMNS} from events` +
-        ` where (transaction_id, position) > ('${digits(from.transactionId)}'::xid8, ${signedDigits(from.position)}::int8)` +
-        ` and transaction_id < '${xmin}'::xid8 order by transaction_id, position` +
-        (rowsMax === undefined ? '' : ` limit ${rowsMax}`) +
-        `) to ${target} (format binary)`;
+      const statement = eventCopyStatement(after, below, rowsMax);
       let rows = 0;
       for await (const page of decodeEventCopy(copyOut(statement, options.signal), pageEventsMax)) {
         rows += page.events.length;
@@ -389,15 +376,7 @@ export class SqlEventStore implements EventStore, EventScanner {
     const from = options.after ?? START_CHECKPOINT;
     const db = this.#db;
     return (async function* () {
-      const horizon = await sql<{ xmin: string }>`select pg_snapshot_xmin(pg_current_snapshot())::text as xmin`.execute(db);
-      const xmin = digits(horizon.rows[0]?.xmin);
-      yield* copyOut(
-        (target) =>
-          `copy (select ${COPY_EVENT_COLUMNS} from events` +
-          ` where (transaction_id, position) > ('${digits(from.transactionId)}'::xid8, ${signedDigits(from.position)}::int8)` +
-          ` and transaction_id < '${xmin}'::xid8 order by transaction_id, position) to ${target} (format binary)`,
-        options.signal,
-      );
+      yield* copyOut(eventCopyStatement(from, await scanHorizon(db)), options.signal);
     })();
   }
 
@@ -877,6 +856,29 @@ function translateError(error: unknown): unknown {
 }
 
 /** A transaction id or position spliced into COPY text (COPY takes no parameters): digits only. */
+/**
+ * The binary COPY of the events after `after` in the global order, below the transaction
+ * horizon `below` (an SQL xid8 expression), at most `limit` rows: the bulk reads' statement
+ * (readAll's large pages, scanAll, scanAllCopy), for CopyOut's target.
+ */
+function eventCopyStatement(after: Checkpoint, below: string, limit?: number): (target: string) => string {
+  return (target) =>
+    `copy (select ${COPY_EVENT_COLUMNS} from events` +
+    ` where (transaction_id, position) > ('${digits(after.transactionId)}'::xid8, ${signedDigits(after.position)}::int8)` +
+    ` and transaction_id < ${below} order by transaction_id, position` +
+    (limit === undefined ? '' : ` limit ${limit}`) +
+    `) to ${target} (format binary)`;
+}
+
+/**
+ * One horizon for a whole scan, as an xid8 literal: every row below it has committed (or
+ * never will), so the scan returns exactly what readAll would up to it, in the same order.
+ */
+async function scanHorizon(db: Kysely<StoreDatabase>): Promise<string> {
+  const horizon = await sql<{ xmin: string }>`select pg_snapshot_xmin(pg_current_snapshot())::text as xmin`.execute(db);
+  return `'${digits(horizon.rows[0]?.xmin)}'::xid8`;
+}
+
 function digits(value: unknown): string {
   const text = String(value);
   if (!/^[0-9]{1,20}$/.test(text)) throw new StrataError('STRATA_ERR_INVARIANT', `expected an unsigned integer, got '${text.slice(0, 30)}'`);

@@ -13,9 +13,10 @@ import type { BinaryCopySource } from './binary-copy.ts';
  * test/store/rebuild-workers.int.test.ts).
  *
  * Events reach a partition two ways:
- * - the raw bytes of the rebuild's one binary COPY scan, which every partition receives
- *   whole: rows of another partition's streams are skipped by their stream and type bytes,
- *   with no msgpack and no strings decoded;
+ * - the raw bytes of the rebuild's one binary COPY scan: in a rebuild, its repositories'
+ *   rows and every `RepositoryDeleted` only (the main thread routes the rows, see
+ *   RebuildWorkers.scan); given a whole scan (as tests give it), it skips the rows of another
+ *   partition's streams by their stream and type bytes, with no msgpack decoded;
  * - decoded events (what committed after the scan, read by the main thread with readAll).
  *
  * `RepositoryDeleted` names its repository in its data (`data.key`), not only by its stream:
@@ -72,7 +73,7 @@ export class RebuildPartition {
     this.#decoder = new EventCopyDecoder(false, (stream, type) => type === 'RepositoryDeleted' || this.#ownsStream(stream));
   }
 
-  /** Rows of the scan read so far (every partition reads them all). */
+  /** Rows of the scan read so far, applied or skipped. */
   get scanRows(): number {
     return this.#decoder.rowsRead;
   }

@@ -189,17 +189,7 @@ export async function rebuildProjections(
       }
     }
     // …then readAll for whatever committed since (everything, for a store without scanAll).
-    const readAfter = (after: Checkpoint) => store.readAll({ after, maxCount: batchMax, ...(options.signal ? { signal: options.signal } : {}) });
-    let reading = readAfter(checkpoint);
-    for (;;) {
-      options.signal?.throwIfAborted();
-      const read = await reading;
-      if (read.events.length === 0) break;
-      // The database reads the next page while this one is folded.
-      reading = readAfter(read.checkpoint);
-      reading.catch(() => undefined);
-      await fold(read);
-    }
+    for await (const read of readAllAhead(store, checkpoint, batchMax, options.signal)) await fold(read);
   }
 
   async function writeAndCatchUp(): Promise<RebuildResult> {
@@ -329,20 +319,30 @@ async function readWithWorkers(
   let checkpoint = scanned.checkpoint ?? after;
   let events = scanned.rows;
   onEvents(events);
-  const readAfter = (from: Checkpoint) => store.readAll({ after: from, maxCount: batchMax, ...(signal ? { signal } : {}) });
-  let reading = readAfter(checkpoint);
-  for (;;) {
-    signal?.throwIfAborted();
-    const read = await reading;
-    if (read.events.length === 0) break;
-    reading = readAfter(read.checkpoint);
-    reading.catch(() => undefined);
+  for await (const read of readAllAhead(store, checkpoint, batchMax, signal)) {
     workers.addEvents(read.events);
     events += read.events.length;
     checkpoint = read.checkpoint;
     onEvents(events);
   }
   return checkpoint;
+}
+
+/**
+ * The pages of readAll after `after` until an empty one, each requested while the one before
+ * is handled (the database reads the next page while this one is folded).
+ */
+async function* readAllAhead(store: Pick<EventStore, 'readAll'>, after: Checkpoint, maxCount: number, signal: AbortSignal | undefined): AsyncGenerator<ReadAllResult> {
+  const readAfter = (from: Checkpoint) => store.readAll({ after: from, maxCount, ...(signal ? { signal } : {}) });
+  let reading = readAfter(after);
+  for (;;) {
+    signal?.throwIfAborted();
+    const read = await reading;
+    if (read.events.length === 0) return;
+    reading = readAfter(read.checkpoint);
+    reading.catch(() => undefined);
+    yield read;
+  }
 }
 
 /** The artifact tree with its own rebuild (a subclass with another startRebuild folds in this thread). */

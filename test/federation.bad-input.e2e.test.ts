@@ -162,14 +162,23 @@ describe('federation bad input (PGlite)', () => {
     const truncated = await push(a, request([]), { body: body.subarray(0, body.length - 7) });
     expect(truncated.status).toBe(400);
     expect(truncated.body).toMatchObject({ errors: [{ status: 400 }], federation: { kind: 'refused', reason: 'malformed' } });
+    // the origin's commit times (diagnostics) are checked like the rest: one short, or not a time, refuses the batch
+    for (const committedAtMs of [[Date.now()], [Date.now(), -1]]) {
+      const forged = await push(a, { ...request([event(1, Date.now(), 'in/one.txt'), event(2, Date.now(), 'in/two.txt')]), committedAtMs });
+      expect(forged.status).toBe(400);
+      expect(forged.body).toMatchObject({ federation: { kind: 'refused', reason: 'malformed' } });
+      expect(JSON.stringify(forged.body)).toMatch(/committedAtMs/);
+    }
     expect(await snapshot(a, KEY)).toEqual({});
   });
 
   it('applies a valid batch once: a replayed request is refused, a re-signed copy is deduplicated', async () => {
-    const batch = request([event(1, Date.now(), 'in/one.txt'), event(2, Date.now(), 'in/two.txt')]);
+    const batch = { ...request([event(1, Date.now(), 'in/one.txt'), event(2, Date.now(), 'in/two.txt')]), committedAtMs: [Date.now(), Date.now()] };
     const accepted = await push(a, batch);
     expect(accepted.status).toBe(200);
     expect(accepted.body).toMatchObject({ kind: 'ack', appended: 2, duplicates: 0 });
+    // the commit times travelled: a measured both events' lag from them
+    expect((await status(a, KEY)).receiveLagFromCommit.events).toBe(2);
     expect(Object.keys((await snapshot(a, KEY)) ?? {}).sort()).toEqual(['/in/one.txt', '/in/two.txt']);
 
     const replayed = await send(a, accepted.headers, accepted.sent);

@@ -86,6 +86,11 @@ describe('federated repository across three sites (PGlite)', () => {
       '/tmp/c1.txt': sha256('c1'),
       '/tmp/sub/c2.txt': sha256('c2'),
     });
+    // b also measured the lag of a's and c's deploys from their commit: their pushes said when each committed there
+    const statusOfB = await status(b, KEY);
+    expect(statusOfB.receiveLagFromCommit.events).toBeGreaterThan(0);
+    expect(statusOfB.receiveLagFromCommit.events).toBeLessThanOrEqual(statusOfB.receiveLag.events);
+    expect(statusOfB.receiveLagFromCommit.p99Ms).toBeGreaterThanOrEqual(statusOfB.receiveLagFromCommit.p50Ms!);
 
     // a delete on b of a file deployed on a; a folder delete on a of files deployed on c
     expect((await adminFetch(live(b), `/artifactory/${KEY}/lib/gone.txt`, { method: 'DELETE' })).status).toBe(204);

@@ -72,6 +72,12 @@ const gapResendsMax = 3;
 const storeReadBatchEventsMax = 10_000;
 /** Concurrency conflicts with another writer of a stream before a received batch is given up (the sender retries). */
 const appendConflictRetriesMax = 8;
+/**
+ * This site's own events whose commit time is kept per repository (the newest ones), for the
+ * pushes' `committedAtMs`: a push normally leaves within moments of the commit; an event
+ * sent later (a member catching up) goes without one.
+ */
+const commitTimesKeptMax = 8192;
 
 export const MEMBER_STATES = ['SYNCING', 'OUT_OF_SYNC', 'DISABLED', 'FULL_SYNC_RUNNING'] as const;
 export type MemberState = (typeof MEMBER_STATES)[number];
@@ -257,6 +263,8 @@ class FederatedRepository {
   readonly #digests = new Map<string, { originSeq: number; digest: Buffer }>();
   /** Received batches waiting for their predecessors (woken whenever events are recorded). */
   readonly waiters = new Set<() => void>();
+  /** event id → this site's physical clock when its append committed (own events, the newest commitTimesKeptMax). */
+  readonly #commitTimes = new Map<string, number>();
   #vector: VersionVector | null = null;
   #queue: Promise<unknown> = Promise.resolve();
 
@@ -289,6 +297,25 @@ class FederatedRepository {
 
   rememberDigest(origin: string, originSeq: number, digest: Buffer): void {
     this.#digests.set(origin, { originSeq, digest });
+  }
+
+  /** Notes when this site's own events committed (for the pushes' `committedAtMs`). */
+  rememberCommitted(events: readonly { readonly id: string }[], committedAtMs: number): void {
+    for (const event of events) this.#commitTimes.set(event.id, committedAtMs);
+    while (this.#commitTimes.size > commitTimesKeptMax) this.#commitTimes.delete(this.#commitTimes.keys().next().value!);
+  }
+
+  /** The commit times of a batch's events, one per event (null: not known here), or undefined when none is known. */
+  commitTimesOf(events: readonly NewEvent[]): (number | null)[] | undefined {
+    if (this.#commitTimes.size === 0) return undefined;
+    let known = false;
+    const times = events.map((event) => {
+      const committedAtMs = this.#commitTimes.get(event.id);
+      if (committedAtMs === undefined) return null;
+      known = true;
+      return committedAtMs;
+    });
+    return known ? times : undefined;
   }
 
   /** True iff some origin's first event in the batch not held here is beyond the next one expected. */
@@ -463,6 +490,12 @@ export interface ReceiveStages extends ReceiveTimes {
   readonly startedAtMs: number;
   /** The batch was planned, appended and projected. */
   readonly appendedAtMs: number;
+  /**
+   * Per event handed over with these stages (same order): when its origin committed it, by
+   * the origin's clock, as the push said (`committedAtMs`), or null. Absent when the push
+   * carried none. Diagnostics only (the server's `receiveLagFromCommit`).
+   */
+  readonly committedAtMs?: readonly (number | null)[];
 }
 
 export class FederationEngine {
@@ -573,6 +606,7 @@ export class FederationEngine {
       for (const event of newEvents) invariant(eventBelongsTo(repoKey, event), `event ${event.type} is not about ${repoKey}`);
       const result = await this.#options.store.append(repo.stream, newEvents, { expectedRevision: this.#expectedRevision(repo) });
       invariant(result.appendedCount === newEvents.length, 'fresh event ids were reported as duplicates');
+      repo.rememberCommitted(result.events, Math.floor(this.#options.clock.now()));
       const membersChanged = repo.record(result.events);
       this.#options.onEventsAppended?.(repoKey, result.events);
       if (membersChanged) await this.#reconcilePeers(repo, { initial: false });
@@ -674,6 +708,8 @@ export class FederationEngine {
   async localAppended(repoKey: string, appended?: readonly RecordedEvent[]): Promise<void> {
     const repo = this.#repos.get(repoKey);
     if (repo === undefined || this.#closed) return;
+    // Told right after the commit: now is when these events committed here.
+    if (appended !== undefined && appended.length > 0) repo.rememberCommitted(appended, Math.floor(this.#options.clock.now()));
     await repo.serialize(async () => {
       const first = appended?.[0];
       if (first !== undefined && first.revision === repo.revision + 1 && appended!.every((event, index) => event.revision === first.revision + index)) {
@@ -878,7 +914,9 @@ export class FederationEngine {
     const batchHeads = new Map<string, { originSeq: number; digest: Buffer; chained: boolean }>();
     const redelivered: StreamEvent[] = [];
     let duplicates = 0;
-    for (const event of request.events) {
+    /** The origin's commit time of each fresh event, when the push says (`committedAtMs`). */
+    const freshCommittedAtMs: (number | null)[] | undefined = request.committedAtMs === undefined ? undefined : [];
+    for (const [index, event] of request.events.entries()) {
       if (!eventBelongsTo(repo.key, event)) return inbound('malformed', `event ${event.id} is about another repository`);
       const heldAs = repo.ids.get(event.id);
       if (heldAs !== undefined && heldAs !== `${event.origin}:${event.originSeq}`) {
@@ -901,6 +939,7 @@ export class FederationEngine {
       tentative.set(event.origin, event.originSeq);
       batchIds.add(event.id);
       fresh.push(event);
+      freshCommittedAtMs?.push(request.committedAtMs![index] ?? null);
     }
 
     let newestWall = Number.NEGATIVE_INFINITY;
@@ -932,7 +971,12 @@ export class FederationEngine {
       this.#scheduleRipen(repo);
     }
     if (appended.length > 0 || redelivered.length > 0) {
-      this.#options.onEventsAppended?.(repo.key, [...appended, ...redelivered], { ...times, startedAtMs, appendedAtMs: this.#options.clock.now() });
+      this.#options.onEventsAppended?.(repo.key, [...appended, ...redelivered], {
+        ...times,
+        startedAtMs,
+        appendedAtMs: this.#options.clock.now(),
+        ...(freshCommittedAtMs === undefined || appended.length === 0 ? {} : { committedAtMs: freshCommittedAtMs }),
+      });
     }
     if (peer.lastError?.startsWith(inboundErrorPrefix)) peer.lastError = null;
 
@@ -1046,6 +1090,7 @@ export class FederationEngine {
         if (phase !== 'exchange' && !peer.exchangeWanted && !(deferring && this.#uncheckedRipe(repo, peer))) return;
       }
       peer.exchangeWanted = false;
+      const committedAtMs = events.length === 0 ? undefined : repo.commitTimesOf(events);
       const request: PushRequest = {
         kind: 'push',
         repoKey: repo.key,
@@ -1055,6 +1100,7 @@ export class FederationEngine {
         events,
         fullSync: phase === 'exchange',
         ...(events.some((event) => event.type === 'RepositoryCreated') ? { members: repo.members() } : {}),
+        ...(committedAtMs === undefined ? {} : { committedAtMs }),
       };
       if (events.length > 0) {
         const reached: Record<string, number> = {};

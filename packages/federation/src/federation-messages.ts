@@ -40,6 +40,13 @@ export interface PushRequest {
    * added it is beyond this batch.
    */
   readonly members?: readonly { readonly url: string; readonly enabled: boolean }[];
+  /**
+   * Diagnostics, optional: per event (same length and order as `events`), the sender's physical
+   * clock (ms) when the append of that event committed on it, for its own events it still
+   * remembers; null for the others (another origin's events, older ones). A receiver measures
+   * replication lag from it (federation.md, `receiveLagFromCommit`); nothing is decided by it.
+   */
+  readonly committedAtMs?: readonly (number | null)[];
 }
 export type FederationRequest = PushRequest;
 
@@ -109,7 +116,7 @@ function guard<T>(what: string, validate: () => T): T {
   }
 }
 
-const PUSH_FIELDS = ['kind', 'repoKey', 'from', 'sentAtMs', 'vector', 'events', 'fullSync', 'members'] as const;
+const PUSH_FIELDS = ['kind', 'repoKey', 'from', 'sentAtMs', 'vector', 'events', 'fullSync', 'members', 'committedAtMs'] as const;
 const membersMax = 1024;
 const memberUrlLengthMax = 2048;
 
@@ -130,19 +137,36 @@ export function validateFederationRequest(value: unknown, { eventsMax }: Validat
   const events = request['events'];
   if (!Array.isArray(events)) malformed('events must be an array');
   if (events.length > eventsMax) malformed(`events holds ${events.length} events, more than ${eventsMax}`);
+  // Recorded events (with a sender's stream position) are accepted and trimmed to NewEvent.
+  const newEvents = validated.has(events)
+    ? events.map((event: unknown) => stripRecorded(event as NewEvent))
+    : events.map((event: unknown, index) => guard(`events[${index}]`, () => toNewEvent(event)));
   return {
     kind: 'push',
     repoKey,
     from,
     sentAtMs,
     vector: validateVersionVector(request['vector']),
-    // Recorded events (with a sender's stream position) are accepted and trimmed to NewEvent.
-    events: validated.has(events)
-      ? events.map((event: unknown) => stripRecorded(event as NewEvent))
-      : events.map((event: unknown, index) => guard(`events[${index}]`, () => toNewEvent(event))),
+    events: newEvents,
     fullSync: request['fullSync'],
     ...(request['members'] === undefined ? {} : { members: validateMembers(request['members']) }),
+    ...(request['committedAtMs'] === undefined ? {} : { committedAtMs: validateCommittedAtMs(request['committedAtMs'], newEvents, from) }),
   };
+}
+
+/**
+ * The sender's commit times: one entry per event, each null or a non-negative safe integer
+ * (ms), and a time only for the sender's own events (it cannot know when another origin
+ * committed). Their values are not checked against anything: they only feed a diagnostic.
+ */
+function validateCommittedAtMs(value: unknown, events: readonly NewEvent[], from: string): (number | null)[] {
+  if (!Array.isArray(value) || value.length !== events.length) malformed(`committedAtMs must be an array of one entry per event (${events.length})`);
+  for (const [index, entry] of value.entries()) {
+    if (entry === null) continue;
+    if (typeof entry !== 'number' || !Number.isSafeInteger(entry) || entry < 0) malformed(`committedAtMs[${index}] must be null or a non-negative safe integer`);
+    if (events[index]!.origin !== from) malformed(`committedAtMs[${index}] is given for an event of ${events[index]!.origin}, not of the sender ${from}`);
+  }
+  return (value as (number | null)[]).slice();
 }
 
 /** Event arrays the core codec has just decoded (and so validated): not validated a second time. */

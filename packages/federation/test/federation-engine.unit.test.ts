@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { repositoryStream } from '@strata/core';
 import { MemoryEventStore, type AppendWrites } from '@strata/store';
+import type { ReceiveStages } from '../src/index.ts';
 import { LoopbackNetwork, ManualScheduler, deploy, eventOf, memberUrl, openSite, push, settle } from './federation-test-kit.ts';
 
 const stream = repositoryStream('fed');
@@ -115,6 +116,49 @@ describe('local commits and pushing', () => {
       ['b', 'SYNCING', 0],
       ['c', 'SYNCING', 0],
     ]);
+  });
+
+  it("a push carries when each of the origin's own events committed there, and the receiver hands those times on with the events; a forwarded copy carries none", async () => {
+    // given a, b and c, b forwarding at once (so a's events reach c through b too)
+    const network = new LoopbackNetwork();
+    const scheduler = new ManualScheduler();
+    const handed: { site: string; ids: string[]; committedAtMs: readonly (number | null)[] | undefined }[] = [];
+    const onEventsAppended = (site: string) => (_repoKey: string, events: readonly { id: string }[], stages?: ReceiveStages) => {
+      if (stages !== undefined) handed.push({ site, ids: events.map((event) => event.id), committedAtMs: stages.committedAtMs });
+    };
+    const a = await openSite(network, scheduler, 'a', ['a', 'b', 'c'], { engine: { onEventsAppended: onEventsAppended('a') } });
+    await openSite(network, scheduler, 'b', ['a', 'b', 'c'], { engine: { forwardDelayMs: 0, onEventsAppended: onEventsAppended('b') } });
+    await openSite(network, scheduler, 'c', ['a', 'b', 'c'], { engine: { onEventsAppended: onEventsAppended('c') } });
+    await scheduler.advance(1_000);
+    network.requests.length = 0;
+    // when a commits two events through the engine, and 250 ms later another writer appends one and tells the engine
+    const committedAt = scheduler.now;
+    const first = await a.engine.commit('fed', [deploy('one'), deploy('two')]);
+    await scheduler.advance(250);
+    const told = await a.store.append(stream, [eventOf('a', 3, scheduler.now)], { expectedRevision: 'any' });
+    await a.engine.localAppended('fed', told.events);
+    await scheduler.advance(0);
+    // then each of a's pushes says when its events committed on a
+    const fromA = network.requests.filter((entry) => entry.from === 'a' && entry.request.events.length > 0);
+    expect(fromA.map((entry) => [entry.to, entry.request.committedAtMs])).toEqual([
+      ['b', [committedAt, committedAt]],
+      ['c', [committedAt, committedAt]],
+      ['b', [committedAt + 250]],
+      ['c', [committedAt + 250]],
+    ]);
+    // b forwards a's events to c without them (b cannot know when a committed)
+    const forwarded = network.requests.filter((entry) => entry.from === 'b' && entry.to === 'c' && entry.request.events.length > 0);
+    expect(forwarded.length).toBeGreaterThan(0);
+    expect(forwarded.every((entry) => entry.request.committedAtMs === undefined)).toBe(true);
+    // and b and c were handed each event of a with its commit time, once (the forwarded copies were duplicates)
+    for (const site of ['b', 'c']) {
+      const times = handed.filter((entry) => entry.site === site).flatMap((entry) => entry.ids.map((id, index) => [id, entry.committedAtMs?.[index]]));
+      expect(times).toEqual([
+        [first[0]!.id, committedAt],
+        [first[1]!.id, committedAt],
+        [told.events[0]!.id, committedAt + 250],
+      ]);
+    }
   });
 
   it('forwards events received from others, so a cut link between a and c heals through b', async () => {

@@ -55,6 +55,50 @@ describe('federation messages', () => {
     );
   });
 
+  it("the origin's commit times travel with a push (fast-check), one per event, null where unknown", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.boolean(), fc.option(fc.integer({ min: 0, max: 2 ** 45 }), { nil: null })), { minLength: 1, maxLength: 20 }),
+        (entries) => {
+          // Another origin's events (forwarded) carry no commit time.
+          const events = entries.map(([own], index) => eventOf(own ? 'site-a' : 'site-b', index + 1, T0 + index));
+          const committedAtMs = entries.map(([own, time]) => (own ? time : null));
+          const request = { ...push('site-a', events), committedAtMs };
+          expect(decodeFederationRequest(encodeFederationRequest(request), { eventsMax: 64 })).toEqual(request);
+          expect(validateFederationRequest(request, { eventsMax: 64 })).toEqual(request);
+        },
+      ),
+    );
+  });
+
+  it("refuses a push's commit times as MALFORMED when they do not match its events, are not times, or are given for another origin's event", () => {
+    const events = [eventOf('a', 1, T0), eventOf('a', 2, T0), eventOf('b', 1, T0)];
+    const bad: unknown[] = [
+      [T0, T0], // one entry short
+      [T0, T0, null, T0], // one too many
+      [T0, -1, null],
+      [T0, 1.5, null],
+      [T0, Number.MAX_SAFE_INTEGER + 2, null],
+      [T0, '1700000000000', null],
+      [T0, T0, T0], // a time for b's event, in a push from a
+      { 0: T0, 1: T0, 2: null },
+      null,
+    ];
+    for (const committedAtMs of bad) {
+      const request = { ...push('a', events), committedAtMs };
+      for (const attempt of [() => validateFederationRequest(request, { eventsMax: 64 }), () => decodeFederationRequest(encodeFederationRequest(request as never), { eventsMax: 64 })]) {
+        try {
+          attempt();
+          expect.unreachable(`accepted committedAtMs ${JSON.stringify(committedAtMs)}`);
+        } catch (error) {
+          expect(isFederationError(error, 'STRATA_ERR_FEDERATION_MALFORMED')).toBe(true);
+        }
+      }
+    }
+    // Absent is fine (an older origin, or nothing known): the push is as it was.
+    expect(validateFederationRequest(push('a', events), { eventsMax: 64 })).toEqual(push('a', events));
+  });
+
   it('replies survive the wire form unchanged', () => {
     const replies: FederationReply[] = [
       { kind: 'ack', vector: { a: 3, b: 1 }, appended: 2, duplicates: 1 },

@@ -163,6 +163,16 @@ export const federationRoutes: FastifyPluginAsync<FederationRoutesOptions> = asy
       pendingBinaries: { type: 'integer' },
     },
   } as const;
+  /** `receiveLag` (from the origin's stamp) and `receiveLagFromCommit` (from its commit). */
+  const receiveLagSchema = {
+    type: 'object',
+    properties: {
+      events: { type: 'integer' },
+      p50Ms: { type: ['integer', 'null'] },
+      p99Ms: { type: ['integer', 'null'] },
+      maxMs: { type: ['integer', 'null'] },
+    },
+  } as const;
 
   app.get<{ Params: { repo: string } }>(
     '/api/federation/status/:repo',
@@ -178,15 +188,8 @@ export const federationRoutes: FastifyPluginAsync<FederationRoutesOptions> = asy
               removed: { type: 'boolean' },
               vector: { type: 'object', additionalProperties: { type: 'integer' } },
               pendingBinaries: { type: 'integer' },
-              receiveLag: {
-                type: 'object',
-                properties: {
-                  events: { type: 'integer' },
-                  p50Ms: { type: ['integer', 'null'] },
-                  p99Ms: { type: ['integer', 'null'] },
-                  maxMs: { type: ['integer', 'null'] },
-                },
-              },
+              receiveLag: receiveLagSchema,
+              receiveLagFromCommit: receiveLagSchema,
               receiveStages: {
                 type: 'object',
                 properties: {

@@ -147,7 +147,10 @@ export interface MemberStatusView {
   readonly pendingBinaries: number;
 }
 
-/** Replication lag of events received here: origin stamp to append and projection here. */
+/**
+ * Replication lag of events received here, to their append and projection here: from the
+ * origin's stamp (`receiveLag`), or from the origin's commit (`receiveLagFromCommit`).
+ */
 export interface ReceiveLagView {
   /** Events measured (the most recent ones, at most receiveLagSamplesMax). */
   readonly events: number;
@@ -225,6 +228,14 @@ export interface FederationStatusView {
   readonly vector: Readonly<Record<string, number>>;
   readonly pendingBinaries: number;
   readonly receiveLag: ReceiveLagView;
+  /**
+   * The same events' lag from the origin's commit (the time its push says the append committed
+   * there, by its clock) to their append and projection here, by this site's clock: the lag as
+   * issue 4 defines it. Only events whose push carried their commit time (the origin's own
+   * pushes, within moments of the commit) are measured. Across hosts it is off by the clocks'
+   * difference (members' `clockOffsetMs`).
+   */
+  readonly receiveLagFromCommit: ReceiveLagView;
   readonly receiveStages: ReceiveStagesView;
   readonly members: readonly MemberStatusView[];
 }
@@ -249,7 +260,7 @@ export class FederationService implements FederationHooks {
   readonly #resolveErrors = new Map<string, string>();
   readonly #federating = new Map<string, Promise<void>>();
   /** Per repository: lag samples (ms) of received events, and of each step of their receipt. */
-  readonly #receiveLags = new Map<string, { lag: SampleRing; stages: Record<(typeof receiveStageNames)[number], SampleRing> }>();
+  readonly #receiveLags = new Map<string, { lag: SampleRing; fromCommit: SampleRing; stages: Record<(typeof receiveStageNames)[number], SampleRing> }>();
   #log: FederationLogger = silentLogger;
   #resolveTimer: NodeJS.Timeout | null = null;
   #resolving = false;
@@ -731,7 +742,7 @@ export class FederationService implements FederationHooks {
     for (const member of status.members) {
       if (!seen.has(member.peerId)) members.push(this.#memberView(repoKey, member, member.url, inboundOf(member.peerId, member.url)));
     }
-    return { repoKey, siteId: this.siteId, removed: status.removed, vector: status.vector, pendingBinaries: this.#puller.pendingCount(repoKey), receiveLag: this.#lagView(repoKey), receiveStages: this.#stagesView(repoKey), members };
+    return { repoKey, siteId: this.siteId, removed: status.removed, vector: status.vector, pendingBinaries: this.#puller.pendingCount(repoKey), receiveLag: this.#lagView(this.#receiveLags.get(repoKey)?.lag), receiveLagFromCommit: this.#lagView(this.#receiveLags.get(repoKey)?.fromCommit), receiveStages: this.#stagesView(repoKey), members };
   }
 
   #memberView(repoKey: string, member: FederationMemberStatus, url: string, lastInboundError: string | null): MemberStatusView {
@@ -775,12 +786,21 @@ export class FederationService implements FederationHooks {
     let rings = this.#receiveLags.get(repoKey);
     if (rings === undefined) {
       const stage = () => new SampleRing(receiveStageSamplesMax);
-      rings = { lag: new SampleRing(receiveLagSamplesMax), stages: { arrival: stage(), authentication: stage(), queue: stage(), append: stage() } };
+      rings = {
+        lag: new SampleRing(receiveLagSamplesMax),
+        fromCommit: new SampleRing(receiveLagSamplesMax),
+        stages: { arrival: stage(), authentication: stage(), queue: stage(), append: stage() },
+      };
       this.#receiveLags.set(repoKey, rings);
     }
-    // By this site's physical clock; the origin's stamp is its physical clock at commit (HLC wall).
+    // By this site's physical clock; the origin's stamp is its physical clock when it prepared
+    // the event (HLC wall), before its own append round; its commit time comes with the push.
     const now = this.#options.clock.now();
     for (const event of events) rings.lag.add(now - event.hlc.wall);
+    const committedAtMs = stages?.committedAtMs;
+    if (committedAtMs !== undefined) {
+      for (const committed of committedAtMs) if (committed !== null) rings.fromCommit.add(now - committed);
+    }
     if (stages?.arrivedAtMs === undefined || stages.authenticatedAtMs === undefined) return;
     const { arrivedAtMs, authenticatedAtMs, startedAtMs, appendedAtMs } = stages;
     for (const event of events) {
@@ -791,8 +811,7 @@ export class FederationService implements FederationHooks {
     }
   }
 
-  #lagView(repoKey: string): ReceiveLagView {
-    const ring = this.#receiveLags.get(repoKey)?.lag;
+  #lagView(ring: SampleRing | undefined): ReceiveLagView {
     if (ring === undefined || ring.count === 0) return { events: 0, p50Ms: null, p99Ms: null, maxMs: null };
     const sorted = ring.sorted();
     return { events: ring.count, p50Ms: quantile(sorted, 0.5), p99Ms: quantile(sorted, 0.99), maxMs: Math.round(sorted[sorted.length - 1]!) };

@@ -3,6 +3,7 @@ import type { DomainEvent, EventMeta, NewEvent, RecordedEvent } from '@strata/co
 import type { AppendResult, EventStore, StreamAppend } from '@strata/store';
 import { readBatchEventsMax } from '@strata/store';
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { deployTrace } from './deploy-trace.ts';
 import type { IdGenerator, LocalHlc } from './ports.ts';
 
 const trustedWrites = new AsyncLocalStorage<boolean>();
@@ -292,6 +293,7 @@ export class StreamWriter<S> {
   /** Runs rounds until the stream's queue is empty; one drain per stream at a time. */
   async #drain(stream: string): Promise<void> {
     for (;;) {
+      const drained = performance.now();
       // Let pending I/O run before a round: an embedded database (PGlite) answers through
       // microtasks only, so without this yield a round would never see the requests that
       // arrived meanwhile and every command would get its own append.
@@ -321,12 +323,16 @@ export class StreamWriter<S> {
       }
       const batch = queue.splice(0, this.#batchCommandsMax);
       const started = performance.now();
+      const appendTimes = deployTrace === undefined ? undefined : { started: 0, ended: 0 };
       try {
-        await this.#round(stream, batch);
+        await this.#round(stream, batch, appendTimes);
       } catch (error) {
         for (const command of batch) command.reject(error);
       }
       const ended = performance.now();
+      if (appendTimes !== undefined) {
+        deployTrace?.round({ drained, taken: started, appendStarted: appendTimes.started, appendEnded: appendTimes.ended, commands: batch.length, queuedAfter: queue.length });
+      }
       // A client alone (a round of one, nothing queued) expects one command: no wait.
       if (this.#roundGatherMs > 0) this.#rememberRound(stream, { commands: batch.length + queue.length, durationMs: ended - started, endedAt: ended });
     }
@@ -353,7 +359,7 @@ export class StreamWriter<S> {
     this.#gathering.delete(stream);
   }
 
-  async #round(stream: string, batch: readonly PendingCommand<S>[]): Promise<void> {
+  async #round(stream: string, batch: readonly PendingCommand<S>[], trace?: { started: number; ended: number }): Promise<void> {
     const checked = await Promise.all(
       batch.map(async (command) => {
         const failure = await command.checked;
@@ -403,9 +409,11 @@ export class StreamWriter<S> {
         return;
       }
       try {
+        if (trace !== undefined) trace.started = performance.now();
         const appended = await this.#store.append(stream, stamped, {
           expectedRevision: snapshot.revision < 0 ? 'no_stream' : snapshot.revision,
         });
+        if (trace !== undefined) trace.ended = performance.now();
         invariant(appended.appendedCount === stamped.length, 'freshly generated event ids were reported as duplicates');
         let folded = snapshot.state;
         for (const recorded of appended.events) folded = this.#fold.evolve(folded, recorded);

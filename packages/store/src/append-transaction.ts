@@ -89,6 +89,14 @@ export interface PgAppendTransactionsOptions {
   readonly prepareAfter?: number;
 }
 
+/**
+ * A diagnostic hook (the server's STRATA_DEPLOY_TRACE sets it on globalThis under this key):
+ * told the start and end of every round trip of a PostgreSQL append transaction. Unset, the
+ * cost is one property read per round trip.
+ */
+const appendTraceKey = Symbol.for('strata.appendTrace');
+type AppendTraceHook = (send: { statements: number; commit: boolean; started: number; ended: number }) => void;
+
 /** Most statements prepared per pool (each connection prepares those it sends). */
 const preparedStatementsMax = 32;
 /** Distinct statement texts counted before the count starts over (one-off statements). */
@@ -200,7 +208,10 @@ export function pgAppendTransactions(pool: pg.Pool, options: PgAppendTransaction
           const began = state === 'idle';
           const parts = [...(began ? ['begin'] : []), ...texts, ...(options.commit === true ? ['commit'] : [])];
           state = 'open';
+          const traceSend = (globalThis as Record<symbol, unknown>)[appendTraceKey] as AppendTraceHook | undefined;
+          const started = traceSend === undefined ? 0 : performance.now();
           const result = (await client.query(parts.join(';\n'))) as unknown as pg.QueryResult | pg.QueryResult[];
+          traceSend?.({ statements: texts.length, commit: options.commit === true, started, ended: performance.now() });
           const results = Array.isArray(result) ? result : [result];
           if (results.length !== parts.length) {
             throw new StrataError('STRATA_ERR_INVARIANT', `expected ${parts.length} results from the append statements, got ${results.length}`);

@@ -7,6 +7,7 @@ import { repositoryNotFound as notFound } from '../repositories/repository-decid
 import type { RepositoryStreamState } from '../repositories/repository-stream.ts';
 import type { StreamWriter } from '../stream-writer.ts';
 import { checkDeployable, decideDelete, decideDeploy, enforcePatterns } from './artifact-decider.ts';
+import type { DeployTimes } from '../deploy-trace.ts';
 import type { MetadataCache } from './hot-caches.ts';
 import { mimeTypeFor } from './mime-types.ts';
 import type { TreeShapeLookups } from './tree-shape-lookups.ts';
@@ -19,6 +20,8 @@ export interface DeployRequest {
   readonly meta: EventMeta;
   /** Checks the stored content before the event is appended (a format's consistency rules); throwing refuses the deploy. */
   readonly verify?: (lease: BlobLease) => Promise<void>;
+  /** Phase timestamps for STRATA_DEPLOY_TRACE (deploy-trace.ts); absent when tracing is off. */
+  readonly trace?: DeployTimes;
 }
 
 export interface DeployedArtifact {
@@ -111,6 +114,7 @@ export class ArtifactService {
     } finally {
       queued();
     }
+    if (request.trace !== undefined) request.trace.body = performance.now();
     return this.#record(request, lease);
   }
 
@@ -136,12 +140,18 @@ export class ArtifactService {
       // The tree-shape lookup is the command's `check`: the checks of a round run together and
       // decisions stay pure, so concurrent deploys share one append. (A folder/file clash
       // between two deploys of the same round is not caught; it is not an invariant.)
+      const trace = request.trace;
+      if (trace !== undefined) trace.queued = performance.now();
       const { events } = await this.#streams.execute(
         repositoryStream(repo),
         request.meta,
-        (state) => ({ events: decideDeploy({ repo, path, blob: lease, mimeType, properties: request.properties }, state), result: undefined }),
-        () => this.#checkTreeShape(repo, path),
+        (state) => {
+          if (trace !== undefined) trace.decided = performance.now();
+          return { events: decideDeploy({ repo, path, blob: lease, mimeType, properties: request.properties }, state), result: undefined };
+        },
+        trace === undefined ? () => this.#checkTreeShape(repo, path) : () => this.#checkTreeShape(repo, path).finally(() => (trace.checked = performance.now())),
       );
+      if (trace !== undefined) trace.appended = performance.now();
       this.#cache.invalidateItem(repo, path);
       const event = events[0] as RecordedEvent;
       return {

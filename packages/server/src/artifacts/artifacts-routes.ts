@@ -1,3 +1,4 @@
+import { deployTrace } from '../deploy-trace.ts';
 import { isStrataError, StrataError } from '@strata/core';
 import type { Checksums } from '@strata/core';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
@@ -284,6 +285,8 @@ export const artifactsRoutes: FastifyPluginAsync<ArtifactsRoutesOptions> = async
   app.addContentTypeParser('*', (_request, _payload, done) => done(null));
 
   async function deploy(request: FastifyRequest, reply: FastifyReply, requested: ArtifactAddress) {
+    const trace = deployTrace?.deploy();
+    if (trace !== undefined) reply.raw.once('finish', () => (trace.replied = performance.now()));
     const address = await deployTarget(requested);
     const { repo, path } = address;
     if (address.trailingSlash) throw new StrataError('STRATA_ERR_HTTP_BAD_REQUEST', 'deploy a file: folders exist implicitly');
@@ -304,6 +307,7 @@ export const artifactsRoutes: FastifyPluginAsync<ArtifactsRoutesOptions> = async
       expected: declaredChecksums(request),
       meta: requestMeta(request),
       ...(plan?.verify === undefined ? {} : { verify: plan.verify }),
+      ...(trace === undefined ? {} : { trace }),
     };
     let deployed: DeployedArtifact;
     if (header(request, 'x-checksum-deploy')?.toLowerCase() === 'true') {

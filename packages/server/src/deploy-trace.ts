@@ -1,0 +1,71 @@
+import { appendFileSync } from 'node:fs';
+
+/**
+ * Where a deploy's time goes, for diagnosis only (bench/deploy-trace-probe.ts reads it):
+ * with `STRATA_DEPLOY_TRACE=<file>` set when the server starts, every deploy records
+ * `performance.now()` at each phase, every append round of the stream writer its steps,
+ * and (through `globalThis[appendTraceKey]`, see the store's append-transaction.ts) every
+ * append batch its round trips; the records are appended to the file as JSON lines once
+ * a second. Off (the default), each phase costs one check of an undefined constant.
+ */
+export const deployPhases = ['arrival', 'body', 'queued', 'checked', 'decided', 'appended', 'replied'] as const;
+export type DeployPhase = (typeof deployPhases)[number];
+
+/** One deploy's timestamps (ms, performance.now()), by phase. */
+export type DeployTimes = Partial<Record<DeployPhase, number>>;
+
+/** One round of the stream writer: when it was woken, took its batch, called append and got the answer. */
+export interface RoundTimes {
+  readonly drained: number;
+  readonly taken: number;
+  readonly appendStarted: number;
+  readonly appendEnded: number;
+  readonly commands: number;
+  readonly queuedAfter: number;
+}
+
+/** The store's hook key (a global so that the store depends on nothing of the server's). */
+export const appendTraceKey = Symbol.for('strata.appendTrace');
+
+interface TraceRecord {
+  readonly kind: 'deploy' | 'round' | 'send';
+  readonly [field: string]: unknown;
+}
+
+class DeployTraceRecorder {
+  readonly #file: string;
+  #records: TraceRecord[] = [];
+
+  constructor(file: string) {
+    this.#file = file;
+    setInterval(() => this.flush(), 1000).unref();
+    process.once('exit', () => this.flush());
+    // The store reports each `send` of an append transaction (statements, commit, start, end).
+    (globalThis as Record<symbol, unknown>)[appendTraceKey] = (send: { statements: number; commit: boolean; started: number; ended: number }) =>
+      this.#records.push({ kind: 'send', ...send });
+  }
+
+  deploy(): DeployTimes {
+    const times: DeployTimes = { arrival: performance.now() };
+    this.#records.push({ kind: 'deploy', times });
+    return times;
+  }
+
+  round(times: RoundTimes): void {
+    this.#records.push({ kind: 'round', ...times });
+  }
+
+  flush(): void {
+    if (this.#records.length === 0) return;
+    // Deploys still in flight are written when done (next flush).
+    const done: TraceRecord[] = [];
+    const pending: TraceRecord[] = [];
+    for (const record of this.#records) (record.kind === 'deploy' && (record['times'] as DeployTimes).replied === undefined ? pending : done).push(record);
+    this.#records = pending;
+    appendFileSync(this.#file, done.map((record) => JSON.stringify(record)).join('\n') + '\n');
+  }
+}
+
+const traceFile = process.env['STRATA_DEPLOY_TRACE'];
+/** Undefined unless STRATA_DEPLOY_TRACE names a file. */
+export const deployTrace: DeployTraceRecorder | undefined = traceFile === undefined || traceFile === '' ? undefined : new DeployTraceRecorder(traceFile);

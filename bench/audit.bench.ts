@@ -79,6 +79,8 @@ export async function replayBenchmark(backend: 'postgres' | 'pglite', events: nu
     const source = { store: database.store, db: database.db, bulk: database.bulk };
     const all: number[] = [];
     const one: number[] = [];
+    const wiped: number[] = [];
+    const baselineOne: number[] = [];
     const half: number[] = [];
     const reads: number[] = [];
     // `--until` the middle of the global order (a position): half the events kept, the read
@@ -109,11 +111,26 @@ export async function replayBenchmark(backend: 'postgres' | 'pglite', events: nu
       const whole = await replayAll(source, projections(), benchWorkers());
       all.push(whole.eventsPerSecond);
       if (round % 2 === 0) await replayBaseline();
-      const repository = await replayRepository(source, projections(), BENCH_REPOSITORIES[0]!);
+      const repo = BENCH_REPOSITORIES[0]!;
+      const replayBaselineRepository = async () => {
+        if (baseline === undefined) return;
+        const { module, opened } = baseline;
+        const result = await module.replayRepository({ store: opened.store, db: opened.db, bulk: opened.bulk }, [new module.ArtifactTreeProjection(), new module.RepositoryConfigProjection()], repo);
+        baselineOne.push(result.eventsPerSecond);
+        log(`replay round ${round + 1} (${backend}): baseline one repository ${Math.round(result.eventsPerSecond)} events/s (${result.events} events)`);
+      };
+      if (round % 2 === 1) await replayBaselineRepository();
+      // The repository as the replay above left it: intact (the usual case of `replay --repo`).
+      const repository = await replayRepository(source, projections(), repo);
       one.push(repository.eventsPerSecond);
       oneEvents = repository.events;
+      if (round % 2 === 0) await replayBaselineRepository();
+      // The worst case: every row of the repository gone (deleted outside the measurement).
+      for (const table of ['artifacts', 'folder_tombstones', 'artifact_properties']) await database.raw(`delete from ${table} where repo = $1`, [repo]);
+      const rewritten = await replayRepository(source, projections(), repo);
+      wiped.push(rewritten.eventsPerSecond);
       log(
-        `replay round ${round + 1} (${backend}): all ${Math.round(all.at(-1)!)} events/s (${whole.events} events), until the middle ${Math.round(half.at(-1)!)} events/s (${halfway.events} events), one repository ${Math.round(one.at(-1)!)} events/s (${repository.events} events), readAll ${Math.round(reads.at(-1)!)} events/s`,
+        `replay round ${round + 1} (${backend}): all ${Math.round(all.at(-1)!)} events/s (${whole.events} events), until the middle ${Math.round(half.at(-1)!)} events/s (${halfway.events} events), one repository ${Math.round(one.at(-1)!)} events/s (${repository.events} events, ${repository.rowsChanged ?? '?'} rows changed), one repository with its rows deleted ${Math.round(wiped.at(-1)!)} events/s (${rewritten.rowsChanged ?? '?'} rows changed), readAll ${Math.round(reads.at(-1)!)} events/s`,
       );
     }
     const readAll = { label: 'readAll from the start', perSecond: median(reads) };
@@ -155,9 +172,31 @@ export async function replayBenchmark(backend: 'postgres' | 'pglite', events: nu
         measured: { label: 'replay one repository', perSecond: median(one) },
         reference: readAll,
         target: { perSecond: 100_000 },
-        notes: `median of ${rounds} rounds`,
+        notes: `median of ${rounds} rounds; the repository intact (rows compared, none rewritten); per round ${one.map((rate) => Math.round(rate).toLocaleString('en-US')).join(', ')} events/s`,
         roundRatios: one.map((rate, round) => rate / reads[round]!),
       },
+      {
+        benchmark: `strata replay --repo (${oneEvents.toLocaleString('en-US')} events), its rows deleted first`,
+        backend,
+        measured: { label: 'replay one wiped repository', perSecond: median(wiped) },
+        reference: readAll,
+        target: { perSecond: 100_000 },
+        notes: `median of ${rounds} rounds; every row written; per round ${wiped.map((rate) => Math.round(rate).toLocaleString('en-US')).join(', ')} events/s`,
+        roundRatios: wiped.map((rate, round) => rate / reads[round]!),
+      },
+      ...(baseline === undefined
+        ? []
+        : [
+            {
+              benchmark: `baseline strata replay --repo (${oneEvents.toLocaleString('en-US')} events)`,
+              backend,
+              measured: { label: 'baseline replay one repository', perSecond: median(baselineOne) },
+              reference: readAll,
+              target: { perSecond: 100_000 },
+              notes: `median of ${rounds} rounds; per round ${baselineOne.map((rate) => Math.round(rate).toLocaleString('en-US')).join(', ')} events/s`,
+              roundRatios: baselineOne.map((rate, round) => rate / reads[round]!),
+            },
+          ]),
     ];
   } finally {
     await baseline?.opened.close();

@@ -120,7 +120,7 @@ describe('audit over a running server and the strata commands', () => {
     expect(copyPositions).toHaveLength(7);
     const replayed = await strata('replay', '--data', copy, '--repo', 'libs', '--until', copyPositions[2]!);
     expect(replayed.code).toBe(0);
-    expect(replayed.stdout).toMatch(/replayed 3 events of libs up to position \d+ into \d+ rows in [\d.]+ s: [\d,]+ events\/s/);
+    expect(replayed.stdout).toMatch(/replayed 3 events of libs up to position \d+ into \d+ rows \(\d+ changed\) in [\d.]+ s: [\d,]+ events\/s/);
     expect((await strata('verify', '--data', copy, '--repo', 'libs')).code).toBe(0);
 
     // A tampered export is refused whole.

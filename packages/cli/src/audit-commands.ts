@@ -297,7 +297,7 @@ export async function replayCommand(argv: readonly string[], context: CommandCon
     progress.done();
     const folders = 'workers' in result && typeof result.workers === 'number' ? result.workers : 0;
     context.stdout.write(
-      `replayed ${number(result.events)} events${repo === undefined ? '' : ` of ${repo}`}${until === undefined ? '' : ` up to ${describePointInTime(until)}`} into ${number(result.rows)} rows in ${(result.elapsedMs / 1000).toFixed(2)} s: ${number(result.eventsPerSecond)} events/s${folders > 0 ? ` (artifact tree folded by ${folders} worker threads)` : ''}\n`,
+      `replayed ${number(result.events)} events${repo === undefined ? '' : ` of ${repo}`}${until === undefined ? '' : ` up to ${describePointInTime(until)}`} into ${number(result.rows)} rows${'rowsChanged' in result && typeof result.rowsChanged === 'number' ? ` (${number(result.rowsChanged)} changed)` : ''} in ${(result.elapsedMs / 1000).toFixed(2)} s: ${number(result.eventsPerSecond)} events/s${folders > 0 ? ` (artifact tree folded by ${folders} worker threads)` : ''}\n`,
     );
     return 0;
   } finally {

@@ -109,6 +109,31 @@ export function isEventScanner(store: object): store is EventScanner {
   return typeof (store as Partial<EventScanner>).scanAll === 'function';
 }
 
+export interface ScanStreamOptions {
+  /** Only events at or before this position of the global order. */
+  readonly untilPosition?: bigint;
+  /** Only events whose HLC physical time is at or before this (ms since the epoch). */
+  readonly untilWall?: number;
+  /** Events per page at most; default readBatchEventsMax. */
+  readonly pageEventsMax?: number;
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * A bulk reader of one stream for a fold that does not depend on the order of its events
+ * (the artifact tree and the repository configuration merge by HLC stamps, whatever order
+ * events arrive in: core's delivery-order properties): `strata replay --repo`. Pages come in
+ * no particular order, so the store can read the stream's rows as they lie in the table
+ * instead of one index probe per event.
+ */
+export interface StreamScanner {
+  scanStream(stream: string, options?: ScanStreamOptions): AsyncIterable<readonly RecordedEvent[]>;
+}
+
+export function isStreamScanner(store: object): store is StreamScanner {
+  return typeof (store as Partial<StreamScanner>).scanStream === 'function';
+}
+
 /**
  * A store whose bulk scan is one binary COPY it can hand over undecoded (the SQL store on
  * PostgreSQL): a rebuild's worker threads decode it (projections/rebuild-workers.ts).

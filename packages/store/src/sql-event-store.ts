@@ -24,6 +24,8 @@ import {
   type ReadStreamOptions,
   type EventScanner,
   type ScanAllOptions,
+  type ScanStreamOptions,
+  type StreamScanner,
   type SubscribeOptions,
   type StreamAppend,
   type Subscription,
@@ -151,7 +153,7 @@ const RETRYABLE_SQLSTATES: ReadonlySet<string> = new Set(['23505', '40001', '40P
  * row locks and transaction ids, not on this process, so several processes may share one
  * PostgreSQL database.
  */
-export class SqlEventStore implements EventStore, EventScanner {
+export class SqlEventStore implements EventStore, EventScanner, StreamScanner {
   readonly #db: Kysely<StoreDatabase>;
   readonly #projections: readonly SqlProjection[];
   readonly #appendBatchEventsMax: number;
@@ -360,6 +362,54 @@ export class SqlEventStore implements EventStore, EventScanner {
         yield page;
       }
       if (rowsMax === undefined || rows < rowsMax) return;
+    }
+  }
+
+  /**
+   * Every event of `stream` (up to a point), in no particular order (StreamScanner). On
+   * PostgreSQL one binary COPY without an ORDER BY: the planner reads the stream's rows as
+   * they lie in the table (a bitmap or sequential scan) instead of one index probe per event
+   * in revision order, which for a stream interleaved with others is most of a replay's read.
+   * PGlite hands a COPY's output over as one blob, so there it reads slices in revision
+   * order; a store without COPY pages through readStream.
+   */
+  async *scanStream(stream: string, options: ScanStreamOptions = {}): AsyncGenerator<readonly RecordedEvent[]> {
+    this.#assertOpen();
+    options.signal?.throwIfAborted();
+    const pageEventsMax = Math.max(1, Math.floor(options.pageEventsMax ?? this.#readBatchEventsMax));
+    const kept = (event: RecordedEvent) =>
+      (options.untilPosition === undefined || event.position <= options.untilPosition) && (options.untilWall === undefined || event.hlc.wall <= options.untilWall);
+    const copyOut = this.#copyOut;
+    if (copyOut === undefined) {
+      for (let fromRevision = 0; ; ) {
+        options.signal?.throwIfAborted();
+        const page = await this.readStream(stream, { fromRevision, maxCount: Math.min(pageEventsMax, this.#readBatchEventsMax) });
+        if (page.length === 0) return;
+        fromRevision = page[page.length - 1]!.revision + 1;
+        const events = page.filter(kept);
+        if (events.length > 0) yield events;
+      }
+    }
+    const where =
+      `where stream = ${sqlTextLiteral(stream)}` +
+      (options.untilPosition === undefined ? '' : ` and position <= ${signedDigits(options.untilPosition)}`) +
+      (options.untilWall === undefined ? '' : ` and hlc_wall <= ${signedDigits(BigInt(Math.floor(options.untilWall)))}`);
+    const sliceRows = this.#copyStatementRowsMax;
+    if (sliceRows === undefined) {
+      const statement = (target: string) => `copy (select ${COPY_EVENT_COLUMNS} from events ${where}) to ${target} (format binary)`;
+      for await (const page of decodeEventCopy(copyOut(statement, options.signal), pageEventsMax)) yield page.events;
+      return;
+    }
+    for (let fromRevision = 0; ; ) {
+      const statement = (target: string) =>
+        `copy (select ${COPY_EVENT_COLUMNS} from events ${where} and revision >= ${fromRevision} order by revision limit ${sliceRows}) to ${target} (format binary)`;
+      let rows = 0;
+      for await (const page of decodeEventCopy(copyOut(statement, options.signal), pageEventsMax)) {
+        rows += page.events.length;
+        fromRevision = page.events[page.events.length - 1]!.revision + 1;
+        yield page.events;
+      }
+      if (rows < sliceRows) return;
     }
   }
 
@@ -877,6 +927,15 @@ function eventCopyStatement(after: Checkpoint, below: string, limit?: number): (
 async function scanHorizon(db: Kysely<StoreDatabase>): Promise<string> {
   const horizon = await sql<{ xmin: string }>`select pg_snapshot_xmin(pg_current_snapshot())::text as xmin`.execute(db);
   return `'${digits(horizon.rows[0]?.xmin)}'::xid8`;
+}
+
+/**
+ * A text value spliced into COPY text (COPY takes no parameters) as an escape string
+ * literal: backslashes and quotes escaped, whatever standard_conforming_strings says.
+ */
+function sqlTextLiteral(value: string): string {
+  if (value.includes('\0')) throw new StrataError('STRATA_ERR_INVARIANT', 'a text value for a COPY statement holds a NUL character');
+  return `E'${value.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`;
 }
 
 function digits(value: unknown): string {

@@ -1,10 +1,11 @@
 import { performance } from 'node:perf_hooks';
 import { sql, type Kysely } from 'kysely';
 import { StrataError, repositoryStream, type RecordedEvent } from '@strata/core';
-import { isEventScanner, type Checkpoint, type EventScanner, type EventStore, type ReadAllResult } from '../event-store.ts';
+import { isEventScanner, isStreamScanner, type Checkpoint, type EventScanner, type EventStore, type ReadAllResult } from '../event-store.ts';
 import type { SqlProjection } from '../projection.ts';
 import type { StoreDatabase } from '../schema.ts';
 import type { BulkLoader, CopyRows } from '../projections/bulk-copy.ts';
+import type { BinaryCopySource } from '../projections/binary-copy.ts';
 import { rebuildProjections, type RebuildResult } from '../projections/rebuild-projections.ts';
 import { isRebuildableProjection } from '../projections/rebuildable-projection.ts';
 
@@ -82,7 +83,13 @@ export interface ReplayOptions {
 
 export interface ReplayResult {
   readonly events: number;
+  /** Rows of the replayed state (every row the projections hold for it). */
   readonly rows: number;
+  /**
+   * replayRepository: rows that differed from the replayed state and were rewritten (deleted,
+   * inserted, or both; one per table row). 0 after a replay of an intact repository.
+   */
+  readonly rowsChanged?: number;
   readonly elapsedMs: number;
   readonly eventsPerSecond: number;
 }
@@ -96,12 +103,31 @@ const REPOSITORY_ROWS: readonly (readonly [table: string, column: string])[] = [
 ];
 
 /**
+ * The tables a repository replay with COPY brings to the replayed state by difference: their
+ * rows are copied into a temporary twin (no WAL, no index), and only the rows that differ
+ * are deleted and inserted. Their key columns after `repo`.
+ */
+const DIFFED_TABLES: ReadonlyMap<string, readonly string[]> = new Map([
+  ['artifacts', ['path']],
+  ['folder_tombstones', ['prefix']],
+  ['artifact_properties', ['path', 'key']],
+]);
+
+/**
  * Rebuilds one repository's rows of the projections from zero (`strata replay --repo`): folds
- * the repository's stream (up to `until`) in memory, then in one transaction deletes the
- * repository's rows and writes the folded state (COPY when `bulk` is given). Other
- * repositories are untouched; readers see the old rows until the transaction commits.
- * With `until`, the repository shows that point in time until new events arrive — meant for
- * an investigation copy (`strata import`), not a live site.
+ * the repository's stream (up to `until`) in memory, then in one transaction brings the
+ * repository's rows to the folded state. Other repositories are untouched; readers see the
+ * old rows until the transaction commits. With `until`, the repository shows that point in
+ * time until new events arrive — meant for an investigation copy (`strata import`), not a
+ * live site.
+ *
+ * The read takes the stream's rows in whatever order the store finds them (StreamScanner),
+ * which the folds allow: the artifact tree and the configuration merge by HLC stamps, and
+ * core's properties check that any delivery order folds to the same state. With COPY
+ * (`bulk`), the artifact tree's state goes into temporary tables and only the rows that
+ * differ are rewritten: a replay of an intact repository writes nothing to the projection
+ * (and reports `rowsChanged` 0), a damaged one gets exactly its wrong rows replaced. Without
+ * COPY the repository's rows are deleted and written again.
  */
 export async function replayRepository(
   source: { readonly store: Pick<EventStore, 'readStream' | 'streamRevision'>; readonly db: Kysely<StoreDatabase>; readonly bulk?: BulkLoader },
@@ -118,24 +144,89 @@ export async function replayRepository(
   const total = ((await source.store.streamRevision(stream)) ?? -1) + 1;
   let events = 0;
   let rows = 0;
+  let rowsChanged = 0;
   const report = (phase: ReplayProgress['phase']) => options.onProgress?.({ events, total, elapsedMs: performance.now() - started, phase });
-  for await (const page of readStreamUntil(source.store, stream, { ...(options.until === undefined ? {} : { until: options.until }), ...(options.signal === undefined ? {} : { signal: options.signal }) })) {
+  for await (const page of readRepositoryStream(source.store, stream, options)) {
     for (const rebuild of rebuilds) rebuild.add(page);
     events += page.length;
     report('read');
   }
   options.signal?.throwIfAborted();
-  const swap = async (tx: Kysely<StoreDatabase>, copy: CopyRows | undefined) => {
+  const replace = async (tx: Kysely<StoreDatabase>) => {
     for (const [table, column] of REPOSITORY_ROWS) await sql`delete from ${sql.table(table)} where ${sql.ref(column)} = ${repo}`.execute(tx);
-    for (const rebuild of rebuilds) {
-      rows += await rebuild.write(tx, () => report('write'), copy);
-    }
+    for (const rebuild of rebuilds) rows += await rebuild.write(tx, () => report('write'));
   };
-  if (source.bulk !== undefined) await source.bulk.transaction(swap);
-  else await source.db.transaction().execute((tx) => swap(tx, undefined));
+  const difference = async (tx: Kysely<StoreDatabase>, copy: CopyRows, binary: NonNullable<CopyRows['binary']>) => {
+    for (const table of DIFFED_TABLES.keys()) await sql`create temporary table ${sql.table(twin(table))} (like ${sql.table(table)}) on commit drop`.execute(tx);
+    // Tables written without COPY (the repository's configuration row) are replaced whole.
+    for (const [table, column] of REPOSITORY_ROWS) {
+      if (!DIFFED_TABLES.has(table)) await sql`delete from ${sql.table(table)} where ${sql.ref(column)} = ${repo}`.execute(tx);
+    }
+    const intoTwins: CopyRows = Object.assign((table: string, columns: Parameters<CopyRows>[1], values: Parameters<CopyRows>[2]) => copy(diffedTwin(table), columns, values), {
+      binary: (copySource: BinaryCopySource) => binary({ ...copySource, table: diffedTwin(copySource.table) }),
+    });
+    for (const rebuild of rebuilds) rows += await rebuild.write(tx, () => report('write'), intoTwins);
+    // Statistics for the comparison's plan (hash joins; a temporary table has none of its own).
+    for (const table of DIFFED_TABLES.keys()) await sql`analyze ${sql.table(twin(table))}`.execute(tx);
+    for (const [table, keys] of DIFFED_TABLES) rowsChanged += await applyDifference(tx, table, keys, repo);
+  };
+  const bulk = source.bulk;
+  if (bulk !== undefined) {
+    await bulk.transaction(async (tx, copy) => {
+      const binary = copy.binary;
+      return binary === undefined ? replace(tx) : difference(tx, copy, binary);
+    });
+  } else {
+    await source.db.transaction().execute(replace);
+    rowsChanged = rows;
+  }
   report('done');
   const elapsedMs = performance.now() - started;
-  return { events, rows, elapsedMs, eventsPerSecond: elapsedMs === 0 ? 0 : (events * 1000) / elapsedMs };
+  return { events, rows, rowsChanged, elapsedMs, eventsPerSecond: elapsedMs === 0 ? 0 : (events * 1000) / elapsedMs };
+}
+
+/** A repository's events for replayRepository: the store's unordered stream scan when it has one, else readStream's pages. */
+function readRepositoryStream(
+  store: Pick<EventStore, 'readStream'>,
+  stream: string,
+  options: ReplayOptions,
+): AsyncIterable<readonly RecordedEvent[]> {
+  const until = options.until;
+  if (!isStreamScanner(store)) return readStreamUntil(store, stream, { ...(until === undefined ? {} : { until }), ...(options.signal === undefined ? {} : { signal: options.signal }) });
+  return store.scanStream(stream, {
+    ...(until === undefined ? {} : until.kind === 'position' ? { untilPosition: until.position } : { untilWall: until.wall }),
+    ...(options.signal === undefined ? {} : { signal: options.signal }),
+  });
+}
+
+function twin(table: string): string {
+  return `replay_${table}`;
+}
+
+function diffedTwin(table: string): string {
+  if (!DIFFED_TABLES.has(table)) throw new StrataError('STRATA_ERR_INVARIANT', `a repository replay copies rows into ${table}, which it does not compare`);
+  return twin(table);
+}
+
+/**
+ * Brings `table`'s rows of `repo` to those of its twin: deletes the rows with no identical
+ * twin row (every column compared, jsonb by value), then inserts the twin rows whose key is
+ * no longer there. Returns the rows deleted plus the rows inserted.
+ */
+async function applyDifference(tx: Kysely<StoreDatabase>, table: string, keys: readonly string[], repo: string): Promise<number> {
+  const live = sql.table(table);
+  const copied = sql.table(twin(table));
+  const sameKey = sql.join(
+    keys.map((key) => sql`t.${sql.ref(key)} = a.${sql.ref(key)}`),
+    sql` and `,
+  );
+  const deleted = await sql`
+    delete from ${live} as a where a.repo = ${repo}
+      and not exists (select from ${copied} as t where t.repo = a.repo and ${sameKey} and row(t.*) is not distinct from row(a.*))`.execute(tx);
+  const inserted = await sql`
+    insert into ${live} select t.* from ${copied} as t
+      where not exists (select from ${live} as a where a.repo = t.repo and ${sameKey})`.execute(tx);
+  return Number(deleted.numAffectedRows ?? 0n) + Number(inserted.numAffectedRows ?? 0n);
 }
 
 /**

@@ -36,7 +36,7 @@ import { CHAIN_GENESIS, eventDigest } from '@strata/core';
 import { chainEvent, type ChainedEvent, type StreamChainHeads } from './event-chaining.ts';
 import { CommitSignal, PollingSubscription, type CheckpointedEvent } from './polling-subscription.ts';
 import type { AppendWrites, InlineProjectionPlan, SqlProjection } from './projection.ts';
-import { PROJECTION_LOCK_CLASS } from './projections/sql-values.ts';
+import { PROJECTION_LOCK_CLASS, sqlTextLiteral } from './projections/sql-values.ts';
 import type { StoreDatabase } from './schema.ts';
 import { COPY_EVENT_COLUMNS, decodeEventCopy, type CopyOut } from './event-copy-reader.ts';
 import { BINARY_COPY_HEADER, BINARY_COPY_TRAILER, BinaryCopyWriter } from './projections/binary-copy.ts';
@@ -927,15 +927,6 @@ function eventCopyStatement(after: Checkpoint, below: string, limit?: number): (
 async function scanHorizon(db: Kysely<StoreDatabase>): Promise<string> {
   const horizon = await sql<{ xmin: string }>`select pg_snapshot_xmin(pg_current_snapshot())::text as xmin`.execute(db);
   return `'${digits(horizon.rows[0]?.xmin)}'::xid8`;
-}
-
-/**
- * A text value spliced into COPY text (COPY takes no parameters) as an escape string
- * literal: backslashes and quotes escaped, whatever standard_conforming_strings says.
- */
-function sqlTextLiteral(value: string): string {
-  if (value.includes('\0')) throw new StrataError('STRATA_ERR_INVARIANT', 'a text value for a COPY statement holds a NUL character');
-  return `E'${value.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`;
 }
 
 function digits(value: unknown): string {

@@ -6,6 +6,7 @@ import type { SqlProjection } from '../projection.ts';
 import type { StoreDatabase } from '../schema.ts';
 import type { BulkLoader, CopyRows } from '../projections/bulk-copy.ts';
 import type { BinaryCopySource } from '../projections/binary-copy.ts';
+import { writeDifference, type DifferenceCopy } from './replay-difference.ts';
 import { rebuildProjections, type RebuildResult } from '../projections/rebuild-projections.ts';
 import { isRebuildableProjection } from '../projections/rebuildable-projection.ts';
 
@@ -103,14 +104,14 @@ const REPOSITORY_ROWS: readonly (readonly [table: string, column: string])[] = [
 ];
 
 /**
- * The tables a repository replay with COPY brings to the replayed state by difference: their
- * rows are copied into a temporary twin (no WAL, no index), and only the rows that differ
- * are deleted and inserted. Their key columns after `repo`.
+ * The tables a repository replay with COPY brings to the replayed state by difference
+ * (replay-difference.ts), and how many of their leading columns make a row's key (the
+ * repository first).
  */
-const DIFFED_TABLES: ReadonlyMap<string, readonly string[]> = new Map([
-  ['artifacts', ['path']],
-  ['folder_tombstones', ['prefix']],
-  ['artifact_properties', ['path', 'key']],
+const DIFFED_TABLES: ReadonlyMap<string, number> = new Map([
+  ['artifacts', 2],
+  ['folder_tombstones', 2],
+  ['artifact_properties', 3],
 ]);
 
 /**
@@ -124,8 +125,8 @@ const DIFFED_TABLES: ReadonlyMap<string, readonly string[]> = new Map([
  * The read takes the stream's rows in whatever order the store finds them (StreamScanner),
  * which the folds allow: the artifact tree and the configuration merge by HLC stamps, and
  * core's properties check that any delivery order folds to the same state. With COPY
- * (`bulk`), the artifact tree's state goes into temporary tables and only the rows that
- * differ are rewritten: a replay of an intact repository writes nothing to the projection
+ * (`bulk`), the artifact tree's rows are compared with the live ones (replay-difference.ts)
+ * and only the rows that differ are rewritten: a replay of an intact repository writes nothing to the projection
  * (and reports `rowsChanged` 0), a damaged one gets exactly its wrong rows replaced. Without
  * COPY the repository's rows are deleted and written again.
  */
@@ -156,25 +157,45 @@ export async function replayRepository(
     for (const [table, column] of REPOSITORY_ROWS) await sql`delete from ${sql.table(table)} where ${sql.ref(column)} = ${repo}`.execute(tx);
     for (const rebuild of rebuilds) rows += await rebuild.write(tx, () => report('write'));
   };
-  const difference = async (tx: Kysely<StoreDatabase>, copy: CopyRows, binary: NonNullable<CopyRows['binary']>) => {
-    for (const table of DIFFED_TABLES.keys()) await sql`create temporary table ${sql.table(twin(table))} (like ${sql.table(table)}) on commit drop`.execute(tx);
-    // Tables written without COPY (the repository's configuration row) are replaced whole.
-    for (const [table, column] of REPOSITORY_ROWS) {
-      if (!DIFFED_TABLES.has(table)) await sql`delete from ${sql.table(table)} where ${sql.ref(column)} = ${repo}`.execute(tx);
-    }
-    const intoTwins: CopyRows = Object.assign((table: string, columns: Parameters<CopyRows>[1], values: Parameters<CopyRows>[2]) => copy(diffedTwin(table), columns, values), {
-      binary: (copySource: BinaryCopySource) => binary({ ...copySource, table: diffedTwin(copySource.table) }),
-    });
-    for (const rebuild of rebuilds) rows += await rebuild.write(tx, () => report('write'), intoTwins);
-    // Statistics for the comparison's plan (hash joins; a temporary table has none of its own).
-    for (const table of DIFFED_TABLES.keys()) await sql`analyze ${sql.table(twin(table))}`.execute(tx);
-    for (const [table, keys] of DIFFED_TABLES) rowsChanged += await applyDifference(tx, table, keys, repo);
+  const difference = async (tx: Kysely<StoreDatabase>, copy: DifferenceCopy) => {
+    // Tables written without COPY (the repository's configuration row) are replaced whole,
+    // and count as changed when their rows read differently afterwards.
+    const replacedWhole = REPOSITORY_ROWS.filter(([table]) => !DIFFED_TABLES.has(table));
+    const wholeRows = async () => {
+      const texts = new Set<string>();
+      for (const [table, column] of replacedWhole) {
+        const found = await sql<{ row: string }>`select t::text as row from ${sql.table(table)} as t where ${sql.ref(column)} = ${repo}`.execute(tx);
+        for (const row of found.rows) texts.add(`${table} ${row.row}`);
+      }
+      return texts;
+    };
+    const before = await wholeRows();
+    for (const [table, column] of replacedWhole) await sql`delete from ${sql.table(table)} where ${sql.ref(column)} = ${repo}`.execute(tx);
+    const byDifference: CopyRows = Object.assign(
+      (table: string): Promise<number> => {
+        throw new StrataError('STRATA_ERR_INVARIANT', `a repository replay writes ${table} by binary COPY only`);
+      },
+      {
+        binary: async (copySource: BinaryCopySource): Promise<number> => {
+          const keyFields = DIFFED_TABLES.get(copySource.table);
+          if (keyFields === undefined) throw new StrataError('STRATA_ERR_INVARIANT', `a repository replay copies rows into ${copySource.table}, which it does not compare`);
+          const written = await writeDifference(tx, copy, copySource, repo, keyFields);
+          rowsChanged += written.changed;
+          return written.rows;
+        },
+      },
+    );
+    for (const rebuild of rebuilds) rows += await rebuild.write(tx, () => report('write'), byDifference);
+    const after = await wholeRows();
+    for (const text of before) if (!after.has(text)) rowsChanged++;
+    for (const text of after) if (!before.has(text)) rowsChanged++;
   };
   const bulk = source.bulk;
   if (bulk !== undefined) {
     await bulk.transaction(async (tx, copy) => {
-      const binary = copy.binary;
-      return binary === undefined ? replace(tx) : difference(tx, copy, binary);
+      if (copy.binary !== undefined && copy.out !== undefined && copy.encoded !== undefined) return difference(tx, copy);
+      await replace(tx);
+      rowsChanged = rows;
     });
   } else {
     await source.db.transaction().execute(replace);
@@ -197,36 +218,6 @@ function readRepositoryStream(
     ...(until === undefined ? {} : until.kind === 'position' ? { untilPosition: until.position } : { untilWall: until.wall }),
     ...(options.signal === undefined ? {} : { signal: options.signal }),
   });
-}
-
-function twin(table: string): string {
-  return `replay_${table}`;
-}
-
-function diffedTwin(table: string): string {
-  if (!DIFFED_TABLES.has(table)) throw new StrataError('STRATA_ERR_INVARIANT', `a repository replay copies rows into ${table}, which it does not compare`);
-  return twin(table);
-}
-
-/**
- * Brings `table`'s rows of `repo` to those of its twin: deletes the rows with no identical
- * twin row (every column compared, jsonb by value), then inserts the twin rows whose key is
- * no longer there. Returns the rows deleted plus the rows inserted.
- */
-async function applyDifference(tx: Kysely<StoreDatabase>, table: string, keys: readonly string[], repo: string): Promise<number> {
-  const live = sql.table(table);
-  const copied = sql.table(twin(table));
-  const sameKey = sql.join(
-    keys.map((key) => sql`t.${sql.ref(key)} = a.${sql.ref(key)}`),
-    sql` and `,
-  );
-  const deleted = await sql`
-    delete from ${live} as a where a.repo = ${repo}
-      and not exists (select from ${copied} as t where t.repo = a.repo and ${sameKey} and row(t.*) is not distinct from row(a.*))`.execute(tx);
-  const inserted = await sql`
-    insert into ${live} select t.* from ${copied} as t
-      where not exists (select from ${live} as a where a.repo = t.repo and ${sameKey})`.execute(tx);
-  return Number(deleted.numAffectedRows ?? 0n) + Number(inserted.numAffectedRows ?? 0n);
 }
 
 /**

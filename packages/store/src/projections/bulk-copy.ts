@@ -23,6 +23,12 @@ export interface CopyRows {
    * chunks), as a rebuild's workers hand them over: one COPY into `table`.
    */
   encoded?: (table: string, columns: readonly UnnestColumn[], chunks: AsyncIterable<Uint8Array>) => Promise<void>;
+  /**
+   * A COPY … TO in the same transaction (`statement` gets the target: stdout, or PGlite's
+   * '/dev/blob'), its output chunk by chunk (PGlite: one chunk): what a repository replay
+   * reads the live rows with to compare them.
+   */
+  out?: (statement: (target: string) => string) => AsyncIterable<Uint8Array>;
 }
 
 /**
@@ -177,6 +183,9 @@ export function postgresBulkLoader(pool: pg.Pool, poolConnectionsMax: number): B
         await copyIn(copyStatement(source.table, source.columns, 'stdin') + ' (format binary)', binaryChunks(source, out, true));
         return out.rows;
       };
+      copy.out = async function* (statement) {
+        yield* client.query(new CopyOutQuery(statement('stdout'))) as AsyncIterable<Buffer>;
+      };
       copy.encoded = async (table, columns, chunks) => {
         await copyIn(
           copyStatement(table, columns, 'stdin') + ' (format binary)',
@@ -233,6 +242,11 @@ export function pgliteBulkLoader(pglite: PgliteCopyDatabase, db: Kysely<StoreDat
           await pglite.query(statement, [], { blob: new Blob([BINARY_COPY_HEADER, chunk, BINARY_COPY_TRAILER]) });
         }
         return out.rows;
+      };
+      copy.out = async function* (statement) {
+        const blob = (await pglite.query(statement(`'/dev/blob'`))).blob;
+        if (blob === undefined) throw new Error('PGlite returned no blob for COPY TO /dev/blob');
+        yield new Uint8Array(await blob.arrayBuffer());
       };
       copy.encoded = async (table, columns, chunks) => {
         const statement = copyStatement(table, columns, `'/dev/blob'`) + ' (format binary)';

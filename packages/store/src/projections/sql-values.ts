@@ -1,5 +1,5 @@
 import { sql, type RawBuilder } from 'kysely';
-import type { EventStamp, EventVersion } from '@strata/core';
+import { StrataError, type EventStamp, type EventVersion } from '@strata/core';
 
 /** int8 arrives as a string (pg), a number (PGlite) or a bigint: every wall fits a double. */
 export function toNumber(value: unknown): number {
@@ -61,4 +61,13 @@ export function lockKeysStatement(keys: readonly string[]): RawBuilder<unknown> 
   if (sorted.length === 1) return sql`select pg_advisory_xact_lock(${PROJECTION_LOCK_CLASS}::int4, hashtext(${sorted[0]}::text))`;
   return sql`select pg_advisory_xact_lock(${PROJECTION_LOCK_CLASS}::int4, h)
     from (select hashtext(k) as h from unnest(${sorted}::text[]) with ordinality as t(k, n) order by n) as s`;
+}
+
+/**
+ * A text value spliced into COPY text (COPY takes no parameters) as an escape string
+ * literal: backslashes and quotes escaped, whatever standard_conforming_strings says.
+ */
+export function sqlTextLiteral(value: string): string {
+  if (value.includes('\0')) throw new StrataError('STRATA_ERR_INVARIANT', 'a text value for a COPY statement holds a NUL character');
+  return `E'${value.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`;
 }

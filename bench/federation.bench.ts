@@ -155,13 +155,15 @@ interface StatusBody {
   receiveStages?: ReceiveStages;
 }
 
-type ReceiveStages = { events: number } & Record<(typeof STAGES)[number], { p50Ms: number | null; p99Ms: number | null }>;
-/** The steps of a receipt the status times (docs/federation.md, `receiveStages`). */
-const STAGES = ['arrival', 'authentication', 'queue', 'append'] as const;
+type ReceiveStages = { events: number } & Partial<Record<(typeof STAGES)[number], { p50Ms: number | null; p99Ms: number | null }>>;
+/** The steps of a receipt the status times (docs/federation.md, `receiveStages`; dispatch and transit since 2026-12-07). */
+const STAGES = ['arrival', 'authentication', 'queue', 'append', 'dispatch', 'transit'] as const;
 const fromCommitText = (lag: LagFigures | undefined) =>
   lag === undefined ? 'not reported by this server' : `p50 ${lag.p50Ms} ms, p99 ${lag.p99Ms} ms, max ${lag.maxMs} ms over ${lag.events} events`;
 const stagesText = (stages: ReceiveStages | undefined) =>
-  stages === undefined ? 'no stages' : STAGES.map((stage) => `${stage} ${stages[stage].p50Ms}/${stages[stage].p99Ms}`).join(', ');
+  stages === undefined ? 'no stages' : STAGES.filter((stage) => stages[stage] !== undefined)
+        .map((stage) => `${stage} ${stages[stage]!.p50Ms}/${stages[stage]!.p99Ms}`)
+        .join(', ');
 
 async function status(site: BenchSite): Promise<StatusBody | undefined> {
   const response = await adminFetch(live(site), `/artifactory/api/federation/status/${KEY}`);

@@ -91,6 +91,8 @@ describe('federated repository across three sites (PGlite)', () => {
     expect(statusOfB.receiveLagFromCommit.events).toBeGreaterThan(0);
     expect(statusOfB.receiveLagFromCommit.events).toBeLessThanOrEqual(statusOfB.receiveLag.events);
     expect(statusOfB.receiveLagFromCommit.p99Ms).toBeGreaterThanOrEqual(statusOfB.receiveLagFromCommit.p50Ms!);
+    // ... and split the arrival of those events at the moment the origin sent their push
+    for (const stage of ['dispatch', 'transit'] as const) expect(statusOfB.receiveStages[stage].p50Ms).not.toBeNull();
 
     // a delete on b of a file deployed on a; a folder delete on a of files deployed on c
     expect((await adminFetch(live(b), `/artifactory/${KEY}/lib/gone.txt`, { method: 'DELETE' })).status).toBe(204);

@@ -123,7 +123,7 @@ export interface FederationStatus {
   pendingBinaries: number;
   receiveLag: { events: number; p50Ms: number | null; p99Ms: number | null; maxMs: number | null };
   receiveLagFromCommit: { events: number; p50Ms: number | null; p99Ms: number | null; maxMs: number | null };
-  receiveStages: { events: number } & Record<'arrival' | 'authentication' | 'queue' | 'append', { p50Ms: number | null; p99Ms: number | null }>;
+  receiveStages: { events: number } & Record<'arrival' | 'authentication' | 'queue' | 'append' | 'dispatch' | 'transit', { p50Ms: number | null; p99Ms: number | null }>;
   members: MemberStatus[];
 }
 

@@ -496,6 +496,8 @@ export interface ReceiveStages extends ReceiveTimes {
    * carried none. Diagnostics only (the server's `receiveLagFromCommit`).
    */
   readonly committedAtMs?: readonly (number | null)[];
+  /** The push's `sentAtMs` (the sender's clock when it built the request). */
+  readonly sentAtMs?: number;
 }
 
 export class FederationEngine {
@@ -975,7 +977,7 @@ export class FederationEngine {
         ...times,
         startedAtMs,
         appendedAtMs: this.#options.clock.now(),
-        ...(freshCommittedAtMs === undefined || appended.length === 0 ? {} : { committedAtMs: freshCommittedAtMs }),
+        ...(freshCommittedAtMs === undefined || appended.length === 0 ? {} : { committedAtMs: freshCommittedAtMs, sentAtMs: request.sentAtMs }),
       });
     }
     if (peer.lastError?.startsWith(inboundErrorPrefix)) peer.lastError = null;

@@ -195,7 +195,7 @@ export const federationRoutes: FastifyPluginAsync<FederationRoutesOptions> = asy
                 properties: {
                   events: { type: 'integer' },
                   ...Object.fromEntries(
-                    ['arrival', 'authentication', 'queue', 'append'].map((stage) => [
+                    ['arrival', 'authentication', 'queue', 'append', 'dispatch', 'transit'].map((stage) => [
                       stage,
                       { type: 'object', properties: { p50Ms: { type: ['integer', 'null'] }, p99Ms: { type: ['integer', 'null'] } } },
                     ]),

@@ -170,7 +170,11 @@ export interface ReceiveStageView {
  * that came in a push): `arrival` origin stamp → the push's request handled here (the
  * origin's own append, its push, the network, this site's HTTP parsing), `authentication`
  * signature and replay check, `queue` decoding and the wait for the repository's queue
- * (behind the batches ahead), `append` planning, appending and projecting.
+ * (behind the batches ahead), `append` planning, appending and projecting. Of the events
+ * whose push carried their commit time (`receiveLagFromCommit`), `arrival` split in two:
+ * `dispatch` the origin's commit → its push built (the origin's clock: its queue, a push
+ * window full), `transit` push built → handled here (reading its binaries, encoding and
+ * signing it, the network, this site's HTTP parsing; across hosts off by the clocks' difference).
  */
 export interface ReceiveStagesView {
   readonly events: number;
@@ -178,9 +182,11 @@ export interface ReceiveStagesView {
   readonly authentication: ReceiveStageView;
   readonly queue: ReceiveStageView;
   readonly append: ReceiveStageView;
+  readonly dispatch: ReceiveStageView;
+  readonly transit: ReceiveStageView;
 }
 
-const receiveStageNames = ['arrival', 'authentication', 'queue', 'append'] as const;
+const receiveStageNames = ['arrival', 'authentication', 'queue', 'append', 'dispatch', 'transit'] as const;
 
 /** The most recent `size` samples. */
 class SampleRing {
@@ -789,7 +795,7 @@ export class FederationService implements FederationHooks {
       rings = {
         lag: new SampleRing(receiveLagSamplesMax),
         fromCommit: new SampleRing(receiveLagSamplesMax),
-        stages: { arrival: stage(), authentication: stage(), queue: stage(), append: stage() },
+        stages: { arrival: stage(), authentication: stage(), queue: stage(), append: stage(), dispatch: stage(), transit: stage() },
       };
       this.#receiveLags.set(repoKey, rings);
     }
@@ -799,7 +805,14 @@ export class FederationService implements FederationHooks {
     for (const event of events) rings.lag.add(now - event.hlc.wall);
     const committedAtMs = stages?.committedAtMs;
     if (committedAtMs !== undefined) {
-      for (const committed of committedAtMs) if (committed !== null) rings.fromCommit.add(now - committed);
+      const { sentAtMs, arrivedAtMs } = stages!;
+      for (const committed of committedAtMs) {
+        if (committed === null) continue;
+        rings.fromCommit.add(now - committed);
+        if (sentAtMs === undefined || arrivedAtMs === undefined) continue;
+        rings.stages.dispatch.add(sentAtMs - committed);
+        rings.stages.transit.add(arrivedAtMs - sentAtMs);
+      }
     }
     if (stages?.arrivedAtMs === undefined || stages.authenticatedAtMs === undefined) return;
     const { arrivedAtMs, authenticatedAtMs, startedAtMs, appendedAtMs } = stages;
@@ -823,7 +836,15 @@ export class FederationService implements FederationHooks {
       const sorted = stages?.[name].sorted() ?? new Float64Array(0);
       return { p50Ms: quantile(sorted, 0.5), p99Ms: quantile(sorted, 0.99) };
     };
-    return { events: stages?.append.count ?? 0, arrival: view('arrival'), authentication: view('authentication'), queue: view('queue'), append: view('append') };
+    return {
+      events: stages?.append.count ?? 0,
+      arrival: view('arrival'),
+      authentication: view('authentication'),
+      queue: view('queue'),
+      append: view('append'),
+      dispatch: view('dispatch'),
+      transit: view('transit'),
+    };
   }
 
   /** This site's physical clock (ms), for the times the routes note as a push goes through them. */

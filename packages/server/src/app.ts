@@ -119,6 +119,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     appendRetriesMax: limits.appendRetriesMax,
     roundLingerMs: limits.roundLingerMs,
     roundGatherMs: limits.roundGatherMs,
+    checksDuringAppend: deps.checksDuringAppend === true,
     ...(deps.federation === undefined ? {} : { onAppended: deps.federation.localAppended.bind(deps.federation) }),
     ...(deps.repositoryStreamSeed === undefined
       ? {}

@@ -149,6 +149,13 @@ export interface AppDeps {
    * at a time; without it each question costs two `artifacts` reader calls.
    */
   readonly treeShapeQuery?: import('./artifacts/tree-shape-lookups.ts').TreeShapeQuery;
+  /**
+   * Whether a command's check (the tree-shape lookup) may run while an append transaction is
+   * open (StreamWriterOptions.checksDuringAppend): true on PostgreSQL, whose pool has other
+   * connections; never on PGlite, whose one connection the open transaction holds (the check
+   * would wait for the transaction, the transaction for the check). Default false.
+   */
+  readonly checksDuringAppend?: boolean;
   /** Where curation blocks are recorded; default: in memory (bounded). */
   readonly curationBlocks?: import('./curation/curation-service.ts').CurationBlockLog;
   /** HTTP client of remote repositories' upstreams; default: undici with redirects followed. */

@@ -74,6 +74,15 @@ export interface StreamWriterOptions<S> {
    * A client alone (rounds of one command) never waits.
    */
   readonly roundGatherMs?: number;
+  /**
+   * Whether a round may start its append while commands' checks still run (default false:
+   * it waits for every check first). With it, those commands are decided with the others and
+   * the append waits for their checks inside its transaction, after its first round trip
+   * (AppendOptions.precondition); a failed check refuses the append, and the round decides
+   * its other commands again. Only where a check can run while an append transaction is
+   * open: on a connection pool, not on a single connection (PGlite).
+   */
+  readonly checksDuringAppend?: boolean;
   /** Called after each successful append with the stream and the events appended (federation pushes them). */
   readonly onAppended?: (stream: string, events: readonly RecordedEvent[]) => void;
   /**
@@ -129,6 +138,8 @@ interface PendingCommand<S> {
   readonly decide: Decide<S, unknown>;
   /** The command's check, started when it was queued: undefined when it passed, else the error. */
   readonly checked: Promise<{ error: unknown } | undefined>;
+  /** Whether `checked` has settled (a round decides commands whose checks still run, see #round). */
+  checkSettled: boolean;
   resolve(value: { result: unknown; events: readonly RecordedEvent[] }): void;
   reject(error: unknown): void;
 }
@@ -236,9 +247,16 @@ export class StreamWriter<S> {
           check === undefined
             ? Promise.resolve(undefined)
             : check().then(
-                () => undefined,
-                (error: unknown) => ({ error }),
+                () => {
+                  command.checkSettled = true;
+                  return undefined;
+                },
+                (error: unknown) => {
+                  command.checkSettled = true;
+                  return { error };
+                },
               ),
+        checkSettled: check === undefined,
         resolve: resolve as PendingCommand<S>['resolve'],
         reject,
       };
@@ -360,15 +378,17 @@ export class StreamWriter<S> {
   }
 
   async #round(stream: string, batch: readonly PendingCommand<S>[], trace?: { started: number; ended: number }): Promise<void> {
-    const checked = await Promise.all(
-      batch.map(async (command) => {
-        const failure = await command.checked;
-        if (failure === undefined) return true;
-        command.reject(failure.error);
-        return false;
-      }),
-    );
-    let pending = batch.filter((_, index) => checked[index]);
+    // A command whose check failed is refused now. With checksDuringAppend, checks still
+    // running do not hold the round back: their commands are decided with the others and the
+    // append waits for the checks only once its transaction holds the stream's lock
+    // (AppendOptions.precondition), so a deploy's tree-shape lookup overlaps the append's
+    // first round trip. Without it the round waits for every check first.
+    let pending: PendingCommand<S>[] = [];
+    for (const command of batch) {
+      const failure = command.checkSettled || this.#options.checksDuringAppend !== true ? await command.checked : undefined;
+      if (failure === undefined) pending.push(command);
+      else command.reject(failure.error);
+    }
     if (pending.length === 0) return;
     let snapshot = this.#snapshots.get(stream) ?? (await this.#catchUp(stream));
     for (let attempt = 0; ; attempt++) {
@@ -405,13 +425,29 @@ export class StreamWriter<S> {
       }
       pending = stillPending;
       if (stamped.length === 0) {
-        for (const { command, result } of accepted) command.resolve({ result, events: [] });
+        for (const { command, result } of accepted) {
+          const failure = await command.checked;
+          if (failure === undefined) command.resolve({ result, events: [] });
+          else command.reject(failure.error);
+        }
         return;
       }
+      const unchecked = accepted.filter(({ command }) => !command.checkSettled).map(({ command }) => command.checked);
+      // Thrown by the precondition when a check failed; the append is refused with it, by identity.
+      const checkFailed = new StrataError('STRATA_ERR_HTTP_CONFLICT', `a command of this round on ${stream} failed its check`);
+      const precondition =
+        unchecked.length === 0
+          ? undefined
+          : Promise.all(unchecked).then((failures) => {
+              if (failures.some((failure) => failure !== undefined)) throw checkFailed;
+            });
+      // Handled here as well: a store that fails before awaiting it must not leave its rejection unhandled.
+      precondition?.catch(() => undefined);
       try {
         if (trace !== undefined) trace.started = performance.now();
         const appended = await this.#store.append(stream, stamped, {
           expectedRevision: snapshot.revision < 0 ? 'no_stream' : snapshot.revision,
+          ...(precondition === undefined ? {} : { precondition }),
         });
         if (trace !== undefined) trace.ended = performance.now();
         invariant(appended.appendedCount === stamped.length, 'freshly generated event ids were reported as duplicates');
@@ -426,6 +462,20 @@ export class StreamWriter<S> {
         }
         return;
       } catch (error) {
+        if (error === checkFailed) {
+          // Nothing was written: refuse the commands whose checks failed (every check has
+          // settled now) and decide the others again, on the same snapshot.
+          const stillChecked: PendingCommand<S>[] = [];
+          for (const command of pending) {
+            const failure = await command.checked;
+            if (failure === undefined) stillChecked.push(command);
+            else command.reject(failure.error);
+          }
+          pending = stillChecked;
+          if (pending.length === 0) return;
+          attempt--;
+          continue;
+        }
         if (!isStrataError(error, 'STRATA_ERR_STORE_CONCURRENCY_CONFLICT')) {
           // Unknown outcome (e.g. the store went away): forget the snapshot so the next round re-reads.
           this.#snapshots.delete(stream);

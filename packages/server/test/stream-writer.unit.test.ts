@@ -6,12 +6,13 @@ import { repositoryStreamFold } from '../src/repositories/repository-stream.ts';
 import { StreamWriter } from '../src/stream-writer.ts';
 import { FakeEventStore, FakeProjections } from './support/fake-projections.ts';
 
-function setUp(siteId = 'site-a', roundLingerMs = 0, options: { roundGatherMs?: number; appendDelayMs?: number } = {}) {
+function setUp(siteId = 'site-a', roundLingerMs = 0, options: { roundGatherMs?: number; appendDelayMs?: number; checksDuringAppend?: boolean; onAppend?: () => void } = {}) {
   const store = new FakeEventStore(new FakeProjections());
   let appends = 0;
   const originalAppend = store.append.bind(store);
   store.append = async (stream: string, events: readonly NewEvent[], appendOptions?: AppendOptions) => {
     appends += 1;
+    options.onAppend?.();
     // A round that takes time, as a database transaction does.
     if (options.appendDelayMs !== undefined) await new Promise((resolve) => setTimeout(resolve, options.appendDelayMs));
     return originalAppend(stream, events, appendOptions);
@@ -24,6 +25,7 @@ function setUp(siteId = 'site-a', roundLingerMs = 0, options: { roundGatherMs?: 
     appendRetriesMax: 4,
     roundLingerMs,
     ...(options.roundGatherMs === undefined ? {} : { roundGatherMs: options.roundGatherMs }),
+    ...(options.checksDuringAppend === undefined ? {} : { checksDuringAppend: options.checksDuringAppend }),
   });
   return { store, writer, appends: () => appends };
 }
@@ -125,6 +127,59 @@ describe('StreamWriter', () => {
       ['site-b', 1],
       ['site-a', 2],
     ]);
+  });
+
+  it('given checks during the append, when a round starts, then it appends before the checks have answered', async () => {
+    let appendCalled: (() => void) | undefined;
+    const order: string[] = [];
+    const { store, writer, appends } = setUp('site-a', 0, {
+      checksDuringAppend: true,
+      onAppend: () => {
+        order.push('appended');
+        appendCalled?.();
+      },
+    });
+    await writer.execute('repo-r', {}, () => ({ events: [created], result: undefined }));
+    const before = appends();
+    order.length = 0;
+    const appendSeen = new Promise<void>((resolve) => (appendCalled = resolve));
+    // The check answers once the append has been called (or after 500 ms, if the round waited for it).
+    const check = async () => {
+      await Promise.race([appendSeen, new Promise((resolve) => setTimeout(resolve, 500))]);
+      order.push('check answered');
+    };
+    await Promise.all([0, 1, 2].map((index) => writer.execute('repo-r', {}, () => ({ events: [deployed(`p${index}`)], result: undefined }), check)));
+    expect(appends() - before).toBe(1);
+    expect(store.streams.get('repo-r')).toHaveLength(4);
+    // The append was called before any check answered: with a round that waited, the race's timer wins and the append comes later.
+    expect(order[0]).toBe('appended');
+  });
+
+  it('given checks during the append, when one check fails after the append started, then that command alone is refused and originSeq stays gapless', async () => {
+    const { store, writer } = setUp('site-a', 0, { checksDuringAppend: true });
+    await writer.execute('repo-r', {}, () => ({ events: [created], result: undefined }));
+    const slow = (fail: boolean) => async () => {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      if (fail) throw new StrataError('STRATA_ERR_HTTP_CONFLICT', 'the path is a folder');
+    };
+    const results = await Promise.allSettled(
+      [0, 1, 2, 3].map((index) => writer.execute('repo-r', {}, () => ({ events: [deployed(`p${index}`)], result: index }), slow(index === 2))),
+    );
+    expect(results.map((result) => result.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
+    expect((results[2] as PromiseRejectedResult).reason).toMatchObject({ code: 'STRATA_ERR_HTTP_CONFLICT', message: 'the path is a folder' });
+    const events = store.streams.get('repo-r') ?? [];
+    expect(events.map((event) => (event.data as { path?: string }).path ?? null)).toEqual([null, 'p0', 'p1', 'p3']);
+    expect(events.map((event) => event.originSeq)).toEqual([1, 2, 3, 4]);
+    expect(events.map((event) => event.revision)).toEqual([0, 1, 2, 3]);
+  });
+
+  it('given checks during the append and a command that decides nothing, when its check fails, then it is refused', async () => {
+    const { writer } = setUp('site-a', 0, { checksDuringAppend: true });
+    const failing = async () => {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      throw new StrataError('STRATA_ERR_HTTP_CONFLICT', 'refused by its check');
+    };
+    await expect(writer.execute('repo-r', {}, () => ({ events: [], result: 'noop' }), failing)).rejects.toMatchObject({ message: 'refused by its check' });
   });
 
   it('given a command that decides nothing, when it runs, then nothing is appended', async () => {

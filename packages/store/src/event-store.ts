@@ -29,6 +29,15 @@ export interface AppendOptions {
    * these are, so that the push costs no commit of its own. Other stores ignore them.
    */
   readonly writes?: AppendWrites;
+  /**
+   * A condition the caller is still checking (say, a lookup of the projections): the store
+   * starts the append's transaction without waiting for it, takes the stream's lock, and
+   * waits for it before the append writes anything. If it rejects, the append is refused with
+   * its reason (a StrataError; anything else becomes STRATA_ERR_INVARIANT) and nothing of it
+   * is written; the other appends of the batch go on. The check thus runs while the
+   * transaction's first round trip does, instead of before it.
+   */
+  readonly precondition?: Promise<void>;
 }
 
 export interface AppendResult {

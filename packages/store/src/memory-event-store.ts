@@ -94,6 +94,8 @@ export class MemoryEventStore implements EventStore {
       this.#assertOpen();
       options.signal?.throwIfAborted();
       const prepared = prepareAppend(stream, events, options.expectedRevision);
+      // Awaited in turn: its rejection must not count as unhandled meanwhile.
+      options.precondition?.catch(() => undefined);
       const run = this.#tail.then(() => this.#appendNow(stream, prepared, options));
       this.#tail = run.catch(() => undefined);
       return run;
@@ -116,6 +118,13 @@ export class MemoryEventStore implements EventStore {
   }
 
   async #appendNow(stream: string, prepared: readonly PreparedEvent[], options: AppendOptions): Promise<AppendResult> {
+    if (options.precondition !== undefined) {
+      try {
+        await options.precondition;
+      } catch (reason) {
+        throw reason instanceof StrataError ? reason : new StrataError('STRATA_ERR_INVARIANT', `an append's precondition failed: ${String(reason)}`);
+      }
+    }
     const [result] = await this.#appendManyNow([{ stream, events: prepared, expectedRevision: options.expectedRevision }]);
     return result!;
   }

@@ -101,6 +101,8 @@ interface PendingAppend {
   readonly expectedRevision: ExpectedRevision | undefined;
   /** AppendOptions.writes: sent with the batch's writes when this append inserts events. */
   readonly writes?: AppendWrites | undefined;
+  /** AppendOptions.precondition: awaited after the first round trip, before anything is written. */
+  readonly precondition?: Promise<void> | undefined;
   readonly resolve: (result: AppendResult) => void;
   readonly reject: (error: unknown) => void;
   readonly signal: AbortSignal | undefined;
@@ -212,6 +214,8 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner {
       if (this.#closed) throw new StrataError('STRATA_ERR_STORE_CLOSED');
       options.signal?.throwIfAborted();
       const prepared = prepareAppend(stream, events, options.expectedRevision);
+      // Awaited only after the first round trip: its rejection must not count as unhandled meanwhile.
+      options.precondition?.catch(() => undefined);
       if (this.#queuedEvents + prepared.length > this.#appendQueueEventsMax && this.#queue.length > 0) {
         throw new StrataError('STRATA_ERR_STORE_UNAVAILABLE', `append queue is full (${this.#queuedEvents} events waiting)`);
       }
@@ -222,6 +226,7 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner {
           events: prepared,
           expectedRevision: options.expectedRevision,
           writes: options.writes,
+          precondition: options.precondition,
           resolve,
           reject,
           signal,
@@ -626,6 +631,8 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner {
     );
     const first = [lockStatement, storedStatement, ...(loads.length === 0 ? [] : [sql.join(loads, sql` union all `)])];
     const [lockedRows, storedRows, loadRows] = await session.send(first.map((statement) => statement.compile(db)));
+    // The callers' checks ran while the first round trip did; a failed one refuses its append alone.
+    const refusedByPrecondition = batch.some((pending) => pending.precondition !== undefined) ? await preconditionFailures(batch) : undefined;
 
     const revisions = new Map<string, number>();
     const chainHeads = new Map<string, StreamChainHeads & { originKnown: boolean; originTouched: boolean }>();
@@ -663,11 +670,11 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner {
     const inserts: InsertRow[] = [];
     const insertedById = new Map<string, InsertRow>();
     const plans: Planned[] = [];
-    for (const pending of batch) {
+    for (const [batchIndex, pending] of batch.entries()) {
       const current = revisions.get(pending.stream) ?? -1;
       // Per event: a reference to the stored (or earlier in this batch) event, or undefined if new.
       const duplicates: ((() => RecordedEvent) | undefined)[] = [];
-      let error: StrataError | undefined;
+      let error: StrataError | undefined = refusedByPrecondition?.[batchIndex];
       for (const prepared of pending.events) {
         const id = prepared.event.id;
         const earlier = stored.get(id);
@@ -833,6 +840,16 @@ async function lastOriginLink(session: AppendSession, db: Kysely<StoreDatabase>,
   if (row === undefined) return undefined;
   const envelope = { stream, id: row.id, origin: row.origin, originSeq: row.origin_seq, hlc: { wall: Number(row.hlc_wall), logical: row.hlc_logical }, type: row.type };
   return eventDigest(envelope, row.data, row.meta);
+}
+
+/** Per append of the batch: the reason its precondition rejected with, or undefined. */
+async function preconditionFailures(batch: readonly PendingAppend[]): Promise<(StrataError | undefined)[]> {
+  const settled = await Promise.allSettled(batch.map((pending) => pending.precondition));
+  return settled.map((outcome) => {
+    if (outcome.status === 'fulfilled') return undefined;
+    const reason: unknown = outcome.reason;
+    return reason instanceof StrataError ? reason : new StrataError('STRATA_ERR_INVARIANT', `an append's precondition failed: ${String(reason)}`);
+  });
 }
 
 function settle(pending: PendingAppend, outcome: Outcome): void {

@@ -63,6 +63,8 @@ export async function buildSqlApp(
     siteId: options.siteId ?? 'site-int',
     audit: new SqlEventAudit(opened.db, { copyOut: opened.copyOut }),
     limits: { metadataCacheTtlMs: options.metadataCacheTtlMs ?? 0 },
+    // As `strata serve` wires it: on PostgreSQL the tree-shape checks run during the append.
+    checksDuringAppend: options.databaseUrl !== undefined,
   });
   return {
     app,

@@ -57,12 +57,16 @@ import type { FederationStateStore, PeerTransport, ScheduledTask, Scheduler } fr
 import { EMPTY_VERSION_VECTOR, type VersionVector, mergeVectors, vectorCovers, vectorGet, vectorLag } from './version-vector.ts';
 
 export const defaultFederationBatchEventsMax = 500;
+/** Events per push to a peer that lacks more than a batch (federationCatchUpBatchEventsMax). */
+export const defaultFederationCatchUpBatchEventsMax = 5_000;
 export const defaultRetryDelayBaseMs = 200;
 export const defaultRetryDelayMaxMs = 30_000;
 export const defaultPeerRequestTimeoutMs = 10_000;
 export const defaultAntiEntropyIntervalMs = 30_000;
 export const defaultPushWindow = 4;
 export const defaultForwardDelayMs = 1_000;
+/** Catch-up pages (pushes larger than federationBatchEventsMax) in flight per peer at most. */
+const catchUpPagesInFlightMax = 2;
 /** Failed attempts to deliver a removed member's farewell before giving it up. */
 const farewellAttemptsMax = 6;
 /** Batches waiting for their predecessors per repository at most (beyond, a gap is refused at once). */
@@ -140,6 +144,14 @@ export interface FederationEngineOptions {
   /** The site id behind a member url, or undefined if it names no site we can reach. */
   readonly peerIdOf: (memberUrl: string) => string | undefined;
   readonly federationBatchEventsMax?: number;
+  /**
+   * Events per push at most while a peer lacks more than `federationBatchEventsMax` (a member
+   * catching up after being offline), and the most a received push may carry: a catch-up
+   * page. After a failed request the pages are `federationBatchEventsMax` again until one is
+   * answered (a receiver that refuses large pages, a page over the push's byte limit).
+   * Default: 5,000 when `federationBatchEventsMax` is not set, else `federationBatchEventsMax`.
+   */
+  readonly federationCatchUpBatchEventsMax?: number;
   /** Push requests in flight per peer (default 4); 1 is the unpipelined protocol. */
   readonly pushWindow?: number;
   /**
@@ -504,6 +516,7 @@ export class FederationEngine {
   readonly siteId: string;
   readonly #options: FederationEngineOptions;
   readonly #batchMax: number;
+  readonly #catchUpBatchMax: number;
   readonly #pushWindow: number;
   readonly #reorderWaitMs: number;
   readonly #retryDelayBaseMs: number;
@@ -521,6 +534,8 @@ export class FederationEngine {
     this.siteId = options.siteId;
     this.#options = options;
     this.#batchMax = options.federationBatchEventsMax ?? defaultFederationBatchEventsMax;
+    this.#catchUpBatchMax =
+      options.federationCatchUpBatchEventsMax ?? (options.federationBatchEventsMax === undefined ? defaultFederationCatchUpBatchEventsMax : this.#batchMax);
     this.#retryDelayBaseMs = options.retryDelayBaseMs ?? defaultRetryDelayBaseMs;
     this.#retryDelayMaxMs = options.retryDelayMaxMs ?? defaultRetryDelayMaxMs;
     this.#timeoutMs = options.peerRequestTimeoutMs ?? defaultPeerRequestTimeoutMs;
@@ -532,6 +547,7 @@ export class FederationEngine {
     invariant(Number.isSafeInteger(this.#pushWindow) && this.#pushWindow > 0, 'pushWindow must be a positive integer');
     this.#faults = options.faults ?? {};
     invariant(Number.isSafeInteger(this.#batchMax) && this.#batchMax > 0, 'federationBatchEventsMax must be a positive integer');
+    invariant(Number.isSafeInteger(this.#catchUpBatchMax) && this.#catchUpBatchMax > 0, 'federationCatchUpBatchEventsMax must be a positive integer');
     invariant(this.#retryDelayBaseMs > 0 && this.#retryDelayMaxMs >= this.#retryDelayBaseMs, 'retry delays must be positive, base ≤ max');
     this.#scheduleAntiEntropy();
   }
@@ -627,7 +643,7 @@ export class FederationEngine {
     if (this.#closed) return refused('unavailable', 'federation engine is closed', null);
     let request: FederationRequest;
     try {
-      request = validateFederationRequest(raw, { eventsMax: this.#batchMax });
+      request = validateFederationRequest(raw, { eventsMax: Math.max(this.#batchMax, this.#catchUpBatchMax) });
     } catch (error) {
       return refused('malformed', describe(error), null);
     }
@@ -1077,7 +1093,13 @@ export class FederationEngine {
       // Events of other origins are forwarded only once ripe and checked (forwardDelayMs);
       // a farewell and a full sync's sending send everything.
       const deferring = this.#forwardDelayMs > 0 && peer.leaving === null && phase === 'none' && !peer.inviting;
-      const events = phase === 'exchange' ? [] : repo.missingFor(peer.sent, this.#batchMax, peer.leaving ?? (deferring ? this.#forwardLimit(repo, peer) : undefined));
+      // A peer that lacks more than a batch gets catch-up pages (fewer, larger transactions
+      // on its side); after a failure, plain batches until a reply comes back.
+      const batchMax = peer.attempt > 0 ? this.#batchMax : Math.max(this.#batchMax, this.#catchUpBatchMax);
+      const events = phase === 'exchange' ? [] : repo.missingFor(peer.sent, batchMax, peer.leaving ?? (deferring ? this.#forwardLimit(repo, peer) : undefined));
+      // Catch-up pages: one applying on the peer while the next travels is the pipeline; more
+      // would only wait in its queue, towards the request timeout.
+      if (events.length > this.#batchMax && peer.inFlight >= catchUpPagesInFlightMax) return;
       if (peer.leaving !== null && events.length === 0) {
         // A farewell ends once everything up to the edit that removed the peer is acknowledged.
         if (peer.inFlight === 0 && vectorCovers(peer.cursor, peer.leaving)) this.#endFarewell(repo, peer);

@@ -453,4 +453,62 @@ describe('pipelined pushes', () => {
     expect(network.requests.filter((entry) => entry.reply?.kind === 'refused')).toEqual([]);
     expect(a.engine.status('fed').members[0]).toMatchObject({ lagEvents: 0, state: 'SYNCING' });
   });
+
+  it('sends a member that lacks more than a batch catch-up pages, at most two in flight, and a plain batch alone after a failed page', async () => {
+    // given a and b federated, batches of 2 events and catch-up pages of 5; the first page a sends fails (say, too large for a proxy)
+    const network = new LoopbackNetwork();
+    const scheduler = new ManualScheduler();
+    const engine = { federationBatchEventsMax: 2, federationCatchUpBatchEventsMax: 5, pushWindow: 4 };
+    const transportFor = network.transportFor.bind(network);
+    let inFlight = 0;
+    let failed = false;
+    let sentBeforeFailure = 0;
+    const sent: { events: number; inFlight: number; failed: boolean }[] = [];
+    network.transportFor = (from) => {
+      const transport = transportFor(from);
+      if (from !== 'a') return transport;
+      return {
+        send: async (peerId, request, options) => {
+          inFlight++;
+          const entry = { events: request.events.length, inFlight, failed: false };
+          sent.push(entry);
+          try {
+            await new Promise((resolve) => setTimeout(resolve, 2));
+            if (!failed && request.events.length > 2) {
+              failed = entry.failed = true;
+              sentBeforeFailure = sent.length;
+              throw new Error('413 payload too large');
+            }
+            return await transport.send(peerId, request, options);
+          } finally {
+            inFlight--;
+          }
+        },
+      };
+    };
+    const b = await openSite(network, scheduler, 'b', ['a', 'b'], { engine });
+    const a = await openSite(network, scheduler, 'a', ['a', 'b'], { engine });
+    // when a commits 13 events in one append
+    await a.engine.commit('fed', Array.from({ length: 13 }, (_, index) => deploy(`catch-up/${index}`)));
+    for (let round = 0; round < 20; round++) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      await scheduler.advance(500);
+    }
+    // then b holds them all in originSeq order
+    expect(b.engine.versionVector('fed')).toEqual({ a: 13 });
+    expect((await b.store.readStream(stream)).map((event) => event.originSeq)).toEqual(Array.from({ length: 13 }, (_, index) => index + 1));
+    const pushes = sent.filter((entry) => entry.events > 0);
+    // pages of at most 5 events, at most two of them in flight
+    expect(Math.max(...pushes.map((entry) => entry.events))).toBe(5);
+    expect(pushes.filter((entry) => entry.events > 2).every((entry) => entry.inFlight <= 2)).toBe(true);
+    // the first push sent after the page failed was a plain batch, alone
+    expect(sent.some((entry) => entry.failed)).toBe(true);
+    const afterFailure = sent.slice(sentBeforeFailure).find((entry) => entry.events > 0);
+    expect(afterFailure).toMatchObject({ inFlight: 1 });
+    expect(afterFailure!.events).toBeLessThanOrEqual(2);
+    // and a receiver refuses a push larger than its catch-up page, applying nothing
+    const refused = await b.engine.receive(push('a', Array.from({ length: 6 }, (_, index) => eventOf('a', 14 + index, T0))));
+    expect(refused).toMatchObject({ kind: 'refused', reason: 'malformed' });
+    expect(b.engine.versionVector('fed')).toEqual({ a: 13 });
+  });
 });

@@ -1,6 +1,7 @@
 import type { Kysely, RawBuilder } from 'kysely';
 import type { RecordedEvent, StreamEvent } from '@strata/core';
 import type { StoreDatabase } from './schema.ts';
+import type { UnnestColumn } from './projections/sql-values.ts';
 
 /**
  * A projection kept in the same SQL database as the events. The SQL event store calls
@@ -45,6 +46,32 @@ export interface InlineProjectionPlan {
    * known yet). The store sends them after its insert, with the commit.
    */
   apply(events: readonly StreamEvent[], loaded: readonly { kind: string; row: unknown }[]): readonly RawBuilder<unknown>[];
+  /**
+   * Optional: `apply`'s effect for a large batch (the store calls it instead of `apply` when
+   * it writes the batch's events by COPY, `appendCopyEventsMin`), with the rows of its big
+   * upserts handed over as COPY data into temporary tables that `statements` then merge into
+   * the projection's tables: no literal of thousands of array elements to build, send and
+   * parse. The same rows and the same order of effects as `apply`.
+   */
+  applyBulk?(events: readonly StreamEvent[], loaded: readonly { kind: string; row: unknown }[]): ProjectionBulkWrites;
+}
+
+/**
+ * Rows a projection writes by COPY in a large append batch: into `table`, a temporary table
+ * the store creates like `like` (its columns and defaults; one per session, emptied at every
+ * commit) before the COPY. Only the `columns` named are written.
+ */
+export interface ProjectionCopy {
+  readonly table: string;
+  readonly like: string;
+  readonly columns: readonly UnnestColumn[];
+  readonly rows: readonly (readonly unknown[])[];
+}
+
+/** What `InlineProjectionPlan.applyBulk` returns: the COPYs first, then the statements, in order. */
+export interface ProjectionBulkWrites {
+  readonly copies: readonly ProjectionCopy[];
+  readonly statements: readonly RawBuilder<unknown>[];
 }
 
 /**

@@ -35,11 +35,12 @@ import { kyselyAppendTransactions, type AppendSession, type AppendTransactions }
 import { CHAIN_GENESIS, eventDigest } from '@strata/core';
 import { chainEvent, type ChainedEvent, type StreamChainHeads } from './event-chaining.ts';
 import { CommitSignal, PollingSubscription, type CheckpointedEvent } from './polling-subscription.ts';
-import type { AppendWrites, InlineProjectionPlan, SqlProjection } from './projection.ts';
+import type { AppendWrites, InlineProjectionPlan, ProjectionCopy, SqlProjection } from './projection.ts';
 import { PROJECTION_LOCK_CLASS, sqlTextLiteral } from './projections/sql-values.ts';
 import type { StoreDatabase } from './schema.ts';
 import { COPY_EVENT_COLUMNS, decodeEventCopy, type CopyOut } from './event-copy-reader.ts';
 import { BINARY_COPY_HEADER, BINARY_COPY_TRAILER, BinaryCopyWriter } from './projections/binary-copy.ts';
+import { copyChunks, copyStatement } from './projections/bulk-copy.ts';
 
 export interface SqlEventStoreOptions {
   /** Most events written in one group-commit transaction; an append larger than this goes alone. Default 2000. */
@@ -806,6 +807,11 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner {
           record();
           const recorded = inserts.map((row) => row.recorded!).sort((a, b) => (a.position < b.position ? -1 : a.position > b.position ? 1 : 0));
           await this.#projections[index]!.apply(session.db, recorded);
+        } else if (copyIn !== undefined && plan.applyBulk !== undefined) {
+          // A large batch: the projection's big upserts by COPY into temporary tables too.
+          const bulk = plan.applyBulk(streamEvents, loaded[index]!);
+          await copyProjectionRows(session, copyIn, db, bulk.copies);
+          for (const statement of bulk.statements) queued.push(statement.compile(db));
         } else {
           for (const statement of plan.apply(streamEvents, loaded[index]!)) queued.push(statement.compile(db));
         }
@@ -828,6 +834,30 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner {
       const appendedCount = plan.slots.filter((slot) => 'insert' in slot).length;
       return { result: appendResult(plan.nextRevision, events, appendedCount) };
     });
+  }
+}
+
+/**
+ * A large batch's projection rows (InlineProjectionPlan.applyBulk) into their temporary
+ * tables: each created once per session (`on commit delete rows`: empty at every
+ * transaction's start, so a statement prepared over it finds it on that session), then one
+ * COPY of text per table.
+ */
+async function copyProjectionRows(
+  session: AppendSession,
+  copyIn: NonNullable<AppendSession['copyIn']>,
+  db: Kysely<StoreDatabase>,
+  copies: readonly ProjectionCopy[],
+): Promise<void> {
+  if (copies.length === 0) return;
+  await session.send(
+    copies.map((copy) =>
+      sql`create temporary table if not exists ${sql.table(copy.table)} (like ${sql.table(copy.like)} including defaults) on commit delete rows`.compile(db),
+    ),
+  );
+  for (const copy of copies) {
+    const chunks = [...copyChunks(copy.rows, { rows: 0 })];
+    await copyIn((source) => copyStatement(copy.table, copy.columns, source), chunks);
   }
 }
 

@@ -53,6 +53,8 @@ export interface FederationSettings {
   readonly retryDelayMaxMs?: number;
   readonly peerRequestTimeoutMs?: number;
   readonly federationBatchEventsMax?: number;
+  /** FederationEngineOptions.federationCatchUpBatchEventsMax (default: 5,000 unless federationBatchEventsMax is set). */
+  readonly federationCatchUpBatchEventsMax?: number;
   readonly requestSkewMsMax?: number;
   readonly binaryPullsConcurrentMax?: number;
   /** Own deploys' binaries up to this size travel inside the push (0: none). */
@@ -67,6 +69,7 @@ export const federationDefaults = {
   retryDelayMaxMs: 10_000,
   peerRequestTimeoutMs: 10_000,
   federationBatchEventsMax: 500,
+  federationCatchUpBatchEventsMax: 5_000,
   binaryPullsConcurrentMax: 4,
   /** How often member urls without a known site id are looked up. */
   memberResolveIntervalMs: 2_000,
@@ -316,6 +319,7 @@ export class FederationService implements FederationHooks {
       hlc: options.hlc,
       peerIdOf: (url) => this.directory.peerIdOf(url),
       federationBatchEventsMax: settings.federationBatchEventsMax ?? federationDefaults.federationBatchEventsMax,
+      federationCatchUpBatchEventsMax: catchUpBatchEventsMax(settings),
       retryDelayBaseMs: settings.retryDelayBaseMs ?? federationDefaults.retryDelayBaseMs,
       retryDelayMaxMs: settings.retryDelayMaxMs ?? federationDefaults.retryDelayMaxMs,
       peerRequestTimeoutMs: settings.peerRequestTimeoutMs ?? federationDefaults.peerRequestTimeoutMs,
@@ -587,7 +591,7 @@ export class FederationService implements FederationHooks {
     };
     let attachments: FederationAttachment[];
     try {
-      ({ request, attachments } = decodeFederationPush(body, { eventsMax: this.settings.federationBatchEventsMax ?? federationDefaults.federationBatchEventsMax }));
+      ({ request, attachments } = decodeFederationPush(body, { eventsMax: receivedEventsMax(this.settings) }));
     } catch (error) {
       return malformed(isStrataError(error) ? error.message : String(error));
     }
@@ -975,3 +979,12 @@ export class FederationService implements FederationHooks {
   }
 }
 
+/** Events per catch-up page: as set, else the default unless the batch size was set (then that). */
+function catchUpBatchEventsMax(settings: FederationSettings): number {
+  return settings.federationCatchUpBatchEventsMax ?? (settings.federationBatchEventsMax === undefined ? federationDefaults.federationCatchUpBatchEventsMax : settings.federationBatchEventsMax);
+}
+
+/** The most events a received push may carry: a batch or a catch-up page. */
+function receivedEventsMax(settings: FederationSettings): number {
+  return Math.max(settings.federationBatchEventsMax ?? federationDefaults.federationBatchEventsMax, catchUpBatchEventsMax(settings));
+}

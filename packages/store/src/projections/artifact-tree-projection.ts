@@ -23,7 +23,7 @@ import {
   type RecordedEvent,
   type StreamEvent,
 } from '@strata/core';
-import type { InlineProjectionPlan, SqlProjection } from '../projection.ts';
+import type { InlineProjectionPlan, ProjectionBulkWrites, ProjectionCopy, SqlProjection } from '../projection.ts';
 import type { StoreDatabase } from '../schema.ts';
 import type { BinaryCopySource, BinaryCopyWriter } from './binary-copy.ts';
 import type { CopyRows } from './bulk-copy.ts';
@@ -308,11 +308,12 @@ export class ArtifactTreeProjection implements SqlProjection, RebuildableSqlProj
       lockKeys: [...repos].map((repo) => `repo:${repo}`),
       load,
       apply: (recorded, loaded) => {
-        const batch = new TreeBatch();
-        for (const { kind, row } of loaded) batch.loadRow(kind, typeof row === 'string' ? (JSON.parse(row) as Row) : (row as Row));
-        let changed = false;
-        for (const event of recorded) changed = evolveArtifactTree(batch, event) || changed;
-        return changed ? writeBackStatements(batch) : [];
+        const batch = evolvedBatch(recorded, loaded);
+        return batch === undefined ? [] : writeBackStatements(writeBack(batch));
+      },
+      applyBulk: (recorded, loaded) => {
+        const batch = evolvedBatch(recorded, loaded);
+        return batch === undefined ? { copies: [], statements: [] } : writeBackBulk(writeBack(batch));
       },
     };
   }
@@ -465,12 +466,25 @@ function nullableText(out: BinaryCopyWriter, value: string | null): void {
   else out.text(value);
 }
 
-/**
- * The statements that write a batch's evolved registers back: one upsert per table that
- * changed (data-modifying CTEs of one statement), then per grown folder tombstone the
- * stamp-guarded UPDATE of rows not loaded.
- */
-function writeBackStatements(batch: TreeBatch): RawBuilder<unknown>[] {
+/** The batch's registers after `recorded`, from the rows `loaded`; undefined when nothing changed. */
+function evolvedBatch(recorded: readonly StreamEvent[], loaded: readonly { kind: string; row: unknown }[]): TreeBatch | undefined {
+  const batch = new TreeBatch();
+  for (const { kind, row } of loaded) batch.loadRow(kind, typeof row === 'string' ? (JSON.parse(row) as Row) : (row as Row));
+  let changed = false;
+  for (const event of recorded) changed = evolveArtifactTree(batch, event) || changed;
+  return changed ? batch : undefined;
+}
+
+/** The rows a batch writes back (and deletes), and the folder tombstones it raised. */
+interface TreeWriteBack {
+  readonly fileRows: unknown[][];
+  readonly propertyRows: unknown[][];
+  readonly propertyDeletes: [string, string, string][];
+  readonly folderRows: unknown[][];
+  readonly grownFolders: { repo: string; prefix: string; stamp: EventStamp }[];
+}
+
+function writeBack(batch: TreeBatch): TreeWriteBack {
   const fileRows: unknown[][] = [];
   for (const { repo, path, register, loaded } of batch.files.values()) {
     const tombstone = effectiveTombstone(batch, repo, path);
@@ -493,7 +507,15 @@ function writeBackStatements(batch: TreeBatch): RawBuilder<unknown>[] {
     folderRows.push(folderTombstoneRow(repo, prefix, stamp));
     grownFolders.push({ repo, prefix, stamp });
   }
+  return { fileRows, propertyRows, propertyDeletes, folderRows, grownFolders };
+}
 
+/**
+ * The statements that write a batch's evolved registers back: one upsert per table that
+ * changed (data-modifying CTEs of one statement), then per grown folder tombstone the
+ * stamp-guarded UPDATE of rows not loaded.
+ */
+function writeBackStatements({ fileRows, propertyRows, propertyDeletes, folderRows, grownFolders }: TreeWriteBack): RawBuilder<unknown>[] {
   // One statement for every table that changed: data-modifying CTEs on distinct tables.
   const parts = [];
   if (fileRows.length > 0) {
@@ -504,10 +526,7 @@ function writeBackStatements(batch: TreeBatch): RawBuilder<unknown>[] {
     parts.push(sql`w_properties as (insert into artifact_properties (${columnList(PROPERTY_COLUMNS)}) ${unnestRows(PROPERTY_COLUMNS, propertyRows)}
       on conflict (repo, path, key) do update set ${excludedAssignments(PROPERTY_COLUMNS, ['repo', 'path', 'key'])} returning 1)`);
   }
-  if (propertyDeletes.length > 0) {
-    parts.push(sql`d_properties as (delete from artifact_properties where (repo, path, key) in (
-      select * from unnest(${propertyDeletes.map((d) => d[0])}::text[], ${propertyDeletes.map((d) => d[1])}::text[], ${propertyDeletes.map((d) => d[2])}::text[])) returning 1)`);
-  }
+  if (propertyDeletes.length > 0) parts.push(sql`d_properties as (${propertyDeleteStatement(propertyDeletes)} returning 1)`);
   if (folderRows.length > 0) {
     parts.push(sql`w_folders as (insert into folder_tombstones (${columnList(FOLDER_TOMBSTONE_COLUMNS)}) ${unnestRows(FOLDER_TOMBSTONE_COLUMNS, folderRows)}
       on conflict (repo, prefix) do update set ${excludedAssignments(FOLDER_TOMBSTONE_COLUMNS, ['repo', 'prefix'])} returning 1)`);
@@ -516,6 +535,37 @@ function writeBackStatements(batch: TreeBatch): RawBuilder<unknown>[] {
     ...(parts.length > 0 ? [sql`with ${sql.join(parts)} select 1`] : []),
     ...grownFolders.map((folder) => folderTombstoneStatement(folder.repo, folder.prefix, folder.stamp)),
   ];
+}
+
+function propertyDeleteStatement(propertyDeletes: readonly [string, string, string][]): RawBuilder<unknown> {
+  return sql`delete from artifact_properties where (repo, path, key) in (
+      select * from unnest(${propertyDeletes.map((d) => d[0])}::text[], ${propertyDeletes.map((d) => d[1])}::text[], ${propertyDeletes.map((d) => d[2])}::text[]))`;
+}
+
+/** Temporary tables of a large batch's rows (InlineProjectionPlan.applyBulk). */
+const BULK_TABLES = { artifacts: 'strata_bulk_artifacts', artifact_properties: 'strata_bulk_artifact_properties', folder_tombstones: 'strata_bulk_folder_tombstones' } as const;
+
+/**
+ * writeBackStatements for a large batch: the upserted rows go in by COPY into temporary
+ * tables, each merged by one INSERT … SELECT … ON CONFLICT; the same writes in the same
+ * order (the deletes of properties touch other keys than the upserts).
+ */
+function writeBackBulk({ fileRows, propertyRows, propertyDeletes, folderRows, grownFolders }: TreeWriteBack): ProjectionBulkWrites {
+  const copies: ProjectionCopy[] = [];
+  const statements: RawBuilder<unknown>[] = [];
+  const merge = (like: keyof typeof BULK_TABLES, columns: readonly UnnestColumn[], key: readonly string[], rows: unknown[][]) => {
+    if (rows.length === 0) return;
+    const table = BULK_TABLES[like];
+    copies.push({ table, like, columns, rows });
+    statements.push(sql`insert into ${sql.table(like)} (${columnList(columns)}) select ${columnList(columns)} from ${sql.table(table)}
+      on conflict (${sql.join(key.map((name) => sql.id(name)))}) do update set ${excludedAssignments(columns, key)}`);
+  };
+  merge('artifacts', ARTIFACT_COLUMNS, ['repo', 'path'], fileRows);
+  merge('artifact_properties', PROPERTY_COLUMNS, ['repo', 'path', 'key'], propertyRows);
+  if (propertyDeletes.length > 0) statements.push(propertyDeleteStatement(propertyDeletes));
+  merge('folder_tombstones', FOLDER_TOMBSTONE_COLUMNS, ['repo', 'prefix'], folderRows);
+  for (const folder of grownFolders) statements.push(folderTombstoneStatement(folder.repo, folder.prefix, folder.stamp));
+  return { copies, statements };
 }
 
 /**

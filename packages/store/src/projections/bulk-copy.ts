@@ -89,7 +89,7 @@ function writeText(buffer: Buffer, at: number, text: string): number {
  * (building one long string and encoding it cost twice as much). A buffer is never
  * written again once handed over; a row never spans two.
  */
-function* copyChunks(rows: Iterable<readonly unknown[]>, counter: { rows: number }): Generator<Buffer> {
+export function* copyChunks(rows: Iterable<readonly unknown[]>, counter: { rows: number }): Generator<Buffer> {
   let buffer = Buffer.allocUnsafe(copyChunkBytesMax + 64 * 1024);
   let at = 0;
   for (const row of rows) {
@@ -135,7 +135,7 @@ function* binaryChunks(source: BinaryCopySource, out: BinaryCopyWriter, framed: 
   if (framed) yield BINARY_COPY_TRAILER;
 }
 
-function copyStatement(table: string, columns: readonly UnnestColumn[], source: string): string {
+export function copyStatement(table: string, columns: readonly UnnestColumn[], source: string): string {
   const names = columns.map(([name]) => `"${name.replaceAll('"', '""')}"`).join(', ');
   return `copy "${table.replaceAll('"', '""')}" (${names}) from ${source}`;
 }

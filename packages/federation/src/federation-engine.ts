@@ -1114,7 +1114,9 @@ export class FederationEngine {
         if (phase !== 'exchange' && !peer.exchangeWanted && !(deferring && this.#uncheckedRipe(repo, peer))) return;
       }
       peer.exchangeWanted = false;
-      const committedAtMs = events.length === 0 ? undefined : repo.commitTimesOf(events);
+      // The commit times ride in the push's JSON header (at most 256 KiB): not with a page
+      // larger than the times kept (a catch-up page of old events, which has none or few).
+      const committedAtMs = events.length === 0 || events.length > commitTimesKeptMax ? undefined : repo.commitTimesOf(events);
       const request: PushRequest = {
         kind: 'push',
         repoKey: repo.key,

@@ -6,7 +6,8 @@ import type { SqlProjection } from '../projection.ts';
 import type { StoreDatabase } from '../schema.ts';
 import type { BulkLoader, CopyRows } from '../projections/bulk-copy.ts';
 import type { BinaryCopySource } from '../projections/binary-copy.ts';
-import { writeDifference, type DifferenceCopy } from './replay-difference.ts';
+import { decodeStoredEventRow, STORED_EVENT_COLUMNS, type StoredEventRow } from '../sql-event-store.ts';
+import { DIFFERENCE_KEY_FIELDS, lockForDifference, writeDifference, type DifferenceCopy } from '../projections/projection-difference.ts';
 import { rebuildProjections, type RebuildResult } from '../projections/rebuild-projections.ts';
 import { isRebuildableProjection } from '../projections/rebuildable-projection.ts';
 
@@ -104,17 +105,6 @@ const REPOSITORY_ROWS: readonly (readonly [table: string, column: string])[] = [
 ];
 
 /**
- * The tables a repository replay with COPY brings to the replayed state by difference
- * (replay-difference.ts), and how many of their leading columns make a row's key (the
- * repository first).
- */
-const DIFFED_TABLES: ReadonlyMap<string, number> = new Map([
-  ['artifacts', 2],
-  ['folder_tombstones', 2],
-  ['artifact_properties', 3],
-]);
-
-/**
  * Rebuilds one repository's rows of the projections from zero (`strata replay --repo`): folds
  * the repository's stream (up to `until`) in memory, then in one transaction brings the
  * repository's rows to the folded state. Other repositories are untouched; readers see the
@@ -125,7 +115,7 @@ const DIFFED_TABLES: ReadonlyMap<string, number> = new Map([
  * The read takes the stream's rows in whatever order the store finds them (StreamScanner),
  * which the folds allow: the artifact tree and the configuration merge by HLC stamps, and
  * core's properties check that any delivery order folds to the same state. With COPY
- * (`bulk`), the artifact tree's rows are compared with the live ones (replay-difference.ts)
+ * (`bulk`), the artifact tree's rows are compared with the live ones (projection-difference.ts)
  * and only the rows that differ are rewritten: a replay of an intact repository writes nothing to the projection
  * (and reports `rowsChanged` 0), a damaged one gets exactly its wrong rows replaced. Without
  * COPY the repository's rows are deleted and written again.
@@ -147,20 +137,44 @@ export async function replayRepository(
   let rows = 0;
   let rowsChanged = 0;
   const report = (phase: ReplayProgress['phase']) => options.onProgress?.({ events, total, elapsedMs: performance.now() - started, phase });
+  let revisionMax = -1;
   for await (const page of readRepositoryStream(source.store, stream, options)) {
     for (const rebuild of rebuilds) rebuild.add(page);
+    for (const event of page) if (event.revision > revisionMax) revisionMax = event.revision;
     events += page.length;
     report('read');
   }
+  /**
+   * The stream's events committed after the read (the replay's transaction holds the lock
+   * that makes appends wait, so none can commit after this), folded too: their inline
+   * updates hit the rows being compared.
+   */
+  const foldLateEvents = async (tx: Kysely<StoreDatabase>) => {
+    const until = options.until;
+    for (;;) {
+      // Through the transaction (PGlite has a single connection).
+      const rows = await sql<StoredEventRow>`
+        select ${STORED_EVENT_COLUMNS} from events where stream = ${stream} and revision > ${revisionMax} order by revision limit 10000`.execute(tx);
+      if (rows.rows.length === 0) return;
+      const page = rows.rows.map(decodeStoredEventRow);
+      revisionMax = page[page.length - 1]!.revision;
+      const kept = until === undefined ? page : page.filter((event) => isAtOrBefore(event, until));
+      for (const rebuild of rebuilds) rebuild.add(kept);
+      events += kept.length;
+    }
+  };
   options.signal?.throwIfAborted();
   const replace = async (tx: Kysely<StoreDatabase>) => {
     for (const [table, column] of REPOSITORY_ROWS) await sql`delete from ${sql.table(table)} where ${sql.ref(column)} = ${repo}`.execute(tx);
     for (const rebuild of rebuilds) rows += await rebuild.write(tx, () => report('write'));
   };
   const difference = async (tx: Kysely<StoreDatabase>, copy: DifferenceCopy) => {
+    // Appends wait from here to the commit; whatever they committed before is read now.
+    await lockForDifference(tx, [...DIFFERENCE_KEY_FIELDS.keys()]);
+    await foldLateEvents(tx);
     // Tables written without COPY (the repository's configuration row) are replaced whole,
     // and count as changed when their rows read differently afterwards.
-    const replacedWhole = REPOSITORY_ROWS.filter(([table]) => !DIFFED_TABLES.has(table));
+    const replacedWhole = REPOSITORY_ROWS.filter(([table]) => !DIFFERENCE_KEY_FIELDS.has(table));
     const wholeRows = async () => {
       const texts = new Set<string>();
       for (const [table, column] of replacedWhole) {
@@ -177,9 +191,7 @@ export async function replayRepository(
       },
       {
         binary: async (copySource: BinaryCopySource): Promise<number> => {
-          const keyFields = DIFFED_TABLES.get(copySource.table);
-          if (keyFields === undefined) throw new StrataError('STRATA_ERR_INVARIANT', `a repository replay copies rows into ${copySource.table}, which it does not compare`);
-          const written = await writeDifference(tx, copy, copySource, repo, keyFields);
+          const written = await writeDifference(tx, copy, copySource, repo);
           rowsChanged += written.changed;
           return written.rows;
         },
@@ -206,6 +218,9 @@ export async function replayRepository(
   return { events, rows, rowsChanged, elapsedMs, eventsPerSecond: elapsedMs === 0 ? 0 : (events * 1000) / elapsedMs };
 }
 
+/** Events per page of a repository replay's stream scan (the rebuild's scanPageEventsMax). */
+const streamPageEventsMax = 256;
+
 /** A repository's events for replayRepository: the store's unordered stream scan when it has one, else readStream's pages. */
 function readRepositoryStream(
   store: Pick<EventStore, 'readStream'>,
@@ -215,6 +230,8 @@ function readRepositoryStream(
   const until = options.until;
   if (!isStreamScanner(store)) return readStreamUntil(store, stream, { ...(until === undefined ? {} : { until }), ...(options.signal === undefined ? {} : { signal: options.signal }) });
   return store.scanStream(stream, {
+    // Small pages, as the rebuild's scan: decoded events die young once folded.
+    pageEventsMax: streamPageEventsMax,
     ...(until === undefined ? {} : until.kind === 'position' ? { untilPosition: until.position } : { untilWall: until.wall }),
     ...(options.signal === undefined ? {} : { signal: options.signal }),
   });
@@ -237,6 +254,7 @@ export async function replayAll(
   const until = options.until;
   const store: Pick<EventStore, 'readAll'> | (Pick<EventStore, 'readAll'> & EventScanner) = until === undefined ? source.store : untilStore(source.store, until);
   return rebuildProjections({ ...source, store }, projections, {
+    difference: true,
     ...(options.signal === undefined ? {} : { signal: options.signal }),
     ...(options.workers === undefined ? {} : { workers: options.workers }),
     onProgress: (progress) =>

@@ -17,6 +17,7 @@ import type { StoreDatabase } from '../schema.ts';
 import type { BulkLoader, CopyRows } from './bulk-copy.ts';
 import { ARTIFACT_COLUMNS, ArtifactTreeProjection, FOLDER_TOMBSTONE_COLUMNS, PROPERTY_COLUMNS } from './artifact-tree-projection.ts';
 import { PARTITION_TABLES, type PartitionTable } from './rebuild-partition.ts';
+import { DIFFERENCE_KEY_FIELDS, lockForDifference, writeDifference } from './projection-difference.ts';
 import { RebuildWorkers } from './rebuild-workers.ts';
 import { isRebuildableProjection, type ProjectionRebuild, type RebuildableSqlProjection } from './rebuildable-projection.ts';
 import type { UnnestColumn } from './sql-values.ts';
@@ -62,6 +63,13 @@ export interface RebuildOptions {
    * this thread.
    */
   readonly workers?: number;
+  /**
+   * Write only what differs (`strata replay`): the artifact tree's rows are compared with
+   * the live ones in one transaction that makes appends wait (projection-difference.ts),
+   * the other rebuildable projections' tables replaced whole in it. Needs COPY in and out
+   * (`source.bulk`); without them, or by default, the tables are replaced.
+   */
+  readonly difference?: boolean;
 }
 
 /** Worker threads of a rebuild on PostgreSQL unless told otherwise (docs/benchmarks.md, B, seventh pass). */
@@ -75,6 +83,8 @@ export interface RebuildResult {
   readonly eventsPerSecond: number;
   /** Worker threads that folded the artifact tree; 0: it was folded in this thread. */
   readonly workers: number;
+  /** With `difference`: rows deleted plus rows inserted by the comparison (tables replaced whole not counted). */
+  readonly rowsChanged?: number;
 }
 
 /** Where a projection stands; undefined if it was never rebuilt or caught up. */
@@ -215,12 +225,49 @@ export async function rebuildProjections(
       for (const statement of restore) await sql.raw(statement).execute(tx);
       await writeProjectionCheckpoints(tx, projections.map((projection) => projection.name), checkpoint);
     };
+    let rowsChanged: number | undefined;
+    const differenceSwap = async (tx: Kysely<StoreDatabase>, copy: CopyRows): Promise<boolean> => {
+      if (copy.binary === undefined || copy.out === undefined || copy.encoded === undefined) return false;
+      const tables = bulk.flatMap(({ projection }) => projection.tables);
+      await lockForDifference(tx, tables.filter((table) => DIFFERENCE_KEY_FIELDS.has(table)));
+      let changed = 0;
+      const byDifference: CopyRows = Object.assign(
+        (table: string): Promise<number> => {
+          throw new StrataError('STRATA_ERR_INVARIANT', `a replay by difference writes ${table} by binary COPY only`);
+        },
+        {
+          binary: async (copySource: Parameters<NonNullable<CopyRows['binary']>>[0]): Promise<number> => {
+            const written = await writeDifference(tx, copy, copySource, undefined);
+            changed += written.changed;
+            return written.rows;
+          },
+        },
+      );
+      const onRows = (written: number) => {
+        rows += written;
+        report('write');
+      };
+      for (const { projection, rebuild } of bulk) {
+        if (projection.tables.every((table) => DIFFERENCE_KEY_FIELDS.has(table))) {
+          await rebuild.write(tx, onRows, byDifference);
+        } else {
+          await projection.truncate(tx);
+          await rebuild.write(tx, onRows, copy);
+        }
+      }
+      await writeProjectionCheckpoints(tx, projections.map((projection) => projection.name), checkpoint);
+      rowsChanged = changed;
+      return true;
+    };
+    // Not with workers: their rows arrive encoded, in no key order, for tables without indexes.
+    const differenced = options.difference === true && workers === undefined && source.bulk !== undefined && (await source.bulk.transaction(differenceSwap));
     const swapped =
-      source.bulk !== undefined &&
+      differenced ||
+      (source.bulk !== undefined &&
       (await swapThroughShadowSchema(source.bulk, bulk, projections.map((projection) => projection.name), checkpoint, (written) => {
         rows += written;
         report('write');
-      }));
+      })));
     if (swapped) {
       // Done: the new tables are in place.
     } else if (source.bulk !== undefined) await source.bulk.transaction(swap);
@@ -260,7 +307,15 @@ export async function rebuildProjections(
     }
     report('done');
     const elapsedMs = performance.now() - started;
-    return { events, rows, checkpoint, elapsedMs, eventsPerSecond: elapsedMs === 0 ? 0 : (events * 1000) / elapsedMs, workers: workers?.workers.count ?? 0 };
+    return {
+      events,
+      rows,
+      checkpoint,
+      elapsedMs,
+      eventsPerSecond: elapsedMs === 0 ? 0 : (events * 1000) / elapsedMs,
+      workers: workers?.workers.count ?? 0,
+      ...(rowsChanged === undefined ? {} : { rowsChanged }),
+    };
   }
 }
 

@@ -2,9 +2,9 @@ import { isDeepStrictEqual } from 'node:util';
 import { sql, type Kysely } from 'kysely';
 import { StrataError } from '@strata/core';
 import type { StoreDatabase } from '../schema.ts';
-import { BinaryCopyWriter, type BinaryCopySource } from '../projections/binary-copy.ts';
-import type { CopyRows } from '../projections/bulk-copy.ts';
-import { sqlTextLiteral } from '../projections/sql-values.ts';
+import { BinaryCopyWriter, type BinaryCopySource } from './binary-copy.ts';
+import type { CopyRows } from './bulk-copy.ts';
+import { sqlTextLiteral } from './sql-values.ts';
 
 /** Bytes of our rows encoded at a time (a row never spans two chunks). */
 const chunkBytesMax = 4 * 1024 * 1024;
@@ -14,6 +14,16 @@ const HEADER_BYTES = 19;
 /** What writeDifference needs of the bulk transaction's COPY. */
 export type DifferenceCopy = Pick<CopyRows, 'out' | 'encoded'>;
 
+/**
+ * The tables a replay brings to the replayed state by difference, and how many of their
+ * leading columns make a row's key (the repository first).
+ */
+export const DIFFERENCE_KEY_FIELDS: ReadonlyMap<string, number> = new Map([
+  ['artifacts', 2],
+  ['folder_tombstones', 2],
+  ['artifact_properties', 3],
+]);
+
 export interface DifferenceResult {
   /** Rows of the replayed state. */
   readonly rows: number;
@@ -22,8 +32,8 @@ export interface DifferenceResult {
 }
 
 /**
- * Brings `source.table`'s rows of one repository to `source`'s rows, writing only what
- * differs: the replayed rows are encoded (binary COPY rows), the live rows read by one
+ * Brings `source.table`'s rows of one repository (every row when `repo` is undefined) to
+ * `source`'s rows, writing only what differs: the replayed rows are encoded (binary COPY rows), the live rows read by one
  * COPY … TO in the same transaction and compared row by row, keyed by the first `keyFields`
  * columns (the repository, then the table's key); a live row with no identical replayed row
  * is deleted, a replayed row with no identical live row inserted (one COPY). Rows compare by
@@ -34,9 +44,10 @@ export async function writeDifference(
   tx: Kysely<StoreDatabase>,
   copy: DifferenceCopy,
   source: BinaryCopySource,
-  repo: string,
-  keyFields: number,
+  repo: string | undefined,
 ): Promise<DifferenceResult> {
+  const keyFields = DIFFERENCE_KEY_FIELDS.get(source.table);
+  if (keyFields === undefined) throw new StrataError('STRATA_ERR_INVARIANT', `a replay copies rows into ${source.table}, which it does not compare`);
   const out = copy.out;
   const encoded = copy.encoded;
   if (out === undefined || encoded === undefined) throw new StrataError('STRATA_ERR_INVARIANT', 'a repository replay by difference needs COPY in and out');
@@ -65,8 +76,9 @@ export async function writeDifference(
 
   // The live rows, compared as they stream in.
   const names = columns.map(([name]) => `"${name.replaceAll('"', '""')}"`).join(', ');
-  const statement = (target: string) => `copy (select ${names} from "${source.table.replaceAll('"', '""')}" where repo = ${sqlTextLiteral(repo)}) to ${target} (format binary)`;
-  const deletes: string[][] = Array.from({ length: keyFields - 1 }, () => []);
+  const where = repo === undefined ? '' : ` where repo = ${sqlTextLiteral(repo)}`;
+  const statement = (target: string) => `copy (select ${names} from "${source.table.replaceAll('"', '""')}"${where}) to ${target} (format binary)`;
+  const deletes: string[][] = Array.from({ length: keyFields }, () => []);
   let pending: Buffer = Buffer.alloc(0);
   let headerRead = false;
   let ended = false;
@@ -96,8 +108,8 @@ export async function writeDifference(
       if (ours !== undefined && sameRow(ours, buffer, at, end, columns.length, jsonbFields)) {
         replayed.delete(key);
       } else {
-        let field = at + 2 + 4 + buffer.readInt32BE(at + 2); // past the repository
-        for (let index = 0; index < keyFields - 1; index++) {
+        let field = at + 2;
+        for (let index = 0; index < keyFields; index++) {
           const length = buffer.readInt32BE(field);
           deletes[index]!.push(buffer.toString('utf8', field + 4, field + 4 + length));
           field += 4 + length;
@@ -113,10 +125,9 @@ export async function writeDifference(
 
   const deleted = deletes[0]?.length ?? 0;
   if (deleted > 0) {
-    const keys = columns.slice(1, keyFields).map(([name]) => sql.ref(name));
+    const keys = columns.slice(0, keyFields).map(([name]) => sql.ref(name));
     const arrays = deletes.map((values) => sql`${values}::text[]`);
-    await sql`delete from ${sql.table(source.table)} where repo = ${repo}
-      and (${sql.join(keys)}) in (select * from unnest(${sql.join(arrays)}))`.execute(tx);
+    await sql`delete from ${sql.table(source.table)} where (${sql.join(keys)}) in (select * from unnest(${sql.join(arrays)}))`.execute(tx);
   }
   const inserted = replayed.size;
   if (inserted > 0) await encoded(source.table, columns, concatenated(replayed.values()));
@@ -196,3 +207,12 @@ async function* concatenated(rows: Iterable<RowRef>): AsyncGenerator<Uint8Array>
   if (bytes > 0) yield Buffer.concat(parts, bytes);
 }
 
+
+/**
+ * Locks a replay's tables against writes (inline projections of appends wait; readers go on
+ * reading the old rows) until the transaction ends: the rows it compares stay as it read them.
+ */
+export async function lockForDifference(tx: Kysely<StoreDatabase>, tables: readonly string[]): Promise<void> {
+  if (tables.length === 0) return;
+  await sql`lock table ${sql.join(tables.map((table) => sql.table(table)))} in exclusive mode`.execute(tx);
+}

@@ -141,6 +141,9 @@ export function validateFederationRequest(value: unknown, { eventsMax }: Validat
   const newEvents = validated.has(events)
     ? events.map((event: unknown) => stripRecorded(event as NewEvent))
     : events.map((event: unknown, index) => guard(`events[${index}]`, () => toNewEvent(event)));
+  // A request validated here is validated again by whoever it is handed to (the server
+  // decodes a push, the engine receives it): its events are not checked a second time.
+  validated.add(newEvents);
   return {
     kind: 'push',
     repoKey,
@@ -169,7 +172,7 @@ function validateCommittedAtMs(value: unknown, events: readonly NewEvent[], from
   return (value as (number | null)[]).slice();
 }
 
-/** Event arrays the core codec has just decoded (and so validated): not validated a second time. */
+/** Event arrays the core codec has just decoded, or this module has just validated: not validated a second time. */
 const validated = new WeakSet<readonly unknown[]>();
 
 function stripRecorded(event: NewEvent): NewEvent {

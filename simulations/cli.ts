@@ -24,6 +24,7 @@ const usage = `usage: npm run sim -- [options]
   --no-clock-jumps   no clock jumps
   --wire-codec       every request through the wire codec (encode + decode)
   --batch N          federationBatchEventsMax (default 64)
+  --catch-up N       federationCatchUpBatchEventsMax (default: --batch, no catch-up pages)
   --window N         pushes in flight per peer (default 4; 1 = unpipelined)
   --fault NAME       plant a bug: ${FAULT_NAMES.join(' | ')}
   --replay S:PATH    replay the failing run seed S, fast-check path PATH
@@ -47,6 +48,7 @@ async function main(): Promise<number> {
       'no-clock-jumps': { type: 'boolean' },
       'wire-codec': { type: 'boolean' },
       batch: { type: 'string' },
+      'catch-up': { type: 'string' },
       window: { type: 'string' },
       fault: { type: 'string' },
       replay: { type: 'string' },
@@ -86,6 +88,7 @@ async function main(): Promise<number> {
     wireCodec: values['wire-codec'] ?? false,
     federationBatchEventsMax: integer('batch', values.batch, DEFAULT_SIMULATION_CONFIG.federationBatchEventsMax, 1, 10_000),
     pushWindow: integer('window', values.window, DEFAULT_SIMULATION_CONFIG.pushWindow, 1, 64),
+    ...(values['catch-up'] === undefined ? {} : { federationCatchUpBatchEventsMax: integer('catch-up', values['catch-up'], 1, 1, 10_000) }),
     fault: values.fault as SimulationConfig['fault'],
   };
   let seeds: number[];
@@ -121,6 +124,7 @@ function configFlags(config: SimulationConfig): string {
     config.clockJumps ? '' : '--no-clock-jumps',
     config.wireCodec ? '--wire-codec' : '',
     `--batch ${config.federationBatchEventsMax}`,
+    config.federationCatchUpBatchEventsMax === undefined ? '' : `--catch-up ${config.federationCatchUpBatchEventsMax}`,
     `--window ${config.pushWindow}`,
     config.fault === undefined ? '' : `--fault ${config.fault}`,
   ]

@@ -34,6 +34,8 @@ export interface SimulationConfig {
   /** Run requests through the wire codec (encode + decode) on every delivery. */
   readonly wireCodec: boolean;
   readonly federationBatchEventsMax: number;
+  /** The engine's federationCatchUpBatchEventsMax (undefined: federationBatchEventsMax, no catch-up pages). */
+  readonly federationCatchUpBatchEventsMax?: number | undefined;
   /** Push requests in flight per peer (the engine's pushWindow; 1 = unpipelined). */
   readonly pushWindow: number;
   /** The engine's forwardDelayMs (undefined: its default). */

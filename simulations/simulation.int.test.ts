@@ -41,6 +41,10 @@ describe('federation simulations', () => {
     await expectSeedsHold({ ...base, sites: 2, ops: 80, loss: 0.2, duplication: 0.2, federationBatchEventsMax: 4, pushWindow: 8 }, 40, 4_000);
   });
 
+  it('three sites with crashes, partitions and catch-up pages (batches of 4, pages of 16) through the wire codec hold every invariant (40 seeds)', async () => {
+    await expectSeedsHold({ ...base, sites: 3, ops: 120, partitions: true, wireCodec: true, federationBatchEventsMax: 4, federationCatchUpBatchEventsMax: 16 }, 40, 6_000);
+  });
+
   it('three sites with the unpipelined protocol (one push in flight) hold every invariant (30 seeds)', async () => {
     await expectSeedsHold({ ...base, sites: 3, ops: 80, pushWindow: 1 }, 30, 5_000);
   });

@@ -282,6 +282,7 @@ export class Simulation {
       hlc,
       peerIdOf: peerIdOfUrl,
       federationBatchEventsMax: this.config.federationBatchEventsMax,
+      ...(this.config.federationCatchUpBatchEventsMax === undefined ? {} : { federationCatchUpBatchEventsMax: this.config.federationCatchUpBatchEventsMax }),
       pushWindow: this.config.pushWindow,
       ...(this.config.forwardDelayMs === undefined ? {} : { forwardDelayMs: this.config.forwardDelayMs }),
       retryDelayBaseMs,
@@ -378,7 +379,9 @@ export class Simulation {
               if (!target.up || target.engine === undefined) return;
               this.stats.deliveredRequests++;
               const delivered = this.config.wireCodec
-                ? decodeFederationRequest(encodeFederationRequest(request), { eventsMax: this.config.federationBatchEventsMax })
+                ? decodeFederationRequest(encodeFederationRequest(request), {
+                    eventsMax: Math.max(this.config.federationBatchEventsMax, this.config.federationCatchUpBatchEventsMax ?? 0),
+                  })
                 : request;
               let reply = await target.engine.receive(delivered);
               this.stats.deliveredEvents += request.events.length;

@@ -31,6 +31,14 @@ export interface DifferenceResult {
   readonly changed: number;
 }
 
+/** What compareRows found: the live rows to delete (their keys, column by column) and the replayed rows to insert. */
+export interface RowDifference extends DifferenceResult {
+  readonly table: string;
+  readonly columns: BinaryCopySource['columns'];
+  readonly deleteKeys: readonly (readonly string[])[];
+  readonly inserts: readonly RowRef[];
+}
+
 /**
  * Brings `source.table`'s rows of one repository (every row when `repo` is undefined) to
  * `source`'s rows, writing only what differs: the replayed rows are encoded (binary COPY rows), the live rows read by one
@@ -46,11 +54,17 @@ export async function writeDifference(
   source: BinaryCopySource,
   repo: string | undefined,
 ): Promise<DifferenceResult> {
+  const difference = await compareRows(copy, source, repo);
+  await applyRowDifference(tx, copy, difference);
+  return { rows: difference.rows, changed: difference.changed };
+}
+
+/** writeDifference's comparison alone: nothing written. */
+export async function compareRows(copy: DifferenceCopy, source: BinaryCopySource, repo: string | undefined): Promise<RowDifference> {
   const keyFields = DIFFERENCE_KEY_FIELDS.get(source.table);
   if (keyFields === undefined) throw new StrataError('STRATA_ERR_INVARIANT', `a replay copies rows into ${source.table}, which it does not compare`);
   const out = copy.out;
-  const encoded = copy.encoded;
-  if (out === undefined || encoded === undefined) throw new StrataError('STRATA_ERR_INVARIANT', 'a repository replay by difference needs COPY in and out');
+  if (out === undefined) throw new StrataError('STRATA_ERR_INVARIANT', 'a replay by difference needs COPY out');
   const columns = source.columns;
   const jsonbFields = columns.flatMap(([, type], index) => (type === 'jsonb' ? [index] : []));
 
@@ -123,18 +137,26 @@ export async function writeDifference(
   }
   if (!ended || pending.length > 0) throw new StrataError('STRATA_ERR_INVARIANT', `the COPY of ${source.table} ended early`);
 
-  const deleted = deletes[0]?.length ?? 0;
-  if (deleted > 0) {
-    const keys = columns.slice(0, keyFields).map(([name]) => sql.ref(name));
-    const arrays = deletes.map((values) => sql`${values}::text[]`);
-    await sql`delete from ${sql.table(source.table)} where (${sql.join(keys)}) in (select * from unnest(${sql.join(arrays)}))`.execute(tx);
-  }
-  const inserted = replayed.size;
-  if (inserted > 0) await encoded(source.table, columns, concatenated(replayed.values()));
-  return { rows, changed: deleted + inserted };
+  const inserts = [...replayed.values()];
+  return { table: source.table, columns, rows, deleteKeys: deletes, inserts, changed: (deletes[0]?.length ?? 0) + inserts.length };
 }
 
-interface RowRef {
+/** Writes what compareRows found: one DELETE by key, one COPY of the rows to insert. */
+export async function applyRowDifference(tx: Kysely<StoreDatabase>, copy: DifferenceCopy, difference: RowDifference): Promise<void> {
+  const deleteKeys = difference.deleteKeys;
+  if ((deleteKeys[0]?.length ?? 0) > 0) {
+    const keys = difference.columns.slice(0, deleteKeys.length).map(([name]) => sql.ref(name));
+    const arrays = deleteKeys.map((values) => sql`${values}::text[]`);
+    await sql`delete from ${sql.table(difference.table)} where (${sql.join(keys)}) in (select * from unnest(${sql.join(arrays)}))`.execute(tx);
+  }
+  if (difference.inserts.length > 0) {
+    const encoded = copy.encoded;
+    if (encoded === undefined) throw new StrataError('STRATA_ERR_INVARIANT', 'a replay by difference needs COPY in');
+    await encoded(difference.table, difference.columns, concatenated(difference.inserts));
+  }
+}
+
+export interface RowRef {
   readonly chunk: Buffer;
   readonly start: number;
   readonly end: number;

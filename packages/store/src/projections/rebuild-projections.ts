@@ -17,7 +17,7 @@ import type { StoreDatabase } from '../schema.ts';
 import type { BulkLoader, CopyRows } from './bulk-copy.ts';
 import { ARTIFACT_COLUMNS, ArtifactTreeProjection, FOLDER_TOMBSTONE_COLUMNS, PROPERTY_COLUMNS } from './artifact-tree-projection.ts';
 import { PARTITION_TABLES, type PartitionTable } from './rebuild-partition.ts';
-import { DIFFERENCE_KEY_FIELDS, lockForDifference, writeDifference } from './projection-difference.ts';
+import { DIFFERENCE_KEY_FIELDS, applyRowDifference, compareRows, lockForDifference, type RowDifference } from './projection-difference.ts';
 import { RebuildWorkers } from './rebuild-workers.ts';
 import { isRebuildableProjection, type ProjectionRebuild, type RebuildableSqlProjection } from './rebuildable-projection.ts';
 import type { UnnestColumn } from './sql-values.ts';
@@ -72,6 +72,15 @@ export interface RebuildOptions {
   readonly difference?: boolean;
 }
 
+/**
+ * A rebuild by difference writes what differs only while it is at most this share of the
+ * rows (or this many): past it, deleting and inserting row by row into indexed tables costs
+ * more than replacing them (a replay after `--until` the middle rewrote half the rows at
+ * ~0.4 of the replacing rebuild's rate).
+ */
+const differenceShareMax = 0.1;
+const differenceRowsMin = 1_000;
+
 /** Worker threads of a rebuild on PostgreSQL unless told otherwise (docs/benchmarks.md, B, seventh pass). */
 export const DEFAULT_REBUILD_WORKERS = 0;
 
@@ -83,7 +92,11 @@ export interface RebuildResult {
   readonly eventsPerSecond: number;
   /** Worker threads that folded the artifact tree; 0: it was folded in this thread. */
   readonly workers: number;
-  /** With `difference`: rows deleted plus rows inserted by the comparison (tables replaced whole not counted). */
+  /**
+   * With `difference`: the artifact tree's rows that differed (live rows deleted plus replayed
+   * rows inserted; the small tables replaced whole are not counted), whether they were
+   * written one by one or, past the threshold, by replacing the tables.
+   */
   readonly rowsChanged?: number;
 }
 
@@ -230,33 +243,41 @@ export async function rebuildProjections(
       if (copy.binary === undefined || copy.out === undefined || copy.encoded === undefined) return false;
       const tables = bulk.flatMap(({ projection }) => projection.tables);
       await lockForDifference(tx, tables.filter((table) => DIFFERENCE_KEY_FIELDS.has(table)));
-      let changed = 0;
-      const byDifference: CopyRows = Object.assign(
+      // Compare first, write nothing: past a share of changed rows, replacing the tables (and
+      // building their indexes once) costs less than deleting and inserting row by row.
+      const found: RowDifference[] = [];
+      const comparing: CopyRows = Object.assign(
         (table: string): Promise<number> => {
           throw new StrataError('STRATA_ERR_INVARIANT', `a replay by difference writes ${table} by binary COPY only`);
         },
         {
           binary: async (copySource: Parameters<NonNullable<CopyRows['binary']>>[0]): Promise<number> => {
-            const written = await writeDifference(tx, copy, copySource, undefined);
-            changed += written.changed;
-            return written.rows;
+            const difference = await compareRows(copy, copySource, undefined);
+            found.push(difference);
+            return difference.rows;
           },
         },
       );
+      let compared = 0;
+      for (const { projection, rebuild } of bulk) {
+        if (projection.tables.every((table) => DIFFERENCE_KEY_FIELDS.has(table))) compared += await rebuild.write(tx, undefined, comparing);
+      }
+      const changed = found.reduce((sum, difference) => sum + difference.changed, 0);
+      rowsChanged = changed;
+      if (changed > Math.max(differenceRowsMin, differenceShareMax * compared)) return false;
+      for (const difference of found) await applyRowDifference(tx, copy, difference);
+      rows += compared;
+      report('write');
       const onRows = (written: number) => {
         rows += written;
         report('write');
       };
       for (const { projection, rebuild } of bulk) {
-        if (projection.tables.every((table) => DIFFERENCE_KEY_FIELDS.has(table))) {
-          await rebuild.write(tx, onRows, byDifference);
-        } else {
-          await projection.truncate(tx);
-          await rebuild.write(tx, onRows, copy);
-        }
+        if (projection.tables.every((table) => DIFFERENCE_KEY_FIELDS.has(table))) continue;
+        await projection.truncate(tx);
+        await rebuild.write(tx, onRows, copy);
       }
       await writeProjectionCheckpoints(tx, projections.map((projection) => projection.name), checkpoint);
-      rowsChanged = changed;
       return true;
     };
     // Not with workers: their rows arrive encoded, in no key order, for tables without indexes.

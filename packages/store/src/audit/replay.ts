@@ -197,7 +197,8 @@ export async function replayRepository(
         },
       },
     );
-    for (const rebuild of rebuilds) rows += await rebuild.write(tx, () => report('write'), byDifference);
+    // Rows in any order (no sort of the paths): they are compared by key.
+    for (const rebuild of rebuilds) rows += await rebuild.write(tx, () => report('write'), byDifference, { unindexed: true });
     const after = await wholeRows();
     for (const text of before) if (!after.has(text)) rowsChanged++;
     for (const text of after) if (!before.has(text)) rowsChanged++;
@@ -254,7 +255,6 @@ export async function replayAll(
   const until = options.until;
   const store: Pick<EventStore, 'readAll'> | (Pick<EventStore, 'readAll'> & EventScanner) = until === undefined ? source.store : untilStore(source.store, until);
   return rebuildProjections({ ...source, store }, projections, {
-    difference: true,
     ...(options.signal === undefined ? {} : { signal: options.signal }),
     ...(options.workers === undefined ? {} : { workers: options.workers }),
     onProgress: (progress) =>

@@ -17,7 +17,6 @@ import type { StoreDatabase } from '../schema.ts';
 import type { BulkLoader, CopyRows } from './bulk-copy.ts';
 import { ARTIFACT_COLUMNS, ArtifactTreeProjection, FOLDER_TOMBSTONE_COLUMNS, PROPERTY_COLUMNS } from './artifact-tree-projection.ts';
 import { PARTITION_TABLES, type PartitionTable } from './rebuild-partition.ts';
-import { DIFFERENCE_KEY_FIELDS, applyRowDifference, compareRows, lockForDifference, type RowDifference } from './projection-difference.ts';
 import { RebuildWorkers } from './rebuild-workers.ts';
 import { isRebuildableProjection, type ProjectionRebuild, type RebuildableSqlProjection } from './rebuildable-projection.ts';
 import type { UnnestColumn } from './sql-values.ts';
@@ -63,23 +62,7 @@ export interface RebuildOptions {
    * this thread.
    */
   readonly workers?: number;
-  /**
-   * Write only what differs (`strata replay`): the artifact tree's rows are compared with
-   * the live ones in one transaction that makes appends wait (projection-difference.ts),
-   * the other rebuildable projections' tables replaced whole in it. Needs COPY in and out
-   * (`source.bulk`); without them, or by default, the tables are replaced.
-   */
-  readonly difference?: boolean;
 }
-
-/**
- * A rebuild by difference writes what differs only while it is at most this share of the
- * rows (or this many): past it, deleting and inserting row by row into indexed tables costs
- * more than replacing them (a replay after `--until` the middle rewrote half the rows at
- * ~0.4 of the replacing rebuild's rate).
- */
-const differenceShareMax = 0.1;
-const differenceRowsMin = 1_000;
 
 /** Worker threads of a rebuild on PostgreSQL unless told otherwise (docs/benchmarks.md, B, seventh pass). */
 export const DEFAULT_REBUILD_WORKERS = 0;
@@ -92,12 +75,6 @@ export interface RebuildResult {
   readonly eventsPerSecond: number;
   /** Worker threads that folded the artifact tree; 0: it was folded in this thread. */
   readonly workers: number;
-  /**
-   * With `difference`: the artifact tree's rows that differed (live rows deleted plus replayed
-   * rows inserted; the small tables replaced whole are not counted), whether they were
-   * written one by one or, past the threshold, by replacing the tables.
-   */
-  readonly rowsChanged?: number;
 }
 
 /** Where a projection stands; undefined if it was never rebuilt or caught up. */
@@ -238,57 +215,12 @@ export async function rebuildProjections(
       for (const statement of restore) await sql.raw(statement).execute(tx);
       await writeProjectionCheckpoints(tx, projections.map((projection) => projection.name), checkpoint);
     };
-    let rowsChanged: number | undefined;
-    const differenceSwap = async (tx: Kysely<StoreDatabase>, copy: CopyRows): Promise<boolean> => {
-      if (copy.binary === undefined || copy.out === undefined || copy.encoded === undefined) return false;
-      const tables = bulk.flatMap(({ projection }) => projection.tables);
-      await lockForDifference(tx, tables.filter((table) => DIFFERENCE_KEY_FIELDS.has(table)));
-      // Compare first, write nothing: past a share of changed rows, replacing the tables (and
-      // building their indexes once) costs less than deleting and inserting row by row.
-      const found: RowDifference[] = [];
-      const comparing: CopyRows = Object.assign(
-        (table: string): Promise<number> => {
-          throw new StrataError('STRATA_ERR_INVARIANT', `a replay by difference writes ${table} by binary COPY only`);
-        },
-        {
-          binary: async (copySource: Parameters<NonNullable<CopyRows['binary']>>[0]): Promise<number> => {
-            const difference = await compareRows(copy, copySource, undefined);
-            found.push(difference);
-            return difference.rows;
-          },
-        },
-      );
-      let compared = 0;
-      for (const { projection, rebuild } of bulk) {
-        if (projection.tables.every((table) => DIFFERENCE_KEY_FIELDS.has(table))) compared += await rebuild.write(tx, undefined, comparing);
-      }
-      const changed = found.reduce((sum, difference) => sum + difference.changed, 0);
-      rowsChanged = changed;
-      if (changed > Math.max(differenceRowsMin, differenceShareMax * compared)) return false;
-      for (const difference of found) await applyRowDifference(tx, copy, difference);
-      rows += compared;
-      report('write');
-      const onRows = (written: number) => {
-        rows += written;
-        report('write');
-      };
-      for (const { projection, rebuild } of bulk) {
-        if (projection.tables.every((table) => DIFFERENCE_KEY_FIELDS.has(table))) continue;
-        await projection.truncate(tx);
-        await rebuild.write(tx, onRows, copy);
-      }
-      await writeProjectionCheckpoints(tx, projections.map((projection) => projection.name), checkpoint);
-      return true;
-    };
-    // Not with workers: their rows arrive encoded, in no key order, for tables without indexes.
-    const differenced = options.difference === true && workers === undefined && source.bulk !== undefined && (await source.bulk.transaction(differenceSwap));
     const swapped =
-      differenced ||
-      (source.bulk !== undefined &&
+      source.bulk !== undefined &&
       (await swapThroughShadowSchema(source.bulk, bulk, projections.map((projection) => projection.name), checkpoint, (written) => {
         rows += written;
         report('write');
-      })));
+      }));
     if (swapped) {
       // Done: the new tables are in place.
     } else if (source.bulk !== undefined) await source.bulk.transaction(swap);
@@ -328,15 +260,7 @@ export async function rebuildProjections(
     }
     report('done');
     const elapsedMs = performance.now() - started;
-    return {
-      events,
-      rows,
-      checkpoint,
-      elapsedMs,
-      eventsPerSecond: elapsedMs === 0 ? 0 : (events * 1000) / elapsedMs,
-      workers: workers?.workers.count ?? 0,
-      ...(rowsChanged === undefined ? {} : { rowsChanged }),
-    };
+    return { events, rows, checkpoint, elapsedMs, eventsPerSecond: elapsedMs === 0 ? 0 : (events * 1000) / elapsedMs, workers: workers?.workers.count ?? 0 };
   }
 }
 

@@ -1,11 +1,12 @@
 import { appendFileSync } from 'node:fs';
+import type { AppendSendHook } from '@strata/store';
 
 /**
  * Where a deploy's time goes, for diagnosis only (bench/deploy-trace-probe.ts reads it):
  * with `STRATA_DEPLOY_TRACE=<file>` set when the server starts, every deploy records
  * `performance.now()` at each phase, every append round of the stream writer its steps,
- * and (through `globalThis[appendTraceKey]`, see the store's append-transaction.ts) every
- * append batch its round trips; the records are appended to the file as JSON lines once
+ * and (on PostgreSQL, through the store's `onAppendSend`, which `strata serve` passes
+ * `deployTrace.appendSend` to) every append batch its round trips; the records are appended to the file as JSON lines once
  * a second. Off (the default), each phase costs one check of an undefined constant.
  */
 export const deployPhases = ['arrival', 'body', 'queued', 'checked', 'decided', 'appended', 'replied'] as const;
@@ -24,9 +25,6 @@ export interface RoundTimes {
   readonly queuedAfter: number;
 }
 
-/** The store's hook key (a global so that the store depends on nothing of the server's). */
-export const appendTraceKey = Symbol.for('strata.appendTrace');
-
 interface TraceRecord {
   readonly kind: 'deploy' | 'round' | 'send';
   readonly [field: string]: unknown;
@@ -40,10 +38,12 @@ class DeployTraceRecorder {
     this.#file = file;
     setInterval(() => this.flush(), 1000).unref();
     process.once('exit', () => this.flush());
-    // The store reports each `send` of an append transaction (statements, commit, start, end).
-    (globalThis as Record<symbol, unknown>)[appendTraceKey] = (send: { statements: number; commit: boolean; started: number; ended: number }) =>
-      this.#records.push({ kind: 'send', ...send });
   }
+
+  /** The store's report of each `send` of an append transaction (statements, commit, start, end): the store's onAppendSend. */
+  readonly appendSend: AppendSendHook = (send) => {
+    this.#records.push({ kind: 'send', ...send });
+  };
 
   deploy(): DeployTimes {
     const times: DeployTimes = { arrival: performance.now() };

@@ -23,6 +23,7 @@ import type { FastifyInstance } from 'fastify';
 import { sql } from 'kysely';
 import type { Kysely } from 'kysely';
 import hyperid from 'hyperid';
+import { deployTrace } from './deploy-trace.ts';
 import { buildApp } from './app.ts';
 import { bufferedLogDestination } from './request-logging.ts';
 import { collectBlobGarbage } from './audit/blob-collection.ts';
@@ -150,6 +151,7 @@ export async function startServer(settings: ServerSettings): Promise<RunningServ
     // A server keeps its pool's connections open while idle: a new one is a cold backend
     // (open-event-store.ts), which made the first history page after 10 s idle ~140 ms slower.
     ...(settings.databaseUrl === undefined ? { dataDir: settings.dataDir, pgliteThread: settings.pgliteThread ?? 'worker' } : { databaseUrl: settings.databaseUrl, poolKeepsIdleConnections: true }),
+    ...(deployTrace === undefined ? {} : { onAppendSend: deployTrace.appendSend }),
     projections: [
       new ArtifactTreeProjection(),
       new RepositoryConfigProjection(),

@@ -87,15 +87,12 @@ export interface PgAppendTransactionsOptions {
    * 0: never. Default 3.
    */
   readonly prepareAfter?: number;
+  /** Told the start and end of every round trip (diagnostics: the server's STRATA_DEPLOY_TRACE). */
+  readonly onSend?: AppendSendHook;
 }
 
-/**
- * A diagnostic hook (the server's STRATA_DEPLOY_TRACE sets it on globalThis under this key):
- * told the start and end of every round trip of a PostgreSQL append transaction. Unset, the
- * cost is one property read per round trip.
- */
-const appendTraceKey = Symbol.for('strata.appendTrace');
-type AppendTraceHook = (send: { statements: number; commit: boolean; started: number; ended: number }) => void;
+/** One round trip of a PostgreSQL append transaction: its statements, whether it committed, when it started and ended (performance.now()). */
+export type AppendSendHook = (send: { readonly statements: number; readonly commit: boolean; readonly started: number; readonly ended: number }) => void;
 
 /** Most statements prepared per pool (each connection prepares those it sends). */
 const preparedStatementsMax = 32;
@@ -176,6 +173,7 @@ export class PreparedAppendStatements {
  */
 export function pgAppendTransactions(pool: pg.Pool, options: PgAppendTransactionsOptions = {}): AppendTransactions {
   const statements = new PreparedAppendStatements(options.prepareAfter ?? 3);
+  const onSend = options.onSend;
   const bound = new WeakMap<pg.PoolClient, Kysely<StoreDatabase>>();
   const kyselyOf = (client: pg.PoolClient): Kysely<StoreDatabase> => {
     let db = bound.get(client);
@@ -208,7 +206,7 @@ export function pgAppendTransactions(pool: pg.Pool, options: PgAppendTransaction
           const began = state === 'idle';
           const parts = [...(began ? ['begin'] : []), ...texts, ...(options.commit === true ? ['commit'] : [])];
           state = 'open';
-          const traceSend = (globalThis as Record<symbol, unknown>)[appendTraceKey] as AppendTraceHook | undefined;
+          const traceSend = onSend;
           const started = traceSend === undefined ? 0 : performance.now();
           const result = (await client.query(parts.join(';\n'))) as unknown as pg.QueryResult | pg.QueryResult[];
           traceSend?.({ statements: texts.length, commit: options.commit === true, started, ended: performance.now() });

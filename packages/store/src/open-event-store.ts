@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { Kysely, PostgresDialect, sql, type CompiledQuery } from 'kysely';
 import pg from 'pg';
 import { StrataError } from '@strata/core';
-import { inlineParameters, kyselyAppendTransactions, pgAppendTransactions, type AppendTransactions } from './append-transaction.ts';
+import { inlineParameters, kyselyAppendTransactions, pgAppendTransactions, type AppendSendHook, type AppendTransactions } from './append-transaction.ts';
 import { migrateToLatest } from './migrations/index.ts';
 import { openPglite, openPgliteWorker, pgliteKysely } from './open-pglite.ts';
 import { PgliteWorkerDatabase, pgliteWorkerAppendTransactions } from './pglite-worker.ts';
@@ -32,6 +32,8 @@ export interface OpenEventStoreOptions {
    * ones (docs/audit.md). A server keeps them (`strata serve`).
    */
   readonly poolKeepsIdleConnections?: boolean;
+  /** PostgreSQL: told every round trip of an append transaction (diagnostics; pgAppendTransactions' onSend). */
+  readonly onAppendSend?: AppendSendHook;
   readonly store?: Omit<SqlEventStoreOptions, 'onClose'>;
   /**
    * PGlite only: where its SQL runs. `worker` (default): a worker thread, so the main thread
@@ -145,7 +147,7 @@ async function openPostgresDatabase(databaseUrl: string, options: OpenEventStore
     if (schema !== undefined) await sql`create schema if not exists ${sql.id(schema)}`.execute(db);
     await migrateToLatest(db, schema === undefined ? {} : { schema });
     // Append batches in two round trips (begin with the locks, commit with the writes).
-    return { db, bulk: postgresBulkLoader(pool, poolConnectionsMax), copyOut: postgresCopyOut(pool), appendTransactions: pgAppendTransactions(pool) };
+    return { db, bulk: postgresBulkLoader(pool, poolConnectionsMax), copyOut: postgresCopyOut(pool), appendTransactions: pgAppendTransactions(pool, options.onAppendSend === undefined ? {} : { onSend: options.onAppendSend }) };
   } catch (error) {
     await db.destroy();
     if (error instanceof StrataError) throw error;

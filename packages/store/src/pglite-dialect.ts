@@ -13,6 +13,7 @@ import {
   type QueryResult,
   type TransactionSettings,
 } from 'kysely';
+import { quoteIdentifier } from './projections/sql-values.ts';
 
 /**
  * The slice of PGlite this dialect calls (as Kysely declares the slice of each driver it
@@ -129,10 +130,6 @@ class PgliteDriver implements Driver {
       this.#mutex.unlock();
     }
   }
-}
-
-function quoteIdentifier(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
 }
 
 class PgliteConnection implements DatabaseConnection {

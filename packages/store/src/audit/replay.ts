@@ -8,7 +8,7 @@ import type { BulkLoader, CopyRows } from '../projections/bulk-copy.ts';
 import type { BinaryCopySource } from '../projections/binary-copy.ts';
 import { decodeStoredEventRow, STORED_EVENT_COLUMNS, type StoredEventRow } from '../sql-event-store.ts';
 import { DIFFERENCE_KEY_FIELDS, lockForDifference, writeDifference, type DifferenceCopy } from '../projections/projection-difference.ts';
-import { rebuildProjections, type RebuildResult } from '../projections/rebuild-projections.ts';
+import { rebuildProjections, scanPageEventsMax, type RebuildResult } from '../projections/rebuild-projections.ts';
 import { isRebuildableProjection } from '../projections/rebuildable-projection.ts';
 
 /**
@@ -153,10 +153,10 @@ export async function replayRepository(
     const until = options.until;
     for (;;) {
       // Through the transaction (PGlite has a single connection).
-      const rows = await sql<StoredEventRow>`
+      const late = await sql<StoredEventRow>`
         select ${STORED_EVENT_COLUMNS} from events where stream = ${stream} and revision > ${revisionMax} order by revision limit 10000`.execute(tx);
-      if (rows.rows.length === 0) return;
-      const page = rows.rows.map(decodeStoredEventRow);
+      if (late.rows.length === 0) return;
+      const page = late.rows.map(decodeStoredEventRow);
       revisionMax = page[page.length - 1]!.revision;
       const kept = until === undefined ? page : page.filter((event) => isAtOrBefore(event, until));
       for (const rebuild of rebuilds) rebuild.add(kept);
@@ -170,7 +170,7 @@ export async function replayRepository(
   };
   const difference = async (tx: Kysely<StoreDatabase>, copy: DifferenceCopy) => {
     // Appends wait from here to the commit; whatever they committed before is read now.
-    await lockForDifference(tx, [...DIFFERENCE_KEY_FIELDS.keys()]);
+    await lockForDifference(tx);
     await foldLateEvents(tx);
     // Tables written without COPY (the repository's configuration row) are replaced whole,
     // and count as changed when their rows read differently afterwards.
@@ -219,9 +219,6 @@ export async function replayRepository(
   return { events, rows, rowsChanged, elapsedMs, eventsPerSecond: elapsedMs === 0 ? 0 : (events * 1000) / elapsedMs };
 }
 
-/** Events per page of a repository replay's stream scan (the rebuild's scanPageEventsMax). */
-const streamPageEventsMax = 256;
-
 /** A repository's events for replayRepository: the store's unordered stream scan when it has one, else readStream's pages. */
 function readRepositoryStream(
   store: Pick<EventStore, 'readStream'>,
@@ -232,7 +229,7 @@ function readRepositoryStream(
   if (!isStreamScanner(store)) return readStreamUntil(store, stream, { ...(until === undefined ? {} : { until }), ...(options.signal === undefined ? {} : { signal: options.signal }) });
   return store.scanStream(stream, {
     // Small pages, as the rebuild's scan: decoded events die young once folded.
-    pageEventsMax: streamPageEventsMax,
+    pageEventsMax: scanPageEventsMax,
     ...(until === undefined ? {} : until.kind === 'position' ? { untilPosition: until.position } : { untilWall: until.wall }),
     ...(options.signal === undefined ? {} : { signal: options.signal }),
   });

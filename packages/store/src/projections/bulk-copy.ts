@@ -5,7 +5,7 @@ import type { CopyOut } from '../event-copy-reader.ts';
 import type { StoreDatabase } from '../schema.ts';
 import { CopyOutQuery } from './copy-out-stream.ts';
 import { BINARY_COPY_HEADER, BINARY_COPY_TRAILER, BinaryCopyWriter, type BinaryCopySource } from './binary-copy.ts';
-import type { UnnestColumn } from './sql-values.ts';
+import { quoteIdentifier, type UnnestColumn } from './sql-values.ts';
 
 /**
  * Writes rows into a table with COPY inside the current transaction; returns how many. Rows
@@ -136,8 +136,8 @@ function* binaryChunks(source: BinaryCopySource, out: BinaryCopyWriter, framed: 
 }
 
 export function copyStatement(table: string, columns: readonly UnnestColumn[], source: string): string {
-  const names = columns.map(([name]) => `"${name.replaceAll('"', '""')}"`).join(', ');
-  return `copy "${table.replaceAll('"', '""')}" (${names}) from ${source}`;
+  const names = columns.map(([name]) => quoteIdentifier(name)).join(', ');
+  return `copy ${quoteIdentifier(table)} (${names}) from ${source}`;
 }
 
 /**

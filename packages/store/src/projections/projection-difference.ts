@@ -2,14 +2,12 @@ import { isDeepStrictEqual } from 'node:util';
 import { sql, type Kysely } from 'kysely';
 import { StrataError } from '@strata/core';
 import type { StoreDatabase } from '../schema.ts';
-import { BinaryCopyWriter, type BinaryCopySource } from './binary-copy.ts';
+import { BINARY_COPY_HEADER, BinaryCopyWriter, type BinaryCopySource } from './binary-copy.ts';
 import type { CopyRows } from './bulk-copy.ts';
-import { sqlTextLiteral } from './sql-values.ts';
+import { quoteIdentifier, sqlTextLiteral } from './sql-values.ts';
 
 /** Bytes of our rows encoded at a time (a row never spans two chunks). */
 const chunkBytesMax = 4 * 1024 * 1024;
-/** The binary COPY header: signature, flags, header extension length. */
-const HEADER_BYTES = 19;
 
 /** What writeDifference needs of the bulk transaction's COPY. */
 export type DifferenceCopy = Pick<CopyRows, 'out' | 'encoded'>;
@@ -31,40 +29,26 @@ export interface DifferenceResult {
   readonly changed: number;
 }
 
-/** What compareRows found: the live rows to delete (their keys, column by column) and the replayed rows to insert. */
-export interface RowDifference extends DifferenceResult {
-  readonly table: string;
-  readonly columns: BinaryCopySource['columns'];
-  readonly deleteKeys: readonly (readonly string[])[];
-  readonly inserts: readonly RowRef[];
+interface RowRef {
+  readonly chunk: Buffer;
+  readonly start: number;
+  readonly end: number;
 }
 
 /**
- * Brings `source.table`'s rows of one repository (every row when `repo` is undefined) to
- * `source`'s rows, writing only what differs: the replayed rows are encoded (binary COPY rows), the live rows read by one
- * COPY … TO in the same transaction and compared row by row, keyed by the first `keyFields`
- * columns (the repository, then the table's key); a live row with no identical replayed row
- * is deleted, a replayed row with no identical live row inserted (one COPY). Rows compare by
- * their bytes; jsonb fields, which PostgreSQL gives back in its own layout, by JSON value
- * when the bytes differ.
+ * Brings `source.table`'s rows of one repository to `source`'s rows, writing only what
+ * differs: the replayed rows are encoded (binary COPY rows), the live rows read by one
+ * COPY … TO in the same transaction and compared row by row, keyed by the first columns of
+ * DIFFERENCE_KEY_FIELDS (the repository, then the table's key); a live row with no identical
+ * replayed row is deleted (one statement), a replayed row with no identical live row inserted
+ * (one COPY). Rows compare by their bytes; jsonb fields, which PostgreSQL gives back in its
+ * own layout, by JSON value when the bytes differ.
  */
-export async function writeDifference(
-  tx: Kysely<StoreDatabase>,
-  copy: DifferenceCopy,
-  source: BinaryCopySource,
-  repo: string | undefined,
-): Promise<DifferenceResult> {
-  const difference = await compareRows(copy, source, repo);
-  await applyRowDifference(tx, copy, difference);
-  return { rows: difference.rows, changed: difference.changed };
-}
-
-/** writeDifference's comparison alone: nothing written. */
-export async function compareRows(copy: DifferenceCopy, source: BinaryCopySource, repo: string | undefined): Promise<RowDifference> {
+export async function writeDifference(tx: Kysely<StoreDatabase>, copy: DifferenceCopy, source: BinaryCopySource, repo: string): Promise<DifferenceResult> {
   const keyFields = DIFFERENCE_KEY_FIELDS.get(source.table);
   if (keyFields === undefined) throw new StrataError('STRATA_ERR_INVARIANT', `a replay copies rows into ${source.table}, which it does not compare`);
-  const out = copy.out;
-  if (out === undefined) throw new StrataError('STRATA_ERR_INVARIANT', 'a replay by difference needs COPY out');
+  const { out, encoded } = copy;
+  if (out === undefined || encoded === undefined) throw new StrataError('STRATA_ERR_INVARIANT', 'a replay by difference needs COPY in and out');
   const columns = source.columns;
   const jsonbFields = columns.flatMap(([, type], index) => (type === 'jsonb' ? [index] : []));
 
@@ -89,23 +73,24 @@ export async function compareRows(copy: DifferenceCopy, source: BinaryCopySource
   }
 
   // The live rows, compared as they stream in.
-  const names = columns.map(([name]) => `"${name.replaceAll('"', '""')}"`).join(', ');
-  const where = repo === undefined ? '' : ` where repo = ${sqlTextLiteral(repo)}`;
-  const statement = (target: string) => `copy (select ${names} from "${source.table.replaceAll('"', '""')}"${where}) to ${target} (format binary)`;
+  const names = columns.map(([name]) => quoteIdentifier(name)).join(', ');
+  const statement = (target: string) => `copy (select ${names} from ${quoteIdentifier(source.table)} where repo = ${sqlTextLiteral(repo)}) to ${target} (format binary)`;
   const deletes: string[][] = Array.from({ length: keyFields }, () => []);
   let pending: Buffer = Buffer.alloc(0);
   let headerRead = false;
   let ended = false;
   for await (const piece of out(statement)) {
     const bytes = Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
-    let buffer = pending.length === 0 ? bytes : Buffer.concat([pending, bytes]);
+    const buffer = pending.length === 0 ? bytes : Buffer.concat([pending, bytes]);
     let at = 0;
     if (!headerRead) {
-      if (buffer.length < HEADER_BYTES) {
+      // The header, then its extension (of the length its last field gives).
+      const headerEnd = buffer.length < BINARY_COPY_HEADER.length ? -1 : BINARY_COPY_HEADER.length + buffer.readInt32BE(BINARY_COPY_HEADER.length - 4);
+      if (headerEnd < 0 || buffer.length < headerEnd) {
         pending = Buffer.from(buffer);
         continue;
       }
-      at = HEADER_BYTES + buffer.readInt32BE(15);
+      at = headerEnd;
       headerRead = true;
     }
     for (;;) {
@@ -133,33 +118,17 @@ export async function compareRows(copy: DifferenceCopy, source: BinaryCopySource
     }
     // What is left is part of a row: keep a copy (the chunk may be reused by the reader).
     pending = at >= buffer.length ? Buffer.alloc(0) : Buffer.from(buffer.subarray(at));
-    buffer = pending;
   }
   if (!ended || pending.length > 0) throw new StrataError('STRATA_ERR_INVARIANT', `the COPY of ${source.table} ended early`);
 
-  const inserts = [...replayed.values()];
-  return { table: source.table, columns, rows, deleteKeys: deletes, inserts, changed: (deletes[0]?.length ?? 0) + inserts.length };
-}
-
-/** Writes what compareRows found: one DELETE by key, one COPY of the rows to insert. */
-export async function applyRowDifference(tx: Kysely<StoreDatabase>, copy: DifferenceCopy, difference: RowDifference): Promise<void> {
-  const deleteKeys = difference.deleteKeys;
-  if ((deleteKeys[0]?.length ?? 0) > 0) {
-    const keys = difference.columns.slice(0, deleteKeys.length).map(([name]) => sql.ref(name));
-    const arrays = deleteKeys.map((values) => sql`${values}::text[]`);
-    await sql`delete from ${sql.table(difference.table)} where (${sql.join(keys)}) in (select * from unnest(${sql.join(arrays)}))`.execute(tx);
+  const deleted = deletes[0]!.length;
+  if (deleted > 0) {
+    const keys = columns.slice(0, keyFields).map(([name]) => sql.ref(name));
+    const arrays = deletes.map((values) => sql`${values}::text[]`);
+    await sql`delete from ${sql.table(source.table)} where (${sql.join(keys)}) in (select * from unnest(${sql.join(arrays)}))`.execute(tx);
   }
-  if (difference.inserts.length > 0) {
-    const encoded = copy.encoded;
-    if (encoded === undefined) throw new StrataError('STRATA_ERR_INVARIANT', 'a replay by difference needs COPY in');
-    await encoded(difference.table, difference.columns, concatenated(difference.inserts));
-  }
-}
-
-export interface RowRef {
-  readonly chunk: Buffer;
-  readonly start: number;
-  readonly end: number;
+  if (replayed.size > 0) await encoded(source.table, columns, concatenated(replayed.values()));
+  return { rows, changed: deleted + replayed.size };
 }
 
 /** The end of the binary COPY row at `at` (its field count, then each field's length and bytes), or -1 when `buffer` holds only part of it. */
@@ -229,12 +198,11 @@ async function* concatenated(rows: Iterable<RowRef>): AsyncGenerator<Uint8Array>
   if (bytes > 0) yield Buffer.concat(parts, bytes);
 }
 
-
 /**
- * Locks a replay's tables against writes (inline projections of appends wait; readers go on
- * reading the old rows) until the transaction ends: the rows it compares stay as it read them.
+ * Locks the tables a replay compares against writes (inline projections of appends wait;
+ * readers go on reading the old rows) until the transaction ends: the rows it compares stay
+ * as it read them.
  */
-export async function lockForDifference(tx: Kysely<StoreDatabase>, tables: readonly string[]): Promise<void> {
-  if (tables.length === 0) return;
-  await sql`lock table ${sql.join(tables.map((table) => sql.table(table)))} in exclusive mode`.execute(tx);
+export async function lockForDifference(tx: Kysely<StoreDatabase>): Promise<void> {
+  await sql`lock table ${sql.join([...DIFFERENCE_KEY_FIELDS.keys()].map((table) => sql.table(table)))} in exclusive mode`.execute(tx);
 }

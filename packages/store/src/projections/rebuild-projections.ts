@@ -20,14 +20,14 @@ import { PARTITION_TABLES, type PartitionTable } from './rebuild-partition.ts';
 import { RebuildWorkers } from './rebuild-workers.ts';
 import { isRebuildableProjection, type ProjectionRebuild, type RebuildableSqlProjection } from './rebuildable-projection.ts';
 import type { UnnestColumn } from './sql-values.ts';
-import { toNumber } from './sql-values.ts';
+import { quoteIdentifier, toNumber } from './sql-values.ts';
 
 /**
  * Events per page of the bulk scan. Small: a page's decoded events are garbage once folded,
  * and a few hundred of them die in the young generation, where pages of 10,000 outlived
  * scavenges and went to the old one (a third of a rebuild's time went to the collector).
  */
-const scanPageEventsMax = 256;
+export const scanPageEventsMax = 256;
 
 export const REBUILD_PHASES = ['read', 'write', 'catch-up', 'done'] as const;
 export type RebuildPhase = (typeof REBUILD_PHASES)[number];
@@ -584,10 +584,6 @@ export async function dropIndexesAndKeys(db: Kysely<StoreDatabase>, tables: read
     ),
     ...indexes,
   ];
-}
-
-function quoteIdentifier(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
 }
 
 /**

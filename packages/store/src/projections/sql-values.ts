@@ -71,3 +71,8 @@ export function sqlTextLiteral(value: string): string {
   if (value.includes('\0')) throw new StrataError('STRATA_ERR_INVARIANT', 'a text value for a COPY statement holds a NUL character');
   return `E'${value.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`;
 }
+
+/** An SQL identifier, double-quoted (quotes inside doubled). */
+export function quoteIdentifier(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}

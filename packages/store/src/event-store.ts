@@ -144,6 +144,31 @@ export function isStreamScanner(store: object): store is StreamScanner {
 }
 
 /**
+ * The bulk scan of the global order (EventScanner) split by stream, for a rebuild that folds
+ * and writes one group of streams while it reads the next (rebuild-projections.ts): every
+ * event below one horizon, taken once, read a group of streams at a time. Events are immutable and every
+ * transaction below the horizon has ended, so the streams read at any time make up exactly
+ * what readAll returns up to `checkpoint`.
+ */
+export interface StreamPartitionedScan {
+  /** After the last event of the scan in the global order (START_CHECKPOINT when there is none). */
+  readonly checkpoint: Checkpoint;
+  /** Every stream that may hold events of the scan, in code-unit order, with its length at most. */
+  readonly streams: readonly { readonly stream: string; readonly eventsMax: number }[];
+  /** The scan's events of `streams`, in no particular order (as StreamScanner). */
+  scanStreams(streams: readonly string[], options?: { readonly pageEventsMax?: number; readonly signal?: AbortSignal }): AsyncIterable<readonly RecordedEvent[]>;
+}
+
+export interface StreamPartitionScanner {
+  /** The scan after nothing, split by stream; undefined when this store reads otherwise (no COPY, or COPY in slices, as on PGlite). */
+  scanByStream(options?: { readonly signal?: AbortSignal }): Promise<StreamPartitionedScan | undefined>;
+}
+
+export function isStreamPartitionScanner(store: object): store is StreamPartitionScanner {
+  return typeof (store as Partial<StreamPartitionScanner>).scanByStream === 'function';
+}
+
+/**
  * A store whose bulk scan is one binary COPY it can hand over undecoded (the SQL store on
  * PostgreSQL): a rebuild's worker threads decode it (projections/rebuild-workers.ts).
  */

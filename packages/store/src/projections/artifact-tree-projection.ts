@@ -22,6 +22,7 @@ import {
   type PropertyRegister,
   type RecordedEvent,
   type StreamEvent,
+  repositoryStream,
 } from '@strata/core';
 import type { InlineProjectionPlan, ProjectionBulkWrites, ProjectionCopy, SqlProjection } from '../projection.ts';
 import type { StoreDatabase } from '../schema.ts';
@@ -321,6 +322,15 @@ export class ArtifactTreeProjection implements SqlProjection, RebuildableSqlProj
   async truncate(db: Kysely<StoreDatabase>): Promise<void> {
     await sql`truncate artifacts, folder_tombstones, artifact_properties`.execute(db);
   }
+
+  /**
+   * A repository's rows come from its own stream's events: the only event that names another
+   * repository, RepositoryDeleted, is refused by the store in any other stream than its own
+   * (append-preparation.ts); one found there anyway sends a rebuild back to one fold.
+   */
+  readonly rebuildByStream = {
+    crosses: (event: RecordedEvent): boolean => event.type === 'RepositoryDeleted' && event.stream !== repositoryStream(event.data.key),
+  };
 
   startRebuild(): ProjectionRebuild {
     // The compact fold (core's artifact-tree-fold.ts): same rules as ArtifactTreeModel, a

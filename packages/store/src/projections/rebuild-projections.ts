@@ -5,12 +5,15 @@ import {
   START_CHECKPOINT,
   isEventCopyScanner,
   isEventScanner,
+  isStreamPartitionScanner,
   readBatchEventsMax,
   type Checkpoint,
   type EventCopyScanner,
   type EventScanner,
   type EventStore,
   type ReadAllResult,
+  type StreamPartitionScanner,
+  type StreamPartitionedScan,
 } from '../event-store.ts';
 import type { SqlProjection } from '../projection.ts';
 import type { StoreDatabase } from '../schema.ts';
@@ -62,6 +65,11 @@ export interface RebuildOptions {
    * this thread.
    */
   readonly workers?: number;
+  /**
+   * A rebuild by stream (PostgreSQL: readByStreamInShadow) folds and writes groups of at
+   * least this many events (by the streams' lengths). Default streamGroupEventsMin.
+   */
+  readonly streamGroupEventsMin?: number;
 }
 
 /** Worker threads of a rebuild on PostgreSQL unless told otherwise (docs/benchmarks.md, B, seventh pass). */
@@ -100,7 +108,11 @@ export async function writeProjectionCheckpoints(db: Kysely<StoreDatabase>, name
  *    fed batch by batch through `apply`;
  *    (the next page is already being read while a page is folded); with `options.workers` ≥ 2
  *    on PostgreSQL the artifact tree is folded by worker threads instead, each its share of
- *    the repositories (rebuild-workers.ts; default: this thread);
+ *    the repositories (rebuild-workers.ts; default: this thread). On PostgreSQL otherwise
+ *    (a store that scans by stream, projections that all rebuild in bulk, the artifact tree's
+ *    rows falling apart by repository) steps 1 and 2 overlap: the events are read a group of
+ *    repositories at a time, and each group's rows are copied into the shadow schema while
+ *    the next group is read and folded (readByStreamInShadow);
  * 2. swap in the rebuildable projections' final state and record the checkpoint — readers
  *    see the old state until the swap commits. With several connections (PostgreSQL) the new
  *    tables are written and indexed side by side in a shadow schema and swapped in by one
@@ -119,7 +131,7 @@ export async function writeProjectionCheckpoints(db: Kysely<StoreDatabase>, name
  */
 export async function rebuildProjections(
   source: {
-    readonly store: Pick<EventStore, 'readAll'> & Partial<EventScanner> & Partial<EventCopyScanner>;
+    readonly store: Pick<EventStore, 'readAll'> & Partial<EventScanner> & Partial<EventCopyScanner> & Partial<StreamPartitionScanner>;
     readonly db: Kysely<StoreDatabase>;
     readonly bulk?: BulkLoader;
   },
@@ -134,7 +146,7 @@ export async function rebuildProjections(
   const report = (phase: RebuildPhase) =>
     options.onProgress?.({ phase, events, rows, elapsedMs: performance.now() - started });
 
-  const bulk: { projection: RebuildableSqlProjection; rebuild: ProjectionRebuild }[] = [];
+  const bulk: { readonly projection: RebuildableSqlProjection; rebuild: ProjectionRebuild }[] = [];
   const replayed: SqlProjection[] = [];
   for (const projection of projections) {
     if (isRebuildableProjection(projection)) bulk.push({ projection, rebuild: projection.startRebuild() });
@@ -158,7 +170,16 @@ export async function rebuildProjections(
     checkpoint = read.checkpoint;
     report('read');
   };
+  const names = projections.map((projection) => projection.name);
+  /** Worker threads that folded the artifact tree (0: this thread). */
+  let folders = 0;
+  const onRows = (written: number) => {
+    rows += written;
+    report('write');
+  };
+  if (await readAndWriteByStream()) return await catchUp();
   const workers = await startWorkers(source, bulk, replayed.length, options);
+  folders = workers?.workers.count ?? 0;
   try {
     if (workers !== undefined) {
       // The artifact tree is folded by the workers, the other projections here from the
@@ -201,30 +222,68 @@ export async function rebuildProjections(
       // tables are written without their indexes and key constraints, in any order, and
       // PostgreSQL sorts each index's entries once (in memory, given room to).
       const restore = await dropIndexesAndKeys(tx, bulk.flatMap(({ projection }) => projection.tables));
-      for (const { rebuild } of bulk) {
-        await rebuild.write(
-          tx,
-          (written) => {
-            rows += written;
-            report('write');
-          },
-          copy,
-          { unindexed: true },
-        );
-      }
+      for (const { rebuild } of bulk) await rebuild.write(tx, onRows, copy, { unindexed: true });
       for (const statement of restore) await sql.raw(statement).execute(tx);
-      await writeProjectionCheckpoints(tx, projections.map((projection) => projection.name), checkpoint);
+      await writeProjectionCheckpoints(tx, names, checkpoint);
     };
     const swapped =
       source.bulk !== undefined &&
-      (await swapThroughShadowSchema(source.bulk, bulk, projections.map((projection) => projection.name), checkpoint, (written) => {
-        rows += written;
-        report('write');
-      }));
+      (await swapThroughShadowSchema(source.bulk, bulk.map(({ projection }) => projection), names, checkpoint, (inShadow) =>
+        settleAll(bulk.map(({ rebuild }) => inShadow((tx, copy) => rebuild.write(tx, onRows, copy, { unindexed: true })))),
+      ));
     if (swapped) {
       // Done: the new tables are in place.
     } else if (source.bulk !== undefined) await source.bulk.transaction(swap);
     else await db.transaction().execute((tx) => swap(tx, undefined));
+    return catchUp();
+  }
+
+  /**
+   * The read and the write by stream (PostgreSQL; see readByStreamInShadow): false, having
+   * read nothing and changed nothing, when it does not apply or found an event that crosses
+   * streams (every rebuild is then started afresh for the one fold of every event).
+   */
+  async function readAndWriteByStream(): Promise<boolean> {
+    const loader = source.bulk;
+    // The swap's connection, the scan's and the writer's.
+    if (loader === undefined || (loader.concurrentTransactionsMax ?? 0) < 2 || replayed.length > 0) return false;
+    if (Math.floor(options.workers ?? DEFAULT_REBUILD_WORKERS) >= 2 || !isStreamPartitionScanner(store)) return false;
+    if (!bulk.some(({ projection }) => projection.rebuildByStream !== undefined)) return false;
+    const scan = await store.scanByStream(options.signal === undefined ? {} : { signal: options.signal });
+    if (scan === undefined) return false;
+    checkpoint = scan.checkpoint;
+    // Groups are written during the read: the write phase starts once the last one is folded.
+    let phase: RebuildPhase = 'read';
+    try {
+      const fill = (inShadow: InShadow) =>
+        readByStreamInShadow(scan, bulk, inShadow, {
+          groupEventsMin: options.streamGroupEventsMin ?? streamGroupEventsMin,
+          onRows: (written) => {
+            rows += written;
+            report(phase);
+          },
+          onEvents: (read) => {
+            events += read;
+            report('read');
+          },
+          onLastFolded: () => {
+            phase = 'write';
+            report(phase);
+          },
+          ...(options.signal === undefined ? {} : { signal: options.signal }),
+        });
+      if (await swapThroughShadowSchema(loader, bulk.map(({ projection }) => projection), names, checkpoint, fill)) return true;
+    } catch (error) {
+      if (!(error instanceof CrossedStreams)) throw error;
+    }
+    checkpoint = START_CHECKPOINT;
+    events = 0;
+    rows = 0;
+    for (const entry of bulk) entry.rebuild = entry.projection.startRebuild();
+    return false;
+  }
+
+  async function catchUp(): Promise<RebuildResult> {
     report('write');
 
     // Every transaction that could have written to the old tables has an id below this.
@@ -260,7 +319,7 @@ export async function rebuildProjections(
     }
     report('done');
     const elapsedMs = performance.now() - started;
-    return { events, rows, checkpoint, elapsedMs, eventsPerSecond: elapsedMs === 0 ? 0 : (events * 1000) / elapsedMs, workers: workers?.workers.count ?? 0 };
+    return { events, rows, checkpoint, elapsedMs, eventsPerSecond: elapsedMs === 0 ? 0 : (events * 1000) / elapsedMs, workers: folders };
   }
 }
 
@@ -411,13 +470,13 @@ const SHADOW_SCHEMA_SUFFIX = '__rebuild';
  */
 async function swapThroughShadowSchema(
   loader: BulkLoader,
-  bulk: readonly { readonly projection: RebuildableSqlProjection; readonly rebuild: ProjectionRebuild }[],
+  projections: readonly RebuildableSqlProjection[],
   names: readonly string[],
   checkpoint: Checkpoint,
-  onRows: (rows: number) => void,
+  fill: (inShadow: InShadow) => Promise<void>,
 ): Promise<boolean> {
   const concurrent = loader.concurrentTransactionsMax ?? 0;
-  const tables = bulk.flatMap(({ projection }) => projection.tables);
+  const tables = projections.flatMap((projection) => projection.tables);
   if (concurrent < 1 || tables.length === 0) return false;
   let shadowSchema: string | undefined;
   try {
@@ -441,13 +500,11 @@ async function swapThroughShadowSchema(
           await sql.raw(`create table ${inShadow(table)} (like ${live(table)} including all excluding indexes)`).execute(tx);
         }
       });
-      await settleAll(
-        bulk.map(({ rebuild }) =>
-          loader.transaction(async (tx, copy) => {
-            await sql`select set_config('search_path', ${`${quoteIdentifier(shadow)}, ${quoteIdentifier(schema)}`}, true)`.execute(tx);
-            await rebuild.write(tx, onRows, copy, { unindexed: true });
-          }),
-        ),
+      await fill((work) =>
+        loader.transaction(async (tx, copy) => {
+          await sql`select set_config('search_path', ${`${quoteIdentifier(shadow)}, ${quoteIdentifier(schema)}`}, true)`.execute(tx);
+          return work(tx, copy);
+        }),
       );
       // The largest first (by the size of the live index it replaces), so that the last
       // builds to start are the short ones.
@@ -487,6 +544,91 @@ async function swapThroughShadowSchema(
     }
     throw error;
   }
+}
+
+/** Runs `work` in a transaction of its own (a connection of its own) that writes into the shadow schema. */
+type InShadow = <T>(work: (tx: Kysely<StoreDatabase>, copy: CopyRows) => Promise<T>) => Promise<T>;
+
+/** An event that concerns another stream's rows, met by a rebuild by stream (see RebuildableSqlProjection.rebuildByStream). */
+class CrossedStreams extends Error {}
+
+/**
+ * Streams a rebuild by stream folds and writes as one group at least (the last group may be
+ * smaller): a group is one write transaction, so thousands of small repositories do not cost
+ * thousands of commits, and small enough that the first group's fold, which nothing overlaps,
+ * and the last group's write, likewise, stay short.
+ */
+export const streamGroupEventsMin = 50_000;
+
+/**
+ * The read and the write of a rebuild by stream, into the shadow schema (PostgreSQL): the
+ * streams are read group by group (`scan`, one COPY per stream) and each group folded into
+ * fresh rebuilds of the projections whose rows fall apart by stream; while the next group
+ * is read and folded, the group before is written by COPY in a transaction of its own on
+ * another connection — the database inserts while node decodes and folds, where the rebuild
+ * in one piece left the database idle during the read and node idle during the write. The
+ * other projections fold every event as before and write once at the end. Each group's fold
+ * is garbage once written (a tenth of the old generation of one fold of every event).
+ * Throws CrossedStreams on an event a group cannot fold alone.
+ */
+async function readByStreamInShadow(
+  scan: StreamPartitionedScan,
+  bulk: readonly { readonly projection: RebuildableSqlProjection; readonly rebuild: ProjectionRebuild }[],
+  inShadow: InShadow,
+  options: {
+    readonly groupEventsMin: number;
+    readonly onRows: (rows: number) => void;
+    readonly onEvents: (events: number) => void;
+    /** The last group is folded (its write has started). */
+    readonly onLastFolded: () => void;
+    readonly signal?: AbortSignal;
+  },
+): Promise<void> {
+  const { onRows, onEvents, signal } = options;
+  const byStream = bulk.flatMap(({ projection }) => (projection.rebuildByStream === undefined ? [] : [{ projection, crosses: projection.rebuildByStream.crosses }]));
+  const whole = bulk.filter(({ projection }) => projection.rebuildByStream === undefined);
+  const groups: string[][] = [];
+  let group: string[] = [];
+  let groupEvents = 0;
+  for (const { stream, eventsMax } of scan.streams) {
+    group.push(stream);
+    groupEvents += eventsMax;
+    if (groupEvents >= options.groupEventsMin) {
+      groups.push(group);
+      group = [];
+      groupEvents = 0;
+    }
+  }
+  if (group.length > 0) groups.push(group);
+
+  let writing: Promise<void> | undefined;
+  try {
+    for (const streams of groups) {
+      const rebuilds = byStream.map(({ projection, crosses }) => ({ rebuild: projection.startRebuild(), crosses }));
+      for await (const page of scan.scanStreams(streams, { pageEventsMax: scanPageEventsMax, ...(signal === undefined ? {} : { signal }) })) {
+        signal?.throwIfAborted();
+        for (const { rebuild, crosses } of rebuilds) {
+          for (const event of page) if (crosses(event)) throw new CrossedStreams(`event ${event.id} of ${event.stream} concerns another stream's rows`);
+          rebuild.add(page);
+        }
+        for (const { rebuild } of whole) rebuild.add(page);
+        onEvents(page.length);
+      }
+      // One group written at a time, each while the next is read.
+      await writing;
+      writing = inShadow(async (tx, copy) => {
+        for (const { rebuild } of rebuilds) await rebuild.write(tx, onRows, copy, { unindexed: true });
+      });
+      // Awaited before the next group's write or below; not unhandled meanwhile.
+      writing.catch(() => undefined);
+    }
+    options.onLastFolded();
+    await writing;
+  } catch (error) {
+    await writing?.catch(() => undefined);
+    throw error;
+  }
+  await settleAll(whole.map(({ rebuild }) => inShadow((tx, copy) => rebuild.write(tx, onRows, copy, { unindexed: true }))));
 }
 
 function rebuildLockName(schema: string): string {

@@ -38,6 +38,15 @@ export interface RebuildableSqlProjection extends SqlProjection {
    * the workers decode them. Absent: it needs every event, and the rebuild folds in one thread.
    */
   readonly rebuildEventTypes?: readonly EventType[];
+  /**
+   * Present when the projection's rows fall apart by stream: the rows a rebuild writes for
+   * a set of streams depend on those streams' events alone and never meet the rows of
+   * another set. A rebuild on PostgreSQL then folds and writes a group of streams while it
+   * reads the next (rebuild-projections.ts), with a `startRebuild()` per group. `crosses`
+   * tells an event of one stream that concerns another stream's rows: the rebuild then
+   * falls back to one fold of every event.
+   */
+  readonly rebuildByStream?: { crosses(event: RecordedEvent): boolean };
 }
 
 export function isRebuildableProjection(projection: SqlProjection): projection is RebuildableSqlProjection {

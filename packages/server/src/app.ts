@@ -204,7 +204,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     }
   });
   // One instance for deploys and npm publishes: their concurrent lookups share statements.
-  const treeShapes = new TreeShapeLookups(deps.treeShapeQuery ?? readerTreeShapeQuery(deps.artifacts));
+  // Two queries in flight where checks run beside the append (a pool: PostgreSQL), else one.
+  const treeShapes = new TreeShapeLookups(deps.treeShapeQuery ?? readerTreeShapeQuery(deps.artifacts), { queriesInFlightMax: deps.checksDuringAppend === true ? 2 : 1 });
   const artifactService = new ArtifactService({
     streams: repositoryStreams,
     blobs: deps.blobStore,

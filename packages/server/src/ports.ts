@@ -153,7 +153,8 @@ export interface AppDeps {
    * Whether a command's check (the tree-shape lookup) may run while an append transaction is
    * open (StreamWriterOptions.checksDuringAppend): true on PostgreSQL, whose pool has other
    * connections; never on PGlite, whose one connection the open transaction holds (the check
-   * would wait for the transaction, the transaction for the check). Default false.
+   * would wait for the transaction, the transaction for the check). Default false. With it,
+   * tree-shape lookups may also run two queries at a time (TreeShapeLookups).
    */
   readonly checksDuringAppend?: boolean;
   /** Where curation blocks are recorded; default: in memory (bounded). */

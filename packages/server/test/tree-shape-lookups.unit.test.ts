@@ -67,6 +67,30 @@ describe('tree-shape lookups', () => {
     expect(recorded.calls).toEqual([['one.bin'], ['two.bin', 'three.bin']]);
   });
 
+  it('given two queries allowed in flight, when deploys ask while one runs, then a second query answers them at once and later ones wait for either', async () => {
+    const recorded = recordingQuery(new Set(['lib/a.jar']));
+    const lookups = new TreeShapeLookups(recorded.query, { queriesInFlightMax: 2 });
+    const open = recorded.hold();
+    const first = lookups.shape('libs', 'one.bin');
+    await new Promise((resolve) => setImmediate(resolve));
+    const second = [lookups.shape('libs', 'two.bin'), lookups.shape('libs', 'lib/a.jar/x')];
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setImmediate(resolve));
+    // The second query started while the first was still held.
+    expect(recorded.calls).toEqual([['one.bin'], ['two.bin', 'lib/a.jar/x']]);
+    const third = [lookups.shape('libs', 'three.bin'), lookups.shape('libs', 'four.bin')];
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(recorded.calls).toHaveLength(2);
+    open();
+    const shapes = await Promise.all([first, ...second, ...third]);
+    expect(recorded.calls).toEqual([['one.bin'], ['two.bin', 'lib/a.jar/x'], ['three.bin', 'four.bin']]);
+    expect(shapes.map((shape) => shape.parentIsFile)).toEqual([false, false, true, false, false]);
+  });
+
+  it('refuses a limit of queries in flight below one', () => {
+    expect(() => new TreeShapeLookups(recordingQuery(new Set()).query, { queriesInFlightMax: 0 })).toThrow(/queriesInFlightMax/);
+  });
+
   it('given a failing query, when it fails, then only the questions it held are refused and the next ones are answered', async () => {
     const recorded = recordingQuery(new Set(), { failOnCall: 1 });
     const lookups = new TreeShapeLookups(recorded.query);

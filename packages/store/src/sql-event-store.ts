@@ -33,7 +33,7 @@ import {
   type Subscription,
 } from './event-store.ts';
 import { boundedReadCount } from './read-count.ts';
-import { kyselyAppendTransactions, type AppendSession, type AppendTransactions } from './append-transaction.ts';
+import { kyselyAppendTransactions, type AppendSession, type AppendTransactions, type StatementRows } from './append-transaction.ts';
 import { CHAIN_GENESIS, eventDigest } from '@strata/core';
 import { chainEvent, type ChainedEvent, type StreamChainHeads } from './event-chaining.ts';
 import { CommitSignal, PollingSubscription, type CheckpointedEvent } from './polling-subscription.ts';
@@ -667,9 +667,40 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
     );
     const first = [lockStatement, storedStatement, ...(loads.length === 0 ? [] : [sql.join(loads, sql` union all `)])];
     const [lockedRows, storedRows, loadRows] = await session.send(first.map((statement) => statement.compile(db)));
-    // The callers' checks ran while the first round trip did; a failed one refuses its append alone.
-    const refusedByPrecondition = batch.some((pending) => pending.precondition !== undefined) ? await preconditionFailures(batch) : undefined;
+    // The callers' checks ran while the first round trip did; a failed one refuses its append
+    // alone. Checks still running do not hold the second round trip's JavaScript back: it is
+    // built as if every check passes while they finish, and sent as built when they all did
+    // (the usual case); when one refused, or the build needs a round trip of its own before
+    // the commit, it is built again with the refusals known.
+    const preconditions = batch.some((pending) => pending.precondition !== undefined) ? preconditionFailures(batch) : undefined;
+    if (preconditions !== undefined) {
+      const built = await this.#completeBatch(session, batch, atomic, projectionPlans, { lockedRows, storedRows, loadRows }, undefined, true).catch(() => undefined);
+      const refused = await preconditions;
+      if (built !== undefined && refused.every((reason) => reason === undefined)) return built();
+      return (await this.#completeBatch(session, batch, atomic, projectionPlans, { lockedRows, storedRows, loadRows }, refused, false))!();
+    }
+    return (await this.#completeBatch(session, batch, atomic, projectionPlans, { lockedRows, storedRows, loadRows }, undefined, false))!();
+  }
 
+  /**
+   * The rest of #applyBatch once its first round trip answered: plans every append against
+   * the locked revisions and stored ids (`refusedByPrecondition`: the callers' refusals), chains
+   * the new events, builds the insert and the projections' writes, and returns the send of
+   * the second round trip with its commit, which yields the outcomes. `speculative`: nothing
+   * is sent — undefined is returned instead where a round trip would be needed before the
+   * commit (an origin-chain lookup, a COPY, a projection that applies itself).
+   */
+  async #completeBatch(
+    session: AppendSession,
+    batch: readonly PendingAppend[],
+    atomic: boolean,
+    projectionPlans: readonly (InlineProjectionPlan | undefined | 'apply')[],
+    answered: { readonly lockedRows: StatementRows | undefined; readonly storedRows: StatementRows | undefined; readonly loadRows: StatementRows | undefined },
+    refusedByPrecondition: readonly (StrataError | undefined)[] | undefined,
+    speculative: boolean,
+  ): Promise<(() => Promise<Outcome[]>) | undefined> {
+    const db = this.#db;
+    const { lockedRows, storedRows, loadRows } = answered;
     const revisions = new Map<string, number>();
     const chainHeads = new Map<string, StreamChainHeads & { originKnown: boolean; originTouched: boolean }>();
     for (const row of lockedRows as unknown as { stream: string; revision: number; chain: Uint8Array | null; origin_chain: Uint8Array | null; origin_chain_origin: string | null }[]) {
@@ -749,15 +780,28 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
       plans.push({ pending, nextRevision: revision, slots });
     }
 
+    const outcomes = () =>
+      plans.map((plan): Outcome => {
+        if (plan.error !== undefined) return { error: plan.error };
+        const events = plan.slots.map((slot) => ('insert' in slot ? slot.insert.recorded! : slot.duplicate()));
+        const appendedCount = plan.slots.filter((slot) => 'insert' in slot).length;
+        return { result: appendResult(plan.nextRevision, events, appendedCount) };
+      });
     if (inserts.length === 0) {
       // Nothing new (duplicates, refusals): the stream rows the locks created still commit.
-      await session.send([], { commit: true });
+      return async () => {
+        await session.send([], { commit: true });
+        return outcomes();
+      };
     } else {
       const changed = [...new Set(inserts.map((row) => row.stream))];
       for (const stream of changed) {
         const heads = chainHeads.get(stream)!;
         heads.originTouched = this.#siteId !== undefined && inserts.some((row) => row.stream === stream && row.prepared.event.origin === this.#siteId);
-        if (heads.originTouched && !heads.originKnown) heads.originHead = await lastOriginLink(session, db, stream, this.#siteId!);
+        if (heads.originTouched && !heads.originKnown) {
+          if (speculative) return undefined;
+          heads.originHead = await lastOriginLink(session, db, stream, this.#siteId!);
+        }
       }
       for (const row of inserts) row.chained = chainEvent(row.stream, row.revision, row.prepared, chainHeads.get(row.stream)!, this.#siteId);
       // The streams' new revisions and chain heads.
@@ -803,6 +847,7 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
       let queued: CompiledQuery[];
       let insertedRows: readonly Record<string, unknown>[] | undefined;
       const copyIn = inserts.length >= this.#appendCopyEventsMin ? session.copyIn : undefined;
+      if (copyIn !== undefined && speculative) return undefined;
       if (copyIn !== undefined) {
         // A large batch goes in by one binary COPY (appendCopyEventsMin): the same rows the
         // INSERT writes, positions and transaction id from the columns' defaults, in row
@@ -838,6 +883,7 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
         const plan = projectionPlans[index];
         if (plan === undefined) continue;
         if (plan === 'apply') {
+          if (speculative) return undefined;
           await send(false);
           record();
           const recorded = inserts.map((row) => row.recorded!).sort((a, b) => (a.position < b.position ? -1 : a.position > b.position ? 1 : 0));
@@ -859,16 +905,12 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
         const own = streamEvents.filter((event) => ids.has(event.id));
         for (const statement of writes.statements(own)) queued.push(statement.compile(db));
       }
-      await send(true);
-      record();
+      return async () => {
+        await send(true);
+        record();
+        return outcomes();
+      };
     }
-
-    return plans.map((plan): Outcome => {
-      if (plan.error !== undefined) return { error: plan.error };
-      const events = plan.slots.map((slot) => ('insert' in slot ? slot.insert.recorded! : slot.duplicate()));
-      const appendedCount = plan.slots.filter((slot) => 'insert' in slot).length;
-      return { result: appendResult(plan.nextRevision, events, appendedCount) };
-    });
   }
 }
 

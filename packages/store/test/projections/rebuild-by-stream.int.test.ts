@@ -111,6 +111,55 @@ describe.skipIf(databaseUrl === undefined || databaseUrl === '')('rebuilding a g
     expect(result.checkpoint.position).toBeGreaterThan(0n);
   });
 
+  it('leaves the live tables and no shadow schema when aborted between groups', async () => {
+    const before = await state();
+    const artifacts = (await sql<{ oid: string }>`select 'artifacts'::regclass::oid::text as oid`.execute(opened.db)).rows[0]!.oid;
+    const abort = new AbortController();
+    await expect(
+      rebuildProjections({ store: opened.store, db: opened.db, bulk: opened.bulk }, projections, {
+        streamGroupEventsMin: 1,
+        signal: abort.signal,
+        onProgress: (progress) => {
+          if (progress.phase === 'read' && progress.events > 8) abort.abort(new Error('stopped between groups'));
+        },
+      }),
+    ).rejects.toThrow('stopped between groups');
+    expect((await sql<{ oid: string }>`select 'artifacts'::regclass::oid::text as oid`.execute(opened.db)).rows[0]!.oid).toBe(artifacts);
+    const shadows = await sql<{ name: string }>`select nspname as name from pg_namespace where nspname = current_schema() || '__rebuild'`.execute(opened.db);
+    expect(shadows.rows).toEqual([]);
+    expect(await state()).toEqual(before);
+  });
+
+  it('rebuilds an empty store into empty tables', async () => {
+    const empty = await postgresBackend(databaseUrl!).open(projections);
+    try {
+      const groups: string[][] = [];
+      const store = empty.store;
+      const result = await rebuildProjections(
+        {
+          store: {
+            readAll: (options) => store.readAll(options),
+            scanAll: (options) => store.scanAll(options),
+            scanByStream: async (options) => {
+              const scan = await store.scanByStream(options);
+              return scan === undefined ? undefined : { ...scan, scanStreams: (streams, scanOptions) => (groups.push([...streams]), scan.scanStreams(streams, scanOptions)) };
+            },
+          },
+          db: empty.db,
+          bulk: empty.bulk,
+        },
+        projections,
+      );
+      expect(result.events).toBe(0);
+      expect(groups).toEqual([]);
+      expect((await readArtifactTreeSnapshot(empty.db)).files).toEqual([]);
+      await empty.store.append('repo-alpha', [event('ArtifactDeployed', { path: 'a.jar', ...checksums, size: 1, mimeType: 'text/plain', properties: {} })]);
+      expect((await readArtifactTreeSnapshot(empty.db)).files.map((file) => file.path)).toEqual(['a.jar']);
+    } finally {
+      await empty.close();
+    }
+  });
+
   it('folds every event at once when one concerns another stream', async () => {
     // A RepositoryDeleted of beta moved into alpha's stream (the store refuses to append one there).
     await opened.store.append('repo-beta', [event('RepositoryDeleted', { key: 'beta' })]);

@@ -157,6 +157,20 @@ export interface StreamPartitionedScan {
   readonly streams: readonly { readonly stream: string; readonly eventsMax: number }[];
   /** The scan's events of `streams`, in no particular order (as StreamScanner). */
   scanStreams(streams: readonly string[], options?: { readonly pageEventsMax?: number; readonly signal?: AbortSignal }): AsyncIterable<readonly RecordedEvent[]>;
+  /**
+   * How interleaved `groups` are in the log's storage, from a sample of its pages: the pages
+   * that reading the groups one after another visits, per page that one scan visits (1 when
+   * every page holds one group's events; up to the number of groups when every page holds all).
+   */
+  pageVisits(groups: readonly (readonly string[])[]): Promise<PageVisits>;
+}
+
+/** StreamPartitionedScan.pageVisits: the log's size in pages, the pages sampled, the estimate. */
+export interface PageVisits {
+  readonly pages: number;
+  readonly sampledPages: number;
+  /** Estimated page visits of the group-by-group read per page of the log (1 when nothing was sampled). */
+  readonly perPage: number;
 }
 
 export interface StreamPartitionScanner {

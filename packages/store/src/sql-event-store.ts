@@ -24,6 +24,7 @@ import {
   type ReadStreamOptions,
   type EventScanner,
   type ScanAllOptions,
+  type PageVisits,
   type ScanStreamOptions,
   type StreamPartitionScanner,
   type StreamPartitionedScan,
@@ -431,7 +432,8 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
     options.signal?.throwIfAborted();
     const copyOut = this.#copyOut;
     if (copyOut === undefined || this.#copyStatementRowsMax !== undefined) return undefined;
-    const below = await scanHorizon(this.#db);
+    const db = this.#db;
+    const below = await scanHorizon(db);
     // (Ordered by the columns, not the text of the output: one probe of the index, backwards.)
     const last = await sql<{ xid: string; at: string }>`
       select transaction_id::text as xid, position::text as at from events
@@ -451,6 +453,7 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
           `copy (select ${COPY_EVENT_COLUMNS} from events where stream in (${group.map(sqlTextLiteral).join(', ')}) and transaction_id < ${below}) to ${target} (format binary)`;
         for await (const page of decodeEventCopy(copyOut(statement, scanOptions.signal), pageEventsMax)) yield page.events;
       },
+      pageVisits: (groups) => sampledPageVisits(db, below, groups),
     };
   }
 
@@ -1048,6 +1051,33 @@ function eventCopyStatement(after: Checkpoint, below: string, limit?: number): (
  * One horizon for a whole scan, as an xid8 literal: every row below it has committed (or
  * never will), so the scan returns exactly what readAll would up to it, in the same order.
  */
+/** Pages of the events table scanPageVisits samples at least (all of them in a smaller table). */
+const pageVisitsSamplePages = 1_000;
+
+/**
+ * StreamPartitionedScan.pageVisits on PostgreSQL: a TABLESAMPLE SYSTEM of whole pages of the
+ * events table (about pageVisitsSamplePages), the distinct groups of each sampled page's
+ * events below the horizon summed, per sampled page. Reading a group is a bitmap scan of the
+ * stream index, so it visits every page that holds one of its events: a log written a stream
+ * at a time costs ~1 visit per page, one interleaved event by event up to one per group.
+ */
+async function sampledPageVisits(db: Kysely<StoreDatabase>, below: string, groups: readonly (readonly string[])[]): Promise<PageVisits> {
+  const size = await sql<{ pages: string }>`select (pg_relation_size('events') / current_setting('block_size')::bigint)::text as pages`.execute(db);
+  const pages = Number(size.rows[0]?.pages ?? 0);
+  const streams = groups.flatMap((group) => group);
+  const indexes = groups.flatMap((group, index) => group.map(() => index));
+  if (pages === 0 || streams.length === 0) return { pages, sampledPages: 0, perPage: 1 };
+  const percent = Math.min(100, (100 * pageVisitsSamplePages) / pages);
+  const sampled = await sql<{ pages: string; visits: string }>`
+    select count(*)::text as pages, coalesce(sum(groups), 0)::text as visits from (
+      select (e.ctid::text::point)[0] as page, count(distinct g.grp) as groups
+      from events as e tablesample system (${sql.lit(percent)}) join unnest(${streams}::text[], ${indexes}::int[]) as g(stream, grp) on g.stream = e.stream
+      where e.transaction_id < ${sql.raw(below)}
+      group by 1) sampled`.execute(db);
+  const sampledPages = Number(sampled.rows[0]?.pages ?? 0);
+  return { pages, sampledPages, perPage: sampledPages === 0 ? 1 : Number(sampled.rows[0]!.visits) / sampledPages };
+}
+
 async function scanHorizon(db: Kysely<StoreDatabase>): Promise<string> {
   const horizon = await sql<{ xmin: string }>`select pg_snapshot_xmin(pg_current_snapshot())::text as xmin`.execute(db);
   return `'${digits(horizon.rows[0]?.xmin)}'::xid8`;

@@ -70,6 +70,15 @@ export interface RebuildOptions {
    * least this many events (by the streams' lengths). Default streamGroupEventsMin.
    */
   readonly streamGroupEventsMin?: number;
+  /**
+   * A rebuild by stream reads the groups one after another, each by the stream index, so it
+   * visits every page of the log that holds one of a group's events: where the log's pages
+   * hold events of more groups than this on average (a sample, StreamPartitionedScan.pageVisits),
+   * the rebuild reads the log in one scan instead. Checked only in a log of at least
+   * `pagesMin` pages (smaller ones take well under a second either way). Default
+   * streamGroupInterleaving.
+   */
+  readonly streamGroupInterleaving?: { readonly pageVisitsMax: number; readonly pagesMin: number };
 }
 
 /** Worker threads of a rebuild on PostgreSQL unless told otherwise (docs/benchmarks.md, B, seventh pass). */
@@ -251,13 +260,18 @@ export async function rebuildProjections(
     if (!bulk.some(({ projection }) => projection.rebuildByStream !== undefined)) return false;
     const scan = await store.scanByStream(options.signal === undefined ? {} : { signal: options.signal });
     if (scan === undefined) return false;
+    const groups = streamGroups(scan.streams, options.streamGroupEventsMin ?? streamGroupEventsMin);
+    const interleaving = options.streamGroupInterleaving ?? streamGroupInterleaving;
+    if (groups.length > 1) {
+      const visits = await scan.pageVisits(groups);
+      if (visits.pages >= interleaving.pagesMin && visits.perPage > interleaving.pageVisitsMax) return false;
+    }
     checkpoint = scan.checkpoint;
     // Groups are written during the read: the write phase starts once the last one is folded.
     let phase: RebuildPhase = 'read';
     try {
       const fill = (inShadow: InShadow) =>
-        readByStreamInShadow(scan, bulk, inShadow, {
-          groupEventsMin: options.streamGroupEventsMin ?? streamGroupEventsMin,
+        readByStreamInShadow(scan, groups, bulk, inShadow, {
           onRows: (written) => {
             rows += written;
             report(phase);
@@ -561,6 +575,31 @@ class CrossedStreams extends Error {}
 export const streamGroupEventsMin = 50_000;
 
 /**
+ * RebuildOptions.streamGroupInterleaving's default. On the bench's log (runs of ~1,000 events of
+ * a stream, ~1.3 groups per page) the read by stream paid; on the same events interleaved one
+ * by one (10 groups per page) it ran at 0.73 of one scan (docs/benchmarks.md, B).
+ */
+export const streamGroupInterleaving = { pageVisitsMax: 2, pagesMin: 1_000 } as const;
+
+/** The streams in groups of at least `groupEventsMin` events (by their lengths), in their order. */
+function streamGroups(streams: StreamPartitionedScan['streams'], groupEventsMin: number): string[][] {
+  const groups: string[][] = [];
+  let group: string[] = [];
+  let groupEvents = 0;
+  for (const { stream, eventsMax } of streams) {
+    group.push(stream);
+    groupEvents += eventsMax;
+    if (groupEvents >= groupEventsMin) {
+      groups.push(group);
+      group = [];
+      groupEvents = 0;
+    }
+  }
+  if (group.length > 0) groups.push(group);
+  return groups;
+}
+
+/**
  * The read and the write of a rebuild by stream, into the shadow schema (PostgreSQL): the
  * streams are read group by group (`scan`, one COPY per stream) and each group folded into
  * fresh rebuilds of the projections whose rows fall apart by stream; while the next group
@@ -573,10 +612,10 @@ export const streamGroupEventsMin = 50_000;
  */
 async function readByStreamInShadow(
   scan: StreamPartitionedScan,
+  groups: readonly (readonly string[])[],
   bulk: readonly { readonly projection: RebuildableSqlProjection; readonly rebuild: ProjectionRebuild }[],
   inShadow: InShadow,
   options: {
-    readonly groupEventsMin: number;
     readonly onRows: (rows: number) => void;
     readonly onEvents: (events: number) => void;
     /** The last group is folded (its write has started). */
@@ -587,20 +626,6 @@ async function readByStreamInShadow(
   const { onRows, onEvents, signal } = options;
   const byStream = bulk.flatMap(({ projection }) => (projection.rebuildByStream === undefined ? [] : [{ projection, crosses: projection.rebuildByStream.crosses }]));
   const whole = bulk.filter(({ projection }) => projection.rebuildByStream === undefined);
-  const groups: string[][] = [];
-  let group: string[] = [];
-  let groupEvents = 0;
-  for (const { stream, eventsMax } of scan.streams) {
-    group.push(stream);
-    groupEvents += eventsMax;
-    if (groupEvents >= options.groupEventsMin) {
-      groups.push(group);
-      group = [];
-      groupEvents = 0;
-    }
-  }
-  if (group.length > 0) groups.push(group);
-
   let writing: Promise<void> | undefined;
   try {
     for (const streams of groups) {

@@ -94,7 +94,13 @@ export async function runWrk(url: string, options: { connections: number; second
   let output = '';
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.once('close', resolve);
+    // Not installed: say so (and let the caller's finally stop its servers) instead of an unhandled 'error' event.
+    child.once('error', (error: NodeJS.ErrnoException) =>
+      reject(error.code === 'ENOENT' ? new Error('wrk is not installed: apt-get install wrk (docs/benchmarks.md)') : error),
+    );
+  });
   const line = output.split('\n').find((text) => text.startsWith('WRK '));
   if (code !== 0 || line === undefined) throw new Error(`wrk failed (${code}): ${output}`);
   const raw = JSON.parse(line.slice(4)) as { requests: number; bytes: number; durationUs: number; errors: number; p50Us: number; p99Us: number };

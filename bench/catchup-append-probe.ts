@@ -7,6 +7,8 @@
  * against another worktree's packages, interleaved, under the bench lock).
  *
  *   DATABASE_URL=… node --import tsx bench/catchup-append-probe.ts 20000 1000,5000
+ *
+ * PROBE_DATABASE names the database it drops and creates for each size (strata_catchup_probe).
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -16,6 +18,7 @@ import { PendingBinariesProjection } from '@strata/federation';
 import { ArtifactTreeProjection, RepositoryConfigProjection, VirtualResolutionProjection, openEventStore, type SqlProjection } from '@strata/store';
 
 const base = process.env.DATABASE_URL ?? 'postgres://strata:strata@127.0.0.1:5432/strata_bench';
+const probeDatabase = process.env.PROBE_DATABASE ?? 'strata_catchup_probe';
 const total = Number(process.argv[2] ?? 20_000);
 const sizes = (process.argv[3] ?? '500,5000').split(',').map(Number);
 const names = (process.env.PROJ ?? 'tree,config,virtual,pending').split(',').filter((name) => name !== '');
@@ -31,18 +34,18 @@ const digest = (algorithm: string) => createHash(algorithm).update('x').digest('
 for (const batch of sizes) {
   const admin = new pg.Client({ connectionString: base });
   await admin.connect();
-  await admin.query('drop database if exists strata_catchup_probe with (force)');
-  await admin.query('create database strata_catchup_probe');
+  await admin.query(`drop database if exists ${probeDatabase} with (force)`);
+  await admin.query(`create database ${probeDatabase}`);
   await admin.end();
   const url = new URL(base);
-  url.pathname = '/strata_catchup_probe';
+  url.pathname = `/${probeDatabase}`;
   const opened = await openEventStore({ databaseUrl: url.href, projections: names.map(projection), store: { siteId: 'site-c' } });
   const stream = 'repo-fed-bench';
   const wall = Date.now();
   const watcher = new pg.Client({ connectionString: url.href });
   await watcher.connect();
   await opened.store.streamRevision(stream);
-  const backends = (await watcher.query(`select pid from pg_stat_activity where datname = 'strata_catchup_probe' and pid <> pg_backend_pid()`)).rows.map((row) => row.pid as number);
+  const backends = (await watcher.query(`select pid from pg_stat_activity where datname = '${probeDatabase}' and pid <> pg_backend_pid()`)).rows.map((row) => row.pid as number);
   const before = backends.map(cpuOf);
   const started = performance.now();
   const cpu = process.cpuUsage();
@@ -63,7 +66,7 @@ for (const batch of sizes) {
   }
   const seconds = (performance.now() - started) / 1000;
   const node = process.cpuUsage(cpu);
-  const alive = new Set((await watcher.query(`select pid from pg_stat_activity where datname = 'strata_catchup_probe'`)).rows.map((row) => row.pid as number));
+  const alive = new Set((await watcher.query(`select pid from pg_stat_activity where datname = '${probeDatabase}'`)).rows.map((row) => row.pid as number));
   const backendMs = backends.reduce((sum, pid, index) => sum + (alive.has(pid) ? cpuOf(pid) - before[index]! : 0), 0);
   console.log(
     `[${names.join(',') || 'no projections'}] batch ${batch}: ${(total / seconds).toFixed(0)} events/s; ` +

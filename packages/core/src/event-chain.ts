@@ -20,7 +20,7 @@
  * verifier builds the same bytes in SQL, so the layout must never change (a new layout is a
  * new version).
  */
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 import type { EventType, HlcStamp } from './events.ts';
 
 export const CHAIN_LINK_BYTES = 32;
@@ -45,14 +45,45 @@ export function eventDigestHeader(event: ChainedEnvelope, dataBytes: number): st
   return `${event.stream}\n${event.id}\n${event.origin}\n${event.originSeq}\n${event.hlc.wall}\n${event.hlc.logical}\n${event.type}\n${dataBytes}\n`;
 }
 
+const oneShotHash = typeof crypto.hash === 'function' ? (crypto.hash as (algorithm: string, data: Uint8Array, outputEncoding: 'buffer') => Buffer) : undefined;
+
+/**
+ * sha256 of `before` ‖ UTF-8 of `text` ‖ each of `after`, by one call of `crypto.hash` where
+ * Node has it (since 20.12: no Hash object and three updates per digest — a receiver computes
+ * two digests per event, and this took a third of their time); else by a Hash.
+ */
+function sha256(before: Uint8Array | undefined, text: string, after: readonly Uint8Array[]): Buffer {
+  if (oneShotHash === undefined) {
+    const hash = crypto.createHash('sha256');
+    if (before !== undefined) hash.update(before);
+    hash.update(text);
+    for (const part of after) hash.update(part);
+    return hash.digest();
+  }
+  let bytes = (before?.byteLength ?? 0) + 3 * text.length;
+  for (const part of after) bytes += part.byteLength;
+  const buffer = Buffer.allocUnsafe(bytes);
+  let at = 0;
+  if (before !== undefined) {
+    buffer.set(before, 0);
+    at = before.byteLength;
+  }
+  at += buffer.write(text, at, 'utf8');
+  for (const part of after) {
+    buffer.set(part, at);
+    at += part.byteLength;
+  }
+  return oneShotHash('sha256', buffer.subarray(0, at), 'buffer');
+}
+
 /** The digest of an encoded event: its origin-chain link, and what its site-chain link covers. */
 export function eventDigest(event: ChainedEnvelope, data: Uint8Array, meta: Uint8Array): Buffer {
-  return createHash('sha256').update(eventDigestHeader(event, data.byteLength)).update(data).update(meta).digest();
+  return sha256(undefined, eventDigestHeader(event, data.byteLength), [data, meta]);
 }
 
 /** The site-chain link of the event at `revision` of `stream`, whose predecessor's link is `prev`. */
 export function siteChainLink(prev: Uint8Array, stream: string, revision: number, digest: Uint8Array): Buffer {
-  return createHash('sha256').update(prev).update(`${stream}\n${revision}\n`).update(digest).digest();
+  return sha256(prev, `${stream}\n${revision}\n`, [digest]);
 }
 
 /** `meta.originPrev` as bytes; undefined when absent (events from before chaining) or malformed. */

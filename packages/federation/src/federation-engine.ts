@@ -1057,7 +1057,7 @@ export class FederationEngine {
     }
     if (link === undefined) {
       if (predecessorChained) return `event ${where} carries no origin chain link, but the event before it did`;
-    } else if (!Buffer.from(link).equals(Buffer.from(expected))) {
+    } else if (Buffer.compare(link, expected) !== 0) {
       return `event ${where} links to ${chainLinkHex(link)}, but the previous event of ${event.origin} here has digest ${chainLinkHex(expected)} (history altered or forged)`;
     }
     // Encoded and digested as the append will: it takes these bytes instead of computing them again.

@@ -23,8 +23,14 @@ export class PendingBinariesProjection implements SqlProjection {
 
   /** No lock, nothing to load: the insert travels with the append's commit. */
   planInline(events: readonly StreamEvent[]): InlineProjectionPlan | undefined {
-    if (this.#statements(events).length === 0) return undefined;
+    // Whether any row can come of the batch: the rows themselves only once, from the events inserted.
+    if (!events.some((event) => this.#names(event))) return undefined;
     return { lockKeys: [], apply: (recorded) => this.#statements(recorded) };
+  }
+
+  /** Whether the event names a binary to fetch: a deploy another site made in a repository. */
+  #names(event: StreamEvent): boolean {
+    return event.type === 'ArtifactDeployed' && event.origin !== this.#siteId && event.stream.startsWith('repo-');
   }
 
   #statements(events: readonly StreamEvent[]): RawBuilder<unknown>[] {
@@ -36,7 +42,7 @@ export class PendingBinariesProjection implements SqlProjection {
     // is not sent to the database once more.
     const seen = new Set<string>();
     for (const event of events) {
-      if (event.type !== 'ArtifactDeployed' || event.origin === this.#siteId || !event.stream.startsWith('repo-')) continue;
+      if (!this.#names(event) || event.type !== 'ArtifactDeployed') continue;
       const key = `${event.data.sha256} ${event.stream}`;
       if (seen.has(key)) continue;
       seen.add(key);

@@ -50,9 +50,12 @@ export function prepareAppend(stream: unknown, events: unknown, expectedRevision
   }
   const ids = new Set<string>();
   return events.map((candidate: unknown, index) => {
+    // Validated, encoded and digested already (say, by the federation engine checking its
+    // origin chain, encoded-events.ts): that validated copy and its bytes, not computed twice.
+    const encoded = encodedEventOf(candidate, streamName);
     let event: NewEvent;
     try {
-      event = validateNewEvent(candidate);
+      event = encoded?.event ?? validateNewEvent(candidate);
     } catch (error) {
       if (error instanceof StrataError) {
         throw new StrataError(error.code, `event ${index}: ${error.message}`, { ...error.details, index }, { cause: error });
@@ -67,9 +70,6 @@ export function prepareAppend(stream: unknown, events: unknown, expectedRevision
     }
     ids.add(event.id);
     checkEventFitsStream(streamName, event, index);
-    // Encoded and digested already (say, by the federation engine checking its origin chain):
-    // the same bytes, not computed twice.
-    const encoded = encodedEventOf(candidate, streamName);
     if (encoded !== undefined) return { event, data: encoded.data, meta: encoded.meta, digest: encoded.digest };
     return { event, data: encodeEventData(event.type, event.data), meta: encodeMeta(event.meta) };
   });
@@ -181,7 +181,10 @@ export function duplicateInOtherStream(id: string, stream: string, storedStream:
 }
 
 export function recordEvent(event: NewEvent, stream: string, revision: number, position: bigint): RecordedEvent {
-  return { ...event, stream, revision, position } as RecordedEvent;
+  // Field by field, in the order validation returns them: one object shape for every
+  // recorded event (a spread of the event cost a receiver ~4 µs per event).
+  const { id, origin, originSeq, hlc, type, data, meta } = event;
+  return { id, origin, originSeq, hlc, type, data, meta, stream, revision, position } as RecordedEvent;
 }
 
 export function appendResult(nextRevision: number, events: readonly RecordedEvent[], appendedCount: number): AppendResult {

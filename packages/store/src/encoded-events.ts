@@ -5,18 +5,22 @@
  * same sha256 the store's append computes for the site chain. Profiled on a receiver catching
  * up, both together were a fifth of its main thread's busy time.
  *
- * Keyed by the event object, and only for the stream named: an event is remembered as core's
- * validation returned it (`validateNewEvent`, or the codec's decode) and must not be mutated
- * afterwards. The append still validates every event; it only takes the bytes and the digest
- * from here instead of encoding and hashing again.
+ * Keyed by the event object, and only for the stream named; the object must not be mutated
+ * afterwards. `encodeAndDigestEvent` validates the event (core's `validateNewEvent`) and keeps
+ * the validated copy with its bytes: the append takes that copy, the bytes and the digest
+ * instead of validating, encoding and hashing again (a received event was validated three
+ * times before: decoded, encoded here, appended). The copy is this module's own, so nothing
+ * can change it between its validation and its append.
  */
-import { eventDigest, encodeEventData, encodeMeta, type NewEvent } from '@strata/core';
+import { encodeValidatedEventParts, eventDigest, validateNewEvent, type NewEvent } from '@strata/core';
 
 export interface EncodedEvent {
   readonly stream: string;
-  /** encodeEventData(type, data) */
+  /** The event as `validateNewEvent` returned it (a fresh copy, never handed out before its append). */
+  readonly event: NewEvent;
+  /** encodeEventData(event.type, event.data) */
   readonly data: Uint8Array;
-  /** encodeMeta(meta) */
+  /** encodeMeta(event.meta) */
   readonly meta: Uint8Array;
   /** eventDigest({stream, id, origin, originSeq, hlc, type}, data, meta) */
   readonly digest: Buffer;
@@ -25,16 +29,17 @@ export interface EncodedEvent {
 const encodedEvents = new WeakMap<object, EncodedEvent>();
 
 /**
- * Encodes and digests `event` as an append to `stream` would (the digest is the origin-chain
- * link its successor must carry) and remembers the result for that append.
+ * Validates, encodes and digests `event` as an append to `stream` would (the digest is the
+ * origin-chain link its successor must carry) and remembers the result for that append.
+ * Throws core's StrataError when the event is invalid.
  */
 export function encodeAndDigestEvent(stream: string, event: NewEvent): EncodedEvent {
   const known = encodedEvents.get(event);
   if (known !== undefined && known.stream === stream) return known;
-  const data = encodeEventData(event.type, event.data as never);
-  const meta = encodeMeta(event.meta);
-  const envelope = { stream, id: event.id, origin: event.origin, originSeq: event.originSeq, hlc: event.hlc, type: event.type };
-  const encoded: EncodedEvent = { stream, data, meta, digest: eventDigest(envelope, data, meta) };
+  const valid = known?.event ?? validateNewEvent(event);
+  const { data, meta } = known ?? encodeValidatedEventParts(valid);
+  const envelope = { stream, id: valid.id, origin: valid.origin, originSeq: valid.originSeq, hlc: valid.hlc, type: valid.type };
+  const encoded: EncodedEvent = { stream, event: valid, data, meta, digest: eventDigest(envelope, data, meta) };
   encodedEvents.set(event, encoded);
   return encoded;
 }

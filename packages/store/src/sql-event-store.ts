@@ -626,7 +626,10 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
     const db = this.#db;
     const streams = [...new Set(batch.map((pending) => pending.stream))].sort();
     const ids = batch.flatMap((pending) => pending.events.map((prepared) => prepared.event.id));
-    const candidates = batch.flatMap((pending) => pending.events.map((prepared) => ({ ...prepared.event, stream: pending.stream })));
+    // The events as the projections see them, per append of the batch (reused below for the
+    // rows inserted, unless the chain changed the event).
+    const streamEventsOf = batch.map((pending) => pending.events.map((prepared) => streamEvent(prepared.event, pending.stream)));
+    const candidates = streamEventsOf.flat();
     const projectionPlans: (InlineProjectionPlan | undefined | 'apply')[] = this.#projections.map((projection) =>
       projection.planInline === undefined ? 'apply' : projection.planInline(candidates),
     );
@@ -677,12 +680,12 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
     // the commit, it is built again with the refusals known.
     const preconditions = batch.some((pending) => pending.precondition !== undefined) ? preconditionFailures(batch) : undefined;
     if (preconditions !== undefined) {
-      const built = await this.#completeBatch(session, batch, atomic, projectionPlans, { lockedRows, storedRows, loadRows }, undefined, true).catch(() => undefined);
+      const built = await this.#completeBatch(session, batch, atomic, streamEventsOf, projectionPlans, { lockedRows, storedRows, loadRows }, undefined, true).catch(() => undefined);
       const refused = await preconditions;
       if (built !== undefined && refused.every((reason) => reason === undefined)) return built();
-      return (await this.#completeBatch(session, batch, atomic, projectionPlans, { lockedRows, storedRows, loadRows }, refused, false))!();
+      return (await this.#completeBatch(session, batch, atomic, streamEventsOf, projectionPlans, { lockedRows, storedRows, loadRows }, refused, false))!();
     }
-    return (await this.#completeBatch(session, batch, atomic, projectionPlans, { lockedRows, storedRows, loadRows }, undefined, false))!();
+    return (await this.#completeBatch(session, batch, atomic, streamEventsOf, projectionPlans, { lockedRows, storedRows, loadRows }, undefined, false))!();
   }
 
   /**
@@ -697,6 +700,8 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
     session: AppendSession,
     batch: readonly PendingAppend[],
     atomic: boolean,
+    /** Per append of the batch, its events with their stream (what the projections planned). */
+    streamEventsOf: readonly (readonly StreamEvent[])[],
     projectionPlans: readonly (InlineProjectionPlan | undefined | 'apply')[],
     answered: { readonly lockedRows: StatementRows | undefined; readonly storedRows: StatementRows | undefined; readonly loadRows: StatementRows | undefined },
     refusedByPrecondition: readonly (StrataError | undefined)[] | undefined,
@@ -731,6 +736,8 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
     }
     interface InsertRow {
       readonly prepared: PreparedEvent;
+      /** `prepared.event` with its stream. */
+      readonly candidate: StreamEvent;
       readonly stream: string;
       readonly revision: number;
       chained?: ChainedEvent;
@@ -774,7 +781,7 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
         const duplicate = duplicates[index];
         if (duplicate !== undefined) return { duplicate };
         revision++;
-        const row: InsertRow = { prepared, stream: pending.stream, revision };
+        const row: InsertRow = { prepared, candidate: streamEventsOf[batchIndex]![index]!, stream: pending.stream, revision };
         inserts.push(row);
         insertedById.set(prepared.event.id, row);
         return { insert: row };
@@ -846,30 +853,28 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
         select id, position from inserted`;
 
       // The events as the projections evolve them, in insertion (= position) order.
-      const streamEvents: StreamEvent[] = inserts.map((row) => ({ ...row.chained!.event, stream: row.stream }) as StreamEvent);
+      const streamEvents: StreamEvent[] = inserts.map((row) => (row.chained!.event === row.prepared.event ? row.candidate : streamEvent(row.chained!.event, row.stream)));
       let queued: CompiledQuery[];
       let insertedRows: readonly Record<string, unknown>[] | undefined;
+      // The transaction's remaining round trips, one after the other, each started as soon as
+      // the one before it ends: while the database works on one (a large batch's COPYs), this
+      // thread prepares the next instead of waiting for it. The first failure skips the rest
+      // and is what the last one rejects with.
+      let roundTrips: Promise<unknown> = Promise.resolve();
+      const next = <T>(roundTrip: () => Promise<T>): Promise<T> => {
+        const started = roundTrips.then(roundTrip);
+        roundTrips = started;
+        // Handled here; whoever needs the outcome awaits it (the last one is always awaited).
+        started.catch(() => undefined);
+        return started;
+      };
       const copyIn = inserts.length >= this.#appendCopyEventsMin ? session.copyIn : undefined;
       if (copyIn !== undefined && speculative) return undefined;
-      if (copyIn !== undefined) {
-        // A large batch goes in by one binary COPY (appendCopyEventsMin): the same rows the
-        // INSERT writes, positions and transaction id from the columns' defaults, in row
-        // order. The positions come back with the next statements (eventsById).
-        await copyIn((source) => `copy events (${EVENT_COPY_IN_COLUMNS}) from ${source} (format binary)`, eventCopyData(inserts));
-        queued = [
-          eventsById<{ id: string; position: string }>(
-            inserts.map((row) => row.prepared.event.id),
-            sql.raw('id, position'),
-          ).compile(db),
-          sql`${streamsUpdate}`.compile(db),
-        ];
-      } else {
-        queued = [insertStatement.compile(db)];
-      }
       const send = async (commit: boolean) => {
-        const results = await session.send(queued, { commit });
-        insertedRows ??= results[0];
+        const statements = queued;
         queued = [];
+        const results = await next(() => session.send(statements, { commit }));
+        insertedRows ??= results[0];
       };
       const record = () => {
         if (inserts[0]!.recorded !== undefined) return;
@@ -882,36 +887,65 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
           row.recorded = recordEvent(row.chained!.event, row.stream, row.revision, position);
         }
       };
-      for (let index = 0; index < this.#projections.length; index++) {
-        const plan = projectionPlans[index];
-        if (plan === undefined) continue;
-        if (plan === 'apply') {
-          if (speculative) return undefined;
-          await send(false);
-          record();
-          const recorded = inserts.map((row) => row.recorded!).sort((a, b) => (a.position < b.position ? -1 : a.position > b.position ? 1 : 0));
-          await this.#projections[index]!.apply(session.db, recorded);
-        } else if (copyIn !== undefined && plan.applyBulk !== undefined) {
-          // A large batch: the projection's big upserts by COPY into temporary tables too.
-          const bulk = plan.applyBulk(streamEvents, loaded[index]!);
-          await copyProjectionRows(session, copyIn, db, bulk.copies);
-          for (const statement of bulk.statements) queued.push(statement.compile(db));
+      /** Nothing of this transaction may still be on its way when it rolls back. */
+      const settled = async (error: unknown): Promise<never> => {
+        await roundTrips.catch(() => undefined);
+        throw error;
+      };
+      try {
+        if (copyIn !== undefined) {
+          // A large batch goes in by one binary COPY (appendCopyEventsMin): the same rows the
+          // INSERT writes, positions and transaction id from the columns' defaults, in row
+          // order. The positions come back with the next statements (eventsById).
+          const rows = eventCopyData(inserts);
+          void next(() => copyIn((source) => `copy events (${EVENT_COPY_IN_COLUMNS}) from ${source} (format binary)`, rows));
+          queued = [
+            eventsById<{ id: string; position: string }>(
+              inserts.map((row) => row.prepared.event.id),
+              sql.raw('id, position'),
+            ).compile(db),
+            sql`${streamsUpdate}`.compile(db),
+          ];
         } else {
-          for (const statement of plan.apply(streamEvents, loaded[index]!)) queued.push(statement.compile(db));
+          queued = [insertStatement.compile(db)];
         }
-      }
-      for (const writes of this.#appendWrites) for (const statement of writes.statements(streamEvents)) queued.push(statement.compile(db));
-      for (const plan of plans) {
-        const writes = plan.pending.writes;
-        if (writes === undefined || plan.error !== undefined || !plan.slots.some((slot) => 'insert' in slot)) continue;
-        const ids = new Set(plan.slots.flatMap((slot) => ('insert' in slot ? [slot.insert.prepared.event.id] : [])));
-        const own = streamEvents.filter((event) => ids.has(event.id));
-        for (const statement of writes.statements(own)) queued.push(statement.compile(db));
+        for (let index = 0; index < this.#projections.length; index++) {
+          const plan = projectionPlans[index];
+          if (plan === undefined) continue;
+          if (plan === 'apply') {
+            if (speculative) return undefined;
+            await send(false);
+            record();
+            const recorded = inserts.map((row) => row.recorded!).sort((a, b) => (a.position < b.position ? -1 : a.position > b.position ? 1 : 0));
+            await this.#projections[index]!.apply(session.db, recorded);
+          } else if (copyIn !== undefined && plan.applyBulk !== undefined) {
+            // A large batch: the projection's big upserts by COPY into temporary tables too.
+            const bulk = plan.applyBulk(streamEvents, loaded[index]!);
+            copyProjectionRows(session, copyIn, db, bulk.copies, next);
+            for (const statement of bulk.statements) queued.push(statement.compile(db));
+          } else {
+            for (const statement of plan.apply(streamEvents, loaded[index]!)) queued.push(statement.compile(db));
+          }
+        }
+        for (const writes of this.#appendWrites) for (const statement of writes.statements(streamEvents)) queued.push(statement.compile(db));
+        for (const plan of plans) {
+          const writes = plan.pending.writes;
+          if (writes === undefined || plan.error !== undefined || !plan.slots.some((slot) => 'insert' in slot)) continue;
+          const ids = new Set(plan.slots.flatMap((slot) => ('insert' in slot ? [slot.insert.prepared.event.id] : [])));
+          const own = streamEvents.filter((event) => ids.has(event.id));
+          for (const statement of writes.statements(own)) queued.push(statement.compile(db));
+        }
+      } catch (error) {
+        return settled(error);
       }
       return async () => {
-        await send(true);
-        record();
-        return outcomes();
+        try {
+          await send(true);
+          record();
+          return outcomes();
+        } catch (error) {
+          return settled(error);
+        }
       };
     }
   }
@@ -921,23 +955,23 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
  * A large batch's projection rows (InlineProjectionPlan.applyBulk) into their temporary
  * tables: each created once per session (`on commit delete rows`: empty at every
  * transaction's start, so a statement prepared over it finds it on that session), then one
- * COPY of text per table.
+ * COPY of text per table — each round trip handed to `next`, the rows encoded meanwhile.
  */
-async function copyProjectionRows(
+function copyProjectionRows(
   session: AppendSession,
   copyIn: NonNullable<AppendSession['copyIn']>,
   db: Kysely<StoreDatabase>,
   copies: readonly ProjectionCopy[],
-): Promise<void> {
+  next: (roundTrip: () => Promise<unknown>) => Promise<unknown>,
+): void {
   if (copies.length === 0) return;
-  await session.send(
-    copies.map((copy) =>
-      sql`create temporary table if not exists ${sql.table(copy.table)} (like ${sql.table(copy.like)} including defaults) on commit delete rows`.compile(db),
-    ),
+  const creates = copies.map((copy) =>
+    sql`create temporary table if not exists ${sql.table(copy.table)} (like ${sql.table(copy.like)} including defaults) on commit delete rows`.compile(db),
   );
+  void next(() => session.send(creates));
   for (const copy of copies) {
     const chunks = [...copyChunks(copy.rows, { rows: 0 })];
-    await copyIn((source) => copyStatement(copy.table, copy.columns, source), chunks);
+    void next(() => copyIn((source) => copyStatement(copy.table, copy.columns, source), chunks));
   }
 }
 
@@ -960,6 +994,12 @@ async function preconditionFailures(batch: readonly PendingAppend[]): Promise<(S
     const reason: unknown = outcome.reason;
     return reason instanceof StrataError ? reason : new StrataError('STRATA_ERR_INVARIANT', `an append's precondition failed: ${String(reason)}`);
   });
+}
+
+/** `event` in `stream`, field by field (one object shape; a spread cost more per event). */
+function streamEvent(event: NewEvent, stream: string): StreamEvent {
+  const { id, origin, originSeq, hlc, type, data, meta } = event;
+  return { id, origin, originSeq, hlc, type, data, meta, stream } as StreamEvent;
 }
 
 function settle(pending: PendingAppend, outcome: Outcome): void {

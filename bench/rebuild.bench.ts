@@ -107,7 +107,9 @@ async function plainInsertRate(database: BenchDatabase): Promise<number> {
  * STRATA_REBUILD_WORKERS (as `strata replay` reads it): the worker threads of the code
  * measured (the baseline runs as its code does); unset: the store's default.
  */
-export function benchWorkers(): { workers?: number } {
+export function benchWorkers(): { workers?: number; readByStream?: boolean } {
   const text = process.env.STRATA_REBUILD_WORKERS;
-  return text === undefined || text === '' ? {} : { workers: Number(text) };
+  // STRATA_BENCH_REBUILD_BY_STREAM=1: the read by group of streams (RebuildOptions.readByStream, off by default).
+  const byStream = process.env.STRATA_BENCH_REBUILD_BY_STREAM === '1' ? { readByStream: true } : {};
+  return text === undefined || text === '' ? byStream : { workers: Number(text), ...byStream };
 }

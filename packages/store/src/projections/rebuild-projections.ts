@@ -71,6 +71,12 @@ export interface RebuildOptions {
    */
   readonly streamGroupEventsMin?: number;
   /**
+   * Read and write by group of streams (PostgreSQL: readByStreamInShadow) instead of one scan
+   * before the write. Default DEFAULT_REBUILD_BY_STREAM: off, since in the lead's quiet run of
+   * 2026-12-07 06:39 it ran at 0.80 of one scan (docs/benchmarks.md, B).
+   */
+  readonly readByStream?: boolean;
+  /**
    * A rebuild by stream reads the groups one after another, each by the stream index, so it
    * visits every page of the log that holds one of a group's events: where the log's pages
    * hold events of more groups than this on average (a sample, StreamPartitionedScan.pageVisits),
@@ -83,6 +89,9 @@ export interface RebuildOptions {
 
 /** Worker threads of a rebuild on PostgreSQL unless told otherwise (docs/benchmarks.md, B, seventh pass). */
 export const DEFAULT_REBUILD_WORKERS = 0;
+
+/** RebuildOptions.readByStream unless told otherwise (docs/benchmarks.md, B: the lead's quiet run of 2026-12-07). */
+export const DEFAULT_REBUILD_BY_STREAM = false;
 
 export interface RebuildResult {
   readonly events: number;
@@ -256,6 +265,7 @@ export async function rebuildProjections(
     const loader = source.bulk;
     // The swap's connection, the scan's and the writer's.
     if (loader === undefined || (loader.concurrentTransactionsMax ?? 0) < 2 || replayed.length > 0) return false;
+    if (!(options.readByStream ?? DEFAULT_REBUILD_BY_STREAM)) return false;
     if (Math.floor(options.workers ?? DEFAULT_REBUILD_WORKERS) >= 2 || !isStreamPartitionScanner(store)) return false;
     if (!bulk.some(({ projection }) => projection.rebuildByStream !== undefined)) return false;
     const scan = await store.scanByStream(options.signal === undefined ? {} : { signal: options.signal });

@@ -81,7 +81,7 @@ describe.skipIf(databaseUrl === undefined || databaseUrl === '')('a rebuild by s
     const expected = await readArtifactTreeSnapshot(db);
     const groups: string[][] = [];
     const visits: number[] = [];
-    const options = { streamGroupEventsMin: 1, streamGroupInterleaving: { pageVisitsMax: 2, pagesMin: 0 } };
+    const options = { readByStream: true, streamGroupEventsMin: 1, streamGroupInterleaving: { pageVisitsMax: 2, pagesMin: 0 } };
     const result = await rebuildProjections({ store: spiedStore(opened!.store, groups, visits), db, bulk: opened!.bulk }, projections, options);
     expect(result.events).toBe(repositories.length * (eventsPerRepository + 1));
     expect(await readArtifactTreeSnapshot(db)).toEqual(expected);
@@ -100,6 +100,18 @@ describe.skipIf(databaseUrl === undefined || databaseUrl === '')('a rebuild by s
     // Every page holds events of (nearly) every repository.
     expect(visits[0]!).toBeGreaterThan(3);
     expect(groups).toEqual([]);
+  });
+
+  it('reads in one scan unless asked to read by stream (the default)', async () => {
+    opened = await postgresBackend(databaseUrl!).open(projections);
+    for (const key of repositories) {
+      await opened.store.append(`repo-${key}`, [created(key), ...Array.from({ length: eventsPerRepository }, (_, index) => deployed(key, index))]);
+    }
+    const groups: string[][] = [];
+    const visits: number[] = [];
+    await rebuildProjections({ store: spiedStore(opened.store, groups, visits), db: opened.db, bulk: opened.bulk }, projections, { streamGroupEventsMin: 1 });
+    expect(groups).toEqual([]);
+    expect((await readArtifactTreeSnapshot(opened.db)).files.length).toBe(repositories.length * eventsPerRepository);
   });
 
   it('reads a log appended a repository at a time group by group', async () => {

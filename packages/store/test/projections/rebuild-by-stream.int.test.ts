@@ -77,14 +77,14 @@ describe.skipIf(databaseUrl === undefined || databaseUrl === '')('rebuilding a g
   it('writes each group of repositories while it reads the next, into the tables one fold of every event gives', async () => {
     const expected = await state();
     const groups: string[][] = [];
-    const result = await rebuildProjections({ store: spiedStore(groups), db: opened.db, bulk: opened.bulk }, projections, { streamGroupEventsMin: 1 });
+    const result = await rebuildProjections({ store: spiedStore(groups), db: opened.db, bulk: opened.bulk }, projections, { readByStream: true, streamGroupEventsMin: 1 });
     expect(groups).toEqual(repositories.map((key) => `repo-${key}`).sort().map((stream) => [stream]));
     expect(result.events).toBe(repositories.length * 6 + 2);
     expect(await state()).toEqual(expected);
 
     // Several streams to a group: the same tables.
     groups.length = 0;
-    await rebuildProjections({ store: spiedStore(groups), db: opened.db, bulk: opened.bulk }, projections, { streamGroupEventsMin: 12 });
+    await rebuildProjections({ store: spiedStore(groups), db: opened.db, bulk: opened.bulk }, projections, { readByStream: true, streamGroupEventsMin: 12 });
     expect(groups).toEqual([
       ['repo-alpha', 'repo-beta'],
       ['repo-delta', 'repo-gamma'],
@@ -95,6 +95,7 @@ describe.skipIf(databaseUrl === undefined || databaseUrl === '')('rebuilding a g
   it('catches up with the events appended while it reads', async () => {
     let appending: Promise<unknown> | undefined;
     const result = await rebuildProjections({ store: opened.store, db: opened.db, bulk: opened.bulk }, projections, {
+      readByStream: true,
       streamGroupEventsMin: 1,
       onProgress: (progress) => {
         if (progress.phase === 'read' && appending === undefined) {
@@ -117,6 +118,7 @@ describe.skipIf(databaseUrl === undefined || databaseUrl === '')('rebuilding a g
     const abort = new AbortController();
     await expect(
       rebuildProjections({ store: opened.store, db: opened.db, bulk: opened.bulk }, projections, {
+        readByStream: true,
         streamGroupEventsMin: 1,
         signal: abort.signal,
         onProgress: (progress) => {
@@ -169,7 +171,7 @@ describe.skipIf(databaseUrl === undefined || databaseUrl === '')('rebuilding a g
     expect(expected.tree.files.filter((file) => file.repo === 'beta').every((file) => !file.present)).toBe(true);
 
     const groups: string[][] = [];
-    await rebuildProjections({ store: spiedStore(groups), db: opened.db, bulk: opened.bulk }, projections, { streamGroupEventsMin: 1 });
+    await rebuildProjections({ store: spiedStore(groups), db: opened.db, bulk: opened.bulk }, projections, { readByStream: true, streamGroupEventsMin: 1 });
     expect(groups[0]).toEqual(['repo-alpha']);
     expect(await state()).toEqual(expected);
   });

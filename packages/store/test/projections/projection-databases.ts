@@ -5,7 +5,7 @@
  */
 import pg from 'pg';
 import type { NewEvent, RecordedEvent } from '@strata/core';
-import { openEventStore, type OpenedEventStore, type SqlProjection } from '@strata/store';
+import { openEventStore, type EventScanner, type EventStore, type OpenedEventStore, type SqlProjection, type StreamPartitionedScan, type StreamPartitionScanner } from '@strata/store';
 
 export interface ProjectionBackend {
   readonly name: string;
@@ -56,4 +56,28 @@ export const PROJECTION_BACKENDS: ProjectionBackend[] = [
 export function newEvent(event: RecordedEvent): NewEvent {
   const { stream: _stream, revision: _revision, position: _position, ...rest } = event;
   return rest as NewEvent;
+}
+
+/**
+ * `store` for a rebuild, recording the groups its scan by stream is asked for (none: the
+ * rebuild read otherwise) and the scan's page-visit estimates.
+ */
+export function spiedPartitionStore(store: OpenedEventStore['store'], groups: string[][], visits: number[] = []): Pick<EventStore, 'readAll'> & EventScanner & StreamPartitionScanner {
+  return {
+    readAll: (options) => store.readAll(options),
+    scanAll: (options) => store.scanAll(options),
+    async scanByStream(options?: { readonly signal?: AbortSignal }): Promise<StreamPartitionedScan | undefined> {
+      const scan = await store.scanByStream(options);
+      if (scan === undefined) return undefined;
+      return {
+        ...scan,
+        scanStreams: (streams, scanOptions) => (groups.push([...streams]), scan.scanStreams(streams, scanOptions)),
+        pageVisits: async (asked) => {
+          const estimate = await scan.pageVisits(asked);
+          visits.push(estimate.perPage);
+          return estimate;
+        },
+      };
+    },
+  };
 }

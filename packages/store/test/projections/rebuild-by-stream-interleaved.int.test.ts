@@ -12,13 +12,9 @@ import {
   RepositoryConfigProjection,
   readArtifactTreeSnapshot,
   rebuildProjections,
-  type EventScanner,
-  type EventStore,
   type OpenedEventStore,
-  type StreamPartitionedScan,
-  type StreamPartitionScanner,
 } from '@strata/store';
-import { postgresBackend } from './projection-databases.ts';
+import { postgresBackend, spiedPartitionStore } from './projection-databases.ts';
 
 let sequence = 0;
 function deployed(key: string, index: number): NewEvent {
@@ -55,34 +51,13 @@ describe.skipIf(databaseUrl === undefined || databaseUrl === '')('a rebuild by s
     opened = undefined;
   });
 
-  /** The store, recording the groups its scan by stream is asked for, and the scan's page-visit estimate. */
-  function spiedStore(store: OpenedEventStore['store'], groups: string[][], visits: number[]): Pick<EventStore, 'readAll'> & EventScanner & StreamPartitionScanner {
-    return {
-      readAll: (options) => store.readAll(options),
-      scanAll: (options) => store.scanAll(options),
-      async scanByStream(options?: { readonly signal?: AbortSignal }): Promise<StreamPartitionedScan | undefined> {
-        const scan = await store.scanByStream(options);
-        if (scan === undefined) return undefined;
-        return {
-          ...scan,
-          scanStreams: (streams, scanOptions) => (groups.push([...streams]), scan.scanStreams(streams, scanOptions)),
-          pageVisits: async (asked) => {
-            const estimate = await scan.pageVisits(asked);
-            visits.push(estimate.perPage);
-            return estimate;
-          },
-        };
-      },
-    };
-  }
-
   async function rebuildTwice(): Promise<{ groups: string[][]; visits: number[] }> {
     const db = opened!.db;
     const expected = await readArtifactTreeSnapshot(db);
     const groups: string[][] = [];
     const visits: number[] = [];
     const options = { readByStream: true, streamGroupEventsMin: 1, streamGroupInterleaving: { pageVisitsMax: 2, pagesMin: 0 } };
-    const result = await rebuildProjections({ store: spiedStore(opened!.store, groups, visits), db, bulk: opened!.bulk }, projections, options);
+    const result = await rebuildProjections({ store: spiedPartitionStore(opened!.store, groups, visits), db, bulk: opened!.bulk }, projections, options);
     expect(result.events).toBe(repositories.length * (eventsPerRepository + 1));
     expect(await readArtifactTreeSnapshot(db)).toEqual(expected);
     expect(expected.files.length).toBe(repositories.length * eventsPerRepository);
@@ -109,7 +84,7 @@ describe.skipIf(databaseUrl === undefined || databaseUrl === '')('a rebuild by s
     }
     const groups: string[][] = [];
     const visits: number[] = [];
-    await rebuildProjections({ store: spiedStore(opened.store, groups, visits), db: opened.db, bulk: opened.bulk }, projections, { streamGroupEventsMin: 1 });
+    await rebuildProjections({ store: spiedPartitionStore(opened.store, groups, visits), db: opened.db, bulk: opened.bulk }, projections, { streamGroupEventsMin: 1 });
     expect(groups).toEqual([]);
     expect((await readArtifactTreeSnapshot(opened.db)).files.length).toBe(repositories.length * eventsPerRepository);
   });

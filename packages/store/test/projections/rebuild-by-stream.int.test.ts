@@ -15,13 +15,9 @@ import {
   readArtifactTreeSnapshot,
   readRepositorySnapshot,
   rebuildProjections,
-  type EventScanner,
-  type EventStore,
   type OpenedEventStore,
-  type StreamPartitionedScan,
-  type StreamPartitionScanner,
 } from '@strata/store';
-import { postgresBackend } from './projection-databases.ts';
+import { postgresBackend, spiedPartitionStore } from './projection-databases.ts';
 
 let sequence = 0;
 function event(type: string, data: Record<string, unknown>): NewEvent {
@@ -41,19 +37,7 @@ describe.skipIf(databaseUrl === undefined || databaseUrl === '')('rebuilding a g
   const projections = [new ArtifactTreeProjection(), new RepositoryConfigProjection()];
   const state = async () => ({ tree: await readArtifactTreeSnapshot(opened.db), repositories: await readRepositorySnapshot(opened.db) });
 
-  /** The store, recording the groups its scan by stream is asked for (none: the rebuild read otherwise). */
-  function spiedStore(groups: string[][]): Pick<EventStore, 'readAll'> & EventScanner & StreamPartitionScanner {
-    const store = opened.store;
-    return {
-      readAll: (options) => store.readAll(options),
-      scanAll: (options) => store.scanAll(options),
-      async scanByStream(options?: { readonly signal?: AbortSignal }): Promise<StreamPartitionedScan | undefined> {
-        const scan = await store.scanByStream(options);
-        if (scan === undefined) return undefined;
-        return { ...scan, scanStreams: (streams, scanOptions) => (groups.push([...streams]), scan.scanStreams(streams, scanOptions)) };
-      },
-    };
-  }
+  const spiedStore = (groups: string[][]) => spiedPartitionStore(opened.store, groups);
 
   beforeAll(async () => {
     opened = await postgresBackend(databaseUrl!).open(projections);

@@ -16,7 +16,7 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -178,8 +178,11 @@ async function startReferences(filesDir: string): Promise<Process> {
   return { child, url, stop: stopper(child) };
 }
 
+const nginxPath = '/usr/sbin/nginx';
+
 /** nginx with one worker (the server is one process too), static files from filesDir. */
 async function startNginx(workDir: string, filesDir: string): Promise<Process> {
+  if (!existsSync(nginxPath)) throw new Error(`nginx is not installed (${nginxPath}): apt-get install nginx-light (docs/benchmarks.md)`);
   const port = await freePort();
   const config = join(workDir, 'nginx.conf');
   await writeFile(
@@ -206,7 +209,7 @@ http {
 }
 `,
   );
-  const child = spawn('/usr/sbin/nginx', ['-c', config, '-p', workDir], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(nginxPath, ['-c', config, '-p', workDir], { stdio: ['ignore', 'ignore', 'inherit'] });
   const url = `http://127.0.0.1:${port}`;
   await waitFor(`${url}/files/1k.bin`, child, () => 'nginx');
   return { child, url, stop: stopper(child) };

@@ -9,8 +9,7 @@ import {
   DISTRIBUTION_STREAM,
   SYSTEM_STREAM,
   StrataError,
-  encodeEventData,
-  encodeMeta,
+  encodeValidatedEventParts,
   isValidRepositoryKey,
   validateNewEvent,
   validateStream,
@@ -71,7 +70,9 @@ export function prepareAppend(stream: unknown, events: unknown, expectedRevision
     ids.add(event.id);
     checkEventFitsStream(streamName, event, index);
     if (encoded !== undefined) return { event, data: encoded.data, meta: encoded.meta, digest: encoded.digest };
-    return { event, data: encodeEventData(event.type, event.data), meta: encodeMeta(event.meta) };
+    // `event` is validation's own copy: encoded without validating its data and meta again.
+    const { data, meta } = encodeValidatedEventParts(event);
+    return { event, data, meta };
   });
 }
 

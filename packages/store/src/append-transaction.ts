@@ -297,10 +297,52 @@ const prepareValue = (pg as unknown as { utils: { prepareValue(value: unknown): 
 export function literal(value: unknown): string {
   if (value === null || value === undefined) return 'null';
   if (value instanceof Uint8Array) return quote(`\\x${Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('hex')}`);
+  if (Array.isArray(value)) {
+    const plain = plainArrayLiteral(value);
+    if (plain !== undefined) return plain;
+  }
   const prepared = prepareValue(value);
   if (prepared === null || prepared === undefined) return 'null';
   if (typeof prepared !== 'string') throw new StrataError('STRATA_ERR_INVARIANT', `cannot inline a parameter of type ${typeof value}`);
   return quote(prepared);
+}
+
+/** A character that makes an array element need escaping (as `pg` escapes it) or refusing. */
+const ELEMENT_SPECIAL = /[\\"'\u0000]/;
+
+/**
+ * `quote(prepareValue(array))` without building and scanning the text twice, for the arrays an
+ * append sends (profiled: inlining a round of 16 deploys' parameters, 1 KiB blobs as hex, was
+ * a twentieth of the server's CPU): a one-dimensional array of strings, numbers and bigints
+ * none of which holds a backslash, a quote or a NUL, with nulls; or of byte arrays and nulls.
+ * The very text the general path writes (the store's tests compare both); undefined for any
+ * other array, which the general path then takes.
+ */
+function plainArrayLiteral(values: readonly unknown[]): string | undefined {
+  if (values.length === 0) return undefined;
+  let bytes = false;
+  let texts = false;
+  for (const value of values) {
+    if (value === null || value === undefined) continue;
+    if (value instanceof Uint8Array) bytes = true;
+    else if (typeof value === 'string') {
+      if (ELEMENT_SPECIAL.test(value)) return undefined;
+      texts = true;
+    } else if (typeof value === 'number' || typeof value === 'bigint') texts = true;
+    else return undefined;
+  }
+  if (bytes === texts) return undefined;
+  const parts: string[] = new Array<string>(values.length);
+  for (let index = 0; index < values.length; index++) {
+    const value = values[index];
+    if (value === null || value === undefined) parts[index] = 'NULL';
+    else if (bytes) {
+      const view = value as Uint8Array;
+      // pg writes two backslashes and x (its array parser reads them as one); quote doubles them.
+      parts[index] = `\\\\\\\\x${Buffer.from(view.buffer, view.byteOffset, view.byteLength).toString('hex')}`;
+    } else parts[index] = `"${String(value)}"`;
+  }
+  return bytes ? ` E'{${parts.join(',')}}'` : `'{${parts.join(',')}}'`;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 import { Readable } from 'node:stream';
 import { sql, type Kysely, type RawBuilder } from 'kysely';
 import { isStrataError, StrataError, type Checksums, type Clock, type StreamEvent } from '@strata/core';
@@ -385,8 +385,11 @@ function checksumsOf(bytes: Buffer): Checksums {
   return { sha256: hex('sha256', bytes), sha1: hex('sha1', bytes), md5: hex('md5', bytes) };
 }
 
+/** `crypto.hash` where Node has it (20.12 and later): one call, no Hash object per digest. */
+const oneShotHash = typeof crypto.hash === 'function' ? (crypto.hash as (algorithm: string, data: Uint8Array, outputEncoding: 'hex') => string) : undefined;
+
 function hex(algorithm: 'sha256' | 'sha1' | 'md5', bytes: Buffer): string {
-  return createHash(algorithm).update(bytes).digest('hex');
+  return oneShotHash === undefined ? crypto.createHash(algorithm).update(bytes).digest('hex') : oneShotHash(algorithm, bytes, 'hex');
 }
 
 /** The chunks already read, then the rest of `iterator`. */

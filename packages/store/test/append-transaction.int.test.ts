@@ -4,6 +4,7 @@
  * set), a batch's statements commit together or not at all, and a failed batch leaves its
  * pooled connection usable. Hot statements run prepared and mean the same.
  */
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
@@ -38,6 +39,30 @@ describe('inlineParameters and literal', () => {
     expect(literal(12n)).toBe("'12'");
     expect(literal(true)).toBe("'true'");
     expect(literal(Buffer.from([0xde, 0xad]))).toBe(" E'\\\\xdead'");
+  });
+
+  it("writes arrays as pg's array text quoted: the plain arrays an append sends take a shorter way to the very same text", () => {
+    const prepareValue = (pg as unknown as { utils: { prepareValue(value: unknown): string } }).utils.prepareValue;
+    // The general way: pg's array text, then quoted as any string literal.
+    const general = (values: readonly unknown[]) => {
+      const text = prepareValue(values);
+      const quoted = text.replace(/'/g, "''");
+      return text.includes('\\') ? ` E'${quoted.replace(/\\/g, '\\\\')}'` : `'${quoted}'`;
+    };
+    expect(literal([Buffer.from([0xde, 0xad]), null])).toBe(" E'{\\\\\\\\xdead,NULL}'");
+    expect(literal(['a', null, 3, 4n])).toBe(`'{"a",NULL,"3","4"}'`);
+    const element = fc.oneof(
+      fc.string({ unit: 'binary' }).filter((text) => !text.includes('\u0000')),
+      fc.constantFrom('NULL', 'null', '', 'a,b', '{x}', '"', "'", '\\'),
+      fc.integer(),
+      fc.double({ noNaN: false }),
+      fc.bigInt(),
+      fc.constant(null),
+    );
+    const bytes = fc.oneof(fc.uint8Array({ maxLength: 40 }).map((array) => Buffer.from(array)), fc.uint8Array({ maxLength: 40 }), fc.constant(null));
+    fc.assert(fc.property(fc.oneof(fc.array(element, { maxLength: 12 }), fc.array(bytes, { maxLength: 12 })), (values) => {
+      expect(literal(values)).toBe(general(values));
+    }), { numRuns: 2000 });
   });
 
   it('refuses a NUL character (it would end the query text)', () => {
@@ -83,6 +108,8 @@ describe.skipIf(databaseUrl === undefined)('pgAppendTransactions on PostgreSQL',
     const statement = sql<Record<string, unknown>>`select
       ${NASTY_TEXTS}::text[] as texts,
       ${[...NASTY_TEXTS, null]}::text[] as texts_with_null,
+      ${['plain', 'ünïcödé 🙂', '', 'NULL', 'null', 'a,b', '{x}', '$1', null, 'E']}::text[] as plain_texts,
+      ${['', null]}::text[] as empty_text_and_null,
       ${BYTES.map((bytes) => Buffer.from(bytes))}::bytea[] as bytes,
       ${[Buffer.from([0x27]), null]}::bytea[] as bytes_with_null,
       ${Buffer.from([0, 0x27, 0x5c])}::bytea as one_bytes,

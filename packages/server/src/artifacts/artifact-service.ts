@@ -97,7 +97,8 @@ export class ArtifactService {
     this.#checkWritable(repo);
   }
 
-  async deploy(request: DeployRequest, body: Readable, declaredSize: number | undefined, signal: AbortSignal): Promise<DeployedArtifact> {
+  /** `signal`: aborts the upload (the client went away); none once the whole body has arrived. */
+  async deploy(request: DeployRequest, body: Readable, declaredSize: number | undefined, signal?: AbortSignal): Promise<DeployedArtifact> {
     // The stream's next round may wait briefly for this deploy's blob (see roundLingerMs).
     const queued = this.#streams.announce(repositoryStream(request.repo));
     let lease: BlobLease;

@@ -320,15 +320,21 @@ export const artifactsRoutes: FastifyPluginAsync<ArtifactsRoutesOptions> = async
       if (declaredSize !== undefined && declaredSize > options.uploadBytesMax) {
         throw new StrataError('STRATA_ERR_BLOB_TOO_LARGE', `an artifact may be at most ${options.uploadBytesMax} bytes`);
       }
-      const aborted = new AbortController();
-      const onClose = () => {
-        if (!request.raw.complete) aborted.abort(new StrataError('STRATA_ERR_BLOB_INCOMPLETE', 'the client went away mid-upload'));
-      };
-      request.raw.once('close', onClose);
-      try {
-        deployed = await service.deploy(deployRequest, request.raw, declaredSize, aborted.signal);
-      } finally {
-        request.raw.off('close', onClose);
+      if (request.raw.complete) {
+        // The whole body has arrived (a small deploy's usually has by now): the client can no
+        // longer go away mid-upload, so no signal is needed (an AbortSignal costs ~4 µs to make).
+        deployed = await service.deploy(deployRequest, request.raw, declaredSize);
+      } else {
+        const aborted = new AbortController();
+        const onClose = () => {
+          if (!request.raw.complete) aborted.abort(new StrataError('STRATA_ERR_BLOB_INCOMPLETE', 'the client went away mid-upload'));
+        };
+        request.raw.once('close', onClose);
+        try {
+          deployed = await service.deploy(deployRequest, request.raw, declaredSize, aborted.signal);
+        } finally {
+          request.raw.off('close', onClose);
+        }
       }
     }
     if (plan !== undefined && config !== undefined) await options.maven?.afterDeploy(repo, config, plan.coordinates, deployRequest.meta);

@@ -31,24 +31,70 @@ export type UnnestColumn = readonly [name: string, type: 'text' | 'int8' | 'int4
  * travel as text and are cast per row (unnest flattens nested arrays).
  */
 export function unnestRows(columns: readonly UnnestColumn[], rows: readonly (readonly unknown[])[]): RawBuilder<unknown> {
-  const arrays = columns.map((_, index) => rows.map((row) => row[index] ?? null));
-  const args = columns.map(([, type], index) =>
-    type === 'jsonb' ? sql`${arrays[index]}::text[]` : sql`${arrays[index]}::${sql.raw(type)}[]`,
-  );
-  const names = columns.map(([name]) => sql.ref(`u.${name}`));
-  const selected = columns.map(([name, type], index) => (type === 'jsonb' ? sql`${names[index]}::jsonb` : names[index]!));
-  return sql`select ${sql.join(selected)} from unnest(${sql.join(args)}) as u(${sql.join(columns.map(([name]) => sql.id(name)))})`;
+  const { selected, aliases, casts } = columnFragments(columns);
+  const args = columns.map((_, index) => {
+    const array = rows.map((row) => row[index] ?? null);
+    return sql`${array}${casts[index]!}`;
+  });
+  return sql`select ${selected} from unnest(${sql.join(args)}) as u(${aliases})`;
 }
 
 export function columnList(columns: readonly UnnestColumn[]): RawBuilder<unknown> {
-  return sql.join(columns.map(([name]) => sql.id(name)));
+  return columnFragments(columns).aliases;
 }
 
 /** `name = excluded.name` for every column not in the conflict key. */
 export function excludedAssignments(columns: readonly UnnestColumn[], key: readonly string[]): RawBuilder<unknown> {
-  return sql.join(
-    columns.filter(([name]) => !key.includes(name)).map(([name]) => sql`${sql.id(name)} = excluded.${sql.id(name)}`),
-  );
+  const fragments = columnFragments(columns);
+  const joinedKey = key.join('\u0000');
+  let assignments = fragments.excluded.get(joinedKey);
+  if (assignments === undefined) {
+    const text = columns
+      .filter(([name]) => !key.includes(name))
+      .map(([name]) => `${identifier(name)} = excluded.${identifier(name)}`)
+      .join(', ');
+    assignments = sql.raw(text);
+    fragments.excluded.set(joinedKey, assignments);
+  }
+  return assignments;
+}
+
+/**
+ * The parts of unnestRows, columnList and excludedAssignments that depend only on the
+ * columns, as raw SQL made once per column list (the column lists are module constants):
+ * a round of deploys no longer builds and compiles 27 identifiers three times over.
+ * The text is exactly what sql.id / sql.ref and sql.join write.
+ */
+interface ColumnFragments {
+  /** `"u"."name", "u"."data"::jsonb, …` */
+  readonly selected: RawBuilder<unknown>;
+  /** `"name", "data", …` */
+  readonly aliases: RawBuilder<unknown>;
+  /** `::text[]` etc. per column (jsonb travels as text[]). */
+  readonly casts: readonly RawBuilder<unknown>[];
+  /** excludedAssignments per conflict key. */
+  readonly excluded: Map<string, RawBuilder<unknown>>;
+}
+
+const columnFragmentsMade = new WeakMap<readonly UnnestColumn[], ColumnFragments>();
+
+function columnFragments(columns: readonly UnnestColumn[]): ColumnFragments {
+  let fragments = columnFragmentsMade.get(columns);
+  if (fragments === undefined) {
+    fragments = {
+      selected: sql.raw(columns.map(([name, type]) => `"u".${identifier(name)}${type === 'jsonb' ? '::jsonb' : ''}`).join(', ')),
+      aliases: sql.raw(columns.map(([name]) => identifier(name)).join(', ')),
+      casts: columns.map(([, type]) => sql.raw(type === 'jsonb' ? '::text[]' : `::${type}[]`)),
+      excluded: new Map(),
+    };
+    columnFragmentsMade.set(columns, fragments);
+  }
+  return fragments;
+}
+
+/** An identifier as Kysely's PostgreSQL compiler writes it (double quotes, inner ones doubled). */
+function identifier(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
 }
 
 /**

@@ -43,6 +43,10 @@ import {
 } from './artifact-tree-model.ts';
 
 const NONE = -1;
+/** An id length in the fold's columns: no id (a removal's register). */
+const NULL_ID = -1;
+/** An id length in the fold's columns: the id is a string of #oddIds (not ASCII). */
+const ODD_ID = -2;
 /** fileState bits. */
 const HAS_REGISTER = 1;
 const HAS_CONTENT = 2;
@@ -139,6 +143,16 @@ export interface ArtifactTreeFileRows {
   readonly contentLogical: number;
   readonly contentOrigin: string;
   readonly contentId: string;
+  /**
+   * The ids as bytes (ASCII, as every validated event id): `contentId` is `idBytes` from
+   * `contentIdStart` for `contentIdLength` bytes, `firstId` likewise; a negative length: read
+   * the string field (an id the fold keeps as a string).
+   */
+  readonly idBytes: Uint8Array;
+  readonly contentIdStart: number;
+  readonly contentIdLength: number;
+  readonly firstIdStart: number;
+  readonly firstIdLength: number;
   readonly contentActor: string | null;
   readonly size: number;
   readonly mimeType: string;
@@ -181,6 +195,10 @@ export interface ArtifactTreePropertyRows {
   readonly origin: string;
   /** The winning set's event id; null for a removal. */
   readonly id: string | null;
+  /** A set's id as bytes, as ArtifactTreeFileRows' ids (a negative `idLength`: read `id`). */
+  readonly idBytes: Uint8Array;
+  readonly idStart: number;
+  readonly idLength: number;
   /** The winning set's values; empty for a removal. */
   readonly values: readonly string[];
 }
@@ -223,7 +241,9 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
   #contentWall = new Float64Array(1024);
   #contentLogical = new Int32Array(1024);
   #contentOrigin = new Int32Array(1024);
-  readonly #contentId: (string | null)[] = [];
+  /** Where the content's id is in #idBytes, and its length (see #storeId). */
+  #contentIdStart = new Int32Array(1024);
+  #contentIdLength = new Int32Array(1024);
   #sha256: Buffer = Buffer.alloc(32 * 1024);
   #sha1: Buffer = Buffer.alloc(20 * 1024);
   #md5: Buffer = Buffer.alloc(16 * 1024);
@@ -236,7 +256,8 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
   #firstWall = new Float64Array(1024);
   #firstLogical = new Int32Array(1024);
   #firstOrigin = new Int32Array(1024);
-  readonly #firstId: (string | null)[] = [];
+  #firstIdStart = new Int32Array(1024);
+  #firstIdLength = new Int32Array(1024);
   #firstActor = new Int32Array(1024);
   #tombstoneWall = new Float64Array(1024);
   #tombstoneLogical = new Int32Array(1024);
@@ -252,7 +273,23 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
   #propertyWall = new Float64Array(1024);
   #propertyLogical = new Int32Array(1024);
   #propertyOrigin = new Int32Array(1024);
-  readonly #propertyId: (string | null)[] = [];
+  /** The winning set's id in #idBytes (length NULL_ID for a removal, see #storeId). */
+  #propertyIdStart = new Int32Array(1024);
+  #propertyIdLength = new Int32Array(1024);
+
+  /**
+   * Event ids, back to back as bytes: a million ids kept as strings were a million objects
+   * that every scavenge copied and every major collection marked. An id with a code unit
+   * above ASCII (never a validated one) is kept in #oddIds instead, its length ODD_ID and its
+   * start the index there.
+   */
+  #idBytes: Buffer = Buffer.alloc(64 * 1024);
+  #idBytesUsed = 0;
+  readonly #oddIds: string[] = [];
+  /** The id stored last (a deploy's properties store their event's id again), where, and its length. */
+  #lastId: string | null = null;
+  #lastIdStart = 0;
+  #lastIdLength = 0;
   readonly #propertyValues: (readonly string[] | null)[] = [];
 
   /** Applies one event; returns false if the tree ignores it. Idempotent, order-independent. */
@@ -391,9 +428,7 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
     slots[slot] = path;
     this.#pathNames.push(name);
     this.#pathRepos.push(repo);
-    this.#contentId.push(null);
     this.#remoteUrl.push(null);
-    this.#firstId.push(null);
     return path;
   }
 
@@ -403,6 +438,10 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
     this.#contentWall = grown(this.#contentWall, size);
     this.#contentLogical = grown(this.#contentLogical, size);
     this.#contentOrigin = grown(this.#contentOrigin, size);
+    this.#contentIdStart = grown(this.#contentIdStart, size);
+    this.#contentIdLength = grown(this.#contentIdLength, size);
+    this.#firstIdStart = grown(this.#firstIdStart, size);
+    this.#firstIdLength = grown(this.#firstIdLength, size);
     this.#sha256 = grownBuffer(this.#sha256, 32 * size);
     this.#sha1 = grownBuffer(this.#sha1, 20 * size);
     this.#md5 = grownBuffer(this.#md5, 16 * size);
@@ -432,13 +471,15 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
     const names = this.#names;
     if (
       (state & HAS_CONTENT) === 0 ||
-      compareParts(wall, logical, origin, id, this.#contentWall[path]!, this.#contentLogical[path]!, names[this.#contentOrigin[path]!]!, this.#contentId[path]!) > 0
+      this.#compareStored(wall, logical, origin, id, this.#contentWall[path]!, this.#contentLogical[path]!, names[this.#contentOrigin[path]!]!, this.#contentIdStart[path]!, this.#contentIdLength[path]!) > 0
     ) {
       const data = event.data;
       this.#contentWall[path] = wall;
       this.#contentLogical[path] = logical;
       this.#contentOrigin[path] = this.#name(origin);
-      this.#contentId[path] = id;
+      this.#storeId(id);
+      this.#contentIdStart[path] = this.#lastIdStart;
+      this.#contentIdLength[path] = this.#lastIdLength;
       if (this.#writeChecksum(this.#sha256, path, data.sha256, 32) && this.#writeChecksum(this.#sha1, path, data.sha1, 20) && this.#writeChecksum(this.#md5, path, data.md5, 16)) {
         if ((state & ODD_CHECKSUMS) !== 0) this.#oddChecksums.delete(path);
         this.#fileState[path] = state & ~ODD_CHECKSUMS;
@@ -453,12 +494,14 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
     }
     if (
       (state & HAS_CONTENT) === 0 ||
-      compareParts(wall, logical, origin, id, this.#firstWall[path]!, this.#firstLogical[path]!, names[this.#firstOrigin[path]!]!, this.#firstId[path]!) < 0
+      this.#compareStored(wall, logical, origin, id, this.#firstWall[path]!, this.#firstLogical[path]!, names[this.#firstOrigin[path]!]!, this.#firstIdStart[path]!, this.#firstIdLength[path]!) < 0
     ) {
       this.#firstWall[path] = wall;
       this.#firstLogical[path] = logical;
       this.#firstOrigin[path] = this.#name(origin);
-      this.#firstId[path] = id;
+      this.#storeId(id);
+      this.#firstIdStart[path] = this.#lastIdStart;
+      this.#firstIdLength[path] = this.#lastIdLength;
       this.#firstActor[path] = actor;
     }
     this.#fileState[path]! |= HAS_REGISTER | HAS_CONTENT;
@@ -510,10 +553,9 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
       this.#propertyNext[register] = this.#propertyHead[path]!;
       this.#propertyHead[path] = register;
       this.#propertyKey[register] = key;
-      this.#propertyId.push(null);
       this.#propertyValues.push(null);
     } else {
-      const order = compareParts(
+      const order = this.#compareStored(
         wall,
         logical,
         origin,
@@ -521,7 +563,8 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
         this.#propertyWall[register]!,
         this.#propertyLogical[register]!,
         this.#names[this.#propertyOrigin[register]!]!,
-        this.#propertyRemoved[register] === 1 ? null : this.#propertyId[register]!,
+        this.#propertyIdStart[register]!,
+        this.#propertyRemoved[register] === 1 ? NULL_ID : this.#propertyIdLength[register]!,
       );
       const storedRemoved = this.#propertyRemoved[register] === 1;
       // A removal replaces a value at an equal stamp; a value never replaces a removal at one.
@@ -532,7 +575,14 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
     this.#propertyWall[register] = wall;
     this.#propertyLogical[register] = logical;
     this.#propertyOrigin[register] = this.#name(origin);
-    this.#propertyId[register] = id;
+    if (id === null) {
+      this.#propertyIdStart[register] = 0;
+      this.#propertyIdLength[register] = NULL_ID;
+    } else {
+      this.#storeId(id);
+      this.#propertyIdStart[register] = this.#lastIdStart;
+      this.#propertyIdLength[register] = this.#lastIdLength;
+    }
     this.#propertyValues[register] = values === null ? null : values.map(ownString);
   }
 
@@ -543,6 +593,53 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
     this.#propertyWall = grown(this.#propertyWall, size);
     this.#propertyLogical = grown(this.#propertyLogical, size);
     this.#propertyOrigin = grown(this.#propertyOrigin, size);
+    this.#propertyIdStart = grown(this.#propertyIdStart, size);
+    this.#propertyIdLength = grown(this.#propertyIdLength, size);
+  }
+
+  /**
+   * Stores `id` in #idBytes (or #oddIds) and sets #lastIdStart and #lastIdLength to where;
+   * the same id as the last stored is not stored again.
+   */
+  #storeId(id: string): void {
+    if (id === this.#lastId) return;
+    const length = id.length;
+    if (this.#idBytesUsed + length > this.#idBytes.length) this.#idBytes = grownBuffer(this.#idBytes, this.#idBytesUsed + length);
+    const bytes = this.#idBytes;
+    const start = this.#idBytesUsed;
+    let stored = length;
+    for (let index = 0; index < length; index++) {
+      const code = id.charCodeAt(index);
+      if (code >= 0x80) {
+        stored = ODD_ID;
+        break;
+      }
+      bytes[start + index] = code;
+    }
+    this.#lastId = id;
+    if (stored === ODD_ID) {
+      this.#lastIdStart = this.#oddIds.length;
+      this.#lastIdLength = ODD_ID;
+      this.#oddIds.push(id);
+      return;
+    }
+    this.#idBytesUsed = start + length;
+    this.#lastIdStart = start;
+    this.#lastIdLength = length;
+  }
+
+  /** The id stored at `start` with `length` (see #storeId); null for NULL_ID. */
+  #idText(start: number, length: number): string | null {
+    if (length === NULL_ID) return null;
+    if (length === ODD_ID) return this.#oddIds[start]!;
+    return this.#idBytes.toString('latin1', start, start + length);
+  }
+
+  /** compareParts against a stored version whose id is read only when the stamps tie. */
+  #compareStored(wall: number, logical: number, origin: string, id: string | null, storedWall: number, storedLogical: number, storedOrigin: string, storedIdStart: number, storedIdLength: number): number {
+    const order = compareParts(wall, logical, origin, null, storedWall, storedLogical, storedOrigin, null);
+    if (order !== 0 || id === null || storedIdLength === NULL_ID) return order;
+    return compareParts(wall, logical, origin, id, storedWall, storedLogical, storedOrigin, this.#idText(storedIdStart, storedIdLength));
   }
 
   // Reading out ------------------------------------------------------------------------------
@@ -564,7 +661,7 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
         version: {
           hlc: { wall: this.#contentWall[path]!, logical: this.#contentLogical[path]! },
           origin: names[this.#contentOrigin[path]!]!,
-          id: this.#contentId[path]!,
+          id: this.#idText(this.#contentIdStart[path]!, this.#contentIdLength[path]!)!,
         },
         sha256: odd?.sha256 ?? this.#sha256.toString('hex', path * 32, path * 32 + 32),
         sha1: odd?.sha1 ?? this.#sha1.toString('hex', path * 20, path * 20 + 20),
@@ -578,7 +675,7 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
         version: {
           hlc: { wall: this.#firstWall[path]!, logical: this.#firstLogical[path]! },
           origin: names[this.#firstOrigin[path]!]!,
-          id: this.#firstId[path]!,
+          id: this.#idText(this.#firstIdStart[path]!, this.#firstIdLength[path]!)!,
         },
         actor: actor(this.#firstActor[path]!),
       };
@@ -595,7 +692,7 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
     const stamp = { hlc: { wall: this.#propertyWall[register]!, logical: this.#propertyLogical[register]! }, origin: this.#names[this.#propertyOrigin[register]!]! };
     return this.#propertyRemoved[register] === 1
       ? { kind: 'removed', stamp }
-      : { kind: 'value', version: { ...stamp, id: this.#propertyId[register]! }, values: this.#propertyValues[register]! };
+      : { kind: 'value', version: { ...stamp, id: this.#idText(this.#propertyIdStart[register]!, this.#propertyIdLength[register]!)! }, values: this.#propertyValues[register]! };
   }
 
   /**
@@ -780,7 +877,16 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
       contentWall: 0,
       contentLogical: 0,
       contentOrigin: NO_STAMP_ORIGIN,
-      contentId: '',
+      get contentId(): string {
+        return self.#idText(row.contentIdStart, row.contentIdLength)!;
+      },
+      get idBytes(): Uint8Array {
+        return self.#idBytes;
+      },
+      contentIdStart: 0,
+      contentIdLength: 0,
+      firstIdStart: 0,
+      firstIdLength: 0,
       contentActor: null as string | null,
       size: 0,
       mimeType: '',
@@ -791,7 +897,9 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
       firstWall: 0,
       firstLogical: 0,
       firstOrigin: NO_STAMP_ORIGIN,
-      firstId: '',
+      get firstId(): string {
+        return self.#idText(row.firstIdStart, row.firstIdLength)!;
+      },
       firstActor: null as string | null,
       createdAt: 0,
       createdBy: null as string | null,
@@ -820,7 +928,8 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
           row.contentWall = self.#contentWall[path]!;
           row.contentLogical = self.#contentLogical[path]!;
           row.contentOrigin = names[self.#contentOrigin[path]!]!;
-          row.contentId = self.#contentId[path]!;
+          row.contentIdStart = self.#contentIdStart[path]!;
+          row.contentIdLength = self.#contentIdLength[path]!;
           row.contentActor = nameOrNull(self.#contentActor[path]!);
           row.size = self.#size[path]!;
           row.mimeType = names[self.#mimeType[path]!]!;
@@ -830,7 +939,8 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
           row.firstWall = self.#firstWall[path]!;
           row.firstLogical = self.#firstLogical[path]!;
           row.firstOrigin = names[self.#firstOrigin[path]!]!;
-          row.firstId = self.#firstId[path]!;
+          row.firstIdStart = self.#firstIdStart[path]!;
+          row.firstIdLength = self.#firstIdLength[path]!;
           row.firstActor = nameOrNull(self.#firstActor[path]!);
           // fileView: present iff the content is after the tombstone; created by the first
           // deploy if that is after it too, else by the content's.
@@ -869,7 +979,14 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
       wall: 0,
       logical: 0,
       origin: '',
-      id: null as string | null,
+      get id(): string | null {
+        return row.removed ? null : self.#idText(row.idStart, row.idLength);
+      },
+      get idBytes(): Uint8Array {
+        return self.#idBytes;
+      },
+      idStart: 0,
+      idLength: NULL_ID,
       values: noValues,
       next(): boolean {
         for (;;) {
@@ -884,7 +1001,8 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
             row.wall = wall;
             row.logical = logical;
             row.origin = origin;
-            row.id = row.removed ? null : self.#propertyId[register]!;
+            row.idStart = self.#propertyIdStart[register]!;
+            row.idLength = row.removed ? NULL_ID : self.#propertyIdLength[register]!;
             row.values = row.removed ? noValues : self.#propertyValues[register]!;
             return true;
           }

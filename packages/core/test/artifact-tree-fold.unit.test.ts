@@ -105,6 +105,23 @@ describe('the compact artifact tree fold (rebuilds and replays)', () => {
     expect([...entries.folderTombstones].map((entry) => entry.prefix)).toEqual(['a']);
   });
 
+  it('keeps ids beyond ASCII as they came, and orders versions that tie on their stamps by them as strings', () => {
+    // Stamps tie (wall 1, site-a): the higher id wins the content, the lower stays first; 'é' and
+    // the surrogate pair sort above every ASCII id.
+    const ids = ['e1', 'é2', '\u{1F600}3', 'e4'];
+    const events = ids.map((id) => at(1, id, { type: 'ArtifactDeployed', data: { path: 'a/x.jar', sha256: 'a'.repeat(64), sha1: 'a'.repeat(40), md5: 'a'.repeat(32), size: 1, mimeType: 'text/plain', properties: { k: [id] } } } as never));
+    for (const delivery of [events, [...events].reverse()]) {
+      const fold = new ArtifactTreeFold().applyAll(delivery);
+      expect(fold.snapshot()).toEqual(new ArtifactTreeModel().applyAll(events).snapshot());
+      const row = fold.fileRows();
+      expect(row.next()).toBe(true);
+      expect([row.contentId, row.contentIdLength < 0, row.firstId, row.firstIdLength >= 0]).toEqual(['\u{1F600}3', true, 'e1', true]);
+      const property = fold.propertyRows();
+      expect(property.next()).toBe(true);
+      expect([property.id, property.values]).toEqual(['\u{1F600}3', ['\u{1F600}3']]);
+    }
+  });
+
   it('gives, through its row cursors, the rows of its sorted entries (key order, and the same rows in its own order)', () => {
     fc.assert(
       fc.property(arbitraryEventsAndDelivery(), ({ delivery }) => {
@@ -142,6 +159,9 @@ describe('the compact artifact tree fold (rebuilds and replays)', () => {
           const files: unknown[] = [];
           for (const row = fold.fileRows(order); row.next(); ) {
             const odd = row.oddChecksums;
+            // The ids' bytes, where the fold keeps them as bytes, are the ids.
+            if (row.hasContent && row.contentIdLength >= 0) expect(Buffer.from(row.idBytes.subarray(row.contentIdStart, row.contentIdStart + row.contentIdLength)).toString('latin1')).toBe(row.contentId);
+            if (row.hasContent && row.firstIdLength >= 0) expect(Buffer.from(row.idBytes.subarray(row.firstIdStart, row.firstIdStart + row.firstIdLength)).toString('latin1')).toBe(row.firstId);
             files.push({
               repo: row.repo,
               path: row.path,
@@ -161,6 +181,7 @@ describe('the compact artifact tree fold (rebuilds and replays)', () => {
           }
           const properties: unknown[] = [];
           for (const row = fold.propertyRows(order); row.next(); ) {
+            if (!row.removed && row.idLength >= 0) expect(Buffer.from(row.idBytes.subarray(row.idStart, row.idStart + row.idLength)).toString('latin1')).toBe(row.id);
             properties.push([row.repo, row.path, row.key, row.removed, row.wall, row.logical, row.origin, row.id, row.values]);
           }
           return { files, properties };

@@ -285,7 +285,7 @@ export class EventCopyDecoder {
       meta: this.#meta(buffer, metaStart, lengths[11]!, id),
       stream: this.#strings.get(buffer, starts[3]!, lengths[3]!, sameString),
       revision: buffer.readInt32BE(starts[4]!),
-      position: buffer.readBigInt64BE(starts[1]!),
+      position: int64BigInt(buffer, starts[1]!),
     } as RecordedEvent;
   }
 
@@ -307,6 +307,15 @@ export class EventCopyDecoder {
 }
 
 const sameString = (value: string): string => value;
+
+/**
+ * The big-endian int8 at `at` as a bigint: one BigInt of a number where it is exact (every
+ * position below 2^53), where Buffer#readBigInt64BE makes four (two, a shift and a sum).
+ */
+function int64BigInt(buffer: Buffer, at: number): bigint {
+  const high = buffer.readInt32BE(at);
+  return high >= -0x200000 && high < 0x200000 ? BigInt(high * 4294967296 + buffer.readUInt32BE(at + 4)) : buffer.readBigInt64BE(at);
+}
 /** Meta maps up to this many bytes are shared between events with the same bytes. */
 const sharedMetaBytesMax = 48;
 

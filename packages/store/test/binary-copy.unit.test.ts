@@ -113,7 +113,8 @@ describe('binary COPY', () => {
     const events = Array.from({ length: 40 }, (_, index) => ({
       // Above 2^32 (an xid8 after epoch 0): the checkpoint keeps both halves.
       transactionId: (1n << 33n) + 1000n + BigInt(index >> 2),
-      position: BigInt(index + 1),
+      // A few past 2^32, 2^53 (no longer a number exactly) and below zero: bigints either way.
+      position: ({ 10: (1n << 53n) + 7n, 11: (1n << 32n) + 1n, 12: (1n << 32n) - 1n, 13: 1n << 62n, 14: -5n, 15: -(1n << 60n) } as Record<number, bigint>)[index] ?? BigInt(index + 1),
       id: `event-${index}`,
       stream: index % 3 === 0 ? 'repo-libs' : 'repo-ünï',
       revision: index,

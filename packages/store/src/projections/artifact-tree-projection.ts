@@ -399,11 +399,13 @@ export function artifactCopySource(fold: ArtifactTreeFold, order: ArtifactTreeRo
         out.int8(row.contentWall);
         out.int4(row.contentLogical);
         out.text(row.contentOrigin);
-        out.text(row.contentId);
+        if (row.contentIdLength >= 0) out.utf8(row.idBytes, row.contentIdStart, row.contentIdLength);
+        else out.text(row.contentId);
         out.int8(row.firstWall);
         out.int4(row.firstLogical);
         out.text(row.firstOrigin);
-        out.text(row.firstId);
+        if (row.firstIdLength >= 0) out.utf8(row.idBytes, row.firstIdStart, row.firstIdLength);
+        else out.text(row.firstId);
         nullableText(out, row.firstActor);
       } else {
         // sha256 … modified_by, content_*, first_*: 19 columns without a deploy.
@@ -463,7 +465,9 @@ export function propertyCopySource(fold: ArtifactTreeFold, order: ArtifactTreeRo
       out.int8(row.wall);
       out.int4(row.logical);
       out.text(row.origin);
-      nullableText(out, row.id);
+      if (row.removed) out.null();
+      else if (row.idLength >= 0) out.utf8(row.idBytes, row.idStart, row.idLength);
+      else nullableText(out, row.id);
       out.jsonb(row.removed ? '[]' : JSON.stringify(row.values));
       out.endRow();
       return true;

@@ -158,6 +158,21 @@ export class BinaryCopyWriter {
     this.#at += after;
   }
 
+  /** `length` bytes of UTF-8 from `bytes[start]` as text (a fold's ids, kept as bytes). */
+  utf8(bytes: Uint8Array, start: number, length: number): void {
+    this.#room(4 + length);
+    this.#int32(length);
+    const buffer = this.#buffer;
+    let at = this.#at;
+    // Short (ids): a loop costs less than a call into the copy.
+    if (length <= 32) for (let index = start; index < start + length; index++) buffer[at++] = bytes[index]!;
+    else {
+      buffer.set(bytes.subarray(start, start + length), at);
+      at += length;
+    }
+    this.#at = at;
+  }
+
   /** `length` bytes from `bytes[start]` as lowercase hex text. */
   hex(bytes: Uint8Array, start: number, length: number): void {
     this.#room(4 + 2 * length);

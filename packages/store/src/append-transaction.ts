@@ -91,8 +91,8 @@ export interface PgAppendTransactionsOptions {
   readonly onSend?: AppendSendHook;
 }
 
-/** One round trip of a PostgreSQL append transaction: its statements, whether it committed, when it started and ended (performance.now()). */
-export type AppendSendHook = (send: { readonly statements: number; readonly commit: boolean; readonly started: number; readonly ended: number }) => void;
+/** One round trip of a PostgreSQL append transaction: its statements, whether it commits, when it started and ended (performance.now()), whether it failed. */
+export type AppendSendHook = (send: { readonly statements: number; readonly commit: boolean; readonly started: number; readonly ended: number; readonly failed?: true }) => void;
 
 /** Most statements prepared per pool (each connection prepares those it sends). */
 const preparedStatementsMax = 32;
@@ -208,7 +208,13 @@ export function pgAppendTransactions(pool: pg.Pool, options: PgAppendTransaction
           state = 'open';
           const traceSend = onSend;
           const started = traceSend === undefined ? 0 : performance.now();
-          const result = (await client.query(parts.join(';\n'))) as unknown as pg.QueryResult | pg.QueryResult[];
+          let result: pg.QueryResult | pg.QueryResult[];
+          try {
+            result = (await client.query(parts.join(';\n'))) as unknown as pg.QueryResult | pg.QueryResult[];
+          } catch (error) {
+            traceSend?.({ statements: texts.length, commit: options.commit === true, started, ended: performance.now(), failed: true });
+            throw error;
+          }
           traceSend?.({ statements: texts.length, commit: options.commit === true, started, ended: performance.now() });
           const results = Array.isArray(result) ? result : [result];
           if (results.length !== parts.length) {

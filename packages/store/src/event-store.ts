@@ -32,10 +32,11 @@ export interface AppendOptions {
   /**
    * A condition the caller is still checking (say, a lookup of the projections): the store
    * starts the append's transaction without waiting for it, takes the stream's lock, and
-   * waits for it before the append writes anything. If it rejects, the append is refused with
-   * its reason (a StrataError; anything else becomes STRATA_ERR_INVARIANT) and nothing of it
-   * is written; the other appends of the batch go on. The check thus runs while the
-   * transaction's first round trip does, instead of before it.
+   * waits for it before the append's writes commit (a SQL store sending a batch in one round
+   * trip may send them meanwhile, and rolls them back if it rejects). If it rejects, the append
+   * is refused with its reason (a StrataError; anything else becomes STRATA_ERR_INVARIANT) and
+   * nothing of it is written; the other appends of the batch go on. The check thus runs while
+   * the transaction's first round trip does, instead of before it.
    */
   readonly precondition?: Promise<void>;
 }

@@ -75,7 +75,7 @@ const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
 /** Opens (and migrates) the SQL event store: PostgreSQL when `databaseUrl` is set, else PGlite. */
 export async function openEventStore(options: OpenEventStoreOptions = {}): Promise<OpenedEventStore> {
-  const { db, bulk, copyOut, copyStatementRowsMax, appendTransactions, hotRead } =
+  const { db, bulk, copyOut, copyStatementRowsMax, appendTransactions, hotRead, appendOneRoundTrip } =
     options.databaseUrl === undefined ? await openPgliteDatabase(options) : await openPostgresDatabase(options.databaseUrl, options);
   // Reading ahead pays on a pool (PostgreSQL), not on PGlite's single connection.
   const readAhead = options.databaseUrl !== undefined;
@@ -84,6 +84,7 @@ export async function openEventStore(options: OpenEventStoreOptions = {}): Promi
     copyOut,
     ...(copyStatementRowsMax === undefined ? {} : { copyStatementRowsMax }),
     ...(appendTransactions === undefined ? {} : { appendTransactions }),
+    ...(appendOneRoundTrip === undefined ? {} : { appendOneRoundTrip }),
     ...options.store,
     onClose: () => db.destroy(),
   });
@@ -97,6 +98,8 @@ interface OpenedDatabase {
   readonly copyStatementRowsMax?: number;
   readonly appendTransactions?: AppendTransactions;
   readonly hotRead?: HotRead;
+  /** SqlEventStoreOptions.appendOneRoundTrip (PostgreSQL). */
+  readonly appendOneRoundTrip?: boolean;
 }
 
 /**
@@ -155,6 +158,8 @@ async function openPostgresDatabase(databaseUrl: string, options: OpenEventStore
       copyOut: postgresCopyOut(pool),
       appendTransactions: pgAppendTransactions(pool, options.onAppendSend === undefined ? {} : { onSend: options.onAppendSend }),
       hotRead: preparedHotRead(pool),
+      // A batch whose first round trip this store can tell in advance goes in one round trip.
+      appendOneRoundTrip: true,
     };
   } catch (error) {
     await db.destroy();

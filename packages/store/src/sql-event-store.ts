@@ -97,7 +97,42 @@ export interface SqlEventStoreOptions {
    * Default 100; Number.MAX_SAFE_INTEGER: never.
    */
   readonly appendCopyEventsMin?: number;
+  /**
+   * Send a batch in one round trip instead of two when this store knows what its first round
+   * trip would read: each stream's row as this store's last commit left it, no stored ids, no
+   * projection rows to load (deploys of new paths). The batch is then built from that guess
+   * before anything is sent, and sent as `begin`, the locks, one statement that checks the guess
+   * against what the locks read (a division by zero when it does not hold: the transaction
+   * fails before anything is written), the writes and `commit`. A failed guess is rolled back
+   * and the batch written as usual, in two round trips (docs/storage.md, "Appends: group
+   * commit"). Only where a failed statement skips the rest of the round trip (PostgreSQL's
+   * simple query). Default false.
+   */
+  readonly appendOneRoundTrip?: boolean;
 }
+
+/** Streams whose guess failed sit out this many batches before this store guesses for them again. */
+const guessPausedBatches = 64;
+/** Most streams whose rows this store remembers for its guesses. */
+const guessedStreamsMax = 10_000;
+
+/** A `streams` row as the first round trip's lock statement reads it. */
+interface LockedStreamRow {
+  readonly stream: string;
+  readonly revision: number;
+  readonly chain: Uint8Array | null;
+  readonly origin_chain: Uint8Array | null;
+  readonly origin_chain_origin: string | null;
+}
+
+/** Thrown (and caught) inside the store when a batch's guess did not hold: it is written again, as usual. */
+class GuessFailed extends Error {}
+
+/** A one-round-trip batch whose callers' checks refused after its writes were sent: rolled back (GuessFailed follows). */
+class ChecksRefused extends Error {}
+
+/** The SQLSTATE of the guess check's division by zero. */
+const GUESS_FAILED_SQLSTATE = '22012';
 
 interface PendingAppend {
   readonly stream: string;
@@ -105,7 +140,7 @@ interface PendingAppend {
   readonly expectedRevision: ExpectedRevision | undefined;
   /** AppendOptions.writes: sent with the batch's writes when this append inserts events. */
   readonly writes?: AppendWrites | undefined;
-  /** AppendOptions.precondition: awaited after the first round trip, before anything is written. */
+  /** AppendOptions.precondition: awaited after the first round trip (one round trip: before its commit), before anything commits. */
   readonly precondition?: Promise<void> | undefined;
   readonly resolve: (result: AppendResult) => void;
   readonly reject: (error: unknown) => void;
@@ -174,6 +209,12 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
   readonly #transactions: AppendTransactions;
   readonly #appendWrites: readonly AppendWrites[];
   readonly #appendCopyEventsMin: number;
+  readonly #appendOneRoundTrip: boolean;
+  /** Per stream, its row as this store's last commit to it left it (appendOneRoundTrip); bounded. */
+  readonly #guessedRows = new Map<string, LockedStreamRow>();
+  /** Per stream whose guess failed: the batch count until which it is not guessed again. */
+  readonly #guessPausedUntil = new Map<string, number>();
+  #batchesWritten = 0;
   /** The page after the last full page readAll returned, being read (see `readAhead`). */
   #pageAhead: { readonly after: Checkpoint; readonly maxCount: number; readonly page: Promise<ReadAllResult | undefined> } | undefined;
   readonly #queue: PendingAppend[] = [];
@@ -206,6 +247,7 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
     this.#transactions = options.appendTransactions ?? kyselyAppendTransactions(db);
     this.#appendWrites = options.appendWrites ?? [];
     this.#appendCopyEventsMin = positive(options.appendCopyEventsMin ?? 100, 'appendCopyEventsMin');
+    this.#appendOneRoundTrip = options.appendOneRoundTrip ?? false;
   }
 
   /** The database this store writes (for the audit queries of the same package). */
@@ -283,7 +325,7 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
     let lastError: unknown;
     for (let attempt = 0; attempt < this.#appendAttemptsMax; attempt++) {
       try {
-        const outcomes = await this.#transactions.run((session) => this.#applyBatch(session, parts, true));
+        const outcomes = await this.#runBatch(parts, true);
         this.#commits.notify();
         return outcomes.map((outcome) => (outcome as { result: AppendResult }).result);
       } catch (error) {
@@ -580,7 +622,7 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
   async #writeBatch(batch: readonly PendingAppend[]): Promise<void> {
     let outcomes: Outcome[] | undefined;
     try {
-      outcomes = await this.#transactions.run((session) => this.#applyBatch(session, batch));
+      outcomes = await this.#runBatch(batch);
     } catch (error) {
       if (batch.length === 1) {
         await this.#writeAlone(batch[0]!, error, 1);
@@ -601,7 +643,7 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
     while (attempts < this.#appendAttemptsMax && (lastError === undefined || isRetryable(lastError))) {
       attempts++;
       try {
-        const [outcome] = await this.#transactions.run((session) => this.#applyBatch(session, [pending]));
+        const [outcome] = await this.#runBatch([pending]);
         this.#commits.notify();
         settle(pending, outcome!);
         return;
@@ -610,6 +652,49 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
       }
     }
     pending.reject(translateError(lastError));
+  }
+
+  /**
+   * One transaction of #applyBatch; when its guess failed (appendOneRoundTrip), a second one
+   * without a guess. When a transaction fails, the guesses of its streams are forgotten.
+   */
+  async #runBatch(batch: readonly PendingAppend[], atomic = false): Promise<Outcome[]> {
+    this.#batchesWritten++;
+    try {
+      try {
+        return await this.#transactions.run((session) => this.#applyBatch(session, batch, atomic, true));
+      } catch (error) {
+        if (!(error instanceof GuessFailed)) throw error;
+        return await this.#transactions.run((session) => this.#applyBatch(session, batch, atomic, false));
+      }
+    } catch (error) {
+      for (const pending of batch) this.#guessedRows.delete(pending.stream);
+      throw error;
+    }
+  }
+
+  /** The guessed rows of `streams` (sorted), or undefined when one is not known or paused. */
+  #guessedRowsOf(streams: readonly string[]): LockedStreamRow[] | undefined {
+    const rows: LockedStreamRow[] = [];
+    for (const stream of streams) {
+      const row = this.#guessedRows.get(stream);
+      if (row === undefined || (this.#guessPausedUntil.get(stream) ?? 0) > this.#batchesWritten) return undefined;
+      rows.push(row);
+    }
+    return rows;
+  }
+
+  /** After a commit: the streams' rows as it left them (the next batch's guess). */
+  #rememberRows(rows: Iterable<LockedStreamRow>): void {
+    for (const row of rows) {
+      this.#guessedRows.delete(row.stream);
+      this.#guessedRows.set(row.stream, row);
+      this.#guessPausedUntil.delete(row.stream);
+      if (this.#guessedRows.size > guessedStreamsMax) {
+        const oldest = this.#guessedRows.keys().next().value;
+        if (oldest !== undefined) this.#guessedRows.delete(oldest);
+      }
+    }
   }
 
   /**
@@ -622,7 +707,7 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
    * before it are sent, then it applies in the same transaction. With `atomic` any refused
    * part throws (rolling everything back) before anything is written.
    */
-  async #applyBatch(session: AppendSession, batch: readonly PendingAppend[], atomic = false): Promise<Outcome[]> {
+  async #applyBatch(session: AppendSession, batch: readonly PendingAppend[], atomic = false, guess = false): Promise<Outcome[]> {
     const db = this.#db;
     const streams = [...new Set(batch.map((pending) => pending.stream))].sort();
     const ids = batch.flatMap((pending) => pending.events.map((prepared) => prepared.event.id));
@@ -671,6 +756,42 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
         ? []
         : [sql`select ${index}::int as load_index, l.kind::text as kind, l.row::jsonb as row from (${plan.load}) as l`],
     );
+    const guessedRows = guess && this.#appendOneRoundTrip && !atomic ? this.#guessedRowsOf(streams) : undefined;
+    if (guessedRows !== undefined) {
+      // One round trip (appendOneRoundTrip): the batch built from the guess; the locks, then the
+      // check of the guess (what the first round trip would have read), then the writes and the
+      // commit. The callers' checks must pass before the commit: when they are still running
+      // once the batch is built, the writes go at once and the commit follows when they pass.
+      const preconditions = batch.some((pending) => pending.precondition !== undefined) ? preconditionFailures(batch) : undefined;
+      let checksSettled = preconditions === undefined;
+      void preconditions?.then(() => (checksSettled = true));
+      const guessCheck = guessCheckStatement(guessedRows, storedStatement, loads);
+      const built = await this.#completeBatch(
+        session,
+        batch,
+        atomic,
+        streamEventsOf,
+        projectionPlans,
+        { lockedRows: guessedRows as unknown as StatementRows, storedRows: [], loadRows: loads.length === 0 ? undefined : [] },
+        undefined,
+        true,
+        [lockStatement.compile(db), guessCheck.compile(db)],
+      ).catch(() => undefined);
+      const passed = async () => (preconditions === undefined ? true : (await preconditions).every((reason) => reason === undefined));
+      if (built !== undefined && (!checksSettled || (await passed()))) {
+        try {
+          return await built(checksSettled ? undefined : passed);
+        } catch (error) {
+          // A refused check: nothing commits; the batch goes again as usual, which refuses it alone.
+          if (error instanceof ChecksRefused) throw new GuessFailed();
+          if (sqlState(error) !== GUESS_FAILED_SQLSTATE) throw error;
+          if (this.#guessPausedUntil.size >= guessedStreamsMax) this.#guessPausedUntil.clear();
+          for (const stream of streams) this.#guessPausedUntil.set(stream, this.#batchesWritten + guessPausedBatches);
+          throw new GuessFailed();
+        }
+      }
+      // Not built from the guess (a refusal, a round trip before the commit): as usual; nothing was sent.
+    }
     const first = [lockStatement, storedStatement, ...(loads.length === 0 ? [] : [sql.join(loads, sql` union all `)])];
     const [lockedRows, storedRows, loadRows] = await session.send(first.map((statement) => statement.compile(db)));
     // The callers' checks ran while the first round trip did; a failed one refuses its append
@@ -706,7 +827,9 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
     answered: { readonly lockedRows: StatementRows | undefined; readonly storedRows: StatementRows | undefined; readonly loadRows: StatementRows | undefined },
     refusedByPrecondition: readonly (StrataError | undefined)[] | undefined,
     speculative: boolean,
-  ): Promise<(() => Promise<Outcome[]>) | undefined> {
+    /** Sent first in the round trip that commits (one round trip: the locks and the guess's check). */
+    leading: readonly CompiledQuery[] = [],
+  ): Promise<((commitWhen?: () => Promise<boolean>) => Promise<Outcome[]>) | undefined> {
     const db = this.#db;
     const { lockedRows, storedRows, loadRows } = answered;
     const revisions = new Map<string, number>();
@@ -799,8 +922,12 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
       });
     if (inserts.length === 0) {
       // Nothing new (duplicates, refusals): the stream rows the locks created still commit.
-      return async () => {
-        await session.send([], { commit: true });
+      return async (commitWhen) => {
+        await session.send(leading, { commit: commitWhen === undefined });
+        if (commitWhen !== undefined) {
+          if (!(await commitWhen())) throw new ChecksRefused();
+          await session.send([], { commit: true });
+        }
         return outcomes();
       };
     } else {
@@ -870,11 +997,15 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
       };
       const copyIn = inserts.length >= this.#appendCopyEventsMin ? session.copyIn : undefined;
       if (copyIn !== undefined && speculative) return undefined;
+      // The leading statements go with the first send (the one round trip: the only send).
+      let leadingStatements = leading;
       const send = async (commit: boolean) => {
-        const statements = queued;
+        const statements = leadingStatements.length === 0 ? queued : [...leadingStatements, ...queued];
+        const skipped = leadingStatements.length;
+        leadingStatements = [];
         queued = [];
         const results = await next(() => session.send(statements, { commit }));
-        insertedRows ??= results[0];
+        insertedRows ??= results[skipped];
       };
       const record = () => {
         if (inserts[0]!.recorded !== undefined) return;
@@ -938,10 +1069,34 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
       } catch (error) {
         return settled(error);
       }
-      return async () => {
+      // The streams' rows as this transaction leaves them (the next batch's guess, appendOneRoundTrip).
+      const written: LockedStreamRow[] = [];
+      if (this.#appendOneRoundTrip) {
+        const before = new Map((lockedRows as unknown as LockedStreamRow[]).map((row) => [row.stream, row]));
+        for (const stream of changed) {
+          const heads = chainHeads.get(stream)!;
+          const read = before.get(stream);
+          const originChain = !heads.originTouched || heads.originHead === undefined ? null : toBuffer(heads.originHead);
+          written.push({
+            stream,
+            revision: revisions.get(stream)!,
+            chain: toBuffer(heads.head),
+            origin_chain: originChain ?? read?.origin_chain ?? null,
+            origin_chain_origin: originChain === null ? (read?.origin_chain_origin ?? null) : (this.#siteId ?? null),
+          });
+        }
+      }
+      // `commitWhen`: the writes are sent without the commit, which follows once it answers true
+      // (ChecksRefused otherwise: the caller rolls back).
+      return async (commitWhen) => {
         try {
-          await send(true);
+          await send(commitWhen === undefined);
           record();
+          if (commitWhen !== undefined) {
+            if (!(await commitWhen())) throw new ChecksRefused();
+            await next(() => session.send([], { commit: true }));
+          }
+          this.#rememberRows(written);
           return outcomes();
         } catch (error) {
           return settled(error);
@@ -984,6 +1139,24 @@ async function lastOriginLink(session: AppendSession, db: Kysely<StoreDatabase>,
   if (row === undefined) return undefined;
   const envelope = { stream, id: row.id, origin: row.origin, originSeq: row.origin_seq, hlc: { wall: Number(row.hlc_wall), logical: row.hlc_logical }, type: row.type };
   return eventDigest(envelope, row.data, row.meta);
+}
+
+/**
+ * The check of a one-round-trip batch's guess (appendOneRoundTrip), run after the locks:
+ * every stream's row as guessed, none of the batch's ids stored, nothing for the projections
+ * to load. A division by zero (GUESS_FAILED_SQLSTATE) when any of it does not hold: the rest
+ * of the round trip, the writes and the commit, is then skipped.
+ */
+function guessCheckStatement(rows: readonly LockedStreamRow[], stored: RawBuilder<unknown>, loads: readonly RawBuilder<unknown>[]): RawBuilder<{ guessed: number }> {
+  const unchanged = sql`(select count(*) from streams
+      join unnest(${rows.map((row) => row.stream)}::text[], ${rows.map((row) => row.revision)}::int[], ${rows.map((row) => (row.chain === null ? null : toBuffer(row.chain)))}::bytea[],
+        ${rows.map((row) => (row.origin_chain === null ? null : toBuffer(row.origin_chain)))}::bytea[], ${rows.map((row) => row.origin_chain_origin)}::text[])
+        as guessed(stream, revision, chain, origin_chain, origin_chain_origin) on streams.stream = guessed.stream
+      where streams.revision = guessed.revision and streams.chain is not distinct from guessed.chain
+        and streams.origin_chain is not distinct from guessed.origin_chain
+        and streams.origin_chain_origin is not distinct from guessed.origin_chain_origin) = ${rows.length}`;
+  const nothingToLoad = loads.length === 0 ? sql`true` : sql`not exists (${sql.join(loads, sql` union all `)})`;
+  return sql<{ guessed: number }>`select 1 / (case when ${unchanged} and not exists (${stored}) and ${nothingToLoad} then 1 else 0 end) as guessed`;
 }
 
 /** Per append of the batch: the reason its precondition rejected with, or undefined. */

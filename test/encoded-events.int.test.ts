@@ -9,7 +9,7 @@
 import fc from 'fast-check';
 import { sql } from 'kysely';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CHAIN_GENESIS_HEX, repositoryStream, type NewEvent, type RecordedEvent } from '@strata/core';
+import { CHAIN_GENESIS_HEX, decodeEventBatch, encodeEventBatch, repositoryStream, type NewEvent, type RecordedEvent } from '@strata/core';
 import {
   ArtifactTreeProjection,
   MemoryEventStore,
@@ -154,3 +154,27 @@ for (const backend of backends) {
     });
   });
 }
+
+describe('encodeAndDigestEvent', () => {
+  const event = {
+    id: 'a-f1', origin: 'site-a', originSeq: 2, hlc: { wall: 1_700_000_003_000, logical: 1 }, type: 'PropertiesSet',
+    data: { path: pathOf(2), properties: { k: ['v', 'w'] } }, meta: { actor: 'alice', originPrev: 'ab'.repeat(32) },
+  } as NewEvent;
+
+  it("takes a decoder's frozen event as it is, validates any other object (refusing an invalid one), and parses its origin link once", () => {
+    const [decoded] = decodeEventBatch(encodeEventBatch([event]), { eventsMax: 1 });
+    const fromDecoder = encodeAndDigestEvent(STREAM, decoded!);
+    expect(fromDecoder.event).toBe(decoded);
+    const plain = structuredClone(event);
+    const fromPlain = encodeAndDigestEvent(STREAM, plain);
+    expect(fromPlain.event).not.toBe(plain);
+    expect(fromPlain.event).toEqual(plain);
+    // The same bytes and digest either way; the link as originPrevOf reads it.
+    expect(Buffer.from(fromDecoder.data)).toEqual(Buffer.from(fromPlain.data));
+    expect(Buffer.from(fromDecoder.meta)).toEqual(Buffer.from(fromPlain.meta));
+    expect(fromDecoder.digest.equals(fromPlain.digest)).toBe(true);
+    expect(Buffer.from(fromDecoder.originPrev!).toString('hex')).toBe('ab'.repeat(32));
+    expect(encodeAndDigestEvent(STREAM, { ...event, id: 'a-f2', meta: { actor: 'alice' } }).originPrev).toBeNull();
+    expect(() => encodeAndDigestEvent(STREAM, { ...event, id: 'a-f3', originSeq: 0 })).toThrow(expect.objectContaining({ code: 'STRATA_ERR_EVENT_INVALID' }));
+  });
+});

@@ -10,6 +10,7 @@ import { StrataError } from './errors.ts';
 import type { DomainEventMap, EventMeta, EventType, NewEvent, RecordedEvent } from './events.ts';
 import {
   eventPayloadBytesMax,
+  freezeValidatedNewEvent,
   isRecordedEvent,
   validateEventData,
   validateEventMeta,
@@ -172,6 +173,7 @@ function arrayLength(bytes: Uint8Array): number | undefined {
   return undefined;
 }
 
+/** The events of a batch, each validated; the new ones (without a position) come back deeply frozen (`isFrozenValidNewEvent`). */
 export function decodeEventBatch(bytes: Uint8Array, options: DecodeEventBatchOptions): (NewEvent | RecordedEvent)[] {
   const { eventsMax } = options;
   if (!Number.isSafeInteger(eventsMax) || eventsMax < 0) {
@@ -195,6 +197,9 @@ export function decodeEventBatch(bytes: Uint8Array, options: DecodeEventBatchOpt
     if (!(entry instanceof Uint8Array)) {
       throw new StrataError('STRATA_ERR_CODEC_MALFORMED', `event batch entry ${index} is not binary`, { index });
     }
-    return decodeEvent(entry);
+    const event = decodeEvent(entry);
+    // A new event decoded here is validation's fresh copy, held by no one else yet: frozen, so
+    // that whoever it is handed to can take it as valid without validating it again.
+    return isRecordedEvent(event) ? event : freezeValidatedNewEvent(event);
   });
 }

@@ -7,6 +7,7 @@ import {
   encodeValidatedEventParts,
   eventDigest,
   eventDigestHeader,
+  originPrevOf,
   siteChainLink,
   validateNewEvent,
   type ChainedEnvelope,
@@ -54,6 +55,31 @@ describe('event chain digests', () => {
         expect(Buffer.from(parts.data).equals(Buffer.from(encodeEventData(valid.type, valid.data)))).toBe(true);
         expect(Buffer.from(parts.meta).equals(Buffer.from(encodeMeta(valid.meta)))).toBe(true);
       }),
+    );
+  });
+});
+
+describe('originPrevOf', () => {
+  const reference = (value: unknown) => (typeof value === 'string' && /^[0-9a-f]{64}$/.test(value) ? Buffer.from(value, 'hex') : undefined);
+  const hexChar = fc.constantFrom(...'0123456789abcdefABCDEFgz/:`G '.split(''));
+
+  it('parses a link exactly as /^[0-9a-f]{64}$/ and Buffer.from(hex) do, and refuses everything else', () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          arbitraryLink.map((link) => Buffer.from(link).toString('hex')),
+          fc.array(hexChar, { minLength: 62, maxLength: 66 }).map((chars) => chars.join('')),
+          fc.string({ maxLength: 70 }),
+          fc.constantFrom(undefined, null, 42, {}, 'a'.repeat(64), 'A'.repeat(64)),
+        ),
+        (value) => {
+          const parsed = originPrevOf({ originPrev: value });
+          const expected = reference(value);
+          if (expected === undefined) expect(parsed).toBeUndefined();
+          else expect(Buffer.from(parsed!).equals(expected)).toBe(true);
+        },
+      ),
+      { numRuns: 2000 },
     );
   });
 });

@@ -15,7 +15,9 @@ import {
   encodeEventData,
   encodeMeta,
   eventPayloadBytesMax,
+  isFrozenValidNewEvent,
   isStrataError,
+  validateNewEvent,
   type NewEvent,
   type RecordedEvent,
 } from '../src/index.ts';
@@ -160,6 +162,31 @@ describe('event batches', () => {
         const batch = encodeEncodedEventBatch(stored.map(encodeStoredEvent));
         expect(Buffer.from(batch)).toEqual(Buffer.from(encodeEventBatch(newEvents)));
         expect(decodeEventBatch(batch, { eventsMax: 8 })).toEqual(newEvents);
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it('give their new events deeply frozen and marked as validated, their recorded ones and any copy unmarked', () => {
+    fc.assert(
+      fc.property(fc.array(fc.oneof(arbitraryNewEvent(), arbitraryRecordedEvent()), { maxLength: 6 }), (events) => {
+        const decoded = decodeEventBatch(encodeEventBatch(events), { eventsMax: 6 });
+        for (const event of decoded) {
+          const recorded = 'position' in event;
+          expect(isFrozenValidNewEvent(event)).toBe(!recorded);
+          expect(isFrozenValidNewEvent({ ...event })).toBe(false);
+          if (recorded) continue;
+          expect(Object.isFrozen(event) && Object.isFrozen(event.hlc) && Object.isFrozen(event.data) && Object.isFrozen(event.meta)).toBe(true);
+          // Nothing inside can change: an assignment throws (ES modules are strict).
+          expect(() => {
+            (event.meta as Record<string, string>)['actor'] = 'mallory';
+          }).toThrow(TypeError);
+          if (event.type === 'ArtifactDeployed') {
+            expect(Object.isFrozen(event.data.properties)).toBe(true);
+            for (const values of Object.values(event.data.properties)) expect(Object.isFrozen(values)).toBe(true);
+          }
+        }
+        expect(isFrozenValidNewEvent(validateNewEvent(events.find((event) => !('position' in event)) ?? deleted))).toBe(false);
       }),
       { numRuns: 100 },
     );

@@ -1037,7 +1037,10 @@ export class FederationEngine {
    */
   #brokenOriginLink(repo: FederatedRepository, event: NewEvent, batchHeads: Map<string, { originSeq: number; digest: Buffer; chained: boolean }>): string | undefined {
     const raw = event.meta[ORIGIN_PREV_META_KEY];
-    const link = originPrevOf(event.meta);
+    // Encoded and digested as the append will: it takes these bytes, and the link parsed here,
+    // instead of computing them again.
+    const encoded = encodeAndDigestEvent(repo.stream, event);
+    const link = encoded.originPrev ?? undefined;
     const where = `${event.origin}:${event.originSeq}`;
     if (raw !== undefined && link === undefined) return `event ${where} carries a malformed origin chain link`;
     let expected: Uint8Array;
@@ -1060,8 +1063,7 @@ export class FederationEngine {
     } else if (Buffer.compare(link, expected) !== 0) {
       return `event ${where} links to ${chainLinkHex(link)}, but the previous event of ${event.origin} here has digest ${chainLinkHex(expected)} (history altered or forged)`;
     }
-    // Encoded and digested as the append will: it takes these bytes instead of computing them again.
-    batchHeads.set(event.origin, { originSeq: event.originSeq, digest: encodeAndDigestEvent(repo.stream, event).digest, chained: link !== undefined });
+    batchHeads.set(event.origin, { originSeq: event.originSeq, digest: encoded.digest, chained: link !== undefined });
     return undefined;
   }
 

@@ -30,6 +30,8 @@ export interface PreparedEvent {
   readonly meta: Uint8Array;
   /** The event's digest over `data` and `meta` in this stream, when computed before the append (encoded-events.ts). */
   readonly digest?: Buffer;
+  /** `originPrevOf(event.meta) ?? null`, when parsed before the append (encoded-events.ts). */
+  readonly originPrev?: Uint8Array | null;
 }
 
 const REPOSITORY_STREAM_PREFIX = 'repo-';
@@ -69,7 +71,7 @@ export function prepareAppend(stream: unknown, events: unknown, expectedRevision
     }
     ids.add(event.id);
     checkEventFitsStream(streamName, event, index);
-    if (encoded !== undefined) return { event, data: encoded.data, meta: encoded.meta, digest: encoded.digest };
+    if (encoded !== undefined) return { event, data: encoded.data, meta: encoded.meta, digest: encoded.digest, originPrev: encoded.originPrev };
     // `event` is validation's own copy: encoded without validating its data and meta again.
     const { data, meta } = encodeValidatedEventParts(event);
     return { event, data, meta };

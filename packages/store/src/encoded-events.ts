@@ -10,9 +10,10 @@
  * the validated copy with its bytes: the append takes that copy, the bytes and the digest
  * instead of validating, encoding and hashing again (a received event was validated three
  * times before: decoded, encoded here, appended). The copy is this module's own, so nothing
- * can change it between its validation and its append.
+ * can change it between its validation and its append — or, for an event a decoder returned
+ * frozen (core's `isFrozenValidNewEvent`), that event itself, which nothing can change.
  */
-import { encodeValidatedEventParts, eventDigest, validateNewEvent, type NewEvent } from '@strata/core';
+import { encodeValidatedEventParts, eventDigest, isFrozenValidNewEvent, originPrevOf, validateNewEvent, type NewEvent } from '@strata/core';
 
 export interface EncodedEvent {
   readonly stream: string;
@@ -24,6 +25,8 @@ export interface EncodedEvent {
   readonly meta: Uint8Array;
   /** eventDigest({stream, id, origin, originSeq, hlc, type}, data, meta) */
   readonly digest: Buffer;
+  /** originPrevOf(event.meta) ?? null: the origin-chain link it carries, parsed once for its check and its append. */
+  readonly originPrev: Uint8Array | null;
 }
 
 const encodedEvents = new WeakMap<object, EncodedEvent>();
@@ -36,10 +39,12 @@ const encodedEvents = new WeakMap<object, EncodedEvent>();
 export function encodeAndDigestEvent(stream: string, event: NewEvent): EncodedEvent {
   const known = encodedEvents.get(event);
   if (known !== undefined && known.stream === stream) return known;
-  const valid = known?.event ?? validateNewEvent(event);
+  // A decoder's frozen copy (core's isFrozenValidNewEvent) was validated and cannot have
+  // changed since: taken as it is.
+  const valid = known?.event ?? (isFrozenValidNewEvent(event) ? event : validateNewEvent(event));
   const { data, meta } = known ?? encodeValidatedEventParts(valid);
   const envelope = { stream, id: valid.id, origin: valid.origin, originSeq: valid.originSeq, hlc: valid.hlc, type: valid.type };
-  const encoded: EncodedEvent = { stream, event: valid, data, meta, digest: eventDigest(envelope, data, meta) };
+  const encoded: EncodedEvent = { stream, event: valid, data, meta, digest: eventDigest(envelope, data, meta), originPrev: known?.originPrev ?? originPrevOf(valid.meta) ?? null };
   encodedEvents.set(event, encoded);
   return encoded;
 }

@@ -38,7 +38,7 @@ export interface ChainedEvent {
 export function chainEvent(stream: string, revision: number, prepared: PreparedEvent, heads: StreamChainHeads, siteId: string | undefined): ChainedEvent {
   let event = prepared.event;
   let meta = prepared.meta;
-  let originPrev = originPrevOf(event.meta) ?? null;
+  let originPrev = prepared.originPrev !== undefined ? prepared.originPrev : (originPrevOf(event.meta) ?? null);
   const local = siteId !== undefined && event.origin === siteId;
   if (local && event.meta.originPrev === undefined) {
     const prev = heads.originHead ?? CHAIN_GENESIS;

@@ -1062,8 +1062,9 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
         for (const plan of plans) {
           const writes = plan.pending.writes;
           if (writes === undefined || plan.error !== undefined || !plan.slots.some((slot) => 'insert' in slot)) continue;
-          const ids = new Set(plan.slots.flatMap((slot) => ('insert' in slot ? [slot.insert.prepared.event.id] : [])));
-          const own = streamEvents.filter((event) => ids.has(event.id));
+          // One append alone in the batch (a received page): every inserted event is its own.
+          const ids = plans.length === 1 ? undefined : new Set(plan.slots.flatMap((slot) => ('insert' in slot ? [slot.insert.prepared.event.id] : [])));
+          const own = ids === undefined ? streamEvents : streamEvents.filter((event) => ids.has(event.id));
           for (const statement of writes.statements(own)) queued.push(statement.compile(db));
         }
       } catch (error) {

@@ -101,6 +101,30 @@ describe('binary COPY', () => {
     );
   });
 
+  it('takes everything written at any row, and writes on after that into fresh chunks', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.array(fc.string({ maxLength: 40 }), { maxLength: 5 }), fc.boolean()), { maxLength: 30 }),
+        fc.integer({ min: 1, max: 200 }),
+        (rows, chunkBytesMax) => {
+          const out = new BinaryCopyWriter(chunkBytesMax);
+          const chunks: Buffer[] = [];
+          for (const [row, takeAll] of rows) {
+            out.row(row.length);
+            for (const value of row) out.text(value);
+            out.endRow();
+            chunks.push(...out.take(takeAll));
+          }
+          chunks.push(...out.take(true));
+          expect(out.take(true)).toEqual([]);
+          const read = chunks.map((chunk) => readRows(Buffer.concat([BINARY_COPY_HEADER, chunk, BINARY_COPY_TRAILER])));
+          expect(read.flat()).toEqual(rows.map(([row]) => row.map((value) => Buffer.from(value, 'utf8'))));
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
   it('refuses integers its columns cannot hold', () => {
     const out = new BinaryCopyWriter(1024);
     out.row(1);

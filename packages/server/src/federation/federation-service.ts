@@ -196,6 +196,8 @@ class SampleRing {
   readonly #samples: Float64Array;
   #next = 0;
   #count = 0;
+  /** The samples sorted, until the next `add`: a status poll between two batches sorts nothing again. */
+  #sorted: Float64Array | undefined;
 
   constructor(size: number) {
     this.#samples = new Float64Array(size);
@@ -209,11 +211,13 @@ class SampleRing {
     this.#samples[this.#next] = Math.max(0, value);
     this.#next = (this.#next + 1) % this.#samples.length;
     this.#count = Math.min(this.#count + 1, this.#samples.length);
+    this.#sorted = undefined;
   }
 
-  /** Ascending (a typed array sorts numerically, without a comparator call per pair). */
+  /** Ascending (a typed array sorts numerically, without a comparator call per pair). Not to be changed by the caller. */
   sorted(): Float64Array {
-    return this.#samples.slice(0, this.#count).sort();
+    this.#sorted ??= this.#samples.slice(0, this.#count).sort();
+    return this.#sorted;
   }
 }
 

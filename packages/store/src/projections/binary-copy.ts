@@ -25,6 +25,9 @@ export interface BinaryCopySource {
   writeRow(out: BinaryCopyWriter): boolean;
 }
 
+/** A taken writer's buffer until its next row (`take`). */
+const noBuffer = Buffer.alloc(0);
+
 /**
  * Encodes rows into buffers of about `chunkBytesMax` bytes (a row never spans two, so each
  * chunk can also be a COPY statement of its own, as on PGlite). The header and the trailer
@@ -54,7 +57,10 @@ export class BinaryCopyWriter {
     const chunks = this.#ready.splice(0, this.#ready.length);
     if (all && this.#at > 0) {
       chunks.push(this.#buffer.subarray(0, this.#at));
-      this.#buffer = Buffer.allocUnsafe(this.#chunkBytesMax + 64 * 1024);
+      // The next buffer when a next row comes (#room): a writer taken whole is mostly done,
+      // and a chunk-sized buffer allocated for nothing is external memory the garbage
+      // collector answers (a receiver's every page of events).
+      this.#buffer = noBuffer;
       this.#at = 0;
       this.#rowStart = 0;
     }

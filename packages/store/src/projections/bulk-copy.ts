@@ -55,6 +55,9 @@ const indexBuildMemory = '256MB';
 /** Bytes of COPY text handed over at a time (PostgreSQL: one write; PGlite: one COPY statement). */
 const copyChunkBytesMax = 4 * 1024 * 1024;
 
+/** The first buffer of a COPY's text, grown by doubling up to copyChunkBytesMax. */
+const copyFirstBufferBytes = 64 * 1024;
+
 /** A value in COPY's text format (tab-separated, `\N` for NULL, backslash escapes). */
 function copyField(value: unknown): string {
   if (value === null || value === undefined) return '\\N';
@@ -90,7 +93,11 @@ function writeText(buffer: Buffer, at: number, text: string): number {
  * written again once handed over; a row never spans two.
  */
 export function* copyChunks(rows: Iterable<readonly unknown[]>, counter: { rows: number }): Generator<Buffer> {
-  let buffer = Buffer.allocUnsafe(copyChunkBytesMax + 64 * 1024);
+  // The first buffer starts small and doubles while it fills, up to a whole chunk: an append's
+  // COPY of a few thousand rows (a receiver's page, each of its projection tables) takes a
+  // megabyte or two, and a fresh 4 MiB buffer per table per page was external memory the
+  // garbage collector answered with full collections.
+  let buffer = Buffer.allocUnsafe(copyFirstBufferBytes);
   let at = 0;
   for (const row of rows) {
     let rowStart = at;
@@ -98,6 +105,12 @@ export function* copyChunks(rows: Iterable<readonly unknown[]>, counter: { rows:
       const text = copyField(row[index]);
       // UTF-8 takes at most 3 bytes per UTF-16 code unit; plus the tab and the newline.
       const need = 3 * text.length + 2;
+      if (at + need > buffer.length && buffer.length < copyChunkBytesMax + 64 * 1024) {
+        // Not handed over yet: grown in place of yielding.
+        const grown = Buffer.allocUnsafe(Math.max(Math.min(2 * buffer.length, copyChunkBytesMax + 64 * 1024), at + need));
+        buffer.copy(grown, 0, 0, at);
+        buffer = grown;
+      }
       if (at + need > buffer.length) {
         if (rowStart > 0) yield buffer.subarray(0, rowStart);
         const next = Buffer.allocUnsafe(Math.max(copyChunkBytesMax + 64 * 1024, at - rowStart + need));

@@ -47,6 +47,8 @@ const NONE = -1;
 const NULL_ID = -1;
 /** An id length in the fold's columns: the id is a string of #oddIds (not ASCII). */
 const ODD_ID = -2;
+/** A path length in the fold's columns: the path is a string of #oddPaths (not ASCII). */
+const ODD_PATH = -1;
 /** fileState bits. */
 const HAS_REGISTER = 1;
 const HAS_CONTENT = 2;
@@ -118,6 +120,12 @@ function hashStep(hash: number, code: number): number {
 }
 const HASH_START = 2166136261 | 0;
 
+/** Whether the bytes at `bytes[start]` begin with `prefix` (ASCII bytes, code unit by code unit). */
+function startsWithBytes(bytes: Uint8Array, start: number, prefix: string): boolean {
+  for (let index = 0; index < prefix.length; index++) if (bytes[start + index] !== prefix.charCodeAt(index)) return false;
+  return true;
+}
+
 function prefixHash(prefix: string): number {
   let hash = HASH_START;
   for (let index = 0; index < prefix.length; index++) hash = hashStep(hash, prefix.charCodeAt(index));
@@ -135,6 +143,13 @@ export interface ArtifactTreeFileRows {
   next(): boolean;
   readonly repo: string;
   readonly path: string;
+  /**
+   * The path as bytes (ASCII, as nearly every path): `pathBytes` from `pathStart` for
+   * `pathLength` bytes; a negative length: read `path` (a path the fold keeps as a string).
+   */
+  readonly pathBytes: Uint8Array;
+  readonly pathStart: number;
+  readonly pathLength: number;
   /** Content newer than the effective tombstone. */
   readonly present: boolean;
   /** A deploy was ever merged: the content… and first… fields are set. */
@@ -188,6 +203,10 @@ export interface ArtifactTreePropertyRows {
   next(): boolean;
   readonly repo: string;
   readonly path: string;
+  /** The path as bytes, as ArtifactTreeFileRows' (a negative `pathLength`: read `path`). */
+  readonly pathBytes: Uint8Array;
+  readonly pathStart: number;
+  readonly pathLength: number;
   readonly key: string;
   readonly removed: boolean;
   readonly wall: number;
@@ -212,6 +231,38 @@ export type ArtifactTreeRowOrder = 'key' | 'any';
 
 const NO_STAMP_ORIGIN = '';
 
+/**
+ * The string views of the row cursors (fileRows, propertyRows), from the fields each row sets
+ * and the two readers the fold gives it: getters on a prototype shared by every cursor.
+ */
+class RowViews {
+  declare readonly viewPath: () => string;
+  declare readonly viewId: (start: number, length: number) => string | null;
+  declare readonly contentIdStart: number;
+  declare readonly contentIdLength: number;
+  declare readonly firstIdStart: number;
+  declare readonly firstIdLength: number;
+  declare readonly removed: boolean;
+  declare readonly idStart: number;
+  declare readonly idLength: number;
+
+  get path(): string {
+    return this.viewPath();
+  }
+
+  get contentId(): string {
+    return this.viewId(this.contentIdStart, this.contentIdLength)!;
+  }
+
+  get firstId(): string {
+    return this.viewId(this.firstIdStart, this.firstIdLength)!;
+  }
+
+  get id(): string | null {
+    return this.removed ? null : this.viewId(this.idStart, this.idLength);
+  }
+}
+
 /** (wall, logical, origin) of a after b's (tombstone wins a tie): isAfterTombstone over columns. */
 function stampAfter(wall: number, logical: number, origin: string, tombstone: EventStamp | null): boolean {
   if (tombstone === null) return true;
@@ -235,7 +286,17 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
   #pathSlots = new Int32Array(2048).fill(NONE);
   /** Each path's hash (its repository's seed, then its code units). */
   #pathHashes = new Int32Array(1024);
-  readonly #pathNames: string[] = [];
+  /**
+   * The paths as bytes, back to back, each at #pathStart for #pathLength: 780,000 path strings
+   * kept for good were as many objects for every scavenge to copy and every major collection to
+   * mark. A path with a code unit above ASCII is kept in #oddPaths instead (its length
+   * ODD_PATH, its start the index there).
+   */
+  #pathBytes: Buffer = Buffer.alloc(256 * 1024);
+  #pathBytesUsed = 0;
+  #pathStart = new Int32Array(1024);
+  #pathLength = new Int32Array(1024);
+  readonly #oddPaths: string[] = [];
   readonly #pathRepos: RepositoryPaths[] = [];
   #fileState = new Uint8Array(1024);
   #contentWall = new Float64Array(1024);
@@ -398,19 +459,30 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
   #path(repo: RepositoryPaths, name: string): number {
     // Open addressing over the path numbers (a Map of 780,000 fresh strings spent ~2 s of a
     // 1,000,000-event rebuild growing and rehashing; this table grows by typed arrays alone).
+    // The name's code units go to the free end of #pathBytes as it is hashed: kept there if the
+    // path is new and ASCII, overwritten by the next path otherwise.
+    const length = name.length;
+    if (this.#pathBytesUsed + length > this.#pathBytes.length) this.#pathBytes = grownBuffer(this.#pathBytes, this.#pathBytesUsed + length);
+    const bytes = this.#pathBytes;
+    const free = this.#pathBytesUsed;
     let hash = repo.hashSeed;
-    for (let index = 0; index < name.length; index++) hash = hashStep(hash, name.charCodeAt(index));
+    let ascii = true;
+    for (let index = 0; index < length; index++) {
+      const code = name.charCodeAt(index);
+      hash = hashStep(hash, code);
+      if (code >= 0x80) ascii = false;
+      bytes[free + index] = code;
+    }
     let slots = this.#pathSlots;
     let mask = slots.length - 1;
     let slot = hash & mask;
     for (;;) {
       const known = slots[slot]!;
       if (known === NONE) break;
-      if (this.#pathHashes[known] === hash && this.#pathRepos[known] === repo && this.#pathNames[known] === name) return known;
+      if (this.#pathHashes[known] === hash && this.#pathRepos[known] === repo && this.#isPath(known, name, ascii, free)) return known;
       slot = (slot + 1) & mask;
     }
     const path = this.#pathCount++;
-    name = ownString(name);
     repo.paths.push(path);
     if (path >= this.#fileState.length) this.#growPaths(path + 1);
     this.#pathHashes[path] = hash;
@@ -426,13 +498,41 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
       while (slots[slot] !== NONE) slot = (slot + 1) & mask;
     }
     slots[slot] = path;
-    this.#pathNames.push(name);
+    if (ascii) {
+      this.#pathStart[path] = free;
+      this.#pathLength[path] = length;
+      this.#pathBytesUsed = free + length;
+    } else {
+      this.#pathStart[path] = this.#oddPaths.length;
+      this.#pathLength[path] = ODD_PATH;
+      this.#oddPaths.push(ownString(name));
+    }
     this.#pathRepos.push(repo);
     this.#remoteUrl.push(null);
     return path;
   }
 
+  /** Whether path number `known` is `name` (`ascii`: its code units, all ASCII, are at #pathBytes[free…]). */
+  #isPath(known: number, name: string, ascii: boolean, free: number): boolean {
+    const length = this.#pathLength[known]!;
+    if (length === ODD_PATH) return !ascii && this.#oddPaths[this.#pathStart[known]!] === name;
+    if (!ascii || length !== name.length) return false;
+    const bytes = this.#pathBytes;
+    const start = this.#pathStart[known]!;
+    for (let index = 0; index < length; index++) if (bytes[start + index] !== bytes[free + index]) return false;
+    return true;
+  }
+
+  /** Path number `path`'s name. */
+  #pathName(path: number): string {
+    const length = this.#pathLength[path]!;
+    const start = this.#pathStart[path]!;
+    return length === ODD_PATH ? this.#oddPaths[start]! : this.#pathBytes.toString('latin1', start, start + length);
+  }
+
   #growPaths(size: number): void {
+    this.#pathStart = grown(this.#pathStart, size);
+    this.#pathLength = grown(this.#pathLength, size);
     this.#fileState = grown(this.#fileState, size);
     this.#pathHashes = grown(this.#pathHashes, size);
     this.#contentWall = grown(this.#contentWall, size);
@@ -712,7 +812,7 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
     const sortedPaths = () => {
       if (sorted === undefined) {
         const paths = this.#sortedPaths(tree);
-        const names = Array.from(paths, (path) => this.#pathNames[path]!);
+        const names = Array.from(paths, (path) => this.#pathName(path));
         sorted = { names, paths };
       }
       return sorted;
@@ -780,12 +880,9 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
 
   /** A repository's path numbers sorted by path in code-unit order. */
   #sortedPaths(tree: RepositoryPaths): Int32Array {
-    const names = this.#pathNames;
-    return Int32Array.from(tree.paths).sort((a, b) => {
-      const nameA = names[a]!;
-      const nameB = names[b]!;
-      return nameA < nameB ? -1 : nameA > nameB ? 1 : 0;
-    });
+    const named = tree.paths.map((path) => ({ path, name: this.#pathName(path) }));
+    named.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    return Int32Array.from(named, ({ path }) => path);
   }
 
   /** Path numbers in the order of `order` (with their repository's key order for 'key'). */
@@ -810,7 +907,7 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
    * (and `name` itself) is looked up by its hash, computed as the path is scanned once, so
    * no prefix string is cut unless a tombstone's hash matches.
    */
-  #coveringTombstoneOf(tree: RepositoryPaths, name: string): EventStamp | null {
+  #coveringTombstoneOf(tree: RepositoryPaths, path: number): EventStamp | null {
     const folders = tree.folderTombstones;
     if (folders.size === 0) return null;
     let byHash = tree.tombstonesByHash;
@@ -828,18 +925,23 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
       tree.tombstonePrefixLengthMax = lengthMax;
     }
     let covering = folders.get('') ?? null;
-    if (name === '') return covering;
+    // The path's code units: its bytes, or the string of a path kept as one.
+    const start = this.#pathStart[path]!;
+    const odd = this.#pathLength[path] === ODD_PATH ? this.#oddPaths[start]! : undefined;
+    const length = odd === undefined ? this.#pathLength[path]! : odd.length;
+    if (length === 0) return covering;
+    const bytes = this.#pathBytes;
     let hash = HASH_START;
     // Prefixes longer than the longest tombstone's are never looked up (a path is often
     // twice as long as the folders deleted above it).
-    const end = Math.min(name.length, tree.tombstonePrefixLengthMax);
+    const end = Math.min(length, tree.tombstonePrefixLengthMax);
     for (let index = 0; index <= end; index++) {
-      const code = index < name.length ? name.charCodeAt(index) : 47;
+      const code = index >= length ? 47 : odd === undefined ? bytes[start + index]! : odd.charCodeAt(index);
       if (code === 47) {
         const entries = byHash.get(hash);
         if (entries !== undefined) {
           for (const entry of entries) {
-            if (entry.prefix.length === index && name.startsWith(entry.prefix)) covering = maxStamp(covering, entry.stamp);
+            if (entry.prefix.length === index && (odd === undefined ? startsWithBytes(bytes, start, entry.prefix) : odd.startsWith(entry.prefix))) covering = maxStamp(covering, entry.stamp);
           }
         }
       }
@@ -850,7 +952,7 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
 
   /** The effective tombstone of path number `path` (own and covering folder tombstones). */
   #effectiveTombstoneOf(path: number): EventStamp | null {
-    const covering = this.#coveringTombstoneOf(this.#pathRepos[path]!, this.#pathNames[path]!);
+    const covering = this.#coveringTombstoneOf(this.#pathRepos[path]!, path);
     if ((this.#fileState[path]! & HAS_TOMBSTONE) === 0) return covering;
     const wall = this.#tombstoneWall[path]!;
     const logical = this.#tombstoneLogical[path]!;
@@ -869,20 +971,24 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
     const names = this.#names;
     const nameOrNull = (id: number) => (id === NONE ? null : names[id]!);
     let index = 0;
+    /** The row's path number. */
+    let current = 0;
+    // Plain fields, the string views as getters of a shared prototype (RowViews): V8 keeps an
+    // object literal with getters of its own in dictionary mode, where every field read of the
+    // writer (~30 per row) is a lookup.
     const row = {
+      viewPath: () => self.#pathName(current),
+      viewId: (start: number, length: number) => self.#idText(start, length),
+      pathBytes: self.#pathBytes as Uint8Array,
+      idBytes: self.#idBytes as Uint8Array,
       repo: '',
-      path: '',
+      pathStart: 0,
+      pathLength: 0,
       present: false,
       hasContent: false,
       contentWall: 0,
       contentLogical: 0,
       contentOrigin: NO_STAMP_ORIGIN,
-      get contentId(): string {
-        return self.#idText(row.contentIdStart, row.contentIdLength)!;
-      },
-      get idBytes(): Uint8Array {
-        return self.#idBytes;
-      },
       contentIdStart: 0,
       contentIdLength: 0,
       firstIdStart: 0,
@@ -891,15 +997,12 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
       size: 0,
       mimeType: '',
       remoteUrl: null as string | null,
-      checksumBytes: { sha256: this.#sha256, sha1: this.#sha1, md5: this.#md5 },
+      checksumBytes: { sha256: self.#sha256, sha1: self.#sha1, md5: self.#md5 },
       checksumIndex: 0,
       oddChecksums: undefined as ArtifactTreeFileRows['oddChecksums'],
       firstWall: 0,
       firstLogical: 0,
       firstOrigin: NO_STAMP_ORIGIN,
-      get firstId(): string {
-        return self.#idText(row.firstIdStart, row.firstIdLength)!;
-      },
       firstActor: null as string | null,
       createdAt: 0,
       createdBy: null as string | null,
@@ -914,7 +1017,9 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
           const state = self.#fileState[path]!;
           if ((state & HAS_REGISTER) === 0) continue;
           row.repo = self.#pathRepos[path]!.key;
-          row.path = self.#pathNames[path]!;
+          current = path;
+          row.pathStart = self.#pathStart[path]!;
+          row.pathLength = self.#pathLength[path]!;
           const tombstone = self.#effectiveTombstoneOf(path);
           row.hasTombstone = tombstone !== null;
           if (tombstone !== null) {
@@ -954,7 +1059,8 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
         }
       },
     };
-    return row;
+    Object.setPrototypeOf(row, RowViews.prototype);
+    return row as unknown as ArtifactTreeFileRows;
   }
 
   /**
@@ -966,25 +1072,29 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
     const paths = this.#pathOrder(order);
     const names = this.#names;
     let index = 0;
+    /** The row's path number. */
+    let current = 0;
     /** The current path's registers still to visit (sorted by key for 'key'), and where. */
     let registers: number[] = [];
     let registerAt = 0;
     let tombstone: EventStamp | null = null;
     const noValues: readonly string[] = [];
+    // Plain fields, the string views as getters of a shared prototype (RowViews): V8 keeps an
+    // object literal with getters of its own in dictionary mode, where every field read of the
+    // writer (~30 per row) is a lookup.
     const row = {
+      viewPath: () => self.#pathName(current),
+      viewId: (start: number, length: number) => self.#idText(start, length),
+      pathBytes: self.#pathBytes as Uint8Array,
+      idBytes: self.#idBytes as Uint8Array,
       repo: '',
-      path: '',
+      pathStart: 0,
+      pathLength: 0,
       key: '',
       removed: false,
       wall: 0,
       logical: 0,
       origin: '',
-      get id(): string | null {
-        return row.removed ? null : self.#idText(row.idStart, row.idLength);
-      },
-      get idBytes(): Uint8Array {
-        return self.#idBytes;
-      },
       idStart: 0,
       idLength: NULL_ID,
       values: noValues,
@@ -1011,7 +1121,9 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
           const head = self.#propertyHead[path]!;
           if (head === NONE) continue;
           row.repo = self.#pathRepos[path]!.key;
-          row.path = self.#pathNames[path]!;
+          current = path;
+          row.pathStart = self.#pathStart[path]!;
+          row.pathLength = self.#pathLength[path]!;
           tombstone = self.#effectiveTombstoneOf(path);
           registers = [];
           registerAt = 0;
@@ -1026,7 +1138,8 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
         }
       },
     };
-    return row;
+    Object.setPrototypeOf(row, RowViews.prototype);
+    return row as unknown as ArtifactTreePropertyRows;
   }
 
   /** The canonical snapshot; equal to ArtifactTreeModel's for the same set of events. */

@@ -122,6 +122,37 @@ describe('the compact artifact tree fold (rebuilds and replays)', () => {
     }
   });
 
+  it('keeps paths beyond ASCII apart from their ASCII look-alikes, under folder tombstones and in its rows', () => {
+    const deploy = (wall: number, id: string, path: string) =>
+      at(wall, id, { type: 'ArtifactDeployed', data: { path, sha256: 'b'.repeat(64), sha1: 'b'.repeat(40), md5: 'b'.repeat(32), size: wall, mimeType: 'text/plain', properties: { k: [path] } } } as never);
+    const events = [
+      deploy(1, 'd1', 'ä/x.jar'),
+      deploy(2, 'd2', 'a/x.jar'),
+      // 'ä' (U+00E4) and 'ä' as 'a' plus a combining mark, and U+0161 whose low byte is 'a' (0x61).
+      deploy(3, 'd3', 'a\u0308/x.jar'),
+      deploy(4, 'd4', '\u0161/x.jar'),
+      at(5, 'f5', { type: 'FolderDeleted', data: { prefix: 'ä' } } as never),
+      at(5, 'f6', { type: 'FolderDeleted', data: { prefix: '\u0161' } } as never),
+      deploy(6, 'd7', '\u0161/y.jar'),
+    ];
+    for (const delivery of [events, [...events].reverse()]) {
+      const fold = new ArtifactTreeFold().applyAll(delivery);
+      expect(fold.snapshot()).toEqual(new ArtifactTreeModel().applyAll(events).snapshot());
+      const rows: [string, boolean, boolean][] = [];
+      for (const row = fold.fileRows(); row.next(); ) rows.push([row.path, row.present, row.pathLength >= 0]);
+      expect(rows).toEqual([
+        ['a/x.jar', true, true],
+        ['a\u0308/x.jar', true, false],
+        ['ä/x.jar', false, false],
+        ['\u0161/x.jar', false, false],
+        ['\u0161/y.jar', true, false],
+      ]);
+      const properties: string[] = [];
+      for (const row = fold.propertyRows(); row.next(); ) properties.push(row.path);
+      expect(properties).toEqual(['a/x.jar', 'a\u0308/x.jar', '\u0161/y.jar']);
+    }
+  });
+
   it('gives, through its row cursors, the rows of its sorted entries (key order, and the same rows in its own order)', () => {
     fc.assert(
       fc.property(arbitraryEventsAndDelivery(), ({ delivery }) => {

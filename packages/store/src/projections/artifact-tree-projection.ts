@@ -389,11 +389,11 @@ export function artifactCopySource(fold: ArtifactTreeFold, order: ArtifactTreeRo
     columns: ARTIFACT_COLUMNS,
     writeRow(out: BinaryCopyWriter): boolean {
       if (!row.next()) return false;
-      const path = row.path;
-      const slash = path.lastIndexOf('/');
       out.row(ARTIFACT_COLUMNS.length);
       out.text(row.repo);
-      out.textAndParts(path, slash); // path, parent, name
+      // path, parent, name
+      if (row.pathLength >= 0) out.utf8AndParts(row.pathBytes, row.pathStart, row.pathLength);
+      else out.textAndParts(row.path, row.path.lastIndexOf('/'));
       out.bool(row.present);
       if (row.hasContent) {
         const odd = row.oddChecksums;
@@ -482,7 +482,8 @@ export function propertyCopySource(fold: ArtifactTreeFold, order: ArtifactTreeRo
       if (!row.next()) return false;
       out.row(PROPERTY_COLUMNS.length);
       out.text(row.repo);
-      out.text(row.path);
+      if (row.pathLength >= 0) out.utf8(row.pathBytes, row.pathStart, row.pathLength);
+      else out.text(row.path);
       out.text(row.key);
       out.bool(row.removed);
       out.int8(row.wall);

@@ -170,13 +170,26 @@ export class BinaryCopyWriter {
     this.#int32(length);
     const buffer = this.#buffer;
     let at = this.#at;
-    // Short (ids): a loop costs less than a call into the copy.
-    if (length <= 32) for (let index = start; index < start + length; index++) buffer[at++] = bytes[index]!;
+    // Short (ids, paths): a loop costs less than a view and a call into the copy.
+    if (length <= 128) for (let index = start; index < start + length; index++) buffer[at++] = bytes[index]!;
     else {
       buffer.set(bytes.subarray(start, start + length), at);
       at += length;
     }
     this.#at = at;
+  }
+
+  /**
+   * Three text fields from `length` bytes of UTF-8 at `bytes[start]`: all of them, the part
+   * before their last slash ('' without one) and the part after it (a path, its parent and its
+   * name, as textAndParts).
+   */
+  utf8AndParts(bytes: Uint8Array, start: number, length: number): void {
+    let cut = start + length - 1;
+    while (cut >= start && bytes[cut] !== 0x2f) cut--;
+    this.utf8(bytes, start, length);
+    this.utf8(bytes, start, cut < start ? 0 : cut - start);
+    this.utf8(bytes, cut + 1, start + length - cut - 1);
   }
 
   /** `length` bytes from `bytes[start]` as lowercase hex text. */

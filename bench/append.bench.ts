@@ -132,7 +132,7 @@ async function appendRound(store: Appender, traffic: readonly BenchEvent[], writ
 }
 
 /** `tag` keeps ids unique when the same traffic is inserted again (a reference per slot). */
-async function insertRound(pool: pg.Pool, traffic: readonly BenchEvent[], writers: number, firstRevision: number, tag: string): Promise<number> {
+export async function insertRound(pool: pg.Pool, traffic: readonly BenchEvent[], writers: number, firstRevision: number, tag: string): Promise<number> {
   // Encoded beforehand: the reference pays for the database only.
   const rows = traffic.map(({ stream, event }, index) => [
     `${event.id}~${tag}`,

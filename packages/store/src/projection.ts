@@ -2,6 +2,10 @@ import type { Kysely, RawBuilder } from 'kysely';
 import type { RecordedEvent, StreamEvent } from '@strata/core';
 import type { StoreDatabase } from './schema.ts';
 import type { UnnestColumn } from './projections/sql-values.ts';
+import type { SqlText } from './sql-text.ts';
+
+/** A statement a projection hands the store: a Kysely builder, or text built without Kysely's nodes (sql-text.ts, the hot path). */
+export type ProjectionStatement = RawBuilder<unknown> | SqlText;
 
 /**
  * A projection kept in the same SQL database as the events. The SQL event store calls
@@ -39,13 +43,13 @@ export interface InlineProjectionPlan {
    * A query returning rows `(kind text, row jsonb)`, run after the locks (its snapshot
    * follows them), before the events are inserted. undefined: nothing to load.
    */
-  readonly load?: RawBuilder<{ kind: string; row: unknown }>;
+  readonly load?: RawBuilder<{ kind: string; row: unknown }> | SqlText;
   /**
    * The statements that write the batch's effect, given what `load` returned: `events` are
    * the batch's new events (in global order; without revision and position, which are not
    * known yet). The store sends them after its insert, with the commit.
    */
-  apply(events: readonly StreamEvent[], loaded: readonly { kind: string; row: unknown }[]): readonly RawBuilder<unknown>[];
+  apply(events: readonly StreamEvent[], loaded: readonly { kind: string; row: unknown }[]): readonly ProjectionStatement[];
   /**
    * Optional: `apply`'s effect for a large batch (the store calls it instead of `apply` when
    * it writes the batch's events by COPY, `appendCopyEventsMin`), with the rows of its big
@@ -71,7 +75,7 @@ export interface ProjectionCopy {
 /** What `InlineProjectionPlan.applyBulk` returns: the COPYs first, then the statements, in order. */
 export interface ProjectionBulkWrites {
   readonly copies: readonly ProjectionCopy[];
-  readonly statements: readonly RawBuilder<unknown>[];
+  readonly statements: readonly ProjectionStatement[];
 }
 
 /**

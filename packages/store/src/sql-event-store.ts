@@ -34,6 +34,7 @@ import {
   type Subscription,
 } from './event-store.ts';
 import { boundedReadCount } from './read-count.ts';
+import { asSqlText, compiledStatement, joinText, rawText, sqlText, type SqlText } from './sql-text.ts';
 import { kyselyAppendTransactions, type AppendSession, type AppendTransactions, type StatementRows } from './append-transaction.ts';
 import { CHAIN_GENESIS, eventDigest } from '@strata/core';
 import { chainEvent, type ChainedEvent, type StreamChainHeads } from './event-chaining.ts';
@@ -168,9 +169,8 @@ interface EventRow {
   data_bytes?: number;
 }
 
-const EVENT_COLUMNS = sql.raw(
-  'position, transaction_id, id, stream, revision, origin, origin_seq, hlc_wall, hlc_logical, type, data, meta',
-);
+const EVENT_COLUMN_LIST = 'position, transaction_id, id, stream, revision, origin, origin_seq, hlc_wall, hlc_logical, type, data, meta';
+const EVENT_COLUMNS = sql.raw(EVENT_COLUMN_LIST);
 /**
  * EVENT_COLUMNS for scans: data and meta travel as one bytea (and data's length), which
  * halves the driver's per-row bytea work and garbage.
@@ -725,22 +725,16 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
     // projection rows, follow both.
     const advisory =
       lockKeys.length === 0
-        ? sql`, advisory as (select 0::bigint as n)`
-        : sql`, advisory as (
+        ? sqlText`, advisory as (select 0::bigint as n)`
+        : sqlText`, advisory as (
             select count(pg_advisory_xact_lock(${PROJECTION_LOCK_CLASS}::int4, h)) as n
             from (select hashtext(k) as h from unnest(${lockKeys}::text[]) with ordinality as t(k, o)
                   where (select count(*) from locked) >= 0 order by o) as s)`;
     // Create missing stream rows and lock all of them, in a fixed order, so concurrent
     // batches (of any process) serialise per stream and never deadlock; then take the
     // projections' locks. The locked revisions are the latest (ON CONFLICT DO UPDATE waits
-    // and rereads).
-    const lockStatement = sql<{
-      stream: string;
-      revision: number;
-      chain: Uint8Array | null;
-      origin_chain: Uint8Array | null;
-      origin_chain_origin: string | null;
-    }>`
+    // and rereads). Statements of every batch are text built without Kysely (sql-text.ts).
+    const lockStatement = sqlText`
       with locked as (
         insert into streams (stream, revision)
         select stream, -1 from unnest(${streams}::text[]) as input(stream) order by stream
@@ -750,11 +744,11 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
     // The events already stored under the batch's ids, as of after the locks: an event a
     // concurrent batch of another stream commits later is missed here, its insert then breaks
     // the unique id and the batch is retried one append at a time, which sees it.
-    const storedStatement = eventsById<EventRow>(ids, EVENT_COLUMNS);
+    const storedStatement = eventsByIdText(ids, EVENT_COLUMN_LIST);
     const loads = projectionPlans.flatMap((plan, index) =>
       plan === undefined || plan === 'apply' || plan.load === undefined
         ? []
-        : [sql`select ${index}::int as load_index, l.kind::text as kind, l.row::jsonb as row from (${plan.load}) as l`],
+        : [sqlText`select ${rawText(String(index))}::int as load_index, l.kind::text as kind, l.row::jsonb as row from (${asSqlText(plan.load, db)}) as l`],
     );
     const guessedRows = guess && this.#appendOneRoundTrip && !atomic ? this.#guessedRowsOf(streams) : undefined;
     if (guessedRows !== undefined) {
@@ -775,7 +769,7 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
         { lockedRows: guessedRows as unknown as StatementRows, storedRows: [], loadRows: loads.length === 0 ? undefined : [] },
         undefined,
         true,
-        [lockStatement.compile(db), guessCheck.compile(db)],
+        [lockStatement.compile(), guessCheck.compile()],
       ).catch(() => undefined);
       const passed = async () => (preconditions === undefined ? true : (await preconditions).every((reason) => reason === undefined));
       if (built !== undefined && (!checksSettled || (await passed()))) {
@@ -792,8 +786,8 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
       }
       // Not built from the guess (a refusal, a round trip before the commit): as usual; nothing was sent.
     }
-    const first = [lockStatement, storedStatement, ...(loads.length === 0 ? [] : [sql.join(loads, sql` union all `)])];
-    const [lockedRows, storedRows, loadRows] = await session.send(first.map((statement) => statement.compile(db)));
+    const first = [lockStatement, storedStatement, ...(loads.length === 0 ? [] : [joinText(loads, ' union all ')])];
+    const [lockedRows, storedRows, loadRows] = await session.send(first.map((statement) => statement.compile()));
     // The callers' checks ran while the first round trip did; a failed one refuses its append
     // alone. Checks still running do not hold the second round trip's JavaScript back: it is
     // built as if every check passes while they finish, and sent as built when they all did
@@ -942,7 +936,7 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
       }
       for (const row of inserts) row.chained = chainEvent(row.stream, row.revision, row.prepared, chainHeads.get(row.stream)!, this.#siteId);
       // The streams' new revisions and chain heads.
-      const streamsUpdate = sql`
+      const streamsUpdate = sqlText`
           update streams set revision = input.revision, chain = input.chain,
             origin_chain = coalesce(input.origin_chain, streams.origin_chain),
             origin_chain_origin = case when input.origin_chain is null then streams.origin_chain_origin else ${this.#siteId ?? null}::text end
@@ -956,7 +950,7 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
             })}::bytea[]
           ) as input(stream, revision, chain, origin_chain)
           where streams.stream = input.stream`;
-      const insertStatement = sql<{ id: string; position: string }>`
+      const insertStatement = sqlText`
         with inserted as (
         insert into events (id, stream, revision, origin, origin_seq, hlc_wall, hlc_logical, type, data, meta, target, prev_hash, origin_prev, digest)
         select * from unnest(
@@ -1027,18 +1021,18 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
         if (copyIn !== undefined) {
           // A large batch goes in by one binary COPY (appendCopyEventsMin): the same rows the
           // INSERT writes, positions and transaction id from the columns' defaults, in row
-          // order. The positions come back with the next statements (eventsById).
+          // order. The positions come back with the next statements (eventsByIdText).
           const rows = eventCopyData(inserts);
           void next(() => copyIn((source) => `copy events (${EVENT_COPY_IN_COLUMNS}) from ${source} (format binary)`, rows));
           queued = [
-            eventsById<{ id: string; position: string }>(
+            eventsByIdText(
               inserts.map((row) => row.prepared.event.id),
-              sql.raw('id, position'),
-            ).compile(db),
-            sql`${streamsUpdate}`.compile(db),
+              'id, position',
+            ).compile(),
+            streamsUpdate.compile(),
           ];
         } else {
-          queued = [insertStatement.compile(db)];
+          queued = [insertStatement.compile()];
         }
         for (let index = 0; index < this.#projections.length; index++) {
           const plan = projectionPlans[index];
@@ -1053,9 +1047,9 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
             // A large batch: the projection's big upserts by COPY into temporary tables too.
             const bulk = plan.applyBulk(streamEvents, loaded[index]!);
             copyProjectionRows(session, copyIn, db, bulk.copies, next);
-            for (const statement of bulk.statements) queued.push(statement.compile(db));
+            for (const statement of bulk.statements) queued.push(compiledStatement(statement, db));
           } else {
-            for (const statement of plan.apply(streamEvents, loaded[index]!)) queued.push(statement.compile(db));
+            for (const statement of plan.apply(streamEvents, loaded[index]!)) queued.push(compiledStatement(statement, db));
           }
         }
         for (const writes of this.#appendWrites) for (const statement of writes.statements(streamEvents)) queued.push(statement.compile(db));
@@ -1148,16 +1142,16 @@ async function lastOriginLink(session: AppendSession, db: Kysely<StoreDatabase>,
  * to load. A division by zero (GUESS_FAILED_SQLSTATE) when any of it does not hold: the rest
  * of the round trip, the writes and the commit, is then skipped.
  */
-function guessCheckStatement(rows: readonly LockedStreamRow[], stored: RawBuilder<unknown>, loads: readonly RawBuilder<unknown>[]): RawBuilder<{ guessed: number }> {
-  const unchanged = sql`(select count(*) from streams
+function guessCheckStatement(rows: readonly LockedStreamRow[], stored: SqlText, loads: readonly SqlText[]): SqlText {
+  const unchanged = sqlText`(select count(*) from streams
       join unnest(${rows.map((row) => row.stream)}::text[], ${rows.map((row) => row.revision)}::int[], ${rows.map((row) => (row.chain === null ? null : toBuffer(row.chain)))}::bytea[],
         ${rows.map((row) => (row.origin_chain === null ? null : toBuffer(row.origin_chain)))}::bytea[], ${rows.map((row) => row.origin_chain_origin)}::text[])
         as guessed(stream, revision, chain, origin_chain, origin_chain_origin) on streams.stream = guessed.stream
       where streams.revision = guessed.revision and streams.chain is not distinct from guessed.chain
         and streams.origin_chain is not distinct from guessed.origin_chain
         and streams.origin_chain_origin is not distinct from guessed.origin_chain_origin) = ${rows.length}`;
-  const nothingToLoad = loads.length === 0 ? sql`true` : sql`not exists (${sql.join(loads, sql` union all `)})`;
-  return sql<{ guessed: number }>`select 1 / (case when ${unchanged} and not exists (${stored}) and ${nothingToLoad} then 1 else 0 end) as guessed`;
+  const nothingToLoad = loads.length === 0 ? sqlText`true` : sqlText`not exists (${joinText(loads, ' union all ')})`;
+  return sqlText`select 1 / (case when ${unchanged} and not exists (${stored}) and ${nothingToLoad} then 1 else 0 end) as guessed`;
 }
 
 /** Per append of the batch: the reason its precondition rejected with, or undefined. */
@@ -1318,11 +1312,12 @@ function positive(value: number, name: string): number {
  * (append-transaction.ts) and a generic plan made in a new database's first seconds is kept
  * until autovacuum analyses the table: `where id = any(…)` was planned then as a sequential
  * scan, which read the whole growing table on every batch (appends fell from ~2,000/s to
- * ~500/s over the first 32,000 events; storage.md).
+ * ~500/s over the first 32,000 events; storage.md). `columns` is fixed SQL; the statement is
+ * text built without Kysely (sql-text.ts).
  */
-function eventsById<Row>(ids: readonly string[], columns: RawBuilder<unknown>): RawBuilder<Row> {
-  return sql<Row>`select found.* from unnest(${ids}::text[]) as wanted(id)
-    cross join lateral (select ${columns} from events where events.id = wanted.id offset 0) as found`;
+function eventsByIdText(ids: readonly string[], columns: string): SqlText {
+  return sqlText`select found.* from unnest(${ids}::text[]) as wanted(id)
+    cross join lateral (select ${rawText(columns)} from events where events.id = wanted.id offset 0) as found`;
 }
 
 /** The columns `eventCopyData` writes, in its order (position and transaction_id take their defaults). */

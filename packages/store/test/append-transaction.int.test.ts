@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
-import { inlineParameters, literal, pgAppendTransactions } from '../src/append-transaction.ts';
+import { inlineParameters, literal, pgAppendTransactions, preparedValueLiteral } from '../src/append-transaction.ts';
 import type { StoreDatabase } from '../src/schema.ts';
 
 const NASTY_TEXTS = [
@@ -63,6 +63,23 @@ describe('inlineParameters and literal', () => {
     fc.assert(fc.property(fc.oneof(fc.array(element, { maxLength: 12 }), fc.array(bytes, { maxLength: 12 })), (values) => {
       expect(literal(values)).toBe(general(values));
     }), { numRuns: 2000 });
+  });
+
+  it('writes exactly the text of pg\'s own conversion, quoted, for every value an append sends', () => {
+    const text = fc.oneof(fc.string(), fc.constantFrom(...NASTY_TEXTS), fc.string({ unit: fc.constantFrom('\\', '"', "'", 'x', '{', ',', '}', ' ') }));
+    const bytes = fc.uint8Array({ maxLength: 40 }).map((array) => (array.length % 2 === 0 ? Buffer.from(array) : array));
+    const scalar = fc.oneof(text, fc.integer(), fc.double(), fc.bigInt(), fc.boolean(), bytes, fc.constantFrom(null, undefined));
+    const value = fc.oneof(scalar, fc.array(scalar, { maxLength: 12 }), fc.array(text), fc.array(bytes), fc.array(fc.array(scalar, { maxLength: 3 }), { maxLength: 3 }));
+    fc.assert(
+      fc.property(value, (candidate) => {
+        expect(literal(candidate)).toBe(preparedValueLiteral(candidate));
+      }),
+      { numRuns: 2000 },
+    );
+    for (const texts of [NASTY_TEXTS, [...NASTY_TEXTS, null], BYTES, [Buffer.from([0x27]), null], [1, -2, 1.5], [true, false, null], [12n]]) {
+      expect(literal(texts)).toBe(preparedValueLiteral(texts));
+    }
+    expect(literal([{ a: "it's" }])).toBe(preparedValueLiteral([{ a: "it's" }]));
   });
 
   it('refuses a NUL character (it would end the query text)', () => {

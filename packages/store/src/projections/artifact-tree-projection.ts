@@ -24,19 +24,23 @@ import {
   type StreamEvent,
   repositoryStream,
 } from '@strata/core';
-import type { InlineProjectionPlan, ProjectionBulkWrites, ProjectionCopy, SqlProjection } from '../projection.ts';
+import type { InlineProjectionPlan, ProjectionBulkWrites, ProjectionCopy, ProjectionStatement, SqlProjection } from '../projection.ts';
+import { executeStatement, joinText, rawText, sqlText, type SqlText } from '../sql-text.ts';
 import type { StoreDatabase } from '../schema.ts';
 import type { BinaryCopySource, BinaryCopyWriter } from './binary-copy.ts';
 import type { CopyRows } from './bulk-copy.ts';
 import type { ProjectionRebuild, ProjectionWriteOptions, RebuildableSqlProjection } from './rebuildable-projection.ts';
 import {
   columnList,
+  columnListText,
   excludedAssignments,
+  excludedAssignmentsText,
   lockKeysStatement,
   stampFromColumns,
   toNullableNumber,
   toNumber,
   unnestRows,
+  unnestRowsText,
   versionFromColumns,
   type UnnestColumn,
 } from './sql-values.ts';
@@ -260,8 +264,8 @@ export class ArtifactTreeProjection implements SqlProjection, RebuildableSqlProj
     const plan = this.#plan(events);
     if (plan === undefined) return;
     if (this.#lockRepositories) await lockKeysStatement(plan.lockKeys).execute(db);
-    const loaded = await plan.load.execute(db);
-    for (const statement of plan.apply(events, loaded.rows)) await statement.execute(db);
+    const loaded = await executeStatement<{ kind: string; row: unknown }, StoreDatabase>(plan.load, db);
+    for (const statement of plan.apply(events, loaded)) await executeStatement(statement, db);
   }
 
   planInline(events: readonly StreamEvent[]): InlineProjectionPlan | undefined {
@@ -270,7 +274,7 @@ export class ArtifactTreeProjection implements SqlProjection, RebuildableSqlProj
   }
 
   /** The lock keys and the load of every row `events` touch, and the apply that evolves them. */
-  #plan(events: readonly StreamEvent[]): (InlineProjectionPlan & { readonly load: RawBuilder<{ kind: string; row: unknown }> }) | undefined {
+  #plan(events: readonly StreamEvent[]): (InlineProjectionPlan & { readonly load: SqlText }) | undefined {
     // Per repository: the paths touched, and the prefixes whose folder tombstones cover them.
     // A path's covering prefixes are its folder's and the path itself, so a folder already
     // expanded adds only the path (a catch-up page of 5,000 deploys into a few hundred
@@ -316,7 +320,7 @@ export class ArtifactTreeProjection implements SqlProjection, RebuildableSqlProj
     // grows with the table. Folder tombstones too: the statement is prepared once hot, and a
     // generic plan made while the table was empty (a semi-join over a sequential scan) would
     // read every tombstone on every batch once a site has deleted many folders.
-    const load = sql<{ kind: string; row: Row | string }>`
+    const load = sqlText`
       with touched as (select * from unnest(${pathRepos}::text[], ${pathNames}::text[]) as t(repo, path)),
            covering as (select * from unnest(${prefixRepos}::text[], ${prefixNames}::text[]) as t(repo, prefix))
       select 'a' as kind, to_jsonb(a) as row
@@ -553,27 +557,30 @@ function writeBack(batch: TreeBatch): TreeWriteBack {
  * changed (data-modifying CTEs of one statement), then per grown folder tombstone the
  * stamp-guarded UPDATE of rows not loaded.
  */
-function writeBackStatements({ fileRows, propertyRows, propertyDeletes, folderRows, grownFolders }: TreeWriteBack): RawBuilder<unknown>[] {
+function writeBackStatements({ fileRows, propertyRows, propertyDeletes, folderRows, grownFolders }: TreeWriteBack): ProjectionStatement[] {
   // One statement for every table that changed: data-modifying CTEs on distinct tables.
-  const parts = [];
-  if (fileRows.length > 0) {
-    parts.push(sql`w_artifacts as (insert into artifacts (${columnList(ARTIFACT_COLUMNS)}) ${unnestRows(ARTIFACT_COLUMNS, fileRows)}
-      on conflict (repo, path) do update set ${excludedAssignments(ARTIFACT_COLUMNS, ['repo', 'path'])} returning 1)`);
+  // Text without Kysely's nodes (sql-text.ts): this runs for every append batch.
+  const parts: SqlText[] = [];
+  if (fileRows.length > 0) parts.push(sqlText`w_artifacts as (insert into artifacts (${rawText(ARTIFACT_UPSERT.columns)}) ${unnestRowsText(ARTIFACT_COLUMNS, fileRows)}
+      on conflict (repo, path) do update set ${rawText(ARTIFACT_UPSERT.assignments)} returning 1)`);
+  if (propertyRows.length > 0) parts.push(sqlText`w_properties as (insert into artifact_properties (${rawText(PROPERTY_UPSERT.columns)}) ${unnestRowsText(PROPERTY_COLUMNS, propertyRows)}
+      on conflict (repo, path, key) do update set ${rawText(PROPERTY_UPSERT.assignments)} returning 1)`);
+  if (propertyDeletes.length > 0) {
+    parts.push(sqlText`d_properties as (delete from artifact_properties where (repo, path, key) in (
+      select * from unnest(${propertyDeletes.map((d) => d[0])}::text[], ${propertyDeletes.map((d) => d[1])}::text[], ${propertyDeletes.map((d) => d[2])}::text[])) returning 1)`);
   }
-  if (propertyRows.length > 0) {
-    parts.push(sql`w_properties as (insert into artifact_properties (${columnList(PROPERTY_COLUMNS)}) ${unnestRows(PROPERTY_COLUMNS, propertyRows)}
-      on conflict (repo, path, key) do update set ${excludedAssignments(PROPERTY_COLUMNS, ['repo', 'path', 'key'])} returning 1)`);
-  }
-  if (propertyDeletes.length > 0) parts.push(sql`d_properties as (${propertyDeleteStatement(propertyDeletes)} returning 1)`);
-  if (folderRows.length > 0) {
-    parts.push(sql`w_folders as (insert into folder_tombstones (${columnList(FOLDER_TOMBSTONE_COLUMNS)}) ${unnestRows(FOLDER_TOMBSTONE_COLUMNS, folderRows)}
-      on conflict (repo, prefix) do update set ${excludedAssignments(FOLDER_TOMBSTONE_COLUMNS, ['repo', 'prefix'])} returning 1)`);
-  }
+  if (folderRows.length > 0) parts.push(sqlText`w_folders as (insert into folder_tombstones (${rawText(FOLDER_UPSERT.columns)}) ${unnestRowsText(FOLDER_TOMBSTONE_COLUMNS, folderRows)}
+      on conflict (repo, prefix) do update set ${rawText(FOLDER_UPSERT.assignments)} returning 1)`);
   return [
-    ...(parts.length > 0 ? [sql`with ${sql.join(parts)} select 1`] : []),
+    ...(parts.length > 0 ? [sqlText`with ${joinText(parts)} select 1`] : []),
     ...grownFolders.map((folder) => folderTombstoneStatement(folder.repo, folder.prefix, folder.stamp)),
   ];
 }
+
+/** The column list and the `on conflict` assignments of each write-back upsert, as text. */
+const ARTIFACT_UPSERT = { columns: columnListText(ARTIFACT_COLUMNS), assignments: excludedAssignmentsText(ARTIFACT_COLUMNS, ['repo', 'path']) };
+const PROPERTY_UPSERT = { columns: columnListText(PROPERTY_COLUMNS), assignments: excludedAssignmentsText(PROPERTY_COLUMNS, ['repo', 'path', 'key']) };
+const FOLDER_UPSERT = { columns: columnListText(FOLDER_TOMBSTONE_COLUMNS), assignments: excludedAssignmentsText(FOLDER_TOMBSTONE_COLUMNS, ['repo', 'prefix']) };
 
 function propertyDeleteStatement(propertyDeletes: readonly [string, string, string][]): RawBuilder<unknown> {
   return sql`delete from artifact_properties where (repo, path, key) in (
@@ -590,7 +597,7 @@ const BULK_TABLES = { artifacts: 'strata_bulk_artifacts', artifact_properties: '
  */
 function writeBackBulk({ fileRows, propertyRows, propertyDeletes, folderRows, grownFolders }: TreeWriteBack): ProjectionBulkWrites {
   const copies: ProjectionCopy[] = [];
-  const statements: RawBuilder<unknown>[] = [];
+  const statements: ProjectionStatement[] = [];
   const merge = (like: keyof typeof BULK_TABLES, columns: readonly UnnestColumn[], key: readonly string[], rows: unknown[][]) => {
     if (rows.length === 0) return;
     const table = BULK_TABLES[like];
@@ -611,13 +618,13 @@ function writeBackBulk({ fileRows, propertyRows, propertyDeletes, folderRows, gr
  * derived columns recomputed exactly as `fileView` does, and drops the property registers
  * it now hides (normalised registers stamped at or before it).
  */
-function folderTombstoneStatement(repo: string, prefix: string, stamp: EventStamp): RawBuilder<unknown> {
-  const t = sql`(${stamp.hlc.wall}::int8, ${stamp.hlc.logical}::int4, ${stamp.origin}::text collate "C")`;
+function folderTombstoneStatement(repo: string, prefix: string, stamp: EventStamp): SqlText {
+  const t = sqlText`(${stamp.hlc.wall}::int8, ${stamp.hlc.logical}::int4, ${stamp.origin}::text collate "C")`;
   const under =
     prefix === ''
-      ? sql`true`
-      : sql`(path = ${prefix} or (path >= ${prefix + '/'} and path < ${prefix + '0'}))`;
-  return sql`
+      ? sqlText`true`
+      : sqlText`(path = ${prefix} or (path >= ${prefix + '/'} and path < ${prefix + '0'}))`;
+  return sqlText`
     with raised as (
       update artifacts set
         tombstone_wall = ${stamp.hlc.wall}, tombstone_logical = ${stamp.hlc.logical}, tombstone_origin = ${stamp.origin},

@@ -17,6 +17,7 @@ import {
   type StreamEvent,
 } from '@strata/core';
 import type { InlineProjectionPlan, SqlProjection } from '../projection.ts';
+import { executeStatement } from '../sql-text.ts';
 import type { StoreDatabase } from '../schema.ts';
 import type { ProjectionRebuild, RebuildableSqlProjection } from './rebuildable-projection.ts';
 import { ChunkWriter } from './artifact-tree-projection.ts';
@@ -124,7 +125,7 @@ export class RepositoryConfigProjection implements SqlProjection, RebuildableSql
     if (plan === undefined) return;
     if (plan.lockKeys.length > 0) await lockKeysStatement(plan.lockKeys).execute(db);
     const loaded = await plan.load.execute(db);
-    for (const statement of plan.apply(events, loaded.rows)) await statement.execute(db);
+    for (const statement of plan.apply(events, loaded.rows)) await executeStatement(statement, db);
   }
 
   planInline(events: readonly StreamEvent[]): InlineProjectionPlan | undefined {

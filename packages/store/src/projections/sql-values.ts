@@ -1,4 +1,5 @@
 import { sql, type RawBuilder } from 'kysely';
+import { Parameter, SqlText } from '../sql-text.ts';
 import { StrataError, type EventStamp, type EventVersion } from '@strata/core';
 
 /** int8 arrives as a string (pg), a number (PGlite) or a bigint: every wall fits a double. */
@@ -39,12 +40,42 @@ export function unnestRows(columns: readonly UnnestColumn[], rows: readonly (rea
   return sql`select ${selected} from unnest(${sql.join(args)}) as u(${aliases})`;
 }
 
+/**
+ * unnestRows as an SqlText (sql-text.ts: no Kysely nodes; the append's hot path), the same
+ * text: `select "u"."a", "u"."b"::jsonb from unnest($1::text[], $2::text[]) as u("a", "b")`.
+ */
+export function unnestRowsText(columns: readonly UnnestColumn[], rows: readonly (readonly unknown[])[]): SqlText {
+  const { texts } = columnFragments(columns);
+  const chunks: SqlText['chunks'][number][] = [`select ${texts.selected} from unnest(`];
+  const arrays = columns.map(() => [] as unknown[]);
+  for (const row of rows) for (let index = 0; index < columns.length; index++) arrays[index]!.push(row[index] ?? null);
+  for (let index = 0; index < columns.length; index++) {
+    chunks.push(new Parameter(arrays[index]), `${texts.casts[index]!}${index + 1 < columns.length ? ', ' : ''}`);
+  }
+  chunks.push(`) as u(${texts.aliases})`);
+  return new SqlText(chunks);
+}
+
+/** columnList as text. */
+export function columnListText(columns: readonly UnnestColumn[]): string {
+  return columnFragments(columns).texts.aliases;
+}
+
+/** excludedAssignments as text. */
+export function excludedAssignmentsText(columns: readonly UnnestColumn[], key: readonly string[]): string {
+  return excludedAssignmentsOf(columns, key).text;
+}
+
 export function columnList(columns: readonly UnnestColumn[]): RawBuilder<unknown> {
   return columnFragments(columns).aliases;
 }
 
 /** `name = excluded.name` for every column not in the conflict key. */
 export function excludedAssignments(columns: readonly UnnestColumn[], key: readonly string[]): RawBuilder<unknown> {
+  return excludedAssignmentsOf(columns, key).raw;
+}
+
+function excludedAssignmentsOf(columns: readonly UnnestColumn[], key: readonly string[]): { readonly text: string; readonly raw: RawBuilder<unknown> } {
   const fragments = columnFragments(columns);
   const joinedKey = key.join('\u0000');
   let assignments = fragments.excluded.get(joinedKey);
@@ -53,7 +84,7 @@ export function excludedAssignments(columns: readonly UnnestColumn[], key: reado
       .filter(([name]) => !key.includes(name))
       .map(([name]) => `${identifier(name)} = excluded.${identifier(name)}`)
       .join(', ');
-    assignments = sql.raw(text);
+    assignments = { text, raw: sql.raw(text) };
     fragments.excluded.set(joinedKey, assignments);
   }
   return assignments;
@@ -73,7 +104,9 @@ interface ColumnFragments {
   /** `::text[]` etc. per column (jsonb travels as text[]). */
   readonly casts: readonly RawBuilder<unknown>[];
   /** excludedAssignments per conflict key. */
-  readonly excluded: Map<string, RawBuilder<unknown>>;
+  readonly excluded: Map<string, { readonly text: string; readonly raw: RawBuilder<unknown> }>;
+  /** The same as text (unnestRowsText, columnListText). */
+  readonly texts: { readonly selected: string; readonly aliases: string; readonly casts: readonly string[] };
 }
 
 const columnFragmentsMade = new WeakMap<readonly UnnestColumn[], ColumnFragments>();
@@ -81,11 +114,17 @@ const columnFragmentsMade = new WeakMap<readonly UnnestColumn[], ColumnFragments
 function columnFragments(columns: readonly UnnestColumn[]): ColumnFragments {
   let fragments = columnFragmentsMade.get(columns);
   if (fragments === undefined) {
+    const texts = {
+      selected: columns.map(([name, type]) => `"u".${identifier(name)}${type === 'jsonb' ? '::jsonb' : ''}`).join(', '),
+      aliases: columns.map(([name]) => identifier(name)).join(', '),
+      casts: columns.map(([, type]) => (type === 'jsonb' ? '::text[]' : `::${type}[]`)),
+    };
     fragments = {
-      selected: sql.raw(columns.map(([name, type]) => `"u".${identifier(name)}${type === 'jsonb' ? '::jsonb' : ''}`).join(', ')),
-      aliases: sql.raw(columns.map(([name]) => identifier(name)).join(', ')),
-      casts: columns.map(([, type]) => sql.raw(type === 'jsonb' ? '::text[]' : `::${type}[]`)),
+      selected: sql.raw(texts.selected),
+      aliases: sql.raw(texts.aliases),
+      casts: texts.casts.map((cast) => sql.raw(cast)),
       excluded: new Map(),
+      texts,
     };
     columnFragmentsMade.set(columns, fragments);
   }

@@ -1,0 +1,136 @@
+/**
+ * Store-alone probe of the `append` benchmark's traffic (docs/benchmarks.md, A): 16 writers of
+ * single-event appends through the SQL event store with the artifact tree and the repository
+ * config inline, then the benchmark's reference (16 clients of one-row INSERT transactions
+ * into a table like events) on the same database, and prints for each: events/s, Node CPU
+ * and the PostgreSQL backends' CPU per event, and for the store the group-commit
+ * transactions (events per batch, round trips per batch). Not a target's benchmark: for
+ * before/after pairs (give another checkout's store entry point, run interleaved, under the
+ * bench lock).
+ *
+ *   DATABASE_URL=… node --import tsx bench/append-cpu-probe.ts [events=4000] [rounds=3] [store entry point]
+ *
+ * PROBE_DATABASE names the database it drops and creates (append_cpu_probe).
+ */
+import { readFileSync } from 'node:fs';
+import pg from 'pg';
+import { insertRound } from './append.bench.ts';
+import { artifactTraffic, repositoryCreations, type BenchEvent } from './support/events.ts';
+
+const base = process.env.DATABASE_URL ?? 'postgres://strata:strata@127.0.0.1:5432/strata_bench';
+const probeDatabase = process.env.PROBE_DATABASE ?? 'append_cpu_probe';
+const total = Number(process.argv[2] ?? 4000);
+const rounds = Number(process.argv[3] ?? 3);
+const storePath = process.argv[4] ?? '@strata/store';
+const writers = 16;
+const withReference = process.env.PROBE_SKIP_REFERENCE !== '1';
+
+/** CPU time (user + system) of a process, in ms (0 once it is gone). */
+const cpuOf = (pid: number): number => {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return 0;
+  }
+};
+const nodeCpu = () => {
+  const usage = process.cpuUsage();
+  return (usage.user + usage.system) / 1000;
+};
+
+const admin = new pg.Client({ connectionString: base });
+await admin.connect();
+await admin.query(`drop database if exists ${probeDatabase} with (force)`);
+await admin.query(`create database ${probeDatabase}`);
+await admin.end();
+const url = new URL(base);
+url.pathname = `/${probeDatabase}`;
+
+const module = (await import(storePath)) as typeof import('@strata/store');
+let commits = 0;
+let sends = 0;
+/** Per phase of the batches (ms summed): first round trip, build between, second, gap to the next batch. */
+const phases = { first: 0, build: 0, second: 0, gap: 0, batches: 0 };
+let lastEnd: number | undefined;
+let lastCommitted = true;
+const opened = await module.openEventStore({
+  databaseUrl: url.href,
+  projections: [new module.ArtifactTreeProjection(), new module.RepositoryConfigProjection()],
+  poolConnectionsMax: writers,
+  onAppendSend: (send) => {
+    sends++;
+    if (lastEnd !== undefined) phases[lastCommitted ? 'gap' : 'build'] += send.started - lastEnd;
+    phases[send.commit ? 'second' : 'first'] += send.ended - send.started;
+    if (send.commit) {
+      commits++;
+      phases.batches++;
+    }
+    lastEnd = send.ended;
+    lastCommitted = send.commit;
+  },
+});
+const store = opened.store;
+for (const { stream, event } of repositoryCreations()) await store.append(stream, [event]);
+const watcher = new pg.Client({ connectionString: url.href });
+await watcher.connect();
+await watcher.query('create table insert_reference (like events including all)');
+const backendPids = async () =>
+  (await watcher.query(`select pid from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()`, [probeDatabase])).rows.map((row) => row.pid as number);
+
+async function appendRound(traffic: readonly BenchEvent[]): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: writers }, async () => {
+      for (let entry = traffic[next++]; entry !== undefined; entry = traffic[next++]) await store.append(entry.stream, [entry.event]);
+    }),
+  );
+}
+
+const referencePool = new pg.Pool({ connectionString: url.href, max: writers });
+let referenceRevision = 0;
+/** The benchmark's own reference (append.bench.ts), into this database's insert_reference. */
+async function referenceRound(traffic: readonly BenchEvent[], tag: string): Promise<void> {
+  await insertRound(referencePool, traffic, writers, referenceRevision, tag);
+  referenceRevision += traffic.length;
+}
+
+async function measured(label: string, run: () => Promise<void>, extra: () => string): Promise<void> {
+  const pids = await backendPids();
+  const before = pids.map(cpuOf);
+  const nodeBefore = nodeCpu();
+  const started = performance.now();
+  await run();
+  const wall = performance.now() - started;
+  const node = nodeCpu() - nodeBefore;
+  const backends = pids.map(cpuOf).reduce((sum, cpu, index) => sum + cpu - before[index]!, 0);
+  const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+  console.log(
+    `${label}: ${Math.round((total * 1000) / wall)}/s, node ${((node * 1000) / total).toFixed(0)} µs/event, ` +
+      `postgres ${((backends * 1000) / total).toFixed(0)} µs/event (${pids.length} backends)${extra()}; load ${load}`,
+  );
+}
+
+await appendRound([...artifactTraffic(writers * 20, { idPrefix: 'warm-', seed: 7 })]);
+for (let round = 0; round < rounds; round++) {
+  const traffic = [...artifactTraffic(total, { idPrefix: `r${round}-`, seed: 100 + round })];
+  await appendRound([...artifactTraffic(writers * 10, { idPrefix: `w${round}-`, seed: 1000 + round })]);
+  const commitsBefore = commits;
+  Object.assign(phases, { first: 0, build: 0, second: 0, gap: 0, batches: 0 });
+  const sendsBefore = sends;
+  await measured(`round ${round + 1} store`, () => appendRound(traffic), () => {
+    const batches = commits - commitsBefore;
+    const per = (ms: number) => (ms / phases.batches).toFixed(2);
+    return (
+      `, ${batches} batches (${(total / batches).toFixed(1)} events, ${((sends - sendsBefore) / batches).toFixed(2)} round trips each; ` +
+      `ms per batch: first ${per(phases.first)}, build ${per(phases.build)}, second ${per(phases.second)}, gap ${per(phases.gap)})`
+    );
+  });
+  if (withReference) {
+    await referenceRound(traffic.slice(0, writers * 10), `w${round}`);
+    await measured(`round ${round + 1} reference`, () => referenceRound(traffic, `r${round}`), () => '');
+  }
+}
+await referencePool.end();
+await watcher.end();
+await opened.close();

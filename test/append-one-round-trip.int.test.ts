@@ -56,6 +56,17 @@ async function open(schema: string): Promise<{ opened: OpenedEventStore; sends: 
   return { opened, sends };
 }
 
+/**
+ * Waits (bounded: 10 s) until `done()` holds: a round trip is sent when the event loop gets to
+ * it, later than any fixed sleep on a busy machine.
+ */
+async function until(done: () => boolean, what: string): Promise<void> {
+  for (let waited = 0; !done(); waited += 5) {
+    if (waited >= 10_000) throw new Error(`not within 10 s: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
 /** A promise settled from outside, as a caller's still-running check is. */
 function deferred(): { promise: Promise<void>; resolve: () => void; reject: (error: unknown) => void } {
   let resolve!: () => void;
@@ -72,13 +83,16 @@ describe.skipIf(databaseUrl === undefined)('one-round-trip appends (PostgreSQL)'
     const schema = `one_rt_${process.pid}_${Date.now().toString(36)}_c`;
     schemas.push(schema);
     const a = await open(schema);
+    // Checks left pending by a failed expectation are settled before close(), which waits for them.
+    const unsettled: (() => void)[] = [];
     try {
       await a.opened.store.append('repo-z', [deployed('r/1', 1)]);
       // A check answered late: the writes are sent, the commit waits for it.
       a.sends.length = 0;
       const late = deferred();
+      unsettled.push(late.resolve);
       const appended = a.opened.store.append('repo-z', [deployed('r/2', 2)], { precondition: late.promise });
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await until(() => a.sends.length > 0, 'the batch sent before its check answered');
       expect(a.sends).toEqual(['open']);
       late.resolve();
       expect((await appended).nextRevision).toBe(1);
@@ -87,12 +101,13 @@ describe.skipIf(databaseUrl === undefined)('one-round-trip appends (PostgreSQL)'
       a.sends.length = 0;
       const refusal = new StrataError('STRATA_ERR_HTTP_CONFLICT', "'r/3' is a folder");
       const refusing = deferred();
+      unsettled.push(() => refusing.reject(refusal));
       const results = Promise.allSettled([
         // (Another origin's event: its refusal leaves no gap in site-a's originSeqs.)
         a.opened.store.append('repo-z', [{ ...deployed('r/3', 1), origin: 'site-b' }], { precondition: refusing.promise }),
         a.opened.store.append('repo-z', [deployed('r/4', 3)]),
       ]);
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await until(() => a.sends.length > 0, 'the batch sent before its check answered');
       expect(a.sends).toEqual(['open']);
       refusing.reject(refusal);
       const [refused, kept] = await results;
@@ -109,6 +124,7 @@ describe.skipIf(databaseUrl === undefined)('one-round-trip appends (PostgreSQL)'
       const files = await a.opened.db.selectFrom('artifacts').select('path').where('repo', '=', 'z').orderBy('path').execute();
       expect(files.map((row) => row.path)).toEqual(['r/1', 'r/2', 'r/4']);
     } finally {
+      for (const settle of unsettled) settle();
       await a.opened.close();
     }
   });

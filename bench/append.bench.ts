@@ -5,6 +5,9 @@
  * like events (same columns, constraints and indexes). Each measured run of a store follows
  * a warm-up of it and a reference run of its own (see `measure`).
  *
+ * The reference writes every column the store's insert writes (see `referenceColumns`;
+ * STRATA_BENCH_APPEND_REFERENCE=envelope: the ten envelope columns only, as before 2026-12-07).
+ *
  * A baseline to compare in the same run (before/after a change): another checkout's
  * @strata/store entry point, e.g. STRATA_BENCH_BASELINE_STORE=/tmp/main/packages/store/src/index.ts;
  * it appends the same traffic into a schema of its own, in every round, its place in the
@@ -13,7 +16,7 @@
 import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
-import { encodeEventData, encodeMeta } from '@strata/core';
+import { CHAIN_GENESIS, encodeEventData, encodeMeta, eventDigest, eventTargetPath, siteChainLink } from '@strata/core';
 import { ArtifactTreeProjection, RepositoryConfigProjection } from '@strata/store';
 import { artifactTraffic, repositoryCreations, type BenchEvent } from './support/events.ts';
 import { databaseUrl, dropSchema, openPostgres } from './support/databases.ts';
@@ -43,6 +46,7 @@ export async function appendBenchmark(writers: number, eventsPerRound: number, r
       baseline = { store: opened.store, close: () => opened.close() };
       log(`append: baseline ${baselinePath}`);
     }
+    log(`append: the reference writes ${referenceColumns === 'all' ? 'every column the store writes' : 'the ten envelope columns (STRATA_BENCH_APPEND_REFERENCE=envelope)'}`);
     for (const { stream, event } of repositoryCreations()) await database.store.append(stream, [event]);
     if (baseline !== undefined) for (const { stream, event } of repositoryCreations()) await baseline.store.append(stream, [event]);
     await database.raw('create table insert_reference (like events including all)');
@@ -107,7 +111,7 @@ export async function appendBenchmark(writers: number, eventsPerRound: number, r
       measured: { label: 'appends with projections', perSecond: median(rates) },
       reference: { label: 'single-row INSERT transactions', perSecond: median(references) },
       target: { ratio: 0.5 },
-      notes: `${eventsPerRound} events per round, median of ${rounds} rounds, each against the reference run right before it`,
+      notes: `${eventsPerRound} events per round, median of ${rounds} rounds, each against the reference run right before it (reference columns: ${referenceColumns})`,
       roundRatios: rates.map((rate, round) => rate / references[round]!),
     });
     return [result('append', measured, reference), ...(baseline === undefined ? [] : [result('baseline append', baselineRates, baselineReference)])];
@@ -131,32 +135,42 @@ async function appendRound(store: Appender, traffic: readonly BenchEvent[], writ
   return (traffic.length * 1000) / (performance.now() - started);
 }
 
+/**
+ * Which columns the reference writes. `all` (default since 2026-12-07, append8): every column
+ * the store's insert writes — the ten of the envelope plus the history target, the site chain's
+ * link and the digest (computed beforehand, like the encoding), so the reference writes the same
+ * rows and bytes (and the same entries of the partial index on target). `envelope`
+ * (STRATA_BENCH_APPEND_REFERENCE=envelope): the ten envelope columns only, as the reference was
+ * until then (~100 bytes a row and one index entry fewer than the store writes).
+ */
+const referenceColumns = process.env.STRATA_BENCH_APPEND_REFERENCE === 'envelope' ? 'envelope' : 'all';
+
 /** `tag` keeps ids unique when the same traffic is inserted again (a reference per slot). */
 export async function insertRound(pool: pg.Pool, traffic: readonly BenchEvent[], writers: number, firstRevision: number, tag: string): Promise<number> {
-  // Encoded beforehand: the reference pays for the database only.
-  const rows = traffic.map(({ stream, event }, index) => [
-    `${event.id}~${tag}`,
-    stream,
-    firstRevision + index,
-    event.origin,
-    event.originSeq,
-    event.hlc.wall,
-    event.hlc.logical,
-    event.type,
-    Buffer.from(encodeEventData(event.type, event.data)),
-    Buffer.from(encodeMeta(event.meta)),
-  ]);
+  // Encoded (and chained) beforehand: the reference pays for the database only.
+  const heads = new Map<string, Uint8Array>();
+  const rows = traffic.map(({ stream, event }, index) => {
+    const id = `${event.id}~${tag}`;
+    const revision = firstRevision + index;
+    const data = Buffer.from(encodeEventData(event.type, event.data));
+    const meta = Buffer.from(encodeMeta(event.meta));
+    const envelope = [id, stream, revision, event.origin, event.originSeq, event.hlc.wall, event.hlc.logical, event.type, data, meta];
+    if (referenceColumns === 'envelope') return envelope;
+    const digest = eventDigest({ stream, id, origin: event.origin, originSeq: event.originSeq, hlc: event.hlc, type: event.type }, data, meta);
+    const prev = heads.get(stream) ?? CHAIN_GENESIS;
+    heads.set(stream, siteChainLink(prev, stream, revision, digest));
+    return [...envelope, eventTargetPath(event) ?? null, Buffer.from(prev), digest];
+  });
+  const statement =
+    referenceColumns === 'envelope'
+      ? 'insert into insert_reference (id, stream, revision, origin, origin_seq, hlc_wall, hlc_logical, type, data, meta) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)'
+      : 'insert into insert_reference (id, stream, revision, origin, origin_seq, hlc_wall, hlc_logical, type, data, meta, target, prev_hash, digest) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)';
   const clients = await Promise.all(Array.from({ length: writers }, () => pool.connect()));
   let next = 0;
   const started = performance.now();
   await Promise.all(
     clients.map(async (client) => {
-      for (let row = rows[next++]; row !== undefined; row = rows[next++]) {
-        await client.query(
-          'insert into insert_reference (id, stream, revision, origin, origin_seq, hlc_wall, hlc_logical, type, data, meta) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)',
-          row,
-        );
-      }
+      for (let row = rows[next++]; row !== undefined; row = rows[next++]) await client.query(statement, row);
     }),
   );
   const rate = (rows.length * 1000) / (performance.now() - started);

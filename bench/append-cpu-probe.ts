@@ -15,6 +15,7 @@
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { insertRound } from './append.bench.ts';
+import { processCpuMs, recreateDatabase } from './support/databases.ts';
 import { artifactTraffic, repositoryCreations, type BenchEvent } from './support/events.ts';
 
 const base = process.env.DATABASE_URL ?? 'postgres://strata:strata@127.0.0.1:5432/strata_bench';
@@ -25,27 +26,13 @@ const storePath = process.argv[4] ?? '@strata/store';
 const writers = 16;
 const withReference = process.env.PROBE_SKIP_REFERENCE !== '1';
 
-/** CPU time (user + system) of a process, in ms (0 once it is gone). */
-const cpuOf = (pid: number): number => {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(fields[11]) + Number(fields[12])) * 10;
-  } catch {
-    return 0;
-  }
-};
+const cpuOf = processCpuMs;
 const nodeCpu = () => {
   const usage = process.cpuUsage();
   return (usage.user + usage.system) / 1000;
 };
 
-const admin = new pg.Client({ connectionString: base });
-await admin.connect();
-await admin.query(`drop database if exists ${probeDatabase} with (force)`);
-await admin.query(`create database ${probeDatabase}`);
-await admin.end();
-const url = new URL(base);
-url.pathname = `/${probeDatabase}`;
+const url = new URL(await recreateDatabase(probeDatabase, base));
 
 const module = (await import(storePath)) as typeof import('@strata/store');
 let commits = 0;

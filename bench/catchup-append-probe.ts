@@ -14,6 +14,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import type { NewEvent } from '@strata/core';
+import { processCpuMs, recreateDatabase } from './support/databases.ts';
 import { PendingBinariesProjection } from '@strata/federation';
 import { ArtifactTreeProjection, RepositoryConfigProjection, VirtualResolutionProjection, openEventStore, type SqlProjection } from '@strata/store';
 
@@ -25,20 +26,11 @@ const names = (process.env.PROJ ?? 'tree,config,virtual,pending').split(',').fil
 const projection = (name: string): SqlProjection =>
   name === 'tree' ? new ArtifactTreeProjection() : name === 'config' ? new RepositoryConfigProjection() : name === 'virtual' ? new VirtualResolutionProjection() : new PendingBinariesProjection('site-c');
 /** CPU time (user + system) of a process, in ms. */
-const cpuOf = (pid: number) => {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-};
+const cpuOf = processCpuMs;
 const digest = (algorithm: string) => createHash(algorithm).update('x').digest('hex');
 
 for (const batch of sizes) {
-  const admin = new pg.Client({ connectionString: base });
-  await admin.connect();
-  await admin.query(`drop database if exists ${probeDatabase} with (force)`);
-  await admin.query(`create database ${probeDatabase}`);
-  await admin.end();
-  const url = new URL(base);
-  url.pathname = `/${probeDatabase}`;
+  const url = new URL(await recreateDatabase(probeDatabase, base));
   const opened = await openEventStore({ databaseUrl: url.href, projections: names.map(projection), store: { siteId: 'site-c' } });
   const stream = 'repo-fed-bench';
   const wall = Date.now();

@@ -26,7 +26,7 @@ import type { NewEvent } from '@strata/core';
 import { PendingBinariesProjection } from '@strata/federation';
 import { ArtifactTreeProjection, FsBlobStore, RepositoryConfigProjection, VirtualResolutionProjection, openEventStore } from '@strata/store';
 import { ADMIN_AUTH, adminFetch, freePort, spawnServer, type SpawnedServer } from '../test/support/spawned-server.ts';
-import { databaseUrl } from './support/databases.ts';
+import { databaseUrl, recreateDatabase } from './support/databases.ts';
 import { log } from './support/report.ts';
 
 const KEY = 'fed-bench';
@@ -93,18 +93,7 @@ export interface FederationBenchResult {
 }
 
 async function databaseFor(name: string): Promise<string> {
-  const url = new URL(databaseUrl);
-  const database = `strata_bench_fed_${name}`;
-  const admin = new pg.Client({ connectionString: databaseUrl });
-  await admin.connect();
-  try {
-    await admin.query(`drop database if exists ${database} with (force)`);
-    await admin.query(`create database ${database}`);
-  } finally {
-    await admin.end();
-  }
-  url.pathname = `/${database}`;
-  return url.href;
+  return recreateDatabase(`strata_bench_fed_${name}`);
 }
 
 async function prepare(backend: 'postgres' | 'pglite'): Promise<BenchSite[]> {

@@ -11,6 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { StrataError, type NewEvent } from '@strata/core';
 import { ArtifactTreeProjection, openEventStore, SqlEventAudit, type OpenedEventStore } from '@strata/store';
+import { deferred } from './event-store.backends.ts';
 
 const databaseUrl = process.env['DATABASE_URL'];
 const schemas: string[] = [];
@@ -65,17 +66,6 @@ async function until(done: () => boolean, what: string): Promise<void> {
     if (waited >= 10_000) throw new Error(`not within 10 s: ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
-}
-
-/** A promise settled from outside, as a caller's still-running check is. */
-function deferred(): { promise: Promise<void>; resolve: () => void; reject: (error: unknown) => void } {
-  let resolve!: () => void;
-  let reject!: (error: unknown) => void;
-  const promise = new Promise<void>((ok, fail) => {
-    resolve = ok;
-    reject = fail;
-  });
-  return { promise, resolve, reject };
 }
 
 describe.skipIf(databaseUrl === undefined)('one-round-trip appends (PostgreSQL)', () => {

@@ -1,19 +1,8 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { isStrataError, StrataError } from '@strata/core';
-import { artifactDeleted, dropTestSchemas, eventStoreBackends } from './event-store.backends.ts';
+import { artifactDeleted, deferred, dropTestSchemas, eventStoreBackends } from './event-store.backends.ts';
 
 afterAll(dropTestSchemas);
-
-/** A promise settled from outside, as a caller's still-running check is. */
-function deferred(): { promise: Promise<void>; resolve: () => void; reject: (error: unknown) => void } {
-  let resolve!: () => void;
-  let reject!: (error: unknown) => void;
-  const promise = new Promise<void>((ok, fail) => {
-    resolve = ok;
-    reject = fail;
-  });
-  return { promise, resolve, reject };
-}
 
 describe.each(eventStoreBackends())('append precondition ($name)', (backend) => {
   it('given a precondition still pending when the append starts, when it resolves, then the append is written', async () => {

@@ -152,6 +152,17 @@ function postgres(databaseUrl: string): Backend {
   };
 }
 
+/** A promise settled from outside, as a caller's still-running check is. */
+export function deferred(): { promise: Promise<void>; resolve: () => void; reject: (error: unknown) => void } {
+  let resolve!: () => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<void>((ok, fail) => {
+    resolve = ok;
+    reject = fail;
+  });
+  return { promise, resolve, reject };
+}
+
 /** Drops the schemas this run created. */
 export async function dropTestSchemas(): Promise<void> {
   const databaseUrl = process.env['DATABASE_URL'];

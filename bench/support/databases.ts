@@ -4,6 +4,7 @@
  * directory under BENCH_DATA_DIR (default <tmpdir>/strata-benchmarks). Loaded data sets are kept
  * and reused by later runs (loading a million events takes longer than reading them).
  */
+import { readFileSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -45,6 +46,34 @@ export interface BenchDatabase {
   /** A plain query on the same database, outside Kysely and the store (the references). */
   raw(text: string, params?: unknown[]): Promise<{ rows: Record<string, unknown>[] }>;
   close(): Promise<void>;
+}
+
+/**
+ * Drops (forcing its connections off) and creates the database `name` on the server of `base`;
+ * returns `base` pointing at it. For benches and probes that start from an empty database.
+ */
+export async function recreateDatabase(name: string, base = databaseUrl): Promise<string> {
+  const admin = new pg.Client({ connectionString: base });
+  await admin.connect();
+  try {
+    await admin.query(`drop database if exists ${name} with (force)`);
+    await admin.query(`create database ${name}`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(base);
+  url.pathname = `/${name}`;
+  return url.href;
+}
+
+/** CPU time (user + system) of a process, in ms, from /proc (0 once it is gone). */
+export function processCpuMs(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return 0;
+  }
 }
 
 export async function dropSchema(schema: string): Promise<void> {

@@ -10,7 +10,9 @@
  *
  *   DATABASE_URL=… node --import tsx bench/append-cpu-probe.ts [events=4000] [rounds=3] [store entry point]
  *
- * PROBE_DATABASE names the database it drops and creates (append_cpu_probe).
+ * PROBE_DATABASE names the database it drops and creates (append_cpu_probe); PROBE_ONE_ROUND_TRIP=0
+ * turns the store's appendOneRoundTrip off; PROBE_SKIP_REFERENCE=1 skips the reference. Each line
+ * also gives the WAL the server wrote per event (server-wide: other databases' writes count too).
  */
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
@@ -37,6 +39,8 @@ const url = new URL(await recreateDatabase(probeDatabase, base));
 const module = (await import(storePath)) as typeof import('@strata/store');
 let commits = 0;
 let sends = 0;
+/** Round trips that failed (a guess that did not hold, appendOneRoundTrip). */
+let failedSends = 0;
 /** Per phase of the batches (ms summed): first round trip, build between, second, gap to the next batch. */
 const phases = { first: 0, build: 0, second: 0, gap: 0, batches: 0 };
 let lastEnd: number | undefined;
@@ -45,8 +49,11 @@ const opened = await module.openEventStore({
   databaseUrl: url.href,
   projections: [new module.ArtifactTreeProjection(), new module.RepositoryConfigProjection()],
   poolConnectionsMax: writers,
+  // PROBE_ONE_ROUND_TRIP=0: the store's appendOneRoundTrip off (on by default on PostgreSQL).
+  ...(process.env.PROBE_ONE_ROUND_TRIP === '0' ? { store: { appendOneRoundTrip: false } } : {}),
   onAppendSend: (send) => {
     sends++;
+    if (send.failed === true) failedSends++;
     if (lastEnd !== undefined) phases[lastCommitted ? 'gap' : 'build'] += send.started - lastEnd;
     phases[send.commit ? 'second' : 'first'] += send.ended - send.started;
     if (send.commit) {
@@ -64,6 +71,11 @@ await watcher.connect();
 await watcher.query('create table insert_reference (like events including all)');
 const backendPids = async () =>
   (await watcher.query(`select pid from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()`, [probeDatabase])).rows.map((row) => row.pid as number);
+
+/** The server's WAL position now (the WAL written per event: the commit's flush grows with it). */
+async function walLsn(): Promise<string> {
+  return (await watcher.query(`select pg_current_wal_lsn()::text as lsn`)).rows[0].lsn as string;
+}
 
 async function appendRound(traffic: readonly BenchEvent[]): Promise<void> {
   let next = 0;
@@ -84,6 +96,7 @@ async function referenceRound(traffic: readonly BenchEvent[], tag: string): Prom
 
 async function measured(label: string, run: () => Promise<void>, extra: () => string): Promise<void> {
   const pids = await backendPids();
+  const walBefore = await walLsn();
   const before = pids.map(cpuOf);
   const nodeBefore = nodeCpu();
   const started = performance.now();
@@ -91,10 +104,11 @@ async function measured(label: string, run: () => Promise<void>, extra: () => st
   const wall = performance.now() - started;
   const node = nodeCpu() - nodeBefore;
   const backends = pids.map(cpuOf).reduce((sum, cpu, index) => sum + cpu - before[index]!, 0);
+  const walBytes = Number((await watcher.query(`select pg_wal_lsn_diff(pg_current_wal_lsn(), $1)::int8 as bytes`, [walBefore])).rows[0].bytes);
   const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
   console.log(
     `${label}: ${Math.round((total * 1000) / wall)}/s, node ${((node * 1000) / total).toFixed(0)} µs/event, ` +
-      `postgres ${((backends * 1000) / total).toFixed(0)} µs/event (${pids.length} backends)${extra()}; load ${load}`,
+      `postgres ${((backends * 1000) / total).toFixed(0)} µs/event (${pids.length} backends), WAL ${Math.round(walBytes / total)} bytes/event${extra()}; load ${load}`,
   );
 }
 
@@ -105,11 +119,12 @@ for (let round = 0; round < rounds; round++) {
   const commitsBefore = commits;
   Object.assign(phases, { first: 0, build: 0, second: 0, gap: 0, batches: 0 });
   const sendsBefore = sends;
+  const failedBefore = failedSends;
   await measured(`round ${round + 1} store`, () => appendRound(traffic), () => {
     const batches = commits - commitsBefore;
     const per = (ms: number) => (ms / phases.batches).toFixed(2);
     return (
-      `, ${batches} batches (${(total / batches).toFixed(1)} events, ${((sends - sendsBefore) / batches).toFixed(2)} round trips each; ` +
+      `, ${batches} batches (${(total / batches).toFixed(1)} events, ${((sends - sendsBefore) / batches).toFixed(2)} round trips each, ${failedSends - failedBefore} failed; ` +
       `ms per batch: first ${per(phases.first)}, build ${per(phases.build)}, second ${per(phases.second)}, gap ${per(phases.gap)})`
     );
   });

@@ -741,6 +741,15 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
         on conflict (stream) do update set revision = streams.revision
         returning stream, revision, chain, origin_chain, origin_chain_origin)${advisory}
       select stream, revision, chain, origin_chain, origin_chain_origin, (select n from advisory) as advisory_locks from locked`;
+    // A one-round-trip batch's streams have rows (its guess comes from this store's commits to
+    // them): they are locked in the same order without the upsert, which wrote a new version of
+    // every row only to lock it (the insert's update then wrote another). A row gone missing
+    // fails the guess's check, and the batch goes again with the upsert.
+    const lockExistingStatement = sqlText`
+      with locked as (
+        select stream, revision, chain, origin_chain, origin_chain_origin from streams
+        where stream = any(${streams}::text[]) order by stream for update)${advisory}
+      select stream, revision, chain, origin_chain, origin_chain_origin, (select n from advisory) as advisory_locks from locked`;
     // The events already stored under the batch's ids, as of after the locks: an event a
     // concurrent batch of another stream commits later is missed here, its insert then breaks
     // the unique id and the batch is retried one append at a time, which sees it.
@@ -769,7 +778,7 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
         { lockedRows: guessedRows as unknown as StatementRows, storedRows: [], loadRows: loads.length === 0 ? undefined : [] },
         undefined,
         true,
-        [lockStatement.compile(), guessCheck.compile()],
+        [lockExistingStatement.compile(), guessCheck.compile()],
       ).catch(() => undefined);
       const passed = async () => (preconditions === undefined ? true : (await preconditions).every((reason) => reason === undefined));
       if (built !== undefined && (!checksSettled || (await passed()))) {

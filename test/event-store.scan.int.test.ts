@@ -7,8 +7,8 @@ import { performance } from 'node:perf_hooks';
 import { afterAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
 import pg from 'pg';
-import type { NewEvent, RecordedEvent } from '@strata/core';
-import { START_CHECKPOINT, openEventStore, type Checkpoint, type OpenedEventStore } from '@strata/store';
+import { ArtifactDeployedDataReader, type NewEvent, type RecordedEvent } from '@strata/core';
+import { START_CHECKPOINT, openEventStore, type Checkpoint, type EventCopyRowSink, type OpenedEventStore } from '@strata/store';
 import { artifactDeleted } from './event-store.backends.ts';
 
 const databaseUrl = process.env['DATABASE_URL'];
@@ -107,6 +107,40 @@ for (const backend of BACKENDS) {
         await opened.close();
       }
     });
+
+    for (const copyStatementRowsMax of [undefined, 4]) {
+      it(`leaves the rows a sink takes out of its pages, with readAll's checkpoints${copyStatementRowsMax === undefined ? '' : ', across COPY statements'}`, async () => {
+        const opened = await backend.open(copyStatementRowsMax);
+        try {
+          // Deploys taken, other rows decoded; the scan ends with a run of taken rows only.
+          for (let round = 0; round < 3; round++) {
+            await opened.store.append('repo-libs', [deployed(`org/${round}/a.jar`), artifactDeleted({ path: `org/a/${round}.jar` }), deployed(`org/${round}/b.jar`)]);
+          }
+          await opened.store.append('repo-other', [deployed('x/1.jar'), deployed('x/2.jar'), deployed('x/3.jar'), deployed('x/4.jar'), deployed('x/5.jar')]);
+          await settle(opened);
+          const expected = await readAllEvents(opened);
+          const reader = new ArtifactDeployedDataReader();
+          const taken: string[] = [];
+          const sink: EventCopyRowSink = {
+            readData: (type, bytes, start, end) => type === 'ArtifactDeployed' && reader.read(bytes, start, end),
+            take: (stream, id, origin, wall, logical, meta) => {
+              const event = expected.events.find((candidate) => candidate.id === id)!;
+              expect([stream, origin, wall, logical, meta]).toEqual([event.stream, event.origin, event.hlc.wall, event.hlc.logical, event.meta]);
+              expect(reader.bytes.toString('latin1', reader.pathStart, reader.pathStart + reader.pathLength)).toBe((event.data as { path: string }).path);
+              taken.push(id);
+            },
+          };
+          const pages: { events: readonly RecordedEvent[]; checkpoint: Checkpoint }[] = [];
+          for await (const page of opened.store.scanAllInto(sink, { pageEventsMax: 3 })) pages.push(page);
+          expect(taken).toEqual(expected.events.filter((event) => event.type === 'ArtifactDeployed').map((event) => event.id));
+          expect(pages.flatMap((page) => page.events)).toEqual(expected.events.filter((event) => event.type !== 'ArtifactDeployed'));
+          expect(pages.at(-1)!.checkpoint).toEqual(expected.checkpoint);
+          expect(pages.at(-1)!.events).toEqual([]);
+        } finally {
+          await opened.close();
+        }
+      });
+    }
 
     it('refuses a stored payload that does not unpack to a map, as readAll does', async () => {
       const opened = await backend.open();

@@ -41,6 +41,7 @@ import {
   type PropertySnapshot,
   type StreamEvent,
 } from './artifact-tree-model.ts';
+import { DEPLOYED_MD5_AT, DEPLOYED_SHA1_AT, DEPLOYED_SHA256_AT, type ArtifactDeployedDataReader } from './deployed-data-reader.ts';
 
 const NONE = -1;
 /** An id length in the fold's columns: no id (a removal's register). */
@@ -85,6 +86,11 @@ function compareParts(
  */
 function ownString(value: string): string {
   return value.length < 13 ? value : (' ' + value).slice(1);
+}
+
+/** A few bytes copied by hand (Buffer#copy's call costs more than the copy). */
+function copyBytes(from: Uint8Array, fromAt: number, to: Uint8Array, toAt: number, length: number): void {
+  for (let index = 0; index < length; index++) to[toAt + index] = from[fromAt + index]!;
 }
 
 function grown<T extends Float64Array | Int32Array | Uint8Array>(array: T, size: number): T {
@@ -275,6 +281,8 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
   // Interned strings: origins, actors, mime types, property keys.
   readonly #names: string[] = [];
   readonly #nameIds = new Map<string, number>();
+  /** Name ids by a hash of their ASCII bytes (#nameOfBytes; on a collision, the first name keeps the entry). */
+  readonly #nameIdsByBytes = new Map<number, number>();
 
   readonly #repos = new Map<string, RepositoryPaths>();
   /** stream → repository ('' for streams the tree ignores). */
@@ -473,13 +481,36 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
       if (code >= 0x80) ascii = false;
       bytes[free + index] = code;
     }
+    return this.#pathAtFree(repo, hash, length, ascii ? undefined : name);
+  }
+
+  /** #path of an ASCII path given as `length` bytes of `source` from `start`. */
+  #pathOfBytes(repo: RepositoryPaths, source: Buffer, start: number, length: number): number {
+    if (this.#pathBytesUsed + length > this.#pathBytes.length) this.#pathBytes = grownBuffer(this.#pathBytes, this.#pathBytesUsed + length);
+    const bytes = this.#pathBytes;
+    const free = this.#pathBytesUsed;
+    let hash = repo.hashSeed;
+    for (let index = 0; index < length; index++) {
+      const code = source[start + index]!;
+      hash = hashStep(hash, code);
+      bytes[free + index] = code;
+    }
+    return this.#pathAtFree(repo, hash, length, undefined);
+  }
+
+  /**
+   * The number of the path of `length` code units hashed to `hash`, numbered now if new: an
+   * ASCII path's bytes are at the free end of #pathBytes (`odd` undefined), any other is `odd`.
+   */
+  #pathAtFree(repo: RepositoryPaths, hash: number, length: number, odd: string | undefined): number {
+    const free = this.#pathBytesUsed;
     let slots = this.#pathSlots;
     let mask = slots.length - 1;
     let slot = hash & mask;
     for (;;) {
       const known = slots[slot]!;
       if (known === NONE) break;
-      if (this.#pathHashes[known] === hash && this.#pathRepos[known] === repo && this.#isPath(known, name, ascii, free)) return known;
+      if (this.#pathHashes[known] === hash && this.#pathRepos[known] === repo && this.#isPath(known, length, odd, free)) return known;
       slot = (slot + 1) & mask;
     }
     const path = this.#pathCount++;
@@ -498,25 +529,25 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
       while (slots[slot] !== NONE) slot = (slot + 1) & mask;
     }
     slots[slot] = path;
-    if (ascii) {
+    if (odd === undefined) {
       this.#pathStart[path] = free;
       this.#pathLength[path] = length;
       this.#pathBytesUsed = free + length;
     } else {
       this.#pathStart[path] = this.#oddPaths.length;
       this.#pathLength[path] = ODD_PATH;
-      this.#oddPaths.push(ownString(name));
+      this.#oddPaths.push(ownString(odd));
     }
     this.#pathRepos.push(repo);
     this.#remoteUrl.push(null);
     return path;
   }
 
-  /** Whether path number `known` is `name` (`ascii`: its code units, all ASCII, are at #pathBytes[free…]). */
-  #isPath(known: number, name: string, ascii: boolean, free: number): boolean {
-    const length = this.#pathLength[known]!;
-    if (length === ODD_PATH) return !ascii && this.#oddPaths[this.#pathStart[known]!] === name;
-    if (!ascii || length !== name.length) return false;
+  /** Whether path number `known` is the path of `length` code units at #pathBytes[free…] (ASCII), or `odd`. */
+  #isPath(known: number, length: number, odd: string | undefined, free: number): boolean {
+    const knownLength = this.#pathLength[known]!;
+    if (knownLength === ODD_PATH) return odd !== undefined && this.#oddPaths[this.#pathStart[known]!] === odd;
+    if (odd !== undefined || knownLength !== length) return false;
     const bytes = this.#pathBytes;
     const start = this.#pathStart[known]!;
     for (let index = 0; index < length; index++) if (bytes[start + index] !== bytes[free + index]) return false;
@@ -561,35 +592,41 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
   }
 
   #deploy(path: number, event: StreamEvent & { readonly type: 'ArtifactDeployed' | 'RemoteArtifactCached' }, remoteUrl: string | null): void {
-    const wall = event.hlc.wall;
-    const logical = event.hlc.logical;
-    const origin = event.origin;
-    const id = event.id;
     const actorName = event.meta.actor;
     const actor = actorName === undefined || actorName === null ? NONE : this.#name(actorName);
+    if (!this.#mergeDeploy(path, event.hlc.wall, event.hlc.logical, event.origin, event.id, actor)) return;
+    const data = event.data;
+    const state = this.#fileState[path]!;
+    if (this.#writeChecksum(this.#sha256, path, data.sha256, 32) && this.#writeChecksum(this.#sha1, path, data.sha1, 20) && this.#writeChecksum(this.#md5, path, data.md5, 16)) {
+      if ((state & ODD_CHECKSUMS) !== 0) this.#oddChecksums.delete(path);
+      this.#fileState[path] = state & ~ODD_CHECKSUMS;
+    } else {
+      this.#oddChecksums.set(path, { sha256: data.sha256, sha1: data.sha1, md5: data.md5 });
+      this.#fileState[path] = state | ODD_CHECKSUMS;
+    }
+    this.#size[path] = data.size;
+    this.#mimeType[path] = this.#name(data.mimeType);
+    this.#remoteUrl[path] = remoteUrl;
+  }
+
+  /**
+   * Merges a deploy's stamps (content and first) into path number `path`'s register; true
+   * when it is the newest content, whose fields (checksums, size, mime type, remote URL) the
+   * caller then writes.
+   */
+  #mergeDeploy(path: number, wall: number, logical: number, origin: string, id: string, actor: number): boolean {
     const state = this.#fileState[path]!;
     const names = this.#names;
-    if (
+    const newest =
       (state & HAS_CONTENT) === 0 ||
-      this.#compareStored(wall, logical, origin, id, this.#contentWall[path]!, this.#contentLogical[path]!, names[this.#contentOrigin[path]!]!, this.#contentIdStart[path]!, this.#contentIdLength[path]!) > 0
-    ) {
-      const data = event.data;
+      this.#compareStored(wall, logical, origin, id, this.#contentWall[path]!, this.#contentLogical[path]!, names[this.#contentOrigin[path]!]!, this.#contentIdStart[path]!, this.#contentIdLength[path]!) > 0;
+    if (newest) {
       this.#contentWall[path] = wall;
       this.#contentLogical[path] = logical;
       this.#contentOrigin[path] = this.#name(origin);
       this.#storeId(id);
       this.#contentIdStart[path] = this.#lastIdStart;
       this.#contentIdLength[path] = this.#lastIdLength;
-      if (this.#writeChecksum(this.#sha256, path, data.sha256, 32) && this.#writeChecksum(this.#sha1, path, data.sha1, 20) && this.#writeChecksum(this.#md5, path, data.md5, 16)) {
-        if ((state & ODD_CHECKSUMS) !== 0) this.#oddChecksums.delete(path);
-        this.#fileState[path] = state & ~ODD_CHECKSUMS;
-      } else {
-        this.#oddChecksums.set(path, { sha256: data.sha256, sha1: data.sha1, md5: data.md5 });
-        this.#fileState[path] = state | ODD_CHECKSUMS;
-      }
-      this.#size[path] = data.size;
-      this.#mimeType[path] = this.#name(data.mimeType);
-      this.#remoteUrl[path] = remoteUrl;
       this.#contentActor[path] = actor;
     }
     if (
@@ -604,7 +641,56 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
       this.#firstIdLength[path] = this.#lastIdLength;
       this.#firstActor[path] = actor;
     }
-    this.#fileState[path]! |= HAS_REGISTER | HAS_CONTENT;
+    this.#fileState[path] = state | HAS_REGISTER | HAS_CONTENT;
+    return newest;
+  }
+
+  /**
+   * Applies an ArtifactDeployed event of `stream` with this envelope whose data `data` has
+   * just read from its msgpack bytes (ArtifactDeployedDataReader.read returned true): what
+   * `apply` does with the decoded event, without a string for its path, checksums or mime
+   * type. Returns false if the tree ignores the stream.
+   */
+  applyDeployedData(stream: string, id: string, origin: string, wall: number, logical: number, actorName: string | null | undefined, data: ArtifactDeployedDataReader): boolean {
+    const repo = this.#streamRepo(stream);
+    if (repo === null) return false;
+    const bytes = data.bytes;
+    const path = this.#pathOfBytes(repo, bytes, data.pathStart, data.pathLength);
+    const actor = actorName === undefined || actorName === null ? NONE : this.#name(actorName);
+    if (this.#mergeDeploy(path, wall, logical, origin, id, actor)) {
+      const checksums = data.checksums;
+      copyBytes(checksums, DEPLOYED_SHA256_AT, this.#sha256, path * 32, 32);
+      copyBytes(checksums, DEPLOYED_SHA1_AT, this.#sha1, path * 20, 20);
+      copyBytes(checksums, DEPLOYED_MD5_AT, this.#md5, path * 16, 16);
+      const state = this.#fileState[path]!;
+      if ((state & ODD_CHECKSUMS) !== 0) {
+        this.#oddChecksums.delete(path);
+        this.#fileState[path] = state & ~ODD_CHECKSUMS;
+      }
+      this.#size[path] = data.size;
+      this.#mimeType[path] = this.#nameOfBytes(bytes, data.mimeTypeStart, data.mimeTypeLength);
+      this.#remoteUrl[path] = null;
+    }
+    for (let index = 0; index < data.propertyCount; index++) {
+      this.#mergeProperty(path, this.#nameOfBytes(bytes, data.keyStarts[index]!, data.keyLengths[index]!), false, wall, logical, origin, id, data.values[index]!);
+    }
+    return true;
+  }
+
+  /** #name of the ASCII string of `length` bytes at `bytes[start]`, found by a hash of the bytes (no string made for a known one). */
+  #nameOfBytes(bytes: Buffer, start: number, length: number): number {
+    let hash = HASH_START;
+    for (let index = start; index < start + length; index++) hash = hashStep(hash, bytes[index]!);
+    hash = (hash ^ length) & 0x3fffffff;
+    const known = this.#nameIdsByBytes.get(hash);
+    if (known !== undefined) {
+      const name = this.#names[known]!;
+      if (name.length === length && startsWithBytes(bytes, start, name)) return known;
+      return this.#name(bytes.toString('latin1', start, start + length));
+    }
+    const id = this.#name(bytes.toString('latin1', start, start + length));
+    this.#nameIdsByBytes.set(hash, id);
+    return id;
   }
 
   /** Writes a hex checksum as bytes; false if it is not `bytes` bytes of lowercase hex. */

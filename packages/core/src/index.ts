@@ -13,3 +13,4 @@ export * from './artifact-tree-fold.ts';
 export * from './repository-config-model.ts';
 export * from './virtual-resolution.ts';
 export * from './event-chain.ts';
+export * from './deployed-data-reader.ts';

@@ -44,6 +44,8 @@ const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, moreTypes:
 
 export interface EventCopyPage {
   readonly events: RecordedEvent[];
+  /** Rows this page covers: its events and the rows a sink took (EventCopyRowSink). */
+  readonly rows: number;
   /** The (transaction id, position) of the page's last row: the checkpoint after it. */
   readonly checkpoint: Checkpoint;
 }
@@ -60,19 +62,22 @@ export interface ChainedCopyEvent {
  * rows anywhere. Rows are decoded as the SQL event store decodes them (data and meta only
  * unpacked; a payload that is not a msgpack map fails with STRATA_ERR_CODEC_MALFORMED).
  */
-export async function* decodeEventCopy(chunks: AsyncIterable<Uint8Array>, pageEventsMax: number): AsyncGenerator<EventCopyPage> {
-  const decoder = new EventCopyDecoder();
+export async function* decodeEventCopy(chunks: AsyncIterable<Uint8Array>, pageEventsMax: number, sink?: EventCopyRowSink): AsyncGenerator<EventCopyPage> {
+  const decoder = new EventCopyDecoder(false, undefined, sink);
   let page: RecordedEvent[] = [];
+  let rows = 0;
   for await (const chunk of chunks) {
     decoder.push(chunk, page, pageEventsMax);
     while (decoder.pageFull) {
-      yield { events: page, checkpoint: decoder.takeCheckpoint() };
+      yield { events: page, rows: decoder.rowsRead - rows, checkpoint: decoder.takeCheckpoint() };
+      rows = decoder.rowsRead;
       page = [];
       decoder.continue(page, pageEventsMax);
     }
   }
   decoder.finish();
-  if (page.length > 0) yield { events: page, checkpoint: decoder.takeCheckpoint() };
+  // (Rows a sink took count too: the last page may hold no event, its checkpoint still moves.)
+  if (decoder.rowsRead > rows) yield { events: page, rows: decoder.rowsRead - rows, checkpoint: decoder.takeCheckpoint() };
 }
 
 /**
@@ -96,6 +101,19 @@ export async function decodeChainedEventCopy(chunks: AsyncIterable<Uint8Array>):
  * else of the row is read); a rejected row is skipped, though it still moves the checkpoint.
  */
 export type EventCopyRowFilter = (stream: string, type: EventType) => boolean;
+
+/**
+ * Takes rows of some event types without a decoded event (a rebuild's artifact-tree fold
+ * reads ArtifactDeployed data straight from its bytes): `readData` reads a row's data (the
+ * msgpack bytes `bytes[start, end)` of an event of `type`); when it returns true, `take`
+ * gets the row's envelope and the row is in no page. False: the row is decoded as any other
+ * (and fails as any other: a sink reads only what it can take and takes nothing it read
+ * false for).
+ */
+export interface EventCopyRowSink {
+  readData(type: EventType, bytes: Buffer, start: number, end: number): boolean;
+  take(stream: string, id: string, origin: string, wall: number, logical: number, meta: EventMeta): void;
+}
 
 /**
  * The incremental decoder behind decodeEventCopy and decodeChainedEventCopy, and a rebuild
@@ -126,15 +144,18 @@ export class EventCopyDecoder {
   /** With `chained`: each decoded row's prev_hash (hex), in row order. */
   readonly prevHashes: (string | undefined)[] = [];
   readonly #accept: EventCopyRowFilter | undefined;
-  /** Rows read so far, decoded or skipped by the filter. */
+  readonly #sink: EventCopyRowSink | undefined;
+  /** Rows read so far, decoded, taken by the sink or skipped by the filter. */
   rowsRead = 0;
 
   /**
    * `chained`: rows carry a 13th column, the nullable prev_hash (COPY_CHAINED_EVENT_COLUMNS).
-   * `accept`: decode only the rows it accepts (not with `chained`).
+   * `accept`: decode only the rows it accepts (not with `chained`). `sink`: the rows it
+   * takes are not decoded (not with `chained`).
    */
-  constructor(chained = false, accept?: EventCopyRowFilter) {
+  constructor(chained = false, accept?: EventCopyRowFilter, sink?: EventCopyRowSink) {
     this.#accept = chained ? undefined : accept;
+    this.#sink = chained ? undefined : sink;
     this.#fields = chained ? FIELDS + 1 : FIELDS;
     this.#fieldStarts = new Int32Array(this.#fields);
     this.#fieldLengths = new Int32Array(this.#fields);
@@ -212,6 +233,7 @@ export class EventCopyDecoder {
     const fieldCount = this.#fields;
     const chained = fieldCount > FIELDS;
     const accept = this.#accept;
+    const sink = this.#sink;
     let offset = this.#offset;
     let rows = 0;
     while (page.length < pageEventsMax && rows < rowsMax) {
@@ -252,7 +274,7 @@ export class EventCopyDecoder {
         accept === undefined ||
         accept(this.#strings.get(buffer, starts[3]!, lengths[3]!, sameString), this.#types.get(buffer, starts[9]!, lengths[9]!, validateEventType))
       ) {
-        page.push(this.#row(buffer));
+        if (sink === undefined || !this.#take(buffer, sink)) page.push(this.#row(buffer));
       }
       this.rowsRead++;
       if (chained) this.prevHashes.push(starts[FIELDS]! < 0 ? undefined : buffer.toString('hex', starts[FIELDS]!, starts[FIELDS]! + lengths[FIELDS]!));
@@ -287,6 +309,25 @@ export class EventCopyDecoder {
       revision: buffer.readInt32BE(starts[4]!),
       position: int64BigInt(buffer, starts[1]!),
     } as RecordedEvent;
+  }
+
+  /** Hands the row to `sink` if it reads the row's data; false (nothing taken) if it does not. */
+  #take(buffer: Buffer, sink: EventCopyRowSink): boolean {
+    const starts = this.#fieldStarts;
+    const lengths = this.#fieldLengths;
+    const type = this.#types.get(buffer, starts[9]!, lengths[9]!, validateEventType);
+    const dataStart = starts[10]!;
+    if (!sink.readData(type, buffer, dataStart, dataStart + lengths[10]!)) return false;
+    const id = buffer.toString('utf8', starts[2]!, starts[2]! + lengths[2]!);
+    sink.take(
+      this.#strings.get(buffer, starts[3]!, lengths[3]!, sameString),
+      id,
+      this.#strings.get(buffer, starts[5]!, lengths[5]!, sameString),
+      buffer.readInt32BE(starts[7]!) * 4294967296 + buffer.readUInt32BE(starts[7]! + 4),
+      buffer.readInt32BE(starts[8]!),
+      this.#meta(buffer, starts[11]!, lengths[11]!, id),
+    );
+    return true;
   }
 
   /**

@@ -1,5 +1,6 @@
 import type { NewEvent, RecordedEvent } from '@strata/core';
 import type { AppendWrites } from './projection.ts';
+import type { EventCopyRowSink } from './event-copy-reader.ts';
 
 /**
  * What the caller expects the stream's current revision to be (optimistic concurrency):
@@ -117,6 +118,19 @@ export interface EventScanner {
 
 export function isEventScanner(store: object): store is EventScanner {
   return typeof (store as Partial<EventScanner>).scanAll === 'function';
+}
+
+/**
+ * A bulk scan (EventScanner) whose rows a sink may take undecoded (the SQL store's binary
+ * COPY: see EventCopyRowSink): a rebuild's fold in this thread reads ArtifactDeployed data
+ * from its bytes. The pages leave the taken rows out; their checkpoints are scanAll's.
+ */
+export interface EventSinkScanner {
+  scanAllInto(sink: EventCopyRowSink, options?: ScanAllOptions): AsyncIterable<ReadAllResult>;
+}
+
+export function isEventSinkScanner(store: object): store is EventSinkScanner {
+  return typeof (store as Partial<EventSinkScanner>).scanAllInto === 'function';
 }
 
 export interface ScanStreamOptions {

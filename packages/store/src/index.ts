@@ -10,7 +10,7 @@ export * from './open-pglite.ts';
 export * from './pglite-worker.ts';
 export { SqlEventStore, type SqlEventStoreOptions } from './sql-event-store.ts';
 export { kyselyAppendTransactions, pgAppendTransactions, type AppendSendHook, type AppendSession, type AppendTransactions } from './append-transaction.ts';
-export { type CopyOut, type CopyOutTransaction } from './event-copy-reader.ts';
+export { type CopyOut, type CopyOutTransaction, type EventCopyRowSink } from './event-copy-reader.ts';
 export * from './open-event-store.ts';
 export * from './memory-event-store.ts';
 export * from './fs-blob-store.ts';

@@ -23,6 +23,7 @@ import {
   type ReadAllResult,
   type ReadStreamOptions,
   type EventScanner,
+  type EventSinkScanner,
   type ScanAllOptions,
   type PageVisits,
   type ScanStreamOptions,
@@ -42,7 +43,7 @@ import { CommitSignal, PollingSubscription, type CheckpointedEvent } from './pol
 import type { AppendWrites, InlineProjectionPlan, ProjectionCopy, SqlProjection } from './projection.ts';
 import { PROJECTION_LOCK_CLASS, sqlTextLiteral } from './projections/sql-values.ts';
 import type { StoreDatabase } from './schema.ts';
-import { COPY_EVENT_COLUMNS, decodeEventCopy, type CopyOut } from './event-copy-reader.ts';
+import { COPY_EVENT_COLUMNS, decodeEventCopy, type CopyOut, type EventCopyRowSink } from './event-copy-reader.ts';
 import { BINARY_COPY_HEADER, BINARY_COPY_TRAILER, BinaryCopyWriter } from './projections/binary-copy.ts';
 import { copyChunks, copyStatement } from './projections/bulk-copy.ts';
 
@@ -194,7 +195,7 @@ const RETRYABLE_SQLSTATES: ReadonlySet<string> = new Set(['23505', '40001', '40P
  * row locks and transaction ids, not on this process, so several processes may share one
  * PostgreSQL database.
  */
-export class SqlEventStore implements EventStore, EventScanner, StreamScanner, StreamPartitionScanner {
+export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner, StreamScanner, StreamPartitionScanner {
   readonly #db: Kysely<StoreDatabase>;
   readonly #projections: readonly SqlProjection[];
   readonly #appendBatchEventsMax: number;
@@ -387,7 +388,16 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
     return { events, checkpoint: last === undefined ? after : { transactionId: BigInt(last.transaction_id), position: BigInt(last.position) } };
   }
 
-  async *scanAll(options: ScanAllOptions = {}): AsyncGenerator<ReadAllResult> {
+  scanAll(options: ScanAllOptions = {}): AsyncGenerator<ReadAllResult> {
+    return this.#scanAll(options, undefined);
+  }
+
+  /** scanAll, with the rows `sink` takes left out of the pages (EventSinkScanner; every row decoded without a COPY). */
+  scanAllInto(sink: EventCopyRowSink, options: ScanAllOptions = {}): AsyncGenerator<ReadAllResult> {
+    return this.#scanAll(options, sink);
+  }
+
+  async *#scanAll(options: ScanAllOptions, sink: EventCopyRowSink | undefined): AsyncGenerator<ReadAllResult> {
     this.#assertOpen();
     options.signal?.throwIfAborted();
     let after = options.after ?? START_CHECKPOINT;
@@ -407,10 +417,10 @@ export class SqlEventStore implements EventStore, EventScanner, StreamScanner, S
     for (;;) {
       const statement = eventCopyStatement(after, below, rowsMax);
       let rows = 0;
-      for await (const page of decodeEventCopy(copyOut(statement, options.signal), pageEventsMax)) {
-        rows += page.events.length;
+      for await (const page of decodeEventCopy(copyOut(statement, options.signal), pageEventsMax, sink)) {
+        rows += page.rows;
         after = page.checkpoint;
-        yield page;
+        yield { events: page.events, checkpoint: page.checkpoint };
       }
       if (rowsMax === undefined || rows < rowsMax) return;
     }

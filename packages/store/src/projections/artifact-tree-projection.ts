@@ -1,5 +1,6 @@
 import { sql, type Kysely, type RawBuilder } from 'kysely';
 import {
+  ArtifactDeployedDataReader,
   ArtifactTreeFold,
   ArtifactTreePaths,
   type ArtifactTreeRowOrder,
@@ -364,9 +365,19 @@ export class ArtifactTreeProjection implements SqlProjection, RebuildableSqlProj
     // fraction of its objects for the garbage collector to walk.
     const model = new ArtifactTreeFold();
     const chunkRowsMax = this.#rebuildChunkRowsMax;
+    // The bulk scan's ArtifactDeployed rows straight from their msgpack bytes (no event
+    // object, no string for the path, checksums or mime type); any other shape is decoded.
+    const deployed = new ArtifactDeployedDataReader();
     return {
       add(events: readonly RecordedEvent[]): void {
         for (const event of events) model.apply(event);
+      },
+      rowSink: {
+        types: ['ArtifactDeployed'],
+        readData: (type, bytes, start, end) => type === 'ArtifactDeployed' && deployed.read(bytes, start, end),
+        take: (stream, id, origin, wall, logical, meta) => {
+          model.applyDeployedData(stream, id, origin, wall, logical, meta.actor, deployed);
+        },
       },
       async write(db: Kysely<StoreDatabase>, onRows?: (rows: number) => void, copy?: CopyRows, options: ProjectionWriteOptions = {}): Promise<number> {
         if (copy?.binary === undefined) return writeArtifactTreeModel(db, model, chunkRowsMax, onRows, copy);

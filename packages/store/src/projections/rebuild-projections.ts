@@ -5,16 +5,19 @@ import {
   START_CHECKPOINT,
   isEventCopyScanner,
   isEventScanner,
+  isEventSinkScanner,
   isStreamPartitionScanner,
   readBatchEventsMax,
   type Checkpoint,
   type EventCopyScanner,
   type EventScanner,
+  type EventSinkScanner,
   type EventStore,
   type ReadAllResult,
   type StreamPartitionScanner,
   type StreamPartitionedScan,
 } from '../event-store.ts';
+import type { EventCopyRowSink } from '../event-copy-reader.ts';
 import type { SqlProjection } from '../projection.ts';
 import type { StoreDatabase } from '../schema.ts';
 import type { BulkLoader, CopyRows } from './bulk-copy.ts';
@@ -149,7 +152,7 @@ export async function writeProjectionCheckpoints(db: Kysely<StoreDatabase>, name
  */
 export async function rebuildProjections(
   source: {
-    readonly store: Pick<EventStore, 'readAll'> & Partial<EventScanner> & Partial<EventCopyScanner> & Partial<StreamPartitionScanner>;
+    readonly store: Pick<EventStore, 'readAll'> & Partial<EventScanner> & Partial<EventSinkScanner> & Partial<EventCopyScanner> & Partial<StreamPartitionScanner>;
     readonly db: Kysely<StoreDatabase>;
     readonly bulk?: BulkLoader;
   },
@@ -222,8 +225,27 @@ export async function rebuildProjections(
     // A bulk scan (one binary COPY on the SQL stores) up to the horizon as it stands now…
     if (isEventScanner(store)) {
       const pageEventsMax = Math.min(batchMax, scanPageEventsMax);
-      for await (const read of store.scanAll({ after: checkpoint, pageEventsMax, ...(options.signal ? { signal: options.signal } : {}) })) {
+      const scanOptions = { after: checkpoint, pageEventsMax, ...(options.signal ? { signal: options.signal } : {}) };
+      const sink = rowSinkOf(bulk, replayed.length);
+      // Rows the sink took are folded already and in no page: counted here.
+      let taken = 0;
+      const pages =
+        sink === undefined || !isEventSinkScanner(store)
+          ? store.scanAll(scanOptions)
+          : store.scanAllInto(
+              {
+                readData: (type, bytes, start, end) => sink.readData(type, bytes, start, end),
+                take: (stream, id, origin, wall, logical, meta) => {
+                  taken++;
+                  sink.take(stream, id, origin, wall, logical, meta);
+                },
+              },
+              scanOptions,
+            );
+      for await (const read of pages) {
         options.signal?.throwIfAborted();
+        events += taken;
+        taken = 0;
         await fold(read);
       }
     }
@@ -426,6 +448,23 @@ async function* readAllAhead(store: Pick<EventStore, 'readAll'>, after: Checkpoi
     reading.catch(() => undefined);
     yield read;
   }
+}
+
+/**
+ * The one rebuild's row sink a bulk scan may feed (ProjectionRebuild.rowSink): undefined
+ * unless exactly one rebuild has one, no projection is replayed by `apply`, and every other
+ * rebuild declares the event types it folds, none of the sink's.
+ */
+function rowSinkOf(bulk: readonly { readonly projection: RebuildableSqlProjection; readonly rebuild: ProjectionRebuild }[], replayed: number): EventCopyRowSink | undefined {
+  if (replayed > 0) return undefined;
+  const sinks = bulk.filter(({ rebuild }) => rebuild.rowSink !== undefined);
+  if (sinks.length !== 1) return undefined;
+  const sink = sinks[0]!.rebuild.rowSink!;
+  for (const { projection, rebuild } of bulk) {
+    if (rebuild.rowSink !== undefined) continue;
+    if (projection.rebuildEventTypes === undefined || projection.rebuildEventTypes.some((type) => sink.types.includes(type))) return undefined;
+  }
+  return sink;
 }
 
 /** The artifact tree with its own rebuild (a subclass with another startRebuild folds in this thread). */

@@ -3,6 +3,7 @@ import type { EventType, RecordedEvent } from '@strata/core';
 import type { SqlProjection } from '../projection.ts';
 import type { StoreDatabase } from '../schema.ts';
 import type { CopyRows } from './bulk-copy.ts';
+import type { EventCopyRowSink } from '../event-copy-reader.ts';
 
 /**
  * A rebuild in progress: the projection folds events into an in-memory model (pure code,
@@ -16,6 +17,13 @@ export interface ProjectionRebuild {
    * when given, writes rows with COPY in the same transaction as `db`.
    */
   write(db: Kysely<StoreDatabase>, onRows?: (rows: number) => void, copy?: CopyRows, options?: ProjectionWriteOptions): Promise<number>;
+  /**
+   * Rows of the rebuild's bulk scan this rebuild folds without a decoded event (the
+   * artifact tree's ArtifactDeployed rows, read from their bytes), of `rowSink.types` only.
+   * Used when every other projection of the rebuild declares rebuildEventTypes without those
+   * types: the rows it takes reach no other projection.
+   */
+  readonly rowSink?: EventCopyRowSink & { readonly types: readonly EventType[] };
 }
 
 export interface ProjectionWriteOptions {

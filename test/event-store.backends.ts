@@ -163,6 +163,13 @@ export function deferred(): { promise: Promise<void>; resolve: () => void; rejec
   return { promise, resolve, reject };
 }
 
+/** A new schema name for a store a test opens itself (PostgreSQL), dropped by dropTestSchemas. */
+export function testSchema(prefix: string): string {
+  const schema = `${prefix}_${process.pid}_${Date.now().toString(36)}_${schemaCounter++}`;
+  createdSchemas.push(schema);
+  return schema;
+}
+
 /** Drops the schemas this run created. */
 export async function dropTestSchemas(): Promise<void> {
   const databaseUrl = process.env['DATABASE_URL'];

@@ -309,6 +309,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     blobs: deps.blobStore,
     artifacts: deps.artifacts,
     treeShapes,
+    checksInAppend: deps.checksInAppend === true,
     cache: metadataCache,
     now,
     ttlMs: limits.metadataCacheTtlMs,

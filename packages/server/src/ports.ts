@@ -157,6 +157,14 @@ export interface AppDeps {
    * tree-shape lookups may also run two queries at a time (TreeShapeLookups).
    */
   readonly checksDuringAppend?: boolean;
+  /**
+   * Whether commands may check inside their round's append transaction (CommandGuard,
+   * AppendOptions.guard): true where the event store is a SQL store (PostgreSQL, PGlite). An
+   * npm publish's "already published" lookup then runs after the append's locks, in the round
+   * trip that takes them, instead of as a query of its own. Default false (the memory store
+   * refuses guards).
+   */
+  readonly checksInAppend?: boolean;
   /** Where curation blocks are recorded; default: in memory (bounded). */
   readonly curationBlocks?: import('./curation/curation-service.ts').CurationBlockLog;
   /** HTTP client of remote repositories' upstreams; default: undici with redirects followed. */

@@ -272,6 +272,7 @@ export async function startServer(settings: ServerSettings): Promise<RunningServ
     audit: new SqlEventAudit(opened.db, { copyOut: opened.copyOut }),
     treeShapeQuery: sqlTreeShapeQuery(opened.db, opened.hotRead),
     checksDuringAppend: settings.databaseUrl !== undefined,
+    checksInAppend: true,
     onRepositoryChange: () => {
       reloadRepositoryClasses().catch((error: unknown) => app.log.error({ err: error }, 'reloading repository classes failed'));
     },

@@ -1,7 +1,9 @@
 import { invariant, isStrataError, StrataError } from '@strata/core';
 import type { DomainEvent, EventMeta, NewEvent, RecordedEvent } from '@strata/core';
-import type { AppendResult, EventStore, StreamAppend } from '@strata/store';
+import type { AppendGuard, AppendResult, EventStore, StreamAppend } from '@strata/store';
 import { readBatchEventsMax } from '@strata/store';
+import { sql } from 'kysely';
+import type { RawBuilder } from 'kysely';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { deployTrace } from './deploy-trace.ts';
 import type { IdGenerator, LocalHlc } from './ports.ts';
@@ -132,9 +134,38 @@ export async function appendAcrossStreams(
   }
 }
 
+/**
+ * Questions of one kind that a round's commands ask in one statement (CommandGuard): the
+ * statement of all of them, whatever the number of commands, is one text (prepared once).
+ */
+export interface GuardQuery<Q> {
+  /**
+   * Read-only: one row per question that does not pass (none when all pass), naming its
+   * 1-based place in `questions` in the column `ordinal`.
+   */
+  statement(questions: readonly Q[]): RawBuilder<unknown>;
+}
+
+/**
+ * A command's check as a statement of its round's append transaction (AppendOptions.guard,
+ * SQL stores only): instead of a lookup of its own before the append, it runs after the
+ * append's locks, in the round trip that takes them, with the questions of the round's other
+ * commands of the same query. A command that decides no events is not checked.
+ */
+export interface CommandGuard<Q = never> {
+  readonly query: GuardQuery<Q>;
+  readonly questions: readonly Q[];
+  /**
+   * The error refusing the command, from the rows of its questions that did not pass (JSON
+   * objects by column name; `ordinal` is the question's 1-based place in `questions`).
+   */
+  refusal(rows: readonly Readonly<Record<string, unknown>>[]): unknown;
+}
+
 interface PendingCommand<S> {
   readonly meta: EventMeta;
   readonly guarded: boolean;
+  readonly guard: CommandGuard<unknown> | undefined;
   readonly decide: Decide<S, unknown>;
   /** The command's check, started when it was queued: undefined when it passed, else the error. */
   readonly checked: Promise<{ error: unknown } | undefined>;
@@ -231,17 +262,20 @@ export class StreamWriter<S> {
    * Queues a command. `check` (optional) is an asynchronous precondition that does not depend
    * on the stream's state (e.g. a projection lookup). It starts at once, while the command
    * waits for its round, so lookups overlap the append in flight instead of lengthening rounds.
+   * `guard` (optional, SQL stores only) is a check that runs inside the round's append instead.
    */
   execute<R>(
     stream: string,
     meta: EventMeta,
     decide: Decide<S, R>,
     check?: () => Promise<void>,
+    guard?: CommandGuard<any>,
   ): Promise<{ result: R; events: readonly RecordedEvent[] }> {
     return new Promise((resolve, reject) => {
       const command: PendingCommand<S> = {
         meta,
         guarded: this.#options.guard !== undefined && trustedWrites.getStore() !== true,
+        guard,
         decide: decide as Decide<S, unknown>,
         checked:
           check === undefined
@@ -443,11 +477,13 @@ export class StreamWriter<S> {
             });
       // Handled here as well: a store that fails before awaiting it must not leave its rejection unhandled.
       precondition?.catch(() => undefined);
+      const guard = roundGuard(stream, accepted);
       try {
         if (trace !== undefined) trace.started = performance.now();
         const appended = await this.#store.append(stream, stamped, {
           expectedRevision: snapshot.revision < 0 ? 'no_stream' : snapshot.revision,
           ...(precondition === undefined ? {} : { precondition }),
+          ...(guard === undefined ? {} : { guard: guard.guard }),
         });
         if (trace !== undefined) trace.ended = performance.now();
         invariant(appended.appendedCount === stamped.length, 'freshly generated event ids were reported as duplicates');
@@ -462,6 +498,18 @@ export class StreamWriter<S> {
         }
         return;
       } catch (error) {
+        if (guard !== undefined && error === guard.refused) {
+          // Nothing was written: refuse the commands whose guards returned rows and decide the
+          // others again, on the same snapshot (their guards run again with the next append).
+          pending = pending.filter((command) => {
+            const refusal = guard.refusals.get(command);
+            if (refusal !== undefined) command.reject(refusal.error);
+            return refusal === undefined;
+          });
+          if (pending.length === 0) return;
+          attempt--;
+          continue;
+        }
         if (error === checkFailed) {
           // Nothing was written: refuse the commands whose checks failed (every check has
           // settled now) and decide the others again, on the same snapshot.
@@ -520,4 +568,72 @@ export class StreamWriter<S> {
       if (oldest !== undefined) this.#snapshots.delete(oldest);
     }
   }
+}
+
+/**
+ * The guards of a round's commands that decided events, as the one guard of its append: one
+ * statement per query, over the questions of all its commands. When any question does not
+ * pass, the append is refused with `refused` (by identity) and `refusals` holds each refused
+ * command's error.
+ */
+function roundGuard<S>(
+  stream: string,
+  accepted: readonly Accepted<S>[],
+): { readonly guard: AppendGuard; readonly refused: StrataError; readonly refusals: Map<PendingCommand<S>, { error: unknown }> } | undefined {
+  /** Per query: its commands, each with the place of its first question among the query's. */
+  const byQuery = new Map<GuardQuery<unknown>, { command: PendingCommand<S>; first: number }[]>();
+  const questionsOf = new Map<GuardQuery<unknown>, unknown[]>();
+  for (const { command, count } of accepted) {
+    const guard = command.guard;
+    if (guard === undefined || count === 0) continue;
+    let commands = byQuery.get(guard.query);
+    let questions = questionsOf.get(guard.query);
+    if (commands === undefined || questions === undefined) {
+      byQuery.set(guard.query, (commands = []));
+      questionsOf.set(guard.query, (questions = []));
+    }
+    commands.push({ command, first: questions.length });
+    questions.push(...guard.questions);
+  }
+  if (byQuery.size === 0) return undefined;
+  const queries = [...byQuery.keys()];
+  const refused = new StrataError('STRATA_ERR_HTTP_CONFLICT', `a command of this round on ${stream} failed its check`);
+  const refusals = new Map<PendingCommand<S>, { error: unknown }>();
+  const statement = sql.join(
+    queries.map((query, index) => sql`select ${sql.lit(index)}::int as query, to_jsonb(g) as reason from (${query.statement(questionsOf.get(query)!)}) as g`),
+    sql` union all `,
+  );
+  return {
+    guard: {
+      statement,
+      refusal: (rows) => {
+        const rowsOf = new Map<PendingCommand<S>, Readonly<Record<string, unknown>>[]>();
+        for (const row of rows) {
+          const query = queries[Number(row['query'])];
+          const reason = row['reason'] as Readonly<Record<string, unknown>>;
+          const ordinal = Number(reason['ordinal']);
+          const commands = query === undefined ? undefined : byQuery.get(query);
+          // The command whose questions hold that place: the last one starting at or before it.
+          const owner = commands?.findLast(({ first }) => first < ordinal);
+          invariant(owner !== undefined && ordinal <= questionsOf.get(query!)!.length, `an append guard's row names question ${ordinal} of query ${String(row['query'])}`);
+          let list = rowsOf.get(owner.command);
+          if (list === undefined) rowsOf.set(owner.command, (list = []));
+          list.push({ ...reason, ordinal: ordinal - owner.first });
+        }
+        refusals.clear();
+        for (const [command, commandRows] of rowsOf) {
+          let error: unknown;
+          try {
+            error = command.guard!.refusal(commandRows);
+          } catch (thrown) {
+            error = thrown;
+          }
+          refusals.set(command, { error });
+        }
+        return refused;
+      },
+    },
+    refused,
+    refusals,
+  };
 }

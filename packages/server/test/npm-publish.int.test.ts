@@ -2,8 +2,9 @@
  * npm publish on the real SQL store (PGlite, and PostgreSQL when DATABASE_URL is set) with
  * small blobs kept in the database, as `strata serve` wires it: the tarball is written in the
  * publish's own append transaction; "already published" and the tree-shape rules are checked
- * by the batched lookup that generic deploys use; concurrent publishes of one version store
- * it once.
+ * in the append transaction, after its locks (as `strata serve` wires it: a guard), or by the
+ * batched lookup that generic deploys use (checksInAppend false); concurrent publishes of one
+ * version store it once.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
@@ -40,13 +41,42 @@ function publishDocument(name: string, version: string, tarball = tarballOf(name
   };
 }
 
-describe.each(BACKENDS)('npm publish on $name', ({ options }) => {
+const CASES = BACKENDS.flatMap((backend) => [true, false].map((checksInAppend) => ({ ...backend, checksInAppend, checks: checksInAppend ? 'in the append' : 'by lookup' })));
+
+describe.skipIf(!BACKENDS.some((backend) => backend.name === 'postgres'))('npm publish on two servers over one PostgreSQL database, checks in the append', () => {
+  it('refuses the second of two concurrent publishes of one version, whichever server takes it', async () => {
+    const postgres = BACKENDS.find((backend) => backend.name === 'postgres')!;
+    const options = postgres.options();
+    const directories = [await mkdtemp(join(tmpdir(), 'strata-npm-a-')), await mkdtemp(join(tmpdir(), 'strata-npm-b-'))];
+    const first = await buildSqlApp(new FsBlobStore({ root: directories[0]! }), { ...options, inlineBlobBytesMax: 64 * 1024, checksInAppend: true });
+    const second = await buildSqlApp(new FsBlobStore({ root: directories[1]! }), { ...options, inlineBlobBytesMax: 64 * 1024, checksInAppend: true });
+    try {
+      expect((await first.app.inject({ method: 'PUT', url: '/artifactory/api/repositories/npm', payload: { rclass: 'local', packageType: 'npm' } })).statusCode).toBe(200);
+      for (let attempt = 0; attempt < 5; attempt++) {
+        const name = `raced-${attempt}`;
+        // Each server's own stores and claims: only the stream's lock orders the two appends.
+        const responses = await Promise.all(
+          [first, second].map((server) => server.app.inject({ method: 'PUT', url: `/artifactory/api/npm/npm/${name}`, payload: publishDocument(name, '1.0.0') })),
+        );
+        expect(responses.map((response) => response.statusCode).sort()).toEqual([201, 409]);
+        const events = (await first.opened.store.readStream('repo-npm')).filter((event) => event.type === 'ArtifactDeployed' && (event.data as { path: string }).path === `${name}/-/${name}-1.0.0.tgz`);
+        expect(events).toHaveLength(1);
+      }
+    } finally {
+      await second.close();
+      await first.close();
+      for (const directory of directories) await rm(directory, { recursive: true, force: true });
+    }
+  });
+});
+
+describe.each(CASES)('npm publish on $name, checks $checks', ({ options, checksInAppend }) => {
   let directory: string;
   let sqlApp: SqlApp;
 
   beforeEach(async () => {
     directory = await mkdtemp(join(tmpdir(), 'strata-npm-publish-'));
-    sqlApp = await buildSqlApp(new FsBlobStore({ root: directory }), { ...options(), inlineBlobBytesMax: 64 * 1024 });
+    sqlApp = await buildSqlApp(new FsBlobStore({ root: directory }), { ...options(), inlineBlobBytesMax: 64 * 1024, checksInAppend });
     expect((await sqlApp.app.inject({ method: 'PUT', url: '/artifactory/api/repositories/npm', payload: { rclass: 'local', packageType: 'npm' } })).statusCode).toBe(200);
   });
   afterEach(async () => {
@@ -98,6 +128,21 @@ describe.each(BACKENDS)('npm publish on $name', ({ options }) => {
     expect(await rows()).toEqual([sha256(Buffer.from(data, 'base64'))]);
     const served = await sqlApp.app.inject({ method: 'GET', url: '/artifactory/api/npm/npm/race/-/race-1.0.0.tgz' });
     expect(served.rawPayload.toString('base64')).toBe(data);
+  });
+
+  it('refuses, among concurrent publishes decided in one round, the version already stored alone and stores the others', async () => {
+    expect((await publish('taken', publishDocument('taken', '1.0.0'))).statusCode).toBe(201);
+    const before = await rows();
+    const names = ['free-a', 'taken', 'free-b', 'free-c'];
+    const documents = names.map((name) => publishDocument(name, '1.0.0'));
+    const responses = await Promise.all(names.map((name, index) => publish(name, documents[index]!)));
+    expect(responses.map((response) => response.statusCode)).toEqual([201, 409, 201, 201]);
+    expect(responses[1]!.json()).toMatchObject({ errors: [{ message: expect.stringMatching(/previously published/) }] });
+    for (const name of ['free-a', 'free-b', 'free-c']) {
+      const packument = (await sqlApp.app.inject({ method: 'GET', url: `/artifactory/api/npm/npm/${name}` })).json() as { versions: Record<string, unknown> };
+      expect(Object.keys(packument.versions)).toEqual(['1.0.0']);
+    }
+    expect(await rows()).toHaveLength(before.length + 3);
   });
 
   it('publishes concurrent new packages, each listed in its own packument', async () => {

@@ -1,4 +1,5 @@
-import type { NewEvent, RecordedEvent } from '@strata/core';
+import type { NewEvent, RecordedEvent, StrataError } from '@strata/core';
+import type { RawBuilder } from 'kysely';
 import type { AppendWrites } from './projection.ts';
 import type { EventCopyRowSink } from './event-copy-reader.ts';
 
@@ -40,6 +41,22 @@ export interface AppendOptions {
    * the transaction's first round trip does, instead of before it.
    */
   readonly precondition?: Promise<void>;
+  /**
+   * SQL stores only (the memory store refuses an append with one): a condition on the
+   * database checked inside the append's own transaction, after its locks, in the round trip
+   * that takes them — a caller's lookup without a query or a wait of its own. Nothing of the
+   * append is written unless it holds; if it does not, the append alone is refused with
+   * `refusal`'s error, as for a failed precondition.
+   */
+  readonly guard?: AppendGuard;
+}
+
+/** AppendOptions.guard: a statement returning no rows when the append may go. */
+export interface AppendGuard {
+  /** Read-only; rows when the condition does not hold (any columns: the refusal reads them). */
+  readonly statement: RawBuilder<unknown>;
+  /** The error refusing the append, from the statement's rows (as JSON objects, by column name). */
+  refusal(rows: readonly Readonly<Record<string, unknown>>[]): StrataError;
 }
 
 export interface AppendResult {

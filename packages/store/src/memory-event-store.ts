@@ -93,6 +93,8 @@ export class MemoryEventStore implements EventStore {
     try {
       this.#assertOpen();
       options.signal?.throwIfAborted();
+      // A guard is a SQL statement: refused rather than ignored (the caller would think it checked).
+      if (options.guard !== undefined) throw new StrataError('STRATA_ERR_INVARIANT', 'the memory event store cannot check an append guard (a SQL statement)');
       const prepared = prepareAppend(stream, events, options.expectedRevision);
       // Awaited in turn: its rejection must not count as unhandled meanwhile.
       options.precondition?.catch(() => undefined);

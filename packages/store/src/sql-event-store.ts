@@ -13,6 +13,7 @@ import {
 import {
   START_CHECKPOINT,
   readBatchEventsMax,
+  type AppendGuard,
   type AppendManyOptions,
   type AppendOptions,
   type AppendResult,
@@ -135,6 +136,12 @@ class ChecksRefused extends Error {}
 
 /** The SQLSTATE of the guess check's division by zero. */
 const GUESS_FAILED_SQLSTATE = '22012';
+/**
+ * The SQLSTATE the guess check raises when the guess holds but a guard (AppendOptions.guard)
+ * does not (a smallint overflow): the batch goes again as usual, which refuses that append,
+ * and the stream's guesses are not paused (they held).
+ */
+const GUARD_REFUSED_SQLSTATE = '22003';
 
 interface PendingAppend {
   readonly stream: string;
@@ -144,6 +151,8 @@ interface PendingAppend {
   readonly writes?: AppendWrites | undefined;
   /** AppendOptions.precondition: awaited after the first round trip (one round trip: before its commit), before anything commits. */
   readonly precondition?: Promise<void> | undefined;
+  /** AppendOptions.guard: checked in the first round trip (one round trip: with the guess). */
+  readonly guard?: AppendGuard | undefined;
   readonly resolve: (result: AppendResult) => void;
   readonly reject: (error: unknown) => void;
   readonly signal: AbortSignal | undefined;
@@ -274,6 +283,7 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
           expectedRevision: options.expectedRevision,
           writes: options.writes,
           precondition: options.precondition,
+          guard: options.guard,
           resolve,
           reject,
           signal,
@@ -769,6 +779,7 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
         ? []
         : [sqlText`select ${rawText(String(index))}::int as load_index, l.kind::text as kind, l.row::jsonb as row from (${asSqlText(plan.load, db)}) as l`],
     );
+    const guards = guardsStatement(batch, db);
     const guessedRows = guess && this.#appendOneRoundTrip && !atomic ? this.#guessedRowsOf(streams) : undefined;
     if (guessedRows !== undefined) {
       // One round trip (appendOneRoundTrip): the batch built from the guess; the locks, then the
@@ -778,7 +789,7 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
       const preconditions = batch.some((pending) => pending.precondition !== undefined) ? preconditionFailures(batch) : undefined;
       let checksSettled = preconditions === undefined;
       void preconditions?.then(() => (checksSettled = true));
-      const guessCheck = guessCheckStatement(guessedRows, storedStatement, loads);
+      const guessCheck = guessCheckStatement(guessedRows, storedStatement, loads, guards);
       const built = await this.#completeBatch(
         session,
         batch,
@@ -797,6 +808,8 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
         } catch (error) {
           // A refused check: nothing commits; the batch goes again as usual, which refuses it alone.
           if (error instanceof ChecksRefused) throw new GuessFailed();
+          // A guard that does not hold: the usual way reads which one and refuses its append alone.
+          if (sqlState(error) === GUARD_REFUSED_SQLSTATE && guards !== undefined) throw new GuessFailed();
           if (sqlState(error) !== GUESS_FAILED_SQLSTATE) throw error;
           if (this.#guessPausedUntil.size >= guessedStreamsMax) this.#guessPausedUntil.clear();
           for (const stream of streams) this.#guessPausedUntil.set(stream, this.#batchesWritten + guessPausedBatches);
@@ -805,8 +818,12 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
       }
       // Not built from the guess (a refusal, a round trip before the commit): as usual; nothing was sent.
     }
-    const first = [lockStatement, storedStatement, ...(loads.length === 0 ? [] : [joinText(loads, ' union all ')])];
-    const [lockedRows, storedRows, loadRows] = await session.send(first.map((statement) => statement.compile()));
+    const first = [lockStatement, storedStatement, ...(loads.length === 0 ? [] : [joinText(loads, ' union all ')]), ...(guards === undefined ? [] : [guards])];
+    const answers = await session.send(first.map((statement) => statement.compile()));
+    const [lockedRows, storedRows] = answers;
+    const loadRows = loads.length === 0 ? undefined : answers[2];
+    // The guards ran after the locks, as the loads did: an append whose guard does not hold is refused alone.
+    const guarded = guards === undefined ? undefined : guardRefusals(batch, answers[answers.length - 1]!);
     // The callers' checks ran while the first round trip did; a failed one refuses its append
     // alone. Checks still running do not hold the second round trip's JavaScript back: it is
     // built as if every check passes while they finish, and sent as built when they all did
@@ -814,12 +831,13 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
     // the commit, it is built again with the refusals known.
     const preconditions = batch.some((pending) => pending.precondition !== undefined) ? preconditionFailures(batch) : undefined;
     if (preconditions !== undefined) {
-      const built = await this.#completeBatch(session, batch, atomic, streamEventsOf, projectionPlans, { lockedRows, storedRows, loadRows }, undefined, true).catch(() => undefined);
-      const refused = await preconditions;
+      const built =
+        guarded === undefined ? await this.#completeBatch(session, batch, atomic, streamEventsOf, projectionPlans, { lockedRows, storedRows, loadRows }, undefined, true).catch(() => undefined) : undefined;
+      const refused = (await preconditions).map((reason, index) => reason ?? guarded?.[index]);
       if (built !== undefined && refused.every((reason) => reason === undefined)) return built();
       return (await this.#completeBatch(session, batch, atomic, streamEventsOf, projectionPlans, { lockedRows, storedRows, loadRows }, refused, false))!();
     }
-    return (await this.#completeBatch(session, batch, atomic, streamEventsOf, projectionPlans, { lockedRows, storedRows, loadRows }, undefined, false))!();
+    return (await this.#completeBatch(session, batch, atomic, streamEventsOf, projectionPlans, { lockedRows, storedRows, loadRows }, guarded, false))!();
   }
 
   /**
@@ -1161,7 +1179,7 @@ async function lastOriginLink(session: AppendSession, db: Kysely<StoreDatabase>,
  * to load. A division by zero (GUESS_FAILED_SQLSTATE) when any of it does not hold: the rest
  * of the round trip, the writes and the commit, is then skipped.
  */
-function guessCheckStatement(rows: readonly LockedStreamRow[], stored: SqlText, loads: readonly SqlText[]): SqlText {
+function guessCheckStatement(rows: readonly LockedStreamRow[], stored: SqlText, loads: readonly SqlText[], guards: SqlText | undefined): SqlText {
   const unchanged = sqlText`(select count(*) from streams
       join unnest(${rows.map((row) => row.stream)}::text[], ${rows.map((row) => row.revision)}::int[], ${rows.map((row) => (row.chain === null ? null : toBuffer(row.chain)))}::bytea[],
         ${rows.map((row) => (row.origin_chain === null ? null : toBuffer(row.origin_chain)))}::bytea[], ${rows.map((row) => row.origin_chain_origin)}::text[])
@@ -1170,7 +1188,47 @@ function guessCheckStatement(rows: readonly LockedStreamRow[], stored: SqlText, 
         and streams.origin_chain is not distinct from guessed.origin_chain
         and streams.origin_chain_origin is not distinct from guessed.origin_chain_origin) = ${rows.length}`;
   const nothingToLoad = loads.length === 0 ? sqlText`true` : sqlText`not exists (${joinText(loads, ' union all ')})`;
-  return sqlText`select 1 / (case when ${unchanged} and not exists (${stored}) and ${nothingToLoad} then 1 else 0 end) as guessed`;
+  const guessed = sqlText`1 / (case when ${unchanged} and not exists (${stored}) and ${nothingToLoad} then 1 else 0 end)`;
+  if (guards === undefined) return sqlText`select ${guessed} as guessed`;
+  // Once the guess is known to hold (the inner select), a guard that does not hold overflows a
+  // smallint (GUARD_REFUSED_SQLSTATE) instead: the stream's guesses are not paused for it.
+  // g.guessed is selected so that the planner keeps it (an unused output of a subquery is dropped).
+  return sqlText`select g.guessed, 32767::int2 + (case when exists (${guards}) then 1 else 0 end)::int2 as guarded from (select ${guessed} as guessed offset 0) as g`;
+}
+
+/**
+ * The guards (AppendOptions.guard) of a batch's appends as one statement: each row names the
+ * append (its index in the batch) whose guard returned it, and that row as JSON.
+ */
+function guardsStatement(batch: readonly PendingAppend[], db: Kysely<StoreDatabase>): SqlText | undefined {
+  const parts: SqlText[] = [];
+  batch.forEach((pending, index) => {
+    if (pending.guard !== undefined) {
+      parts.push(sqlText`select ${rawText(String(index))}::int as guard_index, to_jsonb(g) as row from (${asSqlText(pending.guard.statement, db)}) as g`);
+    }
+  });
+  return parts.length === 0 ? undefined : joinText(parts, ' union all ');
+}
+
+/** Per append of the batch: its guard's refusal when its guard returned rows, else undefined; undefined when none did. */
+function guardRefusals(batch: readonly PendingAppend[], rows: StatementRows): (StrataError | undefined)[] | undefined {
+  const returned = new Map<number, Readonly<Record<string, unknown>>[]>();
+  for (const { guard_index: index, row } of rows as unknown as { guard_index: number; row: Readonly<Record<string, unknown>> }[]) {
+    let list = returned.get(index);
+    if (list === undefined) returned.set(index, (list = []));
+    list.push(row);
+  }
+  if (returned.size === 0) return undefined;
+  return batch.map((pending, index) => {
+    const guardRows = returned.get(index);
+    if (guardRows === undefined) return undefined;
+    try {
+      const refusal: unknown = pending.guard!.refusal(guardRows);
+      return refusal instanceof StrataError ? refusal : new StrataError('STRATA_ERR_INVARIANT', `an append's guard refused with ${String(refusal)}`);
+    } catch (error) {
+      return error instanceof StrataError ? error : new StrataError('STRATA_ERR_INVARIANT', `an append's guard refusal failed: ${String(error)}`);
+    }
+  });
 }
 
 /** Per append of the batch: the reason its precondition rejected with, or undefined. */

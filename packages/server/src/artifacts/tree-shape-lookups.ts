@@ -1,7 +1,8 @@
 import { ArtifactTreePaths, invariant } from '@strata/core';
 import { sql } from 'kysely';
-import type { CompiledQuery, Kysely } from 'kysely';
+import type { CompiledQuery, Kysely, RawBuilder } from 'kysely';
 import type { ArtifactReader } from '../ports.ts';
+import type { GuardQuery } from '../stream-writer.ts';
 
 /** What a deploy of `path` must know about the tree around it. */
 export interface TreeShape {
@@ -60,25 +61,51 @@ export function readerTreeShapeQuery(artifacts: Pick<ArtifactReader, 'isFolder' 
  */
 export function sqlTreeShapeQuery(db: Kysely<any>, read: <R>(query: CompiledQuery<R>) => Promise<readonly R[]> = async (query) => (await db.executeQuery(query)).rows): TreeShapeQuery {
   return async (questions) => {
-    const repos = questions.map((question) => question.repo);
-    const paths = questions.map((question) => ArtifactTreePaths.trim(question.path));
-    const parents = paths.map((path) => parentOf(path) ?? '');
-    const statement = sql<{ ordinal: string | number; is_file: boolean; is_folder: boolean; parent_is_file: boolean }>`
-      select t.ordinal,
-             (t.path <> '' and exists(select 1 from (select a.present from artifacts a
-                where a.repo = t.repo and a.path = t.path offset 0) as a where a.present)) as is_file,
-             (t.path = '' or exists(select 1 from (select a.present from artifacts a
-                where a.repo = t.repo
-                  and a.path >= (t.path || '/') collate "C" and a.path < (t.path || '0') collate "C" offset 0) as a where a.present)) as is_folder,
-             (t.parent <> '' and exists(select 1 from (select a.present from artifacts a
-                where a.repo = t.repo and a.path = t.parent offset 0) as a where a.present)) as parent_is_file
-        from unnest(${repos}::text[], ${paths}::text[], ${parents}::text[]) with ordinality as t(repo, path, parent, ordinal)
-       order by t.ordinal`.compile(db);
-    const rows = await read(statement);
+    const rows = await read(treeShapeStatement(questions).compile(db));
     invariant(rows.length === questions.length, `tree-shape lookup answered ${rows.length} of ${questions.length} questions`);
-    return rows.map((row) => ({ isFile: row.is_file, isFolder: row.is_folder, parentIsFile: row.parent_is_file }));
+    return rows.map(treeShapeOf);
   };
 }
+
+/** A row of treeShapeStatement: the question's 1-based ordinal and its shape. */
+export interface TreeShapeRow {
+  readonly ordinal: string | number;
+  readonly is_file: boolean;
+  readonly is_folder: boolean;
+  readonly parent_is_file: boolean;
+}
+
+export function treeShapeOf(row: TreeShapeRow): TreeShape {
+  return { isFile: row.is_file, isFolder: row.is_folder, parentIsFile: row.parent_is_file };
+}
+
+/** The statement of sqlTreeShapeQuery: one row per question, in order. */
+function treeShapeStatement(questions: readonly TreeShapeQuestion[]): RawBuilder<TreeShapeRow> {
+  const repos = questions.map((question) => question.repo);
+  const paths = questions.map((question) => ArtifactTreePaths.trim(question.path));
+  const parents = paths.map((path) => parentOf(path) ?? '');
+  return sql<TreeShapeRow>`
+    select t.ordinal,
+           (t.path <> '' and exists(select 1 from (select a.present from artifacts a
+              where a.repo = t.repo and a.path = t.path offset 0) as a where a.present)) as is_file,
+           (t.path = '' or exists(select 1 from (select a.present from artifacts a
+              where a.repo = t.repo
+                and a.path >= (t.path || '/') collate "C" and a.path < (t.path || '0') collate "C" offset 0) as a where a.present)) as is_folder,
+           (t.parent <> '' and exists(select 1 from (select a.present from artifacts a
+              where a.repo = t.repo and a.path = t.parent offset 0) as a where a.present)) as parent_is_file
+      from unnest(${repos}::text[], ${paths}::text[], ${parents}::text[]) with ordinality as t(repo, path, parent, ordinal)
+     order by t.ordinal`;
+}
+
+/**
+ * The questions whose path is not free for a new file (a present file, a folder holding
+ * one, or below a present file), as a stream writer's guard query (CommandGuard): no rows
+ * when every path is free, else a TreeShapeRow per question that is not. The lookup then
+ * costs no query of its own: it runs in the append's first round trip, after its locks.
+ */
+export const treeShapeGuardQuery: GuardQuery<TreeShapeQuestion> = {
+  statement: (questions) => sql<TreeShapeRow>`select * from (${treeShapeStatement(questions)}) as s where s.is_file or s.is_folder or s.parent_is_file`,
+};
 
 interface Waiting {
   readonly question: TreeShapeQuestion;

@@ -42,6 +42,8 @@ export async function buildSqlApp(
     /** Deploys up to this size keep their blob in the database (as `strata serve` does); undefined: files only. */
     inlineBlobBytesMax?: number;
     clock?: { now(): number };
+    /** Checks in the append transaction (AppendDeps.checksInAppend); default true, as `strata serve` wires it. */
+    checksInAppend?: boolean;
   } = {},
 ): Promise<SqlApp> {
   const staging = options.inlineBlobBytesMax === undefined ? undefined : new InlineBlobStaging();
@@ -65,6 +67,7 @@ export async function buildSqlApp(
     limits: { metadataCacheTtlMs: options.metadataCacheTtlMs ?? 0 },
     // As `strata serve` wires it: on PostgreSQL the tree-shape checks run during the append.
     checksDuringAppend: options.databaseUrl !== undefined,
+    checksInAppend: options.checksInAppend ?? true,
   });
   return {
     app,

@@ -4,13 +4,14 @@ import type { DomainEvent, EventMeta, Properties, RecordedEvent } from '@strata/
 import type { BlobLease, BlobStore } from '@strata/store';
 import { checkDeployable } from '../../artifacts/artifact-decider.ts';
 import type { MetadataCache } from '../../artifacts/hot-caches.ts';
-import type { TreeShapeLookups } from '../../artifacts/tree-shape-lookups.ts';
+import { treeShapeGuardQuery, treeShapeOf } from '../../artifacts/tree-shape-lookups.ts';
+import type { TreeShape, TreeShapeLookups, TreeShapeQuestion, TreeShapeRow } from '../../artifacts/tree-shape-lookups.ts';
 import type { ArtifactReader, FileItem, RepositoryConfig } from '../../ports.ts';
 import type { CurationService } from '../../curation/curation-service.ts';
 import type { UpstreamClient } from '../../remote/upstream-client.ts';
 import { repositoryNotFound } from '../../repositories/repository-decider.ts';
 import type { RepositoryStreamState } from '../../repositories/repository-stream.ts';
-import type { StreamWriter } from '../../stream-writer.ts';
+import type { CommandGuard, StreamWriter } from '../../stream-writer.ts';
 import {
   buildPackument,
   checkPackageName,
@@ -96,6 +97,7 @@ export class NpmService {
   readonly #blobs: BlobStore;
   readonly #artifacts: ArtifactReader;
   readonly #treeShapes: TreeShapeLookups;
+  readonly #checksInAppend: boolean;
   readonly #cache: MetadataCache;
   readonly #now: () => number;
   readonly #ttlMs: number;
@@ -128,6 +130,11 @@ export class NpmService {
     artifacts: ArtifactReader;
     /** The tree-shape lookups generic deploys use (one instance: their statements are shared). */
     treeShapes: TreeShapeLookups;
+    /**
+     * Whether a publish's check runs in its round's append transaction (a CommandGuard) instead
+     * of as a tree-shape lookup of its own: only over a SQL event store (AppendOptions.guard).
+     */
+    checksInAppend?: boolean;
     cache: MetadataCache;
     now: () => number;
     ttlMs: number;
@@ -145,6 +152,7 @@ export class NpmService {
     this.#blobs = options.blobs;
     this.#artifacts = options.artifacts;
     this.#treeShapes = options.treeShapes;
+    this.#checksInAppend = options.checksInAppend === true;
     this.#cache = options.cache;
     this.#now = options.now;
     this.#ttlMs = options.ttlMs;
@@ -449,6 +457,50 @@ export class NpmService {
   }
 
   /**
+   * The check of a publish's new versions (none stored, no folder in their place, no file
+   * above them), as the stream writer's `check` (a tree-shape lookup while the publish waits
+   * for its round) or, with `checksInAppend`, its `guard` (the same question asked in the
+   * round's append transaction, after its locks: no query of its own).
+   */
+  #publishCheck(repo: string, name: string, prepared: readonly PreparedVersion[]): [check: (() => Promise<void>) | undefined, guard?: CommandGuard<TreeShapeQuestion>] {
+    const refusal = (index: number, shape: TreeShape): StrataError | undefined => {
+      const path = tarballPath(name, prepared[index]!.version);
+      if (shape.isFile) return new StrataError('STRATA_ERR_PACKAGE_VERSION_EXISTS', `cannot publish over the previously published version ${prepared[index]!.version}`);
+      // As for a generic deploy: a file may not replace a folder, nor live below a file.
+      if (shape.isFolder) return new StrataError('STRATA_ERR_HTTP_CONFLICT', `'${path}' is a folder in repository '${repo}'`);
+      if (shape.parentIsFile) return new StrataError('STRATA_ERR_HTTP_CONFLICT', `'${path.slice(0, path.lastIndexOf('/'))}' is a file in repository '${repo}'`);
+      return undefined;
+    };
+    if (this.#checksInAppend) {
+      return [
+        undefined,
+        {
+          query: treeShapeGuardQuery,
+          questions: prepared.map(({ version }) => ({ repo, path: tarballPath(name, version) })),
+          refusal: (rows) => {
+            // The first refused version in the document's order, as the lookup's check refuses.
+            const refused = rows.map((row) => ({ index: Number(row['ordinal']) - 1, shape: treeShapeOf(row as unknown as TreeShapeRow) })).sort((a, b) => a.index - b.index);
+            for (const { index, shape } of refused) {
+              const error = refusal(index, shape);
+              if (error !== undefined) return error;
+            }
+            return new StrataError('STRATA_ERR_INVARIANT', `the publish guard of ${name} returned a path that is free`);
+          },
+        },
+      ];
+    }
+    return [
+      async () => {
+        const shapes = await Promise.all(prepared.map(({ version }) => this.#treeShapes.shape(repo, tarballPath(name, version))));
+        for (const [index, shape] of shapes.entries()) {
+          const error = refusal(index, shape);
+          if (error !== undefined) throw error;
+        }
+      },
+    ];
+  }
+
+  /**
    * `npm publish`: the document's new versions, each with its attachment, verified (gzip,
    * shasum, integrity) and appended with the document's dist-tags in one transaction. A
    * version already stored is a 409 and nothing is stored. A document without attachments is
@@ -538,16 +590,7 @@ export class NpmService {
         // decisions of concurrent publishes run one after another), in one statement with the
         // lookups of the other commands waiting (TreeShapeLookups); this process's claims
         // cover publishes of the same version decided in the same round.
-      }, async () => {
-        const shapes = await Promise.all(prepared.map(({ version }) => this.#treeShapes.shape(repo, tarballPath(name, version))));
-        for (const [index, shape] of shapes.entries()) {
-          const path = tarballPath(name, prepared[index]!.version);
-          if (shape.isFile) throw new StrataError('STRATA_ERR_PACKAGE_VERSION_EXISTS', `cannot publish over the previously published version ${prepared[index]!.version}`);
-          // As for a generic deploy: a file may not replace a folder, nor live below a file.
-          if (shape.isFolder) throw new StrataError('STRATA_ERR_HTTP_CONFLICT', `'${path}' is a folder in repository '${repo}'`);
-          if (shape.parentIsFile) throw new StrataError('STRATA_ERR_HTTP_CONFLICT', `'${path.slice(0, path.lastIndexOf('/'))}' is a file in repository '${repo}'`);
-        }
-      });
+      }, ...this.#publishCheck(repo, name, prepared));
       published = appended;
     } finally {
       for (const lease of leases) lease.release();

@@ -677,6 +677,36 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
     return true;
   }
 
+  /**
+   * Applies an ArtifactDeleted event of `stream` whose data `data` has just read
+   * (ArtifactDeployedDataReader.readDeleted returned true): what `apply` does with the decoded
+   * event. Returns false if the tree ignores the stream.
+   */
+  applyDeletedData(stream: string, origin: string, wall: number, logical: number, data: ArtifactDeployedDataReader): boolean {
+    const repo = this.#streamRepo(stream);
+    if (repo === null) return false;
+    const path = this.#pathOfBytes(repo, data.bytes, data.pathStart, data.pathLength);
+    this.#fileState[path]! |= HAS_REGISTER;
+    this.#mergeTombstone(path, wall, logical, origin);
+    return true;
+  }
+
+  /**
+   * Applies a PropertiesSet event of `stream` whose data `data` has just read
+   * (ArtifactDeployedDataReader.readPropertiesSet returned true): what `apply` does with the
+   * decoded event. Returns false if the tree ignores the stream.
+   */
+  applyPropertiesSetData(stream: string, id: string, origin: string, wall: number, logical: number, data: ArtifactDeployedDataReader): boolean {
+    const repo = this.#streamRepo(stream);
+    if (repo === null) return false;
+    const bytes = data.bytes;
+    const path = this.#pathOfBytes(repo, bytes, data.pathStart, data.pathLength);
+    for (let index = 0; index < data.propertyCount; index++) {
+      this.#mergeProperty(path, this.#nameOfBytes(bytes, data.keyStarts[index]!, data.keyLengths[index]!), false, wall, logical, origin, id, data.values[index]!);
+    }
+    return true;
+  }
+
   /** #name of the ASCII string of `length` bytes at `bytes[start]`, found by a hash of the bytes (no string made for a known one). */
   #nameOfBytes(bytes: Buffer, start: number, length: number): number {
     let hash = HASH_START;

@@ -11,6 +11,10 @@
  * object orders or renames those) to arrays of strings. Anything else — and any byte that
  * does not parse — reads as false, and the caller decodes the event as before (the generic
  * decoder and `apply`), so whatever the generic path would do or throw, it still does.
+ *
+ * `readDeleted` and `readPropertiesSet` read the data of an ArtifactDeleted (exactly `path`)
+ * and of a PropertiesSet (exactly `path` and `properties`) the same way, for
+ * ArtifactTreeFold.applyDeletedData and applyPropertiesSetData.
  */
 import { Buffer } from 'node:buffer';
 
@@ -25,7 +29,9 @@ const MD5 = 8;
 const SIZE = 16;
 const MIME_TYPE = 32;
 const PROPERTIES = 64;
-const ALL_KEYS = 127;
+const DEPLOYED_KEYS = 127;
+const DELETED_KEYS = PATH;
+const PROPERTIES_SET_KEYS = PATH | PROPERTIES;
 
 /** The value of a lowercase hex digit by byte value, -1 for any other byte. */
 const HEX_VALUES = Int8Array.from({ length: 256 }, (_, code) => (code >= 48 && code <= 57 ? code - 48 : code >= 97 && code <= 102 ? code - 87 : -1));
@@ -57,19 +63,34 @@ export class ArtifactDeployedDataReader {
   #stringStart = 0;
   #stringLength = 0;
 
-  /** Reads `bytes[start, end)`; false when it is not exactly the plain shape (see the module comment). */
+  /** Reads ArtifactDeployed data at `bytes[start, end)`; false when it is not exactly the plain shape (see the module comment). */
   read(bytes: Buffer, start: number, end: number): boolean {
+    return this.#read(bytes, start, end, DEPLOYED_KEYS, 7);
+  }
+
+  /** Reads ArtifactDeleted data (`path` alone), as `read`. */
+  readDeleted(bytes: Buffer, start: number, end: number): boolean {
+    return this.#read(bytes, start, end, DELETED_KEYS, 1);
+  }
+
+  /** Reads PropertiesSet data (`path` and `properties` alone), as `read`. */
+  readPropertiesSet(bytes: Buffer, start: number, end: number): boolean {
+    return this.#read(bytes, start, end, PROPERTIES_SET_KEYS, 2);
+  }
+
+  /** A map of exactly the `count` keys of `expected`. */
+  #read(bytes: Buffer, start: number, end: number, expected: number, count: number): boolean {
     this.bytes = bytes;
     this.#at = start;
     this.#end = end;
     this.propertyCount = 0;
     const keys = this.#mapLength();
-    if (keys !== 7) return false;
+    if (keys !== count) return false;
     let seen = 0;
     for (let index = 0; index < keys; index++) {
       if (!this.#string()) return false;
       const key = this.#keyOf(this.#stringStart, this.#stringLength);
-      if (key === 0 || (seen & key) !== 0) return false;
+      if ((key & expected) === 0 || (seen & key) !== 0) return false;
       seen |= key;
       switch (key) {
         case PATH:
@@ -99,7 +120,7 @@ export class ArtifactDeployedDataReader {
           break;
       }
     }
-    return seen === ALL_KEYS && this.#at === end;
+    return seen === expected && this.#at === end;
   }
 
   /** The key bit of the string at `start`, 0 for any other key. */

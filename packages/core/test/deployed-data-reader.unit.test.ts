@@ -41,14 +41,21 @@ interface Stored {
   readonly plain: boolean;
 }
 
-/** Each event with its data as the store keeps it (msgpack), some deploys' data mangled. */
+/** Per event type read from bytes, the mangles that leave its data in the plain shape. */
+const PLAIN_MANGLES: Record<string, readonly (string | undefined)[]> = {
+  ArtifactDeployed: [undefined, 'keys reordered', 'a negative size', 'a fractional size', 'a 16-bit size', 'a 32-bit size', 'a size past 32 bits', 'a long property value'],
+  ArtifactDeleted: [undefined, 'keys reordered', 'no properties'],
+  PropertiesSet: [undefined, 'keys reordered', 'a long property value'],
+};
+
+/** Each event with its data as the store keeps it (msgpack), some deploys', deletes' and property sets' data mangled. */
 const arbitraryStored = arbitraryEventsAndDelivery().chain(({ delivery }) =>
   fc.array(fc.option(fc.constantFrom(...MANGLE_NAMES), { nil: undefined, freq: 2 }), { minLength: delivery.length, maxLength: delivery.length }).map((mangles) =>
     delivery.map((event, index): Stored => {
-      const mangle = event.type === 'ArtifactDeployed' ? mangles[index] : undefined;
+      const plainMangles = PLAIN_MANGLES[event.type];
+      const mangle = plainMangles === undefined ? undefined : mangles[index];
       const data = mangle === undefined ? (event.data as Record<string, unknown>) : MANGLES[mangle]!(event.data as Record<string, unknown>);
-      const plain = event.type === 'ArtifactDeployed' && (mangle === undefined || ['keys reordered', 'a negative size', 'a fractional size', 'a 16-bit size', 'a 32-bit size', 'a size past 32 bits', 'a long property value'].includes(mangle));
-      return { event, data: Buffer.from(packr.pack(data)), plain };
+      return { event, data: Buffer.from(packr.pack(data)), plain: plainMangles !== undefined && plainMangles.includes(mangle) };
     }),
   ),
 );
@@ -67,8 +74,8 @@ function outcome(fold: (fold: ArtifactTreeFold) => void): unknown {
   }
 }
 
-describe('reading ArtifactDeployed data from its msgpack bytes into the fold', () => {
-  it('folds to what the decoded events fold to, reads every plain deploy and leaves anything else to the decoded event', () => {
+describe('reading ArtifactDeployed, ArtifactDeleted and PropertiesSet data from its msgpack bytes into the fold', () => {
+  it('folds to what the decoded events fold to, reads every plain deploy, delete and property set, and leaves anything else to the decoded event', () => {
     fc.assert(
       fc.property(arbitraryStored, (stored) => {
         const reader = new ArtifactDeployedDataReader();
@@ -80,9 +87,16 @@ describe('reading ArtifactDeployed data from its msgpack bytes into the fold', (
         const direct = outcome((tree) => {
           for (const entry of stored) {
             const { event, data } = entry;
-            const read = event.type === 'ArtifactDeployed' && reader.read(data, 0, data.length);
+            const read =
+              event.type === 'ArtifactDeployed'
+                ? reader.read(data, 0, data.length)
+                : event.type === 'ArtifactDeleted'
+                  ? reader.readDeleted(data, 0, data.length)
+                  : event.type === 'PropertiesSet' && reader.readPropertiesSet(data, 0, data.length);
             taken.push(read);
-            if (read) tree.applyDeployedData(event.stream, event.id, event.origin, event.hlc.wall, event.hlc.logical, event.meta.actor, reader);
+            if (read && event.type === 'ArtifactDeployed') tree.applyDeployedData(event.stream, event.id, event.origin, event.hlc.wall, event.hlc.logical, event.meta.actor, reader);
+            else if (read && event.type === 'ArtifactDeleted') tree.applyDeletedData(event.stream, event.origin, event.hlc.wall, event.hlc.logical, reader);
+            else if (read) tree.applyPropertiesSetData(event.stream, event.id, event.origin, event.hlc.wall, event.hlc.logical, reader);
             else tree.apply(decoded(entry));
           }
         });

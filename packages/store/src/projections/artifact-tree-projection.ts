@@ -21,6 +21,7 @@ import {
   type FileRegister,
   type FirstDeploy,
   type PropertyRegister,
+  type EventType,
   type RecordedEvent,
   type StreamEvent,
   repositoryStream,
@@ -365,18 +366,28 @@ export class ArtifactTreeProjection implements SqlProjection, RebuildableSqlProj
     // fraction of its objects for the garbage collector to walk.
     const model = new ArtifactTreeFold();
     const chunkRowsMax = this.#rebuildChunkRowsMax;
-    // The bulk scan's ArtifactDeployed rows straight from their msgpack bytes (no event
-    // object, no string for the path, checksums or mime type); any other shape is decoded.
-    const deployed = new ArtifactDeployedDataReader();
+    // The bulk scan's ArtifactDeployed, ArtifactDeleted and PropertiesSet rows straight from
+    // their msgpack bytes (no event object, no string for the path, checksums or mime type);
+    // any other shape is decoded.
+    const data = new ArtifactDeployedDataReader();
+    /** The type of the row whose data was read last. */
+    let read: EventType = 'ArtifactDeployed';
     return {
       add(events: readonly RecordedEvent[]): void {
         for (const event of events) model.apply(event);
       },
       rowSink: {
-        types: ['ArtifactDeployed'],
-        readData: (type, bytes, start, end) => type === 'ArtifactDeployed' && deployed.read(bytes, start, end),
+        types: ['ArtifactDeployed', 'ArtifactDeleted', 'PropertiesSet'],
+        readData: (type, bytes, start, end) => {
+          read = type;
+          if (type === 'ArtifactDeployed') return data.read(bytes, start, end);
+          if (type === 'ArtifactDeleted') return data.readDeleted(bytes, start, end);
+          return type === 'PropertiesSet' && data.readPropertiesSet(bytes, start, end);
+        },
         take: (stream, id, origin, wall, logical, meta) => {
-          model.applyDeployedData(stream, id, origin, wall, logical, meta.actor, deployed);
+          if (read === 'ArtifactDeployed') model.applyDeployedData(stream, id, origin, wall, logical, meta.actor, data);
+          else if (read === 'ArtifactDeleted') model.applyDeletedData(stream, origin, wall, logical, data);
+          else model.applyPropertiesSetData(stream, id, origin, wall, logical, data);
         },
       },
       async write(db: Kysely<StoreDatabase>, onRows?: (rows: number) => void, copy?: CopyRows, options: ProjectionWriteOptions = {}): Promise<number> {

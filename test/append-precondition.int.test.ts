@@ -61,4 +61,25 @@ describe.each(eventStoreBackends())('append precondition ($name)', (backend) => 
       await harness.close();
     }
   });
+
+  it('given an append queued after (`after`) another of the same stream, then it is written only once that one committed, never in its transaction; when that one is refused, it is refused with the reason and writes nothing', async () => {
+    const harness = await backend.open();
+    try {
+      const store = harness.store;
+      // Queued together: were they one transaction, the second would wait for the first's commit inside it.
+      const first = store.append('repo-a', [artifactDeleted({ path: 'one' })], { expectedRevision: 'no_stream' });
+      const second = store.append('repo-a', [artifactDeleted({ path: 'two' })], { expectedRevision: 0, after: first });
+      expect((await second).nextRevision).toBe(1);
+      expect((await first).nextRevision).toBe(0);
+      // The one ahead refused: the one after it is refused with that reason, even where its own expectation would hold.
+      const refused = store.append('repo-a', [artifactDeleted({ path: 'refused' })], { expectedRevision: 5 });
+      const behind = store.append('repo-a', [artifactDeleted({ path: 'behind' })], { after: refused });
+      const [ahead, following] = await Promise.allSettled([refused, behind]);
+      expect(isStrataError((ahead as PromiseRejectedResult).reason, 'STRATA_ERR_STORE_CONCURRENCY_CONFLICT')).toBe(true);
+      expect((following as PromiseRejectedResult).reason).toBe((ahead as PromiseRejectedResult).reason);
+      expect((await store.readStream('repo-a')).map((event) => event.data)).toEqual([{ path: 'one' }, { path: 'two' }]);
+    } finally {
+      await harness.close();
+    }
+  });
 });

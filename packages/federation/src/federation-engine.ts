@@ -32,6 +32,7 @@ import {
   type StreamEvent,
   CHAIN_GENESIS,
   ORIGIN_PREV_META_KEY,
+  StrataError,
   chainLinkHex,
   compareVersions,
   encodeEventData,
@@ -279,6 +280,16 @@ class FederatedRepository {
   readonly #commitTimes = new Map<string, number>();
   #vector: VersionVector | null = null;
   #queue: Promise<unknown> = Promise.resolve();
+  /**
+   * Received batches handed to the store and not yet recorded, oldest first: a catch-up page
+   * is planned on those ahead of it (pipelined, see `receive`) instead of waiting for their
+   * commits. Each is removed, in order, as it is recorded or given up.
+   */
+  readonly appending: AppendingBatch[] = [];
+  /** A batch of `appending` failed: until they have all ended, nothing is planned on them. */
+  appendingFailed = false;
+  /** Settles once every batch of `appending` as it stands has ended (never rejects). */
+  #appendingEnded: Promise<unknown> = Promise.resolve();
 
   constructor(key: string, bootstrapMembers: readonly FederationMember[], isSelf: (url: string) => boolean) {
     this.#isSelf = isSelf;
@@ -330,15 +341,41 @@ class FederatedRepository {
     return known ? times : undefined;
   }
 
-  /** True iff some origin's first event in the batch not held here is beyond the next one expected. */
+  /**
+   * True iff some origin's first event in the batch not held here (nor being appended) is
+   * beyond the next one expected.
+   */
   startsBeyondHeld(events: readonly NewEvent[]): boolean {
     const checked = new Set<string>();
+    const last = this.appending.at(-1);
     for (const event of events) {
-      if (checked.has(event.origin) || this.ids.has(event.id)) continue;
+      if (checked.has(event.origin) || this.ids.has(event.id) || this.appending.some((batch) => batch.ids.has(event.id))) continue;
       checked.add(event.origin);
-      if (event.originSeq > this.heldCount(event.origin) + 1) return true;
+      if (event.originSeq > (last?.heads.get(event.origin)?.originSeq ?? this.heldCount(event.origin)) + 1) return true;
     }
     return false;
+  }
+
+  /** Adds a batch handed to the store; `ended` settles when it has been recorded or given up. */
+  startAppending(batch: AppendingBatch, ended: Promise<unknown>): void {
+    this.appending.push(batch);
+    const before = this.#appendingEnded;
+    this.#appendingEnded = Promise.all([before, ended.catch(() => undefined)]);
+    // A batch waiting for its predecessors may now be planned on this one.
+    for (const wake of [...this.waiters]) wake();
+  }
+
+  /** Removes the oldest batch of `appending` (it was recorded, or it failed). */
+  endAppending(batch: AppendingBatch, failed: boolean): void {
+    invariant(this.appending[0] === batch, `stream ${this.stream}: received batches ended out of order`);
+    this.appending.shift();
+    if (failed) this.appendingFailed = true;
+    if (this.appending.length === 0) this.appendingFailed = false;
+  }
+
+  /** Settles once every received batch handed to the store so far has ended. */
+  appendingEnded(): Promise<unknown> {
+    return this.#appendingEnded;
   }
 
   get vector(): VersionVector {
@@ -433,11 +470,41 @@ class FederatedRepository {
     return oldest;
   }
 
+  /** Runs `task` in the repository's queue, once every received batch being appended has ended. */
   serialize<T>(task: () => Promise<T>): Promise<T> {
+    return this.serializeAhead(async () => {
+      while (this.appending.length > 0) await this.appendingEnded();
+      return task();
+    });
+  }
+
+  /** Runs `task` in the repository's queue, with received batches possibly still being appended (`appending`). */
+  serializeAhead<T>(task: () => Promise<T>): Promise<T> {
     const run = this.#queue.then(task, task);
     this.#queue = run.catch(() => undefined);
     return run;
   }
+}
+
+/** A received batch handed to the store, not yet recorded (FederatedRepository.appending). */
+interface AppendingBatch {
+  readonly ids: ReadonlySet<string>;
+  /** The stream's revision once it is appended. */
+  readonly revisionAfter: number;
+  /** Per origin: its newest event in this batch or any batch ahead of it, with its digest. */
+  readonly heads: ReadonlyMap<string, { readonly originSeq: number; readonly digest: Buffer; readonly chained: boolean }>;
+  /** The store's append of it: a batch planned on this one is written only after it (AppendOptions.after). */
+  readonly appended: Promise<unknown>;
+}
+
+/** AppendOptions.after's refusal of a batch planned on one that failed: a conflict, so the batch is planned again on the stream as it is. */
+function aheadFailed(stream: string, cause: unknown): Error {
+  return new StrataError('STRATA_ERR_STORE_CONCURRENCY_CONFLICT', `stream ${stream}: the batch this one was planned on was not appended (${describe(cause)})`, { stream });
+}
+
+/** True iff `event` is a configuration event (the members field may change: not pipelined). */
+function isConfigEvent(event: NewEvent): boolean {
+  return event.type === 'RepositoryCreated' || event.type === 'RepositoryConfigChanged' || event.type === 'RepositoryDeleted';
 }
 
 /** Lenient reading of the members field: entries without a string url are ignored. */
@@ -671,21 +738,60 @@ export class FederationEngine {
       if (!repo.ids.has(event.id) && eventBelongsTo(repo.key, event)) encodeAndDigestEvent(repo.stream, event);
     }
     await this.#awaitPredecessors(repo, request);
+    const stagedTimes = { ...times, receivedAtMs };
     try {
-      return await repo.serialize(async () => {
-        // Another writer of the stream (the server's local writes) may append between our
-        // reads: a conflict re-reads the stream and plans the batch again.
-        for (let attempt = 1; ; attempt++) {
-          try {
-            return await this.#receiveInOrder(repo, request, { ...times, receivedAtMs }, options);
-          } catch (error) {
-            if (!isStrataError(error, 'STRATA_ERR_STORE_CONCURRENCY_CONFLICT') || attempt >= appendConflictRetriesMax) throw error;
-            await this.#catchUp(repo);
-          }
+      // Where the store pipelines appends (EventStore.appendsPipelined: PostgreSQL), a batch
+      // without configuration events (a catch-up page, say) is planned and handed to
+      // the store in the repository's queue, then appended and recorded outside it: the next
+      // batch is planned on it meanwhile (pipelined), so that the store builds that one while
+      // this one's database work runs. The store writes a batch planned on another only
+      // after that one has committed (AppendOptions.after), on exactly the rows it leaves.
+      if (this.#options.store.appendsPipelined === true && this.#faults.noDedup !== true && !request.events.some(isConfigEvent)) {
+        let handOver!: () => void;
+        const handedOver = new Promise<void>((resolve) => (handOver = resolve));
+        let reply: Promise<FederationReply> | undefined;
+        await repo.serializeAhead(async () => {
+          // Planned on the recorded state alone after a failure ahead, or with an event of a batch ahead in it.
+          const overlaps = () => repo.appendingFailed || request.events.some((event) => repo.appending.some((batch) => batch.ids.has(event.id)));
+          while (repo.appending.length > 0 && overlaps()) await repo.appendingEnded();
+          reply = this.#receiveInOrder(repo, request, stagedTimes, options, handOver);
+          await Promise.race([handedOver, reply.catch(() => undefined)]);
+        });
+        try {
+          return await reply!;
+        } catch (error) {
+          if (!isStrataError(error, 'STRATA_ERR_STORE_CONCURRENCY_CONFLICT')) throw error;
         }
-      });
+        // A conflict (another writer, or a batch ahead that failed): planned again in the queue, on the stream as it is.
+        return await repo.serialize(async () => {
+          await this.#catchUp(repo);
+          return this.#receiveRetrying(repo, request, stagedTimes, options);
+        });
+      }
+      return await repo.serialize(() => this.#receiveRetrying(repo, request, stagedTimes, options));
     } catch (error) {
       return refused('unavailable', describe(error), repo.vector);
+    }
+  }
+
+  /**
+   * #receiveInOrder in the repository's queue. Another writer of the stream (the server's
+   * local writes) may append between our reads: a conflict re-reads the stream and plans the
+   * batch again.
+   */
+  async #receiveRetrying(
+    repo: FederatedRepository,
+    request: PushRequest,
+    times: ReceiveTimes & { readonly receivedAtMs: number },
+    options: ReceiveOptions,
+  ): Promise<FederationReply> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#receiveInOrder(repo, request, times, options);
+      } catch (error) {
+        if (!isStrataError(error, 'STRATA_ERR_STORE_CONCURRENCY_CONFLICT') || attempt >= appendConflictRetriesMax) throw error;
+        await this.#catchUp(repo);
+      }
     }
   }
 
@@ -909,6 +1015,12 @@ export class FederationEngine {
     request: PushRequest,
     times: ReceiveTimes & { readonly receivedAtMs: number },
     options: ReceiveOptions,
+    /**
+     * Pipelined (see `receive`): the batch is planned on the batches being appended
+     * (`repo.appending`), and `handOver` is called once it is handed to the store; the rest
+     * runs outside the queue, after the batches ahead are recorded.
+     */
+    handOver?: () => void,
   ): Promise<FederationReply> {
     const startedAtMs = this.#options.clock.now();
     // A disabled member is still in the circle of trust: we stop sending to it, but accept
@@ -928,8 +1040,15 @@ export class FederationEngine {
     const tentative = new Map<string, number>();
     const batchIds = new Set<string>();
     const fresh: NewEvent[] = [];
-    /** Per origin: the newest fresh event of the batch so far, its digest and whether it is chained. */
+    /** Per origin: the newest fresh event of the batch so far (or of the batches being appended ahead of it), its digest and whether it is chained. */
     const batchHeads = new Map<string, { originSeq: number; digest: Buffer; chained: boolean }>();
+    const ahead = handOver === undefined ? undefined : repo.appending.at(-1);
+    if (ahead !== undefined) {
+      for (const [origin, head] of ahead.heads) {
+        tentative.set(origin, head.originSeq);
+        batchHeads.set(origin, { ...head });
+      }
+    }
     const redelivered: StreamEvent[] = [];
     let duplicates = 0;
     /** The origin's commit time of each fresh event, when the push says (`committedAtMs`). */
@@ -978,13 +1097,37 @@ export class FederationEngine {
     let appended: readonly StreamEvent[] = [];
     let membersChanged = false;
     if (stamped.length > 0) {
-      const result = await this.#options.store.append(repo.stream, stamped, {
-        expectedRevision: this.#expectedRevision(repo),
+      const revisionAhead = ahead === undefined ? repo.revision : ahead.revisionAfter;
+      const appending = this.#options.store.append(repo.stream, stamped, {
+        expectedRevision: revisionAhead < 0 ? 'no_stream' : revisionAhead,
         ...(options.appendWrites === undefined ? {} : { writes: options.appendWrites }),
+        // Planned on a batch not committed yet: written only once that one has committed.
+        ...(ahead === undefined ? {} : { after: ahead.appended.then(() => undefined, (error: unknown) => Promise.reject(aheadFailed(repo.stream, error))) }),
       });
-      invariant(result.appendedCount === stamped.length, 'events absent from the vector were already stored');
-      membersChanged = repo.record(result.events);
-      appended = result.events;
+      let entry: AppendingBatch | undefined;
+      let ended: (() => void) | undefined;
+      if (handOver !== undefined) {
+        // In order: the batches ahead are recorded (or given up) before this one.
+        const aheadEnded = repo.appendingEnded();
+        entry = { ids: batchIds, heads: new Map(batchHeads), appended: appending, revisionAfter: revisionAhead + stamped.length };
+        repo.startAppending(entry, new Promise<void>((resolve) => (ended = resolve)));
+        appending.catch(() => undefined);
+        handOver();
+        await aheadEnded;
+      }
+      let failed = true;
+      try {
+        const result = await appending;
+        invariant(result.appendedCount === stamped.length, 'events absent from the vector were already stored');
+        membersChanged = repo.record(result.events);
+        failed = false;
+        appended = result.events;
+      } finally {
+        if (entry !== undefined) {
+          repo.endAppending(entry, failed);
+          ended!();
+        }
+      }
       for (const [origin, head] of batchHeads) repo.rememberDigest(origin, head.originSeq, head.digest);
       this.#scheduleRipen(repo);
     }

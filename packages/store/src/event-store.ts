@@ -49,6 +49,21 @@ export interface AppendOptions {
    * `refusal`'s error, as for a failed precondition.
    */
   readonly guard?: AppendGuard;
+  /**
+   * Another append this one is planned on (a received catch-up page behind the one ahead of
+   * it, federation): this one is written only after that one has committed — a SQL store
+   * never puts the two in one transaction — and is refused, nothing of it written, with the
+   * rejection's reason if that one failed (as a `precondition` that rejects).
+   */
+  readonly after?: Promise<unknown>;
+}
+
+/** `options.precondition` and `options.after` as one condition (undefined: none). */
+export function appendCondition(options: AppendOptions): Promise<void> | undefined {
+  const { after, precondition } = options;
+  if (after === undefined) return precondition;
+  const followed = after.then(() => undefined);
+  return precondition === undefined ? followed : Promise.all([followed, precondition]).then(() => undefined);
 }
 
 /** AppendOptions.guard: a statement returning no rows when the append may go. */
@@ -232,6 +247,12 @@ export function isEventCopyScanner(store: object): store is EventCopyScanner {
  * later EventStoreDB) and the conformance suite in test/ checks.
  */
 export interface EventStore {
+  /**
+   * True when this store builds an append given `after` while the append ahead of it is still
+   * being written (the SQL store on PostgreSQL: "Large batches pipelined", storage.md): a caller
+   * then gains by handing appends over early. Undefined or false: it would only wait in the queue.
+   */
+  readonly appendsPipelined?: boolean;
   /**
    * Appends events to one stream atomically (all or none). Events whose id is already stored
    * in this stream are skipped (idempotent redelivery); an id stored in another stream, or a

@@ -10,6 +10,7 @@ import {
 } from './append-preparation.ts';
 import {
   START_CHECKPOINT,
+  appendCondition,
   readBatchEventsMax,
   type AppendManyOptions,
   type AppendOptions,
@@ -97,8 +98,9 @@ export class MemoryEventStore implements EventStore {
       if (options.guard !== undefined) throw new StrataError('STRATA_ERR_INVARIANT', 'the memory event store cannot check an append guard (a SQL statement)');
       const prepared = prepareAppend(stream, events, options.expectedRevision);
       // Awaited in turn: its rejection must not count as unhandled meanwhile.
-      options.precondition?.catch(() => undefined);
-      const run = this.#tail.then(() => this.#appendNow(stream, prepared, options));
+      const precondition = appendCondition(options);
+      precondition?.catch(() => undefined);
+      const run = this.#tail.then(() => this.#appendNow(stream, prepared, options.expectedRevision, precondition));
       this.#tail = run.catch(() => undefined);
       return run;
     } catch (error) {
@@ -119,15 +121,15 @@ export class MemoryEventStore implements EventStore {
     }
   }
 
-  async #appendNow(stream: string, prepared: readonly PreparedEvent[], options: AppendOptions): Promise<AppendResult> {
-    if (options.precondition !== undefined) {
+  async #appendNow(stream: string, prepared: readonly PreparedEvent[], expectedRevision: AppendOptions['expectedRevision'], precondition: Promise<void> | undefined): Promise<AppendResult> {
+    if (precondition !== undefined) {
       try {
-        await options.precondition;
+        await precondition;
       } catch (reason) {
         throw reason instanceof StrataError ? reason : new StrataError('STRATA_ERR_INVARIANT', `an append's precondition failed: ${String(reason)}`);
       }
     }
-    const [result] = await this.#appendManyNow([{ stream, events: prepared, expectedRevision: options.expectedRevision }]);
+    const [result] = await this.#appendManyNow([{ stream, events: prepared, expectedRevision }]);
     return result!;
   }
 

@@ -12,6 +12,7 @@ import {
 } from './append-preparation.ts';
 import {
   START_CHECKPOINT,
+  appendCondition,
   readBatchEventsMax,
   type AppendGuard,
   type AppendManyOptions,
@@ -134,6 +135,24 @@ class GuessFailed extends Error {}
 /** A one-round-trip batch whose callers' checks refused after its writes were sent: rolled back (GuessFailed follows). */
 class ChecksRefused extends Error {}
 
+/**
+ * How one batch is written besides its appends: `guessRows`, the streams' rows it is built on
+ * (a batch pipelined behind the one in flight: the rows that one leaves when it commits);
+ * `onBuilt`, told the streams' rows this batch leaves when it commits, once its Node work is
+ * done and only its database work is left (a large batch, appendOneRoundTrip).
+ */
+interface BatchFlow {
+  readonly guessRows?: readonly LockedStreamRow[];
+  readonly onBuilt?: (rows: readonly LockedStreamRow[]) => void;
+}
+
+/** A large batch whose Node work is done and whose transaction has not ended: the next one may be built on it. */
+interface BatchAhead {
+  readonly rows: ReadonlyMap<string, LockedStreamRow>;
+  /** Settles (never rejects) when the batch and any retry of it have settled their appends. */
+  readonly done: Promise<void>;
+}
+
 /** The SQLSTATE of the guess check's division by zero. */
 const GUESS_FAILED_SQLSTATE = '22012';
 /**
@@ -153,6 +172,8 @@ interface PendingAppend {
   readonly precondition?: Promise<void> | undefined;
   /** AppendOptions.guard: checked in the first round trip (one round trip: with the guess). */
   readonly guard?: AppendGuard | undefined;
+  /** AppendOptions.after: it follows an earlier append, so it never joins a batch behind another append (it leads its own). */
+  readonly leads?: boolean;
   readonly resolve: (result: AppendResult) => void;
   readonly reject: (error: unknown) => void;
   readonly signal: AbortSignal | undefined;
@@ -230,6 +251,8 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
   readonly #queue: PendingAppend[] = [];
   #queuedEvents = 0;
   #writer: Promise<void> | undefined;
+  /** Wakes the writer waiting, with a batch in flight, for the next append. */
+  #wakeWriter: (() => void) | undefined;
   /** `appendMany` transactions in flight (close waits for them). */
   readonly #atomicWrites = new Set<Promise<unknown>>();
   #closed = false;
@@ -260,6 +283,11 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
     this.#appendOneRoundTrip = options.appendOneRoundTrip ?? false;
   }
 
+  /** EventStore.appendsPipelined: large batches are pipelined where one-round-trip appends are (PostgreSQL). */
+  get appendsPipelined(): boolean {
+    return this.#appendOneRoundTrip;
+  }
+
   /** The database this store writes (for the audit queries of the same package). */
   get database(): Kysely<StoreDatabase> {
     return this.#db;
@@ -271,7 +299,8 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
       options.signal?.throwIfAborted();
       const prepared = prepareAppend(stream, events, options.expectedRevision);
       // Awaited only after the first round trip: its rejection must not count as unhandled meanwhile.
-      options.precondition?.catch(() => undefined);
+      const precondition = appendCondition(options);
+      precondition?.catch(() => undefined);
       if (this.#queuedEvents + prepared.length > this.#appendQueueEventsMax && this.#queue.length > 0) {
         throw new StrataError('STRATA_ERR_STORE_UNAVAILABLE', `append queue is full (${this.#queuedEvents} events waiting)`);
       }
@@ -282,8 +311,9 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
           events: prepared,
           expectedRevision: options.expectedRevision,
           writes: options.writes,
-          precondition: options.precondition,
+          precondition,
           guard: options.guard,
+          leads: options.after !== undefined,
           resolve,
           reject,
           signal,
@@ -613,15 +643,93 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
     if (this.#closed) throw new StrataError('STRATA_ERR_STORE_CLOSED');
   }
 
+  /**
+   * Writes the queue batch by batch. A large batch (appendCopyEventsMin, appendOneRoundTrip)
+   * tells when its Node work is done and only its database work (COPYs, commit) is left; the
+   * next batch, when it writes only streams that one writes, is then built on the rows that
+   * one leaves and sent on another connection behind it (#writePipelined): PostgreSQL holds
+   * it on the streams' row locks until the batch ahead ends, and its guess check refuses it
+   * unless the rows are exactly those. At most two batches are in flight.
+   */
   #startWriter(): void {
-    if (this.#writer !== undefined) return;
+    if (this.#writer !== undefined) {
+      this.#wakeWriter?.();
+      return;
+    }
     this.#writer = (async () => {
+      let ahead: BatchAhead | undefined;
       try {
-        while (this.#queue.length > 0) await this.#writeBatch(this.#takeBatch());
+        for (;;) {
+          if (this.#queue.length === 0) {
+            if (ahead === undefined) break;
+            // The next append may come before the batch ahead ends: it is then built on it.
+            const ended = await Promise.race([ahead.done.then(() => true), new Promise<boolean>((resolve) => (this.#wakeWriter = () => resolve(false)))]);
+            this.#wakeWriter = undefined;
+            if (ended) ahead = undefined;
+            continue;
+          }
+          const batch = this.#takeBatch();
+          const guessRows = ahead === undefined ? undefined : this.#pipelinedRows(batch, ahead.rows);
+          if (ahead !== undefined && guessRows === undefined) {
+            await ahead.done;
+            ahead = undefined;
+          }
+          let built!: (rows: readonly LockedStreamRow[]) => void;
+          const builtRows = new Promise<readonly LockedStreamRow[]>((resolve) => (built = resolve));
+          const done = (guessRows === undefined ? this.#writeBatch(batch, built) : this.#writePipelined(batch, guessRows, ahead!.done, built)).catch(() => undefined);
+          const rows = await Promise.race([builtRows, done.then(() => undefined)]);
+          // The batch before this one ends before a third is sent.
+          await ahead?.done;
+          ahead = rows === undefined ? undefined : { rows: new Map(rows.map((row) => [row.stream, row])), done };
+          if (ahead === undefined) await done;
+        }
       } finally {
         this.#writer = undefined;
       }
     })();
+  }
+
+  /**
+   * The rows `batch` is built on behind the batch in flight (`aheadRows`: the rows that one
+   * leaves), or undefined when it waits for that one to end: not a large batch, a stream the
+   * batch ahead does not write, a stream whose guess failed lately.
+   */
+  #pipelinedRows(batch: readonly PendingAppend[], aheadRows: ReadonlyMap<string, LockedStreamRow>): LockedStreamRow[] | undefined {
+    if (!this.#appendOneRoundTrip) return undefined;
+    let events = 0;
+    for (const pending of batch) {
+      if (!aheadRows.has(pending.stream)) return undefined;
+      if ((this.#guessPausedUntil.get(pending.stream) ?? 0) > this.#batchesWritten) return undefined;
+      events += pending.events.length;
+    }
+    if (events < this.#appendCopyEventsMin) return undefined;
+    return [...new Set(batch.map((pending) => pending.stream))].sort().map((stream) => aheadRows.get(stream)!);
+  }
+
+  /**
+   * A batch built on `guessRows` (the rows the batch ahead leaves) and sent while that one
+   * still runs. When the guess does not hold (the batch ahead failed, or another writer came
+   * between) nothing of it commits: once the batch ahead has settled (its retries too), it is
+   * written as usual, on the state as it is. Its appends settle after those ahead of it.
+   */
+  async #writePipelined(
+    batch: readonly PendingAppend[],
+    guessRows: readonly LockedStreamRow[],
+    aheadDone: Promise<void>,
+    onBuilt: (rows: readonly LockedStreamRow[]) => void,
+  ): Promise<void> {
+    this.#batchesWritten++;
+    let outcomes: Outcome[];
+    try {
+      outcomes = await this.#transactions.run((session) => this.#applyBatch(session, batch, false, true, { guessRows, onBuilt }));
+    } catch (error) {
+      if (!(error instanceof GuessFailed)) for (const pending of batch) this.#guessedRows.delete(pending.stream);
+      await aheadDone;
+      return this.#writeBatch(batch, onBuilt);
+    }
+    await aheadDone;
+    this.#commits.notify();
+    batch.forEach((pending, index) => settle(pending, outcomes[index]!));
   }
 
   #takeBatch(): PendingAppend[] {
@@ -629,7 +737,7 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
     let events = 0;
     while (this.#queue.length > 0) {
       const next = this.#queue[0]!;
-      if (batch.length > 0 && events + next.events.length > this.#appendBatchEventsMax) break;
+      if (batch.length > 0 && (next.leads === true || events + next.events.length > this.#appendBatchEventsMax)) break;
       this.#queue.shift();
       this.#queuedEvents -= next.events.length;
       next.signal?.removeEventListener('abort', next.onAbort);
@@ -639,10 +747,10 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
     return batch;
   }
 
-  async #writeBatch(batch: readonly PendingAppend[]): Promise<void> {
+  async #writeBatch(batch: readonly PendingAppend[], onBuilt?: (rows: readonly LockedStreamRow[]) => void): Promise<void> {
     let outcomes: Outcome[] | undefined;
     try {
-      outcomes = await this.#runBatch(batch);
+      outcomes = await this.#runBatch(batch, false, onBuilt === undefined ? {} : { onBuilt });
     } catch (error) {
       if (batch.length === 1) {
         await this.#writeAlone(batch[0]!, error, 1);
@@ -678,14 +786,14 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
    * One transaction of #applyBatch; when its guess failed (appendOneRoundTrip), a second one
    * without a guess. When a transaction fails, the guesses of its streams are forgotten.
    */
-  async #runBatch(batch: readonly PendingAppend[], atomic = false): Promise<Outcome[]> {
+  async #runBatch(batch: readonly PendingAppend[], atomic = false, flow: BatchFlow = {}): Promise<Outcome[]> {
     this.#batchesWritten++;
     try {
       try {
-        return await this.#transactions.run((session) => this.#applyBatch(session, batch, atomic, true));
+        return await this.#transactions.run((session) => this.#applyBatch(session, batch, atomic, true, flow));
       } catch (error) {
         if (!(error instanceof GuessFailed)) throw error;
-        return await this.#transactions.run((session) => this.#applyBatch(session, batch, atomic, false));
+        return await this.#transactions.run((session) => this.#applyBatch(session, batch, atomic, false, flow));
       }
     } catch (error) {
       for (const pending of batch) this.#guessedRows.delete(pending.stream);
@@ -727,7 +835,7 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
    * before it are sent, then it applies in the same transaction. With `atomic` any refused
    * part throws (rolling everything back) before anything is written.
    */
-  async #applyBatch(session: AppendSession, batch: readonly PendingAppend[], atomic = false, guess = false): Promise<Outcome[]> {
+  async #applyBatch(session: AppendSession, batch: readonly PendingAppend[], atomic = false, guess = false, flow: BatchFlow = {}): Promise<Outcome[]> {
     const db = this.#db;
     const streams = [...new Set(batch.map((pending) => pending.stream))].sort();
     const ids = batch.flatMap((pending) => pending.events.map((prepared) => prepared.event.id));
@@ -780,7 +888,8 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
         : [sqlText`select ${rawText(String(index))}::int as load_index, l.kind::text as kind, l.row::jsonb as row from (${asSqlText(plan.load, db)}) as l`],
     );
     const guards = guardsStatement(batch, db);
-    const guessedRows = guess && this.#appendOneRoundTrip && !atomic ? this.#guessedRowsOf(streams) : undefined;
+    // Pipelined (flow.guessRows): built on the rows the batch ahead leaves, COPYs allowed.
+    const guessedRows = flow.guessRows ?? (guess && this.#appendOneRoundTrip && !atomic ? this.#guessedRowsOf(streams) : undefined);
     if (guessedRows !== undefined) {
       // One round trip (appendOneRoundTrip): the batch built from the guess; the locks, then the
       // check of the guess (what the first round trip would have read), then the writes and the
@@ -800,7 +909,11 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
         undefined,
         true,
         [lockExistingStatement.compile(), guessCheck.compile()],
+        flow,
       ).catch(() => undefined);
+      // Pipelined: nothing is sent before the callers' checks pass (they may wait for the batch
+      // ahead, which must never wait for this one's locks).
+      if (built !== undefined && flow.guessRows !== undefined && preconditions !== undefined) await preconditions;
       const passed = async () => (preconditions === undefined ? true : (await preconditions).every((reason) => reason === undefined));
       if (built !== undefined && (!checksSettled || (await passed()))) {
         try {
@@ -816,6 +929,8 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
           throw new GuessFailed();
         }
       }
+      // Pipelined: never written on the state as it is before the batch ahead has settled.
+      if (flow.guessRows !== undefined) throw new GuessFailed();
       // Not built from the guess (a refusal, a round trip before the commit): as usual; nothing was sent.
     }
     const first = [lockStatement, storedStatement, ...(loads.length === 0 ? [] : [joinText(loads, ' union all ')]), ...(guards === undefined ? [] : [guards])];
@@ -835,9 +950,9 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
         guarded === undefined ? await this.#completeBatch(session, batch, atomic, streamEventsOf, projectionPlans, { lockedRows, storedRows, loadRows }, undefined, true).catch(() => undefined) : undefined;
       const refused = (await preconditions).map((reason, index) => reason ?? guarded?.[index]);
       if (built !== undefined && refused.every((reason) => reason === undefined)) return built();
-      return (await this.#completeBatch(session, batch, atomic, streamEventsOf, projectionPlans, { lockedRows, storedRows, loadRows }, refused, false))!();
+      return (await this.#completeBatch(session, batch, atomic, streamEventsOf, projectionPlans, { lockedRows, storedRows, loadRows }, refused, false, [], flow))!();
     }
-    return (await this.#completeBatch(session, batch, atomic, streamEventsOf, projectionPlans, { lockedRows, storedRows, loadRows }, guarded, false))!();
+    return (await this.#completeBatch(session, batch, atomic, streamEventsOf, projectionPlans, { lockedRows, storedRows, loadRows }, guarded, false, [], flow))!();
   }
 
   /**
@@ -858,8 +973,10 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
     answered: { readonly lockedRows: StatementRows | undefined; readonly storedRows: StatementRows | undefined; readonly loadRows: StatementRows | undefined },
     refusedByPrecondition: readonly (StrataError | undefined)[] | undefined,
     speculative: boolean,
-    /** Sent first in the round trip that commits (one round trip: the locks and the guess's check). */
+    /** Sent first in the round trip that commits (one round trip: the locks and the guess's check); with a COPY, alone before it. */
     leading: readonly CompiledQuery[] = [],
+    /** flow.guessRows: a speculative build may take the COPY path; flow.onBuilt: told once a large batch's Node work is done. */
+    flow: BatchFlow = {},
   ): Promise<((commitWhen?: () => Promise<boolean>) => Promise<Outcome[]>) | undefined> {
     const db = this.#db;
     const { lockedRows, storedRows, loadRows } = answered;
@@ -1018,7 +1135,16 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
       // the one before it ends: while the database works on one (a large batch's COPYs), this
       // thread prepares the next instead of waiting for it. The first failure skips the rest
       // and is what the last one rejects with.
-      let roundTrips: Promise<unknown> = Promise.resolve();
+      // Pipelined (flow.guessRows): nothing goes before the built batch is sent (`release`).
+      let release: (() => void) | undefined;
+      let discard: ((error: unknown) => void) | undefined;
+      let roundTrips: Promise<unknown> =
+        flow.guessRows === undefined
+          ? Promise.resolve()
+          : new Promise<void>((resolve, reject) => {
+              release = resolve;
+              discard = reject;
+            });
       const next = <T>(roundTrip: () => Promise<T>): Promise<T> => {
         const started = roundTrips.then(roundTrip);
         roundTrips = started;
@@ -1027,7 +1153,7 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
         return started;
       };
       const copyIn = inserts.length >= this.#appendCopyEventsMin ? session.copyIn : undefined;
-      if (copyIn !== undefined && speculative) return undefined;
+      if (copyIn !== undefined && speculative && flow.guessRows === undefined) return undefined;
       // The leading statements go with the first send (the one round trip: the only send).
       let leadingStatements = leading;
       const send = async (commit: boolean) => {
@@ -1051,6 +1177,7 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
       };
       /** Nothing of this transaction may still be on its way when it rolls back. */
       const settled = async (error: unknown): Promise<never> => {
+        discard?.(error);
         await roundTrips.catch(() => undefined);
         throw error;
       };
@@ -1060,6 +1187,12 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
           // INSERT writes, positions and transaction id from the columns' defaults, in row
           // order. The positions come back with the next statements (eventsByIdText).
           const rows = eventCopyData(inserts);
+          if (leadingStatements.length > 0) {
+            // Pipelined: the locks and the guess's check first (held until the batch ahead ends), then the COPYs.
+            const first = leadingStatements;
+            leadingStatements = [];
+            void next(() => session.send(first));
+          }
           void next(() => copyIn((source) => `copy events (${EVENT_COPY_IN_COLUMNS}) from ${source} (format binary)`, rows));
           queued = [
             eventsByIdText(
@@ -1120,8 +1253,11 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
       }
       // `commitWhen`: the writes are sent without the commit, which follows once it answers true
       // (ChecksRefused otherwise: the caller rolls back).
+      const onBuilt = copyIn === undefined || !this.#appendOneRoundTrip ? undefined : flow.onBuilt;
       return async (commitWhen) => {
         try {
+          onBuilt?.(written);
+          release?.();
           await send(commitWhen === undefined);
           record();
           if (commitWhen !== undefined) {

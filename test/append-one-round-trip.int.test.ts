@@ -8,24 +8,13 @@
  * revisions, same chains, same projection rows.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import pg from 'pg';
 import { StrataError, type NewEvent } from '@strata/core';
 import { ArtifactTreeProjection, openEventStore, SqlEventAudit, type OpenedEventStore } from '@strata/store';
-import { deferred } from './event-store.backends.ts';
+import { deferred, dropTestSchemas, testSchema } from './event-store.backends.ts';
 
 const databaseUrl = process.env['DATABASE_URL'];
-const schemas: string[] = [];
 
-afterAll(async () => {
-  if (databaseUrl === undefined || schemas.length === 0) return;
-  const client = new pg.Client({ connectionString: databaseUrl });
-  await client.connect();
-  try {
-    for (const schema of schemas.splice(0)) await client.query(`drop schema if exists ${schema} cascade`);
-  } finally {
-    await client.end();
-  }
-});
+afterAll(dropTestSchemas);
 
 let sequence = 0;
 const runId = `${process.pid.toString(36)}-${Date.now().toString(36)}`;
@@ -70,8 +59,7 @@ async function until(done: () => boolean, what: string): Promise<void> {
 
 describe.skipIf(databaseUrl === undefined)('one-round-trip appends (PostgreSQL)', () => {
   it('given a check still running when the batch is built, when it passes, then the writes went first and the commit follows; when it refuses, then nothing of the batch commits and that append alone is refused', async () => {
-    const schema = `one_rt_${process.pid}_${Date.now().toString(36)}_c`;
-    schemas.push(schema);
+    const schema = testSchema('one_rt');
     const a = await open(schema);
     // Checks left pending by a failed expectation are settled before close(), which waits for them.
     const unsettled: (() => void)[] = [];
@@ -120,8 +108,7 @@ describe.skipIf(databaseUrl === undefined)('one-round-trip appends (PostgreSQL)'
   });
 
   it('given a store that wrote a stream last, when it appends new paths again, then each batch is one round trip; after another store wrote the stream, the guess fails and the batch is written in two, gapless and chained', async () => {
-    const schema = `one_rt_${process.pid}_${Date.now().toString(36)}`;
-    schemas.push(schema);
+    const schema = testSchema('one_rt');
     const a = await open(schema);
     const b = await open(schema);
     try {
@@ -159,8 +146,7 @@ describe.skipIf(databaseUrl === undefined)('one-round-trip appends (PostgreSQL)'
   });
 
   it('given a guess that holds for the stream, when the batch redelivers a stored id or touches a path the projection holds, then the check refuses the one round trip and the batch is written as before', async () => {
-    const schema = `one_rt_${process.pid}_${Date.now().toString(36)}_b`;
-    schemas.push(schema);
+    const schema = testSchema('one_rt');
     const a = await open(schema);
     try {
       const first = deployed('q/1', 1);

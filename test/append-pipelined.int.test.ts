@@ -12,20 +12,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import type { NewEvent } from '@strata/core';
 import { ArtifactTreeProjection, openEventStore, SqlEventAudit, type AppendWrites, type OpenedEventStore } from '@strata/store';
+import { dropTestSchemas, testSchema } from './event-store.backends.ts';
 
 const databaseUrl = process.env['DATABASE_URL'];
-const schemas: string[] = [];
 
-afterAll(async () => {
-  if (databaseUrl === undefined || schemas.length === 0) return;
-  const client = new pg.Client({ connectionString: databaseUrl });
-  await client.connect();
-  try {
-    for (const schema of schemas.splice(0)) await client.query(`drop schema if exists ${schema} cascade`);
-  } finally {
-    await client.end();
-  }
-});
+afterAll(dropTestSchemas);
 
 let sequence = 0;
 const runId = `${process.pid.toString(36)}-${Date.now().toString(36)}`;
@@ -87,8 +78,7 @@ async function behindIsWaiting(client: pg.Client): Promise<boolean> {
 
 describe.skipIf(databaseUrl === undefined)('pipelined large batches (PostgreSQL)', () => {
   it('given a large batch whose commit is held, when the next large batch of the stream comes, then it is sent behind it and both commit: gapless, chained, projected', async () => {
-    const schema = `pipe_${process.pid}_${Date.now().toString(36)}_a`;
-    schemas.push(schema);
+    const schema = testSchema('pipe');
     const a = await open(schema);
     const holder = new pg.Client({ connectionString: databaseUrl });
     await holder.connect();
@@ -121,8 +111,7 @@ describe.skipIf(databaseUrl === undefined)('pipelined large batches (PostgreSQL)
   });
 
   it('given a large batch that fails after the next one was built on it, then nothing of that one is written on the state the failed batch never left: it is written again on the stream as it is', async () => {
-    const schema = `pipe_${process.pid}_${Date.now().toString(36)}_b`;
-    schemas.push(schema);
+    const schema = testSchema('pipe');
     const a = await open(schema);
     const holder = new pg.Client({ connectionString: databaseUrl });
     await holder.connect();

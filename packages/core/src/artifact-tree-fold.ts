@@ -42,6 +42,7 @@ import {
   type StreamEvent,
 } from './artifact-tree-model.ts';
 import { DEPLOYED_MD5_AT, DEPLOYED_SHA1_AT, DEPLOYED_SHA256_AT, type ArtifactDeployedDataReader } from './deployed-data-reader.ts';
+import { LOWERCASE_HEX_VALUES as HEX_VALUES } from './hex-values.ts';
 
 const NONE = -1;
 /** An id length in the fold's columns: no id (a removal's register). */
@@ -56,9 +57,6 @@ const HAS_CONTENT = 2;
 const HAS_TOMBSTONE = 4;
 /** The winning deploy's checksums are not canonical lowercase hex: kept as strings aside. */
 const ODD_CHECKSUMS = 8;
-
-/** Value of a lowercase hex digit by code unit, -1 for anything else. */
-const HEX_VALUES = Int8Array.from({ length: 128 }, (_, code) => (code >= 48 && code <= 57 ? code - 48 : code >= 97 && code <= 102 ? code - 87 : -1));
 
 /** compareVersions (wall, logical, origin, then id) over columns; a null id ties with any id. */
 function compareParts(

@@ -17,6 +17,7 @@
  * ArtifactTreeFold.applyDeletedData and applyPropertiesSetData.
  */
 import { Buffer } from 'node:buffer';
+import { LOWERCASE_HEX_VALUES as HEX_VALUES } from './hex-values.ts';
 
 /** Bytes of each checksum in the data (hex: twice as many characters). */
 const CHECKSUM_HEX_LENGTHS = { sha256: 64, sha1: 40, md5: 32 } as const;
@@ -32,9 +33,6 @@ const PROPERTIES = 64;
 const DEPLOYED_KEYS = 127;
 const DELETED_KEYS = PATH;
 const PROPERTIES_SET_KEYS = PATH | PROPERTIES;
-
-/** The value of a lowercase hex digit by byte value, -1 for any other byte. */
-const HEX_VALUES = Int8Array.from({ length: 256 }, (_, code) => (code >= 48 && code <= 57 ? code - 48 : code >= 97 && code <= 102 ? code - 87 : -1));
 
 /** Where each checksum's bytes are in `checksums`. */
 export const DEPLOYED_SHA256_AT = 0;

@@ -269,7 +269,7 @@ export class StreamWriter<S> {
     meta: EventMeta,
     decide: Decide<S, R>,
     check?: () => Promise<void>,
-    guard?: CommandGuard<any>,
+    guard?: CommandGuard<unknown>,
   ): Promise<{ result: R; events: readonly RecordedEvent[] }> {
     return new Promise((resolve, reject) => {
       const command: PendingCommand<S> = {

@@ -22,6 +22,7 @@
  */
 import * as crypto from 'node:crypto';
 import type { EventType, HlcStamp } from './events.ts';
+import { lowercaseHexDigit } from './hex-values.ts';
 
 export const CHAIN_LINK_BYTES = 32;
 /** `prev` of the first event of a chain. */
@@ -31,13 +32,6 @@ export const CHAIN_GENESIS_HEX = '0'.repeat(CHAIN_LINK_BYTES * 2);
 export const ORIGIN_PREV_META_KEY = 'originPrev';
 /** A link's length in lower-case hex (`meta.originPrev`). */
 const HEX_LINK_CHARS = 64;
-
-/** The value of a lower-case hex digit's char code, -1 for any other character. */
-function hexDigit(code: number): number {
-  if (code >= 48 && code <= 57) return code - 48;
-  if (code >= 97 && code <= 102) return code - 87;
-  return -1;
-}
 
 /** The envelope fields an event digest covers (beyond the encoded data and meta). */
 export interface ChainedEnvelope {
@@ -102,8 +96,8 @@ export function originPrevOf(meta: { readonly originPrev?: unknown }): Uint8Arra
   // per event, and the regular expression and Buffer.from(hex) took a microsecond and more.
   const link = Buffer.allocUnsafe(HEX_LINK_CHARS / 2);
   for (let index = 0; index < HEX_LINK_CHARS / 2; index++) {
-    const high = hexDigit(value.charCodeAt(2 * index));
-    const low = hexDigit(value.charCodeAt(2 * index + 1));
+    const high = lowercaseHexDigit(value.charCodeAt(2 * index));
+    const low = lowercaseHexDigit(value.charCodeAt(2 * index + 1));
     if (high < 0 || low < 0) return undefined;
     link[index] = (high << 4) | low;
   }

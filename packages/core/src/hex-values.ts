@@ -1,6 +1,11 @@
 /**
  * The value of a lowercase hex digit by byte value or code unit, -1 for any other up to 255
- * (a code unit above 255 reads undefined: callers treat it as -1). Internal to core: the
- * artifact-tree fold and the deploy-bytes reader decode checksums with it.
+ * (a code unit above 255 reads undefined: callers treat it as -1, or call lowercaseHexDigit). Internal to core: the
+ * artifact-tree fold and the deploy-bytes reader decode checksums with it, the origin chain its links.
  */
 export const LOWERCASE_HEX_VALUES = Int8Array.from({ length: 256 }, (_, code) => (code >= 48 && code <= 57 ? code - 48 : code >= 97 && code <= 102 ? code - 87 : -1));
+
+/** The value of a lowercase hex digit's code unit, -1 for any other code unit. */
+export function lowercaseHexDigit(code: number): number {
+  return code < 256 ? LOWERCASE_HEX_VALUES[code]! : -1;
+}

@@ -6,9 +6,12 @@
  * web UI, logging at fatal):
  * - packument GET of one package with 20 versions, wrk -t1 -c32, target ≥ 3 × Verdaccio;
  * - publish documents PUT by 8 concurrent clients (each publish a new package with one
- *   version and its base64 tarball), target ≥ 5 × Verdaccio.
+ *   version and its base64 tarball), target ≥ 5 × Verdaccio. The load is `wrk -t1 -c8`
+ *   (default, `--client=wrk`: a Lua script sends the next of a file of pre-built documents,
+ *   every one a new package with a tarball of its own) or the bench's own 8 undici clients
+ *   (`--client=undici`); `--client=wrk,undici` runs both on the same servers in every round.
  * Rounds interleave the two servers; the reported ratio is the median of per-round ratios.
- * Runnable alone: `node --import tsx bench/npm-registry.bench.ts [--rounds=N] [--seconds=N] [--backend=pglite|postgres] [--only=publish|get]`.
+ * Runnable alone: `node --import tsx bench/npm-registry.bench.ts [--rounds=N] [--seconds=N] [--backend=pglite|postgres] [--only=publish|get] [--client=wrk,undici]`.
  */
 import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -54,6 +57,20 @@ export interface NpmRegistryOptions {
    * the publish target stays short; `get`: only the packument GETs. Default: both.
    */
   readonly only?: 'publish' | 'get';
+  /**
+   * The publish load: `wrk` (default; -t1 -c8 for `seconds`, see `publishLua`) and/or
+   * `undici` (8 clients in this process, `publishes` documents per Strata run).
+   */
+  readonly clients?: readonly PublishClient[];
+}
+
+export type PublishClient = 'wrk' | 'undici';
+
+/** `--client=wrk,undici` → the publish loads, checked. */
+export function publishClientsFlag(value: string): PublishClient[] {
+  const clients = value.split(',');
+  for (const client of clients) if (client !== 'wrk' && client !== 'undici') throw new Error(`--client: unknown publish load '${client}' (wrk, undici)`);
+  return clients as PublishClient[];
 }
 
 interface Registry {
@@ -174,13 +191,17 @@ async function startStrata(work: string, index: number | string, backend: 'pglit
 
 /** A publish document as `npm publish` sends it: one version, its manifest and the base64 tarball. */
 function publishDocument(name: string, version: string): string {
+  return publishDocumentWithDigest(name, version).body;
+}
+
+function publishDocumentWithDigest(name: string, version: string): { body: string; integrity: string; shasum: string } {
   const tarball = gzipSync(Buffer.concat([Buffer.from(`package/package.json ${name}@${version}\n`), randomBytes(512)]));
   const dist = {
     integrity: `sha512-${createHash('sha512').update(tarball).digest('base64')}`,
     shasum: createHash('sha1').update(tarball).digest('hex'),
     tarball: `http://registry/${name}/-/${name}-${version}.tgz`,
   };
-  return JSON.stringify({
+  const body = JSON.stringify({
     _id: name,
     name,
     description: 'a benchmark package',
@@ -202,6 +223,7 @@ function publishDocument(name: string, version: string): string {
     access: null,
     _attachments: { [`${name}-${version}.tgz`]: { content_type: 'application/octet-stream', data: tarball.toString('base64'), length: tarball.length } },
   });
+  return { body, integrity: dist.integrity, shasum: dist.shasum };
 }
 
 /**
@@ -251,6 +273,146 @@ async function warmUpPublishes(registry: Registry, prefix: string): Promise<void
   if (failures > 0) throw new Error(`warm-up publishes at ${registry.url}: ${failures} failed`);
 }
 
+/** Pre-built publish documents for wrk: `file` holds one `name<TAB>document` line per package. */
+interface PublishDocuments {
+  readonly file: string;
+  readonly names: readonly string[];
+  readonly integrity: readonly string[];
+  readonly shasum: readonly string[];
+}
+
+/**
+ * `count` documents, each a new package `${prefix}-${index}` at 1.0.0 with a tarball of its own
+ * (so no server meets the same bytes twice), written once and sent to every server: each server
+ * (and each round's fresh one) stores every document at most once.
+ */
+async function writePublishDocuments(file: string, prefix: string, count: number): Promise<PublishDocuments> {
+  const names: string[] = [];
+  const integrity: string[] = [];
+  const shasum: string[] = [];
+  const lines: string[] = [];
+  for (let index = 0; index < count; index++) {
+    const name = `${prefix}-${index}`;
+    const document = publishDocumentWithDigest(name, '1.0.0');
+    names.push(name);
+    integrity.push(document.integrity);
+    shasum.push(document.shasum);
+    lines.push(`${name}\t${document.body}`);
+  }
+  await writeFile(file, `${lines.join('\n')}\n`);
+  return { file, names, integrity, shasum };
+}
+
+/**
+ * wrk's publish load (`wrk -t1 -c8`): every request PUTs the next document of `documents` to
+ * `path`/<name> with the registry's bearer token, as `npm publish` does; answers are counted
+ * 2xx or not (the first other one kept for the log). A run that outruns its documents sends
+ * the last one again, which is a republish and refused (409): it fails instead of measuring
+ * something else. The documents are read in `init`, before wrk starts its clock. wrk (4.1)
+ * calls `request` once before the run to check the script and drops what it returns: the
+ * first document is never sent, and `sent` counts that call.
+ */
+const publishLua = (documents: string, path: string, token: string) =>
+  `
+documents = {}
+sent, succeeded, failed, firstFailure = 0, 0, 0, ""
+local headers = { ["Authorization"] = "Bearer ${token}", ["Content-Type"] = "application/json", ["npm-command"] = "publish" }
+init = function(args)
+  for line in io.lines("${documents}") do
+    local tab = line:find("\t", 1, true)
+    documents[#documents + 1] = { line:sub(1, tab - 1), line:sub(tab + 1) }
+  end
+end
+request = function()
+  local document = documents[math.min(sent + 1, #documents)]
+  sent = sent + 1
+  return wrk.format("PUT", "${path}/" .. document[1], headers, document[2])
+end
+response = function(status, headers, body)
+  if status == 200 or status == 201 then
+    succeeded = succeeded + 1
+  else
+    failed = failed + 1
+    if firstFailure == "" then firstFailure = status .. " " .. body:sub(1, 300) end
+  end
+end
+local threads = {}
+setup = function(thread) threads[#threads + 1] = thread end
+reportMore = function()
+  local total, ok, bad, first = 0, 0, 0, ""
+  for _, thread in ipairs(threads) do
+    total = total + thread:get("sent")
+    ok = ok + thread:get("succeeded")
+    bad = bad + thread:get("failed")
+    if first == "" then first = thread:get("firstFailure") end
+  end
+  io.write(string.format('PUBLISH {"sent":%d,"succeeded":%d,"failed":%d}\\n', total, ok, bad))
+  if first ~= "" then io.write("FIRST FAILURE " .. (first:gsub("\\n", " ")) .. "\\n") end
+end
+` + reportLua;
+
+let publishScripts = 0;
+
+/**
+ * One wrk publish run of `seconds` against `registry`. Fails on any answer but 2xx (or a wrk
+ * socket error); with `verify`, then checks that what was answered 2xx is stored (`verifyPublished`).
+ */
+async function wrkPublishRun(work: string, registry: Registry, documents: PublishDocuments, seconds: number, verify: boolean): Promise<{ perSecond: number; failures: number }> {
+  const script = join(work, `publish-${publishScripts++}.lua`);
+  await writeFile(script, publishLua(documents.file, new URL(registry.url).pathname.replace(/\/$/, ''), registry.token));
+  const result = await runWrk(registry.url, { connections: publishClients, seconds, script });
+  const line = result.output.split('\n').find((text) => text.startsWith('PUBLISH '));
+  if (line === undefined) throw new Error(`wrk publish at ${registry.url}: no PUBLISH line in ${result.output}`);
+  const counts = JSON.parse(line.slice('PUBLISH '.length)) as { sent: number; succeeded: number; failed: number };
+  if (counts.failed > 0 || result.errors > 0 || counts.succeeded !== result.requests) {
+    const first = result.output.split('\n').find((text) => text.startsWith('FIRST FAILURE ')) ?? '';
+    throw new Error(`wrk publish at ${registry.url}: ${counts.succeeded} 2xx, ${counts.failed} other answers, ${result.errors} wrk errors in ${result.requests} requests (${counts.sent} sent of ${documents.names.length} documents) ${first}`);
+  }
+  if (counts.succeeded > counts.sent - 1) throw new Error(`wrk publish at ${registry.url}: ${counts.succeeded} answered 2xx but ${counts.sent - 1} sent`);
+  if (verify) await verifyPublished(registry, documents, counts.succeeded, counts.sent);
+  return { perSecond: counts.succeeded / result.seconds, failures: 0 };
+}
+
+/**
+ * After a wrk run: a sample of the packages answered 2xx (evenly spread, the first and the
+ * last among them) has its packument with version 1.0.0 and the document's integrity, every
+ * eighth sampled tarball the bytes sent (sha1), and the two documents never sent (the first,
+ * wrk's check of the script, and the one after the last sent) are not found — so the check
+ * can fail. Documents 1 … sent - 1 were sent; up to 8 were in flight when wrk stopped, so the
+ * sample stays below `succeeded + 1 - 8`.
+ */
+async function verifyPublished(registry: Registry, documents: PublishDocuments, succeeded: number, sent: number): Promise<void> {
+  const headers = { authorization: `Bearer ${registry.token}` };
+  const answered = Math.max(1, succeeded - publishClients);
+  const samples = [...new Set(Array.from({ length: 64 }, (_, index) => 1 + Math.floor((index * (answered - 1)) / 63)))];
+  for (const [position, index] of samples.entries()) {
+    const name = documents.names[index]!;
+    const response = await fetch(`${registry.url}/${encodeURIComponent(name)}`, { headers });
+    if (response.status !== 200) throw new Error(`verify at ${registry.url}: ${name} → ${response.status} after a 2xx publish`);
+    const packument = (await response.json()) as { versions?: Record<string, { dist?: { integrity?: string; tarball?: string } }> };
+    const dist = packument.versions?.['1.0.0']?.dist;
+    if (dist?.integrity !== documents.integrity[index]) throw new Error(`verify at ${registry.url}: ${name}@1.0.0 integrity ${dist?.integrity}, sent ${documents.integrity[index]}`);
+    if (position % 8 === 0) {
+      const tarball = await fetch(dist!.tarball!, { headers });
+      const bytes = Buffer.from(await tarball.arrayBuffer());
+      if (tarball.status !== 200 || createHash('sha1').update(bytes).digest('hex') !== documents.shasum[index]) {
+        throw new Error(`verify at ${registry.url}: tarball of ${name} → ${tarball.status}, not the bytes sent`);
+      }
+    }
+  }
+  for (const index of [0, sent]) {
+    if (index >= documents.names.length) continue;
+    const unsent = await fetch(`${registry.url}/${encodeURIComponent(documents.names[index]!)}`, { headers });
+    await unsent.arrayBuffer();
+    if (unsent.status !== 404) throw new Error(`verify at ${registry.url}: ${documents.names[index]}, never sent, → ${unsent.status}`);
+  }
+  log(`verified at ${registry.url}: ${samples.length} of ${succeeded} published packages stored with their integrity, the never-sent ones not found`);
+}
+
+/** wrk's documents per second of a run: above the fastest rate any server here reached (a run that outruns them fails). */
+const documentsPerSecond = 3000;
+const warmUpSeconds = 2;
+
 async function seedPackument(registry: Registry): Promise<void> {
   const dispatcher = new Agent({ connections: 1 });
   for (let minor = 0; minor < packumentVersions; minor++) {
@@ -271,12 +433,26 @@ export async function npmRegistryBenchmark(options: NpmRegistryOptions): Promise
     await writeFile(script, reportLua);
     const getRatios: number[] = [];
     const gets = { strata: [] as number[], verdaccio: [] as number[] };
-    const putRatios: number[] = [];
-    const puts = { strata: [] as number[], verdaccio: [] as number[] };
-    const before = { ratios: [] as number[], perSecond: [] as number[], againstBefore: [] as number[] };
     const beforeDatabase = new URL(serverDatabaseUrl.href);
     beforeDatabase.pathname = `${serverDatabaseUrl.pathname}_before`;
+    const clients = options.clients ?? ['wrk'];
+    const tallies = new Map(
+      clients.map((client) => [client, { ratios: [] as number[], strata: [] as number[], verdaccio: [] as number[], before: { ratios: [] as number[], perSecond: [] as number[], againstBefore: [] as number[] } }]),
+    );
     let failures = 0;
+    let documents: { warm: PublishDocuments; measured: PublishDocuments } | undefined;
+    if (options.only !== 'get' && clients.includes('wrk')) {
+      documents = {
+        warm: await writePublishDocuments(join(work, 'warm-documents.txt'), 'w', warmUpSeconds * documentsPerSecond),
+        measured: await writePublishDocuments(join(work, 'documents.txt'), 'p', options.seconds * documentsPerSecond),
+      };
+      log(`wrote ${documents.warm.names.length} + ${documents.measured.names.length} publish documents for wrk`);
+    }
+    // One measured publish run of `client` (the undici client: `count` documents; wrk: `seconds`).
+    const publishLoad = (client: PublishClient, registry: Registry, prefix: string, count: number) =>
+      client === 'wrk' ? wrkPublishRun(work, registry, documents!.measured, options.seconds, true) : publishRun(registry, prefix, count);
+    const warmUp = (registry: Registry, prefix: string) =>
+      clients[0] === 'wrk' ? wrkPublishRun(work, registry, documents!.warm, warmUpSeconds, false) : warmUpPublishes(registry, prefix);
     for (let round = 0; round < options.rounds; round++) {
       // Fresh servers per round: the publish run leaves hundreds of packages behind.
       const verdaccio = await startVerdaccio(work, verdaccioBin, round);
@@ -304,39 +480,43 @@ export async function npmRegistryBenchmark(options: NpmRegistryOptions): Promise
         // Every server takes the same unmeasured warm-up publishes first, as server-http's
         // deploys get a warm-up run: the first few hundred publishes of a fresh process run on
         // code not yet optimised (in a probe the same 8-client run cost 3.0 ms of server CPU
-        // per publish the first time and 1.9–2.7 ms the second, load 6–9).
-        await warmUpPublishes(verdaccio, `wv${round}`);
-        await warmUpPublishes(strata, `ws${round}`);
-        const verdaccioPut = await publishRun(verdaccio, `v${round}`, Math.max(100, Math.round(publishes / 5)));
-        let strataPut: { perSecond: number; failures: number };
-        if (options.compareRoot === undefined) strataPut = await publishRun(strata, `s${round}`, publishes);
-        else {
-          // The other checkout's server on its own database, started after this round's GETs.
-          const old = await startStrata(work, `before-${round}`, backend, options.compareRoot, beforeDatabase);
-          try {
-            await warmUpPublishes(old, `wb${round}`);
-            let oldPut: { perSecond: number; failures: number };
-            if (round % 2 === 0) {
-              strataPut = await publishRun(strata, `s${round}`, publishes);
-              oldPut = await publishRun(old, `b${round}`, publishes);
-            } else {
-              oldPut = await publishRun(old, `b${round}`, publishes);
-              strataPut = await publishRun(strata, `s${round}`, publishes);
+        // per publish the first time and 1.9–2.7 ms the second, load 6–9). With wrk first in
+        // --client, the warm-up is a 2 s wrk run of other documents; else 160 undici publishes.
+        await warmUp(verdaccio, `wv${round}`);
+        await warmUp(strata, `ws${round}`);
+        // The other checkout's server on its own database, started after this round's GETs.
+        const old = options.compareRoot === undefined ? undefined : await startStrata(work, `before-${round}`, backend, options.compareRoot, beforeDatabase);
+        try {
+          if (old !== undefined) await warmUp(old, `wb${round}`);
+          for (const client of clients) {
+            const tally = tallies.get(client)!;
+            const verdaccioPut = await publishLoad(client, verdaccio, `v${round}`, Math.max(100, Math.round(publishes / 5)));
+            let strataPut: { perSecond: number; failures: number };
+            if (old === undefined) strataPut = await publishLoad(client, strata, `s${round}`, publishes);
+            else {
+              let oldPut: { perSecond: number; failures: number };
+              if (round % 2 === 0) {
+                strataPut = await publishLoad(client, strata, `s${round}`, publishes);
+                oldPut = await publishLoad(client, old, `b${round}`, publishes);
+              } else {
+                oldPut = await publishLoad(client, old, `b${round}`, publishes);
+                strataPut = await publishLoad(client, strata, `s${round}`, publishes);
+              }
+              failures += oldPut.failures;
+              tally.before.perSecond.push(oldPut.perSecond);
+              tally.before.ratios.push(oldPut.perSecond / verdaccioPut.perSecond);
+              tally.before.againstBefore.push(strataPut.perSecond / oldPut.perSecond);
+              log(`round ${round + 1} (${client}): publish PUT before (${options.compareRoot}) ${Math.round(oldPut.perSecond)}/s (${oldPut.failures} failed), ratio to verdaccio ${(oldPut.perSecond / verdaccioPut.perSecond).toFixed(2)}; load ${loadAverage()}`);
             }
-            failures += oldPut.failures;
-            before.perSecond.push(oldPut.perSecond);
-            before.ratios.push(oldPut.perSecond / verdaccioPut.perSecond);
-            before.againstBefore.push(strataPut.perSecond / oldPut.perSecond);
-            log(`round ${round + 1}: publish PUT before (${options.compareRoot}) ${Math.round(oldPut.perSecond)}/s (${oldPut.failures} failed), ratio to verdaccio ${(oldPut.perSecond / verdaccioPut.perSecond).toFixed(2)}; load ${loadAverage()}`);
-          } finally {
-            await old.stop();
+            failures += verdaccioPut.failures + strataPut.failures;
+            tally.verdaccio.push(verdaccioPut.perSecond);
+            tally.strata.push(strataPut.perSecond);
+            tally.ratios.push(strataPut.perSecond / verdaccioPut.perSecond);
+            log(`round ${round + 1} (${client}): publish PUT verdaccio ${Math.round(verdaccioPut.perSecond)}/s (${verdaccioPut.failures} failed), strata ${Math.round(strataPut.perSecond)}/s (${strataPut.failures} failed), ratio ${(strataPut.perSecond / verdaccioPut.perSecond).toFixed(2)}; load ${loadAverage()}`);
           }
+        } finally {
+          await old?.stop();
         }
-        failures += verdaccioPut.failures + strataPut.failures;
-        puts.verdaccio.push(verdaccioPut.perSecond);
-        puts.strata.push(strataPut.perSecond);
-        putRatios.push(strataPut.perSecond / verdaccioPut.perSecond);
-        log(`round ${round + 1}: publish PUT verdaccio ${Math.round(verdaccioPut.perSecond)}/s (${verdaccioPut.failures} failed), strata ${Math.round(strataPut.perSecond)}/s (${strataPut.failures} failed), ratio ${(strataPut.perSecond / verdaccioPut.perSecond).toFixed(2)}; load ${loadAverage()}`);
       } finally {
         await verdaccio.stop();
         await strata.stop();
@@ -355,25 +535,28 @@ export async function npmRegistryBenchmark(options: NpmRegistryOptions): Promise
       });
     }
     if (options.only !== 'get') {
-      results.push({
-        benchmark: 'npm publish PUT',
-        backend,
-        measured: { label: 'strata', perSecond: median(puts.strata) },
-        reference: { label: `verdaccio ${VERDACCIO_VERSION}`, perSecond: median(puts.verdaccio) },
-        target: { ratio: 5 },
-        roundRatios: putRatios,
-        notes: `${publishClients} concurrent clients, each document a new package with one version and a ~0.5 KiB tarball, bearer token on both; ${failures} failed publishes; median of ${options.rounds} rounds`,
-      });
-      if (options.compareRoot !== undefined) {
+      for (const [client, tally] of tallies) {
+        const load = client === 'wrk' ? `wrk -t1 -c${publishClients} for ${options.seconds} s` : `${publishClients} undici clients in the bench process`;
         results.push({
-          benchmark: 'npm publish PUT, before (--compare) against verdaccio',
+          benchmark: `npm publish PUT (${client})`,
           backend,
-          measured: { label: 'before', perSecond: median(before.perSecond) },
-          reference: { label: `verdaccio ${VERDACCIO_VERSION}`, perSecond: median(puts.verdaccio) },
+          measured: { label: 'strata', perSecond: median(tally.strata) },
+          reference: { label: `verdaccio ${VERDACCIO_VERSION}`, perSecond: median(tally.verdaccio) },
           target: { ratio: 5 },
-          roundRatios: before.ratios,
-          notes: `${options.compareRoot}, same rounds; after / before per round: ${before.againstBefore.map((ratio) => ratio.toFixed(2)).join(', ')}`,
+          roundRatios: tally.ratios,
+          notes: `${load}, each document a new package with one version and a ~0.5 KiB tarball, bearer token on both; ${failures} failed publishes; median of ${options.rounds} rounds`,
         });
+        if (options.compareRoot !== undefined) {
+          results.push({
+            benchmark: `npm publish PUT (${client}), before (--compare) against verdaccio`,
+            backend,
+            measured: { label: 'before', perSecond: median(tally.before.perSecond) },
+            reference: { label: `verdaccio ${VERDACCIO_VERSION}`, perSecond: median(tally.verdaccio) },
+            target: { ratio: 5 },
+            roundRatios: tally.before.ratios,
+            notes: `${options.compareRoot}, same rounds; after / before per round: ${tally.before.againstBefore.map((ratio) => ratio.toFixed(2)).join(', ')}`,
+          });
+        }
       }
     }
     return results;
@@ -467,6 +650,7 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
     ...(flag('publishes') === undefined ? {} : { publishes: Number(flag('publishes')) }),
     ...(flag('compare') === undefined ? {} : { compareRoot: flag('compare') }),
     ...(flag('only') === undefined ? {} : { only: flag('only') as 'publish' | 'get' }),
+    ...(flag('client') === undefined ? {} : { clients: publishClientsFlag(flag('client')!) }),
   });
   printTable(results);
 }

@@ -12,7 +12,7 @@ import { historyBenchmark } from './history.bench.ts';
 import { replayBenchmark, verifyBenchmark } from './audit.bench.ts';
 import { distributionBenchmark } from './distribution.bench.ts';
 import { remoteVirtualBenchmark } from './remote-virtual.bench.ts';
-import { npmClientPublishBenchmark, npmRegistryBenchmark } from './npm-registry.bench.ts';
+import { npmClientPublishBenchmark, npmRegistryBenchmark, publishClientsFlag } from './npm-registry.bench.ts';
 import { federationBenchmark, printFederationResults, type FederationBenchResult } from './federation.bench.ts';
 import { startupBenchmark } from './startup.bench.ts';
 import { databaseUrl } from './support/databases.ts';
@@ -59,7 +59,7 @@ for (const name of selected) {
   if (name === 'history') results.push(...(await historyBenchmark(rounds)));
   if (name === 'distribution') results.push(...(await distributionBenchmark(rounds)));
   if (name === 'remote-virtual') results.push(...(await remoteVirtualBenchmark({ rounds, seconds: 10 })));
-  if (name === 'npm-registry') for (const backend of backends) results.push(...(await npmRegistryBenchmark({ rounds, seconds: Number(flag('seconds') ?? 10), backend, ...(flag('publishes') === undefined ? {} : { publishes: Number(flag('publishes')) }), ...(flag('compare') === undefined ? {} : { compareRoot: flag('compare') }), ...(flag('only') === undefined ? {} : { only: flag('only') as 'publish' | 'get' }) })));
+  if (name === 'npm-registry') for (const backend of backends) results.push(...(await npmRegistryBenchmark({ rounds, seconds: Number(flag('seconds') ?? 10), backend, ...(flag('publishes') === undefined ? {} : { publishes: Number(flag('publishes')) }), ...(flag('compare') === undefined ? {} : { compareRoot: flag('compare') }), ...(flag('only') === undefined ? {} : { only: flag('only') as 'publish' | 'get' }), ...(flag('client') === undefined ? {} : { clients: publishClientsFlag(flag('client')!) }) })));
   if (name === 'npm-publish-client') for (const backend of backends) results.push(...(await npmClientPublishBenchmark({ publishes: Number(flag('publishes') ?? 200), backend })));
   for (const backend of backends) {
     if (name === 'rebuild') results.push(...(await rebuildBenchmark(backend, events, rounds)));

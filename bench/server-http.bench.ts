@@ -58,15 +58,21 @@ export interface WrkResult {
   readonly p99Ms: number;
   readonly perSecond: number;
   readonly bytesPerSecond: number;
+  /** wrk's whole output (a script's own report lines, e.g. `reportMore`'s). */
+  readonly output: string;
 }
 
-/** Reports wrk's summary as one JSON line; for PUT, also builds distinct paths and bodies. */
+/**
+ * Reports wrk's summary as one JSON line (a script may define a global `reportMore` that
+ * `done` calls after it); for PUT, also builds distinct paths and bodies.
+ */
 export const reportLua = `
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format('WRK {"requests":%d,"bytes":%d,"durationUs":%d,"errors":%d,"p50Us":%d,"p99Us":%d}\\n',
     summary.requests, summary.bytes, summary.duration, e.connect + e.read + e.write + e.status + e.timeout,
     latency:percentile(50), latency:percentile(99)))
+  if reportMore then reportMore() end
 end
 `;
 
@@ -114,6 +120,7 @@ export async function runWrk(url: string, options: { connections: number; second
     p99Ms: raw.p99Us / 1000,
     perSecond: raw.requests / seconds,
     bytesPerSecond: raw.bytes / seconds,
+    output,
   };
 }
 

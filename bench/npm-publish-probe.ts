@@ -6,7 +6,10 @@
  * pg_stat_activity lists for the database) and of this client process.
  *   node --import tsx bench/npm-publish-probe.ts --db=postgres://…/<a database of your own> \
  *     [--checkout=DIR] [--backend=postgres|pglite] [--publishes=800] [--repeat=1] [--clients=8] [--prof=DIR]
+ *     [--client=undici|wrk] [--seconds=10]
  * The database's public schema is dropped first. --prof writes the server's --cpu-prof there.
+ * --client=wrk: the npm-registry bench's wrk load instead (wrk -t1 -c8 for --seconds, 2 s of
+ * warm-up; the client's CPU is then wrk's, not this process's, and is not reported).
  * Used for docs/benchmarks.md (issue 7, "where a round of 8 publishes goes", 2026-12-06 night).
  */
 import { spawn } from 'node:child_process';
@@ -20,6 +23,7 @@ import pg from 'pg';
 import { freePort } from '../test/support/spawned-server.ts';
 import { stopper, waitFor } from './server-http.bench.ts';
 import { strataCommand } from './support/launcher.ts';
+import { writePublishDocuments, wrkPublishRun } from './npm-registry.bench.ts';
 
 const args = process.argv.slice(2);
 const flag = (name: string) => args.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3);
@@ -28,6 +32,8 @@ const backend = (flag('backend') ?? 'postgres') as 'postgres' | 'pglite';
 const publishes = Number(flag('publishes') ?? 800);
 const clients = Number(flag('clients') ?? 8);
 const repeat = Number(flag('repeat') ?? 1);
+const loadClient = flag('client') ?? 'undici';
+const seconds = Number(flag('seconds') ?? 10);
 const database = flag('db') ?? process.env.DATABASE_URL;
 if (backend === 'postgres' && database === undefined) throw new Error('--db=<postgres url of a database of your own> (its public schema is dropped)');
 const adminPassword = 'probe-admin-password';
@@ -111,7 +117,14 @@ try {
     latencies.sort((a, b) => a - b);
     return { perSecond: (count - failures) / seconds, seconds, failures, p50: latencies[Math.floor(latencies.length / 2)]!, p90: latencies[Math.floor(latencies.length * 0.9)]! };
   };
-  await run('warm', 160);
+  const registry = { url, token, stop: async () => {} };
+  const wrkRun = async (prefix: string, runSeconds: number) => {
+    const documents = await writePublishDocuments(join(work, `${prefix}.txt`), prefix, runSeconds * 3000);
+    const result = await wrkPublishRun(work, registry, documents, runSeconds, false);
+    return { perSecond: result.perSecond, failures: result.failures, count: result.publishes, p50: result.p50Ms, p90: result.p99Ms };
+  };
+  if (loadClient === 'wrk') await wrkRun('warm', 2);
+  else await run('warm', 160);
   const backends = async () => {
     if (backend !== 'postgres') return [] as number[];
     const client = new pg.Client({ connectionString: database! });
@@ -123,11 +136,12 @@ try {
   for (let r = 0; r < repeat; r++) {
     const pids = await backends();
     const before = { server: await cpuTicks(child.pid!), pg: (await Promise.all(pids.map(cpuTicks))).reduce((a, b) => a + b, 0), client: process.cpuUsage(), load: (await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ') };
-    const result = await run(`p${r}`, publishes);
+    const result = loadClient === 'wrk' ? await wrkRun(`p${r}`, seconds) : { ...(await run(`p${r}`, publishes)), count: publishes };
+    const count = result.count;
     const after = { server: await cpuTicks(child.pid!), pg: (await Promise.all(pids.map(cpuTicks))).reduce((a, b) => a + b, 0), client: process.cpuUsage(before.client) };
-    const perPublishMs = (ticks: number) => ((ticks * 10) / publishes).toFixed(2);
+    const perPublishMs = (ticks: number) => ((ticks * 10) / count).toFixed(2);
     console.log(
-      `${checkout} ${backend}: ${result.perSecond.toFixed(0)}/s (${result.failures} failed), p50 ${result.p50.toFixed(1)} ms p90 ${result.p90.toFixed(1)} ms; CPU per publish: server ${perPublishMs(after.server - before.server)} ms, postgres ${perPublishMs(after.pg - before.pg)} ms (${pids.length} backends), client ${((after.client.user + after.client.system) / 1000 / publishes).toFixed(2)} ms; load ${before.load}`,
+      `${checkout} ${backend}: ${result.perSecond.toFixed(0)}/s (${result.failures} failed), p50 ${result.p50.toFixed(1)} ms ${loadClient === 'wrk' ? 'p99' : 'p90'} ${result.p90.toFixed(1)} ms; CPU per publish: server ${perPublishMs(after.server - before.server)} ms, postgres ${perPublishMs(after.pg - before.pg)} ms (${pids.length} backends), ${loadClient === 'wrk' ? 'client wrk (not measured)' : `client ${((after.client.user + after.client.system) / 1000 / count).toFixed(2)} ms`}; load ${before.load}`,
     );
   }
 } finally {

@@ -73,7 +73,7 @@ export function publishClientsFlag(value: string): PublishClient[] {
   return clients as PublishClient[];
 }
 
-interface Registry {
+export interface Registry {
   /** Registry URL without a trailing slash. */
   readonly url: string;
   readonly token: string;
@@ -274,7 +274,7 @@ async function warmUpPublishes(registry: Registry, prefix: string): Promise<void
 }
 
 /** Pre-built publish documents for wrk: `file` holds one `name<TAB>document` line per package. */
-interface PublishDocuments {
+export interface PublishDocuments {
   readonly file: string;
   readonly names: readonly string[];
   readonly integrity: readonly string[];
@@ -286,7 +286,7 @@ interface PublishDocuments {
  * (so no server meets the same bytes twice), written once and sent to every server: each server
  * (and each round's fresh one) stores every document at most once.
  */
-async function writePublishDocuments(file: string, prefix: string, count: number): Promise<PublishDocuments> {
+export async function writePublishDocuments(file: string, prefix: string, count: number): Promise<PublishDocuments> {
   const names: string[] = [];
   const integrity: string[] = [];
   const shasum: string[] = [];
@@ -357,7 +357,13 @@ let publishScripts = 0;
  * One wrk publish run of `seconds` against `registry`. Fails on any answer but 2xx (or a wrk
  * socket error); with `verify`, then checks that what was answered 2xx is stored (`verifyPublished`).
  */
-async function wrkPublishRun(work: string, registry: Registry, documents: PublishDocuments, seconds: number, verify: boolean): Promise<{ perSecond: number; failures: number }> {
+export async function wrkPublishRun(
+  work: string,
+  registry: Registry,
+  documents: PublishDocuments,
+  seconds: number,
+  verify: boolean,
+): Promise<{ perSecond: number; failures: number; publishes: number; p50Ms: number; p99Ms: number }> {
   const script = join(work, `publish-${publishScripts++}.lua`);
   await writeFile(script, publishLua(documents.file, new URL(registry.url).pathname.replace(/\/$/, ''), registry.token));
   const result = await runWrk(registry.url, { connections: publishClients, seconds, script });
@@ -370,7 +376,7 @@ async function wrkPublishRun(work: string, registry: Registry, documents: Publis
   }
   if (counts.succeeded > counts.sent - 1) throw new Error(`wrk publish at ${registry.url}: ${counts.succeeded} answered 2xx but ${counts.sent - 1} sent`);
   if (verify) await verifyPublished(registry, documents, counts.succeeded, counts.sent);
-  return { perSecond: counts.succeeded / result.seconds, failures: 0 };
+  return { perSecond: counts.succeeded / result.seconds, failures: 0, publishes: counts.succeeded, p50Ms: result.p50Ms, p99Ms: result.p99Ms };
 }
 
 /**

@@ -25,13 +25,14 @@ import {
   type RecordedEvent,
   type StreamEvent,
   repositoryStream,
+  StrataError,
 } from '@strata/core';
 import type { InlineProjectionPlan, ProjectionBulkWrites, ProjectionCopy, ProjectionStatement, SqlProjection } from '../projection.ts';
 import { executeStatement, joinText, rawText, sqlText, type SqlText } from '../sql-text.ts';
 import type { StoreDatabase } from '../schema.ts';
 import type { BinaryCopySource, BinaryCopyWriter } from './binary-copy.ts';
 import type { CopyRows } from './bulk-copy.ts';
-import type { ProjectionRebuild, ProjectionWriteOptions, RebuildableSqlProjection } from './rebuildable-projection.ts';
+import type { ProjectionRebuild, ProjectionWriteOptions, RebuildableSqlProjection, ShadowTableWriter } from './rebuildable-projection.ts';
 import {
   columnList,
   columnListText,
@@ -403,8 +404,28 @@ export class ArtifactTreeProjection implements SqlProjection, RebuildableSqlProj
         }
         return rows;
       },
+      async writeTables(writeTable: ShadowTableWriter, onRows?: (rows: number) => void): Promise<number> {
+        // Each table committed before the next is encoded: the artifacts' index builds (the
+        // longest) start while the tombstones and properties are written.
+        let rows = 0;
+        for (const source of [() => artifactCopySource(model, 'any'), () => folderTombstoneCopySource(model), () => propertyCopySource(model, 'any')]) {
+          const written = await writeTableByBinaryCopy(writeTable, source);
+          onRows?.(written);
+          rows += written;
+        }
+        return rows;
+      },
     };
   }
+}
+
+/** One table's rows by binary COPY in a transaction of its own (ProjectionRebuild.writeTables). */
+function writeTableByBinaryCopy(writeTable: ShadowTableWriter, source: () => BinaryCopySource): Promise<number> {
+  const opened = source();
+  return writeTable(opened.table, async (_tx, copy) => {
+    if (copy.binary === undefined) throw new StrataError('STRATA_ERR_STORE_UNAVAILABLE', 'a rebuild table by table writes with binary COPY');
+    return copy.binary(opened);
+  });
 }
 
 /** The artifacts rows of a fold, written column by column from its file cursor (same values as artifactRow). */

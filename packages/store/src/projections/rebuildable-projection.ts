@@ -18,6 +18,14 @@ export interface ProjectionRebuild {
    */
   write(db: Kysely<StoreDatabase>, onRows?: (rows: number) => void, copy?: CopyRows, options?: ProjectionWriteOptions): Promise<number>;
   /**
+   * The same rows as `write`, table by table: `writeTable` runs each table's `work` in a
+   * transaction of its own and commits it before the next (one at a time, in the order
+   * called), so that a rebuild may build a table's indexes while the next table is written
+   * (rebuild-projections.ts, swapThroughShadowSchema). Only where the tables are written with
+   * COPY into empty tables without indexes (`unindexed`); absent: `write` in one transaction.
+   */
+  writeTables?(writeTable: ShadowTableWriter, onRows?: (rows: number) => void): Promise<number>;
+  /**
    * Rows of the rebuild's bulk scan this rebuild folds without a decoded event (the
    * artifact tree's ArtifactDeployed rows, read from their bytes), of `rowSink.types` only.
    * Used when every other projection of the rebuild declares rebuildEventTypes without those
@@ -25,6 +33,9 @@ export interface ProjectionRebuild {
    */
   readonly rowSink?: EventCopyRowSink & { readonly types: readonly EventType[] };
 }
+
+/** Writes one table's rows by `work` (returning the rows written) in a transaction of its own, committed when it resolves. */
+export type ShadowTableWriter = (table: string, work: (tx: Kysely<StoreDatabase>, copy: CopyRows) => Promise<number>) => Promise<number>;
 
 export interface ProjectionWriteOptions {
   /**

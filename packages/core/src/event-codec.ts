@@ -175,6 +175,16 @@ function arrayLength(bytes: Uint8Array): number | undefined {
 
 /** The events of a batch, each validated; the new ones (without a position) come back deeply frozen (`isFrozenValidNewEvent`). */
 export function decodeEventBatch(bytes: Uint8Array, options: DecodeEventBatchOptions): (NewEvent | RecordedEvent)[] {
+  return eventBatchEntries(bytes, options).map(decodeEventBatchEntry);
+}
+
+/**
+ * The entries of a batch, each one event's encoding, checked as `decodeEventBatch` checks the
+ * batch (its count before anything is decoded, its size, its shape) but not decoded yet: for a
+ * caller that decodes a large batch in slices (`decodeEventBatchEntry`), so that other work
+ * can run between them. Entries that are not binary are refused by `decodeEventBatchEntry`.
+ */
+export function eventBatchEntries(bytes: Uint8Array, options: DecodeEventBatchOptions): readonly unknown[] {
   const { eventsMax } = options;
   if (!Number.isSafeInteger(eventsMax) || eventsMax < 0) {
     throw new StrataError('STRATA_ERR_INVARIANT', 'decodeEventBatch: eventsMax must be a non-negative integer');
@@ -193,13 +203,16 @@ export function decodeEventBatch(bytes: Uint8Array, options: DecodeEventBatchOpt
   }
   const entries = decode(bytes, 'event batch', options.bytesMax ?? batchBytesMax(eventsMax));
   if (!Array.isArray(entries)) throw new StrataError('STRATA_ERR_CODEC_MALFORMED', 'encoded event batch is not an array');
-  return entries.map((entry: unknown, index) => {
-    if (!(entry instanceof Uint8Array)) {
-      throw new StrataError('STRATA_ERR_CODEC_MALFORMED', `event batch entry ${index} is not binary`, { index });
-    }
-    const event = decodeEvent(entry);
-    // A new event decoded here is validation's fresh copy, held by no one else yet: frozen, so
-    // that whoever it is handed to can take it as valid without validating it again.
-    return isRecordedEvent(event) ? event : freezeValidatedNewEvent(event);
-  });
+  return entries;
+}
+
+/** Entry `index` of `eventBatchEntries`, decoded and validated as `decodeEventBatch` decodes it. */
+export function decodeEventBatchEntry(entry: unknown, index: number): NewEvent | RecordedEvent {
+  if (!(entry instanceof Uint8Array)) {
+    throw new StrataError('STRATA_ERR_CODEC_MALFORMED', `event batch entry ${index} is not binary`, { index });
+  }
+  const event = decodeEvent(entry);
+  // A new event decoded here is validation's fresh copy, held by no one else yet: frozen, so
+  // that whoever it is handed to can take it as valid without validating it again.
+  return isRecordedEvent(event) ? event : freezeValidatedNewEvent(event);
 }

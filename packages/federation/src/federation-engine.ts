@@ -189,8 +189,18 @@ export interface FederationEngineOptions {
   readonly joinOnInvitation?: boolean;
   /** Called once the engine has joined a repository on invitation (to persist that it is federated). */
   readonly onRepositoryJoined?: (repoKey: string) => void;
+  /**
+   * Awaited between slices of a large received batch's work before its queue (its encodings
+   * and digests): production yields to the event loop (setImmediate), so that the database
+   * round trips of the batch ahead, pipelined behind it, are answered meanwhile instead of
+   * after the whole page. Absent (tests, simulations): no pause.
+   */
+  readonly pause?: () => Promise<void>;
   readonly faults?: FederationFaults;
 }
+
+/** Events of a received batch encoded and digested between two pauses (FederationEngineOptions.pause). */
+const receivedEventsPerSlice = 500;
 
 interface MembersRegister {
   readonly version: EventVersion;
@@ -734,7 +744,10 @@ export class FederationEngine {
     // check and the append inside the queue take these bytes (encoded-events.ts). Events held
     // here already (a forwarded copy, a redelivery) are skipped; one that turns out to be
     // held by the time the batch is planned only cost its digest.
-    for (const event of request.events) {
+    const pause = this.#options.pause;
+    for (let index = 0; index < request.events.length; index++) {
+      if (pause !== undefined && index > 0 && index % receivedEventsPerSlice === 0) await pause();
+      const event = request.events[index]!;
       if (!repo.ids.has(event.id) && eventBelongsTo(repo.key, event)) encodeAndDigestEvent(repo.stream, event);
     }
     await this.#awaitPredecessors(repo, request);
@@ -1243,8 +1256,13 @@ export class FederationEngine {
       const batchMax = peer.attempt > 0 ? this.#batchMax : Math.max(this.#batchMax, this.#catchUpBatchMax);
       const events = phase === 'exchange' ? [] : repo.missingFor(peer.sent, batchMax, peer.leaving ?? (deferring ? this.#forwardLimit(repo, peer) : undefined));
       // Catch-up pages: one applying on the peer while the next travels is the pipeline; more
-      // would only wait in its queue, towards the request timeout.
-      if (events.length > this.#batchMax && peer.inFlight >= catchUpPagesInFlightMax) return;
+      // would only wait in its queue, towards the request timeout. The page held back is
+      // offered to the transport to encode meanwhile: sent after the next reply, it then goes
+      // at once instead of after its encoding (profiled: the peer waited for it, idle).
+      if (events.length > this.#batchMax && peer.inFlight >= catchUpPagesInFlightMax) {
+        this.#options.transport.prepare?.(events);
+        return;
+      }
       if (peer.leaving !== null && events.length === 0) {
         // A farewell ends once everything up to the edit that removed the peer is acknowledged.
         if (peer.inFlight === 0 && vectorCovers(peer.cursor, peer.leaving)) this.#endFarewell(repo, peer);

@@ -11,9 +11,11 @@ import {
   type FederationRequest,
   decodeFederationReply,
   encodeFederationRequest,
+  prepareWireEncodings,
   validateFederationReply,
 } from './federation-messages.ts';
 import { newNonce, signPeerRequest, verifyReplySignature, FEDERATION_HEADERS } from './peer-request-signing.ts';
+import type { NewEvent } from '@strata/core';
 import type { PeerSendOptions, PeerTransport } from './ports.ts';
 
 export const FEDERATION_API_PATH = '/artifactory/api/federation';
@@ -121,6 +123,10 @@ export class HttpPeerTransport implements PeerTransport {
   readonly #client: SignedPeerClient;
   readonly #baseUrlOf: (peerId: string) => string | undefined;
   readonly #attachmentsFor: HttpPeerTransportOptions['attachmentsFor'];
+  /** Sends between their start and their request's encoding. */
+  #encodesPending = 0;
+  /** Events offered by `prepare`, not encoded yet. */
+  #prepared: readonly NewEvent[] | undefined;
 
   constructor(options: HttpPeerTransportOptions) {
     this.#client = options.client;
@@ -128,11 +134,41 @@ export class HttpPeerTransport implements PeerTransport {
     this.#attachmentsFor = options.attachmentsFor;
   }
 
+  /**
+   * Encodes the events offered by `prepare` once the sends started before have encoded their
+   * own requests (the one that goes now is never held up by the one that goes next), on a
+   * later turn of the event loop; only the latest offer is kept.
+   */
+  prepare(events: readonly NewEvent[]): void {
+    const idle = this.#prepared === undefined;
+    this.#prepared = events;
+    if (idle && this.#encodesPending === 0) setImmediate(() => this.#encodePrepared());
+  }
+
+  #encodePrepared(): void {
+    const events = this.#prepared;
+    if (events === undefined || this.#encodesPending > 0) return;
+    this.#prepared = undefined;
+    try {
+      prepareWireEncodings(events);
+    } catch {
+      // An event that cannot be encoded fails its own send, with its error, when it goes.
+    }
+  }
+
   async send(peerId: string, request: FederationRequest, { signal }: PeerSendOptions): Promise<FederationReply> {
     const baseUrl = this.#baseUrlOf(peerId);
     if (baseUrl === undefined) throw federationError('STRATA_ERR_FEDERATION_PEER_UNAVAILABLE', `no address known for site ${peerId}`);
-    const attachments = (await this.#attachmentsFor?.(request)) ?? [];
-    const response = await this.#client.request(baseUrl, 'POST', FEDERATION_PUSH_PATH, encodeFederationRequest(request, attachments), signal);
+    let body: Uint8Array;
+    this.#encodesPending++;
+    try {
+      const attachments = (await this.#attachmentsFor?.(request)) ?? [];
+      body = encodeFederationRequest(request, attachments);
+    } finally {
+      this.#encodesPending--;
+      if (this.#encodesPending === 0 && this.#prepared !== undefined) setImmediate(() => this.#encodePrepared());
+    }
+    const response = await this.#client.request(baseUrl, 'POST', FEDERATION_PUSH_PATH, body, signal);
     if (!response.authentic) {
       const detail = errorMessageOf(response.body);
       throw federationError(

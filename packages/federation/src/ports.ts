@@ -4,6 +4,7 @@
  * engine touches Date.now(), Math.random(), timers or sockets (DESIGN §2).
  */
 import type { VersionVector } from './version-vector.ts';
+import type { NewEvent } from '@strata/core';
 import type { FederationReply, FederationRequest } from './federation-messages.ts';
 
 /** A pending timer; cancel() is idempotent. */
@@ -29,6 +30,13 @@ export interface PeerSendOptions {
  */
 export interface PeerTransport {
   send(peerId: string, request: FederationRequest, options: PeerSendOptions): Promise<FederationReply>;
+  /**
+   * Optional hint: these events are likely the next ones sent (the catch-up page held back
+   * while the pages ahead of it are in flight). A transport may encode them while it waits, so
+   * that the send after the next reply does not start with that work; nothing is sent, and
+   * whatever is sent later is encoded from the request as usual.
+   */
+  prepare?(events: readonly NewEvent[]): void;
 }
 
 /**

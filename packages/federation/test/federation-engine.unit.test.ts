@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { repositoryStream } from '@strata/core';
+import { repositoryStream, type NewEvent } from '@strata/core';
 import { MemoryEventStore, type AppendWrites } from '@strata/store';
 import type { ReceiveStages } from '../src/index.ts';
 import { LoopbackNetwork, ManualScheduler, deploy, eventOf, memberUrl, openSite, push, settle } from './federation-test-kit.ts';
@@ -452,6 +452,57 @@ describe('pipelined pushes', () => {
     expect((await b.store.readStream(stream)).map((event) => event.originSeq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
     expect(network.requests.filter((entry) => entry.reply?.kind === 'refused')).toEqual([]);
     expect(a.engine.status('fed').members[0]).toMatchObject({ lagEvents: 0, state: 'SYNCING' });
+  });
+
+  it('pauses between slices of 500 events while it encodes a large received batch before its queue, and appends it whole', async () => {
+    // given b with a pause that counts (production: a turn of the event loop)
+    const network = new LoopbackNetwork();
+    const scheduler = new ManualScheduler();
+    let pauses = 0;
+    const engine = { federationBatchEventsMax: 500, federationCatchUpBatchEventsMax: 2_000, pause: async () => void pauses++ };
+    const b = await openSite(network, scheduler, 'b', ['a', 'b'], { engine });
+    // when a page of 1,200 events arrives
+    const reply = await b.engine.receive(push('a', Array.from({ length: 1_200 }, (_, index) => eventOf('a', index + 1, T0))));
+    // then it was encoded in three slices, with a pause between each two, and appended whole
+    expect(reply, JSON.stringify(reply)).toMatchObject({ kind: 'ack', appended: 1_200 });
+    expect(pauses).toBe(2);
+    expect(b.engine.versionVector('fed')).toEqual({ a: 1_200 });
+  });
+
+  it('offers the transport the catch-up page it holds back while two are in flight, and sends exactly that page next', async () => {
+    // given a and b federated, batches of 2 events and catch-up pages of 5, a's transport slow to answer
+    const network = new LoopbackNetwork();
+    const scheduler = new ManualScheduler();
+    const engine = { federationBatchEventsMax: 2, federationCatchUpBatchEventsMax: 5, pushWindow: 4 };
+    const transportFor = network.transportFor.bind(network);
+    const pages = (events: readonly NewEvent[]) => events.map((event) => event.originSeq).join(',');
+    const prepared: string[] = [];
+    const sent: string[] = [];
+    network.transportFor = (from) => {
+      const transport = transportFor(from);
+      if (from !== 'a') return transport;
+      return {
+        send: async (peerId, request, options) => {
+          if (request.events.length > 0) sent.push(pages(request.events));
+          await new Promise((resolve) => setTimeout(resolve, 2));
+          return transport.send(peerId, request, options);
+        },
+        prepare: (events) => prepared.push(pages(events)),
+      };
+    };
+    const b = await openSite(network, scheduler, 'b', ['a', 'b'], { engine });
+    const a = await openSite(network, scheduler, 'a', ['a', 'b'], { engine });
+    // when a commits 25 events in one append
+    await a.engine.commit('fed', Array.from({ length: 25 }, (_, index) => deploy(`prepared/${index}`)));
+    for (let round = 0; round < 20; round++) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      await scheduler.advance(500);
+    }
+    // then b holds them all, and every page offered while two were in flight was the next page sent
+    expect(b.engine.versionVector('fed')).toEqual({ a: 25 });
+    expect(prepared.length).toBeGreaterThan(0);
+    for (const page of new Set(prepared)) expect(sent.filter((entry) => entry.split(',').length > 2)).toContain(page);
+    expect(prepared.every((page) => page.split(',').length === 5)).toBe(true);
   });
 
   it('sends a member that lacks more than a batch catch-up pages, at most two in flight, and a plain batch alone after a failed page', async () => {

@@ -2,11 +2,13 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   decodeFederationPush,
+  decodeFederationPushInSlices,
   decodeFederationReply,
   decodeFederationRequest,
   encodeFederationReply,
   encodeFederationRequest,
   isFederationError,
+  prepareWireEncodings,
   validateFederationRequest,
   type FederationReply,
 } from '../src/index.ts';
@@ -55,6 +57,23 @@ describe('federation messages', () => {
     );
   });
 
+  it('events prepared for the wire are pushed as the same bytes, also after more events than the encodings kept went through', () => {
+    const recordedOf = (events: readonly ReturnType<typeof eventOf>[], from: number) =>
+      events.map((event, index) => ({ ...event, stream: 'repo-libs', revision: from + index, position: BigInt(1_000 + from + index) }));
+    const events = Array.from({ length: 40 }, (_, index) => eventOf('site-a', index + 1, T0 + index));
+    const expected = Buffer.from(encodeFederationRequest(push('site-a', events)));
+    const recorded = recordedOf(events, 0);
+    prepareWireEncodings(recorded);
+    expect(Buffer.from(encodeFederationRequest(push('site-a', recorded)))).toEqual(expected);
+    // More distinct events than the encodings kept (16,384): the oldest go, and are encoded again when pushed.
+    const others = Array.from({ length: 17_000 }, (_, index) => ({ ...recorded[index % 40]!, revision: 100 + index }));
+    prepareWireEncodings(others);
+    expect(Buffer.from(encodeFederationRequest(push('site-a', recorded)))).toEqual(expected);
+    expect(decodeFederationRequest(encodeFederationRequest(push('site-a', others.slice(-40))), { eventsMax: 64 })).toEqual(push('site-a', events));
+    // An event that cannot be encoded throws here as its push would.
+    expect(() => prepareWireEncodings([{ ...events[0]!, originSeq: -1 }])).toThrow();
+  });
+
   it("the origin's commit times travel with a push (fast-check), one per event, null where unknown", () => {
     fc.assert(
       fc.property(
@@ -97,6 +116,48 @@ describe('federation messages', () => {
     }
     // Absent is fine (an older origin, or nothing known): the push is as it was.
     expect(validateFederationRequest(push('a', events), { eventsMax: 64 })).toEqual(push('a', events));
+  });
+
+  it('a push decoded in slices, pausing between them, is the push decoded at once, and is refused as it is (fast-check)', async () => {
+    const outcome = (run: () => unknown) => {
+      try {
+        return { request: run() };
+      } catch (error) {
+        return { code: (error as { code?: string }).code, message: (error as Error).message };
+      }
+    };
+    const outcomeAsync = async (run: () => Promise<unknown>) => {
+      try {
+        return { request: await run() };
+      } catch (error) {
+        return { code: (error as { code?: string }).code, message: (error as Error).message };
+      }
+    };
+    // 1,200 events: three slices of at most 500, two pauses between them.
+    const events = Array.from({ length: 1_200 }, (_, index) => eventOf('site-a', index + 1, T0 + index));
+    const whole = encodeFederationRequest(push('site-a', events), [{ sha256: (events[0]!.data as { sha256: string }).sha256, bytes: new Uint8Array([1, 2]) }]);
+    let pauses = 0;
+    const pause = async () => {
+      pauses++;
+    };
+    const sliced = await decodeFederationPushInSlices(whole, { eventsMax: 2_000 }, pause);
+    expect(pauses).toBe(2);
+    expect(sliced.request).toEqual(decodeFederationPush(whole, { eventsMax: 2_000 }).request);
+    expect(sliced.attachments.map((attachment) => [...attachment.bytes])).toEqual([[1, 2]]);
+    // Any bytes (a valid push with one byte changed, or cut short, or oversized): the same push or the same refusal.
+    const small = encodeFederationRequest(push('site-a', events.slice(0, 3)));
+    await fc.assert(
+      fc.asyncProperty(fc.nat({ max: small.byteLength - 1 }), fc.integer({ min: 0, max: 255 }), fc.nat({ max: small.byteLength }), fc.integer({ min: 1, max: 4 }), async (at, byte, cut, eventsMax) => {
+        const bytes = Uint8Array.from(small);
+        bytes[at] = byte;
+        for (const candidate of [bytes, small.subarray(0, cut)]) {
+          const expected = outcome(() => decodeFederationPush(candidate, { eventsMax }).request);
+          const actual = await outcomeAsync(async () => (await decodeFederationPushInSlices(candidate, { eventsMax }, pause)).request);
+          expect(actual).toEqual(expected);
+        }
+      }),
+      { numRuns: 200 },
+    );
   });
 
   it('replies survive the wire form unchanged', () => {

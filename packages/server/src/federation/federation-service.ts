@@ -16,7 +16,7 @@ import {
   blobBatchBlobBytesMax,
   blobBatchReplyBytesMax,
   type BlobBatchEntry,
-  decodeFederationPush,
+  decodeFederationPushInSlices,
   defaultRequestSkewMsMax,
   FederationEngine,
   FEDERATION_IDENTITY_PATH,
@@ -253,6 +253,11 @@ export interface FederationStatusView {
   readonly members: readonly MemberStatusView[];
 }
 
+/** Lets the event loop serve I/O (sockets, timers) before the caller goes on. */
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 export class FederationService implements FederationHooks {
   readonly siteId: string;
   readonly settings: FederationSettings;
@@ -318,6 +323,7 @@ export class FederationService implements FederationHooks {
           return { cancel: () => clearTimeout(timer) };
         },
       },
+      pause: yieldToEventLoop,
       clock: options.clock,
       random: { next: () => Math.random(), bytes: (length) => new Uint8Array(randomBytes(length)) },
       hlc: options.hlc,
@@ -595,7 +601,9 @@ export class FederationService implements FederationHooks {
     };
     let attachments: FederationAttachment[];
     try {
-      ({ request, attachments } = decodeFederationPush(body, { eventsMax: receivedEventsMax(this.settings) }));
+      // In slices, with the event loop served between them: a catch-up page takes a tenth of a
+      // second to decode, while the page ahead's COPYs and commit wait on this process.
+      ({ request, attachments } = await decodeFederationPushInSlices(body, { eventsMax: receivedEventsMax(this.settings) }, yieldToEventLoop));
     } catch (error) {
       return malformed(isStrataError(error) ? error.message : String(error));
     }

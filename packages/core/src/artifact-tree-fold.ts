@@ -130,6 +130,12 @@ function startsWithBytes(bytes: Uint8Array, start: number, prefix: string): bool
   return true;
 }
 
+/** Whether `bytes` holds the same `length` bytes at `a` and at `b`. */
+function sameBytes(bytes: Uint8Array, a: number, b: number, length: number): boolean {
+  for (let index = 0; index < length; index++) if (bytes[a + index] !== bytes[b + index]) return false;
+  return true;
+}
+
 function prefixHash(prefix: string): number {
   let hash = HASH_START;
   for (let index = 0; index < prefix.length; index++) hash = hashStep(hash, prefix.charCodeAt(index));
@@ -299,6 +305,12 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
    * ODD_PATH, its start the index there).
    */
   #pathBytes: Buffer = Buffer.alloc(256 * 1024);
+  /**
+   * The last covering tombstone computed for a path longer than its repository's longest
+   * tombstone prefix: the tombstones it was computed from (tombstonesByHash, replaced
+   * whenever one changes), where that path's bytes start, and the result.
+   */
+  #coveringMemo: { byHash: RepositoryPaths['tombstonesByHash']; start: number; covering: EventStamp | null } = { byHash: undefined, start: 0, covering: null };
   #pathBytesUsed = 0;
   #pathStart = new Int32Array(1024);
   #pathLength = new Int32Array(1024);
@@ -1045,10 +1057,17 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
     const length = odd === undefined ? this.#pathLength[path]! : odd.length;
     if (length === 0) return covering;
     const bytes = this.#pathBytes;
+    const lengthMax = tree.tombstonePrefixLengthMax;
+    // A path longer than the longest tombstone prefix has its covering tombstone decided by
+    // its first lengthMax + 1 code units alone: a neighbour in the fold's order (a folder's
+    // files are often first seen together) that shares them shares the result.
+    const memo = this.#coveringMemo;
+    const memoable = odd === undefined && length > lengthMax;
+    if (memoable && memo.byHash === byHash && sameBytes(bytes, memo.start, start, lengthMax + 1)) return memo.covering;
     let hash = HASH_START;
     // Prefixes longer than the longest tombstone's are never looked up (a path is often
     // twice as long as the folders deleted above it).
-    const end = Math.min(length, tree.tombstonePrefixLengthMax);
+    const end = Math.min(length, lengthMax);
     for (let index = 0; index <= end; index++) {
       const code = index >= length ? 47 : odd === undefined ? bytes[start + index]! : odd.charCodeAt(index);
       if (code === 47) {
@@ -1060,6 +1079,11 @@ export class ArtifactTreeFold implements ArtifactTreeEntries {
         }
       }
       hash = hashStep(hash, code);
+    }
+    if (memoable) {
+      memo.byHash = byHash;
+      memo.start = start;
+      memo.covering = covering;
     }
     return covering;
   }

@@ -105,6 +105,31 @@ describe('the compact artifact tree fold (rebuilds and replays)', () => {
     expect([...entries.folderTombstones].map((entry) => entry.prefix)).toEqual(['a']);
   });
 
+  it('finds the covering folder tombstone of each row, neighbours sharing a prefix or not, and again after a tombstone changes', () => {
+    const deploy = (wall: number, id: string, path: string) =>
+      at(wall, id, { type: 'ArtifactDeployed', data: { path, sha256: 'c'.repeat(64), sha1: 'c'.repeat(40), md5: 'c'.repeat(32), size: 1, mimeType: 'text/plain', properties: {} } } as never);
+    const folderDeleted = (wall: number, id: string, prefix: string) => at(wall, id, { type: 'FolderDeleted', data: { prefix } } as never);
+    // In the fold's own order: 'org/aa/…' then 'org/aab/…' share the tombstone's 6 code units,
+    // not the 7th; then two files of one folder; then one under no tombstone.
+    const events = [deploy(1, 'd1', 'org/aa/x.jar'), deploy(2, 'd2', 'org/aab/x.jar'), deploy(3, 'd3', 'org/aa/y/z.jar'), deploy(4, 'd4', 'org/aa/y/w.jar'), deploy(5, 'd5', 'org/b/x.jar'), folderDeleted(10, 'f1', 'org/aa')];
+    const fold = new ArtifactTreeFold().applyAll(events);
+    const rows = (order: ArtifactTreeRowOrder) => {
+      const row = fold.fileRows(order);
+      const seen: string[] = [];
+      while (row.next()) seen.push(`${row.path} ${row.present}`);
+      return seen.sort();
+    };
+    for (const order of ['any', 'key'] as const) {
+      expect(rows(order)).toEqual(['org/aa/x.jar false', 'org/aa/y/w.jar false', 'org/aa/y/z.jar false', 'org/aab/x.jar true', 'org/b/x.jar true']);
+    }
+    const later = [folderDeleted(11, 'f2', 'org/aab'), folderDeleted(12, 'f3', 'org/b/x.jar')];
+    fold.applyAll(later);
+    for (const order of ['any', 'key'] as const) {
+      expect(rows(order)).toEqual(['org/aa/x.jar false', 'org/aa/y/w.jar false', 'org/aa/y/z.jar false', 'org/aab/x.jar false', 'org/b/x.jar false']);
+    }
+    expect(fold.snapshot()).toEqual(new ArtifactTreeModel().applyAll([...events, ...later]).snapshot());
+  });
+
   it('keeps ids beyond ASCII as they came, and orders versions that tie on their stamps by them as strings', () => {
     // Stamps tie (wall 1, site-a): the higher id wins the content, the lower stays first; 'é' and
     // the surrogate pair sort above every ASCII id.

@@ -112,7 +112,8 @@ export type EventCopyRowFilter = (stream: string, type: EventType) => boolean;
  */
 export interface EventCopyRowSink {
   readData(type: EventType, bytes: Buffer, start: number, end: number): boolean;
-  take(stream: string, id: string, origin: string, wall: number, logical: number, meta: EventMeta): void;
+  /** `revision`: the row's revision in its stream (a per-stream replay keeps the highest it read). */
+  take(stream: string, id: string, origin: string, wall: number, logical: number, meta: EventMeta, revision: number): void;
 }
 
 /**
@@ -326,6 +327,7 @@ export class EventCopyDecoder {
       buffer.readInt32BE(starts[7]!) * 4294967296 + buffer.readUInt32BE(starts[7]! + 4),
       buffer.readInt32BE(starts[8]!),
       this.#meta(buffer, starts[11]!, lengths[11]!, id),
+      buffer.readInt32BE(starts[4]!),
     );
     return true;
   }

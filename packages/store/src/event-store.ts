@@ -191,6 +191,21 @@ export function isStreamScanner(store: object): store is StreamScanner {
 }
 
 /**
+ * A stream scan (StreamScanner) whose rows a sink may take undecoded (the SQL store's binary
+ * COPY: see EventCopyRowSink), as EventSinkScanner does for the global order: `strata replay
+ * --repo` folds a repository's ArtifactDeployed, ArtifactDeleted and PropertiesSet rows from
+ * their bytes. The pages leave the taken rows out (a page may be empty); the sink gets each
+ * taken row's revision. Where the store reads without COPY, every row is decoded and paged.
+ */
+export interface StreamSinkScanner {
+  scanStreamInto(stream: string, sink: EventCopyRowSink, options?: ScanStreamOptions): AsyncIterable<readonly RecordedEvent[]>;
+}
+
+export function isStreamSinkScanner(store: object): store is StreamSinkScanner {
+  return typeof (store as Partial<StreamSinkScanner>).scanStreamInto === 'function';
+}
+
+/**
  * The bulk scan of the global order (EventScanner) split by stream, for a rebuild that folds
  * and writes one group of streams while it reads the next (rebuild-projections.ts): every
  * event below one horizon, taken once, read a group of streams at a time. Events are immutable and every

@@ -32,6 +32,7 @@ import {
   type StreamPartitionScanner,
   type StreamPartitionedScan,
   type StreamScanner,
+  type StreamSinkScanner,
   type SubscribeOptions,
   type StreamAppend,
   type Subscription,
@@ -225,7 +226,7 @@ const RETRYABLE_SQLSTATES: ReadonlySet<string> = new Set(['23505', '40001', '40P
  * row locks and transaction ids, not on this process, so several processes may share one
  * PostgreSQL database.
  */
-export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner, StreamScanner, StreamPartitionScanner {
+export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner, StreamScanner, StreamSinkScanner, StreamPartitionScanner {
   readonly #db: Kysely<StoreDatabase>;
   readonly #projections: readonly SqlProjection[];
   readonly #appendBatchEventsMax: number;
@@ -474,7 +475,19 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
    * PGlite hands a COPY's output over as one blob, so there it reads slices in revision
    * order; a store without COPY pages through readStream.
    */
-  async *scanStream(stream: string, options: ScanStreamOptions = {}): AsyncGenerator<readonly RecordedEvent[]> {
+  scanStream(stream: string, options: ScanStreamOptions = {}): AsyncGenerator<readonly RecordedEvent[]> {
+    return this.#scanStream(stream, options, undefined);
+  }
+
+  /**
+   * scanStream, with the rows `sink` takes left out of the pages (StreamSinkScanner; a page
+   * may be empty). Without a COPY every row is decoded and paged, none taken.
+   */
+  scanStreamInto(stream: string, sink: EventCopyRowSink, options: ScanStreamOptions = {}): AsyncGenerator<readonly RecordedEvent[]> {
+    return this.#scanStream(stream, options, sink);
+  }
+
+  async *#scanStream(stream: string, options: ScanStreamOptions, sink: EventCopyRowSink | undefined): AsyncGenerator<readonly RecordedEvent[]> {
     this.#assertOpen();
     options.signal?.throwIfAborted();
     const pageEventsMax = Math.max(1, Math.floor(options.pageEventsMax ?? this.#readBatchEventsMax));
@@ -498,16 +511,29 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
     const sliceRows = this.#copyStatementRowsMax;
     if (sliceRows === undefined) {
       const statement = (target: string) => `copy (select ${COPY_EVENT_COLUMNS} from events ${where}) to ${target} (format binary)`;
-      for await (const page of decodeEventCopy(copyOut(statement, options.signal), pageEventsMax)) yield page.events;
+      for await (const page of decodeEventCopy(copyOut(statement, options.signal), pageEventsMax, sink)) yield page.events;
       return;
     }
+    // Slices in revision order: the next starts after the last row read, decoded or taken.
+    let lastTaken = -1;
+    const tracked: EventCopyRowSink | undefined =
+      sink === undefined
+        ? undefined
+        : {
+            readData: (type, bytes, start, end) => sink.readData(type, bytes, start, end),
+            take: (taken, id, origin, wall, logical, meta, revision) => {
+              lastTaken = revision;
+              sink.take(taken, id, origin, wall, logical, meta, revision);
+            },
+          };
     for (let fromRevision = 0; ; ) {
       const statement = (target: string) =>
         `copy (select ${COPY_EVENT_COLUMNS} from events ${where} and revision >= ${fromRevision} order by revision limit ${sliceRows}) to ${target} (format binary)`;
       let rows = 0;
-      for await (const page of decodeEventCopy(copyOut(statement, options.signal), pageEventsMax)) {
-        rows += page.events.length;
-        fromRevision = page.events[page.events.length - 1]!.revision + 1;
+      for await (const page of decodeEventCopy(copyOut(statement, options.signal), pageEventsMax, tracked)) {
+        rows += page.rows;
+        const last = page.events.at(-1)?.revision ?? -1;
+        fromRevision = Math.max(fromRevision, last + 1, lastTaken + 1);
         yield page.events;
       }
       if (rows < sliceRows) return;

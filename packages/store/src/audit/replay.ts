@@ -1,14 +1,15 @@
 import { performance } from 'node:perf_hooks';
 import { sql, type Kysely } from 'kysely';
 import { StrataError, repositoryStream, type RecordedEvent } from '@strata/core';
-import { isEventScanner, isStreamScanner, type Checkpoint, type EventScanner, type EventStore, type ReadAllResult } from '../event-store.ts';
+import { isEventScanner, isStreamScanner, isStreamSinkScanner, type Checkpoint, type EventScanner, type EventStore, type ReadAllResult } from '../event-store.ts';
 import type { SqlProjection } from '../projection.ts';
 import type { StoreDatabase } from '../schema.ts';
+import type { EventCopyRowSink } from '../event-copy-reader.ts';
 import type { BulkLoader, CopyRows } from '../projections/bulk-copy.ts';
 import type { BinaryCopySource } from '../projections/binary-copy.ts';
 import { decodeStoredEventRow, STORED_EVENT_COLUMNS, type StoredEventRow } from '../sql-event-store.ts';
 import { DIFFERENCE_KEY_FIELDS, lockForDifference, writeDifference, type DifferenceCopy } from '../projections/projection-difference.ts';
-import { rebuildProjections, scanPageEventsMax, type RebuildResult } from '../projections/rebuild-projections.ts';
+import { rebuildProjections, rowSinkOf, scanPageEventsMax, type RebuildResult } from '../projections/rebuild-projections.ts';
 import { isRebuildableProjection } from '../projections/rebuildable-projection.ts';
 
 /**
@@ -114,7 +115,9 @@ const REPOSITORY_ROWS: readonly (readonly [table: string, column: string])[] = [
  *
  * The read takes the stream's rows in whatever order the store finds them (StreamScanner),
  * which the folds allow: the artifact tree and the configuration merge by HLC stamps, and
- * core's properties check that any delivery order folds to the same state. With COPY
+ * core's properties check that any delivery order folds to the same state; the artifact
+ * tree's plain deploy, delete and property-set rows are folded from their bytes through its
+ * row sink (StreamSinkScanner), as the rebuild of everything does. With COPY
  * (`bulk`), the artifact tree's rows are compared with the live ones (projection-difference.ts)
  * and only the rows that differ are rewritten: a replay of an intact repository writes nothing to the projection
  * (and reports `rowsChanged` 0), a damaged one gets exactly its wrong rows replaced. Without
@@ -128,22 +131,40 @@ export async function replayRepository(
 ): Promise<ReplayResult> {
   const started = performance.now();
   const stream = repositoryStream(repo);
-  const rebuilds = projections.map((projection) => {
+  const begun = projections.map((projection) => {
     if (!isRebuildableProjection(projection)) throw new StrataError('STRATA_ERR_INVARIANT', `projection ${projection.name} cannot be replayed per repository`);
-    return projection.startRebuild();
+    return { projection, rebuild: projection.startRebuild() };
   });
+  const rebuilds = begun.map(({ rebuild }) => rebuild);
   const total = ((await source.store.streamRevision(stream)) ?? -1) + 1;
   let events = 0;
   let rows = 0;
   let rowsChanged = 0;
   const report = (phase: ReplayProgress['phase']) => options.onProgress?.({ events, total, elapsedMs: performance.now() - started, phase });
   let revisionMax = -1;
-  for await (const page of readRepositoryStream(source.store, stream, options)) {
+  // The rows a rebuild's sink takes from the scan (as the whole-log rebuild's, rebuild-projections.ts):
+  // folded from their bytes, in no page; counted and their revisions kept here.
+  const sink = rowSinkOf(begun, 0);
+  let taken = 0;
+  const counted: EventCopyRowSink | undefined =
+    sink === undefined
+      ? undefined
+      : {
+          readData: (type, bytes, start, end) => sink.readData(type, bytes, start, end),
+          take: (takenStream, id, origin, wall, logical, meta, revision) => {
+            taken++;
+            if (revision > revisionMax) revisionMax = revision;
+            sink.take(takenStream, id, origin, wall, logical, meta, revision);
+          },
+        };
+  for await (const page of readRepositoryStream(source.store, stream, options, counted)) {
     for (const rebuild of rebuilds) rebuild.add(page);
     for (const event of page) if (event.revision > revisionMax) revisionMax = event.revision;
-    events += page.length;
+    events += page.length + taken;
+    taken = 0;
     report('read');
   }
+  events += taken;
   /**
    * The stream's events committed after the read (the replay's transaction holds the lock
    * that makes appends wait, so none can commit after this), folded too: their inline
@@ -224,15 +245,18 @@ function readRepositoryStream(
   store: Pick<EventStore, 'readStream'>,
   stream: string,
   options: ReplayOptions,
+  sink: EventCopyRowSink | undefined,
 ): AsyncIterable<readonly RecordedEvent[]> {
   const until = options.until;
   if (!isStreamScanner(store)) return readStreamUntil(store, stream, { ...(until === undefined ? {} : { until }), ...(options.signal === undefined ? {} : { signal: options.signal }) });
-  return store.scanStream(stream, {
+  const scanOptions = {
     // Small pages, as the rebuild's scan: decoded events die young once folded.
     pageEventsMax: scanPageEventsMax,
     ...(until === undefined ? {} : until.kind === 'position' ? { untilPosition: until.position } : { untilWall: until.wall }),
     ...(options.signal === undefined ? {} : { signal: options.signal }),
-  });
+  };
+  // With the sink, the rows it takes (the plain deploys, deletes and property sets) are folded from their bytes.
+  return sink !== undefined && isStreamSinkScanner(store) ? store.scanStreamInto(stream, sink, scanOptions) : store.scanStream(stream, scanOptions);
 }
 
 /**

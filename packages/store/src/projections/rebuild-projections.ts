@@ -235,9 +235,9 @@ export async function rebuildProjections(
           : store.scanAllInto(
               {
                 readData: (type, bytes, start, end) => sink.readData(type, bytes, start, end),
-                take: (stream, id, origin, wall, logical, meta) => {
+                take: (stream, id, origin, wall, logical, meta, revision) => {
                   taken++;
-                  sink.take(stream, id, origin, wall, logical, meta);
+                  sink.take(stream, id, origin, wall, logical, meta, revision);
                 },
               },
               scanOptions,
@@ -455,7 +455,7 @@ async function* readAllAhead(store: Pick<EventStore, 'readAll'>, after: Checkpoi
  * unless exactly one rebuild has one, no projection is replayed by `apply`, and every other
  * rebuild declares the event types it folds, none of the sink's.
  */
-function rowSinkOf(bulk: readonly { readonly projection: RebuildableSqlProjection; readonly rebuild: ProjectionRebuild }[], replayed: number): EventCopyRowSink | undefined {
+export function rowSinkOf(bulk: readonly { readonly projection: RebuildableSqlProjection; readonly rebuild: ProjectionRebuild }[], replayed: number): EventCopyRowSink | undefined {
   if (replayed > 0) return undefined;
   const sinks = bulk.filter(({ rebuild }) => rebuild.rowSink !== undefined);
   if (sinks.length !== 1) return undefined;

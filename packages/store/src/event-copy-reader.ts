@@ -116,6 +116,17 @@ export interface EventCopyRowSink {
   take(stream: string, id: string, origin: string, wall: number, logical: number, meta: EventMeta, revision: number): void;
 }
 
+/** `sink`, with `onTake(revision)` called before each row it takes (a scan's caller counts them or keeps their revisions). */
+export function observeTakes(sink: EventCopyRowSink, onTake: (revision: number) => void): EventCopyRowSink {
+  return {
+    readData: (type, bytes, start, end) => sink.readData(type, bytes, start, end),
+    take: (stream, id, origin, wall, logical, meta, revision) => {
+      onTake(revision);
+      sink.take(stream, id, origin, wall, logical, meta, revision);
+    },
+  };
+}
+
 /**
  * The incremental decoder behind decodeEventCopy and decodeChainedEventCopy, and a rebuild
  * worker's (rebuild-partition.ts: each decodes only its repositories' rows of one scan).

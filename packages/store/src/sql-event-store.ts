@@ -46,7 +46,7 @@ import { CommitSignal, PollingSubscription, type CheckpointedEvent } from './pol
 import type { AppendWrites, InlineProjectionPlan, ProjectionCopy, SqlProjection } from './projection.ts';
 import { PROJECTION_LOCK_CLASS, sqlTextLiteral } from './projections/sql-values.ts';
 import type { StoreDatabase } from './schema.ts';
-import { COPY_EVENT_COLUMNS, decodeEventCopy, type CopyOut, type EventCopyRowSink } from './event-copy-reader.ts';
+import { COPY_EVENT_COLUMNS, decodeEventCopy, observeTakes, type CopyOut, type EventCopyRowSink } from './event-copy-reader.ts';
 import { BINARY_COPY_HEADER, BINARY_COPY_TRAILER, BinaryCopyWriter } from './projections/binary-copy.ts';
 import { copyChunks, copyStatement } from './projections/bulk-copy.ts';
 
@@ -516,16 +516,12 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
     }
     // Slices in revision order: the next starts after the last row read, decoded or taken.
     let lastTaken = -1;
-    const tracked: EventCopyRowSink | undefined =
+    const tracked =
       sink === undefined
         ? undefined
-        : {
-            readData: (type, bytes, start, end) => sink.readData(type, bytes, start, end),
-            take: (taken, id, origin, wall, logical, meta, revision) => {
-              lastTaken = revision;
-              sink.take(taken, id, origin, wall, logical, meta, revision);
-            },
-          };
+        : observeTakes(sink, (revision) => {
+            lastTaken = revision;
+          });
     for (let fromRevision = 0; ; ) {
       const statement = (target: string) =>
         `copy (select ${COPY_EVENT_COLUMNS} from events ${where} and revision >= ${fromRevision} order by revision limit ${sliceRows}) to ${target} (format binary)`;

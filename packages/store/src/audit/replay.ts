@@ -4,7 +4,7 @@ import { StrataError, repositoryStream, type RecordedEvent } from '@strata/core'
 import { isEventScanner, isStreamScanner, isStreamSinkScanner, type Checkpoint, type EventScanner, type EventStore, type ReadAllResult } from '../event-store.ts';
 import type { SqlProjection } from '../projection.ts';
 import type { StoreDatabase } from '../schema.ts';
-import type { EventCopyRowSink } from '../event-copy-reader.ts';
+import { observeTakes, type EventCopyRowSink } from '../event-copy-reader.ts';
 import type { BulkLoader, CopyRows } from '../projections/bulk-copy.ts';
 import type { BinaryCopySource } from '../projections/binary-copy.ts';
 import { decodeStoredEventRow, STORED_EVENT_COLUMNS, type StoredEventRow } from '../sql-event-store.ts';
@@ -146,17 +146,13 @@ export async function replayRepository(
   // folded from their bytes, in no page; counted and their revisions kept here.
   const sink = rowSinkOf(begun, 0);
   let taken = 0;
-  const counted: EventCopyRowSink | undefined =
+  const counted =
     sink === undefined
       ? undefined
-      : {
-          readData: (type, bytes, start, end) => sink.readData(type, bytes, start, end),
-          take: (takenStream, id, origin, wall, logical, meta, revision) => {
-            taken++;
-            if (revision > revisionMax) revisionMax = revision;
-            sink.take(takenStream, id, origin, wall, logical, meta, revision);
-          },
-        };
+      : observeTakes(sink, (revision) => {
+          taken++;
+          if (revision > revisionMax) revisionMax = revision;
+        });
   for await (const page of readRepositoryStream(source.store, stream, options, counted)) {
     for (const rebuild of rebuilds) rebuild.add(page);
     for (const event of page) if (event.revision > revisionMax) revisionMax = event.revision;

@@ -17,7 +17,7 @@ import {
   type StreamPartitionScanner,
   type StreamPartitionedScan,
 } from '../event-store.ts';
-import type { EventCopyRowSink } from '../event-copy-reader.ts';
+import { observeTakes, type EventCopyRowSink } from '../event-copy-reader.ts';
 import type { SqlProjection } from '../projection.ts';
 import type { StoreDatabase } from '../schema.ts';
 import type { BulkLoader, CopyRows } from './bulk-copy.ts';
@@ -233,13 +233,7 @@ export async function rebuildProjections(
         sink === undefined || !isEventSinkScanner(store)
           ? store.scanAll(scanOptions)
           : store.scanAllInto(
-              {
-                readData: (type, bytes, start, end) => sink.readData(type, bytes, start, end),
-                take: (stream, id, origin, wall, logical, meta, revision) => {
-                  taken++;
-                  sink.take(stream, id, origin, wall, logical, meta, revision);
-                },
-              },
+              observeTakes(sink, () => taken++),
               scanOptions,
             );
       for await (const read of pages) {

@@ -17,6 +17,8 @@ import {
   validateNewEvent,
   validateRecordedEvent,
 } from './event-validation.ts';
+import { readCanonicalNewEvent } from './canonical-event-reader.ts';
+import { encodedPartsOfFrozenValidNewEvent, markFrozenValidNewEvent } from './frozen-valid-events.ts';
 
 /** The bytes of a batch beyond its events: the array header and one bin header per event. */
 const batchHeaderBytesMax = 5;
@@ -149,6 +151,9 @@ export function encodeStoredEvent(event: RecordedEvent): Uint8Array {
  * changed since; the size limits still apply.
  */
 export function encodeValidatedEventParts(event: NewEvent): { readonly data: Uint8Array; readonly meta: Uint8Array } {
+  // Read from exactly these encodings (decodeEventBatchEntry): the received bytes.
+  const kept = encodedPartsOfFrozenValidNewEvent(event);
+  if (kept !== undefined) return kept;
   return { data: encode(event.data, 'event data'), meta: encode(event.meta, 'event meta') };
 }
 
@@ -210,6 +215,16 @@ export function eventBatchEntries(bytes: Uint8Array, options: DecodeEventBatchOp
 export function decodeEventBatchEntry(entry: unknown, index: number): NewEvent | RecordedEvent {
   if (!(entry instanceof Uint8Array)) {
     throw new StrataError('STRATA_ERR_CODEC_MALFORMED', `event batch entry ${index} is not binary`, { index });
+  }
+  // Almost always the codec's own encoding of a new event (a peer's push): read as it is, its
+  // data's and meta's bytes kept for the append instead of encoded again. Anything else (or
+  // anything refused) takes the general path below, which decides.
+  if (entry.byteLength <= eventPayloadBytesMax) {
+    const canonical = readCanonicalNewEvent(entry);
+    if (canonical !== undefined) {
+      markFrozenValidNewEvent(canonical.event, { data: canonical.data, meta: canonical.meta });
+      return canonical.event;
+    }
   }
   const event = decodeEvent(entry);
   // A new event decoded here is validation's fresh copy, held by no one else yet: frozen, so

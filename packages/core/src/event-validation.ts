@@ -20,6 +20,7 @@ import {
 } from './events.ts';
 import { isNormalRepositoryPath, normalizeRepositoryPath } from './repository-path.ts';
 import { validateRepositoryKey } from './repository-key.ts';
+import { isMarkedFrozenValidNewEvent, markFrozenValidNewEvent } from './frozen-valid-events.ts';
 
 /** The largest encoded event (and so the largest encoded data or meta) we accept. */
 export const eventPayloadBytesMax = 1024 * 1024;
@@ -352,13 +353,13 @@ export function validateNewEvent(value: unknown): NewEvent {
   return newEventFields(expectObject(value, '', NEW_EVENT_FIELDS));
 }
 
-/**
+/*
  * New events that `validateNewEvent` returned and that were then frozen, deeply, by
- * `freezeValidatedNewEvent`: they hold exactly what validation returned and nothing can change
- * them, so whoever is handed one need not validate it again (a receiver catching up validated
- * every event twice: decoded, then encoded for its digest — a tenth of its main thread).
+ * `freezeValidatedNewEvent`, are marked (frozen-valid-events.ts): they hold exactly what
+ * validation returned and nothing can change them, so whoever is handed one need not validate
+ * it again (a receiver catching up validated every event twice: decoded, then encoded for its
+ * digest — a tenth of its main thread).
  */
-const frozenValidNewEvents = new WeakSet<object>();
 
 function deepFreeze(value: unknown): void {
   if (typeof value !== 'object' || value === null || ArrayBuffer.isView(value) || Object.isFrozen(value)) return;
@@ -377,13 +378,13 @@ function deepFreeze(value: unknown): void {
  */
 export function freezeValidatedNewEvent(event: NewEvent): NewEvent {
   deepFreeze(event);
-  frozenValidNewEvents.add(event);
+  markFrozenValidNewEvent(event, null);
   return event;
 }
 
 /** Whether `value` is a new event that validation returned and `freezeValidatedNewEvent` froze: valid, and unchanged since. */
 export function isFrozenValidNewEvent(value: unknown): value is NewEvent {
-  return typeof value === 'object' && value !== null && frozenValidNewEvents.has(value);
+  return typeof value === 'object' && value !== null && isMarkedFrozenValidNewEvent(value);
 }
 
 export function validateRecordedEvent(value: unknown): RecordedEvent {

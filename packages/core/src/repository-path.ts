@@ -69,14 +69,40 @@ export function normalizeRepositoryPath(raw: string): string {
   return path;
 }
 
-/** Whether `value` is a string already in normal form. */
+/**
+ * Whether `value` is a string already in normal form: `normalizeRepositoryPath(value) ===
+ * value`, decided in one pass over its char codes (a property test holds the two equal).
+ * Validation asks it of every path an event carries; normalizing to compare (two regular
+ * expressions and a split) cost a receiver catching up a microsecond and more per event.
+ */
 export function isNormalRepositoryPath(value: unknown): value is string {
   if (typeof value !== 'string') return false;
-  try {
-    return normalizeRepositoryPath(value) === value;
-  } catch {
-    return false;
+  const length = value.length;
+  if (length > repositoryPathCharsMax) return false;
+  let segmentStart = 0;
+  // One step past the end: the last segment ends there as at a '/'.
+  for (let index = 0; index <= length; index++) {
+    const code = index === length ? 0x2f : value.charCodeAt(index);
+    if (code === 0x2f) {
+      const segmentLength = index - segmentStart;
+      // An empty segment: a leading, trailing or doubled '/' — or the root, ''.
+      if (segmentLength === 0) return length === 0;
+      if (segmentLength > repositoryPathSegmentCharsMax) return false;
+      if (value.charCodeAt(segmentStart) === 0x2e && (segmentLength === 1 || (segmentLength === 2 && value.charCodeAt(segmentStart + 1) === 0x2e))) return false;
+      segmentStart = index + 1;
+      continue;
+    }
+    // CONTROL_CHARACTER, and the backslash.
+    if (code <= 0x1f || (code >= 0x7f && code <= 0x9f) || code === 0x5c) return false;
+    // LONE_SURROGATE: a high surrogate not followed by a low one, or a low one on its own.
+    if (code >= 0xd800 && code <= 0xdfff) {
+      if (code >= 0xdc00) return false;
+      const next = value.charCodeAt(index + 1);
+      if (!(next >= 0xdc00 && next <= 0xdfff)) return false;
+      index++;
+    }
   }
+  return true;
 }
 
 /** The segments of a normal path; [] for the root. */

@@ -99,6 +99,36 @@ describe('normalizeRepositoryPath', () => {
     );
   });
 
+  it('isNormalRepositoryPath says exactly whether normalizing gives the same string, for any string', () => {
+    const normalizes = (value: string): boolean => {
+      try {
+        return normalizeRepositoryPath(value) === value;
+      } catch {
+        return false;
+      }
+    };
+    const unit = fc.constantFrom('a', 'b', '/', '.', '\\', '\u0000', '\u001f', '\u007f', '\u009f', '\u00a0', '\ud800', '\udbff', '\udc00', '\udfff', '\u00e9', '\ud83d\ude00');
+    const segment = (length: number): fc.Arbitrary<string> => fc.constantFrom('x', '.').map((char) => char.repeat(length));
+    const anyPath = fc.oneof(
+      fc.string({ unit, maxLength: 24 }),
+      fc.string({ maxLength: 24 }),
+      arbitraryRepositoryPathOrRoot,
+      // Around the limits: segments of 254 to 256 characters, paths of 1,023 to 1,026.
+      fc.tuple(fc.integer({ min: 254, max: 256 }), fc.constantFrom('', '/', 'a/')).chain(([length, before]) => segment(length).map((long) => before + long)),
+      fc.integer({ min: 1021, max: 1026 }).map((length) => `${'a'.repeat(200)}/`.repeat(6).slice(0, length)),
+      fc.integer({ min: 1021, max: 1026 }).map((length) => `/${`${'a'.repeat(200)}/`.repeat(6)}`.slice(0, length)),
+    );
+    fc.assert(
+      fc.property(anyPath, (value) => {
+        expect(isNormalRepositoryPath(value)).toBe(normalizes(value));
+      }),
+      { numRuns: 3000 },
+    );
+    for (const value of ['', '/', '//', 'a', 'a/', '/a', 'a//b', '.', '..', 'a/./b', 'a/../b', '...', 'a/.b', '.a/..b', 'a\\b', '\ud800', '\udc00a', '\ud83d\ude00']) {
+      expect(isNormalRepositoryPath(value), JSON.stringify(value)).toBe(normalizes(value));
+    }
+  });
+
   it('refuses a value that is not a string even when the types were bypassed', () => {
     catchStrataError(() => normalizeRepositoryPath(42 as unknown as string), 'STRATA_ERR_PATH_INVALID');
   });

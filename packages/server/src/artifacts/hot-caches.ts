@@ -96,6 +96,10 @@ export class TtlCache<T> {
     this.#entries.delete(key);
   }
 
+  get size(): number {
+    return this.#entries.size;
+  }
+
   deleteWhere(predicate: (key: string) => boolean): void {
     for (const key of [...this.#entries.keys()]) if (predicate(key)) this.#entries.delete(key);
   }
@@ -158,7 +162,10 @@ export class MetadataCache {
   }
 
   invalidateItem(repo: string, path: string): void {
-    this.#files.delete(`${repo}\0${path}`);
+    // Called for every event a member receives (a catch-up: thousands a second), mostly while
+    // nothing is cached: no keys made to delete nothing.
+    if (this.#files.size > 0) this.#files.delete(`${repo}\0${path}`);
+    if (this.#misses.size === 0) return;
     // The path and every folder above it now exist.
     this.#misses.delete(`${repo}\0${path}`);
     this.#misses.delete(`${repo}\0`);

@@ -21,6 +21,7 @@ import {
 import { isNormalRepositoryPath, normalizeRepositoryPath } from './repository-path.ts';
 import { validateRepositoryKey } from './repository-key.ts';
 import { isMarkedFrozenValidNewEvent, markFrozenValidNewEvent } from './frozen-valid-events.ts';
+import { isLowercaseHex } from './hex-values.ts';
 
 /** The largest encoded event (and so the largest encoded data or meta) we accept. */
 export const eventPayloadBytesMax = 1024 * 1024;
@@ -45,9 +46,6 @@ export const eventJsonDepthMax = 32;
 const EVENT_ID = /^[A-Za-z0-9._~-]+$/;
 export const SITE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 const STREAM = /^[A-Za-z0-9_.-]+$/;
-const SHA256 = /^[0-9a-f]{64}$/;
-const SHA1 = /^[0-9a-f]{40}$/;
-const MD5 = /^[0-9a-f]{32}$/;
 const CONTROL_CHARACTER = /[\u0000-\u001f\u007f-\u009f]/;
 // Strings must survive UTF-8 (msgpack, JSON, URLs) unchanged: no lone surrogates.
 const LONE_SURROGATE = /\p{Cs}/u;
@@ -85,6 +83,12 @@ function expectString(
   if (value.length > max) invalid(field, `must be at most ${max} characters`);
   if (!controls && CONTROL_CHARACTER.test(value)) invalid(field, 'must not contain control characters');
   if (LONE_SURROGATE.test(value)) invalid(field, 'must be well-formed Unicode (no lone surrogates)');
+  return value;
+}
+
+/** `length` lowercase hex digits (a checksum), else refused as `${description}`. */
+function expectLowercaseHex(value: unknown, field: string, length: number, description: string): string {
+  if (typeof value !== 'string' || !isLowercaseHex(value, length)) invalid(field, `must be ${description}`);
   return value;
 }
 
@@ -185,9 +189,9 @@ function expectProperties(value: unknown, field: string): Properties {
 function artifactDeployedData(data: Record<string, unknown>, field: string): ArtifactDeployedData {
   return {
     path: expectPath(data['path'], `${field}.path`, { root: false }),
-    sha256: expectMatch(data['sha256'], `${field}.sha256`, SHA256, '64 lowercase hex characters'),
-    sha1: expectMatch(data['sha1'], `${field}.sha1`, SHA1, '40 lowercase hex characters'),
-    md5: expectMatch(data['md5'], `${field}.md5`, MD5, '32 lowercase hex characters'),
+    sha256: expectLowercaseHex(data['sha256'], `${field}.sha256`, 64, '64 lowercase hex characters'),
+    sha1: expectLowercaseHex(data['sha1'], `${field}.sha1`, 40, '40 lowercase hex characters'),
+    md5: expectLowercaseHex(data['md5'], `${field}.md5`, 32, '32 lowercase hex characters'),
     size: expectSafeInteger(data['size'], `${field}.size`, 0),
     mimeType: expectString(data['mimeType'], `${field}.mimeType`, { min: 1, max: mimeTypeCharsMax, controls: false }),
     properties: expectProperties(data['properties'], `${field}.properties`),
@@ -252,7 +256,7 @@ const DATA_VALIDATORS: { readonly [T in EventType]: DataValidator<T> } = {
     const data = expectObject(value, field, ['path', 'sha256']);
     return {
       path: expectPath(data['path'], `${field}.path`, { root: false }),
-      sha256: expectMatch(data['sha256'], `${field}.sha256`, SHA256, '64 lowercase hex characters'),
+      sha256: expectLowercaseHex(data['sha256'], `${field}.sha256`, 64, '64 lowercase hex characters'),
     };
   },
   UserSaved: systemData,
@@ -315,10 +319,12 @@ export function validateEventId(value: unknown, field = 'id'): string {
  */
 export function validateEventMeta(value: unknown, field = 'meta'): EventMeta {
   const meta = expectObject(value, field);
-  const entries = Object.entries(meta);
-  if (entries.length > eventMetaKeysMax) invalid(field, `must have at most ${eventMetaKeysMax} entries`);
+  // Keys, not entries: no pair allocated per entry (every received event's meta passes here).
+  const keys = Object.keys(meta);
+  if (keys.length > eventMetaKeysMax) invalid(field, `must have at most ${eventMetaKeysMax} entries`);
   const copy: Record<string, string> = {};
-  for (const [key, entry] of entries) {
+  for (const key of keys) {
+    const entry = meta[key];
     const entryField = `${field}.${key}`;
     if (key.length === 0 || key.length > eventMetaKeyCharsMax) {
       invalid(entryField, `must have a key of 1 to ${eventMetaKeyCharsMax} characters`);

@@ -9,3 +9,15 @@ export const LOWERCASE_HEX_VALUES = Int8Array.from({ length: 256 }, (_, code) =>
 export function lowercaseHexDigit(code: number): number {
   return code < 256 ? LOWERCASE_HEX_VALUES[code]! : -1;
 }
+
+/**
+ * Whether `value` is exactly `length` lowercase hex digits: /^[0-9a-f]{length}$/ by a loop
+ * (validation checks three checksums per deploy; the regular expressions were a third of it).
+ */
+export function isLowercaseHex(value: string, length: number): boolean {
+  if (value.length !== length) return false;
+  for (let index = 0; index < length; index++) {
+    if (lowercaseHexDigit(value.charCodeAt(index)) < 0) return false;
+  }
+  return true;
+}

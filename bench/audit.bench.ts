@@ -203,3 +203,76 @@ export async function replayBenchmark(backend: 'postgres' | 'pglite', events: nu
     await database.close();
   }
 }
+
+/**
+ * (R) `strata replay --repo` on its own (`npm run bench -- replay-repo`): replayRepository of
+ * one intact repository, and with STRATA_BENCH_BASELINE_STORE the baseline's, in pairs whose
+ * order alternates by round — no replay of everything right before each, as in `replay`,
+ * where the first replay after that swap paid for the freshly written tables (autovacuum,
+ * hint bits) and the pairs moved by a third either way (docs/benchmarks.md, R). The projection
+ * tables are rebuilt once first only if the repository has no rows, then vacuumed; each side
+ * replays once unmeasured (JIT). Reference: the repository's stream read by readStream
+ * (every event decoded, nothing folded) in the same round.
+ */
+export async function replayRepositoryBenchmark(backend: 'postgres' | 'pglite', events: number, rounds: number): Promise<BenchResult[]> {
+  const database = await openEventsDataset(backend, events, datasetOptions);
+  const projections = () => [new ArtifactTreeProjection(), new RepositoryConfigProjection()];
+  const baseline = backend === 'postgres' ? await openBaselinePostgres(eventsDatasetName(events, datasetOptions.prefix)) : undefined;
+  if (baseline !== undefined) log(`replay-repo: baseline ${baseline.path}`);
+  const repo = BENCH_REPOSITORIES[0]!;
+  try {
+    const source = { store: database.store, db: database.db, bulk: database.bulk };
+    const rows = Number((await database.raw('select count(*)::int8 as n from artifacts where repo = $1', [repo])).rows[0]!.n);
+    if (rows === 0) {
+      log(`replay-repo (${backend}): no rows for ${repo}: every projection rebuilt first (not measured)`);
+      await replayAll(source, projections());
+    }
+    if (backend === 'postgres') await database.raw('vacuum (analyze) artifacts, folder_tombstones, artifact_properties');
+    const variants: { name: string; rates: number[]; changed: number[]; replay: () => Promise<{ eventsPerSecond: number; events: number; rowsChanged?: number }> }[] = [
+      { name: 'this code', rates: [], changed: [], replay: () => replayRepository(source, projections(), repo) },
+    ];
+    if (baseline !== undefined) {
+      const { module, opened } = baseline;
+      variants.push({
+        name: 'baseline',
+        rates: [],
+        changed: [],
+        replay: () => module.replayRepository({ store: opened.store, db: opened.db, bulk: opened.bulk }, [new module.ArtifactTreeProjection(), new module.RepositoryConfigProjection()], repo),
+      });
+    }
+    for (const variant of variants) await variant.replay();
+    const reads: number[] = [];
+    let repositoryEvents = 0;
+    for (let round = 0; round < rounds; round++) {
+      const started = performance.now();
+      let read = 0;
+      for (;;) {
+        const page = await database.store.readStream(`repo-${repo}`, { fromRevision: read });
+        if (page.length === 0) break;
+        read += page.length;
+      }
+      reads.push((read * 1000) / (performance.now() - started));
+      for (const variant of round % 2 === 0 ? variants : [...variants].reverse()) {
+        const result = await variant.replay();
+        variant.rates.push(result.eventsPerSecond);
+        variant.changed.push(result.rowsChanged ?? -1);
+        repositoryEvents = result.events;
+        log(`replay-repo round ${round + 1} (${backend}): ${variant.name} ${Math.round(result.eventsPerSecond)} events/s (${result.events} events, ${result.rowsChanged ?? '?'} rows changed)`);
+      }
+      log(`replay-repo round ${round + 1} (${backend}): readStream ${Math.round(reads.at(-1)!)} events/s (${read} events)`);
+    }
+    const reference = { label: `readStream of repo-${repo}`, perSecond: median(reads) };
+    return variants.map((variant) => ({
+      benchmark: `${variant.name === 'baseline' ? 'baseline ' : ''}strata replay --repo on its own (${repositoryEvents.toLocaleString('en-US')} events)`,
+      backend,
+      measured: { label: `${variant.name === 'baseline' ? 'baseline ' : ''}replay one repository`, perSecond: median(variant.rates) },
+      reference,
+      target: { perSecond: 100_000 },
+      notes: `median of ${rounds} rounds, the pair's order alternating; the repository intact (rows changed per round ${variant.changed.join(', ')}); per round ${variant.rates.map((rate) => Math.round(rate).toLocaleString('en-US')).join(', ')} events/s`,
+      roundRatios: variant.rates.map((rate, round) => rate / reads[round]!),
+    }));
+  } finally {
+    await baseline?.opened.close();
+    await database.close();
+  }
+}

@@ -1,6 +1,6 @@
 /**
  * The benchmarks (never timed tests): `npm run bench [-- <name>...] [--events=N] [--rounds=N]
- * [--backend=postgres|pglite]`. Names: append, rebuild, read-all, server-http, history, distribution, remote-virtual, federation, npm-registry, npm-publish-client, startup (default: all). Every
+ * [--backend=postgres|pglite]`. Names: append, rebuild, read-all, server-http, history, verify, replay, replay-repo, distribution, remote-virtual, federation, npm-registry, npm-publish-client, startup (default: all). Every
  * figure is set against a reference measured in the same run; see docs/benchmarks.md.
  * DATABASE_URL selects the PostgreSQL database (default strata_bench on localhost).
  */
@@ -9,7 +9,7 @@ import { readAllBenchmark } from './read-all.bench.ts';
 import { rebuildBenchmark } from './rebuild.bench.ts';
 import { serverHttpBenchmark } from './server-http.bench.ts';
 import { historyBenchmark } from './history.bench.ts';
-import { replayBenchmark, verifyBenchmark } from './audit.bench.ts';
+import { replayBenchmark, replayRepositoryBenchmark, verifyBenchmark } from './audit.bench.ts';
 import { distributionBenchmark } from './distribution.bench.ts';
 import { remoteVirtualBenchmark } from './remote-virtual.bench.ts';
 import { npmClientPublishBenchmark, npmRegistryBenchmark, publishClientsFlag } from './npm-registry.bench.ts';
@@ -18,7 +18,7 @@ import { startupBenchmark } from './startup.bench.ts';
 import { databaseUrl } from './support/databases.ts';
 import { log, printTable, type BenchResult } from './support/report.ts';
 
-const BENCHMARKS = ['append', 'rebuild', 'read-all', 'server-http', 'history', 'verify', 'replay', 'distribution', 'remote-virtual', 'federation', 'npm-registry', 'npm-publish-client', 'startup'] as const;
+const BENCHMARKS = ['append', 'rebuild', 'read-all', 'server-http', 'history', 'verify', 'replay', 'replay-repo', 'distribution', 'remote-virtual', 'federation', 'npm-registry', 'npm-publish-client', 'startup'] as const;
 type BenchmarkName = (typeof BENCHMARKS)[number];
 const BACKENDS = ['postgres', 'pglite'] as const;
 
@@ -66,6 +66,7 @@ for (const name of selected) {
     if (name === 'read-all') results.push(await readAllBenchmark(backend, events, rounds));
     if (name === 'verify') results.push(...(await verifyBenchmark(backend, events, rounds)));
     if (name === 'replay') results.push(...(await replayBenchmark(backend, events, rounds)));
+    if (name === 'replay-repo') results.push(...(await replayRepositoryBenchmark(backend, events, rounds)));
   }
 }
 printTable(results);

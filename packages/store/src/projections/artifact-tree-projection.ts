@@ -340,7 +340,7 @@ export class ArtifactTreeProjection implements SqlProjection, RebuildableSqlProj
       load,
       apply: (recorded, loaded) => {
         const batch = evolvedBatch(recorded, loaded);
-        return batch === undefined ? [] : writeBackStatements(writeBack(batch));
+        return batch === undefined ? [] : writeBackStatements(writeBack(batch), this.#lockRepositories);
       },
       applyBulk: (recorded, loaded) => {
         const batch = evolvedBatch(recorded, loaded);
@@ -567,53 +567,73 @@ interface TreeWriteBack {
   readonly propertyDeletes: [string, string, string][];
   readonly folderRows: unknown[][];
   readonly grownFolders: { repo: string; prefix: string; stamp: EventStamp }[];
+  /**
+   * Per table: none of its rows written had been loaded. The load reads every row a batch
+   * touches (under the repositories' locks), so a row it did not return does not exist, and
+   * such rows go in by a plain INSERT instead of an upsert (no speculative insertion, no
+   * `on conflict` arbiter). Should a row exist after all, the insert breaks the key, and the
+   * batch is retried (23505) the usual way, which loads it.
+   */
+  readonly fresh: { readonly files: boolean; readonly properties: boolean; readonly folders: boolean };
 }
 
 function writeBack(batch: TreeBatch): TreeWriteBack {
   const fileRows: unknown[][] = [];
+  let freshFiles = true;
   for (const { repo, path, register, loaded } of batch.files.values()) {
     const tombstone = effectiveTombstone(batch, repo, path);
     // A loaded row whose tombstone only grew through a folder delete of this batch is
     // left to the guarded UPDATE below.
-    if (register !== loaded) fileRows.push(artifactRow(repo, path, register, tombstone));
+    if (register !== loaded) {
+      fileRows.push(artifactRow(repo, path, register, tombstone));
+      if (loaded !== undefined) freshFiles = false;
+    }
   }
   const propertyRows: unknown[][] = [];
   const propertyDeletes: [string, string, string][] = [];
+  let freshProperties = true;
   for (const entry of batch.properties.values()) {
     const normalized = normalizePropertyRegister(entry.register, effectiveTombstone(batch, entry.repo, entry.path));
     if (normalized === entry.loaded) continue;
     if (normalized === undefined) propertyDeletes.push([entry.repo, entry.path, entry.key]);
-    else propertyRows.push(propertyRow(entry.repo, entry.path, entry.key, normalized));
+    else {
+      propertyRows.push(propertyRow(entry.repo, entry.path, entry.key, normalized));
+      if (entry.loaded !== undefined) freshProperties = false;
+    }
   }
   const folderRows: unknown[][] = [];
   const grownFolders: { repo: string; prefix: string; stamp: EventStamp }[] = [];
+  let freshFolders = true;
   for (const { repo, prefix, stamp, loaded } of batch.folderTombstones.values()) {
     if (stamp === loaded) continue;
     folderRows.push(folderTombstoneRow(repo, prefix, stamp));
     grownFolders.push({ repo, prefix, stamp });
+    if (loaded !== undefined) freshFolders = false;
   }
-  return { fileRows, propertyRows, propertyDeletes, folderRows, grownFolders };
+  return { fileRows, propertyRows, propertyDeletes, folderRows, grownFolders, fresh: { files: freshFiles, properties: freshProperties, folders: freshFolders } };
 }
 
 /**
  * The statements that write a batch's evolved registers back: one upsert per table that
- * changed (data-modifying CTEs of one statement), then per grown folder tombstone the
- * stamp-guarded UPDATE of rows not loaded.
+ * changed (data-modifying CTEs of one statement; a plain insert for a table none of whose
+ * rows was loaded, when `plainInserts`: TreeWriteBack.fresh), then per grown folder
+ * tombstone the stamp-guarded UPDATE of rows not loaded.
  */
-function writeBackStatements({ fileRows, propertyRows, propertyDeletes, folderRows, grownFolders }: TreeWriteBack): ProjectionStatement[] {
+function writeBackStatements({ fileRows, propertyRows, propertyDeletes, folderRows, grownFolders, fresh }: TreeWriteBack, plainInserts: boolean): ProjectionStatement[] {
   // One statement for every table that changed: data-modifying CTEs on distinct tables.
   // Text without Kysely's nodes (sql-text.ts): this runs for every append batch.
   const parts: SqlText[] = [];
+  const upsert = (fresh: boolean, assignments: string) => (plainInserts && fresh ? rawText('') : rawText(assignments));
   if (fileRows.length > 0) parts.push(sqlText`w_artifacts as (insert into artifacts (${rawText(ARTIFACT_UPSERT.columns)}) ${unnestRowsText(ARTIFACT_COLUMNS, fileRows)}
-      on conflict (repo, path) do update set ${rawText(ARTIFACT_UPSERT.assignments)} returning 1)`);
+      ${upsert(fresh.files, ARTIFACT_UPSERT.onConflict)} returning 1)`);
   if (propertyRows.length > 0) parts.push(sqlText`w_properties as (insert into artifact_properties (${rawText(PROPERTY_UPSERT.columns)}) ${unnestRowsText(PROPERTY_COLUMNS, propertyRows)}
-      on conflict (repo, path, key) do update set ${rawText(PROPERTY_UPSERT.assignments)} returning 1)`);
+      ${upsert(fresh.properties, PROPERTY_UPSERT.onConflict)} returning 1)`);
   if (propertyDeletes.length > 0) {
     parts.push(sqlText`d_properties as (delete from artifact_properties where (repo, path, key) in (
       select * from unnest(${propertyDeletes.map((d) => d[0])}::text[], ${propertyDeletes.map((d) => d[1])}::text[], ${propertyDeletes.map((d) => d[2])}::text[])) returning 1)`);
   }
   if (folderRows.length > 0) parts.push(sqlText`w_folders as (insert into folder_tombstones (${rawText(FOLDER_UPSERT.columns)}) ${unnestRowsText(FOLDER_TOMBSTONE_COLUMNS, folderRows)}
-      on conflict (repo, prefix) do update set ${rawText(FOLDER_UPSERT.assignments)} returning 1)`);
+      ${upsert(fresh.folders, FOLDER_UPSERT.onConflict)} returning 1)`);
   return [
     ...(parts.length > 0 ? [sqlText`with ${joinText(parts)} select 1`] : []),
     ...grownFolders.map((folder) => folderTombstoneStatement(folder.repo, folder.prefix, folder.stamp)),
@@ -621,9 +641,18 @@ function writeBackStatements({ fileRows, propertyRows, propertyDeletes, folderRo
 }
 
 /** The column list and the `on conflict` assignments of each write-back upsert, as text. */
-const ARTIFACT_UPSERT = { columns: columnListText(ARTIFACT_COLUMNS), assignments: excludedAssignmentsText(ARTIFACT_COLUMNS, ['repo', 'path']) };
-const PROPERTY_UPSERT = { columns: columnListText(PROPERTY_COLUMNS), assignments: excludedAssignmentsText(PROPERTY_COLUMNS, ['repo', 'path', 'key']) };
-const FOLDER_UPSERT = { columns: columnListText(FOLDER_TOMBSTONE_COLUMNS), assignments: excludedAssignmentsText(FOLDER_TOMBSTONE_COLUMNS, ['repo', 'prefix']) };
+const ARTIFACT_UPSERT = {
+  columns: columnListText(ARTIFACT_COLUMNS),
+  onConflict: `on conflict (repo, path) do update set ${excludedAssignmentsText(ARTIFACT_COLUMNS, ['repo', 'path'])}`,
+};
+const PROPERTY_UPSERT = {
+  columns: columnListText(PROPERTY_COLUMNS),
+  onConflict: `on conflict (repo, path, key) do update set ${excludedAssignmentsText(PROPERTY_COLUMNS, ['repo', 'path', 'key'])}`,
+};
+const FOLDER_UPSERT = {
+  columns: columnListText(FOLDER_TOMBSTONE_COLUMNS),
+  onConflict: `on conflict (repo, prefix) do update set ${excludedAssignmentsText(FOLDER_TOMBSTONE_COLUMNS, ['repo', 'prefix'])}`,
+};
 
 function propertyDeleteStatement(propertyDeletes: readonly [string, string, string][]): RawBuilder<unknown> {
   return sql`delete from artifact_properties where (repo, path, key) in (

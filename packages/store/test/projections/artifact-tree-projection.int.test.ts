@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { sql } from 'kysely';
+import { CompiledQuery, sql } from 'kysely';
 import { ArtifactTreeModel, RepositoryConfigModel, type RecordedEvent } from '@strata/core';
 import {
   ArtifactTreeProjection,
@@ -99,6 +99,40 @@ for (const backend of PROJECTION_BACKENDS) {
       expect(await queries.getProperties('libs', 'org/b.txt')).toEqual({});
       expect(await queries.getProperties('libs', 'org/a.txt')).toEqual({ k: ['v'] });
       expect(await readArtifactTreeSnapshot(database.db)).toEqual(new ArtifactTreeModel().applyAll([first, second, hidden, folderDelete]).snapshot());
+    });
+
+    it('rows the load did not return go in by plain inserts, rows it returned by upserts, and both give the model snapshot', async () => {
+      await reset();
+      const event = (id: string, wall: number, data: RecordedEvent['data'], type: RecordedEvent['type']) =>
+        ({ id, type, data, stream: 'repo-libs', revision: 0, position: 0n, origin: 'site-a', originSeq: 1, hlc: { wall, logical: 0 }, meta: { actor: 'alice' } }) as RecordedEvent;
+      const deploy = (path: string) => ({ path, sha256: 's', sha1: 's', md5: 'm', size: 3, mimeType: 'text/plain', properties: { k: ['v'] } });
+      const texts = (projection: ArtifactTreeProjection, events: readonly RecordedEvent[], loaded: readonly { kind: string; row: unknown }[]) => {
+        const plan = projection.planInline(events)!;
+        return plan.apply(events, loaded).map((statement) => (statement as { compile(db: unknown): { sql: string } }).compile(database.db).sql);
+      };
+      const load = async (events: readonly RecordedEvent[]) => {
+        const statement = tree.planInline(events)!.load as { compile(db: unknown): { sql: string; parameters: readonly unknown[] } };
+        const { sql: text, parameters } = statement.compile(database.db);
+        return (await database.db.executeQuery<{ kind: string; row: unknown }>(CompiledQuery.raw(text, [...parameters]))).rows;
+      };
+      const first = [event('e1', 1000, deploy('org/a.txt'), 'ArtifactDeployed'), event('e2', 1001, { prefix: 'old' }, 'FolderDeleted')];
+      const fresh = texts(tree, first, await load(first));
+      expect(fresh.join('\n')).not.toMatch(/on conflict/);
+      expect(fresh.join('\n')).toMatch(/insert into artifacts/);
+      expect(fresh.join('\n')).toMatch(/insert into artifact_properties/);
+      expect(fresh.join('\n')).toMatch(/insert into folder_tombstones/);
+      // Without the repositories' locks a row could appear between the load and the write: upserts.
+      expect(texts(new ArtifactTreeProjection({ lockRepositories: false }), first, []).join('\n')).toMatch(/on conflict \(repo, path\)/);
+      await project(first, [2]);
+      const second = [event('e3', 2000, deploy('org/a.txt'), 'ArtifactDeployed'), event('e4', 2001, deploy('org/b.txt'), 'ArtifactDeployed'), event('e5', 2002, { prefix: 'old' }, 'FolderDeleted')];
+      const loaded = await load(second);
+      expect(loaded.map((row) => row.kind).sort()).toEqual(['a', 'f', 'p']);
+      const again = texts(tree, second, loaded).join('\n');
+      expect(again).toMatch(/on conflict \(repo, path\) do update/);
+      expect(again).toMatch(/on conflict \(repo, path, key\) do update/);
+      expect(again).toMatch(/on conflict \(repo, prefix\) do update/);
+      await project(second, [3]);
+      expect(await readArtifactTreeSnapshot(database.db)).toEqual(new ArtifactTreeModel().applyAll([...first, ...second]).snapshot());
     });
 
     it('any delivery of a set of tree events, in any batches, gives the model snapshot', async () => {

@@ -467,13 +467,14 @@ export class StreamWriter<S> {
         return;
       }
       const unchecked = accepted.filter(({ command }) => !command.checkSettled).map(({ command }) => command.checked);
-      // Thrown by the precondition when a check failed; the append is refused with it, by identity.
-      const checkFailed = new StrataError('STRATA_ERR_HTTP_CONFLICT', `a command of this round on ${stream} failed its check`);
+      // Thrown by the precondition when a check failed; the append is refused with it, by
+      // identity. Built only then: an error's stack costs ~25 µs, in every round otherwise.
+      let checkFailed: StrataError | undefined;
       const precondition =
         unchecked.length === 0
           ? undefined
           : Promise.all(unchecked).then((failures) => {
-              if (failures.some((failure) => failure !== undefined)) throw checkFailed;
+              if (failures.some((failure) => failure !== undefined)) throw (checkFailed = new StrataError('STRATA_ERR_HTTP_CONFLICT', `a command of this round on ${stream} failed its check`));
             });
       // Handled here as well: a store that fails before awaiting it must not leave its rejection unhandled.
       precondition?.catch(() => undefined);
@@ -498,7 +499,8 @@ export class StreamWriter<S> {
         }
         return;
       } catch (error) {
-        if (guard !== undefined && error === guard.refused) {
+        const refused = guard?.refused();
+        if (guard !== undefined && refused !== undefined && error === refused) {
           // Nothing was written: refuse the commands whose guards returned rows and decide the
           // others again, on the same snapshot (their guards run again with the next append).
           pending = pending.filter((command) => {
@@ -510,7 +512,7 @@ export class StreamWriter<S> {
           attempt--;
           continue;
         }
-        if (error === checkFailed) {
+        if (checkFailed !== undefined && error === checkFailed) {
           // Nothing was written: refuse the commands whose checks failed (every check has
           // settled now) and decide the others again, on the same snapshot.
           const stillChecked: PendingCommand<S>[] = [];
@@ -573,13 +575,13 @@ export class StreamWriter<S> {
 /**
  * The guards of a round's commands that decided events, as the one guard of its append: one
  * statement per query, over the questions of all its commands. When any question does not
- * pass, the append is refused with `refused` (by identity) and `refusals` holds each refused
- * command's error.
+ * pass, the append is refused with the error `refused()` then returns (by identity), and
+ * `refusals` holds each refused command's error.
  */
 function roundGuard<S>(
   stream: string,
   accepted: readonly Accepted<S>[],
-): { readonly guard: AppendGuard; readonly refused: StrataError; readonly refusals: Map<PendingCommand<S>, { error: unknown }> } | undefined {
+): { readonly guard: AppendGuard; readonly refused: () => StrataError | undefined; readonly refusals: Map<PendingCommand<S>, { error: unknown }> } | undefined {
   /** Per query: its commands, each with the place of its first question among the query's. */
   const byQuery = new Map<GuardQuery<unknown>, { command: PendingCommand<S>; first: number }[]>();
   const questionsOf = new Map<GuardQuery<unknown>, unknown[]>();
@@ -597,7 +599,8 @@ function roundGuard<S>(
   }
   if (byQuery.size === 0) return undefined;
   const queries = [...byQuery.keys()];
-  const refused = new StrataError('STRATA_ERR_HTTP_CONFLICT', `a command of this round on ${stream} failed its check`);
+  // Built when a guard refuses (by then the round pays a second append anyway), not in every round.
+  let refused: StrataError | undefined;
   const refusals = new Map<PendingCommand<S>, { error: unknown }>();
   const statement = sql.join(
     queries.map((query, index) => sql`select ${sql.lit(index)}::int as query, to_jsonb(g) as reason from (${query.statement(questionsOf.get(query)!)}) as g`),
@@ -630,10 +633,10 @@ function roundGuard<S>(
           }
           refusals.set(command, { error });
         }
-        return refused;
+        return (refused ??= new StrataError('STRATA_ERR_HTTP_CONFLICT', `a command of this round on ${stream} failed its check`));
       },
     },
-    refused,
+    refused: () => refused,
     refusals,
   };
 }

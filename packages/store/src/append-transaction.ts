@@ -407,12 +407,31 @@ function joinedArrayLiteral(elements: readonly unknown[]): string | undefined {
   return `'{"${elements.join('","')}"}'`;
 }
 
-/** One string element of arrayLiteral: escaped for the array, then for the literal. */
+/**
+ * One string element of arrayLiteral: escaped for the array, then for the literal, in one pass.
+ * In the array a backslash and `"` take a backslash, in the literal `'` is doubled and (in an escape
+ * string) every backslash too: a backslash becomes four, `"` becomes two backslashes and
+ * `"`, `'` becomes `''`. Without `escapeString` no element holds a backslash or `"`
+ * (arrayLiteral checked), so only `'` changes.
+ * One pass instead of four regular-expression passes: a publish's manifest is a property
+ * value of ~500 characters with a hundred quotes (CPU profile, publish13).
+ */
 function escapedElement(element: string, escapeString: boolean): string {
-  const inArray = `"${element.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
-  const quoted = inArray.replace(/'/g, "''");
-  return escapeString ? quoted.replace(/\\/g, '\\\\') : quoted;
+  if (!escapeString) return `"${element.replaceAll("'", "''")}"`;
+  let text = '"';
+  let from = 0;
+  for (let index = 0; index < element.length; index++) {
+    const code = element.charCodeAt(index);
+    if (code !== BACKSLASH && code !== DOUBLE_QUOTE && code !== SINGLE_QUOTE) continue;
+    text += element.slice(from, index) + (code === BACKSLASH ? '\\\\\\\\' : code === DOUBLE_QUOTE ? '\\\\"' : "''");
+    from = index + 1;
+  }
+  return `${text}${element.slice(from)}"`;
 }
+
+const BACKSLASH = 0x5c;
+const DOUBLE_QUOTE = 0x22;
+const SINGLE_QUOTE = 0x27;
 
 /**
  * A string literal valid whatever standard_conforming_strings says: quotes doubled, and

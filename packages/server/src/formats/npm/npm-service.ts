@@ -1,4 +1,3 @@
-import { Readable } from 'node:stream';
 import { repositoryStream, StrataError } from '@strata/core';
 import type { DomainEvent, EventMeta, Properties, RecordedEvent } from '@strata/core';
 import type { BlobLease, BlobStore } from '@strata/store';
@@ -558,7 +557,7 @@ export class NpmService {
         // The ArtifactDeployed events naming these blobs are appended before the leases are
         // released (below): a small tarball is written with them, in the append's transaction
         // (InlineBlobStore), with no file and no fsync of its own.
-        for (const { bytes } of prepared) leases.push(await this.#blobs.put(Readable.from([bytes]), { expectedSize: bytes.length, deferToAppend: true }));
+        for (const { bytes } of prepared) leases.push(await this.#blobs.put(chunkSource(bytes), { expectedSize: bytes.length, deferToAppend: true }));
       } finally {
         queued();
       }
@@ -726,4 +725,17 @@ export class NpmService {
       this.#invalidate(repo, name);
     }
   }
+}
+
+/**
+ * Bytes held whole as a blob store's source: one chunk, without a stream. A Readable.from of
+ * the bytes cost ~30 µs per publish (its stream and async iterator; CPU profile, publish13),
+ * on the critical path of every round of concurrent publishes.
+ */
+function chunkSource(bytes: Uint8Array): AsyncIterable<Uint8Array> {
+  return {
+    async *[Symbol.asyncIterator]() {
+      yield bytes;
+    },
+  };
 }

@@ -1,6 +1,8 @@
 import { StrataError, validateEventType, type EventMeta, type EventType, type NewEvent, type RecordedEvent, type StreamEvent } from '@strata/core';
 import { sql, type CompiledQuery, type Kysely, type RawBuilder } from 'kysely';
 import { Unpackr } from 'msgpackr';
+// Lets the event loop serve I/O (the connections' replies, sockets, timers) before the caller goes on.
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import {
   appendResult,
   duplicateInOtherStream,
@@ -1601,8 +1603,3 @@ function eventCopyData(rows: readonly CopiedEventRow[]): Uint8Array[] {
 
 /** For the audit queries of this package (sql-event-audit.ts); not part of the package's surface. */
 export { decodeRow as decodeStoredEventRow, EVENT_COLUMNS as STORED_EVENT_COLUMNS, SCAN_COLUMNS as STORED_SCAN_COLUMNS, type EventRow as StoredEventRow };
-
-/** Lets the event loop serve I/O (the connections' replies) before the caller goes on. */
-function yieldToEventLoop(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}

@@ -9,6 +9,8 @@
  * local writes (both expect a revision) are retried on either side.
  */
 import { randomBytes } from 'node:crypto';
+// Lets the event loop serve I/O (the connections' replies, sockets, timers) before the caller goes on.
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { isStrataError, StrataError } from '@strata/core';
 import type { Clock, HybridLogicalClock, RecordedEvent, StreamEvent } from '@strata/core';
 import { readEach, type BlobStore, type EventStore, type StoredBlob } from '@strata/store';
@@ -251,11 +253,6 @@ export interface FederationStatusView {
   readonly receiveLagFromCommit: ReceiveLagView;
   readonly receiveStages: ReceiveStagesView;
   readonly members: readonly MemberStatusView[];
-}
-
-/** Lets the event loop serve I/O (sockets, timers) before the caller goes on. */
-function yieldToEventLoop(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
 }
 
 export class FederationService implements FederationHooks {

@@ -474,7 +474,7 @@ export class StreamWriter<S> {
         unchecked.length === 0
           ? undefined
           : Promise.all(unchecked).then((failures) => {
-              if (failures.some((failure) => failure !== undefined)) throw (checkFailed = new StrataError('STRATA_ERR_HTTP_CONFLICT', `a command of this round on ${stream} failed its check`));
+              if (failures.some((failure) => failure !== undefined)) throw (checkFailed = roundCheckFailed(stream));
             });
       // Handled here as well: a store that fails before awaiting it must not leave its rejection unhandled.
       precondition?.catch(() => undefined);
@@ -573,6 +573,14 @@ export class StreamWriter<S> {
 }
 
 /**
+ * The error a round's append is refused with when a command's check or guard failed: matched
+ * by identity, so each round builds its own, and only when it is thrown.
+ */
+function roundCheckFailed(stream: string): StrataError {
+  return new StrataError('STRATA_ERR_HTTP_CONFLICT', `a command of this round on ${stream} failed its check`);
+}
+
+/**
  * The guards of a round's commands that decided events, as the one guard of its append: one
  * statement per query, over the questions of all its commands. When any question does not
  * pass, the append is refused with the error `refused()` then returns (by identity), and
@@ -633,7 +641,7 @@ function roundGuard<S>(
           }
           refusals.set(command, { error });
         }
-        return (refused ??= new StrataError('STRATA_ERR_HTTP_CONFLICT', `a command of this round on ${stream} failed its check`));
+        return (refused ??= roundCheckFailed(stream));
       },
     },
     refused: () => refused,

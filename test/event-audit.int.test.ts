@@ -149,6 +149,37 @@ for (const backend of backends) {
           await harness.close();
         }
       });
+
+      it('migration 011 gives the key columns byte order; taken down and up again, the events stay, verify and keep their keys unique', async () => {
+        const harness = await backend.open();
+        const collations = async (): Promise<string[]> => {
+          const { rows } = await sql<{ column: string; collation: string | null }>`
+            select table_name || '.' || column_name as column, collation_name as collation
+            from information_schema.columns
+            where table_schema = current_schema()
+              and (table_name, column_name) in (('events', 'id'), ('events', 'stream'), ('events', 'origin'), ('events', 'type'),
+                ('streams', 'stream'), ('projection_checkpoints', 'name'), ('artifacts', 'sha256'))
+            order by 1`.execute(harness.db!);
+          return rows.map((row) => `${row.column} ${row.collation ?? 'default'}`);
+        };
+        const columns = ['artifacts.sha256', 'events.id', 'events.origin', 'events.stream', 'events.type', 'projection_checkpoints.name', 'streams.stream'];
+        try {
+          const seeded = await seed(harness.store);
+          expect(await collations()).toEqual(columns.map((column) => `${column} C`));
+          const migration = migrations['011-byte-order-keys']!;
+          await migration.down!(harness.db!);
+          expect(await collations()).toEqual(columns.map((column) => `${column} default`));
+          await migration.up(harness.db!);
+          expect(await collations()).toEqual(columns.map((column) => `${column} C`));
+          const read = await harness.store.readStream(STREAM);
+          expect(read.map((recorded) => recorded.id)).toEqual(seeded.map((recorded) => recorded.id));
+          expect((await harness.audit.verify()).breaks).toEqual([]);
+          await expect(sql`insert into events (id, stream, revision, origin, origin_seq, hlc_wall, hlc_logical, type, data, meta)
+            values (${seeded[0]!.id}, 'x', 0, 'o', 1, 1, 0, 't', '\\x00'::bytea, '\\x00'::bytea)`.execute(harness.db!)).rejects.toThrow(/unique|duplicate/);
+        } finally {
+          await harness.close();
+        }
+      });
     }
 
     it('events this site produces carry the origin chain, received events keep theirs, and an intact store verifies clean', async () => {

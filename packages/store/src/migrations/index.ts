@@ -10,6 +10,7 @@ import { virtualResolutionMigration } from './005-virtual-resolution.ts';
 import { federationNoncesMigration } from './006-federation-nonces.ts';
 import { auditConfigHistoryMigration } from './009-audit-config-history.ts';
 import { inlineBlobsMigration } from './010-inline-blobs.ts';
+import { byteOrderKeysMigration } from './011-byte-order-keys.ts';
 
 /**
  * Every migration of the store database, in order. Names sort in application order; a
@@ -25,6 +26,7 @@ export const migrations: Readonly<Record<string, Migration>> = Object.freeze({
   '006-federation-nonces': federationNoncesMigration,
   '009-audit-config-history': auditConfigHistoryMigration,
   '010-inline-blobs': inlineBlobsMigration,
+  '011-byte-order-keys': byteOrderKeysMigration,
 });
 
 /**

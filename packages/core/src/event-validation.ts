@@ -359,14 +359,6 @@ export function validateNewEvent(value: unknown): NewEvent {
   return newEventFields(expectObject(value, '', NEW_EVENT_FIELDS));
 }
 
-/*
- * New events that `validateNewEvent` returned and that were then frozen, deeply, by
- * `freezeValidatedNewEvent`, are marked (frozen-valid-events.ts): they hold exactly what
- * validation returned and nothing can change them, so whoever is handed one need not validate
- * it again (a receiver catching up validated every event twice: decoded, then encoded for its
- * digest — a tenth of its main thread).
- */
-
 function deepFreeze(value: unknown): void {
   if (typeof value !== 'object' || value === null || ArrayBuffer.isView(value) || Object.isFrozen(value)) return;
   Object.freeze(value);
@@ -380,7 +372,10 @@ function deepFreeze(value: unknown): void {
 /**
  * Freezes, deeply, a new event that `validateNewEvent` has just returned (its own fresh copy,
  * not yet handed to anyone) and marks it as validated: `isFrozenValidNewEvent` then says so.
- * Only for such a copy — it is what makes the mark true.
+ * Only for such a copy — it is what makes the mark true. A marked event holds exactly what
+ * validation returned and nothing can change it, so whoever is handed one need not validate it
+ * again (a receiver catching up validated every event twice: decoded, then encoded for its
+ * digest — a tenth of its main thread). The marks live in frozen-valid-events.ts.
  */
 export function freezeValidatedNewEvent(event: NewEvent): NewEvent {
   deepFreeze(event);

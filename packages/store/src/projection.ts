@@ -63,11 +63,13 @@ export interface InlineProjectionPlan {
 /**
  * Rows a projection writes by COPY in a large append batch: into `table`, a temporary table
  * the store creates like `like` (its columns and defaults; one per session, emptied at every
- * commit) before the COPY. Only the `columns` named are written.
+ * commit) before the COPY; without `like`, straight into `table`, one of the projection's own
+ * (rows the batch's locks and loads showed to be new: a plain insert, no merge). Only the
+ * `columns` named are written.
  */
 export interface ProjectionCopy {
   readonly table: string;
-  readonly like: string;
+  readonly like?: string;
   readonly columns: readonly UnnestColumn[];
   readonly rows: readonly (readonly unknown[])[];
 }

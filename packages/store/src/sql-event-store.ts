@@ -49,7 +49,7 @@ import type { AppendWrites, InlineProjectionPlan, ProjectionCopy, SqlProjection 
 import { PROJECTION_LOCK_CLASS, sqlTextLiteral } from './projections/sql-values.ts';
 import type { StoreDatabase } from './schema.ts';
 import { COPY_EVENT_COLUMNS, decodeEventCopy, observeTakes, type CopyOut, type EventCopyRowSink } from './event-copy-reader.ts';
-import { BINARY_COPY_HEADER, BINARY_COPY_TRAILER, BinaryCopyWriter } from './projections/binary-copy.ts';
+import { BINARY_COPY_HEADER, BINARY_COPY_TRAILER, BinaryCopyWriter, binaryCopyRows } from './projections/binary-copy.ts';
 import { copyChunks, copyStatement } from './projections/bulk-copy.ts';
 
 export interface SqlEventStoreOptions {
@@ -1316,11 +1316,20 @@ function copyProjectionRows(
   next: (roundTrip: () => Promise<unknown>) => Promise<unknown>,
 ): void {
   if (copies.length === 0) return;
-  const creates = copies.map((copy) =>
-    sql`create temporary table if not exists ${sql.table(copy.table)} (like ${sql.table(copy.like)} including defaults) on commit delete rows`.compile(db),
+  const creates = copies.flatMap((copy) =>
+    copy.like === undefined
+      ? []
+      : [sql`create temporary table if not exists ${sql.table(copy.table)} (like ${sql.table(copy.like)} including defaults) on commit delete rows`.compile(db)],
   );
-  void next(() => session.send(creates));
+  if (creates.length > 0) void next(() => session.send(creates));
   for (const copy of copies) {
+    // Binary (no numbers turned into text here, no text parsed there); text for rows holding
+    // a value the binary writer does not take as it is.
+    const binary = binaryCopyRows(copy.columns, copy.rows);
+    if (binary !== undefined) {
+      void next(() => copyIn((source) => `${copyStatement(copy.table, copy.columns, source)} (format binary)`, binary));
+      continue;
+    }
     const chunks = [...copyChunks(copy.rows, { rows: 0 })];
     void next(() => copyIn((source) => copyStatement(copy.table, copy.columns, source), chunks));
   }

@@ -7,7 +7,8 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { pack } from 'msgpackr';
 import type { RecordedEvent } from '@strata/core';
-import { BINARY_COPY_HEADER, BINARY_COPY_TRAILER, BinaryCopyWriter } from '../src/projections/binary-copy.ts';
+import { BINARY_COPY_HEADER, BINARY_COPY_TRAILER, BinaryCopyWriter, binaryCopyRows } from '../src/projections/binary-copy.ts';
+import type { UnnestColumn } from '../src/projections/sql-values.ts';
 import { decodeChainedEventCopy, decodeEventCopy } from '../src/event-copy-reader.ts';
 
 type Field = { kind: 'null' } | { kind: 'bool'; value: boolean } | { kind: 'int4'; value: number } | { kind: 'int8'; value: number } | { kind: 'text'; value: string } | { kind: 'parts'; value: string } | { kind: 'hex'; value: Uint8Array };
@@ -122,6 +123,55 @@ describe('binary COPY', () => {
         },
       ),
       { numRuns: 300 },
+    );
+  });
+
+  it("writes a projection's rows by their columns' types, or declines rows holding values it does not take as they are", () => {
+    type ColumnType = UnnestColumn[1];
+    const types: ColumnType[] = ['text', 'int8', 'int4', 'bool', 'jsonb'];
+    // Any value, in any column: what COPY's text format would hand the server, or undefined.
+    const value = fc.oneof(
+      fc.constantFrom(null, undefined, true, false, 0, -1, 1.5, 2 ** 31, -(2 ** 31), 2 ** 53, Number.NaN, 2n ** 63n, -(2n ** 63n), 2n ** 63n - 1n, 5n),
+      fc.integer(),
+      fc.maxSafeInteger(),
+      fc.bigInt({ min: -(2n ** 64n), max: 2n ** 64n }),
+      fc.string({ unit: 'grapheme', maxLength: 20 }),
+      fc.dictionary(fc.string({ maxLength: 5 }), fc.oneof(fc.string({ maxLength: 5 }), fc.integer())),
+    );
+    const encodedAs = (type: ColumnType, field: unknown): Buffer | null | undefined => {
+      if (field === null || field === undefined) return null;
+      if (type === 'text') return typeof field === 'string' ? Buffer.from(field, 'utf8') : undefined;
+      if (type === 'bool') return typeof field === 'boolean' ? Buffer.from([field ? 1 : 0]) : undefined;
+      if (type === 'int4') {
+        if (typeof field !== 'number' || !Number.isInteger(field) || field < -(2 ** 31) || field >= 2 ** 31) return undefined;
+        const bytes = Buffer.alloc(4);
+        bytes.writeInt32BE(field);
+        return bytes;
+      }
+      if (type === 'int8') {
+        const big = typeof field === 'number' && Number.isSafeInteger(field) ? BigInt(field) : typeof field === 'bigint' ? field : undefined;
+        if (big === undefined || big < -(2n ** 63n) || big >= 2n ** 63n) return undefined;
+        const bytes = Buffer.alloc(8);
+        bytes.writeBigInt64BE(big);
+        return bytes;
+      }
+      const json = typeof field === 'string' ? field : typeof field === 'bigint' ? undefined : JSON.stringify(field);
+      return json === undefined ? undefined : Buffer.concat([Buffer.from([1]), Buffer.from(json, 'utf8')]);
+    };
+    fc.assert(
+      fc.property(
+        fc.array(fc.constantFrom(...types), { minLength: 1, maxLength: 6 }).chain((columnTypes) =>
+          fc.tuple(fc.constant(columnTypes), fc.array(fc.array(value, { minLength: columnTypes.length, maxLength: columnTypes.length }), { maxLength: 20 })),
+        ),
+        ([columnTypes, rows]) => {
+          const columns: UnnestColumn[] = columnTypes.map((type, index) => [`c${index}`, type]);
+          const want = rows.map((row) => row.map((field, index) => encodedAs(columnTypes[index]!, field)));
+          const written = binaryCopyRows(columns, rows);
+          if (want.some((row) => row.includes(undefined))) expect(written).toBeUndefined();
+          else expect(readRows(Buffer.concat(written!))).toEqual(want);
+        },
+      ),
+      { numRuns: 500 },
     );
   });
 

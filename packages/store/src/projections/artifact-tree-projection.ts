@@ -344,7 +344,7 @@ export class ArtifactTreeProjection implements SqlProjection, RebuildableSqlProj
       },
       applyBulk: (recorded, loaded) => {
         const batch = evolvedBatch(recorded, loaded);
-        return batch === undefined ? { copies: [], statements: [] } : writeBackBulk(writeBack(batch));
+        return batch === undefined ? { copies: [], statements: [] } : writeBackBulk(writeBack(batch), this.#lockRepositories);
       },
     };
   }
@@ -665,22 +665,29 @@ const BULK_TABLES = { artifacts: 'strata_bulk_artifacts', artifact_properties: '
 /**
  * writeBackStatements for a large batch: the upserted rows go in by COPY into temporary
  * tables, each merged by one INSERT … SELECT … ON CONFLICT; the same writes in the same
- * order (the deletes of properties touch other keys than the upserts).
+ * order (the deletes of properties touch other keys than the upserts). A table none of whose
+ * rows was loaded (TreeWriteBack.fresh), when `plainInserts` (the repositories are locked, as
+ * writeBackStatements' plain inserts): its rows by COPY straight into it, no temporary table
+ * and no merge.
  */
-function writeBackBulk({ fileRows, propertyRows, propertyDeletes, folderRows, grownFolders }: TreeWriteBack): ProjectionBulkWrites {
+function writeBackBulk({ fileRows, propertyRows, propertyDeletes, folderRows, grownFolders, fresh }: TreeWriteBack, plainInserts: boolean): ProjectionBulkWrites {
   const copies: ProjectionCopy[] = [];
   const statements: ProjectionStatement[] = [];
-  const merge = (like: keyof typeof BULK_TABLES, columns: readonly UnnestColumn[], key: readonly string[], rows: unknown[][]) => {
+  const merge = (like: keyof typeof BULK_TABLES, columns: readonly UnnestColumn[], key: readonly string[], rows: unknown[][], freshRows: boolean) => {
     if (rows.length === 0) return;
+    if (plainInserts && freshRows) {
+      copies.push({ table: like, columns, rows });
+      return;
+    }
     const table = BULK_TABLES[like];
     copies.push({ table, like, columns, rows });
     statements.push(sql`insert into ${sql.table(like)} (${columnList(columns)}) select ${columnList(columns)} from ${sql.table(table)}
       on conflict (${sql.join(key.map((name) => sql.id(name)))}) do update set ${excludedAssignments(columns, key)}`);
   };
-  merge('artifacts', ARTIFACT_COLUMNS, ['repo', 'path'], fileRows);
-  merge('artifact_properties', PROPERTY_COLUMNS, ['repo', 'path', 'key'], propertyRows);
+  merge('artifacts', ARTIFACT_COLUMNS, ['repo', 'path'], fileRows, fresh.files);
+  merge('artifact_properties', PROPERTY_COLUMNS, ['repo', 'path', 'key'], propertyRows, fresh.properties);
   if (propertyDeletes.length > 0) statements.push(propertyDeleteStatement(propertyDeletes));
-  merge('folder_tombstones', FOLDER_TOMBSTONE_COLUMNS, ['repo', 'prefix'], folderRows);
+  merge('folder_tombstones', FOLDER_TOMBSTONE_COLUMNS, ['repo', 'prefix'], folderRows, fresh.folders);
   for (const folder of grownFolders) statements.push(folderTombstoneStatement(folder.repo, folder.prefix, folder.stamp));
   return { copies, statements };
 }

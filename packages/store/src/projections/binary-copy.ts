@@ -113,6 +113,15 @@ export class BinaryCopyWriter {
     this.#int32((value - high * TWO_TO_32) | 0);
   }
 
+  /** A bigint within int8's range (the caller checks it). */
+  int8Big(value: bigint): void {
+    this.#room(12);
+    this.#int32(8);
+    const bits = BigInt.asUintN(64, value);
+    this.#int32(Number(bits >> 32n) | 0);
+    this.#int32(Number(bits & 0xffffffffn) | 0);
+  }
+
   /** `value.slice(start, end)` as text (UTF-8), without slicing it. */
   text(value: string, start = 0, end = value.length): void {
     const length = end - start;
@@ -247,4 +256,63 @@ export class BinaryCopyWriter {
     this.#rowStart = 0;
     this.#at = partial;
   }
+}
+
+const INT8_MIN = -(2n ** 63n);
+const INT8_MAX = 2n ** 63n - 1n;
+
+/**
+ * Rows (arrays in the order of `columns`; null and undefined are SQL NULL) as binary COPY data,
+ * header and trailer included: what a large append batch hands its projections' rows over
+ * with (sql-event-store.ts). The values each column takes as they are (text: a string; int8:
+ * a safe integer or a bigint in range; int4: an integer in range; bool: a boolean; jsonb: JSON
+ * text or a value to stringify) — the same values COPY's text format would give the server.
+ * Undefined when a row holds any other value: the caller writes those rows as text, where the
+ * server decides, as before.
+ */
+export function binaryCopyRows(columns: readonly UnnestColumn[], rows: readonly (readonly unknown[])[]): Uint8Array[] | undefined {
+  const types = columns.map(([, type]) => type);
+  const fields = types.length;
+  const out = new BinaryCopyWriter(Math.min(4 * 1024 * 1024, 64 * 1024 + rows.length * fields * 24));
+  for (const row of rows) {
+    if (row.length !== fields) return undefined;
+    out.row(fields);
+    for (let index = 0; index < fields; index++) {
+      const value = row[index];
+      if (value === null || value === undefined) {
+        out.null();
+        continue;
+      }
+      switch (types[index]) {
+        case 'text':
+          if (typeof value !== 'string') return undefined;
+          out.text(value);
+          break;
+        case 'int8':
+          if (typeof value === 'number' && Number.isSafeInteger(value)) out.int8(value);
+          else if (typeof value === 'bigint' && value >= INT8_MIN && value <= INT8_MAX) out.int8Big(value);
+          else return undefined;
+          break;
+        case 'int4':
+          if (typeof value !== 'number' || !Number.isInteger(value) || value < -2147483648 || value > 2147483647) return undefined;
+          out.int4(value);
+          break;
+        case 'bool':
+          if (typeof value !== 'boolean') return undefined;
+          out.bool(value);
+          break;
+        case 'jsonb': {
+          // A bigint anywhere throws in JSON.stringify: left to the text path, which throws as before.
+          const json: string | undefined = typeof value === 'string' ? value : typeof value === 'bigint' ? undefined : JSON.stringify(value);
+          if (typeof json !== 'string') return undefined;
+          out.jsonb(json);
+          break;
+        }
+        default:
+          return undefined;
+      }
+    }
+    out.endRow();
+  }
+  return [BINARY_COPY_HEADER, ...out.take(true), BINARY_COPY_TRAILER];
 }

@@ -1,9 +1,7 @@
 import { invariant, isStrataError, StrataError } from '@strata/core';
 import type { DomainEvent, EventMeta, NewEvent, RecordedEvent } from '@strata/core';
-import type { AppendGuard, AppendResult, EventStore, StreamAppend } from '@strata/store';
-import { readBatchEventsMax } from '@strata/store';
-import { sql } from 'kysely';
-import type { RawBuilder } from 'kysely';
+import type { AppendGuard, AppendResult, EventStore, SqlText, StreamAppend } from '@strata/store';
+import { joinText, rawText, readBatchEventsMax, sqlText } from '@strata/store';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { deployTrace } from './deploy-trace.ts';
 import type { IdGenerator, LocalHlc } from './ports.ts';
@@ -143,7 +141,7 @@ export interface GuardQuery<Q> {
    * Read-only: one row per question that does not pass (none when all pass), naming its
    * 1-based place in `questions` in the column `ordinal`.
    */
-  statement(questions: readonly Q[]): RawBuilder<unknown>;
+  statement(questions: readonly Q[]): SqlText;
 }
 
 /**
@@ -610,9 +608,10 @@ function roundGuard<S>(
   // Built when a guard refuses (by then the round pays a second append anyway), not in every round.
   let refused: StrataError | undefined;
   const refusals = new Map<PendingCommand<S>, { error: unknown }>();
-  const statement = sql.join(
-    queries.map((query, index) => sql`select ${sql.lit(index)}::int as query, to_jsonb(g) as reason from (${query.statement(questionsOf.get(query)!)}) as g`),
-    sql` union all `,
+  // Text (sqlText), not Kysely's nodes: built in every round of guarded commands.
+  const statement = joinText(
+    queries.map((query, index) => sqlText`select ${rawText(String(index))}::int as query, to_jsonb(g) as reason from (${query.statement(questionsOf.get(query)!)}) as g`),
+    ' union all ',
   );
   return {
     guard: {

@@ -2,6 +2,7 @@ import type { NewEvent, RecordedEvent, StrataError } from '@strata/core';
 import type { RawBuilder } from 'kysely';
 import type { AppendWrites } from './projection.ts';
 import type { EventCopyRowSink } from './event-copy-reader.ts';
+import type { SqlText } from './sql-text.ts';
 
 /**
  * What the caller expects the stream's current revision to be (optimistic concurrency):
@@ -68,8 +69,11 @@ export function appendCondition(options: AppendOptions): Promise<void> | undefin
 
 /** AppendOptions.guard: a statement returning no rows when the append may go. */
 export interface AppendGuard {
-  /** Read-only; rows when the condition does not hold (any columns: the refusal reads them). */
-  readonly statement: RawBuilder<unknown>;
+  /**
+   * Read-only; rows when the condition does not hold (any columns: the refusal reads them).
+   * An SqlText (sqlText) is spliced in as it is; a Kysely builder is compiled first.
+   */
+  readonly statement: SqlText | RawBuilder<unknown>;
   /** The error refusing the append, from the statement's rows (as JSON objects, by column name). */
   refusal(rows: readonly Readonly<Record<string, unknown>>[]): StrataError;
 }

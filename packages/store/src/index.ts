@@ -1,7 +1,7 @@
 export * from './event-store.ts';
 export * from './blob-store.ts';
 export * from './projection.ts';
-export type { SqlText } from './sql-text.ts';
+export { sqlText, rawText, joinText, type SqlText } from './sql-text.ts';
 export type * from './schema.ts';
 export * from './projections/index.ts';
 export * from './migrations/index.ts';

@@ -18,6 +18,7 @@ import {
 } from './blob-store-support.ts';
 import { blobGracePeriodMsDefault } from './fs-blob-store.ts';
 import type { AppendWrites } from './projection.ts';
+import { sqlText, type SqlText } from './sql-text.ts';
 import type { StoreDatabase } from './schema.ts';
 
 /**
@@ -45,7 +46,7 @@ interface Staged {
 export class InlineBlobStaging implements AppendWrites {
   readonly #staged = new Map<string, Staged>();
 
-  statements(events: readonly StreamEvent[]): readonly RawBuilder<unknown>[] {
+  statements(events: readonly StreamEvent[]): readonly SqlText[] {
     const rows = new Map<string, Staged>();
     for (const event of events) {
       const sha256 = (event.data as { readonly sha256?: unknown }).sha256;
@@ -58,10 +59,15 @@ export class InlineBlobStaging implements AppendWrites {
     // is there already (the same content deployed before) is touched: its age restarts, so a
     // collection in another process (servers of one site share the table, not their staging)
     // that claimed it before this commit finds it young again and leaves it (collectGarbage).
+    // Text (sql-text.ts), not Kysely's nodes: built in every round of deploys and publishes.
+    // The bytes travel as base64 text decoded by PostgreSQL: a third shorter than bytea's
+    // hex, and no element of the array literal needs escaping (PostgreSQL evaluated the
+    // literal of a round's 8 tarballs of ~560 bytes in ~0.17–0.23 ms against ~0.23–0.31 ms).
     const keys = [...rows.keys()].sort();
     return [
-      sql`insert into inline_blobs (sha256, bytes, stored_at_ms)
-        select * from unnest(${keys}::text[], ${keys.map((key) => rows.get(key)!.bytes)}::bytea[], ${keys.map((key) => rows.get(key)!.storedAtMs)}::bigint[])
+      sqlText`insert into inline_blobs (sha256, bytes, stored_at_ms)
+        select u.sha256, decode(u.bytes, 'base64'), u.stored_at_ms
+          from unnest(${keys}::text[], ${keys.map((key) => rows.get(key)!.bytes.toString('base64'))}::text[], ${keys.map((key) => rows.get(key)!.storedAtMs)}::bigint[]) as u(sha256, bytes, stored_at_ms)
         on conflict (sha256) do update set stored_at_ms = greatest(inline_blobs.stored_at_ms, excluded.stored_at_ms)`,
     ];
   }

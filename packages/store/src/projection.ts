@@ -88,5 +88,5 @@ export interface ProjectionBulkWrites {
  */
 export interface AppendWrites {
   /** `events` are the batch's new events (in global order, without revision and position). */
-  statements(events: readonly StreamEvent[]): readonly RawBuilder<unknown>[];
+  statements(events: readonly StreamEvent[]): readonly (SqlText | RawBuilder<unknown>)[];
 }

@@ -1250,14 +1250,14 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
             for (const statement of plan.apply(streamEvents, loaded[index]!)) queued.push(compiledStatement(statement, db));
           }
         }
-        for (const writes of this.#appendWrites) for (const statement of writes.statements(streamEvents)) queued.push(statement.compile(db));
+        for (const writes of this.#appendWrites) for (const statement of writes.statements(streamEvents)) queued.push(compiledStatement(statement, db));
         for (const plan of plans) {
           const writes = plan.pending.writes;
           if (writes === undefined || plan.error !== undefined || !plan.slots.some((slot) => 'insert' in slot)) continue;
           // One append alone in the batch (a received page): every inserted event is its own.
           const ids = plans.length === 1 ? undefined : new Set(plan.slots.flatMap((slot) => ('insert' in slot ? [slot.insert.prepared.event.id] : [])));
           const own = ids === undefined ? streamEvents : streamEvents.filter((event) => ids.has(event.id));
-          for (const statement of writes.statements(own)) queued.push(statement.compile(db));
+          for (const statement of writes.statements(own)) queued.push(compiledStatement(statement, db));
         }
       } catch (error) {
         return settled(error);

@@ -1,6 +1,6 @@
 import { ArtifactTreePaths, invariant } from '@strata/core';
-import { sql } from 'kysely';
-import type { CompiledQuery, Kysely, RawBuilder } from 'kysely';
+import type { CompiledQuery, Kysely } from 'kysely';
+import { sqlText, type SqlText } from '@strata/store';
 import type { ArtifactReader } from '../ports.ts';
 import type { GuardQuery } from '../stream-writer.ts';
 
@@ -61,7 +61,7 @@ export function readerTreeShapeQuery(artifacts: Pick<ArtifactReader, 'isFolder' 
  */
 export function sqlTreeShapeQuery(db: Kysely<any>, read: <R>(query: CompiledQuery<R>) => Promise<readonly R[]> = async (query) => (await db.executeQuery(query)).rows): TreeShapeQuery {
   return async (questions) => {
-    const rows = await read(treeShapeStatement(questions).compile(db));
+    const rows = await read(treeShapeStatement(questions).compile() as CompiledQuery<TreeShapeRow>);
     invariant(rows.length === questions.length, `tree-shape lookup answered ${rows.length} of ${questions.length} questions`);
     return rows.map(treeShapeOf);
   };
@@ -79,12 +79,12 @@ export function treeShapeOf(row: TreeShapeRow): TreeShape {
   return { isFile: row.is_file, isFolder: row.is_folder, parentIsFile: row.parent_is_file };
 }
 
-/** The statement of sqlTreeShapeQuery: one row per question, in order. */
-function treeShapeStatement(questions: readonly TreeShapeQuestion[]): RawBuilder<TreeShapeRow> {
+/** The statement of sqlTreeShapeQuery: one row per question, in order (text, sql-text.ts: built per round). */
+function treeShapeStatement(questions: readonly TreeShapeQuestion[]): SqlText {
   const repos = questions.map((question) => question.repo);
   const paths = questions.map((question) => ArtifactTreePaths.trim(question.path));
   const parents = paths.map((path) => parentOf(path) ?? '');
-  return sql<TreeShapeRow>`
+  return sqlText`
     select t.ordinal,
            (t.path <> '' and exists(select 1 from (select a.present from artifacts a
               where a.repo = t.repo and a.path = t.path offset 0) as a where a.present)) as is_file,
@@ -104,7 +104,7 @@ function treeShapeStatement(questions: readonly TreeShapeQuestion[]): RawBuilder
  * costs no query of its own: it runs in the append's first round trip, after its locks.
  */
 export const treeShapeGuardQuery: GuardQuery<TreeShapeQuestion> = {
-  statement: (questions) => sql<TreeShapeRow>`select * from (${treeShapeStatement(questions)}) as s where s.is_file or s.is_folder or s.parent_is_file`,
+  statement: (questions) => sqlText`select * from (${treeShapeStatement(questions)}) as s where s.is_file or s.is_folder or s.parent_is_file`,
 };
 
 interface Waiting {

@@ -42,15 +42,27 @@ export function unnestRows(columns: readonly UnnestColumn[], rows: readonly (rea
 
 /**
  * unnestRows as an SqlText (sql-text.ts: no Kysely nodes; the append's hot path), the same
- * text: `select "u"."a", "u"."b"::jsonb from unnest($1::text[], $2::text[]) as u("a", "b")`.
+ * rows. Without a jsonb column the same text: `select "u"."a", "u"."b" from unnest($1::text[],
+ * $2::int8[]) as u("a", "b")`. A jsonb column whose values are all strings (each one JSON
+ * text, as JSON.stringify writes it) travels as one jsonb array instead of a text[] cast per
+ * row, the arrays zipped by ROWS FROM as unnest() zips its arguments: `select "u"."a",
+ * "u"."v" from rows from (unnest($1::text[]), jsonb_array_elements($2::jsonb)) as u("a", "v")`.
+ * The array's text needs no element escaping and PostgreSQL parses it once as jsonb; as a
+ * text[] element each value (a publish's manifest: ~550 characters, a hundred quotes) was
+ * escaped for the array literal and then unescaped and parsed again per row. A jsonb column
+ * with a null (or any other value) travels as text[], as before.
  */
 export function unnestRowsText(columns: readonly UnnestColumn[], rows: readonly (readonly unknown[])[]): SqlText {
   const { texts } = columnFragments(columns);
-  const chunks: SqlText['chunks'][number][] = [`select ${texts.selected} from unnest(`];
   const arrays = columns.map(() => [] as unknown[]);
   for (const row of rows) for (let index = 0; index < columns.length; index++) arrays[index]!.push(row[index] ?? null);
+  const jsonArrays = texts.jsonb.length > 0 && rows.length > 0 && texts.jsonb.every((index) => arrays[index]!.every((value) => typeof value === 'string'));
+  const chunks: SqlText['chunks'][number][] = [jsonArrays ? `select ${texts.rowsFrom.selected} from rows from (` : `select ${texts.selected} from unnest(`];
   for (let index = 0; index < columns.length; index++) {
-    chunks.push(new Parameter(arrays[index]), `${texts.casts[index]!}${index + 1 < columns.length ? ', ' : ''}`);
+    const separator = index + 1 < columns.length ? ', ' : '';
+    if (!jsonArrays) chunks.push(new Parameter(arrays[index]), `${texts.casts[index]!}${separator}`);
+    else if (columns[index]![1] === 'jsonb') chunks.push('jsonb_array_elements(', new Parameter(`[${(arrays[index] as string[]).join(',')}]`), `::jsonb)${separator}`);
+    else chunks.push('unnest(', new Parameter(arrays[index]), `${texts.casts[index]!})${separator}`);
   }
   chunks.push(`) as u(${texts.aliases})`);
   return new SqlText(chunks);
@@ -106,7 +118,15 @@ interface ColumnFragments {
   /** excludedAssignments per conflict key. */
   readonly excluded: Map<string, { readonly text: string; readonly raw: RawBuilder<unknown> }>;
   /** The same as text (unnestRowsText, columnListText). */
-  readonly texts: { readonly selected: string; readonly aliases: string; readonly casts: readonly string[] };
+  readonly texts: {
+    readonly selected: string;
+    readonly aliases: string;
+    readonly casts: readonly string[];
+    /** The places of the jsonb columns. */
+    readonly jsonb: readonly number[];
+    /** unnestRowsText's ROWS FROM form: the jsonb columns selected as they are (jsonb already). */
+    readonly rowsFrom: { readonly selected: string };
+  };
 }
 
 const columnFragmentsMade = new WeakMap<readonly UnnestColumn[], ColumnFragments>();
@@ -118,6 +138,8 @@ function columnFragments(columns: readonly UnnestColumn[]): ColumnFragments {
       selected: columns.map(([name, type]) => `"u".${identifier(name)}${type === 'jsonb' ? '::jsonb' : ''}`).join(', '),
       aliases: columns.map(([name]) => identifier(name)).join(', '),
       casts: columns.map(([, type]) => (type === 'jsonb' ? '::text[]' : `::${type}[]`)),
+      jsonb: columns.flatMap(([, type], index) => (type === 'jsonb' ? [index] : [])),
+      rowsFrom: { selected: columns.map(([name]) => `"u".${identifier(name)}`).join(', ') },
     };
     fragments = {
       selected: sql.raw(texts.selected),

@@ -30,7 +30,8 @@ for (const backend of PROJECTION_BACKENDS) {
     });
 
     it('keeps unusual characters of paths, actors and property values through a rebuild', async () => {
-      const values = ['tab\there', 'line\nbreak', 'back\\slash', 'cr\rhere', 'ünïcödé ✓ 𝄞', 'x'.repeat(4000), ''];
+      // Quotes of both kinds and JSON text inside a value too (a manifest is one): the inline write-back sends the values as one jsonb array.
+      const values = ['tab\there', 'line\nbreak', 'back\\slash', 'cr\rhere', 'ünïcödé ✓ 𝄞', 'x'.repeat(4000), '', `it's "quoted", {a,b}`, JSON.stringify({ name: 'p', 'say "hi"': ['a\\b', "o'k"] })];
       await opened.store.append('repo-libs', [
         event('ArtifactDeployed', { path: 'org/ünï/𝄞 file (1).jar', ...checksums, size: 3, mimeType: 'application/x-ü', properties: { 'kéy 1': values } }),
         event('PropertiesSet', { path: 'org/ünï', properties: { folder: ['a\\b\nc'] } }),

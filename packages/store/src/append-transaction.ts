@@ -20,7 +20,7 @@ export interface AppendSession {
    * commits right after them (nothing may be sent after that). On PostgreSQL all of them,
    * with the `begin` before the first send and the `commit`, travel in one round trip.
    */
-  send(statements: readonly CompiledQuery[], options?: { readonly commit?: boolean }): Promise<StatementRows[]>;
+  send(statements: readonly CompiledQuery[], options?: AppendSendOptions): Promise<StatementRows[]>;
   /**
    * The open transaction as a Kysely instance, for projections that apply themselves. Only
    * after the first `send` (on PostgreSQL the transaction begins with it).
@@ -34,6 +34,16 @@ export interface AppendSession {
    * the store inserts with statements only.
    */
   readonly copyIn?: (statement: (source: string) => string, data: readonly Uint8Array[]) => Promise<void>;
+}
+
+export interface AppendSendOptions {
+  readonly commit?: boolean;
+  /**
+   * The first `keyReads` statements read rows by their keys only (stream locks, stored ids,
+   * the projections' loads, the guards, the guess's check): on PostgreSQL they are planned
+   * without sequential scans (see sendParts).
+   */
+  readonly keyReads?: number;
 }
 
 /** Runs append batches in transactions; see AppendSession. */
@@ -204,7 +214,7 @@ export function pgAppendTransactions(pool: pg.Pool, options: PgAppendTransaction
           if (state === 'committed') throw new StrataError('STRATA_ERR_INVARIANT', 'the append transaction has committed');
           const texts = sent.map((statement) => statements.text(statement, prepared, toPrepare));
           const began = state === 'idle';
-          const parts = [...(began ? ['begin'] : []), ...texts, ...(options.commit === true ? ['commit'] : [])];
+          const { parts, results: positions } = sendParts(texts, began, options);
           state = 'open';
           const traceSend = onSend;
           const started = traceSend === undefined ? 0 : performance.now();
@@ -225,7 +235,7 @@ export function pgAppendTransactions(pool: pg.Pool, options: PgAppendTransaction
             if (results.at(-1)!.command !== 'COMMIT') throw new StrataError('STRATA_ERR_STORE_UNAVAILABLE', 'the append transaction did not commit');
             state = 'committed';
           }
-          return results.slice(began ? 1 : 0, (began ? 1 : 0) + texts.length).map((one) => one.rows);
+          return positions.map((position) => results[position]!.rows);
         },
         async copyIn(statement, data) {
           if (state !== 'open') throw new StrataError('STRATA_ERR_INVARIANT', 'a COPY needs the append transaction open');
@@ -265,6 +275,38 @@ export function pgAppendTransactions(pool: pg.Pool, options: PgAppendTransaction
       }
     },
   };
+}
+
+/**
+ * Around the statements that read by key (AppendSendOptions.keyReads), sequential scans are
+ * off for their planning. Their generic plans (PreparedAppendStatements) are made once and
+ * kept until the tables' statistics change: a table analysed while empty or small — autovacuum
+ * analyses `folder_tombstones` after its first 50 rows, a site's `vacuum analyze` right after
+ * installing — has every probe planned as a sequential scan of the whole table, each batch
+ * reading it once per covering prefix (~80 times for 16 deploys) until the next analyse.
+ * Each probe reads one key: an index scan is the right plan at any size. `to default` (the
+ * session's own setting) again for the statements after them, which may scan.
+ */
+const KEY_READS_BEGIN = 'set local enable_seqscan = off';
+const KEY_READS_END = 'set local enable_seqscan to default';
+
+/**
+ * The statements of one simple query (the `begin` of a transaction's first send, the key
+ * reads' settings, the `commit`), and where each of `texts`' results is among theirs.
+ */
+export function sendParts(texts: readonly string[], begin: boolean, options: AppendSendOptions): { parts: string[]; results: number[] } {
+  const keyReads = Math.min(options.keyReads ?? 0, texts.length);
+  const parts: string[] = begin ? ['begin'] : [];
+  const results: number[] = [];
+  if (keyReads > 0) parts.push(KEY_READS_BEGIN);
+  texts.forEach((text, index) => {
+    if (index === keyReads && keyReads > 0) parts.push(KEY_READS_END);
+    results.push(parts.length);
+    parts.push(text);
+  });
+  if (keyReads > 0 && keyReads === texts.length) parts.push(KEY_READS_END);
+  if (options.commit === true) parts.push('commit');
+  return { parts, results };
 }
 
 /** `execute name(…)` of a prepared statement, its parameters as inlineParameters writes them. */

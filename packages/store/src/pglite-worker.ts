@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import type { Kysely } from 'kysely';
 import { StrataError } from '@strata/core';
-import { PreparedAppendStatements, type AppendSession, type AppendTransactions } from './append-transaction.ts';
+import { PreparedAppendStatements, sendParts, type AppendSession, type AppendTransactions } from './append-transaction.ts';
 import type { StoreDatabase } from './schema.ts';
 import { int8AsText } from './pglite-dialect.ts';
 
@@ -279,8 +279,9 @@ export function pgliteWorkerAppendTransactions(db: Kysely<StoreDatabase>, databa
           async send(sent, options = {}) {
             if (finished) throw new StrataError('STRATA_ERR_INVARIANT', 'a statement sent after the append transaction committed');
             const texts = sent.map((statement) => statements.text(statement, prepared, toPrepare));
-            const parts = [...(begun ? [] : ['begin']), ...texts, ...(options.commit === true ? ['commit'] : [])];
-            const offset = begun ? 0 : 1;
+            // No key reads' settings (AppendSendOptions.keyReads): PGlite has no autovacuum, its
+            // tables are never analysed small, and its probes plan as index scans at any size.
+            const { parts, results: positions } = sendParts(texts, !begun, { commit: options.commit === true });
             begun = true;
             if (parts.length === 0) return [];
             const results = await database.exec(parts.join(';\n'));
@@ -289,7 +290,7 @@ export function pgliteWorkerAppendTransactions(db: Kysely<StoreDatabase>, databa
             }
             // A statement that fails rejects the exec (the rest are skipped): a commit that ran committed.
             if (options.commit === true) finished = true;
-            return results.slice(offset, offset + texts.length).map((result) => result.rows);
+            return positions.map((position) => results[position]!.rows);
           },
           async copyIn(statement, data) {
             if (!begun || finished) throw new StrataError('STRATA_ERR_INVARIANT', 'COPY outside the open append transaction');

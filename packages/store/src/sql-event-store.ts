@@ -958,7 +958,7 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
       // Not built from the guess (a refusal, a round trip before the commit): as usual; nothing was sent.
     }
     const first = [lockStatement, storedStatement, ...(loads.length === 0 ? [] : [joinText(loads, ' union all ')]), ...(guards === undefined ? [] : [guards])];
-    const answers = await session.send(first.map((statement) => statement.compile()));
+    const answers = await session.send(first.map((statement) => statement.compile()), { keyReads: first.length });
     const [lockedRows, storedRows] = answers;
     const loadRows = loads.length === 0 ? undefined : answers[2];
     // The guards ran after the locks, as the loads did: an append whose guard does not hold is refused alone.
@@ -1095,7 +1095,7 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
     if (inserts.length === 0) {
       // Nothing new (duplicates, refusals): the stream rows the locks created still commit.
       return async (commitWhen) => {
-        await session.send(leading, { commit: commitWhen === undefined });
+        await session.send(leading, { commit: commitWhen === undefined, keyReads: leading.length });
         if (commitWhen !== undefined) {
           if (!(await commitWhen())) throw new ChecksRefused();
           await session.send([], { commit: true });
@@ -1188,7 +1188,7 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
         const skipped = leadingStatements.length;
         leadingStatements = [];
         queued = [];
-        const results = await next(() => session.send(statements, { commit }));
+        const results = await next(() => session.send(statements, { commit, keyReads: skipped }));
         insertedRows ??= results[skipped];
       };
       const record = () => {
@@ -1218,7 +1218,7 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
             // Pipelined: the locks and the guess's check first (held until the batch ahead ends), then the COPYs.
             const first = leadingStatements;
             leadingStatements = [];
-            void next(() => session.send(first));
+            void next(() => session.send(first, { keyReads: first.length }));
           }
           void next(() => copyIn((source) => `copy events (${EVENT_COPY_IN_COLUMNS}) from ${source} (format binary)`, rows));
           queued = [

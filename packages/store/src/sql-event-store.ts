@@ -1212,7 +1212,7 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
         if (copyIn !== undefined) {
           // A large batch goes in by one binary COPY (appendCopyEventsMin): the same rows the
           // INSERT writes, positions and transaction id from the columns' defaults, in row
-          // order. The positions come back with the next statements (eventsByIdText).
+          // order. The positions come back with the next statements (eventPositionsOfThisTransaction).
           const rows = eventCopyData(inserts);
           if (leadingStatements.length > 0) {
             // Pipelined: the locks and the guess's check first (held until the batch ahead ends), then the COPYs.
@@ -1221,13 +1221,7 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
             void next(() => session.send(first, { keyReads: first.length }));
           }
           void next(() => copyIn((source) => `copy events (${EVENT_COPY_IN_COLUMNS}) from ${source} (format binary)`, rows));
-          queued = [
-            eventsByIdText(
-              inserts.map((row) => row.prepared.event.id),
-              'id, position',
-            ).compile(),
-            streamsUpdate.compile(),
-          ];
+          queued = [eventPositionsOfThisTransaction(inserts.length).compile(), streamsUpdate.compile()];
         } else {
           queued = [insertStatement.compile()];
         }
@@ -1568,6 +1562,20 @@ function positive(value: number, name: string): number {
 function eventsByIdText(ids: readonly string[], columns: string): SqlText {
   return sqlText`select found.* from unnest(${ids}::text[]) as wanted(id)
     cross join lateral (select ${rawText(columns)} from events where events.id = wanted.id offset 0) as found`;
+}
+
+/**
+ * The ids and positions of the events this transaction inserted: a large batch's, by its one
+ * COPY (nothing else inserts events in its transaction before the statement runs), which
+ * returns none. One range of `events_transaction_id_position` instead of a probe of the id
+ * index per event (4 µs per event of the backend's CPU). Ordered by that index and limited to
+ * the batch's size, so that the planner reads the range by the index however many rows it
+ * believes one transaction holds (a sequential scan would need all its rows sorted first);
+ * an event missing from the answer fails the batch (STRATA_ERR_INVARIANT in `record`).
+ */
+function eventPositionsOfThisTransaction(events: number): SqlText {
+  return sqlText`select id, position from events where transaction_id = pg_current_xact_id()
+    order by transaction_id, position limit ${rawText(String(Math.trunc(events)))}`;
 }
 
 /** The columns `eventCopyData` writes, in its order (position and transaction_id take their defaults). */

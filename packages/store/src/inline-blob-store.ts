@@ -1,6 +1,6 @@
 import * as crypto from 'node:crypto';
 import { Readable } from 'node:stream';
-import { sql, type Kysely, type RawBuilder } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { isStrataError, StrataError, type Checksums, type Clock, type StreamEvent } from '@strata/core';
 import type { BlobLease, BlobStore, ByteRange, PutBlobOptions, StoredBlob } from './blob-store.ts';
 import {

@@ -12,9 +12,12 @@
  *
  * PROBE_DATABASE names the database it drops and creates (append_cpu_probe); PROBE_ONE_ROUND_TRIP=0
  * turns the store's appendOneRoundTrip off; PROBE_SKIP_REFERENCE=1 skips the reference. Each line
- * also gives the WAL the server wrote per event (server-wide: other databases' writes count too).
+ * also gives the WAL the server wrote per event (server-wide: other databases' writes count too),
+ * and of Node's CPU the main thread's, the system's, and the main thread's GC pauses (scavenges
+ * and the rest, from the `gc` performance entries).
  */
 import { readFileSync } from 'node:fs';
+import { PerformanceObserver, constants, type PerformanceEntry } from 'node:perf_hooks';
 import pg from 'pg';
 import { insertRound } from './append.bench.ts';
 import { processCpuMs, recreateDatabase } from './support/databases.ts';
@@ -33,9 +36,9 @@ const withReference = process.env.PROBE_SKIP_REFERENCE !== '1';
  * is one thread) where the kernel has it, else user + system from /proc/<pid>/stat, which
  * counts in 10 ms ticks: over a 4,000-event round that is ±5 µs/event of sampling noise.
  */
-const cpuOf = (pid: number): number => {
+const cpuOf = (pid: number, proc = `/proc/${pid}`): number => {
   try {
-    return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
+    return Number(readFileSync(`${proc}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
   } catch {
     return processCpuMs(pid);
   }
@@ -44,6 +47,27 @@ const nodeCpu = () => {
   const usage = process.cpuUsage();
   return (usage.user + usage.system) / 1000;
 };
+const nodeSystemCpu = () => process.cpuUsage().system / 1000;
+/**
+ * The main thread's CPU (ms): the rest of the process's is V8's and libuv's worker threads —
+ * TurboFan's optimizing compiles while the code warms up, parallel scavenges, concurrent marking
+ * and sweeping — which take a core from the backend on a loaded machine but are not on the batch's path.
+ */
+const mainThreadCpu = (): number => cpuOf(process.pid, `/proc/self/task/${process.pid}`);
+/** The main thread's GC pauses (ms) and their count, by kind (minor: scavenges). */
+const gcPauses = { minor: 0, minorCount: 0, other: 0, otherCount: 0 };
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) {
+    const minor = (entry as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MINOR;
+    if (minor) {
+      gcPauses.minor += entry.duration;
+      gcPauses.minorCount++;
+    } else {
+      gcPauses.other += entry.duration;
+      gcPauses.otherCount++;
+    }
+  }
+}).observe({ entryTypes: ['gc'] });
 
 const url = new URL(await recreateDatabase(probeDatabase, base));
 
@@ -108,17 +132,27 @@ async function referenceRound(traffic: readonly BenchEvent[], tag: string): Prom
 async function measured(label: string, run: () => Promise<void>, extra: () => string): Promise<void> {
   const pids = await backendPids();
   const walBefore = await walLsn();
-  const before = pids.map(cpuOf);
+  const before = pids.map((pid) => cpuOf(pid));
   const nodeBefore = nodeCpu();
+  const systemBefore = nodeSystemCpu();
+  const mainBefore = mainThreadCpu();
+  const gcBefore = { ...gcPauses };
   const started = performance.now();
   await run();
   const wall = performance.now() - started;
   const node = nodeCpu() - nodeBefore;
-  const backends = pids.map(cpuOf).reduce((sum, cpu, index) => sum + cpu - before[index]!, 0);
+  const system = nodeSystemCpu() - systemBefore;
+  const main = mainThreadCpu() - mainBefore;
+  // GC entries are delivered after the round's last microtask: let the observer run.
+  await new Promise((resolve) => setImmediate(resolve));
+  const gc =
+    `${(((gcPauses.minor - gcBefore.minor) * 1000) / total).toFixed(0)} µs/event in ${gcPauses.minorCount - gcBefore.minorCount} scavenges, ` +
+    `${(((gcPauses.other - gcBefore.other) * 1000) / total).toFixed(0)} µs/event in ${gcPauses.otherCount - gcBefore.otherCount} others`;
+  const backends = pids.map((pid) => cpuOf(pid)).reduce((sum, cpu, index) => sum + cpu - before[index]!, 0);
   const walBytes = Number((await watcher.query(`select pg_wal_lsn_diff(pg_current_wal_lsn(), $1)::int8 as bytes`, [walBefore])).rows[0].bytes);
   const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
   console.log(
-    `${label}: ${Math.round((total * 1000) / wall)}/s, node ${((node * 1000) / total).toFixed(0)} µs/event, ` +
+    `${label}: ${Math.round((total * 1000) / wall)}/s, node ${((node * 1000) / total).toFixed(0)} µs/event (main thread ${((main * 1000) / total).toFixed(0)}, system ${((system * 1000) / total).toFixed(0)}; GC pauses ${gc}), ` +
       `postgres ${((backends * 1000) / total).toFixed(0)} µs/event (${pids.length} backends), WAL ${Math.round(walBytes / total)} bytes/event${extra()}; load ${load}`,
   );
 }

@@ -75,4 +75,48 @@ describe.skipIf(databaseUrl === undefined)('the append reads by key (PostgreSQL)
       await client.end();
     }
   });
+
+  it("given streams analysed while small, when prepared appends update their streams' revisions, then no statement reads streams by a sequential scan", async () => {
+    const schema = testSchema('key_reads_streams');
+    const open = () => openEventStore({ databaseUrl: databaseUrl!, schema, poolConnectionsMax: 2, projections: [new ArtifactTreeProjection()], store: { siteId: 'site-a' } });
+    const first = await open();
+    await first.store.append('repo-s', [deployed('warm/up.jar', 1)]);
+    await first.close();
+    const client = new pg.Client({ connectionString: databaseUrl!, options: `-c search_path=${schema}` });
+    await client.connect();
+    const scans = async () => {
+      const row = (await client.query(`select seq_scan, idx_scan from pg_stat_user_tables where schemaname = $1 and relname = 'streams'`, [schema])).rows[0] as {
+        seq_scan: string;
+        idx_scan: string | null;
+      };
+      return { seq: Number(row.seq_scan), idx: Number(row.idx_scan ?? 0) };
+    };
+    try {
+      // 200 other streams, analysed as autovacuum would while the site was young: the planner then
+      // costs a sequential scan of the table (and a hash join) below index probes for the join of
+      // the streams' update with the batch's streams.
+      await client.query(`insert into streams (stream, revision) select 'repo-other' || i, 0 from generate_series(1, 200) as i`);
+      await client.query('analyze streams');
+      const before = await scans();
+      const opened = await open();
+      try {
+        // One batch per append: the statements are prepared after three, on generic plans after five more.
+        for (let index = 0; index < 30; index++) await opened.store.append('repo-s', [deployed(`a/b/c/f${index}.jar`, index + 2)]);
+      } finally {
+        await opened.close();
+      }
+      // Every append reads its stream's row by key at least twice (the lock, the update); a
+      // backend's counts reach the statistics when it exits (bounded wait for the pool's backends).
+      let after = await scans();
+      for (let waited = 0; after.seq + after.idx - before.seq - before.idx < 30 * 2 && waited < 10_000; waited += 100) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        after = await scans();
+      }
+      expect({ sequential: after.seq - before.seq, byIndex: after.idx - before.idx >= 30 * 2 }).toEqual({ sequential: 0, byIndex: true });
+      // The appends all landed, in order.
+      expect((await client.query(`select revision from streams where stream = 'repo-s'`)).rows).toEqual([{ revision: 30 }]);
+    } finally {
+      await client.end();
+    }
+  });
 });

@@ -1183,12 +1183,20 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
       if (copyIn !== undefined) await yieldToEventLoop();
       // The leading statements go with the first send (the one round trip: the only send).
       let leadingStatements = leading;
+      // The first queued statements that read by key only (the events' insert with the streams'
+      // update, which joins `streams` by key; with a COPY, the positions by the transaction's
+      // index and the streams' update): planned with the leading key reads (AppendSendOptions.keyReads).
+      // The update's generic plan is kept until `streams` is analysed again: planned while the
+      // table was small, it read the whole table by a sequential scan in every batch.
+      let queuedKeyReads = 0;
       const send = async (commit: boolean) => {
         const statements = leadingStatements.length === 0 ? queued : [...leadingStatements, ...queued];
         const skipped = leadingStatements.length;
+        const keyReads = skipped + queuedKeyReads;
         leadingStatements = [];
         queued = [];
-        const results = await next(() => session.send(statements, { commit, keyReads: skipped }));
+        queuedKeyReads = 0;
+        const results = await next(() => session.send(statements, { commit, keyReads }));
         insertedRows ??= results[skipped];
       };
       const record = () => {
@@ -1222,8 +1230,10 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
           }
           void next(() => copyIn((source) => `copy events (${EVENT_COPY_IN_COLUMNS}) from ${source} (format binary)`, rows));
           queued = [eventPositionsOfThisTransaction(inserts.length).compile(), streamsUpdate.compile()];
+          queuedKeyReads = 2;
         } else {
           queued = [insertStatement.compile()];
+          queuedKeyReads = 1;
         }
         for (let index = 0; index < this.#projections.length; index++) {
           const plan = projectionPlans[index];

@@ -19,6 +19,9 @@
  *   DATABASE_URL=… node --import tsx bench/append-batch-replay.ts [events=4000] [replays=300] [entry point …]
  *
  * REPLAY_DATABASE names the databases it drops and creates (append_batch_replay_<n>).
+ * REPLAY_PREFIXES=1 also replays, interleaved with the whole batch, each prefix of it (`begin`, its
+ * first k statements, `rollback`): the differences are each statement's own CPU (the first entry
+ * point's batch only; its statements are split at the `;\n` the store joins them with).
  */
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
@@ -119,6 +122,9 @@ for (const [index, entry] of entryPoints.entries()) captured.push(await capture(
 
 interface Replayer {
   readonly captured: Captured;
+  /** The text replayed: the batch, or a prefix of it (REPLAY_PREFIXES). */
+  readonly text: string;
+  readonly label: string;
   readonly client: pg.Client;
   readonly pid: number;
   readonly cpu: number[];
@@ -130,17 +136,27 @@ for (const item of captured) {
   await client.connect();
   const pid = (await client.query('select pg_backend_pid() as pid')).rows[0].pid as number;
   for (const prepare of item.prepares) await client.query(prepare);
-  replayers.push({ captured: item, client, pid, cpu: [], wall: [] });
+  replayers.push({ captured: item, text: item.batch, label: item.entry, client, pid, cpu: [], wall: [] });
+}
+if (process.env.REPLAY_PREFIXES === '1') {
+  const first = replayers[0]!;
+  const parts = first.captured.batch.split(';\n');
+  if (parts[0] !== 'begin' || parts.at(-1) !== 'rollback') throw new Error('the batch does not begin and roll back as expected');
+  for (let statements = 1; statements < parts.length - 2; statements++) {
+    const prefix = parts.slice(1, 1 + statements);
+    const last = prefix.at(-1)!;
+    replayers.push({ ...first, text: ['begin', ...prefix, 'rollback'].join(';\n'), label: `prefix of ${statements} (… ${last.slice(0, 60).replace(/\s+/g, ' ')})`, cpu: [], wall: [] });
+  }
 }
 const cpuOf = (pid: number): number => Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
 for (let iteration = 0; iteration < warmReplays + replays; iteration++) {
   for (const replayer of replayers) {
     const cpuBefore = cpuOf(replayer.pid);
     const started = performance.now();
-    const results = (await replayer.client.query(replayer.captured.batch)) as unknown as pg.QueryResult[];
+    const results = (await replayer.client.query(replayer.text)) as unknown as pg.QueryResult[];
     const wall = performance.now() - started;
     const cpu = cpuOf(replayer.pid) - cpuBefore;
-    if (results.at(-1)?.command !== 'ROLLBACK') throw new Error(`${replayer.captured.entry}: the replayed batch did not end in its rollback`);
+    if (results.at(-1)?.command !== 'ROLLBACK') throw new Error(`${replayer.label}: the replayed batch did not end in its rollback`);
     if (iteration >= warmReplays) {
       replayer.cpu.push(cpu);
       replayer.wall.push(wall);
@@ -149,12 +165,14 @@ for (let iteration = 0; iteration < warmReplays + replays; iteration++) {
 }
 const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 const quantile = (values: readonly number[], q: number) => [...values].sort((a, b) => a - b)[Math.floor(q * (values.length - 1))]!;
+const clients = new Set<pg.Client>();
 for (const replayer of replayers) {
-  const { entry, batch, prepares } = replayer.captured;
+  const { batch, prepares } = replayer.captured;
   console.log(
-    `${entry}: backend CPU per batch median ${median(replayer.cpu).toFixed(3)} ms (p10 ${quantile(replayer.cpu, 0.1).toFixed(3)}, mean ${(replayer.cpu.reduce((a, b) => a + b, 0) / replayer.cpu.length).toFixed(3)}), ` +
+    `${replayer.label}: backend CPU per batch median ${median(replayer.cpu).toFixed(3)} ms (p10 ${quantile(replayer.cpu, 0.1).toFixed(3)}, mean ${(replayer.cpu.reduce((a, b) => a + b, 0) / replayer.cpu.length).toFixed(3)}), ` +
       `wall median ${median(replayer.wall).toFixed(3)} ms (p10 ${quantile(replayer.wall, 0.1).toFixed(3)}); ${replays} replays of one batch ` +
       `(${batch.split(';\n').length} statements, ${batch.length.toLocaleString('en-US')} characters, ${prepares.length} prepared); load ${load}`,
   );
-  await replayer.client.end();
+  clients.add(replayer.client);
 }
+for (const client of clients) await client.end();

@@ -6,8 +6,9 @@
  * pg_stat_activity lists for the database) and of this client process.
  *   node --import tsx bench/npm-publish-probe.ts --db=postgres://…/<a database of your own> \
  *     [--checkout=DIR] [--backend=postgres|pglite] [--publishes=800] [--repeat=1] [--clients=8] [--prof=DIR]
- *     [--client=undici|wrk] [--seconds=10]
- * The database's public schema is dropped first. --prof writes the server's --cpu-prof there.
+ *     [--client=undici|wrk] [--seconds=10] [--trace-gc=FILE] [--node-args='--inspect=127.0.0.1:9339 …']
+ * The database's public schema is dropped first. --prof writes the server's --cpu-prof there;
+ * --trace-gc its V8 --trace-gc lines to FILE; --node-args starts the server's node with those options.
  * --client=wrk: the npm-registry bench's wrk load instead (wrk -t1 -c8 for --seconds, 2 s of
  * warm-up; the client's CPU is then wrk's, not this process's, and is not reported).
  * Used for docs/benchmarks.md (issue 7, "where a round of 8 publishes goes", 2026-12-06 night).
@@ -76,6 +77,14 @@ if (flag('prof') !== undefined) {
   await writeFile(wrapper, `#!/bin/sh\nexec ${process.execPath} --cpu-prof --cpu-prof-dir=${flag('prof')} "$@"\n`, { mode: 0o755 });
   env.STRATA_NODE = wrapper;
 }
+if (flag('trace-gc') !== undefined || flag('node-args') !== undefined) {
+  // The server's node with these options; V8's --trace-gc lines (they go to its stdout) into that file.
+  const wrapper = join(work, 'node-args.sh');
+  const nodeArgs = [...(flag('trace-gc') === undefined ? [] : ['--trace-gc']), ...(flag('node-args')?.split(' ') ?? [])].join(' ');
+  const stdout = flag('trace-gc') === undefined ? '' : ` > ${flag('trace-gc')}`;
+  await writeFile(wrapper, `#!/bin/sh\nexec ${process.execPath} ${nodeArgs} "$@"${stdout}\n`, { mode: 0o755 });
+  env.STRATA_NODE = wrapper;
+}
 const child = spawn(command, commandArgs, { cwd: checkout, env, stdio: ['ignore', 'ignore', 'pipe'] });
 let stderr = '';
 child.stderr!.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
@@ -138,7 +147,10 @@ try {
     const before = { server: await cpuTicks(child.pid!), pg: (await Promise.all(pids.map(cpuTicks))).reduce((a, b) => a + b, 0), client: process.cpuUsage(), load: (await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ') };
     const result = loadClient === 'wrk' ? await wrkRun(`p${r}`, seconds) : { ...(await run(`p${r}`, publishes)), count: publishes };
     const count = result.count;
-    const after = { server: await cpuTicks(child.pid!), pg: (await Promise.all(pids.map(cpuTicks))).reduce((a, b) => a + b, 0), client: process.cpuUsage(before.client) };
+    // Backends the pool opened during the run: all their CPU is the run's.
+    const joined = (await backends()).filter((pid) => !pids.includes(pid));
+    const after = { server: await cpuTicks(child.pid!), pg: (await Promise.all([...pids, ...joined].map(cpuTicks))).reduce((a, b) => a + b, 0), client: process.cpuUsage(before.client) };
+    pids.push(...joined);
     const perPublishMs = (ticks: number) => ((ticks * 10) / count).toFixed(2);
     console.log(
       `${checkout} ${backend}: ${result.perSecond.toFixed(0)}/s (${result.failures} failed), p50 ${result.p50.toFixed(1)} ms ${loadClient === 'wrk' ? 'p99' : 'p90'} ${result.p90.toFixed(1)} ms; CPU per publish: server ${perPublishMs(after.server - before.server)} ms, postgres ${perPublishMs(after.pg - before.pg)} ms (${pids.length} backends), ${loadClient === 'wrk' ? 'client wrk (not measured)' : `client ${((after.client.user + after.client.system) / 1000 / count).toFixed(2)} ms`}; load ${before.load}`,

@@ -23,6 +23,8 @@ export interface RoundTimes {
   readonly appendEnded: number;
   readonly commands: number;
   readonly queuedAfter: number;
+  /** The event loop's idle time so far (ms, performance.eventLoopUtilization()) at drained, taken, appendStarted and appendEnded. */
+  readonly idle?: readonly [number, number, number, number];
 }
 
 interface TraceRecord {

@@ -344,6 +344,7 @@ export class StreamWriter<S> {
   async #drain(stream: string): Promise<void> {
     for (;;) {
       const drained = performance.now();
+      const idleAtDrained = deployTrace === undefined ? 0 : performance.eventLoopUtilization().idle;
       // Let pending I/O run before a round: an embedded database (PGlite) answers through
       // microtasks only, so without this yield a round would never see the requests that
       // arrived meanwhile and every command would get its own append.
@@ -373,7 +374,7 @@ export class StreamWriter<S> {
       }
       const batch = queue.splice(0, this.#batchCommandsMax);
       const started = performance.now();
-      const appendTimes = deployTrace === undefined ? undefined : { started: 0, ended: 0 };
+      const appendTimes = deployTrace === undefined ? undefined : { started: 0, ended: 0, idleAtTaken: performance.eventLoopUtilization().idle, idleAtStarted: 0, idleAtEnded: 0 };
       try {
         await this.#round(stream, batch, appendTimes);
       } catch (error) {
@@ -381,7 +382,15 @@ export class StreamWriter<S> {
       }
       const ended = performance.now();
       if (appendTimes !== undefined) {
-        deployTrace?.round({ drained, taken: started, appendStarted: appendTimes.started, appendEnded: appendTimes.ended, commands: batch.length, queuedAfter: queue.length });
+        deployTrace?.round({
+          drained,
+          taken: started,
+          appendStarted: appendTimes.started,
+          appendEnded: appendTimes.ended,
+          commands: batch.length,
+          queuedAfter: queue.length,
+          idle: [idleAtDrained, appendTimes.idleAtTaken, appendTimes.idleAtStarted, appendTimes.idleAtEnded],
+        });
       }
       // A client alone (a round of one, nothing queued) expects one command: no wait.
       if (this.#roundGatherMs > 0) this.#rememberRound(stream, { commands: batch.length + queue.length, durationMs: ended - started, endedAt: ended });
@@ -409,7 +418,11 @@ export class StreamWriter<S> {
     this.#gathering.delete(stream);
   }
 
-  async #round(stream: string, batch: readonly PendingCommand<S>[], trace?: { started: number; ended: number }): Promise<void> {
+  async #round(
+    stream: string,
+    batch: readonly PendingCommand<S>[],
+    trace?: { started: number; ended: number; idleAtStarted: number; idleAtEnded: number },
+  ): Promise<void> {
     // A command whose check failed is refused now. With checksDuringAppend, checks still
     // running do not hold the round back: their commands are decided with the others and the
     // append waits for the checks only once its transaction holds the stream's lock
@@ -478,13 +491,19 @@ export class StreamWriter<S> {
       precondition?.catch(() => undefined);
       const guard = roundGuard(stream, accepted);
       try {
-        if (trace !== undefined) trace.started = performance.now();
+        if (trace !== undefined) {
+          trace.started = performance.now();
+          trace.idleAtStarted = performance.eventLoopUtilization().idle;
+        }
         const appended = await this.#store.append(stream, stamped, {
           expectedRevision: snapshot.revision < 0 ? 'no_stream' : snapshot.revision,
           ...(precondition === undefined ? {} : { precondition }),
           ...(guard === undefined ? {} : { guard: guard.guard }),
         });
-        if (trace !== undefined) trace.ended = performance.now();
+        if (trace !== undefined) {
+          trace.ended = performance.now();
+          trace.idleAtEnded = performance.eventLoopUtilization().idle;
+        }
         invariant(appended.appendedCount === stamped.length, 'freshly generated event ids were reported as duplicates');
         let folded = snapshot.state;
         for (const recorded of appended.events) folded = this.#fold.evolve(folded, recorded);

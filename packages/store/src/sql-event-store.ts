@@ -1150,10 +1150,15 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
             })}::bytea[]
           ) as input(stream, revision, chain, origin_chain)
           where streams.stream = input.stream`;
+      // The binary columns travel as base64 text decoded by PostgreSQL (as the inline blobs do,
+      // inline-blob-store.ts): a third shorter than bytea's hex, and no element of the array
+      // literals needs escaping. A round of 8 publishes sent ~14 kB of hex here.
       const insertStatement = sqlText`
         with inserted as (
         insert into events (id, stream, revision, origin, origin_seq, hlc_wall, hlc_logical, type, data, meta, target, prev_hash, origin_prev, digest)
-        select * from unnest(
+        select u.id, u.stream, u.revision, u.origin, u.origin_seq, u.hlc_wall, u.hlc_logical, u.type,
+          decode(u.data, 'base64'), decode(u.meta, 'base64'), u.target, decode(u.prev_hash, 'base64'), decode(u.origin_prev, 'base64'), decode(u.digest, 'base64')
+        from unnest(
           ${inserts.map((row) => row.prepared.event.id)}::text[],
           ${inserts.map((row) => row.stream)}::text[],
           ${inserts.map((row) => row.revision)}::int[],
@@ -1162,13 +1167,13 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
           ${inserts.map((row) => row.prepared.event.hlc.wall)}::bigint[],
           ${inserts.map((row) => row.prepared.event.hlc.logical)}::int[],
           ${inserts.map((row) => row.prepared.event.type)}::text[],
-          ${inserts.map((row) => toBuffer(row.prepared.data))}::bytea[],
-          ${inserts.map((row) => toBuffer(row.chained!.meta))}::bytea[],
+          ${inserts.map((row) => base64Of(row.prepared.data))}::text[],
+          ${inserts.map((row) => base64Of(row.chained!.meta))}::text[],
           ${inserts.map((row) => row.chained!.target)}::text[],
-          ${inserts.map((row) => toBuffer(row.chained!.prevHash))}::bytea[],
-          ${inserts.map((row) => (row.chained!.originPrev === null ? null : toBuffer(row.chained!.originPrev)))}::bytea[],
-          ${inserts.map((row) => toBuffer(row.chained!.digest))}::bytea[]
-        )
+          ${inserts.map((row) => base64Of(row.chained!.prevHash))}::text[],
+          ${inserts.map((row) => (row.chained!.originPrev === null ? null : base64Of(row.chained!.originPrev)))}::text[],
+          ${inserts.map((row) => base64Of(row.chained!.digest))}::text[]
+        ) as u(id, stream, revision, origin, origin_seq, hlc_wall, hlc_logical, type, data, meta, target, prev_hash, origin_prev, digest)
         returning id, position),
         revised as (${streamsUpdate})
         select id, position from inserted`;
@@ -1496,6 +1501,11 @@ function decodeRow(row: EventRow): RecordedEvent {
 function toBuffer(bytes: Uint8Array): Buffer {
   // `pg` writes Buffers in arrays as bytea hex; plain Uint8Arrays it would not.
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** Bytes as base64 text, for a `decode(…, 'base64')` in a statement. */
+function base64Of(bytes: Uint8Array): string {
+  return toBuffer(bytes).toString('base64');
 }
 
 function sqlState(error: unknown): string | undefined {

@@ -180,31 +180,5 @@ for (const backend of sqlBackends) {
         expect(await storedState(copying)).toEqual(await storedState(inserting));
       });
     });
-
-    // A large batch built on the stream's row as the store's last commit left it (one round
-    // trip, PostgreSQL) does not probe its ids first: the insert's unique id index finds a
-    // stored one, and the batch goes again the usual way, which reads it.
-    it('a large batch right after a commit to its stream: stored ids are still duplicates, or refused whole', async () => {
-      await both(backend, async (copying, inserting) => {
-        // Every deploy of a path and a binary of its own: nothing for the projections to load, the guess holds.
-        const events = eventsOf(Array.from({ length: 300 }, (_, index) => ({ op: { kind: 'deploy' as const, path: index, sha: 0 }, origin: index % 3, wall: index, logical: 0 }))).map((event, index) =>
-          event.type === 'ArtifactDeployed' ? ({ ...event, data: { ...event.data, sha256: index.toString(16).padStart(64, '0') } } as NewEvent) : event,
-        );
-        for (const harness of [copying, inserting]) {
-          await harness.store.append(repositoryStream('other'), [{ ...events[250]!, data: { path: 'x.bin', sha256: hex(1, 64), sha1: hex(1, 40), md5: hex(1, 32), size: 1, mimeType: 'text/plain', properties: {} } } as NewEvent]);
-          expect((await harness.store.append(STREAM, events.slice(0, 120))).appendedCount).toBe(120);
-          expect((await harness.store.append(STREAM, events.slice(120, 240))).appendedCount).toBe(120);
-          // An id held by another stream (nothing of it for the projections to load): refused whole, nothing written.
-          await expect(harness.store.append(STREAM, events.slice(250, 301))).rejects.toMatchObject({ code: 'STRATA_ERR_STORE_DUPLICATE_EVENT' });
-          expect(await harness.store.readStream(STREAM, { fromRevision: 240 })).toEqual([]);
-          // Redelivered with new ones: the stored ones are skipped as duplicates.
-          const again = await harness.store.append(STREAM, events.slice(100, 250));
-          expect(again.appendedCount).toBe(10);
-          expect(again.events.map((event) => event.id)).toEqual(events.slice(100, 250).map((event) => event.id));
-          expect((await harness.store.append(STREAM, events.slice(251, 301))).appendedCount).toBe(50);
-        }
-        expect(await storedState(copying)).toEqual(await storedState(inserting));
-      });
-    });
   });
 }

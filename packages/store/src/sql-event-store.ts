@@ -142,13 +142,11 @@ class ChecksRefused extends Error {}
  * How one batch is written besides its appends: `guessRows`, the streams' rows it is built on
  * (a batch pipelined behind the one in flight: the rows that one leaves when it commits);
  * `onBuilt`, told the streams' rows this batch leaves when it commits, once its Node work is
- * done and only its database work is left (a large batch, appendOneRoundTrip); `probeIds`.
+ * done and only its database work is left (a large batch, appendOneRoundTrip).
  */
 interface BatchFlow {
   readonly guessRows?: readonly LockedStreamRow[];
   readonly onBuilt?: (rows: readonly LockedStreamRow[]) => void;
-  /** Probe the batch's ids before its insert even when it is large (written again after its insert found one stored). */
-  readonly probeIds?: boolean;
 }
 
 /** A large batch whose Node work is done and whose transaction has not ended: the next one may be built on it. */
@@ -823,25 +821,8 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
       }
     } catch (error) {
       for (const pending of batch) this.#guessedRows.delete(pending.stream);
-      // A large batch's insert found an id stored already (#applyBatch does not probe them
-      // first): written again with the probe, which reads it (a duplicate, or a refusal).
-      if (flow.probeIds !== true && sqlState(error) === '23505' && this.#idsUnprobed(batch, flow)) return this.#runBatch(batch, atomic, { ...flow, probeIds: true });
       throw error;
     }
-  }
-
-  /**
-   * Whether #applyBatch sends `batch` without probing its ids first: a large batch
-   * (appendCopyEventsMin), not told to probe. One probe of the unique id index per event
-   * (~4 µs of the backend's CPU each, a catch-up page's 5,000 events 20 ms) only repeats what the
-   * insert's unique id index does: an id stored already breaks it (23505), nothing is written,
-   * and #runBatch writes the batch again with the probe.
-   */
-  #idsUnprobed(batch: readonly PendingAppend[], flow: BatchFlow): boolean {
-    if (flow.probeIds === true) return false;
-    let events = 0;
-    for (const pending of batch) events += pending.events.length;
-    return events >= this.#appendCopyEventsMin;
   }
 
   /** The guessed rows of `streams` (sorted), or undefined when one is not known or paused. */
@@ -923,9 +904,8 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
       select stream, revision, chain, origin_chain, origin_chain_origin, (select n from advisory) as advisory_locks from locked`;
     // The events already stored under the batch's ids, as of after the locks: an event a
     // concurrent batch of another stream commits later is missed here, its insert then breaks
-    // the unique id and the batch is retried one append at a time, which sees it. A large
-    // batch does not probe them (#idsUnprobed): its insert breaks the unique id the same way.
-    const storedStatement = this.#idsUnprobed(batch, flow) ? undefined : eventsByIdText(ids, EVENT_COLUMN_LIST);
+    // the unique id and the batch is retried one append at a time, which sees it.
+    const storedStatement = eventsByIdText(ids, EVENT_COLUMN_LIST);
     const loads = projectionPlans.flatMap((plan, index) =>
       plan === undefined || plan === 'apply' || plan.load === undefined
         ? []
@@ -942,7 +922,6 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
       const preconditions = batch.some((pending) => pending.precondition !== undefined) ? preconditionFailures(batch) : undefined;
       let checksSettled = preconditions === undefined;
       void preconditions?.then(() => (checksSettled = true));
-      // A large batch's ids are not probed (#idsUnprobed): its insert refuses a stored one.
       const guessCheck = guessCheckStatement(guessedRows, storedStatement, loads, guards);
       const built = await this.#completeBatch(
         session,
@@ -978,11 +957,10 @@ export class SqlEventStore implements EventStore, EventScanner, EventSinkScanner
       if (flow.guessRows !== undefined) throw new GuessFailed();
       // Not built from the guess (a refusal, a round trip before the commit): as usual; nothing was sent.
     }
-    const first = [lockStatement, ...(storedStatement === undefined ? [] : [storedStatement]), ...(loads.length === 0 ? [] : [joinText(loads, ' union all ')]), ...(guards === undefined ? [] : [guards])];
+    const first = [lockStatement, storedStatement, ...(loads.length === 0 ? [] : [joinText(loads, ' union all ')]), ...(guards === undefined ? [] : [guards])];
     const answers = await session.send(first.map((statement) => statement.compile()), { keyReads: first.length });
-    const lockedRows = answers[0]!;
-    const storedRows = storedStatement === undefined ? [] : answers[1]!;
-    const loadRows = loads.length === 0 ? undefined : answers[storedStatement === undefined ? 1 : 2];
+    const [lockedRows, storedRows] = answers;
+    const loadRows = loads.length === 0 ? undefined : answers[2];
     // The guards ran after the locks, as the loads did: an append whose guard does not hold is refused alone.
     const guarded = guards === undefined ? undefined : guardRefusals(batch, answers[answers.length - 1]!);
     // The callers' checks ran while the first round trip did; a failed one refuses its append
@@ -1379,12 +1357,11 @@ async function lastOriginLink(session: AppendSession, db: Kysely<StoreDatabase>,
 
 /**
  * The check of a one-round-trip batch's guess (appendOneRoundTrip), run after the locks:
- * every stream's row as guessed, none of the batch's ids stored (`stored` absent: not probed,
- * the insert's unique id index refuses a stored one instead), nothing for the projections
+ * every stream's row as guessed, none of the batch's ids stored, nothing for the projections
  * to load. A division by zero (GUESS_FAILED_SQLSTATE) when any of it does not hold: the rest
  * of the round trip, the writes and the commit, is then skipped.
  */
-function guessCheckStatement(rows: readonly LockedStreamRow[], stored: SqlText | undefined, loads: readonly SqlText[], guards: SqlText | undefined): SqlText {
+function guessCheckStatement(rows: readonly LockedStreamRow[], stored: SqlText, loads: readonly SqlText[], guards: SqlText | undefined): SqlText {
   const unchanged = sqlText`(select count(*) from streams
       join unnest(${rows.map((row) => row.stream)}::text[], ${rows.map((row) => row.revision)}::int[], ${rows.map((row) => (row.chain === null ? null : toBuffer(row.chain)))}::bytea[],
         ${rows.map((row) => (row.origin_chain === null ? null : toBuffer(row.origin_chain)))}::bytea[], ${rows.map((row) => row.origin_chain_origin)}::text[])
@@ -1393,8 +1370,7 @@ function guessCheckStatement(rows: readonly LockedStreamRow[], stored: SqlText |
         and streams.origin_chain is not distinct from guessed.origin_chain
         and streams.origin_chain_origin is not distinct from guessed.origin_chain_origin) = ${rows.length}`;
   const nothingToLoad = loads.length === 0 ? sqlText`true` : sqlText`not exists (${joinText(loads, ' union all ')})`;
-  const nothingStored = stored === undefined ? sqlText`true` : sqlText`not exists (${stored})`;
-  const guessed = sqlText`1 / (case when ${unchanged} and ${nothingStored} and ${nothingToLoad} then 1 else 0 end)`;
+  const guessed = sqlText`1 / (case when ${unchanged} and not exists (${stored}) and ${nothingToLoad} then 1 else 0 end)`;
   if (guards === undefined) return sqlText`select ${guessed} as guessed`;
   // Once the guess is known to hold (the inner select), a guard that does not hold overflows a
   // smallint (GUARD_REFUSED_SQLSTATE) instead: the stream's guesses are not paused for it.
